@@ -1,0 +1,39 @@
+# Incremental build; scripts/setup installs the tools and calls `make all`.
+CLANG ?= clang
+BPFTOOL ?= bpftool
+CC ?= cc
+ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+
+BPF_OBJ := build/twtrace.bpf.o
+HELPERS := build/tcp-scenario
+TS_SRC := $(shell find src -name '*.ts')
+
+.PHONY: all bpf helpers ts layout clean
+all: bpf helpers ts
+
+bpf: $(BPF_OBJ)
+helpers: $(HELPERS)
+ts: dist/cli.js
+
+# vmlinux.h comes from the running kernel's BTF; CO-RE relocations make the object portable anyway.
+build/vmlinux.h:
+	@mkdir -p build
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BPF_OBJ): bpf/twtrace.bpf.c bpf/twtrace.h build/vmlinux.h
+	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibuild -Ibpf -c $< -o $@
+
+$(HELPERS): test/helpers/tcp-scenario.c
+	@mkdir -p build
+	$(CC) -O2 -Wall -Werror -o $@ $<
+
+dist/cli.js: $(TS_SRC) tsconfig.json package.json
+	npx tsc -p .
+	chmod +x $@
+
+# Regenerate the checked-in TypeScript view of bpf/twtrace.h (test/layout.test.ts checks for drift).
+layout: $(BPF_OBJ)
+	node --import tsx scripts/gen-layout.ts $(BPF_OBJ) > src/event/layout.generated.ts
+
+clean:
+	rm -rf build dist

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The record twtrace's BPF program streams to user space, its configuration block and its counters.
+ * This header is the only hand-written definition of that layout: scripts/gen-layout.ts reads it back
+ * from the BTF of build/twtrace.bpf.o and writes src/event/layout.generated.ts, and
+ * test/layout.test.ts fails when the two drift apart.
+ *
+ * Rules: fixed size, fields largest to smallest, explicit padding, no implicit holes.
+ */
+#ifndef TWTRACE_H
+#define TWTRACE_H
+
+#define TWT_COMM_LEN 16
+#define TWT_ADDR_LEN 16
+#define TWT_MAX_NETNS 8
+
+enum twt_event_kind {
+	TWT_KIND_CONNECT = 1,      /* SYN_SENT -> ESTABLISHED: outgoing connection up, local port known */
+	TWT_KIND_ACCEPT = 2,       /* SYN_RECV -> ESTABLISHED: incoming connection up */
+	TWT_KIND_ACTIVE_CLOSE = 3, /* ESTABLISHED -> FIN_WAIT1: this end closes first */
+	TWT_KIND_TIME_WAIT = 4,    /* FIN_WAIT2|CLOSING -> CLOSE replaced by a timewait socket */
+	TWT_KIND_RESET = 5,        /* abortive end: RST sent or received, or a timeout; never TIME_WAIT */
+	TWT_KIND_CONNECT_FAIL = 6, /* SYN_SENT -> CLOSE */
+	TWT_KIND_BIND_FAIL = 7,    /* bind() returned -EADDRINUSE */
+	TWT_KIND__MAX = 8,
+};
+
+enum twt_side {
+	TWT_SIDE_UNKNOWN = 0, /* the socket existed before twtrace started */
+	TWT_SIDE_CLIENT = 1,  /* created by connect() */
+	TWT_SIDE_SERVER = 2,  /* accepted from a listener */
+};
+
+/* How the owner fields (pid, tid, uid, comm) were obtained. */
+enum twt_owner_source {
+	TWT_OWNER_NONE = 0,    /* not seen: the socket predates twtrace, or its entry was evicted */
+	TWT_OWNER_CONNECT = 1, /* the task that called connect() (CLOSE -> SYN_SENT) */
+	TWT_OWNER_LISTEN = 2,  /* the task that called listen() on the accepting listener */
+	TWT_OWNER_SYSCALL = 3, /* the task in the failing syscall (bind_fail) */
+};
+
+/* Per-CPU counters, index into the `counters` map. Each is a loss or a gap in attribution. */
+enum twt_counter {
+	TWT_CNT_RING_FULL = 0,         /* bpf_ringbuf_reserve failed: event lost */
+	TWT_CNT_OWNER_MAP_FULL = 1,    /* sock_owner insert failed: socket left unattributed */
+	TWT_CNT_LISTENER_MAP_FULL = 2, /* listeners insert failed: its accepted sockets unattributed */
+	TWT_CNT_OWNER_MISSING = 3,     /* a time_wait/reset with no owner entry (predates twtrace, or evicted) */
+	TWT_CNT__MAX = 4,
+};
+
+struct twt_event {
+	__u64 ts_us;        /* bpf_ktime_get_ns() / 1000: CLOCK_MONOTONIC, exact as a JS number */
+	__u64 cookie;       /* bpf_get_socket_cookie(), stable for the socket's life and its timewait socket's; 0 in bind_fail */
+	__u64 cgroup_id;    /* cgroup v2 id of the socket (sk_cgrp_data: its creator's, or its listener's) */
+	__u64 lifetime_us;  /* since connect() or accept; 0 when the start was not seen */
+	__u8 saddr[TWT_ADDR_LEN]; /* network order; IPv4 in the first 4 bytes, rest zero */
+	__u8 daddr[TWT_ADDR_LEN];
+	__u32 netns;        /* inode of the socket's network namespace */
+	__u32 pid;          /* owner (enum twt_owner_source): thread group id */
+	__u32 tid;
+	__u32 uid;
+	__u32 closer_pid;   /* task that closed this end (close(), shutdown(), exit, abort); 0: not seen */
+	__u32 closer_tid;
+	__u32 closer_uid;
+	__s32 err;          /* positive errno: connect_fail, bind_fail, reset received; 0 otherwise */
+	__u16 sport;        /* host order */
+	__u16 dport;        /* host order */
+	__u16 family;       /* AF_INET or AF_INET6 */
+	__u8 kind;          /* enum twt_event_kind */
+	__u8 side;          /* enum twt_side */
+	__u8 owner_source;  /* enum twt_owner_source */
+	__u8 substate;      /* time_wait: TCP_TIME_WAIT (peer FIN seen) or TCP_FIN_WAIT2 */
+	__u8 oldstate;      /* the transition that produced the event (TCP_* numbers) */
+	__u8 newstate;
+	char comm[TWT_COMM_LEN];
+	char closer_comm[TWT_COMM_LEN];
+	__u32 _pad;
+};
+
+/* Filters, written into .rodata by the loader between open and load (const volatile: the verifier
+ * sees them as constants and prunes disabled branches). Zero means "any" everywhere. */
+struct twt_config {
+	__u64 cgroup_id;             /* socket cgroup id must equal this */
+	__u32 netns[TWT_MAX_NETNS];  /* socket netns must be one of the first netns_count entries */
+	__u32 netns_count;
+	__u32 pid;                   /* owner, closer, or (bind_fail) current process */
+	__u32 kinds;                 /* bit (1 << kind) set: emit that kind */
+	__u16 port;                  /* local or remote port */
+	__u16 family;                /* AF_INET or AF_INET6 */
+};
+
+#endif /* TWTRACE_H */
