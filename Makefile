@@ -6,14 +6,14 @@ ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 BPF_OBJ := build/twtrace.bpf.o
 HELPERS := build/tcp-scenario
-TS_SRC := $(shell find src -name '*.ts')
+TS_SRC := $(shell find src native -name "*.ts")
 
 .PHONY: all bpf helpers ts layout clean
 all: bpf helpers ts
 
 bpf: $(BPF_OBJ)
 helpers: $(HELPERS)
-ts: dist/cli.js
+ts: dist/src/cli.js
 
 # vmlinux.h comes from the running kernel's BTF; CO-RE relocations make the object portable anyway.
 build/vmlinux.h:
@@ -27,9 +27,9 @@ $(HELPERS): test/helpers/tcp-scenario.c
 	@mkdir -p build
 	$(CC) -O2 -Wall -Werror -o $@ $<
 
-dist/cli.js: $(TS_SRC) tsconfig.json package.json
+dist/src/cli.js: $(TS_SRC) tsconfig.json package.json
 	npx tsc -p .
-	chmod +x $@
+	chmod +x dist/src/cli.js
 
 # Regenerate the checked-in TypeScript view of bpf/twtrace.h (test/layout.test.ts checks for drift).
 layout: $(BPF_OBJ)

@@ -1,0 +1,311 @@
+/**
+ * koffi declarations of the few libbpf (libbpf.so.1, 1.1+) and libc calls twtrace uses.
+ *
+ * Error convention (libbpf 1.x): pointer-returning calls give NULL, int-returning calls a negative
+ * error code, and both set errno; it is read with koffi.errno() immediately after the call, before
+ * any other native call can overwrite it. Every function here throws `NativeError` on failure, so
+ * callers never see a raw pointer or a negative number.
+ */
+import koffi from 'koffi';
+import os from 'node:os';
+
+/** The `struct bpf_object *`, `struct bpf_map *`, ... handles: opaque to everything above native/. */
+export type Handle = unknown;
+
+/** A failed native call: `op` names it, `errno` is positive. */
+export class NativeError extends Error {
+	constructor(readonly op: string, readonly errno: number, detail = '') {
+		super(`${op}: ${errnoMessage(errno)}${detail ? ` (${detail})` : ''}`);
+		this.name = 'NativeError';
+	}
+}
+
+/** "operation not permitted (EPERM)" for 1, in the words of strerror(3). */
+export function errnoMessage(errno: number): string {
+	const name = errnoName(errno);
+	return `${libc().strerror(errno).toLowerCase()}${name ? ` (${name})` : ''}`;
+}
+
+const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([name, n]) => [n, name]));
+
+/** The symbolic name of a positive errno on this platform ("EADDRNOTAVAIL"), or undefined. */
+export function errnoName(errno: number): string | undefined {
+	return errnoNames.get(errno);
+}
+
+/** bpf_map_type values used (include/uapi/linux/bpf.h). */
+export const BPF_MAP_TYPE_RINGBUF = 27;
+/** offsetof(struct bpf_prog_info, recursion_misses), uapi since Linux 5.12; checked by test/native.test.ts. */
+export const PROG_INFO_RECURSION_MISSES_OFFSET = 208;
+export const PROG_INFO_SIZE = 232;
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+const MAP_FAILED = 0xffffffffffffffffn; // (void *)-1: koffi returns it as a pointer, not null
+
+interface Libc {
+	mmap: (addr: null, length: number, prot: number, flags: number, fd: number, offset: number) => Handle;
+	munmap: (addr: Handle, length: number) => number;
+	vsnprintf: (buf: Buffer, size: number, fmt: Handle, ap: Handle) => number;
+	strerror: (errno: number) => string;
+	getpagesize: () => number;
+}
+
+interface LibbpfRaw {
+	bpf_object__open_file: (path: string, opts: null) => Handle;
+	bpf_object__load: (obj: Handle) => number;
+	bpf_object__close: (obj: Handle) => void;
+	bpf_object__find_map_by_name: (obj: Handle, name: string) => Handle;
+	bpf_object__find_program_by_name: (obj: Handle, name: string) => Handle;
+	bpf_map__set_max_entries: (map: Handle, n: number) => number;
+	bpf_map__initial_value: (map: Handle, size: Buffer) => Handle;
+	bpf_map__fd: (map: Handle) => number;
+	bpf_program__set_autoload: (prog: Handle, autoload: boolean) => number;
+	bpf_program__attach: (prog: Handle) => Handle;
+	bpf_program__fd: (prog: Handle) => number;
+	bpf_link__destroy: (link: Handle) => number;
+	bpf_map_lookup_elem: (fd: number, key: Buffer, value: Buffer) => number;
+	bpf_obj_get_info_by_fd: (fd: number, info: Buffer, len: Buffer) => number;
+	libbpf_num_possible_cpus: () => number;
+	libbpf_probe_bpf_map_type: (type: number, opts: null) => number;
+	libbpf_set_print: (fn: Handle) => Handle;
+}
+
+let libcCache: Libc | undefined;
+let libbpfCache: LibbpfRaw | undefined;
+
+function libc(): Libc {
+	if (libcCache) return libcCache;
+	const lib = koffi.load('libc.so.6');
+	libcCache = {
+		mmap: lib.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)'),
+		munmap: lib.func('int munmap(void *addr, size_t length)'),
+		vsnprintf: lib.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, void *fmt, void *ap)'),
+		strerror: lib.func('const char *strerror(int errnum)'),
+		getpagesize: lib.func('int getpagesize()'),
+	};
+	return libcCache;
+}
+
+/**
+ * Loads libbpf.so.1 once. Throws NativeError('load libbpf.so.1', ENOENT) when it is not installed:
+ * preflight turns that into "install libbpf1".
+ */
+function libbpf(): LibbpfRaw {
+	if (libbpfCache) return libbpfCache;
+	let lib: ReturnType<typeof koffi.load>;
+	try {
+		lib = koffi.load('libbpf.so.1');
+	} catch (cause) {
+		throw Object.assign(new NativeError('load libbpf.so.1', os.constants.errno.ENOENT, String((cause as Error).message)), { cause });
+	}
+	koffi.opaque('bpf_object');
+	libbpfCache = {
+		bpf_object__open_file: lib.func('void *bpf_object__open_file(const char *path, void *opts)'),
+		bpf_object__load: lib.func('int bpf_object__load(void *obj)'),
+		bpf_object__close: lib.func('void bpf_object__close(void *obj)'),
+		bpf_object__find_map_by_name: lib.func('void *bpf_object__find_map_by_name(void *obj, const char *name)'),
+		bpf_object__find_program_by_name: lib.func('void *bpf_object__find_program_by_name(void *obj, const char *name)'),
+		bpf_map__set_max_entries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t n)'),
+		bpf_map__initial_value: lib.func('void *bpf_map__initial_value(void *map, _Out_ uint8_t *psize)'),
+		bpf_map__fd: lib.func('int bpf_map__fd(void *map)'),
+		bpf_program__set_autoload: lib.func('int bpf_program__set_autoload(void *prog, bool autoload)'),
+		bpf_program__attach: lib.func('void *bpf_program__attach(void *prog)'),
+		bpf_program__fd: lib.func('int bpf_program__fd(void *prog)'),
+		bpf_link__destroy: lib.func('int bpf_link__destroy(void *link)'),
+		bpf_map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)'),
+		bpf_obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint8_t *len)'),
+		libbpf_num_possible_cpus: lib.func('int libbpf_num_possible_cpus()'),
+		libbpf_probe_bpf_map_type: lib.func('int libbpf_probe_bpf_map_type(int type, void *opts)'),
+		libbpf_set_print: lib.func('void *libbpf_set_print(void *fn)'),
+	};
+	return libbpfCache;
+}
+
+function isNull(p: Handle): boolean {
+	return p === null || koffi.address(p) === 0n;
+}
+
+/** errno of the call that just failed; libbpf also returns -errno from int calls. */
+function failure(op: string, ret?: number): NativeError {
+	const errno = koffi.errno() || (ret !== undefined && ret < 0 ? -ret : 0) || os.constants.errno.EIO;
+	return new NativeError(op, errno);
+}
+
+// ---- libbpf's own log ------------------------------------------------------------------------
+
+const LOG_LINES_KEPT = 200;
+const logLines: string[] = [];
+let logSink: ((line: string) => void) | undefined;
+let printCallback: Handle | undefined;
+
+/**
+ * Routes libbpf's messages (verifier log included) into a bounded buffer, and to `sink` when given
+ * (--verbose). Without this, libbpf writes to stderr on its own.
+ */
+export function captureLibbpfLog(sink?: (line: string) => void): void {
+	logSink = sink;
+	if (printCallback) return;
+	const proto = koffi.proto('int twt_libbpf_print_fn(int level, void *fmt, void *ap)');
+	const buf = Buffer.alloc(4096);
+	printCallback = koffi.register((_level: number, fmt: Handle, ap: Handle) => {
+		// va_list is an array type on x86_64, so it arrives (and is passed on) as a pointer.
+		const n = libc().vsnprintf(buf, buf.length, fmt, ap);
+		const text = buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1))).toString('utf8');
+		for (const line of text.split('\n')) {
+			if (!line) continue;
+			logLines.push(line);
+			if (logLines.length > LOG_LINES_KEPT) logLines.shift();
+			logSink?.(line);
+		}
+		return 0;
+	}, koffi.pointer(proto));
+	libbpf().libbpf_set_print(printCallback);
+}
+
+/** The last lines libbpf logged (oldest first), for error reports. */
+export function libbpfLog(): readonly string[] {
+	return logLines;
+}
+
+// ---- typed wrappers ---------------------------------------------------------------------------
+
+/** Throws NativeError when libbpf.so.1 cannot be loaded. */
+export function ensureLibbpf(): void {
+	libbpf();
+}
+
+export function objectOpen(path: string): Handle {
+	const obj = libbpf().bpf_object__open_file(path, null);
+	if (isNull(obj)) throw failure(`open ${path}`);
+	return obj;
+}
+
+export function objectLoad(obj: Handle): void {
+	const ret = libbpf().bpf_object__load(obj);
+	if (ret < 0) throw failure('load BPF object', ret);
+}
+
+/** Frees the object and everything libbpf allocated for it (maps and programs close). Idempotent per handle is the caller's job. */
+export function objectClose(obj: Handle): void {
+	libbpf().bpf_object__close(obj);
+}
+
+export function findMap(obj: Handle, name: string): Handle {
+	const map = libbpf().bpf_object__find_map_by_name(obj, name);
+	if (isNull(map)) throw failure(`find map ${name}`);
+	return map;
+}
+
+export function findProgram(obj: Handle, name: string): Handle {
+	const prog = libbpf().bpf_object__find_program_by_name(obj, name);
+	if (isNull(prog)) throw failure(`find program ${name}`);
+	return prog;
+}
+
+export function mapSetMaxEntries(map: Handle, n: number): void {
+	const ret = libbpf().bpf_map__set_max_entries(map, n);
+	if (ret < 0) throw failure('set max_entries', ret);
+}
+
+/**
+ * Copies `bytes` over the start of a global-data map's initial value (.rodata), between open and
+ * load. Throws when the map is smaller than `bytes`.
+ */
+export function mapWriteInitialValue(map: Handle, offset: number, bytes: Uint8Array): void {
+	const sizeBuf = Buffer.alloc(8);
+	const ptr = libbpf().bpf_map__initial_value(map, sizeBuf);
+	if (isNull(ptr)) throw failure('get .rodata initial value');
+	const size = Number(sizeBuf.readBigUInt64LE(0));
+	if (offset + bytes.length > size) {
+		throw new NativeError('write .rodata', os.constants.errno.EINVAL, `${offset + bytes.length} bytes into ${size}`);
+	}
+	new Uint8Array(koffi.view(ptr, size)).set(bytes, offset);
+}
+
+export function mapFd(map: Handle): number {
+	const fd = libbpf().bpf_map__fd(map);
+	if (fd < 0) throw failure('map fd', fd);
+	return fd;
+}
+
+export function programSetAutoload(prog: Handle, autoload: boolean): void {
+	const ret = libbpf().bpf_program__set_autoload(prog, autoload);
+	if (ret < 0) throw failure('set autoload', ret);
+}
+
+export function programFd(prog: Handle): number {
+	const fd = libbpf().bpf_program__fd(prog);
+	if (fd < 0) throw failure('program fd', fd);
+	return fd;
+}
+
+export function programAttach(prog: Handle, what: string): Handle {
+	const link = libbpf().bpf_program__attach(prog);
+	if (isNull(link)) throw failure(`attach ${what}`);
+	return link;
+}
+
+export function linkDestroy(link: Handle): void {
+	libbpf().bpf_link__destroy(link);
+}
+
+/** Number of possible CPUs: the per-CPU value count of a PERCPU map. */
+export function possibleCpus(): number {
+	const n = libbpf().libbpf_num_possible_cpus();
+	if (n <= 0) throw failure('count possible CPUs', n);
+	return n;
+}
+
+/** Reads a per-CPU u64 array element and returns the sum over CPUs. */
+export function perCpuSum(fd: number, index: number, cpus: number): bigint {
+	const key = Buffer.alloc(4);
+	key.writeUInt32LE(index);
+	const value = Buffer.alloc(8 * cpus);
+	const ret = libbpf().bpf_map_lookup_elem(fd, key, value);
+	if (ret < 0) throw failure('read counters', ret);
+	let sum = 0n;
+	for (let cpu = 0; cpu < cpus; cpu++) sum += value.readBigUInt64LE(cpu * 8);
+	return sum;
+}
+
+/** How often the kernel skipped this program because it was already running on that CPU. */
+export function programRecursionMisses(progFd: number): bigint {
+	const info = Buffer.alloc(PROG_INFO_SIZE);
+	const len = Buffer.alloc(4);
+	len.writeUInt32LE(PROG_INFO_SIZE);
+	const ret = libbpf().bpf_obj_get_info_by_fd(progFd, info, len);
+	if (ret < 0) throw failure('read program info', ret);
+	return len.readUInt32LE() > PROG_INFO_RECURSION_MISSES_OFFSET ? info.readBigUInt64LE(PROG_INFO_RECURSION_MISSES_OFFSET) : 0n;
+}
+
+/** 1 supported, 0 not, negative errno when the probe itself failed. */
+export function probeMapType(type: number): number {
+	return libbpf().libbpf_probe_bpf_map_type(type, null);
+}
+
+// ---- mmap ---------------------------------------------------------------------------------
+
+export interface Mapping {
+	readonly address: Handle;
+	readonly bytes: number;
+	/** External memory: valid only until unmap(). */
+	readonly view: ArrayBuffer;
+}
+
+export function pageSize(): number {
+	return libc().getpagesize();
+}
+
+/** mmap(NULL, bytes, PROT_READ[|PROT_WRITE], MAP_SHARED, fd, offset). */
+export function mmapShared(fd: number, bytes: number, offset: number, writable: boolean): Mapping {
+	const address = libc().mmap(null, bytes, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, offset);
+	if (address === null || koffi.address(address) === MAP_FAILED) throw failure(`mmap ${bytes} bytes of fd ${fd}`);
+	return { address, bytes, view: koffi.view(address, bytes) };
+}
+
+/** munmap. The caller guarantees that no view of the mapping is reachable any more. */
+export function munmap(m: Mapping): void {
+	libc().munmap(m.address, m.bytes);
+}

@@ -1,0 +1,89 @@
+/**
+ * Option parsers and the filter options every tracing command shares (trace now; top, record and
+ * serve later). Parsers throw commander's InvalidArgumentError, which commander reports as
+ * "error: option '--port <port>' argument '70000' is invalid. 70000 is not a port (1-65535)" and exit 2.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ALL_KINDS, type EventKindName } from '../event/kinds.js';
+
+const MAX_PID = 4_194_304; // PID_MAX_LIMIT on 64-bit (include/linux/threads.h)
+
+export function parsePort(value: string): number {
+	const n = Number(value);
+	if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw new InvalidArgumentError(`${value} is not a port (1-65535).`);
+	return n;
+}
+
+export function parsePid(value: string): number {
+	const n = Number(value);
+	if (!/^\d+$/.test(value) || n < 1 || n > MAX_PID) throw new InvalidArgumentError(`${value} is not a process id (1-${MAX_PID}).`);
+	return n;
+}
+
+export function parseCount(value: string): number {
+	const n = Number(value);
+	if (!/^\d+$/.test(value) || n < 1 || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${value} is not a positive whole number.`);
+	return n;
+}
+
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** "500ms", "10s", "5m", "1h", or plain seconds ("30") → milliseconds. */
+export function parseDuration(value: string): number {
+	const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+	const ms = m ? Number(m[1]) * DURATION_UNITS_MS[m[2] ?? 's']! : NaN;
+	if (!m || !(ms > 0)) throw new InvalidArgumentError(`${value} is not a duration (examples: 500ms, 10s, 5m, 1h).`);
+	return Math.round(ms);
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** "8M", "256K", "16MiB" → bytes; must be a power of two of at least 4 KiB (BPF ring buffer rule). */
+export function parseRingSize(value: string): number {
+	const m = /^(\d+)\s*([kmg]?)(?:i?b)?$/i.exec(value.trim());
+	const bytes = m ? Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]! : NaN;
+	if (!m || !Number.isSafeInteger(bytes)) throw new InvalidArgumentError(`${value} is not a size (examples: 4M, 256K).`);
+	if (bytes < 4096 || bytes > 1024 ** 3 || (bytes & (bytes - 1)) !== 0) {
+		throw new InvalidArgumentError(`${value} must be a power of two between 4K and 1G (the kernel's ring buffer rule).`);
+	}
+	return bytes;
+}
+
+export function parseKinds(value: string): EventKindName[] {
+	const kinds = value.split(',').map((k) => k.trim()).filter(Boolean);
+	const unknown = kinds.filter((k) => !(ALL_KINDS as readonly string[]).includes(k));
+	if (kinds.length === 0 || unknown.length > 0) {
+		throw new InvalidArgumentError(`unknown kind ${unknown.join(', ') || '(empty)'}; choose from ${ALL_KINDS.join(', ')}.`);
+	}
+	return kinds as EventKindName[];
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+	return [...(previous ?? []), ...value.split(',').filter(Boolean)];
+}
+
+export interface FilterOptions {
+	pid?: number;
+	comm?: string;
+	netns?: string[];
+	port?: number;
+	kind?: EventKindName[];
+	family?: '4' | '6';
+	ringSize: number;
+	verbose?: boolean;
+}
+
+export const DEFAULT_RING_BYTES = 8 * 1024 * 1024;
+
+/** Adds the filters shared by every tracing command. Filters other than --comm run in the kernel. */
+export function addFilterOptions(cmd: Command): Command {
+	return cmd
+		.option('--pid <pid>', 'only sockets owned or closed by this process (thread group id)', parsePid)
+		.option('--comm <name>', 'only events blamed on processes with this command name (exact, up to 15 characters)')
+		.option('--netns <inode|path>', 'only sockets in this network namespace: an inode, /run/netns/NAME, NAME or /proc/PID/ns/net; repeatable, up to 8', collect)
+		.option('--port <port>', 'only sockets whose local or remote port is this', parsePort)
+		.option('--kind <kinds>', `only these kinds, comma-separated: ${ALL_KINDS.join(', ')}`, parseKinds)
+		.addOption(new Option('--family <family>', 'only IPv4 or IPv6').choices(['4', '6']))
+		.option('--ring-size <bytes>', 'BPF ring buffer size, a power of two', parseRingSize, DEFAULT_RING_BYTES)
+		.option('-v, --verbose', 'print libbpf and verifier messages');
+}

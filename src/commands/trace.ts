@@ -1,0 +1,127 @@
+/**
+ * `twtrace trace`: one line per event, or NDJSON with --json. Wiring only: filters → session →
+ * views → stdout; losses and the summary → stderr.
+ */
+import type { Writable } from 'node:stream';
+import { dropHint, usageError } from '../errors.js';
+import type { TwtEvent } from '../event/decode.js';
+import { CgroupPaths, epochOffsetUs, netnsInode } from '../tracer/host.js';
+import { defaultObjectPath, preflight } from '../tracer/preflight.js';
+import { TraceSession, type SessionSummary } from '../tracer/session.js';
+import type { Filters } from '../tracer/tracer.js';
+import { blame } from '../model/attribution.js';
+import { eventJson, type EventContext } from '../views/event-json.js';
+import { eventText, TEXT_HEADER } from '../views/event-text.js';
+import type { FilterOptions } from './options.js';
+
+export interface TraceOptions extends FilterOptions {
+	json?: boolean;
+	duration?: number;
+	count?: number;
+	header: boolean;
+}
+
+export interface Io {
+	stdout: Writable;
+	stderr: Writable;
+	/** Resolves when the user asks to stop (SIGINT, SIGTERM). */
+	interrupted: Promise<string>;
+}
+
+/** Turns flag values into kernel filters; a bad --netns is a usage error (exit 2). */
+export function resolveFilters(opts: FilterOptions): Filters {
+	const netns: number[] = [];
+	for (const arg of opts.netns ?? []) {
+		try {
+			netns.push(netnsInode(arg));
+		} catch (error) {
+			throw usageError(`--netns ${(error as Error).message}`, 'List namespaces with: ip netns list, or lsns -t net');
+		}
+	}
+	if (netns.length > 8) throw usageError(`--netns: at most 8 network namespaces (got ${netns.length})`);
+	return {
+		netns,
+		pid: opts.pid,
+		port: opts.port,
+		kinds: opts.kind ?? [],
+		family: opts.family === '4' ? 4 : opts.family === '6' ? 6 : undefined,
+	};
+}
+
+export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
+	const filters = resolveFilters(opts);
+	const objectPath = defaultObjectPath();
+	preflight('trace', objectPath);
+
+	const cgroups = new CgroupPaths();
+	const ctx: EventContext = { epochOffsetUs: epochOffsetUs(), cgroupPath: (id) => cgroups.lookup(id) };
+	const format = opts.json ? (e: TwtEvent) => JSON.stringify(eventJson(e, ctx)) : (e: TwtEvent) => eventText(e, ctx);
+	const log = opts.verbose ? (line: string) => io.stderr.write(`libbpf: ${line}\n`) : undefined;
+
+	let printed = 0;
+	let finish!: (reason: string) => void;
+	const finished = new Promise<string>((resolve) => (finish = resolve));
+
+	const session = new TraceSession({ objectPath, filters, ringBytes: opts.ringSize, log }, {
+		onEvents: (events) => {
+			let out = '';
+			for (const e of events) {
+				if (opts.comm !== undefined && blame(e).comm !== opts.comm) continue;
+				if (opts.count !== undefined && printed >= opts.count) break;
+				out += format(e) + '\n';
+				printed++;
+			}
+			if (out && !io.stdout.write(out)) {
+				// A slow reader: stop draining until stdout catches up; the ring absorbs, then counts drops.
+				session.pause();
+				io.stdout.once('drain', () => session.resume());
+			}
+			if (opts.count !== undefined && printed >= opts.count) finish('count');
+		},
+		onDrops: (delta, total) => {
+			if (delta.ringFull) {
+				io.stderr.write(`twtrace: dropped ${delta.ringFull.toLocaleString('en-US')} events: ring buffer full (total ${total.ringFull.toLocaleString('en-US')}, --ring-size ${formatBytes(session.ringBytes)}). ${dropHint}\n`);
+			}
+			if (delta.missedRuns) io.stderr.write(`twtrace: the kernel skipped ${delta.missedRuns} program runs (nested on one CPU): those transitions were not seen\n`);
+			if (delta.mapFull) io.stderr.write(`twtrace: ${delta.mapFull} sockets left unattributed: owner map full\n`);
+			if (delta.decodeErrors) io.stderr.write(`twtrace: ${delta.decodeErrors} records could not be decoded (BPF object and twtrace out of step? rebuild: scripts/setup)\n`);
+		},
+	});
+
+	io.stdout.on('error', (error: NodeJS.ErrnoException) => finish(error.code === 'EPIPE' ? 'stdout closed' : `stdout: ${error.message}`));
+	const timer = opts.duration ? setTimeout(() => finish('duration'), opts.duration) : undefined;
+	void io.interrupted.then(finish);
+
+	try {
+		io.stderr.write(`twtrace: tracing TCP connections${describeFilters(filters, opts)}. Ctrl-C to stop.\n`);
+		if (!opts.json && opts.header) io.stdout.write(TEXT_HEADER + '\n');
+		await finished;
+	} finally {
+		clearTimeout(timer);
+		const summary = session.stop();
+		io.stderr.write(summaryLine(summary, printed) + '\n');
+	}
+}
+
+function describeFilters(f: Filters, opts: FilterOptions): string {
+	const parts: string[] = [];
+	if (f.netns.length) parts.push(`netns ${f.netns.join(',')}`);
+	if (f.pid) parts.push(`pid ${f.pid}`);
+	if (opts.comm) parts.push(`comm ${opts.comm}`);
+	if (f.port) parts.push(`port ${f.port}`);
+	if (f.family) parts.push(`IPv${f.family}`);
+	if (f.kinds.length) parts.push(`kinds ${f.kinds.join(',')}`);
+	return parts.length ? ` (${parts.join('; ')})` : '';
+}
+
+/** The closing line: what was seen and everything that was lost, always, even when zero. */
+export function summaryLine(s: SessionSummary, printed: number): string {
+	const lost = s.ringFull + s.missedRuns + s.decodeErrors;
+	return `twtrace: ${printed.toLocaleString('en-US')} events shown, ${s.events.toLocaleString('en-US')} received in ${s.seconds.toFixed(1)} s; ` +
+		`${lost.toLocaleString('en-US')} lost (ring full ${s.ringFull}, skipped runs ${s.missedRuns}, undecodable ${s.decodeErrors}); ` +
+		`${s.mapFull} unattributed (map full), ${s.ownerMissing} without a known owner (opened before twtrace started)`;
+}
+
+function formatBytes(n: number): string {
+	return n >= 1 << 20 ? `${n / (1 << 20)} MiB` : `${n / 1024} KiB`;
+}

@@ -1,0 +1,151 @@
+/**
+ * Bytes of one `struct twt_event` → TwtEvent. Pure and total: kernel input never makes it throw; a
+ * record of the wrong size or an unknown kind comes back as a DecodeFailure for the caller to count.
+ */
+import os from 'node:os';
+import { EVENT_FIELDS as F, EVENT_SIZE } from './layout.generated.js';
+import { AF_INET6, kindName, OWNER_SOURCE_NAMES, SIDE_NAMES, type EventKindName, type OwnerSourceName, type SideName } from './kinds.js';
+
+export interface TwtEvent {
+	kind: EventKindName;
+	/** CLOCK_MONOTONIC microseconds (bpf_ktime_get_ns). */
+	tsUs: number;
+	/** Socket cookie: a counter (net/core/sock_diag.c, gen_cookie), exact as a number for ~2^53 sockets. */
+	cookie: number;
+	cgroupId: number;
+	lifetimeUs: number;
+	family: 4 | 6;
+	saddr: string;
+	daddr: string;
+	sport: number;
+	dport: number;
+	netns: number;
+	pid: number;
+	tid: number;
+	uid: number;
+	comm: string;
+	ownerSource: OwnerSourceName;
+	closerPid: number;
+	closerTid: number;
+	closerUid: number;
+	closerComm: string;
+	/** Positive errno, 0 when none. */
+	err: number;
+	side: SideName;
+	/** TCP state number: TIME_WAIT (6) or FIN_WAIT2 (5) for time_wait, else 0. */
+	substate: number;
+	oldState: number;
+	newState: number;
+}
+
+export type DecodeFailure = { reason: 'short' | 'unknown-kind'; length: number; kind?: number };
+
+/**
+ * Which TwtEvent property each record field becomes. Keyed by every field of the generated layout,
+ * so a field added to bpf/twtrace.h without a decoder is a compile error.
+ */
+export const FIELD_PROPERTIES: { readonly [K in keyof typeof F]: keyof TwtEvent | 'padding' } = {
+	ts_us: 'tsUs', cookie: 'cookie', cgroup_id: 'cgroupId', lifetime_us: 'lifetimeUs',
+	saddr: 'saddr', daddr: 'daddr', netns: 'netns', pid: 'pid', tid: 'tid', uid: 'uid',
+	closer_pid: 'closerPid', closer_tid: 'closerTid', closer_uid: 'closerUid', err: 'err',
+	sport: 'sport', dport: 'dport', family: 'family', kind: 'kind', side: 'side',
+	owner_source: 'ownerSource', substate: 'substate', oldstate: 'oldState', newstate: 'newState',
+	comm: 'comm', closer_comm: 'closerComm', _pad: 'padding',
+};
+
+const hostLittleEndian = os.endianness() === 'LE';
+
+/** Decodes records out of one memory region (a mapped ring, or a capture buffer). */
+export class Decoder {
+	readonly #view: DataView;
+	readonly #bytes: Buffer;
+	readonly #little: boolean;
+
+	/** `littleEndian` defaults to the host's: the kernel writes records in host byte order. */
+	constructor(memory: ArrayBuffer, littleEndian = hostLittleEndian) {
+		this.#view = new DataView(memory);
+		this.#bytes = Buffer.from(memory);
+		this.#little = littleEndian;
+	}
+
+	/** Decodes the record of `length` bytes at byte `offset`. Never throws for offsets inside the region. */
+	decode(offset: number, length: number): TwtEvent | DecodeFailure {
+		if (length < EVENT_SIZE) return { reason: 'short', length };
+		const v = this.#view;
+		const le = this.#little;
+		const kindValue = v.getUint8(offset + F.kind.offset);
+		const kind = kindName(kindValue);
+		if (!kind) return { reason: 'unknown-kind', length, kind: kindValue };
+		const family = v.getUint16(offset + F.family.offset, le) === AF_INET6 ? 6 : 4;
+		return {
+			kind,
+			tsUs: this.#u64(offset + F.ts_us.offset),
+			cookie: this.#u64(offset + F.cookie.offset),
+			cgroupId: this.#u64(offset + F.cgroup_id.offset),
+			lifetimeUs: this.#u64(offset + F.lifetime_us.offset),
+			family,
+			saddr: this.#address(offset + F.saddr.offset, family),
+			daddr: this.#address(offset + F.daddr.offset, family),
+			sport: v.getUint16(offset + F.sport.offset, le),
+			dport: v.getUint16(offset + F.dport.offset, le),
+			netns: v.getUint32(offset + F.netns.offset, le),
+			pid: v.getUint32(offset + F.pid.offset, le),
+			tid: v.getUint32(offset + F.tid.offset, le),
+			uid: v.getUint32(offset + F.uid.offset, le),
+			comm: this.#string(offset + F.comm.offset, F.comm.size),
+			ownerSource: OWNER_SOURCE_NAMES[v.getUint8(offset + F.owner_source.offset)] ?? 'none',
+			closerPid: v.getUint32(offset + F.closer_pid.offset, le),
+			closerTid: v.getUint32(offset + F.closer_tid.offset, le),
+			closerUid: v.getUint32(offset + F.closer_uid.offset, le),
+			closerComm: this.#string(offset + F.closer_comm.offset, F.closer_comm.size),
+			err: v.getInt32(offset + F.err.offset, le),
+			side: SIDE_NAMES[v.getUint8(offset + F.side.offset)] ?? 'unknown',
+			substate: v.getUint8(offset + F.substate.offset),
+			oldState: v.getUint8(offset + F.oldstate.offset),
+			newState: v.getUint8(offset + F.newstate.offset),
+		};
+	}
+
+	/** u64 as a number: exact below 2^53 (timestamps in µs, cookies, cgroup ids all stay far below). */
+	#u64(at: number): number {
+		const lo = this.#view.getUint32(at + (this.#little ? 0 : 4), this.#little);
+		const hi = this.#view.getUint32(at + (this.#little ? 4 : 0), this.#little);
+		return hi * 0x1_0000_0000 + lo;
+	}
+
+	#string(at: number, size: number): string {
+		const end = this.#bytes.indexOf(0, at);
+		return this.#bytes.toString('utf8', at, end < 0 || end > at + size ? at + size : end);
+	}
+
+	#address(at: number, family: 4 | 6): string {
+		const b = this.#bytes;
+		if (family === 4) return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+		return formatIpv6(b.subarray(at, at + 16));
+	}
+}
+
+export function isDecodeFailure(r: TwtEvent | DecodeFailure): r is DecodeFailure {
+	return 'reason' in r;
+}
+
+/** RFC 5952 text form: lowercase, longest run of two or more zero groups as "::", v4-mapped as ::ffff:a.b.c.d. */
+export function formatIpv6(bytes: Uint8Array): string {
+	const groups: number[] = [];
+	for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+	if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+		return `::ffff:${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
+	}
+	let bestStart = -1;
+	let bestLen = 1;
+	for (let i = 0; i < 8;) {
+		if (groups[i] !== 0) { i++; continue; }
+		let j = i;
+		while (j < 8 && groups[j] === 0) j++;
+		if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
+		i = j;
+	}
+	const hex = groups.map((g) => g.toString(16));
+	if (bestStart < 0) return hex.join(':');
+	return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}

@@ -1,0 +1,93 @@
+/**
+ * Lookups on the host that turn user arguments and kernel ids into names: network namespace
+ * paths → inodes, cgroup ids → paths, the monotonic → wall clock offset.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+/**
+ * The inode of a network namespace given as a number or as a path (/run/netns/NAME,
+ * /proc/PID/ns/net). Throws a plain Error with the reason when the path cannot be used.
+ */
+export function netnsInode(arg: string): number {
+	if (/^\d+$/.test(arg)) return Number(arg);
+	const candidates = arg.includes('/') ? [arg] : [path.join('/run/netns', arg)];
+	for (const p of candidates) {
+		let st: fs.Stats;
+		try {
+			st = fs.statSync(p);
+		} catch (error) {
+			throw new Error(`${p}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such network namespace' : (error as Error).message}`);
+		}
+		return st.ino;
+	}
+	throw new Error(`${arg}: not a network namespace`);
+}
+
+/** The mount point of the cgroup v2 hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified in hybrid mode). */
+export function cgroup2Root(mountinfo = safeRead('/proc/self/mountinfo')): string | undefined {
+	for (const line of mountinfo.split('\n')) {
+		const [left, right] = line.split(' - ');
+		if (right?.startsWith('cgroup2 ')) return left?.split(' ')[4];
+	}
+	return undefined;
+}
+
+function safeRead(file: string): string {
+	try {
+		return fs.readFileSync(file, 'utf8');
+	} catch {
+		return '';
+	}
+}
+
+/**
+ * cgroup v2 id → path, for display. The id of a cgroup is the inode number of its directory
+ * (kernfs: kn->id). The tree is walked lazily, at most once per `rescanMs` on a miss, and bounded.
+ */
+export class CgroupPaths {
+	readonly #root: string | undefined;
+	readonly #byId = new Map<number, string>();
+	readonly #rescanMs: number;
+	#lastScan = -Infinity;
+
+	constructor(root = cgroup2Root(), rescanMs = 2000) {
+		this.#root = root;
+		this.#rescanMs = rescanMs;
+	}
+
+	/** The path relative to the cgroup root ("/" for the root itself), or undefined. Never throws. */
+	lookup(id: number): string | undefined {
+		if (id === 0 || !this.#root) return undefined;
+		const hit = this.#byId.get(id);
+		if (hit !== undefined) return hit;
+		const now = Date.now();
+		if (now - this.#lastScan < this.#rescanMs) return undefined;
+		this.#lastScan = now;
+		this.#scan();
+		return this.#byId.get(id);
+	}
+
+	#scan(): void {
+		const MAX_CGROUPS = 100_000;
+		this.#byId.clear();
+		const stack = [this.#root!];
+		while (stack.length > 0 && this.#byId.size < MAX_CGROUPS) {
+			const dir = stack.pop()!;
+			try {
+				this.#byId.set(fs.statSync(dir).ino, '/' + path.relative(this.#root!, dir));
+				for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+					if (entry.isDirectory()) stack.push(path.join(dir, entry.name));
+				}
+			} catch {
+				// A cgroup removed during the walk: skip it.
+			}
+		}
+	}
+}
+
+/** Add to a CLOCK_MONOTONIC µs timestamp (bpf_ktime_get_ns) to get Unix epoch µs. libuv's hrtime is CLOCK_MONOTONIC. */
+export function epochOffsetUs(): number {
+	const monoUs = Number(process.hrtime.bigint() / 1000n);
+	return Date.now() * 1000 - monoUs;
+}

@@ -1,0 +1,124 @@
+/**
+ * A running trace: the Tracer, the decoder over its ring, batching per drain, and loss monitoring.
+ * Commands give it a batch consumer and decide when to stop; nothing here writes to the terminal.
+ */
+import { Decoder, isDecodeFailure, type TwtEvent } from '../event/decode.js';
+import { Tracer, type DropCounts, type Filters } from './tracer.js';
+
+export interface SessionOptions {
+	objectPath: string;
+	filters: Filters;
+	ringBytes: number;
+	/** Ring drain period. */
+	intervalMs?: number;
+	/** How often loss counters are read. */
+	dropCheckMs?: number;
+	log?: (line: string) => void;
+}
+
+export interface SessionHandlers {
+	/** A batch of events, in ring order, after each drain. The array is not reused. */
+	onEvents: (events: TwtEvent[]) => void;
+	/** New losses since the previous report, and the totals. */
+	onDrops?: (delta: DropCounts & { decodeErrors: number }, total: DropCounts & { decodeErrors: number }) => void;
+}
+
+export interface SessionSummary extends DropCounts {
+	events: number;
+	decodeErrors: number;
+	seconds: number;
+}
+
+const ZERO: DropCounts = { ringFull: 0, mapFull: 0, missedRuns: 0, ownerMissing: 0 };
+
+export class TraceSession {
+	readonly #tracer: Tracer;
+	readonly #handlers: SessionHandlers;
+	readonly #startedMs = Date.now();
+	#batch: TwtEvent[] = [];
+	#events = 0;
+	#decodeErrors = 0;
+	#reported = { ...ZERO, decodeErrors: 0 };
+	#lastDropCheckMs = 0;
+	#final: SessionSummary | undefined;
+
+	/** Loads, attaches and starts draining. Throws what Tracer throws (after releasing everything). */
+	constructor(options: SessionOptions, handlers: SessionHandlers) {
+		this.#handlers = handlers;
+		let decoder: Decoder | undefined;
+		this.#tracer = new Tracer(
+			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log },
+			(offset, length) => {
+				const r = decoder!.decode(offset, length);
+				if (isDecodeFailure(r)) this.#decodeErrors++;
+				else this.#batch.push(r);
+			},
+		);
+		decoder = new Decoder(this.#tracer.memory);
+		const dropCheckMs = options.dropCheckMs ?? 1000;
+		this.#tracer.reader.start({
+			intervalMs: options.intervalMs ?? 10,
+			afterDrain: () => {
+				this.#flush();
+				const now = Date.now();
+				if (now - this.#lastDropCheckMs >= dropCheckMs) {
+					this.#lastDropCheckMs = now;
+					this.#checkDrops();
+				}
+			},
+		});
+	}
+
+	get ringBytes(): number {
+		return this.#tracer.ringBytes;
+	}
+
+	/** Stop draining (backpressure from a slow consumer); the kernel counts what then overflows. */
+	pause(): void {
+		this.#tracer.reader.pause();
+	}
+
+	resume(): void {
+		this.#tracer.reader.resume();
+	}
+
+	/**
+	 * Detaches, delivers the events still in the ring, reports final losses and returns the totals.
+	 * Idempotent: later calls return the same summary.
+	 */
+	stop(): SessionSummary {
+		if (this.#final) return this.#final;
+		const drops = this.#checkDrops(); // before close(): the counters map goes with the object
+		this.#tracer.close();
+		this.#flush();
+		this.#final = {
+			...drops,
+			events: this.#events,
+			decodeErrors: this.#decodeErrors,
+			seconds: (Date.now() - this.#startedMs) / 1000,
+		};
+		return this.#final;
+	}
+
+	#flush(): void {
+		if (this.#batch.length === 0) return;
+		const batch = this.#batch;
+		this.#batch = [];
+		this.#events += batch.length;
+		this.#handlers.onEvents(batch);
+	}
+
+	#checkDrops(): DropCounts {
+		const total = { ...this.#tracer.drops(), decodeErrors: this.#decodeErrors };
+		const delta = {
+			ringFull: total.ringFull - this.#reported.ringFull,
+			mapFull: total.mapFull - this.#reported.mapFull,
+			missedRuns: total.missedRuns - this.#reported.missedRuns,
+			ownerMissing: total.ownerMissing - this.#reported.ownerMissing,
+			decodeErrors: total.decodeErrors - this.#reported.decodeErrors,
+		};
+		this.#reported = total;
+		if (delta.ringFull || delta.mapFull || delta.missedRuns || delta.decodeErrors) this.#handlers.onDrops?.(delta, total);
+		return total;
+	}
+}
