@@ -1,0 +1,106 @@
+/**
+ * Child processes for integration tests: twtrace itself, and tcp-scenario clients and servers run
+ * inside a namespace. Every child is killed by pid if a test ends early.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { cli, scenarioBin } from './env.js';
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+	for (const child of running) child.kill('SIGKILL');
+});
+
+function track(child: ChildProcess): ChildProcess {
+	running.add(child);
+	child.on('exit', () => running.delete(child));
+	return child;
+}
+
+/** Resolves with the first line of `stream` that matches, or rejects after `timeoutMs`. */
+function waitForLine(child: ChildProcess, stream: 'stdout' | 'stderr', match: RegExp, timeoutMs: number): Promise<string> {
+	return new Promise((resolve, reject) => {
+		let buf = '';
+		const timer = setTimeout(() => reject(new Error(`timed out waiting for ${match} on ${stream}; got: ${buf}`)), timeoutMs);
+		const onData = (d: Buffer) => {
+			buf += d.toString();
+			const line = buf.split('\n').find((l) => match.test(l));
+			if (line !== undefined) {
+				clearTimeout(timer);
+				child[stream]!.off('data', onData);
+				resolve(line);
+			}
+		};
+		child[stream]!.on('data', onData);
+		child.once('exit', (code) => {
+			clearTimeout(timer);
+			reject(new Error(`exited with ${code} before ${match}; ${stream}: ${buf}`));
+		});
+	});
+}
+
+export interface TraceRun {
+	/** Stops twtrace with SIGINT and returns its output. */
+	stop(): Promise<{ code: number | null; events: Record<string, unknown>[]; stderr: string }>;
+}
+
+/** Starts `twtrace trace --json ARGS` and waits until it is attached. */
+export async function startTrace(args: string[]): Promise<TraceRun> {
+	const child = track(spawn(process.execPath, [cli, 'trace', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+	let stdout = '';
+	let stderr = '';
+	child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+	child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+	await waitForLine(child, 'stderr', /Ctrl-C to stop/, 15_000);
+	return {
+		async stop() {
+			// Let the 10 ms drain pick up the last records before stopping (stop drains once more anyway).
+			await new Promise((r) => setTimeout(r, 100));
+			child.kill('SIGINT');
+			const [code] = (await once(child, 'close')) as [number | null];
+			const events = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+			return { code, events, stderr };
+		},
+	};
+}
+
+export interface ScenarioResult {
+	pid: number;
+	ok: number;
+	failed: number;
+	errno: number;
+	children: number[];
+}
+
+/** Runs a tcp-scenario client to completion inside `ns` and returns its JSON result. */
+export async function runClient(ns: string, addr: string, port: number, mode: string, n: number): Promise<ScenarioResult> {
+	const child = track(spawn('ip', ['netns', 'exec', ns, scenarioBin, 'client', addr, String(port), mode, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+	let out = '';
+	child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+	// 'close', not 'exit': only then has all of stdout been read.
+	const [code] = (await once(child, 'close')) as [number | null];
+	if (code !== 0) throw new Error(`tcp-scenario client ${mode} exited with ${code}: ${out}`);
+	const result = JSON.parse(out.trim().split('\n').pop()!) as ScenarioResult;
+	// `ip netns exec` execs the program, so the pid we spawned is the pid that made the syscalls.
+	if (result.pid !== child.pid) throw new Error(`expected pid ${child.pid}, helper reported ${result.pid}`);
+	return result;
+}
+
+export interface Server {
+	pid: number;
+	/** Resolves when the server has handled its N connections and exited. */
+	done: Promise<void>;
+}
+
+/** Starts a tcp-scenario server inside `ns` and waits until it listens. */
+export async function startServer(ns: string, addr: string, port: number, mode: string, n: number): Promise<Server> {
+	const child = track(spawn('ip', ['netns', 'exec', ns, scenarioBin, 'server', addr, String(port), mode, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+	const exited = once(child, 'exit');
+	await waitForLine(child, 'stdout', /"ready":true/, 10_000);
+	return {
+		pid: child.pid!,
+		done: exited.then(([code]) => {
+			if (code !== 0) throw new Error(`tcp-scenario server ${mode} exited with ${String(code)}`);
+		}),
+	};
+}
