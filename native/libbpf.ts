@@ -8,49 +8,18 @@
  */
 import koffi from 'koffi';
 import os from 'node:os';
+import { lastError as failure, libc, NativeError } from './libc.js';
+
+export { NativeError };
 
 /** The `struct bpf_object *`, `struct bpf_map *`, ... handles: opaque to everything above native/. */
 export type Handle = unknown;
-
-/** A failed native call: `op` names it, `errno` is positive. */
-export class NativeError extends Error {
-	constructor(readonly op: string, readonly errno: number, detail = '') {
-		super(`${op}: ${errnoMessage(errno)}${detail ? ` (${detail})` : ''}`);
-		this.name = 'NativeError';
-	}
-}
-
-/** "operation not permitted (EPERM)" for 1, in the words of strerror(3). */
-export function errnoMessage(errno: number): string {
-	const name = errnoName(errno);
-	return `${libc().strerror(errno).toLowerCase()}${name ? ` (${name})` : ''}`;
-}
-
-const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([name, n]) => [n, name]));
-
-/** The symbolic name of a positive errno on this platform ("EADDRNOTAVAIL"), or undefined. */
-export function errnoName(errno: number): string | undefined {
-	return errnoNames.get(errno);
-}
 
 /** bpf_map_type values used (include/uapi/linux/bpf.h). */
 export const BPF_MAP_TYPE_RINGBUF = 27;
 /** offsetof(struct bpf_prog_info, recursion_misses), uapi since Linux 5.12; checked by test/native.test.ts. */
 export const PROG_INFO_RECURSION_MISSES_OFFSET = 208;
 export const PROG_INFO_SIZE = 232;
-
-const PROT_READ = 1;
-const PROT_WRITE = 2;
-const MAP_SHARED = 1;
-const MAP_FAILED = 0xffffffffffffffffn; // (void *)-1: koffi returns it as a pointer, not null
-
-interface Libc {
-	mmap: (addr: null, length: number, prot: number, flags: number, fd: number, offset: number) => Handle;
-	munmap: (addr: Handle, length: number) => number;
-	vsnprintf: (buf: Buffer, size: number, fmt: Handle, ap: Handle) => number;
-	strerror: (errno: number) => string;
-	getpagesize: () => number;
-}
 
 interface LibbpfRaw {
 	bpf_object__open_file: (path: string, opts: null) => Handle;
@@ -72,21 +41,7 @@ interface LibbpfRaw {
 	libbpf_set_print: (fn: Handle) => Handle;
 }
 
-let libcCache: Libc | undefined;
 let libbpfCache: LibbpfRaw | undefined;
-
-function libc(): Libc {
-	if (libcCache) return libcCache;
-	const lib = koffi.load('libc.so.6');
-	libcCache = {
-		mmap: lib.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)'),
-		munmap: lib.func('int munmap(void *addr, size_t length)'),
-		vsnprintf: lib.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, void *fmt, void *ap)'),
-		strerror: lib.func('const char *strerror(int errnum)'),
-		getpagesize: lib.func('int getpagesize()'),
-	};
-	return libcCache;
-}
 
 /**
  * Loads libbpf.so.1 once. Throws NativeError('load libbpf.so.1', ENOENT) when it is not installed:
@@ -100,7 +55,6 @@ function libbpf(): LibbpfRaw {
 	} catch (cause) {
 		throw Object.assign(new NativeError('load libbpf.so.1', os.constants.errno.ENOENT, String((cause as Error).message)), { cause });
 	}
-	koffi.opaque('bpf_object');
 	libbpfCache = {
 		bpf_object__open_file: lib.func('void *bpf_object__open_file(const char *path, void *opts)'),
 		bpf_object__load: lib.func('int bpf_object__load(void *obj)'),
@@ -125,12 +79,6 @@ function libbpf(): LibbpfRaw {
 
 function isNull(p: Handle): boolean {
 	return p === null || koffi.address(p) === 0n;
-}
-
-/** errno of the call that just failed; libbpf also returns -errno from int calls. */
-function failure(op: string, ret?: number): NativeError {
-	const errno = koffi.errno() || (ret !== undefined && ret < 0 ? -ret : 0) || os.constants.errno.EIO;
-	return new NativeError(op, errno);
 }
 
 // ---- libbpf's own log ------------------------------------------------------------------------
@@ -283,29 +231,4 @@ export function programRecursionMisses(progFd: number): bigint {
 /** 1 supported, 0 not, negative errno when the probe itself failed. */
 export function probeMapType(type: number): number {
 	return libbpf().libbpf_probe_bpf_map_type(type, null);
-}
-
-// ---- mmap ---------------------------------------------------------------------------------
-
-export interface Mapping {
-	readonly address: Handle;
-	readonly bytes: number;
-	/** External memory: valid only until unmap(). */
-	readonly view: ArrayBuffer;
-}
-
-export function pageSize(): number {
-	return libc().getpagesize();
-}
-
-/** mmap(NULL, bytes, PROT_READ[|PROT_WRITE], MAP_SHARED, fd, offset). */
-export function mmapShared(fd: number, bytes: number, offset: number, writable: boolean): Mapping {
-	const address = libc().mmap(null, bytes, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, offset);
-	if (address === null || koffi.address(address) === MAP_FAILED) throw failure(`mmap ${bytes} bytes of fd ${fd}`);
-	return { address, bytes, view: koffi.view(address, bytes) };
-}
-
-/** munmap. The caller guarantees that no view of the mapping is reachable any more. */
-export function munmap(m: Mapping): void {
-	libc().munmap(m.address, m.bytes);
 }

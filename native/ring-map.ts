@@ -4,7 +4,7 @@
  * page holds the producer position; the data area follows and is mapped twice in a row, so a record
  * that wraps around the end can be read as one contiguous range.
  */
-import { mmapShared, munmap, pageSize, type Mapping } from './libbpf.js';
+import { mmapShared, munmap, pageSize, type Mapping } from './libc.js';
 
 export interface RingViews {
 	/** [0] is consumer_pos: advanced by the reader (Atomics.store). */

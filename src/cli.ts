@@ -31,7 +31,8 @@ export function buildProgram(io: Io): Command {
 		})
 		.exitOverride();
 
-	const trace = new Command('trace')
+	// program.command() copies the output, exit and help-after-error settings to the subcommand.
+	const trace = program.command('trace')
 		.description('Print TCP connection events with the process to blame: connect, accept, active_close, time_wait, reset, connect_fail, bind_fail.')
 		.option('--json', 'one JSON object per line (NDJSON); see README "Event schema"')
 		.option('--duration <time>', 'stop after this long (500ms, 10s, 5m)', parseDuration)
@@ -40,7 +41,6 @@ export function buildProgram(io: Io): Command {
 	addFilterOptions(trace)
 		.addHelpText('after', EXAMPLES)
 		.action(async (opts: TraceOptions) => traceCommand(opts, io));
-	program.addCommand(trace.exitOverride());
 	program.addHelpText('after', EXAMPLES);
 	return program;
 }

@@ -5,7 +5,7 @@
 import type { Writable } from 'node:stream';
 import { dropHint, usageError } from '../errors.js';
 import type { TwtEvent } from '../event/decode.js';
-import { CgroupPaths, epochOffsetUs, netnsInode } from '../tracer/host.js';
+import { CgroupPaths, epochOffsetUs, isWriteEndOrphaned, netnsInode } from '../tracer/host.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import { TraceSession, type SessionSummary } from '../tracer/session.js';
 import type { Filters } from '../tracer/tracer.js';
@@ -90,6 +90,11 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 
 	io.stdout.on('error', (error: NodeJS.ErrnoException) => finish(error.code === 'EPIPE' ? 'stdout closed' : `stdout: ${error.message}`));
 	const timer = opts.duration ? setTimeout(() => finish('duration'), opts.duration) : undefined;
+	// `twtrace trace | head -5` with no further events: a write would raise EPIPE, but none comes.
+	const stdoutFd = (io.stdout as { fd?: number }).fd;
+	const pipeWatch = stdoutFd === undefined ? undefined : setInterval(() => {
+		if (isWriteEndOrphaned(stdoutFd)) finish('stdout closed');
+	}, 250);
 	void io.interrupted.then(finish);
 
 	try {
@@ -98,6 +103,7 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 		await finished;
 	} finally {
 		clearTimeout(timer);
+		clearInterval(pipeWatch);
 		const summary = session.stop();
 		io.stderr.write(summaryLine(summary, printed) + '\n');
 	}

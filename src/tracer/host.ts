@@ -91,3 +91,5 @@ export function epochOffsetUs(): number {
 	const monoUs = Number(process.hrtime.bigint() / 1000n);
 	return Date.now() * 1000 - monoUs;
 }
+
+export { isWriteEndOrphaned } from '../../native/libc.js';

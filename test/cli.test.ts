@@ -1,0 +1,128 @@
+/**
+ * The command line as users meet it: usage errors in-process through run(); privileges, signals
+ * and pipes by spawning the built dist/src/cli.js.
+ */
+import test from 'ava';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { run } from '../src/cli.js';
+import { needsPrivilegesMessage } from '../src/errors.js';
+import { bpfTest, cli } from './helpers/env.js';
+import { createPair } from './helpers/netns.js';
+import { runClient, startServer } from './helpers/processes.js';
+
+async function runInProcess(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+	const stdout = new PassThrough();
+	const stderr = new PassThrough();
+	let out = '';
+	let err = '';
+	stdout.on('data', (d: Buffer) => (out += d.toString()));
+	stderr.on('data', (d: Buffer) => (err += d.toString()));
+	const code = await run(argv, { stdout, stderr, interrupted: new Promise(() => {}) });
+	return { code, stdout: out, stderr: err };
+}
+
+for (const [argv, message] of [
+	[['trace', '--bogus'], /unknown option '--bogus'/],
+	[['trace', '--port', '70000'], /70000 is not a port \(1-65535\)/],
+	[['trace', '--pid', 'abc'], /abc is not a process id/],
+	[['trace', '--kind', 'timewait'], /unknown kind timewait; choose from/],
+	[['trace', '--duration', 'soon'], /soon is not a duration/],
+	[['trace', '--ring-size', '3M'], /must be a power of two/],
+	[['trace', '--family', '5'], /Allowed choices are 4, 6/],
+	[['trace', '--netns', '/run/netns/twtrace-no-such-ns'], /--netns \/run\/netns\/twtrace-no-such-ns: no such network namespace/],
+	[['frobnicate'], /unknown command 'frobnicate'/],
+] as const) {
+	test(`\`twtrace ${argv.join(' ')}\` is a usage error: exit 2 and a message`, async (t) => {
+		const r = await runInProcess([...argv]);
+		t.is(r.code, 2);
+		t.regex(r.stderr, message);
+		t.is(r.stdout, '');
+	});
+}
+
+test('--help teaches: filters, examples and exit statuses', async (t) => {
+	const r = await runInProcess(['trace', '--help']);
+	t.is(r.code, 0);
+	for (const s of ['--kind <kinds>', '--netns <inode|path>', '--json', '--duration', '--count', 'Examples:', 'Exit status']) t.true(r.stdout.includes(s), s);
+});
+
+function spawnCli(args: string[], asUser?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+	const [cmd, argv] = asUser
+		? ['setpriv', ['--reuid', asUser, '--regid', asUser, '--clear-groups', process.execPath, cli, ...args]]
+		: [process.execPath, [cli, ...args]];
+	return new Promise((resolve) => {
+		execFile(cmd, argv, { timeout: 20_000 }, (error, stdout, stderr) => {
+			resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr });
+		});
+	});
+}
+
+test('an unprivileged user gets the privileges message and exit 1', async (t) => {
+	const r = await spawnCli(['trace'], process.getuid?.() === 0 ? '65534' : undefined);
+	t.is(r.code, 1, r.stderr);
+	t.true(r.stderr.includes(needsPrivilegesMessage), r.stderr);
+	t.regex(r.stderr, /Try: sudo twtrace trace/);
+});
+
+/** Starts `twtrace trace ARGS` on a fresh namespace pair, optionally piped into `shellTail`, then makes traffic. */
+async function pipeline(shellTail: string, args: string[], traffic: (pair: ReturnType<typeof createPair>) => Promise<void>) {
+	const pair = createPair();
+	try {
+		const argv = ['trace', '--netns', String(pair.clientInode), ...args];
+		// With a pipeline tail, bash runs it (pipefail: the status is twtrace's unless it is 0); without, twtrace runs alone.
+		const child = shellTail
+			? spawn('bash', ['-c', `set -o pipefail; "${process.execPath}" "${cli}" ${argv.join(' ')} ${shellTail}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+			: spawn(process.execPath, [cli, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+		let stdout = '';
+		let stderr = '';
+		child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+		child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+		await new Promise<void>((resolve, reject) => {
+			const timer = setTimeout(() => reject(new Error(`not attached: ${stderr}`)), 15_000);
+			child.stderr.on('data', () => {
+				if (stderr.includes('Ctrl-C to stop')) {
+					clearTimeout(timer);
+					resolve();
+				}
+			});
+		});
+		const started = Date.now();
+		await traffic(pair);
+		return { child, started, out: () => stdout, err: () => stderr, exited: once(child, 'close') as Promise<[number | null, string | null]> };
+	} finally {
+		setTimeout(() => pair.remove(), 100).unref();
+	}
+}
+
+async function churn(pair: ReturnType<typeof createPair>, n: number, port: number): Promise<void> {
+	const server = await startServer(pair.server, '0.0.0.0', port, 'wait-close', n);
+	await runClient(pair.client, pair.serverAddr, port, 'close-first', n);
+	await server.done;
+}
+
+bpfTest('`twtrace trace | head -5` exits promptly with status 0 once head has its lines', async (t) => {
+	const p = await pipeline('| head -5', ['--no-header'], (pair) => churn(pair, 20, 7401));
+	const [code] = await p.exited;
+	t.is(code, 0, p.err());
+	t.true(Date.now() - p.started < 3000, 'exits within 3 s');
+	t.is(p.out().trim().split('\n').length, 5);
+});
+
+bpfTest('SIGTERM stops trace cleanly: exit 0, events flushed and the summary line printed', async (t) => {
+	const p = await pipeline('', ['--json', '--kind', 'time_wait'], (pair) => churn(pair, 10, 7402));
+	await new Promise((r) => setTimeout(r, 200));
+	p.child.kill('SIGTERM');
+	const [code] = await p.exited;
+	t.is(code, 0, p.err());
+	t.is(p.out().trim().split('\n').length, 10);
+	t.regex(p.err(), /10 events shown, 10 received .* 0 lost/);
+});
+
+bpfTest('--count stops after that many events', async (t) => {
+	const p = await pipeline('', ['--json', '--count', '3'], (pair) => churn(pair, 10, 7403));
+	const [code] = await p.exited;
+	t.is(code, 0, p.err());
+	t.is(p.out().trim().split('\n').length, 3);
+});

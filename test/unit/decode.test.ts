@@ -1,0 +1,122 @@
+import test from 'ava';
+import { Decoder, FIELD_PROPERTIES, formatIpv6, isDecodeFailure, type TwtEvent } from '../../src/event/decode.js';
+import { EVENT_FIELDS, EVENT_SIZE, EventKind, OwnerSource, Side } from '../../src/event/layout.generated.js';
+import { recordBuffer } from '../helpers/records.js';
+
+const timeWait = {
+	kind: EventKind.TIME_WAIT,
+	tsUs: 123_456_789_012n,
+	cookie: 0x1_0000_0005n,
+	cgroupId: 4242n,
+	lifetimeUs: 1500n,
+	family: 2,
+	saddr: [10, 200, 0, 1],
+	daddr: [10, 200, 0, 2],
+	sport: 40000,
+	dport: 7101,
+	netns: 4026532387,
+	pid: 8518,
+	tid: 8519,
+	uid: 1000,
+	closerPid: 8520,
+	closerTid: 8521,
+	closerUid: 1001,
+	side: Side.CLIENT,
+	ownerSource: OwnerSource.CONNECT,
+	substate: 6,
+	oldState: 5,
+	newState: 7,
+	comm: 'tt-cli',
+	closerComm: 'tt-child',
+};
+
+function decodeOne(buf: ArrayBuffer, littleEndian?: boolean): TwtEvent {
+	const r = new Decoder(buf, littleEndian).decode(0, buf.byteLength);
+	if (isDecodeFailure(r)) throw new Error(`decode failed: ${r.reason}`);
+	return r;
+}
+
+test('an IPv4 time_wait record decodes field by field', (t) => {
+	t.deepEqual(decodeOne(recordBuffer(timeWait)), {
+		kind: 'time_wait',
+		tsUs: 123_456_789_012,
+		cookie: 0x1_0000_0005,
+		cgroupId: 4242,
+		lifetimeUs: 1500,
+		family: 4,
+		saddr: '10.200.0.1',
+		daddr: '10.200.0.2',
+		sport: 40000,
+		dport: 7101,
+		netns: 4026532387,
+		pid: 8518,
+		tid: 8519,
+		uid: 1000,
+		comm: 'tt-cli',
+		ownerSource: 'connect',
+		closerPid: 8520,
+		closerTid: 8521,
+		closerUid: 1001,
+		closerComm: 'tt-child',
+		err: 0,
+		side: 'client',
+		substate: 6,
+		oldState: 5,
+		newState: 7,
+	});
+});
+
+test('an IPv6 record decodes its 16-byte addresses in RFC 5952 form', (t) => {
+	const v6 = [0xfd, 0, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+	const e = decodeOne(recordBuffer({ ...timeWait, family: 10, saddr: v6, daddr: [...v6.slice(0, 15), 2] }));
+	t.is(e.family, 6);
+	t.is(e.saddr, 'fd00:200::1');
+	t.is(e.daddr, 'fd00:200::2');
+});
+
+test('a big-endian record decodes when the decoder is told the byte order', (t) => {
+	const e = decodeOne(recordBuffer(timeWait, false), false);
+	t.is(e.netns, 4026532387);
+	t.is(e.tsUs, 123_456_789_012);
+	t.is(e.sport, 40000);
+});
+
+test('a record read in the wrong byte order does not match (byte order matters)', (t) => {
+	const e = decodeOne(recordBuffer(timeWait, false), true);
+	t.not(e.sport, 40000);
+});
+
+test('a short record is a counted failure, not a throw', (t) => {
+	const buf = recordBuffer(timeWait);
+	t.deepEqual(new Decoder(buf).decode(0, EVENT_SIZE - 1), { reason: 'short', length: EVENT_SIZE - 1 });
+	t.deepEqual(new Decoder(buf).decode(0, 0), { reason: 'short', length: 0 });
+});
+
+test('an unknown kind is a failure that names the kind', (t) => {
+	for (const kind of [0, EventKind._MAX, 255]) {
+		t.deepEqual(new Decoder(recordBuffer({ ...timeWait, kind })).decode(0, EVENT_SIZE), { reason: 'unknown-kind', length: EVENT_SIZE, kind });
+	}
+});
+
+test('a comm of the full 16 bytes without a NUL stays within its field', (t) => {
+	const e = decodeOne(recordBuffer({ ...timeWait, comm: 'abcdefghijklmnop', closerComm: 'x' }));
+	t.is(e.comm, 'abcdefghijklmnop');
+	t.is(e.closerComm, 'x');
+});
+
+test('every record field maps to a decoded property (padding excepted)', (t) => {
+	const e = decodeOne(recordBuffer(timeWait));
+	for (const [field, property] of Object.entries(FIELD_PROPERTIES)) {
+		t.true(field in EVENT_FIELDS);
+		if (property !== 'padding') t.true(property in e, `${field} → ${property}`);
+	}
+});
+
+test('formatIpv6 compresses the longest zero run and prints v4-mapped addresses', (t) => {
+	const b = (...g: number[]) => new Uint8Array(g.flatMap((x) => [x >> 8, x & 0xff]));
+	t.is(formatIpv6(b(0, 0, 0, 0, 0, 0, 0, 1)), '::1');
+	t.is(formatIpv6(b(0x2001, 0xdb8, 0, 0, 1, 0, 0, 1)), '2001:db8::1:0:0:1');
+	t.is(formatIpv6(b(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6)), '2001:db8:1:2:3:4:5:6');
+	t.is(formatIpv6(b(0, 0, 0, 0, 0, 0xffff, 0x0a00, 0x0001)), '::ffff:10.0.0.1');
+	t.is(formatIpv6(b(0, 0, 0, 0, 0, 0, 0, 0)), '::');
+});
