@@ -21,7 +21,7 @@ export class TwtraceError extends Error {
 	}
 }
 
-export const needsPrivilegesMessage = 'twtrace needs root, or CAP_BPF + CAP_PERFMON (Linux ≥ 5.8)';
+export const needsPrivilegesMessage = 'needs root, or CAP_BPF + CAP_PERFMON (Linux ≥ 5.8)';
 export const missingBtfMessage = 'kernel BTF missing: /sys/kernel/btf/vmlinux not found (kernel built without CONFIG_DEBUG_INFO_BTF)';
 export const missingLibbpfMessage = 'libbpf.so.1 not found';
 export const missingObjectMessage = 'BPF object not built';
