@@ -45,22 +45,16 @@ export function eventJson(e: TwtEvent, ctx: EventContext): EventJson {
 	switch (e.kind) {
 		case 'time_wait':
 			out.substate = TCP_STATE_NAMES[e.substate] ?? e.substate;
-			out.lifetimeMs = lifetimeMs(e);
-			out.closerPid = e.closerPid || null;
-			out.closerComm = e.closerPid ? e.closerComm : null;
+			addClose(out, e);
 			break;
 		case 'active_close':
-			out.lifetimeMs = lifetimeMs(e);
-			out.closerPid = e.closerPid || null;
-			out.closerComm = e.closerPid ? e.closerComm : null;
+			addClose(out, e);
 			break;
 		case 'reset':
 			out.origin = e.err === 0 ? 'local' : 'peer';
 			out.errno = e.err === 0 ? null : errnoName(e.err) ?? e.err;
 			out.state = TCP_STATE_NAMES[e.oldState] ?? e.oldState;
-			out.lifetimeMs = lifetimeMs(e);
-			out.closerPid = e.closerPid || null;
-			out.closerComm = e.closerPid ? e.closerComm : null;
+			addClose(out, e);
 			break;
 		case 'connect_fail':
 			out.errno = e.err === 0 ? null : errnoName(e.err) ?? e.err;
@@ -69,6 +63,13 @@ export function eventJson(e: TwtEvent, ctx: EventContext): EventJson {
 			break;
 	}
 	return out;
+}
+
+/** The end of a connection: how long it lived and who closed it (null: not seen). */
+function addClose(out: EventJson, e: TwtEvent): void {
+	out.lifetimeMs = lifetimeMs(e);
+	out.closerPid = e.closerPid || null;
+	out.closerComm = e.closerPid ? e.closerComm : null;
 }
 
 /** null when the start of the connection was not seen. */

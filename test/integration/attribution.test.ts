@@ -109,11 +109,12 @@ bpfTest('fd inherited by a forked child that closes last: owner is the connectin
 	t.deepEqual(tw.map((e) => e.closerPid).sort(), [...children].sort());
 });
 
-bpfTest('SO_LINGER {1,0}: no time_wait, N resets sent by the client', async (t) => {
+/** An abortive close by the client: resets instead of TIME_WAIT on either side. */
+async function abortiveClose(t: ExecutionContext, port: number, serverMode: string, clientMode: string) {
 	let clientPid = 0;
 	const { pair, events } = await withTrace(t, noSetup, async (p) => {
-		const server = await startServer(p.server, '0.0.0.0', 7104, 'wait-close', N);
-		clientPid = (await runClient(p.client, p.serverAddr, 7104, 'linger0', N)).pid;
+		const server = await startServer(p.server, '0.0.0.0', port, serverMode, N);
+		clientPid = (await runClient(p.client, p.serverAddr, port, clientMode, N)).pid;
 		await server.done;
 	});
 	t.is(ofKind(events, 'time_wait').length, 0);
@@ -121,23 +122,18 @@ bpfTest('SO_LINGER {1,0}: no time_wait, N resets sent by the client', async (t) 
 	const local = ofKind(events, 'reset', pair.clientInode);
 	t.is(local.length, N);
 	for (const e of local) t.like(e, { pid: clientPid, origin: 'local', errno: null, side: 'client' });
+	return { pair, events };
+}
+
+bpfTest('SO_LINGER {1,0}: no time_wait, N resets sent by the client and N received by the server', async (t) => {
+	const { pair, events } = await abortiveClose(t, 7104, 'wait-close', 'linger0');
 	const peer = ofKind(events, 'reset', pair.serverInode);
 	t.is(peer.length, N);
 	for (const e of peer) t.like(e, { origin: 'peer', errno: 'ECONNRESET', side: 'server' });
 });
 
 bpfTest('close with unread data: no time_wait, N resets sent by the client', async (t) => {
-	let clientPid = 0;
-	const { pair, events } = await withTrace(t, noSetup, async (p) => {
-		const server = await startServer(p.server, '0.0.0.0', 7105, 'send-wait', N);
-		clientPid = (await runClient(p.client, p.serverAddr, 7105, 'unread', N)).pid;
-		await server.done;
-	});
-	t.is(ofKind(events, 'time_wait').length, 0);
-	t.is(pair.timeWait(pair.client).length + pair.timeWait(pair.server).length, 0);
-	const local = ofKind(events, 'reset', pair.clientInode);
-	t.is(local.length, N);
-	for (const e of local) t.like(e, { pid: clientPid, origin: 'local' });
+	await abortiveClose(t, 7105, 'send-wait', 'unread');
 });
 
 bpfTest('connection refused: connect_fail ECONNREFUSED for each attempt, blamed on the client', async (t) => {
