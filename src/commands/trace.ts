@@ -56,7 +56,7 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	const cgroups = new CgroupPaths();
 	const ctx: EventContext = { epochOffsetUs: epochOffsetUs(), cgroupPath: (id) => cgroups.lookup(id) };
 	const format = opts.json ? (e: TwtEvent) => JSON.stringify(eventJson(e, ctx)) : (e: TwtEvent) => eventText(e, ctx);
-	const log = opts.verbose ? (line: string) => io.stderr.write(`libbpf: ${line}\n`) : undefined;
+	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 
 	let printed = 0;
 	let finish!: (reason: string) => void;
