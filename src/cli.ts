@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { ExitCode, TwtraceError } from './errors.js';
 import { addFilterOptions, parseCount, parseDuration } from './commands/options.js';
 import { traceCommand, type Io, type TraceOptions } from './commands/trace.js';
-import { NativeError } from '../native/libbpf.js';
+import { libbpfLog, NativeError } from '../native/libbpf.js';
 
 const EXAMPLES = `
 Examples:
@@ -67,7 +67,8 @@ function report(error: unknown, io: Io): number {
 	}
 	if (error instanceof NativeError) {
 		// Load/attach failures: accurate but without a remedy; preflight has ruled out the common causes.
-		io.stderr.write(`twtrace: ${error.message}\n  Run with --verbose for libbpf's log, and report it if the cause is unclear.\n`);
+		const tail = libbpfLog().slice(-5).map((line) => `  | ${line}\n`).join('');
+		io.stderr.write(`twtrace: ${error.message}\n${tail}  Run with --verbose for libbpf's whole log, and report it if the cause is unclear.\n`);
 		return ExitCode.failure;
 	}
 	io.stderr.write(`twtrace: internal error, please report it:\n${(error as Error)?.stack ?? String(error)}\n`);
