@@ -11,17 +11,12 @@ import path from 'node:path';
  */
 export function netnsInode(arg: string): number {
 	if (/^\d+$/.test(arg)) return Number(arg);
-	const candidates = arg.includes('/') ? [arg] : [path.join('/run/netns', arg)];
-	for (const p of candidates) {
-		let st: fs.Stats;
-		try {
-			st = fs.statSync(p);
-		} catch (error) {
-			throw new Error(`${p}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such network namespace' : (error as Error).message}`);
-		}
-		return st.ino;
+	const p = arg.includes('/') ? arg : path.join('/run/netns', arg);
+	try {
+		return fs.statSync(p).ino;
+	} catch (error) {
+		throw new Error(`${p}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such network namespace' : (error as Error).message}`);
 	}
-	throw new Error(`${arg}: not a network namespace`);
 }
 
 /** The mount point of the cgroup v2 hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified in hybrid mode). */

@@ -104,7 +104,8 @@ export class Tracer {
 			this.#cpus = bpf.possibleCpus();
 			this.#ring = new RingMap(bpf.mapFd(bpf.findMap(this.#object, 'events')), options.ringBytes);
 		} catch (error) {
-			this.#releaseKernelSide();
+			this.#detach();
+			bpf.objectClose(this.#object);
 			throw error;
 		}
 		this.memory = this.#ring.views.memory;
@@ -127,13 +128,12 @@ export class Tracer {
 	close(): void {
 		if (this.#closed) return;
 		this.#closed = true;
-		for (const link of this.#links.splice(0)) bpf.linkDestroy(link);
+		this.#detach();
 		this.reader.close();
-		this.#releaseKernelSide();
+		bpf.objectClose(this.#object);
 	}
 
-	#releaseKernelSide(): void {
+	#detach(): void {
 		for (const link of this.#links.splice(0)) bpf.linkDestroy(link);
-		bpf.objectClose(this.#object);
 	}
 }

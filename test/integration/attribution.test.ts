@@ -32,16 +32,15 @@ async function withTrace(
 	t.teardown(() => pair.remove());
 	setup(pair);
 	const trace = await startTrace(['--netns', String(pair.clientInode), '--netns', String(pair.serverInode)]);
+	let result: Awaited<ReturnType<typeof trace.stop>>;
 	try {
 		await body(pair);
 	} finally {
-		const { code, events, stderr } = await trace.stop();
-		t.is(code, 0, stderr);
-		t.regex(stderr, / 0 lost /, 'no event may be lost');
-		Object.assign(pair, { events, stderr });
+		result = await trace.stop();
 	}
-	const { events, stderr } = pair as unknown as { events: Event[]; stderr: string };
-	return { pair, events, stderr };
+	t.is(result.code, 0, result.stderr);
+	t.regex(result.stderr, / 0 lost /, 'no event may be lost');
+	return { pair, events: result.events, stderr: result.stderr };
 }
 
 const noSetup = () => {};
