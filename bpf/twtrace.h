@@ -45,7 +45,9 @@ enum twt_counter {
 	TWT_CNT_OWNER_MAP_FULL = 1,    /* sock_owner insert failed: socket left unattributed */
 	TWT_CNT_LISTENER_MAP_FULL = 2, /* listeners insert failed: its accepted sockets unattributed */
 	TWT_CNT_OWNER_MISSING = 3,     /* a time_wait/reset with no owner entry (predates twtrace, or evicted) */
-	TWT_CNT__MAX = 4,
+	TWT_CNT_NESTED_RECOVERED = 4,  /* a nested transition the kernel skipped for the primary program,
+	                                * handled by the fallback program instead (not lost) */
+	TWT_CNT__MAX = 5,
 };
 
 struct twt_event {

@@ -125,7 +125,8 @@ export function summaryLine(s: SessionSummary, printed: number): string {
 	const lost = s.ringFull + s.missedRuns + s.decodeErrors;
 	return `twtrace: ${printed.toLocaleString('en-US')} events shown, ${s.events.toLocaleString('en-US')} received in ${s.seconds.toFixed(1)} s; ` +
 		`${lost.toLocaleString('en-US')} lost (ring full ${s.ringFull}, skipped runs ${s.missedRuns}, undecodable ${s.decodeErrors}); ` +
-		`${s.mapFull} unattributed (map full), ${s.ownerMissing} without a known owner (opened before twtrace started)`;
+		`${s.mapFull} unattributed (map full), ${s.ownerMissing} without a known owner (opened before twtrace started)` +
+		(s.nestedRecovered ? `; ${s.nestedRecovered} nested transitions recovered by the fallback program` : '');
 }
 
 function formatBytes(n: number): string {

@@ -77,5 +77,6 @@ export const Counter = {
 	OWNER_MAP_FULL: 1,
 	LISTENER_MAP_FULL: 2,
 	OWNER_MISSING: 3,
-	_MAX: 4,
+	NESTED_RECOVERED: 4,
+	_MAX: 5,
 } as const;

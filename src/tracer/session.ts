@@ -29,7 +29,7 @@ export interface SessionSummary extends DropCounts {
 	seconds: number;
 }
 
-const ZERO: DropCounts = { ringFull: 0, mapFull: 0, missedRuns: 0, ownerMissing: 0 };
+const ZERO: DropCounts = { ringFull: 0, mapFull: 0, missedRuns: 0, nestedRecovered: 0, ownerMissing: 0 };
 
 export class TraceSession {
 	readonly #tracer: Tracer;
@@ -114,6 +114,7 @@ export class TraceSession {
 			ringFull: total.ringFull - this.#reported.ringFull,
 			mapFull: total.mapFull - this.#reported.mapFull,
 			missedRuns: total.missedRuns - this.#reported.missedRuns,
+			nestedRecovered: total.nestedRecovered - this.#reported.nestedRecovered,
 			ownerMissing: total.ownerMissing - this.#reported.ownerMissing,
 			decodeErrors: total.decodeErrors - this.#reported.decodeErrors,
 		};

@@ -34,14 +34,18 @@ export interface DropCounts {
 	ringFull: number;
 	/** Sockets left unattributed because sock_owner or listeners could not take an entry. */
 	mapFull: number;
-	/** Program runs the kernel skipped (already running on that CPU): those transitions were not seen. */
+	/** Program runs the kernel skipped (already running on that CPU) that the fallback did not recover: lost. */
 	missedRuns: number;
+	/** Nested runs the kernel skipped for the primary program and the fallback handled: not lost. */
+	nestedRecovered: number;
 	/** time_wait/reset events whose socket had no recorded owner (it predates twtrace, or was evicted). */
 	ownerMissing: number;
 }
 
 const PROGRAMS = {
 	stateChange: { name: 'handle_inet_sock_set_state', attachPoint: 'tp_btf/inet_sock_set_state' },
+	// Runs only when nested inside stateChange on one CPU: the run the kernel skipped (bpf/twtrace.bpf.c).
+	stateChangeNested: { name: 'handle_inet_sock_set_state_nested', attachPoint: 'tp_btf/inet_sock_set_state' },
 	sysExit: { name: 'handle_sys_exit', attachPoint: 'tp_btf/sys_exit' },
 } as const;
 
@@ -94,10 +98,11 @@ export class Tracer {
 			bpf.programSetAutoload(sysExit, wantsBind);
 			bpf.objectLoad(this.#object);
 
-			const wanted = wantsBind ? [PROGRAMS.stateChange, PROGRAMS.sysExit] : [PROGRAMS.stateChange];
+			const wanted = [PROGRAMS.stateChange, PROGRAMS.stateChangeNested, ...(wantsBind ? [PROGRAMS.sysExit] : [])];
 			for (const p of wanted) {
 				const prog = bpf.findProgram(this.#object, p.name);
-				this.#programFds.push(bpf.programFd(prog));
+				// The fallback's own skips are harmless: it is only skipped while it runs, when the primary is idle.
+				if (p !== PROGRAMS.stateChangeNested) this.#programFds.push(bpf.programFd(prog));
 				this.#links.push(bpf.programAttach(prog, p.attachPoint));
 			}
 			this.#countersFd = bpf.mapFd(bpf.findMap(this.#object, 'counters'));
@@ -116,11 +121,16 @@ export class Tracer {
 	drops(): DropCounts {
 		if (this.#closed) throw new Error('tracer closed');
 		const read = (c: number) => Number(bpf.perCpuSum(this.#countersFd, c, this.#cpus));
+		// Recovered first: the kernel counts a skip before the fallback counts its recovery, so
+		// misses read afterwards are never fewer than the recoveries read here.
+		const recovered = read(Counter.NESTED_RECOVERED);
+		const skipped = this.#programFds.reduce((sum, fd) => sum + Number(bpf.programRecursionMisses(fd)), 0);
 		return {
 			ringFull: read(Counter.RING_FULL),
 			mapFull: read(Counter.OWNER_MAP_FULL) + read(Counter.LISTENER_MAP_FULL),
 			ownerMissing: read(Counter.OWNER_MISSING),
-			missedRuns: this.#programFds.reduce((sum, fd) => sum + Number(bpf.programRecursionMisses(fd)), 0),
+			missedRuns: skipped - recovered,
+			nestedRecovered: recovered,
 		};
 	}
 

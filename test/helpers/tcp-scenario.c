@@ -5,7 +5,7 @@
  *
  *   tcp-scenario server ADDR PORT MODE N     MODE: wait-close | close-first | send-wait
  *   tcp-scenario client ADDR PORT MODE N     MODE: close-first | wait-eof | linger0 | unread |
- *                                                   fork-close | refused | exhaust | bind0
+ *                                                   fork-close | refused | exhaust | bind
  *
  * The server prints {"ready":true,...} once listening. Every blocking call has a timeout (alarm),
  * so a broken test cannot hang.
@@ -126,18 +126,9 @@ static int run_client(const char *addr, int port, const char *mode, int n)
 
 		if (fd < 0)
 			die("socket");
-		if (strcmp(mode, "bind0") == 0) {
-			/* bind(port 0) on the connect address family: EADDRINUSE when every port is taken */
-			struct sockaddr_storage any = ss;
-
-			if (family == AF_INET) {
-				((struct sockaddr_in *)&any)->sin_port = 0;
-				((struct sockaddr_in *)&any)->sin_addr.s_addr = htonl(INADDR_ANY);
-			} else {
-				((struct sockaddr_in6 *)&any)->sin6_port = 0;
-				((struct sockaddr_in6 *)&any)->sin6_addr = in6addr_any;
-			}
-			if (bind(fd, (struct sockaddr *)&any, len) < 0) {
+		if (strcmp(mode, "bind") == 0) {
+			/* bind(ADDR:PORT) without SO_REUSEADDR: EADDRINUSE while a TIME_WAIT socket holds it */
+			if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
 				failed++;
 				last_errno = errno;
 			} else {

@@ -153,6 +153,7 @@ bpfTest('port exhaustion (20-port range, tcp_tw_reuse=0): 20 time_wait, then EAD
 	const ports = 20;
 	let clientPid = 0;
 	let bindPid = 0;
+	let heldPort = 0;
 	const { pair, events } = await withTrace(t, (p) => {
 		p.sysctl(p.client, 'net.ipv4.ip_local_port_range', '40000 40019');
 		p.sysctl(p.client, 'net.ipv4.tcp_tw_reuse', '0');
@@ -162,7 +163,12 @@ bpfTest('port exhaustion (20-port range, tcp_tw_reuse=0): 20 time_wait, then EAD
 		t.like(r, { ok: ports, failed: 1, errno: 99 });
 		clientPid = r.pid;
 		await server.done;
-		const b = await runClient(p.client, p.serverAddr, 0, 'bind0', 1);
+		// bind() to a port that a TIME_WAIT socket holds, the classic "Address already in use".
+		// (A port is chosen from ss rather than bind(port 0): the test then needs no assumption
+		// about how inet_csk_find_open_port scans the range.)
+		heldPort = Number(p.timeWait(p.client)[0]?.split(' ')[0]?.split(':').pop());
+		t.true(heldPort >= 40000 && heldPort <= 40019, `a TIME_WAIT port from ss, got ${heldPort}`);
+		const b = await runClient(p.client, p.clientAddr, heldPort, 'bind', 1);
 		t.like(b, { ok: 0, failed: 1, errno: 98 });
 		bindPid = b.pid;
 	});
@@ -175,7 +181,7 @@ bpfTest('port exhaustion (20-port range, tcp_tw_reuse=0): 20 time_wait, then EAD
 	t.like(fail[0], { pid: clientPid, errno: 'EADDRNOTAVAIL', sport: 0, daddr: pair.serverAddr, dport: 7201 });
 	const bind = ofKind(events, 'bind_fail');
 	t.is(bind.length, 1);
-	t.like(bind[0], { pid: bindPid, comm: 'tcp-scenario', errno: 'EADDRINUSE', saddr: '0.0.0.0', sport: 0, netns: pair.clientInode });
+	t.like(bind[0], { pid: bindPid, comm: 'tcp-scenario', errno: 'EADDRINUSE', saddr: pair.clientAddr, sport: heldPort, netns: pair.clientInode });
 });
 
 bpfTest('IPv6, client closes first: N time_wait with IPv6 addresses, owned by the client', async (t) => {
