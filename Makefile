@@ -5,7 +5,7 @@ CC ?= cc
 ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 BPF_OBJ := build/twtrace.bpf.o
-HELPERS := build/tcp-scenario
+HELPERS := build/tcp-scenario build/churn
 TS_SRC := $(shell find src native -name "*.ts")
 
 .PHONY: all bpf helpers ts layout clean
@@ -23,9 +23,13 @@ build/vmlinux.h:
 $(BPF_OBJ): bpf/twtrace.bpf.c bpf/twtrace.h build/vmlinux.h
 	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibuild -Ibpf -c $< -o $@
 
-$(HELPERS): test/helpers/tcp-scenario.c
+build/tcp-scenario: test/helpers/tcp-scenario.c
 	@mkdir -p build
 	$(CC) -O2 -Wall -Werror -o $@ $<
+
+build/churn: bench/churn.c
+	@mkdir -p build
+	$(CC) -O2 -Wall -Werror -pthread -o $@ $<
 
 dist/src/cli.js: $(TS_SRC) tsconfig.json package.json
 	npx tsc -p .

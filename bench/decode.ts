@@ -4,13 +4,15 @@
  *
  *   node --import tsx bench/decode.ts [--rounds 7] [--ring-size 8M]
  *
- * Each round fills an 8 MiB ring (≈ 58k records of 144 bytes, a realistic mix of kinds) and drains it
- * twice over: once with the drain only (framing), once with drain + decode. Reports min and median.
+ * Each round fills an 8 MiB ring (≈ 55k records of 144 bytes, a realistic mix of kinds) and drains it
+ * three times over: the drain only (framing), drain + decode, and drain + decode + the JSON line of
+ * `twtrace trace --json`. Reports min and median.
  */
 import { parseArgs } from 'node:util';
 import { Decoder, isDecodeFailure } from '../src/event/decode.js';
 import { EVENT_SIZE, EventKind } from '../src/event/layout.generated.js';
 import { RingReader } from '../src/tracer/ring-reader.js';
+import { eventJsonLine } from '../src/views/event-json.js';
 import { writeRecord } from '../test/helpers/records.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '7' }, 'ring-size': { type: 'string', default: '8388608' } } });
@@ -37,16 +39,21 @@ function filledRing() {
 	return { memory, records: pos / RECORD_BYTES, views: { consumerPos: new BigInt64Array(1), producerPos, memory, dataOffset: PAGE, dataBytes } };
 }
 
-function measure(decode: boolean): { recordsPerSec: number; records: number } {
+type Stage = 'drain' | 'drain+decode' | 'drain+decode+json';
+const STAGES: Stage[] = ['drain', 'drain+decode', 'drain+decode+json'];
+const jsonContext = { epochOffsetUs: 1.7e15, cgroupPath: () => undefined };
+
+function measure(stage: Stage): { recordsPerSec: number; records: number } {
 	const ring = filledRing();
 	const decoder = new Decoder(ring.memory);
 	let sink = 0;
-	const reader = new RingReader(ring.views, decode
-		? (offset, length) => {
+	const reader = new RingReader(ring.views, stage === 'drain'
+		? (offset) => { sink += offset; }
+		: (offset, length) => {
 			const e = decoder.decode(offset, length);
-			if (!isDecodeFailure(e)) sink += e.sport;
-		}
-		: (offset) => { sink += offset; }, () => {});
+			if (isDecodeFailure(e)) return;
+			sink += stage === 'drain+decode' ? e.sport : eventJsonLine(e, jsonContext).length;
+		}, () => {});
 	const t0 = process.hrtime.bigint();
 	const n = reader.drain();
 	const ns = Number(process.hrtime.bigint() - t0);
@@ -54,15 +61,14 @@ function measure(decode: boolean): { recordsPerSec: number; records: number } {
 	return { recordsPerSec: n / (ns / 1e9), records: n };
 }
 
-const results: Record<'drain' | 'drain+decode', number[]> = { drain: [], 'drain+decode': [] };
-measure(true); // warm-up: JIT
+const results = Object.fromEntries(STAGES.map((stage) => [stage, [] as number[]])) as Record<Stage, number[]>;
+for (const stage of STAGES) measure(stage); // warm-up: JIT
 for (let r = 0; r < rounds; r++) {
-	// Interleave the modes so that machine noise hits both alike.
-	results.drain.push(measure(false).recordsPerSec);
-	results['drain+decode'].push(measure(true).recordsPerSec);
+	// Interleave the stages so that machine noise hits all alike.
+	for (const stage of STAGES) results[stage].push(measure(stage).recordsPerSec);
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (x: number) => `${(x / 1e6).toFixed(2)}M`;
 console.log(`ring ${dataBytes / 2 ** 20} MiB, ${Math.floor(dataBytes / RECORD_BYTES)} records of ${EVENT_SIZE} bytes, ${rounds} rounds, node ${process.version}`);
-console.log('mode           records/s min   median   (min = slowest round)');
-for (const [mode, xs] of Object.entries(results)) console.log(`${mode.padEnd(14)} ${fmt(Math.min(...xs)).padStart(13)} ${fmt(median(xs)).padStart(8)}`);
+console.log('stage               records/s min   median   µs/record (median)');
+for (const [stage, xs] of Object.entries(results)) console.log(`${stage.padEnd(19)} ${fmt(Math.min(...xs)).padStart(13)} ${fmt(median(xs)).padStart(8)} ${(1e6 / median(xs)).toFixed(3).padStart(11)}`);

@@ -483,44 +483,81 @@ static __always_inline int on_set_state(const struct sock *sk, const int oldstat
 
 /*
  * The kernel runs a BPF program at most once per CPU at a time: __bpf_trace_run() skips a run that
- * would nest (prog->active), counting it in recursion_misses. inet_sock_set_state nests for real: a
+ * would nest (prog->active) and counts it in recursion_misses. inet_sock_set_state does nest: a
  * transition in process context (connect, close) can be interrupted by a softirq that receives a
- * packet and moves another socket (measured: 6 of 83 transitions under parallel test load). So the
- * tracepoint carries two programs. The primary does the work and marks this CPU busy while it runs;
- * the fallback does nothing unless it finds the mark set, which means it was called from an interrupt
- * nested inside the primary, the one run the kernel just skipped. Both are probes of the same
- * tracepoint and run one after the other, never both in one context, so a skip of both is impossible.
+ * packet and moves another socket (0.4 % of transitions at 40k connections/s here). So the tracepoint
+ * carries two programs, probes called one after the other in attach order, the primary first:
+ *
+ *   primary   handles the transition, then pushes (sk, oldstate, newstate) on a per-CPU stack;
+ *   fallback  pops that entry if it is there: the primary handled this transition in this context.
+ *             If it is not, the primary was skipped (it is active in the context this one
+ *             interrupted, anywhere from its entry to its exit), so the fallback handles it.
+ *
+ * Nesting is LIFO, so a matching entry is found at the top, unless fallbacks of nested transitions
+ * were themselves skipped (they nested inside the fallback, while the primary was idle and handled
+ * them): those entries sit above the match, and are dropped with it. The primary and the fallback
+ * are never both active in one context, so a transition is never skipped by both.
  * Lost transitions = primary's recursion_misses - TWT_CNT_NESTED_RECOVERED (the loader reports it).
  */
+#define TWT_HANDLED_SLOTS 4
+
+struct twt_handled {
+	struct {
+		__u64 sk;
+		__u32 states; /* oldstate << 8 | newstate, with bit 16 set so that it is never 0 */
+		__u32 _pad;
+	} slot[TWT_HANDLED_SLOTS];
+	__u32 depth;
+	__u32 _pad;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
-} primary_busy SEC(".maps");
+	__type(value, struct twt_handled);
+} primary_handled SEC(".maps");
+
+static __always_inline __u32 states_key(int oldstate, int newstate)
+{
+	return 1u << 16 | (oldstate & 0xff) << 8 | (newstate & 0xff);
+}
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-	__u32 zero = 0;
-	__u32 *busy = bpf_map_lookup_elem(&primary_busy, &zero);
+	__u32 zero = 0, i;
+	struct twt_handled *h;
 
-	if (!busy)
-		return 0;
-	*busy = 1;
 	on_set_state(sk, oldstate, newstate);
-	*busy = 0;
+	h = bpf_map_lookup_elem(&primary_handled, &zero);
+	if (!h)
+		return 0;
+	i = h->depth;
+	if (i >= TWT_HANDLED_SLOTS) /* only stale entries can fill it: overwrite the top one */
+		i = TWT_HANDLED_SLOTS - 1;
+	h->slot[i].sk = (__u64)sk;
+	h->slot[i].states = states_key(oldstate, newstate);
+	h->depth = i + 1;
 	return 0;
 }
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_inet_sock_set_state_nested, const struct sock *sk, const int oldstate, const int newstate)
 {
-	__u32 zero = 0;
-	__u32 *busy = bpf_map_lookup_elem(&primary_busy, &zero);
+	__u32 zero = 0, key = states_key(oldstate, newstate);
+	struct twt_handled *h = bpf_map_lookup_elem(&primary_handled, &zero);
+	int i;
 
-	if (!busy || !*busy)
+	if (!h)
 		return 0;
+#pragma unroll
+	for (i = TWT_HANDLED_SLOTS - 1; i >= 0; i--) {
+		if (i < h->depth && h->slot[i].sk == (__u64)sk && h->slot[i].states == key) {
+			h->depth = i;
+			return 0;
+		}
+	}
 	count(TWT_CNT_NESTED_RECOVERED);
 	return on_set_state(sk, oldstate, newstate);
 }

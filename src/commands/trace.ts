@@ -10,7 +10,7 @@ import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import { TraceSession, type SessionSummary } from '../tracer/session.js';
 import type { Filters } from '../tracer/tracer.js';
 import { blame } from '../model/attribution.js';
-import { eventJson, type EventContext } from '../views/event-json.js';
+import { eventJsonLine, type EventContext } from '../views/event-json.js';
 import { eventText, TEXT_HEADER } from '../views/event-text.js';
 import type { FilterOptions } from './options.js';
 
@@ -55,7 +55,7 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 
 	const cgroups = new CgroupPaths();
 	const ctx: EventContext = { epochOffsetUs: epochOffsetUs(), cgroupPath: (id) => cgroups.lookup(id) };
-	const format = opts.json ? (e: TwtEvent) => JSON.stringify(eventJson(e, ctx)) : (e: TwtEvent) => eventText(e, ctx);
+	const format = opts.json ? (e: TwtEvent) => eventJsonLine(e, ctx) : (e: TwtEvent) => eventText(e, ctx);
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 
 	let printed = 0;

@@ -5,13 +5,13 @@ import type { TwtEvent } from '../event/decode.js';
 import { TCP_STATE_NAMES } from '../event/kinds.js';
 import { blame } from '../model/attribution.js';
 import { errnoName } from '../event/errno.js';
-import type { EventContext } from './event-json.js';
+import { isoTime, type EventContext } from './event-json.js';
 
 export const TEXT_HEADER = `${'TIME'.padEnd(12)} ${'KIND'.padEnd(12)} ${'PID'.padStart(7)} ${'COMM'.padEnd(15)} ${'LOCAL'.padEnd(22)}    ${'REMOTE'.padEnd(22)} DETAILS`;
 
 export function eventText(e: TwtEvent, ctx: EventContext): string {
 	const who = blame(e);
-	const time = new Date((e.tsUs + ctx.epochOffsetUs) / 1000).toISOString().slice(11, 23);
+	const time = isoTime(e.tsUs + ctx.epochOffsetUs).slice(11, 23);
 	const local = endpoint(e.saddr, e.sport, e.family);
 	const remote = e.kind === 'bind_fail' ? '-' : endpoint(e.daddr, e.dport, e.family);
 	const details: string[] = [];

@@ -120,3 +120,24 @@ test('formatIpv6 compresses the longest zero run and prints v4-mapped addresses'
 	t.is(formatIpv6(b(0, 0, 0, 0, 0, 0xffff, 0x0a00, 0x0001)), '::ffff:10.0.0.1');
 	t.is(formatIpv6(b(0, 0, 0, 0, 0, 0, 0, 0)), '::');
 });
+
+test('strings remembered from the previous record are reused only when the bytes are the same', (t) => {
+	const records = [
+		{ ...timeWait, comm: 'alpha', closerComm: 'alpha', saddr: [10, 0, 0, 1] },
+		{ ...timeWait, comm: 'alpha', closerComm: 'alpha', saddr: [10, 0, 0, 1] },
+		{ ...timeWait, comm: 'alphb', closerComm: 'alpha-long-name', saddr: [10, 0, 0, 2] },
+		{ ...timeWait, comm: 'alpha', closerComm: 'alpha', family: 10, saddr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1] },
+		{ ...timeWait, comm: 'alpha', closerComm: 'alpha', saddr: [10, 0, 0, 1] },
+	];
+	const buf = new ArrayBuffer(EVENT_SIZE * records.length);
+	records.forEach((r, i) => new Uint8Array(buf, i * EVENT_SIZE).set(new Uint8Array(recordBuffer(r))));
+	const decoder = new Decoder(buf);
+	const got = records.map((_, i) => decoder.decode(i * EVENT_SIZE, EVENT_SIZE) as TwtEvent);
+	t.deepEqual(got.map((e) => [e.comm, e.closerComm, e.saddr]), [
+		['alpha', 'alpha', '10.0.0.1'],
+		['alpha', 'alpha', '10.0.0.1'],
+		['alphb', 'alpha-long-name', '10.0.0.2'],
+		['alpha', 'alpha', '::ffff:10.0.0.1'],
+		['alpha', 'alpha', '10.0.0.1'],
+	]);
+});
