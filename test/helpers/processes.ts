@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { cli, scenarioBin } from './env.js';
+import { waitForLine } from './lines.js';
 
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -15,28 +16,6 @@ function track(child: ChildProcess): ChildProcess {
 	running.add(child);
 	child.on('exit', () => running.delete(child));
 	return child;
-}
-
-/** Resolves with the first line of `stream` that matches, or rejects after `timeoutMs`. */
-function waitForLine(child: ChildProcess, stream: 'stdout' | 'stderr', match: RegExp, timeoutMs: number): Promise<string> {
-	return new Promise((resolve, reject) => {
-		let buf = '';
-		const timer = setTimeout(() => reject(new Error(`timed out waiting for ${match} on ${stream}; got: ${buf}`)), timeoutMs);
-		const onData = (d: Buffer) => {
-			buf += d.toString();
-			const line = buf.split('\n').find((l) => match.test(l));
-			if (line !== undefined) {
-				clearTimeout(timer);
-				child[stream]!.off('data', onData);
-				resolve(line);
-			}
-		};
-		child[stream]!.on('data', onData);
-		child.once('exit', (code) => {
-			clearTimeout(timer);
-			reject(new Error(`exited with ${code} before ${match}; ${stream}: ${buf}`));
-		});
-	});
 }
 
 export interface TraceRun {

@@ -1,0 +1,396 @@
+/**
+ * `npm run bench`: the measured cost of tracing at maximum connection churn, twtrace side by side with
+ * bpftrace, and the cost of the seed method (netstat | grep | wc, ss) at 10k–250k TIME_WAIT sockets.
+ * Prints the tables and writes them, with the machine and the exact commands, to bench/RESULTS.md.
+ *
+ *   sudo npm run bench [-- --rounds 3 --duration 8 --threads 2 --ports 16 --out bench/RESULTS.md]
+ *
+ * Each measurement gets a fresh pair of network namespaces joined by veth (the client at 10.200.0.1,
+ * the server at 10.200.0.2), so TIME_WAIT sockets from one run never weigh on the next, and nothing
+ * leaves them. Modes are interleaved round by round, after waiting for the machine to be quiet.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { createPair, type NetnsPair } from '../test/helpers/netns.js';
+import { waitForLine } from '../test/helpers/lines.js';
+import { cpuSeconds, machineInfo, peakRssMiB, timeWaitSockets, waitQuiet } from './proc.js';
+import { MODES, root, type Mode, type TracerOutcome } from './tracers.js';
+
+const { values: opts } = parseArgs({
+	options: {
+		rounds: { type: 'string', default: '3' },
+		duration: { type: 'string', default: '8' },
+		threads: { type: 'string', default: '2' },
+		ports: { type: 'string', default: '16' },
+		sizes: { type: 'string', default: '10000,100000,250000' },
+		out: { type: 'string', default: 'bench/RESULTS.md' },
+		help: { type: 'boolean', short: 'h', default: false },
+	},
+});
+if (opts.help) {
+	console.log(fs.readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*?|^ \* ?/gm, ''));
+	process.exit(0);
+}
+const rounds = positiveInt('rounds', 1); // RESULTS.md is published from 3 or more (the default)
+const durationS = positiveInt('duration', 1);
+const threads = positiveInt('threads', 1);
+const ports = positiveInt('ports', 1);
+const sizes = opts.sizes.split(',').map(Number);
+if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 1_000_000)) fail('--sizes: whole numbers of sockets, 1 to 1,000,000');
+
+const churnBin = path.join(root, 'build/churn');
+const MODE_ARG = 'client-close'; // TIME_WAIT on the client: the ephemeral-port exhaustion case
+const SERVER_PORT = 8000;
+
+function fail(message: string): never {
+	console.error(`bench: ${message}`);
+	process.exit(2);
+}
+
+function positiveInt(name: 'rounds' | 'duration' | 'threads' | 'ports', min: number): number {
+	const n = Number(opts[name]);
+	if (!Number.isInteger(n) || n < min || n > 3600) fail(`--${name}: a whole number from ${min}`);
+	return n;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+
+interface ChurnResult { pid: number; connections: number; seconds: number; perSecond: number; errors: Record<string, number> }
+
+function preparePair(): NetnsPair {
+	const pair = createPair();
+	try {
+		// A wide port range and room for every TIME_WAIT socket (a new namespace allows 131072, and
+		// silently skips the rest): the workload must not run out of ports within a run.
+		pair.sysctl(pair.client, 'net.ipv4.ip_local_port_range', '1024 65535');
+		for (const ns of [pair.client, pair.server]) pair.sysctl(ns, 'net.ipv4.tcp_max_tw_buckets', '2000000');
+	} catch (error) {
+		pair.remove();
+		throw error;
+	}
+	return pair;
+}
+
+async function startServer(pair: NetnsPair, seconds: number): Promise<ChildProcess> {
+	const server = spawn('ip', ['netns', 'exec', pair.server, churnBin, 'server', pair.serverAddr, String(SERVER_PORT), String(ports), MODE_ARG, String(threads), String(seconds)],
+		{ stdio: ['ignore', 'pipe', 'inherit'] });
+	await waitForLine(server, 'stdout', /"ready":true/, 10_000);
+	return server;
+}
+
+async function runClient(pair: NetnsPair, seconds: number, maxConnections = 0): Promise<ChurnResult> {
+	const client = spawn('ip', ['netns', 'exec', pair.client, churnBin, 'client', pair.serverAddr, String(SERVER_PORT), String(ports), MODE_ARG, String(threads), String(seconds), String(maxConnections)],
+		{ stdio: ['ignore', 'pipe', 'inherit'] });
+	let out = '';
+	client.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+	const [code] = (await once(client, 'close')) as [number | null];
+	if (code !== 0) throw new Error(`churn client exited with ${code}`);
+	return JSON.parse(out.trim().split('\n').pop()!) as ChurnResult;
+}
+
+async function stopServer(server: ChildProcess): Promise<void> {
+	if (server.exitCode !== null) return;
+	const closed = once(server, 'close');
+	server.kill('SIGTERM'); // it serves until idle for 100 ms, then exits: no connection is reset
+	await closed;
+}
+
+interface Measurement {
+	mode: string;
+	round: number;
+	connPerSec: number;
+	tracerCpuPct?: number;
+	consumerCpuPct?: number;
+	eventsPerSec?: number;
+	lost?: number;
+	rssMiB?: number;
+	timeWait: number;
+	/** TIME_WAIT entries the tracer reported, ÷ timewait sockets in the client namespace (sockstat). */
+	seen?: number;
+	/** TIME_WAIT entries the tracer attributed to the churn client's pid, ÷ the same. */
+	accuracy?: number;
+	idleBefore: number;
+	errors: Record<string, number>;
+	note?: string;
+}
+
+async function measure(mode: Mode, round: number): Promise<Measurement> {
+	const pair = preparePair();
+	try {
+		const idleBefore = await waitQuiet();
+		const tracer = mode.start ? await mode.start(pair) : undefined;
+		const server = await startServer(pair, durationS + 30);
+		const cpu0 = tracer && cpuSeconds(tracer.pid);
+		const consumer0 = tracer?.consumerPid && cpuSeconds(tracer.consumerPid);
+		const churn = await runClient(pair, durationS);
+		const cpu1 = tracer && cpuSeconds(tracer.pid);
+		const consumer1 = tracer?.consumerPid && cpuSeconds(tracer.consumerPid);
+		const rssMiB = tracer && peakRssMiB(tracer.pid);
+		await stopServer(server);
+		await sleep(300); // the last FIN/ACKs, and one more drain by the tracer
+		const timeWait = timeWaitSockets(pair.client);
+		const outcome: TracerOutcome = tracer ? await tracer.stop() : {};
+		const pct = (a?: number | '' | 0, b?: number | '' | 0) => (typeof a === 'number' && typeof b === 'number' ? (100 * (b - a)) / churn.seconds : undefined);
+		return {
+			mode: mode.name,
+			round,
+			connPerSec: churn.perSecond,
+			tracerCpuPct: pct(cpu0, cpu1),
+			consumerCpuPct: pct(consumer0, consumer1),
+			eventsPerSec: outcome.events === undefined ? undefined : outcome.events / churn.seconds,
+			lost: outcome.lost,
+			rssMiB,
+			timeWait,
+			...attribution(outcome, churn.pid, timeWait),
+			idleBefore,
+			errors: churn.errors,
+			note: outcome.note,
+		};
+	} finally {
+		pair.remove();
+	}
+}
+
+/** What a tracer said about the TIME_WAIT sockets, relative to what the kernel holds. */
+function attribution(outcome: TracerOutcome, churnPid: number, timeWait: number): { seen?: number; accuracy?: number } {
+	if (!outcome.timeWaitByPid || timeWait === 0) return {};
+	const seen = Object.values(outcome.timeWaitByPid).reduce((a, b) => a + b, 0);
+	return { seen: seen / timeWait, accuracy: (outcome.timeWaitByPid[String(churnPid)] ?? 0) / timeWait };
+}
+
+interface SeedMeasurement {
+	sockets: number;
+	timeWait: number;
+	tools: { name: string; command: string; wallMs: number[]; cpuMs: number[]; answer: string }[];
+	twtraceCpuMs?: number;
+	twtrace: { seen?: number; accuracy?: number };
+	twtraceLost?: number;
+}
+
+/** Wall and CPU time of a shell pipeline run inside a namespace (bash's `time`, children included). */
+function timeShell(netns: string, pipeline: string): { wallMs: number; cpuMs: number; answer: string } {
+	const r = spawnSync('ip', ['netns', 'exec', netns, 'bash', '-c', `TIMEFORMAT='%3R %3U %3S'; time (${pipeline})`], { encoding: 'utf8' });
+	const [wall, user, sys] = r.stderr.trim().split('\n').pop()!.split(' ').map(Number) as [number, number, number];
+	return { wallMs: wall * 1000, cpuMs: (user + sys) * 1000, answer: r.stdout.trim() };
+}
+
+async function measureSeed(sockets: number): Promise<SeedMeasurement> {
+	const pair = preparePair();
+	try {
+		await waitQuiet();
+		const twtraceMode = MODES.find((m) => m.name === 'twtrace trace --kind time_wait')!;
+		const tracer = await twtraceMode.start!(pair);
+		const server = await startServer(pair, 120);
+		const cpu0 = cpuSeconds(tracer.pid);
+		const churn = await runClient(pair, 60, sockets);
+		await stopServer(server);
+		await sleep(300);
+		const cpu1 = cpuSeconds(tracer.pid);
+		const outcome = await tracer.stop();
+		const timeWait = timeWaitSockets(pair.client);
+		const tools = [
+			{ name: 'netstat', command: 'netstat -n | grep TIME_WAIT | wc -l', wallMs: [] as number[], cpuMs: [] as number[], answer: '' },
+			{ name: 'ss', command: 'ss -tan state time-wait | wc -l', wallMs: [] as number[], cpuMs: [] as number[], answer: '' },
+		];
+		for (let i = 0; i < 3; i++) {
+			for (const tool of tools) {
+				const t = timeShell(pair.client, tool.command);
+				tool.wallMs.push(t.wallMs);
+				tool.cpuMs.push(t.cpuMs);
+				tool.answer = t.answer;
+			}
+		}
+		return {
+			sockets,
+			timeWait,
+			tools,
+			twtraceCpuMs: cpu0 !== undefined && cpu1 !== undefined ? (cpu1 - cpu0) * 1000 : undefined,
+			twtrace: attribution(outcome, churn.pid, timeWait),
+			twtraceLost: outcome.lost,
+		};
+	} finally {
+		pair.remove();
+	}
+}
+
+function decoderBench(): string {
+	return execFileSync(process.execPath, ['--import', 'tsx', 'bench/decode.ts'], { cwd: root, encoding: 'utf8' }).trim();
+}
+
+// ---- report ----
+
+const fmt = (x: number | undefined, digits = 1) => (x === undefined || Number.isNaN(x) ? '–' : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const fmtInt = (x: number | undefined) => (x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
+const pctOf = (x: number | undefined) => (x === undefined ? '–' : `${(100 * x).toFixed(1)} %`);
+
+interface ModeSummary {
+	mode: Mode;
+	runs: Measurement[];
+	/** Per round: 1 - conn/s ÷ that round's baseline conn/s. */
+	slowdowns: number[];
+}
+
+function summarise(all: Measurement[]): ModeSummary[] {
+	const baseline = new Map(all.filter((m) => m.mode === MODES[0]!.name).map((m) => [m.round, m.connPerSec]));
+	return MODES.map((mode) => {
+		const runs = all.filter((m) => m.mode === mode.name);
+		return { mode, runs, slowdowns: runs.map((m) => 1 - m.connPerSec / baseline.get(m.round)!) };
+	});
+}
+
+function churnTable(summaries: ModeSummary[]): string {
+	const values = (runs: Measurement[], key: keyof Measurement) => runs.map((m) => m[key]).filter((v): v is number => typeof v === 'number');
+	const minMed = (xs: number[], f: (x: number) => string) => (xs.length ? `${f(Math.min(...xs))} / ${f(median(xs))}` : '–');
+	const rows = summaries.map(({ mode, runs, slowdowns }) => {
+		const lost = values(runs, 'lost');
+		return [
+			mode.name,
+			minMed(values(runs, 'connPerSec'), fmtInt),
+			mode.start ? `${(100 * median(slowdowns)).toFixed(1)} %` : '–',
+			minMed(values(runs, 'tracerCpuPct'), (x) => fmt(x)),
+			minMed(values(runs, 'consumerCpuPct'), (x) => fmt(x)),
+			minMed(values(runs, 'eventsPerSec'), fmtInt),
+			lost.length ? `${fmtInt(Math.max(...lost))} (${fmtInt(lost.reduce((a, b) => a + b, 0))})` : '–',
+			values(runs, 'rssMiB').length ? fmtInt(Math.max(...values(runs, 'rssMiB'))) : '–',
+			`${minMed(values(runs, 'seen'), pctOf)}; ${minMed(values(runs, 'accuracy'), pctOf)}`,
+		];
+	});
+	const header = ['mode', 'conn/s min / median', 'slowdown (median)', 'tracer CPU % of a core, min / median', 'consumer CPU %', 'events/s delivered', 'lost: worst run (all runs)', 'peak RSS MiB', 'TIME_WAIT seen; blamed on the churn client (÷ sockstat, min / median)'];
+	return markdownTable(header, rows);
+}
+
+function markdownTable(header: string[], rows: string[][]): string {
+	const cell = (text: string) => text.replaceAll('|', '\\|');
+	return [`| ${header.map(cell).join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
+}
+
+function targets(summaries: ModeSummary[]): string {
+	const lines: string[] = [];
+	const peer = summaries.find((s) => s.mode.name.startsWith('bpftrace printf'));
+	const med = (s: ModeSummary, key: keyof Measurement) => median(s.runs.map((m) => m[key]).filter((v): v is number => typeof v === 'number'));
+	for (const s of summaries.filter((x) => x.mode.name.startsWith('twtrace trace'))) {
+		const slowdown = median(s.slowdowns);
+		const cpu = med(s, 'tracerCpuPct');
+		const lost = Math.max(...s.runs.map((m) => m.lost ?? 0));
+		const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
+		lines.push(`- \`${s.mode.name}\`: slowdown ${(100 * slowdown).toFixed(1)} % (target ≤ 5 %: ${verdict(slowdown <= 0.05)}), ` +
+			`lost ${lost} (target 0: ${verdict(lost === 0)}), CPU ${cpu.toFixed(1)} % of a core (target ≤ 5 %: ${verdict(cpu <= 5)})` +
+			(peer ? `; against the bpftrace streaming peer (${(100 * median(peer.slowdowns)).toFixed(1)} %, ${Math.max(...peer.runs.map((m) => m.lost ?? 0))} lost, ${med(peer, 'tracerCpuPct').toFixed(1)} % + ${med(peer, 'consumerCpuPct').toFixed(1)} % CPU): ` +
+				`${verdict(slowdown < median(peer.slowdowns) && lost <= Math.max(...peer.runs.map((m) => m.lost ?? 0)) && cpu < med(peer, 'tracerCpuPct'))}` : ''));
+	}
+	return lines.join('\n');
+}
+
+function seedTable(seeds: SeedMeasurement[]): string {
+	const rows: string[][] = [];
+	for (const s of seeds) {
+		for (const t of s.tools) {
+			rows.push([fmtInt(s.timeWait), `\`${t.command}\``, `${fmtInt(Math.min(...t.wallMs))} / ${fmtInt(median(t.wallMs))}`, fmtInt(median(t.cpuMs)), `${t.answer} (no owners)`]);
+		}
+		rows.push([fmtInt(s.timeWait), '`twtrace trace --kind time_wait` while they were created', '0 (answer already streamed)',
+			fmtInt(s.twtraceCpuMs), `${pctOf(s.twtrace.seen)} seen, ${pctOf(s.twtrace.accuracy)} blamed on the churn client; ${s.twtraceLost ?? '–'} lost`]);
+	}
+	return markdownTable(['TIME_WAIT sockets', 'method', 'wall ms min / median', 'CPU ms (median)', 'answer'], rows);
+}
+
+async function main(): Promise<void> {
+	if (process.getuid?.() !== 0) {
+		console.error('bench: needs root (BPF, network namespaces). Try: sudo npm run bench');
+		process.exit(1);
+	}
+	for (const f of [churnBin, path.join(root, 'dist/src/cli.js'), path.join(root, 'build/twtrace.bpf.o')]) {
+		if (!fs.existsSync(f)) {
+			console.error(`bench: ${path.relative(root, f)} is not built. Run: sudo scripts/setup`);
+			process.exit(1);
+		}
+	}
+	const startedAt = new Date();
+	const machine = machineInfo();
+	const commit = execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+	const dirty = execFileSync('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'native', 'bpf', 'bench'], { encoding: 'utf8' }).trim() !== '';
+	const argv = process.argv.slice(2).join(' ');
+	console.error(`bench: ${rounds} rounds × ${MODES.length} modes × ${durationS} s, then the seed method at ${sizes.join(', ')} TIME_WAIT sockets`);
+
+	const all: Measurement[] = [];
+	for (let round = 1; round <= rounds; round++) {
+		// Rotate the order each round, so that no mode always runs first or last.
+		const order = MODES.map((_, i) => MODES[(i + round - 1) % MODES.length]!);
+		for (const mode of order) {
+			const m = await measure(mode, round);
+			all.push(m);
+			console.error(`  round ${round}  ${mode.name.padEnd(32)} ${fmtInt(m.connPerSec).padStart(7)} conn/s  tracer ${fmt(m.tracerCpuPct).padStart(5)} %  lost ${m.lost ?? '–'}  attributed ${pctOf(m.accuracy)}  (idle before: ${(100 * m.idleBefore).toFixed(0)} %)`);
+		}
+	}
+	const seeds: SeedMeasurement[] = [];
+	for (const n of sizes) {
+		const s = await measureSeed(n);
+		seeds.push(s);
+		console.error(`  seed method at ${fmtInt(s.timeWait)} TIME_WAIT: ${s.tools.map((t) => `${t.name} ${fmtInt(median(t.wallMs))} ms`).join(', ')}`);
+	}
+	const decoder = decoderBench();
+
+	const summaries = summarise(all);
+	const notQuiet = all.filter((m) => m.idleBefore < 0.9).length;
+	const errors = all.filter((m) => Object.keys(m.errors).length > 0);
+	const report = `# twtrace benchmark results
+
+Generated by \`sudo npm run bench${argv ? ` -- ${argv}` : ''}\` (bench/run.ts) on ${startedAt.toISOString()}, twtrace ${commit}${dirty ? ' with uncommitted changes' : ''}.
+Do not edit by hand: run the command again.
+
+- Machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, ${machine.os}, kernel ${machine.kernel}
+- Node ${machine.node}, ${machine.bpftrace}
+- Workload: \`build/churn\` (bench/churn.c), ${MODE_ARG}, ${threads} client and ${threads} server threads, ${ports} destination ports,
+  ${durationS} s per run, client and server in two network namespaces joined by veth, port range 1024–65535,
+  \`tcp_max_tw_buckets\` 2,000,000 (both set inside the namespaces only). A fresh namespace pair per run.
+- ${rounds} rounds; modes interleaved, in a rotated order each round; before each run the harness waits for the machine
+  to be ≥ 90 % idle${notQuiet ? ` (${notQuiet} runs started less idle)` : ''}.${errors.length ? `\n- Workload errors: ${errors.map((m) => `${m.mode} round ${m.round}: ${JSON.stringify(m.errors)}`).join('; ')}` : ''}
+
+## Tracing at maximum churn
+
+${churnTable(summaries)}
+
+- *conn/s*: connections per second the workload completed. *slowdown*: 1 − conn/s ÷ the same round's run without tracer.
+- *tracer CPU*: user + system time of the tracer process over the workload, from /proc/PID/stat. BPF programs run in the
+  workload's and the network's context, so their cost shows in the slowdown, not here.
+- *consumer CPU*: the process reading a tracer's output (bench/line-counter.ts), when it streams into one.
+- *lost*: events the tracer itself reports lost (twtrace's closing line: ring buffer full, runs the kernel skipped,
+  undecodable; bpftrace's "Lost N events").
+- *TIME_WAIT seen; blamed on the churn client*: TIME_WAIT entries the tracer reported, and those it assigned to the churn
+  client's pid, each ÷ the timewait sockets in the client's namespace afterwards (/proc/net/sockstat, \`tw\`). Above
+  100 %: a few timewait sockets were killed early by an RST (TIME_WAIT assassination, which no tracepoint shows).
+  bpftrace's \`pid\` at FIN_WAIT2/CLOSING → CLOSE is whoever ran the softirq (often the server, which sent the FIN);
+  twtrace's is the process that called connect(). \`twtrace trace --json > /dev/null\` keeps no output to check.
+
+Commands:
+${MODES.filter((m) => m.start).map((m) => `- ${m.name}: \`${m.command}\``).join('\n')}
+
+### Targets (at maximum churn: slowdown ≤ 5 %, 0 lost, ≤ 5 % of a core, better than the bpftrace streaming peer)
+
+${targets(summaries)}
+
+## The seed method: counting TIME_WAIT with netstat and ss
+
+${seedTable(seeds)}
+
+The sockets are made by \`churn client … ${MODE_ARG} … MAX_CONNECTIONS\` in a fresh namespace pair; netstat and ss run
+inside the client namespace, 3 times each, interleaved. netstat and ss walk every socket of the host's hash tables on
+every call and can only count; twtrace pays as the sockets are created (its CPU time over the creation) and already
+knows whose they are.
+
+## Decoder microbenchmark (\`node --import tsx bench/decode.ts\`)
+
+\`\`\`
+${decoder}
+\`\`\`
+`;
+	const out = path.resolve(root, opts.out);
+	fs.writeFileSync(out, report);
+	console.log(report);
+	console.error(`bench: wrote ${path.relative(process.cwd(), out)}`);
+}
+
+await main();

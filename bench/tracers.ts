@@ -1,0 +1,197 @@
+/**
+ * The tracers the benchmark compares, each started against one network-namespace pair and stopped
+ * after the workload: twtrace in its modes, and the peers an engineer would otherwise reach for.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { NetnsPair } from '../test/helpers/netns.js';
+import { waitForLine } from '../test/helpers/lines.js';
+import type { CounterResult } from './line-counter.js';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const cli = path.join(root, 'dist/src/cli.js');
+const counterScript = path.join(root, 'bench/line-counter.ts');
+
+export interface TracerOutcome {
+	/** Events the tracer handed to user space (streamed or counted). */
+	events?: number;
+	/** Events the tracer reports lost. */
+	lost?: number;
+	/** TIME_WAIT entries per pid as the tracer attributed them, when its output can say. */
+	timeWaitByPid?: Record<string, number>;
+	/** The tracer's closing line, or why a figure is missing. */
+	note?: string;
+}
+
+export interface TracerRun {
+	/** The tracer process, and the process reading its output when it streams. */
+	pid: number;
+	consumerPid?: number;
+	stop(): Promise<TracerOutcome>;
+}
+
+export interface Mode {
+	name: string;
+	/** The command it stands for, as a person would type it (for RESULTS.md). */
+	command: string;
+	/** undefined: no tracer (the baseline). */
+	start?: (pair: NetnsPair) => Promise<TracerRun>;
+}
+
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+	for (const child of children) child.kill('SIGKILL');
+});
+
+function track(child: ChildProcess): ChildProcess {
+	children.add(child);
+	child.on('exit', () => children.delete(child));
+	return child;
+}
+
+function collect(stream: NodeJS.ReadableStream | null): () => string {
+	let text = '';
+	stream?.on('data', (d: Buffer) => (text += d.toString()));
+	return () => text;
+}
+
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
+	if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+	const closed = once(child, 'close');
+	child.kill(signal);
+	const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+	const [code] = (await closed) as [number | null];
+	clearTimeout(timer);
+	return code;
+}
+
+/** The line counter, reading from a pipe that a tracer will write into. */
+function startCounter(): { child: ChildProcess; result: () => Promise<CounterResult> } {
+	const child = track(spawn(process.execPath, ['--import', 'tsx', counterScript], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] }));
+	const out = collect(child.stdout);
+	return {
+		child,
+		result: async () => {
+			await once(child, 'close');
+			const last = out().trim().split('\n').pop() ?? '';
+			return JSON.parse(last) as CounterResult;
+		},
+	};
+}
+
+/** "twtrace: 1,234 events shown, 1,234 received in 6.7 s; 0 lost (…" → numbers. */
+export function parseTwtraceSummary(stderr: string): TracerOutcome {
+	const line = stderr.split('\n').find((l) => / received in .* lost \(/.test(l));
+	const m = line && /([\d,]+) received in [\d.]+ s; ([\d,]+) lost/.exec(line);
+	if (!m) return { note: `no summary line; stderr: ${stderr.slice(-300)}` };
+	const n = (s: string) => Number(s.replaceAll(',', ''));
+	return { events: n(m[1]!), lost: n(m[2]!), note: line!.replace(/^twtrace: /, '') };
+}
+
+function twtrace(name: string, args: string[], stdoutTo: 'null' | 'counter'): Mode {
+	const command = `twtrace trace ${args.join(' ')} --netns CLIENT --netns SERVER ${stdoutTo === 'null' ? '> /dev/null' : '| node bench/line-counter.ts'}`;
+	return {
+		name,
+		command,
+		async start(pair) {
+			const counter = stdoutTo === 'counter' ? startCounter() : undefined;
+			const devNull = stdoutTo === 'null' ? fs.openSync('/dev/null', 'w') : undefined;
+			const netns = [pair.client, pair.server].flatMap((ns) => ['--netns', `/run/netns/${ns}`]);
+			const child = track(spawn(process.execPath, [cli, 'trace', ...args, ...netns], {
+				cwd: root, stdio: ['ignore', counter ? counter.child.stdin! : devNull!, 'pipe'],
+			}));
+			if (devNull !== undefined) fs.closeSync(devNull);
+			counter?.child.stdin!.destroy(); // the tracer holds the write end now: EOF when it exits
+			const stderr = collect(child.stderr);
+			await waitForLine(child, 'stderr', /Ctrl-C to stop/, 30_000);
+			return {
+				pid: child.pid!,
+				consumerPid: counter?.child.pid,
+				async stop() {
+					await stopChild(child);
+					const outcome = parseTwtraceSummary(stderr());
+					if (counter) outcome.timeWaitByPid = (await counter.result()).timeWaitByPid;
+					return outcome;
+				},
+			};
+		},
+	};
+}
+
+// bpftrace 0.17 attaches tracepoints through tracefs, which this host may not mount. It runs in a
+// private mount namespace of its own that mounts it, so the host's mounts stay untouched.
+function bpftraceChild(script: string, stdout: 'pipe' | NodeJS.WritableStream): ChildProcess {
+	const shell = 'mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; exec bpftrace -e "$0"';
+	return track(spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', shell, script], {
+		stdio: ['ignore', stdout as 'pipe', 'pipe'],
+	}));
+}
+
+const STREAM_SCRIPT = 'tracepoint:sock:inet_sock_set_state /args->protocol == 6/ ' +
+	'{ printf("%d %s %d %d\\n", pid, comm, args->oldstate, args->newstate); }';
+// TIME_WAIT entry: FIN_WAIT2 (5) or CLOSING (11) -> CLOSE (7); kernel-facts §1.3.
+const COUNT_SCRIPT = 'tracepoint:sock:inet_sock_set_state /args->protocol == 6 && args->newstate == 7 && ' +
+	'(args->oldstate == 5 || args->oldstate == 11)/ { @[pid, comm] = count(); }';
+
+/** bpftrace's "Attaching N probes..." comes before the attach itself: give it a moment more. */
+const BPFTRACE_ATTACH_MS = 1500;
+
+const bpftraceStream: Mode = {
+	name: 'bpftrace printf | node',
+	command: `bpftrace -e '${STREAM_SCRIPT}' | node bench/line-counter.ts`,
+	async start() {
+		const counter = startCounter();
+		const child = bpftraceChild(STREAM_SCRIPT, counter.child.stdin!);
+		counter.child.stdin!.destroy();
+		const stderr = collect(child.stderr);
+		await waitForLine(counter.child, 'stdout', /"ready":true/, 30_000);
+		await new Promise((r) => setTimeout(r, BPFTRACE_ATTACH_MS));
+		return {
+			pid: child.pid!,
+			consumerPid: counter.child.pid,
+			async stop() {
+				await stopChild(child);
+				const r = await counter.result();
+				const lost = r.lost + [...stderr().matchAll(/Lost (\d+) events/g)].reduce((s, m) => s + Number(m[1]), 0);
+				return { events: r.lines - 1 /* "Attaching…" */, lost, timeWaitByPid: r.timeWaitByPid };
+			},
+		};
+	},
+};
+
+const bpftraceCount: Mode = {
+	name: 'bpftrace @[pid,comm]=count()',
+	command: `bpftrace -e '${COUNT_SCRIPT}'`,
+	async start() {
+		const child = bpftraceChild(COUNT_SCRIPT, 'pipe');
+		const stdout = collect(child.stdout);
+		await waitForLine(child, 'stdout', /Attaching/, 30_000);
+		await new Promise((r) => setTimeout(r, BPFTRACE_ATTACH_MS));
+		return {
+			pid: child.pid!,
+			async stop() {
+				await stopChild(child);
+				const timeWaitByPid: Record<string, number> = {};
+				for (const m of stdout().matchAll(/^@\[(\d+), [^\]]*\]: (\d+)$/gm)) {
+					timeWaitByPid[m[1]!] = (timeWaitByPid[m[1]!] ?? 0) + Number(m[2]);
+				}
+				const lost = [...stdout().matchAll(/Lost (\d+) events/g)].reduce((s, m) => s + Number(m[1]), 0);
+				return { lost, timeWaitByPid, note: 'aggregates in the kernel: streams nothing' };
+			},
+		};
+	},
+};
+
+export const MODES: Mode[] = [
+	{ name: 'no tracer', command: '(the workload alone)' },
+	// No connect() fails in this workload: every transition runs the BPF programs and owners are
+	// tracked, but nothing reaches user space. Its slowdown is the in-kernel share of twtrace's cost.
+	twtrace('twtrace, BPF side only', ['--kind', 'connect_fail'], 'null'),
+	twtrace('twtrace trace --json', ['--json'], 'null'),
+	twtrace('twtrace trace --kind time_wait', ['--json', '--kind', 'time_wait'], 'counter'),
+	bpftraceStream,
+	bpftraceCount,
+];

@@ -1,0 +1,24 @@
+/** Waiting for a child process to say something: shared by the tests and bench/ (no test-runner imports). */
+import type { ChildProcess } from 'node:child_process';
+
+/** Resolves with the first line of `stream` that matches, or rejects after `timeoutMs`. */
+export function waitForLine(child: ChildProcess, stream: 'stdout' | 'stderr', match: RegExp, timeoutMs: number): Promise<string> {
+	return new Promise((resolve, reject) => {
+		let buf = '';
+		const timer = setTimeout(() => reject(new Error(`timed out waiting for ${match} on ${stream}; got: ${buf}`)), timeoutMs);
+		const onData = (d: Buffer) => {
+			buf += d.toString();
+			const line = buf.split('\n').find((l) => match.test(l));
+			if (line !== undefined) {
+				clearTimeout(timer);
+				child[stream]!.off('data', onData);
+				resolve(line);
+			}
+		};
+		child[stream]!.on('data', onData);
+		child.once('exit', (code) => {
+			clearTimeout(timer);
+			reject(new Error(`exited with ${code} before ${match}; ${stream}: ${buf}`));
+		});
+	});
+}
