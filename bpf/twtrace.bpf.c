@@ -495,15 +495,22 @@ static __always_inline int on_set_state(const struct sock *sk, const int oldstat
  *
  * Nesting is LIFO, so a matching entry is found at the top, unless fallbacks of nested transitions
  * were themselves skipped (they nested inside the fallback, while the primary was idle and handled
- * them): those entries sit above the match, and are dropped with it. The primary and the fallback
- * are never both active in one context, so a transition is never skipped by both.
+ * them): those entries sit above the match, and are dropped with it. Such an entry can also be left
+ * behind, when the skip came after the outer fallback's pop; entries are timestamped, and one older
+ * than TWT_HANDLED_STALE_JIFFIES cannot belong to a transition still in progress (softirq processing
+ * nested in one is bounded to about 2 jiffies by net_rx_action and __do_softirq), so the primary
+ * drops it and everything below before pushing. (Jiffies: bpf_ktime_get_coarse_ns is not allowed in
+ * tracing programs, and bpf_ktime_get_ns costs more.) The primary and the fallback are never both active in one context, so a
+ * transition is never skipped by both.
  * Lost transitions = primary's recursion_misses - TWT_CNT_NESTED_RECOVERED (the loader reports it).
  */
-#define TWT_HANDLED_SLOTS 4
+#define TWT_HANDLED_SLOTS 8
+#define TWT_HANDLED_STALE_JIFFIES 25 /* 25 ms at HZ=1000, 250 ms at HZ=100 */
 
 struct twt_handled {
 	struct {
 		__u64 sk;
+		__u64 at;     /* bpf_jiffies64() at the push */
 		__u32 states; /* oldstate << 8 | newstate, with bit 16 set so that it is never 0 */
 		__u32 _pad;
 	} slot[TWT_HANDLED_SLOTS];
@@ -528,15 +535,22 @@ int BPF_PROG(handle_inet_sock_set_state, const struct sock *sk, const int oldsta
 {
 	__u32 zero = 0, i;
 	struct twt_handled *h;
+	__u64 now;
 
 	on_set_state(sk, oldstate, newstate);
 	h = bpf_map_lookup_elem(&primary_handled, &zero);
 	if (!h)
 		return 0;
+	now = bpf_jiffies64();
 	i = h->depth;
-	if (i >= TWT_HANDLED_SLOTS) /* only stale entries can fill it: overwrite the top one */
+	if (i >= TWT_HANDLED_SLOTS) /* stale entries can fill it: overwrite the top one */
 		i = TWT_HANDLED_SLOTS - 1;
+	/* The newest entry is stale, so every one below it is too. (Masks: for the verifier.) */
+	if (i > 0 && now - h->slot[(i - 1) & (TWT_HANDLED_SLOTS - 1)].at > TWT_HANDLED_STALE_JIFFIES)
+		i = 0;
+	i &= TWT_HANDLED_SLOTS - 1;
 	h->slot[i].sk = (__u64)sk;
+	h->slot[i].at = now;
 	h->slot[i].states = states_key(oldstate, newstate);
 	h->depth = i + 1;
 	return 0;

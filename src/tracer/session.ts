@@ -29,6 +29,13 @@ export interface SessionSummary extends DropCounts {
 	seconds: number;
 }
 
+/**
+ * Events handed over at most this many at a time. A drain after a stall can find a full ring (55k
+ * records at 8 MiB); one batch of that size made one 30 MB output string and spent more per event
+ * than small ones, so falling behind made it fall further behind (measured by bench/run.ts).
+ */
+const MAX_BATCH_EVENTS = 1024;
+
 const ZERO: DropCounts = { ringFull: 0, mapFull: 0, missedRuns: 0, nestedRecovered: 0, ownerMissing: 0 };
 
 export class TraceSession {
@@ -51,7 +58,7 @@ export class TraceSession {
 			(offset, length) => {
 				const r = decoder!.decode(offset, length);
 				if (isDecodeFailure(r)) this.#decodeErrors++;
-				else this.#batch.push(r);
+				else if (this.#batch.push(r) >= MAX_BATCH_EVENTS) this.#flush();
 			},
 		);
 		decoder = new Decoder(this.#tracer.memory);
