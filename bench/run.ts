@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createPair, type NetnsPair } from '../test/helpers/netns.js';
-import { waitForLine } from '../test/helpers/lines.js';
+import { track, waitForLine } from '../test/helpers/children.js';
 import { cpuSeconds, machineInfo, peakRssMiB, timeWaitSockets, waitQuiet } from './proc.js';
 import { MODES, root, type Mode, type TracerOutcome } from './tracers.js';
 
@@ -76,15 +76,15 @@ function preparePair(): NetnsPair {
 }
 
 async function startServer(pair: NetnsPair, seconds: number): Promise<ChildProcess> {
-	const server = spawn('ip', ['netns', 'exec', pair.server, churnBin, 'server', pair.serverAddr, String(SERVER_PORT), String(ports), MODE_ARG, String(threads), String(seconds)],
-		{ stdio: ['ignore', 'pipe', 'inherit'] });
+	const server = track(spawn('ip', ['netns', 'exec', pair.server, churnBin, 'server', pair.serverAddr, String(SERVER_PORT), String(ports), MODE_ARG, String(threads), String(seconds)],
+		{ stdio: ['ignore', 'pipe', 'inherit'] }));
 	await waitForLine(server, 'stdout', /"ready":true/, 10_000);
 	return server;
 }
 
 async function runClient(pair: NetnsPair, seconds: number, maxConnections = 0): Promise<ChurnResult> {
-	const client = spawn('ip', ['netns', 'exec', pair.client, churnBin, 'client', pair.serverAddr, String(SERVER_PORT), String(ports), MODE_ARG, String(threads), String(seconds), String(maxConnections)],
-		{ stdio: ['ignore', 'pipe', 'inherit'] });
+	const client = track(spawn('ip', ['netns', 'exec', pair.client, churnBin, 'client', pair.serverAddr, String(SERVER_PORT), String(ports), MODE_ARG, String(threads), String(seconds), String(maxConnections)],
+		{ stdio: ['ignore', 'pipe', 'inherit'] }));
 	let out = '';
 	client.stdout!.on('data', (d: Buffer) => (out += d.toString()));
 	const [code] = (await once(client, 'close')) as [number | null];

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NetnsPair } from '../test/helpers/netns.js';
-import { waitForLine } from '../test/helpers/lines.js';
+import { track, waitForLine } from '../test/helpers/children.js';
 import type { CounterResult } from './line-counter.js';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -41,16 +41,6 @@ export interface Mode {
 	start?: (pair: NetnsPair) => Promise<TracerRun>;
 }
 
-const children = new Set<ChildProcess>();
-process.on('exit', () => {
-	for (const child of children) child.kill('SIGKILL');
-});
-
-function track(child: ChildProcess): ChildProcess {
-	children.add(child);
-	child.on('exit', () => children.delete(child));
-	return child;
-}
 
 function collect(stream: NodeJS.ReadableStream | null): () => string {
 	let text = '';

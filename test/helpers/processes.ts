@@ -5,18 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { cli, scenarioBin } from './env.js';
-import { waitForLine } from './lines.js';
+import { track, waitForLine } from './children.js';
 
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-	for (const child of running) child.kill('SIGKILL');
-});
-
-function track(child: ChildProcess): ChildProcess {
-	running.add(child);
-	child.on('exit', () => running.delete(child));
-	return child;
-}
 
 export interface TraceRun {
 	/** Stops twtrace with SIGINT and returns its output. */

@@ -1,5 +1,17 @@
-/** Waiting for a child process to say something: shared by the tests and bench/ (no test-runner imports). */
+/** Child processes shared by the tests and bench/ (no test-runner imports): tracking, waiting for a line. */
 import type { ChildProcess } from 'node:child_process';
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+	for (const child of running) child.kill('SIGKILL');
+});
+
+/** Kills `child` by its pid if this process exits first (a failed test, an interrupted bench). */
+export function track(child: ChildProcess): ChildProcess {
+	running.add(child);
+	child.on('exit', () => running.delete(child));
+	return child;
+}
 
 /** Resolves with the first line of `stream` that matches, or rejects after `timeoutMs`. */
 export function waitForLine(child: ChildProcess, stream: 'stdout' | 'stderr', match: RegExp, timeoutMs: number): Promise<string> {
