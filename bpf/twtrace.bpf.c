@@ -38,6 +38,9 @@
  *   everything else         (SYN_SENT -> ESTABLISHED on the server, FIN_WAIT1 -> FIN_WAIT2, ...) carries
  *                           no information and is dropped before any map access.
  *
+ * dump_tcp (iter/tcp): one struct twt_sock per socket of the namespace the iterator was created in,
+ * for `top`'s reconciliation. TIME_WAIT has no tracepoint at its end (§1.3); this walk is exact.
+ *
  * handle_sys_exit: bind() returning -EADDRINUSE on a TCP socket emits bind_fail with the requested
  * address; there is no state transition for it (§2).
  *
@@ -53,6 +56,7 @@
 
 _Static_assert(sizeof(struct twt_event) == 144, "twt_event size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_event) % 8 == 0, "twt_event must keep 8-byte alignment in the ring");
+_Static_assert(sizeof(struct twt_sock) == 56, "twt_sock size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_config) == 56, "twt_config size changed: regenerate the layout");
 
 #define AF_INET 2
@@ -71,11 +75,15 @@ _Static_assert(sizeof(struct twt_config) == 56, "twt_config size changed: regene
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
+/* From /proc/config.gz or /boot/config-*, read by libbpf at load; 0 when neither exists. */
+extern unsigned int CONFIG_HZ __kconfig __weak;
+
 const volatile struct twt_config cfg = {};
 
 /* Puts the record, config and enum types into BTF for scripts/gen-layout.ts. Never accessed. */
 struct twt_btf_anchor {
 	struct twt_event event;
+	struct twt_sock sock;
 	enum twt_event_kind kind;
 	enum twt_side side;
 	enum twt_owner_source owner_source;
@@ -655,5 +663,49 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	}
 	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/*
+ * iter/tcp walks the listening and established hash tables of the network namespace of the task
+ * that created the iterator (bpf_iter_tcp: seq_file_net), request and timewait sockets included.
+ * The loader setns()es into each namespace of interest to create one (kernel-facts §5).
+ */
+SEC("iter/tcp")
+int dump_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct tcp_timewait_sock *tw;
+	struct twt_sock s = {};
+
+	if (!skc)
+		return 0;
+	s.cookie = bpf_get_socket_cookie(skc);
+	s.netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
+	s.family = skc->skc_family;
+	s.state = skc->skc_state;
+	s.sport = skc->skc_num; /* host order; still set for timewait sockets (tw_num) */
+	s.dport = bpf_ntohs(skc->skc_dport);
+	s.timer_ms = -1;
+	if (s.family == AF_INET6) {
+		BPF_CORE_READ_INTO(&s.saddr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&s.daddr, skc, skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)s.saddr, skc, skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)s.daddr, skc, skc_daddr);
+	}
+	if (s.state == TCP_TIME_WAIT) {
+		tw = bpf_skc_to_tcp_timewait_sock(skc);
+		if (tw) {
+			/* tw_timer is armed by inet_twsk_schedule() and re-armed (60 s) when a FIN_WAIT2
+			 * substate socket receives the peer's FIN (tcp_timewait_state_process). */
+			long left = (long)(BPF_CORE_READ(tw, tw_sk.tw_timer.expires) - bpf_jiffies64());
+
+			s.substate = BPF_CORE_READ(tw, tw_sk.tw_substate);
+			if (CONFIG_HZ)
+				s.timer_ms = left <= 0 ? 0 : (__s32)((__u64)left * 1000 / CONFIG_HZ);
+		}
+	}
+	bpf_seq_write(ctx->meta->seq, &s, sizeof(s));
 	return 0;
 }

@@ -79,6 +79,23 @@ struct twt_event {
 	__u32 _pad;
 };
 
+/*
+ * One socket of a network namespace, written by the iter/tcp program (dump_tcp) for `top`'s
+ * reconciliation: the exact set of sockets, TIME_WAIT ones included, with their cookies and timers.
+ */
+struct twt_sock {
+	__u64 cookie;       /* a timewait socket keeps the cookie of the socket it replaced */
+	__u8 saddr[TWT_ADDR_LEN];
+	__u8 daddr[TWT_ADDR_LEN];
+	__u32 netns;
+	__s32 timer_ms;     /* timewait socket: ms until its timer fires; -1 otherwise or when HZ is unknown */
+	__u16 sport;        /* host order */
+	__u16 dport;
+	__u16 family;
+	__u8 state;         /* TCP_* (TCP_TIME_WAIT for every timewait socket) */
+	__u8 substate;      /* timewait socket: TCP_TIME_WAIT or TCP_FIN_WAIT2; 0 otherwise */
+};
+
 /* Filters, written into .rodata by the loader between open and load (const volatile: the verifier
  * sees them as constants and prunes disabled branches). Zero means "any" everywhere. */
 struct twt_config {

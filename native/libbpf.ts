@@ -33,6 +33,9 @@ interface LibbpfRaw {
 	bpf_program__set_autoload: (prog: Handle, autoload: boolean) => number;
 	bpf_program__attach: (prog: Handle) => Handle;
 	bpf_program__fd: (prog: Handle) => number;
+	bpf_program__attach_iter: (prog: Handle, opts: null) => Handle;
+	bpf_link__fd: (link: Handle) => number;
+	bpf_iter_create: (linkFd: number) => number;
 	bpf_link__destroy: (link: Handle) => number;
 	bpf_map_lookup_elem: (fd: number, key: Buffer, value: Buffer) => number;
 	bpf_obj_get_info_by_fd: (fd: number, info: Buffer, len: Buffer) => number;
@@ -67,6 +70,9 @@ function libbpf(): LibbpfRaw {
 		bpf_program__set_autoload: lib.func('int bpf_program__set_autoload(void *prog, bool autoload)'),
 		bpf_program__attach: lib.func('void *bpf_program__attach(void *prog)'),
 		bpf_program__fd: lib.func('int bpf_program__fd(void *prog)'),
+		bpf_program__attach_iter: lib.func('void *bpf_program__attach_iter(void *prog, void *opts)'),
+		bpf_link__fd: lib.func('int bpf_link__fd(void *link)'),
+		bpf_iter_create: lib.func('int bpf_iter_create(int link_fd)'),
 		bpf_link__destroy: lib.func('int bpf_link__destroy(void *link)'),
 		bpf_map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)'),
 		bpf_obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint8_t *len)'),
@@ -193,6 +199,30 @@ export function programAttach(prog: Handle, what: string): Handle {
 	const link = libbpf().bpf_program__attach(prog);
 	if (isNull(link)) throw failure(`attach ${what}`);
 	return link;
+}
+
+/** Attaches an iterator program (SEC("iter/...")); each iterCreate() on the link then starts one walk. */
+export function programAttachIter(prog: Handle, what: string): Handle {
+	const link = libbpf().bpf_program__attach_iter(prog, null);
+	if (isNull(link)) throw failure(`attach ${what}`);
+	return link;
+}
+
+/**
+ * A new iterator over `link`: read(2) the returned fd to EOF, then close it. Kernel iterators over
+ * namespaced objects (iter/tcp) walk the network namespace of the calling thread at this moment.
+ */
+export function iterCreate(link: Handle): number {
+	const linkFd = libbpf().bpf_link__fd(link);
+	if (linkFd < 0) throw failure('iterator link fd', linkFd);
+	const fd = libbpf().bpf_iter_create(linkFd);
+	if (fd < 0) throw failure('create iterator', fd);
+	return fd;
+}
+
+/** Looks up `key` in a (non-per-CPU) map; false when absent. */
+export function mapLookup(fd: number, key: Buffer, value: Buffer): boolean {
+	return libbpf().bpf_map_lookup_elem(fd, key, value) === 0;
 }
 
 export function linkDestroy(link: Handle): void {

@@ -21,6 +21,7 @@ interface Libc {
 	vsnprintf: (buf: Buffer, size: number, fmt: Pointer, ap: Pointer) => number;
 	strerror: (errno: number) => string;
 	getpagesize: () => number;
+	setns: (fd: number, nstype: number) => number;
 }
 
 let cache: Libc | undefined;
@@ -35,6 +36,7 @@ export function libc(): Libc {
 		vsnprintf: lib.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, void *fmt, void *ap)'),
 		strerror: lib.func('const char *strerror(int errnum)'),
 		getpagesize: lib.func('int getpagesize()'),
+		setns: lib.func('int setns(int fd, int nstype)'),
 	};
 	return cache;
 }
@@ -95,3 +97,4 @@ export function isWriteEndOrphaned(fd: number): boolean {
 	if (libc().poll(pfd, 1, 0) <= 0) return false;
 	return (pfd.readInt16LE(6) & (POLLERR | POLLHUP)) !== 0;
 }
+

@@ -24,7 +24,7 @@ interface BtfType {
 
 export interface Field { offset: number; size: number; count?: number }
 
-const STRUCTS = { event: 'twt_event', config: 'twt_config' } as const;
+const STRUCTS = { event: 'twt_event', sock: 'twt_sock', config: 'twt_config' } as const;
 const ENUMS = {
 	EventKind: ['twt_event_kind', 'TWT_KIND_'],
 	Side: ['twt_side', 'TWT_SIDE_'],
@@ -68,6 +68,7 @@ export function generateLayout(types: BtfType[]): string {
 	};
 
 	const event = fields(STRUCTS.event);
+	const sock = fields(STRUCTS.sock);
 	const config = fields(STRUCTS.config);
 	const rodata = named('DATASEC', '.rodata');
 	const cfgVar = rodata.vars!.find((v) => byId.get(v.type_id)?.name === 'cfg');
@@ -81,6 +82,10 @@ export function generateLayout(types: BtfType[]): string {
 		'',
 		`export const EVENT_SIZE = ${event.size};`,
 		`export const EVENT_FIELDS = ${fieldTable(event.fields)} as const satisfies Record<string, FieldLayout>;`,
+		'',
+		'/** One socket from the iter/tcp program (dump_tcp). */',
+		`export const SOCK_SIZE = ${sock.size};`,
+		`export const SOCK_FIELDS = ${fieldTable(sock.fields)} as const satisfies Record<string, FieldLayout>;`,
 		'',
 		`export const CONFIG_SIZE = ${config.size};`,
 		`export const CONFIG_FIELDS = ${fieldTable(config.fields)} as const satisfies Record<string, FieldLayout>;`,

@@ -33,6 +33,21 @@ export const EVENT_FIELDS = {
 	_pad: { offset: 140, size: 4 },
 } as const satisfies Record<string, FieldLayout>;
 
+/** One socket from the iter/tcp program (dump_tcp). */
+export const SOCK_SIZE = 56;
+export const SOCK_FIELDS = {
+	cookie: { offset: 0, size: 8 },
+	saddr: { offset: 8, size: 16, count: 16 },
+	daddr: { offset: 24, size: 16, count: 16 },
+	netns: { offset: 40, size: 4 },
+	timer_ms: { offset: 44, size: 4 },
+	sport: { offset: 48, size: 2 },
+	dport: { offset: 50, size: 2 },
+	family: { offset: 52, size: 2 },
+	state: { offset: 54, size: 1 },
+	substate: { offset: 55, size: 1 },
+} as const satisfies Record<string, FieldLayout>;
+
 export const CONFIG_SIZE = 56;
 export const CONFIG_FIELDS = {
 	cgroup_id: { offset: 0, size: 8 },

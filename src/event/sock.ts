@@ -1,0 +1,58 @@
+/**
+ * Bytes written by the iter/tcp program (struct twt_sock, one per socket) → SocketEntry[]. Pure
+ * and total: a trailing partial record is ignored and counted by the caller via `trailingBytes`.
+ */
+import os from 'node:os';
+import { AF_INET6 } from './kinds.js';
+import { formatIpv6 } from './decode.js';
+import { SOCK_FIELDS as F, SOCK_SIZE } from './layout.generated.js';
+
+export interface SocketEntry {
+	cookie: number;
+	netns: number;
+	family: 4 | 6;
+	saddr: string;
+	daddr: string;
+	sport: number;
+	dport: number;
+	/** TCP_* state number (TIME_WAIT: 6 for every timewait socket). */
+	state: number;
+	/** Timewait socket: 6 (TIME_WAIT) or 5 (FIN_WAIT2); 0 otherwise. */
+	substate: number;
+	/** Timewait socket: ms until its timer fires; -1 when not a timewait socket or unknown. */
+	timerMs: number;
+}
+
+export const TCP_ESTABLISHED = 1;
+export const TCP_TIME_WAIT = 6;
+export const TCP_LISTEN = 10;
+export const TCP_NEW_SYN_RECV = 12;
+
+const little = os.endianness() === 'LE';
+
+export function decodeSockets(bytes: Uint8Array): { sockets: SocketEntry[]; trailingBytes: number } {
+	const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+	const count = Math.floor(bytes.byteLength / SOCK_SIZE);
+	const sockets: SocketEntry[] = new Array(count);
+	for (let i = 0; i < count; i++) {
+		const at = i * SOCK_SIZE;
+		const family = v.getUint16(at + F.family.offset, little) === AF_INET6 ? 6 : 4;
+		sockets[i] = {
+			cookie: v.getUint32(at + F.cookie.offset + (little ? 4 : 0), little) * 0x1_0000_0000 + v.getUint32(at + F.cookie.offset + (little ? 0 : 4), little),
+			netns: v.getUint32(at + F.netns.offset, little),
+			family,
+			saddr: address(bytes, at + F.saddr.offset, family),
+			daddr: address(bytes, at + F.daddr.offset, family),
+			sport: v.getUint16(at + F.sport.offset, little),
+			dport: v.getUint16(at + F.dport.offset, little),
+			state: v.getUint8(at + F.state.offset),
+			substate: v.getUint8(at + F.substate.offset),
+			timerMs: v.getInt32(at + F.timer_ms.offset, little),
+		};
+	}
+	return { sockets, trailingBytes: bytes.byteLength - count * SOCK_SIZE };
+}
+
+function address(b: Uint8Array, at: number, family: 4 | 6): string {
+	return family === 4 ? `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}` : formatIpv6(b.subarray(at, at + 16));
+}

@@ -1,0 +1,380 @@
+/**
+ * The churn model behind `top` (and later `report` and `serve`): events and socket-table walks in,
+ * per-owner tallies out. Pure and deterministic: every method takes CLOCK_MONOTONIC µs from its
+ * caller (events carry their own timestamps), so tests drive it with a synthetic clock.
+ *
+ * The unit of state is an *owner*: one (pid, comm, cgroup, netns, side, peer) combination. Groups
+ * (--by process, comm, cgroup, netns, dest) are sums of owners, made at snapshot time, so the
+ * grouping can change on a key press without losing history.
+ *
+ * TIME_WAIT held now is modelled from time_wait events (a TIME_WAIT-substate socket lives 60 s,
+ * TCP_TIMEWAIT_LEN; a FIN_WAIT2-substate one tcp_fin_timeout, unless the peer's FIN turns it into
+ * TIME_WAIT for another 60 s, which no tracepoint reports: kernel-facts §1.3) and made exact by
+ * reconcile(), which takes an iter/tcp walk of a namespace: its timewait sockets, their cookies
+ * (inherited from the original socket, §1.4) and their timers.
+ */
+import * as hdr from 'hdr-histogram-js';
+import type { TwtEvent } from '../event/decode.js';
+import type { SideName } from '../event/kinds.js';
+import { TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_TIME_WAIT, type SocketEntry } from '../event/sock.js';
+import { blame } from './attribution.js';
+import { DEFAULT_PORT_RANGE, inRange, TIME_WAIT_SECONDS, usablePorts, type PortRange } from './ports.js';
+import { TimeWaitPopulation, type PortPoolTally, type TimeWaitHolder } from './time-wait.js';
+
+const US = 1_000_000;
+/** Seconds of per-second counts kept for rates: the longest rate window. */
+export const RATE_SECONDS = 16;
+/** Seconds of TIME_WAIT-held history kept per owner (the sparkline). */
+export const HISTORY_SECONDS = 60;
+
+/** Counted per owner and per second. */
+export const COUNTERS = ['connects', 'accepts', 'activeCloses', 'timeWaitEntries', 'resets', 'connectFailures', 'bindFailures'] as const;
+export type CounterName = (typeof COUNTERS)[number];
+const C = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record<CounterName, number>;
+
+/** Per network namespace settings that change the arithmetic (read by the host probe). */
+export interface NetnsSettings {
+	portRange: PortRange;
+	reservedPorts: ReadonlySet<number>;
+	maxTimeWaitBuckets?: number;
+	finTimeoutSec: number;
+	twReuse?: number;
+	timestamps?: number;
+	/** TcpExtTCPTimeWaitOverflow: timewait sockets the kernel did not create (tcp_max_tw_buckets). */
+	timeWaitOverflow?: number;
+}
+
+/** One walk of a namespace's socket table. */
+export interface NetnsWalk {
+	netns: number;
+	/** When the walk started (CLOCK_MONOTONIC µs): entries that came later are not in it. */
+	takenAtUs: number;
+	sockets: readonly SocketEntry[];
+	settings: NetnsSettings;
+	/** The process that called listen() on (netns, port), when known. */
+	listenerOwner?: (port: number) => { pid: number; comm: string } | undefined;
+}
+
+export interface ModelOptions {
+	/** Only owners with this comm (as --comm for trace). */
+	comm?: string;
+	/** Only sockets owned or closed by this pid: applied to sockets found by walks. */
+	pid?: number;
+	/** Only sockets with this local or remote port: applied to sockets found by walks. */
+	port?: number;
+	maxOwners?: number;
+	maxDestinations?: number;
+	maxTimeWait?: number;
+}
+
+export interface Owner extends TimeWaitHolder {
+	readonly key: string;
+	readonly pid: number;
+	comm: string;
+	readonly cgroupId: number;
+	readonly netns: number;
+	readonly side: SideName;
+	/** "daddr:dport" for outgoing connections; "local saddr:sport" for accepted ones. */
+	readonly peer: string;
+	/** counts[slot * COUNTERS.length + counter], slot = second % RATE_SECONDS. */
+	readonly counts: Uint32Array;
+	readonly slotSecond: Float64Array;
+	readonly totals: Float64Array;
+	readonly connectErrnos: Map<number, number>;
+	/** TIME_WAIT held at the end of each second, slot = second % HISTORY_SECONDS. */
+	readonly history: Uint32Array;
+	lifetimes: hdr.Histogram | undefined;
+	lastEventUs: number;
+}
+
+export interface Destination extends PortPoolTally {
+	readonly key: string;
+	readonly netns: number;
+	readonly saddr: string;
+	readonly daddr: string;
+	readonly dport: number;
+	/** Sockets towards it that hold an ephemeral port and are not timewait, at the last walk. */
+	portsHeldOpen: number;
+	readonly connects: Uint32Array;
+	readonly slotSecond: Float64Array;
+	connectFailures: number;
+	lastEventUs: number;
+}
+
+export interface NetnsState {
+	netns: number;
+	settings: NetnsSettings | undefined;
+	/** Timewait sockets in the namespace at the last walk, all owners (before filters). */
+	walkedTimeWait: number | undefined;
+	walkedAtUs: number | undefined;
+	/** Local ports of its listeners at the last walk. */
+	listeningPorts: Set<number>;
+}
+
+export const BEFORE_START = '(before start)';
+export const OTHER = '(other)';
+
+const LIFETIME_MAX_US = 24 * 3600 * US;
+
+export class ChurnModel {
+	readonly startUs: number;
+	readonly #options: ModelOptions;
+	readonly owners = new Map<string, Owner>();
+	readonly destinations = new Map<string, Destination>();
+	readonly namespaces = new Map<number, NetnsState>();
+	readonly timeWait: TimeWaitPopulation<Owner>;
+	/** Owners not created because maxOwners was reached: their events went to the "(other)" owner. */
+	ownersRefused = 0;
+	#lastSampleSecond: number;
+
+	constructor(startUs: number, options: ModelOptions = {}) {
+		this.startUs = startUs;
+		this.#options = options;
+		this.timeWait = new TimeWaitPopulation(options.maxTimeWait ?? 2_000_000);
+		this.#lastSampleSecond = Math.floor(startUs / US);
+	}
+
+	/** Events in ring order. Timestamps may lag the clock (a drained backlog); they are not reordered. */
+	ingest(events: readonly TwtEvent[]): void {
+		for (const e of events) this.#ingestOne(e);
+	}
+
+	#ingestOne(e: TwtEvent): void {
+		const who = blame(e);
+		if (this.#options.comm !== undefined && who.comm !== this.#options.comm) return;
+		const isServer = e.side === 'server';
+		const peer = e.kind === 'bind_fail' ? `bind ${e.saddr}:${e.sport}` : isServer ? `local ${e.saddr}:${e.sport}` : `${e.daddr}:${e.dport}`;
+		const owner = this.#owner(who.pid, who.comm || (who.pid ? '' : BEFORE_START), e.cgroupId, e.netns, e.side, peer, e.tsUs);
+		const second = Math.floor(e.tsUs / US);
+		const dest = !isServer && e.kind !== 'bind_fail' ? this.#destinationOf(e) : undefined;
+		switch (e.kind) {
+			case 'connect':
+				this.#count(owner, C.connects, second);
+				if (dest) countSecond(dest.connects, dest.slotSecond, 0, 1, second), (dest.lastEventUs = e.tsUs);
+				break;
+			case 'accept':
+				this.#count(owner, C.accepts, second);
+				break;
+			case 'active_close':
+				this.#count(owner, C.activeCloses, second);
+				this.#recordLifetime(owner, e.lifetimeUs);
+				break;
+			case 'time_wait': {
+				this.#count(owner, C.timeWaitEntries, second);
+				// FIN_WAIT2 substate: tcp_fin_timeout, unless the peer's FIN re-arms it for 60 s.
+				const settings = this.namespaces.get(e.netns)?.settings;
+				const lifeSec = e.substate === TCP_TIME_WAIT ? TIME_WAIT_SECONDS : (settings?.finTimeoutSec ?? TIME_WAIT_SECONDS);
+				const pool = dest && this.#holdsEphemeralPort(e.netns, e.sport) ? dest : undefined;
+				this.timeWait.add(e.cookie, owner, pool, e.netns, e.tsUs, e.tsUs + lifeSec * US);
+				break;
+			}
+			case 'reset':
+				this.#count(owner, C.resets, second);
+				this.#recordLifetime(owner, e.lifetimeUs);
+				break;
+			case 'connect_fail':
+				this.#count(owner, C.connectFailures, second);
+				owner.connectErrnos.set(e.err, (owner.connectErrnos.get(e.err) ?? 0) + 1);
+				if (dest) dest.connectFailures++;
+				break;
+			case 'bind_fail':
+				this.#count(owner, C.bindFailures, second);
+				break;
+		}
+	}
+
+	/**
+	 * Makes the TIME_WAIT population of one namespace exactly what a walk found: timers from the
+	 * kernel, sockets twtrace never saw enter (they predate it) owned by "(before start)" unless a
+	 * listener owns their local port, and entries the walk did not find (expired early: tw_reuse,
+	 * an RST, a tcp_max_tw_buckets overflow) removed.
+	 */
+	reconcile(walk: NetnsWalk): void {
+		const ns = this.#netns(walk.netns);
+		ns.settings = walk.settings;
+		ns.listeningPorts = new Set(walk.sockets.filter((s) => s.state === TCP_LISTEN).map((s) => s.sport));
+		const seen = new Set<number>();
+		const openByDest = new Map<string, number>();
+		let timeWait = 0;
+		const { pid, port } = this.#options;
+		for (const s of walk.sockets) {
+			if (s.state === TCP_TIME_WAIT) timeWait++;
+			if (port !== undefined && s.sport !== port && s.dport !== port) continue;
+			if (s.state === TCP_LISTEN || s.state === TCP_NEW_SYN_RECV) continue;
+			const isServer = ns.listeningPorts.has(s.sport);
+			if (s.state !== TCP_TIME_WAIT) {
+				if (!isServer && this.#holdsEphemeralPort(walk.netns, s.sport)) {
+					const key = destKey(walk.netns, s.saddr, s.daddr, s.dport);
+					openByDest.set(key, (openByDest.get(key) ?? 0) + 1);
+				}
+				continue;
+			}
+			const expiresUs = s.timerMs >= 0 ? walk.takenAtUs + s.timerMs * 1000 : undefined;
+			const known = this.timeWait.get(s.cookie);
+			if (known) {
+				seen.add(s.cookie);
+				if (expiresUs !== undefined) this.timeWait.setExpiry(s.cookie, expiresUs);
+				continue;
+			}
+			const listener = isServer ? walk.listenerOwner?.(s.sport) : undefined;
+			if (pid !== undefined && listener?.pid !== pid) continue;
+			const comm = listener?.comm ?? BEFORE_START;
+			if (this.#options.comm !== undefined && comm !== this.#options.comm) continue;
+			const owner = this.#owner(listener?.pid ?? 0, comm, 0, walk.netns, isServer ? 'server' : 'unknown',
+				isServer ? `local ${s.saddr}:${s.sport}` : `${s.daddr}:${s.dport}`, walk.takenAtUs);
+			const pool = !isServer && this.#holdsEphemeralPort(walk.netns, s.sport)
+				? this.#destination(walk.netns, s.saddr, s.daddr, s.dport, walk.takenAtUs) : undefined;
+			if (this.timeWait.add(s.cookie, owner, pool, walk.netns, walk.takenAtUs, expiresUs ?? walk.takenAtUs + TIME_WAIT_SECONDS * US)) seen.add(s.cookie);
+		}
+		for (const cookie of [...this.timeWait.cookiesIn(walk.netns, walk.takenAtUs)]) {
+			if (!seen.has(cookie)) this.timeWait.delete(cookie, walk.takenAtUs);
+		}
+		for (const d of this.destinations.values()) {
+			if (d.netns === walk.netns) d.portsHeldOpen = 0;
+		}
+		for (const [key, n] of openByDest) {
+			const [, saddr, daddr, dport] = key.split(' ');
+			this.#destination(walk.netns, saddr!, daddr!, Number(dport), walk.takenAtUs).portsHeldOpen = n;
+		}
+		ns.walkedTimeWait = timeWait;
+		ns.walkedAtUs = walk.takenAtUs;
+	}
+
+	/**
+	 * Advances time: expires TIME_WAIT entries, samples each owner's TIME_WAIT held for every whole
+	 * second passed, and forgets owners and destinations idle for two TIME_WAIT lengths.
+	 */
+	tick(nowUs: number): void {
+		this.timeWait.expire(nowUs);
+		const second = Math.floor(nowUs / US);
+		// Seconds between two ticks keep the value of the earlier one; the current second is rewritten
+		// by every tick in it, so it ends up with its last value.
+		const last = this.#lastSampleSecond;
+		const from = Math.max(last + 1, second - HISTORY_SECONDS + 1);
+		for (const o of this.owners.values()) {
+			const carried = o.history[last % HISTORY_SECONDS]!;
+			for (let s = from; s < second; s++) o.history[s % HISTORY_SECONDS] = carried;
+			if (second >= last) o.history[second % HISTORY_SECONDS] = o.timeWait;
+		}
+		this.#lastSampleSecond = Math.max(this.#lastSampleSecond, second);
+		const idleBeforeUs = nowUs - 2 * TIME_WAIT_SECONDS * US;
+		for (const [key, o] of this.owners) {
+			if (o.timeWait === 0 && o.lastEventUs < idleBeforeUs && o.lastChangeUs < idleBeforeUs) this.owners.delete(key);
+		}
+		for (const [key, d] of this.destinations) {
+			if (d.timeWait === 0 && d.portsHeldOpen === 0 && d.lastEventUs < idleBeforeUs) this.destinations.delete(key);
+		}
+	}
+
+	/** The namespace's settings, or the kernel defaults before its first walk. */
+	portRange(netns: number): PortRange {
+		return this.namespaces.get(netns)?.settings?.portRange ?? DEFAULT_PORT_RANGE;
+	}
+
+	portsUsable(netns: number): number {
+		const settings = this.namespaces.get(netns)?.settings;
+		return usablePorts(settings?.portRange ?? DEFAULT_PORT_RANGE, settings?.reservedPorts);
+	}
+
+	/** Events per second of `counter` in per-second slots, over at least the last `windowUs` (at most RATE_SECONDS). */
+	static rate(counts: Uint32Array, slotSecond: Float64Array, width: number, counter: number, nowUs: number, windowUs: number, startUs: number): number {
+		// Whole seconds from the one the window starts in: the span is between windowUs and windowUs + 1 s.
+		const nowSecond = Math.floor(nowUs / US);
+		const firstSecond = Math.max(Math.floor((nowUs - windowUs) / US), nowSecond - RATE_SECONDS + 1);
+		let sum = 0;
+		for (let slot = 0; slot < RATE_SECONDS; slot++) {
+			const s = slotSecond[slot]!;
+			if (s >= firstSecond && s <= nowSecond) sum += counts[slot * width + counter]!;
+		}
+		const spanUs = nowUs - Math.max(firstSecond * US, startUs);
+		return spanUs > 0 ? (sum * US) / spanUs : 0;
+	}
+
+	#holdsEphemeralPort(netns: number, sport: number): boolean {
+		return inRange(sport, this.portRange(netns));
+	}
+
+	#netns(netns: number): NetnsState {
+		let ns = this.namespaces.get(netns);
+		if (!ns) {
+			ns = { netns, settings: undefined, walkedTimeWait: undefined, walkedAtUs: undefined, listeningPorts: new Set() };
+			this.namespaces.set(netns, ns);
+		}
+		return ns;
+	}
+
+	#owner(pid: number, comm: string, cgroupId: number, netns: number, side: SideName, peer: string, nowUs: number): Owner {
+		const key = `${pid}\0${comm}\0${cgroupId}\0${netns}\0${side}\0${peer}`;
+		let o = this.owners.get(key);
+		if (!o) {
+			if (this.owners.size >= (this.#options.maxOwners ?? 20_000) && comm !== OTHER) {
+				this.ownersRefused++;
+				return this.#owner(0, OTHER, 0, 0, 'unknown', '', nowUs);
+			}
+			o = {
+				key, pid, comm, cgroupId, netns, side, peer,
+				counts: new Uint32Array(RATE_SECONDS * COUNTERS.length),
+				slotSecond: new Float64Array(RATE_SECONDS).fill(-1),
+				totals: new Float64Array(COUNTERS.length),
+				connectErrnos: new Map(),
+				history: new Uint32Array(HISTORY_SECONDS),
+				lifetimes: undefined,
+				timeWait: 0,
+				lastChangeUs: nowUs,
+				lastEventUs: nowUs,
+			};
+			this.owners.set(key, o);
+			this.#netns(netns);
+		}
+		o.lastEventUs = Math.max(o.lastEventUs, nowUs);
+		return o;
+	}
+
+	#destinationOf(e: TwtEvent): Destination {
+		return this.#destination(e.netns, e.saddr, e.daddr, e.dport, e.tsUs);
+	}
+
+	#destination(netns: number, saddr: string, daddr: string, dport: number, nowUs: number): Destination {
+		const key = destKey(netns, saddr, daddr, dport);
+		let d = this.destinations.get(key);
+		if (!d) {
+			if (this.destinations.size >= (this.#options.maxDestinations ?? 10_000)) {
+				return { key, netns, saddr, daddr, dport, portsHeldOpen: 0, timeWait: 0, expiring: new Map(), connects: new Uint32Array(RATE_SECONDS), slotSecond: new Float64Array(RATE_SECONDS).fill(-1), connectFailures: 0, lastEventUs: nowUs };
+			}
+			d = { key, netns, saddr, daddr, dport, portsHeldOpen: 0, timeWait: 0, expiring: new Map(), connects: new Uint32Array(RATE_SECONDS), slotSecond: new Float64Array(RATE_SECONDS).fill(-1), connectFailures: 0, lastEventUs: nowUs };
+			this.destinations.set(key, d);
+		}
+		return d;
+	}
+
+	#count(o: Owner, counter: number, second: number): void {
+		countSecond(o.counts, o.slotSecond, counter, COUNTERS.length, second);
+		o.totals[counter]!++;
+	}
+
+	#recordLifetime(o: Owner, lifetimeUs: number): void {
+		if (lifetimeUs <= 0) return; // the start was not seen
+		o.lifetimes ??= newLifetimeHistogram();
+		o.lifetimes.recordValue(Math.min(lifetimeUs, LIFETIME_MAX_US));
+	}
+}
+
+/** Connection lifetimes in µs, 1 µs to 24 h, 2 significant digits, packed (small while sparse). */
+export function newLifetimeHistogram(): hdr.Histogram {
+	return hdr.build({ bitBucketSize: 'packed', lowestDiscernibleValue: 1, highestTrackableValue: LIFETIME_MAX_US, numberOfSignificantValueDigits: 2 });
+}
+
+function destKey(netns: number, saddr: string, daddr: string, dport: number): string {
+	return `${netns} ${saddr} ${daddr} ${dport}`;
+}
+
+/** Adds one to `counter` in the slot of `second`, clearing the slot when it held an older second. */
+function countSecond(counts: Uint32Array, slotSecond: Float64Array, counter: number, width: number, second: number): void {
+	const slot = second % RATE_SECONDS;
+	if (slotSecond[slot] !== second) {
+		if (slotSecond[slot]! > second) return; // older than the ring: too late to count in a rate
+		counts.fill(0, slot * width, slot * width + width);
+		slotSecond[slot] = second;
+	}
+	counts[slot * width + counter]!++;
+}

@@ -1,0 +1,87 @@
+/**
+ * Ephemeral port arithmetic, pure. connect() needs a local port that is free for its 4-tuple
+ * (__inet_hash_connect / __inet_check_established), so the pool runs out per destination
+ * (netns, saddr, daddr, dport), and a port stays taken for the 60 s of TIME_WAIT after each
+ * connection that closed first (TCP_TIMEWAIT_LEN, fixed in include/net/tcp.h).
+ */
+
+export const TIME_WAIT_SECONDS = 60;
+
+export interface PortRange {
+	low: number;
+	high: number;
+}
+
+/** net.ipv4.ip_local_port_range, the kernel's default (also governs IPv6). */
+export const DEFAULT_PORT_RANGE: PortRange = { low: 32768, high: 60999 };
+
+/** "32768\t60999" → range; undefined when malformed. */
+export function parsePortRange(text: string): PortRange | undefined {
+	const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(text);
+	if (!m) return undefined;
+	const low = Number(m[1]);
+	const high = Number(m[2]);
+	return low >= 1 && high <= 65535 && low <= high ? { low, high } : undefined;
+}
+
+/** net.ipv4.ip_local_reserved_ports: "8080,9000-9010" → the listed ports. */
+export function parsePortList(text: string): Set<number> {
+	const ports = new Set<number>();
+	for (const part of text.trim().split(',')) {
+		const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+		if (!m) continue;
+		const from = Number(m[1]);
+		const to = Math.min(Number(m[2] ?? m[1]), 65535);
+		for (let p = from; p <= to; p++) ports.add(p);
+	}
+	return ports;
+}
+
+export function inRange(port: number, range: PortRange): boolean {
+	return port >= range.low && port <= range.high;
+}
+
+/** Ports connect() may pick: the range minus ip_local_reserved_ports. */
+export function usablePorts(range: PortRange, reserved: ReadonlySet<number> = new Set()): number {
+	let n = range.high - range.low + 1;
+	for (const p of reserved) if (inRange(p, range)) n--;
+	return n;
+}
+
+/** New connections per second one destination sustains: each holds a port for 60 s of TIME_WAIT. */
+export function sustainableRate(portsUsable: number): number {
+	return portsUsable / TIME_WAIT_SECONDS;
+}
+
+export interface PoolState {
+	portsUsable: number;
+	/** Ports held by sockets that are not in TIME_WAIT (open connections): held until closed. */
+	portsHeldOpen: number;
+	/** TIME_WAIT sockets holding ports, by whole seconds left until they expire. */
+	timeWaitSecondsLeft: ReadonlyMap<number, number>;
+	/** New connections per second, assumed constant from now on; each enters TIME_WAIT. */
+	ratePerSec: number;
+}
+
+/**
+ * Seconds until every usable port is held, at a constant connection rate; undefined when the rate
+ * is sustainable. Ports in use at time T = open + TIME_WAIT still left at T + rate·min(T, 60): the
+ * first T where that reaches the pool is found interval by interval between expiries.
+ */
+export function secondsToExhaustion(s: PoolState): number | undefined {
+	const { portsUsable, portsHeldOpen, ratePerSec } = s;
+	const expiries = [...s.timeWaitSecondsLeft.entries()].filter(([, n]) => n > 0).sort((a, b) => a[0] - b[0]);
+	let held = portsHeldOpen + expiries.reduce((sum, [, n]) => sum + n, 0);
+	if (held >= portsUsable) return 0;
+	if (ratePerSec <= 0) return undefined;
+	let from = 0;
+	for (const [secondsLeft, n] of expiries) {
+		const to = Math.min(secondsLeft, TIME_WAIT_SECONDS);
+		const crossing = (portsUsable - held) / ratePerSec; // time from 0 at which held + rate·T reaches the pool
+		if (crossing <= to) return Math.max(crossing, from);
+		from = to;
+		held -= n;
+	}
+	const crossing = (portsUsable - held) / ratePerSec;
+	return crossing <= TIME_WAIT_SECONDS ? Math.max(crossing, from) : undefined;
+}

@@ -1,0 +1,273 @@
+/**
+ * The immutable Snapshot every view of `top` consumes: owners summed into groups (--by), sorted,
+ * with rates over a window; the most constrained destinations with their headroom; and the
+ * namespaces' TIME_WAIT totals and settings. Pure: the model and the time come in.
+ */
+import type { SideName } from '../event/kinds.js';
+import { ChurnModel, COUNTERS, HISTORY_SECONDS, newLifetimeHistogram, type CounterName, type NetnsSettings, type Owner } from './aggregate.js';
+import { secondsToExhaustion, sustainableRate } from './ports.js';
+
+export const GROUPINGS = ['process', 'comm', 'cgroup', 'netns', 'dest'] as const;
+export type Grouping = (typeof GROUPINGS)[number];
+
+export const SORT_KEYS = ['timeWait', 'timeWaitPerSec', 'connectsPerSec', 'resetsPerSec', 'connectFailuresPerSec'] as const;
+export type SortKey = (typeof SORT_KEYS)[number];
+
+export interface Row {
+	/** Identifies the group within its grouping. */
+	key: string;
+	/** Grouping by process: the process id (0: not known). */
+	pid?: number;
+	/** The command name; with several in the group, the busiest one. */
+	comm: string;
+	cgroupId?: number;
+	netns?: number;
+	dest?: string;
+	/** Processes in the group. */
+	processes: number;
+	connectsPerSec: number;
+	acceptsPerSec: number;
+	activeClosesPerSec: number;
+	timeWaitPerSec: number;
+	resetsPerSec: number;
+	connectFailuresPerSec: number;
+	/** TIME_WAIT sockets held now. */
+	timeWait: number;
+	/** Since start. */
+	connectFailures: Record<string, number>;
+	bindFailures: number;
+	/** Which end closes first, so holds the TIME_WAIT: client, server, both, or '-' (none seen). */
+	side: 'client' | 'server' | 'both' | '-';
+	lifetimeP50Ms: number | null;
+	lifetimeP99Ms: number | null;
+	/** Peer with the most TIME_WAIT held (or connections): "daddr:dport", or "local saddr:sport" for a server. */
+	topDest: string;
+	/** TIME_WAIT held at the end of each of the last 60 seconds, oldest first. */
+	history: number[];
+}
+
+export interface DestinationRow {
+	netns: number;
+	saddr: string;
+	daddr: string;
+	dport: number;
+	portsInUse: number;
+	portsUsable: number;
+	/** Ports in use / usable, 0..1. */
+	usedRatio: number;
+	/** New connections per second it sustains: usable / 60 s. */
+	sustainableRate: number;
+	/** New connections per second now. */
+	currentRate: number;
+	/** At the current rate; null when it is sustainable. */
+	secondsToExhaustion: number | null;
+	connectFailures: number;
+}
+
+export interface NamespaceRow {
+	netns: number;
+	timeWait: number;
+	/** The last walk's count (all owners), and its age. */
+	walkedTimeWait: number | null;
+	walkedAgoMs: number | null;
+	settings: NetnsSettings | null;
+	portsUsable: number | null;
+}
+
+export interface Snapshot {
+	/** CLOCK_MONOTONIC µs of the snapshot. */
+	atUs: number;
+	uptimeMs: number;
+	by: Grouping;
+	sort: SortKey;
+	rows: Row[];
+	destinations: DestinationRow[];
+	namespaces: NamespaceRow[];
+	/** Owners merged into "(other)" and TIME_WAIT entries not tracked, because of the memory bounds. */
+	overflow: { owners: number; timeWait: number };
+}
+
+export interface SnapshotOptions {
+	by: Grouping;
+	sort: SortKey;
+	nowUs: number;
+	/** Window of the rates. */
+	rateWindowUs: number;
+	/** Case-insensitive substring of comm, pid, dest or cgroup; empty: all. */
+	filter?: string;
+	/** cgroup id → path, for filtering by cgroup path. */
+	cgroupPath?: (id: number) => string | undefined;
+	maxRows?: number;
+	maxDestinations?: number;
+}
+
+const US = 1_000_000;
+const W = COUNTERS.length;
+const index = (name: CounterName) => COUNTERS.indexOf(name);
+
+function groupKey(o: Owner, by: Grouping): string {
+	switch (by) {
+		case 'process': return o.pid ? String(o.pid) : o.comm;
+		case 'comm': return o.comm;
+		case 'cgroup': return String(o.cgroupId);
+		case 'netns': return String(o.netns);
+		case 'dest': return o.peer;
+	}
+}
+
+interface Acc {
+	owners: Owner[];
+}
+
+export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
+	const { nowUs, by } = opts;
+	const groups = new Map<string, Acc>();
+	const needle = opts.filter?.toLowerCase() ?? '';
+	for (const o of model.owners.values()) {
+		if (needle && !matches(o, needle, opts.cgroupPath)) continue;
+		const key = groupKey(o, by);
+		const g = groups.get(key);
+		if (g) g.owners.push(o);
+		else groups.set(key, { owners: [o] });
+	}
+	const rate = (o: Owner, name: CounterName) => ChurnModel.rate(o.counts, o.slotSecond, W, index(name), nowUs, opts.rateWindowUs, model.startUs);
+	const rows: Row[] = [];
+	const sampleSecond = Math.floor(nowUs / US);
+	for (const [key, g] of groups) {
+		const sum = (f: (o: Owner) => number) => g.owners.reduce((s, o) => s + f(o), 0);
+		const row: Row = {
+			key,
+			comm: busiest(g.owners, (o) => o.comm),
+			processes: new Set(g.owners.filter((o) => o.pid).map((o) => o.pid)).size,
+			connectsPerSec: sum((o) => rate(o, 'connects')),
+			acceptsPerSec: sum((o) => rate(o, 'accepts')),
+			activeClosesPerSec: sum((o) => rate(o, 'activeCloses')),
+			timeWaitPerSec: sum((o) => rate(o, 'timeWaitEntries')),
+			resetsPerSec: sum((o) => rate(o, 'resets')),
+			connectFailuresPerSec: sum((o) => rate(o, 'connectFailures')),
+			timeWait: sum((o) => o.timeWait),
+			connectFailures: errnoTotals(g.owners),
+			bindFailures: sum((o) => o.totals[index('bindFailures')]!),
+			side: closingSide(g.owners),
+			...lifetimePercentiles(g.owners),
+			topDest: busiest(g.owners.filter((o) => !o.peer.startsWith('bind ')), (o) => o.peer),
+			history: history(g.owners, sampleSecond),
+		};
+		const first = g.owners[0]!;
+		if (by === 'process') row.pid = first.pid;
+		if (by === 'cgroup') row.cgroupId = first.cgroupId;
+		if (by === 'netns') row.netns = first.netns;
+		if (by === 'dest') row.dest = first.peer;
+		rows.push(row);
+	}
+	const sortKey = opts.sort;
+	rows.sort((a, b) => b[sortKey] - a[sortKey] || b.timeWait - a.timeWait || b.timeWaitPerSec - a.timeWaitPerSec || a.key.localeCompare(b.key));
+
+	return {
+		atUs: nowUs,
+		uptimeMs: (nowUs - model.startUs) / 1000,
+		by,
+		sort: sortKey,
+		rows: rows.slice(0, opts.maxRows ?? 200),
+		destinations: destinations(model, opts).slice(0, opts.maxDestinations ?? 10),
+		namespaces: namespaces(model, nowUs),
+		overflow: { owners: model.ownersRefused, timeWait: model.timeWait.refused },
+	};
+}
+
+function matches(o: Owner, needle: string, cgroupPath?: (id: number) => string | undefined): boolean {
+	return o.comm.toLowerCase().includes(needle) || String(o.pid) === needle || o.peer.toLowerCase().includes(needle) ||
+		(cgroupPath?.(o.cgroupId) ?? '').toLowerCase().includes(needle);
+}
+
+/** The value of `f` carrying the most activity (TIME_WAIT held, then events). */
+function busiest(owners: Owner[], f: (o: Owner) => string): string {
+	const weight = new Map<string, number>();
+	for (const o of owners) {
+		const w = o.timeWait * 1e6 + o.totals.reduce((a, b) => a + b, 0);
+		weight.set(f(o), (weight.get(f(o)) ?? 0) + w);
+	}
+	let best = '';
+	let bestWeight = -1;
+	for (const [value, w] of weight) if (w > bestWeight) [best, bestWeight] = [value, w];
+	return best;
+}
+
+function errnoTotals(owners: Owner[]): Record<string, number> {
+	const out: Record<string, number> = {};
+	for (const o of owners) for (const [errno, n] of o.connectErrnos) out[errno] = (out[errno] ?? 0) + n;
+	return out;
+}
+
+/** TIME_WAIT is held by the end that closed first: the side of the group's TIME_WAIT entries, else of its active closes. */
+function closingSide(owners: Owner[]): Row['side'] {
+	const by = (counter: CounterName) => {
+		const n: Record<SideName, number> = { client: 0, server: 0, unknown: 0 };
+		for (const o of owners) n[o.side] += o.totals[index(counter)]! + (counter === 'timeWaitEntries' ? o.timeWait : 0);
+		return n;
+	};
+	let n = by('timeWaitEntries');
+	if (n.client + n.server === 0) n = by('activeCloses');
+	const total = n.client + n.server;
+	if (total === 0) return '-';
+	if (n.client >= 0.9 * total) return 'client';
+	if (n.server >= 0.9 * total) return 'server';
+	return 'both';
+}
+
+function lifetimePercentiles(owners: Owner[]): { lifetimeP50Ms: number | null; lifetimeP99Ms: number | null } {
+	const withData = owners.filter((o) => o.lifetimes && o.lifetimes.totalCount > 0);
+	if (withData.length === 0) return { lifetimeP50Ms: null, lifetimeP99Ms: null };
+	let h = withData[0]!.lifetimes!;
+	if (withData.length > 1) {
+		h = newLifetimeHistogram();
+		for (const o of withData) h.add(o.lifetimes!);
+	}
+	const ms = (p: number) => Math.round(h.getValueAtPercentile(p) / 10) / 100;
+	return { lifetimeP50Ms: ms(50), lifetimeP99Ms: ms(99) };
+}
+
+function history(owners: Owner[], nowSecond: number): number[] {
+	const out = new Array<number>(HISTORY_SECONDS).fill(0);
+	for (const o of owners) {
+		for (let i = 0; i < HISTORY_SECONDS; i++) {
+			out[i]! += o.history[(nowSecond - HISTORY_SECONDS + 1 + i) % HISTORY_SECONDS]!;
+		}
+	}
+	return out;
+}
+
+function destinations(model: ChurnModel, opts: SnapshotOptions): DestinationRow[] {
+	const nowSecond = Math.floor(opts.nowUs / US);
+	const rows: DestinationRow[] = [];
+	for (const d of model.destinations.values()) {
+		const portsUsable = model.portsUsable(d.netns);
+		const portsInUse = d.portsHeldOpen + d.timeWait;
+		if (portsInUse === 0 && d.connects.every((n) => n === 0)) continue;
+		const currentRate = ChurnModel.rate(d.connects, d.slotSecond, 1, 0, opts.nowUs, opts.rateWindowUs, model.startUs);
+		const timeWaitSecondsLeft = new Map<number, number>();
+		for (const [bucket, n] of d.expiring) timeWaitSecondsLeft.set(Math.max(0, bucket - nowSecond), n);
+		const seconds = secondsToExhaustion({ portsUsable, portsHeldOpen: d.portsHeldOpen, timeWaitSecondsLeft, ratePerSec: currentRate });
+		rows.push({
+			netns: d.netns, saddr: d.saddr, daddr: d.daddr, dport: d.dport,
+			portsInUse, portsUsable,
+			usedRatio: portsUsable > 0 ? Math.min(1, portsInUse / portsUsable) : 1,
+			sustainableRate: sustainableRate(portsUsable),
+			currentRate,
+			secondsToExhaustion: seconds === undefined ? null : Math.round(seconds * 10) / 10,
+			connectFailures: d.connectFailures,
+		});
+	}
+	return rows.sort((a, b) => b.usedRatio - a.usedRatio || (a.secondsToExhaustion ?? Infinity) - (b.secondsToExhaustion ?? Infinity) || b.currentRate - a.currentRate);
+}
+
+function namespaces(model: ChurnModel, nowUs: number): NamespaceRow[] {
+	return [...model.namespaces.values()].map((ns) => ({
+		netns: ns.netns,
+		timeWait: model.timeWait.countIn(ns.netns),
+		walkedTimeWait: ns.walkedTimeWait ?? null,
+		walkedAgoMs: ns.walkedAtUs === undefined ? null : Math.round((nowUs - ns.walkedAtUs) / 1000),
+		settings: ns.settings ?? null,
+		portsUsable: ns.settings ? model.portsUsable(ns.netns) : null,
+	})).sort((a, b) => b.timeWait - a.timeWait || a.netns - b.netns);
+}

@@ -1,0 +1,175 @@
+/**
+ * The churn model on synthetic event streams with an explicit clock: TIME_WAIT expiry, the
+ * FIN_WAIT2 substate, reconciliation with socket walks, grouping, rates and port headroom.
+ */
+import test from 'ava';
+import type { TwtEvent } from '../../src/event/decode.js';
+import type { SocketEntry } from '../../src/event/sock.js';
+import { ChurnModel, type NetnsSettings } from '../../src/model/aggregate.js';
+import { secondsToExhaustion, sustainableRate, usablePorts, parsePortList, parsePortRange } from '../../src/model/ports.js';
+import { snapshot, type SnapshotOptions } from '../../src/model/snapshot.js';
+import { base } from '../helpers/events.js';
+
+const S = 1_000_000;
+const T0 = 1000 * S; // monotonic clocks do not start at 0
+
+let cookie = 1;
+function ev(overrides: Partial<TwtEvent>): TwtEvent {
+	return { ...base, cookie: cookie++, ...overrides };
+}
+function tw(atS: number, overrides: Partial<TwtEvent> = {}): TwtEvent {
+	return ev({ kind: 'time_wait', tsUs: T0 + atS * S, ...overrides });
+}
+function view(model: ChurnModel, atS: number, extra: Partial<SnapshotOptions> = {}) {
+	model.tick(T0 + atS * S);
+	return snapshot(model, { by: 'process', sort: 'timeWait', nowUs: T0 + atS * S, rateWindowUs: 5 * S, ...extra });
+}
+const settings = (over: Partial<NetnsSettings> = {}): NetnsSettings => ({
+	portRange: { low: 40000, high: 40099 }, reservedPorts: new Set(), finTimeoutSec: 30, ...over,
+});
+function sock(over: Partial<SocketEntry>): SocketEntry {
+	return { cookie: cookie++, netns: 1, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40001, dport: 7101, state: 6, substate: 6, timerMs: 60_000, ...over };
+}
+
+test('a TIME_WAIT socket is held for exactly 60 s after it entered', (t) => {
+	const m = new ChurnModel(T0);
+	m.ingest([tw(10)]);
+	t.is(view(m, 69.9).rows[0]!.timeWait, 1);
+	t.is(view(m, 70).rows[0]!.timeWait, 0);
+});
+
+test('a FIN_WAIT2-substate socket lasts tcp_fin_timeout, unless a walk finds it re-armed as TIME_WAIT', (t) => {
+	const m = new ChurnModel(T0);
+	m.reconcile({ netns: 1, takenAtUs: T0, sockets: [], settings: settings({ finTimeoutSec: 30 }) });
+	const a = tw(1, { substate: 5 });
+	const b = tw(1, { substate: 5 });
+	m.ingest([a, b]);
+	t.is(view(m, 30.9).rows[0]!.timeWait, 2);
+	// At 20 s the peer's FIN arrived for b: the kernel re-armed its timer for 60 s (tcp_timewait_state_process).
+	m.reconcile({ netns: 1, takenAtUs: T0 + 20 * S, sockets: [sock({ cookie: a.cookie, substate: 5, timerMs: 11_000 }), sock({ cookie: b.cookie, timerMs: 60_000 })], settings: settings() });
+	t.is(view(m, 31).rows[0]!.timeWait, 1, 'a expired at its fin timeout');
+	t.is(view(m, 79.9).rows[0]!.timeWait, 1);
+	t.is(view(m, 80).rows[0]!.timeWait, 0);
+});
+
+test('a walk counts sockets that predate twtrace, owned by a listener when one owns the port', (t) => {
+	const m = new ChurnModel(T0);
+	m.reconcile({
+		netns: 1, takenAtUs: T0, settings: settings(),
+		sockets: [
+			sock({ sport: 40001 }), sock({ sport: 40002 }),
+			sock({ state: 10, sport: 8080, daddr: '0.0.0.0', dport: 0, substate: 0, timerMs: -1 }),
+			sock({ sport: 8080, daddr: '10.200.0.9', dport: 50000 }),
+		],
+		listenerOwner: (port) => (port === 8080 ? { pid: 4242, comm: 'nginx' } : undefined),
+	});
+	const rows = view(m, 1).rows;
+	t.like(rows.find((r) => r.comm === '(before start)'), { timeWait: 2, pid: 0, side: '-', topDest: '10.200.0.2:7101' });
+	t.like(rows.find((r) => r.comm === 'nginx'), { timeWait: 1, pid: 4242, side: 'server' });
+	t.is(view(m, 1).namespaces[0]!.walkedTimeWait, 3);
+});
+
+test('a walk removes TIME_WAIT entries the kernel no longer has (tw_reuse, RST, tcp_max_tw_buckets)', (t) => {
+	const m = new ChurnModel(T0);
+	const kept = tw(1);
+	m.ingest([kept, tw(1), tw(1)]);
+	m.reconcile({ netns: 1, takenAtUs: T0 + 2 * S, sockets: [sock({ cookie: kept.cookie, timerMs: 59_000 })], settings: settings() });
+	m.ingest([tw(2.5)]); // entered after the walk started: not judged by it
+	t.is(view(m, 3).rows[0]!.timeWait, 2);
+});
+
+test('an event for a socket a walk found first moves it from "(before start)" to its owner', (t) => {
+	const m = new ChurnModel(T0);
+	const e = tw(1);
+	m.reconcile({ netns: 1, takenAtUs: T0 + 1.5 * S, sockets: [sock({ cookie: e.cookie })], settings: settings() });
+	m.ingest([e]); // drained after the walk
+	const rows = view(m, 2).rows;
+	t.is(rows.find((r) => r.comm === 'owner')?.timeWait, 1);
+	t.is(rows.find((r) => r.comm === '(before start)')?.timeWait ?? 0, 0);
+});
+
+test('grouping by process keeps pids apart; by comm merges short-lived processes of one name', (t) => {
+	const m = new ChurnModel(T0);
+	for (let pid = 500; pid < 510; pid++) m.ingest([tw(1, { pid, comm: 'curl' })]);
+	m.ingest([tw(1, { pid: 100, comm: 'owner' }), tw(1, { pid: 100, comm: 'owner' })]);
+	const byProcess = view(m, 2).rows;
+	t.is(byProcess.length, 11);
+	t.like(byProcess[0], { pid: 100, comm: 'owner', timeWait: 2 });
+	const byComm = view(m, 2, { by: 'comm' }).rows;
+	t.deepEqual(byComm.map((r) => [r.comm, r.timeWait, r.processes]), [['curl', 10, 10], ['owner', 2, 1]]);
+	t.is(view(m, 2, { by: 'dest' }).rows[0]!.dest, '10.200.0.2:7101');
+});
+
+test('rates are events per second over the window; lifetimes give p50 and p99', (t) => {
+	const m = new ChurnModel(T0);
+	for (let i = 0; i < 50; i++) m.ingest([ev({ kind: 'connect', tsUs: T0 + 10 * S + i * 0.1 * S })]); // 10/s during 10..15 s
+	for (let i = 1; i <= 100; i++) m.ingest([ev({ kind: 'active_close', tsUs: T0 + 14 * S, lifetimeUs: i * 1000 })]);
+	const row = view(m, 15).rows[0]!;
+	t.is(Math.round(row.connectsPerSec), 10);
+	t.is(Math.round(row.activeClosesPerSec), 20);
+	t.true(Math.abs(row.lifetimeP50Ms! - 50) <= 1, String(row.lifetimeP50Ms));
+	t.true(Math.abs(row.lifetimeP99Ms! - 99) <= 1, String(row.lifetimeP99Ms));
+	t.is(Math.round(view(m, 15, { rateWindowUs: 1 * S }).rows[0]!.connectsPerSec), 10);
+	t.is(view(m, 40).rows[0]!.connectsPerSec, 0, 'rates fall to 0 when the process stops');
+});
+
+test('the side that closes first holds the TIME_WAIT', (t) => {
+	const m = new ChurnModel(T0);
+	m.ingest([tw(1, { pid: 1, comm: 'cli' }), tw(1, { pid: 2, comm: 'srv', side: 'server', ownerSource: 'listen', closerPid: 2, closerComm: 'srv' })]);
+	const rows = view(m, 2).rows;
+	t.is(rows.find((r) => r.pid === 1)?.side, 'client');
+	t.is(rows.find((r) => r.pid === 2)?.side, 'server');
+});
+
+test('the sparkline holds TIME_WAIT per second over the last 60 s', (t) => {
+	const m = new ChurnModel(T0);
+	m.ingest([tw(0.5), tw(0.5)]);
+	m.tick(T0 + 0.9 * S);
+	m.ingest([tw(30)]);
+	m.tick(T0 + 30.5 * S);
+	const h = view(m, 59).rows[0]!.history;
+	t.is(h.length, 60);
+	t.deepEqual([h[0], h[29], h[30], h[59]], [2, 2, 3, 3]);
+	t.is(view(m, 61).rows[0]!.history[59], 1);
+});
+
+test('headroom of a 100-port range: sustainable rate, ports in use and time to exhaustion', (t) => {
+	t.is(usablePorts({ low: 40000, high: 40099 }), 100);
+	t.is(usablePorts({ low: 40000, high: 40099 }, parsePortList('40000-40009,8080')), 90);
+	t.deepEqual(parsePortRange('32768\t60999\n'), { low: 32768, high: 60999 });
+	t.is(Math.round(sustainableRate(28232)), 471);
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, timeWaitSecondsLeft: new Map(), ratePerSec: 10 }), 10);
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, timeWaitSecondsLeft: new Map(), ratePerSec: 1.6 }), undefined, '96 ports per 60 s fit');
+	// 50 in TIME_WAIT expiring in 30 s, 2 new per second: 50 + 2T reaches 100 at T = 25 s.
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, timeWaitSecondsLeft: new Map([[30, 50]]), ratePerSec: 2 }), 25);
+	// ... but if they expire in 10 s, 2/s alone fills it only by 50 s.
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, timeWaitSecondsLeft: new Map([[10, 50]]), ratePerSec: 2 }), 50);
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 100, timeWaitSecondsLeft: new Map(), ratePerSec: 0 }), 0);
+
+	const m = new ChurnModel(T0);
+	m.reconcile({ netns: 1, takenAtUs: T0, sockets: [sock({ state: 1, sport: 40050, cookie: 9999 })], settings: settings() });
+	const events: TwtEvent[] = [];
+	for (let i = 0; i < 40; i++) events.push(ev({ kind: 'connect', tsUs: T0 + 1 * S + i * 0.1 * S, sport: 40000 + i }), tw(1 + i * 0.1, { sport: 40000 + i }));
+	m.ingest(events);
+	const d = view(m, 5).destinations[0]!;
+	t.like(d, { netns: 1, saddr: '10.200.0.1', daddr: '10.200.0.2', dport: 7101, portsInUse: 41, portsUsable: 100 });
+	t.is(d.currentRate, 40 / 5, '40 connects in the 5 s since start');
+	t.true(Math.abs(d.sustainableRate - 100 / 60) < 1e-9);
+	t.true(d.secondsToExhaustion !== null && Math.abs(d.secondsToExhaustion - 59 / d.currentRate) < 0.2, String(d.secondsToExhaustion));
+});
+
+test('owners are bounded: beyond the limit events go to "(other)" and the overflow is counted', (t) => {
+	const m = new ChurnModel(T0, { maxOwners: 5 });
+	for (let pid = 1; pid <= 20; pid++) m.ingest([tw(1, { pid, comm: `p${pid}` })]);
+	const s = view(m, 2);
+	t.true(m.owners.size <= 6);
+	t.is(s.rows.reduce((sum, r) => sum + r.timeWait, 0), 20);
+	t.true(s.overflow.owners > 0);
+});
+
+test('--comm keeps only that command, also among walked sockets', (t) => {
+	const m = new ChurnModel(T0, { comm: 'curl' });
+	m.ingest([tw(1, { comm: 'curl' }), tw(1, { comm: 'wget', pid: 7 })]);
+	m.reconcile({ netns: 1, takenAtUs: T0 + 2 * S, sockets: [sock({})], settings: settings() });
+	t.deepEqual(view(m, 3).rows.map((r) => r.comm), ['curl']);
+});
