@@ -3,22 +3,47 @@
  * The command-line program. The only module that reads argv, prints errors and sets the exit code:
  * a TwtraceError prints its message and hint; anything else is a bug and prints its stack.
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ExitCode, TwtraceError } from './errors.js';
+import { InvalidArgumentError } from 'commander';
 import { addFilterOptions, parseCount, parseDuration } from './commands/options.js';
 import { traceCommand, type Io, type TraceOptions } from './commands/trace.js';
+import { topCommand, type TopOptions } from './commands/top.js';
+import { GROUPINGS, SORT_KEYS } from './model/snapshot.js';
 import { libbpfLog, NativeError } from '../native/libbpf.js';
 
 const EXAMPLES = `
 Examples:
+  sudo twtrace top                               who holds ports in TIME_WAIT, and how long until connect() fails
+  sudo twtrace top --by comm --once              one snapshot, short-lived processes merged by name
   sudo twtrace trace --kind time_wait            who puts sockets into TIME_WAIT, live
   sudo twtrace trace --json --duration 30s > tw.ndjson
   sudo twtrace trace --netns /run/netns/app --port 5432
   sudo twtrace trace --kind connect_fail,bind_fail   who hits EADDRNOTAVAIL / EADDRINUSE
 
 Exit status: 0 success, 1 failure (privileges, kernel support), 2 bad usage.`;
+
+const TOP_HELP = `
+Keys (full screen, on a terminal): q quit · s next sort · g next grouping · p pause · / filter · ? help
+Without a terminal, or with --once, --iterations or --json, snapshots are printed as text or JSON lines.
+
+Rows: TW-HELD is TIME_WAIT sockets held now by the group; SIDE is the end that closes first, which is the
+end that holds the TIME_WAIT; "(before start)" holds sockets already in TIME_WAIT when twtrace started.
+The header shows each network namespace's TIME_WAIT against tcp_max_tw_buckets, its port range, and for
+the worst destination the headroom: one destination sustains (usable ports / 60 s) new connections per second.
+
+Examples:
+  sudo twtrace top
+  sudo twtrace top --by comm --netns /run/netns/app
+  sudo twtrace top --json --iterations 10 --interval 2s > top.ndjson`;
+
+function parseInterval(value: string): number {
+	const ms = parseDuration(value);
+	if (ms < 100) throw new InvalidArgumentError(`${value} is too short: at least 100ms.`);
+	return ms;
+}
 
 export function buildProgram(io: Io): Command {
 	const program = new Command('twtrace')
@@ -41,6 +66,21 @@ export function buildProgram(io: Io): Command {
 	addFilterOptions(trace)
 		.addHelpText('after', EXAMPLES)
 		.action(async (opts: TraceOptions) => traceCommand(opts, io));
+
+	const top = program.command('top')
+		.description('Live view of TCP churn per process: TIME_WAIT held now (exact: socket tables are walked), rates, connection lifetimes, ' +
+			'and for the worst destination the ports in use, the sustainable rate (usable ports / 60 s) and the time until connect() fails.')
+		.addOption(new Option('--by <grouping>', 'group rows by').choices(GROUPINGS).default('process'))
+		.addOption(new Option('--sort <key>', 'sort rows by').choices(SORT_KEYS).default('timeWait'))
+		.option('--interval <time>', 'refresh every (rates are over the same window)', parseInterval, 1000)
+		.option('--walk-interval <time>', 'walk the socket tables (exact TIME_WAIT counts, timers, sockets from before start) at least this often', parseInterval, 5000)
+		.option('--once', 'print one snapshot after one interval and exit (same as --iterations 1)')
+		.option('--iterations <n>', 'print n snapshots, one per interval, and exit', parseCount)
+		.option('--json', 'one JSON object per snapshot, one per line; see README "top --json"');
+	addFilterOptions(top, { kinds: false })
+		.addHelpText('after', TOP_HELP)
+		.action(async (opts: TopOptions) => topCommand(opts, io));
+
 	program.addHelpText('after', EXAMPLES);
 	return program;
 }
@@ -83,6 +123,6 @@ function interruptedBySignal(): Promise<string> {
 
 const isMain = process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
-	const io: Io = { stdout: process.stdout, stderr: process.stderr, interrupted: interruptedBySignal() };
+	const io: Io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, interrupted: interruptedBySignal() };
 	process.exitCode = await run(process.argv.slice(2), io);
 }

@@ -75,14 +75,18 @@ export interface FilterOptions {
 
 export const DEFAULT_RING_BYTES = 8 * 1024 * 1024;
 
-/** Adds the filters shared by every tracing command. Filters other than --comm run in the kernel. */
-export function addFilterOptions(cmd: Command): Command {
-	return cmd
+/**
+ * Adds the filters shared by every tracing command. Filters other than --comm run in the kernel.
+ * `kinds`: offer --kind (trace); commands that model whole connections need every kind.
+ */
+export function addFilterOptions(cmd: Command, { kinds = true } = {}): Command {
+	cmd
 		.option('--pid <pid>', 'only sockets owned or closed by this process (thread group id)', parsePid)
 		.option('--comm <name>', 'only events blamed on processes with this command name (exact, up to 15 characters)')
 		.option('--netns <inode|path>', 'only sockets in this network namespace: an inode, /run/netns/NAME, NAME or /proc/PID/ns/net; repeatable, up to 8', collect)
-		.option('--port <port>', 'only sockets whose local or remote port is this', parsePort)
-		.option('--kind <kinds>', `only these kinds, comma-separated: ${ALL_KINDS.join(', ')}`, parseKinds)
+		.option('--port <port>', 'only sockets whose local or remote port is this', parsePort);
+	if (kinds) cmd.option('--kind <kinds>', `only these kinds, comma-separated: ${ALL_KINDS.join(', ')}`, parseKinds);
+	return cmd
 		.addOption(new Option('--family <family>', 'only IPv4 or IPv6').choices(['4', '6']))
 		.option('--ring-size <bytes>', 'BPF ring buffer size, a power of two', parseRingSize, DEFAULT_RING_BYTES)
 		.option('-v, --verbose', 'print libbpf and verifier messages');

@@ -26,6 +26,8 @@ export interface Io {
 	stderr: Writable;
 	/** Resolves when the user asks to stop (SIGINT, SIGTERM). */
 	interrupted: Promise<string>;
+	/** Keys for full-screen views; absent or not a TTY: no interaction. */
+	stdin?: NodeJS.ReadableStream;
 }
 
 /** Turns flag values into kernel filters; a bad --netns is a usage error (exit 2). */
@@ -121,9 +123,10 @@ function describeFilters(f: Filters, opts: FilterOptions): string {
 }
 
 /** The closing line: what was seen and everything that was lost, always, even when zero. */
-export function summaryLine(s: SessionSummary, printed: number): string {
+export function summaryLine(s: SessionSummary, printed?: number): string {
 	const lost = s.ringFull + s.missedRuns + s.decodeErrors;
-	return `twtrace: ${printed.toLocaleString('en-US')} events shown, ${s.events.toLocaleString('en-US')} received in ${s.seconds.toFixed(1)} s; ` +
+	const shown = printed === undefined ? '' : `${printed.toLocaleString('en-US')} events shown, `;
+	return `twtrace: ${shown}${s.events.toLocaleString('en-US')} events received in ${s.seconds.toFixed(1)} s; ` +
 		`${lost.toLocaleString('en-US')} lost (ring full ${s.ringFull}, skipped runs ${s.missedRuns}, undecodable ${s.decodeErrors}); ` +
 		`${s.mapFull} unattributed (map full), ${s.ownerMissing} without a known owner (opened before twtrace started)` +
 		(s.nestedRecovered ? `; ${s.nestedRecovered} nested transitions recovered by the fallback program` : '');

@@ -14,6 +14,8 @@ export interface SessionOptions {
 	/** How often loss counters are read. */
 	dropCheckMs?: number;
 	log?: (line: string) => void;
+	/** Enable Tracer.walkSockets() (top). */
+	socketWalks?: boolean;
 }
 
 export interface SessionHandlers {
@@ -54,7 +56,7 @@ export class TraceSession {
 		this.#handlers = handlers;
 		let decoder: Decoder | undefined;
 		this.#tracer = new Tracer(
-			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log },
+			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: options.socketWalks },
 			(offset, length) => {
 				const r = decoder!.decode(offset, length);
 				if (isDecodeFailure(r)) this.#decodeErrors++;
@@ -78,6 +80,17 @@ export class TraceSession {
 
 	get ringBytes(): number {
 		return this.#tracer.ringBytes;
+	}
+
+	/** The loaded tracer, for socket walks and listener lookups. */
+	get tracer(): Tracer {
+		return this.#tracer;
+	}
+
+	/** Drains the ring now and delivers what it held, so that a walk that follows is not ahead of the events. */
+	drainNow(): void {
+		this.#tracer.reader.drain();
+		this.#flush();
 	}
 
 	/** Stop draining (backpressure from a slow consumer); the kernel counts what then overflows. */

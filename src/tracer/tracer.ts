@@ -3,6 +3,7 @@
  * ring → load → attach → map the ring → drain it. close() undoes all of it, in reverse, once.
  */
 import * as bpf from '../../native/libbpf.js';
+import { readIterator } from '../../native/iter.js';
 import { RingMap } from '../../native/ring-map.js';
 import { CONFIG_FIELDS, CONFIG_SIZE, Counter, RODATA_CFG_OFFSET } from '../event/layout.generated.js';
 import { kindValue, type EventKindName } from '../event/kinds.js';
@@ -27,6 +28,14 @@ export interface TracerOptions {
 	ringBytes: number;
 	/** libbpf and verifier messages, for --verbose. */
 	log?: (line: string) => void;
+	/** Load the iter/tcp program too, for walkSockets() (top's reconciliation). */
+	socketWalks?: boolean;
+}
+
+/** The process that called listen() on a port, from the BPF listeners map. */
+export interface ListenerOwner {
+	pid: number;
+	comm: string;
 }
 
 export interface DropCounts {
@@ -47,7 +56,10 @@ const PROGRAMS = {
 	// Runs only when nested inside stateChange on one CPU: the run the kernel skipped (bpf/twtrace.bpf.c).
 	stateChangeNested: { name: 'handle_inet_sock_set_state_nested', attachPoint: 'tp_btf/inet_sock_set_state' },
 	sysExit: { name: 'handle_sys_exit', attachPoint: 'tp_btf/sys_exit' },
+	socketWalk: { name: 'dump_tcp', attachPoint: 'iter/tcp' },
 } as const;
+
+const LISTENER_VALUE_BYTES = 40;
 
 /** Encodes the filters as `struct twt_config` (host byte order). Pure; exported for tests. */
 export function encodeConfig(filters: Filters): Uint8Array {
@@ -73,6 +85,8 @@ export class Tracer {
 	readonly #links: bpf.Handle[] = [];
 	readonly #programFds: number[] = [];
 	readonly #countersFd: number;
+	readonly #listenersFd: number;
+	readonly #walkLink: bpf.Handle | undefined;
 	readonly #cpus: number;
 	readonly #ring: RingMap;
 	readonly ringBytes: number;
@@ -96,7 +110,12 @@ export class Tracer {
 			const sysExit = bpf.findProgram(this.#object, PROGRAMS.sysExit.name);
 			// sys_exit fires on every syscall of the host: load it only when bind failures are wanted.
 			bpf.programSetAutoload(sysExit, wantsBind);
+			bpf.programSetAutoload(bpf.findProgram(this.#object, PROGRAMS.socketWalk.name), options.socketWalks === true);
 			bpf.objectLoad(this.#object);
+			if (options.socketWalks) {
+				this.#walkLink = bpf.programAttachIter(bpf.findProgram(this.#object, PROGRAMS.socketWalk.name), PROGRAMS.socketWalk.attachPoint);
+				this.#links.push(this.#walkLink);
+			}
 
 			const wanted = [PROGRAMS.stateChange, PROGRAMS.stateChangeNested, ...(wantsBind ? [PROGRAMS.sysExit] : [])];
 			for (const p of wanted) {
@@ -106,6 +125,7 @@ export class Tracer {
 				this.#links.push(bpf.programAttach(prog, p.attachPoint));
 			}
 			this.#countersFd = bpf.mapFd(bpf.findMap(this.#object, 'counters'));
+			this.#listenersFd = bpf.mapFd(bpf.findMap(this.#object, 'listeners'));
 			this.#cpus = bpf.possibleCpus();
 			this.#ring = new RingMap(bpf.mapFd(bpf.findMap(this.#object, 'events')), options.ringBytes);
 		} catch (error) {
@@ -132,6 +152,29 @@ export class Tracer {
 			missedRuns: skipped - recovered,
 			nestedRecovered: recovered,
 		};
+	}
+
+	/**
+	 * One iter/tcp walk: struct twt_sock records for every TCP socket of the network namespace the
+	 * calling thread is in now (see native/iter.ts inNetns). Requires `socketWalks`.
+	 */
+	walkSockets(): Buffer {
+		if (this.#closed || !this.#walkLink) throw new Error('socket walks not enabled');
+		return readIterator(this.#walkLink);
+	}
+
+	/** Who called listen() on (netns, port) since twtrace started, from the listeners map. */
+	listenerOwner(netns: number, port: number): ListenerOwner | undefined {
+		if (this.#closed) return undefined;
+		const key = Buffer.alloc(8);
+		key.writeUInt32LE(netns, 0);
+		key.writeUInt32LE(port, 4);
+		const value = Buffer.alloc(LISTENER_VALUE_BYTES);
+		if (!bpf.mapLookup(this.#listenersFd, key, value)) return undefined;
+		// struct twt_listener: cookie u64, pid, tid, uid, _pad u32, comm[16] (bpf/twtrace.bpf.c)
+		const comm = value.subarray(24, 40);
+		const end = comm.indexOf(0);
+		return { pid: value.readUInt32LE(8), comm: comm.toString('utf8', 0, end < 0 ? 16 : end) };
 	}
 
 	/** Detaches the programs first (no new records), drains the rest, unmaps, frees the object. Idempotent. */

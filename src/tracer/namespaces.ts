@@ -1,0 +1,153 @@
+/**
+ * Walks of network namespaces for `top`: enter a namespace (setns), walk its TCP sockets with the
+ * iter/tcp program and read its sysctls and TIME_WAIT overflow counter, then come back. A namespace
+ * is known by its inode; it is entered through /run/netns/NAME or /proc/PID/ns/net of a process
+ * seen in it, checked by inode. No /proc socket-table walks.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { inNetns } from '../../native/iter.js';
+import { decodeSockets } from '../event/sock.js';
+import type { NetnsSettings, NetnsWalk } from '../model/aggregate.js';
+import { DEFAULT_PORT_RANGE, parsePortList, parsePortRange } from '../model/ports.js';
+import type { Tracer } from './tracer.js';
+
+export type WalkOutcome = NetnsWalk | { netns: number; error: string };
+
+const SYSCTL = '/proc/sys/net/ipv4';
+
+/** The inode of the calling thread's network namespace. */
+export function ownNetns(): number {
+	return fs.statSync('/proc/thread-self/ns/net').ino;
+}
+
+export class NamespaceWalker {
+	readonly #tracer: Tracer;
+	readonly #clockUs: () => number;
+	readonly #home = ownNetns();
+	/** Ways into namespaces found by discover(): inode → /run/netns/NAME or /proc/PID/ns/net. */
+	#paths = new Map<number, string>();
+
+	constructor(tracer: Tracer, clockUs: () => number) {
+		this.#tracer = tracer;
+		this.#clockUs = clockUs;
+	}
+
+	get home(): number {
+		return this.#home;
+	}
+
+	/**
+	 * Finds the network namespaces in use on the host: named ones (/run/netns) and those of running
+	 * processes (the ns/net link of each /proc/PID, not its socket tables). Returns their inodes.
+	 */
+	discover(): number[] {
+		const paths = new Map<number, string>();
+		try {
+			for (const name of fs.readdirSync('/run/netns')) {
+				const p = path.join('/run/netns', name);
+				try {
+					paths.set(fs.statSync(p).ino, p);
+				} catch {
+					// Being deleted.
+				}
+			}
+		} catch {
+			// No named namespaces.
+		}
+		for (const entry of fs.readdirSync('/proc')) {
+			if (!/^\d+$/.test(entry)) continue;
+			try {
+				const m = /^net:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${entry}/ns/net`));
+				if (m && !paths.has(Number(m[1]))) paths.set(Number(m[1]), `/proc/${entry}/ns/net`);
+			} catch {
+				// Exited, or a kernel thread.
+			}
+		}
+		this.#paths = paths;
+		return [...paths.keys()];
+	}
+
+	/** Walks `netns`; `pids` are processes seen in it, tried as ways in. Never throws. */
+	walk(netns: number, pids: Iterable<number> = []): WalkOutcome {
+		try {
+			if (netns === this.#home) return this.#walkHere(netns);
+			const nsPath = this.#find(netns, pids);
+			if (!nsPath) return { netns, error: 'no way in: no process in it is still running and it is not under /run/netns' };
+			const fd = fs.openSync(nsPath, 'r');
+			try {
+				if (fs.fstatSync(fd).ino !== netns) return { netns, error: `${nsPath} changed namespace` };
+				return inNetns(fd, () => this.#walkHere(netns));
+			} finally {
+				fs.closeSync(fd);
+			}
+		} catch (error) {
+			return { netns, error: (error as Error).message };
+		}
+	}
+
+	#walkHere(netns: number): NetnsWalk {
+		const takenAtUs = this.#clockUs();
+		const { sockets } = decodeSockets(this.#tracer.walkSockets());
+		return {
+			netns,
+			takenAtUs,
+			sockets,
+			settings: readNetnsSettings(),
+			listenerOwner: (port) => this.#tracer.listenerOwner(netns, port),
+		};
+	}
+
+	#find(netns: number, pids: Iterable<number>): string | undefined {
+		const candidates: string[] = [];
+		const known = this.#paths.get(netns);
+		if (known) candidates.push(known);
+		let tried = 0;
+		for (const pid of pids) {
+			if (pid > 0 && tried++ < 8) candidates.push(`/proc/${pid}/ns/net`);
+		}
+		return candidates.find((p) => {
+			try {
+				return fs.statSync(p).ino === netns;
+			} catch {
+				return false;
+			}
+		});
+	}
+}
+
+/** The calling thread's namespace's settings: /proc/sys/net is per namespace (net->sysctls). */
+export function readNetnsSettings(): NetnsSettings {
+	const read = (name: string) => readOr(path.join(SYSCTL, name));
+	const num = (name: string) => {
+		const text = read(name).trim();
+		return text !== '' && Number.isFinite(Number(text)) ? Number(text) : undefined;
+	};
+	return {
+		portRange: parsePortRange(read('ip_local_port_range')) ?? DEFAULT_PORT_RANGE,
+		reservedPorts: parsePortList(read('ip_local_reserved_ports')),
+		maxTimeWaitBuckets: num('tcp_max_tw_buckets'),
+		finTimeoutSec: num('tcp_fin_timeout') ?? 60,
+		twReuse: num('tcp_tw_reuse'),
+		timestamps: num('tcp_timestamps'),
+		timeWaitOverflow: tcpExtCounter(readOr('/proc/thread-self/net/netstat'), 'TCPTimeWaitOverflow'),
+	};
+}
+
+/** A TcpExt counter from /proc/net/netstat text (a header line of names, then a line of values). */
+export function tcpExtCounter(netstat: string, name: string): number | undefined {
+	const lines = netstat.split('\n').filter((l) => l.startsWith('TcpExt:'));
+	if (lines.length < 2) return undefined;
+	const names = lines[0]!.split(/\s+/);
+	const values = lines[1]!.split(/\s+/);
+	const i = names.indexOf(name);
+	return i > 0 && values[i] !== undefined ? Number(values[i]) : undefined;
+}
+
+function readOr(file: string): string {
+	try {
+		return fs.readFileSync(file, 'utf8');
+	} catch {
+		return '';
+	}
+}

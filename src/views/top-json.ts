@@ -1,0 +1,92 @@
+/**
+ * One `top --json` line per refresh: the Snapshot with names instead of ids, rounded for reading.
+ * Schema in README.md ("top --json"). Pure: wall clock and cgroup names come in through the context.
+ */
+import { errnoName } from '../event/errno.js';
+import type { DestinationRow, NamespaceRow, Row, Snapshot } from '../model/snapshot.js';
+import type { DropCounts } from '../tracer/tracer.js';
+
+export interface TopContext {
+	/** Adds to CLOCK_MONOTONIC µs to give Unix epoch µs. */
+	epochOffsetUs: number;
+	cgroupPath: (id: number) => string | undefined;
+	intervalMs: number;
+	drops: DropCounts & { decodeErrors: number };
+	/** Namespaces that could not be walked, with the reason. */
+	unwalked: ReadonlyMap<number, string>;
+}
+
+const round1 = (n: number) => Math.round(n * 10) / 10;
+
+export function topJson(s: Snapshot, ctx: TopContext): object {
+	return {
+		time: new Date((s.atUs + ctx.epochOffsetUs) / 1000).toISOString(),
+		uptimeSeconds: round1(s.uptimeMs / 1000),
+		by: s.by,
+		sort: s.sort,
+		intervalMs: ctx.intervalMs,
+		namespaces: s.namespaces.map((n) => namespaceJson(n, ctx)),
+		rows: s.rows.map((r) => rowJson(r, s, ctx)),
+		destinations: s.destinations.map(destinationJson),
+		drops: { ...ctx.drops, lost: ctx.drops.ringFull + ctx.drops.missedRuns + ctx.drops.decodeErrors },
+		overflow: s.overflow,
+	};
+}
+
+export function topJsonLine(s: Snapshot, ctx: TopContext): string {
+	return JSON.stringify(topJson(s, ctx));
+}
+
+function rowJson(r: Row, s: Snapshot, ctx: TopContext): object {
+	const group: Record<string, unknown> = {};
+	if (s.by === 'process') group.pid = r.pid;
+	if (s.by === 'cgroup') group.cgroup = ctx.cgroupPath(r.cgroupId!) ?? r.cgroupId;
+	if (s.by === 'netns') group.netns = r.netns;
+	if (s.by === 'dest') group.dest = r.dest;
+	const failures: Record<string, number> = {};
+	for (const [errno, n] of Object.entries(r.connectFailures)) failures[errnoName(Number(errno)) ?? (errno === '0' ? 'none' : errno)] = n;
+	return {
+		...group,
+		comm: r.comm,
+		processes: r.processes,
+		connectsPerSec: round1(r.connectsPerSec),
+		acceptsPerSec: round1(r.acceptsPerSec),
+		activeClosesPerSec: round1(r.activeClosesPerSec),
+		timeWaitPerSec: round1(r.timeWaitPerSec),
+		timeWait: r.timeWait,
+		resetsPerSec: round1(r.resetsPerSec),
+		connectFailuresPerSec: round1(r.connectFailuresPerSec),
+		connectFailures: failures,
+		bindFailures: r.bindFailures,
+		side: r.side,
+		lifetimeP50Ms: r.lifetimeP50Ms,
+		lifetimeP99Ms: r.lifetimeP99Ms,
+		topDest: r.topDest,
+	};
+}
+
+function destinationJson(d: DestinationRow): object {
+	return {
+		netns: d.netns, saddr: d.saddr, daddr: d.daddr, dport: d.dport,
+		portsInUse: d.portsInUse, portsUsable: d.portsUsable,
+		sustainableRate: round1(d.sustainableRate), currentRate: round1(d.currentRate),
+		secondsToExhaustion: d.secondsToExhaustion, connectFailures: d.connectFailures,
+	};
+}
+
+function namespaceJson(n: NamespaceRow, ctx: TopContext): object {
+	const st = n.settings;
+	return {
+		netns: n.netns,
+		timeWait: n.timeWait,
+		walkedTimeWait: n.walkedTimeWait,
+		walkedAgoMs: n.walkedAgoMs,
+		...(ctx.unwalked.has(n.netns) ? { walkError: ctx.unwalked.get(n.netns) } : {}),
+		maxTimeWaitBuckets: st?.maxTimeWaitBuckets ?? null,
+		timeWaitOverflow: st?.timeWaitOverflow ?? null,
+		portRange: st ? `${st.portRange.low}-${st.portRange.high}` : null,
+		portsUsable: n.portsUsable,
+		twReuse: st?.twReuse ?? null,
+		finTimeoutSec: st?.finTimeoutSec ?? null,
+	};
+}
