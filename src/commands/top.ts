@@ -52,10 +52,13 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 	let lastWalkUs = 0;
 	const walkAll = () => {
 		session.drainNow(); // events from before the walk must reach the model before it
-		const discovered = filters.netns.length ? [] : walker.discover();
+		const discovered = walker.discover();
 		for (const netns of namespacesToWalk(model, filters.netns, walker.home, discovered)) {
 			const outcome = walker.walk(netns, pidsIn(model, netns));
-			if ('error' in outcome) unwalked.set(netns, outcome.error);
+			if ('error' in outcome) {
+				unwalked.set(netns, outcome.error);
+				model.addNamespace(netns); // shown, with the reason it was not walked
+			}
 			else {
 				unwalked.delete(netns);
 				model.reconcile(outcome);

@@ -294,6 +294,11 @@ export class ChurnModel {
 		return inRange(sport, this.portRange(netns));
 	}
 
+	/** Makes a namespace known (shown in snapshots) before any event or walk. */
+	addNamespace(netns: number): void {
+		this.#netns(netns);
+	}
+
 	#netns(netns: number): NetnsState {
 		let ns = this.namespaces.get(netns);
 		if (!ns) {

@@ -41,9 +41,12 @@ export interface ScenarioResult {
 	children: number[];
 }
 
-/** Runs a tcp-scenario client to completion inside `ns` and returns its JSON result. */
-export async function runClient(ns: string, addr: string, port: number, mode: string, n: number): Promise<ScenarioResult> {
-	const child = track(spawn('ip', ['netns', 'exec', ns, scenarioBin, 'client', addr, String(port), mode, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+/**
+ * Runs a tcp-scenario client to completion inside `ns` and returns its JSON result. `bin`: a copy of
+ * tcp-scenario under another name, to give the process another comm.
+ */
+export async function runClient(ns: string, addr: string, port: number, mode: string, n: number, bin = scenarioBin): Promise<ScenarioResult> {
+	const child = track(spawn('ip', ['netns', 'exec', ns, bin, 'client', addr, String(port), mode, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] }));
 	let out = '';
 	child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
 	// 'close', not 'exit': only then has all of stdout been read.
@@ -61,9 +64,9 @@ export interface Server {
 	done: Promise<void>;
 }
 
-/** Starts a tcp-scenario server inside `ns` and waits until it listens. */
-export async function startServer(ns: string, addr: string, port: number, mode: string, n: number): Promise<Server> {
-	const child = track(spawn('ip', ['netns', 'exec', ns, scenarioBin, 'server', addr, String(port), mode, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+/** Starts a tcp-scenario server (or a copy, `bin`) inside `ns` and waits until it listens. */
+export async function startServer(ns: string, addr: string, port: number, mode: string, n: number, bin = scenarioBin): Promise<Server> {
+	const child = track(spawn('ip', ['netns', 'exec', ns, bin, 'server', addr, String(port), mode, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] }));
 	const exited = once(child, 'exit');
 	await waitForLine(child, 'stdout', /"ready":true/, 10_000);
 	return {
@@ -73,3 +76,52 @@ export async function startServer(ns: string, addr: string, port: number, mode: 
 		}),
 	};
 }
+
+export interface TopRun {
+	/** Snapshots received so far, oldest first. */
+	snapshots: Record<string, any>[];
+	/** Resolves with the first snapshot (received from now on) that satisfies `test`. */
+	waitFor(test: (s: Record<string, any>) => boolean, timeoutMs: number): Promise<Record<string, any>>;
+	stop(): Promise<{ code: number | null; stderr: string }>;
+}
+
+/** Starts `twtrace top --json ARGS` and waits for its first snapshot. */
+export async function startTop(args: string[]): Promise<TopRun> {
+	const child = track(spawn(process.execPath, [cli, 'top', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+	const snapshots: Record<string, any>[] = [];
+	let partial = '';
+	let stderr = '';
+	const waiters: (() => void)[] = [];
+	child.stdout!.on('data', (d: Buffer) => {
+		const lines = (partial + d.toString()).split('\n');
+		partial = lines.pop()!;
+		for (const line of lines) if (line) snapshots.push(JSON.parse(line) as Record<string, any>);
+		for (const w of waiters.splice(0)) w();
+	});
+	child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+	const run: TopRun = {
+		snapshots,
+		waitFor(test, timeoutMs) {
+			const from = snapshots.length;
+			return new Promise((resolve, reject) => {
+				const timer = setTimeout(() => reject(new Error(`no matching top snapshot in ${timeoutMs} ms; last: ${JSON.stringify(snapshots.at(-1))}\n${stderr}`)), timeoutMs);
+				const check = () => {
+					const hit = snapshots.slice(from).find(test);
+					if (hit) {
+						clearTimeout(timer);
+						resolve(hit);
+					} else waiters.push(check);
+				};
+				check();
+			});
+		},
+		async stop() {
+			child.kill('SIGINT');
+			const [code] = (await once(child, 'close')) as [number | null];
+			return { code, stderr };
+		},
+	};
+	await run.waitFor(() => true, 15_000);
+	return run;
+}
+
