@@ -75,7 +75,7 @@ function startCounter(): { child: ChildProcess; result: () => Promise<CounterRes
 /** "twtrace: 1,234 events shown, 1,234 received in 6.7 s; 0 lost (…" → numbers. */
 export function parseTwtraceSummary(stderr: string): TracerOutcome {
 	const line = stderr.split('\n').find((l) => / received in .* lost \(/.test(l));
-	const m = line && /([\d,]+) received in [\d.]+ s; ([\d,]+) lost/.exec(line);
+	const m = line && /([\d,]+) (?:events )?received in [\d.]+ s; ([\d,]+) lost/.exec(line);
 	if (!m) return { note: `no summary line; stderr: ${stderr.slice(-300)}` };
 	const n = (s: string) => Number(s.replaceAll(',', ''));
 	return { events: n(m[1]!), lost: n(m[2]!), note: line!.replace(/^twtrace: /, '') };
@@ -110,6 +110,34 @@ function twtrace(name: string, args: string[], stdoutTo: 'null' | 'counter'): Mo
 		},
 	};
 }
+
+/** `twtrace top --json`: aggregates in user space; blame is read from its last snapshot's rows. */
+const twtraceTop: Mode = {
+	name: 'twtrace top --json',
+	command: 'twtrace top --json --netns CLIENT --netns SERVER > top.ndjson',
+	async start(pair) {
+		const netns = [pair.client, pair.server].flatMap((ns) => ['--netns', `/run/netns/${ns}`]);
+		const child = track(spawn(process.execPath, [cli, 'top', '--json', ...netns], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
+		const stdout = collect(child.stdout);
+		const stderr = collect(child.stderr);
+		await waitForLine(child, 'stderr', /Ctrl-C to stop/, 30_000);
+		return {
+			pid: child.pid!,
+			async stop() {
+				// Let one more snapshot (1 s) include the end of the workload.
+				await new Promise((r) => setTimeout(r, 1200));
+				await stopChild(child);
+				const outcome = parseTwtraceSummary(stderr());
+				const last = stdout().trim().split('\n').pop();
+				if (last) {
+					outcome.timeWaitByPid = {};
+					for (const row of (JSON.parse(last) as { rows: { pid: number; timeWait: number }[] }).rows) outcome.timeWaitByPid[String(row.pid)] = row.timeWait;
+				}
+				return outcome;
+			},
+		};
+	},
+};
 
 // bpftrace 0.17 attaches tracepoints through tracefs, which this host may not mount. It runs in a
 // private mount namespace of its own that mounts it, so the host's mounts stay untouched.
@@ -182,6 +210,7 @@ export const MODES: Mode[] = [
 	twtrace('twtrace, BPF side only', ['--kind', 'connect_fail'], 'null'),
 	twtrace('twtrace trace --json', ['--json'], 'null'),
 	twtrace('twtrace trace --kind time_wait', ['--json', '--kind', 'time_wait'], 'counter'),
+	twtraceTop,
 	bpftraceStream,
 	bpftraceCount,
 ];

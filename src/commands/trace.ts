@@ -125,8 +125,10 @@ function describeFilters(f: Filters, opts: FilterOptions): string {
 /** The closing line: what was seen and everything that was lost, always, even when zero. */
 export function summaryLine(s: SessionSummary, printed?: number): string {
 	const lost = s.ringFull + s.missedRuns + s.decodeErrors;
-	const shown = printed === undefined ? '' : `${printed.toLocaleString('en-US')} events shown, `;
-	return `twtrace: ${shown}${s.events.toLocaleString('en-US')} events received in ${s.seconds.toFixed(1)} s; ` +
+	const seen = printed === undefined
+		? `${s.events.toLocaleString('en-US')} events received`
+		: `${printed.toLocaleString('en-US')} events shown, ${s.events.toLocaleString('en-US')} received`;
+	return `twtrace: ${seen} in ${s.seconds.toFixed(1)} s; ` +
 		`${lost.toLocaleString('en-US')} lost (ring full ${s.ringFull}, skipped runs ${s.missedRuns}, undecodable ${s.decodeErrors}); ` +
 		`${s.mapFull} unattributed (map full), ${s.ownerMissing} without a known owner (opened before twtrace started)` +
 		(s.nestedRecovered ? `; ${s.nestedRecovered} nested transitions recovered by the fallback program` : '');

@@ -64,27 +64,43 @@ bpfTest('top ranks three churners by TIME_WAIT held, merges short-lived processe
 		await Promise.all([s1.done, s2.done, s3.done]);
 		t.is(steadyResult.ok + peerResult.ok, 900);
 
-		// A snapshot after a walk that followed the churn: exact counts.
-		const doneAtMs = Date.now();
-		const ready = (s: Json) => Date.parse(s.time) - s.namespaces[0].walkedAgoMs > doneAtMs + 200;
-		const snap = await byProcess.waitFor(ready, 10_000);
-		const comm = await byComm.waitFor(ready, 10_000);
-		const truth = {
+		// The last FINs may still be in flight (softirq): wait until ss sees every TIME_WAIT, then for a
+		// snapshot built on a walk that came after that.
+		const expected = { steady: 600, server: 300, short: 100, before: 40 };
+		const ssNow = () => ({
 			steady: ssCount(pair, pair.client, 'dport = :7301'),
 			server: ssCount(pair, pair.server, 'sport = :7302'),
 			short: ssCount(pair, pair.client, 'dport = :7303'),
 			before: ssCount(pair, pair.client, 'dport = :7300'),
-		};
-		t.deepEqual(truth, { steady: 600, server: 300, short: 100, before: 40 }, 'ss sees one TIME_WAIT per connection, on the closing side');
+		});
+		// ss until two readings 300 ms apart agree.
+		let truth = ssNow();
+		for (let i = 0; i < 30; i++) {
+			await new Promise((r) => setTimeout(r, 300));
+			const again = ssNow();
+			if (JSON.stringify(again) === JSON.stringify(truth)) break;
+			truth = again;
+		}
+		// The kernel, not twtrace: about one connection per connection made ends in TIME_WAIT (one of the
+		// short-lived ones has been seen to end otherwise); twtrace is compared with what ss sees.
+		for (const k of Object.keys(expected) as (keyof typeof expected)[]) {
+			t.true(truth[k] >= 0.97 * expected[k] && truth[k] <= expected[k], `ss ${k}: ${truth[k]} of ${expected[k]}`);
+		}
+		const settledAtMs = Date.now();
+		const ready = (s: Json) => Date.parse(s.time) - s.namespaces[0].walkedAgoMs > settledAtMs + 100;
+		const snap = await byProcess.waitFor(ready, 10_000);
+		const comm = await byComm.waitFor(ready, 10_000);
 
 		const rows = snap.rows as Json[];
-		t.like(rows[0], { pid: steadyResult.pid, comm: 'steady-client', side: 'client', timeWait: truth.steady });
+		t.like(rows[0], { pid: steadyResult.pid, comm: 'steady-client', side: 'client' });
+		t.true(within1Percent(rows[0]!.timeWait, truth.steady), `steady row ${rows[0]!.timeWait} vs ss ${truth.steady}`);
 		t.like(rows[1], { pid: s2.pid, comm: 'srv-closes', side: 'server' });
 		t.true(within1Percent(rows[1]!.timeWait, truth.server), `server row ${rows[1]!.timeWait} vs ss ${truth.server}`);
 		const shortRows = rows.filter((r) => r.comm === 'shortlived');
 		t.deepEqual(shortRows.map((r) => r.pid).sort(), [...shortPids].sort(), 'by process: one row per short-lived process');
-		t.true(shortRows.every((r) => r.timeWait === 5));
-		t.is(rows.find((r) => r.comm === '(before start)')?.timeWait, truth.before);
+		const shortSum = shortRows.reduce((sum, r) => sum + r.timeWait, 0);
+		t.true(within1Percent(shortSum, truth.short), `short-lived rows ${shortSum} vs ss ${truth.short}`);
+		t.true(within1Percent(rows.find((r) => r.comm === '(before start)')?.timeWait ?? 0, truth.before));
 		t.true(rows.every((r) => r.comm !== 'srv-peer' || r.timeWait === 0), 'the client of a server that closes first holds no TIME_WAIT');
 		for (const r of rows.slice(0, 3)) {
 			t.true(typeof r.connectsPerSec === 'number' && typeof r.timeWaitPerSec === 'number' && typeof r.topDest === 'string');
@@ -98,7 +114,7 @@ bpfTest('top ranks three churners by TIME_WAIT held, merges short-lived processe
 		t.is((comm.rows as Json[]).filter((r) => r.comm === 'shortlived').length, 1);
 
 		const dest = (snap.destinations as Json[]).find((d) => d.dport === 7301);
-		t.like(dest, { netns: pair.clientInode, saddr: pair.clientAddr, daddr: pair.serverAddr, portsInUse: 600, portsUsable: 28232 });
+		t.like(dest, { netns: pair.clientInode, saddr: pair.clientAddr, daddr: pair.serverAddr, portsInUse: truth.steady, portsUsable: 28232 });
 		t.true(Math.abs(dest!.sustainableRate - 28232 / 60) < 0.1);
 		t.is(snap.drops.lost, 0);
 	} finally {
