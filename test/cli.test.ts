@@ -33,6 +33,12 @@ for (const [argv, message] of [
 	[['trace', '--family', '5'], /Allowed choices are 4, 6/],
 	[['trace', '--netns', '/run/netns/twtrace-no-such-ns'], /--netns \/run\/netns\/twtrace-no-such-ns: no such network namespace/],
 	[['frobnicate'], /unknown command 'frobnicate'/],
+	[['top', '--by', 'host'], /Allowed choices are process, comm, cgroup, netns, dest/],
+	[['top', '--sort', 'pid'], /Allowed choices are timeWait, /],
+	[['top', '--interval', '10ms'], /10ms is too short: at least 100ms/],
+	[['top', '--iterations', '0'], /0 is not a positive whole number/],
+	[['top', '--kind', 'time_wait'], /unknown option '--kind'/],
+	[['top', '--port', '0'], /0 is not a port/],
 ] as const) {
 	test(`\`twtrace ${argv.join(' ')}\` is a usage error: exit 2 and a message`, async (t) => {
 		const r = await runInProcess([...argv]);
@@ -64,11 +70,19 @@ function spawnUnprivileged(args: string[]): Promise<{ code: number | null; stdou
 	});
 }
 
-test('an unprivileged user gets the privileges message and exit 1', async (t) => {
-	const r = await spawnUnprivileged(['trace']);
-	t.is(r.code, 1, r.stderr);
-	t.true(r.stderr.includes(`twtrace: ${needsPrivilegesMessage}`), r.stderr);
-	t.regex(r.stderr, /Try: sudo twtrace trace/);
+for (const command of ['trace', 'top']) {
+	test(`an unprivileged user gets the privileges message and exit 1 (${command})`, async (t) => {
+		const r = await spawnUnprivileged([command]);
+		t.is(r.code, 1, r.stderr);
+		t.true(r.stderr.includes(`twtrace: ${needsPrivilegesMessage}`), r.stderr);
+		t.true(r.stderr.includes(`Try: sudo twtrace ${command}`), r.stderr);
+	});
+}
+
+test('top --help teaches: keys, columns, groupings and examples', async (t) => {
+	const r = await runInProcess(['top', '--help']);
+	t.is(r.code, 0);
+	for (const s of ['--by <grouping>', '--once', '--iterations <n>', '--json', 'Keys', 'q quit', 'TW-HELD', '(before start)', 'usable ports / 60 s', 'Examples:']) t.true(r.stdout.includes(s), s);
 });
 
 /** Starts `twtrace trace ARGS` on a fresh namespace pair, optionally piped into `shellTail`, then makes traffic. */

@@ -1,0 +1,75 @@
+/** top's views without a terminal: keys, sparkline, clipping with colour, and the --json shape. */
+import test from 'ava';
+import { ChurnModel } from '../../src/model/aggregate.js';
+import { snapshot } from '../../src/model/snapshot.js';
+import { handleKey, screenLines, type ScreenState } from '../../src/views/top-screen.js';
+import { ANSI, clipVisible, PLAIN, sparkline } from '../../src/views/top-text.js';
+import { topJson, type TopContext } from '../../src/views/top-json.js';
+import { base } from '../helpers/events.js';
+
+const S = 1_000_000;
+const ctx: TopContext = {
+	epochOffsetUs: 0, cgroupPath: () => undefined, intervalMs: 1000, unwalked: new Map(),
+	drops: { ringFull: 0, mapFull: 0, missedRuns: 0, nestedRecovered: 0, ownerMissing: 0, decodeErrors: 0 },
+};
+const fresh = (): ScreenState => ({ by: 'process', sort: 'timeWait', paused: false, filter: '', editing: undefined, help: false });
+
+test('keys: s and g cycle and wrap, p toggles, / edits a filter applied by Enter, Escape cancels, q quits', (t) => {
+	const s = fresh();
+	t.is(handleKey(s, 's'), 'refresh');
+	t.is(s.sort, 'timeWaitPerSec');
+	for (let i = 0; i < 4; i++) handleKey(s, 's');
+	t.is(s.sort, 'timeWait', 'wraps around');
+	handleKey(s, 'g');
+	t.is(s.by, 'comm');
+	handleKey(s, 'p');
+	t.true(s.paused);
+	handleKey(s, '/');
+	for (const k of 'curlx') handleKey(s, k);
+	handleKey(s, '\x7f');
+	t.is(s.editing, 'curl');
+	t.is(handleKey(s, 'q'), 'redraw', 'q while typing is text');
+	t.is(handleKey(s, '\r'), 'refresh');
+	t.is(s.filter, 'curlq');
+	handleKey(s, '/');
+	handleKey(s, 'z');
+	handleKey(s, '\x1b');
+	t.is(s.filter, 'curlq', 'Escape keeps the old filter');
+	t.is(handleKey(s, '?'), 'redraw');
+	t.true(s.help);
+	t.is(handleKey(s, 'x'), 'redraw', 'any key leaves help');
+	t.is(handleKey(s, 'q'), 'quit');
+	t.is(handleKey(fresh(), '\x03'), 'quit');
+});
+
+test('the sparkline scales to its own peak, 3 s per character', (t) => {
+	const h = Array.from({ length: 60 }, (_, i) => i);
+	const line = sparkline(h);
+	t.is(line.length, 20);
+	t.is(line[19], '█');
+	t.is(sparkline(new Array(60).fill(0)), ' '.repeat(20));
+});
+
+test('clipping counts visible characters and keeps colour codes whole', (t) => {
+	const red = ANSI.red('abcdef');
+	t.is(clipVisible(red, 3), '\x1b[31mabc\x1b[0m');
+	t.is(clipVisible('abc', 10), 'abc');
+});
+
+test('--json rows are in display order with the documented fields; the screen fits its size', (t) => {
+	const m = new ChurnModel(0);
+	let cookie = 1;
+	m.ingest([
+		{ ...base, cookie: cookie++, tsUs: 0.5 * S, pid: 1, comm: 'small' },
+		...Array.from({ length: 3 }, () => ({ ...base, cookie: cookie++, tsUs: 0.5 * S, pid: 2, comm: 'big' })),
+	]);
+	m.tick(1 * S);
+	const snap = snapshot(m, { by: 'process', sort: 'timeWait', nowUs: 1 * S, rateWindowUs: S });
+	const json = topJson(snap, ctx) as { rows: Record<string, unknown>[]; destinations: Record<string, unknown>[] };
+	t.deepEqual(json.rows.map((r) => [r.pid, r.comm, r.timeWait]), [[2, 'big', 3], [1, 'small', 1]]);
+	for (const key of ['pid', 'comm', 'connectsPerSec', 'timeWaitPerSec', 'timeWait', 'side', 'lifetimeP50Ms', 'lifetimeP99Ms', 'topDest']) t.true(key in json.rows[0]!, key);
+	for (const key of ['netns', 'saddr', 'daddr', 'dport', 'portsInUse', 'portsUsable', 'sustainableRate', 'currentRate', 'secondsToExhaustion']) t.true(key in json.destinations[0]!, key);
+	const lines = screenLines(fresh(), snap, ctx, PLAIN, { rows: 10, columns: 60 });
+	t.true(lines.length <= 10);
+	t.true(lines.every((l) => l.length <= 60), lines.join('\n'));
+});
