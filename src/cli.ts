@@ -77,7 +77,8 @@ export function buildProgram(io: Io): Command {
 		.option('--once', 'print one snapshot after one interval and exit (same as --iterations 1)')
 		.option('--iterations <n>', 'print n snapshots, one per interval, and exit', parseCount)
 		.option('--json', 'one JSON object per snapshot, one per line; see README "top --json"');
-	addFilterOptions(top, { kinds: false })
+	// top stops draining while it walks socket tables: a larger ring absorbs the pause at full churn.
+	addFilterOptions(top, { kinds: false, ringBytes: 32 * 1024 * 1024 })
 		.addHelpText('after', TOP_HELP)
 		.action(async (opts: TopOptions) => topCommand(opts, io));
 

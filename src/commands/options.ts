@@ -79,7 +79,7 @@ export const DEFAULT_RING_BYTES = 8 * 1024 * 1024;
  * Adds the filters shared by every tracing command. Filters other than --comm run in the kernel.
  * `kinds`: offer --kind (trace); commands that model whole connections need every kind.
  */
-export function addFilterOptions(cmd: Command, { kinds = true } = {}): Command {
+export function addFilterOptions(cmd: Command, { kinds = true, ringBytes = DEFAULT_RING_BYTES } = {}): Command {
 	cmd
 		.option('--pid <pid>', 'only sockets owned or closed by this process (thread group id)', parsePid)
 		.option('--comm <name>', 'only events blamed on processes with this command name (exact, up to 15 characters)')
@@ -88,6 +88,6 @@ export function addFilterOptions(cmd: Command, { kinds = true } = {}): Command {
 	if (kinds) cmd.option('--kind <kinds>', `only these kinds, comma-separated: ${ALL_KINDS.join(', ')}`, parseKinds);
 	return cmd
 		.addOption(new Option('--family <family>', 'only IPv4 or IPv6').choices(['4', '6']))
-		.option('--ring-size <bytes>', 'BPF ring buffer size, a power of two', parseRingSize, DEFAULT_RING_BYTES)
+		.option('--ring-size <bytes>', 'BPF ring buffer size, a power of two', parseRingSize, ringBytes)
 		.option('-v, --verbose', 'print libbpf and verifier messages');
 }

@@ -47,7 +47,7 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 		onDrops: (_delta, total) => (drops = total),
 	});
 
-	const walker = new NamespaceWalker(session.tracer, monotonicUs);
+	const walker = new NamespaceWalker(session.tracer, monotonicUs, () => session.drainNow());
 	const unwalked = new Map<number, string>();
 	let lastWalkUs = 0;
 	const walkAll = () => {

@@ -8,13 +8,13 @@ import { formatIpv6 } from './decode.js';
 import { SOCK_FIELDS as F, SOCK_SIZE } from './layout.generated.js';
 
 export interface SocketEntry {
-	cookie: number;
-	netns: number;
-	family: 4 | 6;
-	saddr: string;
-	daddr: string;
-	sport: number;
-	dport: number;
+	readonly cookie: number;
+	readonly netns: number;
+	readonly family: 4 | 6;
+	readonly saddr: string;
+	readonly daddr: string;
+	readonly sport: number;
+	readonly dport: number;
 	/** TCP_* state number (TIME_WAIT: 6 for every timewait socket). */
 	state: number;
 	/** Timewait socket: 6 (TIME_WAIT) or 5 (FIN_WAIT2); 0 otherwise. */
@@ -34,23 +34,46 @@ export function decodeSockets(bytes: Uint8Array): { sockets: SocketEntry[]; trai
 	const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 	const count = Math.floor(bytes.byteLength / SOCK_SIZE);
 	const sockets: SocketEntry[] = new Array(count);
-	for (let i = 0; i < count; i++) {
-		const at = i * SOCK_SIZE;
-		const family = v.getUint16(at + F.family.offset, little) === AF_INET6 ? 6 : 4;
-		sockets[i] = {
-			cookie: v.getUint32(at + F.cookie.offset + (little ? 4 : 0), little) * 0x1_0000_0000 + v.getUint32(at + F.cookie.offset + (little ? 0 : 4), little),
-			netns: v.getUint32(at + F.netns.offset, little),
-			family,
-			saddr: address(bytes, at + F.saddr.offset, family),
-			daddr: address(bytes, at + F.daddr.offset, family),
-			sport: v.getUint16(at + F.sport.offset, little),
-			dport: v.getUint16(at + F.dport.offset, little),
-			state: v.getUint8(at + F.state.offset),
-			substate: v.getUint8(at + F.substate.offset),
-			timerMs: v.getInt32(at + F.timer_ms.offset, little),
-		};
-	}
+	for (let i = 0; i < count; i++) sockets[i] = new SocketRecord(bytes, v, i * SOCK_SIZE);
 	return { sockets, trailingBytes: bytes.byteLength - count * SOCK_SIZE };
+}
+
+/**
+ * Numbers are read at once; addresses only when asked for. A walk at 250k TIME_WAIT sockets needs
+ * the addresses of the few it has not seen enter TIME_WAIT, and formatting them all cost most of it.
+ */
+class SocketRecord implements SocketEntry {
+	readonly cookie: number;
+	readonly netns: number;
+	readonly family: 4 | 6;
+	readonly sport: number;
+	readonly dport: number;
+	readonly state: number;
+	readonly substate: number;
+	readonly timerMs: number;
+	readonly #bytes: Uint8Array;
+	readonly #at: number;
+
+	constructor(bytes: Uint8Array, v: DataView, at: number) {
+		this.#bytes = bytes;
+		this.#at = at;
+		this.cookie = v.getUint32(at + F.cookie.offset + (little ? 4 : 0), little) * 0x1_0000_0000 + v.getUint32(at + F.cookie.offset + (little ? 0 : 4), little);
+		this.netns = v.getUint32(at + F.netns.offset, little);
+		this.family = v.getUint16(at + F.family.offset, little) === AF_INET6 ? 6 : 4;
+		this.sport = v.getUint16(at + F.sport.offset, little);
+		this.dport = v.getUint16(at + F.dport.offset, little);
+		this.state = v.getUint8(at + F.state.offset);
+		this.substate = v.getUint8(at + F.substate.offset);
+		this.timerMs = v.getInt32(at + F.timer_ms.offset, little);
+	}
+
+	get saddr(): string {
+		return address(this.#bytes, this.#at + F.saddr.offset, this.family);
+	}
+
+	get daddr(): string {
+		return address(this.#bytes, this.#at + F.daddr.offset, this.family);
+	}
 }
 
 function address(b: Uint8Array, at: number, family: 4 | 6): string {

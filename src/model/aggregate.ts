@@ -343,11 +343,9 @@ export class ChurnModel {
 		const key = destKey(netns, saddr, daddr, dport);
 		let d = this.destinations.get(key);
 		if (!d) {
-			if (this.destinations.size >= (this.#options.maxDestinations ?? 10_000)) {
-				return { key, netns, saddr, daddr, dport, portsHeldOpen: 0, timeWait: 0, expiring: new Map(), connects: new Uint32Array(RATE_SECONDS), slotSecond: new Float64Array(RATE_SECONDS).fill(-1), connectFailures: 0, lastEventUs: nowUs };
-			}
 			d = { key, netns, saddr, daddr, dport, portsHeldOpen: 0, timeWait: 0, expiring: new Map(), connects: new Uint32Array(RATE_SECONDS), slotSecond: new Float64Array(RATE_SECONDS).fill(-1), connectFailures: 0, lastEventUs: nowUs };
-			this.destinations.set(key, d);
+			// Beyond the bound the tally is used once and not kept: that destination is not listed.
+			if (this.destinations.size < (this.#options.maxDestinations ?? 10_000)) this.destinations.set(key, d);
 		}
 		return d;
 	}

@@ -28,9 +28,13 @@ export class NamespaceWalker {
 	/** Ways into namespaces found by discover(): inode → /run/netns/NAME or /proc/PID/ns/net. */
 	#paths = new Map<number, string>();
 
-	constructor(tracer: Tracer, clockUs: () => number) {
+	readonly #betweenChunks: (() => void) | undefined;
+
+	/** `betweenChunks` runs during long walks (drain the ring there). */
+	constructor(tracer: Tracer, clockUs: () => number, betweenChunks?: () => void) {
 		this.#tracer = tracer;
 		this.#clockUs = clockUs;
+		this.#betweenChunks = betweenChunks;
 	}
 
 	get home(): number {
@@ -88,7 +92,7 @@ export class NamespaceWalker {
 
 	#walkHere(netns: number): NetnsWalk {
 		const takenAtUs = this.#clockUs();
-		const { sockets } = decodeSockets(this.#tracer.walkSockets());
+		const { sockets } = decodeSockets(this.#tracer.walkSockets(this.#betweenChunks));
 		return {
 			netns,
 			takenAtUs,

@@ -158,9 +158,9 @@ export class Tracer {
 	 * One iter/tcp walk: struct twt_sock records for every TCP socket of the network namespace the
 	 * calling thread is in now (see native/iter.ts inNetns). Requires `socketWalks`.
 	 */
-	walkSockets(): Buffer {
+	walkSockets(betweenChunks?: () => void): Buffer {
 		if (this.#closed || !this.#walkLink) throw new Error('socket walks not enabled');
-		return readIterator(this.#walkLink);
+		return readIterator(this.#walkLink, betweenChunks);
 	}
 
 	/** Who called listen() on (netns, port) since twtrace started, from the listeners map. */
