@@ -33,7 +33,6 @@ interface LibbpfRaw {
 	bpf_program__set_autoload: (prog: Handle, autoload: boolean) => number;
 	bpf_program__attach: (prog: Handle) => Handle;
 	bpf_program__fd: (prog: Handle) => number;
-	bpf_program__attach_iter: (prog: Handle, opts: null) => Handle;
 	bpf_link__fd: (link: Handle) => number;
 	bpf_iter_create: (linkFd: number) => number;
 	bpf_link__destroy: (link: Handle) => number;
@@ -70,7 +69,6 @@ function libbpf(): LibbpfRaw {
 		bpf_program__set_autoload: lib.func('int bpf_program__set_autoload(void *prog, bool autoload)'),
 		bpf_program__attach: lib.func('void *bpf_program__attach(void *prog)'),
 		bpf_program__fd: lib.func('int bpf_program__fd(void *prog)'),
-		bpf_program__attach_iter: lib.func('void *bpf_program__attach_iter(void *prog, void *opts)'),
 		bpf_link__fd: lib.func('int bpf_link__fd(void *link)'),
 		bpf_iter_create: lib.func('int bpf_iter_create(int link_fd)'),
 		bpf_link__destroy: lib.func('int bpf_link__destroy(void *link)'),
@@ -195,15 +193,9 @@ export function programFd(prog: Handle): number {
 	return fd;
 }
 
+/** Attaches by the program's section; for SEC("iter/...") each iterCreate() on the link starts one walk. */
 export function programAttach(prog: Handle, what: string): Handle {
 	const link = libbpf().bpf_program__attach(prog);
-	if (isNull(link)) throw failure(`attach ${what}`);
-	return link;
-}
-
-/** Attaches an iterator program (SEC("iter/...")); each iterCreate() on the link then starts one walk. */
-export function programAttachIter(prog: Handle, what: string): Handle {
-	const link = libbpf().bpf_program__attach_iter(prog, null);
 	if (isNull(link)) throw failure(`attach ${what}`);
 	return link;
 }

@@ -112,11 +112,8 @@ export class Decoder {
 		};
 	}
 
-	/** u64 as a number: exact below 2^53 (timestamps in µs, cookies, cgroup ids all stay far below). */
 	#u64(at: number): number {
-		const lo = this.#view.getUint32(at + (this.#little ? 0 : 4), this.#little);
-		const hi = this.#view.getUint32(at + (this.#little ? 4 : 0), this.#little);
-		return hi * 0x1_0000_0000 + lo;
+		return readU64(this.#view, at, this.#little);
 	}
 
 	/** A NUL-terminated string of at most `size` bytes (16: comm). */
@@ -131,9 +128,7 @@ export class Decoder {
 	#address(memo: StringMemo, at: number, family: 4 | 6): string {
 		const words = family === 4 ? 1 : 4;
 		if (memo.matches(this.#view, at, words)) return memo.value;
-		const b = this.#bytes;
-		const text = family === 4 ? `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}` : formatIpv6(b.subarray(at, at + 16));
-		return memo.remember(this.#view, at, words, text);
+		return memo.remember(this.#view, at, words, formatAddress(this.#bytes, at, family));
 	}
 }
 
@@ -161,6 +156,18 @@ class StringMemo {
 		this.value = value;
 		return value;
 	}
+}
+
+/** u64 as a number: exact below 2^53 (timestamps in µs, cookies, cgroup ids all stay far below). */
+export function readU64(v: DataView, at: number, little: boolean): number {
+	const lo = v.getUint32(at + (little ? 0 : 4), little);
+	const hi = v.getUint32(at + (little ? 4 : 0), little);
+	return hi * 0x1_0000_0000 + lo;
+}
+
+/** The 16-byte address field at `at` as text: dotted IPv4 (first 4 bytes) or RFC 5952 IPv6. */
+export function formatAddress(b: Uint8Array, at: number, family: 4 | 6): string {
+	return family === 4 ? `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}` : formatIpv6(b.subarray(at, at + 16));
 }
 
 export function isDecodeFailure(r: TwtEvent | DecodeFailure): r is DecodeFailure {

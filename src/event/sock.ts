@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import { AF_INET6 } from './kinds.js';
-import { formatIpv6 } from './decode.js';
+import { formatAddress, readU64 } from './decode.js';
 import { SOCK_FIELDS as F, SOCK_SIZE } from './layout.generated.js';
 
 export interface SocketEntry {
@@ -57,7 +57,7 @@ class SocketRecord implements SocketEntry {
 	constructor(bytes: Uint8Array, v: DataView, at: number) {
 		this.#bytes = bytes;
 		this.#at = at;
-		this.cookie = v.getUint32(at + F.cookie.offset + (little ? 4 : 0), little) * 0x1_0000_0000 + v.getUint32(at + F.cookie.offset + (little ? 0 : 4), little);
+		this.cookie = readU64(v, at + F.cookie.offset, little);
 		this.netns = v.getUint32(at + F.netns.offset, little);
 		this.family = v.getUint16(at + F.family.offset, little) === AF_INET6 ? 6 : 4;
 		this.sport = v.getUint16(at + F.sport.offset, little);
@@ -68,14 +68,11 @@ class SocketRecord implements SocketEntry {
 	}
 
 	get saddr(): string {
-		return address(this.#bytes, this.#at + F.saddr.offset, this.family);
+		return formatAddress(this.#bytes, this.#at + F.saddr.offset, this.family);
 	}
 
 	get daddr(): string {
-		return address(this.#bytes, this.#at + F.daddr.offset, this.family);
+		return formatAddress(this.#bytes, this.#at + F.daddr.offset, this.family);
 	}
 }
 
-function address(b: Uint8Array, at: number, family: 4 | 6): string {
-	return family === 4 ? `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}` : formatIpv6(b.subarray(at, at + 16));
-}

@@ -30,7 +30,8 @@ export const HISTORY_SECONDS = 60;
 /** Counted per owner and per second. */
 export const COUNTERS = ['connects', 'accepts', 'activeCloses', 'timeWaitEntries', 'resets', 'connectFailures', 'bindFailures'] as const;
 export type CounterName = (typeof COUNTERS)[number];
-const C = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record<CounterName, number>;
+/** Index of each counter in COUNTERS. */
+export const C = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record<CounterName, number>;
 
 /** Per network namespace settings that change the arithmetic (read by the host probe). */
 export interface NetnsSettings {

@@ -4,7 +4,7 @@
  * namespaces' TIME_WAIT totals and settings. Pure: the model and the time come in.
  */
 import type { SideName } from '../event/kinds.js';
-import { ChurnModel, COUNTERS, HISTORY_SECONDS, newLifetimeHistogram, type CounterName, type NetnsSettings, type Owner } from './aggregate.js';
+import { C, ChurnModel, COUNTERS, HISTORY_SECONDS, newLifetimeHistogram, type CounterName, type NetnsSettings, type Owner } from './aggregate.js';
 import { secondsToExhaustion, sustainableRate } from './ports.js';
 
 export const GROUPINGS = ['process', 'comm', 'cgroup', 'netns', 'dest'] as const;
@@ -103,7 +103,6 @@ export interface SnapshotOptions {
 
 const US = 1_000_000;
 const W = COUNTERS.length;
-const index = (name: CounterName) => COUNTERS.indexOf(name);
 
 function groupKey(o: Owner, by: Grouping): string {
 	switch (by) {
@@ -130,7 +129,7 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 		if (g) g.owners.push(o);
 		else groups.set(key, { owners: [o] });
 	}
-	const rate = (o: Owner, name: CounterName) => ChurnModel.rate(o.counts, o.slotSecond, W, index(name), nowUs, opts.rateWindowUs, model.startUs);
+	const rate = (o: Owner, name: CounterName) => ChurnModel.rate(o.counts, o.slotSecond, W, C[name], nowUs, opts.rateWindowUs, model.startUs);
 	const rows: Row[] = [];
 	const sampleSecond = Math.floor(nowUs / US);
 	for (const [key, g] of groups) {
@@ -147,7 +146,7 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 			connectFailuresPerSec: sum((o) => rate(o, 'connectFailures')),
 			timeWait: sum((o) => o.timeWait),
 			connectFailures: errnoTotals(g.owners),
-			bindFailures: sum((o) => o.totals[index('bindFailures')]!),
+			bindFailures: sum((o) => o.totals[C['bindFailures']]!),
 			side: closingSide(g.owners),
 			...lifetimePercentiles(g.owners),
 			topDest: busiest(g.owners.filter((o) => !o.peer.startsWith('bind ')), (o) => o.peer),
@@ -203,7 +202,7 @@ function errnoTotals(owners: Owner[]): Record<string, number> {
 function closingSide(owners: Owner[]): Row['side'] {
 	const by = (counter: CounterName) => {
 		const n: Record<SideName, number> = { client: 0, server: 0, unknown: 0 };
-		for (const o of owners) n[o.side] += o.totals[index(counter)]! + (counter === 'timeWaitEntries' ? o.timeWait : 0);
+		for (const o of owners) n[o.side] += o.totals[C[counter]]! + (counter === 'timeWaitEntries' ? o.timeWait : 0);
 		return n;
 	};
 	let n = by('timeWaitEntries');

@@ -113,7 +113,7 @@ export class Tracer {
 			bpf.programSetAutoload(bpf.findProgram(this.#object, PROGRAMS.socketWalk.name), options.socketWalks === true);
 			bpf.objectLoad(this.#object);
 			if (options.socketWalks) {
-				this.#walkLink = bpf.programAttachIter(bpf.findProgram(this.#object, PROGRAMS.socketWalk.name), PROGRAMS.socketWalk.attachPoint);
+				this.#walkLink = bpf.programAttach(bpf.findProgram(this.#object, PROGRAMS.socketWalk.name), PROGRAMS.socketWalk.attachPoint);
 				this.#links.push(this.#walkLink);
 			}
 
