@@ -11,6 +11,8 @@ import { InvalidArgumentError } from 'commander';
 import { addFilterOptions, parseCount, parseDuration } from './commands/options.js';
 import { traceCommand, type Io, type TraceOptions } from './commands/trace.js';
 import { topCommand, type TopOptions } from './commands/top.js';
+import { recordCommand, type RecordOptions } from './commands/record.js';
+import { REPORT_FORMATS, reportCommand, type ReportOptions } from './commands/report.js';
 import { GROUPINGS, SORT_KEYS } from './model/snapshot.js';
 import { libbpfLog, NativeError } from '../native/libbpf.js';
 
@@ -18,6 +20,8 @@ const EXAMPLES = `
 Examples:
   sudo twtrace top                               who holds ports in TIME_WAIT, and how long until connect() fails
   sudo twtrace top --by comm --once              one snapshot, short-lived processes merged by name
+  sudo twtrace record -o churn.twtcap            record for a report (Ctrl-C to stop)
+  twtrace report churn.twtcap --format markdown  offenders, victims and remediation advice
   sudo twtrace trace --kind time_wait            who puts sockets into TIME_WAIT, live
   sudo twtrace trace --json --duration 30s > tw.ndjson
   sudo twtrace trace --netns /run/netns/app --port 5432
@@ -38,6 +42,40 @@ Examples:
   sudo twtrace top
   sudo twtrace top --by comm --netns /run/netns/app
   sudo twtrace top --json --iterations 10 --interval 2s > top.ndjson`;
+
+const RECORD_HELP = `
+The capture holds the raw events, every socket walk (exact TIME_WAIT sets and timers) and each network
+namespace's sysctls, so a report made from it later, elsewhere, is the one a live run would give.
+It is written as it is recorded; Ctrl-C or SIGTERM ends it properly. A killed recording keeps what
+was written: report on it with --partial.
+
+Examples:
+  sudo twtrace record -o churn.twtcap --duration 5m
+  sudo twtrace record -o app.twtcap --netns /run/netns/app --max-size 200M
+  twtrace report churn.twtcap`;
+
+const REPORT_HELP = `
+Offenders are ranked by TIME_WAIT entered; PEAK HELD is the most held at once. Victims are processes whose
+connect() failed with EADDRNOTAVAIL or whose bind() failed with EADDRINUSE, with who held the ports then.
+Advice follows the order that fixes exhaustion for good first: fix the application (reuse connections),
+widen ip_local_port_range, (TIME_WAIT is fixed at 60 s on Linux), tcp_tw_reuse, more source addresses.
+
+Exit status: 0 report printed, 1 unreadable or corrupt capture, or no privileges for a live report, 2 bad usage.
+
+Examples:
+  twtrace report churn.twtcap
+  twtrace report churn.twtcap --format markdown > incident.md
+  twtrace report churn.twtcap --format json --by comm --top 5
+  sudo twtrace report --duration 60s`;
+
+/** "200M", "1G", "512K", bytes → bytes (at least 64 KiB: room for a header and a walk). */
+function parseSize(value: string): number {
+	const m = /^(\d+)\s*([kmg]?)(?:i?b)?$/i.exec(value.trim());
+	const bytes = m ? Number(m[1]) * ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 } as Record<string, number>)[m[2]!.toLowerCase()]! : NaN;
+	if (!m || !Number.isSafeInteger(bytes)) throw new InvalidArgumentError(`${value} is not a size (examples: 200M, 1G).`);
+	if (bytes < 64 * 1024) throw new InvalidArgumentError(`${value} is too small: at least 64K.`);
+	return bytes;
+}
 
 function parseInterval(value: string): number {
 	const ms = parseDuration(value);
@@ -81,6 +119,30 @@ export function buildProgram(io: Io): Command {
 	addFilterOptions(top, { kinds: false, ringBytes: 32 * 1024 * 1024 })
 		.addHelpText('after', TOP_HELP)
 		.action(async (opts: TopOptions) => topCommand(opts, io));
+
+	const record = program.command('record')
+		.description('Record TCP churn to a capture file (events and socket walks, with the host\'s sysctls) for `twtrace report`.')
+		.requiredOption('-o, --output <file>', 'the capture file to write')
+		.option('--duration <time>', 'stop after this long (default: until Ctrl-C or SIGTERM)', parseDuration)
+		.option('--max-size <bytes>', 'stop before the file passes this size (K, M, G)', parseSize, 1024 ** 3)
+		.option('--force', 'overwrite the file if it exists')
+		.option('--walk-interval <time>', 'walk the socket tables this often (exact TIME_WAIT counts in the report)', parseInterval, 5000);
+	addFilterOptions(record, { kinds: false, ringBytes: 32 * 1024 * 1024 })
+		.addHelpText('after', RECORD_HELP)
+		.action(async (opts: RecordOptions) => recordCommand(opts, io));
+
+	const reportCmd = program.command('report')
+		.description('Churn report: offenders ranked by TIME_WAIT created, the victims of port exhaustion, and remediation advice; from a capture, or live.')
+		.argument('[file]', 'a capture made by twtrace record')
+		.option('--duration <time>', 'without FILE: watch live this long, then report', parseDuration)
+		.addOption(new Option('--format <format>', 'output format').choices(REPORT_FORMATS).default('table'))
+		.option('--top <n>', 'offenders listed', parseCount, 10)
+		.addOption(new Option('--by <grouping>', 'group offenders by').choices(GROUPINGS).default('process'))
+		.option('--partial', 'report on a capture that was cut short (killed, disk full): what it holds, marked incomplete')
+		.option('--walk-interval <time>', 'live: walk the socket tables this often', parseInterval, 5000);
+	addFilterOptions(reportCmd, { kinds: false, ringBytes: 32 * 1024 * 1024 })
+		.addHelpText('after', REPORT_HELP)
+		.action(async (file: string | undefined, opts: ReportOptions) => reportCommand(file, opts, io));
 
 	program.addHelpText('after', EXAMPLES);
 	return program;

@@ -1,17 +1,14 @@
 /**
  * `twtrace top`: who churns connections, how many ports each holds in TIME_WAIT, and how long until
- * connect() fails. Wiring only: session → model (events, and socket walks every --walk-interval) →
+ * connect() fails. Wiring only: live feed → model (events, and socket walks every --walk-interval) →
  * snapshot each --interval → the full-screen view, text, or JSON lines.
  */
 import type { ReadStream, WriteStream } from 'node:tty';
-import type { TwtEvent } from '../event/decode.js';
 import { ChurnModel } from '../model/aggregate.js';
 import { snapshot, type Grouping, type Snapshot, type SortKey } from '../model/snapshot.js';
-import { NamespaceWalker } from '../tracer/namespaces.js';
 import { CgroupPaths, epochOffsetUs, isWriteEndOrphaned } from '../tracer/host.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
-import { TraceSession } from '../tracer/session.js';
-import type { DropCounts } from '../tracer/tracer.js';
+import { LiveFeed, monotonicUs } from '../tracer/live.js';
 import { Terminal } from '../views/terminal.js';
 import { topJsonLine, type TopContext } from '../views/top-json.js';
 import { handleKey, screenLines, type ScreenState } from '../views/top-screen.js';
@@ -29,46 +26,18 @@ export interface TopOptions extends FilterOptions {
 	json?: boolean;
 }
 
-/** At most this many namespaces walked per pass: each costs a setns and a walk. */
-const MAX_WALKED_NAMESPACES = 16;
-
-const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
-
 export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 	const filters = resolveFilters({ ...opts, kind: undefined });
 	const objectPath = defaultObjectPath();
 	preflight('top', objectPath);
 
 	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port });
-	let drops: DropCounts & { decodeErrors: number } = { ringFull: 0, mapFull: 0, missedRuns: 0, nestedRecovered: 0, ownerMissing: 0, decodeErrors: 0 };
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
-	const session = new TraceSession({ objectPath, filters, ringBytes: opts.ringSize, log, socketWalks: true }, {
-		onEvents: (events: TwtEvent[]) => model.ingest(events),
-		onDrops: (_delta, total) => (drops = total),
-	});
-
-	const walker = new NamespaceWalker(session.tracer, monotonicUs, () => session.drainNow());
-	const unwalked = new Map<number, string>();
-	let lastWalkUs = 0;
-	const walkAll = () => {
-		session.drainNow(); // events from before the walk must reach the model before it
-		const discovered = walker.discover();
-		for (const netns of namespacesToWalk(model, filters.netns, walker.home, discovered)) {
-			const outcome = walker.walk(netns, pidsIn(model, netns));
-			if ('error' in outcome) {
-				unwalked.set(netns, outcome.error);
-				model.addNamespace(netns); // shown, with the reason it was not walked
-			}
-			else {
-				unwalked.delete(netns);
-				model.reconcile(outcome);
-			}
-		}
-		lastWalkUs = monotonicUs();
-	};
+	// Walks at once: sockets that predate twtrace, and the namespaces' settings, before the first screen.
+	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval });
 
 	const cgroups = new CgroupPaths();
-	const ctx = (): TopContext => ({ epochOffsetUs: epochOffsetUs(), cgroupPath: (id) => cgroups.lookup(id), intervalMs: opts.interval, drops, unwalked });
+	const ctx = (): TopContext => ({ epochOffsetUs: epochOffsetUs(), cgroupPath: (id) => cgroups.lookup(id), intervalMs: opts.interval, drops: feed.drops, unwalked: feed.unwalked });
 	const state: ScreenState = { by: opts.by, sort: opts.sort, paused: false, filter: '', editing: undefined, help: false };
 	const take = (): Snapshot => {
 		const nowUs = monotonicUs();
@@ -92,13 +61,11 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 
 	let terminal: Terminal | undefined;
 	const draw = () => {
-		if (terminal && last) terminal.draw(screenLines(state, last, ctx(), process.env.NO_COLOR ? PLAIN : ANSI, terminal, walker.home));
+		if (terminal && last) terminal.draw(screenLines(state, last, ctx(), process.env.NO_COLOR ? PLAIN : ANSI, terminal, feed.home));
 	};
 	const refresh = () => {
-		session.drainNow();
 		// A namespace first seen in events is walked at once: its settings and older sockets count now.
-		const isNewNamespace = [...model.namespaces.values()].some((ns) => ns.netns !== 0 && !ns.settings && !unwalked.has(ns.netns));
-		if (isNewNamespace || monotonicUs() - lastWalkUs >= opts.walkInterval * 1000) walkAll();
+		feed.maybeWalk();
 		const s = take();
 		if (terminal) {
 			if (!state.paused) last = s;
@@ -108,7 +75,7 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 		const c = ctx();
 		const out = opts.json
 			? topJsonLine(s, c) + '\n'
-			: [...headerLines(s, c, { home: walker.home }, PLAIN), '', ...tableLines(s, c, PLAIN), '', ''].join('\n');
+			: [...headerLines(s, c, { home: feed.home }, PLAIN), '', ...tableLines(s, c, PLAIN), '', ''].join('\n');
 		io.stdout.write(out);
 		if (iterations !== undefined && ++shown >= iterations) finish('iterations');
 	};
@@ -121,7 +88,6 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 	let timer: NodeJS.Timeout | undefined;
 	const onResize = () => draw();
 	try {
-		walkAll(); // sockets that predate twtrace, and the namespaces' settings, before the first screen
 		if (interactive) {
 			terminal = new Terminal(stdin!, stdout, (key) => {
 				const action = handleKey(state, key);
@@ -145,24 +111,7 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 		clearInterval(pipeWatch);
 		stdout.removeListener('resize', onResize);
 		terminal?.close();
-		const summary = session.stop();
+		const summary = feed.stop();
 		io.stderr.write(summaryLine(summary) + '\n');
 	}
-}
-
-/**
- * The namespaces asked for; else this one, those seen in events (the busiest first), then the
- * others in use on the host, which may hold TIME_WAIT sockets from before start.
- */
-function namespacesToWalk(model: ChurnModel, asked: readonly number[], home: number, discovered: readonly number[]): number[] {
-	if (asked.length) return [...asked];
-	const seen = [...model.namespaces.keys()].filter((n) => n !== home && n !== 0)
-		.sort((a, b) => model.timeWait.countIn(b) - model.timeWait.countIn(a));
-	return [...new Set([home, ...seen, ...discovered])].slice(0, MAX_WALKED_NAMESPACES);
-}
-
-/** Processes seen in a namespace, the most recent first: their /proc/PID/ns/net is a way in. */
-function pidsIn(model: ChurnModel, netns: number): number[] {
-	return [...model.owners.values()].filter((o) => o.netns === netns && o.pid > 0)
-		.sort((a, b) => b.lastEventUs - a.lastEventUs).slice(0, 8).map((o) => o.pid);
 }

@@ -40,6 +40,10 @@ export interface NetnsSettings {
 	maxTimeWaitBuckets?: number;
 	finTimeoutSec: number;
 	twReuse?: number;
+	/** tcp_tw_reuse_delay (Linux 6.13+): a TIME_WAIT socket is reused only after this many ms. */
+	twReuseDelayMs?: number;
+	/** tcp_tw_recycle: present only on kernels before 4.12. */
+	twRecycle?: number;
 	timestamps?: number;
 	/** TcpExtTCPTimeWaitOverflow: timewait sockets the kernel did not create (tcp_max_tw_buckets). */
 	timeWaitOverflow?: number;
@@ -66,6 +70,11 @@ export interface ModelOptions {
 	maxOwners?: number;
 	maxDestinations?: number;
 	maxTimeWait?: number;
+	/**
+	 * Keep owners and destinations after they go idle (a report covers the whole capture). Off for
+	 * `top`, which forgets what has been idle for two TIME_WAIT lengths; the maxOwners bound holds either way.
+	 */
+	keepIdle?: boolean;
 }
 
 export interface Owner extends TimeWaitHolder {
@@ -98,6 +107,8 @@ export interface Destination extends PortPoolTally {
 	portsHeldOpen: number;
 	readonly connects: Uint32Array;
 	readonly slotSecond: Float64Array;
+	/** Since it was first seen. */
+	connectsTotal: number;
 	connectFailures: number;
 	lastEventUs: number;
 }
@@ -135,8 +146,13 @@ export class ChurnModel {
 		this.#lastSampleSecond = Math.floor(startUs / US);
 	}
 
-	/** Events in ring order. Timestamps may lag the clock (a drained backlog); they are not reordered. */
+	/**
+	 * Events in ring order. Timestamps may lag the clock (a drained backlog); they are not reordered.
+	 * TIME_WAIT that expired before the batch's first event goes first, so that counts and peaks do
+	 * not depend on how often the caller ticks (a replay and a live run see the same batches).
+	 */
 	ingest(events: readonly TwtEvent[]): void {
+		if (events.length) this.timeWait.expire(events[0]!.tsUs);
 		for (const e of events) this.#ingestOne(e);
 	}
 
@@ -151,7 +167,7 @@ export class ChurnModel {
 		switch (e.kind) {
 			case 'connect':
 				this.#count(owner, C.connects, second);
-				if (dest) countSecond(dest.connects, dest.slotSecond, 0, 1, second), (dest.lastEventUs = e.tsUs);
+				if (dest) countSecond(dest.connects, dest.slotSecond, 0, 1, second), dest.connectsTotal++, (dest.lastEventUs = e.tsUs);
 				break;
 			case 'accept':
 				this.#count(owner, C.accepts, second);
@@ -258,6 +274,7 @@ export class ChurnModel {
 			if (second >= last) o.history[second % HISTORY_SECONDS] = o.timeWait;
 		}
 		this.#lastSampleSecond = Math.max(this.#lastSampleSecond, second);
+		if (this.#options.keepIdle) return;
 		const idleBeforeUs = nowUs - 2 * TIME_WAIT_SECONDS * US;
 		for (const [key, o] of this.owners) {
 			if (o.timeWait === 0 && o.lastEventUs < idleBeforeUs && o.lastChangeUs < idleBeforeUs) this.owners.delete(key);
@@ -265,6 +282,35 @@ export class ChurnModel {
 		for (const [key, d] of this.destinations) {
 			if (d.timeWait === 0 && d.portsHeldOpen === 0 && d.lastEventUs < idleBeforeUs) this.destinations.delete(key);
 		}
+	}
+
+	/**
+	 * Who holds ports towards daddr:dport in `netns` now (any source address): TIME_WAIT sockets per
+	 * owner, most first. A connect() that failed with EADDRNOTAVAIL failed against these.
+	 */
+	holdersOfDestination(netns: number, daddr: string, dport: number): Map<Owner, number> {
+		const out = new Map<Owner, number>();
+		for (const d of this.destinations.values()) {
+			if (d.netns !== netns || d.daddr !== daddr || d.dport !== dport) continue;
+			for (const [holder, n] of d.holders) out.set(holder as Owner, (out.get(holder as Owner) ?? 0) + n);
+		}
+		return out;
+	}
+
+	/**
+	 * Who holds local port `port` of `netns` in TIME_WAIT now: servers whose accepted connections on
+	 * it closed first, and, for an ephemeral port (or port 0: any ephemeral port), the clients
+	 * holding ports of the range. A bind() that failed with EADDRINUSE failed against these.
+	 */
+	holdersOfLocalPort(netns: number, port: number): Map<Owner, number> {
+		const out = new Map<Owner, number>();
+		const ephemeral = port === 0 || this.#holdsEphemeralPort(netns, port);
+		for (const o of this.owners.values()) {
+			if (o.netns !== netns || o.timeWait === 0) continue;
+			const onPort = o.side === 'server' && o.peer.endsWith(`:${port}`);
+			if (onPort || (ephemeral && o.side !== 'server')) out.set(o, o.timeWait);
+		}
+		return out;
 	}
 
 	/** The namespace's settings, or the kernel defaults before its first walk. */
@@ -326,6 +372,7 @@ export class ChurnModel {
 				history: new Uint32Array(HISTORY_SECONDS),
 				lifetimes: undefined,
 				timeWait: 0,
+				peakTimeWait: 0,
 				lastChangeUs: nowUs,
 				lastEventUs: nowUs,
 			};
@@ -344,7 +391,7 @@ export class ChurnModel {
 		const key = destKey(netns, saddr, daddr, dport);
 		let d = this.destinations.get(key);
 		if (!d) {
-			d = { key, netns, saddr, daddr, dport, portsHeldOpen: 0, timeWait: 0, expiring: new Map(), connects: new Uint32Array(RATE_SECONDS), slotSecond: new Float64Array(RATE_SECONDS).fill(-1), connectFailures: 0, lastEventUs: nowUs };
+			d = { key, netns, saddr, daddr, dport, portsHeldOpen: 0, timeWait: 0, expiring: new Map(), holders: new Map(), connects: new Uint32Array(RATE_SECONDS), slotSecond: new Float64Array(RATE_SECONDS).fill(-1), connectsTotal: 0, connectFailures: 0, lastEventUs: nowUs };
 			// Beyond the bound the tally is used once and not kept: that destination is not listed.
 			if (this.destinations.size < (this.#options.maxDestinations ?? 10_000)) this.destinations.set(key, d);
 		}

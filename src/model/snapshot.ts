@@ -104,7 +104,7 @@ export interface SnapshotOptions {
 const US = 1_000_000;
 const W = COUNTERS.length;
 
-function groupKey(o: Owner, by: Grouping): string {
+export function groupKey(o: Owner, by: Grouping): string {
 	switch (by) {
 		case 'process': return o.pid ? String(o.pid) : o.comm;
 		case 'comm': return o.comm;
@@ -180,7 +180,7 @@ function matches(o: Owner, needle: string, cgroupPath?: (id: number) => string |
 }
 
 /** The value of `f` carrying the most activity (TIME_WAIT held, then events). */
-function busiest(owners: Owner[], f: (o: Owner) => string): string {
+export function busiest(owners: readonly Owner[], f: (o: Owner) => string): string {
 	const weight = new Map<string, number>();
 	for (const o of owners) {
 		const w = o.timeWait * 1e6 + o.totals.reduce((a, b) => a + b, 0);
@@ -192,14 +192,14 @@ function busiest(owners: Owner[], f: (o: Owner) => string): string {
 	return best;
 }
 
-function errnoTotals(owners: Owner[]): Record<string, number> {
+export function errnoTotals(owners: readonly Owner[]): Record<string, number> {
 	const out: Record<string, number> = {};
 	for (const o of owners) for (const [errno, n] of o.connectErrnos) out[errno] = (out[errno] ?? 0) + n;
 	return out;
 }
 
 /** TIME_WAIT is held by the end that closed first: the side of the group's TIME_WAIT entries, else of its active closes. */
-function closingSide(owners: Owner[]): Row['side'] {
+export function closingSide(owners: readonly Owner[]): Row['side'] {
 	const by = (counter: CounterName) => {
 		const n: Record<SideName, number> = { client: 0, server: 0, unknown: 0 };
 		for (const o of owners) n[o.side] += o.totals[C[counter]]! + (counter === 'timeWaitEntries' ? o.timeWait : 0);

@@ -8,6 +8,8 @@
 /** What a timewait socket is counted against: its owner, and the port pool it holds a port of. */
 export interface TimeWaitHolder {
 	timeWait: number;
+	/** The most it ever held at once (a report's "peak TIME_WAIT held"). */
+	peakTimeWait: number;
 	lastChangeUs: number;
 }
 
@@ -15,6 +17,8 @@ export interface PortPoolTally {
 	timeWait: number;
 	/** Timewait sockets by the wheel bucket (whole second, rounded up) they expire in. */
 	readonly expiring: Map<number, number>;
+	/** Timewait sockets by holder: who holds this pool's ports (a report's victims → offenders). */
+	readonly holders: Map<TimeWaitHolder, number>;
 }
 
 export interface TimeWaitEntry<H extends TimeWaitHolder> {
@@ -139,15 +143,24 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 
 	#hold(e: TimeWaitEntry<H>, nowUs: number): void {
 		e.holder.timeWait++;
+		e.holder.peakTimeWait = Math.max(e.holder.peakTimeWait, e.holder.timeWait);
 		e.holder.lastChangeUs = nowUs;
-		if (e.pool) e.pool.timeWait++;
+		if (e.pool) {
+			e.pool.timeWait++;
+			e.pool.holders.set(e.holder, (e.pool.holders.get(e.holder) ?? 0) + 1);
+		}
 		this.#count(e.pool, e.bucket, +1);
 	}
 
 	#unhold(e: TimeWaitEntry<H>, nowUs: number): void {
 		e.holder.timeWait--;
 		e.holder.lastChangeUs = nowUs;
-		if (e.pool) e.pool.timeWait--;
+		if (e.pool) {
+			e.pool.timeWait--;
+			const n = e.pool.holders.get(e.holder)! - 1;
+			if (n === 0) e.pool.holders.delete(e.holder);
+			else e.pool.holders.set(e.holder, n);
+		}
 		this.#count(e.pool, e.bucket, -1);
 	}
 

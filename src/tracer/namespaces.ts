@@ -7,12 +7,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { inNetns } from '../../native/iter.js';
-import { decodeSockets } from '../event/sock.js';
-import type { NetnsSettings, NetnsWalk } from '../model/aggregate.js';
+import type { NetnsSettings } from '../model/aggregate.js';
+import { listeningPorts, type ListenerRecord, type WalkRecord } from '../model/walk.js';
 import { DEFAULT_PORT_RANGE, parsePortList, parsePortRange } from '../model/ports.js';
 import type { Tracer } from './tracer.js';
 
-export type WalkOutcome = NetnsWalk | { netns: number; error: string };
+export type WalkOutcome = WalkRecord | { netns: number; error: string };
 
 const SYSCTL = '/proc/sys/net/ipv4';
 
@@ -90,16 +90,15 @@ export class NamespaceWalker {
 		}
 	}
 
-	#walkHere(netns: number): NetnsWalk {
+	#walkHere(netns: number): WalkRecord {
 		const takenAtUs = this.#clockUs();
-		const { sockets } = decodeSockets(this.#tracer.walkSockets(this.#betweenChunks));
-		return {
-			netns,
-			takenAtUs,
-			sockets,
-			settings: readNetnsSettings(),
-			listenerOwner: (port) => this.#tracer.listenerOwner(netns, port),
-		};
+		const sockets = this.#tracer.walkSockets(this.#betweenChunks);
+		const listeners: ListenerRecord[] = [];
+		for (const port of listeningPorts(sockets)) {
+			const owner = this.#tracer.listenerOwner(netns, port);
+			if (owner) listeners.push({ port, ...owner });
+		}
+		return { netns, takenAtUs, settings: readNetnsSettings(), listeners, sockets };
 	}
 
 	#find(netns: number, pids: Iterable<number>): string | undefined {
@@ -133,6 +132,8 @@ export function readNetnsSettings(): NetnsSettings {
 		maxTimeWaitBuckets: num('tcp_max_tw_buckets'),
 		finTimeoutSec: num('tcp_fin_timeout') ?? 60,
 		twReuse: num('tcp_tw_reuse'),
+		twReuseDelayMs: num('tcp_tw_reuse_delay'),
+		twRecycle: num('tcp_tw_recycle'),
 		timestamps: num('tcp_timestamps'),
 		timeWaitOverflow: tcpExtCounter(readOr('/proc/thread-self/net/netstat'), 'TCPTimeWaitOverflow'),
 	};

@@ -3,6 +3,7 @@
  * Commands give it a batch consumer and decide when to stop; nothing here writes to the terminal.
  */
 import { Decoder, isDecodeFailure, type TwtEvent } from '../event/decode.js';
+import { EVENT_SIZE } from '../event/layout.generated.js';
 import { Tracer, type DropCounts, type Filters } from './tracer.js';
 
 export interface SessionOptions {
@@ -16,11 +17,16 @@ export interface SessionOptions {
 	log?: (line: string) => void;
 	/** Enable Tracer.walkSockets() (top). */
 	socketWalks?: boolean;
+	/** Also hand over each batch's raw records (record keeps them). */
+	keepRaw?: boolean;
 }
 
 export interface SessionHandlers {
-	/** A batch of events, in ring order, after each drain. The array is not reused. */
-	onEvents: (events: TwtEvent[]) => void;
+	/**
+	 * A batch of events, in ring order, after each drain. The array is not reused. With keepRaw,
+	 * `raw` holds the same records' bytes, EVENT_SIZE each, in the same order (undecodable ones left out).
+	 */
+	onEvents: (events: TwtEvent[], raw?: Buffer) => void;
 	/** New losses since the previous report, and the totals. */
 	onDrops?: (delta: DropCounts & { decodeErrors: number }, total: DropCounts & { decodeErrors: number }) => void;
 }
@@ -45,6 +51,9 @@ export class TraceSession {
 	readonly #handlers: SessionHandlers;
 	readonly #startedMs = Date.now();
 	#batch: TwtEvent[] = [];
+	readonly #keepRaw: boolean;
+	#raw: Buffer | undefined;
+	#rawBytes = 0;
 	#events = 0;
 	#decodeErrors = 0;
 	#reported = { ...ZERO, decodeErrors: 0 };
@@ -54,16 +63,27 @@ export class TraceSession {
 	/** Loads, attaches and starts draining. Throws what Tracer throws (after releasing everything). */
 	constructor(options: SessionOptions, handlers: SessionHandlers) {
 		this.#handlers = handlers;
+		this.#keepRaw = options.keepRaw === true;
 		let decoder: Decoder | undefined;
+		let memory: Uint8Array | undefined;
 		this.#tracer = new Tracer(
 			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: options.socketWalks },
 			(offset, length) => {
 				const r = decoder!.decode(offset, length);
-				if (isDecodeFailure(r)) this.#decodeErrors++;
-				else if (this.#batch.push(r) >= MAX_BATCH_EVENTS) this.#flush();
+				if (isDecodeFailure(r)) {
+					this.#decodeErrors++;
+					return;
+				}
+				if (this.#keepRaw) {
+					this.#raw ??= Buffer.allocUnsafe(MAX_BATCH_EVENTS * EVENT_SIZE);
+					this.#raw.set(memory!.subarray(offset, offset + EVENT_SIZE), this.#rawBytes);
+					this.#rawBytes += EVENT_SIZE;
+				}
+				if (this.#batch.push(r) >= MAX_BATCH_EVENTS) this.#flush();
 			},
 		);
 		decoder = new Decoder(this.#tracer.memory);
+		memory = new Uint8Array(this.#tracer.memory);
 		const dropCheckMs = options.dropCheckMs ?? 1000;
 		this.#tracer.reader.start({
 			intervalMs: options.intervalMs ?? 10,
@@ -125,7 +145,10 @@ export class TraceSession {
 		const batch = this.#batch;
 		this.#batch = [];
 		this.#events += batch.length;
-		this.#handlers.onEvents(batch);
+		const raw = this.#raw?.subarray(0, this.#rawBytes);
+		this.#raw = undefined;
+		this.#rawBytes = 0;
+		this.#handlers.onEvents(batch, raw);
 	}
 
 	#checkDrops(): DropCounts {

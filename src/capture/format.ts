@@ -1,0 +1,160 @@
+/**
+ * The capture file format (`twtrace record`), version 1. Everything a replay needs and nothing it
+ * has to guess: the raw event records as the BPF program wrote them, every socket walk, and a
+ * header that names the host, the kernel, the clock and the layout.
+ *
+ *   file    = magic(8) version(u16) flags(u16) headerBytes(u32) headerCrc32(u32) header(JSON, UTF-8)
+ *             frame*
+ *   frame   = type(u8) reserved(3) payloadBytes(u32) payloadCrc32(u32) payload
+ *   EVENTS  = struct twt_event records (EVENT_SIZE each)
+ *   WALK    = metaBytes(u32) meta(JSON: netns, takenAtUs, settings, listeners) struct twt_sock records
+ *   END     = JSON trailer: why recording stopped, totals and losses. Missing: the file was cut short.
+ *
+ * Framing integers are little-endian. Records are in the recording host's byte order (header
+ * byteOrder); a replay on a host of the other order is refused. Each payload carries a CRC-32, so
+ * a flipped bit is an error and not a plausible, wrong report.
+ *
+ * A change to struct twt_event or struct twt_sock must raise CAPTURE_VERSION: the layout test
+ * compares LAYOUT_FINGERPRINT with the generated layout for that reason.
+ */
+import { createHash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
+import { EVENT_FIELDS, EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE } from '../event/layout.generated.js';
+import type { NetnsSettings } from '../model/aggregate.js';
+import { parsePortList, type PortRange } from '../model/ports.js';
+import type { ListenerRecord, WalkRecord } from '../model/walk.js';
+
+/** PNG-style: a high byte, the name, CR LF, ^Z, LF: text-mode transfers and `type` are caught. */
+export const MAGIC = Buffer.from([0x89, 0x54, 0x57, 0x54, 0x0d, 0x0a, 0x1a, 0x0a]);
+export const CAPTURE_VERSION = 1;
+/**
+ * The record layouts version CAPTURE_VERSION was written with: a digest of every field's offset and
+ * size (layoutFingerprint()). The layout test fails when they differ: raise CAPTURE_VERSION, then
+ * set this to the new digest.
+ */
+export const LAYOUT_FINGERPRINT = '9ee06dde0ec0c5f4';
+export const PREAMBLE_BYTES = 20;
+export const FRAME_HEADER_BYTES = 12;
+/** Bounds a reader accepts before allocating: a corrupt length must not ask for gigabytes. */
+export const MAX_HEADER_BYTES = 1 << 20;
+export const MAX_FRAME_BYTES = 256 << 20;
+
+export const FrameType = { events: 1, walk: 2, end: 3 } as const;
+export type FrameTypeName = keyof typeof FrameType;
+
+export class CaptureError extends Error {
+	constructor(message: string, readonly offset?: number) {
+		super(message);
+		this.name = 'CaptureError';
+	}
+}
+
+export interface CaptureHeader {
+	format: 'twtrace-capture';
+	version: number;
+	tool: string;
+	host: { hostname: string; kernel: string; arch: string; byteOrder: 'LE' | 'BE' };
+	/** ISO 8601, wall clock, when recording started. */
+	startedAt: string;
+	/** CLOCK_MONOTONIC µs at start, and wall-clock µs minus CLOCK_MONOTONIC µs (event ts → time of day). */
+	clock: { startUs: number; epochOffsetUs: number };
+	/** layoutFingerprint() of the recording twtrace. */
+	layout: string;
+	eventSize: number;
+	sockSize: number;
+	/** The filters the recording ran with (as given: an incomplete capture of the host is not mistaken for all of it). */
+	filters: { pid?: number; comm?: string; port?: number; netns: number[]; family?: 4 | 6 };
+	walkIntervalMs: number;
+	/** Per network namespace walked at start: its sysctls, as the report's advice reads them. */
+	namespaces: { netns: number; settings: SettingsJson }[];
+}
+
+export interface CaptureTrailer {
+	/** CLOCK_MONOTONIC µs when recording stopped. */
+	endUs: number;
+	/** duration, interrupted (Ctrl-C), terminated (SIGTERM), max-size, stdout closed, … */
+	reason: string;
+	events: number;
+	walks: number;
+	drops: { ringFull: number; mapFull: number; missedRuns: number; ownerMissing: number; decodeErrors: number };
+	/** cgroup id → path, for the cgroups seen, resolved while they still existed. */
+	cgroups?: Record<string, string>;
+}
+
+/** NetnsSettings as JSON: the reserved ports as the kernel prints them, not as a set. */
+export interface SettingsJson {
+	portRange: PortRange;
+	reservedPorts: string;
+	maxTimeWaitBuckets?: number;
+	finTimeoutSec: number;
+	twReuse?: number;
+	twReuseDelayMs?: number;
+	twRecycle?: number;
+	timestamps?: number;
+	timeWaitOverflow?: number;
+}
+
+export function settingsToJson(s: NetnsSettings): SettingsJson {
+	return { ...s, reservedPorts: portListText(s.reservedPorts) };
+}
+
+export function settingsFromJson(j: SettingsJson): NetnsSettings {
+	return { ...j, reservedPorts: parsePortList(j.reservedPorts) };
+}
+
+/** {8080, 9000, 9001, 9002} → "8080,9000-9002" (the kernel's own form). */
+export function portListText(ports: ReadonlySet<number>): string {
+	const sorted = [...ports].sort((a, b) => a - b);
+	const parts: string[] = [];
+	for (let i = 0; i < sorted.length;) {
+		let j = i;
+		while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+		parts.push(i === j ? String(sorted[i]) : `${sorted[i]}-${sorted[j]}`);
+		i = j + 1;
+	}
+	return parts.join(',');
+}
+
+export function encodePreamble(header: CaptureHeader): Buffer {
+	const json = Buffer.from(JSON.stringify(header), 'utf8');
+	const pre = Buffer.alloc(PREAMBLE_BYTES);
+	MAGIC.copy(pre, 0);
+	pre.writeUInt16LE(CAPTURE_VERSION, 8);
+	pre.writeUInt16LE(0, 10);
+	pre.writeUInt32LE(json.length, 12);
+	pre.writeUInt32LE(crc32(json), 16);
+	return Buffer.concat([pre, json]);
+}
+
+export function encodeFrame(type: FrameTypeName, payload: Uint8Array | readonly Uint8Array[]): Buffer {
+	const parts = payload instanceof Uint8Array ? [payload] : payload;
+	const length = parts.reduce((n, p) => n + p.byteLength, 0);
+	let crc = 0;
+	for (const p of parts) crc = crc32(p, crc);
+	const head = Buffer.alloc(FRAME_HEADER_BYTES);
+	head.writeUInt8(FrameType[type], 0);
+	head.writeUInt32LE(length, 4);
+	head.writeUInt32LE(crc, 8);
+	return Buffer.concat([head, ...parts]);
+}
+
+export function encodeWalk(walk: WalkRecord): Buffer {
+	const meta = Buffer.from(JSON.stringify({
+		netns: walk.netns, takenAtUs: walk.takenAtUs, settings: settingsToJson(walk.settings), listeners: walk.listeners,
+	}), 'utf8');
+	const len = Buffer.alloc(4);
+	len.writeUInt32LE(meta.length, 0);
+	return encodeFrame('walk', [len, meta, walk.sockets]);
+}
+
+export function encodeEnd(trailer: CaptureTrailer): Buffer {
+	return encodeFrame('end', Buffer.from(JSON.stringify(trailer), 'utf8'));
+}
+
+/** A digest of the record layouts this build writes and reads (sizes, field names, offsets, sizes). */
+export function layoutFingerprint(): string {
+	const text = JSON.stringify({ EVENT_SIZE, EVENT_FIELDS, SOCK_SIZE, SOCK_FIELDS });
+	return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
+
+export type { ListenerRecord };

@@ -1,0 +1,155 @@
+/**
+ * `twtrace record -o FILE`: the live feed `top` runs (events and socket walks), written to a
+ * capture as it arrives. Stops on --duration, --max-size, Ctrl-C or SIGTERM, and always ends the
+ * file properly: the ring is drained, the trailer written, the file fsynced.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import { CaptureError, CAPTURE_VERSION, layoutFingerprint, settingsToJson, type CaptureHeader } from '../capture/format.js';
+import { CaptureWriter } from '../capture/writer.js';
+import { EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
+import type { TwtEvent } from '../event/decode.js';
+import { ChurnModel } from '../model/aggregate.js';
+import { blame } from '../model/attribution.js';
+import type { WalkRecord } from '../model/walk.js';
+import { TwtraceError, usageError } from '../errors.js';
+import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
+import { LiveFeed, monotonicUs } from '../tracer/live.js';
+import { defaultObjectPath, preflight } from '../tracer/preflight.js';
+import type { FilterOptions } from './options.js';
+import { resolveFilters, summaryLine, type Io } from './trace.js';
+
+export interface RecordOptions extends FilterOptions {
+	output: string;
+	duration?: number;
+	maxSize: number;
+	force?: boolean;
+	walkInterval: number;
+}
+
+type Pending = { raw: Buffer; count: number } | { walk: WalkRecord };
+
+const MAX_CGROUPS = 10_000;
+
+export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> {
+	const filters = resolveFilters({ ...opts, kind: undefined });
+	if (fs.existsSync(opts.output) && !opts.force) throw usageError(`${opts.output} exists; use --force to overwrite it`, 'Or choose another file with -o');
+	const objectPath = defaultObjectPath();
+	preflight('record', objectPath);
+
+	let finish!: (reason: string) => void;
+	const finished = new Promise<string>((resolve) => (finish = resolve));
+	void io.interrupted.then((signal) => finish(signal === 'SIGINT' ? 'interrupted (Ctrl-C)' : `stopped by ${signal}`));
+
+	let writer: CaptureWriter | undefined;
+	let writeError: Error | undefined;
+	const pending: Pending[] = [];
+	const cgroups = new CgroupPaths();
+	const cgroupPaths: Record<string, string> = {};
+	const guard = (write: () => boolean) => {
+		if (writeError) return;
+		try {
+			if (!write()) finish(`--max-size ${formatBytes(opts.maxSize)} reached`);
+		} catch (error) {
+			writeError = error as Error;
+			finish(`write error: ${writeError.message}`);
+		}
+	};
+	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port });
+	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
+	const startUs = monotonicUs();
+	const startedAt = new Date().toISOString();
+	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, keepRaw: true }, {
+		onEvents: (events, raw) => {
+			if (!raw) return;
+			for (const e of events) {
+				if (e.cgroupId && cgroupPaths[e.cgroupId] === undefined && Object.keys(cgroupPaths).length < MAX_CGROUPS) {
+					const p = cgroups.lookup(e.cgroupId);
+					if (p !== undefined) cgroupPaths[e.cgroupId] = p;
+				}
+			}
+			// --comm is applied by the model, not the kernel: the capture keeps only matching owners' records.
+			const kept = opts.comm === undefined ? { raw, count: events.length } : onlyComm(events, raw, opts.comm);
+			if (writer) guard(() => writer!.writeEvents(kept.raw, kept.count));
+			else pending.push(kept);
+		},
+		onWalk: (walk) => {
+			if (writer) guard(() => writer!.writeWalk(walk));
+			else pending.push({ walk });
+		},
+	});
+
+	const header: CaptureHeader = {
+		format: 'twtrace-capture',
+		version: CAPTURE_VERSION,
+		tool: `twtrace ${process.env.npm_package_version ?? '0.1.0'}`,
+		host: { hostname: os.hostname(), kernel: os.release(), arch: os.arch(), byteOrder: os.endianness() },
+		startedAt,
+		clock: { startUs, epochOffsetUs: epochOffsetUs() },
+		layout: layoutFingerprint(),
+		eventSize: EVENT_SIZE,
+		sockSize: SOCK_SIZE,
+		filters: {
+			netns: filters.netns,
+			...(opts.pid !== undefined ? { pid: opts.pid } : {}),
+			...(opts.comm !== undefined ? { comm: opts.comm } : {}),
+			...(opts.port !== undefined ? { port: opts.port } : {}),
+			...(filters.family !== undefined ? { family: filters.family } : {}),
+		},
+		walkIntervalMs: opts.walkInterval,
+		namespaces: pending.flatMap((p) => ('walk' in p ? [{ netns: p.walk.netns, settings: settingsToJson(p.walk.settings) }] : [])),
+	};
+	let timer: NodeJS.Timeout | undefined;
+	let deadline: NodeJS.Timeout | undefined;
+	let reason = '';
+	try {
+		try {
+			writer = new CaptureWriter(opts.output, header, { maxBytes: opts.maxSize, overwrite: opts.force });
+		} catch (error) {
+			throw error instanceof CaptureError ? new TwtraceError(error.message) : error;
+		}
+		for (const p of pending.splice(0)) guard(() => ('walk' in p ? writer!.writeWalk(p.walk) : writer!.writeEvents(p.raw, p.count)));
+		io.stderr.write(`twtrace: recording to ${opts.output} (at most ${formatBytes(opts.maxSize)}${opts.duration ? `, for ${opts.duration / 1000} s` : ''}). Ctrl-C to stop.\n`);
+		timer = setInterval(() => feed.maybeWalk(), Math.min(500, opts.walkInterval));
+		if (opts.duration) deadline = setTimeout(() => finish('--duration reached'), opts.duration);
+		reason = await finished;
+	} finally {
+		clearInterval(timer);
+		clearTimeout(deadline);
+		const summary = feed.stop(); // delivers what is left in the ring, through onEvents, to the file
+		if (writer) {
+			try {
+				writer.close({
+					endUs: monotonicUs(),
+					reason: reason || 'error',
+					drops: { ringFull: summary.ringFull, mapFull: summary.mapFull, missedRuns: summary.missedRuns, ownerMissing: summary.ownerMissing, decodeErrors: summary.decodeErrors },
+					cgroups: cgroupPaths,
+				});
+			} catch (error) {
+				writeError ??= error as Error;
+			}
+			io.stderr.write(`twtrace: ${writer.events.toLocaleString('en-US')} events and ${writer.walks} socket walks written to ${opts.output} ` +
+				`(${formatBytes(writer.bytes)}); ${reason || 'stopped'}.\n`);
+		}
+		io.stderr.write(summaryLine(summary) + '\n');
+	}
+	if (writeError) {
+		throw new TwtraceError(`writing ${opts.output} failed: ${writeError.message}`, `What was written before is kept: twtrace report --partial ${opts.output}`);
+	}
+	io.stderr.write(`twtrace: report with: twtrace report ${opts.output}\n`);
+}
+
+/** The records blamed (as the model blames them) on a process with this comm. */
+function onlyComm(events: readonly TwtEvent[], raw: Buffer, comm: string): { raw: Buffer; count: number } {
+	const parts: Buffer[] = [];
+	events.forEach((e, i) => {
+		if (blame(e).comm === comm) parts.push(raw.subarray(i * EVENT_SIZE, (i + 1) * EVENT_SIZE));
+	});
+	return { raw: Buffer.concat(parts), count: parts.length };
+}
+
+export function formatBytes(n: number): string {
+	if (n >= 1 << 30) return `${Math.round((n / (1 << 30)) * 10) / 10} GiB`;
+	if (n >= 1 << 20) return `${Math.round((n / (1 << 20)) * 10) / 10} MiB`;
+	return `${Math.round((n / 1024) * 10) / 10} KiB`;
+}

@@ -1,0 +1,41 @@
+/**
+ * A walk of one namespace as it is kept: the iter/tcp records as the kernel wrote them, the
+ * namespace's settings, and the owners of its listening ports (from the listeners map, which a
+ * replay no longer has). `top` reconciles from it at once; `record` stores it; a replay rebuilds
+ * the same NetnsWalk from it, so live and replayed models see identical input.
+ */
+import { decodeSockets, TCP_LISTEN } from '../event/sock.js';
+import type { NetnsSettings, NetnsWalk } from './aggregate.js';
+
+export interface ListenerRecord {
+	port: number;
+	pid: number;
+	comm: string;
+}
+
+export interface WalkRecord {
+	netns: number;
+	/** CLOCK_MONOTONIC µs when the walk started. */
+	takenAtUs: number;
+	settings: NetnsSettings;
+	/** Owners of listening ports, known for those twtrace saw listen(). */
+	listeners: ListenerRecord[];
+	/** struct twt_sock records, in host byte order. */
+	sockets: Uint8Array;
+}
+
+export function walkFromRecord(record: WalkRecord): NetnsWalk {
+	const byPort = new Map(record.listeners.map((l) => [l.port, { pid: l.pid, comm: l.comm }]));
+	return {
+		netns: record.netns,
+		takenAtUs: record.takenAtUs,
+		sockets: decodeSockets(record.sockets).sockets,
+		settings: record.settings,
+		listenerOwner: (port) => byPort.get(port),
+	};
+}
+
+/** Local ports of the listening sockets among the records (each once). */
+export function listeningPorts(sockets: Uint8Array): number[] {
+	return [...new Set(decodeSockets(sockets).sockets.filter((s) => s.state === TCP_LISTEN).map((s) => s.sport))];
+}
