@@ -175,5 +175,5 @@ function overflow(n: number, settings: NetnsSettings | undefined): Advice {
 	};
 }
 
-const fmt = (n: number) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : String(Math.round(n * 10) / 10));
+const fmt = (n: number) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n >= 1 ? String(Math.round(n * 10) / 10) : String(Math.round(n * 100) / 100));
 const count = (n: number) => Math.round(n).toLocaleString('en-US');

@@ -130,7 +130,8 @@ export function encodeFrame(type: FrameTypeName, payload: Uint8Array | readonly 
 	const parts = payload instanceof Uint8Array ? [payload] : payload;
 	const length = parts.reduce((n, p) => n + p.byteLength, 0);
 	let crc = 0;
-	for (const p of parts) crc = crc32(p, crc);
+	// zlib.crc32(empty, crc) returns 0, not crc (Node 20.20): empty parts are skipped.
+	for (const p of parts) if (p.byteLength > 0) crc = crc32(p, crc);
 	const head = Buffer.alloc(FRAME_HEADER_BYTES);
 	head.writeUInt8(FrameType[type], 0);
 	head.writeUInt32LE(length, 4);
