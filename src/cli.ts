@@ -8,11 +8,12 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ExitCode, TwtraceError } from './errors.js';
 import { InvalidArgumentError } from 'commander';
-import { addFilterOptions, parseCount, parseDuration } from './commands/options.js';
+import { addFilterOptions, parseCount, parseDuration, parseRingSize } from './commands/options.js';
 import { traceCommand, type Io, type TraceOptions } from './commands/trace.js';
 import { topCommand, type TopOptions } from './commands/top.js';
 import { recordCommand, type RecordOptions } from './commands/record.js';
 import { REPORT_FORMATS, reportCommand, type ReportOptions } from './commands/report.js';
+import { doctorCommand, UNKNOWN_EXIT, unknownLine, type DoctorOptions } from './commands/doctor.js';
 import { GROUPINGS, SORT_KEYS } from './model/snapshot.js';
 import { libbpfLog, NativeError } from '../native/libbpf.js';
 
@@ -22,6 +23,7 @@ Examples:
   sudo twtrace top --by comm --once              one snapshot, short-lived processes merged by name
   sudo twtrace record -o churn.twtcap            record for a report (Ctrl-C to stop)
   twtrace report churn.twtcap --format markdown  offenders, victims and remediation advice
+  sudo twtrace doctor                            OK / WARNING / CRITICAL for monitoring (exit 0/1/2/3)
   sudo twtrace trace --kind time_wait            who puts sockets into TIME_WAIT, live
   sudo twtrace trace --json --duration 30s > tw.ndjson
   sudo twtrace trace --netns /run/netns/app --port 5432
@@ -83,7 +85,26 @@ function parseInterval(value: string): number {
 	return ms;
 }
 
-export function buildProgram(io: Io): Command {
+const DOCTOR_HELP = `
+Counts TIME_WAIT in each network namespace by walking its socket table (BPF iter/tcp), watches for
+--sample to measure connection rates and catch connect()/bind() failing for want of a port, and
+reviews the sysctls. The first line is the status, Nagios style, with performance data after "|".
+
+Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (no privileges, no BTF, bad usage): the Nagios
+plugin convention, so it drops into Nagios, Icinga, Sensu or a playbook's "until" loop as it is.
+
+Examples:
+  sudo twtrace doctor
+  sudo twtrace doctor --warn 20000 --crit 30000 --netns /run/netns/app
+  sudo twtrace doctor --json | jq .findings`;
+
+function parsePercent(value: string): number {
+	const n = Number(value.replace(/\s*%$/, ''));
+	if (!/^\d+(\.\d+)?\s*%?$/.test(value) || n > 100) throw new InvalidArgumentError(`${value} is not a percentage (0-100).`);
+	return n;
+}
+
+export function buildProgram(io: Io, setExitCode: (code: number) => void = () => {}): Command {
 	const program = new Command('twtrace')
 		.description('Attribute TCP TIME_WAIT churn and ephemeral-port exhaustion to the process that caused it (eBPF).')
 		.version(process.env.npm_package_version ?? '0.1.0')
@@ -144,18 +165,39 @@ export function buildProgram(io: Io): Command {
 		.addHelpText('after', REPORT_HELP)
 		.action(async (file: string | undefined, opts: ReportOptions) => reportCommand(file, opts, io));
 
+	const doctor = program.command('doctor')
+		.description('Check TIME_WAIT, port headroom and sysctls, for playbooks and monitoring: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.')
+		.option('--warn <n>', 'TIME_WAIT sockets in a namespace that warn', parseCount, 20_000)
+		.option('--crit <n>', 'TIME_WAIT sockets in a namespace that are critical', parseCount, 30_000)
+		.option('--warn-headroom <percent>', 'free ports of the worst destination below which it warns', parsePercent, 20)
+		.option('--crit-headroom <percent>', 'free ports of the worst destination below which it is critical', parsePercent, 10)
+		.option('--sample <time>', 'watch this long for rates and failures', parseDuration, 1000)
+		.option('--netns <inode|path>', 'only this network namespace (repeatable); default: this one and those in use', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+		.option('--json', 'the verdict, findings, namespaces and destinations as JSON')
+		.option('--ring-size <bytes>', 'BPF ring buffer size', parseRingSize, 8 * 1024 * 1024)
+		.option('-v, --verbose', 'print libbpf and verifier messages')
+		.addHelpText('after', DOCTOR_HELP)
+		.action(async (opts: DoctorOptions) => setExitCode(await doctorCommand(opts, io)));
+	void doctor;
+
 	program.addHelpText('after', EXAMPLES);
 	return program;
 }
 
 /** Runs the program on `argv` (without node and script) and returns the exit code. Never throws. */
 export async function run(argv: string[], io: Io): Promise<number> {
-	const program = buildProgram(io);
+	let code: number = ExitCode.ok;
+	const program = buildProgram(io, (c) => (code = c));
 	try {
 		await program.parseAsync(argv, { from: 'user' });
-		return ExitCode.ok;
+		return code;
 	} catch (error) {
-		return report(error, io);
+		const failed = report(error, io);
+		if (argv[0] !== 'doctor' || failed === ExitCode.ok) return failed;
+		// doctor speaks the Nagios convention: anything that kept it from a verdict is UNKNOWN (3).
+		const message = error instanceof Error && !(error instanceof CommanderError) ? error.message : 'bad usage (see twtrace doctor --help)';
+		io.stdout.write(`${unknownLine(new Error(message))}\n`);
+		return UNKNOWN_EXIT;
 	}
 }
 
