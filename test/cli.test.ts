@@ -3,6 +3,7 @@
  * and pipes by spawning the built dist/src/cli.js.
  */
 import test from 'ava';
+import { fileURLToPath } from 'node:url';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
@@ -78,6 +79,36 @@ for (const command of ['trace', 'top']) {
 		t.true(r.stderr.includes(`Try: sudo twtrace ${command}`), r.stderr);
 	});
 }
+
+test('an unprivileged doctor is UNKNOWN: the Nagios line on stdout, the reason on stderr, exit 3', async (t) => {
+	const r = await spawnUnprivileged(['doctor']);
+	t.is(r.code, 3, r.stderr);
+	t.regex(r.stdout, /^TWTRACE UNKNOWN - needs root/);
+	t.true(r.stderr.includes(`twtrace: ${needsPrivilegesMessage}`), r.stderr);
+});
+
+for (const args of [['doctor', '--bogus'], ['doctor', '--warn', '500', '--crit', '100'], ['doctor', '--crit-headroom', '150']]) {
+	test(`\`twtrace ${args.join(' ')}\` is UNKNOWN (exit 3), not CRITICAL`, async (t) => {
+		const r = await runInProcess(args);
+		t.is(r.code, 3);
+		t.regex(r.stdout, /^TWTRACE UNKNOWN - /);
+	});
+}
+
+for (const args of [['report'], ['report', 'x.twtcap', '--pid', '1'], ['report', '--format', 'pdf', 'x'], ['record'], ['record', '-o', 'x', '--max-size', '1K']]) {
+	test(`\`twtrace ${args.join(' ')}\` is a usage error: exit 2 and a message`, async (t) => {
+		const r = await runInProcess(args);
+		t.is(r.code, 2);
+		t.true(r.stderr.length > 0);
+	});
+}
+
+test('report of a file that is not a capture: a clear error, exit 1, nothing on stdout', async (t) => {
+	const r = await runInProcess(['report', fileURLToPath(import.meta.url)]);
+	t.is(r.code, 1);
+	t.regex(r.stderr, /not a twtrace capture \(wrong magic\)/);
+	t.is(r.stdout, '');
+});
 
 test('top --help teaches: keys, columns, groupings and examples', async (t) => {
 	const r = await runInProcess(['top', '--help']);

@@ -1,0 +1,67 @@
+/** The doctor's verdict rules, and the capture writer's size bound, without BPF. */
+import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DEFAULT_THRESHOLDS, evaluate, type DoctorInput } from '../../src/doctor/check.js';
+import { CAPTURE_VERSION, layoutFingerprint, type CaptureHeader } from '../../src/capture/format.js';
+import { CaptureWriter } from '../../src/capture/writer.js';
+import { readCaptureFile } from '../../src/capture/reader.js';
+import { EVENT_SIZE, SOCK_SIZE } from '../../src/event/layout.generated.js';
+
+const settings = { portRange: { low: 32768, high: 60999 }, reservedPorts: new Set<number>(), finTimeoutSec: 60, twReuse: 2, timestamps: 1, maxTimeWaitBuckets: 262144 };
+const input = (over: Partial<DoctorInput['namespaces'][number]> = {}): DoctorInput => ({
+	namespaces: [{ netns: 1, timeWait: 100, settings, asked: false, overflowDelta: 0, ...over }],
+	destinations: [], victims: [], holders: [], sampleSeconds: 1,
+});
+
+test('doctor: the KB thresholds, 20,000 warns and 30,000 is critical', (t) => {
+	t.is(evaluate(input({ timeWait: 19_999 }), DEFAULT_THRESHOLDS).exitCode, 0);
+	t.is(evaluate(input({ timeWait: 20_000 }), DEFAULT_THRESHOLDS).exitCode, 1);
+	t.is(evaluate(input({ timeWait: 30_000 }), DEFAULT_THRESHOLDS).exitCode, 2);
+});
+
+test('doctor: sysctls that do harm warn; an overflow warns only when it grew while sampling', (t) => {
+	const recycle = evaluate(input({ settings: { ...settings, twRecycle: 1 } }), DEFAULT_THRESHOLDS);
+	t.is(recycle.status, 'WARNING');
+	t.regex(recycle.line, /tcp_tw_recycle=1 drops connections from clients behind NAT/);
+	t.is(evaluate(input({ settings: { ...settings, twReuse: 1, timestamps: 0 } }), DEFAULT_THRESHOLDS).status, 'WARNING');
+	t.is(evaluate(input({ settings: { ...settings, timeWaitOverflow: 500 } }), DEFAULT_THRESHOLDS).status, 'OK');
+	t.is(evaluate(input({ settings: { ...settings, timeWaitOverflow: 500 }, overflowDelta: 20 }), DEFAULT_THRESHOLDS).status, 'WARNING');
+	const fin = evaluate(input({ settings: { ...settings, finTimeoutSec: 15 } }), DEFAULT_THRESHOLDS);
+	t.is(fin.status, 'OK');
+	t.true(fin.findings.some((f) => /does not shorten TIME_WAIT/.test(f.message)));
+});
+
+test('doctor: a namespace asked for and not walkable is UNKNOWN; a CRITICAL finding still wins', (t) => {
+	const unwalked = input({ timeWait: null, asked: true, error: 'no way in' });
+	t.is(evaluate(unwalked, DEFAULT_THRESHOLDS).exitCode, 3);
+	unwalked.namespaces.push({ netns: 2, timeWait: 40_000, settings, asked: true, overflowDelta: 0 });
+	t.is(evaluate(unwalked, DEFAULT_THRESHOLDS).exitCode, 2);
+});
+
+test('capture writer: a frame that would pass --max-size is refused, and the file still ends properly', (t) => {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-cap-'));
+	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const file = path.join(dir, 'small.twtcap');
+	const header: CaptureHeader = {
+		format: 'twtrace-capture', version: CAPTURE_VERSION, tool: 'test', host: { hostname: 'h', kernel: 'k', arch: 'x64', byteOrder: os.endianness() },
+		startedAt: new Date(0).toISOString(), clock: { startUs: 0, epochOffsetUs: 0 }, layout: layoutFingerprint(), eventSize: EVENT_SIZE, sockSize: SOCK_SIZE,
+		filters: { netns: [] }, walkIntervalMs: 5000, namespaces: [],
+	};
+	const w = new CaptureWriter(file, header, { maxBytes: 8192 });
+	const records = new Uint8Array(EVENT_SIZE * 10); // kind 0: undecodable, fine for the format
+	t.true(w.writeEvents(records, 10));
+	t.false(w.writeEvents(new Uint8Array(EVENT_SIZE * 100), 100), 'past the bound');
+	t.true(w.full);
+	w.close({ endUs: 1, reason: 'max-size', drops: { ringFull: 0, mapFull: 0, missedRuns: 0, ownerMissing: 0, decodeErrors: 0 } });
+	t.true(fs.statSync(file).size <= 8192);
+	const c = readCaptureFile(file);
+	t.is(c.trailer?.events, 10);
+	t.throws(() => new CaptureWriter(file, header, { maxBytes: 8192 }), { message: /exists; use --force/ });
+});
+
+test('capture layout: the committed fingerprint is this build\'s (a layout change must raise CAPTURE_VERSION)', async (t) => {
+	const { LAYOUT_FINGERPRINT } = await import('../../src/capture/format.js');
+	t.is(layoutFingerprint(), LAYOUT_FINGERPRINT, 'struct twt_event or twt_sock changed: raise CAPTURE_VERSION, then update LAYOUT_FINGERPRINT');
+});
