@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { EVENT_FIELDS, EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE } from '../event/layout.generated.js';
 import type { NetnsSettings } from '../model/aggregate.js';
-import { parsePortList, type PortRange } from '../model/ports.js';
+import { parsePortList } from '../model/ports.js';
 import type { ListenerRecord, WalkRecord } from '../model/walk.js';
 
 /** PNG-style: a high byte, the name, CR LF, ^Z, LF: text-mode transfers and `type` are caught. */
@@ -82,17 +82,7 @@ export interface CaptureTrailer {
 }
 
 /** NetnsSettings as JSON: the reserved ports as the kernel prints them, not as a set. */
-export interface SettingsJson {
-	portRange: PortRange;
-	reservedPorts: string;
-	maxTimeWaitBuckets?: number;
-	finTimeoutSec: number;
-	twReuse?: number;
-	twReuseDelayMs?: number;
-	twRecycle?: number;
-	timestamps?: number;
-	timeWaitOverflow?: number;
-}
+export type SettingsJson = Omit<NetnsSettings, 'reservedPorts'> & { reservedPorts: string };
 
 export function settingsToJson(s: NetnsSettings): SettingsJson {
 	return { ...s, reservedPorts: portListText(s.reservedPorts) };
