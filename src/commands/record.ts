@@ -45,7 +45,8 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 	let writeError: Error | undefined;
 	const pending: Pending[] = [];
 	const cgroups = new CgroupPaths();
-	const cgroupPaths: Record<string, string> = {};
+	// cgroup id → path, resolved when the id is first seen (the cgroup may be gone by the end).
+	const cgroupPaths = new Map<number, string | undefined>();
 	const guard = (write: () => boolean) => {
 		if (writeError) return;
 		try {
@@ -63,10 +64,7 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 		onEvents: (events, raw) => {
 			if (!raw) return;
 			for (const e of events) {
-				if (e.cgroupId && cgroupPaths[e.cgroupId] === undefined && Object.keys(cgroupPaths).length < MAX_CGROUPS) {
-					const p = cgroups.lookup(e.cgroupId);
-					if (p !== undefined) cgroupPaths[e.cgroupId] = p;
-				}
+				if (e.cgroupId && !cgroupPaths.has(e.cgroupId) && cgroupPaths.size < MAX_CGROUPS) cgroupPaths.set(e.cgroupId, cgroups.lookup(e.cgroupId));
 			}
 			// --comm is applied by the model, not the kernel: the capture keeps only matching owners' records.
 			const kept = opts.comm === undefined ? { raw, count: events.length } : onlyComm(events, raw, opts.comm);
@@ -123,7 +121,7 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 					endUs: monotonicUs(),
 					reason: reason || 'error',
 					drops: { ringFull: summary.ringFull, mapFull: summary.mapFull, missedRuns: summary.missedRuns, ownerMissing: summary.ownerMissing, decodeErrors: summary.decodeErrors },
-					cgroups: cgroupPaths,
+					cgroups: resolved(cgroupPaths, cgroups),
 				});
 			} catch (error) {
 				writeError ??= error as Error;
@@ -137,6 +135,16 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 		throw new TwtraceError(`writing ${opts.output} failed: ${writeError.message}`, `What was written before is kept: twtrace report --partial ${opts.output}`);
 	}
 	io.stderr.write(`twtrace: report with: twtrace report ${opts.output}\n`);
+}
+
+/** The paths known, retrying the ids not found when first seen (a lookup rescans at most every 2 s). */
+function resolved(paths: ReadonlyMap<number, string | undefined>, cgroups: CgroupPaths): Record<string, string> {
+	const out: Record<string, string> = {};
+	for (const [id, known] of paths) {
+		const p = known ?? cgroups.lookup(id);
+		if (p !== undefined) out[id] = p;
+	}
+	return out;
 }
 
 /** The records blamed (as the model blames them) on a process with this comm. */
