@@ -4,7 +4,7 @@
  * replay no longer has). `top` reconciles from it at once; `record` stores it; a replay rebuilds
  * the same NetnsWalk from it, so live and replayed models see identical input.
  */
-import { decodeSockets, TCP_LISTEN } from '../event/sock.js';
+import { decodeSockets, TCP_LISTEN, type SocketEntry } from '../event/sock.js';
 import type { NetnsSettings, NetnsWalk } from './aggregate.js';
 
 export interface ListenerRecord {
@@ -24,18 +24,19 @@ export interface WalkRecord {
 	sockets: Uint8Array;
 }
 
-export function walkFromRecord(record: WalkRecord): NetnsWalk {
+/** `sockets`: the records already decoded, when the caller has them (a walk is decoded once). */
+export function walkFromRecord(record: WalkRecord, sockets: readonly SocketEntry[] = decodeSockets(record.sockets).sockets): NetnsWalk {
 	const byPort = new Map(record.listeners.map((l) => [l.port, { pid: l.pid, comm: l.comm }]));
 	return {
 		netns: record.netns,
 		takenAtUs: record.takenAtUs,
-		sockets: decodeSockets(record.sockets).sockets,
+		sockets,
 		settings: record.settings,
 		listenerOwner: (port) => byPort.get(port),
 	};
 }
 
-/** Local ports of the listening sockets among the records (each once). */
-export function listeningPorts(sockets: Uint8Array): number[] {
-	return [...new Set(decodeSockets(sockets).sockets.filter((s) => s.state === TCP_LISTEN).map((s) => s.sport))];
+/** Local ports of the listening sockets (each once). */
+export function listeningPorts(sockets: readonly SocketEntry[]): number[] {
+	return [...new Set(sockets.filter((s) => s.state === TCP_LISTEN).map((s) => s.sport))];
 }

@@ -6,7 +6,7 @@
  */
 import type { TwtEvent } from '../event/decode.js';
 import type { ChurnModel } from '../model/aggregate.js';
-import { walkFromRecord, type WalkRecord } from '../model/walk.js';
+import type { WalkRecord } from '../model/walk.js';
 import { NamespaceWalker } from './namespaces.js';
 import { TraceSession, type SessionSummary } from './session.js';
 import type { DropCounts, Filters } from './tracer.js';
@@ -102,8 +102,8 @@ export class LiveFeed {
 				this.model.addNamespace(netns); // shown, with the reason it was not walked
 			} else {
 				this.unwalked.delete(netns);
-				this.model.reconcile(walkFromRecord(outcome));
-				this.#handlers.onWalk?.(outcome);
+				this.model.reconcile(outcome.walk);
+				this.#handlers.onWalk?.(outcome.record);
 			}
 		}
 		this.#lastWalkUs = monotonicUs();

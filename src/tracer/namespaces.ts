@@ -7,12 +7,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { inNetns } from '../../native/iter.js';
-import type { NetnsSettings } from '../model/aggregate.js';
-import { listeningPorts, type ListenerRecord, type WalkRecord } from '../model/walk.js';
+import type { NetnsSettings, NetnsWalk } from '../model/aggregate.js';
+import { decodeSockets } from '../event/sock.js';
+import { listeningPorts, walkFromRecord, type ListenerRecord, type WalkRecord } from '../model/walk.js';
 import { DEFAULT_PORT_RANGE, parsePortList, parsePortRange } from '../model/ports.js';
 import type { Tracer } from './tracer.js';
 
-export type WalkOutcome = WalkRecord | { netns: number; error: string };
+/** A walk as kept (record) and as the model takes it (walk), from one decode of the records. */
+export type WalkOutcome = { record: WalkRecord; walk: NetnsWalk } | { netns: number; error: string };
 
 const SYSCTL = '/proc/sys/net/ipv4';
 
@@ -90,15 +92,17 @@ export class NamespaceWalker {
 		}
 	}
 
-	#walkHere(netns: number): WalkRecord {
+	#walkHere(netns: number): WalkOutcome {
 		const takenAtUs = this.#clockUs();
-		const sockets = this.#tracer.walkSockets(this.#betweenChunks);
+		const raw = this.#tracer.walkSockets(this.#betweenChunks);
+		const { sockets } = decodeSockets(raw);
 		const listeners: ListenerRecord[] = [];
 		for (const port of listeningPorts(sockets)) {
 			const owner = this.#tracer.listenerOwner(netns, port);
 			if (owner) listeners.push({ port, ...owner });
 		}
-		return { netns, takenAtUs, settings: readNetnsSettings(), listeners, sockets };
+		const record: WalkRecord = { netns, takenAtUs, settings: readNetnsSettings(), listeners, sockets: raw };
+		return { record, walk: walkFromRecord(record, sockets) };
 	}
 
 	#find(netns: number, pids: Iterable<number>): string | undefined {
