@@ -7,6 +7,7 @@
 import { evaluate, type DoctorInput, type Thresholds } from '../doctor/check.js';
 import { ChurnModel } from '../model/aggregate.js';
 import { snapshot } from '../model/snapshot.js';
+import { portFailure } from '../report/report.js';
 import { TwtraceError, usageError } from '../errors.js';
 import { LiveFeed, monotonicUs } from '../tracer/live.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
@@ -41,13 +42,12 @@ export async function doctorCommand(opts: DoctorOptions, io: Io): Promise<number
 	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: 3_600_000 }, {
 		onEvents: (events) => {
 			for (const e of events) {
-				const isConnect = e.kind === 'connect_fail' && e.err === 99;
-				if (!isConnect && !(e.kind === 'bind_fail' && e.err === 98)) continue;
-				const target = isConnect ? `${e.daddr}:${e.dport}` : `${e.saddr}:${e.sport}`;
-				const key = `${e.pid} ${e.netns} ${e.kind} ${target}`;
+				const failure = portFailure(e);
+				if (!failure) continue;
+				const key = `${e.pid} ${e.netns} ${failure.call} ${failure.target}`;
 				const v = victims.get(key);
 				if (v) v.failures++;
-				else if (victims.size < 100) victims.set(key, { pid: e.pid, comm: e.comm, netns: e.netns, errno: isConnect ? 'EADDRNOTAVAIL' : 'EADDRINUSE', target, failures: 1 });
+				else if (victims.size < 100) victims.set(key, { pid: e.pid, comm: e.comm, netns: e.netns, errno: failure.errno, target: failure.target, failures: 1 });
 			}
 		},
 		onWalk: (walk) => {
@@ -83,7 +83,7 @@ export async function doctorCommand(opts: DoctorOptions, io: Io): Promise<number
 		namespaces,
 		destinations: snap.destinations.filter((d) => asked.size === 0 || asked.has(d.netns)),
 		victims: [...victims.values()].sort((a, b) => b.failures - a.failures),
-		holders: snap.rows.filter((r) => r.timeWait > 0).map((r) => ({ label: r.pid ? `${r.comm} (pid ${r.pid})` : r.comm, netns: null, timeWait: r.timeWait, side: r.side })),
+		holders: snap.rows.filter((r) => r.timeWait > 0).map((r) => ({ label: r.pid ? `${r.comm} (pid ${r.pid})` : r.comm, timeWait: r.timeWait, side: r.side })),
 		sampleSeconds: Math.round(opts.sample / 100) / 10,
 	};
 	const verdict = evaluate(input, thresholds);

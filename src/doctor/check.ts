@@ -24,7 +24,7 @@ export interface DoctorInput {
 	destinations: { netns: number; saddr: string; daddr: string; dport: number; portsInUse: number; portsUsable: number; currentRate: number; sustainableRate: number; secondsToExhaustion: number | null }[];
 	victims: { pid: number; comm: string; netns: number; errno: 'EADDRNOTAVAIL' | 'EADDRINUSE'; target: string; failures: number }[];
 	/** The busiest TIME_WAIT holders, for the details. */
-	holders: { label: string; netns: number | null; timeWait: number; side: string }[];
+	holders: { label: string; timeWait: number; side: string }[];
 	sampleSeconds: number;
 }
 

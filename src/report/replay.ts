@@ -23,6 +23,9 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 	const builder = new ReportBuilder(model, options.by);
 	let lastUs = header.clock.startUs;
 	let decodeErrors = 0;
+	// Every frame is a view into the capture's one buffer: one decoder reads them all, in place.
+	let decoder: Decoder | undefined;
+	let decoderBuffer: ArrayBuffer | undefined;
 	for (const item of capture.items) {
 		if (item.type === 'walk') {
 			model.reconcile(walkFromRecord(item.walk));
@@ -30,12 +33,11 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 			lastUs = Math.max(lastUs, item.walk.takenAtUs);
 			continue;
 		}
-		// The frame's bytes are a view into the file: give the decoder its own copy to index from 0.
-		const bytes = new Uint8Array(item.records);
-		const decoder = new Decoder(bytes.buffer);
+		const buffer = item.records.buffer as ArrayBuffer;
+		if (!decoder || decoderBuffer !== buffer) [decoder, decoderBuffer] = [new Decoder(buffer), buffer];
 		const events: TwtEvent[] = [];
 		for (let i = 0; i < item.count; i++) {
-			const e = decoder.decode(i * EVENT_SIZE, EVENT_SIZE);
+			const e = decoder.decode(item.records.byteOffset + i * EVENT_SIZE, EVENT_SIZE);
 			if (isDecodeFailure(e)) decodeErrors++;
 			else events.push(e);
 		}

@@ -15,6 +15,19 @@ import { busiest, closingSide, errnoTotals, groupKey, type Grouping } from '../m
 const US = 1_000_000;
 const EADDRINUSE = 98;
 const EADDRNOTAVAIL = 99;
+
+/** A failure for want of a port: connect() EADDRNOTAVAIL (towards daddr:dport) or bind() EADDRINUSE (on saddr:sport). */
+export interface PortFailure {
+	call: 'connect' | 'bind';
+	errno: 'EADDRNOTAVAIL' | 'EADDRINUSE';
+	target: string;
+}
+
+export function portFailure(e: TwtEvent): PortFailure | undefined {
+	if (e.kind === 'connect_fail' && e.err === EADDRNOTAVAIL) return { call: 'connect', errno: 'EADDRNOTAVAIL', target: `${e.daddr}:${e.dport}` };
+	if (e.kind === 'bind_fail' && e.err === EADDRINUSE) return { call: 'bind', errno: 'EADDRINUSE', target: `${e.saddr}:${e.sport}` };
+	return undefined;
+}
 /** Victim entries kept (distinct process × failure × target); beyond it failures are only counted. */
 const MAX_VICTIMS = 1000;
 
@@ -51,8 +64,8 @@ export interface Victim {
 	comm: string;
 	netns: number;
 	/** connect() EADDRNOTAVAIL, or bind() EADDRINUSE. */
-	call: 'connect' | 'bind';
-	errno: 'EADDRNOTAVAIL' | 'EADDRINUSE';
+	call: PortFailure['call'];
+	errno: PortFailure['errno'];
 	/** "daddr:dport" for connect, "saddr:sport" for bind. */
 	target: string;
 	failures: number;
@@ -122,12 +135,10 @@ export class ReportBuilder {
 	#sampledSecond = -1;
 	#events = 0;
 	#walks = 0;
-	#lastUs: number;
 
 	constructor(model: ChurnModel, by: Grouping) {
 		this.model = model;
 		this.#by = by;
-		this.#lastUs = model.startUs;
 	}
 
 	/** After the model ingested `events`. */
@@ -136,28 +147,23 @@ export class ReportBuilder {
 		this.#events += events.length;
 		const holders = new Map<string, Map<Owner, number>>();
 		for (const e of events) {
-			if (e.kind === 'connect_fail' && e.err === EADDRNOTAVAIL) {
-				const key = `${e.netns} ${e.daddr} ${e.dport}`;
-				let held = holders.get(key);
-				if (!held) holders.set(key, (held = this.model.holdersOfDestination(e.netns, e.daddr, e.dport)));
-				this.#victim(e, 'connect', `${e.daddr}:${e.dport}`, held);
-			} else if (e.kind === 'bind_fail' && e.err === EADDRINUSE) {
-				const key = `bind ${e.netns} ${e.sport}`;
-				let held = holders.get(key);
-				if (!held) holders.set(key, (held = this.model.holdersOfLocalPort(e.netns, e.sport)));
-				this.#victim(e, 'bind', `${e.saddr}:${e.sport}`, held);
+			const failure = portFailure(e);
+			if (!failure) continue;
+			const key = `${e.netns} ${failure.call} ${failure.target}`;
+			let held = holders.get(key);
+			if (!held) {
+				held = failure.call === 'connect' ? this.model.holdersOfDestination(e.netns, e.daddr, e.dport) : this.model.holdersOfLocalPort(e.netns, e.sport);
+				holders.set(key, held);
 			}
+			this.#victim(e, failure, held);
 		}
-		const lastUs = events[events.length - 1]!.tsUs;
-		this.#lastUs = Math.max(this.#lastUs, lastUs);
-		const second = Math.floor(lastUs / US);
+		const second = Math.floor(events[events.length - 1]!.tsUs / US);
 		if (second > this.#sampledSecond) this.#sample(second);
 	}
 
 	/** After the model reconciled a walk of `netns`. */
 	afterWalk(netns: number, settings: NetnsSettings, takenAtUs: number): void {
 		this.#walks++;
-		this.#lastUs = Math.max(this.#lastUs, takenAtUs);
 		const overflow = settings.timeWaitOverflow ?? 0;
 		if (!this.#firstOverflow.has(netns)) this.#firstOverflow.set(netns, overflow);
 		this.#lastOverflow.set(netns, overflow);
@@ -282,7 +288,7 @@ export class ReportBuilder {
 		return report;
 	}
 
-	#victim(e: TwtEvent, call: Victim['call'], target: string, held: Map<Owner, number>): void {
+	#victim(e: TwtEvent, { call, errno, target }: PortFailure, held: Map<Owner, number>): void {
 		const key = `${e.pid} ${e.comm} ${e.netns} ${call} ${target}`;
 		let acc = this.#victims.get(key);
 		if (!acc) {
@@ -291,7 +297,7 @@ export class ReportBuilder {
 				return;
 			}
 			acc = {
-				v: { pid: e.pid, comm: e.comm, netns: e.netns, call, errno: call === 'connect' ? 'EADDRNOTAVAIL' : 'EADDRINUSE', target, failures: 0, firstUs: e.tsUs, lastUs: e.tsUs },
+				v: { pid: e.pid, comm: e.comm, netns: e.netns, call, errno, target, failures: 0, firstUs: e.tsUs, lastUs: e.tsUs },
 				heldBy: new Map(),
 			};
 			this.#victims.set(key, acc);
