@@ -8,7 +8,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ExitCode, TwtraceError } from './errors.js';
 import { InvalidArgumentError } from 'commander';
-import { addFilterOptions, parseCount, parseDuration, parseRingSize } from './commands/options.js';
+import { addFilterOptions, parseCount, parseDuration, parseFileSize, parseRingSize } from './commands/options.js';
 import { traceCommand, type Io, type TraceOptions } from './commands/trace.js';
 import { topCommand, type TopOptions } from './commands/top.js';
 import { recordCommand, type RecordOptions } from './commands/record.js';
@@ -69,15 +69,6 @@ Examples:
   twtrace report churn.twtcap --format markdown > incident.md
   twtrace report churn.twtcap --format json --by comm --top 5
   sudo twtrace report --duration 60s`;
-
-/** "200M", "1G", "512K", bytes → bytes (at least 64 KiB: room for a header and a walk). */
-function parseSize(value: string): number {
-	const m = /^(\d+)\s*([kmg]?)(?:i?b)?$/i.exec(value.trim());
-	const bytes = m ? Number(m[1]) * ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 } as Record<string, number>)[m[2]!.toLowerCase()]! : NaN;
-	if (!m || !Number.isSafeInteger(bytes)) throw new InvalidArgumentError(`${value} is not a size (examples: 200M, 1G).`);
-	if (bytes < 64 * 1024) throw new InvalidArgumentError(`${value} is too small: at least 64K.`);
-	return bytes;
-}
 
 function parseInterval(value: string): number {
 	const ms = parseDuration(value);
@@ -145,7 +136,7 @@ export function buildProgram(io: Io, setExitCode: (code: number) => void = () =>
 		.description('Record TCP churn to a capture file (events and socket walks, with the host\'s sysctls) for `twtrace report`.')
 		.requiredOption('-o, --output <file>', 'the capture file to write')
 		.option('--duration <time>', 'stop after this long (default: until Ctrl-C or SIGTERM)', parseDuration)
-		.option('--max-size <bytes>', 'stop before the file passes this size (K, M, G)', parseSize, 1024 ** 3)
+		.option('--max-size <bytes>', 'stop before the file passes this size (K, M, G)', parseFileSize, 1024 ** 3)
 		.option('--force', 'overwrite the file if it exists')
 		.option('--walk-interval <time>', 'walk the socket tables this often (exact TIME_WAIT counts in the report)', parseInterval, 5000);
 	addFilterOptions(record, { kinds: false, ringBytes: 32 * 1024 * 1024 })

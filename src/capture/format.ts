@@ -22,7 +22,7 @@ import { crc32 } from 'node:zlib';
 import { EVENT_FIELDS, EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE } from '../event/layout.generated.js';
 import type { NetnsSettings } from '../model/aggregate.js';
 import { parsePortList } from '../model/ports.js';
-import type { ListenerRecord, WalkRecord } from '../model/walk.js';
+import type { WalkRecord } from '../model/walk.js';
 
 /** PNG-style: a high byte, the name, CR LF, ^Z, LF: text-mode transfers and `type` are caught. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x57, 0x54, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -148,4 +148,3 @@ export function layoutFingerprint(): string {
 	return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
-export type { ListenerRecord };

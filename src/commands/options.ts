@@ -38,15 +38,35 @@ export function parseDuration(value: string): number {
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
-/** "8M", "256K", "16MiB" → bytes; must be a power of two of at least 4 KiB (BPF ring buffer rule). */
-export function parseRingSize(value: string): number {
+/** "8M", "256K", "16MiB", "1G", bytes → bytes. */
+function parseBytes(value: string, examples: string): number {
 	const m = /^(\d+)\s*([kmg]?)(?:i?b)?$/i.exec(value.trim());
 	const bytes = m ? Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]! : NaN;
-	if (!m || !Number.isSafeInteger(bytes)) throw new InvalidArgumentError(`${value} is not a size (examples: 4M, 256K).`);
+	if (!m || !Number.isSafeInteger(bytes)) throw new InvalidArgumentError(`${value} is not a size (examples: ${examples}).`);
+	return bytes;
+}
+
+/** A ring buffer size: a power of two of at least 4 KiB (the BPF ring buffer rule). */
+export function parseRingSize(value: string): number {
+	const bytes = parseBytes(value, '4M, 256K');
 	if (bytes < 4096 || bytes > 1024 ** 3 || (bytes & (bytes - 1)) !== 0) {
 		throw new InvalidArgumentError(`${value} must be a power of two between 4K and 1G (the kernel's ring buffer rule).`);
 	}
 	return bytes;
+}
+
+/** A file size bound (record --max-size): at least 64 KiB, room for a header and a walk. */
+export function parseFileSize(value: string): number {
+	const bytes = parseBytes(value, '200M, 1G');
+	if (bytes < 64 * 1024) throw new InvalidArgumentError(`${value} is too small: at least 64K.`);
+	return bytes;
+}
+
+/** 8388608 → "8 MiB", 1536 → "1.5 KiB". */
+export function formatBytes(n: number): string {
+	if (n >= 1 << 30) return `${Math.round((n / (1 << 30)) * 10) / 10} GiB`;
+	if (n >= 1 << 20) return `${Math.round((n / (1 << 20)) * 10) / 10} MiB`;
+	return `${Math.round((n / 1024) * 10) / 10} KiB`;
 }
 
 export function parseKinds(value: string): EventKindName[] {

@@ -16,7 +16,7 @@ import { TwtraceError, usageError } from '../errors.js';
 import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
 import { LiveFeed, monotonicUs } from '../tracer/live.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
-import type { FilterOptions } from './options.js';
+import { formatBytes, type FilterOptions } from './options.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
 
 export interface RecordOptions extends FilterOptions {
@@ -154,10 +154,4 @@ function onlyComm(events: readonly TwtEvent[], raw: Buffer, comm: string): { raw
 		if (blame(e).comm === comm) parts.push(raw.subarray(i * EVENT_SIZE, (i + 1) * EVENT_SIZE));
 	});
 	return { raw: Buffer.concat(parts), count: parts.length };
-}
-
-export function formatBytes(n: number): string {
-	if (n >= 1 << 30) return `${Math.round((n / (1 << 30)) * 10) / 10} GiB`;
-	if (n >= 1 << 20) return `${Math.round((n / (1 << 20)) * 10) / 10} MiB`;
-	return `${Math.round((n / 1024) * 10) / 10} KiB`;
 }

@@ -7,7 +7,7 @@ import { readCaptureFile } from '../capture/reader.js';
 import { ChurnModel } from '../model/aggregate.js';
 import type { Grouping } from '../model/snapshot.js';
 import { ReportBuilder, type Report } from '../report/report.js';
-import { replayCapture } from '../report/replay.js';
+import { describeFilters, replayCapture } from '../report/replay.js';
 import { TwtraceError, usageError } from '../errors.js';
 import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
 import { LiveFeed, monotonicUs } from '../tracer/live.js';
@@ -87,19 +87,9 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 		endUs: monotonicUs(),
 		epochOffsetUs: epochOffsetUs(),
 		top: opts.top,
-		source: { kind: 'live', host: os.hostname(), kernel: os.release(), startedAt, seconds: 0, filters: describe(opts) },
+		source: { kind: 'live', host: os.hostname(), kernel: os.release(), startedAt, seconds: 0, filters: describeFilters({ ...opts, netns: filters.netns, family: filters.family }) },
 		complete: true,
 		losses: { ringFull: summary.ringFull, mapFull: summary.mapFull, missedRuns: summary.missedRuns, ownerMissing: summary.ownerMissing, decodeErrors: summary.decodeErrors },
 		cgroupPath: (id) => cgroups.lookup(id),
 	});
-}
-
-function describe(opts: ReportOptions): string {
-	const parts: string[] = [];
-	if (opts.pid !== undefined) parts.push(`--pid ${opts.pid}`);
-	if (opts.comm !== undefined) parts.push(`--comm ${opts.comm}`);
-	if (opts.port !== undefined) parts.push(`--port ${opts.port}`);
-	for (const n of opts.netns ?? []) parts.push(`--netns ${n}`);
-	if (opts.family !== undefined) parts.push(`--family ${opts.family}`);
-	return parts.length ? parts.join(' ') : 'none';
 }

@@ -12,7 +12,7 @@ import type { Filters } from '../tracer/tracer.js';
 import { blame } from '../model/attribution.js';
 import { eventJsonLine, type EventContext } from '../views/event-json.js';
 import { eventText, TEXT_HEADER } from '../views/event-text.js';
-import type { FilterOptions } from './options.js';
+import { formatBytes, type FilterOptions } from './options.js';
 
 export interface TraceOptions extends FilterOptions {
 	json?: boolean;
@@ -132,8 +132,4 @@ export function summaryLine(s: SessionSummary, printed?: number): string {
 		`${lost.toLocaleString('en-US')} lost (ring full ${s.ringFull}, skipped runs ${s.missedRuns}, undecodable ${s.decodeErrors}); ` +
 		`${s.mapFull} unattributed (map full), ${s.ownerMissing} without a known owner (opened before twtrace started)` +
 		(s.nestedRecovered ? `; ${s.nestedRecovered} nested transitions recovered by the fallback program` : '');
-}
-
-function formatBytes(n: number): string {
-	return n >= 1 << 20 ? `${n / (1 << 20)} MiB` : `${n / 1024} KiB`;
 }

@@ -5,6 +5,7 @@
  */
 import type { SideName } from '../event/kinds.js';
 import { C, ChurnModel, COUNTERS, HISTORY_SECONDS, newLifetimeHistogram, type CounterName, type NetnsSettings, type Owner } from './aggregate.js';
+import type { Histogram } from 'hdr-histogram-js';
 import { secondsToExhaustion, sustainableRate } from './ports.js';
 
 export const GROUPINGS = ['process', 'comm', 'cgroup', 'netns', 'dest'] as const;
@@ -214,16 +215,22 @@ export function closingSide(owners: readonly Owner[]): Row['side'] {
 	return 'both';
 }
 
-function lifetimePercentiles(owners: Owner[]): { lifetimeP50Ms: number | null; lifetimeP99Ms: number | null } {
+/** The owners' connection lifetimes in one histogram (theirs, when only one has any); undefined when none. */
+export function mergedLifetimes(owners: readonly Owner[]): Histogram | undefined {
 	const withData = owners.filter((o) => o.lifetimes && o.lifetimes.totalCount > 0);
-	if (withData.length === 0) return { lifetimeP50Ms: null, lifetimeP99Ms: null };
-	let h = withData[0]!.lifetimes!;
-	if (withData.length > 1) {
-		h = newLifetimeHistogram();
-		for (const o of withData) h.add(o.lifetimes!);
-	}
-	const ms = (p: number) => Math.round(h.getValueAtPercentile(p) / 10) / 100;
-	return { lifetimeP50Ms: ms(50), lifetimeP99Ms: ms(99) };
+	if (withData.length <= 1) return withData[0]?.lifetimes;
+	const h = newLifetimeHistogram();
+	for (const o of withData) h.add(o.lifetimes!);
+	return h;
+}
+
+/** µs → ms with two decimals, as lifetimes are shown. */
+export const lifetimeMs = (us: number): number => Math.round(us / 10) / 100;
+
+function lifetimePercentiles(owners: Owner[]): { lifetimeP50Ms: number | null; lifetimeP99Ms: number | null } {
+	const h = mergedLifetimes(owners);
+	if (!h) return { lifetimeP50Ms: null, lifetimeP99Ms: null };
+	return { lifetimeP50Ms: lifetimeMs(h.getValueAtPercentile(50)), lifetimeP99Ms: lifetimeMs(h.getValueAtPercentile(99)) };
 }
 
 function history(owners: Owner[], nowSecond: number): number[] {

@@ -8,9 +8,9 @@
 import type { TwtEvent } from '../event/decode.js';
 import { errnoName } from '../event/errno.js';
 import { advise, type Advice } from '../advice/advice.js';
-import { C, newLifetimeHistogram, type ChurnModel, type NetnsSettings, type Owner } from '../model/aggregate.js';
+import { C, type ChurnModel, type NetnsSettings, type Owner } from '../model/aggregate.js';
 import { sustainableRate } from '../model/ports.js';
-import { busiest, closingSide, errnoTotals, groupKey, type Grouping } from '../model/snapshot.js';
+import { busiest, closingSide, errnoTotals, groupKey, lifetimeMs, mergedLifetimes, type Grouping } from '../model/snapshot.js';
 
 const US = 1_000_000;
 const EADDRINUSE = 98;
@@ -385,12 +385,10 @@ export function labelOf(o: Pick<Offender, 'pid' | 'comm' | 'key' | 'processes'>,
 }
 
 function lifetimes(owners: readonly Owner[]): Offender['lifetimeMs'] {
-	const withData = owners.filter((o) => o.lifetimes && o.lifetimes.totalCount > 0);
-	if (withData.length === 0) return null;
-	const h = newLifetimeHistogram();
-	for (const o of withData) h.add(o.lifetimes!);
-	const ms = (us: number) => Math.round(us / 10) / 100;
-	return { p50: ms(h.getValueAtPercentile(50)), p90: ms(h.getValueAtPercentile(90)), p99: ms(h.getValueAtPercentile(99)), max: ms(h.maxValue) };
+	const h = mergedLifetimes(owners);
+	if (!h) return null;
+	const at = (p: number) => lifetimeMs(h.getValueAtPercentile(p));
+	return { p50: at(50), p90: at(90), p99: at(99), max: lifetimeMs(h.maxValue) };
 }
 
 function namedErrnos(byNumber: Record<string, number>): Record<string, number> {
