@@ -39,7 +39,7 @@ export async function doctorCommand(opts: DoctorOptions, io: Io): Promise<number
 	const lastOverflow = new Map<number, number>();
 	const victims = new Map<string, DoctorInput['victims'][number]>();
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
-	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: 3_600_000 }, {
+	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log }, {
 		onEvents: (events) => {
 			for (const e of events) {
 				const failure = portFailure(e);

@@ -33,6 +33,7 @@ const MAX_CGROUPS = 10_000;
 
 export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> {
 	const filters = resolveFilters({ ...opts, kind: undefined });
+	// Checked before loading BPF, for a prompt usage error; the writer's O_EXCL create is what guarantees it.
 	if (fs.existsSync(opts.output) && !opts.force) throw usageError(`${opts.output} exists; use --force to overwrite it`, 'Or choose another file with -o');
 	const objectPath = defaultObjectPath();
 	preflight('record', objectPath);

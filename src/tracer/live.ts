@@ -15,7 +15,8 @@ export interface LiveFeedOptions {
 	objectPath: string;
 	filters: Filters;
 	ringBytes: number;
-	walkIntervalMs: number;
+	/** maybeWalk() walks at least this often; undefined: only at start and when a new namespace appears. */
+	walkIntervalMs?: number;
 	log?: (line: string) => void;
 	/** Hand the raw records to onEvents too (record). */
 	keepRaw?: boolean;
@@ -51,7 +52,7 @@ export class LiveFeed {
 	constructor(model: ChurnModel, options: LiveFeedOptions, handlers: LiveFeedHandlers = {}) {
 		this.model = model;
 		this.#asked = options.filters.netns;
-		this.#walkIntervalMs = options.walkIntervalMs;
+		this.#walkIntervalMs = options.walkIntervalMs ?? Infinity;
 		this.#handlers = handlers;
 		const keepRaw = options.keepRaw === true;
 		this.#session = new TraceSession({ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: true, keepRaw }, {
