@@ -8,13 +8,15 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ExitCode, TwtraceError } from './errors.js';
 import { InvalidArgumentError } from 'commander';
-import { addFilterOptions, parseCount, parseDuration, parseFileSize, parseRingSize } from './commands/options.js';
+import { addFilterOptions, DEFAULT_METRICS_PORT, parseCount, parseDuration, parseFileSize, parseListen, parseRingSize } from './commands/options.js';
 import { traceCommand, type Io, type TraceOptions } from './commands/trace.js';
 import { topCommand, type TopOptions } from './commands/top.js';
 import { recordCommand, type RecordOptions } from './commands/record.js';
 import { REPORT_FORMATS, reportCommand, type ReportOptions } from './commands/report.js';
 import { doctorCommand, UNKNOWN_EXIT, unknownLine, type DoctorOptions } from './commands/doctor.js';
+import { serveCommand, type ServeOptions } from './commands/serve.js';
 import { GROUPINGS, SORT_KEYS } from './model/snapshot.js';
+import { packageVersion } from './tracer/preflight.js';
 import { libbpfLog, NativeError } from '../native/libbpf.js';
 
 const EXAMPLES = `
@@ -24,6 +26,7 @@ Examples:
   sudo twtrace record -o churn.twtcap            record for a report (Ctrl-C to stop)
   twtrace report churn.twtcap --format markdown  offenders, victims and remediation advice
   sudo twtrace doctor                            OK / WARNING / CRITICAL for monitoring (exit 0/1/2/3)
+  sudo twtrace serve                             Prometheus metrics on 127.0.0.1:${DEFAULT_METRICS_PORT}/metrics
   sudo twtrace trace --kind time_wait            who puts sockets into TIME_WAIT, live
   sudo twtrace trace --json --duration 30s > tw.ndjson
   sudo twtrace trace --netns /run/netns/app --port 5432
@@ -89,6 +92,29 @@ Examples:
   sudo twtrace doctor --warn 20000 --crit 30000 --netns /run/netns/app
   sudo twtrace doctor --json | jq .findings`;
 
+const SERVE_HELP = `
+Metrics (base units, twtrace_ prefix), per (comm, cgroup) group: connections_total{side},
+timewait_entries_total, timewait_sockets (held now), resets_total, connect_failures_total{errno},
+bind_failures_total{errno}, connection_lifetime_seconds; per worst destination {netns,saddr,daddr,dport}:
+port_headroom_ratio, seconds_to_exhaustion (+Inf while sustainable), ports_in_use, ports_usable; per
+namespace: namespace_timewait_sockets; and events_dropped_total{reason}. See README "twtrace serve".
+
+Cardinality: at most --max-series groups have series of their own; the rest are summed into
+comm="other". A group idle for 5 minutes (its processes gone, no TIME_WAIT held) loses its series, and
+a group in "other" twice as busy as the quietest series takes its place. Each group has about 25 series.
+
+Listening beyond this host is a choice you write out: --listen 0.0.0.0:${DEFAULT_METRICS_PORT}. Behind it,
+firewall the port or put a TLS-terminating proxy in front: the metrics name processes and peers.
+
+Deployment: deploy/systemd/twtrace.service, deploy/kubernetes/daemonset.yaml, and alert rules in
+deploy/prometheus/twtrace-alerts.yml (TIME_WAIT above 30000, headroom under 10 %, exhaustion within 5 min).
+
+Examples:
+  sudo twtrace serve
+  sudo twtrace serve --listen 0.0.0.0:${DEFAULT_METRICS_PORT} --max-series 200
+  sudo twtrace serve --netns /run/netns/app --listen 127.0.0.1:0     (port 0: any free one, printed at start)
+  curl -s 127.0.0.1:${DEFAULT_METRICS_PORT}/metrics | grep twtrace_timewait_sockets`;
+
 function parsePercent(value: string): number {
 	const n = Number(value.replace(/\s*%$/, ''));
 	if (!/^\d+(\.\d+)?\s*%?$/.test(value) || n > 100) throw new InvalidArgumentError(`${value} is not a percentage (0-100).`);
@@ -98,7 +124,7 @@ function parsePercent(value: string): number {
 export function buildProgram(io: Io, setExitCode: (code: number) => void = () => {}): Command {
 	const program = new Command('twtrace')
 		.description('Attribute TCP TIME_WAIT churn and ephemeral-port exhaustion to the process that caused it (eBPF).')
-		.version(process.env.npm_package_version ?? '0.1.0')
+		.version(packageVersion())
 		.showHelpAfterError('(run with --help for usage)')
 		.configureOutput({
 			writeOut: (s) => io.stdout.write(s),
@@ -170,6 +196,18 @@ export function buildProgram(io: Io, setExitCode: (code: number) => void = () =>
 		.addHelpText('after', DOCTOR_HELP)
 		.action(async (opts: DoctorOptions) => setExitCode(await doctorCommand(opts, io)));
 	void doctor;
+
+	const serve = program.command('serve')
+		.description('Export TIME_WAIT churn and port headroom per process as Prometheus metrics (/metrics, /healthz) until stopped.')
+		.addOption(new Option('--listen <host:port>', 'address to serve on; 0.0.0.0:PORT to expose beyond this host')
+			.argParser(parseListen).default({ host: '127.0.0.1', port: DEFAULT_METRICS_PORT }, `127.0.0.1:${DEFAULT_METRICS_PORT}`))
+		.option('--max-series <n>', 'groups (comm, cgroup) with series of their own; the rest are summed as comm="other"', parseCount, 100)
+		.option('--max-destinations <n>', 'destinations exported, the least headroom first', parseCount, 10)
+		.addOption(new Option('--walk-interval <time>', 'walk the socket tables (exact TIME_WAIT counts and timers) this often')
+			.argParser(parseInterval).default(10_000, '10s'));
+	addFilterOptions(serve, { kinds: false, ringBytes: 32 * 1024 * 1024 })
+		.addHelpText('after', SERVE_HELP)
+		.action(async (opts: ServeOptions) => serveCommand(opts, io));
 
 	program.addHelpText('after', EXAMPLES);
 	return program;

@@ -14,6 +14,25 @@ export function parsePort(value: string): number {
 	return n;
 }
 
+/** The port `twtrace serve` listens on unless told otherwise. */
+export const DEFAULT_METRICS_PORT = 9979;
+
+/**
+ * --listen: "HOST:PORT", "[IPv6]:PORT" or a bare PORT (loopback). ":PORT", which Go exporters read
+ * as every interface, is refused: exposing the metrics beyond this host must be written out.
+ */
+export function parseListen(value: string): { host: string; port: number } {
+	const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d+)$/.exec(value.trim()) ?? /^()()(\d+)$/.exec(value.trim());
+	if (!m) throw new InvalidArgumentError(`${value} is not HOST:PORT (examples: 127.0.0.1:${DEFAULT_METRICS_PORT}, 0.0.0.0:${DEFAULT_METRICS_PORT}, [::1]:${DEFAULT_METRICS_PORT}).`);
+	const port = Number(m[3]);
+	if (port > 65535) throw new InvalidArgumentError(`${m[3]} is not a port (0-65535; 0 picks a free one).`);
+	const host = m[1] ?? m[2]!;
+	if (host === '' && /:/.test(value)) {
+		throw new InvalidArgumentError(`${value} leaves the address out: write 127.0.0.1:${port} (this host only) or 0.0.0.0:${port} (every interface).`);
+	}
+	return { host: host || '127.0.0.1', port };
+}
+
 export function parsePid(value: string): number {
 	const n = Number(value);
 	if (!/^\d+$/.test(value) || n < 1 || n > MAX_PID) throw new InvalidArgumentError(`${value} is not a process id (1-${MAX_PID}).`);

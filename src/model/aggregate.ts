@@ -17,7 +17,7 @@ import * as hdr from 'hdr-histogram-js';
 import type { TwtEvent } from '../event/decode.js';
 import type { SideName } from '../event/kinds.js';
 import { TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_TIME_WAIT, type SocketEntry } from '../event/sock.js';
-import { blame } from './attribution.js';
+import { blame, type Blame } from './attribution.js';
 import { DEFAULT_PORT_RANGE, inRange, TIME_WAIT_SECONDS, usablePorts, type PortRange } from './ports.js';
 import { TimeWaitPopulation, type PortPoolTally, type TimeWaitHolder } from './time-wait.js';
 
@@ -126,6 +126,11 @@ export interface NetnsState {
 export const BEFORE_START = '(before start)';
 export const OTHER = '(other)';
 
+/** The comm an owner is known by: events with no process to blame are from sockets older than twtrace. */
+export function ownerComm(who: Blame): string {
+	return who.comm || (who.pid ? '' : BEFORE_START);
+}
+
 const LIFETIME_MAX_US = 24 * 3600 * US;
 
 export class ChurnModel {
@@ -161,7 +166,7 @@ export class ChurnModel {
 		if (this.#options.comm !== undefined && who.comm !== this.#options.comm) return;
 		const isServer = e.side === 'server';
 		const peer = e.kind === 'bind_fail' ? `bind ${e.saddr}:${e.sport}` : isServer ? `local ${e.saddr}:${e.sport}` : `${e.daddr}:${e.dport}`;
-		const owner = this.#owner(who.pid, who.comm || (who.pid ? '' : BEFORE_START), e.cgroupId, e.netns, e.side, peer, e.tsUs);
+		const owner = this.#owner(who.pid, ownerComm(who), e.cgroupId, e.netns, e.side, peer, e.tsUs);
 		const second = Math.floor(e.tsUs / US);
 		const dest = !isServer && e.kind !== 'bind_fail' ? this.#destinationOf(e) : undefined;
 		switch (e.kind) {

@@ -169,8 +169,8 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 		by,
 		sort: sortKey,
 		rows: rows.slice(0, opts.maxRows ?? 200),
-		destinations: destinations(model, opts).slice(0, opts.maxDestinations ?? 10),
-		namespaces: namespaces(model, nowUs),
+		destinations: destinationRows(model, nowUs, opts.rateWindowUs).slice(0, opts.maxDestinations ?? 10),
+		namespaces: namespaceRows(model, nowUs),
 		overflow: { owners: model.ownersRefused, timeWait: model.timeWait.refused },
 	};
 }
@@ -243,14 +243,15 @@ function history(owners: Owner[], nowSecond: number): number[] {
 	return out;
 }
 
-function destinations(model: ChurnModel, opts: SnapshotOptions): DestinationRow[] {
-	const nowSecond = Math.floor(opts.nowUs / US);
+/** Destinations with ports in use or connects in the rate window, the least headroom first. */
+export function destinationRows(model: ChurnModel, nowUs: number, rateWindowUs: number): DestinationRow[] {
+	const nowSecond = Math.floor(nowUs / US);
 	const rows: DestinationRow[] = [];
 	for (const d of model.destinations.values()) {
 		const portsUsable = model.portsUsable(d.netns);
 		const portsInUse = d.portsHeldOpen + d.timeWait;
 		if (portsInUse === 0 && d.connects.every((n) => n === 0)) continue;
-		const currentRate = ChurnModel.rate(d.connects, d.slotSecond, 1, 0, opts.nowUs, opts.rateWindowUs, model.startUs);
+		const currentRate = ChurnModel.rate(d.connects, d.slotSecond, 1, 0, nowUs, rateWindowUs, model.startUs);
 		const timeWaitSecondsLeft = new Map<number, number>();
 		for (const [bucket, n] of d.expiring) timeWaitSecondsLeft.set(Math.max(0, bucket - nowSecond), n);
 		const seconds = secondsToExhaustion({ portsUsable, portsHeldOpen: d.portsHeldOpen, timeWaitSecondsLeft, ratePerSec: currentRate });
@@ -267,7 +268,8 @@ function destinations(model: ChurnModel, opts: SnapshotOptions): DestinationRow[
 	return rows.sort((a, b) => b.usedRatio - a.usedRatio || (a.secondsToExhaustion ?? Infinity) - (b.secondsToExhaustion ?? Infinity) || b.currentRate - a.currentRate);
 }
 
-function namespaces(model: ChurnModel, nowUs: number): NamespaceRow[] {
+/** Every namespace known, the most TIME_WAIT first. */
+export function namespaceRows(model: ChurnModel, nowUs: number): NamespaceRow[] {
 	return [...model.namespaces.values()].map((ns) => ({
 		netns: ns.netns,
 		timeWait: model.timeWait.countIn(ns.netns),

@@ -27,6 +27,11 @@ export function packageRoot(): string {
 	return dir;
 }
 
+/** twtrace's version, from its package.json. */
+export function packageVersion(): string {
+	return (JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 export function defaultObjectPath(): string {
 	return path.join(packageRoot(), 'build', 'twtrace.bpf.o');
 }

@@ -1,0 +1,96 @@
+/**
+ * `twtrace serve`: the live feed `top` runs (events and socket walks), exported as Prometheus
+ * metrics on --listen for as long as it runs. Wiring only: feed → model and metrics, a one-second
+ * tick, and on each scrape a MetricsData rendered by the Prometheus view. SIGTERM or SIGINT stop
+ * it cleanly: the port is closed first, then the BPF links.
+ */
+import { ChurnMetrics } from '../model/churn-metrics.js';
+import { ChurnModel } from '../model/aggregate.js';
+import { MAX_WALKED_NAMESPACES, LiveFeed, monotonicUs } from '../tracer/live.js';
+import { CgroupPaths } from '../tracer/host.js';
+import { defaultObjectPath, packageVersion, preflight } from '../tracer/preflight.js';
+import { MetricsServer, type ListenAddress } from '../server/http.js';
+import { PrometheusView } from '../views/prometheus.js';
+import type { FilterOptions } from './options.js';
+import { resolveFilters, summaryLine, type Io } from './trace.js';
+
+export interface ServeOptions extends FilterOptions {
+	listen: ListenAddress;
+	maxSeries: number;
+	maxDestinations: number;
+	walkInterval: number;
+}
+
+/** A group with no events and no TIME_WAIT held for this long loses its series: the process is gone. */
+export const SERIES_IDLE_US = 5 * 60 * 1_000_000;
+/** Rates for time-to-exhaustion are over this window (the model keeps 16 s). */
+const RATE_WINDOW_US = 10 * 1_000_000;
+const TICK_MS = 1000;
+/** Losses are logged at most this often (the counters are exported all the time). */
+const DROP_LOG_MS = 60_000;
+
+export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
+	const filters = resolveFilters({ ...opts, kind: undefined });
+	const objectPath = defaultObjectPath();
+	preflight('serve', objectPath);
+
+	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port });
+	// Labels are resolved when a group gets its series: rescan soon after a miss (a new container's cgroup).
+	const cgroups = new CgroupPaths(undefined, 250);
+	const metrics = new ChurnMetrics({
+		maxSeries: opts.maxSeries,
+		idleUs: SERIES_IDLE_US,
+		cgroupLabel: (id) => (id === 0 ? '(unknown)' : cgroups.lookup(id) ?? `id:${id}`),
+		comm: opts.comm,
+	});
+	const view = new PrometheusView();
+	const version = packageVersion();
+	let feed: LiveFeed | undefined;
+	let stopping = false;
+	let server: MetricsServer | undefined;
+	let timer: NodeJS.Timeout | undefined;
+	try {
+		const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
+		const live = (feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval }, {
+			onEvents: (events) => metrics.observe(events),
+		}));
+		// Listening after BPF is attached, so the listener's owner is captured like any other
+		// (else twtrace's own scrapes would count as accepted by "(before start)").
+		server = await MetricsServer.listen(opts.listen, {
+			metrics: async () => {
+				const nowUs = monotonicUs();
+				live.drainNow();
+				model.tick(nowUs);
+				const data = metrics.collect(model, { nowUs, rateWindowUs: RATE_WINDOW_US, maxDestinations: opts.maxDestinations, maxNamespaces: MAX_WALKED_NAMESPACES });
+				const body = await view.render(data, { drops: live.drops, unwalkedNamespaces: live.unwalked.size, version });
+				return { body, contentType: view.contentType };
+			},
+			health: () => (stopping ? { ok: false, body: 'stopping\n' } : { ok: true, body: 'ok\n' }),
+		});
+		let loggedLosses = 0;
+		let loggedAtMs = 0;
+		timer = setInterval(() => {
+			live.maybeWalk();
+			const nowUs = monotonicUs();
+			model.tick(nowUs);
+			metrics.tick(model, nowUs);
+			const d = live.drops;
+			const losses = d.ringFull + d.mapFull + d.missedRuns + d.decodeErrors;
+			if (losses > loggedLosses && Date.now() - loggedAtMs >= DROP_LOG_MS) {
+				io.stderr.write(`twtrace: ${losses} events lost so far (ring full ${d.ringFull}, map full ${d.mapFull}, missed runs ${d.missedRuns}); ` +
+					'see twtrace_events_dropped_total. Raise --ring-size or narrow with --netns/--port.\n');
+				[loggedLosses, loggedAtMs] = [losses, Date.now()];
+			}
+		}, TICK_MS);
+		io.stderr.write(`twtrace: serving metrics on ${server.url}/metrics (health: /healthz); SIGTERM or Ctrl-C to stop.\n`);
+		const signal = await io.interrupted;
+		stopping = true;
+		io.stderr.write(`twtrace: ${signal}: stopping\n`);
+	} finally {
+		clearInterval(timer);
+		stopping = true;
+		await server?.close();
+		const summary = feed?.stop();
+		if (summary && server) io.stderr.write(summaryLine(summary) + '\n');
+	}
+}

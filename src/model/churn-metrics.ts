@@ -1,0 +1,178 @@
+/**
+ * The numbers `twtrace serve` exports, kept in the model's units (µs, counts): per (comm, cgroup)
+ * group cumulative counters and a connection lifetime histogram, fed by events; TIME_WAIT held per
+ * group, the worst destinations and the namespaces, read from the ChurnModel at scrape time.
+ *
+ * Counters live here rather than in the ChurnModel because Prometheus counters must only go up:
+ * the model forgets idle owners (two TIME_WAIT lengths), which would make a sum of its totals
+ * fall. Groups are bounded by a SeriesTable. Pure: time comes in.
+ */
+import type { TwtEvent } from '../event/decode.js';
+import { errnoName } from '../event/errno.js';
+import { blame } from './attribution.js';
+import { ownerComm, type ChurnModel } from './aggregate.js';
+import { SeriesTable, type Series } from './series.js';
+import { destinationRows, namespaceRows, type DestinationRow, type NamespaceRow } from './snapshot.js';
+
+/** Upper bounds of the lifetime buckets: 1 ms to 1 h, churn lives at the low end, pools at the high end. */
+export const LIFETIME_BOUNDS_US = [1e3, 5e3, 1e4, 5e4, 1e5, 5e5, 1e6, 5e6, 1e7, 6e7, 3e8, 3.6e9] as const;
+
+/** Slots of a group's counters. Lifetime buckets are not cumulative here (the view sums them). */
+export const SLOT = {
+	connects: 0,
+	accepts: 1,
+	timeWaitEntries: 2,
+	resets: 3,
+	lifetimeSumUs: 4,
+	lifetimeCount: 5,
+	lifetimeBuckets: 6,
+} as const;
+const WIDTH = SLOT.lifetimeBuckets + LIFETIME_BOUNDS_US.length;
+
+export interface GroupLabels {
+	comm: string;
+	cgroup: string;
+}
+
+/** The label value of the group every group without a series of its own is summed into. */
+export const OTHER_LABEL = 'other';
+
+export interface GroupSample {
+	labels: GroupLabels;
+	/** Copies of the cumulative counters (SLOT order) and failures keyed "connect EADDRNOTAVAIL" / "bind EADDRINUSE". */
+	counts: Float64Array;
+	failures: ReadonlyMap<string, number>;
+	/** TIME_WAIT sockets held now. */
+	timeWait: number;
+}
+
+export interface MetricsData {
+	groups: GroupSample[];
+	destinations: DestinationRow[];
+	namespaces: NamespaceRow[];
+	/** TIME_WAIT sockets the model did not track (its bound): the gauges undercount by this many. */
+	timeWaitUntracked: number;
+	seriesRemoved: { idle: number; displaced: number };
+}
+
+export interface ChurnMetricsOptions {
+	maxSeries: number;
+	/** A group idle this long (no events, no TIME_WAIT held) loses its series. */
+	idleUs: number;
+	/** A cgroup id's label value, asked once per group. */
+	cgroupLabel: (cgroupId: number) => string;
+	/** Only events blamed on this comm (as the model's option). */
+	comm?: string;
+}
+
+export interface CollectOptions {
+	nowUs: number;
+	rateWindowUs: number;
+	maxDestinations: number;
+	maxNamespaces: number;
+}
+
+export class ChurnMetrics {
+	readonly #table: SeriesTable<GroupLabels>;
+	readonly #comm: string | undefined;
+
+	constructor(options: ChurnMetricsOptions) {
+		this.#comm = options.comm;
+		this.#table = new SeriesTable<GroupLabels>({
+			maxSeries: options.maxSeries,
+			width: WIDTH,
+			idleUs: options.idleUs,
+			labelsOf: (key) => {
+				const [comm, cgroupId] = splitKey(key);
+				// A process really named "other" must not merge with the bucket (same labels, one series).
+				return { comm: comm === OTHER_LABEL ? `${comm}_` : comm || '(unknown)', cgroup: options.cgroupLabel(cgroupId) };
+			},
+			otherLabels: { comm: OTHER_LABEL, cgroup: OTHER_LABEL },
+		});
+	}
+
+	/** Groups with a series of their own now (not counting "other"). */
+	get groups(): number {
+		return this.#table.size;
+	}
+
+	/** Counts a batch of events; the hot path, so no allocation beyond the group key. */
+	observe(events: readonly TwtEvent[]): void {
+		for (const e of events) {
+			const who = blame(e);
+			if (this.#comm !== undefined && who.comm !== this.#comm) continue;
+			const s = this.#table.seriesFor(groupKey(ownerComm(who), e.cgroupId), e.tsUs);
+			const c = s.counts;
+			switch (e.kind) {
+				case 'connect': c[SLOT.connects]!++; break;
+				case 'accept': c[SLOT.accepts]!++; break;
+				case 'time_wait': c[SLOT.timeWaitEntries]!++; break;
+				case 'active_close': observeLifetime(c, e.lifetimeUs); break;
+				case 'reset': c[SLOT.resets]!++, observeLifetime(c, e.lifetimeUs); break;
+				case 'connect_fail': countFailure(s, 'connect', e.err); break;
+				case 'bind_fail': countFailure(s, 'bind', e.err); break;
+			}
+		}
+	}
+
+	/** Once a second: ranks groups by activity, ages out departed ones, promotes busy ones from "other". */
+	tick(model: ChurnModel, nowUs: number): void {
+		this.#holdings(model, nowUs);
+		this.#table.tick(nowUs);
+	}
+
+	/** What a scrape shows now; marks it as seen (a later removal folds only what came after). */
+	collect(model: ChurnModel, opts: CollectOptions): MetricsData {
+		const held = this.#holdings(model, opts.nowUs);
+		const groups: GroupSample[] = [];
+		for (const s of this.#table.series()) {
+			groups.push({ labels: s.labels, counts: s.counts.slice(), failures: new Map(s.keyed), timeWait: held.get(s) ?? 0 });
+		}
+		this.#table.markScraped();
+		return {
+			groups,
+			destinations: destinationRows(model, opts.nowUs, opts.rateWindowUs).slice(0, opts.maxDestinations),
+			namespaces: namespaceRows(model, opts.nowUs).slice(0, opts.maxNamespaces),
+			timeWaitUntracked: model.timeWait.refused,
+			seriesRemoved: { ...this.#table.removed },
+		};
+	}
+
+	/** TIME_WAIT held per series now, from the model's owners; sets each series' `holding`. */
+	#holdings(model: ChurnModel, nowUs: number): Map<Series<GroupLabels>, number> {
+		const held = new Map<Series<GroupLabels>, number>();
+		for (const o of model.owners.values()) {
+			if (o.timeWait === 0) continue;
+			const s = this.#table.peek(groupKey(o.comm, o.cgroupId), nowUs);
+			held.set(s, (held.get(s) ?? 0) + o.timeWait);
+		}
+		for (const s of this.#table.series()) s.holding = held.get(s) ?? 0;
+		return held;
+	}
+}
+
+function groupKey(comm: string, cgroupId: number): string {
+	return `${comm}\0${cgroupId}`;
+}
+
+function splitKey(key: string): [string, number] {
+	const at = key.lastIndexOf('\0');
+	return [key.slice(0, at), Number(key.slice(at + 1))];
+}
+
+function observeLifetime(c: Float64Array, lifetimeUs: number): void {
+	if (lifetimeUs <= 0) return; // the start was not seen (as the model)
+	c[SLOT.lifetimeSumUs]! += lifetimeUs;
+	c[SLOT.lifetimeCount]!++;
+	for (let i = 0; i < LIFETIME_BOUNDS_US.length; i++) {
+		if (lifetimeUs <= LIFETIME_BOUNDS_US[i]!) {
+			c[SLOT.lifetimeBuckets + i]!++;
+			return;
+		}
+	}
+}
+
+function countFailure(s: Series<GroupLabels>, call: 'connect' | 'bind', err: number): void {
+	const key = `${call} ${errnoName(err) ?? String(err)}`;
+	s.keyed.set(key, (s.keyed.get(key) ?? 0) + 1);
+}

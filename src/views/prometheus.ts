@@ -1,0 +1,219 @@
+/**
+ * MetricsData → the Prometheus exposition, through prom-client's registry. Converts to base units
+ * here (µs → seconds, ratios 0..1), as Prometheus naming asks. Every metric is filled from the data
+ * of the scrape in its collect(): nothing is counted per event in prom-client (at 450k events/s its
+ * per-call label hashing would cost more than the whole tracer).
+ */
+import os from 'node:os';
+import { Counter, Gauge, Histogram, Registry, type MetricType } from 'prom-client';
+import { LIFETIME_BOUNDS_US, SLOT, type GroupSample, type MetricsData } from '../model/churn-metrics.js';
+import type { DestinationRow } from '../model/snapshot.js';
+
+export interface ExporterState {
+	/** Losses so far, by cause (LiveFeed.drops). */
+	drops: { ringFull: number; mapFull: number; missedRuns: number; decodeErrors: number };
+	/** Namespaces that could not be walked. */
+	unwalkedNamespaces: number;
+	version: string;
+}
+
+const GROUP = ['comm', 'cgroup'] as const;
+const DEST = ['netns', 'saddr', 'daddr', 'dport'] as const;
+const LIFETIME_BOUNDS_S = LIFETIME_BOUNDS_US.map((us) => us / 1e6);
+
+const groupLabels = (g: GroupSample) => ({ comm: g.labels.comm, cgroup: g.labels.cgroup });
+const destLabels = (d: DestinationRow) => ({ netns: String(d.netns), saddr: d.saddr, daddr: d.daddr, dport: String(d.dport) });
+
+const LIFETIME = {
+	name: 'twtrace_connection_lifetime_seconds',
+	help: 'Lifetime of connections that closed (active close or reset), from connect() or accept() to the close',
+};
+
+type HistogramData = Awaited<ReturnType<Histogram['get']>>;
+
+/** A histogram whose buckets come whole from the scrape's data (prom-client can only observe one value at a time). */
+class LifetimeHistogram extends Histogram<(typeof GROUP)[number]> {
+	readonly #data: () => MetricsData;
+
+	constructor(data: () => MetricsData, registry: Registry) {
+		super({ ...LIFETIME, labelNames: GROUP, buckets: LIFETIME_BOUNDS_S, registers: [registry] });
+		this.#data = data;
+	}
+
+	override async get(): Promise<HistogramData> {
+		const values: HistogramData['values'] = [];
+		const bucket = `${LIFETIME.name}_bucket`;
+		for (const g of this.#data().groups) {
+			const labels = groupLabels(g);
+			let cumulative = 0;
+			LIFETIME_BOUNDS_S.forEach((le, i) => {
+				cumulative += g.counts[SLOT.lifetimeBuckets + i]!;
+				values.push({ labels: { ...labels, le }, value: cumulative, metricName: bucket });
+			});
+			values.push({ labels: { ...labels, le: '+Inf' }, value: g.counts[SLOT.lifetimeCount]!, metricName: bucket });
+			values.push({ labels, value: g.counts[SLOT.lifetimeSumUs]! / 1e6, metricName: `${LIFETIME.name}_sum` });
+			values.push({ labels, value: g.counts[SLOT.lifetimeCount]!, metricName: `${LIFETIME.name}_count` });
+		}
+		// prom-client's typings declare `type` an enum; at run time (and in the exposition) it is the string.
+		return { ...LIFETIME, type: 'histogram' as unknown as MetricType, values, aggregator: 'sum', collect: () => undefined };
+	}
+
+	/** The registry prefers this to get(); the values above are already flat. */
+	async getForPromString(): Promise<HistogramData> {
+		return this.get();
+	}
+}
+
+/**
+ * What twtrace itself costs the host, under the standard process_* names. prom-client's default
+ * metrics are not used: several of its nodejs_* gauges end in _total, which promtool rejects.
+ */
+function processMetricsOf(registers: Registry[]): void {
+	const startTimeSeconds = Math.round(Date.now() / 1000 - process.uptime());
+	new Counter({
+		name: 'process_cpu_seconds_total', help: 'User and system CPU time of twtrace', registers,
+		collect() {
+			const { user, system } = process.cpuUsage();
+			this.reset();
+			this.inc((user + system) / 1e6);
+		},
+	});
+	new Gauge({ name: 'process_resident_memory_bytes', help: 'Resident memory of twtrace', registers, collect() {
+		this.set(process.memoryUsage.rss());
+	} });
+	new Gauge({ name: 'process_start_time_seconds', help: 'When twtrace started, seconds since the Unix epoch', registers, collect() {
+		this.set(startTimeSeconds);
+	} });
+}
+
+export class PrometheusView {
+	readonly registry = new Registry();
+	#data: MetricsData | undefined;
+	#state: ExporterState | undefined;
+
+	constructor({ processMetrics = true } = {}) {
+		const registers = [this.registry];
+		const data = () => this.#data!;
+		const state = () => this.#state!;
+		// Each collect() runs synchronously at the start of registry.metrics(), so one scrape reads one MetricsData.
+		const groupCounter = (name: string, help: string, slot: number) => new Counter({
+			name, help, labelNames: GROUP, registers,
+			collect() {
+				this.reset();
+				for (const g of data().groups) this.inc(groupLabels(g), g.counts[slot]!);
+			},
+		});
+		new Counter({
+			name: 'twtrace_connections_total', help: 'Connections established: side="client" by connect(), side="server" by accept()',
+			labelNames: [...GROUP, 'side'], registers,
+			collect() {
+				this.reset();
+				for (const g of data().groups) {
+					this.inc({ ...groupLabels(g), side: 'client' }, g.counts[SLOT.connects]!);
+					this.inc({ ...groupLabels(g), side: 'server' }, g.counts[SLOT.accepts]!);
+				}
+			},
+		});
+		groupCounter('twtrace_timewait_entries_total', 'Sockets that entered TIME_WAIT, each holding its port for 60 s (TCP_TIMEWAIT_LEN)', SLOT.timeWaitEntries);
+		new Gauge({
+			name: 'twtrace_timewait_sockets', help: 'TIME_WAIT sockets held now (reconciled with the socket table every walk interval)',
+			labelNames: GROUP, registers,
+			collect() {
+				this.reset();
+				for (const g of data().groups) this.set(groupLabels(g), g.timeWait);
+			},
+		});
+		groupCounter('twtrace_resets_total', 'Connections ended by a reset (RST sent or received)', SLOT.resets);
+		const failureCounter = (call: 'connect' | 'bind', help: string) => new Counter({
+			name: `twtrace_${call}_failures_total`, help, labelNames: [...GROUP, 'errno'], registers,
+			collect() {
+				this.reset();
+				for (const g of data().groups) {
+					for (const [key, n] of g.failures) if (key.startsWith(`${call} `)) this.inc({ ...groupLabels(g), errno: key.slice(call.length + 1) }, n);
+				}
+			},
+		});
+		failureCounter('connect', 'connect() failures by errno; EADDRNOTAVAIL means no ephemeral port was free');
+		failureCounter('bind', 'bind() failures by errno; EADDRINUSE means the address was taken (TIME_WAIT included)');
+		new LifetimeHistogram(data, this.registry);
+
+		const destGauge = (name: string, help: string, value: (d: DestinationRow) => number) => new Gauge({
+			name, help, labelNames: DEST, registers,
+			collect() {
+				this.reset();
+				for (const d of data().destinations) this.set(destLabels(d), value(d));
+			},
+		});
+		destGauge('twtrace_port_headroom_ratio', 'Share of usable ephemeral ports still free towards the destination (0..1), for the worst destinations',
+			(d) => 1 - d.usedRatio);
+		destGauge('twtrace_seconds_to_exhaustion', 'Seconds until connect() finds no free port at the current connection rate; +Inf when the rate is sustainable',
+			(d) => d.secondsToExhaustion ?? Infinity);
+		destGauge('twtrace_ports_in_use', 'Ephemeral ports held towards the destination: open connections plus TIME_WAIT', (d) => d.portsInUse);
+		destGauge('twtrace_ports_usable', 'Ephemeral ports connect() may use towards the destination: ip_local_port_range minus reserved ports', (d) => d.portsUsable);
+
+		new Gauge({
+			name: 'twtrace_namespace_timewait_sockets', help: 'TIME_WAIT sockets in the network namespace, all processes',
+			labelNames: ['netns'], registers,
+			collect() {
+				this.reset();
+				for (const n of data().namespaces) this.set({ netns: String(n.netns) }, n.timeWait);
+			},
+		});
+		new Counter({
+			name: 'twtrace_events_dropped_total', help: 'Events lost: ring_full (ring buffer full), map_full (owner maps full), missed_runs (BPF runs skipped), decode_error',
+			labelNames: ['reason'], registers,
+			collect() {
+				const d = state().drops;
+				this.reset();
+				this.inc({ reason: 'ring_full' }, d.ringFull);
+				this.inc({ reason: 'map_full' }, d.mapFull);
+				this.inc({ reason: 'missed_runs' }, d.missedRuns);
+				this.inc({ reason: 'decode_error' }, d.decodeErrors);
+			},
+		});
+		new Counter({
+			name: 'twtrace_timewait_untracked_total', help: 'TIME_WAIT sockets not tracked because of the memory bound: the TIME_WAIT gauges undercount',
+			registers,
+			collect() {
+				this.reset();
+				this.inc(data().timeWaitUntracked);
+			},
+		});
+		new Counter({
+			name: 'twtrace_series_removed_total', help: 'Group series removed: reason="idle" (departed), reason="displaced" (a busier group took its place; raise --max-series)',
+			labelNames: ['reason'], registers,
+			collect() {
+				const r = data().seriesRemoved;
+				this.reset();
+				this.inc({ reason: 'idle' }, r.idle);
+				this.inc({ reason: 'displaced' }, r.displaced);
+			},
+		});
+		new Gauge({
+			name: 'twtrace_namespaces_unwalked', help: 'Network namespaces whose socket table could not be walked (their TIME_WAIT counts only what events showed)',
+			registers,
+			collect() {
+				this.set(state().unwalkedNamespaces);
+			},
+		});
+		new Gauge({
+			name: 'twtrace_build_info', help: 'twtrace version and kernel release, value 1', labelNames: ['version', 'kernel'], registers,
+			collect() {
+				this.reset();
+				this.set({ version: state().version, kernel: os.release() }, 1);
+			},
+		});
+		if (processMetrics) processMetricsOf(registers);
+	}
+
+	get contentType(): string {
+		return this.registry.contentType;
+	}
+
+	/** The exposition of one scrape. */
+	async render(data: MetricsData, state: ExporterState): Promise<string> {
+		this.#data = data;
+		this.#state = state;
+		return this.registry.metrics();
+	}
+}
