@@ -13,7 +13,7 @@ export const cli = path.join(root, 'dist/src/cli.js');
 export const scenarioBin = path.join(root, 'build/tcp-scenario');
 export const bpfObject = path.join(root, 'build/twtrace.bpf.o');
 
-function which(cmd: string): boolean {
+export function which(cmd: string): boolean {
 	try {
 		execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
 		return true;
@@ -43,4 +43,16 @@ export function bpfTest(title: string, fn: (t: ExecutionContext) => Promise<void
 	} else {
 		test.serial.skip(`${title} [skipped: ${reason}]`, fn);
 	}
+}
+
+/**
+ * A test that needs a program scripts/setup installs (promtool, prometheus): skipped with the reason
+ * where it is missing, failed in CI, where setup must have installed it.
+ */
+export function toolTest(tools: string[], title: string, fn: (t: ExecutionContext) => Promise<void> | void, serial = false): void {
+	const missing = tools.filter((tool) => !which(tool));
+	const run = serial ? test.serial : test;
+	if (missing.length === 0) run(title, fn);
+	else if (inCi) run(title, (t) => t.fail(`${missing.join(', ')} not installed in CI (scripts/setup installs it)`));
+	else run.skip(`${title} [skipped: ${missing.join(', ')} not installed; run scripts/setup]`, fn);
 }

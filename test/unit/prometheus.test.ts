@@ -1,0 +1,144 @@
+/**
+ * What `serve` exports, from synthetic events with an explicit clock: each metric's value against
+ * the events that made it, base units, +Inf while a destination is sustainable, the series bound,
+ * and the exposition accepted by `promtool check metrics` (Debian's prometheus package).
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import type { TwtEvent } from '../../src/event/decode.js';
+import { ChurnModel } from '../../src/model/aggregate.js';
+import { ChurnMetrics } from '../../src/model/churn-metrics.js';
+import { PrometheusView, type ExporterState } from '../../src/views/prometheus.js';
+import { base } from '../helpers/events.js';
+import { toolTest } from '../helpers/env.js';
+import { parseExposition, valueOf } from '../helpers/exposition.js';
+
+const S = 1_000_000;
+const T0 = 1000 * S;
+const STATE: ExporterState = { drops: { ringFull: 3, mapFull: 0, missedRuns: 0, decodeErrors: 1 }, unwalkedNamespaces: 0, version: '9.9.9' };
+
+let cookie = 1;
+function ev(atS: number, over: Partial<TwtEvent>): TwtEvent {
+	return { ...base, cookie: cookie++, tsUs: T0 + atS * S, ...over };
+}
+
+function setup(maxSeries = 100) {
+	const model = new ChurnModel(T0);
+	// A 100-port range in namespace 1: one destination sustains 100 / 60 s ≈ 1.7 connections/s.
+	model.reconcile({ netns: 1, takenAtUs: T0, sockets: [], settings: { portRange: { low: 40000, high: 40099 }, reservedPorts: new Set(), finTimeoutSec: 60 } });
+	const metrics = new ChurnMetrics({ maxSeries, idleUs: 300 * S, cgroupLabel: (id) => `/app${id}.slice` });
+	const feed = (events: TwtEvent[]) => {
+		model.ingest(events);
+		metrics.observe(events);
+	};
+	const scrape = async (atS: number, view = new PrometheusView({ processMetrics: false })) => {
+		const nowUs = T0 + atS * S;
+		model.tick(nowUs);
+		const data = metrics.collect(model, { nowUs, rateWindowUs: 10 * S, maxDestinations: 10, maxNamespaces: 16 });
+		const text = await view.render(data, STATE);
+		return { text, samples: parseExposition(text) };
+	};
+	return { model, metrics, feed, scrape };
+}
+
+const OWNER = { comm: 'owner', cgroup: '/app9.slice' };
+
+test('counters, the TIME_WAIT gauge and the lifetime histogram follow the events, in base units', async (t) => {
+	const { feed, scrape } = setup();
+	feed([
+		ev(1, { kind: 'connect', sport: 40001 }), ev(1, { kind: 'connect', sport: 40002 }), ev(1, { kind: 'connect', sport: 40003 }),
+		ev(2, { kind: 'active_close', lifetimeUs: 40_000, sport: 40001 }),
+		ev(2, { kind: 'time_wait', sport: 40001 }), ev(2, { kind: 'time_wait', sport: 40002 }),
+		ev(3, { kind: 'reset', lifetimeUs: 2_500, sport: 40003 }),
+		ev(3, { kind: 'connect_fail', err: 99, sport: 0 }), ev(3, { kind: 'connect_fail', err: 99, sport: 0 }),
+		ev(3, { kind: 'bind_fail', err: 98, sport: 8080 }),
+		ev(4, { kind: 'accept', side: 'server', ownerSource: 'listen', comm: 'srv', closerPid: 0, pid: 300 }),
+	]);
+	const { samples } = await scrape(5);
+	t.is(valueOf(samples, 'twtrace_connections_total', { ...OWNER, side: 'client' }), 3);
+	t.is(valueOf(samples, 'twtrace_connections_total', { ...OWNER, side: 'server' }), 0);
+	t.is(valueOf(samples, 'twtrace_connections_total', { comm: 'srv', side: 'server' }), 1);
+	t.is(valueOf(samples, 'twtrace_timewait_entries_total', OWNER), 2);
+	t.is(valueOf(samples, 'twtrace_timewait_sockets', OWNER), 2);
+	t.is(valueOf(samples, 'twtrace_resets_total', OWNER), 1);
+	t.is(valueOf(samples, 'twtrace_connect_failures_total', { ...OWNER, errno: 'EADDRNOTAVAIL' }), 2);
+	t.is(valueOf(samples, 'twtrace_bind_failures_total', { ...OWNER, errno: 'EADDRINUSE' }), 1);
+	// 2.5 ms and 40 ms: cumulative buckets, seconds.
+	const bucket = (le: string) => valueOf(samples, 'twtrace_connection_lifetime_seconds_bucket', { ...OWNER, le });
+	t.deepEqual(['0.001', '0.005', '0.01', '0.05', '+Inf'].map(bucket), [0, 1, 1, 2, 2]);
+	t.is(valueOf(samples, 'twtrace_connection_lifetime_seconds_count', OWNER), 2);
+	t.is(valueOf(samples, 'twtrace_connection_lifetime_seconds_sum', OWNER), 0.0425);
+	t.is(valueOf(samples, 'twtrace_events_dropped_total', { reason: 'ring_full' }), 3);
+	t.is(valueOf(samples, 'twtrace_events_dropped_total', { reason: 'decode_error' }), 1);
+	t.is(valueOf(samples, 'twtrace_namespace_timewait_sockets', { netns: '1' }), 2);
+	t.is(valueOf(samples, 'twtrace_build_info', { version: '9.9.9' }), 1);
+
+	// TIME_WAIT lasts 60 s: the gauge falls back, the counters do not.
+	const later = (await scrape(62.5)).samples;
+	t.is(valueOf(later, 'twtrace_timewait_sockets', OWNER), 0);
+	t.is(valueOf(later, 'twtrace_timewait_entries_total', OWNER), 2);
+});
+
+test('headroom and time to exhaustion of a destination; +Inf while its rate is sustainable', async (t) => {
+	const { feed, scrape } = setup();
+	const dest = { netns: '1', saddr: '10.200.0.1', daddr: '10.200.0.2', dport: '7101' };
+	// 1 connection a second, below the sustainable 1.7/s: never exhausted.
+	for (let s = 0; s < 10; s++) feed([ev(s, { kind: 'connect', sport: 40000 + s }), ev(s + 0.5, { kind: 'time_wait', sport: 40000 + s })]);
+	let { samples } = await scrape(10);
+	t.is(valueOf(samples, 'twtrace_ports_in_use', dest), 10);
+	t.is(valueOf(samples, 'twtrace_ports_usable', dest), 100);
+	t.is(valueOf(samples, 'twtrace_port_headroom_ratio', dest), 0.9);
+	t.is(valueOf(samples, 'twtrace_seconds_to_exhaustion', dest), Infinity);
+	// 6 connections a second for 10 s more: 70 held, the remaining 30 last about 5 s.
+	for (let s = 10; s < 20; s++) {
+		const events: TwtEvent[] = [];
+		for (let i = 0; i < 6; i++) events.push(ev(s + i / 6, { kind: 'connect', sport: 40010 + (s - 10) * 6 + i }), ev(s + i / 6, { kind: 'time_wait', sport: 40010 + (s - 10) * 6 + i }));
+		feed(events);
+	}
+	samples = (await scrape(20)).samples;
+	t.is(valueOf(samples, 'twtrace_ports_in_use', dest), 70);
+	t.is(valueOf(samples, 'twtrace_port_headroom_ratio', dest)!.toFixed(2), '0.30');
+	const seconds = valueOf(samples, 'twtrace_seconds_to_exhaustion', dest)!;
+	t.true(seconds > 4 && seconds < 6, String(seconds));
+});
+
+test('thousands of distinct comms stay within --max-series: each metric has at most max + 1 groups', async (t) => {
+	const { feed, scrape, metrics } = setup(10);
+	for (let i = 0; i < 3000; i++) feed([ev(i / 1000, { kind: 'connect', comm: `job${i}`, sport: 0 }), ev(i / 1000, { kind: 'time_wait', comm: `job${i}`, sport: 0 })]);
+	const { samples } = await scrape(4);
+	t.is(metrics.groups, 10);
+	for (const name of ['twtrace_connections_total', 'twtrace_timewait_sockets', 'twtrace_timewait_entries_total', 'twtrace_connection_lifetime_seconds_count']) {
+		const groups = new Set(samples.filter((s) => s.name === name).map((s) => `${s.labels['comm']}\0${s.labels['cgroup']}`));
+		t.is(groups.size, 11, name);
+	}
+	// Nothing is lost to the bound: "other" holds the rest.
+	const sum = (name: string) => samples.filter((s) => s.name === name).reduce((a, s) => a + s.value, 0);
+	t.is(sum('twtrace_timewait_entries_total'), 3000);
+	t.is(valueOf(samples, 'twtrace_timewait_sockets', { comm: 'other' }), 2990);
+});
+
+test('a process named "other" does not merge with the other bucket; label values are escaped', async (t) => {
+	const { feed, scrape } = setup(5);
+	feed([ev(1, { kind: 'connect', comm: 'other' }), ev(1, { kind: 'connect', comm: 'we"ird\\name' })]);
+	const { samples } = await scrape(2);
+	t.is(valueOf(samples, 'twtrace_connections_total', { comm: 'other_', side: 'client' }), 1);
+	t.is(valueOf(samples, 'twtrace_connections_total', { comm: 'other', side: 'client' }), 0);
+	t.is(valueOf(samples, 'twtrace_connections_total', { comm: 'we"ird\\name', side: 'client' }), 1);
+});
+
+toolTest(['promtool'], 'promtool check metrics accepts the exposition, every metric family present', async (t) => {
+	const { feed, scrape } = setup(3);
+	feed([
+		ev(1, { kind: 'connect', sport: 40001 }), ev(1, { kind: 'time_wait', sport: 40001 }), ev(1, { kind: 'active_close', lifetimeUs: 900 }),
+		ev(1, { kind: 'reset', lifetimeUs: 5e9 }), ev(1, { kind: 'connect_fail', err: 99 }), ev(1, { kind: 'bind_fail', err: 98 }),
+		ev(1, { kind: 'connect', comm: 'q"uote\\' }), ...['a', 'b', 'c', 'd'].map((c) => ev(1, { kind: 'accept', comm: c, side: 'server', ownerSource: 'listen', closerPid: 0 })),
+	]);
+	const { text } = await scrape(2, new PrometheusView()); // with the process_* metrics, as served
+	// promtool exits non-zero on a parse error or a lint problem, and names it on stdout.
+	t.notThrows(() => execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' }));
+	t.regex(text, /^process_cpu_seconds_total \d/m);
+	for (const family of ['connections_total', 'timewait_entries_total', 'timewait_sockets', 'resets_total', 'connect_failures_total', 'bind_failures_total',
+		'connection_lifetime_seconds', 'port_headroom_ratio', 'seconds_to_exhaustion', 'events_dropped_total']) {
+		t.regex(text, new RegExp(`^# TYPE twtrace_${family} `, 'm'));
+	}
+});
