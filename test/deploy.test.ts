@@ -1,0 +1,36 @@
+/**
+ * deploy/: the alert rules parse and fire as their tests say (promtool check/test rules), the
+ * example scrape job is a valid configuration, and the DaemonSet asks for exactly the capabilities
+ * the systemd unit grants (serve.test.ts runs serve with that list).
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { unitCapabilities } from './helpers/deploy.js';
+import { root, toolTest } from './helpers/env.js';
+
+const deploy = path.join(root, 'deploy');
+const promtool = (args: string[]) => execFileSync('promtool', args, { cwd: path.join(deploy, 'prometheus'), encoding: 'utf8' });
+
+toolTest(['promtool'], 'the alert rules pass promtool check rules', (t) => {
+	t.regex(promtool(['check', 'rules', 'twtrace-alerts.yml']), /SUCCESS: 5 rules found/);
+});
+
+toolTest(['promtool'], 'each alert fires when and as its promtool unit test says', (t) => {
+	t.regex(promtool(['test', 'rules', 'twtrace-alerts.test.yml']), /SUCCESS/);
+});
+
+toolTest(['promtool'], 'the example scrape job is a valid Prometheus configuration', (t) => {
+	t.regex(promtool(['check', 'config', 'scrape-static.example.yml']), /is valid prometheus config file syntax/);
+});
+
+test('the DaemonSet adds exactly the unit\'s capabilities, drops all others, and is not privileged', (t) => {
+	const manifest = fs.readFileSync(path.join(deploy, 'kubernetes/daemonset.yaml'), 'utf8');
+	const add = /^\s+add: \[(.*)\]$/m.exec(manifest)?.[1]?.split(',').map((c) => c.trim().replace(/"/g, '')).sort();
+	t.deepEqual(add, unitCapabilities());
+	t.regex(manifest, /drop: \["ALL"\]/);
+	t.regex(manifest, /privileged: false/);
+	t.regex(manifest, /hostPID: true/);
+	t.regex(manifest, /hostNetwork: true/);
+});
