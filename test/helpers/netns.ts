@@ -79,3 +79,15 @@ export function createPair(): NetnsPair {
 	}
 	return pair;
 }
+
+/** TIME-WAIT sockets in the client namespace, once two readings 300 ms apart agree (FINs in flight). */
+export async function settledTimeWait(pair: NetnsPair): Promise<number> {
+	let last = -1;
+	for (let i = 0; i < 20; i++) {
+		const now = pair.timeWait(pair.client).length;
+		if (now === last) return now;
+		last = now;
+		await new Promise((r) => setTimeout(r, 300));
+	}
+	return last;
+}

@@ -5,7 +5,8 @@
  *
  *   tcp-scenario server ADDR PORT MODE N     MODE: wait-close | close-first | send-wait
  *   tcp-scenario client ADDR PORT MODE N     MODE: close-first | wait-eof | linger0 | unread |
- *                                                   fork-close | refused | exhaust | bind
+ *                                                   fork-close | refused | exhaust | bind |
+ *                                                   distinct-comms (a process per connection, named twjN)
  *
  * The server prints {"ready":true,...} once listening. Every blocking call has a timeout (alarm),
  * so a broken test cannot hang.
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -122,6 +124,28 @@ static int run_client(const char *addr, int port, const char *mode, int n)
 	int children[64], nchildren = 0;
 
 	for (i = 0; i < n; i++) {
+		if (strcmp(mode, "distinct-comms") == 0) {
+			/* One short-lived process per connection, each with a name of its own. */
+			pid_t child = fork();
+			int status;
+
+			if (child < 0)
+				die("fork");
+			if (child == 0) {
+				char name[16];
+				int cfd;
+
+				snprintf(name, sizeof(name), "twj%d", i);
+				prctl(PR_SET_NAME, name);
+				cfd = socket(family, SOCK_STREAM, 0);
+				_exit(cfd >= 0 && connect(cfd, (struct sockaddr *)&ss, len) == 0 && close(cfd) == 0 ? 0 : 1);
+			}
+			if (waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+				ok++;
+			else
+				failed++;
+			continue;
+		}
 		int fd = socket(family, SOCK_STREAM, 0);
 
 		if (fd < 0)

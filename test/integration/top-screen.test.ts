@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bpfTest, cli } from '../helpers/env.js';
-import { createPair, type NetnsPair } from '../helpers/netns.js';
+import { createPair, settledTimeWait } from '../helpers/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
 
 const tmux = (...args: string[]) => execFileSync('tmux', args, { encoding: 'utf8' });
@@ -23,18 +23,6 @@ async function waitForScreen(session: string, match: RegExp, timeoutMs: number):
 		await new Promise((r) => setTimeout(r, 200));
 	}
 	throw new Error(`screen never matched ${match}:\n${screen}`);
-}
-
-/** TIME-WAIT sockets in the client namespace, once two readings 300 ms apart agree (FINs in flight). */
-async function settledTimeWait(pair: NetnsPair): Promise<number> {
-	let last = -1;
-	for (let i = 0; i < 20; i++) {
-		const now = pair.timeWait(pair.client).length;
-		if (now === last) return now;
-		last = now;
-		await new Promise((r) => setTimeout(r, 300));
-	}
-	return last;
 }
 
 function startShell(t: ExecutionContext, dir: string): string {
