@@ -40,6 +40,11 @@ for (const [argv, message] of [
 	[['top', '--iterations', '0'], /0 is not a positive whole number/],
 	[['top', '--kind', 'time_wait'], /unknown option '--kind'/],
 	[['top', '--port', '0'], /0 is not a port/],
+	[['serve', '--listen', ':9979'], /:9979 leaves the address out: write 127\.0\.0\.1:9979 \(this host only\) or 0\.0\.0\.0:9979 \(every interface\)/],
+	[['serve', '--listen', '127.0.0.1:70000'], /70000 is not a port \(0-65535; 0 picks a free one\)/],
+	[['serve', '--listen', 'localhost'], /localhost is not HOST:PORT/],
+	[['serve', '--max-series', '0'], /0 is not a positive whole number/],
+	[['serve', '--kind', 'connect'], /unknown option '--kind'/],
 ] as const) {
 	test(`\`twtrace ${argv.join(' ')}\` is a usage error: exit 2 and a message`, async (t) => {
 		const r = await runInProcess([...argv]);
@@ -71,7 +76,7 @@ function spawnUnprivileged(args: string[]): Promise<{ code: number | null; stdou
 	});
 }
 
-for (const command of ['trace', 'top']) {
+for (const command of ['trace', 'top', 'serve']) {
 	test(`an unprivileged user gets the privileges message and exit 1 (${command})`, async (t) => {
 		const r = await spawnUnprivileged([command]);
 		t.is(r.code, 1, r.stderr);
@@ -108,6 +113,13 @@ test('report of a file that is not a capture: a clear error, exit 1, nothing on 
 	t.is(r.code, 1);
 	t.regex(r.stderr, /not a twtrace capture \(wrong magic\)/);
 	t.is(r.stdout, '');
+});
+
+test('serve --help teaches: metrics, the series bound, exposure, deployment and examples', async (t) => {
+	const r = await runInProcess(['serve', '--help']);
+	t.is(r.code, 0);
+	for (const s of ['--listen <host:port>', '(default: 127.0.0.1:9979)', '--max-series', 'twtrace_timewait_sockets', 'comm="other"', '0.0.0.0:9979',
+		'deploy/systemd/twtrace.service', 'Examples:']) t.true(r.stdout.includes(s), s);
 });
 
 test('top --help teaches: keys, columns, groupings and examples', async (t) => {
