@@ -101,7 +101,7 @@ namespace: namespace_timewait_sockets; and events_dropped_total{reason}. See REA
 
 Cardinality: at most --max-series groups have series of their own; the rest are summed into
 comm="other". A group idle for 5 minutes (its processes gone, no TIME_WAIT held) loses its series, and
-a group in "other" twice as busy as the quietest series takes its place. Each group has about 25 series.
+a group in "other" twice as busy as the quietest series takes its place. Each group has 20 series, plus one per errno seen.
 
 Listening beyond this host is a choice you write out: --listen 0.0.0.0:${DEFAULT_METRICS_PORT}. Behind it,
 firewall the port or put a TLS-terminating proxy in front: the metrics name processes and peers.
