@@ -157,9 +157,11 @@ async function measure(mode: Mode, round: number): Promise<Measurement> {
 
 /** What a tracer said about the TIME_WAIT sockets, relative to what the kernel holds. */
 function attribution(outcome: TracerOutcome, churnPid: number, timeWait: number): { seen?: number; accuracy?: number } {
-	if (!outcome.timeWaitByPid || timeWait === 0) return {};
-	const seen = Object.values(outcome.timeWaitByPid).reduce((a, b) => a + b, 0);
-	return { seen: seen / timeWait, accuracy: (outcome.timeWaitByPid[String(churnPid)] ?? 0) / timeWait };
+	// By pid, or by comm for serve: client and server are both bench/churn, and only the client holds TIME_WAIT here.
+	const [by, key] = outcome.timeWaitByComm ? [outcome.timeWaitByComm, 'churn'] : [outcome.timeWaitByPid, String(churnPid)];
+	if (!by || timeWait === 0) return {};
+	const seen = Object.values(by).reduce((a, b) => a + b, 0);
+	return { seen: seen / timeWait, accuracy: (by[key] ?? 0) / timeWait };
 }
 
 interface SeedMeasurement {

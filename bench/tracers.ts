@@ -22,6 +22,8 @@ export interface TracerOutcome {
 	lost?: number;
 	/** TIME_WAIT entries per pid as the tracer attributed them, when its output can say. */
 	timeWaitByPid?: Record<string, number>;
+	/** The same per comm, for tracers that aggregate by name (serve's metrics). */
+	timeWaitByComm?: Record<string, number>;
 	/** The tracer's closing line, or why a figure is missing. */
 	note?: string;
 }
@@ -139,6 +141,39 @@ const twtraceTop: Mode = {
 	},
 };
 
+/**
+ * `twtrace serve`, scraped every second (a fast Prometheus: each scrape's cost is in serve's CPU).
+ * Its TIME_WAIT per comm is read from a last scrape after the workload.
+ */
+const twtraceServe: Mode = {
+	name: 'twtrace serve (1 s scrapes)',
+	command: 'twtrace serve --listen 127.0.0.1:0 --netns CLIENT --netns SERVER, curl /metrics every 1 s',
+	async start(pair) {
+		const netns = [pair.client, pair.server].flatMap((ns) => ['--netns', `/run/netns/${ns}`]);
+		const child = track(spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', ...netns], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] }));
+		const stderr = collect(child.stderr);
+		const line = await waitForLine(child, 'stderr', /serving metrics on (\S+)\/metrics/, 30_000);
+		const url = /serving metrics on (\S+)\/metrics/.exec(line)![1]!;
+		const scrape = async () => (await fetch(`${url}/metrics`)).text();
+		const scraper = setInterval(() => void scrape().catch(() => undefined), 1000);
+		return {
+			pid: child.pid!,
+			async stop() {
+				clearInterval(scraper);
+				await new Promise((r) => setTimeout(r, 1200)); // a walk and a tick after the workload
+				const text = await scrape();
+				await stopChild(child, 'SIGTERM');
+				const outcome = parseTwtraceSummary(stderr());
+				outcome.timeWaitByComm = {};
+				for (const m of text.matchAll(/^twtrace_timewait_sockets\{comm="([^"]*)",[^}]*\} (\d+)$/gm)) {
+					outcome.timeWaitByComm[m[1]!] = (outcome.timeWaitByComm[m[1]!] ?? 0) + Number(m[2]);
+				}
+				return outcome;
+			},
+		};
+	},
+};
+
 // bpftrace 0.17 attaches tracepoints through tracefs, which this host may not mount. It runs in a
 // private mount namespace of its own that mounts it, so the host's mounts stay untouched.
 function bpftraceChild(script: string, stdout: 'pipe' | NodeJS.WritableStream): ChildProcess {
@@ -211,6 +246,7 @@ export const MODES: Mode[] = [
 	twtrace('twtrace trace --json', ['--json'], 'null'),
 	twtrace('twtrace trace --kind time_wait', ['--json', '--kind', 'time_wait'], 'counter'),
 	twtraceTop,
+	twtraceServe,
 	bpftraceStream,
 	bpftraceCount,
 ];
