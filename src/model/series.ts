@@ -126,6 +126,7 @@ export class SeriesTable<L> {
 		this.#candidates.clear();
 		for (const [key, events] of candidates) {
 			if (events <= 0) break;
+			if (this.#series.has(key)) continue; // admitted since (peek() found room): keep its counts
 			if (this.#series.size >= this.#options.maxSeries) {
 				const weakest = this.#weakest(nowUs);
 				if (!weakest || events < Math.max(PROMOTION_FACTOR * weakest.score, PROMOTION_MIN_EVENTS)) break;
