@@ -152,7 +152,7 @@ export class PrometheusView {
 		destGauge('twtrace_ports_usable', 'Ephemeral ports connect() may use towards the destination: ip_local_port_range minus reserved ports', (d) => d.portsUsable);
 
 		new Gauge({
-			name: 'twtrace_namespace_timewait_sockets', help: 'TIME_WAIT sockets in the network namespace, all processes',
+			name: 'twtrace_namespace_timewait_sockets', help: 'TIME_WAIT sockets in the network namespace, all processes (those --comm or --pid let through, when given)',
 			labelNames: ['netns'], registers,
 			collect() {
 				this.reset();

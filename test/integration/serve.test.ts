@@ -1,7 +1,7 @@
 /**
  * `twtrace serve` for real: Debian's Prometheus scrapes it every second while a churner runs in a
  * namespace pair, and its HTTP API returns the churner's TIME_WAIT as `ss` counts it, with the
- * headroom alert pending; thousands of short-lived processes with distinct names stay within
+ * headroom alert pending; 2,500 short-lived processes with distinct names stay within
  * --max-series; the capabilities of deploy/systemd/twtrace.service are enough; and the operational
  * edges: a port in use, health, unknown paths and methods, SIGTERM.
  */
@@ -173,10 +173,10 @@ promTest('serve: a real Prometheus scrapes the churner\'s TIME_WAIT and puts the
 	t.regex(serve.stderr(), /SIGTERM: stopping\ntwtrace: \d+ events received in .*; 0 lost/);
 });
 
-bpfTest('serve: 1,500 short-lived processes with distinct names stay within --max-series, and nothing is lost', async (t) => {
+bpfTest('serve: 2,500 short-lived processes with distinct names stay within --max-series, and nothing is lost', async (t) => {
 	const pair = createPair();
 	t.teardown(() => pair.remove());
-	const n = 1500;
+	const n = 2500;
 	const server = await startServer(pair.server, '0.0.0.0', 7801, 'wait-close', n);
 	const serve = await startServe(['--netns', String(pair.clientInode), '--max-series', '20']);
 	t.teardown(() => void (serve.child.exitCode === null && serve.child.kill('SIGKILL')));
