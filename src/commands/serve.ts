@@ -10,6 +10,7 @@ import { MAX_WALKED_NAMESPACES, LiveFeed, monotonicUs } from '../tracer/live.js'
 import { CgroupPaths } from '../tracer/host.js';
 import { defaultObjectPath, packageVersion, preflight } from '../tracer/preflight.js';
 import { MetricsServer, type ListenAddress } from '../server/http.js';
+import { eventsLost } from '../views/losses.js';
 import { PrometheusView } from '../views/prometheus.js';
 import type { FilterOptions } from './options.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
@@ -75,9 +76,9 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 			model.tick(nowUs);
 			metrics.tick(model, nowUs);
 			const d = live.drops;
-			const losses = d.ringFull + d.mapFull + d.missedRuns + d.decodeErrors;
+			const losses = eventsLost(d) + d.mapFull;
 			if (losses > loggedLosses && Date.now() - loggedAtMs >= DROP_LOG_MS) {
-				io.stderr.write(`twtrace: ${losses} events lost so far (ring full ${d.ringFull}, map full ${d.mapFull}, missed runs ${d.missedRuns}); ` +
+				io.stderr.write(`twtrace: so far ${eventsLost(d)} events lost (ring full ${d.ringFull}, skipped runs ${d.missedRuns}), ${d.mapFull} unattributed (map full); ` +
 					'see twtrace_events_dropped_total. Raise --ring-size or narrow with --netns/--port.\n');
 				[loggedLosses, loggedAtMs] = [losses, Date.now()];
 			}

@@ -9,6 +9,7 @@ import { CgroupPaths, epochOffsetUs, isWriteEndOrphaned, netnsInode } from '../t
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import { TraceSession, type SessionSummary } from '../tracer/session.js';
 import type { Filters } from '../tracer/tracer.js';
+import { eventsLost } from '../views/losses.js';
 import { blame } from '../model/attribution.js';
 import { eventJsonLine, type EventContext } from '../views/event-json.js';
 import { eventText, TEXT_HEADER } from '../views/event-text.js';
@@ -124,7 +125,7 @@ function describeFilters(f: Filters, opts: FilterOptions): string {
 
 /** The closing line: what was seen and everything that was lost, always, even when zero. */
 export function summaryLine(s: SessionSummary, printed?: number): string {
-	const lost = s.ringFull + s.missedRuns + s.decodeErrors;
+	const lost = eventsLost(s);
 	const seen = printed === undefined
 		? `${s.events.toLocaleString('en-US')} events received`
 		: `${printed.toLocaleString('en-US')} events shown, ${s.events.toLocaleString('en-US')} received`;

@@ -159,18 +159,18 @@ export class PrometheusView {
 				for (const n of data().namespaces) this.set({ netns: String(n.netns) }, n.timeWait);
 			},
 		});
-		new Counter({
-			name: 'twtrace_events_dropped_total', help: 'Events lost: ring_full (ring buffer full), map_full (owner maps full), missed_runs (BPF runs skipped), decode_error',
-			labelNames: ['reason'], registers,
+		const reasonCounter = (name: string, help: string, byReason: () => Record<string, number>) => new Counter({
+			name, help, labelNames: ['reason'], registers,
 			collect() {
-				const d = state().drops;
 				this.reset();
-				this.inc({ reason: 'ring_full' }, d.ringFull);
-				this.inc({ reason: 'map_full' }, d.mapFull);
-				this.inc({ reason: 'missed_runs' }, d.missedRuns);
-				this.inc({ reason: 'decode_error' }, d.decodeErrors);
+				for (const [reason, n] of Object.entries(byReason())) this.inc({ reason }, n);
 			},
 		});
+		reasonCounter('twtrace_events_dropped_total',
+			'Losses: ring_full (ring buffer full), missed_runs (BPF runs skipped), decode_error, map_full (owner maps full: the event kept, its owner lost)', () => {
+				const d = state().drops;
+				return { ring_full: d.ringFull, missed_runs: d.missedRuns, decode_error: d.decodeErrors, map_full: d.mapFull };
+			});
 		new Counter({
 			name: 'twtrace_timewait_untracked_total', help: 'TIME_WAIT sockets not tracked because of the memory bound: the TIME_WAIT gauges undercount',
 			registers,
@@ -179,16 +179,8 @@ export class PrometheusView {
 				this.inc(data().timeWaitUntracked);
 			},
 		});
-		new Counter({
-			name: 'twtrace_series_removed_total', help: 'Group series removed: reason="idle" (departed), reason="displaced" (a busier group took its place; raise --max-series)',
-			labelNames: ['reason'], registers,
-			collect() {
-				const r = data().seriesRemoved;
-				this.reset();
-				this.inc({ reason: 'idle' }, r.idle);
-				this.inc({ reason: 'displaced' }, r.displaced);
-			},
-		});
+		reasonCounter('twtrace_series_removed_total',
+			'Group series removed: reason="idle" (departed), reason="displaced" (a busier group took its place; raise --max-series)', () => ({ ...data().seriesRemoved }));
 		new Gauge({
 			name: 'twtrace_namespaces_unwalked', help: 'Network namespaces whose socket table could not be walked (their TIME_WAIT counts only what events showed)',
 			registers,

@@ -5,6 +5,7 @@
 import { errnoName } from '../event/errno.js';
 import type { DestinationRow, NamespaceRow, Row, Snapshot } from '../model/snapshot.js';
 import type { DropCounts } from '../tracer/tracer.js';
+import { eventsLost } from './losses.js';
 
 export interface TopContext {
 	/** Adds to CLOCK_MONOTONIC µs to give Unix epoch µs. */
@@ -28,7 +29,7 @@ export function topJson(s: Snapshot, ctx: TopContext): object {
 		namespaces: s.namespaces.map((n) => namespaceJson(n, ctx)),
 		rows: s.rows.map((r) => rowJson(r, s, ctx)),
 		destinations: s.destinations.map(destinationJson),
-		drops: { ...ctx.drops, lost: ctx.drops.ringFull + ctx.drops.missedRuns + ctx.drops.decodeErrors },
+		drops: { ...ctx.drops, lost: eventsLost(ctx.drops) },
 		overflow: s.overflow,
 	};
 }

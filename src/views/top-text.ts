@@ -5,6 +5,7 @@
  */
 import type { DestinationRow, NamespaceRow, Row, Snapshot } from '../model/snapshot.js';
 import type { TopContext } from './top-json.js';
+import { eventsLost } from './losses.js';
 
 export interface Paint {
 	bold: (s: string) => string;
@@ -114,7 +115,7 @@ function destinationLine(d: DestinationRow, paint: Paint): string {
 
 function lossLine(s: Snapshot, ctx: TopContext, paint: Paint): string {
 	const d = ctx.drops;
-	const lost = d.ringFull + d.missedRuns + d.decodeErrors;
+	const lost = eventsLost(d);
 	const parts = [`lost ${int(lost)} events (ring full ${int(d.ringFull)}, skipped runs ${int(d.missedRuns)})`];
 	if (d.mapFull) parts.push(`${int(d.mapFull)} unattributed (map full)`);
 	if (s.overflow.owners || s.overflow.timeWait) parts.push(`over twtrace's bounds: ${int(s.overflow.owners)} owners merged into (other), ${int(s.overflow.timeWait)} TIME_WAIT untracked`);
