@@ -83,6 +83,18 @@ export function parseTwtraceSummary(stderr: string): TracerOutcome {
 	return { events: n(m[1]!), lost: n(m[2]!), note: line!.replace(/^twtrace: /, '') };
 }
 
+/**
+ * Starts `twtrace COMMAND ARGS --netns CLIENT --netns SERVER` and waits for the stderr line that says
+ * it is attached. Returns the child, its stderr so far, and that line.
+ */
+async function startTwtrace(pair: NetnsPair, command: string, args: string[], stdout: 'pipe' | 'ignore' | number | NodeJS.WritableStream, ready: RegExp) {
+	const netns = [pair.client, pair.server].flatMap((ns) => ['--netns', `/run/netns/${ns}`]);
+	const child = track(spawn(process.execPath, [cli, command, ...args, ...netns], { cwd: root, stdio: ['ignore', stdout as 'pipe', 'pipe'] }));
+	const stderr = collect(child.stderr);
+	const readyLine = await waitForLine(child, 'stderr', ready, 30_000);
+	return { child, stderr, readyLine };
+}
+
 function twtrace(name: string, args: string[], stdoutTo: 'null' | 'counter'): Mode {
 	const command = `twtrace trace ${args.join(' ')} --netns CLIENT --netns SERVER ${stdoutTo === 'null' ? '> /dev/null' : '| node bench/line-counter.ts'}`;
 	return {
@@ -91,14 +103,10 @@ function twtrace(name: string, args: string[], stdoutTo: 'null' | 'counter'): Mo
 		async start(pair) {
 			const counter = stdoutTo === 'counter' ? startCounter() : undefined;
 			const devNull = stdoutTo === 'null' ? fs.openSync('/dev/null', 'w') : undefined;
-			const netns = [pair.client, pair.server].flatMap((ns) => ['--netns', `/run/netns/${ns}`]);
-			const child = track(spawn(process.execPath, [cli, 'trace', ...args, ...netns], {
-				cwd: root, stdio: ['ignore', counter ? counter.child.stdin! : devNull!, 'pipe'],
-			}));
+			const started = startTwtrace(pair, 'trace', args, counter ? counter.child.stdin! : devNull!, /Ctrl-C to stop/);
 			if (devNull !== undefined) fs.closeSync(devNull);
 			counter?.child.stdin!.destroy(); // the tracer holds the write end now: EOF when it exits
-			const stderr = collect(child.stderr);
-			await waitForLine(child, 'stderr', /Ctrl-C to stop/, 30_000);
+			const { child, stderr } = await started;
 			return {
 				pid: child.pid!,
 				consumerPid: counter?.child.pid,
@@ -118,11 +126,8 @@ const twtraceTop: Mode = {
 	name: 'twtrace top --json',
 	command: 'twtrace top --json --netns CLIENT --netns SERVER > top.ndjson',
 	async start(pair) {
-		const netns = [pair.client, pair.server].flatMap((ns) => ['--netns', `/run/netns/${ns}`]);
-		const child = track(spawn(process.execPath, [cli, 'top', '--json', ...netns], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
+		const { child, stderr } = await startTwtrace(pair, 'top', ['--json'], 'pipe', /Ctrl-C to stop/);
 		const stdout = collect(child.stdout);
-		const stderr = collect(child.stderr);
-		await waitForLine(child, 'stderr', /Ctrl-C to stop/, 30_000);
 		return {
 			pid: child.pid!,
 			async stop() {
@@ -149,11 +154,9 @@ const twtraceServe: Mode = {
 	name: 'twtrace serve (1 s scrapes)',
 	command: 'twtrace serve --listen 127.0.0.1:0 --netns CLIENT --netns SERVER, curl /metrics every 1 s',
 	async start(pair) {
-		const netns = [pair.client, pair.server].flatMap((ns) => ['--netns', `/run/netns/${ns}`]);
-		const child = track(spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', ...netns], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] }));
-		const stderr = collect(child.stderr);
-		const line = await waitForLine(child, 'stderr', /serving metrics on (\S+)\/metrics/, 30_000);
-		const url = /serving metrics on (\S+)\/metrics/.exec(line)![1]!;
+		const ready = /serving metrics on (\S+)\/metrics/;
+		const { child, stderr, readyLine } = await startTwtrace(pair, 'serve', ['--listen', '127.0.0.1:0'], 'ignore', ready);
+		const url = ready.exec(readyLine)![1]!;
 		const scrape = async () => (await fetch(`${url}/metrics`)).text();
 		const scraper = setInterval(() => void scrape().catch(() => undefined), 1000);
 		return {

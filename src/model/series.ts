@@ -113,12 +113,11 @@ export class SeriesTable<L> {
 	 * nothing, then promotes the busiest groups of "other". `holding` must be current.
 	 */
 	tick(nowUs: number): void {
-		for (const s of [...this.#series.values(), this.other]) {
+		for (const s of this.series()) {
 			s.score = s.score * (1 - SCORE_ALPHA) + s.window * SCORE_ALPHA;
 			s.window = 0;
-		}
-		for (const s of [...this.#series.values()]) {
-			if (s.holding === 0 && s.lastActiveUs <= nowUs - this.#options.idleUs) this.#remove(s, 'idle');
+			// Deleting the entry being visited is safe in a Map iteration; "other" is never removed.
+			if (s !== this.other && s.holding === 0 && s.lastActiveUs <= nowUs - this.#options.idleUs) this.#remove(s, 'idle');
 		}
 		// Ranked by the events a candidate surely had: its count less what it inherited.
 		const candidates = [...this.#candidates].map(([key, c]) => [key, c.count - c.error] as const)

@@ -8,10 +8,11 @@ import os from 'node:os';
 import { Counter, Gauge, Histogram, Registry, type MetricType } from 'prom-client';
 import { LIFETIME_BOUNDS_US, SLOT, type GroupSample, type MetricsData } from '../model/churn-metrics.js';
 import type { DestinationRow } from '../model/snapshot.js';
+import type { LiveDrops } from '../tracer/live.js';
 
 export interface ExporterState {
-	/** Losses so far, by cause (LiveFeed.drops). */
-	drops: { ringFull: number; mapFull: number; missedRuns: number; decodeErrors: number };
+	/** Losses so far, by cause. */
+	drops: LiveDrops;
 	/** Namespaces that could not be walked. */
 	unwalkedNamespaces: number;
 	version: string;
