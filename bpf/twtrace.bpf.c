@@ -57,7 +57,7 @@
 _Static_assert(sizeof(struct twt_event) == 144, "twt_event size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_event) % 8 == 0, "twt_event must keep 8-byte alignment in the ring");
 _Static_assert(sizeof(struct twt_sock) == 56, "twt_sock size changed: regenerate the layout");
-_Static_assert(sizeof(struct twt_config) == 56, "twt_config size changed: regenerate the layout");
+_Static_assert(sizeof(struct twt_config) == 64, "twt_config size changed: regenerate the layout");
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -88,22 +88,10 @@ struct twt_btf_anchor {
 	enum twt_side side;
 	enum twt_owner_source owner_source;
 	enum twt_counter counter;
+	enum twt_event_flag flag;
+	struct twt_closing closing; /* read by the loader when it sweeps the closing map */
+	enum twt_claim claim;
 } twt_btf_anchor;
-
-struct twt_owner {
-	__u64 start_ns; /* 0: the socket's start was not seen */
-	__u32 pid;
-	__u32 tid;
-	__u32 uid;
-	__u32 closer_pid;
-	__u32 closer_tid;
-	__u32 closer_uid;
-	__u8 side;
-	__u8 source;
-	__u8 _pad[6];
-	char comm[TWT_COMM_LEN];
-	char closer_comm[TWT_COMM_LEN];
-};
 
 struct twt_listener_key {
 	__u32 netns;
@@ -124,13 +112,30 @@ struct {
 	__uint(max_entries, 8 << 20); /* the loader sets --ring-size */
 } events SEC(".maps");
 
-/* Live sockets only: entries go at -> CLOSE. LRU so that missed deletions can never fill it. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 262144);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct twt_owner);
 } sock_owner SEC(".maps");
+
+/*
+ * Cookies of sockets that closed first (ESTABLISHED -> FIN_WAIT1) and have not yet been seen to end:
+ * the witness for time_wait events the kernel never reports (README, "Design notes"). When the
+ * socket ends, the tracepoint claims the entry and deletes it; a socket walk that finds a timewait
+ * socket whose entry is still unclaimed claims it and delivers the time_wait event itself
+ * (dump_tcp). The claim is a compare-and-swap, so the event is delivered exactly once whatever the
+ * interleaving. Only when cfg.witness is set (the loader walks sockets). The loader deletes entries
+ * that are claimed by a walk, or that are older than any close can take: then a late tracepoint
+ * finds nothing and delivers the event as usual, so a deletion can never lose one.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 262144);
+	__type(key, __u64);
+	__type(value, struct twt_closing);
+} closing SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -145,6 +150,11 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+/* Written by the loader: a walk claims a `closing` entry only when its close is at least this old, so
+ * that a time_wait event still on its way (tcp_time_wait() hashes the timewait socket before
+ * tcp_done() fires the tracepoint) is not taken for a missed one. 0 after the programs are detached. */
+volatile __u64 walk_min_age_ns = 1000000000;
 
 static __always_inline void count(__u32 which)
 {
@@ -206,8 +216,46 @@ static __always_inline void set_closer(struct twt_owner *o)
 	owner_from_current(&o->closer_pid, &o->closer_tid, &o->closer_uid, o->closer_comm);
 }
 
+/* The filters that need the owner or the ports; the cheap ones ran in relevant(). */
+static __always_inline bool owner_and_ports_wanted(const struct twt_owner *o, __u16 sport, __u16 dport, __u64 cgroup_id)
+{
+	if (cfg.pid && (!o || (o->pid != cfg.pid && o->closer_pid != cfg.pid)))
+		return false;
+	if (cfg.port && sport != cfg.port && dport != cfg.port)
+		return false;
+	return !cfg.cgroup_id || cgroup_id == cfg.cgroup_id;
+}
+
+static __always_inline void fill_owner(struct twt_event *e, const struct twt_owner *o, __u64 end_ns)
+{
+	if (o && o->source != TWT_OWNER_NONE) {
+		e->pid = o->pid;
+		e->tid = o->tid;
+		e->uid = o->uid;
+		__builtin_memcpy(e->comm, o->comm, TWT_COMM_LEN);
+	} else {
+		e->pid = e->tid = e->uid = 0;
+		__builtin_memset(e->comm, 0, TWT_COMM_LEN);
+	}
+	if (o) {
+		e->closer_pid = o->closer_pid;
+		e->closer_tid = o->closer_tid;
+		e->closer_uid = o->closer_uid;
+		__builtin_memcpy(e->closer_comm, o->closer_comm, TWT_COMM_LEN);
+		e->side = o->side;
+		e->owner_source = o->source;
+		e->lifetime_us = o->start_ns && end_ns > o->start_ns ? (end_ns - o->start_ns) / 1000 : 0;
+	} else {
+		e->closer_pid = e->closer_tid = e->closer_uid = 0;
+		__builtin_memset(e->closer_comm, 0, TWT_COMM_LEN);
+		e->side = TWT_SIDE_UNKNOWN;
+		e->owner_source = TWT_OWNER_NONE;
+		e->lifetime_us = 0;
+	}
+}
+
 /* Reserves and fills the socket part of a record. NULL when filtered out or the ring is full. */
-static __always_inline struct twt_event *reserve_sock_event(const struct sock *sk, __u8 kind, __u32 netns,
+static __always_inline struct twt_event *reserve_sock_event(const struct sock *sk, __u8 kind, __u32 netns, __u64 cookie,
 							     const struct twt_owner *o, int oldstate,
 							     int newstate, __u64 now_ns)
 {
@@ -217,14 +265,10 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 
 	if (!kind_wanted(kind))
 		return NULL;
-	if (cfg.pid && (!o || (o->pid != cfg.pid && o->closer_pid != cfg.pid)))
-		return NULL;
 	sport = sock_sport(sk);
 	dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	if (cfg.port && sport != cfg.port && dport != cfg.port)
-		return NULL;
 	cgroup_id = sock_cgroup(sk);
-	if (cfg.cgroup_id && cgroup_id != cfg.cgroup_id)
+	if (!owner_and_ports_wanted(o, sport, dport, cgroup_id))
 		return NULL;
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -233,7 +277,7 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 		return NULL;
 	}
 	e->ts_us = now_ns / 1000;
-	e->cookie = bpf_get_socket_cookie((struct sock *)sk);
+	e->cookie = cookie;
 	e->cgroup_id = cgroup_id;
 	e->netns = netns;
 	e->sport = sport;
@@ -244,7 +288,8 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 	e->newstate = newstate;
 	e->substate = 0;
 	e->err = 0;
-	e->_pad = 0;
+	e->flags = 0;
+	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
 	if (e->family == AF_INET6) {
 		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
@@ -255,34 +300,14 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 		BPF_CORE_READ_INTO((__u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
 		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
 	}
-	if (o) {
-		e->pid = o->pid;
-		e->tid = o->tid;
-		e->uid = o->uid;
-		e->closer_pid = o->closer_pid;
-		e->closer_tid = o->closer_tid;
-		e->closer_uid = o->closer_uid;
-		e->side = o->side;
-		e->owner_source = o->source;
-		e->lifetime_us = o->start_ns ? (now_ns - o->start_ns) / 1000 : 0;
-		__builtin_memcpy(e->comm, o->comm, TWT_COMM_LEN);
-		__builtin_memcpy(e->closer_comm, o->closer_comm, TWT_COMM_LEN);
-	} else {
-		e->pid = e->tid = e->uid = 0;
-		e->closer_pid = e->closer_tid = e->closer_uid = 0;
-		e->side = TWT_SIDE_UNKNOWN;
-		e->owner_source = TWT_OWNER_NONE;
-		e->lifetime_us = 0;
-		__builtin_memset(e->comm, 0, TWT_COMM_LEN);
-		__builtin_memset(e->closer_comm, 0, TWT_COMM_LEN);
-	}
+	fill_owner(e, o, now_ns);
 	return e;
 }
 
-static __always_inline void emit(const struct sock *sk, __u8 kind, __u32 netns, const struct twt_owner *o,
+static __always_inline void emit(const struct sock *sk, __u8 kind, __u32 netns, __u64 cookie, const struct twt_owner *o,
 				 int oldstate, int newstate, __u64 now_ns, __s32 err, __u8 substate)
 {
-	struct twt_event *e = reserve_sock_event(sk, kind, netns, o, oldstate, newstate, now_ns);
+	struct twt_event *e = reserve_sock_event(sk, kind, netns, cookie, o, oldstate, newstate, now_ns);
 
 	if (!e)
 		return;
@@ -291,16 +316,23 @@ static __always_inline void emit(const struct sock *sk, __u8 kind, __u32 netns, 
 	bpf_ringbuf_submit(e, 0);
 }
 
-static __always_inline void on_connect_start(__u64 cookie, __u64 now_ns)
+/* A fresh owner: everything known of an earlier life of the socket (a failed connect) is dropped. */
+static __always_inline void reset_owner(struct twt_owner *o, const struct sock *sk, __u64 now_ns, __u8 side)
 {
-	struct twt_owner o = {};
+	__u32 handled = o->handled;
 
-	o.start_ns = now_ns;
-	o.side = TWT_SIDE_CLIENT;
-	o.source = TWT_OWNER_CONNECT;
-	owner_from_current(&o.pid, &o.tid, &o.uid, o.comm);
-	if (bpf_map_update_elem(&sock_owner, &cookie, &o, BPF_ANY))
-		count(TWT_CNT_OWNER_MAP_FULL);
+	__builtin_memset(o, 0, sizeof(*o));
+	o->handled = handled;
+	o->start_ns = now_ns;
+	o->side = side;
+	o->cgroup_id = sock_cgroup(sk);
+}
+
+static __always_inline void on_connect_start(const struct sock *sk, struct twt_owner *o, __u64 now_ns)
+{
+	reset_owner(o, sk, now_ns, TWT_SIDE_CLIENT);
+	o->source = TWT_OWNER_CONNECT;
+	owner_from_current(&o->pid, &o->tid, &o->uid, o->comm);
 }
 
 static __always_inline void on_listen(const struct sock *sk, __u32 netns, __u64 cookie)
@@ -325,47 +357,48 @@ static __always_inline void on_listen_close(const struct sock *sk, __u32 netns, 
 		bpf_map_delete_elem(&listeners, &key);
 }
 
-static __always_inline void on_accept_child(const struct sock *sk, __u32 netns, __u64 cookie, __u64 now_ns)
+static __always_inline void on_accept_child(const struct sock *sk, struct twt_owner *o, __u32 netns, __u64 now_ns)
 {
 	struct twt_listener_key key = { .netns = netns, .port = sock_sport(sk) };
 	struct twt_listener *l = bpf_map_lookup_elem(&listeners, &key);
-	struct twt_owner o = {};
 
-	o.start_ns = now_ns;
-	o.side = TWT_SIDE_SERVER;
+	reset_owner(o, sk, now_ns, TWT_SIDE_SERVER);
 	if (l) {
-		o.source = TWT_OWNER_LISTEN;
-		o.pid = l->pid;
-		o.tid = l->tid;
-		o.uid = l->uid;
-		__builtin_memcpy(o.comm, l->comm, TWT_COMM_LEN);
+		o->source = TWT_OWNER_LISTEN;
+		o->pid = l->pid;
+		o->tid = l->tid;
+		o->uid = l->uid;
+		__builtin_memcpy(o->comm, l->comm, TWT_COMM_LEN);
 	}
-	if (bpf_map_update_elem(&sock_owner, &cookie, &o, BPF_ANY))
-		count(TWT_CNT_OWNER_MAP_FULL);
 }
 
-/* The closing task, in process context. Creates an entry for a socket that predates twtrace. */
-static __always_inline struct twt_owner *record_closer(const struct sock *sk, __u32 netns, __u64 cookie)
+/* The closing task, in process context. For a socket that predates twtrace, guesses its side. */
+static __always_inline void record_closer(const struct sock *sk, struct twt_owner *o, __u32 netns)
 {
-	struct twt_owner *o = bpf_map_lookup_elem(&sock_owner, &cookie);
-	struct twt_owner fresh = {};
-
-	if (o) {
-		set_closer(o);
-		return o;
-	}
-	set_closer(&fresh);
-	{
+	set_closer(o);
+	if (o->source == TWT_OWNER_NONE && o->side == TWT_SIDE_UNKNOWN) {
 		/* Side of a socket we did not see start: a server if its local port has a known listener. */
 		struct twt_listener_key key = { .netns = netns, .port = sock_sport(sk) };
 
-		fresh.side = bpf_map_lookup_elem(&listeners, &key) ? TWT_SIDE_SERVER : TWT_SIDE_UNKNOWN;
+		if (bpf_map_lookup_elem(&listeners, &key))
+			o->side = TWT_SIDE_SERVER;
 	}
-	if (bpf_map_update_elem(&sock_owner, &cookie, &fresh, BPF_ANY)) {
-		count(TWT_CNT_OWNER_MAP_FULL);
-		return NULL;
-	}
-	return bpf_map_lookup_elem(&sock_owner, &cookie);
+}
+
+/* ESTABLISHED -> FIN_WAIT1: remember the socket until it ends, for walks to witness a missed end. */
+static __always_inline void on_active_close(struct twt_owner *o, __u32 netns, __u64 cookie, __u64 now_ns)
+{
+	struct twt_closing c;
+
+	if (!cfg.witness)
+		return;
+	__builtin_memcpy(&c.owner, o, sizeof(c.owner));
+	c.closed_ns = now_ns;
+	c.netns = netns;
+	c.claim = 0;
+	o->closing = bpf_map_update_elem(&closing, &cookie, &c, BPF_ANY) == 0;
+	if (!o->closing)
+		count(TWT_CNT_CLOSING_MAP_FULL);
 }
 
 static __always_inline bool entered_time_wait(const struct sock *sk, int oldstate, __u8 *substate)
@@ -382,10 +415,10 @@ static __always_inline bool entered_time_wait(const struct sock *sk, int oldstat
 	return true;
 }
 
-static __always_inline void on_close(const struct sock *sk, __u32 netns, __u64 cookie, int oldstate,
-				     __u64 now_ns)
+static __always_inline void on_close(const struct sock *sk, struct twt_owner *o, __u32 netns, __u64 cookie,
+				     int oldstate, __u64 now_ns)
 {
-	struct twt_owner *o;
+	bool claimed_by_walk = false;
 	__u8 substate = 0;
 	__s32 err;
 
@@ -393,195 +426,194 @@ static __always_inline void on_close(const struct sock *sk, __u32 netns, __u64 c
 		on_listen_close(sk, netns, cookie);
 		return;
 	}
-	err = sk->sk_err;
-	o = bpf_map_lookup_elem(&sock_owner, &cookie);
+	if (o->closing) {
+		struct twt_closing *c = bpf_map_lookup_elem(&closing, &cookie);
 
+		o->closing = 0;
+		if (c) {
+			/* A walk found this socket in TIME_WAIT before we ran, and delivered its event. */
+			claimed_by_walk = __sync_val_compare_and_swap(&c->claim, 0, TWT_CLAIM_TRACEPOINT) == TWT_CLAIM_WALK;
+			bpf_map_delete_elem(&closing, &cookie);
+		}
+	}
+	err = sk->sk_err;
 	if (oldstate == TCP_SYN_SENT) {
 		if (sock_sport(sk) == 0)
 			err = EADDRNOTAVAIL;
-		emit(sk, TWT_KIND_CONNECT_FAIL, netns, o, oldstate, TCP_CLOSE, now_ns, err, 0);
+		emit(sk, TWT_KIND_CONNECT_FAIL, netns, cookie, o, oldstate, TCP_CLOSE, now_ns, err, 0);
 	} else if (entered_time_wait(sk, oldstate, &substate)) {
-		if (!o || o->source == TWT_OWNER_NONE)
+		if (claimed_by_walk)
+			return;
+		if (o->source == TWT_OWNER_NONE)
 			count(TWT_CNT_OWNER_MISSING);
-		emit(sk, TWT_KIND_TIME_WAIT, netns, o, oldstate, TCP_CLOSE, now_ns, 0, substate);
+		emit(sk, TWT_KIND_TIME_WAIT, netns, cookie, o, oldstate, TCP_CLOSE, now_ns, 0, substate);
 	} else if (oldstate != TCP_LAST_ACK || err != 0) {
 		/* sk_err == 0 from ESTABLISHED/CLOSE_WAIT is an abortive close() in process context: the
 		 * caller is the closer. Later states already have one (FIN_WAIT1), and may end in softirq. */
-		if (err == 0 && (!o || !o->closer_pid))
-			o = record_closer(sk, netns, cookie);
-		if (!o || o->source == TWT_OWNER_NONE)
+		if (err == 0 && !o->closer_pid)
+			record_closer(sk, o, netns);
+		if (o->source == TWT_OWNER_NONE)
 			count(TWT_CNT_OWNER_MISSING);
-		emit(sk, TWT_KIND_RESET, netns, o, oldstate, TCP_CLOSE, now_ns, err, 0);
+		emit(sk, TWT_KIND_RESET, netns, cookie, o, oldstate, TCP_CLOSE, now_ns, err, 0);
 	}
-	if (o)
-		bpf_map_delete_elem(&sock_owner, &cookie);
 }
 
-static __always_inline int on_set_state(const struct sock *sk, const int oldstate, const int newstate)
+/*
+ * The transitions handle_inet_sock_set_state acts on, decided from the arguments and the
+ * configuration alone, so that the primary and the fallback program always agree on it. Cheapest
+ * first: most transitions end here, before any map or storage access.
+ */
+static __always_inline bool relevant(const struct sock *sk, int oldstate, int newstate, __u32 *netns)
 {
-	struct twt_owner *o;
-	__u32 netns;
-	__u64 cookie, now_ns;
-
 	if (sk->sk_protocol != IPPROTO_TCP)
-		return 0;
-	/* Cheapest first: most transitions are dropped here, before any map access. */
+		return false;
 	switch (newstate) {
 	case TCP_SYN_SENT:
 	case TCP_LISTEN:
 	case TCP_CLOSE:
+	case TCP_FIN_WAIT1:
+		break;
 	case TCP_LAST_ACK:
+		if (oldstate != TCP_CLOSE_WAIT)
+			return false;
 		break;
 	case TCP_SYN_RECV:
 		if (oldstate != TCP_LISTEN)
-			return 0;
+			return false;
 		break;
 	case TCP_ESTABLISHED:
 		if (oldstate == TCP_SYN_SENT && !kind_wanted(TWT_KIND_CONNECT))
-			return 0;
+			return false;
 		if (oldstate == TCP_SYN_RECV && !kind_wanted(TWT_KIND_ACCEPT))
-			return 0;
-		break;
-	case TCP_FIN_WAIT1:
+			return false;
+		if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
+			return false;
 		break;
 	default:
-		return 0;
+		return false;
 	}
+	if (oldstate == newstate) /* FIN_WAIT2 -> FIN_WAIT2 in close() after shutdown() (§1.3) */
+		return false;
 	if (cfg.family && sk->__sk_common.skc_family != cfg.family)
-		return 0;
-	netns = sock_netns(sk);
-	if (!netns_wanted(netns))
-		return 0;
+		return false;
+	*netns = sock_netns(sk);
+	return netns_wanted(*netns);
+}
 
-	cookie = bpf_get_socket_cookie((struct sock *)sk);
-	now_ns = bpf_ktime_get_ns();
+/* Handles one relevant transition; `o` is the socket's storage. */
+static __always_inline void on_set_state(const struct sock *sk, struct twt_owner *o, __u32 netns, int oldstate,
+					 int newstate)
+{
+	__u64 cookie = bpf_get_socket_cookie((struct sock *)sk);
+	__u64 now_ns = bpf_ktime_get_ns();
 
 	switch (newstate) {
 	case TCP_SYN_SENT:
 		if (oldstate == TCP_CLOSE)
-			on_connect_start(cookie, now_ns);
-		return 0;
+			on_connect_start(sk, o, now_ns);
+		return;
 	case TCP_LISTEN:
 		on_listen(sk, netns, cookie);
-		return 0;
+		return;
 	case TCP_SYN_RECV:
-		on_accept_child(sk, netns, cookie, now_ns);
-		return 0;
+		on_accept_child(sk, o, netns, now_ns);
+		return;
 	case TCP_ESTABLISHED:
-		o = bpf_map_lookup_elem(&sock_owner, &cookie);
-		if (oldstate == TCP_SYN_SENT)
-			emit(sk, TWT_KIND_CONNECT, netns, o, oldstate, newstate, now_ns, 0, 0);
-		else if (oldstate == TCP_SYN_RECV)
-			emit(sk, TWT_KIND_ACCEPT, netns, o, oldstate, newstate, now_ns, 0, 0);
-		return 0;
+		emit(sk, oldstate == TCP_SYN_SENT ? TWT_KIND_CONNECT : TWT_KIND_ACCEPT, netns, cookie, o, oldstate,
+		     newstate, now_ns, 0, 0);
+		return;
 	case TCP_FIN_WAIT1:
-		o = record_closer(sk, netns, cookie);
-		emit(sk, TWT_KIND_ACTIVE_CLOSE, netns, o, oldstate, newstate, now_ns, 0, 0);
-		return 0;
+		record_closer(sk, o, netns);
+		if (oldstate == TCP_ESTABLISHED)
+			on_active_close(o, netns, cookie, now_ns);
+		emit(sk, TWT_KIND_ACTIVE_CLOSE, netns, cookie, o, oldstate, newstate, now_ns, 0, 0);
+		return;
 	case TCP_LAST_ACK:
-		if (oldstate == TCP_CLOSE_WAIT)
-			record_closer(sk, netns, cookie);
-		return 0;
+		record_closer(sk, o, netns);
+		return;
 	case TCP_CLOSE:
-		on_close(sk, netns, cookie, oldstate, now_ns);
-		return 0;
+		on_close(sk, o, netns, cookie, oldstate, now_ns);
+		return;
 	}
-	return 0;
 }
-
-/*
- * The kernel runs a BPF program at most once per CPU at a time: __bpf_trace_run() skips a run that
- * would nest (prog->active) and counts it in recursion_misses. inet_sock_set_state does nest: a
- * transition in process context (connect, close) can be interrupted by a softirq that receives a
- * packet and moves another socket (0.4 % of transitions at 40k connections/s here). So the tracepoint
- * carries two programs, probes called one after the other in attach order, the primary first:
- *
- *   primary   handles the transition, then pushes (sk, oldstate, newstate) on a per-CPU stack;
- *   fallback  pops that entry if it is there: the primary handled this transition in this context.
- *             If it is not, the primary was skipped (it is active in the context this one
- *             interrupted, anywhere from its entry to its exit), so the fallback handles it.
- *
- * Nesting is LIFO, so a matching entry is found at the top, unless fallbacks of nested transitions
- * were themselves skipped (they nested inside the fallback, while the primary was idle and handled
- * them): those entries sit above the match, and are dropped with it. Such an entry can also be left
- * behind, when the skip came after the outer fallback's pop; entries are timestamped, and one older
- * than TWT_HANDLED_STALE_JIFFIES cannot belong to a transition still in progress (softirq processing
- * nested in one is bounded to about 2 jiffies by net_rx_action and __do_softirq), so the primary
- * drops it and everything below before pushing. (Jiffies: bpf_ktime_get_coarse_ns is not allowed in
- * tracing programs, and bpf_ktime_get_ns costs more.) The primary and the fallback are never both active in one context, so a
- * transition is never skipped by both.
- * Lost transitions = primary's recursion_misses - TWT_CNT_NESTED_RECOVERED (the loader reports it).
- */
-#define TWT_HANDLED_SLOTS 8
-#define TWT_HANDLED_STALE_JIFFIES 25 /* 25 ms at HZ=1000, 250 ms at HZ=100 */
-
-struct twt_handled {
-	struct {
-		__u64 sk;
-		__u64 at;     /* bpf_jiffies64() at the push */
-		__u32 states; /* oldstate << 8 | newstate, with bit 16 set so that it is never 0 */
-		__u32 _pad;
-	} slot[TWT_HANDLED_SLOTS];
-	__u32 depth;
-	__u32 _pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct twt_handled);
-} primary_handled SEC(".maps");
 
 static __always_inline __u32 states_key(int oldstate, int newstate)
 {
 	return 1u << 16 | (oldstate & 0xff) << 8 | (newstate & 0xff);
 }
 
+static __always_inline struct twt_owner *storage_of(const struct sock *sk)
+{
+	struct twt_owner *o = bpf_sk_storage_get(&sock_owner, (struct sock *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!o)
+		count(TWT_CNT_OWNER_STORAGE_FAIL);
+	return o;
+}
+
+/*
+ * The kernel runs a BPF program at most once per CPU at a time: __bpf_trace_run() skips a run that
+ * would nest (prog->active) and counts it in the program's recursion_misses. inet_sock_set_state
+ * does nest: a transition in process context (connect, close) can be interrupted by a softirq that
+ * receives a packet and moves another socket (0.4 % of transitions at 40k connections/s here). So the
+ * tracepoint carries two programs, which the kernel calls one after the other for each transition,
+ * the primary first:
+ *
+ *   primary   handles the transition and writes its key (old and new state) into the socket's
+ *             storage, `handled`;
+ *   fallback  finds that key there and clears it: the primary handled this transition. If it is not
+ *             there, the kernel skipped the primary (it is running in the context this one
+ *             interrupted), so the fallback handles the transition itself.
+ *
+ * The mark lives in the socket's own storage, so it cannot be mistaken for another socket's, and it
+ * is overwritten by the socket's next relevant transition, whichever program handles it. Two
+ * consecutive relevant transitions of one socket never have the same key (the state moves on, and
+ * self-transitions are not relevant), so a mark left behind (the fallback itself skipped) can never
+ * pass for a later transition. Nothing expires, nothing is keyed by an address that gets reused.
+ * Both programs decide relevance with relevant(), from the arguments alone, so they agree on it.
+ *
+ * A transition is lost only if the kernel skips both programs, which needs a third nesting level
+ * (the primary busy in process context, the fallback in a softirq on top of it, and a state change
+ * in a hard interrupt): TCP changes state in process and softirq context only. Whatever the cause, a
+ * missed entry into TIME_WAIT is still caught by the walk witness (`closing`, dump_tcp).
+ */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-	__u32 zero = 0, i;
-	struct twt_handled *h;
-	__u64 now;
+	struct twt_owner *o;
+	__u32 netns = 0;
 
-	on_set_state(sk, oldstate, newstate);
-	h = bpf_map_lookup_elem(&primary_handled, &zero);
-	if (!h)
+	if (!relevant(sk, oldstate, newstate, &netns))
 		return 0;
-	now = bpf_jiffies64();
-	i = h->depth;
-	if (i >= TWT_HANDLED_SLOTS) /* stale entries can fill it: overwrite the top one */
-		i = TWT_HANDLED_SLOTS - 1;
-	/* The newest entry is stale, so every one below it is too. (Masks: for the verifier.) */
-	if (i > 0 && now - h->slot[(i - 1) & (TWT_HANDLED_SLOTS - 1)].at > TWT_HANDLED_STALE_JIFFIES)
-		i = 0;
-	i &= TWT_HANDLED_SLOTS - 1;
-	h->slot[i].sk = (__u64)sk;
-	h->slot[i].at = now;
-	h->slot[i].states = states_key(oldstate, newstate);
-	h->depth = i + 1;
+	o = storage_of(sk);
+	if (!o)
+		return 0;
+	on_set_state(sk, o, netns, oldstate, newstate);
+	o->handled = states_key(oldstate, newstate);
 	return 0;
 }
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_inet_sock_set_state_nested, const struct sock *sk, const int oldstate, const int newstate)
 {
-	__u32 zero = 0, key = states_key(oldstate, newstate);
-	struct twt_handled *h = bpf_map_lookup_elem(&primary_handled, &zero);
-	int i;
+	__u32 key = states_key(oldstate, newstate), netns = 0;
+	struct twt_owner *o;
 
-	if (!h)
+	if (!relevant(sk, oldstate, newstate, &netns))
 		return 0;
-#pragma unroll
-	for (i = TWT_HANDLED_SLOTS - 1; i >= 0; i--) {
-		if (i < h->depth && h->slot[i].sk == (__u64)sk && h->slot[i].states == key) {
-			h->depth = i;
-			return 0;
-		}
+	o = bpf_sk_storage_get(&sock_owner, (struct sock *)sk, 0, 0);
+	if (o && o->handled == key) {
+		o->handled = 0;
+		return 0;
 	}
 	count(TWT_CNT_NESTED_RECOVERED);
-	return on_set_state(sk, oldstate, newstate);
+	if (!o)
+		o = storage_of(sk);
+	if (!o)
+		return 0;
+	on_set_state(sk, o, netns, oldstate, newstate);
+	o->handled = 0;
+	return 0;
 }
 
 /* The struct sock behind fd in the current task, or NULL. Only on the (rare) bind failure path. */
@@ -667,6 +699,56 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 }
 
 /*
+ * A timewait socket whose `closing` entry is still unclaimed entered TIME_WAIT without its
+ * tracepoint reaching either program (README, "Design notes": missed transitions). Claim the entry
+ * and deliver the time_wait event, flagged as recovered, with the owner known since the socket's
+ * start. The entry stays for a tracepoint still on its way to find claimed; the loader deletes it.
+ */
+static __always_inline void witness_time_wait(const struct twt_sock *s)
+{
+	struct twt_closing *c = bpf_map_lookup_elem(&closing, &s->cookie);
+	struct twt_closing copy;
+	struct twt_event *e;
+	__u64 now_ns;
+
+	if (!c)
+		return;
+	now_ns = bpf_ktime_get_ns();
+	if (now_ns - c->closed_ns < walk_min_age_ns)
+		return; /* its event may still be on the way; a later walk decides */
+	if (__sync_val_compare_and_swap(&c->claim, 0, TWT_CLAIM_WALK) != 0)
+		return; /* already delivered: by the tracepoint, or by an earlier walk */
+	__builtin_memcpy(&copy, c, sizeof(copy));
+	count(TWT_CNT_WALK_MISSED);
+	if (!kind_wanted(TWT_KIND_TIME_WAIT) ||
+	    !owner_and_ports_wanted(&copy.owner, s->sport, s->dport, copy.owner.cgroup_id))
+		return;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(TWT_CNT_RING_FULL);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_us = now_ns / 1000; /* when it was found: the entry itself was not seen */
+	e->cookie = s->cookie;
+	e->cgroup_id = copy.owner.cgroup_id;
+	__builtin_memcpy(e->saddr, s->saddr, TWT_ADDR_LEN);
+	__builtin_memcpy(e->daddr, s->daddr, TWT_ADDR_LEN);
+	e->netns = s->netns;
+	e->sport = s->sport;
+	e->dport = s->dport;
+	e->family = s->family;
+	e->kind = TWT_KIND_TIME_WAIT;
+	e->substate = s->substate;
+	e->oldstate = TCP_FIN_WAIT1; /* the last transition seen */
+	e->newstate = TCP_TIME_WAIT;
+	e->flags = TWT_FLAG_RECOVERED;
+	/* Lifetime up to the close: when the socket reached TIME_WAIT after it is not known. */
+	fill_owner(e, &copy.owner, copy.closed_ns);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/*
  * iter/tcp walks the listening and established hash tables of the network namespace of the task
  * that created the iterator (bpf_iter_tcp: seq_file_net), request and timewait sockets included.
  * The loader setns()es into each namespace of interest to create one (kernel-facts §5).
@@ -705,6 +787,8 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 			if (CONFIG_HZ)
 				s.timer_ms = left <= 0 ? 0 : (__s32)((__u64)left * 1000 / CONFIG_HZ);
 		}
+		if (cfg.witness)
+			witness_time_wait(&s);
 	}
 	bpf_seq_write(ctx->meta->seq, &s, sizeof(s));
 	return 0;

@@ -39,15 +39,26 @@ enum twt_owner_source {
 	TWT_OWNER_SYSCALL = 3, /* the task in the failing syscall (bind_fail) */
 };
 
-/* Per-CPU counters, index into the `counters` map. Each is a loss or a gap in attribution. */
+/* Bits of twt_event.flags. */
+enum twt_event_flag {
+	TWT_FLAG_RECOVERED = 1, /* time_wait found by a socket walk: the kernel ran no program for this
+	                         * socket's entry into TIME_WAIT (README, "Design notes": missed transitions) */
+};
+
+/* Per-CPU counters, index into the `counters` map. Each is a loss, a gap in attribution or a witness. */
 enum twt_counter {
-	TWT_CNT_RING_FULL = 0,         /* bpf_ringbuf_reserve failed: event lost */
-	TWT_CNT_OWNER_MAP_FULL = 1,    /* sock_owner insert failed: socket left unattributed */
-	TWT_CNT_LISTENER_MAP_FULL = 2, /* listeners insert failed: its accepted sockets unattributed */
-	TWT_CNT_OWNER_MISSING = 3,     /* a time_wait/reset with no owner entry (predates twtrace, or evicted) */
-	TWT_CNT_NESTED_RECOVERED = 4,  /* a nested transition the kernel skipped for the primary program,
-	                                * handled by the fallback program instead (not lost) */
-	TWT_CNT__MAX = 5,
+	TWT_CNT_RING_FULL = 0,           /* bpf_ringbuf_reserve failed: event lost */
+	TWT_CNT_OWNER_STORAGE_FAIL = 1,  /* socket storage could not be allocated: socket left unattributed */
+	TWT_CNT_LISTENER_MAP_FULL = 2,   /* listeners insert failed: its accepted sockets unattributed */
+	TWT_CNT_OWNER_MISSING = 3,       /* a time_wait/reset with no known owner (the socket predates twtrace) */
+	TWT_CNT_NESTED_RECOVERED = 4,    /* a nested transition the kernel skipped for the primary program,
+	                                  * handled by the fallback program instead (not lost) */
+	TWT_CNT_CLOSING_MAP_FULL = 5,    /* an active close not entered in `closing`: a missed time_wait of
+	                                  * that socket could not be witnessed by a walk */
+	TWT_CNT_WALK_MISSED = 6,         /* timewait sockets a walk found that no time_wait event reported:
+	                                  * the kernel ran no program for their entry (each is re-sent with
+	                                  * TWT_FLAG_RECOVERED, unless the ring is full: then also RING_FULL) */
+	TWT_CNT__MAX = 7,
 };
 
 struct twt_event {
@@ -76,7 +87,8 @@ struct twt_event {
 	__u8 newstate;
 	char comm[TWT_COMM_LEN];
 	char closer_comm[TWT_COMM_LEN];
-	__u32 _pad;
+	__u8 flags;         /* enum twt_event_flag bits */
+	__u8 _pad[3];
 };
 
 /*
@@ -104,8 +116,48 @@ struct twt_config {
 	__u32 netns_count;
 	__u32 pid;                   /* owner, closer, or (bind_fail) current process */
 	__u32 kinds;                 /* bit (1 << kind) set: emit that kind */
+	__u32 witness;               /* 1: keep active closes in `closing` for socket walks to witness */
 	__u16 port;                  /* local or remote port */
 	__u16 family;                /* AF_INET or AF_INET6 */
+	__u32 _pad;
+};
+
+/*
+ * What twtrace knows of one socket, in its socket-local storage (BPF_MAP_TYPE_SK_STORAGE): created at
+ * the socket's first relevant transition, freed by the kernel with the socket (bpf_sk_storage_free
+ * from __sk_destruct), so nothing is ever left behind and nothing keyed by a reusable address exists.
+ */
+struct twt_owner {
+	__u64 start_ns;  /* 0: the socket's start was not seen */
+	__u64 cgroup_id; /* sk_cgrp_data at the socket's start (a timewait socket has none) */
+	__u32 pid;
+	__u32 tid;
+	__u32 uid;
+	__u32 closer_pid;
+	__u32 closer_tid;
+	__u32 closer_uid;
+	__u32 handled;   /* states_key() of the transition the primary program handled last; 0 once the
+	                  * fallback program saw it (see handle_inet_sock_set_state_nested) */
+	__u8 side;
+	__u8 source;
+	__u8 closing;    /* this socket's cookie is in `closing` (made at its active close) */
+	__u8 _pad;
+	char comm[TWT_COMM_LEN];
+	char closer_comm[TWT_COMM_LEN];
+};
+
+enum twt_claim {
+	TWT_CLAIM_NONE = 0,
+	TWT_CLAIM_WALK = 1,       /* a socket walk found it in TIME_WAIT and delivered the event */
+	TWT_CLAIM_TRACEPOINT = 2, /* the tracepoint saw it end */
+};
+
+/* An active close waiting for its time_wait event: a value of the `closing` map (the loader reads it). */
+struct twt_closing {
+	struct twt_owner owner;
+	__u64 closed_ns; /* ESTABLISHED -> FIN_WAIT1 */
+	__u32 netns;
+	__u32 claim;     /* enum twt_claim: whoever delivers the time_wait event claims it (compare-and-swap) */
 };
 
 #endif /* TWTRACE_H */

@@ -37,6 +37,9 @@ interface LibbpfRaw {
 	bpf_iter_create: (linkFd: number) => number;
 	bpf_link__destroy: (link: Handle) => number;
 	bpf_map_lookup_elem: (fd: number, key: Buffer, value: Buffer) => number;
+	bpf_map_update_elem: (fd: number, key: Buffer, value: Buffer, flags: bigint) => number;
+	bpf_map_delete_elem: (fd: number, key: Buffer) => number;
+	bpf_map_get_next_key: (fd: number, key: Buffer | null, next: Buffer) => number;
 	bpf_obj_get_info_by_fd: (fd: number, info: Buffer, len: Buffer) => number;
 	libbpf_num_possible_cpus: () => number;
 	libbpf_probe_bpf_map_type: (type: number, opts: null) => number;
@@ -73,6 +76,9 @@ function libbpf(): LibbpfRaw {
 		bpf_iter_create: lib.func('int bpf_iter_create(int link_fd)'),
 		bpf_link__destroy: lib.func('int bpf_link__destroy(void *link)'),
 		bpf_map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)'),
+		bpf_map_update_elem: lib.func('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)'),
+		bpf_map_delete_elem: lib.func('int bpf_map_delete_elem(int fd, const uint8_t *key)'),
+		bpf_map_get_next_key: lib.func('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next)'),
 		bpf_obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint8_t *len)'),
 		libbpf_num_possible_cpus: lib.func('int libbpf_num_possible_cpus()'),
 		libbpf_probe_bpf_map_type: lib.func('int libbpf_probe_bpf_map_type(int type, void *opts)'),
@@ -215,6 +221,25 @@ export function iterCreate(link: Handle): number {
 /** Looks up `key` in a (non-per-CPU) map; false when absent. */
 export function mapLookup(fd: number, key: Buffer, value: Buffer): boolean {
 	return libbpf().bpf_map_lookup_elem(fd, key, value) === 0;
+}
+
+/** Writes `key` → `value` (BPF_ANY). Throws NativeError on failure. */
+export function mapUpdate(fd: number, key: Buffer, value: Buffer): void {
+	const ret = libbpf().bpf_map_update_elem(fd, key, value, 0n);
+	if (ret < 0) throw failure('update map', ret);
+}
+
+/** Deletes `key`; false when it was not there (ENOENT), or another failure. */
+export function mapDelete(fd: number, key: Buffer): boolean {
+	return libbpf().bpf_map_delete_elem(fd, key) === 0;
+}
+
+/**
+ * The key after `key` in a hash map's order (null: the first), written into `next`; false at the end.
+ * A deleted `key` restarts from the first (kernel htab_map_get_next_key), so callers bound their loop.
+ */
+export function mapNextKey(fd: number, key: Buffer | null, next: Buffer): boolean {
+	return libbpf().bpf_map_get_next_key(fd, key, next) === 0;
 }
 
 export function linkDestroy(link: Handle): void {

@@ -24,12 +24,14 @@ interface BtfType {
 
 export interface Field { offset: number; size: number; count?: number }
 
-const STRUCTS = { event: 'twt_event', sock: 'twt_sock', config: 'twt_config' } as const;
+const STRUCTS = { event: 'twt_event', sock: 'twt_sock', config: 'twt_config', closing: 'twt_closing' } as const;
 const ENUMS = {
 	EventKind: ['twt_event_kind', 'TWT_KIND_'],
 	Side: ['twt_side', 'TWT_SIDE_'],
 	OwnerSource: ['twt_owner_source', 'TWT_OWNER_'],
 	Counter: ['twt_counter', 'TWT_CNT_'],
+	EventFlag: ['twt_event_flag', 'TWT_FLAG_'],
+	Claim: ['twt_claim', 'TWT_CLAIM_'],
 } as const;
 
 /** Reads bpftool's JSON BTF dump of an object file. Throws if bpftool fails. */
@@ -70,6 +72,10 @@ export function generateLayout(types: BtfType[]): string {
 	const event = fields(STRUCTS.event);
 	const sock = fields(STRUCTS.sock);
 	const config = fields(STRUCTS.config);
+	const closing = fields(STRUCTS.closing);
+	const data = named('DATASEC', '.data');
+	const minAgeVar = data.vars!.find((v) => byId.get(v.type_id)?.name === 'walk_min_age_ns');
+	if (!minAgeVar) throw new Error('.data has no walk_min_age_ns variable');
 	const rodata = named('DATASEC', '.rodata');
 	const cfgVar = rodata.vars!.find((v) => byId.get(v.type_id)?.name === 'cfg');
 	if (!cfgVar) throw new Error('.rodata has no cfg variable');
@@ -93,6 +99,14 @@ export function generateLayout(types: BtfType[]): string {
 		'/** Where `const volatile struct twt_config cfg` sits in the .rodata map, and that map\'s size. */',
 		`export const RODATA_CFG_OFFSET = ${cfgVar.offset};`,
 		`export const RODATA_SIZE = ${Math.max(...rodata.vars!.map((v) => v.offset + v.size))};`,
+		'',
+		'/** A value of the `closing` map (the witness of active closes; swept by the loader). */',
+		`export const CLOSING_SIZE = ${closing.size};`,
+		`export const CLOSING_FIELDS = ${fieldTable(closing.fields)} as const satisfies Record<string, FieldLayout>;`,
+		'',
+		'/** Where `volatile __u64 walk_min_age_ns` sits in the .data map, and that map\'s size. */',
+		`export const DATA_WALK_MIN_AGE_OFFSET = ${minAgeVar.offset};`,
+		`export const DATA_SIZE = ${Math.max(...data.vars!.map((v) => v.offset + v.size))};`,
 	];
 	for (const [tsName, [cName, prefix]] of Object.entries(ENUMS)) {
 		const e = named('ENUM', cName);

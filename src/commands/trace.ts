@@ -8,6 +8,8 @@ import type { TwtEvent } from '../event/decode.js';
 import { CgroupPaths, epochOffsetUs, isWriteEndOrphaned, netnsInode } from '../tracer/host.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import { TraceSession, type SessionSummary } from '../tracer/session.js';
+import { MAX_WALKED_NAMESPACES, monotonicUs } from '../tracer/live.js';
+import { NamespaceWalker } from '../tracer/namespaces.js';
 import type { Filters } from '../tracer/tracer.js';
 import { eventsLost } from '../views/losses.js';
 import { blame } from '../model/attribution.js';
@@ -15,8 +17,13 @@ import { eventJsonLine, type EventContext } from '../views/event-json.js';
 import { eventText, TEXT_HEADER } from '../views/event-text.js';
 import { formatBytes, type FilterOptions } from './options.js';
 
+/** How often trace walks sockets to find time_wait events the kernel missed (and once at the end). */
+const WITNESS_WALK_MS = 30_000;
+
 export interface TraceOptions extends FilterOptions {
 	json?: boolean;
+	/** Witness walks: how often (ms). */
+	walkInterval?: number;
 	duration?: number;
 	count?: number;
 	header: boolean;
@@ -65,10 +72,15 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	let finish!: (reason: string) => void;
 	const finished = new Promise<string>((resolve) => (finish = resolve));
 
-	const session = new TraceSession({ objectPath, filters, ringBytes: opts.ringSize, log }, {
+	// Socket walks are the witness of time_wait events the kernel never reports (bpf/twtrace.bpf.c,
+	// dump_tcp): only worth their cost when time_wait events are wanted.
+	const witness = filters.kinds.length === 0 || filters.kinds.includes('time_wait');
+	const seenNetns = new Map<number, number>(); // netns → a pid seen in it (a way in)
+	const session = new TraceSession({ objectPath, filters, ringBytes: opts.ringSize, log, socketWalks: witness }, {
 		onEvents: (events) => {
 			let out = '';
 			for (const e of events) {
+				if (witness && e.netns && !seenNetns.has(e.netns) && seenNetns.size < MAX_WALKED_NAMESPACES) seenNetns.set(e.netns, e.pid || e.closerPid);
 				if (opts.comm !== undefined && blame(e).comm !== opts.comm) continue;
 				if (opts.count !== undefined && printed >= opts.count) break;
 				out += format(e) + '\n';
@@ -85,8 +97,10 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 			if (delta.ringFull) {
 				io.stderr.write(`twtrace: dropped ${delta.ringFull.toLocaleString('en-US')} events: ring buffer full (total ${total.ringFull.toLocaleString('en-US')}, --ring-size ${formatBytes(session.ringBytes)}). ${dropHint}\n`);
 			}
-			if (delta.missedRuns) io.stderr.write(`twtrace: the kernel skipped ${delta.missedRuns} program runs (nested on one CPU): those transitions were not seen\n`);
-			if (delta.mapFull) io.stderr.write(`twtrace: ${delta.mapFull} sockets left unattributed: owner map full\n`);
+			if (delta.missedRuns) io.stderr.write(`twtrace: the kernel skipped ${delta.missedRuns} runs of the bind() program (nested on one CPU): those bind failures were not seen\n`);
+			if (delta.mapFull) io.stderr.write(`twtrace: ${delta.mapFull} sockets left unattributed: socket storage or listener map full\n`);
+			if (delta.walkMissed) io.stderr.write(`twtrace: ${delta.walkMissed} sockets entered TIME_WAIT with no tracepoint call; a socket walk found them and their time_wait events follow, marked recovered\n`);
+			if (delta.unwitnessed) io.stderr.write(`twtrace: ${delta.unwitnessed} active closes could not be remembered (closing map full): a missed time_wait among them would go unseen\n`);
 			if (delta.decodeErrors) io.stderr.write(`twtrace: ${delta.decodeErrors} records could not be decoded (BPF object and twtrace out of step? rebuild: scripts/setup)\n`);
 		},
 	});
@@ -99,6 +113,15 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 		if (isWriteEndOrphaned(stdoutFd)) finish('stdout closed');
 	}, 250);
 	void io.interrupted.then(finish);
+	const walker = witness ? new NamespaceWalker(session.tracer, monotonicUs, () => session.drainNow()) : undefined;
+	const witnessWalk = () => {
+		if (!walker) return;
+		walker.discover();
+		const namespaces = filters.netns.length ? filters.netns : [walker.home, ...seenNetns.keys()];
+		for (const netns of new Set(namespaces)) walker.witness(netns, [seenNetns.get(netns) ?? 0]);
+		session.tracer.sweepClosing(process.hrtime.bigint());
+	};
+	const walkTimer = walker ? setInterval(witnessWalk, opts.walkInterval ?? WITNESS_WALK_MS) : undefined;
 
 	try {
 		io.stderr.write(`twtrace: tracing TCP connections${describeFilters(filters, opts)}. Ctrl-C to stop.\n`);
@@ -107,6 +130,12 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	} finally {
 		clearTimeout(timer);
 		clearInterval(pipeWatch);
+		clearInterval(walkTimer);
+		if (walker) {
+			// After detaching no time_wait event is on its way: the last walk claims every missed one.
+			session.detachTracepoints();
+			witnessWalk();
+		}
 		const summary = session.stop();
 		io.stderr.write(summaryLine(summary, printed) + '\n');
 	}
@@ -132,5 +161,7 @@ export function summaryLine(s: SessionSummary, printed?: number): string {
 	return `twtrace: ${seen} in ${s.seconds.toFixed(1)} s; ` +
 		`${lost.toLocaleString('en-US')} lost (ring full ${s.ringFull}, skipped runs ${s.missedRuns}, undecodable ${s.decodeErrors}); ` +
 		`${s.mapFull} unattributed (map full), ${s.ownerMissing} without a known owner (opened before twtrace started)` +
+		(s.walkMissed ? `; ${s.walkMissed} time_wait missed by the kernel's tracepoint, recovered from socket walks` : '') +
+		(s.unwitnessed ? `; ${s.unwitnessed} active closes unwitnessed (closing map full)` : '') +
 		(s.nestedRecovered ? `; ${s.nestedRecovered} nested transitions recovered by the fallback program` : '');
 }

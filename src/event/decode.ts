@@ -3,7 +3,7 @@
  * record of the wrong size or an unknown kind comes back as a DecodeFailure for the caller to count.
  */
 import os from 'node:os';
-import { EVENT_FIELDS as F, EVENT_SIZE } from './layout.generated.js';
+import { EVENT_FIELDS as F, EVENT_SIZE, EventFlag } from './layout.generated.js';
 import { AF_INET6, kindName, OWNER_SOURCE_NAMES, SIDE_NAMES, type EventKindName, type OwnerSourceName, type SideName } from './kinds.js';
 
 export interface TwtEvent {
@@ -36,6 +36,11 @@ export interface TwtEvent {
 	substate: number;
 	oldState: number;
 	newState: number;
+	/**
+	 * time_wait found by a socket walk: the kernel ran no program when this socket entered TIME_WAIT
+	 * (README, "Design notes"). tsUs is then when the walk found it.
+	 */
+	recovered: boolean;
 }
 
 export type DecodeFailure = { reason: 'short' | 'unknown-kind'; length: number; kind?: number };
@@ -50,7 +55,7 @@ export const FIELD_PROPERTIES: { readonly [K in keyof typeof F]: keyof TwtEvent 
 	closer_pid: 'closerPid', closer_tid: 'closerTid', closer_uid: 'closerUid', err: 'err',
 	sport: 'sport', dport: 'dport', family: 'family', kind: 'kind', side: 'side',
 	owner_source: 'ownerSource', substate: 'substate', oldstate: 'oldState', newstate: 'newState',
-	comm: 'comm', closer_comm: 'closerComm', _pad: 'padding',
+	comm: 'comm', closer_comm: 'closerComm', flags: 'recovered', _pad: 'padding',
 };
 
 const hostLittleEndian = os.endianness() === 'LE';
@@ -109,6 +114,7 @@ export class Decoder {
 			substate: v.getUint8(offset + F.substate.offset),
 			oldState: v.getUint8(offset + F.oldstate.offset),
 			newState: v.getUint8(offset + F.newstate.offset),
+			recovered: (v.getUint8(offset + F.flags.offset) & EventFlag.RECOVERED) !== 0,
 		};
 	}
 

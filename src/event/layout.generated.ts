@@ -30,7 +30,8 @@ export const EVENT_FIELDS = {
 	newstate: { offset: 107, size: 1 },
 	comm: { offset: 108, size: 16, count: 16 },
 	closer_comm: { offset: 124, size: 16, count: 16 },
-	_pad: { offset: 140, size: 4 },
+	flags: { offset: 140, size: 1 },
+	_pad: { offset: 141, size: 3, count: 3 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** One socket from the iter/tcp program (dump_tcp). */
@@ -48,20 +49,35 @@ export const SOCK_FIELDS = {
 	substate: { offset: 55, size: 1 },
 } as const satisfies Record<string, FieldLayout>;
 
-export const CONFIG_SIZE = 56;
+export const CONFIG_SIZE = 64;
 export const CONFIG_FIELDS = {
 	cgroup_id: { offset: 0, size: 8 },
 	netns: { offset: 8, size: 32, count: 8 },
 	netns_count: { offset: 40, size: 4 },
 	pid: { offset: 44, size: 4 },
 	kinds: { offset: 48, size: 4 },
-	port: { offset: 52, size: 2 },
-	family: { offset: 54, size: 2 },
+	witness: { offset: 52, size: 4 },
+	port: { offset: 56, size: 2 },
+	family: { offset: 58, size: 2 },
+	_pad: { offset: 60, size: 4 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** Where `const volatile struct twt_config cfg` sits in the .rodata map, and that map's size. */
 export const RODATA_CFG_OFFSET = 0;
-export const RODATA_SIZE = 56;
+export const RODATA_SIZE = 64;
+
+/** A value of the `closing` map (the witness of active closes; swept by the loader). */
+export const CLOSING_SIZE = 96;
+export const CLOSING_FIELDS = {
+	owner: { offset: 0, size: 80 },
+	closed_ns: { offset: 80, size: 8 },
+	netns: { offset: 88, size: 4 },
+	claim: { offset: 92, size: 4 },
+} as const satisfies Record<string, FieldLayout>;
+
+/** Where `volatile __u64 walk_min_age_ns` sits in the .data map, and that map's size. */
+export const DATA_WALK_MIN_AGE_OFFSET = 0;
+export const DATA_SIZE = 8;
 
 export const EventKind = {
 	CONNECT: 1,
@@ -89,9 +105,21 @@ export const OwnerSource = {
 
 export const Counter = {
 	RING_FULL: 0,
-	OWNER_MAP_FULL: 1,
+	OWNER_STORAGE_FAIL: 1,
 	LISTENER_MAP_FULL: 2,
 	OWNER_MISSING: 3,
 	NESTED_RECOVERED: 4,
-	_MAX: 5,
+	CLOSING_MAP_FULL: 5,
+	WALK_MISSED: 6,
+	_MAX: 7,
+} as const;
+
+export const EventFlag = {
+	RECOVERED: 1,
+} as const;
+
+export const Claim = {
+	NONE: 0,
+	WALK: 1,
+	TRACEPOINT: 2,
 } as const;

@@ -8,7 +8,7 @@ import type { TwtEvent } from '../event/decode.js';
 import type { ChurnModel } from '../model/aggregate.js';
 import type { WalkRecord } from '../model/walk.js';
 import { NamespaceWalker } from './namespaces.js';
-import { TraceSession, type SessionSummary } from './session.js';
+import { NO_DROPS, TraceSession, type SessionSummary } from './session.js';
 import type { DropCounts, Filters } from './tracer.js';
 
 export interface LiveFeedOptions {
@@ -46,7 +46,8 @@ export class LiveFeed {
 	readonly #walkIntervalMs: number;
 	readonly #handlers: LiveFeedHandlers;
 	#lastWalkUs = 0;
-	#drops: LiveDrops = { ringFull: 0, mapFull: 0, missedRuns: 0, nestedRecovered: 0, ownerMissing: 0, decodeErrors: 0 };
+	#stopped = false;
+	#drops: LiveDrops = { ...NO_DROPS, decodeErrors: 0 };
 
 	/** Loads and attaches (throws what the tracer throws), then walks once, before any caller reads the model. */
 	constructor(model: ChurnModel, options: LiveFeedOptions, handlers: LiveFeedHandlers = {}) {
@@ -98,6 +99,9 @@ export class LiveFeed {
 		const discovered = this.#walker.discover();
 		for (const netns of namespacesToWalk(this.model, this.#asked, this.home, discovered)) {
 			const outcome = this.#walker.walk(netns, pidsIn(this.model, netns));
+			// The walk delivered the time_wait events the kernel missed (bpf/twtrace.bpf.c, dump_tcp):
+			// the model takes them before the walk, so that they keep their owner.
+			this.#session.drainNow();
 			if ('error' in outcome) {
 				this.unwalked.set(netns, outcome.error);
 				this.model.addNamespace(netns); // shown, with the reason it was not walked
@@ -107,11 +111,21 @@ export class LiveFeed {
 				this.#handlers.onWalk?.(outcome.record);
 			}
 		}
+		this.#session.tracer.sweepClosing(process.hrtime.bigint());
 		this.#lastWalkUs = monotonicUs();
 	}
 
-	/** Detaches and delivers the rest of the ring; idempotent. */
-	stop(): SessionSummary {
+	/**
+	 * Detaches and delivers the rest of the ring; idempotent. With `lastWalk`, walks once more after
+	 * detaching, so that every missed time_wait of a socket that closed before the stop is delivered
+	 * (a record's capture ends complete); top and serve skip it to exit at once.
+	 */
+	stop(options: { lastWalk?: boolean } = {}): SessionSummary {
+		if (options.lastWalk && !this.#stopped) {
+			this.#session.detachTracepoints();
+			this.walkAll();
+		}
+		this.#stopped = true;
 		return this.#session.stop();
 	}
 }

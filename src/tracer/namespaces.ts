@@ -76,14 +76,31 @@ export class NamespaceWalker {
 
 	/** Walks `netns`; `pids` are processes seen in it, tried as ways in. Never throws. */
 	walk(netns: number, pids: Iterable<number> = []): WalkOutcome {
+		return this.#enter(netns, pids, () => this.#walkHere(netns));
+	}
+
+	/**
+	 * Walks `netns` only for the walk's side effect in the kernel: delivering the time_wait events
+	 * the tracepoint missed (bpf/twtrace.bpf.c, dump_tcp). Nothing is decoded. Returns an error text,
+	 * or undefined. Never throws.
+	 */
+	witness(netns: number, pids: Iterable<number> = []): string | undefined {
+		const outcome = this.#enter(netns, pids, () => {
+			this.#tracer.walkSockets(this.#betweenChunks);
+			return undefined;
+		});
+		return outcome && 'error' in outcome ? outcome.error : undefined;
+	}
+
+	#enter<T>(netns: number, pids: Iterable<number>, body: () => T): T | { netns: number; error: string } {
 		try {
-			if (netns === this.#home) return this.#walkHere(netns);
+			if (netns === this.#home) return body();
 			const nsPath = this.#find(netns, pids);
 			if (!nsPath) return { netns, error: 'no way in: no process in it is still running and it is not under /run/netns' };
 			const fd = fs.openSync(nsPath, 'r');
 			try {
 				if (fs.fstatSync(fd).ino !== netns) return { netns, error: `${nsPath} changed namespace` };
-				return inNetns(fd, () => this.#walkHere(netns));
+				return inNetns(fd, body);
 			} finally {
 				fs.closeSync(fd);
 			}

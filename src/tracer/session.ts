@@ -44,7 +44,7 @@ export interface SessionSummary extends DropCounts {
  */
 const MAX_BATCH_EVENTS = 1024;
 
-const ZERO: DropCounts = { ringFull: 0, mapFull: 0, missedRuns: 0, nestedRecovered: 0, ownerMissing: 0 };
+export const NO_DROPS: DropCounts = { ringFull: 0, mapFull: 0, missedRuns: 0, nestedRecovered: 0, ownerMissing: 0, walkMissed: 0, unwitnessed: 0 };
 
 export class TraceSession {
 	readonly #tracer: Tracer;
@@ -56,7 +56,7 @@ export class TraceSession {
 	#rawBytes = 0;
 	#events = 0;
 	#decodeErrors = 0;
-	#reported = { ...ZERO, decodeErrors: 0 };
+	#reported = { ...NO_DROPS, decodeErrors: 0 };
 	#lastDropCheckMs = 0;
 	#final: SessionSummary | undefined;
 
@@ -122,13 +122,21 @@ export class TraceSession {
 		this.#tracer.reader.resume();
 	}
 
+	/** Detaches the tracepoint programs and delivers what the ring holds: a last walk may follow. */
+	detachTracepoints(): void {
+		this.#tracer.detachTracepoints();
+		this.drainNow();
+	}
+
 	/**
 	 * Detaches, delivers the events still in the ring, reports final losses and returns the totals.
 	 * Idempotent: later calls return the same summary.
 	 */
 	stop(): SessionSummary {
 		if (this.#final) return this.#final;
-		const drops = this.#checkDrops(); // before close(): the counters map goes with the object
+		this.#tracer.detachTracepoints();
+		this.drainNow();
+		const drops = this.#checkDrops(); // after the last run, before close(): the counters map goes with the object
 		this.#tracer.close();
 		this.#flush();
 		this.#final = {
@@ -153,16 +161,10 @@ export class TraceSession {
 
 	#checkDrops(): DropCounts {
 		const total = { ...this.#tracer.drops(), decodeErrors: this.#decodeErrors };
-		const delta = {
-			ringFull: total.ringFull - this.#reported.ringFull,
-			mapFull: total.mapFull - this.#reported.mapFull,
-			missedRuns: total.missedRuns - this.#reported.missedRuns,
-			nestedRecovered: total.nestedRecovered - this.#reported.nestedRecovered,
-			ownerMissing: total.ownerMissing - this.#reported.ownerMissing,
-			decodeErrors: total.decodeErrors - this.#reported.decodeErrors,
-		};
+		const delta = { ...total };
+		for (const k of Object.keys(delta) as (keyof typeof delta)[]) delta[k] -= this.#reported[k];
 		this.#reported = total;
-		if (delta.ringFull || delta.mapFull || delta.missedRuns || delta.decodeErrors) this.#handlers.onDrops?.(delta, total);
+		if (delta.ringFull || delta.mapFull || delta.missedRuns || delta.decodeErrors || delta.walkMissed || delta.unwitnessed) this.#handlers.onDrops?.(delta, total);
 		return total;
 	}
 }

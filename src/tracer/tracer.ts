@@ -5,7 +5,7 @@
 import * as bpf from '../../native/libbpf.js';
 import { readIterator } from '../../native/iter.js';
 import { RingMap } from '../../native/ring-map.js';
-import { CONFIG_FIELDS, CONFIG_SIZE, Counter, RODATA_CFG_OFFSET } from '../event/layout.generated.js';
+import { Claim, CLOSING_FIELDS, CLOSING_SIZE, CONFIG_FIELDS, CONFIG_SIZE, Counter, DATA_SIZE, DATA_WALK_MIN_AGE_OFFSET, RODATA_CFG_OFFSET } from '../event/layout.generated.js';
 import { kindValue, type EventKindName } from '../event/kinds.js';
 import { RingReader, type RecordHandler } from './ring-reader.js';
 
@@ -28,7 +28,10 @@ export interface TracerOptions {
 	ringBytes: number;
 	/** libbpf and verifier messages, for --verbose. */
 	log?: (line: string) => void;
-	/** Load the iter/tcp program too, for walkSockets() (top's reconciliation). */
+	/**
+	 * Load the iter/tcp program too, for walkSockets() (top's reconciliation), and keep active closes
+	 * in the `closing` map, so that walks deliver the time_wait events the kernel never reported.
+	 */
 	socketWalks?: boolean;
 }
 
@@ -41,15 +44,30 @@ export interface ListenerOwner {
 export interface DropCounts {
 	/** Events lost because the ring buffer was full. */
 	ringFull: number;
-	/** Sockets left unattributed because sock_owner or listeners could not take an entry. */
+	/** Sockets left unattributed because socket storage or the listeners map could not take an entry. */
 	mapFull: number;
-	/** Program runs the kernel skipped (already running on that CPU) that the fallback did not recover: lost. */
+	/**
+	 * Runs of a program without a fallback (sys_exit: bind failures) the kernel skipped because it was
+	 * already running on that CPU: lost.
+	 */
 	missedRuns: number;
-	/** Nested runs the kernel skipped for the primary program and the fallback handled: not lost. */
+	/** Nested transitions the kernel skipped for the primary program and the fallback handled: not lost. */
 	nestedRecovered: number;
-	/** time_wait/reset events whose socket had no recorded owner (it predates twtrace, or was evicted). */
+	/** time_wait/reset events whose socket had no known owner (it predates twtrace). */
 	ownerMissing: number;
+	/**
+	 * Timewait sockets found by walks that no tracepoint reported (the kernel ran no program for their
+	 * entry into TIME_WAIT): each was delivered as a recovered time_wait event, unless the ring was
+	 * full (then also in ringFull).
+	 */
+	walkMissed: number;
+	/** Active closes the `closing` map could not take: a missed time_wait of those goes unwitnessed. */
+	unwitnessed: number;
 }
+
+/** A closing entry older than this is deleted by sweepClosing(): no close takes that long to end
+ * (FIN_WAIT1 retries, tcp_fin_timeout, a half-closed socket) without the tracepoint or a walk settling it. */
+export const CLOSING_MAX_AGE_NS = 600_000_000_000n;
 
 const PROGRAMS = {
 	stateChange: { name: 'handle_inet_sock_set_state', attachPoint: 'tp_btf/inet_sock_set_state' },
@@ -62,7 +80,7 @@ const PROGRAMS = {
 const LISTENER_VALUE_BYTES = 40;
 
 /** Encodes the filters as `struct twt_config` (host byte order). Pure; exported for tests. */
-export function encodeConfig(filters: Filters): Uint8Array {
+export function encodeConfig(filters: Filters, witness = false): Uint8Array {
 	const bytes = new Uint8Array(CONFIG_SIZE);
 	const v = new DataView(bytes.buffer);
 	const le = true; // x86_64 only, as bpf/twtrace.bpf.c
@@ -75,6 +93,7 @@ export function encodeConfig(filters: Filters): Uint8Array {
 	let kinds = 0;
 	for (const k of filters.kinds) kinds |= 1 << kindValue(k)!;
 	v.setUint32(F.kinds.offset, kinds >>> 0, le);
+	v.setUint32(F.witness.offset, witness ? 1 : 0, le);
 	v.setUint16(F.port.offset, filters.port ?? 0, le);
 	v.setUint16(F.family.offset, filters.family === 4 ? 2 : filters.family === 6 ? 10 : 0, le);
 	return bytes;
@@ -86,6 +105,9 @@ export class Tracer {
 	readonly #programFds: number[] = [];
 	readonly #countersFd: number;
 	readonly #listenersFd: number;
+	readonly #closingFd: number;
+	readonly #dataFd: number;
+	readonly #stateLinks: bpf.Handle[] = [];
 	readonly #walkLink: bpf.Handle | undefined;
 	readonly #cpus: number;
 	readonly #ring: RingMap;
@@ -104,7 +126,7 @@ export class Tracer {
 		this.ringBytes = options.ringBytes;
 		this.#object = bpf.objectOpen(options.objectPath);
 		try {
-			bpf.mapWriteInitialValue(bpf.findMap(this.#object, '.rodata'), RODATA_CFG_OFFSET, encodeConfig(options.filters));
+			bpf.mapWriteInitialValue(bpf.findMap(this.#object, '.rodata'), RODATA_CFG_OFFSET, encodeConfig(options.filters, options.socketWalks === true));
 			bpf.mapSetMaxEntries(bpf.findMap(this.#object, 'events'), options.ringBytes);
 			const wantsBind = options.filters.kinds.length === 0 || options.filters.kinds.includes('bind_fail');
 			const sysExit = bpf.findProgram(this.#object, PROGRAMS.sysExit.name);
@@ -117,15 +139,21 @@ export class Tracer {
 				this.#links.push(this.#walkLink);
 			}
 
+			// Primary before fallback: the kernel calls a tracepoint's programs in attach order.
 			const wanted = [PROGRAMS.stateChange, PROGRAMS.stateChangeNested, ...(wantsBind ? [PROGRAMS.sysExit] : [])];
 			for (const p of wanted) {
 				const prog = bpf.findProgram(this.#object, p.name);
-				// The fallback's own skips are harmless: it is only skipped while it runs, when the primary is idle.
-				if (p !== PROGRAMS.stateChangeNested) this.#programFds.push(bpf.programFd(prog));
-				this.#links.push(bpf.programAttach(prog, p.attachPoint));
+				// Only sys_exit has no fallback: its skipped runs are lost. The state programs' skips are
+				// recovered by each other (bpf/twtrace.bpf.c).
+				if (p === PROGRAMS.sysExit) this.#programFds.push(bpf.programFd(prog));
+				const link = bpf.programAttach(prog, p.attachPoint);
+				this.#links.push(link);
+				this.#stateLinks.push(link);
 			}
 			this.#countersFd = bpf.mapFd(bpf.findMap(this.#object, 'counters'));
 			this.#listenersFd = bpf.mapFd(bpf.findMap(this.#object, 'listeners'));
+			this.#closingFd = bpf.mapFd(bpf.findMap(this.#object, 'closing'));
+			this.#dataFd = bpf.mapFd(bpf.findMap(this.#object, '.data'));
 			this.#cpus = bpf.possibleCpus();
 			this.#ring = new RingMap(bpf.mapFd(bpf.findMap(this.#object, 'events')), options.ringBytes);
 		} catch (error) {
@@ -141,17 +169,56 @@ export class Tracer {
 	drops(): DropCounts {
 		if (this.#closed) throw new Error('tracer closed');
 		const read = (c: number) => Number(bpf.perCpuSum(this.#countersFd, c, this.#cpus));
-		// Recovered first: the kernel counts a skip before the fallback counts its recovery, so
-		// misses read afterwards are never fewer than the recoveries read here.
-		const recovered = read(Counter.NESTED_RECOVERED);
-		const skipped = this.#programFds.reduce((sum, fd) => sum + Number(bpf.programRecursionMisses(fd)), 0);
 		return {
 			ringFull: read(Counter.RING_FULL),
-			mapFull: read(Counter.OWNER_MAP_FULL) + read(Counter.LISTENER_MAP_FULL),
+			mapFull: read(Counter.OWNER_STORAGE_FAIL) + read(Counter.LISTENER_MAP_FULL),
 			ownerMissing: read(Counter.OWNER_MISSING),
-			missedRuns: skipped - recovered,
-			nestedRecovered: recovered,
+			missedRuns: this.#programFds.reduce((sum, fd) => sum + Number(bpf.programRecursionMisses(fd)), 0),
+			nestedRecovered: read(Counter.NESTED_RECOVERED),
+			walkMissed: read(Counter.WALK_MISSED),
+			unwitnessed: read(Counter.CLOSING_MAP_FULL),
 		};
+	}
+
+	/**
+	 * Detaches the tracepoint programs (no new events), keeping the socket walk. A walk after this
+	 * may claim every closing entry at once: no time_wait event is on its way any more.
+	 */
+	detachTracepoints(): void {
+		if (this.#closed) return;
+		for (const link of this.#stateLinks.splice(0)) {
+			bpf.linkDestroy(link);
+			this.#links.splice(this.#links.indexOf(link), 1);
+		}
+		const data = Buffer.alloc(DATA_SIZE);
+		data.writeBigUInt64LE(0n, DATA_WALK_MIN_AGE_OFFSET);
+		bpf.mapUpdate(this.#dataFd, Buffer.alloc(4), data);
+	}
+
+	/**
+	 * Deletes the closing entries a walk claimed and those older than CLOSING_MAX_AGE_NS (a socket that
+	 * ended without any tracepoint call and without entering TIME_WAIT). Safe at any time: a tracepoint
+	 * that finds no entry delivers its event as usual. Visits at most `maxEntries`; returns how many
+	 * entries it deleted.
+	 */
+	sweepClosing(nowNs: bigint, maxEntries = 1_000_000): number {
+		if (this.#closed) return 0;
+		const key = Buffer.alloc(8);
+		const next = Buffer.alloc(8);
+		const value = Buffer.alloc(CLOSING_SIZE);
+		const doomed: Buffer[] = [];
+		let has = bpf.mapNextKey(this.#closingFd, null, next);
+		for (let visited = 0; has && visited < maxEntries; visited++) {
+			next.copy(key);
+			if (bpf.mapLookup(this.#closingFd, key, value)) {
+				const claim = value.readUInt32LE(CLOSING_FIELDS.claim.offset);
+				const closedNs = value.readBigUInt64LE(CLOSING_FIELDS.closed_ns.offset);
+				if (claim === Claim.WALK || nowNs - closedNs > CLOSING_MAX_AGE_NS) doomed.push(Buffer.from(key));
+			}
+			has = bpf.mapNextKey(this.#closingFd, key, next);
+		}
+		// Deleted after the pass: deleting the current key restarts get_next_key from the first.
+		return doomed.filter((k) => bpf.mapDelete(this.#closingFd, k)).length;
 	}
 
 	/**

@@ -31,7 +31,7 @@ export function eventJsonLine(e: TwtEvent, ctx: EventContext): string {
 	out += `,"cookie":${e.cookie},"side":"${e.side}","ownerPid":${owned ? e.pid : null},"ownerComm":${owned ? jsonString(e.comm) : null}`;
 	switch (e.kind) {
 		case 'time_wait':
-			return `${out},"substate":${stateJson(e.substate)}${closeJson(e)}}`;
+			return `${out},"substate":${stateJson(e.substate)}${closeJson(e)},"recovered":${e.recovered}}`;
 		case 'active_close':
 			return `${out}${closeJson(e)}}`;
 		case 'reset':

@@ -21,6 +21,7 @@ export function eventText(e: TwtEvent, ctx: EventContext): string {
 		details.push(`closer=${e.closerPid}/${e.closerComm}`);
 	}
 	if (e.kind === 'time_wait') details.push(`substate=${TCP_STATE_NAMES[e.substate]}`);
+	if (e.recovered) details.push('recovered-by-walk');
 	if (e.kind === 'reset') details.push(e.err ? `peer ${errnoName(e.err) ?? e.err}` : 'local abort', `from=${TCP_STATE_NAMES[e.oldState]}`);
 	if (e.kind === 'connect_fail' || e.kind === 'bind_fail') details.push(e.err ? `errno=${errnoName(e.err) ?? e.err}` : 'closed before established');
 	if (e.lifetimeUs && e.kind !== 'connect' && e.kind !== 'accept') details.push(`lifetime=${formatUs(e.lifetimeUs)}`);
