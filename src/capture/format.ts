@@ -26,13 +26,13 @@ import type { WalkRecord } from '../model/walk.js';
 
 /** PNG-style: a high byte, the name, CR LF, ^Z, LF: text-mode transfers and `type` are caught. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x57, 0x54, 0x0d, 0x0a, 0x1a, 0x0a]);
-export const CAPTURE_VERSION = 1;
+export const CAPTURE_VERSION = 2;
 /**
  * The record layouts version CAPTURE_VERSION was written with: a digest of every field's offset and
  * size (layoutFingerprint()). The layout test fails when they differ: raise CAPTURE_VERSION, then
  * set this to the new digest.
  */
-export const LAYOUT_FINGERPRINT = '9ee06dde0ec0c5f4';
+export const LAYOUT_FINGERPRINT = '6c44f24055c3c406';
 export const PREAMBLE_BYTES = 20;
 export const FRAME_HEADER_BYTES = 12;
 /** Bounds a reader accepts before allocating: a corrupt length must not ask for gigabytes. */
@@ -76,9 +76,49 @@ export interface CaptureTrailer {
 	reason: string;
 	events: number;
 	walks: number;
-	drops: { ringFull: number; mapFull: number; missedRuns: number; ownerMissing: number; decodeErrors: number };
+	/** As written; a reader takes whatever it holds through readDrops(). */
+	drops: CaptureDrops;
 	/** cgroup id → path, for the cgroups seen, resolved while they still existed. */
 	cgroups?: Record<string, string>;
+}
+
+/** The loss and witness counters a capture's end frame keeps (the recording session's summary). */
+export interface CaptureDrops {
+	ringFull: number;
+	mapFull: number;
+	missedRuns: number;
+	ownerMissing: number;
+	decodeErrors: number;
+	/** time_wait events the kernel never reported that walks delivered (recorded, flagged recovered). */
+	walkMissed: number;
+	/** Active closes the closing map could not take. */
+	unwitnessed: number;
+}
+
+export const DROP_NAMES: readonly (keyof CaptureDrops)[] = ['ringFull', 'mapFull', 'missedRuns', 'ownerMissing', 'decodeErrors', 'walkMissed', 'unwitnessed'];
+
+/** Just the counters a capture keeps, out of a session summary. */
+export function captureDrops(s: CaptureDrops): CaptureDrops {
+	return Object.fromEntries(DROP_NAMES.map((name) => [name, s[name]])) as unknown as CaptureDrops;
+}
+
+/**
+ * The counters of an end frame, whatever it holds: a value that is not a count (negative, a
+ * fraction, text, missing) is 0 here and named in `unreadable`, so the capture stays readable and
+ * its report says which losses are unknown. Pure.
+ */
+export function readDrops(raw: unknown): { drops: CaptureDrops; unreadable: string[] } {
+	const obj = typeof raw === 'object' && raw !== null ? raw as Record<string, unknown> : {};
+	const drops = {} as CaptureDrops;
+	const unreadable: string[] = [];
+	for (const name of DROP_NAMES) {
+		const v = obj[name];
+		const isCount = typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+		drops[name] = isCount ? v : 0;
+		// Counters added after version 2 was first written are absent from older end frames: 0, not unknown.
+		if (!isCount && !(v === undefined && (name === 'walkMissed' || name === 'unwitnessed'))) unreadable.push(`${name} ${JSON.stringify(v) ?? 'missing'}`);
+	}
+	return { drops, unreadable };
 }
 
 /** NetnsSettings as JSON: the reserved ports as the kernel prints them, not as a set. */

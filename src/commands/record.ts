@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import { CaptureError, CAPTURE_VERSION, layoutFingerprint, settingsToJson, type CaptureHeader } from '../capture/format.js';
+import { captureDrops, CaptureError, CAPTURE_VERSION, layoutFingerprint, settingsToJson, type CaptureHeader } from '../capture/format.js';
 import { CaptureWriter } from '../capture/writer.js';
 import { EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
 import type { TwtEvent } from '../event/decode.js';
@@ -115,13 +115,13 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 	} finally {
 		clearInterval(timer);
 		clearTimeout(deadline);
-		const summary = feed.stop(); // delivers what is left in the ring, through onEvents, to the file
+		const summary = feed.stop({ lastWalk: true }); // delivers what is left in the ring (and what the last walk recovers) to the file
 		if (writer) {
 			try {
 				writer.close({
 					endUs: monotonicUs(),
 					reason: reason || 'error',
-					drops: { ringFull: summary.ringFull, mapFull: summary.mapFull, missedRuns: summary.missedRuns, ownerMissing: summary.ownerMissing, decodeErrors: summary.decodeErrors },
+					drops: captureDrops(summary),
 					cgroups: resolved(cgroupPaths, cgroups),
 				});
 			} catch (error) {

@@ -2,7 +2,7 @@
  * `twtrace report [FILE]`: a churn report from a capture (replayed through the model `top` runs),
  * or live for --duration, printed as a table, JSON or Markdown (each starts with the one-line summary).
  */
-import { CaptureError } from '../capture/format.js';
+import { captureDrops, CaptureError } from '../capture/format.js';
 import { readCaptureFile } from '../capture/reader.js';
 import { ChurnModel } from '../model/aggregate.js';
 import type { Grouping } from '../model/snapshot.js';
@@ -80,7 +80,7 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 		clearInterval(timer);
 		clearTimeout(deadline);
 	}
-	const summary = feed.stop();
+	const summary = feed.stop({ lastWalk: true });
 	io.stderr.write(summaryLine(summary) + '\n');
 	const cgroups = new CgroupPaths();
 	return builder.build({
@@ -89,7 +89,7 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 		top: opts.top,
 		source: { kind: 'live', host: os.hostname(), kernel: os.release(), startedAt, seconds: 0, filters: describeFilters({ ...opts, netns: filters.netns, family: filters.family }) },
 		complete: true,
-		losses: { ringFull: summary.ringFull, mapFull: summary.mapFull, missedRuns: summary.missedRuns, ownerMissing: summary.ownerMissing, decodeErrors: summary.decodeErrors },
+		losses: { ...captureDrops(summary), unreadable: [] },
 		cgroupPath: (id) => cgroups.lookup(id),
 	});
 }

@@ -8,6 +8,7 @@ import { ChurnModel } from '../model/aggregate.js';
 import type { Grouping } from '../model/snapshot.js';
 import { walkFromRecord } from '../model/walk.js';
 import type { Capture } from '../capture/reader.js';
+import { readDrops } from '../capture/format.js';
 import { ReportBuilder, type Report } from './report.js';
 
 export interface ReplayOptions {
@@ -45,7 +46,7 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 		builder.afterEvents(events);
 		if (events.length) lastUs = Math.max(lastUs, events[events.length - 1]!.tsUs);
 	}
-	const drops = trailer?.drops ?? { ringFull: 0, mapFull: 0, missedRuns: 0, ownerMissing: 0, decodeErrors: 0 };
+	const { drops, unreadable } = trailer ? readDrops(trailer.drops) : { drops: readDrops({}).drops, unreadable: [] };
 	const cgroups = trailer?.cgroups ?? {};
 	return builder.build({
 		endUs: trailer?.endUs ?? lastUs,
@@ -57,7 +58,7 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 		},
 		complete: capture.incomplete === undefined,
 		...(capture.incomplete ? { incomplete: capture.incomplete } : {}),
-		losses: { ...drops, decodeErrors: drops.decodeErrors + decodeErrors },
+		losses: { ...drops, decodeErrors: drops.decodeErrors + decodeErrors, unreadable },
 		cgroupPath: (id) => cgroups[String(id)] ?? options.cgroupPath?.(id),
 	});
 }

@@ -8,6 +8,7 @@
 import type { TwtEvent } from '../event/decode.js';
 import { errnoName } from '../event/errno.js';
 import { advise, type Advice } from '../advice/advice.js';
+import type { CaptureDrops } from '../capture/format.js';
 import { C, type ChurnModel, type NetnsSettings, type Owner } from '../model/aggregate.js';
 import { sustainableRate } from '../model/ports.js';
 import { busiest, closingSide, errnoTotals, groupKey, lifetimeMs, mergedLifetimes, type Grouping } from '../model/snapshot.js';
@@ -105,7 +106,12 @@ export interface Report {
 	incomplete?: string;
 	by: Grouping;
 	totals: { events: number; connections: number; timeWaitEntries: number; connectFailures: Record<string, number>; bindFailures: number; walks: number };
-	losses: { ringFull: number; mapFull: number; missedRuns: number; ownerMissing: number; decodeErrors: number; ownersMerged: number; timeWaitUntracked: number };
+	losses: CaptureDrops & {
+		ownersMerged: number;
+		timeWaitUntracked: number;
+		/** End-frame counters that held no usable value ("ringFull -1"): those losses are unknown. */
+		unreadable: string[];
+	};
 	offenders: Offender[];
 	victims: Victim[];
 	destinations: DestinationSummary[];

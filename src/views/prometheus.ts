@@ -168,10 +168,19 @@ export class PrometheusView {
 			},
 		});
 		reasonCounter('twtrace_events_dropped_total',
-			'Losses: ring_full (ring buffer full), missed_runs (BPF runs skipped), decode_error, map_full (owner maps full: the event kept, its owner lost)', () => {
+			'Losses: ring_full (ring buffer full), missed_runs (bind() program runs skipped), decode_error, map_full (socket storage or listener map full: the event kept, its owner lost), unwitnessed (closing map full: a missed TIME_WAIT entry of those closes would go unseen)', () => {
 				const d = state().drops;
-				return { ring_full: d.ringFull, missed_runs: d.missedRuns, decode_error: d.decodeErrors, map_full: d.mapFull };
+				return { ring_full: d.ringFull, missed_runs: d.missedRuns, decode_error: d.decodeErrors, map_full: d.mapFull, unwitnessed: d.unwitnessed };
 			});
+		new Counter({
+			name: 'twtrace_timewait_missed_total',
+			help: 'Sockets that entered TIME_WAIT with no tracepoint call, found by socket walks; their time_wait events were delivered late (counted in the per-group totals)',
+			registers,
+			collect() {
+				this.reset();
+				this.inc(state().drops.walkMissed);
+			},
+		});
 		new Counter({
 			name: 'twtrace_timewait_untracked_total', help: 'TIME_WAIT sockets not tracked because of the memory bound: the TIME_WAIT gauges undercount',
 			registers,

@@ -60,13 +60,16 @@ function lossLine(r: Report): string {
 	const parts = [
 		l.ringFull && `${n(l.ringFull)} events lost (ring buffer full)`,
 		l.missedRuns && `${n(l.missedRuns)} BPF runs skipped`,
-		l.mapFull && `${n(l.mapFull)} sockets unattributed (owner map full)`,
+		l.mapFull && `${n(l.mapFull)} sockets unattributed (owner storage full)`,
+		l.unwitnessed && `${n(l.unwitnessed)} closes unwitnessed (closing map full)`,
 		l.decodeErrors && `${n(l.decodeErrors)} undecodable records`,
 		l.ownersMerged && `${n(l.ownersMerged)} owners merged into "(other)"`,
 		l.timeWaitUntracked && `${n(l.timeWaitUntracked)} TIME_WAIT entries or victims beyond the memory bounds`,
 	].filter(Boolean);
 	const owners = l.ownerMissing ? `; ${n(l.ownerMissing)} sockets predate the recording (no known owner)` : '';
-	return (parts.length ? `Losses: ${parts.join(', ')}` : 'Losses: none') + owners;
+	const recovered = l.walkMissed ? `; ${n(l.walkMissed)} TIME_WAIT entries the kernel did not report, recovered by walks` : '';
+	const unknown = l.unreadable.length ? `; unknown: the end frame's counters are unreadable (${l.unreadable.join(', ')})` : '';
+	return (parts.length ? `Losses: ${parts.join(', ')}` : 'Losses: none') + owners + recovered + unknown;
 }
 
 function table(header: string[], rows: string[][], indent = ''): string[] {

@@ -27,6 +27,7 @@ export interface RawRecord {
 	newState?: number;
 	comm?: string;
 	closerComm?: string;
+	flags?: number;
 }
 
 /** Writes `r` at `offset` of `view` in the given byte order. */
@@ -57,6 +58,7 @@ export function writeRecord(view: DataView, offset: number, r: RawRecord, little
 	view.setUint8(offset + F.substate.offset, r.substate ?? 0);
 	view.setUint8(offset + F.oldstate.offset, r.oldState ?? 0);
 	view.setUint8(offset + F.newstate.offset, r.newState ?? 0);
+	view.setUint8(offset + F.flags.offset, r.flags ?? 0);
 	bytes.set(new TextEncoder().encode((r.comm ?? '').slice(0, 16)), F.comm.offset);
 	bytes.set(new TextEncoder().encode((r.closerComm ?? '').slice(0, 16)), F.closer_comm.offset);
 }

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { Decoder, FIELD_PROPERTIES, formatIpv6, isDecodeFailure, type TwtEvent } from '../../src/event/decode.js';
-import { EVENT_FIELDS, EVENT_SIZE, EventKind, OwnerSource, Side } from '../../src/event/layout.generated.js';
+import { EVENT_FIELDS, EVENT_SIZE, EventFlag, EventKind, OwnerSource, Side } from '../../src/event/layout.generated.js';
 import { recordBuffer } from '../helpers/records.js';
 
 const timeWait = {
@@ -63,7 +63,13 @@ test('an IPv4 time_wait record decodes field by field', (t) => {
 		substate: 6,
 		oldState: 5,
 		newState: 7,
+		recovered: false,
 	});
+});
+
+test('a time_wait record flagged as found by a walk decodes as recovered; other flag bits do not', (t) => {
+	t.true(decodeOne(recordBuffer({ ...timeWait, flags: EventFlag.RECOVERED })).recovered);
+	t.false(decodeOne(recordBuffer({ ...timeWait, flags: 0x80 })).recovered);
 });
 
 test('an IPv6 record decodes its 16-byte addresses in RFC 5952 form', (t) => {

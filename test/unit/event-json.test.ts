@@ -12,7 +12,7 @@ test('time_wait JSON carries the documented fields, in order', (t) => {
 		kind: 'time_wait', ts: new Date(1_700_000_001_000).toISOString(), pid: 100, tid: 101, comm: 'owner', uid: 0,
 		attributedBy: 'connect', cgroup: '/app.slice', netns: 1, family: 'ipv4', saddr: '10.200.0.1', sport: 40000,
 		daddr: '10.200.0.2', dport: 7101, cookie: 77, side: 'client', ownerPid: 100, ownerComm: 'owner',
-		substate: 'TIME_WAIT', lifetimeMs: 2.5, closerPid: 200, closerComm: 'closer',
+		substate: 'TIME_WAIT', lifetimeMs: 2.5, closerPid: 200, closerComm: 'closer', recovered: false,
 	}));
 });
 
@@ -24,7 +24,7 @@ test('errno is a name in connect_fail, and a cgroup without a known path is its 
 
 test('every kind gives one line of valid JSON with its kind-specific fields', (t) => {
 	const extra: Record<string, string[]> = {
-		time_wait: ['substate', 'lifetimeMs', 'closerPid', 'closerComm'],
+		time_wait: ['substate', 'lifetimeMs', 'closerPid', 'closerComm', 'recovered'],
 		active_close: ['lifetimeMs', 'closerPid', 'closerComm'],
 		reset: ['origin', 'errno', 'state', 'lifetimeMs', 'closerPid', 'closerComm'],
 		connect_fail: ['errno'],
