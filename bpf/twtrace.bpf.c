@@ -289,7 +289,8 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 	e->substate = 0;
 	e->err = 0;
 	e->flags = 0;
-	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+	e->_pad = 0;
+	e->tw_slack_ms = 0;
 	if (e->family == AF_INET6) {
 		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
@@ -304,6 +305,46 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 	return e;
 }
 
+/*
+ * When the timer wheel runs a timer armed `delta` jiffies ahead to `expires`: kernel/time/timer.c
+ * calc_wheel_index() picks the level by delta (64 buckets per level, each level 8 times coarser) and
+ * calc_index() puts the timer in the bucket after `expires` at that level's granularity. A TIME_WAIT
+ * timer (60 s) lands in level 3 at HZ 250: up to 2.048 s late, which is why a timewait socket lives
+ * 60-62 s (README, "Design notes": TIME_WAIT expiry). Level starts: LVL_START(n) = 63 << 3(n-1).
+ */
+static __always_inline __u64 wheel_fire_jiffies(__u64 expires, __u64 delta)
+{
+	__u32 shift;
+
+	if (delta < 63)
+		shift = 0;
+	else if (delta < 504)
+		shift = 3;
+	else if (delta < 4032)
+		shift = 6;
+	else if (delta < 32256)
+		shift = 9;
+	else if (delta < 258048)
+		shift = 12;
+	else if (delta < 2064384)
+		shift = 15;
+	else
+		shift = 18;
+	return ((expires >> shift) + 1) << shift;
+}
+
+/* tcp_time_wait() armed the timer of the new timewait socket just now: jiffies + TCP_TIMEWAIT_LEN. */
+static __always_inline __u16 time_wait_slack_ms(void)
+{
+	__u64 len, expires;
+
+	if (!CONFIG_HZ)
+		return 0;
+	len = 60 * (__u64)CONFIG_HZ;
+	expires = bpf_jiffies64() + len;
+	return (wheel_fire_jiffies(expires, len) - expires) * 1000 / CONFIG_HZ;
+}
+
 static __always_inline void emit(const struct sock *sk, __u8 kind, __u32 netns, __u64 cookie, const struct twt_owner *o,
 				 int oldstate, int newstate, __u64 now_ns, __s32 err, __u8 substate)
 {
@@ -313,6 +354,8 @@ static __always_inline void emit(const struct sock *sk, __u8 kind, __u32 netns, 
 		return;
 	e->err = err;
 	e->substate = substate;
+	if (kind == TWT_KIND_TIME_WAIT && substate == TCP_TIME_WAIT)
+		e->tw_slack_ms = time_wait_slack_ms();
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -779,11 +822,18 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 	if (s.state == TCP_TIME_WAIT) {
 		tw = bpf_skc_to_tcp_timewait_sock(skc);
 		if (tw) {
-			/* tw_timer is armed by inet_twsk_schedule() and re-armed (60 s) when a FIN_WAIT2
-			 * substate socket receives the peer's FIN (tcp_timewait_state_process). */
-			long left = (long)(BPF_CORE_READ(tw, tw_sk.tw_timer.expires) - bpf_jiffies64());
+			/* tw_timer is armed by inet_twsk_schedule() (60 s for substate TIME_WAIT; the FIN_WAIT2
+			 * timeout otherwise) and re-armed for 60 s when a FIN_WAIT2 substate socket receives the
+			 * peer's FIN (tcp_timewait_state_process). Report when the wheel will run it. */
+			__u64 now_j = bpf_jiffies64();
+			__u64 expires = BPF_CORE_READ(tw, tw_sk.tw_timer.expires);
+			__u64 delta = expires > now_j ? expires - now_j : 0;
+			long left;
 
 			s.substate = BPF_CORE_READ(tw, tw_sk.tw_substate);
+			if (s.substate == TCP_TIME_WAIT && CONFIG_HZ)
+				delta = 60 * (__u64)CONFIG_HZ;
+			left = (long)(wheel_fire_jiffies(expires, delta) - now_j);
 			if (CONFIG_HZ)
 				s.timer_ms = left <= 0 ? 0 : (__s32)((__u64)left * 1000 / CONFIG_HZ);
 		}

@@ -79,16 +79,19 @@ struct twt_event {
 	__u16 sport;        /* host order */
 	__u16 dport;        /* host order */
 	__u16 family;       /* AF_INET or AF_INET6 */
+	__u16 tw_slack_ms;  /* time_wait, substate TIME_WAIT: how long after the nominal 60 s the kernel's
+	                     * timer wheel fires the timewait timer (rounding of calc_wheel_index); 0 when
+	                     * HZ is unknown */
 	__u8 kind;          /* enum twt_event_kind */
 	__u8 side;          /* enum twt_side */
 	__u8 owner_source;  /* enum twt_owner_source */
 	__u8 substate;      /* time_wait: TCP_TIME_WAIT (peer FIN seen) or TCP_FIN_WAIT2 */
 	__u8 oldstate;      /* the transition that produced the event (TCP_* numbers) */
 	__u8 newstate;
+	__u8 flags;         /* enum twt_event_flag bits */
+	__u8 _pad;
 	char comm[TWT_COMM_LEN];
 	char closer_comm[TWT_COMM_LEN];
-	__u8 flags;         /* enum twt_event_flag bits */
-	__u8 _pad[3];
 };
 
 /*
@@ -100,7 +103,8 @@ struct twt_sock {
 	__u8 saddr[TWT_ADDR_LEN];
 	__u8 daddr[TWT_ADDR_LEN];
 	__u32 netns;
-	__s32 timer_ms;     /* timewait socket: ms until its timer fires; -1 otherwise or when HZ is unknown */
+	__s32 timer_ms;     /* timewait socket: ms until its timer fires (when the timer wheel runs it, not
+	                     * the nominal expiry); -1 otherwise or when HZ is unknown */
 	__u16 sport;        /* host order */
 	__u16 dport;
 	__u16 family;

@@ -41,6 +41,11 @@ export interface TwtEvent {
 	 * (README, "Design notes"). tsUs is then when the walk found it.
 	 */
 	recovered: boolean;
+	/**
+	 * time_wait with substate TIME_WAIT: ms after the nominal 60 s at which the kernel's timer wheel
+	 * will end it (bpf/twtrace.bpf.c wheel_fire_jiffies); 0 otherwise or when HZ is unknown.
+	 */
+	twSlackMs: number;
 }
 
 export type DecodeFailure = { reason: 'short' | 'unknown-kind'; length: number; kind?: number };
@@ -55,7 +60,7 @@ export const FIELD_PROPERTIES: { readonly [K in keyof typeof F]: keyof TwtEvent 
 	closer_pid: 'closerPid', closer_tid: 'closerTid', closer_uid: 'closerUid', err: 'err',
 	sport: 'sport', dport: 'dport', family: 'family', kind: 'kind', side: 'side',
 	owner_source: 'ownerSource', substate: 'substate', oldstate: 'oldState', newstate: 'newState',
-	comm: 'comm', closer_comm: 'closerComm', flags: 'recovered', _pad: 'padding',
+	comm: 'comm', closer_comm: 'closerComm', flags: 'recovered', tw_slack_ms: 'twSlackMs', _pad: 'padding',
 };
 
 const hostLittleEndian = os.endianness() === 'LE';
@@ -115,6 +120,7 @@ export class Decoder {
 			oldState: v.getUint8(offset + F.oldstate.offset),
 			newState: v.getUint8(offset + F.newstate.offset),
 			recovered: (v.getUint8(offset + F.flags.offset) & EventFlag.RECOVERED) !== 0,
+			twSlackMs: v.getUint16(offset + F.tw_slack_ms.offset, le),
 		};
 	}
 

@@ -185,9 +185,10 @@ export class ChurnModel {
 				this.#count(owner, C.timeWaitEntries, second);
 				// FIN_WAIT2 substate: tcp_fin_timeout, unless the peer's FIN re-arms it for 60 s.
 				const settings = this.namespaces.get(e.netns)?.settings;
-				const lifeSec = e.substate === TCP_TIME_WAIT ? TIME_WAIT_SECONDS : (settings?.finTimeoutSec ?? TIME_WAIT_SECONDS);
+				// Substate TIME_WAIT: 60 s, then the timer wheel's rounding (twSlackMs), as the kernel runs it.
+				const lifeUs = e.substate === TCP_TIME_WAIT ? TIME_WAIT_SECONDS * US + e.twSlackMs * 1000 : (settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
 				const pool = dest && this.#holdsEphemeralPort(e.netns, e.sport) ? dest : undefined;
-				this.timeWait.add(e.cookie, owner, pool, e.netns, e.tsUs, e.tsUs + lifeSec * US);
+				this.timeWait.add(e.cookie, owner, pool, e.netns, e.tsUs, e.tsUs + lifeUs);
 				break;
 			}
 			case 'reset':

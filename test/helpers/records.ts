@@ -28,6 +28,7 @@ export interface RawRecord {
 	comm?: string;
 	closerComm?: string;
 	flags?: number;
+	twSlackMs?: number;
 }
 
 /** Writes `r` at `offset` of `view` in the given byte order. */
@@ -59,6 +60,7 @@ export function writeRecord(view: DataView, offset: number, r: RawRecord, little
 	view.setUint8(offset + F.oldstate.offset, r.oldState ?? 0);
 	view.setUint8(offset + F.newstate.offset, r.newState ?? 0);
 	view.setUint8(offset + F.flags.offset, r.flags ?? 0);
+	view.setUint16(offset + F.tw_slack_ms.offset, r.twSlackMs ?? 0, le);
 	bytes.set(new TextEncoder().encode((r.comm ?? '').slice(0, 16)), F.comm.offset);
 	bytes.set(new TextEncoder().encode((r.closerComm ?? '').slice(0, 16)), F.closer_comm.offset);
 }

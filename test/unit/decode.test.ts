@@ -26,6 +26,7 @@ const timeWait = {
 	substate: 6,
 	oldState: 5,
 	newState: 7,
+	twSlackMs: 1234,
 	comm: 'tt-cli',
 	closerComm: 'tt-child',
 };
@@ -64,6 +65,7 @@ test('an IPv4 time_wait record decodes field by field', (t) => {
 		oldState: 5,
 		newState: 7,
 		recovered: false,
+		twSlackMs: 1234,
 	});
 });
 
