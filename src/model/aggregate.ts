@@ -216,7 +216,7 @@ export class ChurnModel {
 		const ns = this.#netns(walk.netns);
 		ns.settings = walk.settings;
 		ns.listeningPorts = new Set(walk.sockets.filter((s) => s.state === TCP_LISTEN).map((s) => s.sport));
-		const seen = new Set<number>();
+		this.timeWait.beginWalk();
 		const openByDest = new Map<string, number>();
 		let timeWait = 0;
 		const { pid, port } = this.#options;
@@ -233,9 +233,7 @@ export class ChurnModel {
 				continue;
 			}
 			const expiresUs = s.timerMs >= 0 ? walk.takenAtUs + s.timerMs * 1000 : undefined;
-			const known = this.timeWait.get(s.cookie);
-			if (known) {
-				seen.add(s.cookie);
+			if (this.timeWait.markSeen(s.cookie)) {
 				if (expiresUs !== undefined) this.timeWait.setExpiry(s.cookie, expiresUs);
 				continue;
 			}
@@ -247,11 +245,10 @@ export class ChurnModel {
 				isServer ? `local ${s.saddr}:${s.sport}` : `${s.daddr}:${s.dport}`, walk.takenAtUs);
 			const pool = !isServer && this.#holdsEphemeralPort(walk.netns, s.sport)
 				? this.#destination(walk.netns, s.saddr, s.daddr, s.dport, walk.takenAtUs) : undefined;
-			if (this.timeWait.add(s.cookie, owner, pool, walk.netns, walk.takenAtUs, expiresUs ?? walk.takenAtUs + TIME_WAIT_SECONDS * US)) seen.add(s.cookie);
+			// add() marks it seen by this walk.
+			this.timeWait.add(s.cookie, owner, pool, walk.netns, walk.takenAtUs, expiresUs ?? walk.takenAtUs + TIME_WAIT_SECONDS * US);
 		}
-		for (const cookie of [...this.timeWait.cookiesIn(walk.netns, walk.takenAtUs)]) {
-			if (!seen.has(cookie)) this.timeWait.delete(cookie, walk.takenAtUs);
-		}
+		this.timeWait.endWalk(walk.netns, walk.takenAtUs);
 		for (const d of this.destinations.values()) {
 			if (d.netns === walk.netns) d.portsHeldOpen = 0;
 		}

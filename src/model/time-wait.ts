@@ -1,8 +1,17 @@
 /**
  * The TIME_WAIT population: every timewait socket twtrace knows of, by cookie, with its owner and
- * when it expires. Entries come from time_wait events (modelled expiry) and from iter/tcp walks
- * (exact set and timers); expiry runs on a timing wheel of one-second buckets, so each tick costs
- * only what expires. Pure: time is passed in.
+ * when the kernel will end it. Entries come from time_wait events (modelled expiry) and from iter/tcp
+ * walks (exact set and timers).
+ *
+ * Columnar, because an always-on agent holds millions of them (a namespace holds 2.7M at 45k
+ * connections/s): one slot per socket across typed arrays, an open-addressing index by cookie, and
+ * the expiry wheel as doubly linked lists threaded through the slots. 64 bytes per socket, no object
+ * per socket, nothing for the garbage collector to trace. Owners and port pools are objects shared by
+ * many sockets; a slot refers to them by a small id.
+ *
+ * Expiry runs on one-second wheel buckets, so a tick costs only what expires; a clock that jumps
+ * (a capture with far-future timestamps) costs the buckets that exist, never a loop per second.
+ * Pure: time is passed in.
  */
 
 /** What a timewait socket is counted against: its owner, and the port pool it holds a port of. */
@@ -21,38 +30,103 @@ export interface PortPoolTally {
 	readonly holders: Map<TimeWaitHolder, number>;
 }
 
-export interface TimeWaitEntry<H extends TimeWaitHolder> {
-	holder: H;
-	pool: PortPoolTally | undefined;
-	netns: number;
-	/** CLOCK_MONOTONIC µs: when it entered TIME_WAIT (or was first seen by a walk). */
-	enteredUs: number;
-	expiresUs: number;
-	bucket: number;
+const US = 1_000_000;
+const NONE = 0xffff_ffff;
+/** Bytes per socket: cookie, entered, expires, bucket (f64); holder, pool, netns, prev, next, walk mark (u32); two index slots (u32). */
+export const BYTES_PER_SOCKET = 4 * 8 + 6 * 4 + 2 * 4;
+/** Above this many seconds between the last expiry and now, expire() visits buckets, not seconds. */
+const SECONDS_SCANNED_MAX = 4096;
+
+/** Objects referred to by a small id, freed when no socket refers to them any more. */
+class Interned<T> {
+	readonly #ids = new Map<T, number>();
+	readonly #values: (T | undefined)[] = [undefined]; // id 0: none
+	readonly #refs: number[] = [0];
+	readonly #free: number[] = [];
+
+	ref(value: T | undefined): number {
+		if (value === undefined) return 0;
+		let id = this.#ids.get(value);
+		if (id === undefined) {
+			id = this.#free.pop() ?? this.#values.length;
+			this.#ids.set(value, id);
+			this.#values[id] = value;
+			this.#refs[id] = 0;
+		}
+		this.#refs[id]!++;
+		return id;
+	}
+
+	unref(id: number): void {
+		if (id === 0 || --this.#refs[id]! > 0) return;
+		this.#ids.delete(this.#values[id]!);
+		this.#values[id] = undefined;
+		this.#free.push(id);
+	}
+
+	get(id: number): T | undefined {
+		return this.#values[id];
+	}
 }
 
-const US = 1_000_000;
-
 export class TimeWaitPopulation<H extends TimeWaitHolder> {
-	readonly #entries = new Map<number, TimeWaitEntry<H>>();
-	readonly #wheel = new Map<number, number[]>();
-	readonly #byNetns = new Map<number, number>();
 	readonly #maxEntries: number;
+	readonly #holders = new Interned<H>();
+	readonly #pools = new Interned<PortPoolTally>();
+	readonly #byNetns = new Map<number, number>();
+	/** Wheel bucket (second) → first slot of its list. */
+	readonly #wheel = new Map<number, number>();
 	/** Buckets below this have been expired. */
 	#wheelFrom = 0;
+	#size = 0;
+	/** Slots in use or freed: the high-water mark; freed slots are chained through #next. */
+	#used = 0;
+	#freeHead = NONE;
+	#walkMark = 0;
+	// Columns, `capacity` long. A free slot has holder 0.
+	#cookie = new Float64Array(0);
+	#entered = new Float64Array(0);
+	#expires = new Float64Array(0);
+	#bucket = new Float64Array(0);
+	#holder = new Uint32Array(0);
+	#pool = new Uint32Array(0);
+	#netns = new Uint32Array(0);
+	#prev = new Uint32Array(0);
+	#next = new Uint32Array(0);
+	#mark = new Uint32Array(0);
+	/** Open addressing (linear probing) by cookie: slot + 1, 0 empty. Twice the capacity, a power of two. */
+	#index = new Uint32Array(0);
 	/** Entries refused because the population was at maxEntries. */
 	refused = 0;
 
 	constructor(maxEntries: number) {
 		this.#maxEntries = maxEntries;
+		this.#grow(1024);
 	}
 
 	get size(): number {
-		return this.#entries.size;
+		return this.#size;
 	}
 
-	get(cookie: number): TimeWaitEntry<H> | undefined {
-		return this.#entries.get(cookie);
+	/** Bytes held by the columns and the index (what the population costs, whatever it holds now). */
+	get bytes(): number {
+		return this.#cookie.length * BYTES_PER_SOCKET;
+	}
+
+	has(cookie: number): boolean {
+		return this.#find(cookie) !== NONE;
+	}
+
+	/** The holder of `cookie`'s entry, if any. */
+	holderOf(cookie: number): H | undefined {
+		const i = this.#find(cookie);
+		return i === NONE ? undefined : this.#holders.get(this.#holder[i]!);
+	}
+
+	/** When `cookie`'s entry expires (CLOCK_MONOTONIC µs), if it exists. */
+	expiryOf(cookie: number): number | undefined {
+		const i = this.#find(cookie);
+		return i === NONE ? undefined : this.#expires[i];
 	}
 
 	/** Timewait sockets known in `netns` now. */
@@ -62,72 +136,114 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 
 	/** Adds a timewait socket, or moves an existing one to `holder`. False when full (counted in `refused`). */
 	add(cookie: number, holder: H, pool: PortPoolTally | undefined, netns: number, enteredUs: number, expiresUs: number): boolean {
-		const existing = this.#entries.get(cookie);
-		if (existing) {
-			this.#unhold(existing, enteredUs);
-			existing.holder = holder;
-			existing.pool = pool;
-			this.#hold(existing, enteredUs);
+		let i = this.#find(cookie);
+		if (i !== NONE) {
+			this.#unhold(i, enteredUs);
+			this.#holders.unref(this.#holder[i]!);
+			this.#pools.unref(this.#pool[i]!);
+			this.#holder[i] = this.#holders.ref(holder);
+			this.#pool[i] = this.#pools.ref(pool);
+			this.#hold(i, enteredUs);
 			this.setExpiry(cookie, expiresUs);
 			return true;
 		}
-		if (this.#entries.size >= this.#maxEntries) {
+		if (this.#size >= this.#maxEntries) {
 			this.refused++;
 			return false;
 		}
-		const entry: TimeWaitEntry<H> = { holder, pool, netns, enteredUs, expiresUs, bucket: this.#bucketOf(expiresUs) };
-		this.#entries.set(cookie, entry);
+		if (this.#freeHead === NONE && this.#used === this.#cookie.length) this.#grow(this.#cookie.length * 2);
+		if (this.#freeHead !== NONE) {
+			i = this.#freeHead;
+			this.#freeHead = this.#next[i]!;
+		} else {
+			i = this.#used++;
+		}
+		this.#size++;
+		this.#cookie[i] = cookie;
+		this.#entered[i] = enteredUs;
+		this.#expires[i] = expiresUs;
+		this.#bucket[i] = this.#bucketOf(expiresUs);
+		this.#holder[i] = this.#holders.ref(holder);
+		this.#pool[i] = this.#pools.ref(pool);
+		this.#netns[i] = netns;
+		this.#mark[i] = this.#walkMark;
+		this.#insertIndex(cookie, i);
 		this.#byNetns.set(netns, (this.#byNetns.get(netns) ?? 0) + 1);
-		this.#hold(entry, enteredUs);
-		this.#schedule(cookie, entry.bucket);
+		this.#hold(i, enteredUs);
+		this.#link(i);
 		return true;
 	}
 
 	/** Re-arms the expiry (a walk read the kernel's timer). */
 	setExpiry(cookie: number, expiresUs: number): void {
-		const e = this.#entries.get(cookie);
-		if (!e) return;
+		const i = this.#find(cookie);
+		if (i === NONE) return;
+		this.#expires[i] = expiresUs;
 		const bucket = this.#bucketOf(expiresUs);
-		e.expiresUs = expiresUs;
-		if (bucket === e.bucket) return;
-		this.#count(e.pool, e.bucket, -1);
-		e.bucket = bucket;
-		this.#count(e.pool, bucket, +1);
-		this.#schedule(cookie, bucket);
+		if (bucket === this.#bucket[i]) return;
+		this.#unlink(i);
+		this.#count(i, -1);
+		this.#bucket[i] = bucket;
+		this.#count(i, +1);
+		this.#link(i);
 	}
 
 	delete(cookie: number, nowUs: number): void {
-		const e = this.#entries.get(cookie);
-		if (!e) return;
-		this.#entries.delete(cookie);
-		this.#byNetns.set(e.netns, this.#byNetns.get(e.netns)! - 1);
-		this.#unhold(e, nowUs);
-		// Its wheel slot is skipped later: the cookie no longer maps to an entry with that bucket.
+		const i = this.#find(cookie);
+		if (i !== NONE) this.#remove(i, nowUs);
 	}
 
 	/** Removes every entry whose expiry is at or before `nowUs`. */
 	expire(nowUs: number): void {
 		const upTo = Math.ceil(nowUs / US);
-		for (let b = this.#wheelFrom; b <= upTo; b++) {
-			const cookies = this.#wheel.get(b);
-			if (!cookies) continue;
+		if (upTo < this.#wheelFrom) return;
+		const buckets: number[] = [];
+		if (upTo - this.#wheelFrom <= SECONDS_SCANNED_MAX) {
+			for (let b = this.#wheelFrom; b <= upTo; b++) if (this.#wheel.has(b)) buckets.push(b);
+		} else {
+			// A jump (a capture's far-future timestamp, a suspended host): visit what exists.
+			for (const b of this.#wheel.keys()) if (b <= upTo) buckets.push(b);
+			buckets.sort((a, b) => a - b);
+		}
+		for (const b of buckets) {
 			const isWholeBucketDue = b * US <= nowUs;
-			const kept: number[] = [];
-			for (const cookie of cookies) {
-				const e = this.#entries.get(cookie);
-				if (!e || e.bucket !== b) continue;
-				if (isWholeBucketDue || e.expiresUs <= nowUs) this.delete(cookie, nowUs);
-				else kept.push(cookie);
+			let i = this.#wheel.get(b) ?? NONE;
+			while (i !== NONE) {
+				const next = this.#next[i]!;
+				if (isWholeBucketDue || this.#expires[i]! <= nowUs) this.#remove(i, nowUs);
+				i = next;
 			}
-			if (kept.length) this.#wheel.set(b, kept);
-			else this.#wheel.delete(b);
 		}
 		this.#wheelFrom = Math.max(this.#wheelFrom, upTo);
 	}
 
-	/** Cookies of the entries in `netns` that entered before `beforeUs`. */
-	*cookiesIn(netns: number, beforeUs: number): IterableIterator<number> {
-		for (const [cookie, e] of this.#entries) if (e.netns === netns && e.enteredUs < beforeUs) yield cookie;
+	/**
+	 * A walk of `netns` starts: entries it finds are marked with markSeen(); endWalk() then removes
+	 * those of that namespace it did not find that entered before the walk started.
+	 */
+	beginWalk(): void {
+		this.#walkMark = (this.#walkMark + 1) >>> 0 || 1;
+	}
+
+	/** The current walk found `cookie`. False when there is no such entry. */
+	markSeen(cookie: number): boolean {
+		const i = this.#find(cookie);
+		if (i === NONE) return false;
+		this.#mark[i] = this.#walkMark;
+		return true;
+	}
+
+	/** Removes the entries of `netns` that entered before `takenAtUs` and the walk did not find. */
+	endWalk(netns: number, takenAtUs: number): number {
+		let removed = 0;
+		for (let i = 0; i < this.#used; i++) {
+			if (this.#holder[i] === 0 || this.#netns[i] !== netns) continue;
+			if (this.#mark[i] !== this.#walkMark && this.#entered[i]! < takenAtUs) {
+				this.#remove(i, takenAtUs);
+				removed++;
+			}
+		}
+		return removed;
 	}
 
 	#bucketOf(expiresUs: number): number {
@@ -135,39 +251,140 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		return Math.max(Math.ceil(expiresUs / US), this.#wheelFrom);
 	}
 
-	#schedule(cookie: number, bucket: number): void {
-		const list = this.#wheel.get(bucket);
-		if (list) list.push(cookie);
-		else this.#wheel.set(bucket, [cookie]);
+	#remove(i: number, nowUs: number): void {
+		this.#unlink(i);
+		this.#unhold(i, nowUs);
+		this.#holders.unref(this.#holder[i]!);
+		this.#pools.unref(this.#pool[i]!);
+		this.#holder[i] = 0;
+		this.#pool[i] = 0;
+		const netns = this.#netns[i]!;
+		this.#byNetns.set(netns, this.#byNetns.get(netns)! - 1);
+		this.#deleteIndex(this.#cookie[i]!);
+		this.#next[i] = this.#freeHead;
+		this.#freeHead = i;
+		this.#size--;
 	}
 
-	#hold(e: TimeWaitEntry<H>, nowUs: number): void {
-		e.holder.timeWait++;
-		e.holder.peakTimeWait = Math.max(e.holder.peakTimeWait, e.holder.timeWait);
-		e.holder.lastChangeUs = nowUs;
-		if (e.pool) {
-			e.pool.timeWait++;
-			e.pool.holders.set(e.holder, (e.pool.holders.get(e.holder) ?? 0) + 1);
+	#link(i: number): void {
+		const b = this.#bucket[i]!;
+		const head = this.#wheel.get(b) ?? NONE;
+		this.#prev[i] = NONE;
+		this.#next[i] = head;
+		if (head !== NONE) this.#prev[head] = i;
+		this.#wheel.set(b, i);
+	}
+
+	#unlink(i: number): void {
+		const prev = this.#prev[i]!;
+		const next = this.#next[i]!;
+		if (next !== NONE) this.#prev[next] = prev;
+		if (prev !== NONE) this.#next[prev] = next;
+		else if (next !== NONE) this.#wheel.set(this.#bucket[i]!, next);
+		else this.#wheel.delete(this.#bucket[i]!);
+	}
+
+	#hold(i: number, nowUs: number): void {
+		const holder = this.#holders.get(this.#holder[i]!)!;
+		holder.timeWait++;
+		holder.peakTimeWait = Math.max(holder.peakTimeWait, holder.timeWait);
+		holder.lastChangeUs = nowUs;
+		const pool = this.#pools.get(this.#pool[i]!);
+		if (pool) {
+			pool.timeWait++;
+			pool.holders.set(holder, (pool.holders.get(holder) ?? 0) + 1);
 		}
-		this.#count(e.pool, e.bucket, +1);
+		this.#count(i, +1);
 	}
 
-	#unhold(e: TimeWaitEntry<H>, nowUs: number): void {
-		e.holder.timeWait--;
-		e.holder.lastChangeUs = nowUs;
-		if (e.pool) {
-			e.pool.timeWait--;
-			const n = e.pool.holders.get(e.holder)! - 1;
-			if (n === 0) e.pool.holders.delete(e.holder);
-			else e.pool.holders.set(e.holder, n);
+	#unhold(i: number, nowUs: number): void {
+		const holder = this.#holders.get(this.#holder[i]!)!;
+		holder.timeWait--;
+		holder.lastChangeUs = nowUs;
+		const pool = this.#pools.get(this.#pool[i]!);
+		if (pool) {
+			pool.timeWait--;
+			const n = pool.holders.get(holder)! - 1;
+			if (n === 0) pool.holders.delete(holder);
+			else pool.holders.set(holder, n);
 		}
-		this.#count(e.pool, e.bucket, -1);
+		this.#count(i, -1);
 	}
 
-	#count(pool: PortPoolTally | undefined, bucket: number, delta: number): void {
+	#count(i: number, delta: number): void {
+		const pool = this.#pools.get(this.#pool[i]!);
 		if (!pool) return;
+		const bucket = this.#bucket[i]!;
 		const n = (pool.expiring.get(bucket) ?? 0) + delta;
 		if (n === 0) pool.expiring.delete(bucket);
 		else pool.expiring.set(bucket, n);
+	}
+
+	// ---- the index -------------------------------------------------------------------------------
+
+	#slotOf(cookie: number): number {
+		// Cookies are a counter (net/core/sock_diag.c): mix both halves so that consecutive ones spread.
+		let h = Math.imul((cookie >>> 0) ^ Math.imul(Math.floor(cookie / 0x1_0000_0000), 0x9e3779b1), 0x85ebca6b);
+		h ^= h >>> 13;
+		h = Math.imul(h, 0xc2b2ae35);
+		h ^= h >>> 16;
+		return h & (this.#index.length - 1);
+	}
+
+	#find(cookie: number): number {
+		const mask = this.#index.length - 1;
+		for (let s = this.#slotOf(cookie); ; s = (s + 1) & mask) {
+			const v = this.#index[s]!;
+			if (v === 0) return NONE;
+			if (this.#cookie[v - 1] === cookie) return v - 1;
+		}
+	}
+
+	#insertIndex(cookie: number, i: number): void {
+		const mask = this.#index.length - 1;
+		let s = this.#slotOf(cookie);
+		while (this.#index[s] !== 0) s = (s + 1) & mask;
+		this.#index[s] = i + 1;
+	}
+
+	/** Backward-shift deletion: no tombstones, so lookups never slow down with churn. */
+	#deleteIndex(cookie: number): void {
+		const mask = this.#index.length - 1;
+		let s = this.#slotOf(cookie);
+		for (; this.#index[s] !== 0; s = (s + 1) & mask) if (this.#cookie[this.#index[s]! - 1] === cookie) break;
+		if (this.#index[s] === 0) return;
+		let hole = s;
+		for (let j = (hole + 1) & mask; this.#index[j] !== 0; j = (j + 1) & mask) {
+			const home = this.#slotOf(this.#cookie[this.#index[j]! - 1]!);
+			// Move j into the hole unless its home lies cyclically in (hole, j].
+			const isBetween = hole <= j ? hole < home && home <= j : hole < home || home <= j;
+			if (!isBetween) {
+				this.#index[hole] = this.#index[j]!;
+				hole = j;
+			}
+		}
+		this.#index[hole] = 0;
+	}
+
+	#grow(capacity: number): void {
+		const copy = <T extends Float64Array | Uint32Array>(old: T, make: (n: number) => T): T => {
+			const a = make(capacity);
+			a.set(old);
+			return a;
+		};
+		const f64 = (n: number) => new Float64Array(n);
+		const u32 = (n: number) => new Uint32Array(n);
+		this.#cookie = copy(this.#cookie, f64);
+		this.#entered = copy(this.#entered, f64);
+		this.#expires = copy(this.#expires, f64);
+		this.#bucket = copy(this.#bucket, f64);
+		this.#holder = copy(this.#holder, u32);
+		this.#pool = copy(this.#pool, u32);
+		this.#netns = copy(this.#netns, u32);
+		this.#prev = copy(this.#prev, u32);
+		this.#next = copy(this.#next, u32);
+		this.#mark = copy(this.#mark, u32);
+		this.#index = new Uint32Array(capacity * 2);
+		for (let i = 0; i < this.#used; i++) if (this.#holder[i] !== 0) this.#insertIndex(this.#cookie[i]!, i);
 	}
 }

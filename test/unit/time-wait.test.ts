@@ -1,0 +1,111 @@
+import test from 'ava';
+import { BYTES_PER_SOCKET, TimeWaitPopulation, type PortPoolTally, type TimeWaitHolder } from '../../src/model/time-wait.js';
+
+const US = 1_000_000;
+const holder = (): TimeWaitHolder => ({ timeWait: 0, peakTimeWait: 0, lastChangeUs: 0 });
+const pool = (): PortPoolTally => ({ timeWait: 0, expiring: new Map(), holders: new Map() });
+
+/** The same operations on a plain Map, as the reference the columnar population must agree with. */
+class Reference {
+	readonly entries = new Map<number, { h: number; p: number; netns: number; entered: number; expires: number }>();
+}
+
+test('random adds, moves, re-arms, deletes and expiries agree with a plain map, counts and tallies included', (t) => {
+	let seed = 7;
+	const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+	const holders = [holder(), holder(), holder()];
+	const pools = [pool(), pool()];
+	const pop = new TimeWaitPopulation<TimeWaitHolder>(1_000_000);
+	const ref = new Reference();
+	let now = 1000 * US;
+	for (let step = 0; step < 60_000; step++) {
+		const r = random();
+		// Cookies from a small range, so that moves and deletes hit existing entries.
+		const cookie = 2 ** 33 + Math.floor(random() * 5000);
+		if (r < 0.5) {
+			const h = Math.floor(random() * 3);
+			const p = Math.floor(random() * 3) - 1;
+			const netns = 1 + Math.floor(random() * 2);
+			const expires = now + Math.floor(random() * 70 * US);
+			t.true(pop.add(cookie, holders[h]!, p < 0 ? undefined : pools[p], netns, now, expires));
+			const old = ref.entries.get(cookie);
+			ref.entries.set(cookie, { h, p, netns: old?.netns ?? netns, entered: old?.entered ?? now, expires });
+		} else if (r < 0.65) {
+			const expires = now + Math.floor(random() * 70 * US);
+			pop.setExpiry(cookie, expires);
+			const e = ref.entries.get(cookie);
+			if (e) e.expires = expires;
+		} else if (r < 0.8) {
+			pop.delete(cookie, now);
+			ref.entries.delete(cookie);
+		} else {
+			now += Math.floor(random() * 3 * US);
+			pop.expire(now);
+			for (const [c, e] of ref.entries) if (e.expires <= now || Math.ceil(e.expires / US) * US <= now) ref.entries.delete(c);
+		}
+	}
+	t.is(pop.size, ref.entries.size);
+	for (const [cookie, e] of ref.entries) {
+		t.true(pop.has(cookie));
+		t.is(pop.holderOf(cookie), holders[e.h]);
+		t.is(pop.expiryOf(cookie), e.expires);
+	}
+	for (let h = 0; h < 3; h++) t.is(holders[h]!.timeWait, [...ref.entries.values()].filter((e) => e.h === h).length, `holder ${h}`);
+	for (let p = 0; p < 2; p++) {
+		const mine = [...ref.entries.values()].filter((e) => e.p === p);
+		t.is(pools[p]!.timeWait, mine.length, `pool ${p}`);
+		t.is([...pools[p]!.expiring.values()].reduce((a, b) => a + b, 0), mine.length, `pool ${p} expiring buckets`);
+		for (let h = 0; h < 3; h++) t.is(pools[p]!.holders.get(holders[h]!) ?? 0, mine.filter((e) => e.h === h).length);
+	}
+	t.is(pop.countIn(1) + pop.countIn(2), ref.entries.size);
+});
+
+test('a walk keeps what it found, and removes what it did not find that entered before it started', (t) => {
+	const pop = new TimeWaitPopulation<TimeWaitHolder>(100);
+	const h = holder();
+	pop.add(1, h, undefined, 7, 10, 60 * US);
+	pop.add(2, h, undefined, 7, 10, 60 * US);
+	pop.add(3, h, undefined, 8, 10, 60 * US); // another namespace: not this walk's business
+	pop.beginWalk();
+	t.true(pop.markSeen(1));
+	t.false(pop.markSeen(99));
+	pop.add(4, h, undefined, 7, 30, 60 * US); // entered during the walk
+	t.is(pop.endWalk(7, 20), 1);
+	t.deepEqual([1, 2, 3, 4].map((c) => pop.has(c)), [true, false, true, true]);
+	t.is(h.timeWait, 3);
+});
+
+test('a clock that jumps to 2^53 µs expires everything without a loop per second', (t) => {
+	const pop = new TimeWaitPopulation<TimeWaitHolder>(100);
+	const h = holder();
+	for (let c = 1; c <= 50; c++) pop.add(c, h, undefined, 1, 0, c * US);
+	pop.expire(2 ** 53); // would spin for ~285 years of seconds if it walked the wheel second by second
+	t.is(pop.size, 0);
+	t.is(h.timeWait, 0);
+	pop.add(1, h, undefined, 1, 2 ** 53, 2 ** 53 + 60 * US);
+	t.true(pop.has(1), 'and it keeps working after the jump');
+});
+
+test('the population grows past its first capacity and keeps every entry findable; a socket costs at most 64 bytes', (t) => {
+	const pop = new TimeWaitPopulation<TimeWaitHolder>(1_000_000);
+	const h = holder();
+	for (let c = 0; c < 100_000; c++) pop.add(5e9 + c, h, undefined, 1, 0, 60 * US);
+	for (let c = 0; c < 100_000; c += 2) pop.delete(5e9 + c, 1);
+	t.is(pop.size, 50_000);
+	let found = 0;
+	for (let c = 0; c < 100_000; c++) if (pop.has(5e9 + c)) found++;
+	t.is(found, 50_000);
+	t.true(BYTES_PER_SOCKET <= 64);
+	t.true(pop.bytes <= 2 * 100_000 * BYTES_PER_SOCKET, 'capacity at most doubles what was needed');
+});
+
+test('a full population refuses and counts, and takes again once room is made', (t) => {
+	const pop = new TimeWaitPopulation<TimeWaitHolder>(2);
+	const h = holder();
+	t.true(pop.add(1, h, undefined, 1, 0, US));
+	t.true(pop.add(2, h, undefined, 1, 0, US));
+	t.false(pop.add(3, h, undefined, 1, 0, US));
+	t.is(pop.refused, 1);
+	pop.delete(1, 0);
+	t.true(pop.add(3, h, undefined, 1, 0, US));
+});
