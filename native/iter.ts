@@ -32,6 +32,20 @@ export function readIterator(link: bpf.Handle, betweenChunks?: () => void): Buff
 	return Buffer.concat(chunks);
 }
 
+/**
+ * Creates an iterator over `link` for reading a chunk at a time (readIteratorChunk), then closeSync.
+ * iter/tcp binds the network namespace of the calling thread now (bpf_iter_init_seq_net): the reads
+ * may come later, from any namespace.
+ */
+export function openIterator(link: bpf.Handle): number {
+	return bpf.iterCreate(link);
+}
+
+/** Reads the next bytes of an iterator into `buf`; 0 at the end. Blocks only while the kernel fills it. */
+export function readIteratorChunk(fd: number, buf: Buffer): number {
+	return fs.readSync(fd, buf, 0, buf.length, null);
+}
+
 function setNetns(fd: number): void {
 	if (libc().setns(fd, CLONE_NEWNET) !== 0) throw lastError('setns');
 }

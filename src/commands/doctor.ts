@@ -61,9 +61,9 @@ export async function doctorCommand(opts: DoctorOptions, io: Io): Promise<number
 			const t = setTimeout(resolve, opts.sample);
 			void io.interrupted.then(() => (clearTimeout(t), resolve()));
 		});
-		feed.walkAll(); // the counts reported are the kernel's, at the end of the sample
+		await feed.walkAll(); // the counts reported are the kernel's, at the end of the sample
 	} finally {
-		feed.stop();
+		await feed.stop();
 	}
 	const nowUs = monotonicUs();
 	const snap = snapshot(model, { by: 'process', sort: 'timeWait', nowUs, rateWindowUs: Math.max(nowUs - startUs, 1), maxDestinations: 50, maxRows: 5 });

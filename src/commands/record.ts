@@ -115,7 +115,7 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 	} finally {
 		clearInterval(timer);
 		clearTimeout(deadline);
-		const summary = feed.stop({ lastWalk: true }); // delivers what is left in the ring (and what the last walk recovers) to the file
+		const summary = await feed.stop({ lastWalk: true }); // delivers what is left in the ring (and what the last walk recovers) to the file
 		if (writer) {
 			try {
 				writer.close({

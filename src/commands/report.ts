@@ -75,12 +75,11 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 	const deadline = setTimeout(() => finish('duration'), opts.duration);
 	try {
 		await finished;
-		feed.walkAll(); // exact TIME_WAIT held at the end
 	} finally {
 		clearInterval(timer);
 		clearTimeout(deadline);
 	}
-	const summary = feed.stop({ lastWalk: true });
+	const summary = await feed.stop({ lastWalk: true }); // exact TIME_WAIT held at the end
 	io.stderr.write(summaryLine(summary) + '\n');
 	const cgroups = new CgroupPaths();
 	return builder.build({

@@ -91,7 +91,7 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 		clearInterval(timer);
 		stopping = true;
 		await server?.close();
-		const summary = feed?.stop();
+		const summary = await feed?.stop();
 		if (summary && server) io.stderr.write(summaryLine(summary) + '\n');
 	}
 }

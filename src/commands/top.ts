@@ -111,7 +111,7 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 		clearInterval(pipeWatch);
 		stdout.removeListener('resize', onResize);
 		terminal?.close();
-		const summary = feed.stop();
+		const summary = await feed.stop();
 		io.stderr.write(summaryLine(summary) + '\n');
 	}
 }

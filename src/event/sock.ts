@@ -39,6 +39,43 @@ export function decodeSockets(bytes: Uint8Array): { sockets: SocketEntry[]; trai
 }
 
 /**
+ * Calls `fn` for each whole record of `bytes` with one reused SocketEntry that reads the record it
+ * points at: no object per socket (a walk of millions must not cost millions of objects). `fn` must
+ * not keep it. Returns the bytes of a trailing partial record.
+ */
+export function forEachSocket(bytes: Uint8Array, fn: (s: SocketEntry) => void): number {
+	const cursor = new SocketCursor(bytes);
+	const count = Math.floor(bytes.byteLength / SOCK_SIZE);
+	for (let i = 0; i < count; i++) {
+		cursor.at = i * SOCK_SIZE;
+		fn(cursor);
+	}
+	return bytes.byteLength - count * SOCK_SIZE;
+}
+
+class SocketCursor implements SocketEntry {
+	at = 0;
+	readonly #bytes: Uint8Array;
+	readonly #v: DataView;
+
+	constructor(bytes: Uint8Array) {
+		this.#bytes = bytes;
+		this.#v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+	}
+
+	get cookie(): number { return readU64(this.#v, this.at + F.cookie.offset, little); }
+	get netns(): number { return this.#v.getUint32(this.at + F.netns.offset, little); }
+	get family(): 4 | 6 { return this.#v.getUint16(this.at + F.family.offset, little) === AF_INET6 ? 6 : 4; }
+	get sport(): number { return this.#v.getUint16(this.at + F.sport.offset, little); }
+	get dport(): number { return this.#v.getUint16(this.at + F.dport.offset, little); }
+	get state(): number { return this.#v.getUint8(this.at + F.state.offset); }
+	get substate(): number { return this.#v.getUint8(this.at + F.substate.offset); }
+	get timerMs(): number { return this.#v.getInt32(this.at + F.timer_ms.offset, little); }
+	get saddr(): string { return formatAddress(this.#bytes, this.at + F.saddr.offset, this.family); }
+	get daddr(): string { return formatAddress(this.#bytes, this.at + F.daddr.offset, this.family); }
+}
+
+/**
  * Numbers are read at once; addresses only when asked for. A walk at 250k TIME_WAIT sockets needs
  * the addresses of the few it has not seen enter TIME_WAIT, and formatting them all cost most of it.
  */

@@ -60,6 +60,12 @@ export interface NetnsWalk {
 	listenerOwner?: (port: number) => { pid: number; comm: string } | undefined;
 }
 
+/** One walk being reconciled a socket at a time (ChurnModel.beginReconcile). */
+export interface WalkReconciler {
+	add(socket: SocketEntry): void;
+	finish(): void;
+}
+
 export interface ModelOptions {
 	/** Only owners with this comm (as --comm for trace). */
 	comm?: string;
@@ -213,51 +219,69 @@ export class ChurnModel {
 	 * an RST, a tcp_max_tw_buckets overflow) removed.
 	 */
 	reconcile(walk: NetnsWalk): void {
+		const r = this.beginReconcile(walk, walk.sockets.filter((s) => s.state === TCP_LISTEN).map((s) => s.sport));
+		for (const s of walk.sockets) r.add(s);
+		r.finish();
+	}
+
+	/**
+	 * reconcile() a socket at a time, for a walk read in chunks while events keep arriving (a walk of
+	 * millions of sockets must not stall the pipeline). Sockets may be reused objects: nothing keeps
+	 * them. `listening`: ports known to listen before the walk reaches them (iter/tcp walks the
+	 * listening hash before the established one, bpf_iter_tcp_batch, so its LISTEN sockets come first
+	 * anyway). One walk at a time; finish() ends it.
+	 */
+	beginReconcile(walk: Omit<NetnsWalk, 'sockets'>, listening: Iterable<number> = []): WalkReconciler {
 		const ns = this.#netns(walk.netns);
-		ns.settings = walk.settings;
-		ns.listeningPorts = new Set(walk.sockets.filter((s) => s.state === TCP_LISTEN).map((s) => s.sport));
-		this.timeWait.beginWalk();
+		ns.settings = walk.settings; // the port range decides which sockets hold ephemeral ports
+		const listeningPorts = new Set(listening);
 		const openByDest = new Map<string, number>();
 		let timeWait = 0;
 		const { pid, port } = this.#options;
-		for (const s of walk.sockets) {
+		this.timeWait.beginWalk();
+		const add = (s: SocketEntry): void => {
 			if (s.state === TCP_TIME_WAIT) timeWait++;
-			if (port !== undefined && s.sport !== port && s.dport !== port) continue;
-			if (s.state === TCP_LISTEN || s.state === TCP_NEW_SYN_RECV) continue;
-			const isServer = ns.listeningPorts.has(s.sport);
+			if (s.state === TCP_LISTEN) listeningPorts.add(s.sport);
+			if (port !== undefined && s.sport !== port && s.dport !== port) return;
+			if (s.state === TCP_LISTEN || s.state === TCP_NEW_SYN_RECV) return;
+			const isServer = listeningPorts.has(s.sport);
 			if (s.state !== TCP_TIME_WAIT) {
 				if (!isServer && this.#holdsEphemeralPort(walk.netns, s.sport)) {
 					const key = destKey(walk.netns, s.saddr, s.daddr, s.dport);
 					openByDest.set(key, (openByDest.get(key) ?? 0) + 1);
 				}
-				continue;
+				return;
 			}
 			const expiresUs = s.timerMs >= 0 ? walk.takenAtUs + s.timerMs * 1000 : undefined;
 			if (this.timeWait.markSeen(s.cookie)) {
 				if (expiresUs !== undefined) this.timeWait.setExpiry(s.cookie, expiresUs);
-				continue;
+				return;
 			}
 			const listener = isServer ? walk.listenerOwner?.(s.sport) : undefined;
-			if (pid !== undefined && listener?.pid !== pid) continue;
+			if (pid !== undefined && listener?.pid !== pid) return;
 			const comm = listener?.comm ?? BEFORE_START;
-			if (this.#options.comm !== undefined && comm !== this.#options.comm) continue;
+			if (this.#options.comm !== undefined && comm !== this.#options.comm) return;
 			const owner = this.#owner(listener?.pid ?? 0, comm, 0, walk.netns, isServer ? 'server' : 'unknown',
 				isServer ? `local ${s.saddr}:${s.sport}` : `${s.daddr}:${s.dport}`, walk.takenAtUs);
 			const pool = !isServer && this.#holdsEphemeralPort(walk.netns, s.sport)
 				? this.#destination(walk.netns, s.saddr, s.daddr, s.dport, walk.takenAtUs) : undefined;
 			// add() marks it seen by this walk.
 			this.timeWait.add(s.cookie, owner, pool, walk.netns, walk.takenAtUs, expiresUs ?? walk.takenAtUs + TIME_WAIT_SECONDS * US);
-		}
-		this.timeWait.endWalk(walk.netns, walk.takenAtUs);
-		for (const d of this.destinations.values()) {
-			if (d.netns === walk.netns) d.portsHeldOpen = 0;
-		}
-		for (const [key, n] of openByDest) {
-			const [, saddr, daddr, dport] = key.split(' ');
-			this.#destination(walk.netns, saddr!, daddr!, Number(dport), walk.takenAtUs).portsHeldOpen = n;
-		}
-		ns.walkedTimeWait = timeWait;
-		ns.walkedAtUs = walk.takenAtUs;
+		};
+		const finish = (): void => {
+			ns.listeningPorts = listeningPorts;
+			this.timeWait.endWalk(walk.netns, walk.takenAtUs);
+			for (const d of this.destinations.values()) {
+				if (d.netns === walk.netns) d.portsHeldOpen = 0;
+			}
+			for (const [key, n] of openByDest) {
+				const [, saddr, daddr, dport] = key.split(' ');
+				this.#destination(walk.netns, saddr!, daddr!, Number(dport), walk.takenAtUs).portsHeldOpen = n;
+			}
+			ns.walkedTimeWait = timeWait;
+			ns.walkedAtUs = walk.takenAtUs;
+		};
+		return { add, finish };
 	}
 
 	/**

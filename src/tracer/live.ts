@@ -6,8 +6,12 @@
  */
 import type { TwtEvent } from '../event/decode.js';
 import type { ChurnModel } from '../model/aggregate.js';
-import type { WalkRecord } from '../model/walk.js';
-import { NamespaceWalker } from './namespaces.js';
+import fs from 'node:fs';
+import { readIteratorChunk } from '../../native/iter.js';
+import { forEachSocket, TCP_LISTEN } from '../event/sock.js';
+import { SOCK_SIZE } from '../event/layout.generated.js';
+import type { ListenerRecord, WalkRecord } from '../model/walk.js';
+import { NamespaceWalker, type OpenedWalk } from './namespaces.js';
 import { NO_DROPS, TraceSession, type SessionSummary } from './session.js';
 import type { DropCounts, Filters } from './tracer.js';
 
@@ -45,17 +49,26 @@ export class LiveFeed {
 	readonly #asked: readonly number[];
 	readonly #walkIntervalMs: number;
 	readonly #handlers: LiveFeedHandlers;
+	readonly #keepRaw: boolean;
 	#lastWalkUs = 0;
-	#stopped = false;
+	/** The walk in progress (one at a time), settled when it ends or is abandoned. */
+	#walking: Promise<void> | undefined;
+	/** Abandon the walk in progress at its next chunk. */
+	#abandon = false;
+	#stopped: SessionSummary | undefined;
 	#drops: LiveDrops = { ...NO_DROPS, decodeErrors: 0 };
 
-	/** Loads and attaches (throws what the tracer throws), then walks once, before any caller reads the model. */
+	/**
+	 * Loads and attaches (throws what the tracer throws), then starts the first walk, which runs in
+	 * the background like every other: the model shows events at once and the namespaces' older
+	 * sockets as soon as the walk has read them.
+	 */
 	constructor(model: ChurnModel, options: LiveFeedOptions, handlers: LiveFeedHandlers = {}) {
 		this.model = model;
 		this.#asked = options.filters.netns;
 		this.#walkIntervalMs = options.walkIntervalMs ?? Infinity;
 		this.#handlers = handlers;
-		const keepRaw = options.keepRaw === true;
+		const keepRaw = (this.#keepRaw = options.keepRaw === true);
 		this.#session = new TraceSession({ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: true, keepRaw }, {
 			onEvents: (events, raw) => {
 				model.ingest(events);
@@ -64,12 +77,7 @@ export class LiveFeed {
 			onDrops: (_delta, total) => (this.#drops = total),
 		});
 		this.#walker = new NamespaceWalker(this.#session.tracer, monotonicUs, () => this.#session.drainNow());
-		try {
-			this.walkAll();
-		} catch (error) {
-			this.#session.stop();
-			throw error;
-		}
+		void this.walkAll();
 	}
 
 	/** The namespace twtrace runs in. */
@@ -82,53 +90,127 @@ export class LiveFeed {
 		return this.#drops;
 	}
 
+	/** Whether a walk is in progress. */
+	get isWalking(): boolean {
+		return this.#walking !== undefined;
+	}
+
 	/** Delivers what the ring holds now. */
 	drainNow(): void {
-		this.#session.drainNow();
+		if (!this.#stopped) this.#session.drainNow();
 	}
 
-	/** Walks when the interval has passed or events showed a namespace not yet walked. */
+	/** Starts a walk when the interval has passed or events showed a namespace not yet walked, unless one runs. */
 	maybeWalk(): void {
-		this.#session.drainNow();
+		this.drainNow();
+		if (this.#walking || this.#stopped) return;
 		const isNewNamespace = [...this.model.namespaces.values()].some((ns) => ns.netns !== 0 && !ns.settings && !this.unwalked.has(ns.netns));
-		if (isNewNamespace || monotonicUs() - this.#lastWalkUs >= this.#walkIntervalMs * 1000) this.walkAll();
+		if (isNewNamespace || monotonicUs() - this.#lastWalkUs >= this.#walkIntervalMs * 1000) void this.walkAll();
 	}
 
-	walkAll(): void {
-		this.#session.drainNow(); // events from before the walk must reach the model before it
+	/**
+	 * Walks the namespaces of interest, a chunk of sockets at a time, giving the event loop back
+	 * between chunks: draining, snapshots, scrapes and signals keep their pace during a walk of
+	 * millions of sockets. After a walk in progress, if any. Never rejects: a namespace that cannot be
+	 * walked is listed in `unwalked` with the reason.
+	 */
+	walkAll(): Promise<void> {
+		const previous = this.#walking ?? Promise.resolve();
+		const walk: Promise<void> = previous.then(() => this.#walkNamespaces()).catch((error: Error) => {
+			this.unwalked.set(0, `walk failed: ${error.message}`);
+		}).finally(() => {
+			if (this.#walking === walk) this.#walking = undefined;
+		});
+		this.#walking = walk;
+		return walk;
+	}
+
+	async #walkNamespaces(): Promise<void> {
+		if (this.#stopped || this.#abandon) return;
+		this.drainNow(); // events from before the walk must reach the model before it
 		const discovered = this.#walker.discover();
 		for (const netns of namespacesToWalk(this.model, this.#asked, this.home, discovered)) {
-			const outcome = this.#walker.walk(netns, pidsIn(this.model, netns));
-			// The walk delivered the time_wait events the kernel missed (bpf/twtrace.bpf.c, dump_tcp):
-			// the model takes them before the walk, so that they keep their owner.
-			this.#session.drainNow();
-			if ('error' in outcome) {
-				this.unwalked.set(netns, outcome.error);
+			if (this.#abandon) return;
+			const opened = this.#walker.open(netns, pidsIn(this.model, netns));
+			if ('error' in opened) {
+				this.unwalked.set(netns, opened.error);
 				this.model.addNamespace(netns); // shown, with the reason it was not walked
-			} else {
-				this.unwalked.delete(netns);
-				this.model.reconcile(outcome.walk);
-				this.#handlers.onWalk?.(outcome.record);
+				continue;
 			}
+			if (await this.#read(opened)) this.unwalked.delete(netns);
 		}
 		this.#session.tracer.sweepClosing(process.hrtime.bigint());
 		this.#lastWalkUs = monotonicUs();
 	}
 
-	/**
-	 * Detaches and delivers the rest of the ring; idempotent. With `lastWalk`, walks once more after
-	 * detaching, so that every missed time_wait of a socket that closed before the stop is delivered
-	 * (a record's capture ends complete); top and serve skip it to exit at once.
-	 */
-	stop(options: { lastWalk?: boolean } = {}): SessionSummary {
-		if (options.lastWalk && !this.#stopped) {
-			this.#session.detachTracepoints();
-			this.walkAll();
+	/** Reads and reconciles one opened walk; false when abandoned. */
+	async #read(w: OpenedWalk): Promise<boolean> {
+		const tracer = this.#session.tracer;
+		const reconciler = this.model.beginReconcile({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listenerOwner: (port) => tracer.listenerOwner(w.netns, port) });
+		const listening = new Set<number>();
+		const kept: Buffer[] = [];
+		const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
+		let carry: Buffer | undefined;
+		try {
+			for (;;) {
+				if (this.#abandon) return false;
+				const n = readIteratorChunk(w.fd, buf);
+				if (n === 0) break;
+				// A read may end inside a record: keep the tail for the next one.
+				const bytes = carry ? Buffer.concat([carry, buf.subarray(0, n)]) : buf.subarray(0, n);
+				const whole = bytes.length - (bytes.length % SOCK_SIZE);
+				carry = whole < bytes.length ? Buffer.from(bytes.subarray(whole)) : undefined;
+				forEachSocket(bytes.subarray(0, whole), (s) => {
+					if (s.state === TCP_LISTEN) listening.add(s.sport);
+					reconciler.add(s);
+				});
+				if (this.#keepRaw) kept.push(Buffer.from(bytes.subarray(0, whole)));
+				this.drainNow();
+				await new Promise((resolve) => setImmediate(resolve));
+			}
+		} finally {
+			fs.closeSync(w.fd);
 		}
-		this.#stopped = true;
-		return this.#session.stop();
+		// The walk delivered the time_wait events the kernel missed (bpf/twtrace.bpf.c, dump_tcp):
+		// the model takes them before the walk ends, so that they keep their owner.
+		this.drainNow();
+		reconciler.finish();
+		const listeners: ListenerRecord[] = [];
+		for (const port of listening) {
+			const owner = tracer.listenerOwner(w.netns, port);
+			if (owner) listeners.push({ port, ...owner });
+		}
+		this.#handlers.onWalk?.({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listeners, sockets: this.#keepRaw ? Buffer.concat(kept) : new Uint8Array() });
+		return true;
+	}
+
+	/**
+	 * Abandons a walk in progress, detaches and delivers the rest of the ring; idempotent. With
+	 * `lastWalk`, walks once more after detaching (for at most `lastWalkMs`), so that every missed
+	 * time_wait of a socket that closed before the stop is delivered (a record's capture ends
+	 * complete); top and serve skip it to exit at once.
+	 */
+	async stop(options: { lastWalk?: boolean; lastWalkMs?: number } = {}): Promise<SessionSummary> {
+		if (this.#stopped) return this.#stopped;
+		this.#abandon = true;
+		await this.#walking;
+		if (options.lastWalk) {
+			this.#abandon = false;
+			this.#session.detachTracepoints();
+			const deadline = setTimeout(() => (this.#abandon = true), options.lastWalkMs ?? LAST_WALK_MS);
+			await this.walkAll();
+			clearTimeout(deadline);
+			this.#abandon = true;
+		}
+		this.#stopped = this.#session.stop();
+		return this.#stopped;
 	}
 }
+
+/** Bytes of socket records read per step of a walk (~4,700 sockets): a few ms of work between yields. */
+const WALK_CHUNK_BYTES = 256 << 10;
+/** The last walk of stop() gives up after this: every command exits within a second of SIGTERM. */
+const LAST_WALK_MS = 700;
 
 /**
  * The namespaces asked for; else this one, those seen in events (the busiest first), then the

@@ -16,6 +16,15 @@ import type { Tracer } from './tracer.js';
 /** A walk as kept (record) and as the model takes it (walk), from one decode of the records. */
 export type WalkOutcome = { record: WalkRecord; walk: NetnsWalk } | { netns: number; error: string };
 
+/** A walk started by open(): the iterator to read (and close), and what was read on the way in. */
+export interface OpenedWalk {
+	netns: number;
+	/** CLOCK_MONOTONIC µs when the iterator was created. */
+	takenAtUs: number;
+	settings: NetnsSettings;
+	fd: number;
+}
+
 const SYSCTL = '/proc/sys/net/ipv4';
 
 /** The inode of the calling thread's network namespace. */
@@ -77,6 +86,14 @@ export class NamespaceWalker {
 	/** Walks `netns`; `pids` are processes seen in it, tried as ways in. Never throws. */
 	walk(netns: number, pids: Iterable<number> = []): WalkOutcome {
 		return this.#enter(netns, pids, () => this.#walkHere(netns));
+	}
+
+	/**
+	 * Enters `netns` just long enough to read its settings and create a walk's iterator, which keeps
+	 * that namespace: the caller reads it a chunk at a time, at its own pace. Never throws.
+	 */
+	open(netns: number, pids: Iterable<number> = []): OpenedWalk | { netns: number; error: string } {
+		return this.#enter(netns, pids, () => ({ netns, takenAtUs: this.#clockUs(), settings: readNetnsSettings(), fd: this.#tracer.openWalk() }));
 	}
 
 	/**

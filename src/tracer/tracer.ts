@@ -3,7 +3,7 @@
  * ring → load → attach → map the ring → drain it. close() undoes all of it, in reverse, once.
  */
 import * as bpf from '../../native/libbpf.js';
-import { readIterator } from '../../native/iter.js';
+import { openIterator, readIterator } from '../../native/iter.js';
 import { RingMap } from '../../native/ring-map.js';
 import { Claim, CLOSING_FIELDS, CLOSING_SIZE, CONFIG_FIELDS, CONFIG_SIZE, Counter, DATA_SIZE, DATA_WALK_MIN_AGE_OFFSET, RODATA_CFG_OFFSET } from '../event/layout.generated.js';
 import { kindValue, type EventKindName } from '../event/kinds.js';
@@ -228,6 +228,15 @@ export class Tracer {
 	walkSockets(betweenChunks?: () => void): Buffer {
 		if (this.#closed || !this.#walkLink) throw new Error('socket walks not enabled');
 		return readIterator(this.#walkLink, betweenChunks);
+	}
+
+	/**
+	 * An iterator fd for one walk of the network namespace the calling thread is in now, to read in
+	 * chunks (native/iter.ts readIteratorChunk) and close. Requires `socketWalks`.
+	 */
+	openWalk(): number {
+		if (this.#closed || !this.#walkLink) throw new Error('socket walks not enabled');
+		return openIterator(this.#walkLink);
 	}
 
 	/** Who called listen() on (netns, port) since twtrace started, from the listeners map. */
