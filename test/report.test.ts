@@ -10,6 +10,7 @@ import path from 'node:path';
 import { CAPTURE_VERSION, encodeEnd, encodeFrame, encodePreamble, encodeWalk, PREAMBLE_BYTES, CaptureError, type CaptureHeader, type CaptureTrailer } from '../src/capture/format.js';
 import { parseCapture, readCaptureFile, type Capture } from '../src/capture/reader.js';
 import { renderReport } from '../src/commands/report.js';
+import { EVENT_FIELDS, EVENT_SIZE } from '../src/event/layout.generated.js';
 import { replayCapture } from '../src/report/replay.js';
 import type { Report } from '../src/report/report.js';
 
@@ -139,6 +140,32 @@ test('an end frame whose loss counters hold any value still gives the whole repo
 		t.regex(renderReport(r, 'table'), /unknown: the end frame's counters are unreadable \(/);
 	}
 	t.deepEqual(withDrops({ ringFull: 0, mapFull: 0, missedRuns: -1, ownerMissing: 0, decodeErrors: 0 }).losses.unreadable, ['missedRuns -1']);
+});
+
+test('a capture whose timestamps jump to 2^53 µs gives a report at once: no loop runs per second of the jump', (t) => {
+	const capture = parseCapture(good());
+	const header = capture.header;
+	const frames: Buffer[] = [encodePreamble(header)];
+	let jumped = 0;
+	for (const item of capture.items) {
+		if (item.type === 'walk') {
+			frames.push(encodeWalk(item.walk));
+			continue;
+		}
+		const records = Buffer.from(item.records);
+		// The second half of the events lands 2^53 µs (285 years) after the first: a corrupt clock.
+		for (let i = 0; i < item.count; i++) {
+			if (jumped++ < 200) continue;
+			records.writeBigUInt64LE(BigInt(2 ** 53 - 1_000_000 + i), i * EVENT_SIZE + EVENT_FIELDS.ts_us.offset);
+		}
+		frames.push(encodeFrame('events', records));
+	}
+	frames.push(encodeEnd(capture.trailer!));
+	const started = process.hrtime.bigint();
+	const r = replay(parseCapture(Buffer.concat(frames)), 'jump.twtcap');
+	t.true(r.offenders.length > 0);
+	// Not a timing assertion: a loop per second of 2^53 µs would never end, and ava's timeout would fail it.
+	t.log(`replayed in ${Number(process.hrtime.bigint() - started) / 1e6} ms`);
 });
 
 test('--partial reads a cut capture up to its last whole frame and marks the report incomplete', (t) => {
