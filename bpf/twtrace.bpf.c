@@ -244,6 +244,10 @@ static __always_inline void fill_owner(struct twt_event *e, const struct twt_own
 		__builtin_memcpy(e->closer_comm, o->closer_comm, TWT_COMM_LEN);
 		e->side = o->side;
 		e->owner_source = o->source;
+		/* Start to close() when the close was seen, else to now: the same span in active_close,
+		 * time_wait and reset, so a consumer may take lifetimes from whichever kinds it asked for. */
+		if (o->closed_ns && o->closed_ns < end_ns)
+			end_ns = o->closed_ns;
 		e->lifetime_us = o->start_ns && end_ns > o->start_ns ? (end_ns - o->start_ns) / 1000 : 0;
 	} else {
 		e->closer_pid = e->closer_tid = e->closer_uid = 0;
@@ -567,12 +571,14 @@ static __always_inline void on_set_state(const struct sock *sk, struct twt_owner
 		return;
 	case TCP_FIN_WAIT1:
 		record_closer(sk, o, netns);
+		o->closed_ns = now_ns;
 		if (oldstate == TCP_ESTABLISHED)
 			on_active_close(o, netns, cookie, now_ns);
 		emit(sk, TWT_KIND_ACTIVE_CLOSE, netns, cookie, o, oldstate, newstate, now_ns, 0, 0);
 		return;
 	case TCP_LAST_ACK:
 		record_closer(sk, o, netns);
+		o->closed_ns = now_ns;
 		return;
 	case TCP_CLOSE:
 		on_close(sk, o, netns, cookie, oldstate, now_ns);

@@ -133,6 +133,7 @@ struct twt_config {
  */
 struct twt_owner {
 	__u64 start_ns;  /* 0: the socket's start was not seen */
+	__u64 closed_ns; /* close() or shutdown(): ESTABLISHED -> FIN_WAIT1 or CLOSE_WAIT -> LAST_ACK; 0: not yet */
 	__u64 cgroup_id; /* sk_cgrp_data at the socket's start (a timewait socket has none) */
 	__u32 pid;
 	__u32 tid;

@@ -4,6 +4,7 @@
  * prints one status line (Nagios style, with performance data) and the details, or JSON.
  * Returns the exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
+import { COMMAND_KINDS } from '../event/kinds.js';
 import { evaluate, type DoctorInput, type Thresholds } from '../doctor/check.js';
 import { ChurnModel } from '../model/aggregate.js';
 import { snapshot } from '../model/snapshot.js';
@@ -28,13 +29,13 @@ export const UNKNOWN_EXIT = 3;
 export async function doctorCommand(opts: DoctorOptions, io: Io): Promise<number> {
 	if (opts.warn > opts.crit) throw usageError(`--warn ${opts.warn} is above --crit ${opts.crit}`);
 	if (opts.warnHeadroom < opts.critHeadroom) throw usageError(`--warn-headroom ${opts.warnHeadroom} % is below --crit-headroom ${opts.critHeadroom} %`);
-	const filters = resolveFilters({ netns: opts.netns, ringSize: opts.ringSize });
+	const filters = resolveFilters({ netns: opts.netns, ringSize: opts.ringSize, kind: [...COMMAND_KINDS.doctor] });
 	const thresholds: Thresholds = { warnTimeWait: opts.warn, critTimeWait: opts.crit, warnHeadroom: opts.warnHeadroom / 100, critHeadroom: opts.critHeadroom / 100 };
 	const objectPath = defaultObjectPath();
 	preflight('doctor', objectPath);
 
 	const startUs = monotonicUs();
-	const model = new ChurnModel(startUs);
+	const model = new ChurnModel(startUs, { closesFromTimeWait: true });
 	const firstOverflow = new Map<number, number>();
 	const lastOverflow = new Map<number, number>();
 	const victims = new Map<string, DoctorInput['victims'][number]>();

@@ -4,6 +4,7 @@
  * tick, and on each scrape a MetricsData rendered by the Prometheus view. SIGTERM or SIGINT stop
  * it cleanly: the port is closed first, then the BPF links.
  */
+import { COMMAND_KINDS } from '../event/kinds.js';
 import { ChurnMetrics } from '../model/churn-metrics.js';
 import { ChurnModel } from '../model/aggregate.js';
 import { MAX_WALKED_NAMESPACES, LiveFeed, monotonicUs } from '../tracer/live.js';
@@ -31,11 +32,11 @@ const TICK_MS = 1000;
 const DROP_LOG_MS = 60_000;
 
 export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
-	const filters = resolveFilters({ ...opts, kind: undefined });
+	const filters = resolveFilters({ ...opts, kind: [...COMMAND_KINDS.serve] });
 	const objectPath = defaultObjectPath();
 	preflight('serve', objectPath);
 
-	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port });
+	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port, closesFromTimeWait: true });
 	// Labels are resolved when a group gets its series: rescan soon after a miss (a new container's cgroup).
 	const cgroups = new CgroupPaths(undefined, 250);
 	const metrics = new ChurnMetrics({

@@ -3,6 +3,7 @@
  * connect() fails. Wiring only: live feed → model (events, and socket walks every --walk-interval) →
  * snapshot each --interval → the full-screen view, text, or JSON lines.
  */
+import { COMMAND_KINDS } from '../event/kinds.js';
 import type { ReadStream, WriteStream } from 'node:tty';
 import { ChurnModel } from '../model/aggregate.js';
 import { snapshot, type Grouping, type Snapshot, type SortKey } from '../model/snapshot.js';
@@ -27,11 +28,11 @@ export interface TopOptions extends FilterOptions {
 }
 
 export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
-	const filters = resolveFilters({ ...opts, kind: undefined });
+	const filters = resolveFilters({ ...opts, kind: [...COMMAND_KINDS.top] });
 	const objectPath = defaultObjectPath();
 	preflight('top', objectPath);
 
-	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port });
+	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port, closesFromTimeWait: true });
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 	// Walks at once: sockets that predate twtrace, and the namespaces' settings, before the first screen.
 	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval });

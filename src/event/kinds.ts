@@ -50,3 +50,16 @@ export const TCP_STATE_NAMES: readonly string[] = [
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
+
+/**
+ * The kinds each live command asks the kernel for (the BPF program filters on them): every record
+ * costs at every connection, so a command takes only what its model uses. trace takes what --kind
+ * says; record and report take everything, a capture being the whole story.
+ */
+export const COMMAND_KINDS = {
+	/** Rates, destinations, TIME_WAIT, lifetimes (from time_wait and reset), failures; closes counted at time_wait. */
+	top: ['connect', 'accept', 'time_wait', 'reset', 'connect_fail', 'bind_fail'],
+	serve: ['connect', 'accept', 'time_wait', 'reset', 'connect_fail', 'bind_fail'],
+	/** Destination headroom (connect rates, TIME_WAIT held) and victims. */
+	doctor: ['connect', 'time_wait', 'connect_fail', 'bind_fail'],
+} as const satisfies Record<string, readonly EventKindName[]>;

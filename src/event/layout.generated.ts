@@ -68,12 +68,12 @@ export const RODATA_CFG_OFFSET = 0;
 export const RODATA_SIZE = 64;
 
 /** A value of the `closing` map (the witness of active closes; swept by the loader). */
-export const CLOSING_SIZE = 96;
+export const CLOSING_SIZE = 104;
 export const CLOSING_FIELDS = {
-	owner: { offset: 0, size: 80 },
-	closed_ns: { offset: 80, size: 8 },
-	netns: { offset: 88, size: 4 },
-	claim: { offset: 92, size: 4 },
+	owner: { offset: 0, size: 88 },
+	closed_ns: { offset: 88, size: 8 },
+	netns: { offset: 96, size: 4 },
+	claim: { offset: 100, size: 4 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** Where `volatile __u64 walk_min_age_ns` sits in the .data map, and that map's size. */

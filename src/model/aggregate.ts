@@ -77,6 +77,11 @@ export interface ModelOptions {
 	maxDestinations?: number;
 	maxTimeWait?: number;
 	/**
+	 * active_close events are not asked for (top, serve: a record fewer per connection): count an
+	 * active close when its socket enters TIME_WAIT instead.
+	 */
+	closesFromTimeWait?: boolean;
+	/**
 	 * Keep owners and destinations after they go idle (a report covers the whole capture). Off for
 	 * `top`, which forgets what has been idle for two TIME_WAIT lengths; the maxOwners bound holds either way.
 	 */
@@ -185,10 +190,13 @@ export class ChurnModel {
 				break;
 			case 'active_close':
 				this.#count(owner, C.activeCloses, second);
-				this.#recordLifetime(owner, e.lifetimeUs);
 				break;
 			case 'time_wait': {
 				this.#count(owner, C.timeWaitEntries, second);
+				if (this.#options.closesFromTimeWait) this.#count(owner, C.activeCloses, second);
+				// Lifetimes from the end of a connection, not from active_close: every consumer asks for
+				// time_wait and reset, and the span is the same (bpf/twtrace.bpf.c fill_owner).
+				this.#recordLifetime(owner, e.lifetimeUs);
 				// FIN_WAIT2 substate: tcp_fin_timeout, unless the peer's FIN re-arms it for 60 s.
 				const settings = this.namespaces.get(e.netns)?.settings;
 				// Substate TIME_WAIT: 60 s, then the timer wheel's rounding (twSlackMs), as the kernel runs it.

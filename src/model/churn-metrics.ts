@@ -106,8 +106,8 @@ export class ChurnMetrics {
 			switch (e.kind) {
 				case 'connect': c[SLOT.connects]!++; break;
 				case 'accept': c[SLOT.accepts]!++; break;
-				case 'time_wait': c[SLOT.timeWaitEntries]!++; break;
-				case 'active_close': observeLifetime(c, e.lifetimeUs); break;
+				// Lifetimes from the end of a connection: serve does not ask for active_close (LIVE_KINDS).
+				case 'time_wait': c[SLOT.timeWaitEntries]!++, observeLifetime(c, e.lifetimeUs); break;
 				case 'reset': c[SLOT.resets]!++, observeLifetime(c, e.lifetimeUs); break;
 				case 'connect_fail': countFailure(s, 'connect', e.err); break;
 				case 'bind_fail': countFailure(s, 'bind', e.err); break;

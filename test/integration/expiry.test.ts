@@ -36,7 +36,7 @@ bpfTest('a time_wait event predicts when the kernel ends the socket: the fire ti
 		// A FIN_WAIT2-substate timewait socket becomes TIME_WAIT when the peer's FIN arrives, with a
 		// new 60 s timer and no tracepoint (README, "What the kernel does not show"): only the walk knows.
 		const timeWait = events.filter((e) => e.substate === 6);
-		t.true(timeWait.length >= N / 2, `${timeWait.length} of ${N} entered in substate TIME_WAIT`);
+		t.true(timeWait.length >= 20, `${timeWait.length} of ${N} entered in substate TIME_WAIT: too few to judge`);
 		const errorsMs = timeWait.map((e) => {
 			const walkFireUs = fireByCookie.get(e.cookie);
 			if (walkFireUs === undefined) throw new Error(`cookie ${e.cookie} not found by the walk`);

@@ -103,7 +103,8 @@ test('grouping by process keeps pids apart; by comm merges short-lived processes
 test('rates are events per second over the window; lifetimes give p50 and p99', (t) => {
 	const m = new ChurnModel(T0);
 	for (let i = 0; i < 50; i++) m.ingest([ev({ kind: 'connect', tsUs: T0 + 10 * S + i * 0.1 * S })]); // 10/s during 10..15 s
-	for (let i = 1; i <= 100; i++) m.ingest([ev({ kind: 'active_close', tsUs: T0 + 14 * S, lifetimeUs: i * 1000 })]);
+	// Lifetimes come from the end of each connection (time_wait, reset), closes from active_close.
+	for (let i = 1; i <= 100; i++) m.ingest([ev({ kind: 'active_close', tsUs: T0 + 14 * S, lifetimeUs: 7 }), ev({ kind: 'time_wait', cookie: 5000 + i, tsUs: T0 + 14 * S, lifetimeUs: i * 1000 })]);
 	const row = view(m, 15).rows[0]!;
 	t.is(Math.round(row.connectsPerSec), 10);
 	t.is(Math.round(row.activeClosesPerSec), 20);
@@ -111,6 +112,15 @@ test('rates are events per second over the window; lifetimes give p50 and p99', 
 	t.true(Math.abs(row.lifetimeP99Ms! - 99) <= 1, String(row.lifetimeP99Ms));
 	t.is(Math.round(view(m, 15, { rateWindowUs: 1 * S }).rows[0]!.connectsPerSec), 10);
 	t.is(view(m, 40).rows[0]!.connectsPerSec, 0, 'rates fall to 0 when the process stops');
+});
+
+test('without active_close events (top, serve) a close is counted when its socket enters TIME_WAIT', (t) => {
+	const m = new ChurnModel(T0, { closesFromTimeWait: true });
+	for (let i = 0; i < 30; i++) m.ingest([ev({ kind: 'time_wait', cookie: 100 + i, tsUs: T0 + 10 * S + i * 0.1 * S })]);
+	t.is(Math.round(view(m, 13, { rateWindowUs: 3 * S }).rows[0]!.activeClosesPerSec), 10);
+	const plain = new ChurnModel(T0);
+	plain.ingest([ev({ kind: 'time_wait', cookie: 1, tsUs: T0 + 10 * S })]);
+	t.is(view(plain, 11).rows[0]!.activeClosesPerSec, 0, 'with active_close events in the stream, a time_wait is not a second close');
 });
 
 test('the side that closes first holds the TIME_WAIT', (t) => {

@@ -47,8 +47,9 @@ test('counters, the TIME_WAIT gauge and the lifetime histogram follow the events
 	const { feed, scrape } = setup();
 	feed([
 		ev(1, { kind: 'connect', sport: 40001 }), ev(1, { kind: 'connect', sport: 40002 }), ev(1, { kind: 'connect', sport: 40003 }),
-		ev(2, { kind: 'active_close', lifetimeUs: 40_000, sport: 40001 }),
-		ev(2, { kind: 'time_wait', sport: 40001 }), ev(2, { kind: 'time_wait', sport: 40002 }),
+		ev(2, { kind: 'active_close', lifetimeUs: 40_000, sport: 40001 }), // serve does not ask for it: no effect
+		// Lifetimes from the ends: 40 ms, and one whose start was not seen (0: not observed).
+		ev(2, { kind: 'time_wait', sport: 40001, lifetimeUs: 40_000 }), ev(2, { kind: 'time_wait', sport: 40002, lifetimeUs: 0 }),
 		ev(3, { kind: 'reset', lifetimeUs: 2_500, sport: 40003 }),
 		ev(3, { kind: 'connect_fail', err: 99, sport: 0 }), ev(3, { kind: 'connect_fail', err: 99, sport: 0 }),
 		ev(3, { kind: 'bind_fail', err: 98, sport: 8080 }),
