@@ -13,7 +13,7 @@ import { Decoder, isDecodeFailure } from '../src/event/decode.js';
 import { EVENT_SIZE, EventKind } from '../src/event/layout.generated.js';
 import { RingReader } from '../src/tracer/ring-reader.js';
 import { eventJsonLine } from '../src/views/event-json.js';
-import { writeRecord } from '../test/helpers/records.js';
+import { writeRecord, writeTask } from '../test/helpers/records.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '7' }, 'ring-size': { type: 'string', default: '8388608' } } });
 const rounds = Number(values.rounds);
@@ -25,13 +25,16 @@ function filledRing() {
 	const memory = new ArrayBuffer(PAGE + 2 * dataBytes);
 	const view = new DataView(memory);
 	const kinds = [EventKind.CONNECT, EventKind.ACCEPT, EventKind.ACTIVE_CLOSE, EventKind.TIME_WAIT];
-	let pos = 0;
+	// The churn client's task record first, as the BPF program sends it, then its events.
+	view.setUint32(PAGE, EVENT_SIZE, true);
+	writeTask(view, PAGE + 8, { id: 1, pid: 4242, comm: 'churn-client' });
+	let pos = RECORD_BYTES;
 	for (let i = 0; pos + RECORD_BYTES <= dataBytes; i++, pos += RECORD_BYTES) {
 		view.setUint32(PAGE + pos, EVENT_SIZE, true);
 		writeRecord(view, PAGE + pos + 8, {
 			kind: kinds[i % kinds.length]!, tsUs: BigInt(1e12 + i), cookie: BigInt(1000 + i), family: i % 10 === 0 ? 10 : 2,
 			saddr: [10, 200, 0, 1], daddr: [10, 200, 0, 2], sport: 32768 + (i % 28000), dport: 7101, netns: 4026532387,
-			pid: 4242, tid: 4242, comm: 'churn-client', closerPid: 4242, closerComm: 'churn-client', side: 1, ownerSource: 1, substate: 6,
+			owner: 1, closer: 1, side: 1, ownerSource: 1, substate: 6,
 		});
 	}
 	const producerPos = new BigInt64Array(memory, 0, 1);
@@ -51,7 +54,7 @@ function measure(stage: Stage): { recordsPerSec: number; records: number } {
 		? (offset) => { sink += offset; }
 		: (offset, length) => {
 			const e = decoder.decode(offset, length);
-			if (isDecodeFailure(e)) return;
+			if (e === undefined || isDecodeFailure(e)) return;
 			sink += stage === 'drain+decode' ? e.sport : eventJsonLine(e, jsonContext).length;
 		}, () => {});
 	const t0 = process.hrtime.bigint();

@@ -54,7 +54,9 @@
 #include <bpf/bpf_endian.h>
 #include "twtrace.h"
 
-_Static_assert(sizeof(struct twt_event) == 144, "twt_event size changed: regenerate the layout");
+_Static_assert(sizeof(struct twt_event) == 96, "twt_event size changed: regenerate the layout");
+_Static_assert(sizeof(struct twt_task) == sizeof(struct twt_event), "a capture keeps fixed-size records");
+_Static_assert(__builtin_offsetof(struct twt_event, kind) == 0 && __builtin_offsetof(struct twt_task, kind) == 0, "every record starts with its kind");
 _Static_assert(sizeof(struct twt_event) % 8 == 0, "twt_event must keep 8-byte alignment in the ring");
 _Static_assert(sizeof(struct twt_sock) == 56, "twt_sock size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_config) == 64, "twt_config size changed: regenerate the layout");
@@ -83,6 +85,7 @@ const volatile struct twt_config cfg = {};
 /* Puts the record, config and enum types into BTF for scripts/gen-layout.ts. Never accessed. */
 struct twt_btf_anchor {
 	struct twt_event event;
+	struct twt_task task;
 	struct twt_sock sock;
 	enum twt_event_kind kind;
 	enum twt_side side;
@@ -101,11 +104,27 @@ struct twt_listener_key {
 struct twt_listener {
 	__u64 cookie; /* of the listening socket: SO_REUSEPORT groups share (netns, port) */
 	__u32 pid;
-	__u32 tid;
-	__u32 uid;
-	__u32 _pad;
-	char comm[TWT_COMM_LEN];
+	__u32 task;   /* twt_task.id of the listen() caller: the owner of the sockets it accepts */
+	char comm[TWT_COMM_LEN]; /* for the loader (Tracer.listenerOwner), which has no task table */
 };
+
+/* The last task record sent for a thread: a new one goes out when its pid or name changes. */
+struct twt_task_seen {
+	__u32 id;
+	__u32 pid;
+	__u64 comm[2];
+};
+
+/* tid -> the task record sent for it. LRU: an evicted thread just gets a new id and record. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct twt_task_seen);
+} tasks SEC(".maps");
+
+/* The last task id handed out (ids start at 1; 0 means none). */
+__u32 last_task_id = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -200,20 +219,46 @@ static __always_inline __u64 sock_cgroup(const struct sock *sk)
 	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 }
 
-/* Fills the owner fields from the current task. Call only in process context. */
-static __always_inline void owner_from_current(__u32 *pid, __u32 *tid, __u32 *uid, char *comm)
+/*
+ * The task id of the current thread, sending a task record first when the thread is new to twtrace
+ * or changed its pid or name since. Call only in process context. 0 when the record could not be
+ * sent (ring full, counted): the event is then unattributed, and the next capture tries again.
+ */
+static __always_inline __u32 current_task(__u32 *pid)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	struct twt_task_seen *seen = bpf_map_lookup_elem(&tasks, &tid);
+	struct twt_task_seen now = { .pid = pid_tgid >> 32 };
+	struct twt_task *t;
 
-	*pid = pid_tgid >> 32;
-	*tid = (__u32)pid_tgid;
-	*uid = (__u32)bpf_get_current_uid_gid();
-	bpf_get_current_comm(comm, TWT_COMM_LEN);
+	*pid = now.pid;
+	bpf_get_current_comm(now.comm, TWT_COMM_LEN);
+	if (seen && seen->pid == now.pid && seen->comm[0] == now.comm[0] && seen->comm[1] == now.comm[1])
+		return seen->id;
+	t = bpf_ringbuf_reserve(&events, sizeof(*t), 0);
+	if (!t) {
+		count(TWT_CNT_RING_FULL);
+		return 0;
+	}
+	now.id = __sync_fetch_and_add(&last_task_id, 1) + 1;
+	__builtin_memset(t, 0, sizeof(*t));
+	t->kind = TWT_KIND_TASK;
+	t->id = now.id;
+	t->ts_us = bpf_ktime_get_ns() / 1000;
+	t->pid = now.pid;
+	t->tid = tid;
+	t->uid = (__u32)bpf_get_current_uid_gid();
+	__builtin_memcpy(t->comm, now.comm, TWT_COMM_LEN);
+	/* Submitted before any event that carries the id is reserved: the ring keeps that order. */
+	bpf_ringbuf_submit(t, 0);
+	bpf_map_update_elem(&tasks, &tid, &now, BPF_ANY);
+	return now.id;
 }
 
 static __always_inline void set_closer(struct twt_owner *o)
 {
-	owner_from_current(&o->closer_pid, &o->closer_tid, &o->closer_uid, o->closer_comm);
+	o->closer = current_task(&o->closer_pid);
 }
 
 /* The filters that need the owner or the ports; the cheap ones ran in relevant(). */
@@ -228,20 +273,9 @@ static __always_inline bool owner_and_ports_wanted(const struct twt_owner *o, __
 
 static __always_inline void fill_owner(struct twt_event *e, const struct twt_owner *o, __u64 end_ns)
 {
-	if (o && o->source != TWT_OWNER_NONE) {
-		e->pid = o->pid;
-		e->tid = o->tid;
-		e->uid = o->uid;
-		__builtin_memcpy(e->comm, o->comm, TWT_COMM_LEN);
-	} else {
-		e->pid = e->tid = e->uid = 0;
-		__builtin_memset(e->comm, 0, TWT_COMM_LEN);
-	}
+	e->owner = o && o->source != TWT_OWNER_NONE ? o->owner : 0;
 	if (o) {
-		e->closer_pid = o->closer_pid;
-		e->closer_tid = o->closer_tid;
-		e->closer_uid = o->closer_uid;
-		__builtin_memcpy(e->closer_comm, o->closer_comm, TWT_COMM_LEN);
+		e->closer = o->closer;
 		e->side = o->side;
 		e->owner_source = o->source;
 		/* Start to close() when the close was seen, else to now: the same span in active_close,
@@ -250,8 +284,7 @@ static __always_inline void fill_owner(struct twt_event *e, const struct twt_own
 			end_ns = o->closed_ns;
 		e->lifetime_us = o->start_ns && end_ns > o->start_ns ? (end_ns - o->start_ns) / 1000 : 0;
 	} else {
-		e->closer_pid = e->closer_tid = e->closer_uid = 0;
-		__builtin_memset(e->closer_comm, 0, TWT_COMM_LEN);
+		e->closer = 0;
 		e->side = TWT_SIDE_UNKNOWN;
 		e->owner_source = TWT_OWNER_NONE;
 		e->lifetime_us = 0;
@@ -292,6 +325,7 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 	e->newstate = newstate;
 	e->substate = 0;
 	e->err = 0;
+	e->side = 0;
 	e->flags = 0;
 	e->_pad = 0;
 	e->tw_slack_ms = 0;
@@ -379,7 +413,7 @@ static __always_inline void on_connect_start(const struct sock *sk, struct twt_o
 {
 	reset_owner(o, sk, now_ns, TWT_SIDE_CLIENT);
 	o->source = TWT_OWNER_CONNECT;
-	owner_from_current(&o->pid, &o->tid, &o->uid, o->comm);
+	o->owner = current_task(&o->pid);
 }
 
 static __always_inline void on_listen(const struct sock *sk, __u32 netns, __u64 cookie)
@@ -389,7 +423,8 @@ static __always_inline void on_listen(const struct sock *sk, __u32 netns, __u64 
 
 	if (!key.port) /* listen() without bind(): the port is assigned after this transition */
 		key.port = sock_sport(sk);
-	owner_from_current(&l.pid, &l.tid, &l.uid, l.comm);
+	l.task = current_task(&l.pid);
+	bpf_get_current_comm(l.comm, TWT_COMM_LEN);
 	if (bpf_map_update_elem(&listeners, &key, &l, BPF_ANY))
 		count(TWT_CNT_LISTENER_MAP_FULL);
 }
@@ -413,9 +448,7 @@ static __always_inline void on_accept_child(const struct sock *sk, struct twt_ow
 	if (l) {
 		o->source = TWT_OWNER_LISTEN;
 		o->pid = l->pid;
-		o->tid = l->tid;
-		o->uid = l->uid;
-		__builtin_memcpy(o->comm, l->comm, TWT_COMM_LEN);
+		o->owner = l->task;
 	}
 }
 
@@ -692,6 +725,7 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	__u32 netns;
 	__u16 family;
 	__u64 pid_tgid;
+	__u32 owner, owner_pid;
 
 	/* Runs on every syscall exit of the host: decide on the return value first. */
 	if (ret != -EADDRINUSE || BPF_CORE_READ(regs, orig_ax) != NR_BIND)
@@ -709,6 +743,8 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	if (cfg.pid && (pid_tgid >> 32) != cfg.pid)
 		return 0;
 
+	/* Before the event is reserved: its task record must precede it in the ring. */
+	owner = current_task(&owner_pid);
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(TWT_CNT_RING_FULL);
@@ -717,13 +753,14 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts_us = bpf_ktime_get_ns() / 1000;
 	/* cookie stays 0: sk came from a probe read, which bpf_get_socket_cookie() does not accept. */
+	e->owner = owner;
 	e->cgroup_id = sock_cgroup(sk);
 	e->netns = netns;
 	e->family = family;
 	e->kind = TWT_KIND_BIND_FAIL;
 	e->owner_source = TWT_OWNER_SYSCALL;
 	e->err = EADDRINUSE;
-	owner_from_current(&e->pid, &e->tid, &e->uid, e->comm);
+
 	/* The requested address, from the caller's sockaddr (bind(fd, addr, len): addr in rsi). */
 	uaddr = (void *)BPF_CORE_READ(regs, si);
 	if (family == AF_INET6) {

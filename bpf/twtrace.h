@@ -22,7 +22,8 @@ enum twt_event_kind {
 	TWT_KIND_RESET = 5,        /* abortive end: RST sent or received, or a timeout; never TIME_WAIT */
 	TWT_KIND_CONNECT_FAIL = 6, /* SYN_SENT -> CLOSE */
 	TWT_KIND_BIND_FAIL = 7,    /* bind() returned -EADDRINUSE */
-	TWT_KIND__MAX = 8,
+	TWT_KIND_TASK = 8,         /* not an event: a struct twt_task, what owner and closer ids refer to */
+	TWT_KIND__MAX = 9,
 };
 
 enum twt_side {
@@ -31,7 +32,7 @@ enum twt_side {
 	TWT_SIDE_SERVER = 2,  /* accepted from a listener */
 };
 
-/* How the owner fields (pid, tid, uid, comm) were obtained. */
+/* How the owner was obtained. */
 enum twt_owner_source {
 	TWT_OWNER_NONE = 0,    /* not seen: the socket predates twtrace, or its entry was evicted */
 	TWT_OWNER_CONNECT = 1, /* the task that called connect() (CLOSE -> SYN_SENT) */
@@ -61,28 +62,13 @@ enum twt_counter {
 	TWT_CNT__MAX = 7,
 };
 
+/*
+ * One event, 96 bytes. What belongs to a task (pid, uid, command name) is not repeated in every
+ * record: `owner` and `closer` are ids of struct twt_task records, sent once per task before the
+ * first event that refers to them. Every record starts with its kind, so the two are told apart.
+ */
 struct twt_event {
-	__u64 ts_us;        /* bpf_ktime_get_ns() / 1000: CLOCK_MONOTONIC, exact as a JS number */
-	__u64 cookie;       /* bpf_get_socket_cookie(), stable for the socket's life and its timewait socket's; 0 in bind_fail */
-	__u64 cgroup_id;    /* cgroup v2 id of the socket (sk_cgrp_data: its creator's, or its listener's) */
-	__u64 lifetime_us;  /* since connect() or accept; 0 when the start was not seen */
-	__u8 saddr[TWT_ADDR_LEN]; /* network order; IPv4 in the first 4 bytes, rest zero */
-	__u8 daddr[TWT_ADDR_LEN];
-	__u32 netns;        /* inode of the socket's network namespace */
-	__u32 pid;          /* owner (enum twt_owner_source): thread group id */
-	__u32 tid;
-	__u32 uid;
-	__u32 closer_pid;   /* task that closed this end (close(), shutdown(), exit, abort); 0: not seen */
-	__u32 closer_tid;
-	__u32 closer_uid;
-	__s32 err;          /* positive errno: connect_fail, bind_fail, reset received; 0 otherwise */
-	__u16 sport;        /* host order */
-	__u16 dport;        /* host order */
-	__u16 family;       /* AF_INET or AF_INET6 */
-	__u16 tw_slack_ms;  /* time_wait, substate TIME_WAIT: how long after the nominal 60 s the kernel's
-	                     * timer wheel fires the timewait timer (rounding of calc_wheel_index); 0 when
-	                     * HZ is unknown */
-	__u8 kind;          /* enum twt_event_kind */
+	__u8 kind;          /* enum twt_event_kind; first in every record, struct twt_task too */
 	__u8 side;          /* enum twt_side */
 	__u8 owner_source;  /* enum twt_owner_source */
 	__u8 substate;      /* time_wait: TCP_TIME_WAIT (peer FIN seen) or TCP_FIN_WAIT2 */
@@ -90,8 +76,40 @@ struct twt_event {
 	__u8 newstate;
 	__u8 flags;         /* enum twt_event_flag bits */
 	__u8 _pad;
+	__u64 ts_us;        /* bpf_ktime_get_ns() / 1000: CLOCK_MONOTONIC, exact as a JS number */
+	__u64 cookie;       /* bpf_get_socket_cookie(), stable for the socket's life and its timewait socket's; 0 in bind_fail */
+	__u64 cgroup_id;    /* cgroup v2 id of the socket (sk_cgrp_data: its creator's, or its listener's) */
+	__u64 lifetime_us;  /* from connect() or accept to close() (or to now, when no close was seen); 0 when the start was not seen */
+	__u8 saddr[TWT_ADDR_LEN]; /* network order; IPv4 in the first 4 bytes, rest zero */
+	__u8 daddr[TWT_ADDR_LEN];
+	__u32 netns;        /* inode of the socket's network namespace */
+	__u32 owner;        /* twt_task.id of the owner (enum twt_owner_source); 0: none */
+	__u32 closer;       /* twt_task.id of the task that closed this end (close(), shutdown(), exit, abort); 0: not seen */
+	__s32 err;          /* positive errno: connect_fail, bind_fail, reset received; 0 otherwise */
+	__u16 sport;        /* host order */
+	__u16 dport;        /* host order */
+	__u16 family;       /* AF_INET or AF_INET6 */
+	__u16 tw_slack_ms;  /* time_wait, substate TIME_WAIT: how long after the nominal 60 s the kernel's
+	                     * timer wheel fires the timewait timer (rounding of calc_wheel_index); 0 when
+	                     * HZ is unknown */
+};
+
+/*
+ * A task (thread) events refer to by id: sent when a task is first seen as an owner or closer, and
+ * again, under a new id, when its pid or command name changes (exec, prctl(PR_SET_NAME), a reused
+ * tid). Ids are never reused. The size of struct twt_event, so that a capture keeps fixed-size records.
+ */
+struct twt_task {
+	__u8 kind;          /* TWT_KIND_TASK */
+	__u8 _pad[3];
+	__u32 id;           /* > 0 */
+	__u64 ts_us;
+	__u32 pid;          /* thread group id */
+	__u32 tid;
+	__u32 uid;
+	__u32 _pad2;
 	char comm[TWT_COMM_LEN];
-	char closer_comm[TWT_COMM_LEN];
+	__u8 _reserved[48];
 };
 
 /*
@@ -135,20 +153,16 @@ struct twt_owner {
 	__u64 start_ns;  /* 0: the socket's start was not seen */
 	__u64 closed_ns; /* close() or shutdown(): ESTABLISHED -> FIN_WAIT1 or CLOSE_WAIT -> LAST_ACK; 0: not yet */
 	__u64 cgroup_id; /* sk_cgrp_data at the socket's start (a timewait socket has none) */
-	__u32 pid;
-	__u32 tid;
-	__u32 uid;
+	__u32 owner;     /* twt_task.id */
+	__u32 closer;    /* twt_task.id */
+	__u32 pid;       /* of the owner and the closer: the --pid filter */
 	__u32 closer_pid;
-	__u32 closer_tid;
-	__u32 closer_uid;
 	__u32 handled;   /* states_key() of the transition the primary program handled last; 0 once the
 	                  * fallback program saw it (see handle_inet_sock_set_state_nested) */
 	__u8 side;
 	__u8 source;
 	__u8 closing;    /* this socket's cookie is in `closing` (made at its active close) */
 	__u8 _pad;
-	char comm[TWT_COMM_LEN];
-	char closer_comm[TWT_COMM_LEN];
 };
 
 enum twt_claim {

@@ -24,7 +24,7 @@ interface BtfType {
 
 export interface Field { offset: number; size: number; count?: number }
 
-const STRUCTS = { event: 'twt_event', sock: 'twt_sock', config: 'twt_config', closing: 'twt_closing' } as const;
+const STRUCTS = { event: 'twt_event', task: 'twt_task', sock: 'twt_sock', config: 'twt_config', closing: 'twt_closing' } as const;
 const ENUMS = {
 	EventKind: ['twt_event_kind', 'TWT_KIND_'],
 	Side: ['twt_side', 'TWT_SIDE_'],
@@ -70,6 +70,7 @@ export function generateLayout(types: BtfType[]): string {
 	};
 
 	const event = fields(STRUCTS.event);
+	const task = fields(STRUCTS.task);
 	const sock = fields(STRUCTS.sock);
 	const config = fields(STRUCTS.config);
 	const closing = fields(STRUCTS.closing);
@@ -88,6 +89,10 @@ export function generateLayout(types: BtfType[]): string {
 		'',
 		`export const EVENT_SIZE = ${event.size};`,
 		`export const EVENT_FIELDS = ${fieldTable(event.fields)} as const satisfies Record<string, FieldLayout>;`,
+		'',
+		'/** A task record (kind TASK): what twt_event.owner and .closer refer to. */',
+		`export const TASK_SIZE = ${task.size};`,
+		`export const TASK_FIELDS = ${fieldTable(task.fields)} as const satisfies Record<string, FieldLayout>;`,
 		'',
 		'/** One socket from the iter/tcp program (dump_tcp). */',
 		`export const SOCK_SIZE = ${sock.size};`,

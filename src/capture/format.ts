@@ -19,20 +19,20 @@
  */
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { EVENT_FIELDS, EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE } from '../event/layout.generated.js';
+import { EVENT_FIELDS, EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE, TASK_FIELDS, TASK_SIZE } from '../event/layout.generated.js';
 import type { NetnsSettings } from '../model/aggregate.js';
 import { parsePortList } from '../model/ports.js';
 import type { WalkRecord } from '../model/walk.js';
 
 /** PNG-style: a high byte, the name, CR LF, ^Z, LF: text-mode transfers and `type` are caught. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x57, 0x54, 0x0d, 0x0a, 0x1a, 0x0a]);
-export const CAPTURE_VERSION = 2;
+export const CAPTURE_VERSION = 3;
 /**
  * The record layouts version CAPTURE_VERSION was written with: a digest of every field's offset and
  * size (layoutFingerprint()). The layout test fails when they differ: raise CAPTURE_VERSION, then
  * set this to the new digest.
  */
-export const LAYOUT_FINGERPRINT = 'a65041f6a5b86704';
+export const LAYOUT_FINGERPRINT = 'bf9912c0e20d4091';
 export const PREAMBLE_BYTES = 20;
 export const FRAME_HEADER_BYTES = 12;
 /** Bounds a reader accepts before allocating: a corrupt length must not ask for gigabytes. */
@@ -184,7 +184,7 @@ export function encodeEnd(trailer: CaptureTrailer): Buffer {
 
 /** A digest of the record layouts this build writes and reads (sizes, field names, offsets, sizes). */
 export function layoutFingerprint(): string {
-	const text = JSON.stringify({ EVENT_SIZE, EVENT_FIELDS, SOCK_SIZE, SOCK_FIELDS });
+	const text = JSON.stringify({ EVENT_SIZE, EVENT_FIELDS, TASK_SIZE, TASK_FIELDS, SOCK_SIZE, SOCK_FIELDS });
 	return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 

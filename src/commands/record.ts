@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { captureDrops, CaptureError, CAPTURE_VERSION, layoutFingerprint, settingsToJson, type CaptureHeader } from '../capture/format.js';
 import { CaptureWriter } from '../capture/writer.js';
-import { EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
+import { EVENT_FIELDS, EVENT_SIZE, EventKind, SOCK_SIZE } from '../event/layout.generated.js';
 import type { TwtEvent } from '../event/decode.js';
 import { ChurnModel } from '../model/aggregate.js';
 import { blame } from '../model/attribution.js';
@@ -68,7 +68,7 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 				if (e.cgroupId && !cgroupPaths.has(e.cgroupId) && cgroupPaths.size < MAX_CGROUPS) cgroupPaths.set(e.cgroupId, cgroups.lookup(e.cgroupId));
 			}
 			// --comm is applied by the model, not the kernel: the capture keeps only matching owners' records.
-			const kept = opts.comm === undefined ? { raw, count: events.length } : onlyComm(events, raw, opts.comm);
+			const kept = opts.comm === undefined ? { raw, count: raw.length / EVENT_SIZE } : onlyComm(events, raw, opts.comm);
 			if (writer) guard(() => writer!.writeEvents(kept.raw, kept.count));
 			else pending.push(kept);
 		},
@@ -148,11 +148,17 @@ function resolved(paths: ReadonlyMap<number, string | undefined>, cgroups: Cgrou
 	return out;
 }
 
-/** The records blamed (as the model blames them) on a process with this comm. */
+/**
+ * The records blamed (as the model blames them) on a process with this comm, and every task record
+ * (cheap, and a later event may need it). `raw` holds the events in order, task records among them.
+ */
 function onlyComm(events: readonly TwtEvent[], raw: Buffer, comm: string): { raw: Buffer; count: number } {
 	const parts: Buffer[] = [];
-	events.forEach((e, i) => {
-		if (blame(e).comm === comm) parts.push(raw.subarray(i * EVENT_SIZE, (i + 1) * EVENT_SIZE));
-	});
+	let next = 0;
+	for (let at = 0; at < raw.length; at += EVENT_SIZE) {
+		const record = raw.subarray(at, at + EVENT_SIZE);
+		if (record[EVENT_FIELDS.kind.offset] === EventKind.TASK) parts.push(record);
+		else if (blame(events[next++]!).comm === comm) parts.push(record);
+	}
 	return { raw: Buffer.concat(parts), count: parts.length };
 }

@@ -1,9 +1,12 @@
 /**
- * Bytes of one `struct twt_event` → TwtEvent. Pure and total: kernel input never makes it throw; a
- * record of the wrong size or an unknown kind comes back as a DecodeFailure for the caller to count.
+ * Bytes of one record → TwtEvent. A `struct twt_task` record goes into the stream's TaskTable instead
+ * (decode() returns undefined for it); an event's owner and closer ids are resolved through that
+ * table. Total: kernel input never makes it throw; a record of the wrong size or an unknown kind
+ * comes back as a DecodeFailure for the caller to count.
  */
 import os from 'node:os';
-import { EVENT_FIELDS as F, EVENT_SIZE, EventFlag } from './layout.generated.js';
+import { EVENT_FIELDS as F, EVENT_SIZE, EventFlag, EventKind, TASK_FIELDS as T } from './layout.generated.js';
+import { TaskTable } from './tasks.js';
 import { AF_INET6, kindName, OWNER_SOURCE_NAMES, SIDE_NAMES, type EventKindName, type OwnerSourceName, type SideName } from './kinds.js';
 
 export interface TwtEvent {
@@ -54,13 +57,12 @@ export type DecodeFailure = { reason: 'short' | 'unknown-kind'; length: number; 
  * Which TwtEvent property each record field becomes. Keyed by every field of the generated layout,
  * so a field added to bpf/twtrace.h without a decoder is a compile error.
  */
-export const FIELD_PROPERTIES: { readonly [K in keyof typeof F]: keyof TwtEvent | 'padding' } = {
+export const FIELD_PROPERTIES: { readonly [K in keyof typeof F]: keyof TwtEvent | 'padding' | 'task:owner' | 'task:closer' } = {
 	ts_us: 'tsUs', cookie: 'cookie', cgroup_id: 'cgroupId', lifetime_us: 'lifetimeUs',
-	saddr: 'saddr', daddr: 'daddr', netns: 'netns', pid: 'pid', tid: 'tid', uid: 'uid',
-	closer_pid: 'closerPid', closer_tid: 'closerTid', closer_uid: 'closerUid', err: 'err',
+	saddr: 'saddr', daddr: 'daddr', netns: 'netns', owner: 'task:owner', closer: 'task:closer', err: 'err',
 	sport: 'sport', dport: 'dport', family: 'family', kind: 'kind', side: 'side',
 	owner_source: 'ownerSource', substate: 'substate', oldstate: 'oldState', newstate: 'newState',
-	comm: 'comm', closer_comm: 'closerComm', flags: 'recovered', tw_slack_ms: 'twSlackMs', _pad: 'padding',
+	flags: 'recovered', tw_slack_ms: 'twSlackMs', _pad: 'padding',
 };
 
 const hostLittleEndian = os.endianness() === 'LE';
@@ -70,29 +72,39 @@ export class Decoder {
 	readonly #view: DataView;
 	readonly #bytes: Buffer;
 	readonly #little: boolean;
-	// Consecutive events mostly come from the same few processes and addresses; building a string
-	// costs ~100 ns, comparing the raw words ~10 ns. One remembered value per field (bench/decode.ts).
-	readonly #comm = new StringMemo();
-	readonly #closerComm = new StringMemo();
+	/** The stream's tasks: shared by every decoder of one stream (a capture has one per frame). */
+	readonly tasks: TaskTable;
+	// Consecutive events mostly come from the same few addresses; building a string costs ~100 ns,
+	// comparing the raw words ~10 ns. One remembered value per field (bench/decode.ts).
 	readonly #saddr = new StringMemo();
 	readonly #daddr = new StringMemo();
 
 	/** `littleEndian` defaults to the host's: the kernel writes records in host byte order. */
-	constructor(memory: ArrayBuffer, littleEndian = hostLittleEndian) {
+	constructor(memory: ArrayBuffer, tasks = new TaskTable(), littleEndian = hostLittleEndian) {
 		this.#view = new DataView(memory);
 		this.#bytes = Buffer.from(memory);
 		this.#little = littleEndian;
+		this.tasks = tasks;
 	}
 
-	/** Decodes the record of `length` bytes at byte `offset`. Never throws for offsets inside the region. */
-	decode(offset: number, length: number): TwtEvent | DecodeFailure {
+	/**
+	 * Decodes the record of `length` bytes at byte `offset`: an event, or undefined for a task record
+	 * (taken into `tasks`). Never throws for offsets inside the region.
+	 */
+	decode(offset: number, length: number): TwtEvent | DecodeFailure | undefined {
 		if (length < EVENT_SIZE) return { reason: 'short', length };
 		const v = this.#view;
 		const le = this.#little;
 		const kindValue = v.getUint8(offset + F.kind.offset);
+		if (kindValue === EventKind.TASK) {
+			this.#takeTask(offset);
+			return undefined;
+		}
 		const kind = kindName(kindValue);
 		if (!kind) return { reason: 'unknown-kind', length, kind: kindValue };
 		const family = v.getUint16(offset + F.family.offset, le) === AF_INET6 ? 6 : 4;
+		const owner = this.tasks.get(v.getUint32(offset + F.owner.offset, le));
+		const closer = this.tasks.get(v.getUint32(offset + F.closer.offset, le));
 		return {
 			kind,
 			tsUs: this.#u64(offset + F.ts_us.offset),
@@ -105,15 +117,15 @@ export class Decoder {
 			sport: v.getUint16(offset + F.sport.offset, le),
 			dport: v.getUint16(offset + F.dport.offset, le),
 			netns: v.getUint32(offset + F.netns.offset, le),
-			pid: v.getUint32(offset + F.pid.offset, le),
-			tid: v.getUint32(offset + F.tid.offset, le),
-			uid: v.getUint32(offset + F.uid.offset, le),
-			comm: this.#string(this.#comm, offset + F.comm.offset, F.comm.size),
+			pid: owner.pid,
+			tid: owner.tid,
+			uid: owner.uid,
+			comm: owner.comm,
 			ownerSource: OWNER_SOURCE_NAMES[v.getUint8(offset + F.owner_source.offset)] ?? 'none',
-			closerPid: v.getUint32(offset + F.closer_pid.offset, le),
-			closerTid: v.getUint32(offset + F.closer_tid.offset, le),
-			closerUid: v.getUint32(offset + F.closer_uid.offset, le),
-			closerComm: this.#string(this.#closerComm, offset + F.closer_comm.offset, F.closer_comm.size),
+			closerPid: closer.pid,
+			closerTid: closer.tid,
+			closerUid: closer.uid,
+			closerComm: closer.comm,
 			err: v.getInt32(offset + F.err.offset, le),
 			side: SIDE_NAMES[v.getUint8(offset + F.side.offset)] ?? 'unknown',
 			substate: v.getUint8(offset + F.substate.offset),
@@ -128,13 +140,19 @@ export class Decoder {
 		return readU64(this.#view, at, this.#little);
 	}
 
-	/** A NUL-terminated string of at most `size` bytes (16: comm). */
-	#string(memo: StringMemo, at: number, size: number): string {
-		if (memo.matches(this.#view, at, size >> 2)) return memo.value;
+	#takeTask(at: number): void {
+		const v = this.#view;
+		const le = this.#little;
 		const b = this.#bytes;
-		let end = at;
-		while (end < at + size && b[end] !== 0) end++;
-		return memo.remember(this.#view, at, size >> 2, b.toString('utf8', at, end));
+		const commAt = at + T.comm.offset;
+		let end = commAt;
+		while (end < commAt + T.comm.size && b[end] !== 0) end++;
+		this.tasks.set(v.getUint32(at + T.id.offset, le), {
+			pid: v.getUint32(at + T.pid.offset, le),
+			tid: v.getUint32(at + T.tid.offset, le),
+			uid: v.getUint32(at + T.uid.offset, le),
+			comm: b.toString('utf8', commAt, end),
+		});
 	}
 
 	#address(memo: StringMemo, at: number, family: 4 | 6): string {

@@ -14,7 +14,7 @@ const KIND_NAMES = {
 	[EventKind.RESET]: 'reset',
 	[EventKind.CONNECT_FAIL]: 'connect_fail',
 	[EventKind.BIND_FAIL]: 'bind_fail',
-} as const satisfies Record<Exclude<(typeof EventKind)[keyof typeof EventKind], typeof EventKind._MAX>, EventKindName>;
+} as const satisfies Record<Exclude<(typeof EventKind)[keyof typeof EventKind], typeof EventKind._MAX | typeof EventKind.TASK>, EventKindName>;
 
 export const ALL_KINDS: readonly EventKindName[] = Object.values(KIND_NAMES);
 

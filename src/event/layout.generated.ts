@@ -3,36 +3,45 @@
 
 export interface FieldLayout { readonly offset: number; readonly size: number; readonly count?: number }
 
-export const EVENT_SIZE = 144;
+export const EVENT_SIZE = 96;
 export const EVENT_FIELDS = {
-	ts_us: { offset: 0, size: 8 },
-	cookie: { offset: 8, size: 8 },
-	cgroup_id: { offset: 16, size: 8 },
-	lifetime_us: { offset: 24, size: 8 },
-	saddr: { offset: 32, size: 16, count: 16 },
-	daddr: { offset: 48, size: 16, count: 16 },
-	netns: { offset: 64, size: 4 },
-	pid: { offset: 68, size: 4 },
-	tid: { offset: 72, size: 4 },
-	uid: { offset: 76, size: 4 },
-	closer_pid: { offset: 80, size: 4 },
-	closer_tid: { offset: 84, size: 4 },
-	closer_uid: { offset: 88, size: 4 },
-	err: { offset: 92, size: 4 },
-	sport: { offset: 96, size: 2 },
-	dport: { offset: 98, size: 2 },
-	family: { offset: 100, size: 2 },
-	tw_slack_ms: { offset: 102, size: 2 },
-	kind: { offset: 104, size: 1 },
-	side: { offset: 105, size: 1 },
-	owner_source: { offset: 106, size: 1 },
-	substate: { offset: 107, size: 1 },
-	oldstate: { offset: 108, size: 1 },
-	newstate: { offset: 109, size: 1 },
-	flags: { offset: 110, size: 1 },
-	_pad: { offset: 111, size: 1 },
-	comm: { offset: 112, size: 16, count: 16 },
-	closer_comm: { offset: 128, size: 16, count: 16 },
+	kind: { offset: 0, size: 1 },
+	side: { offset: 1, size: 1 },
+	owner_source: { offset: 2, size: 1 },
+	substate: { offset: 3, size: 1 },
+	oldstate: { offset: 4, size: 1 },
+	newstate: { offset: 5, size: 1 },
+	flags: { offset: 6, size: 1 },
+	_pad: { offset: 7, size: 1 },
+	ts_us: { offset: 8, size: 8 },
+	cookie: { offset: 16, size: 8 },
+	cgroup_id: { offset: 24, size: 8 },
+	lifetime_us: { offset: 32, size: 8 },
+	saddr: { offset: 40, size: 16, count: 16 },
+	daddr: { offset: 56, size: 16, count: 16 },
+	netns: { offset: 72, size: 4 },
+	owner: { offset: 76, size: 4 },
+	closer: { offset: 80, size: 4 },
+	err: { offset: 84, size: 4 },
+	sport: { offset: 88, size: 2 },
+	dport: { offset: 90, size: 2 },
+	family: { offset: 92, size: 2 },
+	tw_slack_ms: { offset: 94, size: 2 },
+} as const satisfies Record<string, FieldLayout>;
+
+/** A task record (kind TASK): what twt_event.owner and .closer refer to. */
+export const TASK_SIZE = 96;
+export const TASK_FIELDS = {
+	kind: { offset: 0, size: 1 },
+	_pad: { offset: 1, size: 3, count: 3 },
+	id: { offset: 4, size: 4 },
+	ts_us: { offset: 8, size: 8 },
+	pid: { offset: 16, size: 4 },
+	tid: { offset: 20, size: 4 },
+	uid: { offset: 24, size: 4 },
+	_pad2: { offset: 28, size: 4 },
+	comm: { offset: 32, size: 16, count: 16 },
+	_reserved: { offset: 48, size: 48, count: 48 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** One socket from the iter/tcp program (dump_tcp). */
@@ -68,12 +77,12 @@ export const RODATA_CFG_OFFSET = 0;
 export const RODATA_SIZE = 64;
 
 /** A value of the `closing` map (the witness of active closes; swept by the loader). */
-export const CLOSING_SIZE = 104;
+export const CLOSING_SIZE = 64;
 export const CLOSING_FIELDS = {
-	owner: { offset: 0, size: 88 },
-	closed_ns: { offset: 88, size: 8 },
-	netns: { offset: 96, size: 4 },
-	claim: { offset: 100, size: 4 },
+	owner: { offset: 0, size: 48 },
+	closed_ns: { offset: 48, size: 8 },
+	netns: { offset: 56, size: 4 },
+	claim: { offset: 60, size: 4 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** Where `volatile __u64 walk_min_age_ns` sits in the .data map, and that map's size. */
@@ -88,7 +97,8 @@ export const EventKind = {
 	RESET: 5,
 	CONNECT_FAIL: 6,
 	BIND_FAIL: 7,
-	_MAX: 8,
+	TASK: 8,
+	_MAX: 9,
 } as const;
 
 export const Side = {

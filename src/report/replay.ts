@@ -3,6 +3,7 @@
  * (one drain's batch) and each walk, in file order. Deterministic: no clock but the capture's.
  */
 import { Decoder, isDecodeFailure, type TwtEvent } from '../event/decode.js';
+import { TaskTable } from '../event/tasks.js';
 import { EVENT_SIZE } from '../event/layout.generated.js';
 import { ChurnModel } from '../model/aggregate.js';
 import type { Grouping } from '../model/snapshot.js';
@@ -27,6 +28,7 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 	// Every frame is a view into the capture's one buffer: one decoder reads them all, in place.
 	let decoder: Decoder | undefined;
 	let decoderBuffer: ArrayBuffer | undefined;
+	const tasks = new TaskTable(); // one for the whole capture: events refer to earlier frames' tasks
 	for (const item of capture.items) {
 		if (item.type === 'walk') {
 			model.reconcile(walkFromRecord(item.walk));
@@ -35,10 +37,11 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 			continue;
 		}
 		const buffer = item.records.buffer as ArrayBuffer;
-		if (!decoder || decoderBuffer !== buffer) [decoder, decoderBuffer] = [new Decoder(buffer), buffer];
+		if (!decoder || decoderBuffer !== buffer) [decoder, decoderBuffer] = [new Decoder(buffer, tasks), buffer];
 		const events: TwtEvent[] = [];
 		for (let i = 0; i < item.count; i++) {
 			const e = decoder.decode(item.records.byteOffset + i * EVENT_SIZE, EVENT_SIZE);
+			if (e === undefined) continue; // a task record, now in `tasks`
 			if (isDecodeFailure(e)) decodeErrors++;
 			else events.push(e);
 		}

@@ -24,7 +24,8 @@ export interface SessionOptions {
 export interface SessionHandlers {
 	/**
 	 * A batch of events, in ring order, after each drain. The array is not reused. With keepRaw,
-	 * `raw` holds the same records' bytes, EVENT_SIZE each, in the same order (undecodable ones left out).
+	 * `raw` holds the batch's records, EVENT_SIZE each, in ring order: the events' and the task
+	 * records' they refer to (undecodable ones left out). A batch may hold task records only.
 	 */
 	onEvents: (events: TwtEvent[], raw?: Buffer) => void;
 	/** New losses since the previous report, and the totals. */
@@ -59,6 +60,7 @@ export class TraceSession {
 	#reported = { ...NO_DROPS, decodeErrors: 0 };
 	#lastDropCheckMs = 0;
 	#final: SessionSummary | undefined;
+	#decoder: Decoder | undefined;
 
 	/** Loads, attaches and starts draining. Throws what Tracer throws (after releasing everything). */
 	constructor(options: SessionOptions, handlers: SessionHandlers) {
@@ -70,19 +72,21 @@ export class TraceSession {
 			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: options.socketWalks },
 			(offset, length) => {
 				const r = decoder!.decode(offset, length);
-				if (isDecodeFailure(r)) {
+				if (r !== undefined && isDecodeFailure(r)) {
 					this.#decodeErrors++;
 					return;
 				}
 				if (this.#keepRaw) {
+					// Task records too: a replay needs them to know whose the events are.
 					this.#raw ??= Buffer.allocUnsafe(MAX_BATCH_EVENTS * EVENT_SIZE);
 					this.#raw.set(memory!.subarray(offset, offset + EVENT_SIZE), this.#rawBytes);
 					this.#rawBytes += EVENT_SIZE;
+					if (r === undefined && this.#rawBytes >= MAX_BATCH_EVENTS * EVENT_SIZE) this.#flush();
 				}
-				if (this.#batch.push(r) >= MAX_BATCH_EVENTS) this.#flush();
+				if (r !== undefined && this.#batch.push(r) >= MAX_BATCH_EVENTS) this.#flush();
 			},
 		);
-		decoder = new Decoder(this.#tracer.memory);
+		decoder = this.#decoder = new Decoder(this.#tracer.memory);
 		memory = new Uint8Array(this.#tracer.memory);
 		const dropCheckMs = options.dropCheckMs ?? 1000;
 		this.#tracer.reader.start({
@@ -100,6 +104,11 @@ export class TraceSession {
 
 	get ringBytes(): number {
 		return this.#tracer.ringBytes;
+	}
+
+	/** Events that named a task whose record was lost (ring full) or forgotten: unattributed. */
+	get unknownTasks(): number {
+		return this.#decoder?.tasks.unknown ?? 0;
 	}
 
 	/** The loaded tracer, for socket walks and listener lookups. */
@@ -149,7 +158,7 @@ export class TraceSession {
 	}
 
 	#flush(): void {
-		if (this.#batch.length === 0) return;
+		if (this.#batch.length === 0 && this.#rawBytes === 0) return;
 		const batch = this.#batch;
 		this.#batch = [];
 		this.#events += batch.length;
@@ -161,6 +170,8 @@ export class TraceSession {
 
 	#checkDrops(): DropCounts {
 		const total = { ...this.#tracer.drops(), decodeErrors: this.#decodeErrors };
+		// An event whose task record was lost (ring full) is unattributed, like one whose owner storage failed.
+		total.mapFull += this.unknownTasks;
 		const delta = { ...total };
 		for (const k of Object.keys(delta) as (keyof typeof delta)[]) delta[k] -= this.#reported[k];
 		this.#reported = total;

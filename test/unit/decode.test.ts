@@ -1,7 +1,8 @@
 import test from 'ava';
 import { Decoder, FIELD_PROPERTIES, formatIpv6, isDecodeFailure, type TwtEvent } from '../../src/event/decode.js';
 import { EVENT_FIELDS, EVENT_SIZE, EventFlag, EventKind, OwnerSource, Side } from '../../src/event/layout.generated.js';
-import { recordBuffer } from '../helpers/records.js';
+import { TaskTable } from '../../src/event/tasks.js';
+import { recordBuffer, recordsBuffer, type RawRecord, type RawTask } from '../helpers/records.js';
 
 const timeWait = {
 	kind: EventKind.TIME_WAIT,
@@ -15,30 +16,30 @@ const timeWait = {
 	sport: 40000,
 	dport: 7101,
 	netns: 4026532387,
-	pid: 8518,
-	tid: 8519,
-	uid: 1000,
-	closerPid: 8520,
-	closerTid: 8521,
-	closerUid: 1001,
+	owner: 11,
+	closer: 12,
 	side: Side.CLIENT,
 	ownerSource: OwnerSource.CONNECT,
 	substate: 6,
 	oldState: 5,
 	newState: 7,
 	twSlackMs: 1234,
-	comm: 'tt-cli',
-	closerComm: 'tt-child',
-};
+} satisfies RawRecord;
+const ownerTask: RawTask = { id: 11, pid: 8518, tid: 8519, uid: 1000, comm: 'tt-cli' };
+const closerTask: RawTask = { id: 12, pid: 8520, tid: 8521, uid: 1001, comm: 'tt-child' };
 
-function decodeOne(buf: ArrayBuffer, littleEndian?: boolean): TwtEvent {
-	const r = new Decoder(buf, littleEndian).decode(0, buf.byteLength);
-	if (isDecodeFailure(r)) throw new Error(`decode failed: ${r.reason}`);
+/** Decodes `event` after the task records of its owner and closer; returns the event. */
+function decodeOne(event: RawRecord, littleEndian = true, tasks: RawTask[] = [ownerTask, closerTask], readAs = littleEndian): TwtEvent {
+	const buf = recordsBuffer([...tasks, event], littleEndian);
+	const decoder = new Decoder(buf, new TaskTable(), readAs);
+	for (let i = 0; i < tasks.length; i++) if (decoder.decode(i * EVENT_SIZE, EVENT_SIZE) !== undefined) throw new Error('a task record decoded as an event');
+	const r = decoder.decode(tasks.length * EVENT_SIZE, EVENT_SIZE);
+	if (r === undefined || isDecodeFailure(r)) throw new Error(`decode failed: ${JSON.stringify(r)}`);
 	return r;
 }
 
 test('an IPv4 time_wait record decodes field by field', (t) => {
-	t.deepEqual(decodeOne(recordBuffer(timeWait)), {
+	t.deepEqual(decodeOne(timeWait), {
 		kind: 'time_wait',
 		tsUs: 123_456_789_012,
 		cookie: 0x1_0000_0005,
@@ -70,27 +71,28 @@ test('an IPv4 time_wait record decodes field by field', (t) => {
 });
 
 test('a time_wait record flagged as found by a walk decodes as recovered; other flag bits do not', (t) => {
-	t.true(decodeOne(recordBuffer({ ...timeWait, flags: EventFlag.RECOVERED })).recovered);
-	t.false(decodeOne(recordBuffer({ ...timeWait, flags: 0x80 })).recovered);
+	t.true(decodeOne({ ...timeWait, flags: EventFlag.RECOVERED }).recovered);
+	t.false(decodeOne({ ...timeWait, flags: 0x80 }).recovered);
 });
 
 test('an IPv6 record decodes its 16-byte addresses in RFC 5952 form', (t) => {
 	const v6 = [0xfd, 0, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-	const e = decodeOne(recordBuffer({ ...timeWait, family: 10, saddr: v6, daddr: [...v6.slice(0, 15), 2] }));
+	const e = decodeOne({ ...timeWait, family: 10, saddr: v6, daddr: [...v6.slice(0, 15), 2] });
 	t.is(e.family, 6);
 	t.is(e.saddr, 'fd00:200::1');
 	t.is(e.daddr, 'fd00:200::2');
 });
 
 test('a big-endian record decodes when the decoder is told the byte order', (t) => {
-	const e = decodeOne(recordBuffer(timeWait, false), false);
+	const e = decodeOne(timeWait, false);
 	t.is(e.netns, 4026532387);
+	t.is(e.comm, 'tt-cli', 'task records too');
 	t.is(e.tsUs, 123_456_789_012);
 	t.is(e.sport, 40000);
 });
 
 test('a record read in the wrong byte order does not match (byte order matters)', (t) => {
-	const e = decodeOne(recordBuffer(timeWait, false), true);
+	const e = decodeOne(timeWait, false, [], true);
 	t.not(e.sport, 40000);
 });
 
@@ -107,16 +109,38 @@ test('an unknown kind is a failure that names the kind', (t) => {
 });
 
 test('a comm of the full 16 bytes without a NUL stays within its field', (t) => {
-	const e = decodeOne(recordBuffer({ ...timeWait, comm: 'abcdefghijklmnop', closerComm: 'x' }));
+	const e = decodeOne(timeWait, true, [{ ...ownerTask, comm: 'abcdefghijklmnop' }, { ...closerTask, comm: 'x' }]);
 	t.is(e.comm, 'abcdefghijklmnop');
 	t.is(e.closerComm, 'x');
 });
 
+test('an event names no task until its task record arrives; an id never sent is counted, not guessed', (t) => {
+	const tasks = new TaskTable();
+	const buf = recordsBuffer([timeWait, ownerTask, timeWait, { ...timeWait, owner: 0, closer: 0 }]);
+	const decoder = new Decoder(buf, tasks);
+	const [before, task, after, none] = [0, 1, 2, 3].map((i) => decoder.decode(i * EVENT_SIZE, EVENT_SIZE)) as [TwtEvent, undefined, TwtEvent, TwtEvent];
+	t.like(before, { pid: 0, comm: '', closerPid: 0 });
+	t.is(task, undefined);
+	t.like(after, { pid: 8518, tid: 8519, uid: 1000, comm: 'tt-cli', closerPid: 0 });
+	t.like(none, { pid: 0, comm: '', closerPid: 0 });
+	t.is(tasks.unknown, 3, 'owner and closer of the first, the closer of the second; id 0 means none, not unknown');
+});
+
+test('a task table is bounded: beyond its size the oldest task is forgotten', (t) => {
+	const tasks = new TaskTable(2);
+	for (const id of [1, 2, 3]) tasks.set(id, { pid: id, tid: id, uid: 0, comm: `t${id}` });
+	t.is(tasks.size, 2);
+	t.is(tasks.get(1).pid, 0);
+	t.is(tasks.get(3).comm, 't3');
+});
+
 test('every record field maps to a decoded property (padding excepted)', (t) => {
-	const e = decodeOne(recordBuffer(timeWait));
+	const e = decodeOne(timeWait);
 	for (const [field, property] of Object.entries(FIELD_PROPERTIES)) {
 		t.true(field in EVENT_FIELDS);
-		if (property !== 'padding') t.true(property in e, `${field} → ${property}`);
+		if (property === 'task:owner') t.is(e.pid, ownerTask.pid);
+		else if (property === 'task:closer') t.is(e.closerPid, closerTask.pid);
+		else if (property !== 'padding') t.true(property in e, `${field} → ${property}`);
 	}
 });
 
@@ -129,18 +153,17 @@ test('formatIpv6 compresses the longest zero run and prints v4-mapped addresses'
 	t.is(formatIpv6(b(0, 0, 0, 0, 0, 0, 0, 0)), '::');
 });
 
-test('strings remembered from the previous record are reused only when the bytes are the same', (t) => {
-	const records = [
-		{ ...timeWait, comm: 'alpha', closerComm: 'alpha', saddr: [10, 0, 0, 1] },
-		{ ...timeWait, comm: 'alpha', closerComm: 'alpha', saddr: [10, 0, 0, 1] },
-		{ ...timeWait, comm: 'alphb', closerComm: 'alpha-long-name', saddr: [10, 0, 0, 2] },
-		{ ...timeWait, comm: 'alpha', closerComm: 'alpha', family: 10, saddr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1] },
-		{ ...timeWait, comm: 'alpha', closerComm: 'alpha', saddr: [10, 0, 0, 1] },
+test('addresses remembered from the previous record are reused only when the bytes are the same', (t) => {
+	const tasks: RawTask[] = [{ id: 1, pid: 1, comm: 'alpha' }, { id: 2, pid: 2, comm: 'alphb' }, { id: 3, pid: 3, comm: 'alpha-long-name' }];
+	const events = [
+		{ ...timeWait, owner: 1, closer: 1, saddr: [10, 0, 0, 1] },
+		{ ...timeWait, owner: 1, closer: 1, saddr: [10, 0, 0, 1] },
+		{ ...timeWait, owner: 2, closer: 3, saddr: [10, 0, 0, 2] },
+		{ ...timeWait, owner: 1, closer: 1, family: 10, saddr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1] },
+		{ ...timeWait, owner: 1, closer: 1, saddr: [10, 0, 0, 1] },
 	];
-	const buf = new ArrayBuffer(EVENT_SIZE * records.length);
-	records.forEach((r, i) => new Uint8Array(buf, i * EVENT_SIZE).set(new Uint8Array(recordBuffer(r))));
-	const decoder = new Decoder(buf);
-	const got = records.map((_, i) => decoder.decode(i * EVENT_SIZE, EVENT_SIZE) as TwtEvent);
+	const decoder = new Decoder(recordsBuffer([...tasks, ...events]));
+	const got = [...tasks, ...events].map((_, i) => decoder.decode(i * EVENT_SIZE, EVENT_SIZE)).filter((e): e is TwtEvent => e !== undefined);
 	t.deepEqual(got.map((e) => [e.comm, e.closerComm, e.saddr]), [
 		['alpha', 'alpha', '10.0.0.1'],
 		['alpha', 'alpha', '10.0.0.1'],
