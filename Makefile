@@ -5,7 +5,7 @@ CC ?= cc
 ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 BPF_OBJ := build/twtrace.bpf.o
-HELPERS := build/tcp-scenario build/churn
+HELPERS := build/tcp-scenario build/churn build/floor.bpf.o
 TS_SRC := $(shell find src native -name "*.ts")
 
 .PHONY: all bpf helpers ts layout clean
@@ -22,6 +22,10 @@ build/vmlinux.h:
 
 $(BPF_OBJ): bpf/twtrace.bpf.c bpf/twtrace.h build/vmlinux.h
 	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibuild -Ibpf -c $< -o $@
+
+# bench/: the floor, two empty programs on the tracepoint twtrace uses.
+build/floor.bpf.o: bench/floor.bpf.c build/vmlinux.h
+	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibuild -c $< -o $@
 
 build/tcp-scenario: test/helpers/tcp-scenario.c
 	@mkdir -p build

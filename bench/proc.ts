@@ -87,3 +87,13 @@ export function machineInfo(): MachineInfo {
 		os: /^PRETTY_NAME="?([^"\n]*)/m.exec(osRelease)?.[1] ?? 'unknown',
 	};
 }
+
+/** Resident memory now (VmRSS) in MiB. */
+export function rssMiB(pid: number): number | undefined {
+	try {
+		const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+		return m ? Number(m[1]) / 1024 : undefined;
+	} catch {
+		return undefined;
+	}
+}

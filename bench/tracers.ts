@@ -2,7 +2,7 @@
  * The tracers the benchmark compares, each started against one network-namespace pair and stopped
  * after the workload: twtrace in its modes, and the peers an engineer would otherwise reach for.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,6 +20,11 @@ export interface TracerOutcome {
 	events?: number;
 	/** Events the tracer reports lost. */
 	lost?: number;
+	/**
+	 * TIME_WAIT entries the tracer delivered (time_wait events, or entries counted), for the ground
+	 * truth: the churn client's completed connections, one TIME_WAIT each.
+	 */
+	timeWaitDelivered?: number;
 	/** TIME_WAIT entries per pid as the tracer attributed them, when its output can say. */
 	timeWaitByPid?: Record<string, number>;
 	/** The same per comm, for tracers that aggregate by name (serve's metrics). */
@@ -95,16 +100,22 @@ async function startTwtrace(pair: NetnsPair, command: string, args: string[], st
 	return { child, stderr, readyLine };
 }
 
-function twtrace(name: string, args: string[], stdoutTo: 'null' | 'counter'): Mode {
-	const command = `twtrace trace ${args.join(' ')} --netns CLIENT --netns SERVER ${stdoutTo === 'null' ? '> /dev/null' : '| node bench/line-counter.ts'}`;
+/**
+ * `twtrace trace ARGS`, its output to: nowhere (the BPF side alone), a file on tmpfs (as cheap to
+ * write as /dev/null, and counted afterwards with grep), or the line counter (a consumer process).
+ */
+function twtrace(name: string, args: string[], stdoutTo: 'null' | 'file' | 'counter'): Mode {
+	const sink = { null: '> /dev/null', file: '> /dev/shm/FILE (time_wait lines counted afterwards)', counter: '| node bench/line-counter.ts' }[stdoutTo];
+	const command = `twtrace trace ${args.join(' ')} --netns CLIENT --netns SERVER ${sink}`;
 	return {
 		name,
 		command,
 		async start(pair) {
 			const counter = stdoutTo === 'counter' ? startCounter() : undefined;
-			const devNull = stdoutTo === 'null' ? fs.openSync('/dev/null', 'w') : undefined;
-			const started = startTwtrace(pair, 'trace', args, counter ? counter.child.stdin! : devNull!, /Ctrl-C to stop/);
-			if (devNull !== undefined) fs.closeSync(devNull);
+			const file = stdoutTo === 'file' ? `/dev/shm/twtrace-bench-${process.pid}-${Date.now()}.ndjson` : undefined;
+			const fd = stdoutTo === 'null' ? fs.openSync('/dev/null', 'w') : file ? fs.openSync(file, 'w') : undefined;
+			const started = startTwtrace(pair, 'trace', args, counter ? counter.child.stdin! : fd!, /Ctrl-C to stop/);
+			if (fd !== undefined) fs.closeSync(fd);
 			counter?.child.stdin!.destroy(); // the tracer holds the write end now: EOF when it exits
 			const { child, stderr } = await started;
 			return {
@@ -113,12 +124,24 @@ function twtrace(name: string, args: string[], stdoutTo: 'null' | 'counter'): Mo
 				async stop() {
 					await stopChild(child);
 					const outcome = parseTwtraceSummary(stderr());
-					if (counter) outcome.timeWaitByPid = (await counter.result()).timeWaitByPid;
+					if (counter) {
+						outcome.timeWaitByPid = (await counter.result()).timeWaitByPid;
+						outcome.timeWaitDelivered = Object.values(outcome.timeWaitByPid).reduce((a, b) => a + b, 0);
+					}
+					if (file) {
+						outcome.timeWaitDelivered = grepCount('"kind":"time_wait"', file);
+						fs.rmSync(file, { force: true });
+					}
 					return outcome;
 				},
 			};
 		},
 	};
+}
+
+function grepCount(text: string, file: string): number {
+	const r = spawnSync('grep', ['-cF', text, file], { encoding: 'utf8' });
+	return Number(r.stdout.trim() || 0);
 }
 
 /** `twtrace top --json`: aggregates in user space; blame is read from its last snapshot's rows. */
@@ -139,6 +162,8 @@ const twtraceTop: Mode = {
 				if (last) {
 					outcome.timeWaitByPid = {};
 					for (const row of (JSON.parse(last) as { rows: { pid: number; timeWait: number }[] }).rows) outcome.timeWaitByPid[String(row.pid)] = row.timeWait;
+					// Held at the end of an 8 s run is every entry: none has reached its 60 s yet.
+					outcome.timeWaitDelivered = Object.values(outcome.timeWaitByPid).reduce((a, b) => a + b, 0);
 				}
 				return outcome;
 			},
@@ -171,6 +196,7 @@ const twtraceServe: Mode = {
 				for (const m of text.matchAll(/^twtrace_timewait_sockets\{comm="([^"]*)",[^}]*\} (\d+)$/gm)) {
 					outcome.timeWaitByComm[m[1]!] = (outcome.timeWaitByComm[m[1]!] ?? 0) + Number(m[2]);
 				}
+				outcome.timeWaitDelivered = [...text.matchAll(/^twtrace_timewait_entries_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
 				return outcome;
 			},
 		};
@@ -212,7 +238,7 @@ const bpftraceStream: Mode = {
 				await stopChild(child);
 				const r = await counter.result();
 				const lost = r.lost + [...stderr().matchAll(/Lost (\d+) events/g)].reduce((s, m) => s + Number(m[1]), 0);
-				return { events: r.lines - 1 /* "Attaching…" */, lost, timeWaitByPid: r.timeWaitByPid };
+				return { events: r.lines - 1 /* "Attaching…" */, lost, timeWaitByPid: r.timeWaitByPid, timeWaitDelivered: Object.values(r.timeWaitByPid).reduce((a, b) => a + b, 0) };
 			},
 		};
 	},
@@ -235,7 +261,24 @@ const bpftraceCount: Mode = {
 					timeWaitByPid[m[1]!] = (timeWaitByPid[m[1]!] ?? 0) + Number(m[2]);
 				}
 				const lost = [...stdout().matchAll(/Lost (\d+) events/g)].reduce((s, m) => s + Number(m[1]), 0);
-				return { lost, timeWaitByPid, note: 'aggregates in the kernel: streams nothing' };
+				return { lost, timeWaitByPid, timeWaitDelivered: Object.values(timeWaitByPid).reduce((a, b) => a + b, 0), note: 'aggregates in the kernel: streams nothing' };
+			},
+		};
+	},
+};
+
+/** Two empty programs where twtrace attaches its two: what any tracer of this tracepoint pays. */
+const floor: Mode = {
+	name: 'floor: 2 empty tp_btf programs',
+	command: 'node bench/floor.ts (bench/floor.bpf.c: two programs that return 0 on tp_btf/inet_sock_set_state)',
+	async start() {
+		const child = track(spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/floor.ts')], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] }));
+		await waitForLine(child, 'stderr', /floor: attached/, 30_000);
+		return {
+			pid: child.pid!,
+			async stop() {
+				await stopChild(child);
+				return { note: 'attached, does nothing' };
 			},
 		};
 	},
@@ -243,10 +286,11 @@ const bpftraceCount: Mode = {
 
 export const MODES: Mode[] = [
 	{ name: 'no tracer', command: '(the workload alone)' },
+	floor,
 	// No connect() fails in this workload: every transition runs the BPF programs and owners are
 	// tracked, but nothing reaches user space. Its slowdown is the in-kernel share of twtrace's cost.
 	twtrace('twtrace, BPF side only', ['--kind', 'connect_fail'], 'null'),
-	twtrace('twtrace trace --json', ['--json'], 'null'),
+	twtrace('twtrace trace --json', ['--json'], 'file'),
 	twtrace('twtrace trace --kind time_wait', ['--json', '--kind', 'time_wait'], 'counter'),
 	twtraceTop,
 	twtraceServe,

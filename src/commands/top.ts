@@ -38,7 +38,7 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval });
 
 	const cgroups = new CgroupPaths();
-	const ctx = (): TopContext => ({ epochOffsetUs: epochOffsetUs(), cgroupPath: (id) => cgroups.lookup(id), intervalMs: opts.interval, drops: feed.drops, unwalked: feed.unwalked });
+	const ctx = (): TopContext => ({ epochOffsetUs: epochOffsetUs(), cgroupPath: (id) => cgroups.lookup(id), intervalMs: opts.interval, drops: feed.drops, unwalked: feed.unwalked, walks: feed.walks });
 	const state: ScreenState = { by: opts.by, sort: opts.sort, paused: false, filter: '', editing: undefined, help: false };
 	const take = (): Snapshot => {
 		const nowUs = monotonicUs();

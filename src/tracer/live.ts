@@ -35,6 +35,14 @@ export interface LiveFeedHandlers {
 
 export type LiveDrops = DropCounts & { decodeErrors: number };
 
+export interface WalkStats {
+	inProgress: boolean;
+	/** Full passes over the namespaces of interest since start. */
+	completed: number;
+	/** Wall time of the last full pass, ms (the event loop ran between its chunks); undefined before the first. */
+	lastMs: number | undefined;
+}
+
 /** At most this many namespaces walked per pass: each costs a setns and a walk. */
 export const MAX_WALKED_NAMESPACES = 16;
 
@@ -51,6 +59,8 @@ export class LiveFeed {
 	readonly #handlers: LiveFeedHandlers;
 	readonly #keepRaw: boolean;
 	#lastWalkUs = 0;
+	#walksCompleted = 0;
+	#lastWalkMs: number | undefined;
 	/** The walk in progress (one at a time), settled when it ends or is abandoned. */
 	#walking: Promise<void> | undefined;
 	/** Abandon the walk in progress at its next chunk. */
@@ -90,9 +100,9 @@ export class LiveFeed {
 		return this.#drops;
 	}
 
-	/** Whether a walk is in progress. */
-	get isWalking(): boolean {
-		return this.#walking !== undefined;
+	/** Socket walks: whether one is in progress, how many ran, and how long the last full pass took. */
+	get walks(): WalkStats {
+		return { inProgress: this.#walking !== undefined, completed: this.#walksCompleted, lastMs: this.#lastWalkMs };
 	}
 
 	/** Delivers what the ring holds now. */
@@ -127,6 +137,7 @@ export class LiveFeed {
 
 	async #walkNamespaces(): Promise<void> {
 		if (this.#stopped || this.#abandon) return;
+		const startedUs = monotonicUs();
 		this.drainNow(); // events from before the walk must reach the model before it
 		const discovered = this.#walker.discover();
 		for (const netns of namespacesToWalk(this.model, this.#asked, this.home, discovered)) {
@@ -141,6 +152,8 @@ export class LiveFeed {
 		}
 		this.#session.tracer.sweepClosing(process.hrtime.bigint());
 		this.#lastWalkUs = monotonicUs();
+		this.#lastWalkMs = (this.#lastWalkUs - startedUs) / 1000;
+		this.#walksCompleted++;
 	}
 
 	/** Reads and reconciles one opened walk; false when abandoned. */

@@ -15,6 +15,8 @@ export interface TopContext {
 	drops: DropCounts & { decodeErrors: number };
 	/** Namespaces that could not be walked, with the reason. */
 	unwalked: ReadonlyMap<number, string>;
+	/** Socket walks (LiveFeed.walks); absent in tests that have none. */
+	walks?: { inProgress: boolean; completed: number; lastMs: number | undefined };
 }
 
 const round1 = (n: number) => Math.round(n * 10) / 10;
@@ -30,6 +32,7 @@ export function topJson(s: Snapshot, ctx: TopContext): object {
 		rows: s.rows.map((r) => rowJson(r, s, ctx)),
 		destinations: s.destinations.map(destinationJson),
 		drops: { ...ctx.drops, lost: eventsLost(ctx.drops) },
+		...(ctx.walks ? { walks: { inProgress: ctx.walks.inProgress, completed: ctx.walks.completed, lastMs: ctx.walks.lastMs === undefined ? null : Math.round(ctx.walks.lastMs) } } : {}),
 		overflow: s.overflow,
 	};
 }

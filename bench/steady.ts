@@ -1,0 +1,182 @@
+/**
+ * The always-on measurements of `npm run bench`: twtrace holding a large TIME_WAIT population for a
+ * while, rather than the few seconds of the churn table.
+ *
+ * - steady: `top --json` for N s at maximum churn, with `tcp_max_tw_buckets` raised in the
+ *   namespace, so that it holds well over a million TIME_WAIT sockets: its RSS over time, how long a
+ *   walk of that table takes, and its TIME_WAIT count against the kernel's (sockstat) at the same moment.
+ * - soak: `serve` scraped every 2 s for N s at a steady rate: RSS, peak RSS, CPU every 10 s, scrapes
+ *   that failed or were slow.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import { createPair, type NetnsPair } from '../test/helpers/netns.js';
+import { track, waitForLine } from '../test/helpers/children.js';
+import { cpuSeconds, peakRssMiB, rssMiB, timeWaitSockets } from './proc.js';
+import { root } from './tracers.js';
+
+const cli = path.join(root, 'dist/src/cli.js');
+const churnBin = path.join(root, 'build/churn');
+const PORT = 8100;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface LoadOptions { threads: number; ports: number }
+
+function pairWithRoom(): NetnsPair {
+	const pair = createPair();
+	pair.sysctl(pair.client, 'net.ipv4.ip_local_port_range', '1024 65535');
+	for (const ns of [pair.client, pair.server]) pair.sysctl(ns, 'net.ipv4.tcp_max_tw_buckets', '4000000');
+	return pair;
+}
+
+/** A churn server and client; the client runs `seconds` at `rate` connections/s (0: as fast as it can). */
+async function startLoad(pair: NetnsPair, load: LoadOptions, seconds: number, rate: number): Promise<{ client: ChildProcess; server: ChildProcess; result: () => Promise<{ connections: number; perSecond: number }> }> {
+	const server = track(spawn('ip', ['netns', 'exec', pair.server, churnBin, 'server', pair.serverAddr, String(PORT), String(load.ports), 'client-close', String(load.threads), String(seconds + 60)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+	await waitForLine(server, 'stdout', /"ready":true/, 10_000);
+	const client = track(spawn('ip', ['netns', 'exec', pair.client, churnBin, 'client', pair.serverAddr, String(PORT), String(load.ports), 'client-close', String(load.threads), String(seconds), '0', String(rate)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+	let out = '';
+	client.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+	const closed = once(client, 'close');
+	return {
+		client,
+		server,
+		result: async () => {
+			await closed;
+			const stopped = once(server, 'close');
+			server.kill('SIGTERM');
+			await stopped;
+			return JSON.parse(out.trim().split('\n').pop()!) as { connections: number; perSecond: number };
+		},
+	};
+}
+
+async function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+	if (child.exitCode !== null || child.signalCode !== null) return;
+	const closed = once(child, 'close');
+	child.kill(signal);
+	const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+	await closed;
+	clearTimeout(timer);
+}
+
+export interface SteadySample { atS: number; rssMiB: number; timeWaitKernel: number; timeWaitTop: number; walkMs: number | null; walks: number }
+
+export interface SteadyResult {
+	seconds: number;
+	connPerSec: number;
+	samples: SteadySample[];
+	peakRssMiB: number;
+	/** After the load: top's count in the snapshot that followed a completed walk, and the kernel's (sockstat) at that moment. */
+	final: { top: number; kernel: number; walkMs: number | null };
+	lost: string;
+}
+
+/** `top --json --walk-interval 10s` on a namespace pair at maximum churn for `seconds`. */
+export async function measureSteady(seconds: number, load: LoadOptions): Promise<SteadyResult> {
+	const pair = pairWithRoom();
+	try {
+		const top = track(spawn(process.execPath, [cli, 'top', '--json', '--interval', '1s', '--walk-interval', '10s', '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
+		let last: Record<string, any> | undefined;
+		let partial = '';
+		let stderr = '';
+		top.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+		top.stdout!.on('data', (d: Buffer) => {
+			const lines = (partial + d.toString()).split('\n');
+			partial = lines.pop()!;
+			if (lines.length) last = JSON.parse(lines[lines.length - 1]!) as Record<string, any>;
+		});
+		await waitForLine(top, 'stderr', /Ctrl-C to stop/, 30_000);
+		const clientNetns = pair.clientInode;
+		const topCount = () => (last?.namespaces as { netns: number; timeWait: number }[] | undefined)?.find((n) => n.netns === clientNetns)?.timeWait ?? 0;
+		const loadRun = await startLoad(pair, load, seconds, 0);
+		const samples: SteadySample[] = [];
+		const t0 = Date.now();
+		while (loadRun.client.exitCode === null && Date.now() - t0 < (seconds + 30) * 1000) {
+			await sleep(5000);
+			samples.push({
+				atS: Math.round((Date.now() - t0) / 1000),
+				rssMiB: rssMiB(top.pid!) ?? 0,
+				timeWaitKernel: timeWaitSockets(pair.client),
+				timeWaitTop: topCount(),
+				walkMs: last?.walks?.lastMs ?? null,
+				walks: last?.walks?.completed ?? 0,
+			});
+		}
+		const churn = await loadRun.result();
+		// The next walk after the load, then the first snapshot after it, against the kernel right then.
+		const walksBefore = last?.walks?.completed ?? 0;
+		const deadline = Date.now() + 60_000;
+		while ((last?.walks?.completed ?? 0) <= walksBefore && Date.now() < deadline) await sleep(100);
+		const snapshotAfter = last;
+		while (last === snapshotAfter && Date.now() < deadline) await sleep(20);
+		const final = { top: topCount(), kernel: timeWaitSockets(pair.client), walkMs: last?.walks?.lastMs ?? null };
+		const peak = peakRssMiB(top.pid!) ?? 0;
+		await stop(top, 'SIGINT');
+		return { seconds, connPerSec: churn.perSecond, samples, peakRssMiB: peak, final, lost: stderr.split('\n').find((l) => / lost \(/.test(l))?.replace(/^twtrace: /, '') ?? stderr.slice(-200) };
+	} finally {
+		pair.remove();
+	}
+}
+
+export interface SoakSample { atS: number; rssMiB: number; cpuPct: number; timeWaitKernel: number }
+
+export interface SoakResult {
+	seconds: number;
+	rate: number;
+	connPerSec: number;
+	samples: SoakSample[];
+	peakRssMiB: number;
+	cpuPctMean: number;
+	scrapes: number;
+	scrapeFailures: number;
+	slowestScrapeMs: number;
+	lost: string;
+}
+
+/** `serve` scraped every 2 s, at `rate` connections/s for `seconds`. */
+export async function measureSoak(seconds: number, rate: number, load: LoadOptions): Promise<SoakResult> {
+	const pair = pairWithRoom();
+	try {
+		const serve = track(spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] }));
+		let stderr = '';
+		serve.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+		const ready = await waitForLine(serve, 'stderr', /serving metrics on (\S+)\/metrics/, 30_000);
+		const url = /serving metrics on (\S+)\/metrics/.exec(ready)![1]!;
+		let scrapes = 0;
+		let failures = 0;
+		let slowestMs = 0;
+		const scraper = setInterval(() => {
+			const started = Date.now();
+			scrapes++;
+			void fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()).then(() => {
+				slowestMs = Math.max(slowestMs, Date.now() - started);
+			}, () => failures++);
+		}, 2000);
+		const loadRun = await startLoad(pair, load, seconds, rate);
+		const samples: SoakSample[] = [];
+		const t0 = Date.now();
+		let cpuPrev = cpuSeconds(serve.pid!) ?? 0;
+		let atPrev = t0;
+		while (loadRun.client.exitCode === null && Date.now() - t0 < (seconds + 30) * 1000) {
+			await sleep(10_000);
+			const cpu = cpuSeconds(serve.pid!) ?? cpuPrev;
+			const now = Date.now();
+			samples.push({ atS: Math.round((now - t0) / 1000), rssMiB: rssMiB(serve.pid!) ?? 0, cpuPct: (100 * (cpu - cpuPrev)) / ((now - atPrev) / 1000), timeWaitKernel: timeWaitSockets(pair.client) });
+			[cpuPrev, atPrev] = [cpu, now];
+		}
+		clearInterval(scraper);
+		const churn = await loadRun.result();
+		const peak = peakRssMiB(serve.pid!) ?? 0;
+		await stop(serve, 'SIGTERM');
+		const busy = samples.filter((s) => s.atS <= seconds);
+		return {
+			seconds, rate, connPerSec: churn.perSecond, samples, peakRssMiB: peak,
+			cpuPctMean: busy.reduce((a, s) => a + s.cpuPct, 0) / Math.max(1, busy.length),
+			scrapes, scrapeFailures: failures, slowestScrapeMs: slowestMs,
+			lost: stderr.split('\n').find((l) => / lost \(/.test(l))?.replace(/^twtrace: /, '') ?? stderr.slice(-200),
+		};
+	} finally {
+		pair.remove();
+	}
+}
