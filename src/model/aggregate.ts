@@ -143,8 +143,32 @@ export function ownerComm(who: Blame): string {
 }
 
 const LIFETIME_MAX_US = 24 * 3600 * US;
+/** Lifetimes an owner records in a packed histogram before it gets a plain one. */
+const PACKED_LIFETIMES_MAX = 4096;
+
+/** Slots of the recent (owner, destination) cache: a power of two. */
+const RECENT_SLOTS = 256;
+
+interface RecentOwner {
+	/** ChurnModel.#generation when cached: owners and destinations removed since make it stale. */
+	generation: number;
+	pid: number;
+	comm: string;
+	cgroupId: number;
+	netns: number;
+	side: SideName;
+	peerKind: number;
+	port: number;
+	saddr: string;
+	daddr: string;
+	owner: Owner;
+	dest: Destination | undefined;
+}
 
 export class ChurnModel {
+	readonly #recent: (RecentOwner | undefined)[] = new Array(RECENT_SLOTS);
+	/** Bumped whenever an owner or a destination is forgotten: the recent cache must not hand it out. */
+	#generation = 0;
 	readonly startUs: number;
 	readonly #options: ModelOptions;
 	readonly owners = new Map<string, Owner>();
@@ -176,10 +200,9 @@ export class ChurnModel {
 		const who = blame(e);
 		if (this.#options.comm !== undefined && who.comm !== this.#options.comm) return;
 		const isServer = e.side === 'server';
-		const peer = e.kind === 'bind_fail' ? `bind ${e.saddr}:${e.sport}` : isServer ? `local ${e.saddr}:${e.sport}` : `${e.daddr}:${e.dport}`;
-		const owner = this.#owner(who.pid, ownerComm(who), e.cgroupId, e.netns, e.side, peer, e.tsUs);
+		const { owner, dest } = this.#ownerAndDestination(e, who, isServer);
+		owner.lastEventUs = Math.max(owner.lastEventUs, e.tsUs);
 		const second = Math.floor(e.tsUs / US);
-		const dest = !isServer && e.kind !== 'bind_fail' ? this.#destinationOf(e) : undefined;
 		switch (e.kind) {
 			case 'connect':
 				this.#count(owner, C.connects, second);
@@ -312,10 +335,10 @@ export class ChurnModel {
 		if (this.#options.keepIdle) return;
 		const idleBeforeUs = nowUs - 2 * TIME_WAIT_SECONDS * US;
 		for (const [key, o] of this.owners) {
-			if (o.timeWait === 0 && o.lastEventUs < idleBeforeUs && o.lastChangeUs < idleBeforeUs) this.owners.delete(key);
+			if (o.timeWait === 0 && o.lastEventUs < idleBeforeUs && o.lastChangeUs < idleBeforeUs) this.owners.delete(key), this.#generation++;
 		}
 		for (const [key, d] of this.destinations) {
-			if (d.timeWait === 0 && d.portsHeldOpen === 0 && d.lastEventUs < idleBeforeUs) this.destinations.delete(key);
+			if (d.timeWait === 0 && d.portsHeldOpen === 0 && d.lastEventUs < idleBeforeUs) this.destinations.delete(key), this.#generation++;
 		}
 	}
 
@@ -418,8 +441,28 @@ export class ChurnModel {
 		return o;
 	}
 
-	#destinationOf(e: TwtEvent): Destination {
-		return this.#destination(e.netns, e.saddr, e.daddr, e.dport, e.tsUs);
+	/**
+	 * The owner and destination an event counts against. Most events repeat the fields of a recent
+	 * one (a churner talks to a few destinations): those are found in a small direct-mapped cache by
+	 * comparing fields, without building the string keys (which cost more than the rest of ingest).
+	 */
+	#ownerAndDestination(e: TwtEvent, who: Blame, isServer: boolean): { owner: Owner; dest: Destination | undefined } {
+		const peerKind = e.kind === 'bind_fail' ? 2 : isServer ? 1 : 0;
+		const port = peerKind === 0 ? e.dport : e.sport;
+		const slot = ((who.pid * 31 + port * 7 + e.netns + peerKind) >>> 0) & (RECENT_SLOTS - 1);
+		const r = this.#recent[slot];
+		if (r && r.generation === this.#generation && r.pid === who.pid && r.port === port && r.netns === e.netns && r.peerKind === peerKind &&
+			r.cgroupId === e.cgroupId && r.side === e.side && r.comm === who.comm && r.saddr === e.saddr && (peerKind !== 0 || r.daddr === e.daddr)) {
+			return r;
+		}
+		const peer = peerKind === 2 ? `bind ${e.saddr}:${e.sport}` : peerKind === 1 ? `local ${e.saddr}:${e.sport}` : `${e.daddr}:${e.dport}`;
+		const owner = this.#owner(who.pid, ownerComm(who), e.cgroupId, e.netns, e.side, peer, e.tsUs);
+		const dest = peerKind === 0 ? this.#destination(e.netns, e.saddr, e.daddr, e.dport, e.tsUs) : undefined;
+		// An owner or destination beyond the bounds is not kept: nor is it cached.
+		const isKept = this.owners.get(owner.key) === owner && (!dest || this.destinations.get(dest.key) === dest);
+		const entry: RecentOwner = { generation: this.#generation, pid: who.pid, comm: who.comm, cgroupId: e.cgroupId, netns: e.netns, side: e.side, peerKind, port, saddr: e.saddr, daddr: e.daddr, owner, dest };
+		if (isKept) this.#recent[slot] = entry;
+		return entry;
 	}
 
 	#destination(netns: number, saddr: string, daddr: string, dport: number, nowUs: number): Destination {
@@ -441,6 +484,13 @@ export class ChurnModel {
 	#recordLifetime(o: Owner, lifetimeUs: number): void {
 		if (lifetimeUs <= 0) return; // the start was not seen
 		o.lifetimes ??= newLifetimeHistogram();
+		// Packed arrays keep a quiet owner's histogram small but cost ~10x per value: a busy owner's
+		// moves to plain 32-bit counts (16 KB), the same buckets, so the percentiles do not change.
+		if (o.lifetimes.totalCount === PACKED_LIFETIMES_MAX) {
+			const plain = hdr.build({ bitBucketSize: 32, lowestDiscernibleValue: 1, highestTrackableValue: LIFETIME_MAX_US, numberOfSignificantValueDigits: 2 });
+			plain.add(o.lifetimes);
+			o.lifetimes = plain;
+		}
 		o.lifetimes.recordValue(Math.min(lifetimeUs, LIFETIME_MAX_US));
 	}
 }

@@ -5,9 +5,9 @@
 import test from 'ava';
 import type { TwtEvent } from '../../src/event/decode.js';
 import type { SocketEntry } from '../../src/event/sock.js';
-import { ChurnModel, type NetnsSettings } from '../../src/model/aggregate.js';
+import { ChurnModel, newLifetimeHistogram, type NetnsSettings } from '../../src/model/aggregate.js';
 import { secondsToExhaustion, sustainableRate, usablePorts, parsePortList, parsePortRange } from '../../src/model/ports.js';
-import { snapshot, type SnapshotOptions } from '../../src/model/snapshot.js';
+import { mergedLifetimes, snapshot, type SnapshotOptions } from '../../src/model/snapshot.js';
 import { base } from '../helpers/events.js';
 
 const S = 1_000_000;
@@ -182,4 +182,22 @@ test('--comm keeps only that command, also among walked sockets', (t) => {
 	m.ingest([tw(1, { comm: 'curl' }), tw(1, { comm: 'wget', pid: 7 })]);
 	m.reconcile({ netns: 1, takenAtUs: T0 + 2 * S, sockets: [sock({})], settings: settings() });
 	t.deepEqual(view(m, 3).rows.map((r) => r.comm), ['curl']);
+});
+
+test('a busy owner\'s lifetimes move to a plain histogram with the same percentiles, merged with quiet ones', (t) => {
+	const m = new ChurnModel(T0);
+	const reference = newLifetimeHistogram();
+	let seed = 3;
+	const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+	for (let i = 0; i < 10_000; i++) {
+		const lifetimeUs = 1 + Math.floor(random() * random() * 5_000_000);
+		reference.recordValue(lifetimeUs);
+		m.ingest([ev({ kind: 'time_wait', cookie: 10_000 + i, tsUs: T0 + S, lifetimeUs })]);
+	}
+	m.ingest([ev({ kind: 'time_wait', cookie: 99, pid: 7, comm: 'quiet', tsUs: T0 + S, lifetimeUs: 123 })]);
+	reference.recordValue(123);
+	const owners = [...m.owners.values()];
+	t.is(owners.length, 2);
+	const merged = mergedLifetimes(owners)!;
+	for (const p of [1, 50, 90, 99, 99.9]) t.is(merged.getValueAtPercentile(p), reference.getValueAtPercentile(p), `p${p}`);
 });
