@@ -267,6 +267,7 @@ export class ChurnModel {
 		ns.settings = walk.settings; // the port range decides which sockets hold ephemeral ports
 		const listeningPorts = new Set(listening);
 		const openByDest = new Map<string, number>();
+		const unknownPeers = new Map<string, { owner: Owner; pool: Destination | undefined } | null>();
 		let timeWait = 0;
 		const { pid, port } = this.#options;
 		this.timeWait.beginWalk();
@@ -284,20 +285,27 @@ export class ChurnModel {
 				return;
 			}
 			const expiresUs = s.timerMs >= 0 ? walk.takenAtUs + s.timerMs * 1000 : undefined;
-			if (this.timeWait.markSeen(s.cookie)) {
-				if (expiresUs !== undefined) this.timeWait.setExpiry(s.cookie, expiresUs);
-				return;
+			if (this.timeWait.markSeen(s.cookie, expiresUs)) return;
+			// Not seen entering TIME_WAIT (older than twtrace): owned by its listener, or "(before start)".
+			// Such sockets come by the thousand towards one peer: their owner and port pool are looked
+			// up once per peer and walk, by the raw address words, without formatting addresses.
+			const holdsPort = !isServer && this.#holdsEphemeralPort(walk.netns, s.sport);
+			const peerKey = isServer ? `s ${s.sport} ${s.addressKey('saddr')}` : `c ${s.dport} ${s.addressKey('daddr')} ${s.addressKey('saddr')} ${holdsPort}`;
+			let found = unknownPeers.get(peerKey);
+			if (!found) {
+				const listener = isServer ? walk.listenerOwner?.(s.sport) : undefined;
+				const comm = listener?.comm ?? BEFORE_START;
+				const isWanted = (pid === undefined || listener?.pid === pid) && (this.#options.comm === undefined || comm === this.#options.comm);
+				found = isWanted ? {
+					owner: this.#owner(listener?.pid ?? 0, comm, 0, walk.netns, isServer ? 'server' : 'unknown',
+						isServer ? `local ${s.saddr}:${s.sport}` : `${s.daddr}:${s.dport}`, walk.takenAtUs),
+					pool: holdsPort ? this.#destination(walk.netns, s.saddr, s.daddr, s.dport, walk.takenAtUs) : undefined,
+				} : null;
+				unknownPeers.set(peerKey, found);
 			}
-			const listener = isServer ? walk.listenerOwner?.(s.sport) : undefined;
-			if (pid !== undefined && listener?.pid !== pid) return;
-			const comm = listener?.comm ?? BEFORE_START;
-			if (this.#options.comm !== undefined && comm !== this.#options.comm) return;
-			const owner = this.#owner(listener?.pid ?? 0, comm, 0, walk.netns, isServer ? 'server' : 'unknown',
-				isServer ? `local ${s.saddr}:${s.sport}` : `${s.daddr}:${s.dport}`, walk.takenAtUs);
-			const pool = !isServer && this.#holdsEphemeralPort(walk.netns, s.sport)
-				? this.#destination(walk.netns, s.saddr, s.daddr, s.dport, walk.takenAtUs) : undefined;
+			if (!found) return;
 			// add() marks it seen by this walk.
-			this.timeWait.add(s.cookie, owner, pool, walk.netns, walk.takenAtUs, expiresUs ?? walk.takenAtUs + TIME_WAIT_SECONDS * US);
+			this.timeWait.add(s.cookie, found.owner, found.pool, walk.netns, walk.takenAtUs, expiresUs ?? walk.takenAtUs + TIME_WAIT_SECONDS * US);
 		};
 		const finish = (): void => {
 			ns.listeningPorts = listeningPorts;
@@ -487,7 +495,7 @@ export class ChurnModel {
 		// Packed arrays keep a quiet owner's histogram small but cost ~10x per value: a busy owner's
 		// moves to plain 32-bit counts (16 KB), the same buckets, so the percentiles do not change.
 		if (o.lifetimes.totalCount === PACKED_LIFETIMES_MAX) {
-			const plain = hdr.build({ bitBucketSize: 32, lowestDiscernibleValue: 1, highestTrackableValue: LIFETIME_MAX_US, numberOfSignificantValueDigits: 2 });
+			const plain = newLifetimeHistogram(32);
 			plain.add(o.lifetimes);
 			o.lifetimes = plain;
 		}
@@ -496,8 +504,8 @@ export class ChurnModel {
 }
 
 /** Connection lifetimes in µs, 1 µs to 24 h, 2 significant digits, packed (small while sparse). */
-export function newLifetimeHistogram(): hdr.Histogram {
-	return hdr.build({ bitBucketSize: 'packed', lowestDiscernibleValue: 1, highestTrackableValue: LIFETIME_MAX_US, numberOfSignificantValueDigits: 2 });
+export function newLifetimeHistogram(bitBucketSize: 'packed' | 32 = 'packed'): hdr.Histogram {
+	return hdr.build({ bitBucketSize, lowestDiscernibleValue: 1, highestTrackableValue: LIFETIME_MAX_US, numberOfSignificantValueDigits: 2 });
 }
 
 function destKey(netns: number, saddr: string, daddr: string, dport: number): string {

@@ -219,7 +219,9 @@ export function closingSide(owners: readonly Owner[]): Row['side'] {
 export function mergedLifetimes(owners: readonly Owner[]): Histogram | undefined {
 	const withData = owners.filter((o) => o.lifetimes && o.lifetimes.totalCount > 0);
 	if (withData.length <= 1) return withData[0]?.lifetimes;
-	const h = newLifetimeHistogram();
+	// Plain counts for the sum: adding a busy owner's thousands of buckets into a packed histogram
+	// every refresh cost more than the refresh itself.
+	const h = newLifetimeHistogram(32);
 	for (const o of withData) h.add(o.lifetimes!);
 	return h;
 }

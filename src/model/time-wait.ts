@@ -177,7 +177,10 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	/** Re-arms the expiry (a walk read the kernel's timer). */
 	setExpiry(cookie: number, expiresUs: number): void {
 		const i = this.#find(cookie);
-		if (i === NONE) return;
+		if (i !== NONE) this.#rearm(i, expiresUs);
+	}
+
+	#rearm(i: number, expiresUs: number): void {
 		this.#expires[i] = expiresUs;
 		const bucket = this.#bucketOf(expiresUs);
 		if (bucket === this.#bucket[i]) return;
@@ -225,11 +228,15 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#walkMark = (this.#walkMark + 1) >>> 0 || 1;
 	}
 
-	/** The current walk found `cookie`. False when there is no such entry. */
-	markSeen(cookie: number): boolean {
+	/**
+	 * The current walk found `cookie`, whose timer fires at `expiresUs` (undefined: unknown). False
+	 * when there is no such entry. One lookup: a walk does this for every timewait socket.
+	 */
+	markSeen(cookie: number, expiresUs?: number): boolean {
 		const i = this.#find(cookie);
 		if (i === NONE) return false;
 		this.#mark[i] = this.#walkMark;
+		if (expiresUs !== undefined) this.#rearm(i, expiresUs);
 		return true;
 	}
 

@@ -28,7 +28,8 @@ const settings = (over: Partial<NetnsSettings> = {}): NetnsSettings => ({
 	portRange: { low: 40000, high: 40099 }, reservedPorts: new Set(), finTimeoutSec: 30, ...over,
 });
 function sock(over: Partial<SocketEntry>): SocketEntry {
-	return { cookie: cookie++, netns: 1, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40001, dport: 7101, state: 6, substate: 6, timerMs: 60_000, ...over };
+	const s = { cookie: cookie++, netns: 1, family: 4 as const, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40001, dport: 7101, state: 6, substate: 6, timerMs: 60_000, ...over };
+	return { ...s, addressKey: (which: 'saddr' | 'daddr') => s[which] };
 }
 
 test('a TIME_WAIT socket is held for exactly 60 s after it entered', (t) => {
