@@ -203,8 +203,8 @@ export function buildProgram(io: Io, setExitCode: (code: number) => void = () =>
 			.argParser(parseListen).default({ host: '127.0.0.1', port: DEFAULT_METRICS_PORT }, `127.0.0.1:${DEFAULT_METRICS_PORT}`))
 		.option('--max-series <n>', 'groups (comm, cgroup) with series of their own; the rest are summed as comm="other"', parseCount, 100)
 		.option('--max-destinations <n>', 'destinations exported, the least headroom first', parseCount, 10)
-		.addOption(new Option('--walk-interval <time>', 'walk the socket tables (exact TIME_WAIT counts and timers) this often')
-			.argParser(parseInterval).default(10_000, '10s'));
+		.addOption(new Option('--walk-interval <time>', 'walk the socket tables this often: sockets from before start, settings, and what no tracepoint shows (expiry between walks follows the kernel timers)')
+			.argParser(parseInterval).default(60_000, '60s'));
 	addFilterOptions(serve, { kinds: false, ringBytes: 32 * 1024 * 1024 })
 		.addHelpText('after', SERVE_HELP)
 		.action(async (opts: ServeOptions) => serveCommand(opts, io));
