@@ -4,9 +4,11 @@
  *
  * Why not just take the current pid: the kernel moves a socket into TIME_WAIT while processing the
  * peer's FIN or ACK, in softirq or timer context, where `current` is the peer process, swapper or
- * ksoftirqd (../shared/kernel-facts.md §1.2). Only transitions made inside a syscall carry the owner.
- * So the owner is captured there and kept per socket, keyed by the socket cookie, which the timewait
- * socket later inherits (§1.4) and which is never reused, unlike the sock pointer.
+ * ksoftirqd (kernel-facts §1.2: docs/kernel-facts.md). Only transitions made inside a syscall carry
+ * the owner. So the owner is captured there and kept in the socket's own storage (sock_owner,
+ * BPF_MAP_TYPE_SK_STORAGE: freed with the socket, nothing keyed by a reusable address). Records carry
+ * the socket cookie, which the timewait socket inherits (§1.4), and the owner's and closer's task ids:
+ * what belongs to a task (pid, uid, name) goes out once, in a struct twt_task record (current_task).
  *
  * handle_inet_sock_set_state, per transition (old -> new):
  *   CLOSE -> SYN_SENT       connect(), process context: owner = current, side = client.
@@ -14,7 +16,8 @@
  *   LISTEN -> SYN_RECV      the accepted child, softirq: owner = listeners[netns, port], side = server.
  *   SYN_SENT -> ESTABLISHED emit connect (the local port is chosen after CLOSE -> SYN_SENT).
  *   SYN_RECV -> ESTABLISHED emit accept.
- *   ESTABLISHED -> FIN_WAIT1 close()/shutdown()/exit, process context: closer = current; emit active_close.
+ *   ESTABLISHED -> FIN_WAIT1 close()/shutdown()/exit, process context: closer = current; emit active_close;
+ *                           with walks (cfg.witness), remember the close in `closing` until the socket ends.
  *   CLOSE_WAIT -> LAST_ACK  the passive closer, process context: closer = current.
  *   SYN_SENT -> CLOSE       emit connect_fail. sport 0 means inet_hash_connect() found no free port:
  *                           EADDRNOTAVAIL (§2); otherwise errno = sk_err (ECONNREFUSED, ETIMEDOUT), or 0
@@ -34,12 +37,17 @@
  *                           abortive close() in process context (closer = current).
  *   LAST_ACK -> CLOSE       the normal end of a passive close; a reset only if sk_err != 0.
  *   LISTEN -> CLOSE         forget the listener.
- *   any -> CLOSE            delete the owner entry (cookies are unique, but the LRU must not fill up).
+ *   any -> CLOSE            claim and delete the socket's `closing` entry: a walk that claimed it first
+ *                           already delivered the time_wait event (§8).
  *   everything else         (SYN_SENT -> ESTABLISHED on the server, FIN_WAIT1 -> FIN_WAIT2, ...) carries
- *                           no information and is dropped before any map access.
+ *                           no information and is dropped before any map or storage access (relevant()).
+ *   Nested runs: the primary program marks each transition it handled in the socket's storage; the
+ *   fallback handles those the kernel skipped for the primary (handle_inet_sock_set_state_nested).
  *
  * dump_tcp (iter/tcp): one struct twt_sock per socket of the namespace the iterator was created in,
- * for `top`'s reconciliation. TIME_WAIT has no tracepoint at its end (§1.3); this walk is exact.
+ * for the loader's reconciliation, with the timer as the wheel will run it (§9). TIME_WAIT has no
+ * tracepoint at its end (§1.3); this walk is exact. A timewait socket whose close is still in
+ * `closing` entered TIME_WAIT without any tracepoint call (§8): the walk delivers its time_wait event.
  *
  * handle_sys_exit: bind() returning -EADDRINUSE on a TCP socket emits bind_fail with the requested
  * address; there is no state transition for it (§2).

@@ -35,7 +35,7 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port, closesFromTimeWait: true });
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 	// Walks at once: sockets that predate twtrace, and the namespaces' settings, before the first screen.
-	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval });
+	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true });
 
 	const cgroups = new CgroupPaths();
 	const ctx = (): TopContext => ({ epochOffsetUs: epochOffsetUs(), cgroupPath: (id) => cgroups.lookup(id), intervalMs: opts.interval, drops: feed.drops, unwalked: feed.unwalked, walks: feed.walks });

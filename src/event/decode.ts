@@ -6,7 +6,7 @@
  */
 import os from 'node:os';
 import { EVENT_FIELDS as F, EVENT_SIZE, EventFlag, EventKind, TASK_FIELDS as T } from './layout.generated.js';
-import { TaskTable } from './tasks.js';
+import { NO_TASK, TaskTable, type TaskInfo } from './tasks.js';
 import { AF_INET6, kindName, OWNER_SOURCE_NAMES, SIDE_NAMES, type EventKindName, type OwnerSourceName, type SideName } from './kinds.js';
 
 export interface TwtEvent {
@@ -140,6 +140,28 @@ export class Decoder {
 		return readU64(this.#view, at, this.#little);
 	}
 
+	/**
+	 * The record at `offset` as a reused TwtEvent that reads its fields from memory when asked: no
+	 * object per event (top and serve ingest millions). Valid until the next at() call and only while
+	 * the memory holds the record: consumers must not keep it. undefined for a task record (taken
+	 * into `tasks`), a DecodeFailure as decode() gives.
+	 */
+	at(offset: number, length: number): TwtEvent | DecodeFailure | undefined {
+		if (length < EVENT_SIZE) return { reason: 'short', length };
+		const kindValue = this.#view.getUint8(offset + F.kind.offset);
+		if (kindValue === EventKind.TASK) {
+			this.#takeTask(offset);
+			return undefined;
+		}
+		const kind = kindName(kindValue);
+		if (!kind) return { reason: 'unknown-kind', length, kind: kindValue };
+		const c = (this.#cursor ??= new EventCursor(this.#view, this.#little, (at, family, which) => this.#address(which === 'saddr' ? this.#saddr : this.#daddr, at, family)));
+		c.move(offset, kind, this.tasks.get(this.#view.getUint32(offset + F.owner.offset, this.#little)), this.tasks.get(this.#view.getUint32(offset + F.closer.offset, this.#little)));
+		return c;
+	}
+
+	#cursor: EventCursor | undefined;
+
 	#takeTask(at: number): void {
 		const v = this.#view;
 		const le = this.#little;
@@ -160,6 +182,57 @@ export class Decoder {
 		if (memo.matches(this.#view, at, words)) return memo.value;
 		return memo.remember(this.#view, at, words, formatAddress(this.#bytes, at, family));
 	}
+}
+
+/** A TwtEvent over ring or capture memory, moved from record to record (Decoder.at). */
+class EventCursor implements TwtEvent {
+	kind: EventKindName = 'connect';
+	#at = 0;
+	#owner: TaskInfo = NO_TASK;
+	#closer: TaskInfo = NO_TASK;
+	readonly #v: DataView;
+	readonly #le: boolean;
+	readonly #address: (at: number, family: 4 | 6, which: 'saddr' | 'daddr') => string;
+
+	constructor(v: DataView, le: boolean, address: (at: number, family: 4 | 6, which: 'saddr' | 'daddr') => string) {
+		this.#v = v;
+		this.#le = le;
+		this.#address = address;
+	}
+
+	move(at: number, kind: EventKindName, owner: TaskInfo, closer: TaskInfo): void {
+		this.#at = at;
+		this.kind = kind;
+		this.#owner = owner;
+		this.#closer = closer;
+	}
+
+	get tsUs(): number { return readU64(this.#v, this.#at + F.ts_us.offset, this.#le); }
+	get cookie(): number { return readU64(this.#v, this.#at + F.cookie.offset, this.#le); }
+	get cgroupId(): number { return readU64(this.#v, this.#at + F.cgroup_id.offset, this.#le); }
+	get lifetimeUs(): number { return readU64(this.#v, this.#at + F.lifetime_us.offset, this.#le); }
+	get family(): 4 | 6 { return this.#v.getUint16(this.#at + F.family.offset, this.#le) === AF_INET6 ? 6 : 4; }
+	get saddr(): string { return this.#address(this.#at + F.saddr.offset, this.family, 'saddr'); }
+	get daddr(): string { return this.#address(this.#at + F.daddr.offset, this.family, 'daddr'); }
+	get sport(): number { return this.#v.getUint16(this.#at + F.sport.offset, this.#le); }
+	get dport(): number { return this.#v.getUint16(this.#at + F.dport.offset, this.#le); }
+	get netns(): number { return this.#v.getUint32(this.#at + F.netns.offset, this.#le); }
+	get pid(): number { return this.#owner.pid; }
+	get tid(): number { return this.#owner.tid; }
+	get uid(): number { return this.#owner.uid; }
+	get comm(): string { return this.#owner.comm; }
+	get ownerSource(): OwnerSourceName { return OWNER_SOURCE_NAMES[this.#v.getUint8(this.#at + F.owner_source.offset)] ?? 'none'; }
+	get closerPid(): number { return this.#closer.pid; }
+	get closerTid(): number { return this.#closer.tid; }
+	get closerUid(): number { return this.#closer.uid; }
+	get closerComm(): string { return this.#closer.comm; }
+	get err(): number { return this.#v.getInt32(this.#at + F.err.offset, this.#le); }
+	get side(): SideName { return SIDE_NAMES[this.#v.getUint8(this.#at + F.side.offset)] ?? 'unknown'; }
+	get substate(): number { return this.#v.getUint8(this.#at + F.substate.offset); }
+	get oldState(): number { return this.#v.getUint8(this.#at + F.oldstate.offset); }
+	get newState(): number { return this.#v.getUint8(this.#at + F.newstate.offset); }
+	get recovered(): boolean { return (this.#v.getUint8(this.#at + F.flags.offset) & EventFlag.RECOVERED) !== 0; }
+	get twSlackMs(): number { return this.#v.getUint16(this.#at + F.tw_slack_ms.offset, this.#le); }
 }
 
 /** The last string decoded for one field, with the (up to four) 32-bit words it came from. */

@@ -169,6 +169,8 @@ export class ChurnModel {
 	readonly #recent: (RecentOwner | undefined)[] = new Array(RECENT_SLOTS);
 	/** Bumped whenever an owner or a destination is forgotten: the recent cache must not hand it out. */
 	#generation = 0;
+	/** ingestOne() expires TIME_WAIT again once events reach this time. */
+	#expireAtUs = 0;
 	readonly startUs: number;
 	readonly #options: ModelOptions;
 	readonly owners = new Map<string, Owner>();
@@ -196,17 +198,30 @@ export class ChurnModel {
 		for (const e of events) this.#ingestOne(e);
 	}
 
-	#ingestOne(e: TwtEvent): void {
+	/**
+	 * One event, for a reused view of ring memory (TraceSession onEach): nothing of `e` is kept.
+	 * Expiry runs as the events' time advances, at most once a millisecond.
+	 */
+	ingestOne(e: TwtEvent): void {
+		const tsUs = e.tsUs;
+		if (tsUs >= this.#expireAtUs) {
+			this.timeWait.expire(tsUs);
+			this.#expireAtUs = tsUs + 1000;
+		}
+		this.#ingestOne(e, tsUs);
+	}
+
+	#ingestOne(e: TwtEvent, tsUs = e.tsUs): void {
 		const who = blame(e);
 		if (this.#options.comm !== undefined && who.comm !== this.#options.comm) return;
 		const isServer = e.side === 'server';
-		const { owner, dest } = this.#ownerAndDestination(e, who, isServer);
-		owner.lastEventUs = Math.max(owner.lastEventUs, e.tsUs);
-		const second = Math.floor(e.tsUs / US);
+		const { owner, dest } = this.#ownerAndDestination(e, who, isServer, tsUs);
+		owner.lastEventUs = Math.max(owner.lastEventUs, tsUs);
+		const second = Math.floor(tsUs / US);
 		switch (e.kind) {
 			case 'connect':
 				this.#count(owner, C.connects, second);
-				if (dest) countSecond(dest.connects, dest.slotSecond, 0, 1, second), dest.connectsTotal++, (dest.lastEventUs = e.tsUs);
+				if (dest) countSecond(dest.connects, dest.slotSecond, 0, 1, second), dest.connectsTotal++, (dest.lastEventUs = tsUs);
 				break;
 			case 'accept':
 				this.#count(owner, C.accepts, second);
@@ -225,7 +240,7 @@ export class ChurnModel {
 				// Substate TIME_WAIT: 60 s, then the timer wheel's rounding (twSlackMs), as the kernel runs it.
 				const lifeUs = e.substate === TCP_TIME_WAIT ? TIME_WAIT_SECONDS * US + e.twSlackMs * 1000 : (settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
 				const pool = dest && this.#holdsEphemeralPort(e.netns, e.sport) ? dest : undefined;
-				this.timeWait.add(e.cookie, owner, pool, e.netns, e.tsUs, e.tsUs + lifeUs);
+				this.timeWait.add(e.cookie, owner, pool, e.netns, tsUs, tsUs + lifeUs);
 				break;
 			}
 			case 'reset':
@@ -454,7 +469,7 @@ export class ChurnModel {
 	 * one (a churner talks to a few destinations): those are found in a small direct-mapped cache by
 	 * comparing fields, without building the string keys (which cost more than the rest of ingest).
 	 */
-	#ownerAndDestination(e: TwtEvent, who: Blame, isServer: boolean): { owner: Owner; dest: Destination | undefined } {
+	#ownerAndDestination(e: TwtEvent, who: Blame, isServer: boolean, tsUs: number): { owner: Owner; dest: Destination | undefined } {
 		const peerKind = e.kind === 'bind_fail' ? 2 : isServer ? 1 : 0;
 		const port = peerKind === 0 ? e.dport : e.sport;
 		const slot = ((who.pid * 31 + port * 7 + e.netns + peerKind) >>> 0) & (RECENT_SLOTS - 1);
@@ -464,8 +479,8 @@ export class ChurnModel {
 			return r;
 		}
 		const peer = peerKind === 2 ? `bind ${e.saddr}:${e.sport}` : peerKind === 1 ? `local ${e.saddr}:${e.sport}` : `${e.daddr}:${e.dport}`;
-		const owner = this.#owner(who.pid, ownerComm(who), e.cgroupId, e.netns, e.side, peer, e.tsUs);
-		const dest = peerKind === 0 ? this.#destination(e.netns, e.saddr, e.daddr, e.dport, e.tsUs) : undefined;
+		const owner = this.#owner(who.pid, ownerComm(who), e.cgroupId, e.netns, e.side, peer, tsUs);
+		const dest = peerKind === 0 ? this.#destination(e.netns, e.saddr, e.daddr, e.dport, tsUs) : undefined;
 		// An owner or destination beyond the bounds is not kept: nor is it cached.
 		const isKept = this.owners.get(owner.key) === owner && (!dest || this.destinations.get(dest.key) === dest);
 		const entry: RecentOwner = { generation: this.#generation, pid: who.pid, comm: who.comm, cgroupId: e.cgroupId, netns: e.netns, side: e.side, peerKind, port, saddr: e.saddr, daddr: e.daddr, owner, dest };

@@ -75,6 +75,7 @@ export interface CollectOptions {
 export class ChurnMetrics {
 	readonly #table: SeriesTable<GroupLabels>;
 	readonly #comm: string | undefined;
+	#last: { comm: string; cgroupId: number; series: Series<GroupLabels> } | undefined;
 
 	constructor(options: ChurnMetricsOptions) {
 		this.#comm = options.comm;
@@ -96,27 +97,47 @@ export class ChurnMetrics {
 		return this.#table.size;
 	}
 
-	/** Counts a batch of events; the hot path, so no allocation beyond the group key. */
+	/**
+	 * Counts a batch of events; the hot path. Consecutive events mostly belong to one group: the last
+	 * group's series is reused without building its key (until tick(), which may remove series).
+	 */
 	observe(events: readonly TwtEvent[]): void {
-		for (const e of events) {
-			const who = blame(e);
-			if (this.#comm !== undefined && who.comm !== this.#comm) continue;
-			const s = this.#table.seriesFor(groupKey(ownerComm(who), e.cgroupId), e.tsUs);
-			const c = s.counts;
-			switch (e.kind) {
-				case 'connect': c[SLOT.connects]!++; break;
-				case 'accept': c[SLOT.accepts]!++; break;
-				// Lifetimes from the end of a connection: serve does not ask for active_close (LIVE_KINDS).
-				case 'time_wait': c[SLOT.timeWaitEntries]!++, observeLifetime(c, e.lifetimeUs); break;
-				case 'reset': c[SLOT.resets]!++, observeLifetime(c, e.lifetimeUs); break;
-				case 'connect_fail': countFailure(s, 'connect', e.err); break;
-				case 'bind_fail': countFailure(s, 'bind', e.err); break;
-			}
+		for (const e of events) this.observeOne(e);
+	}
+
+	/** One event; nothing of `e` is kept (a reused view of ring memory is fine). */
+	observeOne(e: TwtEvent): void {
+		const who = blame(e);
+		if (this.#comm !== undefined && who.comm !== this.#comm) return;
+		const comm = ownerComm(who);
+		const tsUs = e.tsUs;
+		const cgroupId = e.cgroupId;
+		let s: Series<GroupLabels>;
+		const last = this.#last;
+		if (last && last.comm === comm && last.cgroupId === cgroupId) {
+			s = last.series;
+			s.window++;
+			if (tsUs > s.lastActiveUs) s.lastActiveUs = tsUs;
+		} else {
+			s = this.#table.seriesFor(groupKey(comm, cgroupId), tsUs);
+			// "other" tallies each event's group as a candidate: only a real series is remembered.
+			this.#last = s === this.#table.other ? undefined : { comm, cgroupId, series: s };
+		}
+		const c = s.counts;
+		switch (e.kind) {
+			case 'connect': c[SLOT.connects]!++; break;
+			case 'accept': c[SLOT.accepts]!++; break;
+			// Lifetimes from the end of a connection: serve does not ask for active_close (COMMAND_KINDS).
+			case 'time_wait': c[SLOT.timeWaitEntries]!++, observeLifetime(c, e.lifetimeUs); break;
+			case 'reset': c[SLOT.resets]!++, observeLifetime(c, e.lifetimeUs); break;
+			case 'connect_fail': countFailure(s, 'connect', e.err); break;
+			case 'bind_fail': countFailure(s, 'bind', e.err); break;
 		}
 	}
 
 	/** Once a second: ranks groups by activity, ages out departed ones, promotes busy ones from "other". */
 	tick(model: ChurnModel, nowUs: number): void {
+		this.#last = undefined; // its series may go now
 		this.#holdings(model, nowUs);
 		this.#table.tick(nowUs);
 	}

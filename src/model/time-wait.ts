@@ -76,6 +76,12 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	readonly #byNetns = new Map<number, number>();
 	/** Wheel bucket (second) → first slot of its list. */
 	readonly #wheel = new Map<number, number>();
+	/**
+	 * Wheel bucket → the earliest expiry linked into it (not lowered again when that entry leaves):
+	 * before it, the bucket that holds "now" needs no scan. The kernel's timers fire in 2 s steps at
+	 * HZ 250 (kernel-facts §9), so a bucket's entries mostly share one expiry.
+	 */
+	readonly #wheelMin = new Map<number, number>();
 	/** Buckets below this have been expired. */
 	#wheelFrom = 0;
 	#size = 0;
@@ -210,6 +216,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		}
 		for (const b of buckets) {
 			const isWholeBucketDue = b * US <= nowUs;
+			if (!isWholeBucketDue && nowUs < this.#wheelMin.get(b)!) continue;
 			let i = this.#wheel.get(b) ?? NONE;
 			while (i !== NONE) {
 				const next = this.#next[i]!;
@@ -279,7 +286,10 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#prev[i] = NONE;
 		this.#next[i] = head;
 		if (head !== NONE) this.#prev[head] = i;
+		else this.#wheelMin.delete(b);
 		this.#wheel.set(b, i);
+		const min = this.#wheelMin.get(b);
+		if (min === undefined || this.#expires[i]! < min) this.#wheelMin.set(b, this.#expires[i]!);
 	}
 
 	#unlink(i: number): void {
@@ -288,7 +298,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		if (next !== NONE) this.#prev[next] = prev;
 		if (prev !== NONE) this.#next[prev] = next;
 		else if (next !== NONE) this.#wheel.set(this.#bucket[i]!, next);
-		else this.#wheel.delete(this.#bucket[i]!);
+		else this.#wheel.delete(this.#bucket[i]!), this.#wheelMin.delete(this.#bucket[i]!);
 	}
 
 	#hold(i: number, nowUs: number): void {

@@ -24,11 +24,18 @@ export interface LiveFeedOptions {
 	log?: (line: string) => void;
 	/** Hand the raw records to onEvents too (record). */
 	keepRaw?: boolean;
+	/**
+	 * Ingest each event as it is drained, from ring memory, with no object per event; onEach instead
+	 * of onEvents gets it (top, serve). Not with keepRaw.
+	 */
+	perEvent?: boolean;
 }
 
 export interface LiveFeedHandlers {
 	/** After the model ingested them; `raw` is their bytes, EVENT_SIZE each, when keepRaw. */
 	onEvents?: (events: readonly TwtEvent[], raw: Buffer | undefined) => void;
+	/** With perEvent: after the model ingested it. A view of ring memory: keep nothing of it. */
+	onEach?: (event: TwtEvent) => void;
 	/** After the model reconciled it. */
 	onWalk?: (walk: WalkRecord) => void;
 }
@@ -79,7 +86,11 @@ export class LiveFeed {
 		this.#walkIntervalMs = options.walkIntervalMs ?? Infinity;
 		this.#handlers = handlers;
 		const keepRaw = (this.#keepRaw = options.keepRaw === true);
-		this.#session = new TraceSession({ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: true, keepRaw }, {
+		const onEach = options.perEvent ? (e: TwtEvent) => {
+			model.ingestOne(e);
+			handlers.onEach?.(e);
+		} : undefined;
+		this.#session = new TraceSession({ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: true, keepRaw, onEach }, {
 			onEvents: (events, raw) => {
 				model.ingest(events);
 				handlers.onEvents?.(events, keepRaw ? raw : undefined);

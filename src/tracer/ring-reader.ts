@@ -1,7 +1,8 @@
 /**
  * Drains a mapped BPF ring buffer in pure JavaScript on a timer: no per-event native call and no
- * epoll wake-up (on this VM libbpf's ring_buffer__poll wake-ups cost the workload 30 %, a 10 ms
- * timer drain about 2 % of one core: ../shared/platform-notes.md).
+ * epoll wake-up: on the VMs twtrace is developed on, libbpf's ring_buffer__poll wake-ups (self-IPIs)
+ * cost the workload 30 %, while a 10 ms timer drain costs about 2 % of one core (the drain alone:
+ * bench/decode.ts, in bench/RESULTS.md).
  *
  * Record framing, kernel/bpf/ringbuf.c: an 8-byte header {u32 len | BUSY | DISCARD, u32 pg_off},
  * then the sample, the whole rounded up to 8 bytes. The kernel publishes a record by clearing BUSY

@@ -19,6 +19,12 @@ export interface SessionOptions {
 	socketWalks?: boolean;
 	/** Also hand over each batch's raw records (record keeps them). */
 	keepRaw?: boolean;
+	/**
+	 * Hand each event to this as it is drained, as a reused view of ring memory (Decoder.at), instead
+	 * of batches of objects to onEvents: no object per event, for consumers that keep nothing of it
+	 * (top's and serve's model). Not with keepRaw.
+	 */
+	onEach?: (e: TwtEvent) => void;
 }
 
 export interface SessionHandlers {
@@ -70,7 +76,16 @@ export class TraceSession {
 		let memory: Uint8Array | undefined;
 		this.#tracer = new Tracer(
 			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: options.socketWalks },
-			(offset, length) => {
+			options.onEach ? (offset, length) => {
+				const r = decoder!.at(offset, length);
+				if (r === undefined) return;
+				if (isDecodeFailure(r)) {
+					this.#decodeErrors++;
+					return;
+				}
+				this.#events++;
+				options.onEach!(r);
+			} : (offset, length) => {
 				const r = decoder!.decode(offset, length);
 				if (r !== undefined && isDecodeFailure(r)) {
 					this.#decodeErrors++;

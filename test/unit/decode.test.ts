@@ -172,3 +172,22 @@ test('addresses remembered from the previous record are reused only when the byt
 		['alpha', 'alpha', '10.0.0.1'],
 	]);
 });
+
+test('a record read through the reused view (Decoder.at) has every field decode() gives it', (t) => {
+	const events = [timeWait, { ...timeWait, kind: EventKind.CONNECT, family: 10, saddr: [0xfd, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], flags: EventFlag.RECOVERED }, { ...timeWait, owner: 0, closer: 99 }];
+	const records = [ownerTask, closerTask, ...events];
+	const buf = recordsBuffer(records);
+	const decoded = new Decoder(buf);
+	const viewed = new Decoder(buf);
+	for (let i = 0; i < records.length; i++) {
+		const a = decoded.decode(i * EVENT_SIZE, EVENT_SIZE);
+		const b = viewed.at(i * EVENT_SIZE, EVENT_SIZE);
+		if (a === undefined || b === undefined) {
+			t.is(a, b, `record ${i}: a task record either way`);
+			continue;
+		}
+		if (isDecodeFailure(a)) throw new Error('unexpected failure');
+		for (const key of Object.keys(a) as (keyof TwtEvent)[]) t.is(b[key], a[key], `record ${i}: ${key}`);
+	}
+	t.is(viewed.tasks.unknown, decoded.tasks.unknown, 'the same unknown task is counted');
+});

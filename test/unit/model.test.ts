@@ -202,3 +202,20 @@ test('a busy owner\'s lifetimes move to a plain histogram with the same percenti
 	const merged = mergedLifetimes(owners)!;
 	for (const p of [1, 50, 90, 99, 99.9]) t.is(merged.getValueAtPercentile(p), reference.getValueAtPercentile(p), `p${p}`);
 });
+
+test('events one at a time (top, serve) build the same model as batches (replay)', (t) => {
+	const events: TwtEvent[] = [];
+	for (let i = 0; i < 3000; i++) {
+		const tsUs = T0 + i * 30_000; // 90 s: entries expire along the way
+		const pid = 100 + (i % 3);
+		events.push(ev({ kind: 'connect', pid, comm: `c${pid}`, tsUs, dport: 7000 + (i % 5) }));
+		events.push(ev({ kind: 'time_wait', pid, comm: `c${pid}`, tsUs: tsUs + 10, cookie: 1_000_000 + i, dport: 7000 + (i % 5), lifetimeUs: 100 + i }));
+	}
+	const batched = new ChurnModel(T0);
+	for (let i = 0; i < events.length; i += 64) batched.ingest(events.slice(i, i + 64));
+	const single = new ChurnModel(T0);
+	for (const e of events) single.ingestOne(e);
+	const rows = (m: ChurnModel) => view(m, 95).rows.map((r) => [r.pid, r.timeWait, r.connectsPerSec, r.lifetimeP50Ms]);
+	t.deepEqual(rows(single), rows(batched));
+	t.is(single.timeWait.size, batched.timeWait.size);
+});
