@@ -66,7 +66,7 @@ _Static_assert(sizeof(struct twt_event) == 96, "twt_event size changed: regenera
 _Static_assert(sizeof(struct twt_task) == sizeof(struct twt_event), "a capture keeps fixed-size records");
 _Static_assert(__builtin_offsetof(struct twt_event, kind) == 0 && __builtin_offsetof(struct twt_task, kind) == 0, "every record starts with its kind");
 _Static_assert(sizeof(struct twt_event) % 8 == 0, "twt_event must keep 8-byte alignment in the ring");
-_Static_assert(sizeof(struct twt_sock) == 56, "twt_sock size changed: regenerate the layout");
+_Static_assert(sizeof(struct twt_sock) == 64, "twt_sock size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_config) == 64, "twt_config size changed: regenerate the layout");
 
 #define AF_INET 2
@@ -893,7 +893,7 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 	s.state = skc->skc_state;
 	s.sport = skc->skc_num; /* host order; still set for timewait sockets (tw_num) */
 	s.dport = bpf_ntohs(skc->skc_dport);
-	s.timer_ms = -1;
+	s.expires_us = 0;
 	if (s.family == AF_INET6) {
 		BPF_CORE_READ_INTO(&s.saddr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&s.daddr, skc, skc_v6_daddr.in6_u.u6_addr8);
@@ -917,7 +917,7 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 				delta = 60 * (__u64)CONFIG_HZ;
 			left = (long)(wheel_fire_jiffies(expires, delta) - now_j);
 			if (CONFIG_HZ)
-				s.timer_ms = left <= 0 ? 0 : (__s32)((__u64)left * 1000 / CONFIG_HZ);
+				s.expires_us = bpf_ktime_get_ns() / 1000 + (left <= 0 ? 0 : (__u64)left * 1000000 / CONFIG_HZ);
 		}
 		if (cfg.witness)
 			witness_time_wait(&s);

@@ -118,16 +118,18 @@ struct twt_task {
  */
 struct twt_sock {
 	__u64 cookie;       /* a timewait socket keeps the cookie of the socket it replaced */
+	__u64 expires_us;   /* timewait socket: CLOCK_MONOTONIC µs at which the timer wheel runs its timer
+	                     * (not the nominal expiry, kernel-facts §9); absolute, so that a walk that takes
+	                     * seconds reads every socket's as exactly; 0 otherwise or when HZ is unknown */
 	__u8 saddr[TWT_ADDR_LEN];
 	__u8 daddr[TWT_ADDR_LEN];
 	__u32 netns;
-	__s32 timer_ms;     /* timewait socket: ms until its timer fires (when the timer wheel runs it, not
-	                     * the nominal expiry); -1 otherwise or when HZ is unknown */
 	__u16 sport;        /* host order */
 	__u16 dport;
 	__u16 family;
 	__u8 state;         /* TCP_* (TCP_TIME_WAIT for every timewait socket) */
 	__u8 substate;      /* timewait socket: TCP_TIME_WAIT or TCP_FIN_WAIT2; 0 otherwise */
+	__u32 _pad;
 };
 
 /* Filters, written into .rodata by the loader between open and load (const volatile: the verifier

@@ -8,7 +8,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ExitCode, TwtraceError } from './errors.js';
 import { InvalidArgumentError } from 'commander';
-import { addFilterOptions, DEFAULT_METRICS_PORT, parseCount, parseDuration, parseFileSize, parseListen, parseRingSize } from './commands/options.js';
+import { addFilterOptions, DEFAULT_METRICS_PORT, DEFAULT_RING_BYTES, parseCount, parseDuration, parseFileSize, parseListen, parseRingSize } from './commands/options.js';
 import { traceCommand, type Io, type TraceOptions } from './commands/trace.js';
 import { topCommand, type TopOptions } from './commands/top.js';
 import { recordCommand, type RecordOptions } from './commands/record.js';
@@ -154,7 +154,7 @@ export function buildProgram(io: Io, setExitCode: (code: number) => void = () =>
 		.option('--iterations <n>', 'print n snapshots, one per interval, and exit', parseCount)
 		.option('--json', 'one JSON object per snapshot, one per line; see README "top --json"');
 	// top stops draining while it walks socket tables: a larger ring absorbs the pause at full churn.
-	addFilterOptions(top, { kinds: false, ringBytes: 32 * 1024 * 1024 })
+	addFilterOptions(top, { kinds: false, ringBytes: DEFAULT_RING_BYTES })
 		.addHelpText('after', TOP_HELP)
 		.action(async (opts: TopOptions) => topCommand(opts, io));
 
@@ -205,7 +205,7 @@ export function buildProgram(io: Io, setExitCode: (code: number) => void = () =>
 		.option('--max-destinations <n>', 'destinations exported, the least headroom first', parseCount, 10)
 		.addOption(new Option('--walk-interval <time>', 'walk the socket tables this often: sockets from before start, settings, and what no tracepoint shows (expiry between walks follows the kernel timers)')
 			.argParser(parseInterval).default(60_000, '60s'));
-	addFilterOptions(serve, { kinds: false, ringBytes: 32 * 1024 * 1024 })
+	addFilterOptions(serve, { kinds: false, ringBytes: DEFAULT_RING_BYTES })
 		.addHelpText('after', SERVE_HELP)
 		.action(async (opts: ServeOptions) => serveCommand(opts, io));
 

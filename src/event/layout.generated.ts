@@ -45,18 +45,19 @@ export const TASK_FIELDS = {
 } as const satisfies Record<string, FieldLayout>;
 
 /** One socket from the iter/tcp program (dump_tcp). */
-export const SOCK_SIZE = 56;
+export const SOCK_SIZE = 64;
 export const SOCK_FIELDS = {
 	cookie: { offset: 0, size: 8 },
-	saddr: { offset: 8, size: 16, count: 16 },
-	daddr: { offset: 24, size: 16, count: 16 },
-	netns: { offset: 40, size: 4 },
-	timer_ms: { offset: 44, size: 4 },
-	sport: { offset: 48, size: 2 },
-	dport: { offset: 50, size: 2 },
-	family: { offset: 52, size: 2 },
-	state: { offset: 54, size: 1 },
-	substate: { offset: 55, size: 1 },
+	expires_us: { offset: 8, size: 8 },
+	saddr: { offset: 16, size: 16, count: 16 },
+	daddr: { offset: 32, size: 16, count: 16 },
+	netns: { offset: 48, size: 4 },
+	sport: { offset: 52, size: 2 },
+	dport: { offset: 54, size: 2 },
+	family: { offset: 56, size: 2 },
+	state: { offset: 58, size: 1 },
+	substate: { offset: 59, size: 1 },
+	_pad: { offset: 60, size: 4 },
 } as const satisfies Record<string, FieldLayout>;
 
 export const CONFIG_SIZE = 64;

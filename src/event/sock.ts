@@ -19,8 +19,8 @@ export interface SocketEntry {
 	state: number;
 	/** Timewait socket: 6 (TIME_WAIT) or 5 (FIN_WAIT2); 0 otherwise. */
 	substate: number;
-	/** Timewait socket: ms until its timer fires; -1 when not a timewait socket or unknown. */
-	timerMs: number;
+	/** Timewait socket: CLOCK_MONOTONIC µs when its timer fires; 0 when not a timewait socket or unknown. */
+	expiresUs: number;
 	/** An address as a key, cheaper than its text: the IPv4 word, or the IPv6 text. Equal keys, equal addresses. */
 	addressKey(which: 'saddr' | 'daddr'): number | string;
 }
@@ -72,7 +72,7 @@ class SocketCursor implements SocketEntry {
 	get dport(): number { return this.#v.getUint16(this.at + F.dport.offset, little); }
 	get state(): number { return this.#v.getUint8(this.at + F.state.offset); }
 	get substate(): number { return this.#v.getUint8(this.at + F.substate.offset); }
-	get timerMs(): number { return this.#v.getInt32(this.at + F.timer_ms.offset, little); }
+	get expiresUs(): number { return readU64(this.#v, this.at + F.expires_us.offset, little); }
 	get saddr(): string { return formatAddress(this.#bytes, this.at + F.saddr.offset, this.family); }
 	get daddr(): string { return formatAddress(this.#bytes, this.at + F.daddr.offset, this.family); }
 	addressKey(which: 'saddr' | 'daddr'): number | string {
@@ -92,7 +92,7 @@ class SocketRecord implements SocketEntry {
 	readonly dport: number;
 	readonly state: number;
 	readonly substate: number;
-	readonly timerMs: number;
+	readonly expiresUs: number;
 	readonly #bytes: Uint8Array;
 	readonly #at: number;
 
@@ -106,7 +106,7 @@ class SocketRecord implements SocketEntry {
 		this.dport = v.getUint16(at + F.dport.offset, little);
 		this.state = v.getUint8(at + F.state.offset);
 		this.substate = v.getUint8(at + F.substate.offset);
-		this.timerMs = v.getInt32(at + F.timer_ms.offset, little);
+		this.expiresUs = readU64(v, at + F.expires_us.offset, little);
 	}
 
 	get saddr(): string {

@@ -299,7 +299,7 @@ export class ChurnModel {
 				}
 				return;
 			}
-			const expiresUs = s.timerMs >= 0 ? walk.takenAtUs + s.timerMs * 1000 : undefined;
+			const expiresUs = s.expiresUs > 0 ? s.expiresUs : undefined;
 			if (this.timeWait.markSeen(s.cookie, expiresUs)) return;
 			// Not seen entering TIME_WAIT (older than twtrace): owned by its listener, or "(before start)".
 			// Such sockets come by the thousand towards one peer: their owner and port pool are looked

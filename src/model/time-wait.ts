@@ -5,8 +5,8 @@
  *
  * Columnar, because an always-on agent holds millions of them (a namespace holds 2.7M at 45k
  * connections/s): one slot per socket across typed arrays, an open-addressing index by cookie, and
- * the expiry wheel as doubly linked lists threaded through the slots. 64 bytes per socket, no object
- * per socket, nothing for the garbage collector to trace. Owners and port pools are objects shared by
+ * the expiry wheel as doubly linked lists threaded through the slots: 52 bytes per slot and 6 to 12
+ * of index, grown by half when full; no object per socket, nothing for the garbage collector to trace. Owners and port pools are objects shared by
  * many sockets; a slot refers to them by a small id.
  *
  * Expiry runs on one-second wheel buckets, so a tick costs only what expires; a clock that jumps
@@ -32,8 +32,15 @@ export interface PortPoolTally {
 
 const US = 1_000_000;
 const NONE = 0xffff_ffff;
-/** Bytes per socket: cookie, entered, expires, bucket (f64); holder, pool, netns, prev, next, walk mark (u32); two index slots (u32). */
-export const BYTES_PER_SOCKET = 4 * 8 + 6 * 4 + 2 * 4;
+/** Bytes per slot in the columns: cookie, entered, expires (f64); bucket (i32); holder, pool, netns, prev, next, walk mark (u32). */
+export const COLUMN_BYTES_PER_SLOT = 3 * 8 + 7 * 4;
+/** The last wheel bucket (second) an Int32Array holds. */
+const LAST_BUCKET = 2 ** 31 - 1;
+/**
+ * Growth factor of the columns. 1.5, not 2: at a million and a half sockets a doubling would hold
+ * a million empty slots, and copy twice as much while both copies are alive.
+ */
+const GROWTH = 1.5;
 /** Above this many seconds between the last expiry and now, expire() visits buckets, not seconds. */
 const SECONDS_SCANNED_MAX = 4096;
 
@@ -93,7 +100,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	#cookie = new Float64Array(0);
 	#entered = new Float64Array(0);
 	#expires = new Float64Array(0);
-	#bucket = new Float64Array(0);
+	#bucket = new Int32Array(0);
 	#holder = new Uint32Array(0);
 	#pool = new Uint32Array(0);
 	#netns = new Uint32Array(0);
@@ -116,7 +123,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 
 	/** Bytes held by the columns and the index (what the population costs, whatever it holds now). */
 	get bytes(): number {
-		return this.#cookie.length * BYTES_PER_SOCKET;
+		return this.#cookie.length * COLUMN_BYTES_PER_SLOT + this.#index.byteLength;
 	}
 
 	has(cookie: number): boolean {
@@ -157,7 +164,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 			this.refused++;
 			return false;
 		}
-		if (this.#freeHead === NONE && this.#used === this.#cookie.length) this.#grow(this.#cookie.length * 2);
+		if (this.#freeHead === NONE && this.#used === this.#cookie.length) this.#grow(Math.ceil(this.#cookie.length * GROWTH));
 		if (this.#freeHead !== NONE) {
 			i = this.#freeHead;
 			this.#freeHead = this.#next[i]!;
@@ -224,7 +231,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 				i = next;
 			}
 		}
-		this.#wheelFrom = Math.max(this.#wheelFrom, upTo);
+		this.#wheelFrom = Math.min(Math.max(this.#wheelFrom, upTo), LAST_BUCKET);
 	}
 
 	/**
@@ -262,7 +269,8 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 
 	#bucketOf(expiresUs: number): number {
 		// An expiry already past (a late event, a timer at 0) goes into the next bucket checked.
-		return Math.max(Math.ceil(expiresUs / US), this.#wheelFrom);
+		// Clamped to what an Int32Array holds: a bucket 68 years of uptime away is as good as never.
+		return Math.min(Math.max(Math.ceil(expiresUs / US), this.#wheelFrom), LAST_BUCKET);
 	}
 
 	#remove(i: number, nowUs: number): void {
@@ -384,7 +392,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	}
 
 	#grow(capacity: number): void {
-		const copy = <T extends Float64Array | Uint32Array>(old: T, make: (n: number) => T): T => {
+		const copy = <T extends Float64Array | Uint32Array | Int32Array>(old: T, make: (n: number) => T): T => {
 			const a = make(capacity);
 			a.set(old);
 			return a;
@@ -394,14 +402,15 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#cookie = copy(this.#cookie, f64);
 		this.#entered = copy(this.#entered, f64);
 		this.#expires = copy(this.#expires, f64);
-		this.#bucket = copy(this.#bucket, f64);
+		this.#bucket = copy(this.#bucket, (n) => new Int32Array(n));
 		this.#holder = copy(this.#holder, u32);
 		this.#pool = copy(this.#pool, u32);
 		this.#netns = copy(this.#netns, u32);
 		this.#prev = copy(this.#prev, u32);
 		this.#next = copy(this.#next, u32);
 		this.#mark = copy(this.#mark, u32);
-		this.#index = new Uint32Array(capacity * 2);
+		// A power of two (the probe masks), at least 1.5 slots per entry: linear probing stays short.
+		this.#index = new Uint32Array(2 ** Math.ceil(Math.log2(capacity * 1.5)));
 		for (let i = 0; i < this.#used; i++) if (this.#holder[i] !== 0) this.#insertIndex(this.#cookie[i]!, i);
 	}
 }

@@ -28,7 +28,7 @@ const settings = (over: Partial<NetnsSettings> = {}): NetnsSettings => ({
 	portRange: { low: 40000, high: 40099 }, reservedPorts: new Set(), finTimeoutSec: 30, ...over,
 });
 function sock(over: Partial<SocketEntry>): SocketEntry {
-	const s = { cookie: cookie++, netns: 1, family: 4 as const, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40001, dport: 7101, state: 6, substate: 6, timerMs: 60_000, ...over };
+	const s = { cookie: cookie++, netns: 1, family: 4 as const, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40001, dport: 7101, state: 6, substate: 6, expiresUs: 0, ...over };
 	return { ...s, addressKey: (which: 'saddr' | 'daddr') => s[which] };
 }
 
@@ -47,7 +47,7 @@ test('a FIN_WAIT2-substate socket lasts tcp_fin_timeout, unless a walk finds it 
 	m.ingest([a, b]);
 	t.is(view(m, 30.9).rows[0]!.timeWait, 2);
 	// At 20 s the peer's FIN arrived for b: the kernel re-armed its timer for 60 s (tcp_timewait_state_process).
-	m.reconcile({ netns: 1, takenAtUs: T0 + 20 * S, sockets: [sock({ cookie: a.cookie, substate: 5, timerMs: 11_000 }), sock({ cookie: b.cookie, timerMs: 60_000 })], settings: settings() });
+	m.reconcile({ netns: 1, takenAtUs: T0 + 20 * S, sockets: [sock({ cookie: a.cookie, substate: 5, expiresUs: T0 + 31 * S }), sock({ cookie: b.cookie, expiresUs: T0 + 80 * S })], settings: settings() });
 	t.is(view(m, 31).rows[0]!.timeWait, 1, 'a expired at its fin timeout');
 	t.is(view(m, 79.9).rows[0]!.timeWait, 1);
 	t.is(view(m, 80).rows[0]!.timeWait, 0);
@@ -59,7 +59,7 @@ test('a walk counts sockets that predate twtrace, owned by a listener when one o
 		netns: 1, takenAtUs: T0, settings: settings(),
 		sockets: [
 			sock({ sport: 40001 }), sock({ sport: 40002 }),
-			sock({ state: 10, sport: 8080, daddr: '0.0.0.0', dport: 0, substate: 0, timerMs: -1 }),
+			sock({ state: 10, sport: 8080, daddr: '0.0.0.0', dport: 0, substate: 0 }),
 			sock({ sport: 8080, daddr: '10.200.0.9', dport: 50000 }),
 		],
 		listenerOwner: (port) => (port === 8080 ? { pid: 4242, comm: 'nginx' } : undefined),
@@ -74,7 +74,7 @@ test('a walk removes TIME_WAIT entries the kernel no longer has (tw_reuse, RST, 
 	const m = new ChurnModel(T0);
 	const kept = tw(1);
 	m.ingest([kept, tw(1), tw(1)]);
-	m.reconcile({ netns: 1, takenAtUs: T0 + 2 * S, sockets: [sock({ cookie: kept.cookie, timerMs: 59_000 })], settings: settings() });
+	m.reconcile({ netns: 1, takenAtUs: T0 + 2 * S, sockets: [sock({ cookie: kept.cookie, expiresUs: T0 + 61 * S })], settings: settings() });
 	m.ingest([tw(2.5)]); // entered after the walk started: not judged by it
 	t.is(view(m, 3).rows[0]!.timeWait, 2);
 });
