@@ -65,6 +65,9 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGINT')
 	return code;
 }
 
+/** After the workload, before top's and serve's final reading: missed TIME_WAIT entries get delivered. */
+const RECOVERY_WAIT_MS = 6000;
+
 /** The line counter, reading from a pipe that a tracer will write into. */
 function startCounter(): { child: ChildProcess; result: () => Promise<CounterResult> } {
 	const child = track(spawn(process.execPath, ['--import', 'tsx', counterScript], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] }));
@@ -154,8 +157,9 @@ const twtraceTop: Mode = {
 		return {
 			pid: child.pid!,
 			async stop() {
-				// Let one more snapshot (1 s) include the end of the workload.
-				await new Promise((r) => setTimeout(r, 1200));
+				// Let the snapshots include the end of the workload and the TIME_WAIT entries the kernel did
+				// not report, which a walk delivers within about 5 s (a close waits 1.5 s, then a walk).
+				await new Promise((r) => setTimeout(r, RECOVERY_WAIT_MS));
 				await stopChild(child);
 				const outcome = parseTwtraceSummary(stderr());
 				const last = stdout().trim().split('\n').pop();
@@ -188,7 +192,7 @@ const twtraceServe: Mode = {
 			pid: child.pid!,
 			async stop() {
 				clearInterval(scraper);
-				await new Promise((r) => setTimeout(r, 1200)); // a walk and a tick after the workload
+				await new Promise((r) => setTimeout(r, RECOVERY_WAIT_MS)); // as for top
 				const text = await scrape();
 				await stopChild(child, 'SIGTERM');
 				const outcome = parseTwtraceSummary(stderr());

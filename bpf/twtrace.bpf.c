@@ -195,9 +195,10 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-/* Written by the loader: a walk claims a `closing` entry only when its close is at least this old, so
- * that a time_wait event still on its way (tcp_time_wait() hashes the timewait socket before
- * tcp_done() fires the tracepoint) is not taken for a missed one. 0 after the programs are detached. */
+/* Written by the loader (WALK_MIN_AGE_NS in src/tracer/tracer.ts): a walk claims a `closing` entry only
+ * when its close is at least this old, so that a time_wait event still on its way (tcp_time_wait()
+ * hashes the timewait socket before tcp_done() fires the tracepoint) is not taken for a missed one.
+ * 0 after the programs are detached. */
 volatile __u64 walk_min_age_ns = 1000000000;
 
 static __always_inline void count(__u32 which)

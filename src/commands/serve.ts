@@ -64,7 +64,7 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 				live.drainNow();
 				model.tick(nowUs);
 				const data = metrics.collect(model, { nowUs, rateWindowUs: RATE_WINDOW_US, maxDestinations: opts.maxDestinations, maxNamespaces: MAX_WALKED_NAMESPACES });
-				const body = await view.render(data, { drops: live.drops, unwalkedNamespaces: live.unwalked.size, version });
+				const body = await view.render(data, { drops: live.drops, unwalkedNamespaces: live.unwalked.size, walks: live.walks, version });
 				return { body, contentType: view.contentType };
 			},
 			health: () => (stopping ? { ok: false, body: 'stopping\n' } : { ok: true, body: 'ok\n' }),

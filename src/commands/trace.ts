@@ -114,14 +114,23 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	}, 250);
 	void io.interrupted.then(finish);
 	const walker = witness ? new NamespaceWalker(session.tracer, monotonicUs, () => session.drainNow()) : undefined;
+	let lastWalkMs = Date.now();
 	const witnessWalk = () => {
 		if (!walker) return;
+		const startNs = process.hrtime.bigint();
+		const walked = new Set<number>();
 		walker.discover();
 		const namespaces = filters.netns.length ? filters.netns : [walker.home, ...seenNetns.keys()];
-		for (const netns of new Set(namespaces)) walker.witness(netns, [seenNetns.get(netns) ?? 0]);
-		session.tracer.sweepClosing(process.hrtime.bigint());
+		for (const netns of new Set(namespaces)) if (walker.witness(netns, [seenNetns.get(netns) ?? 0]) === undefined) walked.add(netns);
+		session.tracer.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
+		lastWalkMs = Date.now();
 	};
-	const walkTimer = walker ? setInterval(witnessWalk, opts.walkInterval ?? WITNESS_WALK_MS) : undefined;
+	// Every interval, and within seconds of a close that waits too long for its end (kernel-facts §8).
+	const walkTimer = walker ? setInterval(() => {
+		const sinceMs = Date.now() - lastWalkMs;
+		const isDue = sinceMs >= (opts.walkInterval ?? WITNESS_WALK_MS);
+		if (isDue || (sinceMs >= 3000 && session.tracer.hasStaleClose(process.hrtime.bigint(), 1_500_000_000n))) witnessWalk();
+	}, 1000) : undefined;
 
 	try {
 		io.stderr.write(`twtrace: tracing TCP connections${describeFilters(filters, opts)}. Ctrl-C to stop.\n`);

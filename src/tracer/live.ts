@@ -66,6 +66,7 @@ export class LiveFeed {
 	readonly #handlers: LiveFeedHandlers;
 	readonly #keepRaw: boolean;
 	#lastWalkUs = 0;
+	#lastStaleCheckUs = 0;
 	#walksCompleted = 0;
 	#lastWalkMs: number | undefined;
 	/** The walk in progress (one at a time), settled when it ends or is abandoned. */
@@ -121,12 +122,23 @@ export class LiveFeed {
 		if (!this.#stopped) this.#session.drainNow();
 	}
 
-	/** Starts a walk when the interval has passed or events showed a namespace not yet walked, unless one runs. */
+	/**
+	 * Starts a walk, unless one runs, when the interval has passed, when events showed a namespace not
+	 * yet walked, or when a close has waited too long for its end: the kernel then reported no
+	 * TIME_WAIT entry for it (kernel-facts §8), and a walk delivers it within seconds, whatever the interval.
+	 */
 	maybeWalk(): void {
 		this.drainNow();
 		if (this.#walking || this.#stopped) return;
+		const nowUs = monotonicUs();
 		const isNewNamespace = [...this.model.namespaces.values()].some((ns) => ns.netns !== 0 && !ns.settings && !this.unwalked.has(ns.netns));
-		if (isNewNamespace || monotonicUs() - this.#lastWalkUs >= this.#walkIntervalMs * 1000) void this.walkAll();
+		if (isNewNamespace || nowUs - this.#lastWalkUs >= this.#walkIntervalMs * 1000) {
+			void this.walkAll();
+			return;
+		}
+		if (nowUs - this.#lastStaleCheckUs < STALE_CHECK_US || nowUs - this.#lastWalkUs < MISSED_WALK_GAP_US) return;
+		this.#lastStaleCheckUs = nowUs;
+		if (this.#session.tracer.hasStaleClose(process.hrtime.bigint(), STALE_CLOSE_NS)) void this.walkAll();
 	}
 
 	/**
@@ -149,6 +161,8 @@ export class LiveFeed {
 	async #walkNamespaces(): Promise<void> {
 		if (this.#stopped || this.#abandon) return;
 		const startedUs = monotonicUs();
+		const startNs = process.hrtime.bigint();
+		const walked = new Set<number>();
 		this.drainNow(); // events from before the walk must reach the model before it
 		const discovered = this.#walker.discover();
 		for (const netns of namespacesToWalk(this.model, this.#asked, this.home, discovered)) {
@@ -159,9 +173,12 @@ export class LiveFeed {
 				this.model.addNamespace(netns); // shown, with the reason it was not walked
 				continue;
 			}
-			if (await this.#read(opened)) this.unwalked.delete(netns);
+			if (await this.#read(opened)) {
+				this.unwalked.delete(netns);
+				walked.add(netns);
+			}
 		}
-		this.#session.tracer.sweepClosing(process.hrtime.bigint());
+		this.#session.tracer.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
 		this.#lastWalkUs = monotonicUs();
 		this.#lastWalkMs = (this.#lastWalkUs - startedUs) / 1000;
 		this.#walksCompleted++;
@@ -230,6 +247,12 @@ export class LiveFeed {
 		return this.#stopped;
 	}
 }
+
+/** How often maybeWalk() looks for closes waiting too long, and how long is too long. */
+const STALE_CHECK_US = 1_000_000;
+const STALE_CLOSE_NS = 1_500_000_000n;
+/** A walk for missed TIME_WAIT entries comes at most this soon after the previous walk. */
+const MISSED_WALK_GAP_US = 3_000_000;
 
 /** Bytes of socket records read per step of a walk (~4,700 sockets): a few ms of work between yields. */
 const WALK_CHUNK_BYTES = 256 << 10;

@@ -68,6 +68,11 @@ export interface DropCounts {
 /** A closing entry older than this is deleted by sweepClosing(): no close takes that long to end
  * (FIN_WAIT1 retries, tcp_fin_timeout, a half-closed socket) without the tracepoint or a walk settling it. */
 export const CLOSING_MAX_AGE_NS = 600_000_000_000n;
+/**
+ * A walk claims only closes at least this old (walk_min_age_ns in bpf/twtrace.bpf.c, set at load):
+ * a younger one's time_wait event may still be on its way from the tracepoint.
+ */
+export const WALK_MIN_AGE_NS = 1_000_000_000n;
 
 const PROGRAMS = {
 	stateChange: { name: 'handle_inet_sock_set_state', attachPoint: 'tp_btf/inet_sock_set_state' },
@@ -154,6 +159,7 @@ export class Tracer {
 			this.#listenersFd = bpf.mapFd(bpf.findMap(this.#object, 'listeners'));
 			this.#closingFd = bpf.mapFd(bpf.findMap(this.#object, 'closing'));
 			this.#dataFd = bpf.mapFd(bpf.findMap(this.#object, '.data'));
+			this.#setWalkMinAge(WALK_MIN_AGE_NS);
 			this.#cpus = bpf.possibleCpus();
 			this.#ring = new RingMap(bpf.mapFd(bpf.findMap(this.#object, 'events')), options.ringBytes);
 		} catch (error) {
@@ -190,35 +196,64 @@ export class Tracer {
 			bpf.linkDestroy(link);
 			this.#links.splice(this.#links.indexOf(link), 1);
 		}
+		this.#setWalkMinAge(0n);
+	}
+
+	#setWalkMinAge(ns: bigint): void {
 		const data = Buffer.alloc(DATA_SIZE);
-		data.writeBigUInt64LE(0n, DATA_WALK_MIN_AGE_OFFSET);
+		data.writeBigUInt64LE(ns, DATA_WALK_MIN_AGE_OFFSET);
 		bpf.mapUpdate(this.#dataFd, Buffer.alloc(4), data);
 	}
 
 	/**
-	 * Deletes the closing entries a walk claimed and those older than CLOSING_MAX_AGE_NS (a socket that
-	 * ended without any tracepoint call and without entering TIME_WAIT). Safe at any time: a tracepoint
-	 * that finds no entry delivers its event as usual. Visits at most `maxEntries`; returns how many
-	 * entries it deleted.
+	 * Deletes the closing entries that are settled: claimed by a walk; unclaimed but older than a
+	 * walk's witness age when `walk` (its start, CLOCK_MONOTONIC ns, and the namespaces it covered)
+	 * went through their namespace without finding them in TIME_WAIT (the socket ended otherwise, or
+	 * is still half closed); or older than CLOSING_MAX_AGE_NS. Safe at any time: a tracepoint that finds
+	 * no entry delivers its event as usual. Visits at most `maxEntries`; returns how many it deleted.
 	 */
-	sweepClosing(nowNs: bigint, maxEntries = 1_000_000): number {
-		if (this.#closed) return 0;
+	sweepClosing(nowNs: bigint, walk?: { startNs: bigint; netns: ReadonlySet<number> }, maxEntries = 1_000_000): number {
+		const doomed: Buffer[] = [];
+		this.#forEachClosing(maxEntries, (key, claim, closedNs, netns) => {
+			const isUnfound = walk !== undefined && walk.netns.has(netns) && closedNs + WALK_MIN_AGE_NS < walk.startNs;
+			if (claim === Claim.WALK || (claim === Claim.NONE && isUnfound) || nowNs - closedNs > CLOSING_MAX_AGE_NS) doomed.push(Buffer.from(key));
+			return true;
+		});
+		// Deleted after the pass: deleting the current key restarts get_next_key from the first.
+		return doomed.filter((k) => bpf.mapDelete(this.#closingFd, k)).length;
+	}
+
+	/**
+	 * Whether a close older than `minAgeNs` is still waiting for its end: the sign of a TIME_WAIT
+	 * entry the kernel did not report (kernel-facts §8), which only a walk can deliver. Cheap: the
+	 * map holds the closes in flight (an RTT each), and the visit stops at the first.
+	 */
+	hasStaleClose(nowNs: bigint, minAgeNs: bigint, maxEntries = 100_000): boolean {
+		let found = false;
+		this.#forEachClosing(maxEntries, (_key, claim, closedNs) => {
+			found = claim === Claim.NONE && nowNs - closedNs > minAgeNs;
+			return !found;
+		});
+		return found;
+	}
+
+	/** Visits the closing map's entries until `visit` returns false. */
+	#forEachClosing(maxEntries: number, visit: (key: Buffer, claim: number, closedNs: bigint, netns: number) => boolean): void {
+		if (this.#closed) return;
 		const key = Buffer.alloc(8);
 		const next = Buffer.alloc(8);
 		const value = Buffer.alloc(CLOSING_SIZE);
-		const doomed: Buffer[] = [];
 		let has = bpf.mapNextKey(this.#closingFd, null, next);
 		for (let visited = 0; has && visited < maxEntries; visited++) {
 			next.copy(key);
 			if (bpf.mapLookup(this.#closingFd, key, value)) {
 				const claim = value.readUInt32LE(CLOSING_FIELDS.claim.offset);
 				const closedNs = value.readBigUInt64LE(CLOSING_FIELDS.closed_ns.offset);
-				if (claim === Claim.WALK || nowNs - closedNs > CLOSING_MAX_AGE_NS) doomed.push(Buffer.from(key));
+				const netns = value.readUInt32LE(CLOSING_FIELDS.netns.offset);
+				if (!visit(key, claim, closedNs, netns)) return;
 			}
 			has = bpf.mapNextKey(this.#closingFd, key, next);
 		}
-		// Deleted after the pass: deleting the current key restarts get_next_key from the first.
-		return doomed.filter((k) => bpf.mapDelete(this.#closingFd, k)).length;
 	}
 
 	/**

@@ -15,6 +15,8 @@ export interface ExporterState {
 	drops: LiveDrops;
 	/** Namespaces that could not be walked. */
 	unwalkedNamespaces: number;
+	/** Socket walks so far and the last one's length (LiveFeed.walks); absent: none exported. */
+	walks?: { completed: number; lastMs: number | undefined };
 	version: string;
 }
 
@@ -196,6 +198,21 @@ export class PrometheusView {
 			registers,
 			collect() {
 				this.set(state().unwalkedNamespaces);
+			},
+		});
+		new Counter({
+			name: 'twtrace_socket_walks_total', help: 'Walks of the namespaces\' socket tables completed (every --walk-interval, and soon after a close that waited too long for its end)',
+			registers,
+			collect() {
+				this.reset();
+				this.inc(state().walks?.completed ?? 0);
+			},
+		});
+		new Gauge({
+			name: 'twtrace_socket_walk_duration_seconds', help: 'Wall time of the last walk of all namespaces (the metrics and the event drain run between its chunks)',
+			registers,
+			collect() {
+				this.set((state().walks?.lastMs ?? 0) / 1000);
 			},
 		});
 		new Gauge({
