@@ -102,6 +102,7 @@ struct twt_btf_anchor {
 	enum twt_event_flag flag;
 	struct twt_closing closing; /* read by the loader when it sweeps the closing map */
 	enum twt_claim claim;
+	struct twt_walk_settings walk_settings;
 } twt_btf_anchor;
 
 struct twt_listener_key {
@@ -195,11 +196,8 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-/* Written by the loader (WALK_MIN_AGE_NS in src/tracer/tracer.ts): a walk claims a `closing` entry only
- * when its close is at least this old, so that a time_wait event still on its way (tcp_time_wait()
- * hashes the timewait socket before tcp_done() fires the tracepoint) is not taken for a missed one.
- * 0 after the programs are detached. */
-volatile __u64 walk_min_age_ns = 1000000000;
+/* Written by the loader between walks (struct twt_walk_settings in twtrace.h). */
+volatile struct twt_walk_settings walk = { .min_age_ns = 1000000000 };
 
 static __always_inline void count(__u32 which)
 {
@@ -840,7 +838,7 @@ static __always_inline void witness_time_wait(const struct twt_sock *s)
 	if (!c)
 		return;
 	now_ns = bpf_ktime_get_ns();
-	if (now_ns - c->closed_ns < walk_min_age_ns)
+	if (now_ns - c->closed_ns < walk.min_age_ns)
 		return; /* its event may still be on the way; a later walk decides */
 	if (__sync_val_compare_and_swap(&c->claim, 0, TWT_CLAIM_WALK) != 0)
 		return; /* already delivered: by the tracepoint, or by an earlier walk */
@@ -923,6 +921,9 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 		if (cfg.witness)
 			witness_time_wait(&s);
 	}
-	bpf_seq_write(ctx->meta->seq, &s, sizeof(s));
+	if (walk.cookies_only)
+		bpf_seq_write(ctx->meta->seq, &s.cookie, sizeof(s.cookie));
+	else
+		bpf_seq_write(ctx->meta->seq, &s, sizeof(s));
 	return 0;
 }

@@ -181,4 +181,16 @@ struct twt_closing {
 	__u32 claim;     /* enum twt_claim: whoever delivers the time_wait event claims it (compare-and-swap) */
 };
 
+/* How a socket walk runs (the .data variable `walk`, written by the loader before each walk). */
+struct twt_walk_settings {
+	__u64 min_age_ns;  /* a walk claims a `closing` entry only when its close is at least this old, so
+	                    * that a time_wait event still on its way (tcp_time_wait() hashes the timewait
+	                    * socket before tcp_done() fires the tracepoint) is not taken for a missed one;
+	                    * 0 once the tracepoint programs are detached */
+	__u32 cookies_only; /* 1: a walk that only witnesses; each socket writes just its cookie (8 bytes),
+	                     * so it costs the kernel's iteration and little more, and its reads still
+	                     * return every few thousand sockets */
+	__u32 _pad;
+};
+
 #endif /* TWTRACE_H */

@@ -74,9 +74,11 @@ export function generateLayout(types: BtfType[]): string {
 	const sock = fields(STRUCTS.sock);
 	const config = fields(STRUCTS.config);
 	const closing = fields(STRUCTS.closing);
+	const walkSettings = fields('twt_walk_settings');
 	const data = named('DATASEC', '.data');
-	const minAgeVar = data.vars!.find((v) => byId.get(v.type_id)?.name === 'walk_min_age_ns');
-	if (!minAgeVar) throw new Error('.data has no walk_min_age_ns variable');
+	// Offsets of DATASEC variables are 0 in an object file (libbpf sets them at open): the section
+	// must hold this one variable, at offset 0, for the loader to write it whole.
+	if (data.vars!.length !== 1 || byId.get(data.vars![0]!.type_id)?.name !== 'walk') throw new Error('.data must hold exactly the `walk` variable');
 	const rodata = named('DATASEC', '.rodata');
 	const cfgVar = rodata.vars!.find((v) => byId.get(v.type_id)?.name === 'cfg');
 	if (!cfgVar) throw new Error('.rodata has no cfg variable');
@@ -109,9 +111,9 @@ export function generateLayout(types: BtfType[]): string {
 		`export const CLOSING_SIZE = ${closing.size};`,
 		`export const CLOSING_FIELDS = ${fieldTable(closing.fields)} as const satisfies Record<string, FieldLayout>;`,
 		'',
-		'/** Where `volatile __u64 walk_min_age_ns` sits in the .data map, and that map\'s size. */',
-		`export const DATA_WALK_MIN_AGE_OFFSET = ${minAgeVar.offset};`,
-		`export const DATA_SIZE = ${Math.max(...data.vars!.map((v) => v.offset + v.size))};`,
+		'/** struct twt_walk_settings: the whole .data map (its one variable, `walk`). */',
+		`export const WALK_SETTINGS_SIZE = ${walkSettings.size};`,
+		`export const WALK_SETTINGS_FIELDS = ${fieldTable(walkSettings.fields)} as const satisfies Record<string, FieldLayout>;`,
 	];
 	for (const [tsName, [cName, prefix]] of Object.entries(ENUMS)) {
 		const e = named('ENUM', cName);

@@ -121,7 +121,12 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 		const walked = new Set<number>();
 		walker.discover();
 		const namespaces = filters.netns.length ? filters.netns : [walker.home, ...seenNetns.keys()];
-		for (const netns of new Set(namespaces)) if (walker.witness(netns, [seenNetns.get(netns) ?? 0]) === undefined) walked.add(netns);
+		session.tracer.setWalkCookiesOnly(true); // the sockets themselves are not read: 8 bytes each
+		try {
+			for (const netns of new Set(namespaces)) if (walker.witness(netns, [seenNetns.get(netns) ?? 0]) === undefined) walked.add(netns);
+		} finally {
+			session.tracer.setWalkCookiesOnly(false);
+		}
 		session.tracer.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
 		lastWalkMs = Date.now();
 	};

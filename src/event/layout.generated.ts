@@ -86,9 +86,13 @@ export const CLOSING_FIELDS = {
 	claim: { offset: 60, size: 4 },
 } as const satisfies Record<string, FieldLayout>;
 
-/** Where `volatile __u64 walk_min_age_ns` sits in the .data map, and that map's size. */
-export const DATA_WALK_MIN_AGE_OFFSET = 0;
-export const DATA_SIZE = 8;
+/** struct twt_walk_settings: the whole .data map (its one variable, `walk`). */
+export const WALK_SETTINGS_SIZE = 16;
+export const WALK_SETTINGS_FIELDS = {
+	min_age_ns: { offset: 0, size: 8 },
+	cookies_only: { offset: 8, size: 4 },
+	_pad: { offset: 12, size: 4 },
+} as const satisfies Record<string, FieldLayout>;
 
 export const EventKind = {
 	CONNECT: 1,

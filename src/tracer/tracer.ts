@@ -5,7 +5,7 @@
 import * as bpf from '../../native/libbpf.js';
 import { openIterator, readIterator } from '../../native/iter.js';
 import { RingMap } from '../../native/ring-map.js';
-import { Claim, CLOSING_FIELDS, CLOSING_SIZE, CONFIG_FIELDS, CONFIG_SIZE, Counter, DATA_SIZE, DATA_WALK_MIN_AGE_OFFSET, RODATA_CFG_OFFSET } from '../event/layout.generated.js';
+import { Claim, CLOSING_FIELDS, CLOSING_SIZE, CONFIG_FIELDS, CONFIG_SIZE, Counter, RODATA_CFG_OFFSET, WALK_SETTINGS_FIELDS, WALK_SETTINGS_SIZE } from '../event/layout.generated.js';
 import { kindValue, type EventKindName } from '../event/kinds.js';
 import { RingReader, type RecordHandler } from './ring-reader.js';
 
@@ -113,6 +113,8 @@ export class Tracer {
 	readonly #closingFd: number;
 	readonly #dataFd: number;
 	readonly #stateLinks: bpf.Handle[] = [];
+	#walkMinAgeNs = WALK_MIN_AGE_NS;
+	#walkCookiesOnly = false;
 	readonly #walkLink: bpf.Handle | undefined;
 	readonly #cpus: number;
 	readonly #ring: RingMap;
@@ -200,9 +202,25 @@ export class Tracer {
 	}
 
 	#setWalkMinAge(ns: bigint): void {
-		const data = Buffer.alloc(DATA_SIZE);
-		data.writeBigUInt64LE(ns, DATA_WALK_MIN_AGE_OFFSET);
-		bpf.mapUpdate(this.#dataFd, Buffer.alloc(4), data);
+		this.#walkMinAgeNs = ns;
+		this.#writeWalkSettings();
+	}
+
+	/**
+	 * For the walks that follow: with `cookiesOnly`, a walk only witnesses (claims and delivers
+	 * missed TIME_WAIT entries) and writes 8 bytes per socket, its cookie, instead of a struct twt_sock.
+	 */
+	setWalkCookiesOnly(cookiesOnly: boolean): void {
+		this.#walkCookiesOnly = cookiesOnly;
+		this.#writeWalkSettings();
+	}
+
+	#writeWalkSettings(): void {
+		if (this.#closed) return;
+		const value = Buffer.alloc(WALK_SETTINGS_SIZE);
+		value.writeBigUInt64LE(this.#walkMinAgeNs, WALK_SETTINGS_FIELDS.min_age_ns.offset);
+		value.writeUInt32LE(this.#walkCookiesOnly ? 1 : 0, WALK_SETTINGS_FIELDS.cookies_only.offset);
+		bpf.mapUpdate(this.#dataFd, Buffer.alloc(4), value);
 	}
 
 	/**
