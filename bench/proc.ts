@@ -22,8 +22,18 @@ export function cpuSeconds(pid: number): number | undefined {
 
 /** Peak resident memory (VmHWM) in MiB. */
 export function peakRssMiB(pid: number): number | undefined {
+	return statusMiB(pid, 'VmHWM');
+}
+
+/** Resident memory now (VmRSS) in MiB. */
+export function rssMiB(pid: number): number | undefined {
+	return statusMiB(pid, 'VmRSS');
+}
+
+/** A "kB" line of /proc/PID/status, in MiB; undefined once the process is gone. */
+function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number | undefined {
 	try {
-		const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+		const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
 		return m ? Number(m[1]) / 1024 : undefined;
 	} catch {
 		return undefined;
@@ -86,14 +96,4 @@ export function machineInfo(): MachineInfo {
 		bpftrace,
 		os: /^PRETTY_NAME="?([^"\n]*)/m.exec(osRelease)?.[1] ?? 'unknown',
 	};
-}
-
-/** Resident memory now (VmRSS) in MiB. */
-export function rssMiB(pid: number): number | undefined {
-	try {
-		const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-		return m ? Number(m[1]) / 1024 : undefined;
-	} catch {
-		return undefined;
-	}
 }

@@ -89,32 +89,22 @@ export function generateLayout(types: BtfType[]): string {
 		'',
 		'export interface FieldLayout { readonly offset: number; readonly size: number; readonly count?: number }',
 		'',
-		`export const EVENT_SIZE = ${event.size};`,
-		`export const EVENT_FIELDS = ${fieldTable(event.fields)} as const satisfies Record<string, FieldLayout>;`,
-		'',
+		...structLines('EVENT', event),
 		'/** A task record (kind TASK): what twt_event.owner and .closer refer to. */',
-		`export const TASK_SIZE = ${task.size};`,
-		`export const TASK_FIELDS = ${fieldTable(task.fields)} as const satisfies Record<string, FieldLayout>;`,
-		'',
+		...structLines('TASK', task),
 		'/** One socket from the iter/tcp program (dump_tcp). */',
-		`export const SOCK_SIZE = ${sock.size};`,
-		`export const SOCK_FIELDS = ${fieldTable(sock.fields)} as const satisfies Record<string, FieldLayout>;`,
-		'',
-		`export const CONFIG_SIZE = ${config.size};`,
-		`export const CONFIG_FIELDS = ${fieldTable(config.fields)} as const satisfies Record<string, FieldLayout>;`,
-		'',
+		...structLines('SOCK', sock),
+		...structLines('CONFIG', config),
 		'/** Where `const volatile struct twt_config cfg` sits in the .rodata map, and that map\'s size. */',
 		`export const RODATA_CFG_OFFSET = ${cfgVar.offset};`,
 		`export const RODATA_SIZE = ${Math.max(...rodata.vars!.map((v) => v.offset + v.size))};`,
 		'',
 		'/** A value of the `closing` map (the witness of active closes; swept by the loader). */',
-		`export const CLOSING_SIZE = ${closing.size};`,
-		`export const CLOSING_FIELDS = ${fieldTable(closing.fields)} as const satisfies Record<string, FieldLayout>;`,
-		'',
+		...structLines('CLOSING', closing),
 		'/** struct twt_walk_settings: the whole .data map (its one variable, `walk`). */',
-		`export const WALK_SETTINGS_SIZE = ${walkSettings.size};`,
-		`export const WALK_SETTINGS_FIELDS = ${fieldTable(walkSettings.fields)} as const satisfies Record<string, FieldLayout>;`,
+		...structLines('WALK_SETTINGS', walkSettings),
 	];
+	lines.pop(); // the blank line after the last struct
 	for (const [tsName, [cName, prefix]] of Object.entries(ENUMS)) {
 		const e = named('ENUM', cName);
 		lines.push('', `export const ${tsName} = {`);
@@ -122,6 +112,15 @@ export function generateLayout(types: BtfType[]): string {
 		lines.push('} as const;');
 	}
 	return lines.join('\n') + '\n';
+}
+
+/** `NAME_SIZE` and `NAME_FIELDS` of one struct, then a blank line. */
+function structLines(name: string, s: { size: number; fields: Record<string, Field> }): string[] {
+	return [
+		`export const ${name}_SIZE = ${s.size};`,
+		`export const ${name}_FIELDS = ${fieldTable(s.fields)} as const satisfies Record<string, FieldLayout>;`,
+		'',
+	];
 }
 
 function fieldTable(fields: Record<string, Field>): string {
