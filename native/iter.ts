@@ -7,30 +7,6 @@ import * as bpf from './libbpf.js';
 import { lastError, libc } from './libc.js';
 
 const CLONE_NEWNET = 0x40000000;
-const READ_CHUNK_BYTES = 1 << 20;
-
-/**
- * Starts one walk of the iterator `link` and returns everything it wrote. Synchronous: the kernel
- * holds each hash bucket's lock only while copying that bucket, so a long walk does not stall it;
- * `betweenChunks` runs after each MiB read (top drains its ring there: a walk of 250k sockets takes
- * longer than an 8 MiB ring lasts at full churn).
- */
-export function readIterator(link: bpf.Handle, betweenChunks?: () => void): Buffer {
-	const fd = bpf.iterCreate(link);
-	const chunks: Buffer[] = [];
-	try {
-		for (;;) {
-			const chunk = Buffer.allocUnsafe(READ_CHUNK_BYTES);
-			const n = fs.readSync(fd, chunk, 0, chunk.length, null);
-			if (n === 0) break;
-			chunks.push(n === chunk.length ? chunk : chunk.subarray(0, n));
-			betweenChunks?.();
-		}
-	} finally {
-		fs.closeSync(fd);
-	}
-	return Buffer.concat(chunks);
-}
 
 /**
  * Creates an iterator over `link` for reading a chunk at a time (readIteratorChunk), then closeSync.

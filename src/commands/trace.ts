@@ -9,7 +9,7 @@ import { CgroupPaths, epochOffsetUs, isWriteEndOrphaned, netnsInode } from '../t
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import { TraceSession, type SessionSummary } from '../tracer/session.js';
 import { MAX_WALKED_NAMESPACES, monotonicUs } from '../tracer/live.js';
-import { NamespaceWalker } from '../tracer/namespaces.js';
+import { isWitnessDue, NamespaceWalker } from '../tracer/namespaces.js';
 import type { Filters } from '../tracer/tracer.js';
 import { eventsLost } from '../views/losses.js';
 import { blame } from '../model/attribution.js';
@@ -114,27 +114,26 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	}, 250);
 	void io.interrupted.then(finish);
 	const walker = witness ? new NamespaceWalker(session.tracer, monotonicUs, () => session.drainNow()) : undefined;
-	let lastWalkMs = Date.now();
-	const witnessWalk = () => {
-		if (!walker) return;
+	let lastWalkUs = monotonicUs();
+	let lastWalkMs = 0;
+	let walking: Promise<void> | undefined;
+	const witnessWalk = async (w: NamespaceWalker): Promise<void> => {
 		const startNs = process.hrtime.bigint();
-		const walked = new Set<number>();
-		walker.discover();
-		const namespaces = filters.netns.length ? filters.netns : [walker.home, ...seenNetns.keys()];
-		session.tracer.setWalkCookiesOnly(true); // the sockets themselves are not read: 8 bytes each
-		try {
-			for (const netns of new Set(namespaces)) if (walker.witness(netns, [seenNetns.get(netns) ?? 0]) === undefined) walked.add(netns);
-		} finally {
-			session.tracer.setWalkCookiesOnly(false);
-		}
+		const startedUs = monotonicUs();
+		w.discover();
+		const namespaces = new Set(filters.netns.length ? filters.netns : [w.home, ...seenNetns.keys()]);
+		const walked = await w.witness(namespaces, (netns) => [seenNetns.get(netns) ?? 0]);
 		session.tracer.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
-		lastWalkMs = Date.now();
+		lastWalkUs = monotonicUs();
+		lastWalkMs = (lastWalkUs - startedUs) / 1000;
 	};
 	// Every interval, and within seconds of a close that waits too long for its end (kernel-facts §8).
 	const walkTimer = walker ? setInterval(() => {
-		const sinceMs = Date.now() - lastWalkMs;
-		const isDue = sinceMs >= (opts.walkInterval ?? WITNESS_WALK_MS);
-		if (isDue || (sinceMs >= 3000 && session.tracer.hasStaleClose(process.hrtime.bigint(), 1_500_000_000n))) witnessWalk();
+		if (walking) return;
+		const sinceUs = monotonicUs() - lastWalkUs;
+		if (sinceUs >= (opts.walkInterval ?? WITNESS_WALK_MS) * 1000 || isWitnessDue(session.tracer, sinceUs, lastWalkMs)) {
+			walking = witnessWalk(walker).finally(() => (walking = undefined));
+		}
 	}, 1000) : undefined;
 
 	try {
@@ -145,10 +144,11 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 		clearTimeout(timer);
 		clearInterval(pipeWatch);
 		clearInterval(walkTimer);
+		await walking;
 		if (walker) {
 			// After detaching no time_wait event is on its way: the last walk claims every missed one.
 			session.detachTracepoints();
-			witnessWalk();
+			await witnessWalk(walker);
 		}
 		const summary = session.stop();
 		io.stderr.write(summaryLine(summary, printed) + '\n');

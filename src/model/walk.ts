@@ -4,7 +4,7 @@
  * replay no longer has). `top` reconciles from it at once; `record` stores it; a replay rebuilds
  * the same NetnsWalk from it, so live and replayed models see identical input.
  */
-import { decodeSockets, TCP_LISTEN, type SocketEntry } from '../event/sock.js';
+import { decodeSockets, type SocketEntry } from '../event/sock.js';
 import type { NetnsSettings, NetnsWalk } from './aggregate.js';
 
 export interface ListenerRecord {
@@ -34,9 +34,4 @@ export function walkFromRecord(record: WalkRecord, sockets: readonly SocketEntry
 		settings: record.settings,
 		listenerOwner: (port) => byPort.get(port),
 	};
-}
-
-/** Local ports of the listening sockets (each once). */
-export function listeningPorts(sockets: readonly SocketEntry[]): number[] {
-	return [...new Set(sockets.filter((s) => s.state === TCP_LISTEN).map((s) => s.sport))];
 }

@@ -11,7 +11,7 @@ import { readIteratorChunk } from '../../native/iter.js';
 import { forEachSocket, TCP_LISTEN } from '../event/sock.js';
 import { SOCK_SIZE } from '../event/layout.generated.js';
 import type { ListenerRecord, WalkRecord } from '../model/walk.js';
-import { NamespaceWalker, type OpenedWalk } from './namespaces.js';
+import { isWitnessDue, NamespaceWalker, WALK_CHUNK_BYTES, type OpenedWalk } from './namespaces.js';
 import { NO_DROPS, TraceSession, type SessionSummary } from './session.js';
 import type { DropCounts, Filters } from './tracer.js';
 
@@ -140,47 +140,21 @@ export class LiveFeed {
 			void this.walkAll();
 			return;
 		}
-		// A witness walk costs the kernel's iteration (about 0.4 µs a socket): at most a tenth of the time.
-		const gapUs = Math.min(MISSED_WALK_GAP_MAX_US, Math.max(MISSED_WALK_GAP_US, 10 * this.#lastWitnessMs * 1000));
-		if (nowUs - this.#lastStaleCheckUs < STALE_CHECK_US || nowUs - Math.max(this.#lastWalkUs, this.#lastWitnessUs) < gapUs) return;
+		// Once a second at most: a witness walk for TIME_WAIT entries the kernel did not report.
+		if (nowUs - this.#lastStaleCheckUs < STALE_CHECK_US || !this.#lastWalked.size) return;
 		this.#lastStaleCheckUs = nowUs;
-		if (this.#lastWalked.size && this.#session.tracer.hasStaleClose(process.hrtime.bigint(), STALE_CLOSE_NS)) void this.#chain(() => this.#witnessNamespaces());
+		if (isWitnessDue(this.#session.tracer, nowUs - Math.max(this.#lastWalkUs, this.#lastWitnessUs), this.#lastWitnessMs)) void this.#chain(() => this.#witnessNamespaces());
 	}
 
-	/**
-	 * A walk that only witnesses, of the namespaces the last full walk covered: the kernel claims the
-	 * TIME_WAIT entries no tracepoint reported and delivers them as events (bpf/twtrace.bpf.c,
-	 * dump_tcp); each socket writes only its cookie, which is not even read.
-	 */
+	/** A witness walk (NamespaceWalker.witness) of the namespaces the last full walk covered. */
 	async #witnessNamespaces(): Promise<void> {
 		if (this.#stopped || this.#abandon) return;
-		const tracer = this.#session.tracer;
 		const startedUs = monotonicUs();
 		const startNs = process.hrtime.bigint();
-		const walked = new Set<number>();
-		const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
-		tracer.setWalkCookiesOnly(true);
-		try {
-			for (const netns of this.#lastWalked) {
-				if (this.#abandon) return;
-				const opened = this.#walker.open(netns, pidsIn(this.model, netns));
-				if ('error' in opened) continue;
-				try {
-					while (readIteratorChunk(opened.fd, buf) > 0) {
-						if (this.#abandon) return;
-						this.drainNow();
-						await new Promise((resolve) => setImmediate(resolve));
-					}
-				} finally {
-					fs.closeSync(opened.fd);
-				}
-				walked.add(netns);
-			}
-		} finally {
-			tracer.setWalkCookiesOnly(false);
-		}
-		this.drainNow();
-		tracer.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
+		const walked = await this.#walker.witness(this.#lastWalked, (netns) => pidsIn(this.model, netns), () => this.#abandon);
+		if (this.#abandon) return;
+		this.drainNow(); // the events the walk delivered
+		this.#session.tracer.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
 		this.#lastWitnessUs = monotonicUs();
 		this.#lastWitnessMs = (this.#lastWitnessUs - startedUs) / 1000;
 	}
@@ -298,16 +272,8 @@ export class LiveFeed {
 	}
 }
 
-/** How often maybeWalk() looks for closes waiting too long, and how long is too long. */
+/** How often maybeWalk() looks for closes waiting too long (isWitnessDue). */
 const STALE_CHECK_US = 1_000_000;
-const STALE_CLOSE_NS = 1_500_000_000n;
-/** A walk for missed TIME_WAIT entries comes this long after the previous walk, at least and at most
- * (it must come well within the 60 s a missed socket stays in TIME_WAIT, or it finds nothing). */
-const MISSED_WALK_GAP_US = 3_000_000;
-const MISSED_WALK_GAP_MAX_US = 30_000_000;
-
-/** Bytes of socket records read per step of a walk (~4,700 sockets): a few ms of work between yields. */
-const WALK_CHUNK_BYTES = 256 << 10;
 /** The last walk of stop() gives up after this: every command exits within a second of SIGTERM. */
 const LAST_WALK_MS = 700;
 

@@ -6,15 +6,26 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { inNetns } from '../../native/iter.js';
-import type { NetnsSettings, NetnsWalk } from '../model/aggregate.js';
-import { decodeSockets } from '../event/sock.js';
-import { listeningPorts, walkFromRecord, type ListenerRecord, type WalkRecord } from '../model/walk.js';
+import { inNetns, readIteratorChunk } from '../../native/iter.js';
+import type { NetnsSettings } from '../model/aggregate.js';
 import { DEFAULT_PORT_RANGE, parsePortList, parsePortRange } from '../model/ports.js';
 import type { Tracer } from './tracer.js';
 
-/** A walk as kept (record) and as the model takes it (walk), from one decode of the records. */
-export type WalkOutcome = { record: WalkRecord; walk: NetnsWalk } | { netns: number; error: string };
+/** Bytes of socket records read per step of a walk (~4,700 full records): a few ms of work between yields. */
+export const WALK_CHUNK_BYTES = 256 << 10;
+
+/** A close that has waited longer than this for its end entered TIME_WAIT unreported (kernel-facts §8). */
+export const STALE_CLOSE_NS = 1_500_000_000n;
+
+/**
+ * Whether a witness walk should run now: the last walk ended long enough ago (3 s, or ten times the
+ * last witness walk's length, at most 30 s: well within the 60 s a missed socket stays findable) and
+ * a close has waited too long for its end. Looks at the closing map only once the gap has passed.
+ */
+export function isWitnessDue(tracer: Tracer, sinceLastWalkUs: number, lastWitnessMs: number): boolean {
+	const gapUs = Math.min(30_000_000, Math.max(3_000_000, 10 * lastWitnessMs * 1000));
+	return sinceLastWalkUs >= gapUs && tracer.hasStaleClose(process.hrtime.bigint(), STALE_CLOSE_NS);
+}
 
 /** A walk started by open(): the iterator to read (and close), and what was read on the way in. */
 export interface OpenedWalk {
@@ -83,30 +94,46 @@ export class NamespaceWalker {
 		return [...paths.keys()];
 	}
 
-	/** Walks `netns`; `pids` are processes seen in it, tried as ways in. Never throws. */
-	walk(netns: number, pids: Iterable<number> = []): WalkOutcome {
-		return this.#enter(netns, pids, () => this.#walkHere(netns));
-	}
-
 	/**
 	 * Enters `netns` just long enough to read its settings and create a walk's iterator, which keeps
-	 * that namespace: the caller reads it a chunk at a time, at its own pace. Never throws.
+	 * that namespace: the caller reads it a chunk at a time, at its own pace. `pids` are processes
+	 * seen in it, tried as ways in. Never throws.
 	 */
 	open(netns: number, pids: Iterable<number> = []): OpenedWalk | { netns: number; error: string } {
 		return this.#enter(netns, pids, () => ({ netns, takenAtUs: this.#clockUs(), settings: readNetnsSettings(), fd: this.#tracer.openWalk() }));
 	}
 
 	/**
-	 * Walks `netns` only for the walk's side effect in the kernel: delivering the time_wait events
-	 * the tracepoint missed (bpf/twtrace.bpf.c, dump_tcp). Nothing is decoded. Returns an error text,
-	 * or undefined. Never throws.
+	 * Walks `namespaces` only for the walk's side effect in the kernel: delivering the time_wait
+	 * events no tracepoint reported (bpf/twtrace.bpf.c, dump_tcp). Each socket writes only its
+	 * cookie, which is not read. Gives the event loop back between chunks (betweenChunks runs there
+	 * too); `shouldStop` abandons. Returns the namespaces walked whole. Never rejects.
 	 */
-	witness(netns: number, pids: Iterable<number> = []): string | undefined {
-		const outcome = this.#enter(netns, pids, () => {
-			this.#tracer.walkSockets(this.#betweenChunks);
-			return undefined;
-		});
-		return outcome && 'error' in outcome ? outcome.error : undefined;
+	async witness(namespaces: Iterable<number>, pidsIn: (netns: number) => Iterable<number>, shouldStop: () => boolean = () => false): Promise<Set<number>> {
+		const walked = new Set<number>();
+		const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
+		this.#tracer.setWalkCookiesOnly(true);
+		try {
+			for (const netns of namespaces) {
+				const fd = this.#enter(netns, pidsIn(netns), () => this.#tracer.openWalk());
+				if (typeof fd !== 'number') continue;
+				try {
+					while (readIteratorChunk(fd, buf) > 0) {
+						if (shouldStop()) return walked;
+						this.#betweenChunks?.();
+						await new Promise((resolve) => setImmediate(resolve));
+					}
+				} finally {
+					fs.closeSync(fd);
+				}
+				walked.add(netns);
+			}
+		} catch {
+			// A namespace that went away mid-walk: what was walked whole stands.
+		} finally {
+			this.#tracer.setWalkCookiesOnly(false);
+		}
+		return walked;
 	}
 
 	#enter<T>(netns: number, pids: Iterable<number>, body: () => T): T | { netns: number; error: string } {
@@ -124,19 +151,6 @@ export class NamespaceWalker {
 		} catch (error) {
 			return { netns, error: (error as Error).message };
 		}
-	}
-
-	#walkHere(netns: number): WalkOutcome {
-		const takenAtUs = this.#clockUs();
-		const raw = this.#tracer.walkSockets(this.#betweenChunks);
-		const { sockets } = decodeSockets(raw);
-		const listeners: ListenerRecord[] = [];
-		for (const port of listeningPorts(sockets)) {
-			const owner = this.#tracer.listenerOwner(netns, port);
-			if (owner) listeners.push({ port, ...owner });
-		}
-		const record: WalkRecord = { netns, takenAtUs, settings: readNetnsSettings(), listeners, sockets: raw };
-		return { record, walk: walkFromRecord(record, sockets) };
 	}
 
 	#find(netns: number, pids: Iterable<number>): string | undefined {

@@ -15,7 +15,7 @@ export interface SessionOptions {
 	/** How often loss counters are read. */
 	dropCheckMs?: number;
 	log?: (line: string) => void;
-	/** Enable Tracer.walkSockets() (top). */
+	/** Enable Tracer.openWalk() and the closing map (socket walks). */
 	socketWalks?: boolean;
 	/** Also hand over each batch's raw records (record keeps them). */
 	keepRaw?: boolean;

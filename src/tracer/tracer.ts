@@ -3,7 +3,7 @@
  * ring → load → attach → map the ring → drain it. close() undoes all of it, in reverse, once.
  */
 import * as bpf from '../../native/libbpf.js';
-import { openIterator, readIterator } from '../../native/iter.js';
+import { openIterator } from '../../native/iter.js';
 import { RingMap } from '../../native/ring-map.js';
 import { Claim, CLOSING_FIELDS, CLOSING_SIZE, CONFIG_FIELDS, CONFIG_SIZE, Counter, RODATA_CFG_OFFSET, WALK_SETTINGS_FIELDS, WALK_SETTINGS_SIZE } from '../event/layout.generated.js';
 import { kindValue, type EventKindName } from '../event/kinds.js';
@@ -29,7 +29,7 @@ export interface TracerOptions {
 	/** libbpf and verifier messages, for --verbose. */
 	log?: (line: string) => void;
 	/**
-	 * Load the iter/tcp program too, for walkSockets() (top's reconciliation), and keep active closes
+	 * Load the iter/tcp program too, for openWalk() (reconciliation, witness walks), and keep active closes
 	 * in the `closing` map, so that walks deliver the time_wait events the kernel never reported.
 	 */
 	socketWalks?: boolean;
@@ -272,15 +272,6 @@ export class Tracer {
 			}
 			has = bpf.mapNextKey(this.#closingFd, key, next);
 		}
-	}
-
-	/**
-	 * One iter/tcp walk: struct twt_sock records for every TCP socket of the network namespace the
-	 * calling thread is in now (see native/iter.ts inNetns). Requires `socketWalks`.
-	 */
-	walkSockets(betweenChunks?: () => void): Buffer {
-		if (this.#closed || !this.#walkLink) throw new Error('socket walks not enabled');
-		return readIterator(this.#walkLink, betweenChunks);
 	}
 
 	/**

@@ -4,7 +4,10 @@
  * model's expiry for an event (tsUs + 60 s + twSlackMs) must be the fire time a walk reads from the
  * socket's own timer, to within a few jiffies.
  */
+import fs from 'node:fs';
+import { readIteratorChunk } from '../../native/iter.js';
 import type { TwtEvent } from '../../src/event/decode.js';
+import { forEachSocket } from '../../src/event/sock.js';
 import { NamespaceWalker } from '../../src/tracer/namespaces.js';
 import { monotonicUs } from '../../src/tracer/live.js';
 import { TraceSession } from '../../src/tracer/session.js';
@@ -29,10 +32,18 @@ bpfTest('a time_wait event predicts when the kernel ends the socket: the fire ti
 		session.drainNow();
 		const walker = new NamespaceWalker(session.tracer, monotonicUs);
 		walker.discover();
-		const outcome = walker.walk(pair.clientInode);
-		if ('error' in outcome) throw new Error(outcome.error);
-		const walkMs = (monotonicUs() - outcome.walk.takenAtUs) / 1000;
-		const fireByCookie = new Map(outcome.walk.sockets.filter((s) => s.expiresUs > 0).map((s) => [s.cookie, s.expiresUs]));
+		const opened = walker.open(pair.clientInode);
+		if ('error' in opened) throw new Error(opened.error);
+		const fireByCookie = new Map<number, number>();
+		const buf = Buffer.alloc(1 << 20);
+		try {
+			for (let n; (n = readIteratorChunk(opened.fd, buf)) > 0;) {
+				forEachSocket(buf.subarray(0, n), (s) => void (s.expiresUs > 0 && fireByCookie.set(s.cookie, s.expiresUs)));
+			}
+		} finally {
+			fs.closeSync(opened.fd);
+		}
+		const walkMs = (monotonicUs() - opened.takenAtUs) / 1000;
 		t.is(events.length, N);
 		// A FIN_WAIT2-substate timewait socket becomes TIME_WAIT when the peer's FIN arrives, with a
 		// new 60 s timer and no tracepoint (README, "What the kernel does not show"): only the walk knows.
