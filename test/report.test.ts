@@ -139,7 +139,7 @@ test('an end frame whose loss counters hold any value still gives the whole repo
 		t.true(Object.values(r.losses).every((v) => typeof v !== 'number' || v >= 0), 'no negative loss is ever shown');
 		t.regex(renderReport(r, 'table'), /unknown: the end frame's counters are unreadable \(/);
 	}
-	t.deepEqual(withDrops({ ringFull: 0, mapFull: 0, missedRuns: -1, ownerMissing: 0, decodeErrors: 0 }).losses.unreadable, ['missedRuns -1']);
+	t.deepEqual(withDrops({ ringFull: 0, mapFull: 0, missedRuns: -1, ownerMissing: 0, decodeErrors: 0, walkMissed: 0, unwitnessed: 0 }).losses.unreadable, ['missedRuns -1']);
 });
 
 test('a capture whose timestamps jump to 2^53 µs gives a report at once: no loop runs per second of the jump', (t) => {

@@ -115,8 +115,7 @@ export function readDrops(raw: unknown): { drops: CaptureDrops; unreadable: stri
 		const v = obj[name];
 		const isCount = typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 		drops[name] = isCount ? v : 0;
-		// Counters added after version 2 was first written are absent from older end frames: 0, not unknown.
-		if (!isCount && !(v === undefined && (name === 'walkMissed' || name === 'unwitnessed'))) unreadable.push(`${name} ${JSON.stringify(v) ?? 'missing'}`);
+		if (!isCount) unreadable.push(`${name} ${JSON.stringify(v) ?? 'missing'}`);
 	}
 	return { drops, unreadable };
 }
