@@ -54,7 +54,7 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 	try {
 		const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 		const live = (feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true }, {
-			onEach: (e) => metrics.observeOne(e),
+			onEach: (e, blamed) => metrics.observeOne(e, blamed),
 		}));
 		// Listening after BPF is attached, so the listener's owner is captured like any other
 		// (else twtrace's own scrapes would count as accepted by "(before start)").

@@ -200,20 +200,21 @@ export class ChurnModel {
 
 	/**
 	 * One event, for a reused view of ring memory (TraceSession onEach): nothing of `e` is kept.
-	 * Expiry runs as the events' time advances, at most once a millisecond.
+	 * Expiry runs as the events' time advances, at most once a millisecond. Returns whom the event
+	 * was blamed on, or undefined when the comm option left it out: the next consumer need not redo it.
 	 */
-	ingestOne(e: TwtEvent): void {
+	ingestOne(e: TwtEvent): Blame | undefined {
 		const tsUs = e.tsUs;
 		if (tsUs >= this.#expireAtUs) {
 			this.timeWait.expire(tsUs);
 			this.#expireAtUs = tsUs + 1000;
 		}
-		this.#ingestOne(e, tsUs);
+		return this.#ingestOne(e, tsUs);
 	}
 
-	#ingestOne(e: TwtEvent, tsUs = e.tsUs): void {
+	#ingestOne(e: TwtEvent, tsUs = e.tsUs): Blame | undefined {
 		const who = blame(e);
-		if (this.#options.comm !== undefined && who.comm !== this.#options.comm) return;
+		if (this.#options.comm !== undefined && who.comm !== this.#options.comm) return undefined;
 		const isServer = e.side === 'server';
 		const { owner, dest } = this.#ownerAndDestination(e, who, isServer, tsUs);
 		owner.lastEventUs = Math.max(owner.lastEventUs, tsUs);
@@ -256,6 +257,7 @@ export class ChurnModel {
 				this.#count(owner, C.bindFailures, second);
 				break;
 		}
+		return who;
 	}
 
 	/**

@@ -9,7 +9,7 @@
  */
 import type { TwtEvent } from '../event/decode.js';
 import { errnoName } from '../event/errno.js';
-import { blame } from './attribution.js';
+import { blame, type Blame } from './attribution.js';
 import { ownerComm, type ChurnModel } from './aggregate.js';
 import { SeriesTable, type Series } from './series.js';
 import { destinationRows, namespaceRows, type DestinationRow, type NamespaceRow } from './snapshot.js';
@@ -105,10 +105,13 @@ export class ChurnMetrics {
 		for (const e of events) this.observeOne(e);
 	}
 
-	/** One event; nothing of `e` is kept (a reused view of ring memory is fine). */
-	observeOne(e: TwtEvent): void {
-		const who = blame(e);
-		if (this.#comm !== undefined && who.comm !== this.#comm) return;
+	/**
+	 * One event; nothing of `e` is kept (a reused view of ring memory is fine). `blamed`: whom the
+	 * model blamed it on, having applied the same comm filter (ChurnModel.ingestOne), so as not to redo it.
+	 */
+	observeOne(e: TwtEvent, blamed?: Blame): void {
+		const who = blamed ?? blame(e);
+		if (blamed === undefined && this.#comm !== undefined && who.comm !== this.#comm) return;
 		const comm = ownerComm(who);
 		const tsUs = e.tsUs;
 		const cgroupId = e.cgroupId;

@@ -6,6 +6,7 @@
  */
 import type { TwtEvent } from '../event/decode.js';
 import type { ChurnModel } from '../model/aggregate.js';
+import type { Blame } from '../model/attribution.js';
 import fs from 'node:fs';
 import { readIteratorChunk } from '../../native/iter.js';
 import { forEachSocket, TCP_LISTEN } from '../event/sock.js';
@@ -34,8 +35,11 @@ export interface LiveFeedOptions {
 export interface LiveFeedHandlers {
 	/** After the model ingested them; `raw` is their bytes, EVENT_SIZE each, when keepRaw. */
 	onEvents?: (events: readonly TwtEvent[], raw: Buffer | undefined) => void;
-	/** With perEvent: after the model ingested it. A view of ring memory: keep nothing of it. */
-	onEach?: (event: TwtEvent) => void;
+	/**
+	 * With perEvent: after the model ingested it, with whom the model blamed it on; not for events
+	 * the model's comm option left out. A view of ring memory: keep nothing of it.
+	 */
+	onEach?: (event: TwtEvent, blamed: Blame) => void;
 	/** After the model reconciled it. */
 	onWalk?: (walk: WalkRecord) => void;
 }
@@ -92,8 +96,8 @@ export class LiveFeed {
 		this.#handlers = handlers;
 		const keepRaw = (this.#keepRaw = options.keepRaw === true);
 		const onEach = options.perEvent ? (e: TwtEvent) => {
-			model.ingestOne(e);
-			handlers.onEach?.(e);
+			const who = model.ingestOne(e);
+			if (who) handlers.onEach?.(e, who);
 		} : undefined;
 		this.#session = new TraceSession({ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: true, keepRaw, onEach }, {
 			onEvents: (events, raw) => {

@@ -106,16 +106,16 @@ export function encodeConfig(filters: Filters, witness = false): Uint8Array {
 
 export class Tracer {
 	readonly #object: bpf.Handle;
-	readonly #links: bpf.Handle[] = [];
 	readonly #programFds: number[] = [];
 	readonly #countersFd: number;
 	readonly #listenersFd: number;
 	readonly #closingFd: number;
 	readonly #dataFd: number;
-	readonly #stateLinks: bpf.Handle[] = [];
+	/** The programs that make events (tracepoints); the socket walk's link is apart: it outlives them. */
+	readonly #eventLinks: bpf.Handle[] = [];
 	#walkMinAgeNs = WALK_MIN_AGE_NS;
 	#walkCookiesOnly = false;
-	readonly #walkLink: bpf.Handle | undefined;
+	#walkLink: bpf.Handle | undefined;
 	readonly #cpus: number;
 	readonly #ring: RingMap;
 	readonly ringBytes: number;
@@ -143,7 +143,6 @@ export class Tracer {
 			bpf.objectLoad(this.#object);
 			if (options.socketWalks) {
 				this.#walkLink = bpf.programAttach(bpf.findProgram(this.#object, PROGRAMS.socketWalk.name), PROGRAMS.socketWalk.attachPoint);
-				this.#links.push(this.#walkLink);
 			}
 
 			// Primary before fallback: the kernel calls a tracepoint's programs in attach order.
@@ -153,9 +152,7 @@ export class Tracer {
 				// Only sys_exit has no fallback: its skipped runs are lost. The state programs' skips are
 				// recovered by each other (bpf/twtrace.bpf.c).
 				if (p === PROGRAMS.sysExit) this.#programFds.push(bpf.programFd(prog));
-				const link = bpf.programAttach(prog, p.attachPoint);
-				this.#links.push(link);
-				this.#stateLinks.push(link);
+				this.#eventLinks.push(bpf.programAttach(prog, p.attachPoint));
 			}
 			this.#countersFd = bpf.mapFd(bpf.findMap(this.#object, 'counters'));
 			this.#listenersFd = bpf.mapFd(bpf.findMap(this.#object, 'listeners'));
@@ -194,10 +191,7 @@ export class Tracer {
 	 */
 	detachTracepoints(): void {
 		if (this.#closed) return;
-		for (const link of this.#stateLinks.splice(0)) {
-			bpf.linkDestroy(link);
-			this.#links.splice(this.#links.indexOf(link), 1);
-		}
+		for (const link of this.#eventLinks.splice(0)) bpf.linkDestroy(link);
 		this.#setWalkMinAge(0n);
 	}
 
@@ -307,6 +301,8 @@ export class Tracer {
 	}
 
 	#detach(): void {
-		for (const link of this.#links.splice(0)) bpf.linkDestroy(link);
+		for (const link of this.#eventLinks.splice(0)) bpf.linkDestroy(link);
+		if (this.#walkLink) bpf.linkDestroy(this.#walkLink);
+		this.#walkLink = undefined;
 	}
 }
