@@ -14,13 +14,12 @@
  * the server at 10.200.0.2), so TIME_WAIT sockets from one run never weigh on the next, and nothing
  * leaves them. Modes are interleaved round by round, after waiting for the machine to be quiet.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createPair, type NetnsPair } from '../test/helpers/netns.js';
-import { track, waitForLine } from '../test/helpers/children.js';
+import { churnBin, runChurnClient, startChurnServer, stopChurnServer } from '../test/helpers/churn.js';
 import { cpuSeconds, machineInfo, peakRssMiB, timeWaitSockets, waitQuiet } from './proc.js';
 import { MODES, root, type Mode, type TracerOutcome } from './tracers.js';
 import { measureSoak, measureSteady, type SoakResult, type SteadyResult } from './steady.js';
@@ -56,9 +55,10 @@ if (![steadyS, soakS].every((n) => Number.isInteger(n) && n >= 0 && n <= 7200)) 
 if (!Number.isInteger(soakRate) || soakRate < 1 || soakRate > 1_000_000) fail('--soak-rate: connections per second, 1 to 1,000,000');
 if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 1_000_000)) fail('--sizes: whole numbers of sockets, 1 to 1,000,000');
 
-const churnBin = path.join(root, 'build/churn');
 const MODE_ARG = 'client-close'; // TIME_WAIT on the client: the ephemeral-port exhaustion case
 const SERVER_PORT = 8000;
+/** The load of the churn table and the seed method (ports and threads from the options). */
+const LOAD = { port: SERVER_PORT, ports, threads, mode: MODE_ARG };
 
 function fail(message: string): never {
 	console.error(`bench: ${message}`);
@@ -74,7 +74,6 @@ function positiveInt(name: 'rounds' | 'duration' | 'threads' | 'ports', min: num
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
-interface ChurnResult { pid: number; connections: number; seconds: number; perSecond: number; errors: Record<string, number> }
 
 function preparePair(): NetnsPair {
 	const pair = createPair();
@@ -88,30 +87,6 @@ function preparePair(): NetnsPair {
 		throw error;
 	}
 	return pair;
-}
-
-async function startServer(pair: NetnsPair, seconds: number): Promise<ChildProcess> {
-	const server = track(spawn('ip', ['netns', 'exec', pair.server, churnBin, 'server', pair.serverAddr, String(SERVER_PORT), String(ports), MODE_ARG, String(threads), String(seconds)],
-		{ stdio: ['ignore', 'pipe', 'inherit'] }));
-	await waitForLine(server, 'stdout', /"ready":true/, 10_000);
-	return server;
-}
-
-async function runClient(pair: NetnsPair, seconds: number, maxConnections = 0): Promise<ChurnResult> {
-	const client = track(spawn('ip', ['netns', 'exec', pair.client, churnBin, 'client', pair.serverAddr, String(SERVER_PORT), String(ports), MODE_ARG, String(threads), String(seconds), String(maxConnections)],
-		{ stdio: ['ignore', 'pipe', 'inherit'] }));
-	let out = '';
-	client.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-	const [code] = (await once(client, 'close')) as [number | null];
-	if (code !== 0) throw new Error(`churn client exited with ${code}`);
-	return JSON.parse(out.trim().split('\n').pop()!) as ChurnResult;
-}
-
-async function stopServer(server: ChildProcess): Promise<void> {
-	if (server.exitCode !== null) return;
-	const closed = once(server, 'close');
-	server.kill('SIGTERM'); // it serves until idle for 100 ms, then exits: no connection is reset
-	await closed;
 }
 
 interface Measurement {
@@ -144,14 +119,14 @@ async function measure(mode: Mode, round: number): Promise<Measurement> {
 	try {
 		const idleBefore = await waitQuiet();
 		const tracer = mode.start ? await mode.start(pair) : undefined;
-		const server = await startServer(pair, durationS + 30);
+		const server = await startChurnServer(pair, LOAD, durationS + 30);
 		const cpu0 = tracer && cpuSeconds(tracer.pid);
 		const consumer0 = tracer?.consumerPid && cpuSeconds(tracer.consumerPid);
-		const churn = await runClient(pair, durationS);
+		const churn = await runChurnClient(pair, LOAD, durationS);
 		const cpu1 = tracer && cpuSeconds(tracer.pid);
 		const consumer1 = tracer?.consumerPid && cpuSeconds(tracer.consumerPid);
 		const rssMiB = tracer && peakRssMiB(tracer.pid);
-		await stopServer(server);
+		await stopChurnServer(server);
 		await sleep(300); // the last FIN/ACKs, and one more drain by the tracer
 		const timeWait = timeWaitSockets(pair.client);
 		const outcome: TracerOutcome = tracer ? await tracer.stop() : {};
@@ -210,10 +185,10 @@ async function measureSeed(sockets: number): Promise<SeedMeasurement> {
 		await waitQuiet();
 		const twtraceMode = MODES.find((m) => m.name === 'twtrace trace --kind time_wait')!;
 		const tracer = await twtraceMode.start!(pair);
-		const server = await startServer(pair, 120);
+		const server = await startChurnServer(pair, LOAD, 120);
 		const cpu0 = cpuSeconds(tracer.pid);
-		const churn = await runClient(pair, 60, sockets);
-		await stopServer(server);
+		const churn = await runChurnClient(pair, LOAD, 60, sockets);
+		await stopChurnServer(server);
 		await sleep(300);
 		const cpu1 = cpuSeconds(tracer.pid);
 		const outcome = await tracer.stop();

@@ -13,11 +13,11 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { createPair, type NetnsPair } from '../test/helpers/netns.js';
 import { track, waitForLine } from '../test/helpers/children.js';
+import { runChurnClient, startChurnServer, stopChurnServer } from '../test/helpers/churn.js';
 import { cpuSeconds, peakRssMiB, rssMiB, timeWaitSockets } from './proc.js';
 import { root } from './tracers.js';
 
 const cli = path.join(root, 'dist/src/cli.js');
-const churnBin = path.join(root, 'build/churn');
 const PORT = 8100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -30,23 +30,20 @@ function pairWithRoom(): NetnsPair {
 	return pair;
 }
 
-/** A churn server and client; the client runs `seconds` at `rate` connections/s (0: as fast as it can). */
-async function startLoad(pair: NetnsPair, load: LoadOptions, seconds: number, rate: number): Promise<{ client: ChildProcess; server: ChildProcess; result: () => Promise<{ connections: number; perSecond: number }> }> {
-	const server = track(spawn('ip', ['netns', 'exec', pair.server, churnBin, 'server', pair.serverAddr, String(PORT), String(load.ports), 'client-close', String(load.threads), String(seconds + 60)], { stdio: ['ignore', 'pipe', 'inherit'] }));
-	await waitForLine(server, 'stdout', /"ready":true/, 10_000);
-	const client = track(spawn('ip', ['netns', 'exec', pair.client, churnBin, 'client', pair.serverAddr, String(PORT), String(load.ports), 'client-close', String(load.threads), String(seconds), '0', String(rate)], { stdio: ['ignore', 'pipe', 'inherit'] }));
-	let out = '';
-	client.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-	const closed = once(client, 'close');
+/**
+ * A churn server and client; the client runs `seconds` at `rate` connections/s (0: as fast as it
+ * can). `running()` is true until the client has ended; `result()` stops the server and gives the count.
+ */
+async function startLoad(pair: NetnsPair, load: LoadOptions, seconds: number, rate: number) {
+	const server = await startChurnServer(pair, { port: PORT, ...load }, seconds + 60);
+	let isRunning = true;
+	const client = runChurnClient(pair, { port: PORT, ...load }, seconds, 0, rate).finally(() => (isRunning = false));
 	return {
-		client,
-		server,
+		running: () => isRunning,
 		result: async () => {
-			await closed;
-			const stopped = once(server, 'close');
-			server.kill('SIGTERM');
-			await stopped;
-			return JSON.parse(out.trim().split('\n').pop()!) as { connections: number; perSecond: number };
+			const churn = await client;
+			await stopChurnServer(server);
+			return churn;
 		},
 	};
 }
@@ -92,7 +89,7 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 		const loadRun = await startLoad(pair, load, seconds, 0);
 		const samples: SteadySample[] = [];
 		const t0 = Date.now();
-		while (loadRun.client.exitCode === null && Date.now() - t0 < (seconds + 30) * 1000) {
+		while (loadRun.running() && Date.now() - t0 < (seconds + 30) * 1000) {
 			await sleep(5000);
 			samples.push({
 				atS: Math.round((Date.now() - t0) / 1000),
@@ -158,7 +155,7 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 		const t0 = Date.now();
 		let cpuPrev = cpuSeconds(serve.pid!) ?? 0;
 		let atPrev = t0;
-		while (loadRun.client.exitCode === null && Date.now() - t0 < (seconds + 30) * 1000) {
+		while (loadRun.running() && Date.now() - t0 < (seconds + 30) * 1000) {
 			await sleep(10_000);
 			const cpu = cpuSeconds(serve.pid!) ?? cpuPrev;
 			const now = Date.now();

@@ -6,15 +6,11 @@
  * when the kernel ran no program for them), or reported lost. A loss reported that did not happen
  * fails as surely as a silent one. Five short runs, each in fresh namespaces.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import path from 'node:path';
-import { bpfTest, root } from '../helpers/env.js';
-import { track, waitForLine } from '../helpers/children.js';
+import { bpfTest } from '../helpers/env.js';
+import { runChurnClient, startChurnServer, stopChurnServer } from '../helpers/churn.js';
 import { createPair, settledTimeWait, type NetnsPair } from '../helpers/netns.js';
 import { startTrace } from '../helpers/processes.js';
 
-const churnBin = path.join(root, 'build/churn');
 const RUNS = 5;
 const PORT = 7600;
 const PORTS = 16;
@@ -22,19 +18,13 @@ const PORTS = 16;
 const SECONDS = 2;
 const MAX_CONNECTIONS = 30_000;
 
-interface Counted { connections: number }
+const LOAD = { port: PORT, ports: PORTS, threads: 2 };
 
 async function churn(pair: NetnsPair): Promise<{ completed: number; clientPid: number }> {
-	const server = track(spawn('ip', ['netns', 'exec', pair.server, churnBin, 'server', pair.serverAddr, String(PORT), String(PORTS), 'client-close', '1', String(SECONDS + 3)], { stdio: ['ignore', 'pipe', 'inherit'] }));
-	await waitForLine(server, 'stdout', /"ready":true/, 10_000);
-	const client = track(spawn('ip', ['netns', 'exec', pair.client, churnBin, 'client', pair.serverAddr, String(PORT), String(PORTS), 'client-close', '2', String(SECONDS), String(MAX_CONNECTIONS)], { stdio: ['ignore', 'pipe', 'inherit'] }));
-	let out = '';
-	client.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-	await once(client, 'close');
-	server.kill('SIGTERM');
-	await once(server, 'close');
-	const result = JSON.parse(out.trim().split('\n').pop()!) as Counted;
-	return { completed: result.connections, clientPid: client.pid! };
+	const server = await startChurnServer(pair, LOAD, SECONDS + 3);
+	const result = await runChurnClient(pair, LOAD, SECONDS, MAX_CONNECTIONS);
+	await stopChurnServer(server);
+	return { completed: result.connections, clientPid: result.pid };
 }
 
 /** The counts of trace's closing line. */
