@@ -9,15 +9,10 @@ import { lastError, libc } from './libc.js';
 const CLONE_NEWNET = 0x40000000;
 
 /**
- * Creates an iterator over `link` for reading a chunk at a time (readIteratorChunk), then closeSync.
- * iter/tcp binds the network namespace of the calling thread now (bpf_iter_init_seq_net): the reads
- * may come later, from any namespace.
+ * Reads the next bytes of an iterator (bpf.iterCreate) into `buf`; 0 at the end. Blocks only while
+ * the kernel fills it. iter/tcp binds the network namespace of the thread that created the iterator
+ * (bpf_iter_init_seq_net): the reads may come later, from any namespace.
  */
-export function openIterator(link: bpf.Handle): number {
-	return bpf.iterCreate(link);
-}
-
-/** Reads the next bytes of an iterator into `buf`; 0 at the end. Blocks only while the kernel fills it. */
 export function readIteratorChunk(fd: number, buf: Buffer): number {
 	return fs.readSync(fd, buf, 0, buf.length, null);
 }

@@ -3,7 +3,6 @@
  * ring → load → attach → map the ring → drain it. close() undoes all of it, in reverse, once.
  */
 import * as bpf from '../../native/libbpf.js';
-import { openIterator } from '../../native/iter.js';
 import { RingMap } from '../../native/ring-map.js';
 import { Claim, CLOSING_FIELDS, CLOSING_SIZE, CONFIG_FIELDS, CONFIG_SIZE, Counter, RODATA_CFG_OFFSET, WALK_SETTINGS_FIELDS, WALK_SETTINGS_SIZE } from '../event/layout.generated.js';
 import { kindValue, type EventKindName } from '../event/kinds.js';
@@ -274,7 +273,7 @@ export class Tracer {
 	 */
 	openWalk(): number {
 		if (this.#closed || !this.#walkLink) throw new Error('socket walks not enabled');
-		return openIterator(this.#walkLink);
+		return bpf.iterCreate(this.#walkLink);
 	}
 
 	/** Who called listen() on (netns, port) since twtrace started, from the listeners map. */
