@@ -5,10 +5,9 @@
  * Returns the exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
 import { COMMAND_KINDS } from '../event/kinds.js';
-import { evaluate, type DoctorInput, type Thresholds } from '../doctor/check.js';
+import { evaluate, inputFromSnapshot, type Thresholds } from '../doctor/check.js';
 import { ChurnModel } from '../model/aggregate.js';
 import { snapshot } from '../model/snapshot.js';
-import { portFailure } from '../report/report.js';
 import { TwtraceError, usageError } from '../errors.js';
 import { LiveFeed, monotonicUs } from '../tracer/live.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
@@ -36,27 +35,8 @@ export async function doctorCommand(opts: DoctorOptions, io: Io): Promise<number
 
 	const startUs = monotonicUs();
 	const model = new ChurnModel(startUs, { closesFromTimeWait: true });
-	const firstOverflow = new Map<number, number>();
-	const lastOverflow = new Map<number, number>();
-	const victims = new Map<string, DoctorInput['victims'][number]>();
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
-	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log }, {
-		onEvents: (events) => {
-			for (const e of events) {
-				const failure = portFailure(e);
-				if (!failure) continue;
-				const key = `${e.pid} ${e.netns} ${failure.call} ${failure.target}`;
-				const v = victims.get(key);
-				if (v) v.failures++;
-				else if (victims.size < 100) victims.set(key, { pid: e.pid, comm: e.comm, netns: e.netns, errno: failure.errno, target: failure.target, failures: 1 });
-			}
-		},
-		onWalk: (walk) => {
-			const overflow = walk.settings.timeWaitOverflow ?? 0;
-			if (!firstOverflow.has(walk.netns)) firstOverflow.set(walk.netns, overflow);
-			lastOverflow.set(walk.netns, overflow);
-		},
-	});
+	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log });
 	try {
 		await new Promise<void>((resolve) => {
 			const t = setTimeout(resolve, opts.sample);
@@ -67,26 +47,12 @@ export async function doctorCommand(opts: DoctorOptions, io: Io): Promise<number
 		await feed.stop();
 	}
 	const nowUs = monotonicUs();
-	const snap = snapshot(model, { by: 'process', sort: 'timeWait', nowUs, rateWindowUs: Math.max(nowUs - startUs, 1), maxDestinations: 50, maxRows: 5 });
-	const asked = new Set(filters.netns);
-	const namespaces: DoctorInput['namespaces'] = snap.namespaces
-		.filter((ns) => ns.walkedTimeWait !== null || feed.unwalked.has(ns.netns))
-		.filter((ns) => asked.size === 0 || asked.has(ns.netns))
-		.map((ns) => ({
-			netns: ns.netns,
-			timeWait: ns.walkedTimeWait,
-			settings: ns.settings,
-			asked: asked.has(ns.netns),
-			overflowDelta: (lastOverflow.get(ns.netns) ?? 0) - (firstOverflow.get(ns.netns) ?? 0),
-			...(feed.unwalked.has(ns.netns) ? { error: feed.unwalked.get(ns.netns) } : {}),
-		}));
-	const input: DoctorInput = {
-		namespaces,
-		destinations: snap.destinations.filter((d) => asked.size === 0 || asked.has(d.netns)),
-		victims: [...victims.values()].sort((a, b) => b.failures - a.failures),
-		holders: snap.rows.filter((r) => r.timeWait > 0).map((r) => ({ label: r.pid ? `${r.comm} (pid ${r.pid})` : r.comm, timeWait: r.timeWait, side: r.side })),
+	const snap = snapshot(model, { by: 'process', sort: 'timeWait', nowUs, rateWindowUs: Math.max(nowUs - startUs, 1), maxDestinations: 50, maxRows: 5, maxVictims: 100 });
+	const input = inputFromSnapshot(snap, {
+		asked: new Set(filters.netns),
+		unwalked: feed.unwalked,
 		sampleSeconds: Math.round(opts.sample / 100) / 10,
-	};
+	});
 	const verdict = evaluate(input, thresholds);
 	if (opts.json) {
 		io.stdout.write(JSON.stringify({ status: verdict.status, exitCode: verdict.exitCode, line: verdict.line, findings: verdict.findings, ...input, thresholds }, null, 2) + '\n');

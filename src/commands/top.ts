@@ -13,7 +13,7 @@ import { LiveFeed, monotonicUs } from '../tracer/live.js';
 import { Terminal } from '../views/terminal.js';
 import { topJsonLine, type TopContext } from '../views/top-json.js';
 import { handleKey, screenLines, type ScreenState } from '../views/top-screen.js';
-import { ANSI, headerLines, PLAIN, tableLines } from '../views/top-text.js';
+import { ANSI, headerLines, PLAIN, tableLines, victimLines } from '../views/top-text.js';
 import type { FilterOptions } from './options.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
 
@@ -76,7 +76,7 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 		const c = ctx();
 		const out = opts.json
 			? topJsonLine(s, c) + '\n'
-			: [...headerLines(s, c, { home: feed.home }, PLAIN), '', ...tableLines(s, c, PLAIN), '', ''].join('\n');
+			: [...headerLines(s, c, { home: feed.home }, PLAIN), ...victimLines(s, PLAIN), '', ...tableLines(s, c, PLAIN), '', ''].join('\n');
 		io.stdout.write(out);
 		if (iterations !== undefined && ++shown >= iterations) finish('iterations');
 	};

@@ -5,6 +5,7 @@
  * Status and exit code follow the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
 import type { NetnsSettings } from '../model/aggregate.js';
+import { holderLabel, type Snapshot, type VictimRow } from '../model/snapshot.js';
 
 export const STATUS = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
 export type Status = (typeof STATUS)[number];
@@ -22,7 +23,7 @@ export const DEFAULT_THRESHOLDS: Thresholds = { warnTimeWait: 20_000, critTimeWa
 export interface DoctorInput {
 	namespaces: { netns: number; timeWait: number | null; settings: NetnsSettings | null; error?: string; asked: boolean; /** TCPTimeWaitOverflow's increase while sampling. */ overflowDelta: number }[];
 	destinations: { netns: number; saddr: string; daddr: string; dport: number; portsInUse: number; portsUsable: number; currentRate: number; sustainableRate: number; secondsToExhaustion: number | null }[];
-	victims: { pid: number; comm: string; netns: number; errno: 'EADDRNOTAVAIL' | 'EADDRINUSE'; target: string; failures: number }[];
+	victims: { pid: number; comm: string; netns: number; errno: 'EADDRNOTAVAIL' | 'EADDRINUSE'; target: string; failures: number; heldBy: { label: string; timeWait: number }[] }[];
 	/** The busiest TIME_WAIT holders, for the details. */
 	holders: { label: string; timeWait: number; side: string }[];
 	sampleSeconds: number;
@@ -76,7 +77,8 @@ export function evaluate(input: DoctorInput, t: Thresholds): Verdict {
 		perf.push(`'headroom_min'=${Math.floor(headroom * 100)}%;${t.warnHeadroom * 100};${t.critHeadroom * 100};0;100`);
 	}
 	for (const v of input.victims) {
-		findings.push({ status: 'CRITICAL', check: 'failures', netns: v.netns, message: `${v.comm} (pid ${v.pid}) failed ${n(v.failures)}× with ${v.errno} (${v.errno === 'EADDRNOTAVAIL' ? 'connect to' : 'bind'} ${v.target}) in the last ${input.sampleSeconds} s: ports are exhausted now` });
+		const heldBy = v.heldBy.length ? `; the ports are held by ${v.heldBy.map((h) => `${h.label} (${n(h.timeWait)} TIME_WAIT)`).join(', ')}` : '';
+		findings.push({ status: 'CRITICAL', check: 'failures', netns: v.netns, message: `${v.comm} (pid ${v.pid}) failed ${n(v.failures)}× with ${v.errno} (${v.errno === 'EADDRNOTAVAIL' ? 'connect to' : 'bind'} ${v.target}) in the last ${input.sampleSeconds} s: ports are exhausted now${heldBy}` });
 	}
 	const status = findings.reduce<Status>((s, f) => (rank(f.status) > rank(s) ? f.status : s), 'OK');
 	const exitCode = STATUS.indexOf(status) as Verdict['exitCode'];
@@ -102,4 +104,40 @@ function reviewSysctls(netns: number, s: NetnsSettings | null, overflowDelta: nu
 	else if ((s.timeWaitOverflow ?? 0) > 0) f('OK', `TCPTimeWaitOverflow is ${n(s.timeWaitOverflow!)} since the namespace was created, none while sampling`);
 	if (s.finTimeoutSec < 60) f('OK', `tcp_fin_timeout is ${s.finTimeoutSec} s: it does not shorten TIME_WAIT (fixed 60 s), only orphaned FIN_WAIT2`);
 	return out;
+}
+
+
+export interface InputContext {
+	/** Namespaces asked for with --netns; empty: all. */
+	asked: ReadonlySet<number>;
+	/** Namespaces that could not be walked, with the reason. */
+	unwalked: ReadonlyMap<number, string>;
+	sampleSeconds: number;
+}
+
+/** The doctor's input from a snapshot: alike for a standalone run and one answered by the agent. */
+export function inputFromSnapshot(snap: Snapshot, ctx: InputContext): DoctorInput {
+	const { asked, unwalked } = ctx;
+	const wanted = (netns: number) => asked.size === 0 || asked.has(netns);
+	return {
+		namespaces: snap.namespaces
+			.filter((ns) => ns.walkedTimeWait !== null || unwalked.has(ns.netns))
+			.filter((ns) => wanted(ns.netns))
+			.map((ns) => ({
+				netns: ns.netns,
+				timeWait: ns.walkedTimeWait,
+				settings: ns.settings,
+				asked: asked.has(ns.netns),
+				overflowDelta: ns.overflowSinceStart ?? 0,
+				...(unwalked.has(ns.netns) ? { error: unwalked.get(ns.netns) } : {}),
+			})),
+		destinations: snap.destinations.filter((d) => wanted(d.netns)),
+		victims: snap.victims.filter((v) => wanted(v.netns)).map(victimInput),
+		holders: snap.rows.filter((r) => r.timeWait > 0).map((r) => ({ label: holderLabel({ pid: r.pid ?? 0, comm: r.comm }), timeWait: r.timeWait, side: r.side })),
+		sampleSeconds: ctx.sampleSeconds,
+	};
+}
+
+function victimInput(v: VictimRow): DoctorInput['victims'][number] {
+	return { pid: v.pid, comm: v.comm, netns: v.netns, errno: v.errno, target: v.target, failures: v.failures, heldBy: v.holders.map((h) => ({ label: holderLabel(h), timeWait: h.timeWait })) };
 }

@@ -20,6 +20,7 @@ import { TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_TIME_WAIT, type SocketEntry } from '.
 import { blame, type Blame } from './attribution.js';
 import { DEFAULT_PORT_RANGE, inRange, TIME_WAIT_SECONDS, usablePorts, type PortRange } from './ports.js';
 import { TimeWaitPopulation, type PortPoolTally, type TimeWaitHolder } from './time-wait.js';
+import { VictimTable } from './victims.js';
 
 const US = 1_000_000;
 /** Seconds of per-second counts kept for rates: the longest rate window. */
@@ -132,9 +133,21 @@ export interface NetnsState {
 	walkedAtUs: number | undefined;
 	/** Local ports of its listeners at the last walk. */
 	listeningPorts: Set<number>;
+	/** TcpExtTCPTimeWaitOverflow at the first walk: overflow since start is the increase over it. */
+	overflowAtFirstWalk: number | undefined;
 }
 
 export const BEFORE_START = '(before start)';
+/**
+ * Holds TIME_WAIT sockets a walk found that entered TIME_WAIT after twtrace attached, yet reached
+ * it by no event: their events were lost (ring full). Never counted as "(before start)".
+ */
+export const LOST = '(events lost)';
+/**
+ * A socket's TIME_WAIT entry is dated from its timer (expiry - its length); the timer wheel fires
+ * up to ~0.5 s late (kernel-facts §9): entries this close to the attach are given the benefit of the doubt.
+ */
+const ENTRY_DATING_SLACK_US = 2 * 1_000_000;
 export const OTHER = '(other)';
 
 /** The comm an owner is known by: events with no process to blame are from sockets older than twtrace. */
@@ -179,10 +192,18 @@ export class ChurnModel {
 	readonly timeWait: TimeWaitPopulation<Owner>;
 	/** Owners not created because maxOwners was reached: their events went to the "(other)" owner. */
 	ownersRefused = 0;
+	/** connect() EADDRNOTAVAIL and bind() EADDRINUSE, per process and target. */
+	readonly victims = new VictimTable();
+	/**
+	 * When the tracepoints were attached (CLOCK_MONOTONIC µs): a socket that entered TIME_WAIT after
+	 * it with no event was lost, not older than twtrace. startUs until the caller says.
+	 */
+	attachedUs: number;
 	#lastSampleSecond: number;
 
 	constructor(startUs: number, options: ModelOptions = {}) {
 		this.startUs = startUs;
+		this.attachedUs = startUs;
 		this.#options = options;
 		this.timeWait = new TimeWaitPopulation(options.maxTimeWait ?? 2_000_000);
 		this.#lastSampleSecond = Math.floor(startUs / US);
@@ -252,9 +273,11 @@ export class ChurnModel {
 				this.#count(owner, C.connectFailures, second);
 				owner.connectErrnos.set(e.err, (owner.connectErrnos.get(e.err) ?? 0) + 1);
 				if (dest) dest.connectFailures++;
+				this.victims.note(e, who.pid, owner.comm);
 				break;
 			case 'bind_fail':
 				this.#count(owner, C.bindFailures, second);
+				this.victims.note(e, who.pid, owner.comm);
 				break;
 		}
 		return who;
@@ -282,6 +305,7 @@ export class ChurnModel {
 	beginReconcile(walk: Omit<NetnsWalk, 'sockets'>, listening: Iterable<number> = []): WalkReconciler {
 		const ns = this.#netns(walk.netns);
 		ns.settings = walk.settings; // the port range decides which sockets hold ephemeral ports
+		ns.overflowAtFirstWalk ??= walk.settings.timeWaitOverflow;
 		const listeningPorts = new Set(listening);
 		const openByDest = new Map<string, number>();
 		const unknownPeers = new Map<string, { owner: Owner; pool: Destination | undefined } | null>();
@@ -303,15 +327,18 @@ export class ChurnModel {
 			}
 			const expiresUs = s.expiresUs > 0 ? s.expiresUs : undefined;
 			if (this.timeWait.markSeen(s.cookie, expiresUs)) return;
-			// Not seen entering TIME_WAIT (older than twtrace): owned by its listener, or "(before start)".
+			// Not seen entering TIME_WAIT: owned by its listener; else older than twtrace ("(before
+			// start)"), or, when its timer says it entered after the attach, its events were lost.
+			const lifeUs = s.substate === TCP_TIME_WAIT ? TIME_WAIT_SECONDS * US : (ns.settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
+			const lost = expiresUs !== undefined && expiresUs - lifeUs > this.attachedUs + ENTRY_DATING_SLACK_US;
 			// Such sockets come by the thousand towards one peer: their owner and port pool are looked
 			// up once per peer and walk, by the raw address words, without formatting addresses.
 			const holdsPort = !isServer && this.#holdsEphemeralPort(walk.netns, s.sport);
-			const peerKey = isServer ? `s ${s.sport} ${s.addressKey('saddr')}` : `c ${s.dport} ${s.addressKey('daddr')} ${s.addressKey('saddr')} ${holdsPort}`;
+			const peerKey = isServer ? `s ${s.sport} ${s.addressKey('saddr')} ${lost}` : `c ${s.dport} ${s.addressKey('daddr')} ${s.addressKey('saddr')} ${holdsPort} ${lost}`;
 			let found = unknownPeers.get(peerKey);
 			if (!found) {
 				const listener = isServer ? walk.listenerOwner?.(s.sport) : undefined;
-				const comm = listener?.comm ?? BEFORE_START;
+				const comm = listener?.comm ?? (lost ? LOST : BEFORE_START);
 				const isWanted = (pid === undefined || listener?.pid === pid) && (this.#options.comm === undefined || comm === this.#options.comm);
 				found = isWanted ? {
 					owner: this.#owner(listener?.pid ?? 0, comm, 0, walk.netns, isServer ? 'server' : 'unknown',
@@ -359,6 +386,7 @@ export class ChurnModel {
 		this.#lastSampleSecond = Math.max(this.#lastSampleSecond, second);
 		if (this.#options.keepIdle) return;
 		const idleBeforeUs = nowUs - 2 * TIME_WAIT_SECONDS * US;
+		this.victims.forget(idleBeforeUs);
 		for (const [key, o] of this.owners) {
 			if (o.timeWait === 0 && o.lastEventUs < idleBeforeUs && o.lastChangeUs < idleBeforeUs) this.owners.delete(key), this.#generation++;
 		}
@@ -432,7 +460,7 @@ export class ChurnModel {
 	#netns(netns: number): NetnsState {
 		let ns = this.namespaces.get(netns);
 		if (!ns) {
-			ns = { netns, settings: undefined, walkedTimeWait: undefined, walkedAtUs: undefined, listeningPorts: new Set() };
+			ns = { netns, settings: undefined, walkedTimeWait: undefined, walkedAtUs: undefined, listeningPorts: new Set(), overflowAtFirstWalk: undefined };
 			this.namespaces.set(netns, ns);
 		}
 		return ns;

@@ -7,6 +7,7 @@ import type { SideName } from '../event/kinds.js';
 import { C, ChurnModel, COUNTERS, HISTORY_SECONDS, newLifetimeHistogram, type CounterName, type NetnsSettings, type Owner } from './aggregate.js';
 import type { Histogram } from 'hdr-histogram-js';
 import { secondsToExhaustion, sustainableRate } from './ports.js';
+import type { VictimEntry } from './victims.js';
 
 export const GROUPINGS = ['process', 'comm', 'cgroup', 'netns', 'dest'] as const;
 export type Grouping = (typeof GROUPINGS)[number];
@@ -73,7 +74,33 @@ export interface NamespaceRow {
 	walkedAgoMs: number | null;
 	settings: NetnsSettings | null;
 	portsUsable: number | null;
+	/** TIME_WAIT sockets the kernel did not create (tcp_max_tw_buckets) since the first walk; null before it. */
+	overflowSinceStart: number | null;
 }
+
+/** Who holds ports a victim needed: TIME_WAIT sockets per process, now. */
+export interface HolderRow {
+	pid: number;
+	comm: string;
+	timeWait: number;
+}
+
+/** A process whose connect() or bind() failed for want of a port in the victim window. */
+export interface VictimRow extends Omit<VictimEntry, 'addr' | 'port'> {
+	/** The holders of that pool's ports, the most first (at most MAX_HOLDERS). */
+	holders: HolderRow[];
+	/** TIME_WAIT held in that pool by all holders. */
+	heldTimeWait: number;
+}
+
+/** How a process holding ports is named wherever victims are shown: "comm (pid N)", or the comm alone. */
+export function holderLabel(h: { pid: number; comm: string }): string {
+	return h.pid ? `${h.comm} (pid ${h.pid})` : h.comm;
+}
+
+/** Victims whose last failure is at most this old are shown. */
+export const VICTIM_WINDOW_US = 60 * 1_000_000;
+const MAX_HOLDERS = 3;
 
 export interface Snapshot {
 	/** CLOCK_MONOTONIC µs of the snapshot. */
@@ -84,6 +111,8 @@ export interface Snapshot {
 	rows: Row[];
 	destinations: DestinationRow[];
 	namespaces: NamespaceRow[];
+	/** Failures for want of a port in the last minute, the most first. */
+	victims: VictimRow[];
 	/** Owners merged into "(other)" and TIME_WAIT entries not tracked, because of the memory bounds. */
 	overflow: { owners: number; timeWait: number };
 }
@@ -100,6 +129,7 @@ export interface SnapshotOptions {
 	cgroupPath?: (id: number) => string | undefined;
 	maxRows?: number;
 	maxDestinations?: number;
+	maxVictims?: number;
 }
 
 const US = 1_000_000;
@@ -171,6 +201,7 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 		rows: rows.slice(0, opts.maxRows ?? 200),
 		destinations: destinationRows(model, nowUs, opts.rateWindowUs).slice(0, opts.maxDestinations ?? 10),
 		namespaces: namespaceRows(model, nowUs),
+		victims: victimRows(model, nowUs - VICTIM_WINDOW_US).slice(0, opts.maxVictims ?? 10),
 		overflow: { owners: model.ownersRefused, timeWait: model.timeWait.refused },
 	};
 }
@@ -279,5 +310,24 @@ export function namespaceRows(model: ChurnModel, nowUs: number): NamespaceRow[] 
 		walkedAgoMs: ns.walkedAtUs === undefined ? null : Math.round((nowUs - ns.walkedAtUs) / 1000),
 		settings: ns.settings ?? null,
 		portsUsable: ns.settings ? model.portsUsable(ns.netns) : null,
+		overflowSinceStart: ns.settings ? (ns.settings.timeWaitOverflow ?? 0) - (ns.overflowAtFirstWalk ?? 0) : null,
 	})).sort((a, b) => b.timeWait - a.timeWait || a.netns - b.netns);
+}
+
+/** Victims since `sinceUs`, each with who holds the ports it needed now (ChurnModel.holdersOf…). */
+export function victimRows(model: ChurnModel, sinceUs: number): VictimRow[] {
+	return model.victims.since(sinceUs).map(({ addr, port, ...v }) => {
+		const held = v.call === 'connect' ? model.holdersOfDestination(v.netns, addr, port) : model.holdersOfLocalPort(v.netns, port);
+		const byProcess = new Map<string, HolderRow>();
+		let heldTimeWait = 0;
+		for (const [o, n] of held) {
+			heldTimeWait += n;
+			const key = `${o.pid} ${o.comm}`;
+			const h = byProcess.get(key) ?? { pid: o.pid, comm: o.comm, timeWait: 0 };
+			h.timeWait += n;
+			byProcess.set(key, h);
+		}
+		const holders = [...byProcess.values()].sort((a, b) => b.timeWait - a.timeWait || a.comm.localeCompare(b.comm)).slice(0, MAX_HOLDERS);
+		return { ...v, holders, heldTimeWait };
+	});
 }

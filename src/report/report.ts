@@ -11,24 +11,10 @@ import { advise, type Advice } from '../advice/advice.js';
 import type { CaptureDrops } from '../capture/format.js';
 import { C, type ChurnModel, type NetnsSettings, type Owner } from '../model/aggregate.js';
 import { sustainableRate } from '../model/ports.js';
+import { portFailure, type PortFailure } from '../model/victims.js';
 import { busiest, closingSide, errnoTotals, groupKey, lifetimeMs, mergedLifetimes, type Grouping } from '../model/snapshot.js';
 
 const US = 1_000_000;
-const EADDRINUSE = 98;
-const EADDRNOTAVAIL = 99;
-
-/** A failure for want of a port: connect() EADDRNOTAVAIL (towards daddr:dport) or bind() EADDRINUSE (on saddr:sport). */
-export interface PortFailure {
-	call: 'connect' | 'bind';
-	errno: 'EADDRNOTAVAIL' | 'EADDRINUSE';
-	target: string;
-}
-
-export function portFailure(e: TwtEvent): PortFailure | undefined {
-	if (e.kind === 'connect_fail' && e.err === EADDRNOTAVAIL) return { call: 'connect', errno: 'EADDRNOTAVAIL', target: `${e.daddr}:${e.dport}` };
-	if (e.kind === 'bind_fail' && e.err === EADDRINUSE) return { call: 'bind', errno: 'EADDRINUSE', target: `${e.saddr}:${e.sport}` };
-	return undefined;
-}
 /** Victim entries kept (distinct process × failure × target); beyond it failures are only counted. */
 const MAX_VICTIMS = 1000;
 

@@ -106,6 +106,8 @@ export class LiveFeed {
 			},
 			onDrops: (_delta, total) => (this.#drops = total),
 		});
+		// Sockets entering TIME_WAIT from now on reach the model by events: any a walk finds without one was lost.
+		model.attachedUs = monotonicUs();
 		this.#walker = new NamespaceWalker(this.#session.tracer, monotonicUs, () => this.#session.drainNow());
 		void this.walkAll();
 	}
@@ -225,6 +227,9 @@ export class LiveFeed {
 				if (this.#abandon) return false;
 				const n = readIteratorChunk(w.fd, buf);
 				if (n === 0) break;
+				// Reading the chunk ran dump_tcp over its sockets, which sent the time_wait events the
+				// kernel missed (kernel-facts §8): the model takes them first, so the walk finds them known.
+				this.drainNow();
 				// A read may end inside a record: keep the tail for the next one.
 				const bytes = carry ? Buffer.concat([carry, buf.subarray(0, n)]) : buf.subarray(0, n);
 				const whole = bytes.length - (bytes.length % SOCK_SIZE);
@@ -234,7 +239,6 @@ export class LiveFeed {
 					reconciler.add(s);
 				});
 				if (this.#keepRaw) kept.push(Buffer.from(bytes.subarray(0, whole)));
-				this.drainNow();
 				await new Promise((resolve) => setImmediate(resolve));
 			}
 		} finally {

@@ -3,7 +3,7 @@
  * Schema in README.md ("top --json"). Pure: wall clock and cgroup names come in through the context.
  */
 import { errnoName } from '../event/errno.js';
-import type { DestinationRow, NamespaceRow, Row, Snapshot } from '../model/snapshot.js';
+import type { DestinationRow, NamespaceRow, Row, Snapshot, VictimRow } from '../model/snapshot.js';
 import type { DropCounts } from '../tracer/tracer.js';
 import { eventsLost } from './losses.js';
 
@@ -31,6 +31,7 @@ export function topJson(s: Snapshot, ctx: TopContext): object {
 		namespaces: s.namespaces.map((n) => namespaceJson(n, ctx)),
 		rows: s.rows.map((r) => rowJson(r, s, ctx)),
 		destinations: s.destinations.map(destinationJson),
+		victims: s.victims.map((v) => victimJson(v, s.atUs)),
 		drops: { ...ctx.drops, lost: eventsLost(ctx.drops) },
 		...(ctx.walks ? { walks: { inProgress: ctx.walks.inProgress, completed: ctx.walks.completed, lastMs: ctx.walks.lastMs === undefined ? null : Math.round(ctx.walks.lastMs) } } : {}),
 		overflow: s.overflow,
@@ -69,6 +70,14 @@ function rowJson(r: Row, s: Snapshot, ctx: TopContext): object {
 	};
 }
 
+function victimJson(v: VictimRow, nowUs: number): object {
+	return {
+		pid: v.pid, comm: v.comm, netns: v.netns, call: v.call, errno: v.errno, target: v.target, failures: v.failures,
+		lastAgoSeconds: round1((nowUs - v.lastUs) / 1_000_000),
+		holders: v.holders, heldTimeWait: v.heldTimeWait,
+	};
+}
+
 function destinationJson(d: DestinationRow): object {
 	return {
 		netns: d.netns, saddr: d.saddr, daddr: d.daddr, dport: d.dport,
@@ -88,6 +97,7 @@ function namespaceJson(n: NamespaceRow, ctx: TopContext): object {
 		...(ctx.unwalked.has(n.netns) ? { walkError: ctx.unwalked.get(n.netns) } : {}),
 		maxTimeWaitBuckets: st?.maxTimeWaitBuckets ?? null,
 		timeWaitOverflow: st?.timeWaitOverflow ?? null,
+		timeWaitOverflowSinceStart: n.overflowSinceStart,
 		portRange: st ? `${st.portRange.low}-${st.portRange.high}` : null,
 		portsUsable: n.portsUsable,
 		twReuse: st?.twReuse ?? null,

@@ -3,7 +3,7 @@
  * I/O: keys in, the new state and an action out; state and snapshot in, lines out.
  */
 import { GROUPINGS, SORT_KEYS, type Grouping, type Snapshot, type SortKey } from '../model/snapshot.js';
-import { clipVisible, headerLines, tableLines, type Paint } from './top-text.js';
+import { clipVisible, headerLines, tableLines, victimLines, type Paint } from './top-text.js';
 import type { TopContext } from './top-json.js';
 
 export interface ScreenState {
@@ -31,7 +31,9 @@ export const HELP = [
 	'Columns: TW-HELD TIME_WAIT sockets held now · TW/s entering TIME_WAIT · CONN/s outgoing connects ·',
 	'RST/s resets · FAIL connect()/bind() failures since start · SIDE the end that closes first (holds the',
 	'TIME_WAIT) · LIFE connection lifetime · TIME_WAIT 60s the last minute of TIME_WAIT held.',
-	'"(before start)": sockets that were already in TIME_WAIT when twtrace started.',
+	'"(before start)": sockets that were already in TIME_WAIT when twtrace started; "(events lost)": sockets',
+	'that entered TIME_WAIT since, whose events a full ring lost. VICTIMS: connect()/bind() that failed for',
+	'want of a port in the last minute, and who holds that pool\'s ports.',
 ];
 
 function next<T>(list: readonly T[], current: T): T {
@@ -73,6 +75,7 @@ export function screenLines(state: ScreenState, s: Snapshot, ctx: TopContext, pa
 	const status = state.editing !== undefined
 		? `filter: ${state.editing}█   (Enter apply, Esc cancel)`
 		: paint.dim('q quit · s sort · g group · p pause · / filter · ? help');
-	const room = Math.max(1, size.rows - header.length - 3);
-	return [...header, '', ...tableLines(s, ctx, paint, room, size.columns), status];
+	const victims = victimLines(s, paint, 3).map((l) => clipVisible(l, size.columns));
+	const room = Math.max(1, size.rows - header.length - victims.length - 3);
+	return [...header, ...victims, '', ...tableLines(s, ctx, paint, room, size.columns), status];
 }

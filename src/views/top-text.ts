@@ -3,7 +3,7 @@
  * sorted table with a TIME_WAIT sparkline per row. The same lines go to the full-screen view (with
  * colour) and to a pipe (without). Pure: returns strings.
  */
-import type { DestinationRow, NamespaceRow, Row, Snapshot } from '../model/snapshot.js';
+import { holderLabel, type DestinationRow, type NamespaceRow, type Row, type Snapshot, type VictimRow } from '../model/snapshot.js';
 import type { TopContext } from './top-json.js';
 import { eventsLost } from './losses.js';
 
@@ -100,7 +100,7 @@ function namespaceLine(n: NamespaceRow, ctx: TopContext, home: number | undefine
 		`ports ${st.portRange.low}-${st.portRange.high} (${int(n.portsUsable ?? 0)})`,
 		`tw_reuse ${st.twReuse ?? '?'}`,
 		`fin_timeout ${st.finTimeoutSec} s`];
-	if (st.timeWaitOverflow) parts.push(paint.red(`TIME_WAIT overflow ${int(st.timeWaitOverflow)} (tcp_max_tw_buckets reached: sockets closed without TIME_WAIT)`));
+	if (n.overflowSinceStart) parts.push(paint.red(`TIME_WAIT overflow ${int(n.overflowSinceStart)} since start (tcp_max_tw_buckets reached: sockets closed without TIME_WAIT)`));
 	if (n.walkedAgoMs !== null) parts.push(paint.dim(`walked ${(n.walkedAgoMs / 1000).toFixed(0)} s ago: ${int(n.walkedTimeWait ?? 0)}`));
 	return `${name}: ${parts.join(' · ')}`;
 }
@@ -124,6 +124,29 @@ function lossLine(s: Snapshot, ctx: TopContext, paint: Paint): string {
 	const line = parts.join(' · ');
 	return lost || d.mapFull || d.unwitnessed || s.overflow.owners || s.overflow.timeWait ? paint.red(line) : paint.dim(line);
 }
+
+/**
+ * The victims panel: who failed for want of a port in the last minute, with which errno, towards
+ * what, and who holds that pool's ports now. Empty when nobody failed.
+ */
+export function victimLines(s: Snapshot, paint: Paint, maxVictims = 5): string[] {
+	if (!s.victims.length) return [];
+	const lines = [paint.red(paint.bold(`VICTIMS: ${s.victims.length} process${s.victims.length > 1 ? 'es' : ''} failed for want of a port in the last minute`))];
+	for (const v of s.victims.slice(0, maxVictims)) lines.push(victimLine(v, s.atUs));
+	if (s.victims.length > maxVictims) lines.push(paint.dim(`  … ${s.victims.length - maxVictims} more`));
+	return lines;
+}
+
+function victimLine(v: VictimRow, nowUs: number): string {
+	const call = v.call === 'connect' ? `connect() to ${v.target}` : `bind() on ${v.target}`;
+	const ago = Math.max(0, Math.round((nowUs - v.lastUs) / 1_000_000));
+	const held = v.holders.length
+		? `held by ${v.holders.map((h) => `${holderLabel(h)} ${int(h.timeWait)}`).join(', ')}${v.heldTimeWait > sum(v.holders) ? ` (of ${int(v.heldTimeWait)} TIME_WAIT)` : ' TIME_WAIT'}`
+		: 'no TIME_WAIT holder known (ports held open, or by sockets outside the walked namespaces)';
+	return `  ${holderLabel(v)} ${call}: ${v.errno} ×${int(v.failures)}, last ${ago} s ago (netns ${v.netns}) ← ${held}`;
+}
+
+const sum = (hs: readonly { timeWait: number }[]) => hs.reduce((a, h) => a + h.timeWait, 0);
 
 const COLUMNS = {
 	process: { title: 'PID', width: 8, value: (r: Row) => String(r.pid || '-') },

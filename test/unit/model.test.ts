@@ -219,3 +219,51 @@ test('events one at a time (top, serve) build the same model as batches (replay)
 	t.deepEqual(rows(single), rows(batched));
 	t.is(single.timeWait.size, batched.timeWait.size);
 });
+
+test('a walked TIME_WAIT socket that entered after the attach with no event is counted as lost, not "(before start)"', (t) => {
+	const m = new ChurnModel(T0);
+	m.attachedUs = T0;
+	m.reconcile({
+		netns: 1, takenAtUs: T0 + 30 * S, settings: settings(),
+		sockets: [
+			sock({ sport: 40001, expiresUs: T0 + 50 * S }), // entered 10 s before the attach
+			sock({ sport: 40002, expiresUs: T0 + 61 * S }), // 1 s after it: within the timer's slack, still "(before start)"
+			sock({ sport: 40003, expiresUs: T0 + 80 * S }), // 20 s after it: its events were lost
+			sock({ sport: 40004, substate: 5, expiresUs: T0 + 45 * S }), // FIN_WAIT2 substate (fin_timeout 30 s), entered 15 s after
+		],
+	});
+	const rows = view(m, 31).rows;
+	t.is(rows.find((r) => r.comm === '(before start)')?.timeWait, 2);
+	t.is(rows.find((r) => r.comm === '(events lost)')?.timeWait, 2);
+});
+
+test('victims: a connect() EADDRNOTAVAIL lists who holds TIME_WAIT towards that destination, for a minute', (t) => {
+	const m = new ChurnModel(T0);
+	m.reconcile({ netns: 1, takenAtUs: T0, sockets: [], settings: settings() });
+	m.ingest([tw(1, { sport: 40010 }), tw(1, { sport: 40011 }), tw(1, { sport: 40012, pid: 300, comm: 'other' }), tw(1, { sport: 40013, daddr: '10.200.0.9' })]);
+	const fail = { kind: 'connect_fail' as const, err: 99, pid: 500, comm: 'victim', ownerSource: 'syscall' as const, closerPid: 0, sport: 0 };
+	m.ingest([ev({ ...fail, tsUs: T0 + 2 * S }), ev({ ...fail, tsUs: T0 + 3 * S }), ev({ ...fail, err: 111, tsUs: T0 + 3 * S })]);
+	const v = view(m, 4).victims;
+	t.is(v.length, 1, 'ECONNREFUSED is not a port failure');
+	t.like(v[0], { pid: 500, comm: 'victim', call: 'connect', errno: 'EADDRNOTAVAIL', target: '10.200.0.2:7101', failures: 2, heldTimeWait: 3 });
+	t.deepEqual(v[0]!.holders, [{ pid: 100, comm: 'owner', timeWait: 2 }, { pid: 300, comm: 'other', timeWait: 1 }]);
+	t.is(view(m, 64).victims.length, 0, 'older than a minute: no longer shown');
+});
+
+test('a bind() EADDRINUSE on a server port lists the server holding TIME_WAIT on it', (t) => {
+	const m = new ChurnModel(T0);
+	m.reconcile({ netns: 1, takenAtUs: T0, sockets: [], settings: settings() });
+	m.ingest([tw(1, { side: 'server', sport: 8080, dport: 50000, closerPid: 42, closerComm: 'nginx' })]);
+	m.ingest([ev({ kind: 'bind_fail', err: 98, tsUs: T0 + 2 * S, sport: 8080, daddr: '0.0.0.0', dport: 0, pid: 43, comm: 'nginx-new', ownerSource: 'syscall', closerPid: 0 })]);
+	const v = view(m, 3).victims[0]!;
+	t.like(v, { call: 'bind', errno: 'EADDRINUSE', target: '10.200.0.1:8080', pid: 43 });
+	t.deepEqual(v.holders, [{ pid: 42, comm: 'nginx', timeWait: 1 }]);
+});
+
+test('TIME_WAIT overflow is counted from the first walk, not since the namespace was created', (t) => {
+	const m = new ChurnModel(T0);
+	m.reconcile({ netns: 1, takenAtUs: T0, sockets: [], settings: settings({ timeWaitOverflow: 500 }) });
+	t.is(view(m, 1).namespaces[0]!.overflowSinceStart, 0);
+	m.reconcile({ netns: 1, takenAtUs: T0 + 5 * S, sockets: [], settings: settings({ timeWaitOverflow: 530 }) });
+	t.is(view(m, 6).namespaces[0]!.overflowSinceStart, 30);
+});
