@@ -95,7 +95,7 @@ Examples:
 const SERVE_HELP = `
 Metrics (base units, twtrace_ prefix), per (comm, cgroup) group: connections_total{side},
 timewait_entries_total, timewait_sockets (held now), resets_total, connect_failures_total{errno},
-bind_failures_total{errno}, connection_lifetime_seconds; per worst destination {netns,saddr,daddr,dport}:
+bind_failures_total{errno}, connection_lifetime_seconds; per victim and target: port_failures_total{comm,call,errno,netns,addr,port}; per worst destination {netns,saddr,daddr,dport}:
 port_headroom_ratio, seconds_to_exhaustion (+Inf while sustainable), ports_in_use, ports_usable; per
 namespace: namespace_timewait_sockets; and events_dropped_total{reason}. See README "twtrace serve".
 

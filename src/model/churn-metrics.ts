@@ -12,6 +12,7 @@ import { errnoName } from '../event/errno.js';
 import { blame, type Blame } from './attribution.js';
 import { ownerComm, type ChurnModel } from './aggregate.js';
 import { SeriesTable, type Series } from './series.js';
+import { portFailure } from './victims.js';
 import { destinationRows, namespaceRows, type DestinationRow, type NamespaceRow } from './snapshot.js';
 
 /** Upper bounds of the lifetime buckets: 1 ms to 1 h, churn lives at the low end, pools at the high end. */
@@ -46,8 +47,21 @@ export interface GroupSample {
 	timeWait: number;
 }
 
+/** Failures for want of a port, by victim and target: the link from an alert to the pool that ran dry. */
+export interface PortFailureSample {
+	comm: string;
+	call: 'connect' | 'bind';
+	errno: string;
+	netns: number;
+	/** connect: the destination; bind: the requested local address and port; "other" past the bound. */
+	addr: string;
+	port: string;
+	failures: number;
+}
+
 export interface MetricsData {
 	groups: GroupSample[];
+	portFailures: PortFailureSample[];
 	destinations: DestinationRow[];
 	namespaces: NamespaceRow[];
 	/** TIME_WAIT sockets the model did not track (its bound): the gauges undercount by this many. */
@@ -63,6 +77,8 @@ export interface ChurnMetricsOptions {
 	cgroupLabel: (cgroupId: number) => string;
 	/** Only events blamed on this comm (as the model's option). */
 	comm?: string;
+	/** (victim, target) pairs with port-failure series of their own; the rest are summed as addr="other". */
+	maxFailureSeries?: number;
 }
 
 export interface CollectOptions {
@@ -76,9 +92,17 @@ export class ChurnMetrics {
 	readonly #table: SeriesTable<GroupLabels>;
 	readonly #comm: string | undefined;
 	#last: { comm: string; cgroupId: number; series: Series<GroupLabels> } | undefined;
+	/**
+	 * Port failures by (victim comm, call, errno, netns, target). A counter series must never vanish
+	 * or fall, so a pair keeps its series for good once it has one; past the bound new pairs are
+	 * summed into addr="other" (failures are rare; a bound of pairs is reached only by a storm).
+	 */
+	readonly #portFailures = new Map<string, PortFailureSample>();
+	readonly #maxFailureSeries: number;
 
 	constructor(options: ChurnMetricsOptions) {
 		this.#comm = options.comm;
+		this.#maxFailureSeries = options.maxFailureSeries ?? 100;
 		this.#table = new SeriesTable<GroupLabels>({
 			maxSeries: options.maxSeries,
 			width: WIDTH,
@@ -133,9 +157,26 @@ export class ChurnMetrics {
 			// Lifetimes from the end of a connection: serve does not ask for active_close (COMMAND_KINDS).
 			case 'time_wait': c[SLOT.timeWaitEntries]!++, observeLifetime(c, e.lifetimeUs); break;
 			case 'reset': c[SLOT.resets]!++, observeLifetime(c, e.lifetimeUs); break;
-			case 'connect_fail': countFailure(s, 'connect', e.err); break;
-			case 'bind_fail': countFailure(s, 'bind', e.err); break;
+			case 'connect_fail': countFailure(s, 'connect', e.err), this.#countPortFailure(e, comm); break;
+			case 'bind_fail': countFailure(s, 'bind', e.err), this.#countPortFailure(e, comm); break;
 		}
+	}
+
+	#countPortFailure(e: TwtEvent, comm: string): void {
+		const f = portFailure(e);
+		if (!f) return;
+		const connect = f.call === 'connect';
+		let addr = connect ? e.daddr : e.saddr;
+		let port = String(connect ? e.dport : e.sport);
+		let key = `${comm}\0${f.call}\0${e.netns}\0${addr}\0${port}`;
+		if (!this.#portFailures.has(key) && this.#portFailures.size >= this.#maxFailureSeries) {
+			[addr, port] = [OTHER_LABEL, OTHER_LABEL];
+			key = `${OTHER_LABEL}\0${f.call}`;
+			comm = OTHER_LABEL;
+		}
+		let sample = this.#portFailures.get(key);
+		if (!sample) this.#portFailures.set(key, (sample = { comm: comm || '(unknown)', call: f.call, errno: f.errno, netns: addr === OTHER_LABEL ? 0 : e.netns, addr, port, failures: 0 }));
+		sample.failures++;
 	}
 
 	/** Once a second: ranks groups by activity, ages out departed ones, promotes busy ones from "other". */
@@ -155,6 +196,7 @@ export class ChurnMetrics {
 		this.#table.markScraped();
 		return {
 			groups,
+			portFailures: [...this.#portFailures.values()].map((f) => ({ ...f })),
 			destinations: destinationRows(model, opts.nowUs, opts.rateWindowUs).slice(0, opts.maxDestinations),
 			namespaces: namespaceRows(model, opts.nowUs).slice(0, opts.maxNamespaces),
 			timeWaitUntracked: model.timeWait.refused,

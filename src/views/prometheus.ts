@@ -138,6 +138,16 @@ export class PrometheusView {
 		});
 		failureCounter('connect', 'connect() failures by errno; EADDRNOTAVAIL means no ephemeral port was free');
 		failureCounter('bind', 'bind() failures by errno; EADDRINUSE means the address was taken (TIME_WAIT included)');
+		new Counter({
+			name: 'twtrace_port_failures_total',
+			help: 'Failures for want of a port, by victim and target: call="connect" errno="EADDRNOTAVAIL" towards addr:port (no free ephemeral port), ' +
+				'call="bind" errno="EADDRINUSE" on addr:port (taken, TIME_WAIT included); addr="other" past the series bound',
+			labelNames: ['comm', 'call', 'errno', 'netns', 'addr', 'port'], registers,
+			collect() {
+				this.reset();
+				for (const f of data().portFailures) this.inc({ comm: f.comm, call: f.call, errno: f.errno, netns: String(f.netns), addr: f.addr, port: f.port }, f.failures);
+			},
+		});
 		new LifetimeHistogram(data, this.registry);
 
 		const destGauge = (name: string, help: string, value: (d: DestinationRow) => number) => new Gauge({

@@ -143,3 +143,23 @@ toolTest(['promtool'], 'promtool check metrics accepts the exposition, every met
 		t.regex(text, new RegExp(`^# TYPE twtrace_${family} `, 'm'));
 	}
 });
+
+test('port failures are counted by victim and target, bounded: past the bound new pairs sum into addr="other"', async (t) => {
+	const model = new ChurnModel(T0);
+	const metrics = new ChurnMetrics({ maxSeries: 100, idleUs: 300 * S, cgroupLabel: () => '/', maxFailureSeries: 2 });
+	const events = [
+		ev(1, { kind: 'connect_fail', err: 99, sport: 0, comm: 'victim', closerPid: 0, ownerSource: 'syscall' }),
+		ev(1, { kind: 'connect_fail', err: 99, sport: 0, comm: 'victim', closerPid: 0, ownerSource: 'syscall' }),
+		ev(1, { kind: 'connect_fail', err: 111, sport: 0, comm: 'victim', closerPid: 0, ownerSource: 'syscall' }), // ECONNREFUSED: not for want of a port
+		ev(1, { kind: 'bind_fail', err: 98, sport: 8080, comm: 'nginx', closerPid: 0, ownerSource: 'syscall' }),
+		ev(1, { kind: 'connect_fail', err: 99, sport: 0, daddr: '10.200.9.9', comm: 'victim', closerPid: 0, ownerSource: 'syscall' }),
+	];
+	model.ingest(events);
+	metrics.observe(events);
+	const data = metrics.collect(model, { nowUs: T0 + 2 * S, rateWindowUs: 10 * S, maxDestinations: 10, maxNamespaces: 16 });
+	const samples = parseExposition(await new PrometheusView({ processMetrics: false }).render(data, STATE));
+	t.is(valueOf(samples, 'twtrace_port_failures_total', { comm: 'victim', call: 'connect', errno: 'EADDRNOTAVAIL', netns: '1', addr: '10.200.0.2', port: '7101' }), 2);
+	t.is(valueOf(samples, 'twtrace_port_failures_total', { comm: 'nginx', call: 'bind', errno: 'EADDRINUSE', addr: '10.200.0.1', port: '8080' }), 1);
+	t.is(valueOf(samples, 'twtrace_port_failures_total', { comm: 'other', call: 'connect', addr: 'other' }), 1);
+	t.is(samples.filter((s) => s.name === 'twtrace_port_failures_total').length, 3);
+});
