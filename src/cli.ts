@@ -17,6 +17,7 @@ import { doctorCommand, UNKNOWN_EXIT, unknownLine, type DoctorOptions } from './
 import { serveCommand, type ServeOptions } from './commands/serve.js';
 import { GROUPINGS, SORT_KEYS } from './model/snapshot.js';
 import { packageVersion } from './tracer/preflight.js';
+import { AGENT_GROUP, DEFAULT_AGENT_SOCKET } from './agent/wire.js';
 import { libbpfLog, NativeError } from '../native/libbpf.js';
 
 const EXAMPLES = `
@@ -115,6 +116,13 @@ Examples:
   sudo twtrace serve --netns /run/netns/app --listen 127.0.0.1:0     (port 0: any free one, printed at start)
   curl -s 127.0.0.1:${DEFAULT_METRICS_PORT}/metrics | grep twtrace_timewait_sockets`;
 
+/** --standalone and --agent-socket, for the commands that can answer from the agent. */
+function addAgentOptions(cmd: Command): Command {
+	return cmd
+		.option('--standalone', 'trace here even when an agent runs (loads the BPF programs; needs root)')
+		.option('--agent-socket <path>', `the agent's socket (default ${DEFAULT_AGENT_SOCKET}, or $TWTRACE_AGENT_SOCKET)`);
+}
+
 function parsePercent(value: string): number {
 	const n = Number(value.replace(/\s*%$/, ''));
 	if (!/^\d+(\.\d+)?\s*%?$/.test(value) || n > 100) throw new InvalidArgumentError(`${value} is not a percentage (0-100).`);
@@ -153,6 +161,7 @@ export function buildProgram(io: Io, setExitCode: (code: number) => void = () =>
 		.option('--once', 'print one snapshot after one interval and exit (same as --iterations 1)')
 		.option('--iterations <n>', 'print n snapshots, one per interval, and exit', parseCount)
 		.option('--json', 'one JSON object per snapshot, one per line; see README "top --json"');
+	addAgentOptions(top);
 	// top stops draining while it walks socket tables: a larger ring absorbs the pause at full churn.
 	addFilterOptions(top, { kinds: false, ringBytes: DEFAULT_RING_BYTES })
 		.addHelpText('after', TOP_HELP)
@@ -193,6 +202,8 @@ export function buildProgram(io: Io, setExitCode: (code: number) => void = () =>
 		.option('--json', 'the verdict, findings, namespaces and destinations as JSON')
 		.option('--ring-size <bytes>', 'BPF ring buffer size', parseRingSize, 8 * 1024 * 1024)
 		.option('-v, --verbose', 'print libbpf and verifier messages')
+		.option('--standalone', 'trace here even when an agent runs (loads the BPF programs; needs root)')
+		.option('--agent-socket <path>', `the agent's socket (default ${DEFAULT_AGENT_SOCKET}, or $TWTRACE_AGENT_SOCKET)`)
 		.addHelpText('after', DOCTOR_HELP)
 		.action(async (opts: DoctorOptions) => setExitCode(await doctorCommand(opts, io)));
 	void doctor;
@@ -204,7 +215,9 @@ export function buildProgram(io: Io, setExitCode: (code: number) => void = () =>
 		.option('--max-series <n>', 'groups (comm, cgroup) with series of their own; the rest are summed as comm="other"', parseCount, 100)
 		.option('--max-destinations <n>', 'destinations exported, the least headroom first', parseCount, 10)
 		.addOption(new Option('--walk-interval <time>', 'walk the socket tables this often: sockets from before start, settings, and what no tracepoint shows (expiry between walks follows the kernel timers)')
-			.argParser(parseInterval).default(60_000, '60s'));
+			.argParser(parseInterval).default(60_000, '60s'))
+		.option('--agent-socket <path>', `serve the agent API (top, doctor, report and record use it) on this Unix socket, root:${AGENT_GROUP} 0660 (default ${DEFAULT_AGENT_SOCKET}, or $TWTRACE_AGENT_SOCKET)`)
+		.option('--no-agent-socket', 'no agent API: metrics only');
 	addFilterOptions(serve, { kinds: false, ringBytes: DEFAULT_RING_BYTES })
 		.addHelpText('after', SERVE_HELP)
 		.action(async (opts: ServeOptions) => serveCommand(opts, io));

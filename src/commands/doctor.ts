@@ -1,20 +1,21 @@
 /**
- * `twtrace doctor`: the check for playbooks and monitoring. Walks the namespaces' socket tables
- * (iter/tcp), samples events for --sample to measure rates and catch failures, walks again, and
- * prints one status line (Nagios style, with performance data) and the details, or JSON.
+ * `twtrace doctor`: the check for playbooks and monitoring. Asks the running agent, or (standalone)
+ * walks the namespaces' socket tables (iter/tcp), samples events for --sample to measure rates and
+ * catch failures, walks again; prints one status line (Nagios style, with performance data) and
+ * the details, or JSON.
  * Returns the exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
 import { COMMAND_KINDS } from '../event/kinds.js';
-import { evaluate, inputFromSnapshot, type Thresholds } from '../doctor/check.js';
-import { ChurnModel } from '../model/aggregate.js';
-import { snapshot } from '../model/snapshot.js';
+import { evaluate, inputFromSnapshot, type DoctorInput, type Thresholds } from '../doctor/check.js';
+import { VICTIM_WINDOW_US } from '../model/snapshot.js';
+import { LivePipeline } from '../pipeline/pipeline.js';
+import { agentLabel, chooseAgent, type AgentChoiceOptions, type ChosenAgent } from './agent-choice.js';
 import { TwtraceError, usageError } from '../errors.js';
-import { LiveFeed, monotonicUs } from '../tracer/live.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import type { FilterOptions } from './options.js';
 import { resolveFilters, type Io } from './trace.js';
 
-export interface DoctorOptions extends Pick<FilterOptions, 'netns' | 'ringSize' | 'verbose'> {
+export interface DoctorOptions extends Pick<FilterOptions, 'netns' | 'ringSize' | 'verbose'>, AgentChoiceOptions {
 	warn: number;
 	crit: number;
 	warnHeadroom: number;
@@ -25,44 +26,60 @@ export interface DoctorOptions extends Pick<FilterOptions, 'netns' | 'ringSize' 
 
 export const UNKNOWN_EXIT = 3;
 
+/** What the snapshot of the doctor asks for. */
+const QUERY = { by: 'process', sort: 'timeWait', maxRows: 5, maxDestinations: 50, maxVictims: 100 } as const;
+
 export async function doctorCommand(opts: DoctorOptions, io: Io): Promise<number> {
 	if (opts.warn > opts.crit) throw usageError(`--warn ${opts.warn} is above --crit ${opts.crit}`);
 	if (opts.warnHeadroom < opts.critHeadroom) throw usageError(`--warn-headroom ${opts.warnHeadroom} % is below --crit-headroom ${opts.critHeadroom} %`);
-	const filters = resolveFilters({ netns: opts.netns, ringSize: opts.ringSize, kind: [...COMMAND_KINDS.doctor] });
 	const thresholds: Thresholds = { warnTimeWait: opts.warn, critTimeWait: opts.crit, warnHeadroom: opts.warnHeadroom / 100, critHeadroom: opts.critHeadroom / 100 };
+	const agent = await chooseAgent('doctor', opts, io);
+	const { input, source } = agent ? await fromAgent(agent) : await standalone(opts, io);
+	const verdict = evaluate(input, thresholds);
+	if (opts.json) {
+		io.stdout.write(JSON.stringify({ status: verdict.status, exitCode: verdict.exitCode, line: verdict.line, findings: verdict.findings, source, ...input, thresholds }, null, 2) + '\n');
+	} else {
+		const details = verdict.findings.map((f) => `  [${f.status}] ${f.message}`);
+		const holders = input.holders.map((h) => `  ${h.label}: ${h.timeWait.toLocaleString('en-US')} TIME_WAIT held (${h.side})`);
+		io.stdout.write([verdict.line, ...details, ...(holders.length ? ['Holding the most TIME_WAIT:', ...holders] : []),
+			`Source: ${source}`,
+			...(verdict.exitCode ? ['Next: twtrace top (who, live), then twtrace report --last 15m (evidence and advice); see docs/playbook.md'] : [])].join('\n') + '\n');
+	}
+	return verdict.exitCode;
+}
+
+/** The agent's model: rates over its last 10 s, victims of its last minute, no waiting. */
+async function fromAgent(agent: ChosenAgent): Promise<{ input: DoctorInput; source: string }> {
+	const reply = await agent.client.snapshot({ ...QUERY, windowMs: 10_000 });
+	const input = inputFromSnapshot(reply.snapshot, {
+		asked: new Set(),
+		unwalked: reply.unwalked,
+		sampleSeconds: VICTIM_WINDOW_US / 1_000_000,
+		watchedSeconds: Math.round(reply.agent?.uptimeSeconds ?? 0),
+	});
+	return { input, source: agentLabel(agent.info) };
+}
+
+/** Traces here: walks, samples events for --sample, walks again. */
+async function standalone(opts: DoctorOptions, io: Io): Promise<{ input: DoctorInput; source: string }> {
+	const filters = resolveFilters({ netns: opts.netns, ringSize: opts.ringSize, kind: [...COMMAND_KINDS.doctor] });
 	const objectPath = defaultObjectPath();
 	preflight('doctor', objectPath);
-
-	const startUs = monotonicUs();
-	const model = new ChurnModel(startUs, { closesFromTimeWait: true });
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
-	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log });
+	const pipeline = new LivePipeline({ objectPath, filters, ringBytes: opts.ringSize, log, model: { closesFromTimeWait: true } });
 	try {
 		await new Promise<void>((resolve) => {
 			const t = setTimeout(resolve, opts.sample);
 			void io.interrupted.then(() => (clearTimeout(t), resolve()));
 		});
-		await feed.walkAll(); // the counts reported are the kernel's, at the end of the sample
+		await pipeline.feed.walkAll(); // the counts reported are the kernel's, at the end of the sample
 	} finally {
-		await feed.stop();
+		await pipeline.feed.stop();
 	}
-	const nowUs = monotonicUs();
-	const snap = snapshot(model, { by: 'process', sort: 'timeWait', nowUs, rateWindowUs: Math.max(nowUs - startUs, 1), maxDestinations: 50, maxRows: 5, maxVictims: 100 });
-	const input = inputFromSnapshot(snap, {
-		asked: new Set(filters.netns),
-		unwalked: feed.unwalked,
-		sampleSeconds: Math.round(opts.sample / 100) / 10,
-	});
-	const verdict = evaluate(input, thresholds);
-	if (opts.json) {
-		io.stdout.write(JSON.stringify({ status: verdict.status, exitCode: verdict.exitCode, line: verdict.line, findings: verdict.findings, ...input, thresholds }, null, 2) + '\n');
-	} else {
-		const details = verdict.findings.map((f) => `  [${f.status}] ${f.message}`);
-		const holders = input.holders.map((h) => `  ${h.label}: ${h.timeWait.toLocaleString('en-US')} TIME_WAIT held (${h.side})`);
-		io.stdout.write([verdict.line, ...details, ...(holders.length ? ['Holding the most TIME_WAIT:', ...holders] : []),
-			...(verdict.exitCode ? ['Next: sudo twtrace top (who, live), then twtrace report (evidence and advice); see docs/playbook.md'] : [])].join('\n') + '\n');
-	}
-	return verdict.exitCode;
+	const reply = pipeline.snapshotReply({ ...QUERY, windowMs: Math.max(opts.sample, 1) });
+	const sampleSeconds = Math.round(opts.sample / 100) / 10;
+	const input = inputFromSnapshot(reply.snapshot, { asked: new Set(filters.netns), unwalked: reply.unwalked, sampleSeconds, watchedSeconds: sampleSeconds });
+	return { input, source: `standalone, ${sampleSeconds} s sample` };
 }
 
 /** For errors before any verdict: the Nagios UNKNOWN line on stdout, the error on stderr, exit 3. */

@@ -14,7 +14,7 @@ import { blame } from '../model/attribution.js';
 import type { WalkRecord } from '../model/walk.js';
 import { TwtraceError, usageError } from '../errors.js';
 import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
-import { LiveFeed, monotonicUs } from '../tracer/live.js';
+import { LiveFeed, monotonicUs } from '../pipeline/live.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import { formatBytes, type FilterOptions } from './options.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';

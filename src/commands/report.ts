@@ -10,7 +10,7 @@ import { ReportBuilder, type Report } from '../report/report.js';
 import { describeFilters, replayCapture } from '../report/replay.js';
 import { TwtraceError, usageError } from '../errors.js';
 import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
-import { LiveFeed, monotonicUs } from '../tracer/live.js';
+import { LiveFeed, monotonicUs } from '../pipeline/live.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import { reportMarkdown, reportTable } from '../views/report-text.js';
 import type { FilterOptions } from './options.js';

@@ -5,13 +5,15 @@
  * it cleanly: the port is closed first, then the BPF links.
  */
 import { COMMAND_KINDS } from '../event/kinds.js';
+import { AgentServer } from '../agent/server.js';
+import { agentSocketPath, prepareSocketPath } from '../agent/socket.js';
+import { API_VERSION, type AgentInfo } from '../agent/wire.js';
 import { ChurnMetrics } from '../model/churn-metrics.js';
-import { ChurnModel } from '../model/aggregate.js';
-import { MAX_WALKED_NAMESPACES, LiveFeed, monotonicUs } from '../tracer/live.js';
-import { CgroupPaths } from '../tracer/host.js';
+import { MAX_WALKED_NAMESPACES, monotonicUs } from '../pipeline/live.js';
+import { LivePipeline } from '../pipeline/pipeline.js';
 import { defaultObjectPath, packageVersion, preflight } from '../tracer/preflight.js';
 import { MetricsServer, type ListenAddress } from '../server/http.js';
-import { eventsLost } from '../views/losses.js';
+import { eventsLost } from '../model/losses.js';
 import { PrometheusView } from '../views/prometheus.js';
 import type { FilterOptions } from './options.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
@@ -21,6 +23,8 @@ export interface ServeOptions extends FilterOptions {
 	maxSeries: number;
 	maxDestinations: number;
 	walkInterval: number;
+	/** The agent API's socket; false: no agent API (--no-agent-socket). */
+	agentSocket: string | boolean;
 }
 
 /** A group with no events and no TIME_WAIT held for this long loses its series: the process is gone. */
@@ -35,27 +39,42 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 	const filters = resolveFilters({ ...opts, kind: [...COMMAND_KINDS.serve] });
 	const objectPath = defaultObjectPath();
 	preflight('serve', objectPath);
+	const socketPath = opts.agentSocket === false ? undefined : agentSocketPath(typeof opts.agentSocket === 'string' ? opts.agentSocket : undefined);
+	// Before loading anything: a second agent is refused while the first keeps running.
+	if (socketPath) await prepareSocketPath(socketPath);
 
-	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port, closesFromTimeWait: true });
 	// Labels are resolved when a group gets its series: rescan soon after a miss (a new container's cgroup).
-	const cgroups = new CgroupPaths(undefined, 250);
+	let cgroupLabel: (id: number) => string = (id) => `id:${id}`;
 	const metrics = new ChurnMetrics({
 		maxSeries: opts.maxSeries,
 		idleUs: SERIES_IDLE_US,
-		cgroupLabel: (id) => (id === 0 ? '(unknown)' : cgroups.lookup(id) ?? `id:${id}`),
+		cgroupLabel: (id) => cgroupLabel(id),
 		comm: opts.comm,
+		maxFailureSeries: opts.maxSeries,
 	});
 	const view = new PrometheusView();
 	const version = packageVersion();
-	let feed: LiveFeed | undefined;
+	let pipeline: LivePipeline | undefined;
 	let stopping = false;
 	let server: MetricsServer | undefined;
+	let agent: AgentServer | undefined;
 	let timer: NodeJS.Timeout | undefined;
 	try {
 		const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
-		const live = (feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true }, {
-			onEach: (e, blamed) => metrics.observeOne(e, blamed),
-		}));
+		const p = (pipeline = new LivePipeline({
+			objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true, cgroupRescanMs: 250,
+			model: { comm: opts.comm, pid: opts.pid, port: opts.port, closesFromTimeWait: true },
+		}, () => ({ onEach: (e, blamed) => metrics.observeOne(e, blamed) })));
+		cgroupLabel = (id) => (id === 0 ? '(unknown)' : p.cgroups.lookup(id) ?? `id:${id}`);
+		const live = p.feed;
+		const model = p.model;
+		const info = (): AgentInfo => ({
+			api: API_VERSION, version, pid: process.pid,
+			startedAt: new Date(p.startedAtMs).toISOString(),
+			uptimeSeconds: (Date.now() - p.startedAtMs) / 1000,
+			filters: { netns: filters.netns, comm: opts.comm ?? null, pid: opts.pid ?? null, port: opts.port ?? null, family: opts.family ?? null },
+			recorder: { frames: 0, bytes: 0, maxBytes: 0, spanSeconds: 0, maxSeconds: 0, firstAt: null },
+		});
 		// Listening after BPF is attached, so the listener's owner is captured like any other
 		// (else twtrace's own scrapes would count as accepted by "(before start)").
 		server = await MetricsServer.listen(opts.listen, {
@@ -69,6 +88,15 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 			},
 			health: () => (stopping ? { ok: false, body: 'stopping\n' } : { ok: true, body: 'ok\n' }),
 		});
+		if (socketPath) {
+			agent = await AgentServer.listen(socketPath, {
+				info,
+				snapshot: (q) => p.snapshotReply(q, info()),
+				capture: () => {
+					throw new Error('the flight recorder is off');
+				},
+			});
+		}
 		let loggedLosses = 0;
 		let loggedAtMs = 0;
 		timer = setInterval(() => {
@@ -84,15 +112,16 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 				[loggedLosses, loggedAtMs] = [losses, Date.now()];
 			}
 		}, TICK_MS);
-		io.stderr.write(`twtrace: serving metrics on ${server.url}/metrics (health: /healthz); SIGTERM or Ctrl-C to stop.\n`);
+		io.stderr.write(`twtrace: serving metrics on ${server.url}/metrics (health: /healthz)${agent ? `, the agent API on ${agent.socketPath}` : ''}; SIGTERM or Ctrl-C to stop.\n`);
 		const signal = await io.interrupted;
 		stopping = true;
 		io.stderr.write(`twtrace: ${signal}: stopping\n`);
 	} finally {
 		clearInterval(timer);
 		stopping = true;
+		await agent?.close();
 		await server?.close();
-		const summary = await feed?.stop();
+		const summary = await pipeline?.feed.stop();
 		if (summary && server) io.stderr.write(summaryLine(summary) + '\n');
 	}
 }

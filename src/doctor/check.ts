@@ -26,7 +26,10 @@ export interface DoctorInput {
 	victims: { pid: number; comm: string; netns: number; errno: 'EADDRNOTAVAIL' | 'EADDRINUSE'; target: string; failures: number; heldBy: { label: string; timeWait: number }[] }[];
 	/** The busiest TIME_WAIT holders, for the details. */
 	holders: { label: string; timeWait: number; side: string }[];
+	/** Victims are those of the last sampleSeconds. */
 	sampleSeconds: number;
+	/** overflowDelta is over this many seconds (the sample, or the agent's life). */
+	watchedSeconds: number;
 }
 
 export interface Finding {
@@ -60,7 +63,7 @@ export function evaluate(input: DoctorInput, t: Thresholds): Verdict {
 		const max = ns.settings?.maxTimeWaitBuckets;
 		findings.push({ status, check: 'time-wait', netns: ns.netns, message: `netns ${ns.netns}: ${n(ns.timeWait)} TIME_WAIT (warn ${n(t.warnTimeWait)}, crit ${n(t.critTimeWait)}${max !== undefined ? `, tcp_max_tw_buckets ${n(max)}` : ''})` });
 		perf.push(`'time_wait_${ns.netns}'=${ns.timeWait};${t.warnTimeWait};${t.critTimeWait};0${max !== undefined ? `;${max}` : ''}`);
-		findings.push(...reviewSysctls(ns.netns, ns.settings, ns.overflowDelta, input.sampleSeconds));
+		findings.push(...reviewSysctls(ns.netns, ns.settings, ns.overflowDelta, input.watchedSeconds));
 	}
 	const worst = input.destinations
 		.map((d) => ({ d, headroom: d.portsUsable > 0 ? Math.max(0, 1 - d.portsInUse / d.portsUsable) : 0 }))
@@ -94,14 +97,14 @@ export function evaluate(input: DoctorInput, t: Thresholds): Verdict {
 }
 
 /** Settings that are wrong, or believed to help and do not. */
-function reviewSysctls(netns: number, s: NetnsSettings | null, overflowDelta: number, sampleSeconds: number): Finding[] {
+function reviewSysctls(netns: number, s: NetnsSettings | null, overflowDelta: number, watchedSeconds: number): Finding[] {
 	if (!s) return [];
 	const out: Finding[] = [];
 	const f = (status: Status, message: string) => out.push({ status, check: 'sysctl', netns, message: `netns ${netns}: ${message}` });
 	if (s.twRecycle === 1) f('WARNING', 'tcp_tw_recycle=1 drops connections from clients behind NAT (removed in Linux 4.12): set it to 0');
 	if (s.twReuse === 1 && s.timestamps === 0) f('WARNING', 'tcp_tw_reuse=1 has no effect with tcp_timestamps=0');
-	if (overflowDelta > 0) f('WARNING', `the kernel dropped ${n(overflowDelta)} TIME_WAIT sockets at tcp_max_tw_buckets in the last ${sampleSeconds} s (TCPTimeWaitOverflow)`);
-	else if ((s.timeWaitOverflow ?? 0) > 0) f('OK', `TCPTimeWaitOverflow is ${n(s.timeWaitOverflow!)} since the namespace was created, none while sampling`);
+	if (overflowDelta > 0) f('WARNING', `the kernel dropped ${n(overflowDelta)} TIME_WAIT sockets at tcp_max_tw_buckets in the last ${formatSeconds(watchedSeconds)} (TCPTimeWaitOverflow)`);
+	else if ((s.timeWaitOverflow ?? 0) > 0) f('OK', `TCPTimeWaitOverflow is ${n(s.timeWaitOverflow!)} since the namespace was created, none in the last ${formatSeconds(watchedSeconds)}`);
 	if (s.finTimeoutSec < 60) f('OK', `tcp_fin_timeout is ${s.finTimeoutSec} s: it does not shorten TIME_WAIT (fixed 60 s), only orphaned FIN_WAIT2`);
 	return out;
 }
@@ -113,6 +116,7 @@ export interface InputContext {
 	/** Namespaces that could not be walked, with the reason. */
 	unwalked: ReadonlyMap<number, string>;
 	sampleSeconds: number;
+	watchedSeconds: number;
 }
 
 /** The doctor's input from a snapshot: alike for a standalone run and one answered by the agent. */
@@ -135,9 +139,15 @@ export function inputFromSnapshot(snap: Snapshot, ctx: InputContext): DoctorInpu
 		victims: snap.victims.filter((v) => wanted(v.netns)).map(victimInput),
 		holders: snap.rows.filter((r) => r.timeWait > 0).map((r) => ({ label: holderLabel({ pid: r.pid ?? 0, comm: r.comm }), timeWait: r.timeWait, side: r.side })),
 		sampleSeconds: ctx.sampleSeconds,
+		watchedSeconds: ctx.watchedSeconds,
 	};
 }
 
 function victimInput(v: VictimRow): DoctorInput['victims'][number] {
 	return { pid: v.pid, comm: v.comm, netns: v.netns, errno: v.errno, target: v.target, failures: v.failures, heldBy: v.holders.map((h) => ({ label: holderLabel(h), timeWait: h.timeWait })) };
+}
+
+/** 1.5 → "1.5 s", 7260 → "2.0 h". */
+function formatSeconds(s: number): string {
+	return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
 }

@@ -7,6 +7,9 @@ import { RingMap } from '../../native/ring-map.js';
 import { Claim, CLOSING_FIELDS, CLOSING_SIZE, CONFIG_FIELDS, CONFIG_SIZE, Counter, RODATA_CFG_OFFSET, WALK_SETTINGS_FIELDS, WALK_SETTINGS_SIZE } from '../event/layout.generated.js';
 import { kindValue, type EventKindName } from '../event/kinds.js';
 import { RingReader, type RecordHandler } from './ring-reader.js';
+import type { DropCounts } from '../model/losses.js';
+
+export type { DropCounts };
 
 export interface Filters {
 	/** Network namespace inodes; empty: all. At most CONFIG_FIELDS.netns.count. */
@@ -40,29 +43,6 @@ export interface ListenerOwner {
 	comm: string;
 }
 
-export interface DropCounts {
-	/** Events lost because the ring buffer was full. */
-	ringFull: number;
-	/** Sockets left unattributed because socket storage or the listeners map could not take an entry. */
-	mapFull: number;
-	/**
-	 * Runs of a program without a fallback (sys_exit: bind failures) the kernel skipped because it was
-	 * already running on that CPU: lost.
-	 */
-	missedRuns: number;
-	/** Nested transitions the kernel skipped for the primary program and the fallback handled: not lost. */
-	nestedRecovered: number;
-	/** time_wait/reset events whose socket had no known owner (it predates twtrace). */
-	ownerMissing: number;
-	/**
-	 * Timewait sockets found by walks that no tracepoint reported (the kernel ran no program for their
-	 * entry into TIME_WAIT): each was delivered as a recovered time_wait event, unless the ring was
-	 * full (then also in ringFull).
-	 */
-	walkMissed: number;
-	/** Active closes the `closing` map could not take: a missed time_wait of those goes unwitnessed. */
-	unwitnessed: number;
-}
 
 /** A closing entry older than this is deleted by sweepClosing(): no close takes that long to end
  * (FIN_WAIT1 retries, tcp_fin_timeout, a half-closed socket) without the tracepoint or a walk settling it. */

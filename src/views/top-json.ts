@@ -4,8 +4,8 @@
  */
 import { errnoName } from '../event/errno.js';
 import type { DestinationRow, NamespaceRow, Row, Snapshot, VictimRow } from '../model/snapshot.js';
-import type { DropCounts } from '../tracer/tracer.js';
-import { eventsLost } from './losses.js';
+import type { DropCounts } from '../model/losses.js';
+import { eventsLost } from '../model/losses.js';
 
 export interface TopContext {
 	/** Adds to CLOCK_MONOTONIC µs to give Unix epoch µs. */
@@ -15,6 +15,8 @@ export interface TopContext {
 	drops: DropCounts & { decodeErrors: number };
 	/** Namespaces that could not be walked, with the reason. */
 	unwalked: ReadonlyMap<number, string>;
+	/** Who answered when not this process: "agent pid 1234, up 3.2 h". */
+	source?: string;
 	/** Socket walks (LiveFeed.walks); absent in tests that have none. */
 	walks?: { inProgress: boolean; completed: number; lastMs: number | undefined };
 }
@@ -28,6 +30,7 @@ export function topJson(s: Snapshot, ctx: TopContext): object {
 		by: s.by,
 		sort: s.sort,
 		intervalMs: ctx.intervalMs,
+		source: ctx.source ?? 'standalone',
 		namespaces: s.namespaces.map((n) => namespaceJson(n, ctx)),
 		rows: s.rows.map((r) => rowJson(r, s, ctx)),
 		destinations: s.destinations.map(destinationJson),

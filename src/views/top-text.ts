@@ -5,7 +5,7 @@
  */
 import { holderLabel, type DestinationRow, type NamespaceRow, type Row, type Snapshot, type VictimRow } from '../model/snapshot.js';
 import type { TopContext } from './top-json.js';
-import { eventsLost } from './losses.js';
+import { eventsLost } from '../model/losses.js';
 
 export interface Paint {
 	bold: (s: string) => string;
@@ -70,7 +70,7 @@ export interface HeaderState {
 export function headerLines(s: Snapshot, ctx: TopContext, state: HeaderState, paint: Paint): string[] {
 	const lines: string[] = [];
 	const clock = new Date((s.atUs + ctx.epochOffsetUs) / 1000).toISOString().slice(11, 19);
-	lines.push(paint.bold(`twtrace top  ${clock}  up ${formatDuration(s.uptimeMs / 1000)}  by ${s.by}, sorted by ${SORT_TITLES[s.sort]}, every ${ctx.intervalMs / 1000} s`) +
+	lines.push(paint.bold(`twtrace top  ${clock}  up ${formatDuration(s.uptimeMs / 1000)}  by ${s.by}, sorted by ${SORT_TITLES[s.sort]}, every ${ctx.intervalMs / 1000} s${ctx.source ? `  [${ctx.source}]` : ''}`) +
 		(state.paused ? paint.inverse(' PAUSED ') : '') + (state.filter ? `  filter: ${state.filter}` : ''));
 	for (const n of s.namespaces.slice(0, 4)) lines.push(namespaceLine(n, ctx, state.home, paint));
 	if (s.namespaces.length > 4) lines.push(paint.dim(`  … ${s.namespaces.length - 4} more namespaces`));

@@ -9,7 +9,7 @@ import { readIteratorChunk } from '../../native/iter.js';
 import type { TwtEvent } from '../../src/event/decode.js';
 import { forEachSocket } from '../../src/event/sock.js';
 import { NamespaceWalker } from '../../src/tracer/namespaces.js';
-import { monotonicUs } from '../../src/tracer/live.js';
+import { monotonicUs } from '../../src/pipeline/live.js';
 import { TraceSession } from '../../src/tracer/session.js';
 import { bpfObject, bpfTest } from '../helpers/env.js';
 import { createPair } from '../helpers/netns.js';

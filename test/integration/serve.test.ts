@@ -18,33 +18,7 @@ import { track, waitForLine } from '../helpers/children.js';
 import { parseExposition, valueOf, type Sample } from '../helpers/exposition.js';
 import { createPair, settledTimeWait } from '../helpers/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
-
-interface Serve {
-	child: ChildProcess;
-	/** http://127.0.0.1:PORT */
-	url: string;
-	stderr(): string;
-	/** SIGTERM, and the exit code. */
-	stop(): Promise<number | null>;
-}
-
-async function startServe(args: string[], wrap: string[] = []): Promise<Serve> {
-	const argv = [...wrap, process.execPath, cli, 'serve', '--listen', '127.0.0.1:0', ...args];
-	const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] }));
-	let stderr = '';
-	child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-	const line = await waitForLine(child, 'stderr', /serving metrics on (http:\/\/\S+)\/metrics/, 20_000);
-	return {
-		child,
-		url: /serving metrics on (http:\/\/\S+)\/metrics/.exec(line)![1]!,
-		stderr: () => stderr,
-		async stop() {
-			child.kill('SIGTERM');
-			const [code] = (await once(child, 'close')) as [number | null];
-			return code;
-		},
-	};
-}
+import { startServe } from '../helpers/serve.js';
 
 async function scrape(url: string): Promise<{ text: string; samples: Sample[] }> {
 	const text = await (await fetch(`${url}/metrics`)).text();

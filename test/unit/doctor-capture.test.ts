@@ -12,7 +12,7 @@ import { EVENT_SIZE, SOCK_SIZE } from '../../src/event/layout.generated.js';
 const settings = { portRange: { low: 32768, high: 60999 }, reservedPorts: new Set<number>(), finTimeoutSec: 60, twReuse: 2, timestamps: 1, maxTimeWaitBuckets: 262144 };
 const input = (over: Partial<DoctorInput['namespaces'][number]> = {}): DoctorInput => ({
 	namespaces: [{ netns: 1, timeWait: 100, settings, asked: false, overflowDelta: 0, ...over }],
-	destinations: [], victims: [], holders: [], sampleSeconds: 1,
+	destinations: [], victims: [], holders: [], sampleSeconds: 1, watchedSeconds: 1,
 });
 
 test('doctor: the KB thresholds, 20,000 warns and 30,000 is critical', (t) => {

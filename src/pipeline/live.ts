@@ -12,9 +12,10 @@ import { readIteratorChunk } from '../../native/iter.js';
 import { forEachSocket, TCP_LISTEN } from '../event/sock.js';
 import { SOCK_SIZE } from '../event/layout.generated.js';
 import type { ListenerRecord, WalkRecord } from '../model/walk.js';
-import { isWitnessDue, NamespaceWalker, WALK_CHUNK_BYTES, type OpenedWalk } from './namespaces.js';
-import { NO_DROPS, TraceSession, type SessionSummary } from './session.js';
-import type { DropCounts, Filters } from './tracer.js';
+import { isWitnessDue, NamespaceWalker, WALK_CHUNK_BYTES, type OpenedWalk } from '../tracer/namespaces.js';
+import { NO_DROPS, TraceSession, type SessionSummary } from '../tracer/session.js';
+import type { Filters } from '../tracer/tracer.js';
+import type { Losses } from '../model/losses.js';
 
 export interface LiveFeedOptions {
 	objectPath: string;
@@ -44,7 +45,7 @@ export interface LiveFeedHandlers {
 	onWalk?: (walk: WalkRecord) => void;
 }
 
-export type LiveDrops = DropCounts & { decodeErrors: number };
+export type LiveDrops = Losses;
 
 export interface WalkStats {
 	inProgress: boolean;

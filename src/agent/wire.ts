@@ -1,0 +1,104 @@
+/**
+ * What the agent's local API carries, and the conversions to and from JSON. One definition for both
+ * ends: `serve` encodes, `top`, `doctor`, `report` and `record` decode. A Snapshot is plain data but
+ * for each namespace's reserved ports (a Set); the context a view needs besides the snapshot
+ * (losses, walks, cgroup names) travels with it, already resolved by the agent.
+ *
+ * Versioned by path (/v1/…): a client refuses an agent whose `api` it does not know.
+ */
+import type { NetnsSettings } from '../model/aggregate.js';
+import type { Losses } from '../model/losses.js';
+import type { Grouping, NamespaceRow, Snapshot, SortKey } from '../model/snapshot.js';
+
+export const API_VERSION = 1;
+
+/** Where `serve` listens and clients look, unless --agent-socket or TWTRACE_AGENT_SOCKET say otherwise. */
+export const DEFAULT_AGENT_SOCKET = '/run/twtrace/agent.sock';
+
+/** The group whose members may use the agent without root (the socket is root:twtrace 0660). */
+export const AGENT_GROUP = 'twtrace';
+
+export interface AgentInfo {
+	api: number;
+	version: string;
+	pid: number;
+	/** ISO time the agent started tracing. */
+	startedAt: string;
+	uptimeSeconds: number;
+	/** The agent's own filters: a client asking for other ones is told. */
+	filters: { netns: number[]; comm: string | null; pid: number | null; port: number | null; family: '4' | '6' | null };
+	recorder: { frames: number; bytes: number; maxBytes: number; spanSeconds: number; maxSeconds: number; firstAt: string | null };
+}
+
+export interface SnapshotQuery {
+	by: Grouping;
+	sort: SortKey;
+	/** Window of the rates, ms. */
+	windowMs: number;
+	filter?: string;
+	maxRows?: number;
+	maxDestinations?: number;
+	maxVictims?: number;
+}
+
+export interface WalkState {
+	inProgress: boolean;
+	completed: number;
+	lastMs: number | undefined;
+}
+
+/** Everything a view of the agent's model needs, resolved by the agent. */
+export interface SnapshotReply {
+	/** Who answered; absent when this process runs the pipeline itself (--standalone). */
+	agent?: AgentInfo;
+	snapshot: Snapshot;
+	epochOffsetUs: number;
+	/** The namespace the agent runs in. */
+	home: number;
+	drops: Losses;
+	walks: WalkState;
+	unwalked: Map<number, string>;
+	/** cgroup id → path, for the ids in the snapshot. */
+	cgroupNames: Map<number, string>;
+}
+
+type Json = Record<string, unknown>;
+
+export function encodeSnapshotReply(r: SnapshotReply): string {
+	return JSON.stringify({
+		...r,
+		snapshot: { ...r.snapshot, namespaces: r.snapshot.namespaces.map(encodeNamespace) },
+		unwalked: [...r.unwalked],
+		cgroupNames: [...r.cgroupNames],
+		walks: { ...r.walks, lastMs: r.walks.lastMs ?? null },
+	});
+}
+
+export function decodeSnapshotReply(text: string): SnapshotReply {
+	const j = JSON.parse(text) as Json & { snapshot: Snapshot & { namespaces: Json[] }; unwalked: [number, string][]; cgroupNames: [number, string][]; walks: Json };
+	return {
+		...(j as unknown as SnapshotReply),
+		snapshot: { ...j.snapshot, namespaces: j.snapshot.namespaces.map(decodeNamespace) },
+		unwalked: new Map(j.unwalked),
+		cgroupNames: new Map(j.cgroupNames),
+		walks: { ...(j.walks as unknown as WalkState), lastMs: (j.walks.lastMs as number | null) ?? undefined },
+	};
+}
+
+function encodeNamespace(n: NamespaceRow): Json {
+	return { ...n, settings: n.settings ? { ...n.settings, reservedPorts: [...n.settings.reservedPorts] } : null };
+}
+
+function decodeNamespace(n: Json): NamespaceRow {
+	const settings = n.settings as (Omit<NetnsSettings, 'reservedPorts'> & { reservedPorts: number[] }) | null;
+	return { ...(n as unknown as NamespaceRow), settings: settings ? { ...settings, reservedPorts: new Set(settings.reservedPorts) } : null };
+}
+
+export function snapshotQueryString(q: SnapshotQuery): string {
+	const p = new URLSearchParams({ by: q.by, sort: q.sort, windowMs: String(q.windowMs) });
+	if (q.filter) p.set('filter', q.filter);
+	if (q.maxRows !== undefined) p.set('maxRows', String(q.maxRows));
+	if (q.maxDestinations !== undefined) p.set('maxDestinations', String(q.maxDestinations));
+	if (q.maxVictims !== undefined) p.set('maxVictims', String(q.maxVictims));
+	return p.toString();
+}

@@ -1,0 +1,103 @@
+/**
+ * The agent flow end to end, in a namespace pair with a 100-port range: `serve` runs before a
+ * churner takes every port; a victim's connect() then fails with EADDRNOTAVAIL. `top` and `doctor`
+ * started afterwards answer from the agent: the churner's exact TIME_WAIT count equals `ss`, the
+ * victim is linked to it, and serve's metrics count the failure by destination. The socket is
+ * refused to an unprivileged user.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { bpfTest, cli, scenarioBin } from '../helpers/env.js';
+import { createPair } from '../helpers/netns.js';
+import { runClient, startServer } from '../helpers/processes.js';
+import { startServe } from '../helpers/serve.js';
+import { parseExposition, valueOf } from '../helpers/exposition.js';
+
+function run(args: string[], user?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+	const argv = user ? ['runuser', '-u', user, '--', process.execPath, cli, ...args] : [process.execPath, cli, ...args];
+	return new Promise((resolve) => {
+		execFile(argv[0]!, argv.slice(1), { timeout: 30_000 }, (error, stdout, stderr) => {
+			resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
+		});
+	});
+}
+
+function namedCopy(dir: string, comm: string): string {
+	const bin = path.join(dir, comm);
+	fs.copyFileSync(scenarioBin, bin);
+	fs.chmodSync(bin, 0o755);
+	return bin;
+}
+
+bpfTest('agent: top and doctor started after exhaustion answer from the agent: exact owner = ss, the victim linked to it, metrics by destination', async (t) => {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-agent-'));
+	fs.chmodSync(dir, 0o755); // so that only the agent's own modes stand between a user and the socket
+	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const socket = path.join(dir, 'run', 'agent.sock');
+	const pair = createPair();
+	t.teardown(() => pair.remove());
+	pair.sysctl(pair.client, 'net.ipv4.ip_local_port_range', '40000 40099');
+	pair.sysctl(pair.client, 'net.ipv4.tcp_tw_reuse', '0');
+
+	const serve = await startServe(['--agent-socket', socket, '--netns', String(pair.clientInode), '--netns', String(pair.serverInode)]);
+	t.teardown(() => void serve.stop());
+	t.regex(serve.stderr(), new RegExp(`the agent API on ${socket.replace(/[.]/g, '\\.')}`));
+
+	const server = await startServer(pair.server, '0.0.0.0', 7800, 'wait-close', 100);
+	const churner = await runClient(pair.client, pair.serverAddr, 7800, 'close-first', 100, namedCopy(dir, 'churner'));
+	t.is(churner.ok, 100);
+	const victim = await runClient(pair.client, pair.serverAddr, 7800, 'exhaust', 5, namedCopy(dir, 'victim'));
+	t.like(victim, { ok: 0, errno: 99 });
+	await server.done;
+	const inSs = pair.timeWaitCount(pair.client);
+	t.true(inSs >= 95, `ss shows ${inSs} TIME-WAIT sockets`); // rfc1337 on: all 100 normally
+
+	// top --json, started now: exact from the agent's model, which saw every connection.
+	const top = await run(['top', '--json', '--once', '--agent-socket', socket]);
+	t.is(top.code, 0, top.stderr);
+	const snap = JSON.parse(top.stdout.trim());
+	t.regex(snap.source, /^agent pid \d+, up /);
+	const churnerRow = snap.rows.find((r: { pid: number }) => r.pid === churner.pid);
+	t.like(churnerRow, { comm: 'churner', timeWait: inSs });
+	t.falsy(snap.rows.find((r: { comm: string }) => r.comm === '(before start)'));
+	const v = snap.victims.find((x: { pid: number }) => x.pid === victim.pid);
+	t.like(v, { comm: 'victim', call: 'connect', errno: 'EADDRNOTAVAIL', target: `${pair.serverAddr}:7800`, failures: 1 });
+	t.deepEqual(v.holders[0], { pid: churner.pid, comm: 'churner', timeWait: inSs });
+
+	// The text view: the agent in the header, the victims panel naming the churner.
+	const text = await run(['top', '--once', '--agent-socket', socket]);
+	t.regex(text.stdout, /\[agent pid \d+, up /);
+	t.regex(text.stdout, new RegExp(`VICTIMS: 1 process failed.*\\n  victim \\(pid ${victim.pid}\\) connect\\(\\) to ${pair.serverAddr.replace(/\./g, '\\.')}:7800: EADDRNOTAVAIL ×1, last \\d+ s ago \\(netns ${pair.clientInode}\\) ← held by churner \\(pid ${churner.pid}\\) ${inSs} TIME_WAIT`));
+
+	// doctor: CRITICAL at once (no sample), the victim and who holds its ports.
+	const doc = await run(['doctor', '--agent-socket', socket]);
+	t.is(doc.code, 2, doc.stdout + doc.stderr);
+	t.regex(doc.stdout, new RegExp(`victim \\(pid ${victim.pid}\\) failed 1× with EADDRNOTAVAIL \\(connect to ${pair.serverAddr.replace(/\./g, '\\.')}:7800\\) in the last 60 s: ports are exhausted now; the ports are held by churner \\(pid ${churner.pid}\\) \\(${inSs} TIME_WAIT\\)`));
+	t.regex(doc.stdout, /\nSource: agent pid \d+/);
+
+	// serve's metrics: the failure by victim and destination.
+	const samples = parseExposition(await (await fetch(`${serve.url}/metrics`)).text());
+	t.is(valueOf(samples, 'twtrace_port_failures_total', { comm: 'victim', call: 'connect', errno: 'EADDRNOTAVAIL', netns: String(pair.clientInode), addr: pair.serverAddr, port: '7800' }), 1);
+
+	// Who may use the socket: root and the twtrace group only.
+	t.is(fs.statSync(path.dirname(socket)).mode & 0o777, 0o750);
+	t.is(fs.statSync(socket).mode & 0o777, 0o660);
+	t.true(fs.statSync(socket).isSocket());
+	fs.chmodSync(path.dirname(socket), 0o755); // even with the directory open, the socket's mode refuses
+	const denied = await run(['top', '--once', '--agent-socket', socket], 'nobody');
+	t.is(denied.code, 1, denied.stdout);
+	t.regex(denied.stderr, /the agent's socket .* is for root and the twtrace group\n {2}Run with sudo, or ask for the group/);
+	const raw = await new Promise<string>((resolve) => execFile('runuser', ['-u', 'nobody', '--', 'curl', '-sS', '--unix-socket', socket, 'http://agent/v1/info'], (_e, _o, err) => resolve(err)));
+	t.regex(raw, /Couldn't connect|Permission denied/);
+
+	// A second agent on the same socket is refused; the first keeps answering.
+	const second = await run(['serve', '--listen', '127.0.0.1:0', '--agent-socket', socket]);
+	t.is(second.code, 1);
+	t.regex(second.stderr, /an agent already answers on/);
+	t.is((await run(['top', '--json', '--once', '--agent-socket', socket])).code, 0);
+
+	t.is(await serve.stop(), 0);
+	t.false(fs.existsSync(socket), 'the socket is removed when the agent stops');
+});
