@@ -7,7 +7,10 @@
  *             frame*
  *   frame   = type(u8) reserved(3) payloadBytes(u32) payloadCrc32(u32) payload
  *   EVENTS  = struct twt_event records (EVENT_SIZE each)
- *   WALK    = metaBytes(u32) meta(JSON: netns, takenAtUs, settings, listeners) struct twt_sock records
+ *   WALK    = metaBytes(u32) meta(JSON: netns, takenAtUs, settings, listeners[, removed]) [removed cookies(u64 each)]
+ *             struct twt_sock records. With `removed` in meta (version 4), a change against the
+ *             namespace's previous walk: the cookies gone, then the records new or changed
+ *             (walk-table.ts); without, the whole table.
  *   END     = JSON trailer: why recording stopped, totals and losses. Missing: the file was cut short.
  *
  * Framing integers are little-endian. Records are in the recording host's byte order (header
@@ -23,10 +26,11 @@ import { EVENT_FIELDS, EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE, TASK_FIELDS, TASK_SIZ
 import type { NetnsSettings } from '../model/aggregate.js';
 import { parsePortList } from '../model/ports.js';
 import type { WalkRecord } from '../model/walk.js';
+import { encodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
 
 /** PNG-style: a high byte, the name, CR LF, ^Z, LF: text-mode transfers and `type` are caught. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x57, 0x54, 0x0d, 0x0a, 0x1a, 0x0a]);
-export const CAPTURE_VERSION = 3;
+export const CAPTURE_VERSION = 4;
 /**
  * The record layouts version CAPTURE_VERSION was written with: a digest of every field's offset and
  * size (layoutFingerprint()). The layout test fails when they differ: raise CAPTURE_VERSION, then
@@ -168,13 +172,33 @@ export function encodeFrame(type: FrameTypeName, payload: Uint8Array | readonly 
 	return Buffer.concat([head, ...parts]);
 }
 
-export function encodeWalk(walk: WalkRecord): Buffer {
+/** A walk frame: the whole table, or with `delta` the change against the namespace's previous walk. */
+export function encodeWalk(walk: Omit<WalkRecord, 'sockets'> & { sockets?: Uint8Array }, delta?: WalkDelta): Buffer {
 	const meta = Buffer.from(JSON.stringify({
 		netns: walk.netns, takenAtUs: walk.takenAtUs, settings: settingsToJson(walk.settings), listeners: walk.listeners,
+		...(delta ? { removed: delta.removed.length } : {}),
 	}), 'utf8');
 	const len = Buffer.alloc(4);
 	len.writeUInt32LE(meta.length, 0);
-	return encodeFrame('walk', [len, meta, walk.sockets]);
+	return encodeFrame('walk', delta ? [len, meta, encodeCookies(delta.removed), delta.upserts.records] : [len, meta, walk.sockets ?? new Uint8Array()]);
+}
+
+/**
+ * Encodes each namespace's walks as changes against its previous one, or whole when there is none
+ * or when most of the table changed (a delta would then be as large). One per stream written.
+ */
+export class WalkEncoder {
+	readonly #tables = new Map<number, WalkTable>();
+
+	/** The frame for `walk`; `table`: its records by cookie, `delta` when the frame holds one. */
+	encode(walk: WalkRecord): { frame: Buffer; table: WalkTable; delta: WalkDelta | undefined } {
+		const table = WalkTable.fromRecords(walk.sockets);
+		const previous = this.#tables.get(walk.netns);
+		this.#tables.set(walk.netns, table);
+		const delta = previous?.diff(table);
+		const useDelta = delta !== undefined && delta.removed.length * 8 + delta.upserts.records.length < walk.sockets.byteLength / 2;
+		return { frame: encodeWalk(walk, useDelta ? delta : undefined), table, delta: useDelta ? delta : undefined };
+	}
 }
 
 export function encodeEnd(trailer: CaptureTrailer): Buffer {

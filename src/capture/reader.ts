@@ -14,6 +14,7 @@ import {
 	PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson,
 } from './format.js';
 import { crc32 } from 'node:zlib';
+import { decodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
 
 export type CaptureItem =
 	| { type: 'events'; records: Uint8Array; count: number }
@@ -53,6 +54,8 @@ export function parseCapture(data: Uint8Array, options: ReadOptions = {}): Captu
 	let trailer: CaptureTrailer | undefined;
 	let incomplete: string | undefined;
 	let frame = 0;
+	// Each namespace's table as of its last walk: a walk stored as a change applies to it.
+	const tables = new Map<number, { sockets: Uint8Array; table?: WalkTable }>();
 	while (at < buf.length) {
 		frame++;
 		const problem = frameProblem(buf, at);
@@ -69,7 +72,17 @@ export function parseCapture(data: Uint8Array, options: ReadOptions = {}): Captu
 				if (length % EVENT_SIZE !== 0) throw new CaptureError(`an events frame of ${length} bytes is not a whole number of ${EVENT_SIZE}-byte records`);
 				items.push({ type: 'events', records: payload, count: length / EVENT_SIZE });
 			} else if (type === FrameType.walk) {
-				items.push({ type: 'walk', walk: parseWalk(payload) });
+				const { walk, delta } = parseWalk(payload);
+				if (delta) {
+					const base = tables.get(walk.netns);
+					if (!base) throw new CaptureError(`a walk of netns ${walk.netns} stored as a change, with no walk of it before`);
+					const table = (base.table ?? WalkTable.fromRecords(base.sockets)).apply(delta);
+					walk.sockets = table.walkOrder();
+					tables.set(walk.netns, { sockets: walk.sockets, table });
+				} else {
+					tables.set(walk.netns, { sockets: walk.sockets });
+				}
+				items.push({ type: 'walk', walk });
 			} else if (type === FrameType.end) {
 				trailer = parseTrailer(payload);
 			} else {
@@ -169,7 +182,7 @@ function frameProblem(buf: Buffer, at: number): string | undefined {
 	return undefined;
 }
 
-function parseWalk(payload: Buffer): WalkRecord {
+function parseWalk(payload: Buffer): { walk: WalkRecord; delta: WalkDelta | undefined } {
 	if (payload.length < 4) throw new CaptureError('a walk frame too short for its metadata');
 	const metaBytes = payload.readUInt32LE(0);
 	if (4 + metaBytes > payload.length) throw new CaptureError('a walk frame shorter than its metadata');
@@ -187,15 +200,24 @@ function parseWalk(payload: Buffer): WalkRecord {
 	for (const l of meta.listeners) {
 		if (!isObject(l) || !isPort(l.port) || !isCount(l.pid) || typeof l.comm !== 'string') fail('listeners are malformed');
 	}
-	const sockets = payload.subarray(4 + metaBytes);
+	if (meta.removed !== undefined && !isCount(meta.removed)) fail('metadata is malformed');
+	const removedBytes = meta.removed === undefined ? 0 : (meta.removed as number) * 8;
+	if (4 + metaBytes + removedBytes > payload.length) fail('a walk frame shorter than its removed cookies');
+	const sockets = payload.subarray(4 + metaBytes + removedBytes);
 	if (sockets.length % SOCK_SIZE !== 0) fail(`sockets of ${sockets.length} bytes are not a whole number of ${SOCK_SIZE}-byte records`);
-	return {
+	const walk: WalkRecord = {
 		netns: meta.netns as number,
 		takenAtUs: meta.takenAtUs as number,
 		settings: settingsFromJson(meta.settings as SettingsJson),
 		listeners: meta.listeners as WalkRecord['listeners'],
 		sockets,
 	};
+	if (meta.removed === undefined) return { walk, delta: undefined };
+	const removed = decodeCookies(payload.subarray(4 + metaBytes, 4 + metaBytes + removedBytes));
+	for (let i = 1; i < removed.length; i++) if (!(removed[i]! > removed[i - 1]!)) fail('removed cookies are not in ascending order');
+	const upserts = WalkTable.fromRecords(sockets);
+	if (upserts.size !== sockets.length / SOCK_SIZE) fail('changed sockets repeat a cookie');
+	return { walk, delta: { removed, upserts } };
 }
 
 function parseTrailer(payload: Buffer): CaptureTrailer {

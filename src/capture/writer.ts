@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import type { WalkRecord } from '../model/walk.js';
-import { CaptureError, encodeEnd, encodeFrame, encodePreamble, encodeWalk, type CaptureHeader, type CaptureTrailer } from './format.js';
+import { CaptureError, encodeEnd, encodeFrame, encodePreamble, WalkEncoder, type CaptureHeader, type CaptureTrailer } from './format.js';
 
 export class CaptureWriter {
 	readonly path: string;
@@ -17,6 +17,7 @@ export class CaptureWriter {
 	#walks = 0;
 	#full = false;
 	#closed = false;
+	readonly #walkEncoder = new WalkEncoder();
 
 	/**
 	 * Creates `path` (refusing an existing file unless `overwrite`) and writes the header. Throws a
@@ -62,7 +63,7 @@ export class CaptureWriter {
 
 	writeWalk(walk: WalkRecord): boolean {
 		if (!this.#fits(walk.sockets.byteLength + 4096)) return false;
-		this.#write(encodeWalk(walk));
+		this.#write(this.#walkEncoder.encode(walk).frame); // a change against the previous walk, mostly
 		this.#walks++;
 		return true;
 	}
