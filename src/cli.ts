@@ -173,7 +173,9 @@ export function buildProgram(io: Io, setExitCode: (code: number) => void = () =>
 		.option('--duration <time>', 'stop after this long (default: until Ctrl-C or SIGTERM)', parseDuration)
 		.option('--max-size <bytes>', 'stop before the file passes this size (K, M, G)', parseFileSize, 1024 ** 3)
 		.option('--force', 'overwrite the file if it exists')
-		.option('--walk-interval <time>', 'walk the socket tables this often (exact TIME_WAIT counts in the report)', parseInterval, 5000);
+		.option('--walk-interval <time>', 'walk the socket tables this often (exact TIME_WAIT counts in the report)', parseInterval, 5000)
+		.option('--last <time>', 'save this much of the past from the running agent\'s flight recorder (10m), instead of recording from now', parseDuration);
+	addAgentOptions(record);
 	addFilterOptions(record, { kinds: false, ringBytes: 32 * 1024 * 1024 })
 		.addHelpText('after', RECORD_HELP)
 		.action(async (opts: RecordOptions) => recordCommand(opts, io));
@@ -186,7 +188,9 @@ export function buildProgram(io: Io, setExitCode: (code: number) => void = () =>
 		.option('--top <n>', 'offenders listed', parseCount, 10)
 		.addOption(new Option('--by <grouping>', 'group offenders by').choices(GROUPINGS).default('process'))
 		.option('--partial', 'report on a capture that was cut short (killed, disk full): what it holds, marked incomplete')
-		.option('--walk-interval <time>', 'live: walk the socket tables this often', parseInterval, 5000);
+		.option('--walk-interval <time>', 'live: walk the socket tables this often', parseInterval, 5000)
+		.option('--last <time>', 'without FILE: the past from the running agent\'s flight recorder (10m); default with an agent: all it holds', parseDuration);
+	addAgentOptions(reportCmd);
 	addFilterOptions(reportCmd, { kinds: false, ringBytes: 32 * 1024 * 1024 })
 		.addHelpText('after', REPORT_HELP)
 		.action(async (file: string | undefined, opts: ReportOptions) => reportCommand(file, opts, io));
@@ -217,7 +221,11 @@ export function buildProgram(io: Io, setExitCode: (code: number) => void = () =>
 		.addOption(new Option('--walk-interval <time>', 'walk the socket tables this often: sockets from before start, settings, and what no tracepoint shows (expiry between walks follows the kernel timers)')
 			.argParser(parseInterval).default(60_000, '60s'))
 		.option('--agent-socket <path>', `serve the agent API (top, doctor, report and record use it) on this Unix socket, root:${AGENT_GROUP} 0660 (default ${DEFAULT_AGENT_SOCKET}, or $TWTRACE_AGENT_SOCKET)`)
-		.option('--no-agent-socket', 'no agent API: metrics only');
+		.option('--no-agent-socket', 'no agent API: metrics only')
+		.addOption(new Option('--recorder <time>', 'the flight recorder keeps this much of the past for report --last and record --last (bounded by --recorder-size too)')
+			.argParser(parseDuration).default(15 * 60_000, '15m'))
+		.option('--no-recorder', 'no flight recorder')
+		.option('--recorder-size <bytes>', 'the flight recorder keeps at most this much memory (K, M, G)', parseFileSize, 64 * 1024 * 1024);
 	addFilterOptions(serve, { kinds: false, ringBytes: DEFAULT_RING_BYTES })
 		.addHelpText('after', SERVE_HELP)
 		.action(async (opts: ServeOptions) => serveCommand(opts, io));

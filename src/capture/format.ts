@@ -21,6 +21,7 @@
  * compares LAYOUT_FINGERPRINT with the generated layout for that reason.
  */
 import { createHash } from 'node:crypto';
+import os from 'node:os';
 import { crc32 } from 'node:zlib';
 import { EVENT_FIELDS, EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE, TASK_FIELDS, TASK_SIZE } from '../event/layout.generated.js';
 import type { NetnsSettings } from '../model/aggregate.js';
@@ -146,6 +147,24 @@ export function portListText(ports: ReadonlySet<number>): string {
 		i = j + 1;
 	}
 	return parts.join(',');
+}
+
+/** The header of a capture this twtrace writes (record, and the agent's flight recorder). */
+export function captureHeader(o: Pick<CaptureHeader, 'startedAt' | 'clock' | 'filters' | 'walkIntervalMs' | 'namespaces'>): CaptureHeader {
+	return {
+		format: 'twtrace-capture',
+		version: CAPTURE_VERSION,
+		tool: `twtrace ${process.env.npm_package_version ?? '0.1.0'}`,
+		host: { hostname: os.hostname(), kernel: os.release(), arch: os.arch(), byteOrder: os.endianness() },
+		startedAt: o.startedAt,
+		clock: o.clock,
+		layout: layoutFingerprint(),
+		eventSize: EVENT_SIZE,
+		sockSize: SOCK_SIZE,
+		filters: o.filters,
+		walkIntervalMs: o.walkIntervalMs,
+		namespaces: o.namespaces,
+	};
 }
 
 export function encodePreamble(header: CaptureHeader): Buffer {

@@ -20,7 +20,7 @@ export interface ChosenAgent {
 }
 
 /** Filters that change what is traced: the agent's model was built without them. */
-function tracingFilters(opts: Partial<FilterOptions>): string[] {
+export function tracingFilters(opts: Partial<FilterOptions>): string[] {
 	const given: string[] = [];
 	if (opts.pid !== undefined) given.push('--pid');
 	if (opts.comm !== undefined) given.push('--comm');
@@ -48,7 +48,11 @@ export async function chooseAgent(command: string, opts: AgentChoiceOptions & Pa
 
 /** "agent pid 1234, up 3.2 h": for headers. */
 export function agentLabel(info: AgentInfo): string {
-	const s = info.uptimeSeconds;
-	const up = s < 120 ? `${Math.round(s)} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
-	return `agent pid ${info.pid}, up ${up}`;
+	return `agent pid ${info.pid}, up ${formatSpan(info.uptimeSeconds * 1000)}`;
+}
+
+/** 600000 → "10 min", 90000 → "90 s", 11520000 → "3.2 h". */
+export function formatSpan(ms: number): string {
+	const s = ms / 1000;
+	return s < 120 ? `${Math.round(s)} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
 }

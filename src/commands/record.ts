@@ -4,10 +4,10 @@
  * file properly: the ring is drained, the trailer written, the file fsynced.
  */
 import fs from 'node:fs';
-import os from 'node:os';
-import { captureDrops, CaptureError, CAPTURE_VERSION, layoutFingerprint, settingsToJson, type CaptureHeader } from '../capture/format.js';
+import { captureDrops, CaptureError, captureHeader, settingsToJson, type CaptureHeader } from '../capture/format.js';
 import { CaptureWriter } from '../capture/writer.js';
-import { EVENT_FIELDS, EVENT_SIZE, EventKind, SOCK_SIZE } from '../event/layout.generated.js';
+import { EVENT_FIELDS, EVENT_SIZE, EventKind } from '../event/layout.generated.js';
+import type { Filters } from '../tracer/tracer.js';
 import type { TwtEvent } from '../event/decode.js';
 import { ChurnModel } from '../model/aggregate.js';
 import { blame } from '../model/attribution.js';
@@ -17,11 +17,14 @@ import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
 import { LiveFeed, monotonicUs } from '../pipeline/live.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import { formatBytes, type FilterOptions } from './options.js';
+import { agentLabel, chooseAgent, formatSpan, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
 
-export interface RecordOptions extends FilterOptions {
+export interface RecordOptions extends FilterOptions, AgentChoiceOptions {
 	output: string;
 	duration?: number;
+	/** Save this much of the past from the agent's flight recorder, ms, instead of recording from now. */
+	last?: number;
 	maxSize: number;
 	force?: boolean;
 	walkInterval: number;
@@ -35,6 +38,7 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 	const filters = resolveFilters({ ...opts, kind: undefined });
 	// Checked before loading BPF, for a prompt usage error; the writer's O_EXCL create is what guarantees it.
 	if (fs.existsSync(opts.output) && !opts.force) throw usageError(`${opts.output} exists; use --force to overwrite it`, 'Or choose another file with -o');
+	if (opts.last !== undefined) return saveFromAgent(opts, io);
 	const objectPath = defaultObjectPath();
 	preflight('record', objectPath);
 
@@ -78,26 +82,13 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 		},
 	});
 
-	const header: CaptureHeader = {
-		format: 'twtrace-capture',
-		version: CAPTURE_VERSION,
-		tool: `twtrace ${process.env.npm_package_version ?? '0.1.0'}`,
-		host: { hostname: os.hostname(), kernel: os.release(), arch: os.arch(), byteOrder: os.endianness() },
+	const header = captureHeader({
 		startedAt,
 		clock: { startUs, epochOffsetUs: epochOffsetUs() },
-		layout: layoutFingerprint(),
-		eventSize: EVENT_SIZE,
-		sockSize: SOCK_SIZE,
-		filters: {
-			netns: filters.netns,
-			...(opts.pid !== undefined ? { pid: opts.pid } : {}),
-			...(opts.comm !== undefined ? { comm: opts.comm } : {}),
-			...(opts.port !== undefined ? { port: opts.port } : {}),
-			...(filters.family !== undefined ? { family: filters.family } : {}),
-		},
+		filters: captureFilters(filters, opts),
 		walkIntervalMs: opts.walkInterval,
 		namespaces: pending.flatMap((p) => ('walk' in p ? [{ netns: p.walk.netns, settings: settingsToJson(p.walk.settings) }] : [])),
-	};
+	});
 	let timer: NodeJS.Timeout | undefined;
 	let deadline: NodeJS.Timeout | undefined;
 	let reason = '';
@@ -161,4 +152,36 @@ function onlyComm(events: readonly TwtEvent[], raw: Buffer, comm: string): { raw
 		else if (blame(events[next++]!).comm === comm) parts.push(record);
 	}
 	return { raw: Buffer.concat(parts), count: parts.length };
+}
+
+/** The filters a capture's header names (as given: an incomplete capture is not mistaken for all of the host). */
+export function captureFilters(filters: Filters, opts: Pick<FilterOptions, 'pid' | 'comm' | 'port'>): CaptureHeader['filters'] {
+	return {
+		netns: filters.netns,
+		...(opts.pid !== undefined ? { pid: opts.pid } : {}),
+		...(opts.comm !== undefined ? { comm: opts.comm } : {}),
+		...(opts.port !== undefined ? { port: opts.port } : {}),
+		...(filters.family !== undefined ? { family: filters.family } : {}),
+	};
+}
+
+/** record --last: the agent's flight recorder of the last --last, saved as a capture file. */
+async function saveFromAgent(opts: RecordOptions, io: Io): Promise<void> {
+	if (opts.duration !== undefined) throw usageError('--last (the past) or --duration (from now), not both');
+	if (opts.standalone) throw usageError('--last reads the agent\'s flight recorder: not with --standalone');
+	const filters = tracingFilters(opts);
+	if (filters.length) throw usageError(`${filters[0]} does not apply to --last: the agent recorded with its own filters`, 'Without --last, record from now with them: sudo twtrace record ' + filters[0] + ' … -o FILE');
+	const agent = await chooseAgent('record', opts, io);
+	if (!agent) {
+		throw new TwtraceError('--last reads the flight recorder of a running agent, and none answers',
+			'Start one (sudo twtrace serve, or systemctl start twtrace) so that the past is there next time; now, record from now: sudo twtrace record -o FILE');
+	}
+	const bytes = await agent.client.capture(opts.last);
+	try {
+		fs.writeFileSync(opts.output, bytes, { flag: opts.force ? 'w' : 'wx', mode: 0o640 });
+	} catch (error) {
+		throw new TwtraceError(`cannot write ${opts.output}: ${(error as Error).message}`, 'Choose another file with -o');
+	}
+	io.stderr.write(`twtrace: the last ${formatSpan(opts.last!)} from the ${agentLabel(agent.info)} written to ${opts.output} (${formatBytes(bytes.length)}).\n` +
+		`twtrace: report with: twtrace report ${opts.output}\n`);
 }

@@ -3,7 +3,8 @@
  * or live for --duration, printed as a table, JSON or Markdown (each starts with the one-line summary).
  */
 import { captureDrops, CaptureError } from '../capture/format.js';
-import { readCaptureFile } from '../capture/reader.js';
+import { parseCapture, readCaptureFile } from '../capture/reader.js';
+import { agentLabel, chooseAgent, formatSpan, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
 import { ChurnModel } from '../model/aggregate.js';
 import type { Grouping } from '../model/snapshot.js';
 import { ReportBuilder, type Report } from '../report/report.js';
@@ -19,8 +20,10 @@ import os from 'node:os';
 
 export const REPORT_FORMATS = ['table', 'json', 'markdown'] as const;
 
-export interface ReportOptions extends FilterOptions {
+export interface ReportOptions extends FilterOptions, AgentChoiceOptions {
 	duration?: number;
+	/** From the agent's flight recorder: this much of the past, ms. */
+	last?: number;
 	format: (typeof REPORT_FORMATS)[number];
 	top: number;
 	by: Grouping;
@@ -34,9 +37,52 @@ export function renderReport(report: Report, format: ReportOptions['format']): s
 }
 
 export async function reportCommand(file: string | undefined, opts: ReportOptions, io: Io): Promise<void> {
-	const report = file === undefined ? await liveReport(opts, io) : fromCapture(file, opts);
+	if (file !== undefined && opts.last !== undefined) throw usageError('--last reads the agent\'s flight recorder, not a FILE', 'twtrace report --last 10m');
+	if (opts.last !== undefined && opts.duration !== undefined) throw usageError('--last (the past) or --duration (from now), not both');
+	const report = file !== undefined ? fromCapture(file, opts) : (await fromAgent(opts, io)) ?? await liveReport(opts, io);
 	io.stdout.write(renderReport(report, opts.format));
 	if (!report.complete) io.stderr.write(`twtrace: the capture is incomplete (${report.incomplete}); the report covers what it holds.\n`);
+}
+
+/**
+ * From the running agent's flight recorder: --last of the past, all it holds by default, or, with
+ * --duration, the next --duration (waited for here, recorded by the agent). Undefined without an agent.
+ */
+async function fromAgent(opts: ReportOptions, io: Io): Promise<Report | undefined> {
+	const filters = tracingFilters(opts);
+	if (opts.last !== undefined && filters.length) {
+		throw usageError(`${filters[0]} does not apply to --last: the agent recorded with its own filters`, `Watch live with it: sudo twtrace report ${filters[0]} … --duration 60s`);
+	}
+	const agent = await chooseAgent('report', opts, io);
+	if (!agent) {
+		if (opts.last !== undefined) {
+			throw new TwtraceError('--last reads the flight recorder of a running agent, and none answers',
+				`Start one (sudo twtrace serve, or systemctl start twtrace) so that the past is there next time; now, watch live: sudo twtrace report --duration 60s`);
+		}
+		return undefined;
+	}
+	if (opts.partial) throw usageError('--partial applies to a capture FILE');
+	let lastMs = opts.last;
+	if (opts.duration !== undefined) {
+		io.stderr.write(`twtrace: the agent records; reporting in ${opts.duration / 1000} s. Ctrl-C to report early.\n`);
+		const startedMs = Date.now();
+		await new Promise<void>((resolve) => {
+			const t = setTimeout(resolve, opts.duration);
+			void io.interrupted.then(() => (clearTimeout(t), resolve()));
+		});
+		lastMs = Date.now() - startedMs;
+	}
+	const bytes = await agent.client.capture(lastMs);
+	const label = `${agentLabel(agent.info)}: ${lastMs === undefined ? 'all its flight recorder holds' : `the last ${formatSpan(lastMs)}`}`;
+	io.stderr.write(`twtrace: report from the ${label}\n`);
+	try {
+		const capture = parseCapture(bytes);
+		const cgroups = new CgroupPaths();
+		return replayCapture(capture, { by: opts.by, top: opts.top, file: label, cgroupPath: (id) => cgroups.lookup(id) });
+	} catch (error) {
+		if (error instanceof CaptureError) throw new TwtraceError(`the agent's flight recorder: ${error.message}`, 'Report it: the agent served a capture this twtrace cannot read');
+		throw error;
+	}
 }
 
 function fromCapture(file: string, opts: ReportOptions): Report {
@@ -54,7 +100,10 @@ function fromCapture(file: string, opts: ReportOptions): Report {
 }
 
 async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
-	if (opts.duration === undefined) throw usageError('give a capture FILE, or --duration for a live report', 'Examples: twtrace report churn.twtcap · sudo twtrace report --duration 60s');
+	if (opts.duration === undefined) {
+		throw usageError('give a capture FILE, --last with a running agent, or --duration for a live report',
+			'Examples: twtrace report churn.twtcap · twtrace report --last 10m · sudo twtrace report --duration 60s');
+	}
 	if (opts.partial) throw usageError('--partial applies to a capture FILE');
 	const filters = resolveFilters({ ...opts, kind: undefined });
 	const objectPath = defaultObjectPath();

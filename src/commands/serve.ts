@@ -13,6 +13,8 @@ import { MAX_WALKED_NAMESPACES, monotonicUs } from '../pipeline/live.js';
 import { LivePipeline } from '../pipeline/pipeline.js';
 import { defaultObjectPath, packageVersion, preflight } from '../tracer/preflight.js';
 import { MetricsServer, type ListenAddress } from '../server/http.js';
+import os from 'node:os';
+import { captureFilters } from './record.js';
 import { eventsLost } from '../model/losses.js';
 import { PrometheusView } from '../views/prometheus.js';
 import type { FilterOptions } from './options.js';
@@ -25,6 +27,9 @@ export interface ServeOptions extends FilterOptions {
 	walkInterval: number;
 	/** The agent API's socket; false: no agent API (--no-agent-socket). */
 	agentSocket: string | boolean;
+	/** The flight recorder keeps this long (ms); false: none (--no-recorder). */
+	recorder: number | false;
+	recorderSize: number;
 }
 
 /** A group with no events and no TIME_WAIT held for this long loses its series: the process is gone. */
@@ -64,6 +69,12 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 		const p = (pipeline = new LivePipeline({
 			objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true, cgroupRescanMs: 250,
 			model: { comm: opts.comm, pid: opts.pid, port: opts.port, closesFromTimeWait: true },
+			...(opts.recorder !== false && socketPath ? {
+				recorder: {
+					maxAgeMs: opts.recorder, maxBytes: opts.recorderSize, filters: captureFilters(filters, opts),
+					describe: () => `flight recorder of the twtrace agent (pid ${process.pid}) on ${os.hostname()}`,
+				},
+			} : {}),
 		}, () => ({ onEach: (e, blamed) => metrics.observeOne(e, blamed) })));
 		cgroupLabel = (id) => (id === 0 ? '(unknown)' : p.cgroups.lookup(id) ?? `id:${id}`);
 		const live = p.feed;
@@ -73,7 +84,7 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 			startedAt: new Date(p.startedAtMs).toISOString(),
 			uptimeSeconds: (Date.now() - p.startedAtMs) / 1000,
 			filters: { netns: filters.netns, comm: opts.comm ?? null, pid: opts.pid ?? null, port: opts.port ?? null, family: opts.family ?? null },
-			recorder: { frames: 0, bytes: 0, maxBytes: 0, spanSeconds: 0, maxSeconds: 0, firstAt: null },
+			recorder: recorderInfo(p),
 		});
 		// Listening after BPF is attached, so the listener's owner is captured like any other
 		// (else twtrace's own scrapes would count as accepted by "(before start)").
@@ -92,8 +103,10 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 			agent = await AgentServer.listen(socketPath, {
 				info,
 				snapshot: (q) => p.snapshotReply(q, info()),
-				capture: () => {
-					throw new Error('the flight recorder is off');
+				capture: (lastMs) => {
+					if (!p.recorder) throw new Error('the flight recorder is off (serve --no-recorder)');
+					live.drainNow();
+					return p.recorder.capture(lastMs, monotonicUs());
 				},
 			});
 		}
@@ -104,6 +117,7 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 			const nowUs = monotonicUs();
 			model.tick(nowUs);
 			metrics.tick(model, nowUs);
+			p.recorder?.tick(nowUs);
 			const d = live.drops;
 			const losses = eventsLost(d) + d.mapFull;
 			if (losses > loggedLosses && Date.now() - loggedAtMs >= DROP_LOG_MS) {
@@ -124,4 +138,11 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 		const summary = await pipeline?.feed.stop();
 		if (summary && server) io.stderr.write(summaryLine(summary) + '\n');
 	}
+}
+
+function recorderInfo(p: LivePipeline): AgentInfo['recorder'] {
+	if (!p.recorder) return { frames: 0, bytes: 0, maxBytes: 0, spanSeconds: 0, maxSeconds: 0, firstAt: null };
+	const nowUs = monotonicUs();
+	const { firstUs, ...s } = p.recorder.stats(nowUs);
+	return { ...s, firstAt: new Date(Date.now() - (nowUs - firstUs) / 1000).toISOString() };
 }

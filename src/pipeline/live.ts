@@ -28,7 +28,7 @@ export interface LiveFeedOptions {
 	keepRaw?: boolean;
 	/**
 	 * Ingest each event as it is drained, from ring memory, with no object per event; onEach instead
-	 * of onEvents gets it (top, serve). Not with keepRaw.
+	 * of onEvents gets it (top, serve). With keepRaw, onEvents gets the raw records, and no events.
 	 */
 	perEvent?: boolean;
 }

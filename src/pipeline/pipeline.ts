@@ -9,11 +9,15 @@ import { ChurnModel, type ModelOptions } from '../model/aggregate.js';
 import { snapshot } from '../model/snapshot.js';
 import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
 import { LiveFeed, monotonicUs, type LiveFeedHandlers, type LiveFeedOptions } from './live.js';
+import { FlightRecorder, type RecorderOptions } from './recorder.js';
+import { captureDrops, captureHeader, type CaptureHeader } from '../capture/format.js';
 
 export interface PipelineOptions extends LiveFeedOptions {
 	model: ModelOptions;
 	/** How soon after a miss the cgroup tree is scanned again (a new container's cgroup). */
 	cgroupRescanMs?: number;
+	/** Keep the last minutes as capture frames (the agent): `capture` says what a capture's header names. */
+	recorder?: RecorderOptions & { filters: CaptureHeader['filters']; describe: () => string };
 }
 
 export class LivePipeline {
@@ -24,10 +28,53 @@ export class LivePipeline {
 	readonly startedAtMs = Date.now();
 
 	/** Loads and attaches (throws what the tracer throws); the first walk starts in the background. */
+	/** The flight recorder, when asked for. */
+	readonly recorder: FlightRecorder | undefined;
+
 	constructor(options: PipelineOptions, handlers: (model: ChurnModel) => LiveFeedHandlers = () => ({})) {
 		this.model = new ChurnModel(monotonicUs(), options.model);
 		this.cgroups = new CgroupPaths(undefined, options.cgroupRescanMs);
-		this.feed = new LiveFeed(this.model, options, handlers(this.model));
+		const given = handlers(this.model);
+		const rec = options.recorder;
+		// The recorder is made once the feed exists (it reads the feed's losses); nothing reaches
+		// these handlers before: events and walks arrive from the event loop.
+		let recorder: FlightRecorder | undefined;
+		this.feed = new LiveFeed(this.model, { ...options, keepRaw: options.keepRaw || rec !== undefined }, rec ? {
+			...given,
+			onEvents: (events, raw) => {
+				if (raw) recorder?.addEvents(raw, monotonicUs());
+				given.onEvents?.(events, raw);
+			},
+			onWalk: (walk) => {
+				recorder?.addWalk(walk, monotonicUs());
+				given.onWalk?.(walk);
+			},
+		} : given);
+		if (rec) {
+			recorder = new FlightRecorder(rec, {
+				header: (startUs) => captureHeader({
+					startedAt: new Date((startUs + epochOffsetUs()) / 1000).toISOString(),
+					clock: { startUs: Math.round(startUs), epochOffsetUs: epochOffsetUs() },
+					filters: rec.filters,
+					walkIntervalMs: options.walkIntervalMs ?? 0,
+					namespaces: [],
+				}),
+				drops: () => captureDrops(this.feed.drops),
+				cgroups: () => this.#cgroupNames(),
+				describe: rec.describe,
+			}, monotonicUs());
+		}
+		this.recorder = recorder;
+	}
+
+	/** cgroup id → path for the owners the model holds. */
+	#cgroupNames(): Record<string, string> {
+		const out: Record<string, string> = {};
+		for (const o of this.model.owners.values()) {
+			const name = o.cgroupId ? this.cgroups.lookup(o.cgroupId) : undefined;
+			if (name !== undefined) out[o.cgroupId] = name;
+		}
+		return out;
 	}
 
 	/** The model now, as `query` asks, with what a view needs besides. Drains the ring first. */

@@ -22,7 +22,8 @@ export interface SessionOptions {
 	/**
 	 * Hand each event to this as it is drained, as a reused view of ring memory (Decoder.at), instead
 	 * of batches of objects to onEvents: no object per event, for consumers that keep nothing of it
-	 * (top's and serve's model). Not with keepRaw.
+	 * (top's and serve's model). With keepRaw, the raw records still go to onEvents, with no
+	 * event objects (the agent's flight recorder).
 	 */
 	onEach?: (e: TwtEvent) => void;
 }
@@ -73,11 +74,12 @@ export class TraceSession {
 		this.#handlers = handlers;
 		this.#keepRaw = options.keepRaw === true;
 		let decoder: Decoder | undefined;
-		let memory: Uint8Array | undefined;
+		let ringBytes: Buffer | undefined;
 		this.#tracer = new Tracer(
 			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: options.socketWalks },
 			options.onEach ? (offset, length) => {
 				const r = decoder!.at(offset, length);
+				if (this.#keepRaw && (r === undefined || !isDecodeFailure(r))) this.#keepRecord(ringBytes!, offset);
 				if (r === undefined) return;
 				if (isDecodeFailure(r)) {
 					this.#decodeErrors++;
@@ -91,18 +93,12 @@ export class TraceSession {
 					this.#decodeErrors++;
 					return;
 				}
-				if (this.#keepRaw) {
-					// Task records too: a replay needs them to know whose the events are.
-					this.#raw ??= Buffer.allocUnsafe(MAX_BATCH_EVENTS * EVENT_SIZE);
-					this.#raw.set(memory!.subarray(offset, offset + EVENT_SIZE), this.#rawBytes);
-					this.#rawBytes += EVENT_SIZE;
-					if (r === undefined && this.#rawBytes >= MAX_BATCH_EVENTS * EVENT_SIZE) this.#flush();
-				}
+				if (this.#keepRaw) this.#keepRecord(ringBytes!, offset);
 				if (r !== undefined && this.#batch.push(r) >= MAX_BATCH_EVENTS) this.#flush();
 			},
 		);
 		decoder = this.#decoder = new Decoder(this.#tracer.memory);
-		memory = new Uint8Array(this.#tracer.memory);
+		ringBytes = Buffer.from(this.#tracer.memory);
 		const dropCheckMs = options.dropCheckMs ?? 1000;
 		this.#tracer.reader.start({
 			intervalMs: options.intervalMs ?? 10,
@@ -170,6 +166,17 @@ export class TraceSession {
 			seconds: (Date.now() - this.#startedMs) / 1000,
 		};
 		return this.#final;
+	}
+
+	/**
+	 * Copies one record out of ring memory for onEvents' `raw`; task records too: a replay needs them
+	 * to know whose the events are. Buffer.copy: no view object per record.
+	 */
+	#keepRecord(ring: Buffer, offset: number): void {
+		this.#raw ??= Buffer.allocUnsafe(MAX_BATCH_EVENTS * EVENT_SIZE);
+		ring.copy(this.#raw, this.#rawBytes, offset, offset + EVENT_SIZE);
+		this.#rawBytes += EVENT_SIZE;
+		if (this.#rawBytes >= MAX_BATCH_EVENTS * EVENT_SIZE) this.#flush();
 	}
 
 	#flush(): void {

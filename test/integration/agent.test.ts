@@ -46,6 +46,7 @@ bpfTest('agent: top and doctor started after exhaustion answer from the agent: e
 	t.regex(serve.stderr(), new RegExp(`the agent API on ${socket.replace(/[.]/g, '\\.')}`));
 
 	const server = await startServer(pair.server, '0.0.0.0', 7800, 'wait-close', 100);
+	const churnStartedAt = Date.now();
 	const churner = await runClient(pair.client, pair.serverAddr, 7800, 'close-first', 100, namedCopy(dir, 'churner'));
 	t.is(churner.ok, 100);
 	const victim = await runClient(pair.client, pair.serverAddr, 7800, 'exhaust', 5, namedCopy(dir, 'victim'));
@@ -80,6 +81,28 @@ bpfTest('agent: top and doctor started after exhaustion answer from the agent: e
 	// serve's metrics: the failure by victim and destination.
 	const samples = parseExposition(await (await fetch(`${serve.url}/metrics`)).text());
 	t.is(valueOf(samples, 'twtrace_port_failures_total', { comm: 'victim', call: 'connect', errno: 'EADDRNOTAVAIL', netns: String(pair.clientInode), addr: pair.serverAddr, port: '7800' }), 1);
+
+	// report --last: the flight recorder's minutes before the call, with the victim linked to the churner.
+	const calledAt = Date.now();
+	const rep = await run(['report', '--last', '5m', '--format', 'json', '--agent-socket', socket]);
+	t.is(rep.code, 0, rep.stderr);
+	t.regex(rep.stderr, /report from the agent pid \d+, up .*: the last 5 min/);
+	const report = JSON.parse(rep.stdout);
+	t.true(Date.parse(report.source.startedAt) < churnStartedAt, `the report starts at ${report.source.startedAt}, before the churner (${new Date(churnStartedAt).toISOString()})`);
+	t.true(churnStartedAt < calledAt);
+	t.like(report.offenders[0], { pid: churner.pid, comm: 'churner', timeWaitEntries: 100 });
+	t.like(report.victims[0], { pid: victim.pid, comm: 'victim', errno: 'EADDRNOTAVAIL', failures: 1 });
+	t.is(report.victims[0].heldBy[0].label, `churner (pid ${churner.pid})`);
+	t.like(report.losses, { ringFull: 0, missedRuns: 0 });
+
+	// record --last saves the same minutes to a file; report on it agrees.
+	const file = path.join(dir, 'last.twtcap');
+	const rec = await run(['record', '--last', '5m', '-o', file, '--agent-socket', socket]);
+	t.is(rec.code, 0, rec.stderr);
+	t.regex(rec.stderr, /the last 5 min from the agent pid \d+.* written to /);
+	const fromFile = JSON.parse((await run(['report', file, '--format', 'json'])).stdout);
+	t.like(fromFile.offenders[0], { pid: churner.pid, timeWaitEntries: 100 });
+	t.is((await run(['record', '--last', '5m', '-o', file, '--agent-socket', socket])).code, 2, 'an existing file needs --force');
 
 	// Who may use the socket: root and the twtrace group only.
 	t.is(fs.statSync(path.dirname(socket)).mode & 0o777, 0o750);
