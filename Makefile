@@ -5,13 +5,14 @@ CC ?= cc
 ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 BPF_OBJ := build/twtrace.bpf.o
+HOLDERS_OBJ := build/holders.bpf.o
 HELPERS := build/tcp-scenario build/churn build/floor.bpf.o
 TS_SRC := $(shell find src native -name "*.ts")
 
 .PHONY: all bpf helpers ts layout clean
 all: bpf helpers ts
 
-bpf: $(BPF_OBJ)
+bpf: $(BPF_OBJ) $(HOLDERS_OBJ)
 helpers: $(HELPERS)
 ts: dist/src/cli.js
 
@@ -21,6 +22,9 @@ build/vmlinux.h:
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
 $(BPF_OBJ): bpf/twtrace.bpf.c bpf/twtrace.h build/vmlinux.h
+	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibuild -Ibpf -c $< -o $@
+
+$(HOLDERS_OBJ): bpf/holders.bpf.c bpf/twtrace.h build/vmlinux.h
 	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibuild -Ibpf -c $< -o $@
 
 # bench/: the floor, two empty programs on the tracepoint twtrace uses.

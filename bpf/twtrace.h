@@ -132,6 +132,24 @@ struct twt_sock {
 	__u32 _pad;
 };
 
+/*
+ * One TCP socket a process holds open, from the iter/task_file program (dump_holders): who holds
+ * connections towards a destination now, the evidence for a likely owner of TIME_WAIT sockets that
+ * predate twtrace (their own owner is gone from the kernel's view: a timewait socket has no file).
+ */
+struct twt_holder {
+	__u8 saddr[TWT_ADDR_LEN];
+	__u8 daddr[TWT_ADDR_LEN];
+	char comm[TWT_COMM_LEN];
+	__u32 pid;          /* thread group id */
+	__u32 netns;
+	__u16 sport;        /* host order */
+	__u16 dport;
+	__u16 family;
+	__u8 state;         /* TCP_* */
+	__u8 _pad;
+};
+
 /* Filters, written into .rodata by the loader between open and load (const volatile: the verifier
  * sees them as constants and prunes disabled branches). Zero means "any" everywhere. */
 struct twt_config {

@@ -24,7 +24,7 @@ interface BtfType {
 
 export interface Field { offset: number; size: number; count?: number }
 
-const STRUCTS = { event: 'twt_event', task: 'twt_task', sock: 'twt_sock', config: 'twt_config', closing: 'twt_closing' } as const;
+const STRUCTS = { event: 'twt_event', task: 'twt_task', sock: 'twt_sock', holder: 'twt_holder', config: 'twt_config', closing: 'twt_closing' } as const;
 const ENUMS = {
 	EventKind: ['twt_event_kind', 'TWT_KIND_'],
 	Side: ['twt_side', 'TWT_SIDE_'],
@@ -72,6 +72,7 @@ export function generateLayout(types: BtfType[]): string {
 	const event = fields(STRUCTS.event);
 	const task = fields(STRUCTS.task);
 	const sock = fields(STRUCTS.sock);
+	const holder = fields(STRUCTS.holder);
 	const config = fields(STRUCTS.config);
 	const closing = fields(STRUCTS.closing);
 	const walkSettings = fields('twt_walk_settings');
@@ -94,6 +95,8 @@ export function generateLayout(types: BtfType[]): string {
 		...structLines('TASK', task),
 		'/** One socket from the iter/tcp program (dump_tcp). */',
 		...structLines('SOCK', sock),
+		'/** One TCP socket a process holds open, from the iter/task_file program (dump_holders). */',
+		...structLines('HOLDER', holder),
 		...structLines('CONFIG', config),
 		'/** Where `const volatile struct twt_config cfg` sits in the .rodata map, and that map\'s size. */',
 		`export const RODATA_CFG_OFFSET = ${cfgVar.offset};`,

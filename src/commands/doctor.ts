@@ -11,7 +11,7 @@ import { VICTIM_WINDOW_US } from '../model/snapshot.js';
 import { LivePipeline } from '../pipeline/pipeline.js';
 import { agentLabel, chooseAgent, type AgentChoiceOptions, type ChosenAgent } from './agent-choice.js';
 import { TwtraceError, usageError } from '../errors.js';
-import { defaultObjectPath, preflight } from '../tracer/preflight.js';
+import { defaultObjectPath, holdersObjectPath, preflight } from '../tracer/preflight.js';
 import type { FilterOptions } from './options.js';
 import { resolveFilters, type Io } from './trace.js';
 
@@ -66,7 +66,7 @@ async function standalone(opts: DoctorOptions, io: Io): Promise<{ input: DoctorI
 	const objectPath = defaultObjectPath();
 	preflight('doctor', objectPath);
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
-	const pipeline = new LivePipeline({ objectPath, filters, ringBytes: opts.ringSize, log, model: { closesFromTimeWait: true } });
+	const pipeline = new LivePipeline({ objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, model: { closesFromTimeWait: true } });
 	try {
 		await new Promise<void>((resolve) => {
 			const t = setTimeout(resolve, opts.sample);
@@ -74,7 +74,7 @@ async function standalone(opts: DoctorOptions, io: Io): Promise<{ input: DoctorI
 		});
 		await pipeline.feed.walkAll(); // the counts reported are the kernel's, at the end of the sample
 	} finally {
-		await pipeline.feed.stop();
+		await pipeline.stop();
 	}
 	const reply = pipeline.snapshotReply({ ...QUERY, windowMs: Math.max(opts.sample, 1) });
 	const sampleSeconds = Math.round(opts.sample / 100) / 10;

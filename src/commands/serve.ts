@@ -11,7 +11,7 @@ import { API_VERSION, type AgentInfo } from '../agent/wire.js';
 import { ChurnMetrics } from '../model/churn-metrics.js';
 import { MAX_WALKED_NAMESPACES, monotonicUs } from '../pipeline/live.js';
 import { LivePipeline } from '../pipeline/pipeline.js';
-import { defaultObjectPath, packageVersion, preflight } from '../tracer/preflight.js';
+import { defaultObjectPath, holdersObjectPath, packageVersion, preflight } from '../tracer/preflight.js';
 import { MetricsServer, type ListenAddress } from '../server/http.js';
 import os from 'node:os';
 import { captureFilters } from './record.js';
@@ -67,7 +67,7 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 	try {
 		const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 		const p = (pipeline = new LivePipeline({
-			objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true, cgroupRescanMs: 250,
+			objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true, cgroupRescanMs: 250,
 			model: { comm: opts.comm, pid: opts.pid, port: opts.port, closesFromTimeWait: true },
 			...(opts.recorder !== false && socketPath ? {
 				recorder: {
@@ -135,7 +135,7 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 		stopping = true;
 		await agent?.close();
 		await server?.close();
-		const summary = await pipeline?.feed.stop();
+		const summary = await pipeline?.stop();
 		if (summary && server) io.stderr.write(summaryLine(summary) + '\n');
 	}
 }

@@ -10,7 +10,7 @@ import type { SnapshotQuery, SnapshotReply } from '../agent/wire.js';
 import { TwtraceError } from '../errors.js';
 import type { Grouping, SortKey } from '../model/snapshot.js';
 import { isWriteEndOrphaned } from '../tracer/host.js';
-import { defaultObjectPath, preflight } from '../tracer/preflight.js';
+import { defaultObjectPath, holdersObjectPath, preflight } from '../tracer/preflight.js';
 import { LivePipeline } from '../pipeline/pipeline.js';
 import { agentLabel, chooseAgent, type AgentChoiceOptions } from './agent-choice.js';
 import { Terminal } from '../views/terminal.js';
@@ -54,14 +54,14 @@ async function openSource(opts: TopOptions, io: Io): Promise<Source> {
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 	// Walks at once: sockets that predate twtrace, and the namespaces' settings, before the first screen.
 	const pipeline = new LivePipeline({
-		objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true,
+		objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true,
 		model: { comm: opts.comm, pid: opts.pid, port: opts.port, closesFromTimeWait: true },
 	});
 	return {
 		reply: async (q) => pipeline.snapshotReply(q),
 		// A namespace first seen in events is walked at once: its settings and older sockets count now.
 		maybeWalk: () => pipeline.feed.maybeWalk(),
-		stop: async () => summaryLine(await pipeline.feed.stop()),
+		stop: async () => summaryLine(await pipeline.stop()),
 	};
 }
 

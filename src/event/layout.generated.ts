@@ -60,6 +60,21 @@ export const SOCK_FIELDS = {
 	_pad: { offset: 60, size: 4 },
 } as const satisfies Record<string, FieldLayout>;
 
+/** One TCP socket a process holds open, from the iter/task_file program (dump_holders). */
+export const HOLDER_SIZE = 64;
+export const HOLDER_FIELDS = {
+	saddr: { offset: 0, size: 16, count: 16 },
+	daddr: { offset: 16, size: 16, count: 16 },
+	comm: { offset: 32, size: 16, count: 16 },
+	pid: { offset: 48, size: 4 },
+	netns: { offset: 52, size: 4 },
+	sport: { offset: 56, size: 2 },
+	dport: { offset: 58, size: 2 },
+	family: { offset: 60, size: 2 },
+	state: { offset: 62, size: 1 },
+	_pad: { offset: 63, size: 1 },
+} as const satisfies Record<string, FieldLayout>;
+
 export const CONFIG_SIZE = 64;
 export const CONFIG_FIELDS = {
 	cgroup_id: { offset: 0, size: 8 },

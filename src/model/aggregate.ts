@@ -21,6 +21,8 @@ import { blame, type Blame } from './attribution.js';
 import { DEFAULT_PORT_RANGE, inRange, TIME_WAIT_SECONDS, usablePorts, type PortRange } from './ports.js';
 import { TimeWaitPopulation, type PortPoolTally, type TimeWaitHolder } from './time-wait.js';
 import { VictimTable } from './victims.js';
+import { likelyOwner, OpenHolders, type Likely } from './likely.js';
+import type { HolderEntry } from '../event/holders.js';
 
 const US = 1_000_000;
 /** Seconds of per-second counts kept for rates: the longest rate window. */
@@ -194,6 +196,8 @@ export class ChurnModel {
 	ownersRefused = 0;
 	/** connect() EADDRNOTAVAIL and bind() EADDRINUSE, per process and target. */
 	readonly victims = new VictimTable();
+	/** Who holds connections open to each destination (the last holder walk): evidence for likely owners. */
+	readonly openHolders = new OpenHolders();
 	/**
 	 * When the tracepoints were attached (CLOCK_MONOTONIC µs): a socket that entered TIME_WAIT after
 	 * it with no event was lost, not older than twtrace. startUs until the caller says.
@@ -422,6 +426,29 @@ export class ChurnModel {
 			if (onPort || (ephemeral && o.side !== 'server')) out.set(o, o.timeWait);
 		}
 		return out;
+	}
+
+	/** Takes a walk of the sockets processes hold open (tracer/holders.ts). */
+	setOpenHolders(entries: readonly HolderEntry[], atUs: number): void {
+		this.openHolders.update(entries, atUs, (netns, port) => this.#holdsEphemeralPort(netns, port) && !this.namespaces.get(netns)?.listeningPorts.has(port));
+	}
+
+	/**
+	 * The likely owner of an owner whose process is unknown (its sockets predate twtrace, or their
+	 * events were lost), towards the destination of its peer; undefined for a server's sockets or
+	 * when no process connects there. Evidence only: never counted as that process's.
+	 */
+	likelyOwnerOf(o: Owner): Likely | undefined {
+		if (o.pid !== 0 || (o.comm !== BEFORE_START && o.comm !== LOST) || o.side === 'server' || o.peer.startsWith('local ') || o.peer.startsWith('bind ')) return undefined;
+		const at = o.peer.lastIndexOf(':');
+		const daddr = o.peer.slice(0, at);
+		const dport = Number(o.peer.slice(at + 1));
+		const attempts: { pid: number; comm: string; attempts: number }[] = [];
+		for (const c of this.owners.values()) {
+			if (c.pid === 0 || c.netns !== o.netns || c.side === 'server' || c.peer !== o.peer) continue;
+			attempts.push({ pid: c.pid, comm: c.comm, attempts: c.totals[C.connects]! + c.totals[C.connectFailures]! });
+		}
+		return likelyOwner(o.netns, daddr, dport, this.openHolders, attempts);
 	}
 
 	/** The namespace's settings, or the kernel defaults before its first walk. */

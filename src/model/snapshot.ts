@@ -8,6 +8,7 @@ import { C, ChurnModel, COUNTERS, HISTORY_SECONDS, newLifetimeHistogram, type Co
 import type { Histogram } from 'hdr-histogram-js';
 import { secondsToExhaustion, sustainableRate } from './ports.js';
 import type { VictimEntry } from './victims.js';
+import type { Likely } from './likely.js';
 
 export const GROUPINGS = ['process', 'comm', 'cgroup', 'netns', 'dest'] as const;
 export type Grouping = (typeof GROUPINGS)[number];
@@ -46,6 +47,15 @@ export interface Row {
 	topDest: string;
 	/** TIME_WAIT held at the end of each of the last 60 seconds, oldest first. */
 	history: number[];
+	/**
+	 * For sockets whose process is unknown ("(before start)", "(events lost)"): who likely owns how
+	 * many of them, and why. Inferred: part of timeWait above, never of another row's.
+	 */
+	likely?: LikelyRow[];
+}
+
+export interface LikelyRow extends Likely {
+	timeWait: number;
 }
 
 export interface DestinationRow {
@@ -83,6 +93,8 @@ export interface HolderRow {
 	pid: number;
 	comm: string;
 	timeWait: number;
+	/** When the holder's process is unknown: who likely owns those sockets, and why. */
+	likely?: Likely;
 }
 
 /** A process whose connect() or bind() failed for want of a port in the victim window. */
@@ -94,8 +106,9 @@ export interface VictimRow extends Omit<VictimEntry, 'addr' | 'port'> {
 }
 
 /** How a process holding ports is named wherever victims are shown: "comm (pid N)", or the comm alone. */
-export function holderLabel(h: { pid: number; comm: string }): string {
-	return h.pid ? `${h.comm} (pid ${h.pid})` : h.comm;
+export function holderLabel(h: { pid: number; comm: string; likely?: Likely }): string {
+	const name = h.pid ? `${h.comm} (pid ${h.pid})` : h.comm;
+	return h.likely ? `${name}, likely ${h.likely.comm} (pid ${h.likely.pid})` : name;
 }
 
 /** Victims whose last failure is at most this old are shown. */
@@ -183,6 +196,8 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 			topDest: busiest(g.owners.filter((o) => !o.peer.startsWith('bind ')), (o) => o.peer),
 			history: history(g.owners, sampleSecond),
 		};
+		const likely = likelyRows(model, g.owners);
+		if (likely.length) row.likely = likely;
 		const first = g.owners[0]!;
 		if (by === 'process') row.pid = first.pid;
 		if (by === 'cgroup') row.cgroupId = first.cgroupId;
@@ -322,12 +337,27 @@ export function victimRows(model: ChurnModel, sinceUs: number): VictimRow[] {
 		let heldTimeWait = 0;
 		for (const [o, n] of held) {
 			heldTimeWait += n;
-			const key = `${o.pid} ${o.comm}`;
-			const h = byProcess.get(key) ?? { pid: o.pid, comm: o.comm, timeWait: 0 };
+			const likely = model.likelyOwnerOf(o);
+			const key = `${o.pid} ${o.comm} ${likely?.pid ?? ''}`;
+			const h: HolderRow = byProcess.get(key) ?? { pid: o.pid, comm: o.comm, timeWait: 0, ...(likely ? { likely } : {}) };
 			h.timeWait += n;
 			byProcess.set(key, h);
 		}
 		const holders = [...byProcess.values()].sort((a, b) => b.timeWait - a.timeWait || a.comm.localeCompare(b.comm)).slice(0, MAX_HOLDERS);
 		return { ...v, holders, heldTimeWait };
 	});
+}
+
+/** Likely owners of a group's sockets of unknown process, the most TIME_WAIT first. */
+function likelyRows(model: ChurnModel, owners: readonly Owner[]): LikelyRow[] {
+	const byPid = new Map<number, LikelyRow>();
+	for (const o of owners) {
+		if (o.timeWait === 0) continue;
+		const likely = model.likelyOwnerOf(o);
+		if (!likely) continue;
+		const row = byPid.get(likely.pid);
+		if (row) row.timeWait += o.timeWait;
+		else byPid.set(likely.pid, { ...likely, timeWait: o.timeWait });
+	}
+	return [...byPid.values()].sort((a, b) => b.timeWait - a.timeWait || a.pid - b.pid).slice(0, 3);
 }

@@ -10,12 +10,18 @@ import { snapshot } from '../model/snapshot.js';
 import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
 import { LiveFeed, monotonicUs, type LiveFeedHandlers, type LiveFeedOptions } from './live.js';
 import { FlightRecorder, type RecorderOptions } from './recorder.js';
+import { HolderWalker } from '../tracer/holders.js';
+
+/** Holder walks at most this often (each reads every file of every process). */
+const HOLDER_WALK_US = 5_000_000;
 import { captureDrops, captureHeader, type CaptureHeader } from '../capture/format.js';
 
 export interface PipelineOptions extends LiveFeedOptions {
 	model: ModelOptions;
 	/** How soon after a miss the cgroup tree is scanned again (a new container's cgroup). */
 	cgroupRescanMs?: number;
+	/** build/holders.bpf.o: walk the sockets processes hold, for likely owners of older TIME_WAIT. */
+	holdersObjectPath?: string;
 	/** Keep the last minutes as capture frames (the agent): `capture` says what a capture's header names. */
 	recorder?: RecorderOptions & { filters: CaptureHeader['filters']; describe: () => string };
 }
@@ -39,7 +45,7 @@ export class LivePipeline {
 		// The recorder is made once the feed exists (it reads the feed's losses); nothing reaches
 		// these handlers before: events and walks arrive from the event loop.
 		let recorder: FlightRecorder | undefined;
-		this.feed = new LiveFeed(this.model, { ...options, keepRaw: options.keepRaw || rec !== undefined }, rec ? {
+		this.feed = new LiveFeed(this.model, { ...options, keepRaw: options.keepRaw || rec !== undefined }, {
 			...given,
 			onEvents: (events, raw) => {
 				if (raw) recorder?.addEvents(raw, monotonicUs());
@@ -48,8 +54,14 @@ export class LivePipeline {
 			onWalk: (walk) => {
 				recorder?.addWalk(walk, monotonicUs());
 				given.onWalk?.(walk);
+				this.#maybeWalkHolders();
 			},
-		} : given);
+		});
+		if (options.holdersObjectPath) {
+			const opened = HolderWalker.open(options.holdersObjectPath);
+			if ('error' in opened) this.holdersUnavailable = opened.error;
+			else this.#holders = opened;
+		}
 		if (rec) {
 			recorder = new FlightRecorder(rec, {
 				header: (startUs) => captureHeader({
@@ -65,6 +77,35 @@ export class LivePipeline {
 			}, monotonicUs());
 		}
 		this.recorder = recorder;
+	}
+
+	/** Why likely owners cannot be inferred here, when they cannot. */
+	holdersUnavailable: string | undefined;
+	#holders: HolderWalker | undefined;
+	#holdersWalking = false;
+	#holdersWalkedAtUs = -Infinity;
+
+	/**
+	 * After a socket walk: walks the sockets processes hold open, when TIME_WAIT of unknown process
+	 * is held (its likely owners need the evidence) and the last such walk is HOLDER_WALK_US old.
+	 */
+	#maybeWalkHolders(): void {
+		const nowUs = monotonicUs();
+		if (!this.#holders || this.#holdersWalking || nowUs - this.#holdersWalkedAtUs < HOLDER_WALK_US) return;
+		if (![...this.model.owners.values()].some((o) => o.pid === 0 && o.timeWait > 0)) return;
+		this.#holdersWalking = true;
+		this.#holdersWalkedAtUs = nowUs;
+		void this.#holders.walk().then((entries) => this.model.setOpenHolders(entries, monotonicUs()), (error: Error) => {
+			this.holdersUnavailable = `the process socket walk failed: ${error.message}`;
+		}).finally(() => (this.#holdersWalking = false));
+	}
+
+	/** Stops the feed (LiveFeed.stop) and releases the holder walk. */
+	async stop(options?: Parameters<LiveFeed['stop']>[0]): ReturnType<LiveFeed['stop']> {
+		const summary = await this.feed.stop(options);
+		this.#holders?.close();
+		this.#holders = undefined;
+		return summary;
 	}
 
 	/** cgroup id → path for the owners the model holds. */

@@ -36,6 +36,11 @@ export function defaultObjectPath(): string {
 	return path.join(packageRoot(), 'build', 'twtrace.bpf.o');
 }
 
+/** The optional object of the process socket walk (likely owners), beside the tracer's. */
+export function holdersObjectPath(objectPath = defaultObjectPath()): string {
+	return path.join(path.dirname(objectPath), 'holders.bpf.o');
+}
+
 /** CapEff of this process, from /proc/self/status. */
 export function effectiveCapabilities(status = fs.readFileSync('/proc/self/status', 'utf8')): bigint {
 	const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);

@@ -70,6 +70,7 @@ function rowJson(r: Row, s: Snapshot, ctx: TopContext): object {
 		lifetimeP50Ms: r.lifetimeP50Ms,
 		lifetimeP99Ms: r.lifetimeP99Ms,
 		topDest: r.topDest,
+		...(r.likely ? { likely: r.likely.map((l) => ({ pid: l.pid, comm: l.comm, timeWait: l.timeWait, evidence: l.evidence, inferred: true })) } : {}),
 	};
 }
 

@@ -180,6 +180,10 @@ export function tableLines(s: Snapshot, ctx: TopContext, paint: Paint, maxRows =
 		].filter((c, i) => i !== 1 || showComm);
 		const line = clip(cells.join(' '), width);
 		lines.push(fails ? paint.red(line) : line);
+		// Inferred, on lines of their own: never a number in another row's columns.
+		for (const l of r.likely ?? []) {
+			lines.push(paint.yellow(clip(`  ↳ likely ${l.comm} (pid ${l.pid}): ${int(l.timeWait)} of these TIME_WAIT; ${l.evidence}`, width)));
+		}
 	}
 	if (s.rows.length === 0) lines.push(paint.dim('  (no TCP connection activity seen yet)'));
 	return lines;

@@ -1,0 +1,85 @@
+/**
+ * Likely owners of TIME_WAIT sockets that predate twtrace: their real owner cannot be known (the
+ * kernel keeps no process for a timewait socket, and enters TIME_WAIT in softirq context:
+ * docs/kernel-facts.md §1.2, §1.3), but whoever connects to the same destination now, or holds
+ * connections open to it, most likely made them too. Evidence, never attribution: what this infers
+ * is shown apart from exact counts, with the reason, and never added to them. Pure.
+ */
+import type { HolderEntry } from '../event/holders.js';
+
+/** A process that likely owns sockets towards a destination, and why. */
+export interface Likely {
+	pid: number;
+	comm: string;
+	/** "only process connecting to 10.0.0.5:443 (420 connects since start)" */
+	evidence: string;
+}
+
+interface Candidate {
+	pid: number;
+	comm: string;
+	/** Connections open to the destination at the last holder walk. */
+	open: number;
+	/** connect() calls towards it seen since start, failed ones included. */
+	attempts: number;
+}
+
+/** Open connections per destination ("netns daddr dport") and process, from the last holder walk. */
+export class OpenHolders {
+	readonly #byDest = new Map<string, Map<number, { comm: string; open: number }>>();
+	/** CLOCK_MONOTONIC µs of the last walk; undefined before the first. */
+	walkedAtUs: number | undefined;
+
+	/** Replaces what is known with a walk's sockets; `isClientPort` tells outgoing connections apart. */
+	update(entries: readonly HolderEntry[], atUs: number, isClientPort: (netns: number, port: number) => boolean): void {
+		this.#byDest.clear();
+		for (const h of entries) {
+			if (!isClientPort(h.netns, h.sport)) continue;
+			const key = destKey(h.netns, h.daddr, h.dport);
+			let byPid = this.#byDest.get(key);
+			if (!byPid) this.#byDest.set(key, (byPid = new Map()));
+			const p = byPid.get(h.pid);
+			if (p) p.open++;
+			else byPid.set(h.pid, { comm: h.comm, open: 1 });
+		}
+		this.walkedAtUs = atUs;
+	}
+
+	at(netns: number, daddr: string, dport: number): ReadonlyMap<number, { comm: string; open: number }> | undefined {
+		return this.#byDest.get(destKey(netns, daddr, dport));
+	}
+}
+
+/**
+ * The likely owner of sockets towards daddr:dport in `netns`: the process with the most connect()
+ * calls to it since start and connections open to it now; undefined when nobody does either.
+ */
+export function likelyOwner(
+	netns: number, daddr: string, dport: number,
+	holders: OpenHolders, attempts: Iterable<{ pid: number; comm: string; attempts: number }>,
+): Likely | undefined {
+	const byPid = new Map<number, Candidate>();
+	for (const [pid, h] of holders.at(netns, daddr, dport) ?? []) byPid.set(pid, { pid, comm: h.comm, open: h.open, attempts: 0 });
+	for (const a of attempts) {
+		if (a.attempts === 0) continue;
+		const c = byPid.get(a.pid) ?? { pid: a.pid, comm: a.comm, open: 0, attempts: 0 };
+		c.attempts += a.attempts;
+		byPid.set(a.pid, c);
+	}
+	const ranked = [...byPid.values()].sort((a, b) => b.attempts + b.open - (a.attempts + a.open) || a.pid - b.pid);
+	const best = ranked[0];
+	if (!best) return undefined;
+	const dest = daddr.includes(':') ? `[${daddr}]:${dport}` : `${daddr}:${dport}`;
+	const facts = [
+		...(best.attempts ? [`${best.attempts.toLocaleString('en-US')} connect() since start`] : []),
+		...(best.open ? [`${best.open.toLocaleString('en-US')} open now`] : []),
+	].join(', ');
+	if (ranked.length === 1) return { pid: best.pid, comm: best.comm, evidence: `only process connecting to ${dest} (${facts})` };
+	const total = ranked.reduce((n, c) => n + c.attempts + c.open, 0);
+	const share = Math.round(((best.attempts + best.open) / total) * 100);
+	return { pid: best.pid, comm: best.comm, evidence: `${share} % of the connections to ${dest} of ${ranked.length} processes (${facts})` };
+}
+
+function destKey(netns: number, daddr: string, dport: number): string {
+	return `${netns} ${daddr} ${dport}`;
+}
