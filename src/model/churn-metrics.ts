@@ -61,6 +61,8 @@ export interface PortFailureSample {
 
 export interface MetricsData {
 	groups: GroupSample[];
+	/** TIME_WAIT of unknown process by the comm of its likely owner (inferred; at most MAX_LIKELY_COMMS). */
+	likely: { comm: string; timeWait: number }[];
 	portFailures: PortFailureSample[];
 	destinations: DestinationRow[];
 	namespaces: NamespaceRow[];
@@ -197,6 +199,7 @@ export class ChurnMetrics {
 		return {
 			groups,
 			portFailures: [...this.#portFailures.values()].map((f) => ({ ...f })),
+			likely: likelyByComm(model),
 			destinations: destinationRows(model, opts.nowUs, opts.rateWindowUs).slice(0, opts.maxDestinations),
 			namespaces: namespaceRows(model, opts.nowUs).slice(0, opts.maxNamespaces),
 			timeWaitUntracked: model.timeWait.refused,
@@ -241,4 +244,17 @@ function observeLifetime(c: Float64Array, lifetimeUs: number): void {
 function countFailure(s: Series<GroupLabels>, call: 'connect' | 'bind', err: number): void {
 	const key = `${call} ${errnoName(err) ?? String(err)}`;
 	s.keyed.set(key, (s.keyed.get(key) ?? 0) + 1);
+}
+
+/** Likely owners exported at most, by comm: inferred series stay few. */
+const MAX_LIKELY_COMMS = 20;
+
+function likelyByComm(model: ChurnModel): { comm: string; timeWait: number }[] {
+	const byComm = new Map<string, number>();
+	for (const o of model.owners.values()) {
+		if (o.pid !== 0 || o.timeWait === 0) continue;
+		const likely = model.likelyOwnerOf(o);
+		if (likely) byComm.set(likely.comm, (byComm.get(likely.comm) ?? 0) + o.timeWait);
+	}
+	return [...byComm].sort((a, b) => b[1] - a[1]).slice(0, MAX_LIKELY_COMMS).map(([comm, timeWait]) => ({ comm, timeWait }));
 }

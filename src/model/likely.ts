@@ -71,7 +71,7 @@ export function likelyOwner(
 	if (!best) return undefined;
 	const dest = daddr.includes(':') ? `[${daddr}]:${dport}` : `${daddr}:${dport}`;
 	const facts = [
-		...(best.attempts ? [`${best.attempts.toLocaleString('en-US')} connect() since start`] : []),
+		...(best.attempts ? [`${best.attempts.toLocaleString('en-US')} connect() calls since start`] : []),
 		...(best.open ? [`${best.open.toLocaleString('en-US')} open now`] : []),
 	].join(', ');
 	if (ranked.length === 1) return { pid: best.pid, comm: best.comm, evidence: `only process connecting to ${dest} (${facts})` };

@@ -108,7 +108,7 @@ export interface VictimRow extends Omit<VictimEntry, 'addr' | 'port'> {
 /** How a process holding ports is named wherever victims are shown: "comm (pid N)", or the comm alone. */
 export function holderLabel(h: { pid: number; comm: string; likely?: Likely }): string {
 	const name = h.pid ? `${h.comm} (pid ${h.pid})` : h.comm;
-	return h.likely ? `${name}, likely ${h.likely.comm} (pid ${h.likely.pid})` : name;
+	return h.likely ? `${name} (likely ${h.likely.comm}, pid ${h.likely.pid})` : name;
 }
 
 /** Victims whose last failure is at most this old are shown. */

@@ -126,6 +126,15 @@ export class PrometheusView {
 				for (const g of data().groups) this.set(groupLabels(g), g.timeWait);
 			},
 		});
+		new Gauge({
+			name: 'twtrace_timewait_likely_sockets',
+			help: 'TIME_WAIT sockets of unknown process (comm="(before start)" or "(events lost)" in twtrace_timewait_sockets), by the comm of their likely owner: inferred from who connects to the same destination, never exact',
+			labelNames: ['comm'], registers,
+			collect() {
+				this.reset();
+				for (const l of data().likely) this.set({ comm: l.comm }, l.timeWait);
+			},
+		});
 		groupCounter('twtrace_resets_total', 'Connections ended by a reset (RST sent or received)', SLOT.resets);
 		const failureCounter = (call: 'connect' | 'bind', help: string) => new Counter({
 			name: `twtrace_${call}_failures_total`, help, labelNames: [...GROUP, 'errno'], registers,

@@ -267,3 +267,25 @@ test('TIME_WAIT overflow is counted from the first walk, not since the namespace
 	m.reconcile({ netns: 1, takenAtUs: T0 + 5 * S, sockets: [], settings: settings({ timeWaitOverflow: 530 }) });
 	t.is(view(m, 6).namespaces[0]!.overflowSinceStart, 30);
 });
+
+test('likely owners of sockets older than twtrace: from connect() calls and open connections, apart from exact counts', (t) => {
+	const m = new ChurnModel(T0);
+	m.reconcile({ netns: 1, takenAtUs: T0, settings: settings(), sockets: [sock({ sport: 40001 }), sock({ sport: 40002 }), sock({ sport: 40003, daddr: '10.200.0.9' })] });
+	m.ingest([ev({ kind: 'connect', tsUs: T0 + S, pid: 300, comm: 'batch', ownerSource: 'connect', sport: 40010 }),
+		ev({ kind: 'connect_fail', err: 99, tsUs: T0 + S, pid: 300, comm: 'batch', ownerSource: 'syscall', sport: 0, closerPid: 0 })]);
+	let rows = view(m, 2).rows;
+	const unknown = rows.find((r) => r.comm === '(before start)')!;
+	t.is(unknown.timeWait, 3);
+	t.deepEqual(unknown.likely, [{ pid: 300, comm: 'batch', timeWait: 2, evidence: 'only process connecting to 10.200.0.2:7101 (2 connect() calls since start)' }]);
+	t.is(rows.find((r) => r.pid === 300)!.timeWait, 0, 'inferred counts are not the process\'s own');
+
+	// A second process holds connections open to it now: the share decides, and says so.
+	m.setOpenHolders([
+		{ pid: 400, comm: 'pool', netns: 1, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40050, dport: 7101, state: 1 },
+		{ pid: 400, comm: 'pool', netns: 1, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40051, dport: 7101, state: 1 },
+		{ pid: 400, comm: 'pool', netns: 1, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40052, dport: 7101, state: 1 },
+		{ pid: 500, comm: 'nginx', netns: 1, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 8080, dport: 7101, state: 1 }, // not an ephemeral port
+	], T0 + 2 * S);
+	rows = view(m, 3).rows;
+	t.deepEqual(rows.find((r) => r.comm === '(before start)')!.likely, [{ pid: 400, comm: 'pool', timeWait: 2, evidence: '60 % of the connections to 10.200.0.2:7101 of 2 processes (3 open now)' }]);
+});
