@@ -43,6 +43,11 @@ export interface Offender {
 	connectRatePeak: number;
 	lifetimeMs: { p50: number; p90: number; p99: number; max: number } | null;
 	topDestinations: { peer: string; timeWaitEntries: number; connections: number }[];
+	/**
+	 * For sockets of unknown process ("(before start)", "(events lost)"): who likely owns them and
+	 * why, from the connect() calls recorded. Inferred: never part of another offender's counts.
+	 */
+	likely?: { pid: number; comm: string; peakTimeWait: number; evidence: string; inferred: true }[];
 	advice: Advice[];
 }
 
@@ -237,6 +242,8 @@ export class ReportBuilder {
 				topDestinations,
 			};
 			if (offender.cgroupId !== null) offender.cgroup = ctx.cgroupPath(offender.cgroupId) ?? null;
+			const likely = likelyOf(model, g.os);
+			if (likely.length) offender.likely = likely;
 			const ns = namespaces.find((n) => n.netns === offender.netns);
 			const advice = advise({
 				label: labelOf(offender, this.#by),
@@ -407,4 +414,17 @@ export function summaryLine(r: Report): string {
 
 export function fmtSeconds(s: number): string {
 	return s >= 120 ? `${Math.round(s / 60)} min` : `${Math.round(s * 10) / 10} s`;
+}
+
+/** Likely owners of a group's sockets of unknown process, by the most each held at once. */
+function likelyOf(model: ChurnModel, owners: readonly Owner[]): NonNullable<Offender['likely']> {
+	const byPid = new Map<number, NonNullable<Offender['likely']>[number]>();
+	for (const o of owners) {
+		const l = o.peakTimeWait > 0 ? model.likelyOwnerOf(o) : undefined;
+		if (!l) continue;
+		const row = byPid.get(l.pid);
+		if (row) row.peakTimeWait += o.peakTimeWait;
+		else byPid.set(l.pid, { pid: l.pid, comm: l.comm, peakTimeWait: o.peakTimeWait, evidence: l.evidence, inferred: true });
+	}
+	return [...byPid.values()].sort((a, b) => b.peakTimeWait - a.peakTimeWait || a.pid - b.pid).slice(0, 3);
 }

@@ -31,6 +31,12 @@ function offenderCells(o: Offender, by: Report['by']): string[] {
 }
 const OFFENDER_HEADER = ['#', 'OFFENDER', 'SIDE', 'CONNECTIONS', 'TIME_WAIT', 'SHARE', 'PEAK HELD', 'CONN/s avg / peak', 'LIFE ms p50 / p99', 'TOP DESTINATION'];
 
+/** Inferred owners, apart from the table's exact numbers. */
+function likelyLines(r: Report): string[] {
+	return r.offenders.flatMap((o) => (o.likely ?? []).map((l) =>
+		`#${o.rank} ${o.comm}: likely ${l.comm} (pid ${l.pid}), up to ${n(l.peakTimeWait)} held (inferred: ${l.evidence})`));
+}
+
 function victimCells(v: Victim): string[] {
 	return [
 		`${v.comm} (pid ${v.pid})`, `${v.call}() ${v.errno}`, v.target, n(v.failures), v.first.slice(11, 23), v.last.slice(11, 23),
@@ -97,6 +103,7 @@ export function reportTable(r: Report): string {
 	out.push('', r.summary, '');
 	out.push(`Offenders, by ${r.by}, ranked by TIME_WAIT entered (${n(r.totals.timeWaitEntries)} in all, ${n(r.totals.connections)} connections):`);
 	out.push(...(r.offenders.length ? table(OFFENDER_HEADER, r.offenders.map((o) => offenderCells(o, r.by)), '  ') : ['  none']));
+	out.push(...likelyLines(r).map((l) => `  ${l}`));
 	out.push('', 'Victims: connect() or bind() that failed for want of a port:');
 	out.push(...(r.victims.length ? table(VICTIM_HEADER, r.victims.map(victimCells), '  ') : ['  none']));
 	out.push('', 'Destinations (ports run out per source, destination address and port):');
@@ -126,6 +133,8 @@ export function reportMarkdown(r: Report): string {
 	if (!r.complete) out.push('', `**Incomplete capture:** ${r.incomplete}. Figures cover only what it holds.`);
 	out.push('', `### Offenders`, '', `By ${r.by}, ranked by TIME_WAIT entered: ${n(r.totals.timeWaitEntries)} in all, ${n(r.totals.connections)} connections.`, '');
 	out.push(...(r.offenders.length ? mdTable(OFFENDER_HEADER, r.offenders.map((o) => offenderCells(o, r.by))) : ['None.']));
+	const likely = likelyLines(r);
+	if (likely.length) out.push('', ...likely.map((l) => `- ${l}`));
 	out.push('', '### Victims', '', 'connect() or bind() calls that failed for want of a port, and who held the ports at that moment.', '');
 	out.push(...(r.victims.length ? mdTable(VICTIM_HEADER, r.victims.map(victimCells)) : ['None.']));
 	out.push('', '### Destinations', '');
