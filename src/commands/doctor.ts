@@ -5,11 +5,15 @@
  * the details, or JSON.
  * Returns the exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
+import type { Command } from 'commander';
+import { parseCount, parseDuration, parsePercent, parseRingSize } from './options.js';
+import { DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
 import { COMMAND_KINDS } from '../event/kinds.js';
 import { evaluate, inputFromSnapshot, type DoctorInput, type Thresholds } from '../doctor/check.js';
 import { VICTIM_WINDOW_US } from '../model/snapshot.js';
 import { LivePipeline } from '../pipeline/pipeline.js';
 import { agentLabel, chooseAgent, type AgentChoiceOptions, type ChosenAgent } from './agent-choice.js';
+import { Run } from './run.js';
 import { TwtraceError, usageError } from '../errors.js';
 import { defaultObjectPath, holdersObjectPath, preflight } from '../tracer/preflight.js';
 import type { FilterOptions } from './options.js';
@@ -68,10 +72,9 @@ async function standalone(opts: DoctorOptions, io: Io): Promise<{ input: DoctorI
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 	const pipeline = new LivePipeline({ objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, model: { closesFromTimeWait: true } });
 	try {
-		await new Promise<void>((resolve) => {
-			const t = setTimeout(resolve, opts.sample);
-			void io.interrupted.then(() => (clearTimeout(t), resolve()));
-		});
+		const run = new Run(io, { durationMs: opts.sample });
+		await run.finished;
+		run.dispose();
 		await pipeline.feed.walkAll(); // the counts reported are the kernel's, at the end of the sample
 	} finally {
 		await pipeline.stop();
@@ -85,4 +88,38 @@ async function standalone(opts: DoctorOptions, io: Io): Promise<{ input: DoctorI
 /** For errors before any verdict: the Nagios UNKNOWN line on stdout, the error on stderr, exit 3. */
 export function unknownLine(error: TwtraceError | Error): string {
 	return `TWTRACE UNKNOWN - ${error.message}`;
+}
+
+const DOCTOR_HELP = `
+Counts TIME_WAIT in each network namespace by walking its socket table (BPF iter/tcp), watches for
+--sample to measure connection rates and catch connect()/bind() failing for want of a port, and
+reviews the sysctls. The first line is the status, Nagios style, with performance data after "|".
+
+Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (no privileges, no BTF, bad usage): the Nagios
+plugin convention, so it drops into Nagios, Icinga, Sensu or a playbook's "until" loop as it is.
+
+Examples:
+  sudo twtrace doctor
+  sudo twtrace doctor --warn 20000 --crit 30000 --netns /run/netns/app
+  sudo twtrace doctor --json | jq .findings`;
+
+
+/** Adds `doctor` and its options to the program (program.command() copies output, exit and help settings). */
+export function registerDoctor(program: Command, io: Io, setExitCode: (code: number) => void): void {
+	const doctor = program.command('doctor')
+		.description('Check TIME_WAIT, port headroom and sysctls, for playbooks and monitoring: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.')
+		.option('--warn <n>', 'TIME_WAIT sockets in a namespace that warn', parseCount, 20_000)
+		.option('--crit <n>', 'TIME_WAIT sockets in a namespace that are critical', parseCount, 30_000)
+		.option('--warn-headroom <percent>', 'free ports of the worst destination below which it warns', parsePercent, 20)
+		.option('--crit-headroom <percent>', 'free ports of the worst destination below which it is critical', parsePercent, 10)
+		.option('--sample <time>', 'watch this long for rates and failures', parseDuration, 1000)
+		.option('--netns <inode|path>', 'only this network namespace (repeatable); default: this one and those in use', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+		.option('--json', 'the verdict, findings, namespaces and destinations as JSON')
+		.option('--ring-size <bytes>', 'BPF ring buffer size', parseRingSize, 8 * 1024 * 1024)
+		.option('-v, --verbose', 'print libbpf and verifier messages')
+		.option('--standalone', 'trace here even when an agent runs (loads the BPF programs; needs root)')
+		.option('--agent-socket <path>', `the agent's socket (default ${DEFAULT_AGENT_SOCKET}, or $TWTRACE_AGENT_SOCKET)`)
+		.addHelpText('after', DOCTOR_HELP)
+		.action(async (opts: DoctorOptions) => setExitCode(await doctorCommand(opts, io)));
+	void doctor;
 }

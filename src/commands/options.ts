@@ -5,6 +5,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ALL_KINDS, type EventKindName } from '../event/kinds.js';
+import { AGENT_GROUP, DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
 
 const MAX_PID = 4_194_304; // PID_MAX_LIMIT on 64-bit (include/linux/threads.h)
 
@@ -129,4 +130,25 @@ export function addFilterOptions(cmd: Command, { kinds = true, ringBytes = DEFAU
 		.addOption(new Option('--family <family>', 'only IPv4 or IPv6').choices(['4', '6']))
 		.option('--ring-size <bytes>', 'BPF ring buffer size, a power of two', parseRingSize, ringBytes)
 		.option('-v, --verbose', 'print libbpf and verifier messages');
+}
+
+/** A refresh or walk interval: at least 100 ms. */
+export function parseInterval(value: string): number {
+	const ms = parseDuration(value);
+	if (ms < 100) throw new InvalidArgumentError(`${value} is too short: at least 100ms.`);
+	return ms;
+}
+
+/** "20", "20 %" → 20. */
+export function parsePercent(value: string): number {
+	const n = Number(value.replace(/\s*%$/, ''));
+	if (!/^\d+(\.\d+)?\s*%?$/.test(value) || n > 100) throw new InvalidArgumentError(`${value} is not a percentage (0-100).`);
+	return n;
+}
+
+/** --standalone and --agent-socket, for the commands that can answer from the agent. */
+export function addAgentOptions(cmd: Command): Command {
+	return cmd
+		.option('--standalone', 'trace here even when an agent runs (loads the BPF programs; needs root)')
+		.option('--agent-socket <path>', `the agent's socket (default ${DEFAULT_AGENT_SOCKET}, or $TWTRACE_AGENT_SOCKET)`);
 }

@@ -3,6 +3,8 @@
  * capture as it arrives. Stops on --duration, --max-size, Ctrl-C or SIGTERM, and always ends the
  * file properly: the ring is drained, the trailer written, the file fsynced.
  */
+import type { Command } from 'commander';
+import { addAgentOptions, addFilterOptions, parseDuration, parseFileSize, parseInterval } from './options.js';
 import fs from 'node:fs';
 import { captureDrops, CaptureError, captureHeader, settingsToJson, type CaptureHeader } from '../capture/format.js';
 import { CaptureWriter } from '../capture/writer.js';
@@ -18,6 +20,7 @@ import { LiveFeed, monotonicUs } from '../pipeline/live.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import { formatBytes, type FilterOptions } from './options.js';
 import { agentLabel, chooseAgent, formatSpan, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
+import { Run } from './run.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
 
 export interface RecordOptions extends FilterOptions, AgentChoiceOptions {
@@ -42,9 +45,8 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 	const objectPath = defaultObjectPath();
 	preflight('record', objectPath);
 
-	let finish!: (reason: string) => void;
-	const finished = new Promise<string>((resolve) => (finish = resolve));
-	void io.interrupted.then((signal) => finish(signal === 'SIGINT' ? 'interrupted (Ctrl-C)' : `stopped by ${signal}`));
+	const run = new Run(io, { durationMs: opts.duration, durationReason: '--duration reached', signalReason: (signal) => (signal === 'SIGINT' ? 'interrupted (Ctrl-C)' : `stopped by ${signal}`) });
+	const finish = (reason: string) => run.finish(reason);
 
 	let writer: CaptureWriter | undefined;
 	let writeError: Error | undefined;
@@ -90,7 +92,6 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 		namespaces: pending.flatMap((p) => ('walk' in p ? [{ netns: p.walk.netns, settings: settingsToJson(p.walk.settings) }] : [])),
 	});
 	let timer: NodeJS.Timeout | undefined;
-	let deadline: NodeJS.Timeout | undefined;
 	let reason = '';
 	try {
 		try {
@@ -101,11 +102,10 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 		for (const p of pending.splice(0)) guard(() => ('walk' in p ? writer!.writeWalk(p.walk) : writer!.writeEvents(p.raw, p.count)));
 		io.stderr.write(`twtrace: recording to ${opts.output} (at most ${formatBytes(opts.maxSize)}${opts.duration ? `, for ${opts.duration / 1000} s` : ''}). Ctrl-C to stop.\n`);
 		timer = setInterval(() => feed.maybeWalk(), Math.min(500, opts.walkInterval));
-		if (opts.duration) deadline = setTimeout(() => finish('--duration reached'), opts.duration);
-		reason = await finished;
+		reason = await run.finished;
 	} finally {
 		clearInterval(timer);
-		clearTimeout(deadline);
+		run.dispose();
 		const summary = await feed.stop({ lastWalk: true }); // delivers what is left in the ring (and what the last walk recovers) to the file
 		if (writer) {
 			try {
@@ -184,4 +184,32 @@ async function saveFromAgent(opts: RecordOptions, io: Io): Promise<void> {
 	}
 	io.stderr.write(`twtrace: the last ${formatSpan(opts.last!)} from the ${agentLabel(agent.info)} written to ${opts.output} (${formatBytes(bytes.length)}).\n` +
 		`twtrace: report with: twtrace report ${opts.output}\n`);
+}
+
+const RECORD_HELP = `
+The capture holds the raw events, every socket walk (exact TIME_WAIT sets and timers) and each network
+namespace's sysctls, so a report made from it later, elsewhere, is the one a live run would give.
+It is written as it is recorded; Ctrl-C or SIGTERM ends it properly. A killed recording keeps what
+was written: report on it with --partial.
+
+Examples:
+  sudo twtrace record -o churn.twtcap --duration 5m
+  sudo twtrace record -o app.twtcap --netns /run/netns/app --max-size 200M
+  twtrace report churn.twtcap`;
+
+
+/** Adds `record` and its options to the program (program.command() copies output, exit and help settings). */
+export function registerRecord(program: Command, io: Io): void {
+	const record = program.command('record')
+		.description('Record TCP churn to a capture file (events and socket walks, with the host\'s sysctls) for `twtrace report`.')
+		.requiredOption('-o, --output <file>', 'the capture file to write')
+		.option('--duration <time>', 'stop after this long (default: until Ctrl-C or SIGTERM)', parseDuration)
+		.option('--max-size <bytes>', 'stop before the file passes this size (K, M, G)', parseFileSize, 1024 ** 3)
+		.option('--force', 'overwrite the file if it exists')
+		.option('--walk-interval <time>', 'walk the socket tables this often (exact TIME_WAIT counts in the report)', parseInterval, 5000)
+		.option('--last <time>', 'save this much of the past from the running agent\'s flight recorder (10m), instead of recording from now', parseDuration);
+	addAgentOptions(record);
+	addFilterOptions(record, { kinds: false, ringBytes: 32 * 1024 * 1024 })
+		.addHelpText('after', RECORD_HELP)
+		.action(async (opts: RecordOptions) => recordCommand(opts, io));
 }

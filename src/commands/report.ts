@@ -2,9 +2,13 @@
  * `twtrace report [FILE]`: a churn report from a capture (replayed through the model `top` runs),
  * or live for --duration, printed as a table, JSON or Markdown (each starts with the one-line summary).
  */
+import { Option, type Command } from 'commander';
+import { GROUPINGS } from '../model/snapshot.js';
+import { addAgentOptions, addFilterOptions, parseCount, parseDuration, parseInterval } from './options.js';
 import { captureDrops, CaptureError } from '../capture/format.js';
 import { parseCapture, readCaptureFile } from '../capture/reader.js';
 import { agentLabel, chooseAgent, formatSpan, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
+import { Run } from './run.js';
 import { ChurnModel } from '../model/aggregate.js';
 import type { Grouping } from '../model/snapshot.js';
 import { ReportBuilder, type Report } from '../report/report.js';
@@ -66,10 +70,9 @@ async function fromAgent(opts: ReportOptions, io: Io): Promise<Report | undefine
 	if (opts.duration !== undefined) {
 		io.stderr.write(`twtrace: the agent records; reporting in ${opts.duration / 1000} s. Ctrl-C to report early.\n`);
 		const startedMs = Date.now();
-		await new Promise<void>((resolve) => {
-			const t = setTimeout(resolve, opts.duration);
-			void io.interrupted.then(() => (clearTimeout(t), resolve()));
-		});
+		const run = new Run(io, { durationMs: opts.duration });
+		await run.finished;
+		run.dispose();
 		lastMs = Date.now() - startedMs;
 	}
 	const bytes = await agent.client.capture(lastMs);
@@ -116,17 +119,14 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 		onEvents: (events) => builder.afterEvents(events),
 		onWalk: (walk) => builder.afterWalk(walk.netns, walk.settings, walk.takenAtUs),
 	});
-	let finish!: (reason: string) => void;
-	const finished = new Promise<string>((resolve) => (finish = resolve));
-	void io.interrupted.then(finish);
+	const run = new Run(io, { durationMs: opts.duration });
 	io.stderr.write(`twtrace: watching for ${opts.duration / 1000} s, then reporting. Ctrl-C to report early.\n`);
 	const timer = setInterval(() => feed.maybeWalk(), Math.min(500, opts.walkInterval));
-	const deadline = setTimeout(() => finish('duration'), opts.duration);
 	try {
-		await finished;
+		await run.finished;
 	} finally {
 		clearInterval(timer);
-		clearTimeout(deadline);
+		run.dispose();
 	}
 	const summary = await feed.stop({ lastWalk: true }); // exact TIME_WAIT held at the end
 	io.stderr.write(summaryLine(summary) + '\n');
@@ -140,4 +140,38 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 		losses: { ...captureDrops(summary), unreadable: [] },
 		cgroupPath: (id) => cgroups.lookup(id),
 	});
+}
+
+const REPORT_HELP = `
+Offenders are ranked by TIME_WAIT entered; PEAK HELD is the most held at once. Victims are processes whose
+connect() failed with EADDRNOTAVAIL or whose bind() failed with EADDRINUSE, with who held the ports then.
+Advice follows the order that fixes exhaustion for good first: fix the application (reuse connections),
+widen ip_local_port_range, (TIME_WAIT is fixed at 60 s on Linux), tcp_tw_reuse, more source addresses.
+
+Exit status: 0 report printed, 1 unreadable or corrupt capture, or no privileges for a live report, 2 bad usage.
+
+Examples:
+  twtrace report --last 10m                      the agent's flight recorder: the 10 minutes before now
+  twtrace report churn.twtcap
+  twtrace report churn.twtcap --format markdown > incident.md
+  twtrace report churn.twtcap --format json --by comm --top 5
+  sudo twtrace report --standalone --duration 60s`;
+
+
+/** Adds `report` and its options to the program (program.command() copies output, exit and help settings). */
+export function registerReport(program: Command, io: Io): void {
+	const reportCmd = program.command('report')
+		.description('Churn report: offenders ranked by TIME_WAIT created, the victims of port exhaustion, and remediation advice; from a capture, or live.')
+		.argument('[file]', 'a capture made by twtrace record')
+		.option('--duration <time>', 'without FILE: watch live this long, then report', parseDuration)
+		.addOption(new Option('--format <format>', 'output format').choices(REPORT_FORMATS).default('table'))
+		.option('--top <n>', 'offenders listed', parseCount, 10)
+		.addOption(new Option('--by <grouping>', 'group offenders by').choices(GROUPINGS).default('process'))
+		.option('--partial', 'report on a capture that was cut short (killed, disk full): what it holds, marked incomplete')
+		.option('--walk-interval <time>', 'live: walk the socket tables this often', parseInterval, 5000)
+		.option('--last <time>', 'without FILE: the past from the running agent\'s flight recorder (10m); default with an agent: all it holds', parseDuration);
+	addAgentOptions(reportCmd);
+	addFilterOptions(reportCmd, { kinds: false, ringBytes: 32 * 1024 * 1024 })
+		.addHelpText('after', REPORT_HELP)
+		.action(async (file: string | undefined, opts: ReportOptions) => reportCommand(file, opts, io));
 }

@@ -4,6 +4,9 @@
  * tick, and on each scrape a MetricsData rendered by the Prometheus view. SIGTERM or SIGINT stop
  * it cleanly: the port is closed first, then the BPF links.
  */
+import { Option, type Command } from 'commander';
+import { addFilterOptions, DEFAULT_METRICS_PORT, DEFAULT_RING_BYTES, parseDuration, parseFileSize, parseInterval, parseListen, parseCount } from './options.js';
+import { AGENT_GROUP, DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
 import { COMMAND_KINDS } from '../event/kinds.js';
 import { AgentServer } from '../agent/server.js';
 import { agentSocketPath, prepareSocketPath } from '../agent/socket.js';
@@ -145,4 +148,55 @@ function recorderInfo(p: LivePipeline): AgentInfo['recorder'] {
 	const nowUs = monotonicUs();
 	const { firstUs, ...s } = p.recorder.stats(nowUs);
 	return { ...s, firstAt: new Date(Date.now() - (nowUs - firstUs) / 1000).toISOString() };
+}
+
+const SERVE_HELP = `
+The agent: besides /metrics, serve answers twtrace top, doctor, report and record on a Unix socket
+(--agent-socket, root:twtrace 0660; members of the twtrace group need no root), and keeps a flight
+recorder of the last --recorder (15 min, at most --recorder-size) for report --last and record --last.
+
+Metrics (base units, twtrace_ prefix), per (comm, cgroup) group: connections_total{side},
+timewait_entries_total, timewait_sockets (held now), resets_total, connect_failures_total{errno},
+bind_failures_total{errno}, connection_lifetime_seconds; per victim and target: port_failures_total{comm,call,errno,netns,addr,port}; per worst destination {netns,saddr,daddr,dport}:
+port_headroom_ratio, seconds_to_exhaustion (+Inf while sustainable), ports_in_use, ports_usable; per
+namespace: namespace_timewait_sockets; timewait_likely_sockets{comm} (inferred owners of older sockets);
+and events_dropped_total{reason}. See README "twtrace serve".
+
+Cardinality: at most --max-series groups have series of their own; the rest are summed into
+comm="other". A group idle for 5 minutes (its processes gone, no TIME_WAIT held) loses its series, and
+a group in "other" twice as busy as the quietest series takes its place. Each group has 20 series, plus one per errno seen.
+
+Listening beyond this host is a choice you write out: --listen 0.0.0.0:${DEFAULT_METRICS_PORT}. Behind it,
+firewall the port or put a TLS-terminating proxy in front: the metrics name processes and peers.
+
+Deployment: deploy/systemd/twtrace.service, deploy/kubernetes/daemonset.yaml, and alert rules in
+deploy/prometheus/twtrace-alerts.yml (TIME_WAIT above 30000, headroom under 10 %, exhaustion within 5 min,
+connect()/bind() failing for want of a port).
+
+Examples:
+  sudo twtrace serve
+  sudo twtrace serve --listen 0.0.0.0:${DEFAULT_METRICS_PORT} --max-series 200
+  sudo twtrace serve --netns /run/netns/app --listen 127.0.0.1:0     (port 0: any free one, printed at start)
+  curl -s 127.0.0.1:${DEFAULT_METRICS_PORT}/metrics | grep twtrace_timewait_sockets`;
+
+
+/** Adds `serve` and its options to the program (program.command() copies output, exit and help settings). */
+export function registerServe(program: Command, io: Io): void {
+	const serve = program.command('serve')
+		.description('Export TIME_WAIT churn and port headroom per process as Prometheus metrics (/metrics, /healthz) until stopped.')
+		.addOption(new Option('--listen <host:port>', 'address to serve on; 0.0.0.0:PORT to expose beyond this host')
+			.argParser(parseListen).default({ host: '127.0.0.1', port: DEFAULT_METRICS_PORT }, `127.0.0.1:${DEFAULT_METRICS_PORT}`))
+		.option('--max-series <n>', 'groups (comm, cgroup) with series of their own; the rest are summed as comm="other"', parseCount, 100)
+		.option('--max-destinations <n>', 'destinations exported, the least headroom first', parseCount, 10)
+		.addOption(new Option('--walk-interval <time>', 'walk the socket tables this often: sockets from before start, settings, and what no tracepoint shows (expiry between walks follows the kernel timers)')
+			.argParser(parseInterval).default(60_000, '60s'))
+		.option('--agent-socket <path>', `serve the agent API (top, doctor, report and record use it) on this Unix socket, root:${AGENT_GROUP} 0660 (default ${DEFAULT_AGENT_SOCKET}, or $TWTRACE_AGENT_SOCKET)`)
+		.option('--no-agent-socket', 'no agent API: metrics only')
+		.addOption(new Option('--recorder <time>', 'the flight recorder keeps this much of the past for report --last and record --last (bounded by --recorder-size too)')
+			.argParser(parseDuration).default(15 * 60_000, '15m'))
+		.option('--no-recorder', 'no flight recorder')
+		.option('--recorder-size <bytes>', 'the flight recorder keeps at most this much memory (K, M, G)', parseFileSize, 64 * 1024 * 1024);
+	addFilterOptions(serve, { kinds: false, ringBytes: DEFAULT_RING_BYTES })
+		.addHelpText('after', SERVE_HELP)
+		.action(async (opts: ServeOptions) => serveCommand(opts, io));
 }

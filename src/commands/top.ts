@@ -4,15 +4,18 @@
  * running agent (exact owners of sockets born hours ago, nothing loaded here) or from a pipeline of
  * its own (--standalone, or no agent) → the full-screen view, text, or JSON lines.
  */
+import { Option, type Command } from 'commander';
+import { GROUPINGS, SORT_KEYS } from '../model/snapshot.js';
+import { addAgentOptions, addFilterOptions, DEFAULT_RING_BYTES, parseCount, parseInterval } from './options.js';
 import { COMMAND_KINDS } from '../event/kinds.js';
 import type { ReadStream, WriteStream } from 'node:tty';
 import type { SnapshotQuery, SnapshotReply } from '../agent/wire.js';
 import { TwtraceError } from '../errors.js';
 import type { Grouping, SortKey } from '../model/snapshot.js';
-import { isWriteEndOrphaned } from '../tracer/host.js';
 import { defaultObjectPath, holdersObjectPath, preflight } from '../tracer/preflight.js';
 import { LivePipeline } from '../pipeline/pipeline.js';
 import { agentLabel, chooseAgent, type AgentChoiceOptions } from './agent-choice.js';
+import { Run } from './run.js';
 import { Terminal } from '../views/terminal.js';
 import { topJsonLine, type TopContext } from '../views/top-json.js';
 import { handleKey, screenLines, type ScreenState } from '../views/top-screen.js';
@@ -78,13 +81,11 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 	const state: ScreenState = { by: opts.by, sort: opts.sort, paused: false, filter: '', editing: undefined, help: false };
 	const query = (): SnapshotQuery => ({ by: state.by, sort: state.sort, windowMs: Math.max(opts.interval, 1000), filter: state.filter });
 
-	let finish!: (reason: string) => void;
-	const finished = new Promise<string>((resolve) => (finish = resolve));
-	void io.interrupted.then(finish);
-
 	const stdin = io.stdin as ReadStream | undefined;
 	const stdout = io.stdout as WriteStream;
 	const interactive = !opts.json && !opts.once && opts.iterations === undefined && stdout.isTTY === true && stdin?.isTTY === true;
+	const run = new Run(io, { watchStdout: !interactive });
+	const finish = (reason: string) => run.finish(reason);
 	const iterations = opts.once ? 1 : opts.iterations;
 	let shown = 0;
 	let last: SnapshotReply | undefined;
@@ -127,11 +128,6 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 		}
 	};
 
-	io.stdout.on('error', (error: NodeJS.ErrnoException) => finish(error.code === 'EPIPE' ? 'stdout closed' : `stdout: ${error.message}`));
-	const stdoutFd = (io.stdout as { fd?: number }).fd;
-	const pipeWatch = stdoutFd === undefined || interactive ? undefined : setInterval(() => {
-		if (isWriteEndOrphaned(stdoutFd)) finish('stdout closed');
-	}, 250);
 	let timer: NodeJS.Timeout | undefined;
 	const onResize = () => draw();
 	let reason = '';
@@ -151,14 +147,56 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 			io.stderr.write(`twtrace: top${opts.json ? ' --json' : ''}: a snapshot every ${opts.interval / 1000} s${iterations ? `, ${iterations} in all` : ''}. Ctrl-C to stop.\n`);
 		}
 		timer = setInterval(() => void refresh(), opts.interval);
-		reason = await finished;
+		reason = await run.finished;
 	} finally {
 		clearInterval(timer);
-		clearInterval(pipeWatch);
+		run.dispose();
 		stdout.removeListener('resize', onResize);
 		terminal?.close();
 		const summary = await source.stop();
 		if (summary) io.stderr.write(summary + '\n');
 	}
 	if (reason.startsWith('snapshot failed')) throw new TwtraceError(`top: ${reason}`, 'Is the agent still running? systemctl status twtrace; or run twtrace top --standalone');
+}
+
+const TOP_HELP = `
+Source: the running agent when there is one (its header says "[agent pid N, up …]"): it has watched
+since it started, so owners are exact for sockets born hours ago, nothing is loaded here, and members of
+the twtrace group need no root. --standalone, or tracing filters, trace here instead.
+
+Keys (full screen, on a terminal): q quit · s next sort · g next grouping · p pause · / filter · ? help
+Without a terminal, or with --once, --iterations or --json, snapshots are printed as text or JSON lines.
+
+Rows: TW-HELD is TIME_WAIT sockets held now by the group; SIDE is the end that closes first, which is the
+end that holds the TIME_WAIT. "(before start)" holds sockets already in TIME_WAIT when twtrace started,
+"(events lost)" sockets that entered it since but whose events a full ring lost; under them, "↳ likely"
+names who probably made them, with the evidence (who connects to the same destination now): inferred,
+never added to anyone's count. VICTIMS lists who failed for want of a port in the last minute, and who
+holds that pool's ports. The header shows each network namespace's TIME_WAIT against tcp_max_tw_buckets,
+its port range, and for the worst destination the headroom: one destination sustains (usable ports / 60 s)
+new connections per second.
+
+Examples:
+  twtrace top
+  twtrace top --by comm
+  sudo twtrace top --standalone --netns /run/netns/app
+  twtrace top --json --iterations 10 --interval 2s > top.ndjson`;
+
+/** Adds `top` and its options to the program (program.command() copies output, exit and help settings). */
+export function registerTop(program: Command, io: Io): void {
+	const top = program.command('top')
+		.description('Live view of TCP churn per process: TIME_WAIT held now (exact: socket tables are walked), rates, connection lifetimes, ' +
+			'and for the worst destination the ports in use, the sustainable rate (usable ports / 60 s) and the time until connect() fails.')
+		.addOption(new Option('--by <grouping>', 'group rows by').choices(GROUPINGS).default('process'))
+		.addOption(new Option('--sort <key>', 'sort rows by').choices(SORT_KEYS).default('timeWait'))
+		.option('--interval <time>', 'refresh every (rates are over the same window)', parseInterval, 1000)
+		.option('--walk-interval <time>', 'walk the socket tables (exact TIME_WAIT counts, timers, sockets from before start) at least this often', parseInterval, 5000)
+		.option('--once', 'print one snapshot after one interval and exit (same as --iterations 1)')
+		.option('--iterations <n>', 'print n snapshots, one per interval, and exit', parseCount)
+		.option('--json', 'one JSON object per snapshot, one per line; see README "top --json"');
+	addAgentOptions(top);
+	// top stops draining while it walks socket tables: a larger ring absorbs the pause at full churn.
+	addFilterOptions(top, { kinds: false, ringBytes: DEFAULT_RING_BYTES })
+		.addHelpText('after', TOP_HELP)
+		.action(async (opts: TopOptions) => topCommand(opts, io));
 }

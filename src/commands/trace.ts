@@ -2,10 +2,13 @@
  * `twtrace trace`: one line per event, or NDJSON with --json. Wiring only: filters → session →
  * views → stdout; losses and the summary → stderr.
  */
+import type { Command } from 'commander';
+import { addFilterOptions, parseCount, parseDuration } from './options.js';
 import type { Writable } from 'node:stream';
 import { dropHint, usageError } from '../errors.js';
 import type { TwtEvent } from '../event/decode.js';
-import { CgroupPaths, epochOffsetUs, isWriteEndOrphaned, netnsInode } from '../tracer/host.js';
+import { CgroupPaths, epochOffsetUs, netnsInode } from '../tracer/host.js';
+import { Run } from './run.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import { TraceSession, type SessionSummary } from '../tracer/session.js';
 import { MAX_WALKED_NAMESPACES, monotonicUs } from '../pipeline/live.js';
@@ -69,8 +72,8 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 
 	let printed = 0;
-	let finish!: (reason: string) => void;
-	const finished = new Promise<string>((resolve) => (finish = resolve));
+	const run = new Run(io, { watchStdout: true, durationMs: opts.duration });
+	const finish = (reason: string) => run.finish(reason);
 
 	// Socket walks are the witness of time_wait events the kernel never reports (bpf/twtrace.bpf.c,
 	// dump_tcp): only worth their cost when time_wait events are wanted.
@@ -105,14 +108,6 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 		},
 	});
 
-	io.stdout.on('error', (error: NodeJS.ErrnoException) => finish(error.code === 'EPIPE' ? 'stdout closed' : `stdout: ${error.message}`));
-	const timer = opts.duration ? setTimeout(() => finish('duration'), opts.duration) : undefined;
-	// `twtrace trace | head -5` with no further events: a write would raise EPIPE, but none comes.
-	const stdoutFd = (io.stdout as { fd?: number }).fd;
-	const pipeWatch = stdoutFd === undefined ? undefined : setInterval(() => {
-		if (isWriteEndOrphaned(stdoutFd)) finish('stdout closed');
-	}, 250);
-	void io.interrupted.then(finish);
 	const walker = witness ? new NamespaceWalker(session.tracer, monotonicUs, () => session.drainNow()) : undefined;
 	let lastWalkUs = monotonicUs();
 	let lastWalkMs = 0;
@@ -139,10 +134,9 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	try {
 		io.stderr.write(`twtrace: tracing TCP connections${describeFilters(filters, opts)}. Ctrl-C to stop.\n`);
 		if (!opts.json && opts.header) io.stdout.write(TEXT_HEADER + '\n');
-		await finished;
+		await run.finished;
 	} finally {
-		clearTimeout(timer);
-		clearInterval(pipeWatch);
+		run.dispose();
 		clearInterval(walkTimer);
 		await walking;
 		if (walker) {
@@ -178,4 +172,24 @@ export function summaryLine(s: SessionSummary, printed?: number): string {
 		(s.walkMissed ? `; ${s.walkMissed} time_wait missed by the kernel's tracepoint, recovered from socket walks` : '') +
 		(s.unwitnessed ? `; ${s.unwitnessed} active closes unwitnessed (closing map full)` : '') +
 		(s.nestedRecovered ? `; ${s.nestedRecovered} nested transitions recovered by the fallback program` : '');
+}
+
+const TRACE_HELP = `
+Examples:
+  sudo twtrace trace --kind time_wait            who puts sockets into TIME_WAIT, live
+  sudo twtrace trace --json --duration 30s > tw.ndjson
+  sudo twtrace trace --netns /run/netns/app --port 5432
+  sudo twtrace trace --kind connect_fail,bind_fail   who hits EADDRNOTAVAIL / EADDRINUSE`;
+
+/** Adds `trace` and its options to the program (program.command() copies output, exit and help settings). */
+export function registerTrace(program: Command, io: Io): void {
+		const trace = program.command('trace')
+		.description('Print TCP connection events with the process to blame: connect, accept, active_close, time_wait, reset, connect_fail, bind_fail.')
+		.option('--json', 'one JSON object per line (NDJSON); see README "Event schema"')
+		.option('--duration <time>', 'stop after this long (500ms, 10s, 5m)', parseDuration)
+		.option('--count <n>', 'stop after n events', parseCount)
+		.option('--no-header', 'omit the column header line (text output)');
+	addFilterOptions(trace)
+		.addHelpText('after', TRACE_HELP)
+		.action(async (opts: TraceOptions) => traceCommand(opts, io));
 }
