@@ -1,8 +1,9 @@
 /**
  * The agent's Unix socket: where it is, who may connect, and what to do with one left behind.
- * The socket is root:twtrace mode 0660 inside a directory root:twtrace 0750 (or 0660 / 0700 root
- * only when there is no `twtrace` group): the API names every process and peer of the host, so
- * it is for root and the group alone. Created with that mode (umask), never widened afterwards.
+ * The socket is mode 0660 in a directory of mode 0750, both given to the `twtrace` group when there
+ * is one (run as root; under systemd, Group=twtrace and RuntimeDirectory= do it instead): the API
+ * names every process and peer of the host, so it is for root, the agent's user and the group
+ * alone. Created with that mode (umask), never widened afterwards.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -36,8 +37,7 @@ export async function prepareSocketPath(socketPath: string): Promise<void> {
 	if (!fs.existsSync(dir)) {
 		fs.mkdirSync(dir, { recursive: true, mode: DIRECTORY_MODE });
 		fs.chmodSync(dir, DIRECTORY_MODE); // mkdir's mode is masked by the umask
-		const gid = groupId(AGENT_GROUP);
-		if (gid !== undefined) fs.chownSync(dir, 0, gid);
+		giveToGroup(dir);
 	}
 	let st: fs.Stats;
 	try {
@@ -71,8 +71,13 @@ export async function listenPrivately(server: net.Server, socketPath: string): P
 	} finally {
 		process.umask(old);
 	}
+	giveToGroup(socketPath);
+}
+
+/** Gives `file` to the twtrace group, as root only (an unprivileged agent's files carry its own group). */
+function giveToGroup(file: string): void {
 	const gid = groupId(AGENT_GROUP);
-	if (gid !== undefined) fs.chownSync(socketPath, 0, gid);
+	if (gid !== undefined && process.getuid?.() === 0) fs.chownSync(file, 0, gid);
 }
 
 function answers(socketPath: string): Promise<boolean> {

@@ -179,7 +179,9 @@ Examples:
   sudo twtrace trace --kind time_wait            who puts sockets into TIME_WAIT, live
   sudo twtrace trace --json --duration 30s > tw.ndjson
   sudo twtrace trace --netns /run/netns/app --port 5432
-  sudo twtrace trace --kind connect_fail,bind_fail   who hits EADDRNOTAVAIL / EADDRINUSE`;
+  sudo twtrace trace --kind connect_fail,bind_fail   who hits EADDRNOTAVAIL / EADDRINUSE
+
+Exit status: 0 success, 1 failure (privileges, kernel support), 2 bad usage.`;
 
 /** Adds `trace` and its options to the program (program.command() copies output, exit and help settings). */
 export function registerTrace(program: Command, io: Io): void {
