@@ -10,6 +10,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { createPair, type NetnsPair } from '../test/helpers/netns.js';
 import { track, waitForLine } from '../test/helpers/children.js';
@@ -134,8 +136,10 @@ export interface SoakResult {
 /** `serve` scraped every 2 s, at `rate` connections/s for `seconds`. */
 export async function measureSoak(seconds: number, rate: number, load: LoadOptions): Promise<SoakResult> {
 	const pair = pairWithRoom();
+	// The agent as deployed (API, flight recorder), on a socket of its own: a real agent may run.
+	const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-soak-'));
 	try {
-		const serve = track(spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] }));
+		const serve = track(spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--agent-socket', path.join(socketDir, 'agent.sock'), '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] }));
 		let stderr = '';
 		serve.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
 		const ready = await waitForLine(serve, 'stderr', /serving metrics on (\S+)\/metrics/, 30_000);
@@ -175,5 +179,6 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 		};
 	} finally {
 		pair.remove();
+		fs.rmSync(socketDir, { recursive: true, force: true });
 	}
 }

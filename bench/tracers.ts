@@ -5,6 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NetnsPair } from '../test/helpers/netns.js';
@@ -179,12 +180,15 @@ const twtraceTop: Mode = {
  * `twtrace serve`, scraped every second (a fast Prometheus: each scrape's cost is in serve's CPU).
  * Its TIME_WAIT per comm is read from a last scrape after the workload.
  */
-const twtraceServe: Mode = {
-	name: 'twtrace serve (1 s scrapes)',
-	command: 'twtrace serve --listen 127.0.0.1:0 --netns CLIENT --netns SERVER, curl /metrics every 1 s',
+function twtraceServe(name: string, extra: string[]): Mode {
+	return {
+	name,
+	command: `twtrace serve --listen 127.0.0.1:0 ${extra.length ? `${extra.join(' ')} ` : ''}--netns CLIENT --netns SERVER (the agent API and flight recorder on${extra.length ? '' : ', the defaults'}), curl /metrics every 1 s`,
 	async start(pair) {
 		const ready = /serving metrics on (\S+)\/metrics/;
-		const { child, stderr, readyLine } = await startTwtrace(pair, 'serve', ['--listen', '127.0.0.1:0'], 'ignore', ready);
+		// The agent as deployed (API, flight recorder), on a socket of its own: a real agent may run.
+		const socket = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-bench-')), 'agent.sock');
+		const { child, stderr, readyLine } = await startTwtrace(pair, 'serve', ['--listen', '127.0.0.1:0', '--agent-socket', socket, ...extra], 'ignore', ready);
 		const url = ready.exec(readyLine)![1]!;
 		const scrape = async () => (await fetch(`${url}/metrics`)).text();
 		const scraper = setInterval(() => void scrape().catch(() => undefined), 1000);
@@ -201,11 +205,13 @@ const twtraceServe: Mode = {
 					outcome.timeWaitByComm[m[1]!] = (outcome.timeWaitByComm[m[1]!] ?? 0) + Number(m[2]);
 				}
 				outcome.timeWaitDelivered = [...text.matchAll(/^twtrace_timewait_entries_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
+				fs.rmSync(path.dirname(socket), { recursive: true, force: true });
 				return outcome;
 			},
 		};
 	},
-};
+	};
+}
 
 // bpftrace 0.17 attaches tracepoints through tracefs, which this host may not mount. It runs in a
 // private mount namespace of its own that mounts it, so the host's mounts stay untouched.
@@ -297,7 +303,8 @@ export const MODES: Mode[] = [
 	twtrace('twtrace trace --json', ['--json'], 'file'),
 	twtrace('twtrace trace --kind time_wait', ['--json', '--kind', 'time_wait'], 'counter'),
 	twtraceTop,
-	twtraceServe,
+	twtraceServe('twtrace serve (1 s scrapes)', []),
+	twtraceServe('twtrace serve --no-recorder (1 s scrapes)', ['--no-recorder']),
 	bpftraceStream,
 	bpftraceCount,
 ];
