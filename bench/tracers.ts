@@ -183,7 +183,7 @@ const twtraceTop: Mode = {
 function twtraceServe(name: string, extra: string[]): Mode {
 	return {
 	name,
-	command: `twtrace serve --listen 127.0.0.1:0 ${extra.length ? `${extra.join(' ')} ` : ''}--netns CLIENT --netns SERVER (the agent API and flight recorder on${extra.length ? '' : ', the defaults'}), curl /metrics every 1 s`,
+	command: `twtrace serve --listen 127.0.0.1:0 --agent-socket TMP/agent.sock ${extra.length ? `${extra.join(' ')} ` : ''}--netns CLIENT --netns SERVER, curl /metrics every 1 s`,
 	async start(pair) {
 		const ready = /serving metrics on (\S+)\/metrics/;
 		// The agent as deployed (API, flight recorder), on a socket of its own: a real agent may run.

@@ -29,7 +29,8 @@ export const noRingbufMessage = 'BPF ring buffer not supported';
 export const dropHint = 'Raise --ring-size or narrow the trace with --kind, --pid, --port or --netns';
 
 export function needsPrivileges(command: string): TwtraceError {
-	return new TwtraceError(needsPrivilegesMessage, `Try: sudo twtrace ${command}`);
+	const agent = ['top', 'doctor', 'report'].includes(command) ? ' (or, with the agent running, as a member of the twtrace group: no root needed)' : '';
+	return new TwtraceError(needsPrivilegesMessage, `Try: sudo twtrace ${command}${agent}`);
 }
 
 export function missingLibbpf(cause: unknown): TwtraceError {

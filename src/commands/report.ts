@@ -81,7 +81,7 @@ async function fromAgent(opts: ReportOptions, io: Io): Promise<Report | undefine
 	try {
 		const capture = parseCapture(bytes);
 		const cgroups = new CgroupPaths();
-		return replayCapture(capture, { by: opts.by, top: opts.top, file: label, cgroupPath: (id) => cgroups.lookup(id) });
+		return replayCapture(capture, { by: opts.by, top: opts.top, file: label, fromAgent: true, cgroupPath: (id) => cgroups.lookup(id) });
 	} catch (error) {
 		if (error instanceof CaptureError) throw new TwtraceError(`the agent's flight recorder: ${error.message}`, 'Report it: the agent served a capture this twtrace cannot read');
 		throw error;

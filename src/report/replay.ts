@@ -16,6 +16,8 @@ export interface ReplayOptions {
 	by: Grouping;
 	top: number;
 	file: string;
+	/** The capture came from the agent's flight recorder (`file` then names the agent and the span). */
+	fromAgent?: boolean;
 	cgroupPath?: (id: number) => string | undefined;
 }
 
@@ -56,7 +58,7 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 		epochOffsetUs: header.clock.epochOffsetUs,
 		top: options.top,
 		source: {
-			kind: 'capture', file: options.file, host: header.host.hostname, kernel: header.host.kernel, startedAt: header.startedAt, seconds: 0,
+			kind: options.fromAgent ? 'agent' : 'capture', file: options.file, host: header.host.hostname, kernel: header.host.kernel, startedAt: header.startedAt, seconds: 0,
 			filters: describeFilters(header.filters),
 		},
 		complete: capture.incomplete === undefined,

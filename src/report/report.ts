@@ -92,7 +92,8 @@ export interface NamespaceSummary {
 }
 
 export interface Report {
-	source: { kind: 'capture' | 'live'; file?: string; host: string; kernel: string; startedAt: string; seconds: number; filters: string };
+	/** capture: a file (`file` is its path); agent: the agent's flight recorder (`file` says which agent and span); live. */
+	source: { kind: 'capture' | 'agent' | 'live'; file?: string; host: string; kernel: string; startedAt: string; seconds: number; filters: string };
 	complete: boolean;
 	incomplete?: string;
 	by: Grouping;

@@ -17,7 +17,7 @@ function errnos(r: Record<string, number>): string {
 }
 
 function heading(r: Report): string {
-	const src = r.source.kind === 'capture' ? `capture ${r.source.file}` : 'live';
+	const src = r.source.kind === 'capture' ? `capture ${r.source.file}` : r.source.kind === 'agent' ? `the flight recorder of the ${r.source.file}` : 'live';
 	return `${src} from ${r.source.host} (Linux ${r.source.kernel}), started ${r.source.startedAt}, ${fmtSeconds(r.source.seconds)}; filters: ${r.source.filters}`;
 }
 
