@@ -19,7 +19,9 @@ const VMLINUX_BTF = '/sys/kernel/btf/vmlinux';
 /** The package root (two levels above dist/src/tracer or src/tracer). */
 export function packageRoot(): string {
 	let dir = path.dirname(fileURLToPath(import.meta.url));
-	while (!fs.existsSync(path.join(dir, 'package.json'))) {
+	// stat, not access(2) (existsSync): access() checks with the real uid and without capabilities,
+	// so a process allowed in by CAP_DAC_READ_SEARCH would not find its own package.
+	while (!fs.statSync(path.join(dir, 'package.json'), { throwIfNoEntry: false })) {
 		const parent = path.dirname(dir);
 		if (parent === dir) throw new Error('package.json not found above ' + fileURLToPath(import.meta.url));
 		dir = parent;
