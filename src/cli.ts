@@ -92,9 +92,14 @@ function report(error: unknown, io: Io): number {
 	return ExitCode.failure;
 }
 
+/**
+ * The first SIGINT, SIGTERM or SIGHUP. The handlers stay installed: a second Ctrl-C while the command
+ * stops (it drains, detaches and prints its summary within a second) must not kill it half-way with
+ * the default action, losing the summary and leaving the terminal raw.
+ */
 function interruptedBySignal(): Promise<string> {
 	return new Promise((resolve) => {
-		for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => resolve(signal));
+		for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => resolve(signal));
 	});
 }
 

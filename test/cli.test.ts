@@ -3,6 +3,9 @@
  * and pipes by spawning the built dist/src/cli.js.
  */
 import test from 'ava';
+import path from 'node:path';
+import os from 'node:os';
+import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -33,6 +36,12 @@ for (const [argv, message] of [
 	[['trace', '--ring-size', '3M'], /must be a power of two/],
 	[['trace', '--family', '5'], /Allowed choices are 4, 6/],
 	[['trace', '--netns', '/run/netns/twtrace-no-such-ns'], /--netns \/run\/netns\/twtrace-no-such-ns: no such network namespace/],
+	[['trace', '--netns', '/tmp'], /--netns \/tmp is not a network namespace \(give \/run\/netns\/NAME/],
+	[['trace', '--netns', '12345'], /--netns 12345: no network namespace with this inode is in use/],
+	[['trace', '--comm', 'a-very-long-command-name'], /a-very-long-command-name is 24 bytes; the kernel keeps the first 15 of a command name \(TASK_COMM_LEN\), so it could never match\. Use --comm a-very-long-com/],
+	[['top', '--comm', 'x'.repeat(16)], /is 16 bytes/],
+	[['record', '-o', '/nonexistent/dir/x'], /cannot write \/nonexistent\/dir\/x: \/nonexistent\/dir does not exist/],
+	[['record', '-o', '/etc/hostname/x'], /cannot write \/etc\/hostname\/x: \/etc\/hostname is not a directory/],
 	[['frobnicate'], /unknown command 'frobnicate'/],
 	[['top', '--by', 'host'], /Allowed choices are process, comm, cgroup, netns, dest/],
 	[['top', '--sort', 'pid'], /Allowed choices are timeWait, /],
@@ -113,6 +122,19 @@ test('report of a file that is not a capture: a clear error, exit 1, nothing on 
 	t.is(r.code, 1);
 	t.regex(r.stderr, /not a twtrace capture \(wrong magic\)/);
 	t.is(r.stdout, '');
+});
+
+test('report of a missing file names it once; an empty one is called empty', async (t) => {
+	const missing = await runInProcess(['report', '/nonexistent/x.twtcap']);
+	t.is(missing.code, 1);
+	t.is(missing.stderr.split('/nonexistent/x.twtcap').length - 1, 1, missing.stderr);
+	t.regex(missing.stderr, /^twtrace: \/nonexistent\/x\.twtcap: no such file\n/);
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-empty-'));
+	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+	fs.writeFileSync(path.join(dir, 'empty.twtcap'), '');
+	const empty = await runInProcess(['report', path.join(dir, 'empty.twtcap')]);
+	t.is(empty.code, 1);
+	t.regex(empty.stderr, /empty\.twtcap: the file is empty/);
 });
 
 test('serve --help teaches: metrics, the series bound, exposure, deployment and examples', async (t) => {

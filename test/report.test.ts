@@ -108,6 +108,14 @@ test('damaged captures are clear errors, never a report: wrong magic, future ver
 	const header = good();
 	header[PREAMBLE_BYTES + 5]! ^= 0x01;
 	t.regex(err(header), /the header fails its checksum/);
+	// The frame header's reserved bytes and the preamble's flags carry no checksum: they must be 0.
+	const reserved = good();
+	reserved[PREAMBLE_BYTES + reserved.readUInt32LE(12) + 2]! ^= 0x04;
+	t.regex(err(reserved), /a frame header's reserved bytes are not 0 \(frame 1,/);
+	const flags = good();
+	flags[10]! ^= 0x01;
+	t.regex(err(flags), /the header's flags are not 0/);
+	t.regex(err(Buffer.alloc(0)), /^the file is empty: a recording that never wrote its header/);
 	// Cut after a whole frame: no trailer.
 	const c = parseCapture(good());
 	t.true(c.items.length > 2);

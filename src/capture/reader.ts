@@ -41,7 +41,8 @@ export function readCaptureFile(file: string, options: ReadOptions = {}): Captur
 		data = fs.readFileSync(file);
 	} catch (error) {
 		const code = (error as NodeJS.ErrnoException).code;
-		throw new CaptureError(code === 'ENOENT' ? `${file}: no such file` : code === 'EISDIR' ? `${file} is a directory` : `${file}: ${(error as Error).message}`);
+		// The caller names the file: the message does not repeat it.
+		throw new CaptureError(code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory, not a capture' : (error as Error).message);
 	}
 	return parseCapture(data, options);
 }
@@ -110,6 +111,7 @@ export function parseCapture(data: Uint8Array, options: ReadOptions = {}): Captu
 }
 
 function parseHeader(buf: Buffer): CaptureHeader {
+	if (buf.length === 0) throw new CaptureError('the file is empty: a recording that never wrote its header (killed at once, or the disk was full)', 0);
 	if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) {
 		throw new CaptureError('not a twtrace capture (wrong magic): make one with `twtrace record -o FILE`', 0);
 	}
@@ -119,6 +121,7 @@ function parseHeader(buf: Buffer): CaptureHeader {
 		throw new CaptureError(`capture format version ${version} is newer than this twtrace reads (${CAPTURE_VERSION}): replay it with a newer twtrace`, 8);
 	}
 	if (version < 1) throw new CaptureError(`capture format version ${version} is not valid`, 8);
+	if (buf.readUInt16LE(10) !== 0) throw new CaptureError('corrupt capture: the header\'s flags are not 0', 10);
 	const length = buf.readUInt32LE(12);
 	if (length > MAX_HEADER_BYTES) throw new CaptureError(`corrupt capture: a header of ${length} bytes`, 12);
 	if (PREAMBLE_BYTES + length > buf.length) throw new CaptureError('truncated capture: the file ends inside its header', buf.length);
@@ -174,6 +177,8 @@ function checkSettings(s: unknown, fail: (what: string) => never): asserts s is 
 /** Why the frame at `at` cannot be read whole, or undefined. */
 function frameProblem(buf: Buffer, at: number): string | undefined {
 	if (at + FRAME_HEADER_BYTES > buf.length) return 'the file ends inside a frame header';
+	// The frame header has no checksum of its own: its reserved bytes must be what the writer wrote.
+	if (buf[at + 1] !== 0 || buf[at + 2] !== 0 || buf[at + 3] !== 0) return 'a frame header\'s reserved bytes are not 0';
 	const length = buf.readUInt32LE(at + 4);
 	if (length > MAX_FRAME_BYTES) return `a frame claims ${length} bytes`;
 	if (at + FRAME_HEADER_BYTES + length > buf.length) return 'the file ends inside a frame';

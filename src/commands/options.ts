@@ -40,6 +40,19 @@ export function parsePid(value: string): number {
 	return n;
 }
 
+/** The kernel keeps 15 bytes of a command name (TASK_COMM_LEN 16, with the NUL): a longer --comm never matches. */
+export const COMM_BYTES = 15;
+
+export function parseComm(value: string): string {
+	if (value === '') throw new InvalidArgumentError('is empty.');
+	const bytes = Buffer.byteLength(value);
+	if (bytes > COMM_BYTES) {
+		const cut = Buffer.from(value).subarray(0, COMM_BYTES).toString('utf8').replace(/\uFFFD$/, '');
+		throw new InvalidArgumentError(`${value} is ${bytes} bytes; the kernel keeps the first ${COMM_BYTES} of a command name (TASK_COMM_LEN), so it could never match. Use --comm ${cut}`);
+	}
+	return value;
+}
+
 export function parseCount(value: string): number {
 	const n = Number(value);
 	if (!/^\d+$/.test(value) || n < 1 || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${value} is not a positive whole number.`);
@@ -122,7 +135,7 @@ export const DEFAULT_RING_BYTES = 8 * 1024 * 1024;
 export function addFilterOptions(cmd: Command, { kinds = true, ringBytes = DEFAULT_RING_BYTES } = {}): Command {
 	cmd
 		.option('--pid <pid>', 'only sockets owned or closed by this process (thread group id)', parsePid)
-		.option('--comm <name>', 'only events blamed on processes with this command name (exact, up to 15 characters)')
+		.option('--comm <name>', 'only events blamed on processes with this command name (exact, up to 15 characters)', parseComm)
 		.option('--netns <inode|path>', 'only sockets in this network namespace: an inode, /run/netns/NAME, NAME or /proc/PID/ns/net; repeatable, up to 8', collect)
 		.option('--port <port>', 'only sockets whose local or remote port is this', parsePort);
 	if (kinds) cmd.option('--kind <kinds>', `only these kinds, comma-separated: ${ALL_KINDS.join(', ')}`, parseKinds);

@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { addAgentOptions, addFilterOptions, parseDuration, parseFileSize, parseInterval } from './options.js';
 import fs from 'node:fs';
+import path from 'node:path';
 import { captureDrops, CaptureError, captureHeader, settingsToJson, type CaptureHeader } from '../capture/format.js';
 import { CaptureWriter } from '../capture/writer.js';
 import { EVENT_FIELDS, EVENT_SIZE, EventKind } from '../event/layout.generated.js';
@@ -41,6 +42,7 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 	const filters = resolveFilters({ ...opts, kind: undefined });
 	// Checked before loading BPF, for a prompt usage error; the writer's O_EXCL create is what guarantees it.
 	if (fs.existsSync(opts.output) && !opts.force) throw usageError(`${opts.output} exists; use --force to overwrite it`, 'Or choose another file with -o');
+	checkOutputDirectory(opts.output);
 	if (opts.last !== undefined) return saveFromAgent(opts, io);
 	const objectPath = defaultObjectPath();
 	preflight('record', objectPath);
@@ -212,4 +214,17 @@ export function registerRecord(program: Command, io: Io): void {
 	addFilterOptions(record, { kinds: false, ringBytes: 32 * 1024 * 1024 })
 		.addHelpText('after', RECORD_HELP)
 		.action(async (opts: RecordOptions) => recordCommand(opts, io));
+}
+
+/** Before anything is loaded: the file's directory must exist and be writable, or nothing could be kept. */
+function checkOutputDirectory(file: string): void {
+	const dir = path.dirname(path.resolve(file));
+	const st = fs.statSync(dir, { throwIfNoEntry: false });
+	if (!st) throw usageError(`cannot write ${file}: ${dir} does not exist`, 'Create it first, or choose another file with -o');
+	if (!st.isDirectory()) throw usageError(`cannot write ${file}: ${dir} is not a directory`, 'Choose another file with -o');
+	try {
+		fs.accessSync(dir, fs.constants.W_OK);
+	} catch {
+		throw usageError(`cannot write ${file}: ${dir} is not writable`, 'Choose another file with -o');
+	}
 }

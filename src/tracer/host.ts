@@ -10,12 +10,51 @@ import path from 'node:path';
  * /proc/PID/ns/net). Throws a plain Error with the reason when the path cannot be used.
  */
 export function netnsInode(arg: string): number {
-	if (/^\d+$/.test(arg)) return Number(arg);
+	if (/^\d+$/.test(arg)) {
+		const inode = Number(arg);
+		if (!netnsInodesInUse().has(inode)) throw new Error(`${arg}: no network namespace with this inode is in use (not under /run/netns, nor any process's)`);
+		return inode;
+	}
 	const p = arg.includes('/') ? arg : path.join('/run/netns', arg);
+	let st: fs.Stats;
 	try {
-		return fs.statSync(p).ino;
+		st = fs.statSync(p);
 	} catch (error) {
 		throw new Error(`${p}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such network namespace' : (error as Error).message}`);
+	}
+	// Namespace files live on nsfs: anything else (a directory, a regular file) is not one.
+	const nsfs = fs.statSync('/proc/self/ns/net').dev;
+	if (st.dev !== nsfs) throw new Error(`${p} is not a network namespace (give /run/netns/NAME, NAME, /proc/PID/ns/net or an inode)`);
+	return st.ino;
+}
+
+/** Inodes of the network namespaces in use: those under /run/netns and those of every process. */
+export function netnsInodesInUse(): Set<number> {
+	const inodes = new Set<number>();
+	for (const name of safeList('/run/netns')) {
+		try {
+			inodes.add(fs.statSync(path.join('/run/netns', name)).ino);
+		} catch {
+			// removed meanwhile
+		}
+	}
+	for (const pid of safeList('/proc')) {
+		if (!/^\d+$/.test(pid)) continue;
+		try {
+			const m = /^net:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/ns/net`));
+			if (m) inodes.add(Number(m[1]));
+		} catch {
+			// exited, or not ours to read
+		}
+	}
+	return inodes;
+}
+
+function safeList(dir: string): string[] {
+	try {
+		return fs.readdirSync(dir);
+	} catch {
+		return [];
 	}
 }
 
