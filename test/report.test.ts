@@ -215,3 +215,16 @@ test('fuzz: 2,000 random mutations of a capture give a report or a CaptureError,
 	}
 	t.true(errors > 1000, `${errors} of 2000 mutations were refused`);
 });
+
+test('text from a capture (hostname, filters, command names) cannot drive the terminal: control characters are shown as \\xNN', (t) => {
+	const r = replay(readCaptureFile(capturePath('exhaustion')), 'exhaustion');
+	r.source.host = 'web1\x1b]0;pwned\x07';
+	r.source.filters = '--comm \x1b[2Jx';
+	r.offenders[0]!.comm = 'evil\x9b31m';
+	for (const format of ['table', 'markdown'] as const) {
+		const out = renderReport(r, format);
+		t.false(/[\x1b\x07\x9b]/.test(out), format);
+		t.true(out.includes('web1\\x1b]0;pwned\\x07'), format);
+		t.true(out.includes('--comm \\x1b[2Jx'), format);
+	}
+});

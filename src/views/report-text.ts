@@ -5,6 +5,7 @@
  */
 import type { Offender, Report, Victim } from '../report/report.js';
 import { fmtSeconds, labelOf } from '../report/report.js';
+import { printable } from './printable.js';
 
 const n = (v: number) => Math.round(v).toLocaleString('en-US');
 const rate = (v: number) => (v >= 100 ? n(v) : String(Math.round(v * 10) / 10));
@@ -98,6 +99,10 @@ function wrap(text: string, width: number, indent: string): string[] {
 }
 
 export function reportTable(r: Report): string {
+	return printable(table0(r));
+}
+
+function table0(r: Report): string {
 	const out: string[] = [`twtrace report: ${heading(r)}`];
 	if (!r.complete) out.push(`INCOMPLETE: ${r.incomplete}. Everything below covers only what the capture holds.`);
 	out.push('', r.summary, '');
@@ -129,6 +134,10 @@ function mdTable(header: string[], rows: string[][]): string[] {
 }
 
 export function reportMarkdown(r: Report): string {
+	return printable(markdown0(r));
+}
+
+function markdown0(r: Report): string {
 	const out: string[] = [`## TIME_WAIT churn report`, '', `> ${r.summary}`, '', `*${heading(r)}.*`];
 	if (!r.complete) out.push('', `**Incomplete capture:** ${r.incomplete}. Figures cover only what it holds.`);
 	out.push('', `### Offenders`, '', `By ${r.by}, ranked by TIME_WAIT entered: ${n(r.totals.timeWaitEntries)} in all, ${n(r.totals.connections)} connections.`, '');

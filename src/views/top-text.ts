@@ -3,6 +3,7 @@
  * sorted table with a TIME_WAIT sparkline per row. The same lines go to the full-screen view (with
  * colour) and to a pipe (without). Pure: returns strings.
  */
+import { printable } from './printable.js';
 import { holderLabel, type DestinationRow, type NamespaceRow, type Row, type Snapshot, type VictimRow } from '../model/snapshot.js';
 import type { TopContext } from './top-json.js';
 import { eventsLost } from '../model/losses.js';
@@ -143,7 +144,7 @@ function victimLine(v: VictimRow, nowUs: number): string {
 	const held = v.holders.length
 		? `held by ${v.holders.map((h) => `${holderLabel(h)} ${int(h.timeWait)}`).join(', ')}${v.heldTimeWait > sum(v.holders) ? ` (of ${int(v.heldTimeWait)} TIME_WAIT)` : ' TIME_WAIT'}`
 		: 'no TIME_WAIT holder known (ports held open, or by sockets outside the walked namespaces)';
-	return `  ${holderLabel(v)} ${call}: ${v.errno} ×${int(v.failures)}, last ${ago} s ago (netns ${v.netns}) ← ${held}`;
+	return printable(`  ${holderLabel(v)} ${call}: ${v.errno} ×${int(v.failures)}, last ${ago} s ago (netns ${v.netns}) ← ${held}`);
 }
 
 const sum = (hs: readonly { timeWait: number }[]) => hs.reduce((a, h) => a + h.timeWait, 0);
@@ -165,8 +166,8 @@ export function tableLines(s: Snapshot, ctx: TopContext, paint: Paint, maxRows =
 	for (const r of s.rows.slice(0, maxRows)) {
 		const fails = Object.values(r.connectFailures).reduce((a, b) => a + b, 0) + r.bindFailures;
 		const cells = [
-			clip(key.value(r, ctx), key.width).padEnd(key.width),
-			showComm ? clip(r.comm, 16).padEnd(16) : '',
+			clip(printable(key.value(r, ctx)), key.width).padEnd(key.width),
+			showComm ? clip(printable(r.comm), 16).padEnd(16) : '',
 			int(r.timeWait).padStart(8),
 			formatRate(r.timeWaitPerSec).padStart(7),
 			formatRate(r.connectsPerSec).padStart(7),
@@ -182,7 +183,7 @@ export function tableLines(s: Snapshot, ctx: TopContext, paint: Paint, maxRows =
 		lines.push(fails ? paint.red(line) : line);
 		// Inferred, on lines of their own: never a number in another row's columns.
 		for (const l of r.likely ?? []) {
-			lines.push(paint.yellow(clip(`  ↳ likely ${l.comm} (pid ${l.pid}): ${int(l.timeWait)} of these TIME_WAIT; ${l.evidence}`, width)));
+			lines.push(paint.yellow(clip(printable(`  ↳ likely ${l.comm} (pid ${l.pid}): ${int(l.timeWait)} of these TIME_WAIT; ${l.evidence}`), width)));
 		}
 	}
 	if (s.rows.length === 0) lines.push(paint.dim('  (no TCP connection activity seen yet)'));
