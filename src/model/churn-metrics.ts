@@ -10,7 +10,7 @@
 import type { TwtEvent } from '../event/decode.js';
 import { errnoName } from '../event/errno.js';
 import { blame, type Blame } from './attribution.js';
-import { ownerComm, type ChurnModel } from './aggregate.js';
+import { BEFORE_START, LOST, ownerComm, type ChurnModel } from './aggregate.js';
 import { SeriesTable, type Series } from './series.js';
 import { portFailure } from './victims.js';
 import { destinationRows, namespaceRows, type DestinationRow, type NamespaceRow } from './snapshot.js';
@@ -115,6 +115,8 @@ export class ChurnMetrics {
 				return { comm: comm === OTHER_LABEL ? `${comm}_` : comm || '(unknown)', cgroup: options.cgroupLabel(cgroupId) };
 			},
 			otherLabels: { comm: OTHER_LABEL, cgroup: OTHER_LABEL },
+			// Sockets of unknown process: one series each, beside the --max-series of real groups.
+			reserved: (key) => isUnknownProcess(splitKey(key)[0]),
 		});
 	}
 
@@ -140,7 +142,7 @@ export class ChurnMetrics {
 		if (blamed === undefined && this.#comm !== undefined && who.comm !== this.#comm) return;
 		const comm = ownerComm(who);
 		const tsUs = e.tsUs;
-		const cgroupId = e.cgroupId;
+		const cgroupId = isUnknownProcess(comm) ? 0 : e.cgroupId;
 		let s: Series<GroupLabels>;
 		const last = this.#last;
 		if (last && last.comm === comm && last.cgroupId === cgroupId) {
@@ -212,12 +214,17 @@ export class ChurnMetrics {
 		const held = new Map<Series<GroupLabels>, number>();
 		for (const o of model.owners.values()) {
 			if (o.timeWait === 0) continue;
-			const s = this.#table.peek(groupKey(o.comm, o.cgroupId), nowUs);
+			const s = this.#table.peek(groupKey(o.comm, isUnknownProcess(o.comm) ? 0 : o.cgroupId), nowUs);
 			held.set(s, (held.get(s) ?? 0) + o.timeWait);
 		}
 		for (const s of this.#table.series()) s.holding = held.get(s) ?? 0;
 		return held;
 	}
+}
+
+/** "(before start)" and "(events lost)": no process to group by, whatever cgroup the socket was in. */
+function isUnknownProcess(comm: string): boolean {
+	return comm === BEFORE_START || comm === LOST;
 }
 
 function groupKey(comm: string, cgroupId: number): string {

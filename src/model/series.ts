@@ -46,6 +46,8 @@ export interface SeriesTableOptions<L> {
 	/** Labels of a group, computed once, when it gets a series. */
 	labelsOf: (key: string) => L;
 	otherLabels: L;
+	/** Keys that always have a series of their own, beside the maxSeries (a few fixed groups). */
+	reserved?: (key: string) => boolean;
 }
 
 /** Weight of the last tick in a series' score: scores follow a change of pace within a few ticks. */
@@ -68,6 +70,8 @@ const MIN_CANDIDATES = 256;
 export class SeriesTable<L> {
 	readonly other: Series<L>;
 	readonly #series = new Map<string, Series<L>>();
+	/** Series of reserved keys: outside the bound, never removed (counters must not vanish). */
+	readonly #reserved = new Map<string, Series<L>>();
 	/** Events per group counted in "other" this tick, and the part of it inherited (space-saving). */
 	readonly #candidates = new Map<string, { count: number; error: number }>();
 	readonly #maxCandidates: number;
@@ -87,7 +91,7 @@ export class SeriesTable<L> {
 
 	/** The series of `key`: its own (made if there is room), or "other". Counts one event of activity. */
 	seriesFor(key: string, nowUs: number): Series<L> {
-		let s = this.#series.get(key);
+		let s = this.#series.get(key) ?? this.#reservedSeries(key, nowUs);
 		if (!s && this.#series.size < this.#options.maxSeries) s = this.#admit(key, nowUs);
 		if (!s) {
 			this.#tallyCandidate(key);
@@ -100,11 +104,20 @@ export class SeriesTable<L> {
 
 	/** The series `key` is counted in, without counting activity (gauges: held sockets). */
 	peek(key: string, nowUs: number): Series<L> {
-		return this.#series.get(key) ?? (this.#series.size < this.#options.maxSeries ? this.#admit(key, nowUs) : this.other);
+		return this.#series.get(key) ?? this.#reservedSeries(key, nowUs) ?? (this.#series.size < this.#options.maxSeries ? this.#admit(key, nowUs) : this.other);
+	}
+
+	/** The series of a reserved key (made at first use, kept for good), or undefined for any other. */
+	#reservedSeries(key: string, nowUs: number): Series<L> | undefined {
+		if (!this.#options.reserved?.(key)) return undefined;
+		let s = this.#reserved.get(key);
+		if (!s) this.#reserved.set(key, (s = this.#newSeries(key, this.#options.labelsOf(key), nowUs)));
+		return s;
 	}
 
 	*series(): IterableIterator<Series<L>> {
 		yield* this.#series.values();
+		yield* this.#reserved.values();
 		yield this.other;
 	}
 
@@ -117,7 +130,7 @@ export class SeriesTable<L> {
 			s.score = s.score * (1 - SCORE_ALPHA) + s.window * SCORE_ALPHA;
 			s.window = 0;
 			// Deleting the entry being visited is safe in a Map iteration; "other" is never removed.
-			if (s !== this.other && s.holding === 0 && s.lastActiveUs <= nowUs - this.#options.idleUs) this.#remove(s, 'idle');
+			if (s !== this.other && !this.#reserved.has(s.key) && s.holding === 0 && s.lastActiveUs <= nowUs - this.#options.idleUs) this.#remove(s, 'idle');
 		}
 		// Ranked by the events a candidate surely had: its count less what it inherited.
 		const candidates = [...this.#candidates].map(([key, c]) => [key, c.count - c.error] as const)

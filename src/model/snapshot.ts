@@ -67,6 +67,8 @@ export interface DestinationRow {
 	portsUsable: number;
 	/** Ports in use / usable, 0..1. */
 	usedRatio: number;
+	/** Free ports / usable, 0..1: (usable - in use) / usable, not 1 - usedRatio, which prints 0.30000000000000004. */
+	headroomRatio: number;
 	/** New connections per second it sustains: usable / 60 s. */
 	sustainableRate: number;
 	/** New connections per second now. */
@@ -307,6 +309,7 @@ export function destinationRows(model: ChurnModel, nowUs: number, rateWindowUs: 
 			netns: d.netns, saddr: d.saddr, daddr: d.daddr, dport: d.dport,
 			portsInUse, portsUsable,
 			usedRatio: portsUsable > 0 ? Math.min(1, portsInUse / portsUsable) : 1,
+			headroomRatio: portsUsable > 0 ? Math.max(0, portsUsable - portsInUse) / portsUsable : 0,
 			sustainableRate: sustainableRate(portsUsable),
 			currentRate,
 			secondsToExhaustion: seconds === undefined ? null : Math.round(seconds * 10) / 10,

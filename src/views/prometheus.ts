@@ -167,7 +167,7 @@ export class PrometheusView {
 			},
 		});
 		destGauge('twtrace_port_headroom_ratio', 'Share of usable ephemeral ports still free towards the destination (0..1), for the worst destinations',
-			(d) => 1 - d.usedRatio);
+			(d) => d.headroomRatio);
 		destGauge('twtrace_seconds_to_exhaustion', 'Seconds until connect() finds no free port at the current connection rate; +Inf when the rate is sustainable',
 			(d) => d.secondsToExhaustion ?? Infinity);
 		destGauge('twtrace_ports_in_use', 'Ephemeral ports held towards the destination: open connections plus TIME_WAIT', (d) => d.portsInUse);

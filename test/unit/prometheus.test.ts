@@ -96,9 +96,11 @@ test('headroom and time to exhaustion of a destination; +Inf while its rate is s
 		for (let i = 0; i < 6; i++) events.push(ev(s + i / 6, { kind: 'connect', sport: 40010 + (s - 10) * 6 + i }), ev(s + i / 6, { kind: 'time_wait', sport: 40010 + (s - 10) * 6 + i }));
 		feed(events);
 	}
-	samples = (await scrape(20)).samples;
+	const at20 = await scrape(20);
+	samples = at20.samples;
 	t.is(valueOf(samples, 'twtrace_ports_in_use', dest), 70);
-	t.is(valueOf(samples, 'twtrace_port_headroom_ratio', dest)!.toFixed(2), '0.30');
+	// As written: 30 of 100 free is 0.3, not 1 - 0.7 = 0.30000000000000004.
+	t.regex(at20.text, /^twtrace_port_headroom_ratio\{[^}]*dport="7101"\} 0\.3$/m);
 	const seconds = valueOf(samples, 'twtrace_seconds_to_exhaustion', dest)!;
 	t.true(seconds > 4 && seconds < 6, String(seconds));
 });
@@ -162,4 +164,24 @@ test('port failures are counted by victim and target, bounded: past the bound ne
 	t.is(valueOf(samples, 'twtrace_port_failures_total', { comm: 'nginx', call: 'bind', errno: 'EADDRINUSE', addr: '10.200.0.1', port: '8080' }), 1);
 	t.is(valueOf(samples, 'twtrace_port_failures_total', { comm: 'other', call: 'connect', addr: 'other' }), 1);
 	t.is(samples.filter((s) => s.name === 'twtrace_port_failures_total').length, 3);
+});
+
+test('"(before start)" has one series, whatever the sockets\' cgroups, beside the --max-series of real groups', async (t) => {
+	const { model, feed, scrape } = setup(2);
+	model.reconcile({
+		netns: 1, takenAtUs: T0, settings: { portRange: { low: 40000, high: 40099 }, reservedPorts: new Set(), finTimeoutSec: 60 },
+		sockets: [{ cookie: 999, netns: 1, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40090, dport: 7101, state: 6, substate: 6, expiresUs: 0, addressKey: () => 0 }],
+	});
+	const unknown = { ownerSource: 'none' as const, closerPid: 0, pid: 0, comm: '' };
+	feed([
+		ev(1, { kind: 'time_wait', sport: 40001, cgroupId: 5, ...unknown }), ev(1, { kind: 'time_wait', sport: 40002, cgroupId: 6, ...unknown }),
+		ev(1, { kind: 'connect', sport: 40003, comm: 'a', pid: 301 }), ev(1, { kind: 'connect', sport: 40004, comm: 'b', pid: 302 }),
+	]);
+	const { samples } = await scrape(2);
+	const before = samples.filter((s) => s.name === 'twtrace_timewait_sockets' && s.labels.comm === '(before start)');
+	t.is(before.length, 1, JSON.stringify(before));
+	t.is(before[0]!.value, 3);
+	t.is(valueOf(samples, 'twtrace_connections_total', { comm: 'a', side: 'client' }), 1);
+	t.is(valueOf(samples, 'twtrace_connections_total', { comm: 'b', side: 'client' }), 1, 'both real groups have their series: (before start) took no slot');
+	t.is(valueOf(samples, 'twtrace_connections_total', { comm: 'other', side: 'client' }), 0);
 });
