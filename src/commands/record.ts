@@ -65,7 +65,7 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 			finish(`write error: ${writeError.message}`);
 		}
 	};
-	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port });
+	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port, family: filters.family });
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 	const startUs = monotonicUs();
 	const startedAt = new Date().toISOString();

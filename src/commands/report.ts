@@ -111,7 +111,7 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 	const filters = resolveFilters({ ...opts, kind: undefined });
 	const objectPath = defaultObjectPath();
 	preflight('report', objectPath);
-	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port, keepIdle: true });
+	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port, family: filters.family, keepIdle: true });
 	const builder = new ReportBuilder(model, opts.by);
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 	const startedAt = new Date().toISOString();

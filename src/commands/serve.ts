@@ -71,7 +71,7 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 		const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 		const p = (pipeline = new LivePipeline({
 			objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true, cgroupRescanMs: 250,
-			model: { comm: opts.comm, pid: opts.pid, port: opts.port, closesFromTimeWait: true },
+			model: { comm: opts.comm, pid: opts.pid, port: opts.port, family: filters.family, closesFromTimeWait: true },
 			...(opts.recorder !== false && socketPath ? {
 				recorder: {
 					maxAgeMs: opts.recorder, maxBytes: opts.recorderSize, filters: captureFilters(filters, opts),

@@ -58,7 +58,7 @@ async function openSource(opts: TopOptions, io: Io): Promise<Source> {
 	// Walks at once: sockets that predate twtrace, and the namespaces' settings, before the first screen.
 	const pipeline = new LivePipeline({
 		objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true,
-		model: { comm: opts.comm, pid: opts.pid, port: opts.port, closesFromTimeWait: true },
+		model: { comm: opts.comm, pid: opts.pid, port: opts.port, family: filters.family, closesFromTimeWait: true },
 	});
 	return {
 		reply: async (q) => pipeline.snapshotReply(q),

@@ -76,6 +76,8 @@ export interface ModelOptions {
 	pid?: number;
 	/** Only sockets with this local or remote port: applied to sockets found by walks. */
 	port?: number;
+	/** Only IPv4 or IPv6 sockets: applied to sockets found by walks (the kernel filters events). */
+	family?: 4 | 6;
 	maxOwners?: number;
 	maxDestinations?: number;
 	maxTimeWait?: number;
@@ -314,12 +316,13 @@ export class ChurnModel {
 		const openByDest = new Map<string, number>();
 		const unknownPeers = new Map<string, { owner: Owner; pool: Destination | undefined } | null>();
 		let timeWait = 0;
-		const { pid, port } = this.#options;
+		const { pid, port, family } = this.#options;
 		this.timeWait.beginWalk();
 		const add = (s: SocketEntry): void => {
 			if (s.state === TCP_TIME_WAIT) timeWait++;
 			if (s.state === TCP_LISTEN) listeningPorts.add(s.sport);
 			if (port !== undefined && s.sport !== port && s.dport !== port) return;
+			if (family !== undefined && s.family !== family) return;
 			if (s.state === TCP_LISTEN || s.state === TCP_NEW_SYN_RECV) return;
 			const isServer = listeningPorts.has(s.sport);
 			if (s.state !== TCP_TIME_WAIT) {

@@ -23,7 +23,9 @@ export interface ReplayOptions {
 
 export function replayCapture(capture: Capture, options: ReplayOptions): Report {
 	const { header, trailer } = capture;
-	const model = new ChurnModel(header.clock.startUs, { keepIdle: true });
+	// The recording's filters apply to walked sockets as they did live (the kernel filtered the events).
+	const f = header.filters;
+	const model = new ChurnModel(header.clock.startUs, { keepIdle: true, comm: f.comm, pid: f.pid, port: f.port, family: f.family });
 	const builder = new ReportBuilder(model, options.by);
 	let lastUs = header.clock.startUs;
 	let decodeErrors = 0;

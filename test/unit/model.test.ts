@@ -289,3 +289,14 @@ test('likely owners of sockets older than twtrace: from connect() calls and open
 	rows = view(m, 3).rows;
 	t.deepEqual(rows.find((r) => r.comm === '(before start)')!.likely, [{ pid: 400, comm: 'pool', timeWait: 2, evidence: '60 % of the connections to 10.200.0.2:7101 of 2 processes (3 open now)' }]);
 });
+
+test('--family 6 leaves IPv4 sockets found by walks out: no "(before start)" and no destination for them', (t) => {
+	const m = new ChurnModel(T0, { family: 6 });
+	m.reconcile({
+		netns: 1, takenAtUs: T0, settings: settings(),
+		sockets: [sock({ sport: 40001 }), sock({ sport: 40002, state: 1 }), sock({ sport: 40003, family: 6, saddr: 'fd00::1', daddr: 'fd00::2' })],
+	});
+	const s = view(m, 1);
+	t.is(s.rows.find((r) => r.comm === '(before start)')?.timeWait, 1);
+	t.deepEqual(s.destinations.map((d) => d.daddr), ['fd00::2']);
+});
