@@ -4,6 +4,7 @@
  * seen while sampling (EADDRNOTAVAIL, EADDRINUSE: exhaustion now), and a review of the sysctls.
  * Status and exit code follow the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
+import { endpoint } from '../event/endpoint.js';
 import type { NetnsSettings } from '../model/aggregate.js';
 import { holderLabel, type Snapshot, type VictimRow } from '../model/snapshot.js';
 
@@ -74,7 +75,7 @@ export function evaluate(input: DoctorInput, t: Thresholds): Verdict {
 		const eta = d.secondsToExhaustion === null ? '' : d.secondsToExhaustion === 0 ? '; exhausted' : `; exhausted in ${Math.round(d.secondsToExhaustion)} s at ${n(Math.round(d.currentRate))}/s`;
 		findings.push({
 			status, check: 'headroom', netns: d.netns,
-			message: `worst destination ${d.saddr} → ${d.daddr}:${d.dport} (netns ${d.netns}): ${n(d.portsInUse)} of ${n(d.portsUsable)} ports in use, ` +
+			message: `worst destination ${d.saddr} → ${endpoint(d.daddr, d.dport)} (netns ${d.netns}): ${n(d.portsInUse)} of ${n(d.portsUsable)} ports in use, ` +
 				`${Math.floor(headroom * 100)} % headroom (warn < ${t.warnHeadroom * 100} %, crit < ${t.critHeadroom * 100} %); sustains ${n(Math.round(d.sustainableRate))}/s${eta}`,
 		});
 		perf.push(`'headroom_min'=${Math.floor(headroom * 100)}%;${t.warnHeadroom * 100};${t.critHeadroom * 100};0;100`);

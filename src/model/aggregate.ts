@@ -13,6 +13,7 @@
  * reconcile(), which takes an iter/tcp walk of a namespace: its timewait sockets, their cookies
  * (inherited from the original socket, §1.4) and their timers.
  */
+import { endpoint, parseEndpoint } from '../event/endpoint.js';
 import * as hdr from 'hdr-histogram-js';
 import type { TwtEvent } from '../event/decode.js';
 import type { SideName } from '../event/kinds.js';
@@ -349,7 +350,7 @@ export class ChurnModel {
 				const isWanted = (pid === undefined || listener?.pid === pid) && (this.#options.comm === undefined || comm === this.#options.comm);
 				found = isWanted ? {
 					owner: this.#owner(listener?.pid ?? 0, comm, 0, walk.netns, isServer ? 'server' : 'unknown',
-						isServer ? `local ${s.saddr}:${s.sport}` : `${s.daddr}:${s.dport}`, walk.takenAtUs),
+						isServer ? `local ${endpoint(s.saddr, s.sport)}` : endpoint(s.daddr, s.dport), walk.takenAtUs),
 					pool: holdsPort ? this.#destination(walk.netns, s.saddr, s.daddr, s.dport, walk.takenAtUs) : undefined,
 				} : null;
 				unknownPeers.set(peerKey, found);
@@ -443,9 +444,7 @@ export class ChurnModel {
 	 */
 	likelyOwnerOf(o: Owner): Likely | undefined {
 		if (o.pid !== 0 || (o.comm !== BEFORE_START && o.comm !== LOST) || o.side === 'server' || o.peer.startsWith('local ') || o.peer.startsWith('bind ')) return undefined;
-		const at = o.peer.lastIndexOf(':');
-		const daddr = o.peer.slice(0, at);
-		const dport = Number(o.peer.slice(at + 1));
+		const { addr: daddr, port: dport } = parseEndpoint(o.peer);
 		const attempts: { pid: number; comm: string; attempts: number }[] = [];
 		for (const c of this.owners.values()) {
 			if (c.pid === 0 || c.netns !== o.netns || c.side === 'server' || c.peer !== o.peer) continue;
@@ -538,7 +537,7 @@ export class ChurnModel {
 			r.cgroupId === e.cgroupId && r.side === e.side && r.comm === who.comm && r.saddr === e.saddr && (peerKind !== 0 || r.daddr === e.daddr)) {
 			return r;
 		}
-		const peer = peerKind === 2 ? `bind ${e.saddr}:${e.sport}` : peerKind === 1 ? `local ${e.saddr}:${e.sport}` : `${e.daddr}:${e.dport}`;
+		const peer = peerKind === 2 ? `bind ${endpoint(e.saddr, e.sport)}` : peerKind === 1 ? `local ${endpoint(e.saddr, e.sport)}` : endpoint(e.daddr, e.dport);
 		const owner = this.#owner(who.pid, ownerComm(who), e.cgroupId, e.netns, e.side, peer, tsUs);
 		const dest = peerKind === 0 ? this.#destination(e.netns, e.saddr, e.daddr, e.dport, tsUs) : undefined;
 		// An owner or destination beyond the bounds is not kept: nor is it cached.

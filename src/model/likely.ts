@@ -5,6 +5,7 @@
  * connections open to it, most likely made them too. Evidence, never attribution: what this infers
  * is shown apart from exact counts, with the reason, and never added to them. Pure.
  */
+import { endpoint } from '../event/endpoint.js';
 import type { HolderEntry } from '../event/holders.js';
 
 /** A process that likely owns sockets towards a destination, and why. */
@@ -69,7 +70,7 @@ export function likelyOwner(
 	const ranked = [...byPid.values()].sort((a, b) => b.attempts + b.open - (a.attempts + a.open) || a.pid - b.pid);
 	const best = ranked[0];
 	if (!best) return undefined;
-	const dest = daddr.includes(':') ? `[${daddr}]:${dport}` : `${daddr}:${dport}`;
+	const dest = endpoint(daddr, dport);
 	const facts = [
 		...(best.attempts ? [`${best.attempts.toLocaleString('en-US')} connect() calls since start`] : []),
 		...(best.open ? [`${best.open.toLocaleString('en-US')} open now`] : []),

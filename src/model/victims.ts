@@ -4,6 +4,7 @@
  * kept per (process, call, target) with their first and last failure. Bounded: beyond MAX_VICTIMS
  * entries failures are only counted. Pure: time comes from the events.
  */
+import { endpoint } from '../event/endpoint.js';
 import type { TwtEvent } from '../event/decode.js';
 
 export const EADDRINUSE = 98;
@@ -18,8 +19,8 @@ export interface PortFailure {
 }
 
 export function portFailure(e: TwtEvent): PortFailure | undefined {
-	if (e.kind === 'connect_fail' && e.err === EADDRNOTAVAIL) return { call: 'connect', errno: 'EADDRNOTAVAIL', target: `${e.daddr}:${e.dport}` };
-	if (e.kind === 'bind_fail' && e.err === EADDRINUSE) return { call: 'bind', errno: 'EADDRINUSE', target: `${e.saddr}:${e.sport}` };
+	if (e.kind === 'connect_fail' && e.err === EADDRNOTAVAIL) return { call: 'connect', errno: 'EADDRNOTAVAIL', target: endpoint(e.daddr, e.dport) };
+	if (e.kind === 'bind_fail' && e.err === EADDRINUSE) return { call: 'bind', errno: 'EADDRINUSE', target: endpoint(e.saddr, e.sport) };
 	return undefined;
 }
 

@@ -5,6 +5,7 @@
  * and connect rate once per second of event time for the peaks, and links each EADDRNOTAVAIL and
  * EADDRINUSE to the owners that held the ports at that moment.
  */
+import { endpoint } from '../event/endpoint.js';
 import type { TwtEvent } from '../event/decode.js';
 import { errnoName } from '../event/errno.js';
 import { advise, type Advice } from '../advice/advice.js';
@@ -216,7 +217,7 @@ export class ReportBuilder {
 			const topDestinations = [...peers.entries()].map(([peer, p]) => ({ peer, ...p }))
 				.sort((a, b) => b.timeWaitEntries - a.timeWaitEntries || b.connections - a.connections || a.peer.localeCompare(b.peer)).slice(0, 3);
 			const netns = busiest(g.os, (o) => String(o.netns));
-			const dest = destinations.find((d) => String(d.netns) === netns && topDestinations[0]?.peer === `${d.daddr}:${d.dport}`);
+			const dest = destinations.find((d) => String(d.netns) === netns && topDestinations[0]?.peer === endpoint(d.daddr, d.dport));
 			const lifetimeMs = lifetimes(g.os);
 			const connectRateAvg = total(g.os, C.connects) / seconds;
 			const offender: Omit<Offender, 'advice'> = {
@@ -255,7 +256,7 @@ export class ReportBuilder {
 				connectRateAvg: offender.connectRateAvg,
 				connectRatePeak: offender.connectRatePeak,
 				lifetimeP50Ms: lifetimeMs?.p50 ?? null,
-				destination: dest && { label: `${dest.daddr}:${dest.dport}`, peakPortsInUse: dest.peakPortsInUse, portsUsable: dest.portsUsable },
+				destination: dest && { label: endpoint(dest.daddr, dest.dport), peakPortsInUse: dest.peakPortsInUse, portsUsable: dest.portsUsable },
 				victimFailures: victimsByRank.get(i + 1) ?? 0,
 				bindFailures: offender.bindFailures,
 				seconds,

@@ -3,6 +3,7 @@
  * an incident document (`--format markdown`). Both show the same sections in the same order:
  * summary, offenders, victims, destinations, namespaces, advice, losses.
  */
+import { endpoint } from '../event/endpoint.js';
 import type { Offender, Report, Victim } from '../report/report.js';
 import { fmtSeconds, labelOf } from '../report/report.js';
 import { printable } from './printable.js';
@@ -48,7 +49,7 @@ const VICTIM_HEADER = ['PROCESS', 'FAILED', 'TARGET', 'FAILURES', 'FIRST (UTC)',
 
 const DEST_HEADER = ['NETNS', 'SOURCE', 'DESTINATION', 'CONNECTS', 'PEAK PORTS IN USE', 'SUSTAINABLE/s', 'PEAK CONN/s', 'FAILURES'];
 function destCells(d: Report['destinations'][number]): string[] {
-	return [String(d.netns), d.saddr, `${d.daddr}:${d.dport}`, n(d.connects), `${n(d.peakPortsInUse)} / ${n(d.portsUsable)} (${pct(d.peakPortsInUse / Math.max(1, d.portsUsable))})`,
+	return [String(d.netns), d.saddr, endpoint(d.daddr, d.dport), n(d.connects), `${n(d.peakPortsInUse)} / ${n(d.portsUsable)} (${pct(d.peakPortsInUse / Math.max(1, d.portsUsable))})`,
 		rate(d.sustainableRate), rate(d.peakConnectRate), n(d.connectFailures)];
 }
 

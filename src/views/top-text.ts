@@ -3,6 +3,7 @@
  * sorted table with a TIME_WAIT sparkline per row. The same lines go to the full-screen view (with
  * colour) and to a pipe (without). Pure: returns strings.
  */
+import { endpoint } from '../event/endpoint.js';
 import { printable } from './printable.js';
 import { holderLabel, type DestinationRow, type NamespaceRow, type Row, type Snapshot, type VictimRow } from '../model/snapshot.js';
 import type { TopContext } from './top-json.js';
@@ -79,7 +80,7 @@ export function headerLines(s: Snapshot, ctx: TopContext, state: HeaderState, pa
 	if (worst) {
 		lines.push(destinationLine(worst, paint));
 		if (worst.usedRatio > 0.5) {
-			lines.push(paint.yellow(`  WARNING: over half the port range towards ${worst.daddr}:${worst.dport} is in use: connect() now scans the range for a free port (much slower), and fails with EADDRNOTAVAIL when none is left`));
+			lines.push(paint.yellow(`  WARNING: over half the port range towards ${endpoint(worst.daddr, worst.dport)} is in use: connect() now scans the range for a free port (much slower), and fails with EADDRNOTAVAIL when none is left`));
 		}
 	}
 	lines.push(lossLine(s, ctx, paint));
@@ -110,7 +111,7 @@ function destinationLine(d: DestinationRow, paint: Paint): string {
 	const pct = Math.round(d.usedRatio * 100);
 	const used = `${int(d.portsInUse)}/${int(d.portsUsable)} ports in use (${pct} %)`;
 	const eta = d.secondsToExhaustion === null ? 'sustainable at this rate' : d.secondsToExhaustion === 0 ? paint.red('EXHAUSTED') : paint.red(`exhausted in ${formatDuration(d.secondsToExhaustion)}`);
-	return `worst destination: ${d.saddr} → ${d.daddr}:${d.dport} (netns ${d.netns}): ${d.usedRatio > 0.5 ? paint.yellow(used) : used} · ` +
+	return `worst destination: ${d.saddr} → ${endpoint(d.daddr, d.dport)} (netns ${d.netns}): ${d.usedRatio > 0.5 ? paint.yellow(used) : used} · ` +
 		`sustainable ${formatRate(d.sustainableRate)}/s · now ${formatRate(d.currentRate)}/s · ${eta}`;
 }
 

@@ -300,3 +300,14 @@ test('--family 6 leaves IPv4 sockets found by walks out: no "(before start)" and
 	t.is(s.rows.find((r) => r.comm === '(before start)')?.timeWait, 1);
 	t.deepEqual(s.destinations.map((d) => d.daddr), ['fd00::2']);
 });
+
+test('IPv6 endpoints are written [addr]:port in rows, destinations\' peers and victims', (t) => {
+	const m = new ChurnModel(T0);
+	const v6 = { family: 6 as const, saddr: 'fd00:231::1', daddr: 'fd00:231::2', dport: 7010 };
+	m.reconcile({ netns: 1, takenAtUs: T0, settings: settings(), sockets: [sock({ ...v6, sport: 40050 })] });
+	m.ingest([tw(1, { ...v6, sport: 40001 }), ev({ kind: 'connect_fail', err: 99, tsUs: T0 + 2 * S, ...v6, sport: 0, pid: 7, comm: 'v', ownerSource: 'syscall', closerPid: 0 })]);
+	const s = view(m, 3);
+	t.is(s.rows.find((r) => r.comm === 'owner')!.topDest, '[fd00:231::2]:7010');
+	t.is(s.victims[0]!.target, '[fd00:231::2]:7010');
+	t.deepEqual(s.rows.find((r) => r.comm === '(before start)')!.likely?.map((l) => l.evidence), ['only process connecting to [fd00:231::2]:7010 (1 connect() calls since start)']);
+});
