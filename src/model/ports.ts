@@ -61,6 +61,12 @@ export interface PoolState {
 	timeWaitSecondsLeft: ReadonlyMap<number, number>;
 	/** New connections per second, assumed constant from now on; each enters TIME_WAIT. */
 	ratePerSec: number;
+	/**
+	 * TIME_WAIT sockets this pool can hold at most: the namespace's tcp_max_tw_buckets less those held
+	 * towards other destinations. Past it, a closing socket skips TIME_WAIT and frees its port at once
+	 * (inet_twsk_alloc fails, tcp_time_wait counts TCPTimeWaitOverflow).
+	 */
+	maxTimeWait?: number;
 }
 
 /**
@@ -74,6 +80,8 @@ export function secondsToExhaustion(s: PoolState): number | undefined {
 	let held = portsHeldOpen + expiries.reduce((sum, [, n]) => sum + n, 0);
 	if (held >= portsUsable) return 0;
 	if (ratePerSec <= 0) return undefined;
+	// The cap keeps TIME_WAIT from ever filling the pool: closes past it free their ports.
+	if (s.maxTimeWait !== undefined && portsHeldOpen + s.maxTimeWait < portsUsable) return undefined;
 	let from = 0;
 	for (const [secondsLeft, n] of expiries) {
 		const to = Math.min(secondsLeft, TIME_WAIT_SECONDS);

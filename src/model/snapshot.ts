@@ -304,7 +304,11 @@ export function destinationRows(model: ChurnModel, nowUs: number, rateWindowUs: 
 		const currentRate = ChurnModel.rate(d.connects, d.slotSecond, 1, 0, nowUs, rateWindowUs, model.startUs);
 		const timeWaitSecondsLeft = new Map<number, number>();
 		for (const [bucket, n] of d.expiring) timeWaitSecondsLeft.set(Math.max(0, bucket - nowSecond), n);
-		const seconds = secondsToExhaustion({ portsUsable, portsHeldOpen: d.portsHeldOpen, timeWaitSecondsLeft, ratePerSec: currentRate });
+		const ns = model.namespaces.get(d.netns);
+		const cap = ns?.settings?.maxTimeWaitBuckets;
+		const timeWaitElsewhere = Math.max(ns?.walkedTimeWait ?? 0, model.timeWait.countIn(d.netns)) - d.timeWait;
+		const maxTimeWait = cap === undefined ? undefined : Math.max(0, cap - Math.max(0, timeWaitElsewhere));
+		const seconds = secondsToExhaustion({ portsUsable, portsHeldOpen: d.portsHeldOpen, timeWaitSecondsLeft, ratePerSec: currentRate, maxTimeWait });
 		rows.push({
 			netns: d.netns, saddr: d.saddr, daddr: d.daddr, dport: d.dport,
 			portsInUse, portsUsable,

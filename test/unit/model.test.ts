@@ -311,3 +311,18 @@ test('IPv6 endpoints are written [addr]:port in rows, destinations\' peers and v
 	t.is(s.victims[0]!.target, '[fd00:231::2]:7010');
 	t.deepEqual(s.rows.find((r) => r.comm === '(before start)')!.likely?.map((l) => l.evidence), ['only process connecting to [fd00:231::2]:7010 (1 connect() calls since start)']);
 });
+
+test('the forecast heeds tcp_max_tw_buckets: past the cap closes skip TIME_WAIT, so a pool it keeps from filling never exhausts', (t) => {
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, timeWaitSecondsLeft: new Map([[30, 50]]), ratePerSec: 10, maxTimeWait: 50 }), undefined);
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 60, timeWaitSecondsLeft: new Map(), ratePerSec: 10, maxTimeWait: 50 }), 4, 'open connections still fill it');
+	const forecast = (maxTimeWaitBuckets: number | undefined) => {
+		const m = new ChurnModel(T0);
+		m.reconcile({ netns: 1, takenAtUs: T0, sockets: [], settings: settings({ maxTimeWaitBuckets }) });
+		const events: TwtEvent[] = [];
+		for (let i = 0; i < 40; i++) events.push(ev({ kind: 'connect', tsUs: T0 + S + i * 0.1 * S, sport: 40000 + i }), tw(1 + i * 0.1, { sport: 40000 + i }));
+		m.ingest(events);
+		return view(m, 5).destinations[0]!.secondsToExhaustion;
+	};
+	t.not(forecast(undefined), null, '8/s against 100 ports exhausts them without a cap');
+	t.is(forecast(50), null, 'with tcp_max_tw_buckets 50 it never does');
+});
