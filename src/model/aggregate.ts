@@ -270,11 +270,13 @@ export class ChurnModel {
 				const lifeUs = e.substate === TCP_TIME_WAIT ? TIME_WAIT_SECONDS * US + e.twSlackMs * 1000 : (settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
 				const pool = dest && this.#holdsEphemeralPort(e.netns, e.sport) ? dest : undefined;
 				this.timeWait.add(e.cookie, owner, pool, e.netns, tsUs, tsUs + lifeUs);
+				if (pool) this.#closedSinceWalk(pool, e.netns, tsUs, e.lifetimeUs);
 				break;
 			}
 			case 'reset':
 				this.#count(owner, C.resets, second);
 				this.#recordLifetime(owner, e.lifetimeUs);
+				if (dest && this.#holdsEphemeralPort(e.netns, e.sport)) this.#closedSinceWalk(dest, e.netns, tsUs, e.lifetimeUs);
 				break;
 			case 'connect_fail':
 				this.#count(owner, C.connectFailures, second);
@@ -311,6 +313,9 @@ export class ChurnModel {
 	 */
 	beginReconcile(walk: Omit<NetnsWalk, 'sockets'>, listening: Iterable<number> = []): WalkReconciler {
 		const ns = this.#netns(walk.netns);
+		const previousRange = ns.settings?.portRange;
+		// A narrowed range: TIME_WAIT sockets on ports now outside it no longer count in their pools.
+		const rangeChanged = previousRange !== undefined && (previousRange.low !== walk.settings.portRange.low || previousRange.high !== walk.settings.portRange.high);
 		ns.settings = walk.settings; // the port range decides which sockets hold ephemeral ports
 		ns.overflowAtFirstWalk ??= walk.settings.timeWaitOverflow;
 		const listeningPorts = new Set(listening);
@@ -334,7 +339,10 @@ export class ChurnModel {
 				return;
 			}
 			const expiresUs = s.expiresUs > 0 ? s.expiresUs : undefined;
-			if (this.timeWait.markSeen(s.cookie, expiresUs)) return;
+			if (this.timeWait.markSeen(s.cookie, expiresUs)) {
+				if (rangeChanged && !this.#holdsEphemeralPort(walk.netns, s.sport)) this.timeWait.leavePool(s.cookie, walk.takenAtUs);
+				return;
+			}
 			// Not seen entering TIME_WAIT: owned by its listener; else older than twtrace ("(before
 			// start)"), or, when its timer says it entered after the attach, its events were lost.
 			const lifeUs = s.substate === TCP_TIME_WAIT ? TIME_WAIT_SECONDS * US : (ns.settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
@@ -479,6 +487,17 @@ export class ChurnModel {
 
 	#holdsEphemeralPort(netns: number, sport: number): boolean {
 		return inRange(sport, this.portRange(netns));
+	}
+
+	/**
+	 * A connection towards `dest` ended: if it was open at the namespace's last walk (it started
+	 * before, or its start was not seen), that walk counted its port among the open ones; it is no
+	 * longer open (it holds the port in TIME_WAIT now, counted there, or freed it by a reset).
+	 */
+	#closedSinceWalk(dest: Destination, netns: number, tsUs: number, lifetimeUs: number): void {
+		const walkedAtUs = this.namespaces.get(netns)?.walkedAtUs;
+		if (walkedAtUs === undefined || tsUs < walkedAtUs || dest.portsHeldOpen === 0) return;
+		if (lifetimeUs <= 0 || tsUs - lifetimeUs < walkedAtUs) dest.portsHeldOpen--;
 	}
 
 	/** Makes a namespace known (shown in snapshots) before any event or walk. */

@@ -188,6 +188,16 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	}
 
 	/** Re-arms the expiry (a walk read the kernel's timer). */
+	/** `cookie` no longer counts in its port pool (its port left the range: ip_local_port_range narrowed). */
+	leavePool(cookie: number, nowUs: number): void {
+		const i = this.#find(cookie);
+		if (i === NONE || this.#pool[i] === 0) return;
+		this.#unhold(i, nowUs);
+		this.#pools.unref(this.#pool[i]!);
+		this.#pool[i] = 0;
+		this.#hold(i, nowUs);
+	}
+
 	setExpiry(cookie: number, expiresUs: number): void {
 		const i = this.#find(cookie);
 		if (i !== NONE) this.#rearm(i, expiresUs);

@@ -326,3 +326,22 @@ test('the forecast heeds tcp_max_tw_buckets: past the cap closes skip TIME_WAIT,
 	t.not(forecast(undefined), null, '8/s against 100 ports exhausts them without a cap');
 	t.is(forecast(50), null, 'with tcp_max_tw_buckets 50 it never does');
 });
+
+test('ports in use never count a connection twice: open at the walk, then in TIME_WAIT; nor ports outside a narrowed range', (t) => {
+	const m = new ChurnModel(T0);
+	const open = [sock({ state: 1, sport: 40010 }), sock({ state: 1, sport: 40011 }), sock({ state: 1, sport: 40012 })];
+	m.reconcile({ netns: 1, takenAtUs: T0 + 2 * S, sockets: open, settings: settings() });
+	t.is(view(m, 3).destinations[0]!.portsInUse, 3);
+	// Two of them close (they started before the walk; one's start was never seen), and one connection made after it.
+	const closes = [tw(4, { sport: 40010, lifetimeUs: 3 * S }), tw(4, { sport: 40011, lifetimeUs: 0 }), tw(4.5, { sport: 40020, lifetimeUs: 100_000 })];
+	m.ingest(closes);
+	t.is(view(m, 5).destinations[0]!.portsInUse, 4, '1 open + 3 TIME_WAIT, not 3 open + 3 TIME_WAIT');
+	// The range narrows to 40015-40099 while they are held: the sockets on 40010-40012 leave the pool.
+	m.reconcile({
+		netns: 1, takenAtUs: T0 + 6 * S, settings: settings({ portRange: { low: 40015, high: 40099 } }),
+		sockets: [sock({ state: 1, sport: 40012 }), ...closes.map((e) => sock({ cookie: e.cookie, sport: e.sport, expiresUs: T0 + 64 * S }))],
+	});
+	const d = view(m, 7).destinations[0]!;
+	t.is(d.portsInUse, 1, 'only 40020, in TIME_WAIT');
+	t.is(d.portsUsable, 85);
+});
