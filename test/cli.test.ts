@@ -204,6 +204,36 @@ bpfTest('SIGTERM stops trace cleanly: exit 0, events flushed and the summary lin
 	t.regex(p.err(), /10 events shown, 10 received .* 0 lost/);
 });
 
+bpfTest('`twtrace trace | head -3` does not claim the events it wrote were shown: head printed 2 of them', async (t) => {
+	const p = await pipeline('| head -3', [], (pair) => churn(pair, 20, 7404));
+	const [code] = await p.exited;
+	t.is(code, 0, p.err());
+	t.is(p.out().trim().split('\n').length, 3, 'the header and 2 events');
+	t.regex(p.err(), /twtrace: \d+ events written before stdout's reader left, \d+ received/);
+	t.notRegex(p.err(), /events shown/);
+});
+
+bpfTest('two Ctrl-C 20 ms apart: trace still stops cleanly, exit 0 and the summary line', async (t) => {
+	const p = await pipeline('', ['--json', '--kind', 'time_wait'], (pair) => churn(pair, 10, 7405));
+	await new Promise((r) => setTimeout(r, 200));
+	p.child.kill('SIGINT');
+	await new Promise((r) => setTimeout(r, 20));
+	p.child.kill('SIGINT');
+	const [code, signal] = await p.exited;
+	t.is(signal, null, p.err());
+	t.is(code, 0, p.err());
+	t.regex(p.err(), /10 events shown, 10 received .* 0 lost/);
+});
+
+test('`twtrace --help | head -1` and `twtrace help trace | head -1`: the first line, no EPIPE stack trace', async (t) => {
+	for (const args of ['--help', 'help trace']) {
+		const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => execFile('bash', ['-c', `set -o pipefail; "${process.execPath}" "${cli}" ${args} | head -1`], (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stdout, stderr })));
+		t.is(r.stderr, '', args);
+		t.is(r.code, 0, args);
+		t.regex(r.stdout, /^Usage: twtrace/);
+	}
+});
+
 bpfTest('--count stops after that many events', async (t) => {
 	const p = await pipeline('', ['--json', '--count', '3'], (pair) => churn(pair, 10, 7403));
 	const [code] = await p.exited;

@@ -228,3 +228,11 @@ test('text from a capture (hostname, filters, command names) cannot drive the te
 		t.true(out.includes('--comm \\x1b[2Jx'), format);
 	}
 });
+
+test('connections without an owner are not said to predate the recording: only their listener may have', (t) => {
+	const r = replay(readCaptureFile(capturePath('exhaustion')), 'exhaustion');
+	r.losses.ownerMissing = 300;
+	const out = renderReport(r, 'table');
+	t.notRegex(out, /sockets predate the recording/);
+	t.regex(out, /300 connections ended with no owner from connect\(\) or listen\(\) \(the socket or its listener is older than the recording; blamed on their closer when seen\)/);
+});

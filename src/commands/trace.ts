@@ -73,7 +73,8 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 
 	let printed = 0;
 	const run = new Run(io, { watchStdout: true, durationMs: opts.duration });
-	const finish = (reason: string) => run.finish(reason);
+	const finish = (why: string) => run.finish(why);
+	let reason = '';
 
 	// Socket walks are the witness of time_wait events the kernel never reports (bpf/twtrace.bpf.c,
 	// dump_tcp): only worth their cost when time_wait events are wanted.
@@ -134,7 +135,7 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	try {
 		io.stderr.write(`twtrace: tracing TCP connections${describeFilters(filters, opts)}. Ctrl-C to stop.\n`);
 		if (!opts.json && opts.header) io.stdout.write(TEXT_HEADER + '\n');
-		await run.finished;
+		reason = await run.finished;
 	} finally {
 		run.dispose();
 		clearInterval(walkTimer);
@@ -145,7 +146,7 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 			await witnessWalk(walker);
 		}
 		const summary = session.stop();
-		io.stderr.write(summaryLine(summary, printed) + '\n');
+		io.stderr.write(summaryLine(summary, printed, reason === 'stdout closed') + '\n');
 	}
 }
 
@@ -160,12 +161,17 @@ function describeFilters(f: Filters, opts: FilterOptions): string {
 	return parts.length ? ` (${parts.join('; ')})` : '';
 }
 
-/** The closing line: what was seen and everything that was lost, always, even when zero. */
-export function summaryLine(s: SessionSummary, printed?: number): string {
+/**
+ * The closing line: what was seen and everything that was lost, always, even when zero. `printed`:
+ * events written to stdout; `readerLeft`: stdout's reader went away (`| head`), so how many of them
+ * it read is not known here, and the line does not claim they were shown.
+ */
+export function summaryLine(s: SessionSummary, printed?: number, readerLeft = false): string {
 	const lost = eventsLost(s);
-	const seen = printed === undefined
-		? `${s.events.toLocaleString('en-US')} events received`
-		: `${printed.toLocaleString('en-US')} events shown, ${s.events.toLocaleString('en-US')} received`;
+	const written = printed === undefined ? '' : readerLeft
+		? `${printed.toLocaleString('en-US')} events written before stdout's reader left, `
+		: `${printed.toLocaleString('en-US')} events shown, `;
+	const seen = `${written}${s.events.toLocaleString('en-US')} ${printed === undefined ? 'events ' : ''}received`;
 	return `twtrace: ${seen} in ${s.seconds.toFixed(1)} s; ` +
 		`${lost.toLocaleString('en-US')} lost (ring full ${s.ringFull}, skipped runs ${s.missedRuns}, undecodable ${s.decodeErrors}); ` +
 		`${s.mapFull} unattributed (map full), ${s.ownerMissing} without a known owner (opened before twtrace started)` +

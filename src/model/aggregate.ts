@@ -155,9 +155,18 @@ export const LOST = '(events lost)';
 const ENTRY_DATING_SLACK_US = 2 * 1_000_000;
 export const OTHER = '(other)';
 
-/** The comm an owner is known by: events with no process to blame are from sockets older than twtrace. */
-export function ownerComm(who: Blame): string {
-	return who.comm || (who.pid ? '' : BEFORE_START);
+/**
+ * Connections accepted (since start) on a listener older than twtrace, not yet closed by a known
+ * process: nobody to blame (the accept completes in softirq), but not "(before start)" either.
+ */
+export const LISTENER_BEFORE_START = '(listener before start)';
+
+/**
+ * The comm an owner is known by: events with no process to blame are from sockets older than
+ * twtrace, or, on the server side, from connections accepted on a listener older than it.
+ */
+export function ownerComm(who: Blame, side?: SideName): string {
+	return who.comm || (who.pid ? '' : side === 'server' ? LISTENER_BEFORE_START : BEFORE_START);
 }
 
 const LIFETIME_MAX_US = 24 * 3600 * US;
@@ -557,7 +566,7 @@ export class ChurnModel {
 			return r;
 		}
 		const peer = peerKind === 2 ? `bind ${endpoint(e.saddr, e.sport)}` : peerKind === 1 ? `local ${endpoint(e.saddr, e.sport)}` : endpoint(e.daddr, e.dport);
-		const owner = this.#owner(who.pid, ownerComm(who), e.cgroupId, e.netns, e.side, peer, tsUs);
+		const owner = this.#owner(who.pid, ownerComm(who, e.side), e.cgroupId, e.netns, e.side, peer, tsUs);
 		const dest = peerKind === 0 ? this.#destination(e.netns, e.saddr, e.daddr, e.dport, tsUs) : undefined;
 		// An owner or destination beyond the bounds is not kept: nor is it cached.
 		const isKept = this.owners.get(owner.key) === owner && (!dest || this.destinations.get(dest.key) === dest);

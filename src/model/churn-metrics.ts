@@ -10,7 +10,7 @@
 import type { TwtEvent } from '../event/decode.js';
 import { errnoName } from '../event/errno.js';
 import { blame, type Blame } from './attribution.js';
-import { BEFORE_START, LOST, ownerComm, type ChurnModel } from './aggregate.js';
+import { BEFORE_START, LISTENER_BEFORE_START, LOST, ownerComm, type ChurnModel } from './aggregate.js';
 import { SeriesTable, type Series } from './series.js';
 import { portFailure } from './victims.js';
 import { destinationRows, namespaceRows, type DestinationRow, type NamespaceRow } from './snapshot.js';
@@ -140,7 +140,7 @@ export class ChurnMetrics {
 	observeOne(e: TwtEvent, blamed?: Blame): void {
 		const who = blamed ?? blame(e);
 		if (blamed === undefined && this.#comm !== undefined && who.comm !== this.#comm) return;
-		const comm = ownerComm(who);
+		const comm = ownerComm(who, e.side);
 		const tsUs = e.tsUs;
 		const cgroupId = isUnknownProcess(comm) ? 0 : e.cgroupId;
 		let s: Series<GroupLabels>;
@@ -224,7 +224,7 @@ export class ChurnMetrics {
 
 /** "(before start)" and "(events lost)": no process to group by, whatever cgroup the socket was in. */
 function isUnknownProcess(comm: string): boolean {
-	return comm === BEFORE_START || comm === LOST;
+	return comm === BEFORE_START || comm === LOST || comm === LISTENER_BEFORE_START;
 }
 
 function groupKey(comm: string, cgroupId: number): string {

@@ -345,3 +345,12 @@ test('ports in use never count a connection twice: open at the walk, then in TIM
 	t.is(d.portsInUse, 1, 'only 40020, in TIME_WAIT');
 	t.is(d.portsUsable, 85);
 });
+
+test('connections accepted on a listener older than twtrace are "(listener before start)", not "(before start)"', (t) => {
+	const m = new ChurnModel(T0);
+	const accepted = { kind: 'accept' as const, side: 'server' as const, ownerSource: 'none' as const, pid: 0, comm: '', closerPid: 0, sport: 8080, dport: 50000 };
+	m.ingest([ev({ ...accepted, tsUs: T0 + S }), ev({ ...accepted, tsUs: T0 + S, dport: 50001 })]);
+	const rows = view(m, 2).rows;
+	t.like(rows.find((r) => r.comm === '(listener before start)'), { acceptsPerSec: 2 / 2 });
+	t.falsy(rows.find((r) => r.comm === '(before start)'));
+});
