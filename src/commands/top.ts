@@ -85,6 +85,8 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 	const stdout = io.stdout as WriteStream;
 	const interactive = !opts.json && !opts.once && opts.iterations === undefined && stdout.isTTY === true && stdin?.isTTY === true;
 	const run = new Run(io, { watchStdout: !interactive });
+	// Printed snapshots fit a terminal's width; into a pipe or a file they are whole.
+	const textWidth = stdout.isTTY === true && stdout.columns ? stdout.columns : Infinity;
 	const finish = (reason: string) => run.finish(reason);
 	const iterations = opts.once ? 1 : opts.iterations;
 	let shown = 0;
@@ -120,7 +122,7 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 			const s = r.snapshot;
 			const out = opts.json
 				? topJsonLine(s, c) + '\n'
-				: [...headerLines(s, c, { home: r.home }, PLAIN), ...victimLines(s, PLAIN), '', ...tableLines(s, c, PLAIN), '', ''].join('\n');
+				: [...headerLines(s, c, { home: r.home, width: textWidth }, PLAIN), ...victimLines(s, PLAIN), '', ...tableLines(s, c, PLAIN, Infinity, textWidth), '', ''].join('\n');
 			io.stdout.write(out);
 			if (iterations !== undefined && ++shown >= iterations) finish('iterations');
 		} finally {

@@ -41,6 +41,8 @@ export interface Row {
 	bindFailures: number;
 	/** Which end closes first, so holds the TIME_WAIT: client, server, both, or '-' (none seen). */
 	side: 'client' | 'server' | 'both' | '-';
+	/** Grouping by process: the process has exited (its TIME_WAIT outlives it by up to 60 s). */
+	exited?: boolean;
 	lifetimeP50Ms: number | null;
 	lifetimeP99Ms: number | null;
 	/** Peer with the most TIME_WAIT held (or connections): "daddr:dport", or "local saddr:sport" for a server. */
@@ -367,4 +369,10 @@ function likelyRows(model: ChurnModel, owners: readonly Owner[]): LikelyRow[] {
 		else byPid.set(likely.pid, { ...likely, timeWait: o.timeWait });
 	}
 	return [...byPid.values()].sort((a, b) => b.timeWait - a.timeWait || a.pid - b.pid).slice(0, 3);
+}
+
+/** Marks rows of processes that no longer run (`runs(pid)` false). Grouping by process only. */
+export function markExited(s: Snapshot, runs: (pid: number) => boolean): void {
+	if (s.by !== 'process') return;
+	for (const r of s.rows) if (r.pid && !runs(r.pid)) r.exited = true;
 }

@@ -6,8 +6,8 @@
  */
 import type { AgentInfo, SnapshotQuery, SnapshotReply } from '../agent/wire.js';
 import { ChurnModel, type ModelOptions } from '../model/aggregate.js';
-import { snapshot } from '../model/snapshot.js';
-import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
+import { markExited, snapshot } from '../model/snapshot.js';
+import { CgroupPaths, epochOffsetUs, processRuns } from '../tracer/host.js';
 import { LiveFeed, monotonicUs, type LiveFeedHandlers, type LiveFeedOptions } from './live.js';
 import { FlightRecorder, type RecorderOptions } from './recorder.js';
 import { HolderWalker } from '../tracer/holders.js';
@@ -128,6 +128,7 @@ export class LivePipeline {
 			by: query.by, sort: query.sort, nowUs, rateWindowUs: Math.max(query.windowMs, 1000) * 1000, filter: query.filter, cgroupPath,
 			maxRows: query.maxRows, maxDestinations: query.maxDestinations, maxVictims: query.maxVictims,
 		});
+		markExited(snap, processRuns);
 		const cgroupNames = new Map<number, string>();
 		for (const r of snap.rows) {
 			const name = r.cgroupId === undefined ? undefined : cgroupPath(r.cgroupId);

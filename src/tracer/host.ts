@@ -127,3 +127,12 @@ export function epochOffsetUs(): number {
 }
 
 export { isWriteEndOrphaned } from '../../native/libc.js';
+
+/**
+ * Whether process `pid` still exists. Not compared by command name: the thread that connected may
+ * be named otherwise than the process (/proc/PID/comm is the main thread's). A pid reused within
+ * the minute a TIME_WAIT outlives its process would be taken for it: rare, and only a label.
+ */
+export function processRuns(pid: number): boolean {
+	return fs.statSync(`/proc/${pid}`, { throwIfNoEntry: false }) !== undefined;
+}

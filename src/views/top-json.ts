@@ -56,6 +56,7 @@ function rowJson(r: Row, s: Snapshot, ctx: TopContext): object {
 	return {
 		...group,
 		comm: r.comm,
+		...(r.exited ? { exited: true } : {}),
 		processes: r.processes,
 		connectsPerSec: round1(r.connectsPerSec),
 		acceptsPerSec: round1(r.acceptsPerSec),

@@ -71,7 +71,7 @@ export function handleKey(state: ScreenState, key: string): KeyAction {
 /** The screen: header, table to fit, and a status line (filter being typed, or the key reminder). */
 export function screenLines(state: ScreenState, s: Snapshot, ctx: TopContext, paint: Paint, size: { rows: number; columns: number }, home?: number): string[] {
 	if (state.help) return HELP.map((l) => l.slice(0, size.columns));
-	const header = headerLines(s, ctx, { paused: state.paused, filter: state.filter, home }, paint).map((l) => clipVisible(l, size.columns));
+	const header = headerLines(s, ctx, { paused: state.paused, filter: state.filter, home, width: size.columns }, paint).map((l) => clipVisible(l, size.columns));
 	const status = state.editing !== undefined
 		? `filter: ${state.editing}█   (Enter apply, Esc cancel)`
 		: paint.dim('q quit · s sort · g group · p pause · / filter · ? help');

@@ -67,6 +67,18 @@ export interface HeaderState {
 	paused?: boolean;
 	filter?: string;
 	home?: number;
+	/** Columns available: lines give up their least useful parts first to fit. */
+	width?: number;
+}
+
+/** Characters a line shows (colour codes take none). */
+export function visibleLength(line: string): number {
+	return line.replace(/\x1b\[[0-9;]*m/g, '').length;
+}
+
+/** The first of `candidates` (most complete first) that fits in `width`, else the last. */
+function firstFitting(candidates: string[], width: number): string {
+	return candidates.find((c) => visibleLength(c) <= width) ?? candidates[candidates.length - 1]!;
 }
 
 export function headerLines(s: Snapshot, ctx: TopContext, state: HeaderState, paint: Paint): string[] {
@@ -74,20 +86,26 @@ export function headerLines(s: Snapshot, ctx: TopContext, state: HeaderState, pa
 	const clock = new Date((s.atUs + ctx.epochOffsetUs) / 1000).toISOString().slice(11, 19);
 	lines.push(paint.bold(`twtrace top  ${clock}  up ${formatDuration(s.uptimeMs / 1000)}  by ${s.by}, sorted by ${SORT_TITLES[s.sort]}, every ${ctx.intervalMs / 1000} s${ctx.source ? `  [${ctx.source}]` : ''}`) +
 		(state.paused ? paint.inverse(' PAUSED ') : '') + (state.filter ? `  filter: ${state.filter}` : ''));
-	for (const n of s.namespaces.slice(0, 4)) lines.push(namespaceLine(n, ctx, state.home, paint));
+	const width = state.width ?? Infinity;
+	for (const n of s.namespaces.slice(0, 4)) lines.push(namespaceLine(n, ctx, state.home, paint, width));
 	if (s.namespaces.length > 4) lines.push(paint.dim(`  … ${s.namespaces.length - 4} more namespaces`));
 	const worst = s.destinations[0];
 	if (worst) {
-		lines.push(destinationLine(worst, paint));
+		lines.push(destinationLine(worst, paint, width));
 		if (worst.usedRatio > 0.5) {
-			lines.push(paint.yellow(`  WARNING: over half the port range towards ${endpoint(worst.daddr, worst.dport)} is in use: connect() now scans the range for a free port (much slower), and fails with EADDRNOTAVAIL when none is left`));
+			const dest = endpoint(worst.daddr, worst.dport);
+			lines.push(paint.yellow(firstFitting([
+				`  WARNING: over half the port range towards ${dest} is in use: connect() now scans the range for a free port (much slower), and fails with EADDRNOTAVAIL when none is left`,
+				`  WARNING: over half the ports to ${dest} in use: connect() slows, then fails (EADDRNOTAVAIL)`,
+				`  WARNING: over half the ports in use: connect() slows, then fails`,
+			], width)));
 		}
 	}
 	lines.push(lossLine(s, ctx, paint));
 	return lines;
 }
 
-function namespaceLine(n: NamespaceRow, ctx: TopContext, home: number | undefined, paint: Paint): string {
+function namespaceLine(n: NamespaceRow, ctx: TopContext, home: number | undefined, paint: Paint, width: number): string {
 	const st = n.settings;
 	const name = `netns ${n.netns}${n.netns === home ? ' (host)' : ''}`;
 	if (!st) {
@@ -98,21 +116,45 @@ function namespaceLine(n: NamespaceRow, ctx: TopContext, home: number | undefine
 	let tw = `TIME_WAIT ${int(n.timeWait)}`;
 	if (max) tw += ` / ${int(max)} max`;
 	if (max && n.timeWait > 0.8 * max) tw = paint.red(tw);
-	const parts = [tw,
-		`ports ${st.portRange.low}-${st.portRange.high} (${int(n.portsUsable ?? 0)})`,
-		`tw_reuse ${st.twReuse ?? '?'}`,
-		`fin_timeout ${st.finTimeoutSec} s`];
-	if (n.overflowSinceStart) parts.push(paint.red(`TIME_WAIT overflow ${int(n.overflowSinceStart)} since start (tcp_max_tw_buckets reached: sockets closed without TIME_WAIT)`));
-	if (n.walkedAgoMs !== null) parts.push(paint.dim(`walked ${(n.walkedAgoMs / 1000).toFixed(0)} s ago: ${int(n.walkedTimeWait ?? 0)}`));
-	return `${name}: ${parts.join(' · ')}`;
+	// Parts by how much they matter: the least go first when the line is too long.
+	const parts: { text: string; rank: number }[] = [
+		{ text: tw, rank: 9 },
+		{ text: `ports ${st.portRange.low}-${st.portRange.high} (${int(n.portsUsable ?? 0)})`, rank: 7 },
+		{ text: `tw_reuse ${st.twReuse ?? '?'}`, rank: 3 },
+		{ text: `fin_timeout ${st.finTimeoutSec} s`, rank: 1 },
+	];
+	if (n.overflowSinceStart) {
+		parts.push({ text: paint.red(`TIME_WAIT overflow ${int(n.overflowSinceStart)} since start (tcp_max_tw_buckets reached: sockets closed without TIME_WAIT)`), rank: 5 });
+		parts.push({ text: paint.red(`overflow ${int(n.overflowSinceStart)}`), rank: 8 });
+	}
+	if (n.walkedAgoMs !== null) parts.push({ text: paint.dim(`walked ${(n.walkedAgoMs / 1000).toFixed(0)} s ago: ${int(n.walkedTimeWait ?? 0)}`), rank: 2 });
+	const line = (minRank: number) => {
+		const kept = parts.filter((p) => p.rank >= minRank);
+		// The long overflow text, or its short form when that is all there is room for.
+		const long = kept.some((p) => p.rank === 5);
+		return `${name}: ${kept.filter((p) => !(long && p.rank === 8)).map((p) => p.text).join(' · ')}`;
+	};
+	return firstFitting([0, 2, 3, 4, 6, 8, 9].map(line), width);
 }
 
-function destinationLine(d: DestinationRow, paint: Paint): string {
+/** The worst destination; when short of width it keeps the ports in use and the time left, and drops the rest first. */
+function destinationLine(d: DestinationRow, paint: Paint, width: number): string {
 	const pct = Math.round(d.usedRatio * 100);
-	const used = `${int(d.portsInUse)}/${int(d.portsUsable)} ports in use (${pct} %)`;
+	const warn = (text: string) => (d.usedRatio > 0.5 ? paint.yellow(text) : text);
+	const used = warn(`${int(d.portsInUse)}/${int(d.portsUsable)} ports in use (${pct} %)`);
+	const usedShort = warn(`${int(d.portsInUse)}/${int(d.portsUsable)} ports (${pct} %)`);
 	const eta = d.secondsToExhaustion === null ? 'sustainable at this rate' : d.secondsToExhaustion === 0 ? paint.red('EXHAUSTED') : paint.red(`exhausted in ${formatDuration(d.secondsToExhaustion)}`);
-	return `worst destination: ${d.saddr} → ${endpoint(d.daddr, d.dport)} (netns ${d.netns}): ${d.usedRatio > 0.5 ? paint.yellow(used) : used} · ` +
-		`sustainable ${formatRate(d.sustainableRate)}/s · now ${formatRate(d.currentRate)}/s · ${eta}`;
+	const etaShort = d.secondsToExhaustion === null ? 'sustainable' : eta;
+	const dest = endpoint(d.daddr, d.dport);
+	const now = `now ${formatRate(d.currentRate)}/s`;
+	const sustainable = `sustainable ${formatRate(d.sustainableRate)}/s`;
+	return firstFitting([
+		`worst destination: ${d.saddr} → ${dest} (netns ${d.netns}): ${used} · ${sustainable} · ${now} · ${eta}`,
+		`worst destination ${dest}: ${used} · ${eta} · ${now} · ${sustainable}`,
+		`worst destination ${dest}: ${used} · ${eta} · ${now}`,
+		`worst ${dest}: ${usedShort} · ${etaShort} · ${now}`,
+		`worst ${dest}: ${usedShort} · ${etaShort}`,
+	], width);
 }
 
 function lossLine(s: Snapshot, ctx: TopContext, paint: Paint): string {
@@ -150,6 +192,9 @@ function victimLine(v: VictimRow, nowUs: number): string {
 
 const sum = (hs: readonly { timeWait: number }[]) => hs.reduce((a, h) => a + h.timeWait, 0);
 
+/** After the command name of a process that has exited. */
+const EXITED = ' (exited)';
+
 const COLUMNS = {
 	process: { title: 'PID', width: 8, value: (r: Row) => String(r.pid || '-') },
 	comm: { title: 'COMM', width: 16, value: (r: Row) => r.comm },
@@ -158,30 +203,46 @@ const COLUMNS = {
 	dest: { title: 'DEST', width: 24, value: (r: Row) => r.dest ?? '' },
 } as const;
 
+interface Column {
+	title: string;
+	width: number;
+	align: 'left' | 'right';
+	cell: (r: Row) => string;
+	/** Columns are dropped lowest first when the width is short; undefined: always shown. */
+	drop?: number;
+}
+
+/** The last column (TOP DEST) keeps at least this many characters before columns are dropped for it. */
+const MIN_LAST_COLUMN = 16;
+
+/**
+ * The table, as wide as `width`: when it is short, the columns that matter least go first (the
+ * sparkline, p99, resets/s, p50, the side), so what is left keeps whole numbers instead of
+ * losing its last columns to the edge.
+ */
 export function tableLines(s: Snapshot, ctx: TopContext, paint: Paint, maxRows = Infinity, width = Infinity): string[] {
 	const key = COLUMNS[s.by];
-	const showComm = s.by !== 'comm';
-	const head = [key.title.padEnd(key.width), showComm ? 'COMM'.padEnd(16) : '', 'TW-HELD'.padStart(8), 'TW/s'.padStart(7), 'CONN/s'.padStart(7),
-		'RST/s'.padStart(6), 'FAIL'.padStart(5), 'SIDE'.padEnd(6), 'LIFE p50'.padStart(9), 'p99'.padStart(9), 'TIME_WAIT 60s'.padEnd(SPARK_WIDTH), 'TOP DEST'].filter(Boolean).join(' ');
+	const fails = (r: Row) => Object.values(r.connectFailures).reduce((a, b) => a + b, 0) + r.bindFailures;
+	const all: Column[] = [
+		{ title: key.title, width: key.width, align: 'left', cell: (r) => clip(printable(key.value(r, ctx)), key.width) },
+		...(s.by !== 'comm' ? [{ title: 'COMM', width: 16, align: 'left' as const, cell: (r: Row) => clip(printable(r.comm), r.exited ? 16 - EXITED.length : 16) + (r.exited ? EXITED : '') }] : []),
+		{ title: 'TW-HELD', width: 8, align: 'right', cell: (r) => int(r.timeWait) },
+		{ title: 'TW/s', width: 7, align: 'right', cell: (r) => formatRate(r.timeWaitPerSec) },
+		{ title: 'CONN/s', width: 7, align: 'right', cell: (r) => formatRate(r.connectsPerSec), drop: 6 },
+		{ title: 'RST/s', width: 6, align: 'right', cell: (r) => formatRate(r.resetsPerSec), drop: 3 },
+		{ title: 'FAIL', width: 5, align: 'right', cell: (r) => (fails(r) ? String(fails(r)) : '-'), drop: 7 },
+		{ title: 'SIDE', width: 6, align: 'left', cell: (r) => r.side, drop: 5 },
+		{ title: 'LIFE p50', width: 9, align: 'right', cell: (r) => ms(r.lifetimeP50Ms), drop: 4 },
+		{ title: 'p99', width: 9, align: 'right', cell: (r) => ms(r.lifetimeP99Ms), drop: 2 },
+		{ title: 'TIME_WAIT 60s', width: SPARK_WIDTH, align: 'left', cell: (r) => sparkline(r.history), drop: 1 },
+	];
+	const columns = fitColumns(all, width);
+	const pad = (c: Column, text: string) => (c.align === 'left' ? text.padEnd(c.width) : text.padStart(c.width));
+	const head = [...columns.map((c) => pad(c, c.title)), 'TOP DEST'].join(' ');
 	const lines = [paint.inverse(clip(head, width).padEnd(Math.min(width, Math.max(head.length, 80))))];
 	for (const r of s.rows.slice(0, maxRows)) {
-		const fails = Object.values(r.connectFailures).reduce((a, b) => a + b, 0) + r.bindFailures;
-		const cells = [
-			clip(printable(key.value(r, ctx)), key.width).padEnd(key.width),
-			showComm ? clip(printable(r.comm), 16).padEnd(16) : '',
-			int(r.timeWait).padStart(8),
-			formatRate(r.timeWaitPerSec).padStart(7),
-			formatRate(r.connectsPerSec).padStart(7),
-			formatRate(r.resetsPerSec).padStart(6),
-			(fails ? String(fails) : '-').padStart(5),
-			r.side.padEnd(6),
-			ms(r.lifetimeP50Ms).padStart(9),
-			ms(r.lifetimeP99Ms).padStart(9),
-			sparkline(r.history).padEnd(SPARK_WIDTH),
-			r.topDest,
-		].filter((c, i) => i !== 1 || showComm);
-		const line = clip(cells.join(' '), width);
-		lines.push(fails ? paint.red(line) : line);
+		const line = clip([...columns.map((c) => pad(c, c.cell(r))), printable(r.topDest)].join(' '), width);
+		lines.push(fails(r) ? paint.red(line) : line);
 		// Inferred, on lines of their own: never a number in another row's columns.
 		for (const l of r.likely ?? []) {
 			lines.push(paint.yellow(clip(printable(`  ↳ likely ${l.comm} (pid ${l.pid}): ${int(l.timeWait)} of these TIME_WAIT; ${l.evidence}`), width)));
@@ -189,6 +250,18 @@ export function tableLines(s: Snapshot, ctx: TopContext, paint: Paint, maxRows =
 	}
 	if (s.rows.length === 0) lines.push(paint.dim('  (no TCP connection activity seen yet)'));
 	return lines;
+}
+
+/** The columns that fit in `width` with room for the last one, dropping the lowest `drop` first. */
+function fitColumns(all: Column[], width: number): Column[] {
+	let kept = [...all];
+	const used = () => kept.reduce((n, c) => n + c.width + 1, 0) + MIN_LAST_COLUMN;
+	const order = all.filter((c) => c.drop !== undefined).sort((a, b) => a.drop! - b.drop!);
+	for (const c of order) {
+		if (used() <= width) break;
+		kept = kept.filter((k) => k !== c);
+	}
+	return kept;
 }
 
 function ms(v: number | null): string {

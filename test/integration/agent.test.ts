@@ -71,7 +71,7 @@ bpfTest('agent: top and doctor started after exhaustion answer from the agent: e
 	const snap = JSON.parse(top.stdout.trim());
 	t.regex(snap.source, /^agent pid \d+, up /);
 	const churnerRow = snap.rows.find((r: { pid: number }) => r.pid === churner.pid);
-	t.like(churnerRow, { comm: 'churner', timeWait: inSs });
+	t.like(churnerRow, { comm: 'churner', timeWait: inSs, exited: true });
 	t.falsy(snap.rows.find((r: { comm: string }) => r.comm === '(before start)'));
 	const v = snap.victims.find((x: { pid: number }) => x.pid === victim.pid);
 	t.like(v, { comm: 'victim', call: 'connect', errno: 'EADDRNOTAVAIL', target: `${pair.serverAddr}:7800`, failures: 1 });
@@ -80,6 +80,7 @@ bpfTest('agent: top and doctor started after exhaustion answer from the agent: e
 	// The text view: the agent in the header, the victims panel naming the churner.
 	const text = await run(['top', '--once', '--agent-socket', socket]);
 	t.regex(text.stdout, /\[agent pid \d+, up /);
+	t.regex(text.stdout, new RegExp(`\\n${churner.pid} +churner \\(exited\\) +${inSs} `), 'a process that has exited is marked');
 	t.regex(text.stdout, new RegExp(`VICTIMS: 1 process failed.*\\n  victim \\(pid ${victim.pid}\\) connect\\(\\) to ${pair.serverAddr.replace(/\./g, '\\.')}:7800: EADDRNOTAVAIL ×1, last \\d+ s ago \\(netns ${pair.clientInode}\\) ← held by churner \\(pid ${churner.pid}\\) ${inSs} TIME_WAIT`));
 
 	// doctor: CRITICAL at once (no sample), the victim and who holds its ports.

@@ -73,3 +73,26 @@ test('--json rows are in display order with the documented fields; the screen fi
 	t.true(lines.length <= 10);
 	t.true(lines.every((l) => l.length <= 60), lines.join('\n'));
 });
+
+test('at 80 columns the header keeps the numbers that matter and the table drops its least useful columns, not its last', (t) => {
+	const m = new ChurnModel(0);
+	m.reconcile({ netns: 4026532177, takenAtUs: 0, sockets: [], settings: { portRange: { low: 40000, high: 40099 }, reservedPorts: new Set(), finTimeoutSec: 60, maxTimeWaitBuckets: 131072, twReuse: 2, timeWaitOverflow: 0 } });
+	const events = [];
+	for (let i = 0; i < 100; i++) events.push({ ...base, netns: 4026532177, cookie: 1000 + i, sport: 40000 + i, tsUs: S + i * 10_000, daddr: '10.200.0.2', dport: 7900, comm: 'a-long-churner' });
+	m.ingest(events);
+	m.tick(3 * S);
+	const s = snapshot(m, { by: 'process', sort: 'timeWait', nowUs: 3 * S, rateWindowUs: 2 * S });
+	const lines = screenLines(fresh(), s, ctx, PLAIN, { rows: 30, columns: 80 });
+	for (const l of lines) t.true(l.length <= 80, `${l.length}: ${l}`);
+	const worst = lines.find((l) => l.startsWith('worst'))!;
+	t.regex(worst, /100\/100 ports/);
+	t.regex(worst, /EXHAUSTED/);
+	const header = lines.find((l) => l.includes('TW-HELD'))!;
+	t.regex(header, /TOP DEST/);
+	t.notRegex(header, /TIME_WAIT 60s/, 'the sparkline goes first');
+	const row = lines.find((l) => l.includes('a-long-churner'))!;
+	t.regex(row, /10\.200\.0\.2:7900/, 'the destination is whole');
+	const wide = screenLines(fresh(), s, ctx, PLAIN, { rows: 30, columns: 200 });
+	t.regex(wide.find((l) => l.includes('TW-HELD'))!, /TIME_WAIT 60s/, 'with room, every column');
+	t.regex(wide.find((l) => l.startsWith('worst'))!, /sustainable 1\.7\/s · now/);
+});
