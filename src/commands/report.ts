@@ -112,7 +112,8 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 	const objectPath = defaultObjectPath();
 	preflight('report', objectPath);
 	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port, family: filters.family, keepIdle: true });
-	const builder = new ReportBuilder(model, opts.by);
+	const cgroups = new CgroupPaths();
+	const builder = new ReportBuilder(model, opts.by, (id) => cgroups.lookup(id));
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 	const startedAt = new Date().toISOString();
 	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval }, {
@@ -130,7 +131,6 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 	}
 	const summary = await feed.stop({ lastWalk: true }); // exact TIME_WAIT held at the end
 	io.stderr.write(summaryLine(summary) + '\n');
-	const cgroups = new CgroupPaths();
 	return builder.build({
 		endUs: monotonicUs(),
 		epochOffsetUs: epochOffsetUs(),

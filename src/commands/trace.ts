@@ -16,6 +16,7 @@ import { isWitnessDue, NamespaceWalker } from '../tracer/namespaces.js';
 import type { Filters } from '../tracer/tracer.js';
 import { eventsLost } from '../model/losses.js';
 import { blame } from '../model/attribution.js';
+import { workloadOf } from '../model/workload.js';
 import { eventJsonLine, type EventContext } from '../views/event-json.js';
 import { eventText, TEXT_HEADER } from '../views/event-text.js';
 import { formatBytes, type FilterOptions } from './options.js';
@@ -67,7 +68,7 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	preflight('trace', objectPath);
 
 	const cgroups = new CgroupPaths();
-	const ctx: EventContext = { epochOffsetUs: epochOffsetUs(), cgroupPath: (id) => cgroups.lookup(id) };
+	const ctx: EventContext = { epochOffsetUs: epochOffsetUs(), cgroupPath: (id) => cgroups.lookup(id), workload: workloadCache(cgroups) };
 	const format = opts.json ? (e: TwtEvent) => eventJsonLine(e, ctx) : (e: TwtEvent) => eventText(e, ctx);
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 
@@ -200,4 +201,18 @@ export function registerTrace(program: Command, io: Io): void {
 	addFilterOptions(trace)
 		.addHelpText('after', TRACE_HELP)
 		.action(async (opts: TraceOptions) => traceCommand(opts, io));
+}
+
+/** cgroup id → workload name, remembered once the cgroup's path is known (events come by the thousand per cgroup). */
+function workloadCache(cgroups: CgroupPaths): (id: number) => string | undefined {
+	const known = new Map<number, string | undefined>();
+	return (id) => {
+		if (known.has(id)) return known.get(id);
+		const path = cgroups.lookup(id);
+		if (path === undefined) return undefined; // not found yet: asked again later
+		const w = workloadOf(path);
+		const name = w && w.name !== '/' ? w.name : undefined;
+		known.set(id, name);
+		return name;
+	};
 }

@@ -9,8 +9,9 @@ import type { Histogram } from 'hdr-histogram-js';
 import { secondsToExhaustion, sustainableRate } from './ports.js';
 import type { VictimEntry } from './victims.js';
 import type { Likely } from './likely.js';
+import { workloadOf } from './workload.js';
 
-export const GROUPINGS = ['process', 'comm', 'cgroup', 'netns', 'dest'] as const;
+export const GROUPINGS = ['process', 'comm', 'cgroup', 'workload', 'netns', 'dest'] as const;
 export type Grouping = (typeof GROUPINGS)[number];
 
 export const SORT_KEYS = ['timeWait', 'timeWaitPerSec', 'connectsPerSec', 'resetsPerSec', 'connectFailuresPerSec'] as const;
@@ -26,6 +27,8 @@ export interface Row {
 	cgroupId?: number;
 	netns?: number;
 	dest?: string;
+	/** The workload (systemd unit, container, pod) of the group's busiest cgroup, when known. */
+	workload?: string;
 	/** Processes in the group. */
 	processes: number;
 	connectsPerSec: number;
@@ -152,11 +155,30 @@ export interface SnapshotOptions {
 const US = 1_000_000;
 const W = COUNTERS.length;
 
-export function groupKey(o: Owner, by: Grouping): string {
+const ROOT_CGROUP = '/';
+
+/** The name a cgroup id is shown by: its workload (service, container, pod), else its path, else the id. */
+export function workloadLabel(cgroupId: number, cgroupPath?: (id: number) => string | undefined): string {
+	if (cgroupId === 0) return '(unknown)';
+	return workloadOf(cgroupPath?.(cgroupId))?.name ?? `cgroup id ${cgroupId}`;
+}
+
+/** workloadLabel, remembered for one snapshot or report: a model holds thousands of owners of a few cgroups. */
+export function workloadNamer(cgroupPath?: (id: number) => string | undefined): (cgroupId: number) => string {
+	const memo = new Map<number, string>();
+	return (id) => {
+		let name = memo.get(id);
+		if (name === undefined) memo.set(id, (name = workloadLabel(id, cgroupPath)));
+		return name;
+	};
+}
+
+export function groupKey(o: Owner, by: Grouping, workload: (cgroupId: number) => string = (id) => workloadLabel(id)): string {
 	switch (by) {
 		case 'process': return o.pid ? String(o.pid) : o.comm;
 		case 'comm': return o.comm;
 		case 'cgroup': return String(o.cgroupId);
+		case 'workload': return workload(o.cgroupId);
 		case 'netns': return String(o.netns);
 		case 'dest': return o.peer;
 	}
@@ -170,9 +192,10 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 	const { nowUs, by } = opts;
 	const groups = new Map<string, Acc>();
 	const needle = opts.filter?.toLowerCase() ?? '';
+	const workload = workloadNamer(opts.cgroupPath);
 	for (const o of model.owners.values()) {
-		if (needle && !matches(o, needle, opts.cgroupPath)) continue;
-		const key = groupKey(o, by);
+		if (needle && !matches(o, needle, opts.cgroupPath, workload)) continue;
+		const key = groupKey(o, by, workload);
 		const g = groups.get(key);
 		if (g) g.owners.push(o);
 		else groups.set(key, { owners: [o] });
@@ -203,6 +226,9 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 		const likely = likelyRows(model, g.owners);
 		if (likely.length) row.likely = likely;
 		const first = g.owners[0]!;
+		const cgroupId = Number(busiest(g.owners, (o) => String(o.cgroupId)));
+		const named = by === 'workload' ? key : cgroupId !== 0 && by !== 'netns' && by !== 'dest' ? workload(cgroupId) : undefined;
+		if (named !== undefined && named !== ROOT_CGROUP) row.workload = named; // the root cgroup is no workload
 		if (by === 'process') row.pid = first.pid;
 		if (by === 'cgroup') row.cgroupId = first.cgroupId;
 		if (by === 'netns') row.netns = first.netns;
@@ -225,9 +251,9 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 	};
 }
 
-function matches(o: Owner, needle: string, cgroupPath?: (id: number) => string | undefined): boolean {
+function matches(o: Owner, needle: string, cgroupPath: ((id: number) => string | undefined) | undefined, workload: (id: number) => string): boolean {
 	return o.comm.toLowerCase().includes(needle) || String(o.pid) === needle || o.peer.toLowerCase().includes(needle) ||
-		(cgroupPath?.(o.cgroupId) ?? '').toLowerCase().includes(needle);
+		(cgroupPath?.(o.cgroupId) ?? '').toLowerCase().includes(needle) || workload(o.cgroupId).toLowerCase().includes(needle);
 }
 
 /** The value of `f` carrying the most activity (TIME_WAIT held, then events). */

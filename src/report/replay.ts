@@ -26,7 +26,9 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 	// The recording's filters apply to walked sockets as they did live (the kernel filtered the events).
 	const f = header.filters;
 	const model = new ChurnModel(header.clock.startUs, { keepIdle: true, comm: f.comm, pid: f.pid, port: f.port, family: f.family });
-	const builder = new ReportBuilder(model, options.by);
+	const cgroups = trailer?.cgroups ?? {};
+	const cgroupPath = (id: number) => cgroups[String(id)] ?? options.cgroupPath?.(id);
+	const builder = new ReportBuilder(model, options.by, cgroupPath);
 	let lastUs = header.clock.startUs;
 	let decodeErrors = 0;
 	// Every frame is a view into the capture's one buffer: one decoder reads them all, in place.
@@ -54,7 +56,6 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 		if (events.length) lastUs = Math.max(lastUs, events[events.length - 1]!.tsUs);
 	}
 	const { drops, unreadable } = trailer ? readDrops(trailer.drops) : { drops: readDrops({}).drops, unreadable: [] };
-	const cgroups = trailer?.cgroups ?? {};
 	return builder.build({
 		endUs: trailer?.endUs ?? lastUs,
 		epochOffsetUs: header.clock.epochOffsetUs,
@@ -66,7 +67,7 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 		complete: capture.incomplete === undefined,
 		...(capture.incomplete ? { incomplete: capture.incomplete } : {}),
 		losses: { ...drops, decodeErrors: drops.decodeErrors + decodeErrors, unreadable },
-		cgroupPath: (id) => cgroups[String(id)] ?? options.cgroupPath?.(id),
+		cgroupPath,
 	});
 }
 

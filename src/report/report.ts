@@ -13,7 +13,7 @@ import type { CaptureDrops } from '../capture/format.js';
 import { C, type ChurnModel, type NetnsSettings, type Owner } from '../model/aggregate.js';
 import { sustainableRate } from '../model/ports.js';
 import { portFailure, type PortFailure } from '../model/victims.js';
-import { busiest, closingSide, errnoTotals, groupKey, lifetimeMs, mergedLifetimes, type Grouping } from '../model/snapshot.js';
+import { busiest, closingSide, errnoTotals, groupKey, lifetimeMs, mergedLifetimes, workloadLabel, workloadNamer, type Grouping } from '../model/snapshot.js';
 
 const US = 1_000_000;
 /** Victim entries kept (distinct process × failure × target); beyond it failures are only counted. */
@@ -28,6 +28,8 @@ export interface Offender {
 	processes: number;
 	cgroupId: number | null;
 	cgroup: string | null;
+	/** The workload (systemd unit, container, pod) of its busiest cgroup, when known. */
+	workload: string | null;
 	netns: number | null;
 	side: 'client' | 'server' | 'both' | '-';
 	connections: number;
@@ -120,6 +122,7 @@ interface VictimAcc {
 export class ReportBuilder {
 	readonly model: ChurnModel;
 	readonly #by: Grouping;
+	readonly #workload: (cgroupId: number) => string;
 	readonly #peakHeld = new Map<string, number>();
 	readonly #peakRate = new Map<string, number>();
 	readonly #lastConnects = new Map<string, number>();
@@ -135,7 +138,9 @@ export class ReportBuilder {
 	#events = 0;
 	#walks = 0;
 
-	constructor(model: ChurnModel, by: Grouping) {
+	/** `cgroupPath`: for --by workload (groups are formed as events arrive, so it is known from the start). */
+	constructor(model: ChurnModel, by: Grouping, cgroupPath?: (id: number) => string | undefined) {
+		this.#workload = workloadNamer(cgroupPath);
 		this.model = model;
 		this.#by = by;
 	}
@@ -182,7 +187,7 @@ export class ReportBuilder {
 		const seconds = Math.max((ctx.endUs - model.startUs) / US, 1e-3);
 		const groups = new Map<string, Owner[]>();
 		for (const o of model.owners.values()) {
-			const key = groupKey(o, this.#by);
+			const key = groupKey(o, this.#by, this.#workload);
 			const g = groups.get(key);
 			if (g) g.push(o);
 			else groups.set(key, [o]);
@@ -228,6 +233,7 @@ export class ReportBuilder {
 				processes: new Set(g.os.filter((o) => o.pid).map((o) => o.pid)).size,
 				cgroupId: this.#by === 'process' || this.#by === 'cgroup' ? Number(busiest(g.os, (o) => String(o.cgroupId))) : null,
 				cgroup: null,
+				workload: null,
 				netns: Number(netns),
 				side,
 				connections,
@@ -244,6 +250,9 @@ export class ReportBuilder {
 				topDestinations,
 			};
 			if (offender.cgroupId !== null) offender.cgroup = ctx.cgroupPath(offender.cgroupId) ?? null;
+			const cgroupId = Number(busiest(g.os, (o) => String(o.cgroupId)));
+			const named = this.#by === 'workload' ? g.key : cgroupId !== 0 && this.#by !== 'netns' && this.#by !== 'dest' ? workloadLabel(cgroupId, ctx.cgroupPath) : null;
+			offender.workload = named === '/' ? null : named; // the root cgroup is no workload
 			const likely = likelyOf(model, g.os);
 			if (likely.length) offender.likely = likely;
 			const ns = namespaces.find((n) => n.netns === offender.netns);
@@ -332,7 +341,7 @@ export class ReportBuilder {
 		const held = new Map<string, number>();
 		const connects = new Map<string, number>();
 		for (const o of this.model.owners.values()) {
-			const key = groupKey(o, this.#by);
+			const key = groupKey(o, this.#by, this.#workload);
 			held.set(key, (held.get(key) ?? 0) + o.timeWait);
 			connects.set(key, (connects.get(key) ?? 0) + o.totals[C.connects]!);
 		}
@@ -379,9 +388,12 @@ export class ReportBuilder {
 	}
 }
 
-export function labelOf(o: Pick<Offender, 'pid' | 'comm' | 'key' | 'processes'>, by: Grouping): string {
+export function labelOf(o: Pick<Offender, 'pid' | 'comm' | 'key' | 'processes'> & Partial<Pick<Offender, 'cgroup' | 'workload'>>, by: Grouping): string {
 	if (by === 'process') return o.pid ? `${o.comm} (pid ${o.pid})` : o.comm;
 	if (by === 'comm') return `${o.comm} (${o.processes} process${o.processes === 1 ? '' : 'es'})`;
+	// A cgroup by the names people know (its workload), else its path; its id only when neither is known.
+	if (by === 'cgroup') return o.workload ?? o.cgroup ?? `cgroup id ${o.key}`;
+	if (by === 'workload') return o.key;
 	return `${by} ${o.key}`;
 }
 

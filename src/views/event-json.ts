@@ -17,6 +17,8 @@ export interface EventContext {
 	epochOffsetUs: number;
 	/** Path of a cgroup v2 id relative to the cgroup root ("/system.slice/nginx.service"), if known. */
 	cgroupPath: (id: number) => string | undefined;
+	/** The workload of a cgroup id ("nginx.service", "docker 479e1c2a9b3f", "pod … (burstable) …"), if any. */
+	workload?: (id: number) => string | undefined;
 }
 
 export function eventJsonLine(e: TwtEvent, ctx: EventContext): string {
@@ -24,7 +26,7 @@ export function eventJsonLine(e: TwtEvent, ctx: EventContext): string {
 	const cgroupPath = ctx.cgroupPath(e.cgroupId);
 	let out = `{"kind":"${e.kind}","ts":"${isoTime(e.tsUs + ctx.epochOffsetUs)}","pid":${who.pid},"tid":${who.tid},` +
 		`"comm":${jsonString(who.comm)},"uid":${who.uid},"attributedBy":"${who.via}",` +
-		`"cgroup":${cgroupPath === undefined ? e.cgroupId : jsonString(cgroupPath)},"netns":${e.netns},` +
+		`"cgroup":${cgroupPath === undefined ? e.cgroupId : jsonString(cgroupPath)},"workload":${jsonOrNull(ctx.workload?.(e.cgroupId))},"netns":${e.netns},` +
 		`"family":"${e.family === 6 ? 'ipv6' : 'ipv4'}","saddr":"${e.saddr}","sport":${e.sport},"daddr":"${e.daddr}","dport":${e.dport}`;
 	if (e.kind === 'bind_fail') return `${out},"errno":${errnoJson(e.err)}}`;
 	const owned = e.ownerSource !== 'none';
@@ -87,4 +89,8 @@ export function isoTime(epochUs: number): string {
 	}
 	const frac = ms - second * 1000;
 	return `${lastSecondIso}${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}Z`;
+}
+
+function jsonOrNull(s: string | undefined): string {
+	return s === undefined ? 'null' : jsonString(s);
 }

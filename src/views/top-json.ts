@@ -49,6 +49,7 @@ function rowJson(r: Row, s: Snapshot, ctx: TopContext): object {
 	const group: Record<string, unknown> = {};
 	if (s.by === 'process') group.pid = r.pid;
 	if (s.by === 'cgroup') group.cgroup = ctx.cgroupPath(r.cgroupId!) ?? r.cgroupId;
+	if (r.workload !== undefined) group.workload = r.workload;
 	if (s.by === 'netns') group.netns = r.netns;
 	if (s.by === 'dest') group.dest = r.dest;
 	const failures: Record<string, number> = {};

@@ -23,7 +23,7 @@ export const HELP = [
 	'',
 	'  q, Ctrl-C   quit (the terminal is restored)',
 	'  s           next sort: TIME_WAIT held, TIME_WAIT/s, connects/s, resets/s, connect failures/s',
-	'  g           next grouping: process, comm, cgroup, netns, dest',
+	'  g           next grouping: process, comm, cgroup, workload (unit, container, pod), netns, dest',
 	'  p           pause the display (twtrace keeps counting)',
 	'  /           filter rows: type part of a comm, pid, destination or cgroup, Enter; empty clears',
 	'  ?           this help; any key returns',

@@ -198,7 +198,10 @@ const EXITED = ' (exited)';
 const COLUMNS = {
 	process: { title: 'PID', width: 8, value: (r: Row) => String(r.pid || '-') },
 	comm: { title: 'COMM', width: 16, value: (r: Row) => r.comm },
-	cgroup: { title: 'CGROUP', width: 32, value: (r: Row, ctx: TopContext) => ctx.cgroupPath(r.cgroupId!) ?? String(r.cgroupId) },
+	// The workload (unit, container, pod) a cgroup belongs to reads better than its path, which a
+	// container id makes too long to show whole.
+	cgroup: { title: 'CGROUP', width: 32, value: (r: Row, ctx: TopContext) => r.workload ?? ctx.cgroupPath(r.cgroupId!) ?? String(r.cgroupId) },
+	workload: { title: 'WORKLOAD', width: 32, value: (r: Row) => r.workload ?? r.key },
 	netns: { title: 'NETNS', width: 11, value: (r: Row) => String(r.netns) },
 	dest: { title: 'DEST', width: 24, value: (r: Row) => r.dest ?? '' },
 } as const;

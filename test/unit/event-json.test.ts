@@ -3,14 +3,14 @@ import { ALL_KINDS } from '../../src/event/kinds.js';
 import { eventJsonLine, isoTime, jsonString } from '../../src/views/event-json.js';
 import { base } from '../helpers/events.js';
 
-const ctx = { epochOffsetUs: 1_700_000_000_000_000, cgroupPath: (id: number) => (id === 9 ? '/app.slice' : undefined) };
+const ctx = { epochOffsetUs: 1_700_000_000_000_000, cgroupPath: (id: number) => (id === 9 ? '/app.slice/web.service' : undefined), workload: (id: number) => (id === 9 ? 'web.service' : undefined) };
 const parse = (e = base, c = ctx) => JSON.parse(eventJsonLine(e, c)) as Record<string, unknown>;
 
 test('time_wait JSON carries the documented fields, in order', (t) => {
 	const line = eventJsonLine(base, ctx);
 	t.deepEqual(Object.entries(JSON.parse(line)), Object.entries({
 		kind: 'time_wait', ts: new Date(1_700_000_001_000).toISOString(), pid: 100, tid: 101, comm: 'owner', uid: 0,
-		attributedBy: 'connect', cgroup: '/app.slice', netns: 1, family: 'ipv4', saddr: '10.200.0.1', sport: 40000,
+		attributedBy: 'connect', cgroup: '/app.slice/web.service', workload: 'web.service', netns: 1, family: 'ipv4', saddr: '10.200.0.1', sport: 40000,
 		daddr: '10.200.0.2', dport: 7101, cookie: 77, side: 'client', ownerPid: 100, ownerComm: 'owner',
 		substate: 'TIME_WAIT', lifetimeMs: 2.5, closerPid: 200, closerComm: 'closer', recovered: false,
 	}));
@@ -20,6 +20,7 @@ test('errno is a name in connect_fail, and a cgroup without a known path is its 
 	const json = parse({ ...base, kind: 'connect_fail', err: 99, sport: 0 }, { epochOffsetUs: 0, cgroupPath: () => undefined });
 	t.is(json.errno, 'EADDRNOTAVAIL');
 	t.is(json.cgroup, 9);
+	t.is(json.workload, null);
 });
 
 test('every kind gives one line of valid JSON with its kind-specific fields', (t) => {
