@@ -139,7 +139,7 @@ export function inputFromSnapshot(snap: Snapshot, ctx: InputContext): DoctorInpu
 		destinations: snap.destinations.filter((d) => wanted(d.netns)),
 		victims: snap.victims.filter((v) => wanted(v.netns)).map(victimInput),
 		holders: snap.rows.filter((r) => r.timeWait > 0).map((r) => ({
-			label: holderLabel({ pid: r.pid ?? 0, comm: r.comm }) +
+			label: holderLabel({ pid: r.pid ?? 0, comm: r.comm }) + (r.workload ? ` in ${r.workload}` : '') +
 				(r.likely?.length ? ` — likely ${r.likely.map((l) => `${l.comm} (pid ${l.pid}): ${l.timeWait.toLocaleString('en-US')}, ${l.evidence}`).join('; ')}` : ''),
 			timeWait: r.timeWait, side: r.side,
 		})),

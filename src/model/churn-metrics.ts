@@ -13,6 +13,7 @@ import { blame, type Blame } from './attribution.js';
 import { BEFORE_START, LISTENER_BEFORE_START, LOST, ownerComm, type ChurnModel } from './aggregate.js';
 import { SeriesTable, type Series } from './series.js';
 import { portFailure } from './victims.js';
+import { workloadOf } from './workload.js';
 import { destinationRows, namespaceRows, type DestinationRow, type NamespaceRow } from './snapshot.js';
 
 /** Upper bounds of the lifetime buckets: 1 ms to 1 h, churn lives at the low end, pools at the high end. */
@@ -33,6 +34,8 @@ const WIDTH = SLOT.lifetimeBuckets + LIFETIME_BOUNDS_US.length;
 export interface GroupLabels {
 	comm: string;
 	cgroup: string;
+	/** The cgroup's workload (systemd unit, container, pod), "" when it is none of them. */
+	workload: string;
 }
 
 /** The label value of the group every group without a series of its own is summed into. */
@@ -112,9 +115,11 @@ export class ChurnMetrics {
 			labelsOf: (key) => {
 				const [comm, cgroupId] = splitKey(key);
 				// A process really named "other" must not merge with the bucket (same labels, one series).
-				return { comm: comm === OTHER_LABEL ? `${comm}_` : comm || '(unknown)', cgroup: options.cgroupLabel(cgroupId) };
+				const cgroup = options.cgroupLabel(cgroupId);
+				const w = workloadOf(cgroup.startsWith('/') ? cgroup : undefined);
+				return { comm: comm === OTHER_LABEL ? `${comm}_` : comm || '(unknown)', cgroup, workload: w && w.kind !== 'cgroup' ? w.name : '' };
 			},
-			otherLabels: { comm: OTHER_LABEL, cgroup: OTHER_LABEL },
+			otherLabels: { comm: OTHER_LABEL, cgroup: OTHER_LABEL, workload: OTHER_LABEL },
 			// Sockets of unknown process: one series each, beside the --max-series of real groups.
 			reserved: (key) => isUnknownProcess(splitKey(key)[0]),
 		});

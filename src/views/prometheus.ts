@@ -20,11 +20,11 @@ export interface ExporterState {
 	version: string;
 }
 
-const GROUP = ['comm', 'cgroup'] as const;
+const GROUP = ['comm', 'cgroup', 'workload'] as const;
 const DEST = ['netns', 'saddr', 'daddr', 'dport'] as const;
 const LIFETIME_BOUNDS_S = LIFETIME_BOUNDS_US.map((us) => us / 1e6);
 
-const groupLabels = (g: GroupSample) => ({ comm: g.labels.comm, cgroup: g.labels.cgroup });
+const groupLabels = (g: GroupSample) => ({ comm: g.labels.comm, cgroup: g.labels.cgroup, workload: g.labels.workload });
 const destLabels = (d: DestinationRow) => ({ netns: String(d.netns), saddr: d.saddr, daddr: d.daddr, dport: String(d.dport) });
 
 const LIFETIME = {

@@ -185,3 +185,16 @@ test('"(before start)" has one series, whatever the sockets\' cgroups, beside th
 	t.is(valueOf(samples, 'twtrace_connections_total', { comm: 'b', side: 'client' }), 1, 'both real groups have their series: (before start) took no slot');
 	t.is(valueOf(samples, 'twtrace_connections_total', { comm: 'other', side: 'client' }), 0);
 });
+
+test('group series carry the workload of their cgroup: a container by its runtime and short id', async (t) => {
+	const id = '479e1c2a9b3f0d8e7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d';
+	const model = new ChurnModel(T0);
+	const metrics = new ChurnMetrics({ maxSeries: 10, idleUs: 300 * S, cgroupLabel: (cg) => (cg === 9 ? `/system.slice/docker-${id}.scope` : '/app.slice') });
+	const events = [ev(1, { kind: 'connect' }), ev(1, { kind: 'connect', cgroupId: 10, comm: 'b' })];
+	model.ingest(events);
+	metrics.observe(events);
+	const data = metrics.collect(model, { nowUs: T0 + 2 * S, rateWindowUs: 10 * S, maxDestinations: 10, maxNamespaces: 16 });
+	const samples = parseExposition(await new PrometheusView({ processMetrics: false }).render(data, STATE));
+	t.is(valueOf(samples, 'twtrace_connections_total', { comm: 'owner', side: 'client', workload: 'docker 479e1c2a9b3f' }), 1);
+	t.is(valueOf(samples, 'twtrace_connections_total', { comm: 'b', side: 'client', workload: '' }), 1);
+});
