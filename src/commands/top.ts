@@ -4,13 +4,17 @@
  * running agent (exact owners of sockets born hours ago, nothing loaded here) or from a pipeline of
  * its own (--standalone, or no agent) → the full-screen view, text, or JSON lines.
  */
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { GROUPINGS, SORT_KEYS } from '../model/snapshot.js';
 import { addAgentOptions, addFilterOptions, DEFAULT_RING_BYTES, parseCount, parseInterval } from './options.js';
 import { COMMAND_KINDS } from '../event/kinds.js';
 import type { ReadStream, WriteStream } from 'node:tty';
 import type { SnapshotQuery, SnapshotReply } from '../agent/wire.js';
-import { TwtraceError } from '../errors.js';
+import { TwtraceError, usageError } from '../errors.js';
+import path from 'node:path';
+import { CaptureError } from '../capture/format.js';
+import { readCaptureFile, type Capture } from '../capture/reader.js';
+import { CaptureReplay } from '../pipeline/replay.js';
 import type { Grouping, SortKey } from '../model/snapshot.js';
 import { defaultObjectPath, holdersObjectPath, preflight } from '../tracer/preflight.js';
 import { LivePipeline } from '../pipeline/pipeline.js';
@@ -19,7 +23,7 @@ import { Run } from './run.js';
 import { Terminal } from '../views/terminal.js';
 import { topJsonLine, type TopContext } from '../views/top-json.js';
 import { handleKey, screenLines, type ScreenState } from '../views/top-screen.js';
-import { ANSI, headerLines, PLAIN, tableLines, victimLines } from '../views/top-text.js';
+import { ANSI, formatDuration, headerLines, PLAIN, tableLines, victimLines } from '../views/top-text.js';
 import type { FilterOptions } from './options.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
 
@@ -31,6 +35,10 @@ export interface TopOptions extends FilterOptions, AgentChoiceOptions {
 	once?: boolean;
 	iterations?: number;
 	json?: boolean;
+	/** Replay this capture instead of watching the host. */
+	replay?: string;
+	/** Capture seconds per second of replay. */
+	speed: number;
 }
 
 /** Where top's snapshots come from: this process's own pipeline, or the agent. */
@@ -77,6 +85,7 @@ export function topContext(r: SnapshotReply, intervalMs: number): TopContext {
 }
 
 export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
+	if (opts.replay !== undefined) return replayTop(opts.replay, opts, io);
 	const source = await openSource(opts, io);
 	const state: ScreenState = { by: opts.by, sort: opts.sort, paused: false, filter: '', editing: undefined, help: false };
 	const query = (): SnapshotQuery => ({ by: state.by, sort: state.sort, windowMs: Math.max(opts.interval, 1000), filter: state.filter });
@@ -180,6 +189,9 @@ new connections per second.
 
 Examples:
   twtrace top
+  twtrace top --by workload
+  twtrace top --replay incident.twtcap --speed 4
+  twtrace top --replay incident.twtcap --json > snapshots.ndjson
   twtrace top --by comm
   sudo twtrace top --standalone --netns /run/netns/app
   twtrace top --json --iterations 10 --interval 2s > top.ndjson`;
@@ -195,10 +207,106 @@ export function registerTop(program: Command, io: Io): void {
 		.option('--walk-interval <time>', 'walk the socket tables (exact TIME_WAIT counts, timers, sockets from before start) at least this often', parseInterval, 5000)
 		.option('--once', 'print one snapshot after one interval and exit (same as --iterations 1)')
 		.option('--iterations <n>', 'print n snapshots, one per interval, and exit', parseCount)
-		.option('--json', 'one JSON object per snapshot, one per line; see README "top --json"');
+		.option('--json', 'one JSON object per snapshot, one per line; see README "top --json"')
+		.option('--replay <file>', 'draw the screen from a capture (twtrace record) on its own clock instead of this host; with --json, --once or --iterations: its snapshots, one per interval of capture time, at once')
+		.option('--speed <n>', 'replay: capture seconds per second (0.25, 2, 10); + and - change it', parseSpeed, 1);
 	addAgentOptions(top);
 	// top stops draining while it walks socket tables: a larger ring absorbs the pause at full churn.
 	addFilterOptions(top, { kinds: false, ringBytes: DEFAULT_RING_BYTES })
 		.addHelpText('after', TOP_HELP)
 		.action(async (opts: TopOptions) => topCommand(opts, io));
+}
+
+/** Filters and sources that a replay does not take: the capture was filtered when it was recorded. */
+const NOT_WITH_REPLAY = ['pid', 'comm', 'netns', 'port', 'family', 'standalone', 'agentSocket'] as const;
+
+/**
+ * `top --replay FILE`: the same screen, from a capture, on the capture's clock. Printed snapshots
+ * (--json, --once, --iterations, or no terminal) come one per interval of capture time, as fast as
+ * they are made, to the end of the capture; the full screen plays it at --speed, with pause, step
+ * and speed keys.
+ */
+async function replayTop(file: string, opts: TopOptions, io: Io): Promise<void> {
+	const given = NOT_WITH_REPLAY.filter((k) => opts[k] !== undefined);
+	if (given.length) throw usageError(`--${given[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} does not apply to --replay: a capture's filters were set when it was recorded`);
+	let capture: Capture;
+	try {
+		capture = readCaptureFile(file, { allowPartial: true });
+	} catch (error) {
+		if (error instanceof CaptureError) throw new TwtraceError(`${file}: ${error.message}`, 'The file is not usable as a capture.');
+		throw error;
+	}
+	const replay = new CaptureReplay(capture);
+	const intervalUs = opts.interval * 1000;
+	const state: ScreenState = { by: opts.by, sort: opts.sort, paused: false, filter: '', editing: undefined, help: false, replay: true };
+	const query = (): SnapshotQuery => ({ by: state.by, sort: state.sort, windowMs: Math.max(opts.interval, 1000), filter: state.filter });
+	let speed = opts.speed;
+	const label = () => `replay ${path.basename(file)} ×${speed}, ${formatDuration((replay.nowUs - replay.startUs) / 1e6)} of ${formatDuration((replay.endUs - replay.startUs) / 1e6)}${replay.ended ? ', ended' : ''}`;
+	const context = (r: SnapshotReply) => ({ ...topContext(r, opts.interval), source: label() });
+
+	const stdin = io.stdin as ReadStream | undefined;
+	const stdout = io.stdout as WriteStream;
+	const interactive = !opts.json && !opts.once && opts.iterations === undefined && stdout.isTTY === true && stdin?.isTTY === true;
+	if (capture.incomplete) io.stderr.write(`twtrace: ${file} is incomplete (${capture.incomplete}): replaying what it holds\n`);
+	if (!interactive) {
+		// Offline: every interval of capture time, to the end, without waiting.
+		const textWidth = stdout.isTTY === true && stdout.columns ? stdout.columns : Infinity;
+		const run = new Run(io, { watchStdout: true });
+		let stopped = false;
+		void run.finished.then(() => (stopped = true));
+		let shown = 0;
+		const limit = opts.once ? 1 : opts.iterations ?? Infinity;
+		while (!stopped && shown < limit) {
+			replay.advanceTo(replay.nowUs + intervalUs);
+			const r = replay.reply(query());
+			const c = context(r);
+			const s = r.snapshot;
+			const out = opts.json ? topJsonLine(s, c) + '\n'
+				: [...headerLines(s, c, { width: textWidth }, PLAIN), ...victimLines(s, PLAIN), '', ...tableLines(s, c, PLAIN, Infinity, textWidth), '', ''].join('\n');
+			// A slow reader: wait for it, or for the end of the run (its reader gone: EPIPE, or a signal).
+			if (!io.stdout.write(out)) await Promise.race([new Promise((resolve) => io.stdout.once('drain', resolve)), run.finished]);
+			shown++;
+			if (replay.ended) break;
+			await new Promise((resolve) => setImmediate(resolve)); // signals and EPIPE get their turn
+		}
+		run.dispose();
+		return;
+	}
+	const run = new Run(io);
+	const terminal = new Terminal(stdin!, stdout, (key) => {
+		const action = handleKey(state, key);
+		if (action === 'quit') run.finish('quit');
+		else if (action === 'step') (replay.advanceTo(replay.nowUs + intervalUs), draw());
+		else if (action === 'faster') (speed = Math.min(speed * 2, 1024), draw());
+		else if (action === 'slower') (speed = Math.max(speed / 2, 1 / 16), draw());
+		else if (action === 'refresh' || action === 'redraw') draw();
+	});
+	const draw = () => {
+		const r = replay.reply(query());
+		terminal.draw(screenLines(state, r.snapshot, context(r), process.env.NO_COLOR ? PLAIN : ANSI, terminal, undefined));
+	};
+	const onResize = () => draw();
+	let timer: NodeJS.Timeout | undefined;
+	try {
+		terminal.open();
+		stdout.on('resize', onResize);
+		draw();
+		// The capture's clock runs at --speed while not paused.
+		timer = setInterval(() => {
+			if (!state.paused && !replay.ended) replay.advanceTo(replay.nowUs + intervalUs * speed);
+			draw();
+		}, opts.interval);
+		await run.finished;
+	} finally {
+		clearInterval(timer);
+		run.dispose();
+		stdout.removeListener('resize', onResize);
+		terminal.close();
+	}
+}
+
+function parseSpeed(value: string): number {
+	const n = Number(value);
+	if (!/^\d+(\.\d+)?$/.test(value) || !(n >= 1 / 16 && n <= 1024)) throw new InvalidArgumentError(`${value} is not a speed (1/16 to 1024: 0.5, 2, 10).`);
+	return n;
 }

@@ -22,7 +22,7 @@ export interface Thresholds {
 export const DEFAULT_THRESHOLDS: Thresholds = { warnTimeWait: 20_000, critTimeWait: 30_000, warnHeadroom: 0.2, critHeadroom: 0.1 };
 
 export interface DoctorInput {
-	namespaces: { netns: number; timeWait: number | null; settings: NetnsSettings | null; error?: string; asked: boolean; /** TCPTimeWaitOverflow's increase while sampling. */ overflowDelta: number }[];
+	namespaces: { netns: number; /** /run/netns NAME, or the workload of a process in it. */ name?: string; timeWait: number | null; settings: NetnsSettings | null; error?: string; asked: boolean; /** TCPTimeWaitOverflow's increase while sampling. */ overflowDelta: number }[];
 	destinations: { netns: number; saddr: string; daddr: string; dport: number; portsInUse: number; portsUsable: number; currentRate: number; sustainableRate: number; secondsToExhaustion: number | null }[];
 	victims: { pid: number; comm: string; netns: number; errno: 'EADDRNOTAVAIL' | 'EADDRINUSE'; target: string; failures: number; heldBy: { label: string; timeWait: number }[] }[];
 	/** The busiest TIME_WAIT holders, for the details. */
@@ -57,14 +57,14 @@ export function evaluate(input: DoctorInput, t: Thresholds): Verdict {
 	const perf: string[] = [];
 	for (const ns of input.namespaces) {
 		if (ns.timeWait === null) {
-			findings.push({ status: ns.asked ? 'UNKNOWN' : 'OK', check: 'walk', netns: ns.netns, message: `netns ${ns.netns} not walked: ${ns.error ?? 'unknown reason'}` });
+			findings.push({ status: ns.asked ? 'UNKNOWN' : 'OK', check: 'walk', netns: ns.netns, message: `${nsLabel(ns)} not walked: ${ns.error ?? 'unknown reason'}` });
 			continue;
 		}
 		const status: Status = ns.timeWait >= t.critTimeWait ? 'CRITICAL' : ns.timeWait >= t.warnTimeWait ? 'WARNING' : 'OK';
 		const max = ns.settings?.maxTimeWaitBuckets;
-		findings.push({ status, check: 'time-wait', netns: ns.netns, message: `netns ${ns.netns}: ${n(ns.timeWait)} TIME_WAIT (warn ${n(t.warnTimeWait)}, crit ${n(t.critTimeWait)}${max !== undefined ? `, tcp_max_tw_buckets ${n(max)}` : ''})` });
+		findings.push({ status, check: 'time-wait', netns: ns.netns, message: `${nsLabel(ns)}: ${n(ns.timeWait)} TIME_WAIT (warn ${n(t.warnTimeWait)}, crit ${n(t.critTimeWait)}${max !== undefined ? `, tcp_max_tw_buckets ${n(max)}` : ''})` });
 		perf.push(`'time_wait_${ns.netns}'=${ns.timeWait};${t.warnTimeWait};${t.critTimeWait};0${max !== undefined ? `;${max}` : ''}`);
-		findings.push(...reviewSysctls(ns.netns, ns.settings, ns.overflowDelta, input.watchedSeconds));
+		findings.push(...reviewSysctls(ns.netns, nsLabel(ns), ns.settings, ns.overflowDelta, input.watchedSeconds));
 	}
 	const worst = input.destinations
 		.map((d) => ({ d, headroom: d.portsUsable > 0 ? Math.max(0, 1 - d.portsInUse / d.portsUsable) : 0 }))
@@ -98,10 +98,10 @@ export function evaluate(input: DoctorInput, t: Thresholds): Verdict {
 }
 
 /** Settings that are wrong, or believed to help and do not. */
-function reviewSysctls(netns: number, s: NetnsSettings | null, overflowDelta: number, watchedSeconds: number): Finding[] {
+function reviewSysctls(netns: number, label: string, s: NetnsSettings | null, overflowDelta: number, watchedSeconds: number): Finding[] {
 	if (!s) return [];
 	const out: Finding[] = [];
-	const f = (status: Status, message: string) => out.push({ status, check: 'sysctl', netns, message: `netns ${netns}: ${message}` });
+	const f = (status: Status, message: string) => out.push({ status, check: 'sysctl', netns, message: `${label}: ${message}` });
 	if (s.twRecycle === 1) f('WARNING', 'tcp_tw_recycle=1 drops connections from clients behind NAT (removed in Linux 4.12): set it to 0');
 	if (s.twReuse === 1 && s.timestamps === 0) f('WARNING', 'tcp_tw_reuse=1 has no effect with tcp_timestamps=0');
 	if (overflowDelta > 0) f('WARNING', `the kernel dropped ${n(overflowDelta)} TIME_WAIT sockets at tcp_max_tw_buckets in the last ${formatSeconds(watchedSeconds)} (TCPTimeWaitOverflow)`);
@@ -130,6 +130,7 @@ export function inputFromSnapshot(snap: Snapshot, ctx: InputContext): DoctorInpu
 			.filter((ns) => wanted(ns.netns))
 			.map((ns) => ({
 				netns: ns.netns,
+				...(ns.name ? { name: ns.name } : {}),
 				timeWait: ns.walkedTimeWait,
 				settings: ns.settings,
 				asked: asked.has(ns.netns),
@@ -155,4 +156,9 @@ function victimInput(v: VictimRow): DoctorInput['victims'][number] {
 /** 1.5 → "1.5 s", 7260 → "2.0 h". */
 function formatSeconds(s: number): string {
 	return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
+}
+
+/** "netns 4026532177 (app)": the inode, and the name people know when there is one. */
+function nsLabel(ns: { netns: number; name?: string }): string {
+	return `netns ${ns.netns}${ns.name ? ` (${ns.name})` : ''}`;
 }

@@ -85,6 +85,8 @@ export interface DestinationRow {
 
 export interface NamespaceRow {
 	netns: number;
+	/** Its name: /run/netns/NAME's NAME, or the workload of a process in it; set by the pipeline. */
+	name?: string;
 	timeWait: number;
 	/** The last walk's count (all owners), and its age. */
 	walkedTimeWait: number | null;

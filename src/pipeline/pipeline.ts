@@ -7,7 +7,7 @@
 import type { AgentInfo, SnapshotQuery, SnapshotReply } from '../agent/wire.js';
 import { ChurnModel, type ModelOptions } from '../model/aggregate.js';
 import { markExited, snapshot } from '../model/snapshot.js';
-import { CgroupPaths, epochOffsetUs, processRuns } from '../tracer/host.js';
+import { CgroupPaths, epochOffsetUs, NamespaceNames, processRuns } from '../tracer/host.js';
 import { LiveFeed, monotonicUs, type LiveFeedHandlers, type LiveFeedOptions } from './live.js';
 import { FlightRecorder, type RecorderOptions } from './recorder.js';
 import { HolderWalker } from '../tracer/holders.js';
@@ -79,6 +79,8 @@ export class LivePipeline {
 		this.recorder = recorder;
 	}
 
+	readonly #namespaceNames = new NamespaceNames();
+
 	/** Why likely owners cannot be inferred here, when they cannot. */
 	holdersUnavailable: string | undefined;
 	#holders: HolderWalker | undefined;
@@ -129,6 +131,10 @@ export class LivePipeline {
 			maxRows: query.maxRows, maxDestinations: query.maxDestinations, maxVictims: query.maxVictims,
 		});
 		markExited(snap, processRuns);
+		for (const ns of snap.namespaces) {
+			const name = this.#namespaceNames.name(ns.netns);
+			if (name !== undefined) ns.name = name;
+		}
 		const cgroupNames = new Map<number, string>();
 		for (const r of snap.rows) {
 			const name = r.cgroupId === undefined ? undefined : cgroupPath(r.cgroupId);

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { workloadOf } from '../model/workload.js';
 
 /**
  * The inode of a network namespace given as a number or as a path (/run/netns/NAME,
@@ -135,4 +136,54 @@ export { isWriteEndOrphaned } from '../../native/libc.js';
  */
 export function processRuns(pid: number): boolean {
 	return fs.statSync(`/proc/${pid}`, { throwIfNoEntry: false }) !== undefined;
+}
+
+/**
+ * Names for network namespaces, as people know them: NAME for /run/netns/NAME (ip netns), else the
+ * workload (container, pod, unit) of a process in it, from /proc/PID/cgroup. Looked up on a miss,
+ * at most every `rescanMs`, and remembered; never throws.
+ */
+export class NamespaceNames {
+	readonly #names = new Map<number, string | undefined>();
+	readonly #rescanMs: number;
+	#lastScanMs = -Infinity;
+
+	constructor(rescanMs = 5000) {
+		this.#rescanMs = rescanMs;
+	}
+
+	name(inode: number): string | undefined {
+		if (this.#names.has(inode)) return this.#names.get(inode);
+		const now = Date.now();
+		if (now - this.#lastScanMs < this.#rescanMs) return undefined;
+		this.#lastScanMs = now;
+		this.#scan();
+		return this.#names.get(inode);
+	}
+
+	#scan(): void {
+		for (const name of safeList('/run/netns')) {
+			const st = fs.statSync(path.join('/run/netns', name), { throwIfNoEntry: false });
+			if (st && !this.#names.has(st.ino)) this.#names.set(st.ino, name);
+		}
+		// Not named by ip netns: the workload of the first process found in it that has one.
+		const unnamed = new Set<number>();
+		for (const pid of safeList('/proc')) {
+			if (!/^\d+$/.test(pid)) continue;
+			let inode: number;
+			try {
+				const m = /^net:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/ns/net`));
+				if (!m) continue;
+				inode = Number(m[1]);
+			} catch {
+				continue;
+			}
+			if (this.#names.get(inode) !== undefined) continue;
+			const cgroup = /^0::(.*)$/m.exec(safeRead(`/proc/${pid}/cgroup`))?.[1];
+			const w = workloadOf(cgroup);
+			if (w && w.kind !== 'cgroup') this.#names.set(inode, w.name);
+			else unnamed.add(inode);
+		}
+		for (const inode of unnamed) if (!this.#names.has(inode)) this.#names.set(inode, undefined);
+	}
 }

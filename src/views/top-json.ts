@@ -97,6 +97,7 @@ function namespaceJson(n: NamespaceRow, ctx: TopContext): object {
 	const st = n.settings;
 	return {
 		netns: n.netns,
+		name: n.name ?? null,
 		timeWait: n.timeWait,
 		walkedTimeWait: n.walkedTimeWait,
 		walkedAgoMs: n.walkedAgoMs,

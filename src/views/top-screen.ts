@@ -14,9 +14,11 @@ export interface ScreenState {
 	/** Text being typed after '/', until Enter (apply) or Escape (cancel). */
 	editing: string | undefined;
 	help: boolean;
+	/** Replaying a capture (top --replay): n steps one interval, + and - change the speed. */
+	replay?: boolean;
 }
 
-export type KeyAction = 'quit' | 'redraw' | 'refresh' | 'none';
+export type KeyAction = 'quit' | 'redraw' | 'refresh' | 'step' | 'faster' | 'slower' | 'none';
 
 export const HELP = [
 	'twtrace top — keys',
@@ -27,6 +29,7 @@ export const HELP = [
 	'  p           pause the display (twtrace keeps counting)',
 	'  /           filter rows: type part of a comm, pid, destination or cgroup, Enter; empty clears',
 	'  ?           this help; any key returns',
+	'  replay only (--replay FILE): p pauses the capture\'s clock, n or space steps one interval, + and - double or halve the speed',
 	'',
 	'Columns: TW-HELD TIME_WAIT sockets held now · TW/s entering TIME_WAIT · CONN/s outgoing connects ·',
 	'RST/s resets · FAIL connect()/bind() failures since start · SIDE the end that closes first (holds the',
@@ -64,6 +67,9 @@ export function handleKey(state: ScreenState, key: string): KeyAction {
 		case 'p': state.paused = !state.paused; return 'redraw';
 		case '/': state.editing = ''; return 'redraw';
 		case '?': case 'h': state.help = true; return 'redraw';
+		case 'n': case ' ': return state.replay ? 'step' : 'none';
+		case '+': case '=': return state.replay ? 'faster' : 'none';
+		case '-': return state.replay ? 'slower' : 'none';
 		default: return 'none';
 	}
 }
@@ -74,7 +80,7 @@ export function screenLines(state: ScreenState, s: Snapshot, ctx: TopContext, pa
 	const header = headerLines(s, ctx, { paused: state.paused, filter: state.filter, home, width: size.columns }, paint).map((l) => clipVisible(l, size.columns));
 	const status = state.editing !== undefined
 		? `filter: ${state.editing}█   (Enter apply, Esc cancel)`
-		: paint.dim('q quit · s sort · g group · p pause · / filter · ? help');
+		: paint.dim(state.replay ? 'q quit · p pause · n step · + faster · - slower · s sort · g group · / filter · ? help' : 'q quit · s sort · g group · p pause · / filter · ? help');
 	const victims = victimLines(s, paint, 3).map((l) => clipVisible(l, size.columns));
 	const room = Math.max(1, size.rows - header.length - victims.length - 3);
 	return [...header, ...victims, '', ...tableLines(s, ctx, paint, room, size.columns), status];

@@ -107,7 +107,7 @@ export function headerLines(s: Snapshot, ctx: TopContext, state: HeaderState, pa
 
 function namespaceLine(n: NamespaceRow, ctx: TopContext, home: number | undefined, paint: Paint, width: number): string {
 	const st = n.settings;
-	const name = `netns ${n.netns}${n.netns === home ? ' (host)' : ''}`;
+	const name = `netns ${n.netns}${n.netns === home ? ' (host)' : n.name ? ` (${printable(n.name)})` : ''}`;
 	if (!st) {
 		const why = ctx.unwalked.get(n.netns);
 		return `${name}: TIME_WAIT ${int(n.timeWait)} (modelled${why ? `; not walked: ${why}` : ''})`;

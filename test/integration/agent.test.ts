@@ -73,6 +73,7 @@ bpfTest('agent: top and doctor started after exhaustion answer from the agent: e
 	const churnerRow = snap.rows.find((r: { pid: number }) => r.pid === churner.pid);
 	t.like(churnerRow, { comm: 'churner', timeWait: inSs, exited: true });
 	t.falsy(snap.rows.find((r: { comm: string }) => r.comm === '(before start)'));
+	t.is(snap.namespaces.find((n: { netns: number }) => n.netns === pair.clientInode)?.name, pair.client, 'named as ip netns names it');
 	const v = snap.victims.find((x: { pid: number }) => x.pid === victim.pid);
 	t.like(v, { comm: 'victim', call: 'connect', errno: 'EADDRNOTAVAIL', target: `${pair.serverAddr}:7800`, failures: 1 });
 	t.deepEqual(v.holders[0], { pid: churner.pid, comm: 'churner', timeWait: inSs });

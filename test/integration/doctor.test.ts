@@ -31,10 +31,11 @@ bpfTest('doctor: OK, WARNING and CRITICAL from TIME_WAIT and headroom, --json, a
 	t.regex(r.stdout, /^TWTRACE OK - 30 TIME_WAIT in 1 namespace\(s\), worst destination 70 % headroom \| 'time_wait_\d+'=30;50;80;0;\d+ 'headroom_min'=70%;20;10;0;100\n/);
 	r = await doctor([...ns, '--warn', '20', '--crit', '80']);
 	t.is(r.code, 1, r.stdout);
-	t.regex(r.stdout, /^TWTRACE WARNING - netns \d+: 30 TIME_WAIT \(warn 20, crit 80/);
+	// The namespace by its name (/run/netns/NAME) as well as its inode.
+	t.regex(r.stdout, new RegExp(`^TWTRACE WARNING - netns ${pair.clientInode} \\(${pair.client}\\): 30 TIME_WAIT \\(warn 20, crit 80`));
 	r = await doctor([...ns, '--warn', '10', '--crit', '25']);
 	t.is(r.code, 2, r.stdout);
-	t.regex(r.stdout, /^TWTRACE CRITICAL - netns \d+: 30 TIME_WAIT/);
+	t.regex(r.stdout, /^TWTRACE CRITICAL - netns \d+ \(\w+\): 30 TIME_WAIT/);
 
 	// 85 of 100 ports held: 15 % headroom warns even under generous TIME_WAIT thresholds.
 	await runClient(pair.client, pair.serverAddr, 7700, 'close-first', 55);

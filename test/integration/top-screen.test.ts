@@ -3,7 +3,6 @@
  * change it, and quitting (q, or SIGTERM from outside) gives the terminal back as it was: the same
  * stty settings, the main screen with the shell's text, the cursor shown.
  */
-import type { ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,38 +10,7 @@ import path from 'node:path';
 import { bpfTest, cli } from '../helpers/env.js';
 import { createPair, settledTimeWait } from '../helpers/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
-
-const tmux = (...args: string[]) => execFileSync('tmux', args, { encoding: 'utf8' });
-
-async function waitForScreen(session: string, match: RegExp, timeoutMs: number): Promise<string> {
-	const until = Date.now() + timeoutMs;
-	let screen = '';
-	while (Date.now() < until) {
-		screen = tmux('capture-pane', '-p', '-t', session);
-		if (match.test(screen)) return screen;
-		await new Promise((r) => setTimeout(r, 200));
-	}
-	throw new Error(`screen never matched ${match}:\n${screen}`);
-}
-
-function startShell(t: ExecutionContext, dir: string): string {
-	const session = `twt-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
-	tmux('new-session', '-d', '-s', session, '-x', '160', '-y', '40', 'bash', '--norc', '--noprofile');
-	t.teardown(() => {
-		try {
-			tmux('kill-session', '-t', session);
-		} catch {
-			// already gone
-		}
-	});
-	tmux('send-keys', '-t', session, `cd ${dir} && PS1='$ ' && clear`, 'Enter');
-	return session;
-}
-
-/** Runs top in the shell between two `stty -g` snapshots; the marker line tells its exit status. */
-function runTop(session: string, args: string): void {
-	tmux('send-keys', '-t', session, `stty -g > before; echo BEFORE-TOP; ${process.execPath} ${cli} top ${args}; echo "TOP-EXITED-$?"; stty -g > after`, 'Enter');
-}
+import { runTop, startShell, tmux, waitForScreen } from '../helpers/tmux.js';
 
 bpfTest('top full screen in tmux: table, s/g/?/ and / keys, q and SIGTERM restore the terminal', async (t) => {
 	const pair = createPair();

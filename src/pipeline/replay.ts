@@ -1,0 +1,124 @@
+/**
+ * A capture played back on its own clock, for `top --replay`: the model is fed what the live run
+ * fed it (events in ring order, walks), up to a point in capture time that the caller moves, and
+ * answers the same SnapshotReply as a live pipeline. Deterministic: no clock but the capture's.
+ */
+import os from 'node:os';
+import type { SnapshotQuery, SnapshotReply } from '../agent/wire.js';
+import { readDrops } from '../capture/format.js';
+import type { Capture, CaptureItem } from '../capture/reader.js';
+import { Decoder, isDecodeFailure } from '../event/decode.js';
+import { EVENT_FIELDS, EVENT_SIZE } from '../event/layout.generated.js';
+import { TaskTable } from '../event/tasks.js';
+import { ChurnModel } from '../model/aggregate.js';
+import { snapshot } from '../model/snapshot.js';
+import { walkFromRecord } from '../model/walk.js';
+
+export class CaptureReplay {
+	readonly startUs: number;
+	/** The last moment the capture covers. */
+	readonly endUs: number;
+	readonly #capture: Capture;
+	readonly #model: ChurnModel;
+	readonly #tasks = new TaskTable();
+	#decoder: Decoder | undefined;
+	#decoderBuffer: ArrayBuffer | undefined;
+	/** The next item, and the next record within it when it is an events frame. */
+	#item = 0;
+	#record = 0;
+	#nowUs: number;
+	#walks = 0;
+	#decodeErrors = 0;
+
+	constructor(capture: Capture) {
+		this.#capture = capture;
+		const { header, trailer } = capture;
+		const f = header.filters;
+		// As `top` models a live run, with the recording's filters on walked sockets.
+		this.#model = new ChurnModel(header.clock.startUs, { comm: f.comm, pid: f.pid, port: f.port, family: f.family });
+		this.startUs = header.clock.startUs;
+		this.#nowUs = this.startUs;
+		this.endUs = Math.max(trailer?.endUs ?? 0, lastTimeUs(capture.items, this.startUs));
+	}
+
+	/** Capture time the model has reached (CLOCK_MONOTONIC µs of the recording host). */
+	get nowUs(): number {
+		return this.#nowUs;
+	}
+
+	get ended(): boolean {
+		return this.#item >= this.#capture.items.length && this.#nowUs >= this.endUs;
+	}
+
+	/** Feeds the model everything up to `us` (never backwards). */
+	advanceTo(us: number): void {
+		const items = this.#capture.items;
+		const target = Math.min(Math.max(us, this.#nowUs), this.endUs);
+		while (this.#item < items.length) {
+			const item = items[this.#item]!;
+			if (item.type === 'walk') {
+				if (item.walk.takenAtUs > target) break;
+				this.#model.reconcile(walkFromRecord(item.walk));
+				this.#walks++;
+				this.#item++;
+				continue;
+			}
+			if (!this.#feedEvents(item, target)) break;
+			this.#item++;
+			this.#record = 0;
+		}
+		this.#nowUs = target;
+		this.#model.tick(target);
+	}
+
+	/** The events of `item` up to `target`; true when the frame is done. */
+	#feedEvents(item: Extract<CaptureItem, { type: 'events' }>, target: number): boolean {
+		const buffer = item.records.buffer as ArrayBuffer;
+		if (!this.#decoder || this.#decoderBuffer !== buffer) [this.#decoder, this.#decoderBuffer] = [new Decoder(buffer, this.#tasks), buffer];
+		for (; this.#record < item.count; this.#record++) {
+			const e = this.#decoder.decode(item.records.byteOffset + this.#record * EVENT_SIZE, EVENT_SIZE);
+			if (e === undefined) continue; // a task record, now in the table
+			if (isDecodeFailure(e)) {
+				this.#decodeErrors++;
+				continue;
+			}
+			if (e.tsUs > target) return false;
+			this.#model.ingestOne(e);
+		}
+		return true;
+	}
+
+	/** The model at the point reached, as a live pipeline answers it. */
+	reply(query: SnapshotQuery): SnapshotReply {
+		const { header, trailer } = this.#capture;
+		const cgroups = trailer?.cgroups ?? {};
+		const cgroupPath = (id: number) => cgroups[String(id)];
+		const snap = snapshot(this.#model, {
+			by: query.by, sort: query.sort, nowUs: this.#nowUs, rateWindowUs: Math.max(query.windowMs, 1000) * 1000, filter: query.filter, cgroupPath,
+			maxRows: query.maxRows, maxDestinations: query.maxDestinations, maxVictims: query.maxVictims,
+		});
+		const drops = trailer ? readDrops(trailer.drops).drops : readDrops({}).drops;
+		return {
+			snapshot: snap,
+			epochOffsetUs: header.clock.epochOffsetUs,
+			home: 0,
+			drops: { ...drops, nestedRecovered: 0, decodeErrors: drops.decodeErrors + this.#decodeErrors },
+			walks: { inProgress: false, completed: this.#walks, lastMs: undefined },
+			unwalked: new Map(),
+			cgroupNames: new Map(Object.entries(cgroups).map(([id, p]): [number, string] => [Number(id), p])),
+		};
+	}
+}
+
+/** The time of the capture's last event or walk. */
+function lastTimeUs(items: readonly CaptureItem[], startUs: number): number {
+	let last = startUs;
+	for (const item of items) {
+		if (item.type === 'walk') last = Math.max(last, item.walk.takenAtUs);
+		else if (item.count > 0) {
+			const view = new DataView(item.records.buffer, item.records.byteOffset, item.records.byteLength);
+			last = Math.max(last, Number(view.getBigUint64((item.count - 1) * EVENT_SIZE + EVENT_FIELDS.ts_us.offset, os.endianness() === 'LE')));
+		}
+	}
+	return last;
+}
