@@ -16,6 +16,8 @@ import { SOCK_FIELDS, SOCK_SIZE } from '../event/layout.generated.js';
 const little = os.endianness() === 'LE';
 
 const COOKIE = SOCK_FIELDS.cookie.offset;
+/** A record in 32-bit words: records are copied and compared a word at a time, not by a native call each. */
+const WORDS = SOCK_SIZE / 4;
 const STATE = SOCK_FIELDS.state.offset;
 const TCP_LISTEN = 10;
 
@@ -39,28 +41,35 @@ export class WalkTable {
 	/** A walk's records, in any order (a cookie found twice keeps its last record). */
 	static fromRecords(sockets: Uint8Array): WalkTable {
 		const n = Math.floor(sockets.byteLength / SOCK_SIZE);
-		const view = new DataView(sockets.buffer, sockets.byteOffset, sockets.byteLength);
+		const src = words(sockets.subarray(0, n * SOCK_SIZE));
 		const keys = new Float64Array(n);
-		for (let i = 0; i < n; i++) keys[i] = Number(view.getBigUint64(i * SOCK_SIZE + COOKIE, little));
-		const order = new Uint32Array(n);
-		for (let i = 0; i < n; i++) order[i] = i;
-		order.sort((a, b) => keys[a]! - keys[b]! || a - b);
+		// Two 32-bit reads, not a BigInt per socket: a walk holds up to millions.
+		const [lo, hi] = little ? [0, 1] : [1, 0];
+		for (let i = 0; i < n; i++) {
+			const at = i * WORDS + COOKIE / 4;
+			keys[i] = src[at + lo]! + src[at + hi]! * 2 ** 32;
+		}
+		const order = sortedOrder(keys);
 		const cookies = new Float64Array(n);
-		const records = Buffer.allocUnsafe(n * SOCK_SIZE);
+		const records = Buffer.alloc(n * SOCK_SIZE);
+		const dst = words(records);
 		let kept = 0;
 		for (let j = 0; j < n; j++) {
 			const i = order[j]!;
 			if (kept > 0 && cookies[kept - 1] === keys[i]) kept--; // the later record of one cookie wins
 			cookies[kept] = keys[i]!;
-			records.set(sockets.subarray(i * SOCK_SIZE, (i + 1) * SOCK_SIZE), kept * SOCK_SIZE);
+			copyRecord(src, i, dst, kept);
 			kept++;
 		}
 		return new WalkTable(cookies.subarray(0, kept), records.subarray(0, kept * SOCK_SIZE));
 	}
 
-	#record(i: number): Buffer {
-		return this.records.subarray(i * SOCK_SIZE, (i + 1) * SOCK_SIZE);
+	/** The records as 32-bit words (made once). */
+	get #words(): Uint32Array {
+		return (this.#wordsCache ??= words(this.records));
 	}
+
+	#wordsCache: Uint32Array | undefined;
 
 	/** What changed from this table to `next`. */
 	diff(next: WalkTable): WalkDelta {
@@ -74,12 +83,14 @@ export class WalkTable {
 			if (a < b) removed.push(a), i++;
 			else if (b < a) upsertAt.push(j), j++;
 			else {
-				if (!this.#record(i).equals(next.#record(j))) upsertAt.push(j);
+				if (!sameRecord(this.#words, i, next.#words, j)) upsertAt.push(j);
 				i++, j++;
 			}
 		}
-		const records = Buffer.allocUnsafe(upsertAt.length * SOCK_SIZE);
-		upsertAt.forEach((at, k) => next.records.copy(records, k * SOCK_SIZE, at * SOCK_SIZE, (at + 1) * SOCK_SIZE));
+		const records = Buffer.alloc(upsertAt.length * SOCK_SIZE);
+		const dst = words(records);
+		const src = next.#words;
+		upsertAt.forEach((at, k) => copyRecord(src, at, dst, k));
 		return { removed: Float64Array.from(removed), upserts: new WalkTable(Float64Array.from(upsertAt, (at) => next.cookies[at]!), records) };
 	}
 
@@ -87,14 +98,15 @@ export class WalkTable {
 	apply(delta: WalkDelta): WalkTable {
 		const { removed, upserts } = delta;
 		const cookies = new Float64Array(this.size + upserts.size);
-		const records = Buffer.allocUnsafe(cookies.length * SOCK_SIZE);
+		const records = Buffer.alloc(cookies.length * SOCK_SIZE);
+		const dst = words(records);
 		let n = 0;
 		let i = 0;
 		let j = 0;
 		let r = 0;
 		const put = (table: WalkTable, at: number) => {
 			cookies[n] = table.cookies[at]!;
-			table.records.copy(records, n * SOCK_SIZE, at * SOCK_SIZE, (at + 1) * SOCK_SIZE);
+			copyRecord(table.#words, at, dst, n);
 			n++;
 		};
 		while (i < this.size || j < upserts.size) {
@@ -143,4 +155,48 @@ export function decodeCookies(bytes: Uint8Array): Float64Array {
 	const out = new Float64Array(bytes.byteLength / 8);
 	for (let i = 0; i < out.length; i++) out[i] = Number(view.getBigUint64(i * 8, true));
 	return out;
+}
+
+/** Index bits packed beside a cookie for the native sort: 2^21 sockets a walk. */
+const INDEX_BITS = 21;
+
+/**
+ * The indexes of `keys` in ascending order (ties by index). The native numeric sort of a
+ * Float64Array is an order of magnitude faster than a comparator: when every cookie and index fit
+ * in a double's 53 bits together (cookies below 2^32, a per-boot counter), they are packed and
+ * sorted natively; otherwise by comparator.
+ */
+function sortedOrder(keys: Float64Array): Uint32Array {
+	const n = keys.length;
+	const order = new Uint32Array(n);
+	let max = 0;
+	for (let i = 0; i < n; i++) if (keys[i]! > max) max = keys[i]!;
+	if (n < 2 ** INDEX_BITS && max < 2 ** (53 - INDEX_BITS)) {
+		const packed = new Float64Array(n);
+		for (let i = 0; i < n; i++) packed[i] = keys[i]! * 2 ** INDEX_BITS + i;
+		packed.sort();
+		for (let i = 0; i < n; i++) order[i] = packed[i]! - Math.floor(packed[i]! / 2 ** INDEX_BITS) * 2 ** INDEX_BITS;
+		return order;
+	}
+	for (let i = 0; i < n; i++) order[i] = i;
+	return order.sort((a, b) => keys[a]! - keys[b]! || a - b);
+}
+
+/** `bytes` as 32-bit words, copying it first when it does not start on a 4-byte boundary. */
+function words(bytes: Uint8Array): Uint32Array {
+	const aligned = bytes.byteOffset % 4 === 0 ? bytes : Uint8Array.from(bytes);
+	return new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
+}
+
+function copyRecord(src: Uint32Array, from: number, dst: Uint32Array, to: number): void {
+	const a = from * WORDS;
+	const b = to * WORDS;
+	for (let k = 0; k < WORDS; k++) dst[b + k] = src[a + k]!;
+}
+
+function sameRecord(a: Uint32Array, i: number, b: Uint32Array, j: number): boolean {
+	const x = i * WORDS;
+	const y = j * WORDS;
+	for (let k = 0; k < WORDS; k++) if (a[x + k] !== b[y + k]) return false;
+	return true;
 }

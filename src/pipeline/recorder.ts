@@ -4,14 +4,18 @@
  * saves them. Bounded by bytes and by age: the oldest frames go first.
  *
  * A served window must stand alone: its reader has not seen what came before. So the recorder
- * keeps, besides the frames, each namespace's socket table as of its oldest frame (walks are held
- * as changes, walk-table.ts) and every task record (events name their task by id, and a task's
- * record is sent once, bpf/twtrace.bpf.c current_task()). A window then starts with the task
- * records and a whole walk of each namespace as of the window's start, followed by its frames.
+ * keeps, besides the frames, each namespace's last walk before its oldest frame, and every task
+ * record (events name their task by id, and a task's record is sent once, bpf/twtrace.bpf.c
+ * current_task()). A window then starts with the task records and that walk of each namespace,
+ * followed by its frames.
+ *
+ * Nothing is computed when a walk arrives: the walk's records are kept as the kernel gave them (a
+ * walk of a million sockets sorted or compared here would stall the agent's drain for a second:
+ * the ring would overflow). Walks are therefore served whole; a capture file written by `record`
+ * stores them as changes (capture/walk-table.ts).
  */
 import { EVENT_FIELDS, EVENT_SIZE, EventKind, TASK_FIELDS } from '../event/layout.generated.js';
 import { DROP_NAMES, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
-import { WalkTable, type WalkDelta } from '../capture/walk-table.js';
 import type { WalkRecord } from '../model/walk.js';
 
 export interface RecorderOptions {
@@ -32,11 +36,9 @@ export interface RecorderSource {
 	describe(): string;
 }
 
-type WalkMeta = Omit<WalkRecord, 'sockets'>;
-
 type Item =
 	| { type: 'events'; atUs: number; records: Buffer; count: number; drops: CaptureDrops }
-	| { type: 'walk'; atUs: number; meta: WalkMeta; full?: WalkTable; delta?: WalkDelta; bytes: number };
+	| { type: 'walk'; atUs: number; walk: WalkRecord };
 
 /** Events are gathered into one frame for this long, or this many bytes. */
 const CHUNK_US = 1_000_000;
@@ -50,10 +52,10 @@ export class FlightRecorder {
 	readonly #items: Item[] = [];
 	#head = 0; // items before it are dropped (compacted now and then)
 	#bytes = 0;
-	/** Each namespace's table and walk as of the oldest item kept. */
-	readonly #front = new Map<number, { table: WalkTable; meta: WalkMeta }>();
-	/** Each namespace's table as of its latest walk: the next walk is stored as a change against it. */
-	readonly #current = new Map<number, WalkTable>();
+	/** Each namespace's last walk before the oldest item kept. */
+	readonly #front = new Map<number, WalkRecord>();
+	/** Bytes of the walks in #front: counted against maxBytes too. */
+	#frontBytes = 0;
 	readonly #tasks = new Map<number, Buffer>();
 	/** CLOCK_MONOTONIC µs of the oldest moment the recorder can still serve. */
 	#frontUs: number;
@@ -89,19 +91,11 @@ export class FlightRecorder {
 		}
 	}
 
-	/** A walk as LiveFeed delivers it (with its raw sockets). */
+	/** A walk as LiveFeed delivers it (with its raw sockets): kept as it is. */
 	addWalk(walk: WalkRecord, nowUs: number): void {
 		this.#seal(nowUs); // events before the walk stay before it
-		const { sockets, ...meta } = walk;
-		const table = WalkTable.fromRecords(sockets);
-		const previous = this.#current.get(walk.netns);
-		this.#current.set(walk.netns, table);
-		if (!previous) {
-			this.#push({ type: 'walk', atUs: walk.takenAtUs, meta, full: table, bytes: table.records.length + table.cookies.byteLength });
-			return;
-		}
-		const delta = previous.diff(table);
-		this.#push({ type: 'walk', atUs: walk.takenAtUs, meta, delta, bytes: delta.upserts.records.length + delta.upserts.cookies.byteLength + delta.removed.byteLength });
+		this.#push({ type: 'walk', atUs: walk.takenAtUs, walk });
+		this.#trim(nowUs);
 	}
 
 	/** Seals events gathered for long enough and drops what is too old or over the byte bound. */
@@ -112,7 +106,7 @@ export class FlightRecorder {
 
 	stats(nowUs: number): { frames: number; bytes: number; maxBytes: number; spanSeconds: number; maxSeconds: number; firstUs: number } {
 		return {
-			frames: this.#items.length - this.#head, bytes: this.#bytes + this.#chunkBytes, maxBytes: this.#options.maxBytes,
+			frames: this.#items.length - this.#head, bytes: this.#bytes + this.#frontBytes + this.#chunkBytes, maxBytes: this.#options.maxBytes,
 			spanSeconds: Math.round((nowUs - this.#frontUs) / 1e5) / 10, maxSeconds: this.#options.maxAgeMs / 1000, firstUs: this.#frontUs,
 		};
 	}
@@ -121,17 +115,17 @@ export class FlightRecorder {
 	capture(lastMs: number | undefined, nowUs: number): Buffer {
 		this.#seal(nowUs);
 		const fromUs = Math.max(this.#frontUs, lastMs === undefined ? -Infinity : nowUs - lastMs * 1000);
-		// The namespaces' tables as of the window's start: the front, with the walks before it applied.
+		// Each namespace's last walk before the window: the front's, then those of skipped items.
 		const base = new Map(this.#front);
 		let drops = this.#frontDrops;
 		let i = this.#head;
 		for (; i < this.#items.length && this.#items[i]!.atUs < fromUs; i++) {
 			const item = this.#items[i]!;
 			if (item.type === 'events') drops = item.drops;
-			else base.set(item.meta.netns, { table: applyWalk(base.get(item.meta.netns)?.table, item), meta: item.meta });
+			else base.set(item.walk.netns, item.walk);
 		}
 		const header = this.#source.header(fromUs);
-		header.namespaces = [...base.values()].map(({ meta }) => ({ netns: meta.netns, settings: settingsToJson(meta.settings) }));
+		header.namespaces = [...base.values()].map((w) => ({ netns: w.netns, settings: settingsToJson(w.settings) }));
 		const parts: Buffer[] = [encodePreamble(header)];
 		let events = 0;
 		let walks = 0;
@@ -139,21 +133,17 @@ export class FlightRecorder {
 			parts.push(encodeFrame('events', [...this.#tasks.values()]));
 			events += this.#tasks.size;
 		}
-		for (const { table, meta } of base.values()) {
-			parts.push(encodeWalk({ ...meta, sockets: table.walkOrder() }));
+		for (const walk of base.values()) {
+			parts.push(encodeWalk(walk));
 			walks++;
 		}
-		const seen = new Set(base.keys());
 		for (; i < this.#items.length; i++) {
 			const item = this.#items[i]!;
 			if (item.type === 'events') {
 				parts.push(encodeFrame('events', item.records));
 				events += item.count;
 			} else {
-				// A namespace's first walk in the window is whole unless the window starts with its table.
-				const isFirst = !seen.has(item.meta.netns);
-				seen.add(item.meta.netns);
-				parts.push(item.full || isFirst ? encodeWalk({ ...item.meta, sockets: (item.full ?? applyWalk(undefined, item)).walkOrder() }) : encodeWalk(item.meta, item.delta));
+				parts.push(encodeWalk(item.walk));
 				walks++;
 			}
 		}
@@ -174,20 +164,21 @@ export class FlightRecorder {
 
 	#push(item: Item): void {
 		this.#items.push(item);
-		this.#bytes += item.type === 'events' ? item.records.length : item.bytes;
+		this.#bytes += itemBytes(item);
 	}
 
 	#trim(nowUs: number): void {
 		const oldestUs = nowUs - this.#options.maxAgeMs * 1000;
 		while (this.#head < this.#items.length) {
 			const item = this.#items[this.#head]!;
-			if (item.atUs >= oldestUs && this.#bytes <= this.#options.maxBytes) break;
+			if (item.atUs >= oldestUs && this.#bytes + this.#frontBytes <= this.#options.maxBytes) break;
+			this.#bytes -= itemBytes(item);
 			if (item.type === 'events') {
-				this.#bytes -= item.records.length;
 				this.#frontDrops = item.drops;
 			} else {
-				this.#bytes -= item.bytes;
-				this.#front.set(item.meta.netns, { table: applyWalk(this.#front.get(item.meta.netns)?.table, item), meta: item.meta });
+				// It becomes its namespace's base: windows served from now on start from it.
+				this.#frontBytes += item.walk.sockets.byteLength - (this.#front.get(item.walk.netns)?.sockets.byteLength ?? 0);
+				this.#front.set(item.walk.netns, item.walk);
 			}
 			this.#items[this.#head++] = undefined as unknown as Item;
 			const next = this.#items[this.#head];
@@ -197,7 +188,6 @@ export class FlightRecorder {
 	}
 }
 
-function applyWalk(base: WalkTable | undefined, item: Extract<Item, { type: 'walk' }>): WalkTable {
-	if (item.full) return item.full;
-	return (base ?? WalkTable.EMPTY).apply(item.delta!);
+function itemBytes(item: Item): number {
+	return item.type === 'events' ? item.records.length : item.walk.sockets.byteLength + 512;
 }
