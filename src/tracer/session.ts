@@ -61,6 +61,7 @@ export class TraceSession {
 	#batch: TwtEvent[] = [];
 	readonly #keepRaw: boolean;
 	#raw: Buffer | undefined;
+	#rawWords: Uint32Array | undefined;
 	#rawBytes = 0;
 	#events = 0;
 	#decodeErrors = 0;
@@ -74,12 +75,12 @@ export class TraceSession {
 		this.#handlers = handlers;
 		this.#keepRaw = options.keepRaw === true;
 		let decoder: Decoder | undefined;
-		let ringBytes: Buffer | undefined;
+		let ringWords: Uint32Array | undefined;
 		this.#tracer = new Tracer(
 			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: options.socketWalks },
 			options.onEach ? (offset, length) => {
 				const r = decoder!.at(offset, length);
-				if (this.#keepRaw && (r === undefined || !isDecodeFailure(r))) this.#keepRecord(ringBytes!, offset);
+				if (this.#keepRaw && (r === undefined || !isDecodeFailure(r))) this.#keepRecord(ringWords!, offset);
 				if (r === undefined) return;
 				if (isDecodeFailure(r)) {
 					this.#decodeErrors++;
@@ -93,12 +94,13 @@ export class TraceSession {
 					this.#decodeErrors++;
 					return;
 				}
-				if (this.#keepRaw) this.#keepRecord(ringBytes!, offset);
+				if (this.#keepRaw) this.#keepRecord(ringWords!, offset);
 				if (r !== undefined && this.#batch.push(r) >= MAX_BATCH_EVENTS) this.#flush();
 			},
 		);
 		decoder = this.#decoder = new Decoder(this.#tracer.memory);
-		ringBytes = Buffer.from(this.#tracer.memory);
+		// Records are 8-byte aligned in the ring (BPF_RINGBUF_HDR_SZ): copied a word at a time.
+		ringWords = new Uint32Array(this.#tracer.memory);
 		const dropCheckMs = options.dropCheckMs ?? 1000;
 		this.#tracer.reader.start({
 			intervalMs: options.intervalMs ?? 10,
@@ -172,9 +174,15 @@ export class TraceSession {
 	 * Copies one record out of ring memory for onEvents' `raw`; task records too: a replay needs them
 	 * to know whose the events are. Buffer.copy: no view object per record.
 	 */
-	#keepRecord(ring: Buffer, offset: number): void {
-		this.#raw ??= Buffer.allocUnsafe(MAX_BATCH_EVENTS * EVENT_SIZE);
-		ring.copy(this.#raw, this.#rawBytes, offset, offset + EVENT_SIZE);
+	#keepRecord(ring: Uint32Array, offset: number): void {
+		if (!this.#raw) {
+			this.#raw = Buffer.allocUnsafe(MAX_BATCH_EVENTS * EVENT_SIZE);
+			this.#rawWords = new Uint32Array(this.#raw.buffer, this.#raw.byteOffset, this.#raw.byteLength / 4);
+		}
+		const dst = this.#rawWords!;
+		const to = this.#rawBytes / 4;
+		const from = offset / 4;
+		for (let k = 0; k < EVENT_SIZE / 4; k++) dst[to + k] = ring[from + k]!;
 		this.#rawBytes += EVENT_SIZE;
 		if (this.#rawBytes >= MAX_BATCH_EVENTS * EVENT_SIZE) this.#flush();
 	}
@@ -186,6 +194,7 @@ export class TraceSession {
 		this.#events += batch.length;
 		const raw = this.#raw?.subarray(0, this.#rawBytes);
 		this.#raw = undefined;
+		this.#rawWords = undefined;
 		this.#rawBytes = 0;
 		this.#handlers.onEvents(batch, raw);
 	}

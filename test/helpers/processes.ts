@@ -45,8 +45,12 @@ export interface ScenarioResult {
  * Runs a tcp-scenario client to completion inside `ns` and returns its JSON result. `bin`: a copy of
  * tcp-scenario under another name, to give the process another comm.
  */
-export async function runClient(ns: string, addr: string, port: number, mode: string, n: number, bin = scenarioBin): Promise<ScenarioResult> {
-	const child = track(spawn('ip', ['netns', 'exec', ns, bin, 'client', addr, String(port), mode, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+export async function runClient(ns: string, addr: string, port: number, mode: string, n: number, bin = scenarioBin, cgroupDir?: string): Promise<ScenarioResult> {
+	const argv = ['netns', 'exec', ns, bin, 'client', addr, String(port), mode, String(n)];
+	// In a cgroup of the test's own: the shell moves itself there, then execs (the pid stays the same).
+	const child = track(cgroupDir === undefined
+		? spawn('ip', argv, { stdio: ['ignore', 'pipe', 'inherit'] })
+		: spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec ip "$@"', cgroupDir, ...argv], { stdio: ['ignore', 'pipe', 'inherit'] }));
 	let out = '';
 	child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
 	// 'close', not 'exit': only then has all of stdout been read.
