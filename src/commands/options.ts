@@ -6,6 +6,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ALL_KINDS, type EventKindName } from '../event/kinds.js';
 import { AGENT_GROUP, DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
+import type { CaptureHeader } from '../capture/format.js';
+import type { Filters } from '../tracer/tracer.js';
 
 const MAX_PID = 4_194_304; // PID_MAX_LIMIT on 64-bit (include/linux/threads.h)
 
@@ -164,4 +166,15 @@ export function addAgentOptions(cmd: Command): Command {
 	return cmd
 		.option('--standalone', 'trace here even when an agent runs (loads the BPF programs; needs root)')
 		.option('--agent-socket <path>', `the agent's socket (default ${DEFAULT_AGENT_SOCKET}, or $TWTRACE_AGENT_SOCKET)`);
+}
+
+/** The filters a capture's header names (as given: an incomplete capture is not mistaken for all of the host). */
+export function captureFilters(filters: Filters, opts: Pick<FilterOptions, 'pid' | 'comm' | 'port'>): CaptureHeader['filters'] {
+	return {
+		netns: filters.netns,
+		...(opts.pid !== undefined ? { pid: opts.pid } : {}),
+		...(opts.comm !== undefined ? { comm: opts.comm } : {}),
+		...(opts.port !== undefined ? { port: opts.port } : {}),
+		...(filters.family !== undefined ? { family: filters.family } : {}),
+	};
 }

@@ -10,7 +10,6 @@ import path from 'node:path';
 import { captureDrops, CaptureError, captureHeader, settingsToJson, type CaptureHeader } from '../capture/format.js';
 import { CaptureWriter } from '../capture/writer.js';
 import { EVENT_FIELDS, EVENT_SIZE, EventKind } from '../event/layout.generated.js';
-import type { Filters } from '../tracer/tracer.js';
 import type { TwtEvent } from '../event/decode.js';
 import { ChurnModel } from '../model/aggregate.js';
 import { blame } from '../model/attribution.js';
@@ -19,7 +18,7 @@ import { TwtraceError, usageError } from '../errors.js';
 import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
 import { LiveFeed, monotonicUs } from '../pipeline/live.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
-import { formatBytes, type FilterOptions } from './options.js';
+import { captureFilters, formatBytes, type FilterOptions } from './options.js';
 import { agentLabel, chooseAgent, formatSpan, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
 import { Run } from './run.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
@@ -156,16 +155,6 @@ function onlyComm(events: readonly TwtEvent[], raw: Buffer, comm: string): { raw
 	return { raw: Buffer.concat(parts), count: parts.length };
 }
 
-/** The filters a capture's header names (as given: an incomplete capture is not mistaken for all of the host). */
-export function captureFilters(filters: Filters, opts: Pick<FilterOptions, 'pid' | 'comm' | 'port'>): CaptureHeader['filters'] {
-	return {
-		netns: filters.netns,
-		...(opts.pid !== undefined ? { pid: opts.pid } : {}),
-		...(opts.comm !== undefined ? { comm: opts.comm } : {}),
-		...(opts.port !== undefined ? { port: opts.port } : {}),
-		...(filters.family !== undefined ? { family: filters.family } : {}),
-	};
-}
 
 /** record --last: the agent's flight recorder of the last --last, saved as a capture file. */
 async function saveFromAgent(opts: RecordOptions, io: Io): Promise<void> {

@@ -5,7 +5,7 @@
  * it cleanly: the port is closed first, then the BPF links.
  */
 import { Option, type Command } from 'commander';
-import { addFilterOptions, DEFAULT_METRICS_PORT, DEFAULT_RING_BYTES, parseDuration, parseFileSize, parseInterval, parseListen, parseCount } from './options.js';
+import { addFilterOptions, captureFilters, DEFAULT_METRICS_PORT, DEFAULT_RING_BYTES, parseDuration, parseFileSize, parseInterval, parseListen, parseCount } from './options.js';
 import { AGENT_GROUP, DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
 import { COMMAND_KINDS } from '../event/kinds.js';
 import { AgentServer } from '../agent/server.js';
@@ -17,7 +17,6 @@ import { LivePipeline } from '../pipeline/pipeline.js';
 import { defaultObjectPath, holdersObjectPath, packageVersion, preflight } from '../tracer/preflight.js';
 import { MetricsServer, type ListenAddress } from '../server/http.js';
 import os from 'node:os';
-import { captureFilters } from './record.js';
 import { eventsLost } from '../model/losses.js';
 import { PrometheusView } from '../views/prometheus.js';
 import type { FilterOptions } from './options.js';
