@@ -76,6 +76,23 @@ async function openSource(opts: TopOptions, io: Io): Promise<Source> {
 	};
 }
 
+/** A snapshot as printed (not drawn): a JSON line, or the header, victims and table as text. */
+function printed(r: SnapshotReply, c: TopContext, json: boolean | undefined, width: number): string {
+	const s = r.snapshot;
+	return json ? topJsonLine(s, c) + '\n'
+		: [...headerLines(s, c, { home: r.home, width }, PLAIN), ...victimLines(s, PLAIN), '', ...tableLines(s, c, PLAIN, Infinity, width), '', ''].join('\n');
+}
+
+/** Full screen: on a terminal, unless a number of snapshots or JSON is asked for. */
+function isInteractive(opts: TopOptions, stdin: ReadStream | undefined, stdout: WriteStream): boolean {
+	return !opts.json && !opts.once && opts.iterations === undefined && stdout.isTTY === true && stdin?.isTTY === true;
+}
+
+/** Printed snapshots fit a terminal's width; into a pipe or a file they are whole. */
+function textWidth(stdout: WriteStream): number {
+	return stdout.isTTY === true && stdout.columns ? stdout.columns : Infinity;
+}
+
 /** The context the views take, from a reply. */
 export function topContext(r: SnapshotReply, intervalMs: number): TopContext {
 	return {
@@ -92,10 +109,8 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 
 	const stdin = io.stdin as ReadStream | undefined;
 	const stdout = io.stdout as WriteStream;
-	const interactive = !opts.json && !opts.once && opts.iterations === undefined && stdout.isTTY === true && stdin?.isTTY === true;
+	const interactive = isInteractive(opts, stdin, stdout);
 	const run = new Run(io, { watchStdout: !interactive });
-	// Printed snapshots fit a terminal's width; into a pipe or a file they are whole.
-	const textWidth = stdout.isTTY === true && stdout.columns ? stdout.columns : Infinity;
 	const finish = (reason: string) => run.finish(reason);
 	const iterations = opts.once ? 1 : opts.iterations;
 	let shown = 0;
@@ -127,12 +142,7 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 				draw();
 				return;
 			}
-			const c = topContext(r, opts.interval);
-			const s = r.snapshot;
-			const out = opts.json
-				? topJsonLine(s, c) + '\n'
-				: [...headerLines(s, c, { home: r.home, width: textWidth }, PLAIN), ...victimLines(s, PLAIN), '', ...tableLines(s, c, PLAIN, Infinity, textWidth), '', ''].join('\n');
-			io.stdout.write(out);
+			io.stdout.write(printed(r, topContext(r, opts.interval), opts.json, textWidth(stdout)));
 			if (iterations !== undefined && ++shown >= iterations) finish('iterations');
 		} finally {
 			refreshing = false;
@@ -246,11 +256,11 @@ async function replayTop(file: string, opts: TopOptions, io: Io): Promise<void> 
 
 	const stdin = io.stdin as ReadStream | undefined;
 	const stdout = io.stdout as WriteStream;
-	const interactive = !opts.json && !opts.once && opts.iterations === undefined && stdout.isTTY === true && stdin?.isTTY === true;
+	const interactive = isInteractive(opts, stdin, stdout);
 	if (capture.incomplete) io.stderr.write(`twtrace: ${file} is incomplete (${capture.incomplete}): replaying what it holds\n`);
 	if (!interactive) {
 		// Offline: every interval of capture time, to the end, without waiting.
-		const textWidth = stdout.isTTY === true && stdout.columns ? stdout.columns : Infinity;
+		const width = textWidth(stdout);
 		const run = new Run(io, { watchStdout: true });
 		let stopped = false;
 		void run.finished.then(() => (stopped = true));
@@ -259,10 +269,7 @@ async function replayTop(file: string, opts: TopOptions, io: Io): Promise<void> 
 		while (!stopped && shown < limit) {
 			replay.advanceTo(replay.nowUs + intervalUs);
 			const r = replay.reply(query());
-			const c = context(r);
-			const s = r.snapshot;
-			const out = opts.json ? topJsonLine(s, c) + '\n'
-				: [...headerLines(s, c, { width: textWidth }, PLAIN), ...victimLines(s, PLAIN), '', ...tableLines(s, c, PLAIN, Infinity, textWidth), '', ''].join('\n');
+			const out = printed(r, context(r), opts.json, width);
 			// A slow reader: wait for it, or for the end of the run (its reader gone: EPIPE, or a signal).
 			if (!io.stdout.write(out)) await Promise.race([new Promise((resolve) => io.stdout.once('drain', resolve)), run.finished]);
 			shown++;
