@@ -236,3 +236,12 @@ test('connections without an owner are not said to predate the recording: only t
 	t.notRegex(out, /sockets predate the recording/);
 	t.regex(out, /300 connections ended with no owner from connect\(\) or listen\(\) \(the socket or its listener is older than the recording; blamed on their closer when seen\)/);
 });
+
+test('report --by cgroup names a cgroup by its workload or path, never "cgroup <id>"; --by workload groups by it', (t) => {
+	const capture = readCaptureFile(capturePath('exhaustion'));
+	const byCgroup = renderReport(replayCapture(capture, { by: 'cgroup', top: 10, file: 'x' }), 'table');
+	t.notRegex(byCgroup, /\bcgroup \d+\b/);
+	const byWorkload = replayCapture(capture, { by: 'workload', top: 10, file: 'x' });
+	t.true(byWorkload.offenders.length >= 1);
+	t.is(byWorkload.offenders[0]!.key, '/', 'the fixture ran in the root cgroup');
+});
