@@ -509,6 +509,11 @@ export class ChurnModel {
 		if (lifetimeUs <= 0 || tsUs - lifetimeUs < walkedAtUs) dest.portsHeldOpen--;
 	}
 
+	/** A namespace's settings known before any walk of it (a capture's header). */
+	setSettings(netns: number, settings: NetnsSettings): void {
+		this.#netns(netns).settings ??= settings;
+	}
+
 	/** Makes a namespace known (shown in snapshots) before any event or walk. */
 	addNamespace(netns: number): void {
 		this.#netns(netns);

@@ -22,6 +22,11 @@ export interface WalkRecord {
 	listeners: ListenerRecord[];
 	/** struct twt_sock records, in host byte order. */
 	sockets: Uint8Array;
+	/**
+	 * The walk's records were not kept (more than the keeper's bound): `sockets` is empty and is not
+	 * the namespace's table. How many bytes of records there were.
+	 */
+	omittedBytes?: number;
 }
 
 /** `sockets`: the records already decoded, when the caller has them (a walk is decoded once). */

@@ -26,6 +26,8 @@ export interface LiveFeedOptions {
 	log?: (line: string) => void;
 	/** Hand the raw records to onEvents too (record). */
 	keepRaw?: boolean;
+	/** With keepRaw: a walk's records are kept up to this many bytes; beyond, none (WalkRecord.omittedBytes). */
+	keepWalkBytes?: number;
 	/**
 	 * Ingest each event as it is drained, from ring memory, with no object per event; onEach instead
 	 * of onEvents gets it (top, serve). With keepRaw, onEvents gets the raw records, and no events.
@@ -70,6 +72,7 @@ export class LiveFeed {
 	readonly #walkIntervalMs: number;
 	readonly #handlers: LiveFeedHandlers;
 	readonly #keepRaw: boolean;
+	readonly #keepWalkBytes: number;
 	#lastWalkUs = 0;
 	#lastStaleCheckUs = 0;
 	#lastWitnessUs = 0;
@@ -96,6 +99,7 @@ export class LiveFeed {
 		this.#walkIntervalMs = options.walkIntervalMs ?? Infinity;
 		this.#handlers = handlers;
 		const keepRaw = (this.#keepRaw = options.keepRaw === true);
+		this.#keepWalkBytes = options.keepWalkBytes ?? Infinity;
 		const onEach = options.perEvent ? (e: TwtEvent) => {
 			const who = model.ingestOne(e);
 			if (who) handlers.onEach?.(e, who);
@@ -220,7 +224,8 @@ export class LiveFeed {
 		const tracer = this.#session.tracer;
 		const reconciler = this.model.beginReconcile({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listenerOwner: (port) => tracer.listenerOwner(w.netns, port) });
 		const listening = new Set<number>();
-		const kept: Buffer[] = [];
+		let kept: Buffer[] | undefined = this.#keepRaw ? [] : undefined;
+		let walkBytes = 0;
 		const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
 		let carry: Buffer | undefined;
 		try {
@@ -239,7 +244,10 @@ export class LiveFeed {
 					if (s.state === TCP_LISTEN) listening.add(s.sport);
 					reconciler.add(s);
 				});
-				if (this.#keepRaw) kept.push(Buffer.from(bytes.subarray(0, whole)));
+				walkBytes += whole;
+				// Past the bound nothing more is copied, and what was is let go: the walk is kept as omitted.
+				if (kept && walkBytes > this.#keepWalkBytes) kept = undefined;
+				kept?.push(Buffer.from(bytes.subarray(0, whole)));
 				await new Promise((resolve) => setImmediate(resolve));
 			}
 		} finally {
@@ -254,7 +262,8 @@ export class LiveFeed {
 			const owner = tracer.listenerOwner(w.netns, port);
 			if (owner) listeners.push({ port, ...owner });
 		}
-		this.#handlers.onWalk?.({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listeners, sockets: this.#keepRaw ? Buffer.concat(kept) : new Uint8Array() });
+		const omitted = this.#keepRaw && !kept ? { omittedBytes: walkBytes } : {};
+		this.#handlers.onWalk?.({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listeners, sockets: kept ? Buffer.concat(kept) : new Uint8Array(), ...omitted });
 		return true;
 	}
 

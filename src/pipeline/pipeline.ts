@@ -45,7 +45,10 @@ export class LivePipeline {
 		// The recorder is made once the feed exists (it reads the feed's losses); nothing reaches
 		// these handlers before: events and walks arrive from the event loop.
 		let recorder: FlightRecorder | undefined;
-		this.feed = new LiveFeed(this.model, { ...options, keepRaw: options.keepRaw || rec !== undefined }, {
+		// The recorder keeps a walk only when it takes at most a quarter of its bytes: a million sockets
+		// copied each walk would cost the agent more than it serves (and leave no room for events).
+		const keepWalkBytes = rec ? rec.maxBytes / 4 : options.keepWalkBytes;
+		this.feed = new LiveFeed(this.model, { ...options, keepRaw: options.keepRaw || rec !== undefined, keepWalkBytes }, {
 			...given,
 			onEvents: (events, raw) => {
 				if (raw) recorder?.addEvents(raw, monotonicUs());

@@ -57,6 +57,9 @@ export class FlightRecorder {
 	/** Bytes of the walks in #front: counted against maxBytes too. */
 	#frontBytes = 0;
 	readonly #tasks = new Map<number, Buffer>();
+	/** Each namespace's latest settings, from every walk, kept or not: a window's header names them. */
+	readonly #settings = new Map<number, WalkRecord['settings']>();
+	#omittedWalks = 0;
 	/** CLOCK_MONOTONIC µs of the oldest moment the recorder can still serve. */
 	#frontUs: number;
 	#frontDrops: CaptureDrops;
@@ -91,11 +94,24 @@ export class FlightRecorder {
 		}
 	}
 
-	/** A walk as LiveFeed delivers it (with its raw sockets): kept as it is. */
+	/**
+	 * A walk as LiveFeed delivers it (with its raw sockets): kept as it is. One too large to keep
+	 * (omittedBytes) leaves only its settings: windows then model TIME_WAIT from their events.
+	 */
 	addWalk(walk: WalkRecord, nowUs: number): void {
+		this.#settings.set(walk.netns, walk.settings);
+		if (walk.omittedBytes !== undefined) {
+			this.#omittedWalks++;
+			return;
+		}
 		this.#seal(nowUs); // events before the walk stay before it
 		this.#push({ type: 'walk', atUs: walk.takenAtUs, walk });
 		this.#trim(nowUs);
+	}
+
+	/** Walks too large to keep, since start. */
+	get omittedWalks(): number {
+		return this.#omittedWalks;
 	}
 
 	/** Seals events gathered for long enough and drops what is too old or over the byte bound. */
@@ -125,7 +141,7 @@ export class FlightRecorder {
 			else base.set(item.walk.netns, item.walk);
 		}
 		const header = this.#source.header(fromUs);
-		header.namespaces = [...base.values()].map((w) => ({ netns: w.netns, settings: settingsToJson(w.settings) }));
+		header.namespaces = [...this.#settings].map(([netns, settings]) => ({ netns, settings: settingsToJson(base.get(netns)?.settings ?? settings) }));
 		const parts: Buffer[] = [encodePreamble(header)];
 		let events = 0;
 		let walks = 0;
@@ -149,7 +165,8 @@ export class FlightRecorder {
 		}
 		const now = this.#source.drops();
 		const windowDrops = Object.fromEntries(DROP_NAMES.map((k) => [k, Math.max(0, now[k] - drops[k])])) as unknown as CaptureDrops;
-		parts.push(encodeEnd({ endUs: nowUs, reason: this.#source.describe(), events, walks, drops: windowDrops, cgroups: this.#source.cgroups() }));
+		const omitted = this.#omittedWalks ? `; ${this.#omittedWalks} socket walks were too large to keep, so TIME_WAIT from before a window's first minute may be missing from it` : '';
+		parts.push(encodeEnd({ endUs: nowUs, reason: this.#source.describe() + omitted, events, walks, drops: windowDrops, cgroups: this.#source.cgroups() }));
 		return Buffer.concat(parts);
 	}
 

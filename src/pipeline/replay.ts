@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import type { SnapshotQuery, SnapshotReply } from '../agent/wire.js';
-import { readDrops } from '../capture/format.js';
+import { readDrops, settingsFromJson } from '../capture/format.js';
 import type { Capture, CaptureItem } from '../capture/reader.js';
 import { Decoder, isDecodeFailure } from '../event/decode.js';
 import { EVENT_FIELDS, EVENT_SIZE } from '../event/layout.generated.js';
@@ -36,6 +36,7 @@ export class CaptureReplay {
 		const f = header.filters;
 		// As `top` models a live run, with the recording's filters on walked sockets.
 		this.#model = new ChurnModel(header.clock.startUs, { comm: f.comm, pid: f.pid, port: f.port, family: f.family });
+		for (const ns of header.namespaces) this.#model.setSettings(ns.netns, settingsFromJson(ns.settings));
 		this.startUs = header.clock.startUs;
 		this.#nowUs = this.startUs;
 		this.endUs = Math.max(trailer?.endUs ?? 0, lastTimeUs(capture.items, this.startUs));

@@ -9,7 +9,7 @@ import { ChurnModel } from '../model/aggregate.js';
 import type { Grouping } from '../model/snapshot.js';
 import { walkFromRecord } from '../model/walk.js';
 import type { Capture } from '../capture/reader.js';
-import { readDrops } from '../capture/format.js';
+import { readDrops, settingsFromJson } from '../capture/format.js';
 import { ReportBuilder, type Report } from './report.js';
 
 export interface ReplayOptions {
@@ -29,6 +29,8 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 	const cgroups = trailer?.cgroups ?? {};
 	const cgroupPath = (id: number) => cgroups[String(id)] ?? options.cgroupPath?.(id);
 	const builder = new ReportBuilder(model, options.by, cgroupPath);
+	// The settings at the start (port ranges decide the pools): a window from the agent may hold no walk.
+	for (const ns of header.namespaces) model.setSettings(ns.netns, settingsFromJson(ns.settings));
 	let lastUs = header.clock.startUs;
 	let decodeErrors = 0;
 	// Every frame is a view into the capture's one buffer: one decoder reads them all, in place.

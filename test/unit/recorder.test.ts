@@ -99,3 +99,16 @@ test('a window\'s losses are those since its start, not since the agent started'
 	t.is(capture.trailer!.drops.ringFull, 5);
 	t.is(os.endianness(), capture.header.host.byteOrder);
 });
+
+test('a walk too large to keep leaves only its settings: windows are served without it, and say so', (t) => {
+	const { r } = recorder();
+	r.addWalk({ netns: 1, takenAtUs: T0, settings: { ...settings, portRange: { low: 40000, high: 40049 } }, listeners: [], sockets: new Uint8Array(), omittedBytes: 64 * 1_000_000 }, T0);
+	r.addEvents(connection(700, 'churn', 1, 1), T0 + S);
+	const capture = parseCapture(r.capture(undefined, T0 + 2 * S));
+	t.is(capture.items.filter((i) => i.type === 'walk').length, 0, 'an empty table would have removed every TIME_WAIT entry');
+	t.deepEqual(capture.header.namespaces.map((n) => [n.netns, n.settings.portRange.high]), [[1, 40049]]);
+	t.regex(capture.trailer!.reason, /1 socket walks were too large to keep/);
+	t.is(r.omittedWalks, 1);
+	const report = replayCapture(capture, { by: 'process', top: 10, file: 'window' });
+	t.like(report.offenders.find((o) => o.comm === 'churn'), { timeWaitEntries: 1 });
+});
