@@ -39,16 +39,21 @@ export function netnsInodesInUse(): Set<number> {
 			// removed meanwhile
 		}
 	}
+	for (const { inode } of processNamespaces()) inodes.add(inode);
+	return inodes;
+}
+
+/** Every process and the inode of its network namespace (those that exit meanwhile, or are not ours to read, left out). */
+function* processNamespaces(): Generator<{ pid: string; inode: number }> {
 	for (const pid of safeList('/proc')) {
 		if (!/^\d+$/.test(pid)) continue;
 		try {
 			const m = /^net:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/ns/net`));
-			if (m) inodes.add(Number(m[1]));
+			if (m) yield { pid, inode: Number(m[1]) };
 		} catch {
 			// exited, or not ours to read
 		}
 	}
-	return inodes;
 }
 
 function safeList(dir: string): string[] {
@@ -168,16 +173,7 @@ export class NamespaceNames {
 		}
 		// Not named by ip netns: the workload of the first process found in it that has one.
 		const unnamed = new Set<number>();
-		for (const pid of safeList('/proc')) {
-			if (!/^\d+$/.test(pid)) continue;
-			let inode: number;
-			try {
-				const m = /^net:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/ns/net`));
-				if (!m) continue;
-				inode = Number(m[1]);
-			} catch {
-				continue;
-			}
+		for (const { pid, inode } of processNamespaces()) {
 			if (this.#names.get(inode) !== undefined) continue;
 			const cgroup = /^0::(.*)$/m.exec(safeRead(`/proc/${pid}/cgroup`))?.[1];
 			const w = workloadOf(cgroup);
