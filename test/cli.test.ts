@@ -43,7 +43,7 @@ for (const [argv, message] of [
 	[['record', '-o', '/nonexistent/dir/x'], /cannot write \/nonexistent\/dir\/x: \/nonexistent\/dir does not exist/],
 	[['record', '-o', '/etc/hostname/x'], /cannot write \/etc\/hostname\/x: \/etc\/hostname is not a directory/],
 	[['frobnicate'], /unknown command 'frobnicate'/],
-	[['top', '--by', 'host'], /Allowed choices are process, comm, cgroup, netns, dest/],
+	[['top', '--by', 'host'], /Allowed choices are process, comm, cgroup, workload, netns, dest/],
 	[['top', '--sort', 'pid'], /Allowed choices are timeWait, /],
 	[['top', '--interval', '10ms'], /10ms is too short: at least 100ms/],
 	[['top', '--iterations', '0'], /0 is not a positive whole number/],
