@@ -111,5 +111,9 @@ if (isMain) {
 		if (error.code !== 'EPIPE') throw error;
 	});
 	const io: Io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, interrupted: interruptedBySignal() };
-	process.exitCode = await run(process.argv.slice(2), io);
+	const code = await run(process.argv.slice(2), io);
+	// Exit now, not when the event loop has drained: until the very end a late Ctrl-C finds the
+	// handlers above; during Node's own teardown it would kill the process with 130 instead of `code`.
+	// Writes to stdout and stderr are synchronous on Linux (files, pipes, terminals): nothing is cut.
+	process.exit(code);
 }
