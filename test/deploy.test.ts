@@ -34,3 +34,11 @@ test('the DaemonSet adds exactly the unit\'s capabilities, drops all others, and
 	t.regex(manifest, /hostPID: true/);
 	t.regex(manifest, /hostNetwork: true/);
 });
+
+test('the systemd unit starts the installed twtrace (npm install -g puts it in /usr/local/bin), not a checkout', (t) => {
+	const unit = fs.readFileSync(path.join(deploy, 'systemd/twtrace.service'), 'utf8');
+	t.regex(unit, /^ExecStart=\/usr\/local\/bin\/twtrace serve /m);
+	const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+	t.deepEqual(Object.keys(pkg.bin), ['twtrace'], 'the command the unit runs is the package\'s bin');
+	t.notRegex(unit, /dist\/src\/cli\.js|\/opt\/twtrace/);
+});

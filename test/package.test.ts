@@ -1,0 +1,59 @@
+/**
+ * The release tarball, installed as a user would: `npm pack`, then `npm install -g` into a fresh
+ * prefix, and the installed `twtrace` runs --version, doctor and a short top in a namespace with
+ * its own compiled JavaScript and BPF objects (none of the checkout's). No compiler is involved
+ * after the pack: what runs is dist/ and build/*.bpf.o from the tarball.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { bpfTest, root } from './helpers/env.js';
+import { createPair } from './helpers/netns.js';
+import { runClient, startServer } from './helpers/processes.js';
+
+const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
+
+function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+	return new Promise((resolve) => execFile(cmd, args, { cwd, timeout: 120_000, env: { ...process.env, PATH: `${path.dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin` } },
+		(error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })));
+}
+
+bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --version, doctor and top from its own files', async (t) => {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-pack-'));
+	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+	// --ignore-scripts: prepack would rebuild dist/ in the checkout, under the other tests' feet;
+	// `npm test` has just built it (scripts/setup), so the tarball holds the same files.
+	const tarball = execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', dir], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').pop()!;
+	const files = execFileSync('tar', ['tzf', path.join(dir, tarball)], { encoding: 'utf8' }).trim().split('\n');
+	for (const f of ['package/dist/src/cli.js', 'package/build/twtrace.bpf.o', 'package/build/holders.bpf.o', 'package/README.md', 'package/deploy/systemd/twtrace.service', 'package/docs/playbook.md']) {
+		t.true(files.includes(f), `${f} is in the tarball`);
+	}
+	t.deepEqual(files.filter((f) => /^package\/(test|bench|scripts|src|native|bpf)\//.test(f) || f.endsWith('.ts') || f.endsWith('.map')), [], 'no tests, bench, fixtures, sources or maps');
+
+	const prefix = path.join(dir, 'prefix');
+	const install = await run('npm', ['install', '-g', '--prefix', prefix, path.join(dir, tarball), '--prefer-offline', '--no-audit', '--no-fund'], dir);
+	t.is(install.code, 0, install.stderr);
+	const twtrace = path.join(prefix, 'bin', 'twtrace');
+	const installed = path.join(prefix, 'lib', 'node_modules', 'twtrace');
+	t.is((await run(twtrace, ['--version'], dir)).stdout.trim(), version);
+	// Its BPF objects are its own, not the checkout's.
+	const objectPath = execFileSync(process.execPath, ['-e', `import(${JSON.stringify(path.join(installed, 'dist/src/tracer/preflight.js'))}).then((m) => console.log(m.defaultObjectPath()))`], { encoding: 'utf8' }).trim();
+	t.is(objectPath, path.join(installed, 'build', 'twtrace.bpf.o'));
+
+	const pair = createPair();
+	t.teardown(() => pair.remove());
+	const doctor = await run(twtrace, ['doctor', '--standalone', '--netns', String(pair.clientInode), '--sample', '300ms'], dir);
+	t.is(doctor.code, 0, doctor.stdout + doctor.stderr);
+	t.regex(doctor.stdout, /^TWTRACE OK - 0 TIME_WAIT in 1 namespace\(s\)/);
+
+	const server = await startServer(pair.server, '0.0.0.0', 7960, 'wait-close', 20);
+	const top = run(twtrace, ['top', '--json', '--iterations', '3', '--standalone', '--netns', String(pair.clientInode), '--interval', '500ms'], dir);
+	await new Promise((r) => setTimeout(r, 700));
+	const client = await runClient(pair.client, pair.serverAddr, 7960, 'close-first', 20);
+	await server.done;
+	const { code, stdout, stderr } = await top;
+	t.is(code, 0, stderr);
+	const last = JSON.parse(stdout.trim().split('\n').pop()!);
+	t.like(last.rows.find((r: { pid: number }) => r.pid === client.pid), { timeWait: 20 });
+});
