@@ -49,14 +49,15 @@ interface LibbpfRaw {
 let libbpfCache: LibbpfRaw | undefined;
 
 /**
- * Loads libbpf.so.1 once. Throws NativeError('load libbpf.so.1', ENOENT) when it is not installed:
+ * Loads libbpf.so.1 once (the dynamic linker's search; $TWTRACE_LIBBPF names another file, for a
+ * host that keeps it elsewhere). Throws NativeError('load libbpf.so.1', ENOENT) when it cannot:
  * preflight turns that into "install libbpf1".
  */
 function libbpf(): LibbpfRaw {
 	if (libbpfCache) return libbpfCache;
 	let lib: ReturnType<typeof koffi.load>;
 	try {
-		lib = koffi.load('libbpf.so.1');
+		lib = koffi.load(process.env.TWTRACE_LIBBPF || 'libbpf.so.1');
 	} catch (cause) {
 		throw Object.assign(new NativeError('load libbpf.so.1', os.constants.errno.ENOENT, String((cause as Error).message)), { cause });
 	}

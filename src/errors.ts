@@ -34,7 +34,7 @@ export function needsPrivileges(command: string): TwtraceError {
 }
 
 export function missingLibbpf(cause: unknown): TwtraceError {
-	return new TwtraceError(missingLibbpfMessage, 'Install it: apt-get install libbpf1 (or run scripts/setup)', ExitCode.failure, { cause });
+	return new TwtraceError(missingLibbpfMessage, 'Install it: apt-get install libbpf1 (Debian, Ubuntu), dnf install libbpf (Fedora, RHEL); in a checkout, scripts/setup', ExitCode.failure, { cause });
 }
 
 export function missingBtf(): TwtraceError {

@@ -41,6 +41,12 @@ bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --
 	const objectPath = execFileSync(process.execPath, ['-e', `import(${JSON.stringify(path.join(installed, 'dist/src/tracer/preflight.js'))}).then((m) => console.log(m.defaultObjectPath()))`], { encoding: 'utf8' }).trim();
 	t.is(objectPath, path.join(installed, 'build', 'twtrace.bpf.o'));
 
+	// A host without libbpf.so.1 (as if libbpf1 were not installed): the package to install is named.
+	const noLibbpf = await new Promise<{ code: number; stderr: string }>((resolve) => execFile(twtrace, ['top', '--once', '--standalone'], { cwd: dir, env: { ...process.env, TWTRACE_LIBBPF: '/nonexistent/libbpf.so.1' } },
+		(error, _out, stderr) => resolve({ code: error ? Number(error.code) : 0, stderr })));
+	t.is(noLibbpf.code, 1);
+	t.regex(noLibbpf.stderr, /^twtrace: libbpf\.so\.1 not found\n {2}Install it: apt-get install libbpf1/);
+
 	const pair = createPair();
 	t.teardown(() => pair.remove());
 	const doctor = await run(twtrace, ['doctor', '--standalone', '--netns', String(pair.clientInode), '--sample', '300ms'], dir);
