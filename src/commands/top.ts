@@ -5,26 +5,24 @@
  * its own (--standalone, or no agent) → the full-screen view, text, or JSON lines.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { GROUPINGS, SORT_KEYS } from '../model/snapshot.js';
-import { addAgentOptions, addFilterOptions, DEFAULT_RING_BYTES, parseCount, parseInterval } from './options.js';
-import { COMMAND_KINDS } from '../event/kinds.js';
+import path from 'node:path';
 import type { ReadStream, WriteStream } from 'node:tty';
 import type { SnapshotQuery, SnapshotReply } from '../agent/wire.js';
-import { TwtraceError, usageError } from '../errors.js';
-import path from 'node:path';
 import { CaptureError } from '../capture/format.js';
 import { readCaptureFile, type Capture } from '../capture/reader.js';
-import { CaptureReplay } from '../pipeline/replay.js';
-import type { Grouping, SortKey } from '../model/snapshot.js';
-import { defaultObjectPath, holdersObjectPath, preflight } from '../tracer/preflight.js';
+import { TwtraceError, usageError } from '../errors.js';
+import { COMMAND_KINDS } from '../event/kinds.js';
+import { GROUPINGS, SORT_KEYS, type Grouping, type SortKey } from '../model/snapshot.js';
 import { LivePipeline } from '../pipeline/pipeline.js';
-import { agentLabel, chooseAgent, type AgentChoiceOptions } from './agent-choice.js';
-import { Run } from './run.js';
+import { CaptureReplay } from '../pipeline/replay.js';
+import { defaultObjectPath, holdersObjectPath, preflight } from '../tracer/preflight.js';
 import { Terminal } from '../views/terminal.js';
 import { topJsonLine, type TopContext } from '../views/top-json.js';
 import { handleKey, screenLines, type ScreenState } from '../views/top-screen.js';
 import { ANSI, formatDuration, headerLines, PLAIN, tableLines, victimLines } from '../views/top-text.js';
-import type { FilterOptions } from './options.js';
+import { agentLabel, chooseAgent, type AgentChoiceOptions } from './agent-choice.js';
+import { addAgentOptions, addFilterOptions, DEFAULT_RING_BYTES, parseCount, parseInterval, type FilterOptions } from './options.js';
+import { Run } from './run.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
 
 export interface TopOptions extends FilterOptions, AgentChoiceOptions {

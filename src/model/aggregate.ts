@@ -279,13 +279,13 @@ export class ChurnModel {
 				const lifeUs = e.substate === TCP_TIME_WAIT ? TIME_WAIT_SECONDS * US + e.twSlackMs * 1000 : (settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
 				const pool = dest && this.#holdsEphemeralPort(e.netns, e.sport) ? dest : undefined;
 				this.timeWait.add(e.cookie, owner, pool, e.netns, tsUs, tsUs + lifeUs);
-				if (pool) this.#closedSinceWalk(pool, e.netns, tsUs, e.lifetimeUs);
+				if (pool && pool.portsHeldOpen > 0) this.#closedSinceWalk(pool, e.netns, tsUs, e.lifetimeUs);
 				break;
 			}
 			case 'reset':
 				this.#count(owner, C.resets, second);
 				this.#recordLifetime(owner, e.lifetimeUs);
-				if (dest && this.#holdsEphemeralPort(e.netns, e.sport)) this.#closedSinceWalk(dest, e.netns, tsUs, e.lifetimeUs);
+				if (dest && dest.portsHeldOpen > 0 && this.#holdsEphemeralPort(e.netns, e.sport)) this.#closedSinceWalk(dest, e.netns, tsUs, e.lifetimeUs);
 				break;
 			case 'connect_fail':
 				this.#count(owner, C.connectFailures, second);
@@ -502,10 +502,11 @@ export class ChurnModel {
 	 * A connection towards `dest` ended: if it was open at the namespace's last walk (it started
 	 * before, or its start was not seen), that walk counted its port among the open ones; it is no
 	 * longer open (it holds the port in TIME_WAIT now, counted there, or freed it by a reset).
+	 * Callers check portsHeldOpen first: most destinations hold none open, and this is per event.
 	 */
 	#closedSinceWalk(dest: Destination, netns: number, tsUs: number, lifetimeUs: number): void {
 		const walkedAtUs = this.namespaces.get(netns)?.walkedAtUs;
-		if (walkedAtUs === undefined || tsUs < walkedAtUs || dest.portsHeldOpen === 0) return;
+		if (walkedAtUs === undefined || tsUs < walkedAtUs) return;
 		if (lifetimeUs <= 0 || tsUs - lifetimeUs < walkedAtUs) dest.portsHeldOpen--;
 	}
 

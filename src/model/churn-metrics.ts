@@ -147,7 +147,8 @@ export class ChurnMetrics {
 		if (blamed === undefined && this.#comm !== undefined && who.comm !== this.#comm) return;
 		const comm = ownerComm(who, e.side);
 		const tsUs = e.tsUs;
-		const cgroupId = isUnknownProcess(comm) ? 0 : e.cgroupId;
+		// Only an event with no process can be of an unknown-process group: no string compares per event otherwise.
+		const cgroupId = who.pid === 0 && isUnknownProcess(comm) ? 0 : e.cgroupId;
 		let s: Series<GroupLabels>;
 		const last = this.#last;
 		if (last && last.comm === comm && last.cgroupId === cgroupId) {

@@ -47,8 +47,6 @@ export interface LiveFeedHandlers {
 	onWalk?: (walk: WalkRecord) => void;
 }
 
-export type LiveDrops = Losses;
-
 export interface WalkStats {
 	inProgress: boolean;
 	/** Full passes over the namespaces of interest since start. */
@@ -86,7 +84,7 @@ export class LiveFeed {
 	/** Abandon the walk in progress at its next chunk. */
 	#abandon = false;
 	#stopped: SessionSummary | undefined;
-	#drops: LiveDrops = { ...NO_DROPS, decodeErrors: 0 };
+	#drops: Losses = { ...NO_DROPS, decodeErrors: 0 };
 
 	/**
 	 * Loads and attaches (throws what the tracer throws), then starts the first walk, which runs in
@@ -123,7 +121,7 @@ export class LiveFeed {
 	}
 
 	/** Losses so far (updated about once a second). */
-	get drops(): LiveDrops {
+	get drops(): Losses {
 		return this.#drops;
 	}
 

@@ -11,10 +11,10 @@ import { CgroupPaths, epochOffsetUs, NamespaceNames, processRuns } from '../trac
 import { LiveFeed, monotonicUs, type LiveFeedHandlers, type LiveFeedOptions } from './live.js';
 import { FlightRecorder, type RecorderOptions } from './recorder.js';
 import { HolderWalker } from '../tracer/holders.js';
+import { captureDrops, captureHeader, type CaptureHeader } from '../capture/format.js';
 
 /** Holder walks at most this often (each reads every file of every process). */
 const HOLDER_WALK_US = 5_000_000;
-import { captureDrops, captureHeader, type CaptureHeader } from '../capture/format.js';
 
 export interface PipelineOptions extends LiveFeedOptions {
 	model: ModelOptions;
@@ -32,11 +32,16 @@ export class LivePipeline {
 	readonly cgroups: CgroupPaths;
 	/** Unix epoch ms the pipeline started. */
 	readonly startedAtMs = Date.now();
-
-	/** Loads and attaches (throws what the tracer throws); the first walk starts in the background. */
 	/** The flight recorder, when asked for. */
 	readonly recorder: FlightRecorder | undefined;
+	/** Why likely owners cannot be inferred here, when they cannot. */
+	holdersUnavailable: string | undefined;
+	readonly #namespaceNames = new NamespaceNames();
+	#holders: HolderWalker | undefined;
+	#holdersWalking = false;
+	#holdersWalkedAtUs = -Infinity;
 
+	/** Loads and attaches (throws what the tracer throws); the first walk starts in the background. */
 	constructor(options: PipelineOptions, handlers: (model: ChurnModel) => LiveFeedHandlers = () => ({})) {
 		this.model = new ChurnModel(monotonicUs(), options.model);
 		this.cgroups = new CgroupPaths(undefined, options.cgroupRescanMs);
@@ -81,14 +86,6 @@ export class LivePipeline {
 		}
 		this.recorder = recorder;
 	}
-
-	readonly #namespaceNames = new NamespaceNames();
-
-	/** Why likely owners cannot be inferred here, when they cannot. */
-	holdersUnavailable: string | undefined;
-	#holders: HolderWalker | undefined;
-	#holdersWalking = false;
-	#holdersWalkedAtUs = -Infinity;
 
 	/**
 	 * After a socket walk: walks the sockets processes hold open, when TIME_WAIT of unknown process

@@ -19,7 +19,7 @@ import { DROP_NAMES, encodeEnd, encodeFrame, encodePreamble, encodeWalk, setting
 import type { WalkRecord } from '../model/walk.js';
 
 export interface RecorderOptions {
-	/** Frames kept at most, in bytes (events and walk changes as stored). */
+	/** Bytes kept at most: events, walks, and each namespace's walk before the oldest frame. */
 	maxBytes: number;
 	/** Frames older than this are dropped. */
 	maxAgeMs: number;

@@ -172,7 +172,7 @@ export class TraceSession {
 
 	/**
 	 * Copies one record out of ring memory for onEvents' `raw`; task records too: a replay needs them
-	 * to know whose the events are. Buffer.copy: no view object per record.
+	 * to know whose the events are. A word at a time: no view object nor native call per record.
 	 */
 	#keepRecord(ring: Uint32Array, offset: number): void {
 		if (!this.#raw) {

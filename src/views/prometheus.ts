@@ -8,11 +8,11 @@ import os from 'node:os';
 import { Counter, Gauge, Histogram, Registry, type MetricType } from 'prom-client';
 import { LIFETIME_BOUNDS_US, SLOT, type GroupSample, type MetricsData } from '../model/churn-metrics.js';
 import type { DestinationRow } from '../model/snapshot.js';
-import type { Losses as LiveDrops } from '../model/losses.js';
+import type { Losses } from '../model/losses.js';
 
 export interface ExporterState {
 	/** Losses so far, by cause. */
-	drops: LiveDrops;
+	drops: Losses;
 	/** Namespaces that could not be walked. */
 	unwalkedNamespaces: number;
 	/** Socket walks so far and the last one's length (LiveFeed.walks); absent: none exported. */
