@@ -8,6 +8,7 @@ import { ALL_KINDS, type EventKindName } from '../event/kinds.js';
 import { AGENT_GROUP, DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
 import type { CaptureHeader } from '../capture/format.js';
 import type { Filters } from '../tracer/tracer.js';
+import type { ModelOptions } from '../model/aggregate.js';
 
 const MAX_PID = 4_194_304; // PID_MAX_LIMIT on 64-bit (include/linux/threads.h)
 
@@ -177,4 +178,9 @@ export function captureFilters(filters: Filters, opts: Pick<FilterOptions, 'pid'
 		...(opts.port !== undefined ? { port: opts.port } : {}),
 		...(filters.family !== undefined ? { family: filters.family } : {}),
 	};
+}
+
+/** The filters the model applies itself, to sockets found by walks (the kernel filters the events). */
+export function modelFilters(opts: Pick<FilterOptions, 'pid' | 'comm' | 'port'>, filters: Filters): Pick<ModelOptions, 'comm' | 'pid' | 'port' | 'family'> {
+	return { comm: opts.comm, pid: opts.pid, port: opts.port, family: filters.family };
 }

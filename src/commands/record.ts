@@ -11,14 +11,14 @@ import { captureDrops, CaptureError, captureHeader, settingsToJson, type Capture
 import { CaptureWriter } from '../capture/writer.js';
 import { EVENT_FIELDS, EVENT_SIZE, EventKind } from '../event/layout.generated.js';
 import type { TwtEvent } from '../event/decode.js';
-import { ChurnModel } from '../model/aggregate.js';
 import { blame } from '../model/attribution.js';
 import type { WalkRecord } from '../model/walk.js';
 import { TwtraceError, usageError } from '../errors.js';
 import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
-import { LiveFeed, monotonicUs } from '../pipeline/live.js';
+import { monotonicUs } from '../pipeline/live.js';
+import { LivePipeline } from '../pipeline/pipeline.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
-import { captureFilters, formatBytes, type FilterOptions } from './options.js';
+import { captureFilters, formatBytes, modelFilters, type FilterOptions } from './options.js';
 import { agentLabel, chooseAgent, formatSpan, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
 import { Run } from './run.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
@@ -52,7 +52,6 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 	let writer: CaptureWriter | undefined;
 	let writeError: Error | undefined;
 	const pending: Pending[] = [];
-	const cgroups = new CgroupPaths();
 	// cgroup id → path, resolved when the id is first seen (the cgroup may be gone by the end).
 	const cgroupPaths = new Map<number, string | undefined>();
 	const guard = (write: () => boolean) => {
@@ -64,15 +63,14 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 			finish(`write error: ${writeError.message}`);
 		}
 	};
-	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port, family: filters.family });
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 	const startUs = monotonicUs();
 	const startedAt = new Date().toISOString();
-	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, keepRaw: true }, {
+	const pipeline = new LivePipeline({ objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, keepRaw: true, model: modelFilters(opts, filters) }, () => ({
 		onEvents: (events, raw) => {
 			if (!raw) return;
 			for (const e of events) {
-				if (e.cgroupId && !cgroupPaths.has(e.cgroupId) && cgroupPaths.size < MAX_CGROUPS) cgroupPaths.set(e.cgroupId, cgroups.lookup(e.cgroupId));
+				if (e.cgroupId && !cgroupPaths.has(e.cgroupId) && cgroupPaths.size < MAX_CGROUPS) cgroupPaths.set(e.cgroupId, pipeline.cgroups.lookup(e.cgroupId));
 			}
 			// --comm is applied by the model, not the kernel: the capture keeps only matching owners' records.
 			const kept = opts.comm === undefined ? { raw, count: raw.length / EVENT_SIZE } : onlyComm(events, raw, opts.comm);
@@ -83,7 +81,8 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 			if (writer) guard(() => writer!.writeWalk(walk));
 			else pending.push({ walk });
 		},
-	});
+	}));
+	const feed = pipeline.feed;
 
 	const header = captureHeader({
 		startedAt,
@@ -107,14 +106,14 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 	} finally {
 		clearInterval(timer);
 		run.dispose();
-		const summary = await feed.stop({ lastWalk: true }); // delivers what is left in the ring (and what the last walk recovers) to the file
+		const summary = await pipeline.stop({ lastWalk: true }); // delivers what is left in the ring (and what the last walk recovers) to the file
 		if (writer) {
 			try {
 				writer.close({
 					endUs: monotonicUs(),
 					reason: reason || 'error',
 					drops: captureDrops(summary),
-					cgroups: resolved(cgroupPaths, cgroups),
+					cgroups: resolved(cgroupPaths, pipeline.cgroups),
 				});
 			} catch (error) {
 				writeError ??= error as Error;

@@ -4,21 +4,20 @@
  */
 import { Option, type Command } from 'commander';
 import { GROUPINGS } from '../model/snapshot.js';
-import { addAgentOptions, addFilterOptions, parseCount, parseDuration, parseInterval } from './options.js';
+import { addAgentOptions, addFilterOptions, modelFilters, parseCount, parseDuration, parseInterval, type FilterOptions } from './options.js';
 import { captureDrops, CaptureError } from '../capture/format.js';
 import { parseCapture, readCaptureFile } from '../capture/reader.js';
 import { agentLabel, chooseAgent, formatSpan, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
 import { Run } from './run.js';
-import { ChurnModel } from '../model/aggregate.js';
 import type { Grouping } from '../model/snapshot.js';
 import { ReportBuilder, type Report } from '../report/report.js';
 import { describeFilters, replayCapture } from '../report/replay.js';
 import { TwtraceError, usageError } from '../errors.js';
 import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
-import { LiveFeed, monotonicUs } from '../pipeline/live.js';
+import { monotonicUs } from '../pipeline/live.js';
+import { LivePipeline } from '../pipeline/pipeline.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
 import { reportMarkdown, reportTable } from '../views/report-text.js';
-import type { FilterOptions } from './options.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
 import os from 'node:os';
 
@@ -111,15 +110,17 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 	const filters = resolveFilters({ ...opts, kind: undefined });
 	const objectPath = defaultObjectPath();
 	preflight('report', objectPath);
-	const model = new ChurnModel(monotonicUs(), { comm: opts.comm, pid: opts.pid, port: opts.port, family: filters.family, keepIdle: true });
-	const cgroups = new CgroupPaths();
-	const builder = new ReportBuilder(model, opts.by, (id) => cgroups.lookup(id));
 	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 	const startedAt = new Date().toISOString();
-	const feed = new LiveFeed(model, { objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval }, {
-		onEvents: (events) => builder.afterEvents(events),
-		onWalk: (walk) => builder.afterWalk(walk.netns, walk.settings, walk.takenAtUs),
+	let builder!: ReportBuilder;
+	const pipeline = new LivePipeline({ objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, model: { ...modelFilters(opts, filters), keepIdle: true } }, (model) => {
+		builder = new ReportBuilder(model, opts.by, (id) => pipeline.cgroups.lookup(id));
+		return {
+			onEvents: (events) => builder.afterEvents(events),
+			onWalk: (walk) => builder.afterWalk(walk.netns, walk.settings, walk.takenAtUs),
+		};
 	});
+	const feed = pipeline.feed;
 	const run = new Run(io, { durationMs: opts.duration });
 	io.stderr.write(`twtrace: watching for ${opts.duration / 1000} s, then reporting. Ctrl-C to report early.\n`);
 	const timer = setInterval(() => feed.maybeWalk(), Math.min(500, opts.walkInterval));
@@ -129,7 +130,7 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 		clearInterval(timer);
 		run.dispose();
 	}
-	const summary = await feed.stop({ lastWalk: true }); // exact TIME_WAIT held at the end
+	const summary = await pipeline.stop({ lastWalk: true }); // exact TIME_WAIT held at the end
 	io.stderr.write(summaryLine(summary) + '\n');
 	return builder.build({
 		endUs: monotonicUs(),
@@ -138,7 +139,7 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 		source: { kind: 'live', host: os.hostname(), kernel: os.release(), startedAt, seconds: 0, filters: describeFilters({ ...opts, netns: filters.netns, family: filters.family }) },
 		complete: true,
 		losses: { ...captureDrops(summary), unreadable: [] },
-		cgroupPath: (id) => cgroups.lookup(id),
+		cgroupPath: (id) => pipeline.cgroups.lookup(id),
 	});
 }
 

@@ -5,7 +5,7 @@
  * it cleanly: the port is closed first, then the BPF links.
  */
 import { Option, type Command } from 'commander';
-import { addFilterOptions, captureFilters, DEFAULT_METRICS_PORT, DEFAULT_RING_BYTES, parseDuration, parseFileSize, parseInterval, parseListen, parseCount } from './options.js';
+import { addFilterOptions, captureFilters, DEFAULT_METRICS_PORT, modelFilters, DEFAULT_RING_BYTES, parseDuration, parseFileSize, parseInterval, parseListen, parseCount } from './options.js';
 import { AGENT_GROUP, DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
 import { COMMAND_KINDS } from '../event/kinds.js';
 import { AgentServer } from '../agent/server.js';
@@ -70,7 +70,7 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 		const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
 		const p = (pipeline = new LivePipeline({
 			objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true, cgroupRescanMs: 250,
-			model: { comm: opts.comm, pid: opts.pid, port: opts.port, family: filters.family, closesFromTimeWait: true },
+			model: { ...modelFilters(opts, filters), closesFromTimeWait: true },
 			...(opts.recorder !== false && socketPath ? {
 				recorder: {
 					maxAgeMs: opts.recorder, maxBytes: opts.recorderSize, filters: captureFilters(filters, opts),

@@ -1,8 +1,8 @@
 /**
  * A live feed of the churn model: the trace session's events, and walks of the namespaces of
- * interest (at start, every walk interval, and as soon as events show a new namespace). Shared by
- * `top`, `record` and a live `report`, so each sees the model built the same way; `record` also
- * gets the raw bytes of both, to store.
+ * interest (at start, every walk interval, and as soon as events show a new namespace). The heart of
+ * LivePipeline, which every live command and the agent run, so each sees the model built the same
+ * way; `record` and the flight recorder also get the raw bytes of both, to store.
  */
 import type { TwtEvent } from '../event/decode.js';
 import type { ChurnModel } from '../model/aggregate.js';
