@@ -1,15 +1,11 @@
 /**
- * A capture → a Report, by feeding the model exactly what the live run fed it: each events frame
- * (one drain's batch) and each walk, in file order. Deterministic: no clock but the capture's.
+ * A capture → a Report: the capture played to its end (pipeline/replay.ts feeds the model exactly
+ * what the live run fed it), the report builder following each batch and walk.
  */
-import { Decoder, isDecodeFailure, type TwtEvent } from '../event/decode.js';
-import { TaskTable } from '../event/tasks.js';
-import { EVENT_SIZE } from '../event/layout.generated.js';
-import { ChurnModel } from '../model/aggregate.js';
 import type { Grouping } from '../model/snapshot.js';
-import { walkFromRecord } from '../model/walk.js';
 import type { Capture } from '../capture/reader.js';
-import { readDrops, settingsFromJson } from '../capture/format.js';
+import { readDrops } from '../capture/format.js';
+import { CaptureReplay } from '../pipeline/replay.js';
 import { ReportBuilder, type Report } from './report.js';
 
 export interface ReplayOptions {
@@ -23,43 +19,19 @@ export interface ReplayOptions {
 
 export function replayCapture(capture: Capture, options: ReplayOptions): Report {
 	const { header, trailer } = capture;
-	// The recording's filters apply to walked sockets as they did live (the kernel filtered the events).
-	const f = header.filters;
-	const model = new ChurnModel(header.clock.startUs, { keepIdle: true, comm: f.comm, pid: f.pid, port: f.port, family: f.family });
 	const cgroups = trailer?.cgroups ?? {};
 	const cgroupPath = (id: number) => cgroups[String(id)] ?? options.cgroupPath?.(id);
-	const builder = new ReportBuilder(model, options.by, cgroupPath);
-	// The settings at the start (port ranges decide the pools): a window from the agent may hold no walk.
-	for (const ns of header.namespaces) model.setSettings(ns.netns, settingsFromJson(ns.settings));
-	let lastUs = header.clock.startUs;
-	let decodeErrors = 0;
-	// Every frame is a view into the capture's one buffer: one decoder reads them all, in place.
-	let decoder: Decoder | undefined;
-	let decoderBuffer: ArrayBuffer | undefined;
-	const tasks = new TaskTable(); // one for the whole capture: events refer to earlier frames' tasks
-	for (const item of capture.items) {
-		if (item.type === 'walk') {
-			model.reconcile(walkFromRecord(item.walk));
-			builder.afterWalk(item.walk.netns, item.walk.settings, item.walk.takenAtUs);
-			lastUs = Math.max(lastUs, item.walk.takenAtUs);
-			continue;
-		}
-		const buffer = item.records.buffer as ArrayBuffer;
-		if (!decoder || decoderBuffer !== buffer) [decoder, decoderBuffer] = [new Decoder(buffer, tasks), buffer];
-		const events: TwtEvent[] = [];
-		for (let i = 0; i < item.count; i++) {
-			const e = decoder.decode(item.records.byteOffset + i * EVENT_SIZE, EVENT_SIZE);
-			if (e === undefined) continue; // a task record, now in `tasks`
-			if (isDecodeFailure(e)) decodeErrors++;
-			else events.push(e);
-		}
-		model.ingest(events);
-		builder.afterEvents(events);
-		if (events.length) lastUs = Math.max(lastUs, events[events.length - 1]!.tsUs);
-	}
+	let builder!: ReportBuilder;
+	const replay = new CaptureReplay(capture, {
+		keepIdle: true,
+		onEvents: (events) => builder.afterEvents(events),
+		onWalk: (walk) => builder.afterWalk(walk.netns, walk.settings, walk.takenAtUs),
+	});
+	builder = new ReportBuilder(replay.model, options.by, cgroupPath);
+	replay.advanceTo(replay.endUs);
 	const { drops, unreadable } = trailer ? readDrops(trailer.drops) : { drops: readDrops({}).drops, unreadable: [] };
 	return builder.build({
-		endUs: trailer?.endUs ?? lastUs,
+		endUs: replay.endUs,
 		epochOffsetUs: header.clock.epochOffsetUs,
 		top: options.top,
 		source: {
@@ -68,7 +40,7 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 		},
 		complete: capture.incomplete === undefined,
 		...(capture.incomplete ? { incomplete: capture.incomplete } : {}),
-		losses: { ...drops, decodeErrors: drops.decodeErrors + decodeErrors, unreadable },
+		losses: { ...drops, decodeErrors: drops.decodeErrors + replay.decodeErrors, unreadable },
 		cgroupPath,
 	});
 }
