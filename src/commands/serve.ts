@@ -50,18 +50,18 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 	// Before loading anything: a second agent is refused while the first keeps running.
 	if (socketPath) await prepareSocketPath(socketPath);
 
-	// Labels are resolved when a group gets its series: rescan soon after a miss (a new container's cgroup).
-	let cgroupLabel: (id: number) => string = (id) => `id:${id}`;
+	let pipeline: LivePipeline | undefined;
 	const metrics = new ChurnMetrics({
 		maxSeries: opts.maxSeries,
 		idleUs: SERIES_IDLE_US,
-		cgroupLabel: (id) => cgroupLabel(id),
+		// Resolved when a group gets its series (after the pipeline exists); the pipeline rescans soon
+		// after a miss (cgroupRescanMs below): a new container's cgroup.
+		cgroupLabel: (id) => (id === 0 ? '(unknown)' : pipeline?.cgroups.lookup(id) ?? `id:${id}`),
 		comm: opts.comm,
 		maxFailureSeries: opts.maxSeries,
 	});
 	const view = new PrometheusView();
 	const version = packageVersion();
-	let pipeline: LivePipeline | undefined;
 	let stopping = false;
 	let server: MetricsServer | undefined;
 	let agent: AgentServer | undefined;
@@ -78,7 +78,6 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 				},
 			} : {}),
 		}, () => ({ onEach: (e, blamed) => metrics.observeOne(e, blamed) })));
-		cgroupLabel = (id) => (id === 0 ? '(unknown)' : p.cgroups.lookup(id) ?? `id:${id}`);
 		const live = p.feed;
 		const model = p.model;
 		const info = (): AgentInfo => ({

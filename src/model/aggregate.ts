@@ -455,19 +455,32 @@ export class ChurnModel {
 	}
 
 	/**
-	 * The likely owner of an owner whose process is unknown (its sockets predate twtrace, or their
-	 * events were lost), towards the destination of its peer; undefined for a server's sockets or
-	 * when no process connects there. Evidence only: never counted as that process's.
+	 * The likely owner of each owner whose process is unknown (its sockets predate twtrace, or their
+	 * events were lost), towards the destination of its peer; none for a server's sockets or when
+	 * no process connects there. Evidence only: never counted as that process's. One pass over the
+	 * owners, whatever the number of unknown ones.
 	 */
-	likelyOwnerOf(o: Owner): Likely | undefined {
-		if (o.pid !== 0 || (o.comm !== BEFORE_START && o.comm !== LOST) || o.side === 'server' || o.peer.startsWith('local ') || o.peer.startsWith('bind ')) return undefined;
-		const { addr: daddr, port: dport } = parseEndpoint(o.peer);
-		const attempts: { pid: number; comm: string; attempts: number }[] = [];
-		for (const c of this.owners.values()) {
-			if (c.pid === 0 || c.netns !== o.netns || c.side === 'server' || c.peer !== o.peer) continue;
-			attempts.push({ pid: c.pid, comm: c.comm, attempts: c.totals[C.connects]! + c.totals[C.connectFailures]! });
+	likelyOwners(): Map<Owner, Likely> {
+		const unknown: Owner[] = [];
+		const attemptsByPeer = new Map<string, { pid: number; comm: string; attempts: number }[]>();
+		for (const o of this.owners.values()) {
+			if (o.side === 'server' || o.peer.startsWith('local ') || o.peer.startsWith('bind ')) continue;
+			if (o.pid === 0) {
+				if (o.comm === BEFORE_START || o.comm === LOST) unknown.push(o);
+				continue;
+			}
+			const key = `${o.netns} ${o.peer}`;
+			let list = attemptsByPeer.get(key);
+			if (!list) attemptsByPeer.set(key, (list = []));
+			list.push({ pid: o.pid, comm: o.comm, attempts: o.totals[C.connects]! + o.totals[C.connectFailures]! });
 		}
-		return likelyOwner(o.netns, daddr, dport, this.openHolders, attempts);
+		const out = new Map<Owner, Likely>();
+		for (const o of unknown) {
+			const { addr, port } = parseEndpoint(o.peer);
+			const likely = likelyOwner(o.netns, addr, port, this.openHolders, attemptsByPeer.get(`${o.netns} ${o.peer}`) ?? []);
+			if (likely) out.set(o, likely);
+		}
+		return out;
 	}
 
 	/** The namespace's settings, or the kernel defaults before its first walk. */

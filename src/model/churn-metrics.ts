@@ -264,10 +264,8 @@ const MAX_LIKELY_COMMS = 20;
 
 function likelyByComm(model: ChurnModel): { comm: string; timeWait: number }[] {
 	const byComm = new Map<string, number>();
-	for (const o of model.owners.values()) {
-		if (o.pid !== 0 || o.timeWait === 0) continue;
-		const likely = model.likelyOwnerOf(o);
-		if (likely) byComm.set(likely.comm, (byComm.get(likely.comm) ?? 0) + o.timeWait);
+	for (const [o, likely] of model.likelyOwners()) {
+		if (o.timeWait > 0) byComm.set(likely.comm, (byComm.get(likely.comm) ?? 0) + o.timeWait);
 	}
 	return [...byComm].sort((a, b) => b[1] - a[1]).slice(0, MAX_LIKELY_COMMS).map(([comm, timeWait]) => ({ comm, timeWait }));
 }

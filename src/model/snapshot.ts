@@ -195,6 +195,7 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 	const groups = new Map<string, Acc>();
 	const needle = opts.filter?.toLowerCase() ?? '';
 	const workload = workloadNamer(opts.cgroupPath);
+	const likelyByOwner = model.likelyOwners();
 	for (const o of model.owners.values()) {
 		if (needle && !matches(o, needle, opts.cgroupPath, workload)) continue;
 		const key = groupKey(o, by, workload);
@@ -225,7 +226,7 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 			topDest: busiest(g.owners.filter((o) => !o.peer.startsWith('bind ')), (o) => o.peer),
 			history: history(g.owners, sampleSecond),
 		};
-		const likely = likelyRows(model, g.owners);
+		const likely = likelyRows(likelyByOwner, g.owners, (o) => o.timeWait).map(({ weight, ...l }) => ({ ...l, timeWait: weight }));
 		if (likely.length) row.likely = likely;
 		const first = g.owners[0]!;
 		const cgroupId = Number(busiest(g.owners, (o) => String(o.cgroupId)));
@@ -248,7 +249,7 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 		rows: rows.slice(0, opts.maxRows ?? 200),
 		destinations: destinationRows(model, nowUs, opts.rateWindowUs).slice(0, opts.maxDestinations ?? 10),
 		namespaces: namespaceRows(model, nowUs),
-		victims: victimRows(model, nowUs - VICTIM_WINDOW_US).slice(0, opts.maxVictims ?? 10),
+		victims: victimRows(model, nowUs - VICTIM_WINDOW_US, likelyByOwner).slice(0, opts.maxVictims ?? 10),
 		overflow: { owners: model.ownersRefused, timeWait: model.timeWait.refused },
 	};
 }
@@ -367,14 +368,14 @@ export function namespaceRows(model: ChurnModel, nowUs: number): NamespaceRow[] 
 }
 
 /** Victims since `sinceUs`, each with who holds the ports it needed now (ChurnModel.holdersOf…). */
-export function victimRows(model: ChurnModel, sinceUs: number): VictimRow[] {
+export function victimRows(model: ChurnModel, sinceUs: number, likelyByOwner = model.likelyOwners()): VictimRow[] {
 	return model.victims.since(sinceUs).map(({ addr, port, ...v }) => {
 		const held = v.call === 'connect' ? model.holdersOfDestination(v.netns, addr, port) : model.holdersOfLocalPort(v.netns, port);
 		const byProcess = new Map<string, HolderRow>();
 		let heldTimeWait = 0;
 		for (const [o, n] of held) {
 			heldTimeWait += n;
-			const likely = model.likelyOwnerOf(o);
+			const likely = likelyByOwner.get(o);
 			const key = `${o.pid} ${o.comm} ${likely?.pid ?? ''}`;
 			const h: HolderRow = byProcess.get(key) ?? { pid: o.pid, comm: o.comm, timeWait: 0, ...(likely ? { likely } : {}) };
 			h.timeWait += n;
@@ -385,18 +386,21 @@ export function victimRows(model: ChurnModel, sinceUs: number): VictimRow[] {
 	});
 }
 
-/** Likely owners of a group's sockets of unknown process, the most TIME_WAIT first. */
-function likelyRows(model: ChurnModel, owners: readonly Owner[]): LikelyRow[] {
-	const byPid = new Map<number, LikelyRow>();
+/**
+ * Likely owners of a group's sockets of unknown process, by `weight` (TIME_WAIT held now for top, the
+ * most held at once for a report), the heaviest first; at most 3.
+ */
+export function likelyRows(likely: ReadonlyMap<Owner, Likely>, owners: readonly Owner[], weight: (o: Owner) => number): (Likely & { weight: number })[] {
+	const byPid = new Map<number, Likely & { weight: number }>();
 	for (const o of owners) {
-		if (o.timeWait === 0) continue;
-		const likely = model.likelyOwnerOf(o);
-		if (!likely) continue;
-		const row = byPid.get(likely.pid);
-		if (row) row.timeWait += o.timeWait;
-		else byPid.set(likely.pid, { ...likely, timeWait: o.timeWait });
+		const l = likely.get(o);
+		const w = weight(o);
+		if (!l || w === 0) continue;
+		const row = byPid.get(l.pid);
+		if (row) row.weight += w;
+		else byPid.set(l.pid, { ...l, weight: w });
 	}
-	return [...byPid.values()].sort((a, b) => b.timeWait - a.timeWait || a.pid - b.pid).slice(0, 3);
+	return [...byPid.values()].sort((a, b) => b.weight - a.weight || a.pid - b.pid).slice(0, 3);
 }
 
 /** Marks rows of processes that no longer run (`runs(pid)` false). Grouping by process only. */

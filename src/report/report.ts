@@ -13,7 +13,7 @@ import type { CaptureDrops } from '../capture/format.js';
 import { C, type ChurnModel, type NetnsSettings, type Owner } from '../model/aggregate.js';
 import { sustainableRate } from '../model/ports.js';
 import { portFailure, type PortFailure } from '../model/victims.js';
-import { busiest, closingSide, errnoTotals, groupKey, lifetimeMs, mergedLifetimes, workloadLabel, workloadNamer, type Grouping } from '../model/snapshot.js';
+import { busiest, closingSide, errnoTotals, groupKey, likelyRows, lifetimeMs, mergedLifetimes, workloadLabel, workloadNamer, type Grouping } from '../model/snapshot.js';
 
 const US = 1_000_000;
 /** Victim entries kept (distinct process × failure × target); beyond it failures are only counted. */
@@ -204,6 +204,7 @@ export class ReportBuilder {
 		const victimsByRank = new Map<number, number>();
 		for (const v of victims) for (const h of v.heldBy) if (h.offenderRank) victimsByRank.set(h.offenderRank, (victimsByRank.get(h.offenderRank) ?? 0) + v.failures);
 
+		const likelyByOwner = model.likelyOwners();
 		const destinations = this.#destinations();
 		const namespaces = this.#namespaces();
 		const offenders: Offender[] = rows.slice(0, ctx.top).map((g, i) => {
@@ -253,7 +254,7 @@ export class ReportBuilder {
 			const cgroupId = Number(busiest(g.os, (o) => String(o.cgroupId)));
 			const named = this.#by === 'workload' ? g.key : cgroupId !== 0 && this.#by !== 'netns' && this.#by !== 'dest' ? workloadLabel(cgroupId, ctx.cgroupPath) : null;
 			offender.workload = named === '/' ? null : named; // the root cgroup is no workload
-			const likely = likelyOf(model, g.os);
+			const likely = likelyRows(likelyByOwner, g.os, (o) => o.peakTimeWait).map(({ weight, ...l }) => ({ ...l, peakTimeWait: weight, inferred: true as const }));
 			if (likely.length) offender.likely = likely;
 			const ns = namespaces.find((n) => n.netns === offender.netns);
 			const advice = advise({
@@ -428,17 +429,4 @@ export function summaryLine(r: Report): string {
 
 export function fmtSeconds(s: number): string {
 	return s >= 120 ? `${Math.round(s / 60)} min` : `${Math.round(s * 10) / 10} s`;
-}
-
-/** Likely owners of a group's sockets of unknown process, by the most each held at once. */
-function likelyOf(model: ChurnModel, owners: readonly Owner[]): NonNullable<Offender['likely']> {
-	const byPid = new Map<number, NonNullable<Offender['likely']>[number]>();
-	for (const o of owners) {
-		const l = o.peakTimeWait > 0 ? model.likelyOwnerOf(o) : undefined;
-		if (!l) continue;
-		const row = byPid.get(l.pid);
-		if (row) row.peakTimeWait += o.peakTimeWait;
-		else byPid.set(l.pid, { pid: l.pid, comm: l.comm, peakTimeWait: o.peakTimeWait, evidence: l.evidence, inferred: true });
-	}
-	return [...byPid.values()].sort((a, b) => b.peakTimeWait - a.peakTimeWait || a.pid - b.pid).slice(0, 3);
 }
