@@ -6,7 +6,7 @@
  * Returns the exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
 import type { Command } from 'commander';
-import { parseCount, parseDuration, parsePercent, parseRingSize } from './options.js';
+import { parseCount, parseDuration, parsePercent, parseRingSize, verboseLog, type FilterOptions } from './options.js';
 import { DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
 import { COMMAND_KINDS } from '../event/kinds.js';
 import { evaluate, inputFromSnapshot, type DoctorInput, type Thresholds } from '../doctor/check.js';
@@ -16,7 +16,6 @@ import { agentLabel, chooseAgent, type AgentChoiceOptions, type ChosenAgent } fr
 import { Run } from './run.js';
 import { TwtraceError, usageError } from '../errors.js';
 import { defaultObjectPath, holdersObjectPath, preflight } from '../tracer/preflight.js';
-import type { FilterOptions } from './options.js';
 import { resolveFilters, type Io } from './trace.js';
 
 export interface DoctorOptions extends Pick<FilterOptions, 'netns' | 'ringSize' | 'verbose'>, AgentChoiceOptions {
@@ -69,7 +68,7 @@ async function standalone(opts: DoctorOptions, io: Io): Promise<{ input: DoctorI
 	const filters = resolveFilters({ netns: opts.netns, ringSize: opts.ringSize, kind: [...COMMAND_KINDS.doctor] });
 	const objectPath = defaultObjectPath();
 	preflight('doctor', objectPath);
-	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
+	const log = verboseLog(opts, io);
 	const pipeline = new LivePipeline({ objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, model: { closesFromTimeWait: true } });
 	try {
 		const run = new Run(io, { durationMs: opts.sample });

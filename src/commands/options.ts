@@ -184,3 +184,8 @@ export function captureFilters(filters: Filters, opts: Pick<FilterOptions, 'pid'
 export function modelFilters(opts: Pick<FilterOptions, 'pid' | 'comm' | 'port'>, filters: Filters): Pick<ModelOptions, 'comm' | 'pid' | 'port' | 'family'> {
 	return { comm: opts.comm, pid: opts.pid, port: opts.port, family: filters.family };
 }
+
+/** libbpf's and the verifier's messages on stderr, with --verbose. */
+export function verboseLog(opts: { verbose?: boolean }, io: { stderr: NodeJS.WritableStream }): ((line: string) => void) | undefined {
+	return opts.verbose ? (line) => io.stderr.write(`${line}\n`) : undefined;
+}

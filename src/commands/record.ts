@@ -4,7 +4,7 @@
  * file properly: the ring is drained, the trailer written, the file fsynced.
  */
 import type { Command } from 'commander';
-import { addAgentOptions, addFilterOptions, parseDuration, parseFileSize, parseInterval } from './options.js';
+import { addAgentOptions, addFilterOptions, captureFilters, formatBytes, modelFilters, parseDuration, parseFileSize, parseInterval, verboseLog, type FilterOptions } from './options.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { captureDrops, CaptureError, captureHeader, settingsToJson, type CaptureHeader } from '../capture/format.js';
@@ -18,7 +18,6 @@ import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
 import { monotonicUs } from '../pipeline/live.js';
 import { LivePipeline } from '../pipeline/pipeline.js';
 import { defaultObjectPath, preflight } from '../tracer/preflight.js';
-import { captureFilters, formatBytes, modelFilters, type FilterOptions } from './options.js';
 import { agentLabel, chooseAgent, formatSpan, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
 import { Run } from './run.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
@@ -63,7 +62,7 @@ export async function recordCommand(opts: RecordOptions, io: Io): Promise<void> 
 			finish(`write error: ${writeError.message}`);
 		}
 	};
-	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
+	const log = verboseLog(opts, io);
 	const startUs = monotonicUs();
 	const startedAt = new Date().toISOString();
 	const pipeline = new LivePipeline({ objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, keepRaw: true, model: modelFilters(opts, filters) }, () => ({

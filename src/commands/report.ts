@@ -4,7 +4,7 @@
  */
 import { Option, type Command } from 'commander';
 import { GROUPINGS } from '../model/snapshot.js';
-import { addAgentOptions, addFilterOptions, modelFilters, parseCount, parseDuration, parseInterval, type FilterOptions } from './options.js';
+import { addAgentOptions, addFilterOptions, modelFilters, parseCount, parseDuration, parseInterval, verboseLog, type FilterOptions } from './options.js';
 import { captureDrops, CaptureError } from '../capture/format.js';
 import { parseCapture, readCaptureFile } from '../capture/reader.js';
 import { agentLabel, chooseAgent, formatSpan, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
@@ -110,7 +110,7 @@ async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
 	const filters = resolveFilters({ ...opts, kind: undefined });
 	const objectPath = defaultObjectPath();
 	preflight('report', objectPath);
-	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
+	const log = verboseLog(opts, io);
 	const startedAt = new Date().toISOString();
 	let builder!: ReportBuilder;
 	const pipeline = new LivePipeline({ objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, model: { ...modelFilters(opts, filters), keepIdle: true } }, (model) => {

@@ -5,7 +5,7 @@
  * it cleanly: the port is closed first, then the BPF links.
  */
 import { Option, type Command } from 'commander';
-import { addFilterOptions, captureFilters, DEFAULT_METRICS_PORT, modelFilters, DEFAULT_RING_BYTES, parseDuration, parseFileSize, parseInterval, parseListen, parseCount } from './options.js';
+import { addFilterOptions, captureFilters, DEFAULT_METRICS_PORT, DEFAULT_RING_BYTES, modelFilters, parseCount, parseDuration, parseFileSize, parseInterval, parseListen, verboseLog, type FilterOptions } from './options.js';
 import { AGENT_GROUP, DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
 import { COMMAND_KINDS } from '../event/kinds.js';
 import { AgentServer } from '../agent/server.js';
@@ -19,7 +19,6 @@ import { MetricsServer, type ListenAddress } from '../server/http.js';
 import os from 'node:os';
 import { eventsLost } from '../model/losses.js';
 import { PrometheusView } from '../views/prometheus.js';
-import type { FilterOptions } from './options.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
 
 export interface ServeOptions extends FilterOptions {
@@ -67,7 +66,7 @@ export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
 	let agent: AgentServer | undefined;
 	let timer: NodeJS.Timeout | undefined;
 	try {
-		const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
+		const log = verboseLog(opts, io);
 		const p = (pipeline = new LivePipeline({
 			objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true, cgroupRescanMs: 250,
 			model: { ...modelFilters(opts, filters), closesFromTimeWait: true },

@@ -21,7 +21,7 @@ import { topJsonLine, type TopContext } from '../views/top-json.js';
 import { handleKey, screenLines, type ScreenState } from '../views/top-screen.js';
 import { ANSI, formatDuration, headerLines, PLAIN, tableLines, victimLines } from '../views/top-text.js';
 import { agentLabel, chooseAgent, type AgentChoiceOptions } from './agent-choice.js';
-import { addAgentOptions, addFilterOptions, DEFAULT_RING_BYTES, modelFilters, parseCount, parseInterval, type FilterOptions } from './options.js';
+import { addAgentOptions, addFilterOptions, DEFAULT_RING_BYTES, modelFilters, parseCount, parseInterval, verboseLog, type FilterOptions } from './options.js';
 import { Run } from './run.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
 
@@ -60,7 +60,7 @@ async function openSource(opts: TopOptions, io: Io): Promise<Source> {
 	const filters = resolveFilters({ ...opts, kind: [...COMMAND_KINDS.top] });
 	const objectPath = defaultObjectPath();
 	preflight('top', objectPath);
-	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
+	const log = verboseLog(opts, io);
 	// Walks at once: sockets that predate twtrace, and the namespaces' settings, before the first screen.
 	const pipeline = new LivePipeline({
 		objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true,

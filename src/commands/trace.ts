@@ -3,7 +3,7 @@
  * views → stdout; losses and the summary → stderr.
  */
 import type { Command } from 'commander';
-import { addFilterOptions, parseCount, parseDuration } from './options.js';
+import { addFilterOptions, formatBytes, parseCount, parseDuration, verboseLog, type FilterOptions } from './options.js';
 import type { Writable } from 'node:stream';
 import { dropHint, usageError } from '../errors.js';
 import type { TwtEvent } from '../event/decode.js';
@@ -19,7 +19,6 @@ import { blame } from '../model/attribution.js';
 import { workloadOf } from '../model/workload.js';
 import { eventJsonLine, type EventContext } from '../views/event-json.js';
 import { eventText, TEXT_HEADER } from '../views/event-text.js';
-import { formatBytes, type FilterOptions } from './options.js';
 
 /** How often trace walks sockets to find time_wait events the kernel missed (and once at the end). */
 const WITNESS_WALK_MS = 30_000;
@@ -70,7 +69,7 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	const cgroups = new CgroupPaths();
 	const ctx: EventContext = { epochOffsetUs: epochOffsetUs(), cgroupPath: (id) => cgroups.lookup(id), workload: workloadCache(cgroups) };
 	const format = opts.json ? (e: TwtEvent) => eventJsonLine(e, ctx) : (e: TwtEvent) => eventText(e, ctx);
-	const log = opts.verbose ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
+	const log = verboseLog(opts, io);
 
 	let printed = 0;
 	const run = new Run(io, { watchStdout: true, durationMs: opts.duration });

@@ -94,7 +94,7 @@ export class LivePipeline {
 	#maybeWalkHolders(): void {
 		const nowUs = monotonicUs();
 		if (!this.#holders || this.#holdersWalking || nowUs - this.#holdersWalkedAtUs < HOLDER_WALK_US) return;
-		if (![...this.model.owners.values()].some((o) => o.pid === 0 && o.timeWait > 0)) return;
+		if (!hasUnknownTimeWait(this.model)) return;
 		this.#holdersWalking = true;
 		this.#holdersWalkedAtUs = nowUs;
 		void this.#holders.walk().then((entries) => this.model.setOpenHolders(entries, monotonicUs()), (error: Error) => {
@@ -151,4 +151,10 @@ export class LivePipeline {
 			cgroupNames,
 		};
 	}
+}
+
+/** Whether any TIME_WAIT is held by sockets of unknown process (those likely owners are for). */
+function hasUnknownTimeWait(model: ChurnModel): boolean {
+	for (const o of model.owners.values()) if (o.pid === 0 && o.timeWait > 0) return true;
+	return false;
 }
