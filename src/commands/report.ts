@@ -88,8 +88,8 @@ async function fromAgent(opts: ReportOptions, io: Io): Promise<Report | undefine
 }
 
 function fromCapture(file: string, opts: ReportOptions): Report {
-	const given = (['pid', 'comm', 'netns', 'port', 'family'] as const).filter((k) => opts[k] !== undefined);
-	if (given.length) throw usageError(`--${given[0]} applies to a live report; a capture's filters were set when it was recorded`, `Record with it: twtrace record --${given[0]} … -o FILE`);
+	const given = tracingFilters(opts);
+	if (given.length) throw usageError(`${given[0]} applies to a live report; a capture's filters were set when it was recorded`, `Record with it: twtrace record ${given[0]} … -o FILE`);
 	if (opts.duration !== undefined) throw usageError('--duration is for a live report (without FILE)', 'To cover less of a capture, record less: twtrace record --duration');
 	try {
 		const capture = readCaptureFile(file, { allowPartial: opts.partial });

@@ -20,7 +20,7 @@ import { Terminal } from '../views/terminal.js';
 import { topJsonLine, type TopContext } from '../views/top-json.js';
 import { handleKey, screenLines, type ScreenState } from '../views/top-screen.js';
 import { ANSI, formatDuration, headerLines, PLAIN, tableLines, victimLines } from '../views/top-text.js';
-import { agentLabel, chooseAgent, type AgentChoiceOptions } from './agent-choice.js';
+import { agentLabel, chooseAgent, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
 import { addAgentOptions, addFilterOptions, DEFAULT_RING_BYTES, modelFilters, parseCount, parseInterval, verboseLog, type FilterOptions } from './options.js';
 import { Run } from './run.js';
 import { resolveFilters, summaryLine, type Io } from './trace.js';
@@ -225,8 +225,6 @@ export function registerTop(program: Command, io: Io): void {
 		.action(async (opts: TopOptions) => topCommand(opts, io));
 }
 
-/** Filters and sources that a replay does not take: the capture was filtered when it was recorded. */
-const NOT_WITH_REPLAY = ['pid', 'comm', 'netns', 'port', 'family', 'standalone', 'agentSocket'] as const;
 
 /**
  * `top --replay FILE`: the same screen, from a capture, on the capture's clock. Printed snapshots
@@ -235,8 +233,9 @@ const NOT_WITH_REPLAY = ['pid', 'comm', 'netns', 'port', 'family', 'standalone',
  * and speed keys.
  */
 async function replayTop(file: string, opts: TopOptions, io: Io): Promise<void> {
-	const given = NOT_WITH_REPLAY.filter((k) => opts[k] !== undefined);
-	if (given.length) throw usageError(`--${given[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} does not apply to --replay: a capture's filters were set when it was recorded`);
+	// Filters and sources a replay does not take: the capture was filtered when it was recorded.
+	const given = [...tracingFilters(opts), ...(opts.standalone ? ['--standalone'] : []), ...(opts.agentSocket !== undefined ? ['--agent-socket'] : [])];
+	if (given.length) throw usageError(`${given[0]} does not apply to --replay: a capture's filters were set when it was recorded`);
 	let capture: Capture;
 	try {
 		capture = readCaptureFile(file, { allowPartial: true });
