@@ -1,8 +1,9 @@
 /**
  * The release tarball, installed as a user would: `npm pack`, then `npm install -g` into a fresh
- * prefix, and the installed `twtrace` runs --version, doctor and a short top in a namespace with
- * its own compiled JavaScript and BPF objects (none of the checkout's). No compiler is involved
- * after the pack: what runs is dist/ and build/*.bpf.o from the tarball.
+ * prefix, and the installed `twtrace` runs --version, doctor, a short top and serve in a namespace
+ * with its own compiled JavaScript and BPF objects (none of the checkout's), and a PATH that holds
+ * `node` and nothing else: no compiler, bpftool or other program is reachable (twtrace runs none).
+ * test/image.test.ts shows the same on a root filesystem with no toolchain package installed at all.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -11,15 +12,17 @@ import path from 'node:path';
 import { bpfTest, root } from './helpers/env.js';
 import { createPair } from './helpers/netns.js';
 import { runClient, startServer } from './helpers/processes.js';
+import { scrape, startServe, until } from './helpers/serve.js';
+import { valueOf } from './helpers/exposition.js';
 
 const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
 
-function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-	return new Promise((resolve) => execFile(cmd, args, { cwd, timeout: 120_000, env: { ...process.env, PATH: `${path.dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin` } },
+function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin` }): Promise<{ code: number; stdout: string; stderr: string }> {
+	return new Promise((resolve) => execFile(cmd, args, { cwd, timeout: 120_000, env },
 		(error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })));
 }
 
-bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --version, doctor and top from its own files', async (t) => {
+bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --version, doctor, top and serve from its own files with only node on PATH', async (t) => {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-pack-'));
 	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 	// --ignore-scripts: prepack would rebuild dist/ in the checkout, under the other tests' feet;
@@ -36,25 +39,34 @@ bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --
 	t.is(install.code, 0, install.stderr);
 	const twtrace = path.join(prefix, 'bin', 'twtrace');
 	const installed = path.join(prefix, 'lib', 'node_modules', 'twtrace');
-	t.is((await run(twtrace, ['--version'], dir)).stdout.trim(), version);
+	// From here on, a PATH with `node` only (the bin's `#!/usr/bin/env node` needs it).
+	const nodeOnly = path.join(dir, 'node-only');
+	fs.mkdirSync(nodeOnly);
+	fs.symlinkSync(process.execPath, path.join(nodeOnly, 'node'));
+	const env = { ...process.env, PATH: nodeOnly };
+	t.is((await run(twtrace, ['--version'], dir, env)).stdout.trim(), version);
 	// Its BPF objects are its own, not the checkout's.
 	const objectPath = execFileSync(process.execPath, ['-e', `import(${JSON.stringify(path.join(installed, 'dist/src/tracer/preflight.js'))}).then((m) => console.log(m.defaultObjectPath()))`], { encoding: 'utf8' }).trim();
 	t.is(objectPath, path.join(installed, 'build', 'twtrace.bpf.o'));
 
 	// A host without libbpf.so.1 (as if libbpf1 were not installed): the package to install is named.
-	const noLibbpf = await new Promise<{ code: number; stderr: string }>((resolve) => execFile(twtrace, ['top', '--once', '--standalone'], { cwd: dir, env: { ...process.env, TWTRACE_LIBBPF: '/nonexistent/libbpf.so.1' } },
+	const noLibbpf = await new Promise<{ code: number; stderr: string }>((resolve) => execFile(twtrace, ['top', '--once', '--standalone'], { cwd: dir, env: { ...env, TWTRACE_LIBBPF: '/nonexistent/libbpf.so.1' } },
 		(error, _out, stderr) => resolve({ code: error ? Number(error.code) : 0, stderr })));
 	t.is(noLibbpf.code, 1);
 	t.regex(noLibbpf.stderr, /^twtrace: libbpf\.so\.1 not found\n {2}Install it: apt-get install libbpf1/);
 
 	const pair = createPair();
 	t.teardown(() => pair.remove());
-	const doctor = await run(twtrace, ['doctor', '--standalone', '--netns', String(pair.clientInode), '--sample', '300ms'], dir);
+	const doctor = await run(twtrace, ['doctor', '--standalone', '--netns', String(pair.clientInode), '--sample', '300ms'], dir, env);
 	t.is(doctor.code, 0, doctor.stdout + doctor.stderr);
 	t.regex(doctor.stdout, /^TWTRACE OK - 0 TIME_WAIT in 1 namespace\(s\)/);
 
+	// top and serve from the install, both watching while a churner leaves 20 TIME_WAIT.
+	const serve = await startServe(['--netns', String(pair.clientInode), '--walk-interval', '1s'], { twtrace: [twtrace], env });
+	t.teardown(() => void (serve.child.exitCode === null && serve.child.kill('SIGKILL')));
+	t.is(await (await fetch(`${serve.url}/healthz`)).text(), 'ok\n');
 	const server = await startServer(pair.server, '0.0.0.0', 7960, 'wait-close', 20);
-	const top = run(twtrace, ['top', '--json', '--iterations', '3', '--standalone', '--netns', String(pair.clientInode), '--interval', '500ms'], dir);
+	const top = run(twtrace, ['top', '--json', '--iterations', '3', '--standalone', '--netns', String(pair.clientInode), '--interval', '500ms'], dir, env);
 	await new Promise((r) => setTimeout(r, 700));
 	const client = await runClient(pair.client, pair.serverAddr, 7960, 'close-first', 20);
 	await server.done;
@@ -62,4 +74,6 @@ bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --
 	t.is(code, 0, stderr);
 	const last = JSON.parse(stdout.trim().split('\n').pop()!);
 	t.like(last.rows.find((r: { pid: number }) => r.pid === client.pid), { timeWait: 20 });
+	await until('serve counting the churner\'s 20 TIME_WAIT', 20_000, async () => (valueOf((await scrape(serve.url)).samples, 'twtrace_timewait_sockets', { comm: 'tcp-scenario' }) === 20 ? true : undefined));
+	t.is(await serve.stop(), 0, serve.stderr());
 });

@@ -8,46 +8,16 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { unitCapabilities } from '../helpers/deploy.js';
 import { bpfTest, cli, root, scenarioBin, toolTest, which } from '../helpers/env.js';
 import { track, waitForLine } from '../helpers/children.js';
-import { parseExposition, valueOf, type Sample } from '../helpers/exposition.js';
+import { valueOf } from '../helpers/exposition.js';
 import { createPair, settledTimeWait } from '../helpers/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
-import { startServe } from '../helpers/serve.js';
-
-async function scrape(url: string): Promise<{ text: string; samples: Sample[] }> {
-	const text = await (await fetch(`${url}/metrics`)).text();
-	return { text, samples: parseExposition(text) };
-}
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-	const deadline = Date.now() + timeoutMs;
-	let last: unknown;
-	while (Date.now() < deadline) {
-		try {
-			const value = await probe();
-			if (value !== undefined) return value;
-		} catch (error) {
-			last = error;
-		}
-		await new Promise((r) => setTimeout(r, 250));
-	}
-	throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
-
-function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const s = net.createServer().listen(0, '127.0.0.1', () => {
-			const { port } = s.address() as net.AddressInfo;
-			s.close(() => resolve(port));
-		}).on('error', reject);
-	});
-}
+import { freePort, scrape, startServe, until } from '../helpers/serve.js';
 
 /** A copy of tcp-scenario under another name, so its processes have a comm of their own. */
 function namedScenario(t: ExecutionContext, name: string): string {
@@ -185,7 +155,7 @@ bpfTest('serve: the capabilities of deploy/systemd/twtrace.service are enough, o
 	const server = await startServer(pair.server, '0.0.0.0', 7802, 'wait-close', 20);
 	// Every other capability dropped (CAP_DAC_OVERRIDE, CAP_NET_ADMIN, ...), for this process and its children.
 	const wrap = ['setpriv', `--inh-caps=-all,${caps}`, `--ambient-caps=-all,${caps}`, `--bounding-set=-all,${caps}`, '--no-new-privs'];
-	const serve = await startServe(['--netns', String(pair.clientInode), '--walk-interval', '1s'], wrap);
+	const serve = await startServe(['--netns', String(pair.clientInode), '--walk-interval', '1s'], { wrap });
 	t.teardown(() => void (serve.child.exitCode === null && serve.child.kill('SIGKILL')));
 	const status = fs.readFileSync(`/proc/${serve.child.pid}/status`, 'utf8');
 	t.is(BigInt('0x' + /^CapBnd:\s*(\w+)/m.exec(status)![1]).toString(2).replace(/0/g, '').length, unitCapabilities().length);
