@@ -7,7 +7,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { unitCapabilities } from './helpers/deploy.js';
+import { daemonSetPod, podmanOptionsOfDaemonSet, unitCapabilities } from './helpers/deploy.js';
 import { root, toolTest } from './helpers/env.js';
 
 const deploy = path.join(root, 'deploy');
@@ -26,13 +26,15 @@ toolTest(['promtool'], 'the example scrape job is a valid Prometheus configurati
 });
 
 test('the DaemonSet adds exactly the unit\'s capabilities, drops all others, and is not privileged', (t) => {
-	const manifest = fs.readFileSync(path.join(deploy, 'kubernetes/daemonset.yaml'), 'utf8');
-	const add = /^\s+add: \[(.*)\]$/m.exec(manifest)?.[1]?.split(',').map((c) => c.trim().replace(/"/g, '')).sort();
-	t.deepEqual(add, unitCapabilities());
-	t.regex(manifest, /drop: \["ALL"\]/);
-	t.regex(manifest, /privileged: false/);
-	t.regex(manifest, /hostPID: true/);
-	t.regex(manifest, /hostNetwork: true/);
+	const pod = daemonSetPod();
+	const { securityContext } = pod.containers[0]!;
+	t.deepEqual([...securityContext.capabilities.add].sort(), unitCapabilities());
+	t.deepEqual(securityContext.capabilities.drop, ['ALL']);
+	t.like(securityContext, { privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
+	t.like(pod, { hostPID: true, hostNetwork: true });
+	// test/image.test.ts runs the image with these settings (podmanOptionsOfDaemonSet).
+	t.deepEqual(podmanOptionsOfDaemonSet({ '/run/twtrace': '/tmp/x' }).filter((o, i, all) => all[i - 1] === '-v'),
+		['/sys/fs/cgroup:/sys/fs/cgroup:ro', '/run/netns:/run/netns:ro,rslave', '/tmp/x:/run/twtrace:rw']);
 });
 
 test('the systemd unit starts the installed twtrace (npm install -g puts it in /usr/local/bin), not a checkout', (t) => {

@@ -1,8 +1,8 @@
 /**
  * The container image, built and run as an operator would: scripts/build-image makes it from the
  * packed tarball; its contents are checked (libbpf1 and the tarball's files, no toolchain package);
- * then Debian's podman runs it as the DaemonSet does (host network and pids, read-only root, only
- * the unit's four capabilities). Its serve answers /healthz, counts a churner's TIME_WAIT in a
+ * then Debian's podman runs it with the DaemonSet's settings, read from daemonset.yaml (host network
+ * and pids, read-only root, only the unit's four capabilities, its hostPath mounts). Its serve answers /healthz, counts a churner's TIME_WAIT in a
  * namespace of the host as `ss` does, and `twtrace top` on the host attaches to it through the
  * mounted agent socket.
  */
@@ -10,7 +10,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { unitCapabilities } from './helpers/deploy.js';
+import { podmanOptionsOfDaemonSet, unitCapabilities } from './helpers/deploy.js';
 import { bpfTest, cli, root, which } from './helpers/env.js';
 import { valueOf } from './helpers/exposition.js';
 import { createPair, settledTimeWait } from './helpers/netns.js';
@@ -82,10 +82,8 @@ bpfTest('the container image: built from the tarball with no toolchain in it, po
 	const container = `twt-image-test-${process.pid}`;
 	const caps = unitCapabilities();
 	const start = await run('podman', ['--runtime', 'runc', 'run', '--detach', '--name', container,
-		'--network', 'host', '--pid', 'host', '--read-only', '--security-opt', 'no-new-privileges',
-		'--cap-drop', 'all', '--cap-add', caps.join(','),
+		...podmanOptionsOfDaemonSet({ '/run/twtrace': sockets }),
 		'--ulimit', `nofile=${openFilesLimit()}:${openFilesLimit()}`, '--ulimit', 'nproc=4096:4096',
-		'-v', '/sys/fs/cgroup:/sys/fs/cgroup:ro', '-v', '/run/netns:/run/netns:ro,rslave', '-v', `${sockets}:/run/twtrace`,
 		tag, 'serve', '--listen', `127.0.0.1:${port}`, '--netns', String(pair.clientInode), '--walk-interval', '1s']);
 	t.is(start.code, 0, start.stderr);
 	t.teardown(() => void run('podman', ['rm', '--force', '--time', '0', container]));
