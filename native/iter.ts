@@ -3,7 +3,6 @@
  * with the kernel's socket tables (iter/tcp walks the namespace of the thread that creates it).
  */
 import fs from 'node:fs';
-import * as bpf from './libbpf.js';
 import { lastError, libc } from './libc.js';
 
 const CLONE_NEWNET = 0x40000000;

@@ -5,7 +5,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ALL_KINDS, type EventKindName } from '../event/kinds.js';
-import { AGENT_GROUP, DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
+import { DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
 import type { CaptureHeader } from '../capture/format.js';
 import type { Filters } from '../tracer/tracer.js';
 import type { ModelOptions } from '../model/aggregate.js';

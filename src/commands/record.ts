@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { addAgentOptions, addFilterOptions, captureFilters, formatBytes, modelFilters, parseDuration, parseFileSize, parseInterval, verboseLog, type FilterOptions } from './options.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import { captureDrops, CaptureError, captureHeader, settingsToJson, type CaptureHeader } from '../capture/format.js';
+import { captureDrops, CaptureError, captureHeader, settingsToJson } from '../capture/format.js';
 import { CaptureWriter } from '../capture/writer.js';
 import { EVENT_FIELDS, EVENT_SIZE, EventKind } from '../event/layout.generated.js';
 import type { TwtEvent } from '../event/decode.js';

@@ -24,10 +24,8 @@ export class Run {
 	#resolve!: (reason: string) => void;
 	#timers: NodeJS.Timeout[] = [];
 	#onError: ((error: NodeJS.ErrnoException) => void) | undefined;
-	readonly #io: Io;
 
 	constructor(io: Io, options: RunOptions = {}) {
-		this.#io = io;
 		this.finished = new Promise((resolve) => (this.#resolve = resolve));
 		void io.interrupted.then((signal) => this.finish(options.signalReason ? options.signalReason(signal) : signal));
 		if (options.durationMs !== undefined) this.#timers.push(setTimeout(() => this.finish(options.durationReason ?? 'duration'), options.durationMs));

@@ -13,11 +13,6 @@ const rate = (v: number) => (v >= 100 ? n(v) : String(Math.round(v * 10) / 10));
 const pct = (v: number) => `${Math.round(v * 100)} %`;
 const ms = (v: number | undefined) => (v === undefined ? '-' : v >= 100 ? n(v) : String(v));
 
-function errnos(r: Record<string, number>): string {
-	const parts = Object.entries(r).map(([k, v]) => `${k} ${n(v)}`);
-	return parts.length ? parts.join(', ') : '-';
-}
-
 function heading(r: Report): string {
 	const src = r.source.kind === 'capture' ? `capture ${r.source.file}` : r.source.kind === 'agent' ? `the flight recorder of the ${r.source.file}` : 'live';
 	return `${src} from ${r.source.host} (Linux ${r.source.kernel}), started ${r.source.startedAt}, ${fmtSeconds(r.source.seconds)}; filters: ${r.source.filters}`;

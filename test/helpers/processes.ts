@@ -2,7 +2,7 @@
  * Child processes for integration tests: twtrace itself, and tcp-scenario clients and servers run
  * inside a namespace. Every child is killed by pid if a test ends early.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { cli, scenarioBin } from './env.js';
 import { track, waitForLine } from './children.js';

@@ -5,7 +5,7 @@
  * --max-series; the capabilities of deploy/systemd/twtrace.service are enough; and the operational
  * edges: a port in use, health, unknown paths and methods, SIGTERM.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { unitCapabilities } from '../helpers/deploy.js';
 import { bpfTest, cli, root, scenarioBin, toolTest, which } from '../helpers/env.js';
-import { track, waitForLine } from '../helpers/children.js';
+import { track } from '../helpers/children.js';
 import { valueOf } from '../helpers/exposition.js';
 import { createPair, settledTimeWait } from '../helpers/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
@@ -85,10 +85,11 @@ promTest('serve: a real Prometheus scrapes the churner\'s TIME_WAIT and puts the
 	const held = await settledTimeWait(pair);
 	t.true(held >= 90, `ss shows ${held} TIME-WAIT sockets`);
 
-	const [[labels, value]] = await until('the churner\'s TIME_WAIT in Prometheus', 30_000, async () => {
+	const rows = await until('the churner\'s TIME_WAIT in Prometheus', 30_000, async () => {
 		const r = await query(prom, 'twtrace_timewait_sockets{comm="twt-churner"}');
 		return r.length === 1 && r[0]![1] === held ? r : undefined;
 	});
+	const [labels, value] = rows[0]!;
 	t.is(value, held);
 	t.is(labels['job'], 'twtrace');
 	t.is((await query(prom, 'up{job="twtrace"}'))[0]?.[1], 1);

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bpfTest, cli } from '../helpers/env.js';
+import { bpfTest } from '../helpers/env.js';
 import { createPair, settledTimeWait } from '../helpers/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
 import { runTop, startShell, tmux, waitForScreen } from '../helpers/tmux.js';

@@ -187,6 +187,7 @@ test('a record read through the reused view (Decoder.at) has every field decode(
 			continue;
 		}
 		if (isDecodeFailure(a)) throw new Error('unexpected failure');
+		if (isDecodeFailure(b)) throw new Error('unexpected failure');
 		for (const key of Object.keys(a) as (keyof TwtEvent)[]) t.is(b[key], a[key], `record ${i}: ${key}`);
 	}
 	t.is(viewed.tasks.unknown, decoded.tasks.unknown, 'the same unknown task is counted');

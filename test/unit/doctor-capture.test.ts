@@ -54,7 +54,7 @@ test('capture writer: a frame that would pass --max-size is refused, and the fil
 	t.true(w.writeEvents(records, 10));
 	t.false(w.writeEvents(new Uint8Array(EVENT_SIZE * 100), 100), 'past the bound');
 	t.true(w.full);
-	w.close({ endUs: 1, reason: 'max-size', drops: { ringFull: 0, mapFull: 0, missedRuns: 0, ownerMissing: 0, decodeErrors: 0 } });
+	w.close({ endUs: 1, reason: 'max-size', drops: { ringFull: 0, mapFull: 0, missedRuns: 0, walkMissed: 0, unwitnessed: 0, ownerMissing: 0, decodeErrors: 0 } });
 	t.true(fs.statSync(file).size <= 8192);
 	const c = readCaptureFile(file);
 	t.is(c.trailer?.events, 10);

@@ -17,7 +17,7 @@ test('time_wait JSON carries the documented fields, in order', (t) => {
 });
 
 test('errno is a name in connect_fail, and a cgroup without a known path is its id', (t) => {
-	const json = parse({ ...base, kind: 'connect_fail', err: 99, sport: 0 }, { epochOffsetUs: 0, cgroupPath: () => undefined });
+	const json = parse({ ...base, kind: 'connect_fail', err: 99, sport: 0 }, { epochOffsetUs: 0, cgroupPath: () => undefined, workload: () => undefined });
 	t.is(json.errno, 'EADDRNOTAVAIL');
 	t.is(json.cgroup, 9);
 	t.is(json.workload, null);

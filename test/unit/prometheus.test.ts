@@ -15,7 +15,7 @@ import { parseExposition, valueOf } from '../helpers/exposition.js';
 
 const S = 1_000_000;
 const T0 = 1000 * S;
-const STATE: ExporterState = { drops: { ringFull: 3, mapFull: 0, missedRuns: 0, nestedRecovered: 0, ownerMissing: 0, decodeErrors: 1 }, unwalkedNamespaces: 0, version: '9.9.9' };
+const STATE: ExporterState = { drops: { ringFull: 3, mapFull: 0, missedRuns: 0, nestedRecovered: 0, walkMissed: 0, unwitnessed: 0, ownerMissing: 0, decodeErrors: 1 }, unwalkedNamespaces: 0, version: '9.9.9' };
 
 let cookie = 1;
 function ev(atS: number, over: Partial<TwtEvent>): TwtEvent {

@@ -10,7 +10,7 @@ import { base } from '../helpers/events.js';
 const S = 1_000_000;
 const ctx: TopContext = {
 	epochOffsetUs: 0, cgroupPath: () => undefined, intervalMs: 1000, unwalked: new Map(),
-	drops: { ringFull: 0, mapFull: 0, missedRuns: 0, nestedRecovered: 0, ownerMissing: 0, decodeErrors: 0 },
+	drops: { ringFull: 0, mapFull: 0, missedRuns: 0, nestedRecovered: 0, walkMissed: 0, unwitnessed: 0, ownerMissing: 0, decodeErrors: 0 },
 };
 const fresh = (): ScreenState => ({ by: 'process', sort: 'timeWait', paused: false, filter: '', editing: undefined, help: false });
 
