@@ -111,23 +111,22 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 
 	const walker = witness ? new NamespaceWalker(session.tracer, monotonicUs, () => session.drainNow()) : undefined;
 	let lastWalkUs = monotonicUs();
-	let lastWalkMs = 0;
+	let lastWalkKernelMs = 0;
 	let walking: Promise<void> | undefined;
 	const witnessWalk = async (w: NamespaceWalker): Promise<void> => {
 		const startNs = process.hrtime.bigint();
-		const startedUs = monotonicUs();
 		w.discover();
 		const namespaces = new Set(filters.netns.length ? filters.netns : [w.home, ...seenNetns.keys()]);
-		const walked = await w.witness(namespaces, (netns) => [seenNetns.get(netns) ?? 0]);
+		const { walked, kernelMs } = await w.witness(namespaces, (netns) => [seenNetns.get(netns) ?? 0]);
 		session.tracer.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
 		lastWalkUs = monotonicUs();
-		lastWalkMs = (lastWalkUs - startedUs) / 1000;
+		lastWalkKernelMs = kernelMs;
 	};
 	// Every interval, and within seconds of a close that waits too long for its end (kernel-facts §8).
 	const walkTimer = walker ? setInterval(() => {
 		if (walking) return;
 		const sinceUs = monotonicUs() - lastWalkUs;
-		if (sinceUs >= (opts.walkInterval ?? WITNESS_WALK_MS) * 1000 || isWitnessDue(session.tracer, sinceUs, lastWalkMs)) {
+		if (sinceUs >= (opts.walkInterval ?? WITNESS_WALK_MS) * 1000 || isWitnessDue(session.tracer, sinceUs, lastWalkKernelMs)) {
 			walking = witnessWalk(walker).finally(() => (walking = undefined));
 		}
 	}, 1000) : undefined;
