@@ -1,0 +1,128 @@
+/**
+ * The walk witness, made to happen on purpose: at full churn the kernel sometimes reports no
+ * transition at all for a socket that enters TIME_WAIT (kernel-facts §8), at random. Here the
+ * tracepoint programs are detached while 20 client sockets wait in FIN_WAIT2, then the server
+ * closes: the sockets enter TIME_WAIT with no program to see it, exactly as in the kernel's misses.
+ * A socket walk must then deliver each one's time_wait event once, marked recovered, with the owner
+ * and closer from the close it saw, and the socket's own addresses, ports and substate. Both kinds
+ * of walk: the witness walk (cookies only, bpf/twtrace.bpf.c dump_tcp) and the full one.
+ */
+import type { ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { TraceSession } from '../../src/tracer/session.js';
+import { NamespaceWalker, WALK_CHUNK_BYTES } from '../../src/tracer/namespaces.js';
+import { readIteratorChunk } from '../../native/iter.js';
+import type { TwtEvent } from '../../src/event/decode.js';
+import { TCP_TIME_WAIT } from '../../src/event/sock.js';
+import { bpfObject, bpfTest } from '../helpers/env.js';
+import { track, waitForLine } from '../helpers/children.js';
+import { createPair, type NetnsPair } from '../helpers/netns.js';
+
+const CONNECTIONS = 20;
+
+/** Accepts, reads the client's FIN without answering it (half-open), and closes all on a line of stdin. Bounded: exits after 20 s. */
+const SERVER = `
+const net = require('node:net');
+const [addr, port] = process.argv.slice(1);
+const sockets = [];
+const server = net.createServer({ allowHalfOpen: true }, (s) => { sockets.push(s); s.resume(); s.on('error', () => {}); });
+server.listen(Number(port), addr, () => console.log('ready'));
+process.stdin.once('data', () => { for (const s of sockets) s.end(); server.close(); console.log('closed ' + sockets.length); setTimeout(() => process.exit(0), 300); });
+setTimeout(() => process.exit(1), 20000);
+`;
+
+/** Connects N times and shuts each connection down for writing (FIN: ESTABLISHED -> FIN_WAIT1 in this process); exits when all have ended. */
+const CLIENT = `
+const net = require('node:net');
+const [addr, port, n] = process.argv.slice(1);
+let open = Number(n);
+for (let i = 0; i < Number(n); i++) {
+	const s = net.connect({ host: addr, port: Number(port), allowHalfOpen: true }, () => s.end());
+	s.resume();
+	s.on('end', () => { s.destroy(); if (--open === 0) process.exit(0); });
+	s.on('error', () => process.exit(2));
+}
+console.log(JSON.stringify({ pid: process.pid }));
+setTimeout(() => process.exit(1), 20000);
+`;
+
+function node(ns: string, script: string, args: string[]) {
+	return track(spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] }));
+}
+
+async function until(what: string, probe: () => boolean): Promise<void> {
+	for (let i = 0; i < 100 && !probe(); i++) await new Promise((r) => setTimeout(r, 100));
+	if (!probe()) throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Local port -> state, of the client namespace's sockets to the server port, as ss sees them. */
+function states(pair: NetnsPair, port: number): Map<number, string> {
+	const lines = pair.exec(pair.client, ['ss', '-Htan', `dport = :${port}`]).trim().split('\n').filter(Boolean);
+	return new Map(lines.map((l) => {
+		const [state, , , local] = l.trim().split(/\s+/);
+		return [Number(local!.split(':').pop()), state!];
+	}));
+}
+
+async function missedThenWalked(t: ExecutionContext, port: number, walk: (walker: NamespaceWalker, netns: number) => Promise<void>): Promise<void> {
+	const pair = createPair();
+	t.teardown(() => pair.remove());
+	const events: TwtEvent[] = [];
+	const session = new TraceSession(
+		{ objectPath: bpfObject, filters: { netns: [pair.clientInode], kinds: ['time_wait'] }, ringBytes: 1 << 20, socketWalks: true },
+		{ onEvents: (batch) => events.push(...batch.filter((e) => e.kind === 'time_wait')) },
+	);
+	t.teardown(() => void session.stop());
+	const server = node(pair.server, SERVER, [pair.serverAddr, String(port)]);
+	await waitForLine(server, 'stdout', /^ready/, 10_000);
+	const client = node(pair.client, CLIENT, [pair.serverAddr, String(port), String(CONNECTIONS)]);
+	const clientPid = (JSON.parse(await waitForLine(client, 'stdout', /"pid"/, 10_000)) as { pid: number }).pid;
+	await until('20 client sockets in FIN-WAIT-2', () => [...states(pair, port).values()].filter((s) => s === 'FIN-WAIT-2').length === CONNECTIONS);
+
+	// From here on no program sees a transition: the sockets' entries into TIME_WAIT go unreported.
+	session.detachTracepoints();
+	server.stdin!.write('close\n');
+	await until('20 client sockets in TIME-WAIT', () => [...states(pair, port).values()].filter((s) => s === 'TIME-WAIT').length === CONNECTIONS);
+	const ports = new Set(states(pair, port).keys());
+	t.is(events.length, 0, 'no time_wait event came from the (detached) tracepoint');
+	// A walk claims only closes older than WALK_MIN_AGE_NS (1 s): a younger one's event may still be on its way.
+	await new Promise((r) => setTimeout(r, 1200));
+
+	const walker = new NamespaceWalker(session.tracer, () => 0, () => session.drainNow());
+	walker.discover();
+	await walk(walker, pair.clientInode);
+	session.drainNow();
+	t.is(events.length, CONNECTIONS, 'one time_wait event per socket, from the walk');
+	t.true(events.every((e) => e.recovered && e.pid === clientPid && e.closerPid === clientPid && e.comm === 'node'), 'marked recovered, owner and closer the client');
+	t.deepEqual(new Set(events.map((e) => e.sport)), ports, 'the sockets\' own local ports');
+	t.true(events.every((e) => e.daddr === pair.serverAddr && e.dport === port && e.saddr === pair.clientAddr && e.netns === pair.clientInode && e.substate === TCP_TIME_WAIT));
+	t.is(new Set(events.map((e) => e.cookie)).size, CONNECTIONS);
+
+	// Claimed once: another walk of either kind delivers nothing more.
+	await walk(walker, pair.clientInode);
+	await walker.witness([pair.clientInode], () => []);
+	session.drainNow();
+	t.is(events.length, CONNECTIONS, 'no event delivered twice');
+	t.is(session.stop().walkMissed, CONNECTIONS, 'counted as missed by the tracepoint');
+}
+
+bpfTest('a witness walk (cookies only) delivers the TIME_WAIT entries no tracepoint reported, once, with their owner', async (t) => {
+	await missedThenWalked(t, 7980, async (walker, netns) => {
+		const { walked } = await walker.witness([netns], () => []);
+		t.deepEqual([...walked], [netns]);
+	});
+});
+
+bpfTest('a full walk delivers the TIME_WAIT entries no tracepoint reported, once, with their owner', async (t) => {
+	await missedThenWalked(t, 7981, async (walker, netns) => {
+		const opened = walker.open(netns);
+		if ('error' in opened) throw new Error(opened.error);
+		const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
+		try {
+			while (readIteratorChunk(opened.fd, buf) > 0);
+		} finally {
+			fs.closeSync(opened.fd);
+		}
+	});
+});
