@@ -227,18 +227,42 @@ static __always_inline bool netns_wanted(__u32 netns)
 	return false;
 }
 
+/*
+ * Reading a socket. The tracepoint's `sk` is a BTF pointer (tp_btf): its fields, and the pointers in
+ * them, are read with direct loads, which the verifier turns into fault-safe loads in place, still
+ * relocated by CO-RE (vmlinux.h types preserve access indexes). BPF_CORE_READ would make a
+ * bpf_probe_read_kernel() call per pointer instead, on every transition: relevant() reads the
+ * namespace of every socket that changes state. Only the bind() path, whose socket comes from a
+ * probe read (sock_of_fd), needs the _probe versions.
+ */
 static __always_inline __u32 sock_netns(const struct sock *sk)
+{
+	return sk->__sk_common.skc_net.net->ns.inum;
+}
+
+static __always_inline __u32 sock_netns_probe(const struct sock *sk)
 {
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
 static __always_inline __u16 sock_sport(const struct sock *sk)
 {
-	/* inet_sport, not skc_num: inet_put_port() has zeroed skc_num by the time of any -> CLOSE (§1.4). */
-	return bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	/* inet_sport, not skc_num: inet_put_port() has zeroed skc_num by the time of any -> CLOSE (§1.4).
+	 * It is a field of struct inet_sock, past the struct sock the verifier knows `sk` as: reached
+	 * through bpf_skc_to_tcp_sock(), which checks that `sk` is one (a TCP socket changing state is). */
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+
+	return tp ? bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport) : 0;
 }
 
 static __always_inline __u64 sock_cgroup(const struct sock *sk)
+{
+	if (!bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
+		return 0;
+	return sk->sk_cgrp_data.cgroup->kn->id;
+}
+
+static __always_inline __u64 sock_cgroup_probe(const struct sock *sk)
 {
 	if (!bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
 		return 0;
@@ -370,14 +394,14 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 	e->_pad = 0;
 	e->tw_slack_ms = 0;
 	if (e->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		__builtin_memcpy(e->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, TWT_ADDR_LEN);
+		__builtin_memcpy(e->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, TWT_ADDR_LEN);
 	} else {
-		/* Copy exactly the 4 address bytes and zero the rest. */
+		/* Exactly the 4 address bytes, and zeros after them. */
 		__builtin_memset(e->saddr, 0, sizeof(e->saddr));
 		__builtin_memset(e->daddr, 0, sizeof(e->daddr));
-		BPF_CORE_READ_INTO((__u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
+		*(__u32 *)e->saddr = sk->__sk_common.skc_rcv_saddr;
+		*(__u32 *)e->daddr = sk->__sk_common.skc_daddr;
 	}
 	fill_owner(e, o, now_ns);
 	return e;
@@ -776,7 +800,7 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (cfg.family && family != cfg.family)
 		return 0;
-	netns = sock_netns(sk);
+	netns = sock_netns_probe(sk);
 	if (!netns_wanted(netns) || !kind_wanted(TWT_KIND_BIND_FAIL))
 		return 0;
 	pid_tgid = bpf_get_current_pid_tgid();
@@ -794,7 +818,7 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	e->ts_us = bpf_ktime_get_ns() / 1000;
 	/* cookie stays 0: sk came from a probe read, which bpf_get_socket_cookie() does not accept. */
 	e->owner = owner;
-	e->cgroup_id = sock_cgroup(sk);
+	e->cgroup_id = sock_cgroup_probe(sk);
 	e->netns = netns;
 	e->family = family;
 	e->kind = TWT_KIND_BIND_FAIL;
