@@ -903,23 +903,24 @@ static __always_inline void witness_time_wait(const struct twt_sock *s)
  * that created the iterator (bpf_iter_tcp: seq_file_net), request and timewait sockets included.
  * The loader setns()es into each namespace of interest to create one (kernel-facts §5).
  */
-/* Everything a walk reports of a socket but its cookie. */
+/* Everything a walk reports of a socket but its cookie. `skc` is the iterator's BTF pointer: direct
+ * loads, as in the tracepoint (sock_netns), not a bpf_probe_read_kernel() call per field. */
 static __always_inline void fill_sock(struct twt_sock *s, struct sock_common *skc)
 {
 	struct tcp_timewait_sock *tw;
 
-	s->netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
+	s->netns = skc->skc_net.net->ns.inum;
 	s->family = skc->skc_family;
 	s->state = skc->skc_state;
 	s->sport = skc->skc_num; /* host order; still set for timewait sockets (tw_num) */
 	s->dport = bpf_ntohs(skc->skc_dport);
 	s->expires_us = 0;
 	if (s->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&s->saddr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&s->daddr, skc, skc_v6_daddr.in6_u.u6_addr8);
+		__builtin_memcpy(s->saddr, skc->skc_v6_rcv_saddr.in6_u.u6_addr8, TWT_ADDR_LEN);
+		__builtin_memcpy(s->daddr, skc->skc_v6_daddr.in6_u.u6_addr8, TWT_ADDR_LEN);
 	} else {
-		BPF_CORE_READ_INTO((__u32 *)s->saddr, skc, skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)s->daddr, skc, skc_daddr);
+		*(__u32 *)s->saddr = skc->skc_rcv_saddr;
+		*(__u32 *)s->daddr = skc->skc_daddr;
 	}
 	if (s->state != TCP_TIME_WAIT)
 		return;
@@ -929,11 +930,11 @@ static __always_inline void fill_sock(struct twt_sock *s, struct sock_common *sk
 		 * timeout otherwise) and re-armed for 60 s when a FIN_WAIT2 substate socket receives the
 		 * peer's FIN (tcp_timewait_state_process). Report when the wheel will run it. */
 		__u64 now_j = bpf_jiffies64();
-		__u64 expires = BPF_CORE_READ(tw, tw_sk.tw_timer.expires);
+		__u64 expires = tw->tw_sk.tw_timer.expires;
 		__u64 delta = expires > now_j ? expires - now_j : 0;
 		long left;
 
-		s->substate = BPF_CORE_READ(tw, tw_sk.tw_substate);
+		s->substate = tw->tw_sk.tw_substate;
 		if (s->substate == TCP_TIME_WAIT && CONFIG_HZ)
 			delta = 60 * (__u64)CONFIG_HZ;
 		left = (long)(wheel_fire_jiffies(expires, delta) - now_j);

@@ -22,7 +22,7 @@ function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = 
 		(error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })));
 }
 
-bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --version, doctor, top and serve from its own files with only node on PATH', async (t) => {
+bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --version, doctor, top --once, top --json and serve from its own files with only node on PATH', async (t) => {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-pack-'));
 	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 	// --ignore-scripts: prepack would rebuild dist/ in the checkout, under the other tests' feet;
@@ -60,6 +60,9 @@ bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --
 	const doctor = await run(twtrace, ['doctor', '--standalone', '--netns', String(pair.clientInode), '--sample', '300ms'], dir, env);
 	t.is(doctor.code, 0, doctor.stdout + doctor.stderr);
 	t.regex(doctor.stdout, /^TWTRACE OK - 0 TIME_WAIT in 1 namespace\(s\)/);
+	const once = await run(twtrace, ['top', '--once', '--standalone', '--netns', String(pair.clientInode)], dir, env);
+	t.is(once.code, 0, once.stderr);
+	t.regex(once.stdout, /^twtrace top {2}\d\d:\d\d:\d\d/m, 'the screen, printed once');
 
 	// top and serve from the install, both watching while a churner leaves 20 TIME_WAIT.
 	const serve = await startServe(['--netns', String(pair.clientInode), '--walk-interval', '1s'], { twtrace: [twtrace], env });
