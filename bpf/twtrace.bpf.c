@@ -955,7 +955,7 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 	if (walk.cookies_only) {
 		/* A witness walk: it covers every socket of the namespace to find the few timewait sockets
 		 * with a close still waiting in `closing`, so a socket costs only its state and cookie unless
-		 * it is one of them (the iteration itself is most of the rest: ~0.3 us a socket here). Every
+		 * it is one of them (the kernel's iteration is then nearly all of the cost). Every
 		 * cookie is still written: the reader's chunks, and the event loop's turns, are counted in them. */
 		if (cfg.witness && skc->skc_state == TCP_TIME_WAIT && bpf_map_lookup_elem(&closing, &s.cookie)) {
 			fill_sock(&s, skc);

@@ -19,9 +19,9 @@ export const STALE_CLOSE_NS = 1_500_000_000n;
 
 /**
  * The share of a core witness walks may take. A witness walk costs the kernel's iteration over every
- * socket of a namespace (about 0.25 s for 900k TIME_WAIT sockets here) to find the few the tracepoint
- * missed (0.001 to 0.03 %, kernel-facts §8): at full churn a close is always waiting too long, and
- * walks 3 s apart took half of the agent's CPU (bench/RESULTS.md, soak).
+ * socket of a namespace (a good part of a second for a million) to find the few the tracepoint
+ * missed (0.001 to 0.03 %, kernel-facts §8), and at full churn a close is always waiting too long:
+ * at a fixed gap of 3 s, walks were most of what an agent holding 900k TIME_WAIT sockets did.
  */
 export const WITNESS_CPU_SHARE = 0.01;
 
