@@ -65,7 +65,7 @@ try {
 	const modes: [string, () => number][] = [
 		['twtrace full walk (64 bytes a socket; every --walk-interval)', () => walk(false)],
 		['twtrace witness walk (cookies only; at full churn)', () => walk(true)],
-		['ss -tan state time-wait | wc -l (sock_diag, the peer)', ss],
+		['ss -tan state time-wait \\| wc -l (sock_diag, the peer)', ss],
 	];
 	const times = new Map<string, number[]>(modes.map(([name]) => [name, []]));
 	for (let r = 0; r < rounds; r++) {
