@@ -111,22 +111,23 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 
 	const walker = witness ? new NamespaceWalker(session.tracer, monotonicUs, () => session.drainNow()) : undefined;
 	let lastWalkUs = monotonicUs();
-	let lastWalkKernelMs = 0;
+	let lastWalkMs = 0;
 	let walking: Promise<void> | undefined;
 	const witnessWalk = async (w: NamespaceWalker): Promise<void> => {
 		const startNs = process.hrtime.bigint();
+		const startedUs = monotonicUs();
 		w.discover();
 		const namespaces = new Set(filters.netns.length ? filters.netns : [w.home, ...seenNetns.keys()]);
-		const { walked, kernelMs } = await w.witness(namespaces, (netns) => [seenNetns.get(netns) ?? 0]);
+		const walked = await w.witness(namespaces, (netns) => [seenNetns.get(netns) ?? 0]);
 		session.tracer.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
 		lastWalkUs = monotonicUs();
-		lastWalkKernelMs = kernelMs;
+		lastWalkMs = (lastWalkUs - startedUs) / 1000;
 	};
 	// Every interval, and within seconds of a close that waits too long for its end (kernel-facts §8).
 	const walkTimer = walker ? setInterval(() => {
 		if (walking) return;
 		const sinceUs = monotonicUs() - lastWalkUs;
-		if (sinceUs >= (opts.walkInterval ?? WITNESS_WALK_MS) * 1000 || isWitnessDue(session.tracer, sinceUs, lastWalkKernelMs)) {
+		if (sinceUs >= (opts.walkInterval ?? WITNESS_WALK_MS) * 1000 || isWitnessDue(session.tracer, sinceUs, lastWalkMs)) {
 			walking = witnessWalk(walker).finally(() => (walking = undefined));
 		}
 	}, 1000) : undefined;

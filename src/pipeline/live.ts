@@ -74,8 +74,7 @@ export class LiveFeed {
 	#lastWalkUs = 0;
 	#lastStaleCheckUs = 0;
 	#lastWitnessUs = 0;
-	/** Kernel time of the last witness walk: it spaces the next (witnessGapUs). */
-	#lastWitnessKernelMs = 0;
+	#lastWitnessMs = 0;
 	/** The namespaces the last full walk read: a witness walk goes through them again. */
 	#lastWalked: ReadonlySet<number> = new Set();
 	#walksCompleted = 0;
@@ -153,19 +152,20 @@ export class LiveFeed {
 		// Once a second at most: a witness walk for TIME_WAIT entries the kernel did not report.
 		if (nowUs - this.#lastStaleCheckUs < STALE_CHECK_US || !this.#lastWalked.size) return;
 		this.#lastStaleCheckUs = nowUs;
-		if (isWitnessDue(this.#session.tracer, nowUs - Math.max(this.#lastWalkUs, this.#lastWitnessUs), this.#lastWitnessKernelMs)) void this.#chain(() => this.#witnessNamespaces());
+		if (isWitnessDue(this.#session.tracer, nowUs - Math.max(this.#lastWalkUs, this.#lastWitnessUs), this.#lastWitnessMs)) void this.#chain(() => this.#witnessNamespaces());
 	}
 
 	/** A witness walk (NamespaceWalker.witness) of the namespaces the last full walk covered. */
 	async #witnessNamespaces(): Promise<void> {
 		if (this.#stopped || this.#abandon) return;
+		const startedUs = monotonicUs();
 		const startNs = process.hrtime.bigint();
-		const { walked, kernelMs } = await this.#walker.witness(this.#lastWalked, (netns) => pidsIn(this.model, netns), () => this.#abandon);
+		const walked = await this.#walker.witness(this.#lastWalked, (netns) => pidsIn(this.model, netns), () => this.#abandon);
 		if (this.#abandon) return;
 		this.drainNow(); // the events the walk delivered
 		this.#session.tracer.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
 		this.#lastWitnessUs = monotonicUs();
-		this.#lastWitnessKernelMs = kernelMs;
+		this.#lastWitnessMs = (this.#lastWitnessUs - startedUs) / 1000;
 	}
 
 	/**

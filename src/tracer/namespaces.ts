@@ -18,32 +18,17 @@ export const WALK_CHUNK_BYTES = 256 << 10;
 export const STALE_CLOSE_NS = 1_500_000_000n;
 
 /**
- * The share of a core witness walks may take. A witness walk costs the kernel's iteration over every
- * socket of a namespace (a good part of a second for a million) to find the few the tracepoint
- * missed (0.001 to 0.03 %, kernel-facts §8), and at full churn a close is always waiting too long:
- * at a fixed gap of 3 s, walks were most of what an agent holding 900k TIME_WAIT sockets did.
+ * Whether a witness walk should run now: the last walk ended long enough ago (3 s, or ten times the
+ * last witness walk's length, at most 30 s: well within the 60 s a missed socket stays findable) and
+ * a close has waited too long for its end. Looks at the closing map only once the gap has passed.
+ * The gap is also how late a missed entry is counted: spacing witness walks by a CPU budget of 1 %
+ * of a core instead left entries a short run missed near its end uncounted 6 s after it
+ * (bench/RESULTS.md at 4c7265b). A walk costs the kernel's iteration over the whole namespace; the
+ * witness walk is made cheap instead (bpf/twtrace.bpf.c, dump_tcp: cookies only).
  */
-export const WITNESS_CPU_SHARE = 0.01;
-
-/** The gap between witness walks: the kernel time of the last one ÷ WITNESS_CPU_SHARE, in [3 s, 30 s]. */
-export function witnessGapUs(lastWitnessKernelMs: number): number {
-	return Math.min(30_000_000, Math.max(3_000_000, (lastWitnessKernelMs * 1000) / WITNESS_CPU_SHARE));
-}
-
-/**
- * Whether a witness walk should run now: the last walk ended at least witnessGapUs() ago (at most
- * 30 s: a missed socket stays findable for the 60 s of its TIME_WAIT, and is delivered well within
- * them) and a close has waited too long for its end. Looks at the closing map only once the gap has
- * passed.
- */
-export function isWitnessDue(tracer: Tracer, sinceLastWalkUs: number, lastWitnessKernelMs: number): boolean {
-	return sinceLastWalkUs >= witnessGapUs(lastWitnessKernelMs) && tracer.hasStaleClose(process.hrtime.bigint(), STALE_CLOSE_NS);
-}
-
-/** What a witness walk did: the namespaces walked whole, and the time spent in the kernel's iteration. */
-export interface WitnessWalk {
-	walked: Set<number>;
-	kernelMs: number;
+export function isWitnessDue(tracer: Tracer, sinceLastWalkUs: number, lastWitnessMs: number): boolean {
+	const gapUs = Math.min(30_000_000, Math.max(3_000_000, 10 * lastWitnessMs * 1000));
+	return sinceLastWalkUs >= gapUs && tracer.hasStaleClose(process.hrtime.bigint(), STALE_CLOSE_NS);
 }
 
 /** A walk started by open(): the iterator to read (and close), and what was read on the way in. */
@@ -126,11 +111,10 @@ export class NamespaceWalker {
 	 * Walks `namespaces` only for the walk's side effect in the kernel: delivering the time_wait
 	 * events no tracepoint reported (bpf/twtrace.bpf.c, dump_tcp). Each socket writes only its
 	 * cookie, which is not read. Gives the event loop back between chunks (betweenChunks runs there
-	 * too); `shouldStop` abandons. Never rejects.
+	 * too); `shouldStop` abandons. Returns the namespaces walked whole. Never rejects.
 	 */
-	async witness(namespaces: Iterable<number>, pidsIn: (netns: number) => Iterable<number>, shouldStop: () => boolean = () => false): Promise<WitnessWalk> {
+	async witness(namespaces: Iterable<number>, pidsIn: (netns: number) => Iterable<number>, shouldStop: () => boolean = () => false): Promise<Set<number>> {
 		const walked = new Set<number>();
-		const result = { walked, kernelMs: 0 };
 		const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
 		this.#tracer.setWalkCookiesOnly(true);
 		try {
@@ -138,12 +122,8 @@ export class NamespaceWalker {
 				const fd = this.#enter(netns, pidsIn(netns), () => this.#tracer.openWalk());
 				if (typeof fd !== 'number') continue;
 				try {
-					for (;;) {
-						const startNs = process.hrtime.bigint();
-						const n = readIteratorChunk(fd, buf);
-						result.kernelMs += Number(process.hrtime.bigint() - startNs) / 1e6;
-						if (n <= 0) break;
-						if (shouldStop()) return result;
+					while (readIteratorChunk(fd, buf) > 0) {
+						if (shouldStop()) return walked;
 						this.#betweenChunks?.();
 						await new Promise((resolve) => setImmediate(resolve));
 					}
@@ -157,7 +137,7 @@ export class NamespaceWalker {
 		} finally {
 			this.#tracer.setWalkCookiesOnly(false);
 		}
-		return result;
+		return walked;
 	}
 
 	#enter<T>(netns: number, pids: Iterable<number>, body: () => T): T | { netns: number; error: string } {

@@ -109,7 +109,7 @@ async function missedThenWalked(t: ExecutionContext, port: number, walk: (walker
 
 bpfTest('a witness walk (cookies only) delivers the TIME_WAIT entries no tracepoint reported, once, with their owner', async (t) => {
 	await missedThenWalked(t, 7980, async (walker, netns) => {
-		const { walked } = await walker.witness([netns], () => []);
+		const walked = await walker.witness([netns], () => []);
 		t.deepEqual([...walked], [netns]);
 	});
 });
