@@ -23,8 +23,8 @@ export const STALE_CLOSE_NS = 1_500_000_000n;
  * a close has waited too long for its end. Looks at the closing map only once the gap has passed.
  * The gap is also how late a missed entry is counted: spacing witness walks by a CPU budget of 1 %
  * of a core instead left entries a short run missed near its end uncounted 6 s after it
- * (bench/RESULTS.md of commit 2b891ea, measured at 4c7265b). A walk costs the kernel's iteration over the whole namespace; the
- * witness walk is made cheap instead (bpf/twtrace.bpf.c, dump_tcp: cookies only).
+ * (bench/RESULTS.md of commit 2b891ea, measured at 4c7265b). A walk costs the kernel's iteration
+ * over the whole namespace: the witness walk is made cheap instead (bpf/twtrace.bpf.c, dump_tcp).
  */
 export function isWitnessDue(tracer: Tracer, sinceLastWalkUs: number, lastWitnessMs: number): boolean {
 	const gapUs = Math.min(30_000_000, Math.max(3_000_000, 10 * lastWitnessMs * 1000));
