@@ -853,17 +853,14 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
  * tracepoint reaching either program (README, "Design notes": missed transitions). Claim the entry
  * and deliver the time_wait event, flagged as recovered, with the owner known since the socket's
  * start. The entry stays for a tracepoint still on its way to find claimed; the loader deletes it.
+ * `c` is the socket's entry, looked up by the caller.
  */
-static __always_inline void witness_time_wait(const struct twt_sock *s)
+static __always_inline void witness_time_wait(const struct twt_sock *s, struct twt_closing *c)
 {
-	struct twt_closing *c = bpf_map_lookup_elem(&closing, &s->cookie);
 	struct twt_closing copy;
 	struct twt_event *e;
-	__u64 now_ns;
+	__u64 now_ns = bpf_ktime_get_ns();
 
-	if (!c)
-		return;
-	now_ns = bpf_ktime_get_ns();
 	if (now_ns - c->closed_ns < walk.min_age_ns)
 		return; /* its event may still be on the way; a later walk decides */
 	if (__sync_val_compare_and_swap(&c->claim, 0, TWT_CLAIM_WALK) != 0)
@@ -898,11 +895,6 @@ static __always_inline void witness_time_wait(const struct twt_sock *s)
 	bpf_ringbuf_submit(e, 0);
 }
 
-/*
- * iter/tcp walks the listening and established hash tables of the network namespace of the task
- * that created the iterator (bpf_iter_tcp: seq_file_net), request and timewait sockets included.
- * The loader setns()es into each namespace of interest to create one (kernel-facts §5).
- */
 /* Everything a walk reports of a socket but its cookie. `skc` is the iterator's BTF pointer: direct
  * loads, as in the tracepoint (sock_netns), not a bpf_probe_read_kernel() call per field. */
 static __always_inline void fill_sock(struct twt_sock *s, struct sock_common *skc)
@@ -943,30 +935,38 @@ static __always_inline void fill_sock(struct twt_sock *s, struct sock_common *sk
 	}
 }
 
+/*
+ * iter/tcp walks the listening and established hash tables of the network namespace of the task
+ * that created the iterator (bpf_iter_tcp: seq_file_net), request and timewait sockets included.
+ * The loader setns()es into each namespace of interest to create one (kernel-facts §5).
+ */
 SEC("iter/tcp")
 int dump_tcp(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
+	struct twt_closing *c = NULL;
 	struct twt_sock s = {};
 
 	if (!skc)
 		return 0;
 	s.cookie = bpf_get_socket_cookie(skc);
+	if (cfg.witness && skc->skc_state == TCP_TIME_WAIT)
+		c = bpf_map_lookup_elem(&closing, &s.cookie);
 	if (walk.cookies_only) {
 		/* A witness walk: it covers every socket of the namespace to find the few timewait sockets
 		 * with a close still waiting in `closing`, so a socket costs only its state and cookie unless
-		 * it is one of them (the kernel's iteration is then nearly all of the cost). Every
-		 * cookie is still written: the reader's chunks, and the event loop's turns, are counted in them. */
-		if (cfg.witness && skc->skc_state == TCP_TIME_WAIT && bpf_map_lookup_elem(&closing, &s.cookie)) {
+		 * it is one of them (the kernel's iteration is then nearly all of the cost). Every cookie is
+		 * still written: the reader's chunks, and the event loop's turns, are counted in them. */
+		if (c) {
 			fill_sock(&s, skc);
-			witness_time_wait(&s);
+			witness_time_wait(&s, c);
 		}
 		bpf_seq_write(ctx->meta->seq, &s.cookie, sizeof(s.cookie));
 		return 0;
 	}
 	fill_sock(&s, skc);
-	if (s.state == TCP_TIME_WAIT && cfg.witness)
-		witness_time_wait(&s);
+	if (c)
+		witness_time_wait(&s, c);
 	bpf_seq_write(ctx->meta->seq, &s, sizeof(s));
 	return 0;
 }
