@@ -25,7 +25,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface LoadOptions { threads: number; ports: number }
 
-function pairWithRoom(): NetnsPair {
+/** A namespace pair with room for millions of TIME_WAIT sockets (sysctls set inside it only). */
+export function pairWithRoom(): NetnsPair {
 	const pair = createPair();
 	pair.sysctl(pair.client, 'net.ipv4.ip_local_port_range', '1024 65535');
 	for (const ns of [pair.client, pair.server]) pair.sysctl(ns, 'net.ipv4.tcp_max_tw_buckets', '4000000');
@@ -36,7 +37,7 @@ function pairWithRoom(): NetnsPair {
  * A churn server and client; the client runs `seconds` at `rate` connections/s (0: as fast as it
  * can). `running()` is true until the client has ended; `result()` stops the server and gives the count.
  */
-async function startLoad(pair: NetnsPair, load: LoadOptions, seconds: number, rate: number) {
+export async function startLoad(pair: NetnsPair, load: LoadOptions, seconds: number, rate: number) {
 	const server = await startChurnServer(pair, { port: PORT, ...load }, seconds + 60);
 	let isRunning = true;
 	const client = runChurnClient(pair, { port: PORT, ...load }, seconds, 0, rate).finally(() => (isRunning = false));

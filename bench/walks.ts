@@ -17,10 +17,9 @@ import { parseArgs } from 'node:util';
 import { TraceSession } from '../src/tracer/session.js';
 import { WALK_CHUNK_BYTES } from '../src/tracer/namespaces.js';
 import { inNetns, readIteratorChunk } from '../native/iter.js';
-import { createPair } from '../test/helpers/netns.js';
-import { runChurnClient, startChurnServer, stopChurnServer } from '../test/helpers/churn.js';
 import { root } from './tracers.js';
 import { timeWaitSockets } from './proc.js';
+import { pairWithRoom, startLoad } from './steady.js';
 
 const { values: opts } = parseArgs({ options: { seconds: { type: 'string', default: '30' }, rounds: { type: 'string', default: '5' } } });
 const seconds = Number(opts.seconds);
@@ -34,14 +33,9 @@ if (process.getuid?.() !== 0) {
 	process.exit(1);
 }
 
-const pair = createPair();
+const pair = pairWithRoom();
 try {
-	for (const ns of [pair.client, pair.server]) pair.sysctl(ns, 'net.ipv4.tcp_max_tw_buckets', '4000000');
-	pair.sysctl(pair.client, 'net.ipv4.ip_local_port_range', '1024 65535');
-	const load = { port: 7000, ports: 64, threads: 2 };
-	const server = await startChurnServer(pair, load, seconds + 5);
-	const churn = await runChurnClient(pair, load, seconds);
-	await stopChurnServer(server);
+	const churn = await (await startLoad(pair, { ports: 64, threads: 2 }, seconds, 0)).result();
 	const held = timeWaitSockets(pair.client);
 	console.log(`bench:walks: ${churn.connections.toLocaleString('en-US')} connections in ${seconds} s; ${held.toLocaleString('en-US')} TIME_WAIT sockets in the client namespace`);
 
