@@ -14,6 +14,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
+import { defaultObjectPath } from '../src/tracer/preflight.js';
 import { TraceSession } from '../src/tracer/session.js';
 import { WALK_CHUNK_BYTES } from '../src/tracer/namespaces.js';
 import { inNetns, readIteratorChunk } from '../native/iter.js';
@@ -39,7 +40,7 @@ try {
 	const held = timeWaitSockets(pair.client);
 	console.log(`bench:walks: ${churn.connections.toLocaleString('en-US')} connections in ${seconds} s; ${held.toLocaleString('en-US')} TIME_WAIT sockets in the client namespace`);
 
-	const session = new TraceSession({ objectPath: `${root}/build/twtrace.bpf.o`, filters: { netns: [pair.clientInode], kinds: ['time_wait'] }, ringBytes: 1 << 22, socketWalks: true }, { onEvents: () => {} });
+	const session = new TraceSession({ objectPath: defaultObjectPath(), filters: { netns: [pair.clientInode], kinds: ['time_wait'] }, ringBytes: 1 << 22, socketWalks: true }, { onEvents: () => {} });
 	const nsFd = fs.openSync(`/run/netns/${pair.client}`, 'r');
 	const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
 	const walk = (cookiesOnly: boolean): number => {
