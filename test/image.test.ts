@@ -6,10 +6,12 @@
  * namespace of the host as `ss` does, and `twtrace top` on the host attaches to it through the
  * mounted agent socket.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { packageVersion } from '../src/tracer/preflight.js';
+import { runCommand } from './helpers/children.js';
 import { podmanOptionsOfDaemonSet, unitCapabilities } from './helpers/deploy.js';
 import { bpfTest, cli, root, which } from './helpers/env.js';
 import { valueOf } from './helpers/exposition.js';
@@ -17,13 +19,9 @@ import { createPair, settledTimeWait } from './helpers/netns.js';
 import { runClient, startServer } from './helpers/processes.js';
 import { freePort, scrape, until } from './helpers/serve.js';
 
-const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
 const tag = 'localhost/twtrace:test';
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
-	return new Promise((resolve) => execFile(cmd, args, { cwd: root, env, timeout: 300_000, maxBuffer: 64 << 20 },
-		(error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })));
-}
+const run = (cmd: string, args: string[], env = process.env) => runCommand(cmd, args, { cwd: root, env, timeoutMs: 300_000 });
 
 /** This process's soft limit on open files: the container gets the same, never more (see below). */
 function openFilesLimit(): number {
@@ -52,7 +50,7 @@ bpfTest('the container image: built from the tarball with no toolchain in it, po
 	t.log(`built ${tag} in ${((Date.now() - started) / 1000).toFixed(0)} s: ${(Number(size) / 1e6).toFixed(0)} MB`);
 	// Debian minbase with libbpf1 (~76 MB) plus Node.js (~100 MB) plus twtrace (~10 MB).
 	t.true(Number(size) < 250e6, `the image is ${size} bytes`);
-	t.is((await run('podman', ['image', 'inspect', '--format', '{{index .Labels "org.opencontainers.image.version"}}', tag])).stdout.trim(), version);
+	t.is((await run('podman', ['image', 'inspect', '--format', '{{index .Labels "org.opencontainers.image.version"}}', tag])).stdout.trim(), packageVersion());
 
 	// Its files, read from the image itself.
 	const mount = await run('podman', ['image', 'mount', tag]);

@@ -5,22 +5,19 @@
  * `node` and nothing else: no compiler, bpftool or other program is reachable (twtrace runs none).
  * test/image.test.ts shows the same on a root filesystem with no toolchain package installed at all.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { packageVersion } from '../src/tracer/preflight.js';
+import { runCommand } from './helpers/children.js';
 import { bpfTest, root } from './helpers/env.js';
 import { createPair } from './helpers/netns.js';
 import { runClient, startServer } from './helpers/processes.js';
 import { scrape, startServe, until } from './helpers/serve.js';
 import { valueOf } from './helpers/exposition.js';
 
-const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
-
-function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin` }): Promise<{ code: number; stdout: string; stderr: string }> {
-	return new Promise((resolve) => execFile(cmd, args, { cwd, timeout: 120_000, env },
-		(error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })));
-}
+const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin` }) => runCommand(cmd, args, { cwd, env });
 
 bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --version, doctor, top --once, top --json and serve from its own files with only node on PATH', async (t) => {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-pack-'));
@@ -44,14 +41,13 @@ bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --
 	fs.mkdirSync(nodeOnly);
 	fs.symlinkSync(process.execPath, path.join(nodeOnly, 'node'));
 	const env = { ...process.env, PATH: nodeOnly };
-	t.is((await run(twtrace, ['--version'], dir, env)).stdout.trim(), version);
+	t.is((await run(twtrace, ['--version'], dir, env)).stdout.trim(), packageVersion());
 	// Its BPF objects are its own, not the checkout's.
 	const objectPath = execFileSync(process.execPath, ['-e', `import(${JSON.stringify(path.join(installed, 'dist/src/tracer/preflight.js'))}).then((m) => console.log(m.defaultObjectPath()))`], { encoding: 'utf8' }).trim();
 	t.is(objectPath, path.join(installed, 'build', 'twtrace.bpf.o'));
 
 	// A host without libbpf.so.1 (as if libbpf1 were not installed): the package to install is named.
-	const noLibbpf = await new Promise<{ code: number; stderr: string }>((resolve) => execFile(twtrace, ['top', '--once', '--standalone'], { cwd: dir, env: { ...env, TWTRACE_LIBBPF: '/nonexistent/libbpf.so.1' } },
-		(error, _out, stderr) => resolve({ code: error ? Number(error.code) : 0, stderr })));
+	const noLibbpf = await run(twtrace, ['top', '--once', '--standalone'], dir, { ...env, TWTRACE_LIBBPF: '/nonexistent/libbpf.so.1' });
 	t.is(noLibbpf.code, 1);
 	t.regex(noLibbpf.stderr, /^twtrace: libbpf\.so\.1 not found\n {2}Install it: apt-get install libbpf1/);
 

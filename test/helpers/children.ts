@@ -1,5 +1,5 @@
-/** Child processes shared by the tests and bench/ (no test-runner imports): tracking, waiting for a line. */
-import type { ChildProcess } from 'node:child_process';
+/** Child processes shared by the tests and bench/ (no test-runner imports): tracking, waiting for a line, running a command to its end. */
+import { execFile, type ChildProcess } from 'node:child_process';
 
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -33,4 +33,16 @@ export function waitForLine(child: ChildProcess, stream: 'stdout' | 'stderr', ma
 			reject(new Error(`exited with ${code} before ${match}; ${stream}: ${buf}`));
 		});
 	});
+}
+
+export interface CommandResult {
+	code: number;
+	stdout: string;
+	stderr: string;
+}
+
+/** Runs a command to its end and gives its exit code and output, never rejecting: tests assert on them. */
+export function runCommand(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CommandResult> {
+	return new Promise((resolve) => execFile(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, timeout: options.timeoutMs ?? 120_000, maxBuffer: 64 << 20 },
+		(error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })));
 }

@@ -18,6 +18,7 @@ import { TCP_TIME_WAIT } from '../../src/event/sock.js';
 import { bpfObject, bpfTest } from '../helpers/env.js';
 import { track, waitForLine } from '../helpers/children.js';
 import { createPair, type NetnsPair } from '../helpers/netns.js';
+import { until } from '../helpers/serve.js';
 
 const CONNECTIONS = 20;
 
@@ -51,10 +52,8 @@ function node(ns: string, script: string, args: string[]) {
 	return track(spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] }));
 }
 
-async function until(what: string, probe: () => boolean): Promise<void> {
-	for (let i = 0; i < 100 && !probe(); i++) await new Promise((r) => setTimeout(r, 100));
-	if (!probe()) throw new Error(`timed out waiting for ${what}`);
-}
+/** How many of the client namespace's sockets to the server port ss shows in `state`. */
+const inState = (pair: NetnsPair, port: number, state: string) => [...states(pair, port).values()].filter((s) => s === state).length;
 
 /** Local port -> state, of the client namespace's sockets to the server port, as ss sees them. */
 function states(pair: NetnsPair, port: number): Map<number, string> {
@@ -78,12 +77,12 @@ async function missedThenWalked(t: ExecutionContext, port: number, walk: (walker
 	await waitForLine(server, 'stdout', /^ready/, 10_000);
 	const client = node(pair.client, CLIENT, [pair.serverAddr, String(port), String(CONNECTIONS)]);
 	const clientPid = (JSON.parse(await waitForLine(client, 'stdout', /"pid"/, 10_000)) as { pid: number }).pid;
-	await until('20 client sockets in FIN-WAIT-2', () => [...states(pair, port).values()].filter((s) => s === 'FIN-WAIT-2').length === CONNECTIONS);
+	await until('20 client sockets in FIN-WAIT-2', 10_000, async () => inState(pair, port, 'FIN-WAIT-2') === CONNECTIONS || undefined);
 
 	// From here on no program sees a transition: the sockets' entries into TIME_WAIT go unreported.
 	session.detachTracepoints();
 	server.stdin!.write('close\n');
-	await until('20 client sockets in TIME-WAIT', () => [...states(pair, port).values()].filter((s) => s === 'TIME-WAIT').length === CONNECTIONS);
+	await until('20 client sockets in TIME-WAIT', 10_000, async () => inState(pair, port, 'TIME-WAIT') === CONNECTIONS || undefined);
 	const ports = new Set(states(pair, port).keys());
 	t.is(events.length, 0, 'no time_wait event came from the (detached) tracepoint');
 	// A walk claims only closes older than WALK_MIN_AGE_NS (1 s): a younger one's event may still be on its way.
