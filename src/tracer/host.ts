@@ -32,15 +32,38 @@ export function netnsInode(arg: string): number {
 /** Inodes of the network namespaces in use: those under /run/netns and those of every process. */
 export function netnsInodesInUse(): Set<number> {
 	const inodes = new Set<number>();
-	for (const name of safeList('/run/netns')) {
-		try {
-			inodes.add(fs.statSync(path.join('/run/netns', name)).ino);
-		} catch {
-			// removed meanwhile
-		}
-	}
+	for (const { inode } of namedNamespaces()) inodes.add(inode);
 	for (const { inode } of processNamespaces()) inodes.add(inode);
 	return inodes;
+}
+
+/** The namespaces `ip netns` named: /run/netns/NAME (those removed meanwhile left out). */
+function* namedNamespaces(): Generator<{ name: string; inode: number }> {
+	for (const name of safeList('/run/netns')) {
+		const st = fs.statSync(path.join('/run/netns', name), { throwIfNoEntry: false });
+		if (st) yield { name, inode: st.ino };
+	}
+}
+
+/**
+ * When a lookup that missed may walk the host again: at most once per `intervalMs`, so that ids
+ * that never resolve (a cgroup gone, a namespace of nobody) cost one walk per interval, not one per event.
+ */
+class RescanOnMiss {
+	readonly #intervalMs: number;
+	#lastMs = -Infinity;
+
+	constructor(intervalMs: number) {
+		this.#intervalMs = intervalMs;
+	}
+
+	/** True, and the interval starts again, when a walk may run now. */
+	due(): boolean {
+		const now = Date.now();
+		if (now - this.#lastMs < this.#intervalMs) return false;
+		this.#lastMs = now;
+		return true;
+	}
 }
 
 /** Every process and the inode of its network namespace (those that exit meanwhile, or are not ours to read, left out). */
@@ -88,22 +111,18 @@ function safeRead(file: string): string {
 export class CgroupPaths {
 	readonly #root: string | undefined;
 	readonly #byId = new Map<number, string>();
-	readonly #rescanMs: number;
-	#lastScan = -Infinity;
+	readonly #rescan: RescanOnMiss;
 
 	constructor(root = cgroup2Root(), rescanMs = 2000) {
 		this.#root = root;
-		this.#rescanMs = rescanMs;
+		this.#rescan = new RescanOnMiss(rescanMs);
 	}
 
 	/** The path relative to the cgroup root ("/" for the root itself), or undefined. Never throws. */
 	lookup(id: number): string | undefined {
 		if (id === 0 || !this.#root) return undefined;
 		const hit = this.#byId.get(id);
-		if (hit !== undefined) return hit;
-		const now = Date.now();
-		if (now - this.#lastScan < this.#rescanMs) return undefined;
-		this.#lastScan = now;
+		if (hit !== undefined || !this.#rescan.due()) return hit;
 		this.#scan();
 		return this.#byId.get(id);
 	}
@@ -150,26 +169,21 @@ export function processRuns(pid: number): boolean {
  */
 export class NamespaceNames {
 	readonly #names = new Map<number, string | undefined>();
-	readonly #rescanMs: number;
-	#lastScanMs = -Infinity;
+	readonly #rescan: RescanOnMiss;
 
 	constructor(rescanMs = 5000) {
-		this.#rescanMs = rescanMs;
+		this.#rescan = new RescanOnMiss(rescanMs);
 	}
 
 	name(inode: number): string | undefined {
-		if (this.#names.has(inode)) return this.#names.get(inode);
-		const now = Date.now();
-		if (now - this.#lastScanMs < this.#rescanMs) return undefined;
-		this.#lastScanMs = now;
+		if (this.#names.has(inode) || !this.#rescan.due()) return this.#names.get(inode);
 		this.#scan();
 		return this.#names.get(inode);
 	}
 
 	#scan(): void {
-		for (const name of safeList('/run/netns')) {
-			const st = fs.statSync(path.join('/run/netns', name), { throwIfNoEntry: false });
-			if (st && !this.#names.has(st.ino)) this.#names.set(st.ino, name);
+		for (const { name, inode } of namedNamespaces()) {
+			if (!this.#names.has(inode)) this.#names.set(inode, name);
 		}
 		// Not named by ip netns: the workload of the first process found in it that has one.
 		const unnamed = new Set<number>();
