@@ -69,6 +69,7 @@ _Static_assert(sizeof(struct twt_event) % 8 == 0, "twt_event must keep 8-byte al
 _Static_assert(sizeof(struct twt_sock) == 64, "twt_sock size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_holder) == 64, "twt_holder size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_config) == 64, "twt_config size changed: regenerate the layout");
+_Static_assert(sizeof(struct twt_listener) == 32, "twt_listener size changed: regenerate the layout");
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -105,19 +106,9 @@ struct twt_btf_anchor {
 	struct twt_closing closing; /* read by the loader when it sweeps the closing map */
 	enum twt_claim claim;
 	struct twt_walk_settings walk_settings;
+	struct twt_listener_key listener_key;
+	struct twt_listener listener;
 } twt_btf_anchor;
-
-struct twt_listener_key {
-	__u32 netns;
-	__u32 port;
-};
-
-struct twt_listener {
-	__u64 cookie; /* of the listening socket: SO_REUSEPORT groups share (netns, port) */
-	__u32 pid;
-	__u32 task;   /* twt_task.id of the listen() caller: the owner of the sockets it accepts */
-	char comm[TWT_COMM_LEN]; /* for the loader (Tracer.listenerOwner), which has no task table */
-};
 
 /* The last task record sent for a thread: a new one goes out when its pid or name changes. */
 struct twt_task_seen {

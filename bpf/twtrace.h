@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The record twtrace's BPF program streams to user space, its configuration block and its counters.
- * This header is the only hand-written definition of that layout: scripts/gen-layout.ts reads it back
- * from the BTF of build/twtrace.bpf.o and writes src/event/layout.generated.ts, and
- * test/layout.test.ts fails when the two drift apart.
+ * Every struct that crosses between twtrace's BPF programs and user space: the records streamed on
+ * the ring (events, task records), the records of socket and process walks, the configuration
+ * block, the walk settings, and the values of the maps the loader reads (closing entries,
+ * listeners). This header is their only hand-written definition: scripts/gen-layout.ts reads them
+ * back from the BTF of build/twtrace.bpf.o and writes src/event/layout.generated.ts, and
+ * test/layout.test.ts fails when the two drift apart. Structs the BPF side alone reads stay in
+ * bpf/twtrace.bpf.c.
  *
  * Rules: fixed size, fields largest to smallest, explicit padding, no implicit holes.
  */
@@ -148,6 +151,24 @@ struct twt_holder {
 	__u16 family;
 	__u8 state;         /* TCP_* */
 	__u8 _pad;
+};
+
+/* Key of the `listeners` map: a listening port of a network namespace. */
+struct twt_listener_key {
+	__u32 netns;
+	__u32 port;         /* host order */
+};
+
+/*
+ * Who called listen() on a port (a value of the `listeners` map): the owner of the connections it
+ * accepts (LISTEN -> SYN_RECV runs in softirq, where no process is current: kernel-facts §1.2), and,
+ * read by the loader at each walk, of TIME_WAIT sockets on that port older than twtrace.
+ */
+struct twt_listener {
+	__u64 cookie;       /* of the listening socket: SO_REUSEPORT groups share (netns, port) */
+	__u32 pid;          /* thread group id of the listen() caller */
+	__u32 task;         /* twt_task.id of the listen() caller */
+	char comm[TWT_COMM_LEN]; /* its name, for the loader, which keeps no task table of its own */
 };
 
 /* Filters, written into .rodata by the loader between open and load (const volatile: the verifier

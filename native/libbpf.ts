@@ -8,7 +8,7 @@
  */
 import koffi from 'koffi';
 import os from 'node:os';
-import { lastError as failure, libc, NativeError } from './libc.js';
+import { hostU32, hostU64, lastError as failure, libc, NativeError, setHostU32 } from './libc.js';
 
 export { NativeError };
 
@@ -176,7 +176,7 @@ export function mapWriteInitialValue(map: Handle, offset: number, bytes: Uint8Ar
 	const sizeBuf = Buffer.alloc(8);
 	const ptr = libbpf().bpf_map__initial_value(map, sizeBuf);
 	if (isNull(ptr)) throw failure('get .rodata initial value');
-	const size = Number(sizeBuf.readBigUInt64LE(0));
+	const size = Number(hostU64(sizeBuf));
 	if (offset + bytes.length > size) {
 		throw new NativeError('write .rodata', os.constants.errno.EINVAL, `${offset + bytes.length} bytes into ${size}`);
 	}
@@ -257,12 +257,12 @@ export function possibleCpus(): number {
 /** Reads a per-CPU u64 array element and returns the sum over CPUs. */
 export function perCpuSum(fd: number, index: number, cpus: number): bigint {
 	const key = Buffer.alloc(4);
-	key.writeUInt32LE(index);
+	setHostU32(key, index);
 	const value = Buffer.alloc(8 * cpus);
 	const ret = libbpf().bpf_map_lookup_elem(fd, key, value);
 	if (ret < 0) throw failure('read counters', ret);
 	let sum = 0n;
-	for (let cpu = 0; cpu < cpus; cpu++) sum += value.readBigUInt64LE(cpu * 8);
+	for (let cpu = 0; cpu < cpus; cpu++) sum += hostU64(value, cpu * 8);
 	return sum;
 }
 
@@ -270,10 +270,10 @@ export function perCpuSum(fd: number, index: number, cpus: number): bigint {
 export function programRecursionMisses(progFd: number): bigint {
 	const info = Buffer.alloc(PROG_INFO_SIZE);
 	const len = Buffer.alloc(4);
-	len.writeUInt32LE(PROG_INFO_SIZE);
+	setHostU32(len, PROG_INFO_SIZE);
 	const ret = libbpf().bpf_obj_get_info_by_fd(progFd, info, len);
 	if (ret < 0) throw failure('read program info', ret);
-	return len.readUInt32LE() > PROG_INFO_RECURSION_MISSES_OFFSET ? info.readBigUInt64LE(PROG_INFO_RECURSION_MISSES_OFFSET) : 0n;
+	return hostU32(len) > PROG_INFO_RECURSION_MISSES_OFFSET ? hostU64(info, PROG_INFO_RECURSION_MISSES_OFFSET) : 0n;
 }
 
 /** 1 supported, 0 not, negative errno when the probe itself failed. */

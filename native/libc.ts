@@ -14,6 +14,17 @@ const MAP_FAILED = 0xffffffffffffffffn; // (void *)-1: koffi returns it as a poi
 const POLLERR = 0x008;
 const POLLHUP = 0x010;
 
+/** Kernel structs (bpf_attr, bpf_prog_info, struct pollfd) are in the host's byte order. */
+const HOST_LE = os.endianness() === 'LE';
+
+/** Reads a kernel u64 / u32 / s16 at `at` of `buf`, in host byte order. */
+export const hostU64 = (buf: Buffer, at = 0): bigint => (HOST_LE ? buf.readBigUInt64LE(at) : buf.readBigUInt64BE(at));
+export const hostU32 = (buf: Buffer, at = 0): number => (HOST_LE ? buf.readUInt32LE(at) : buf.readUInt32BE(at));
+const hostS16 = (buf: Buffer, at: number): number => (HOST_LE ? buf.readInt16LE(at) : buf.readInt16BE(at));
+/** Writes a kernel u32 / s32 at `at` of `buf`, in host byte order. */
+export const setHostU32 = (buf: Buffer, value: number, at = 0): void => void (HOST_LE ? buf.writeUInt32LE(value, at) : buf.writeUInt32BE(value, at));
+const setHostS32 = (buf: Buffer, value: number, at: number): void => void (HOST_LE ? buf.writeInt32LE(value, at) : buf.writeInt32BE(value, at));
+
 interface Libc {
 	mmap: (addr: null, length: number, prot: number, flags: number, fd: number, offset: number) => Pointer;
 	munmap: (addr: Pointer, length: number) => number;
@@ -93,8 +104,8 @@ export function munmap(m: Mapping): void {
  */
 export function isWriteEndOrphaned(fd: number): boolean {
 	const pfd = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
-	pfd.writeInt32LE(fd, 0);
+	setHostS32(pfd, fd, 0);
 	if (libc().poll(pfd, 1, 0) <= 0) return false;
-	return (pfd.readInt16LE(6) & (POLLERR | POLLHUP)) !== 0;
+	return (hostS16(pfd, 6) & (POLLERR | POLLHUP)) !== 0;
 }
 

@@ -24,7 +24,10 @@ interface BtfType {
 
 export interface Field { offset: number; size: number; count?: number }
 
-const STRUCTS = { event: 'twt_event', task: 'twt_task', sock: 'twt_sock', holder: 'twt_holder', config: 'twt_config', closing: 'twt_closing' } as const;
+const STRUCTS = {
+	event: 'twt_event', task: 'twt_task', sock: 'twt_sock', holder: 'twt_holder', config: 'twt_config', closing: 'twt_closing',
+	walkSettings: 'twt_walk_settings', listenerKey: 'twt_listener_key', listener: 'twt_listener',
+} as const;
 const ENUMS = {
 	EventKind: ['twt_event_kind', 'TWT_KIND_'],
 	Side: ['twt_side', 'TWT_SIDE_'],
@@ -75,7 +78,9 @@ export function generateLayout(types: BtfType[]): string {
 	const holder = fields(STRUCTS.holder);
 	const config = fields(STRUCTS.config);
 	const closing = fields(STRUCTS.closing);
-	const walkSettings = fields('twt_walk_settings');
+	const walkSettings = fields(STRUCTS.walkSettings);
+	const listenerKey = fields(STRUCTS.listenerKey);
+	const listener = fields(STRUCTS.listener);
 	const data = named('DATASEC', '.data');
 	// Offsets of DATASEC variables are 0 in an object file (libbpf sets them at open): the section
 	// must hold this one variable, at offset 0, for the loader to write it whole.
@@ -106,6 +111,10 @@ export function generateLayout(types: BtfType[]): string {
 		...structLines('CLOSING', closing),
 		'/** struct twt_walk_settings: the whole .data map (its one variable, `walk`). */',
 		...structLines('WALK_SETTINGS', walkSettings),
+		'/** A key of the `listeners` map: (netns, port). */',
+		...structLines('LISTENER_KEY', listenerKey),
+		'/** A value of the `listeners` map: who called listen() on that port (the loader reads it at walks). */',
+		...structLines('LISTENER', listener),
 	];
 	lines.pop(); // the blank line after the last struct
 	for (const [tsName, [cName, prefix]] of Object.entries(ENUMS)) {

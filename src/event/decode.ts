@@ -4,7 +4,7 @@
  * table. Total: kernel input never makes it throw; a record of the wrong size or an unknown kind
  * comes back as a DecodeFailure for the caller to count.
  */
-import os from 'node:os';
+import { HOST_LITTLE_ENDIAN } from './host-order.js';
 import { EVENT_FIELDS as F, EVENT_SIZE, EventFlag, EventKind, TASK_FIELDS as T } from './layout.generated.js';
 import { NO_TASK, TaskTable, type TaskInfo } from './tasks.js';
 import { AF_INET6, kindName, OWNER_SOURCE_NAMES, SIDE_NAMES, type EventKindName, type OwnerSourceName, type SideName } from './kinds.js';
@@ -65,7 +65,7 @@ export const FIELD_PROPERTIES: { readonly [K in keyof typeof F]: keyof TwtEvent 
 	flags: 'recovered', tw_slack_ms: 'twSlackMs', _pad: 'padding',
 };
 
-const hostLittleEndian = os.endianness() === 'LE';
+const hostLittleEndian = HOST_LITTLE_ENDIAN;
 
 /** Decodes records out of one memory region (a mapped ring, or a capture buffer). */
 export class Decoder {

@@ -2,7 +2,7 @@
  * Bytes written by the iter/task_file program (struct twt_holder, one per TCP socket a process holds
  * open) → HolderEntry[]. Pure and total: a trailing partial record is ignored.
  */
-import os from 'node:os';
+import { cString, HOST_LITTLE_ENDIAN } from './host-order.js';
 import { formatAddress } from './decode.js';
 import { AF_INET6 } from './kinds.js';
 import { HOLDER_FIELDS as F, HOLDER_SIZE } from './layout.generated.js';
@@ -20,18 +20,16 @@ export interface HolderEntry {
 	state: number;
 }
 
-const little = os.endianness() === 'LE';
+const little = HOST_LITTLE_ENDIAN;
 
 export function decodeHolders(bytes: Uint8Array): HolderEntry[] {
 	const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 	const out: HolderEntry[] = [];
 	for (let at = 0; at + HOLDER_SIZE <= bytes.byteLength; at += HOLDER_SIZE) {
 		const family = v.getUint16(at + F.family.offset, little) === AF_INET6 ? 6 : 4;
-		const comm = bytes.subarray(at + F.comm.offset, at + F.comm.offset + F.comm.size);
-		const end = comm.indexOf(0);
 		out.push({
 			pid: v.getUint32(at + F.pid.offset, little),
-			comm: Buffer.from(comm.subarray(0, end < 0 ? comm.length : end)).toString('utf8'),
+			comm: cString(bytes.subarray(at + F.comm.offset, at + F.comm.offset + F.comm.size)),
 			netns: v.getUint32(at + F.netns.offset, little),
 			family,
 			saddr: formatAddress(bytes, at + F.saddr.offset, family),

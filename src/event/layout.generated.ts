@@ -109,6 +109,22 @@ export const WALK_SETTINGS_FIELDS = {
 	_pad: { offset: 12, size: 4 },
 } as const satisfies Record<string, FieldLayout>;
 
+/** A key of the `listeners` map: (netns, port). */
+export const LISTENER_KEY_SIZE = 8;
+export const LISTENER_KEY_FIELDS = {
+	netns: { offset: 0, size: 4 },
+	port: { offset: 4, size: 4 },
+} as const satisfies Record<string, FieldLayout>;
+
+/** A value of the `listeners` map: who called listen() on that port (the loader reads it at walks). */
+export const LISTENER_SIZE = 32;
+export const LISTENER_FIELDS = {
+	cookie: { offset: 0, size: 8 },
+	pid: { offset: 8, size: 4 },
+	task: { offset: 12, size: 4 },
+	comm: { offset: 16, size: 16, count: 16 },
+} as const satisfies Record<string, FieldLayout>;
+
 export const EventKind = {
 	CONNECT: 1,
 	ACCEPT: 2,

@@ -2,7 +2,7 @@
  * Bytes written by the iter/tcp program (struct twt_sock, one per socket) → SocketEntry[]. Pure
  * and total: a trailing partial record is ignored and counted by the caller via `trailingBytes`.
  */
-import os from 'node:os';
+import { HOST_LITTLE_ENDIAN } from './host-order.js';
 import { AF_INET6 } from './kinds.js';
 import { formatAddress, readU64 } from './decode.js';
 import { SOCK_FIELDS as F, SOCK_SIZE } from './layout.generated.js';
@@ -30,7 +30,7 @@ export const TCP_TIME_WAIT = 6;
 export const TCP_LISTEN = 10;
 export const TCP_NEW_SYN_RECV = 12;
 
-const little = os.endianness() === 'LE';
+const little = HOST_LITTLE_ENDIAN;
 
 export function decodeSockets(bytes: Uint8Array): { sockets: SocketEntry[]; trailingBytes: number } {
 	const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

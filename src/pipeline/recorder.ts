@@ -15,6 +15,7 @@
  * stores them as changes (capture/walk-table.ts).
  */
 import { EVENT_FIELDS, EVENT_SIZE, EventKind, TASK_FIELDS } from '../event/layout.generated.js';
+import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { DROP_NAMES, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
 import type { WalkRecord } from '../model/walk.js';
 
@@ -78,7 +79,7 @@ export class FlightRecorder {
 	addEvents(raw: Buffer, nowUs: number): void {
 		for (let at = 0; at < raw.length; at += EVENT_SIZE) {
 			if (raw[at + EVENT_FIELDS.kind.offset] !== EventKind.TASK) continue;
-			const id = raw.readUInt32LE(at + TASK_FIELDS.id.offset);
+			const id = HOST_LITTLE_ENDIAN ? raw.readUInt32LE(at + TASK_FIELDS.id.offset) : raw.readUInt32BE(at + TASK_FIELDS.id.offset);
 			this.#tasks.delete(id); // re-inserted last: the map's order is the eviction order
 			if (this.#tasks.size >= MAX_TASKS) this.#tasks.delete(this.#tasks.keys().next().value!);
 			this.#tasks.set(id, Buffer.from(raw.subarray(at, at + EVENT_SIZE)));

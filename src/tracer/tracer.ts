@@ -6,6 +6,8 @@ import * as bpf from '../../native/libbpf.js';
 import { RingMap } from '../../native/ring-map.js';
 import { Claim, CLOSING_FIELDS, CLOSING_SIZE, CONFIG_FIELDS, CONFIG_SIZE, Counter, RODATA_CFG_OFFSET, WALK_SETTINGS_FIELDS, WALK_SETTINGS_SIZE } from '../event/layout.generated.js';
 import { kindValue, type EventKindName } from '../event/kinds.js';
+import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
+import { decodeListener, encodeListenerKey, LISTENER_SIZE, type ListenerOwner } from '../event/listener.js';
 import { RingReader, type RecordHandler } from './ring-reader.js';
 import type { DropCounts } from '../model/losses.js';
 
@@ -37,12 +39,7 @@ export interface TracerOptions {
 	socketWalks?: boolean;
 }
 
-/** The process that called listen() on a port, from the BPF listeners map. */
-export interface ListenerOwner {
-	pid: number;
-	comm: string;
-}
-
+export type { ListenerOwner };
 
 /** A closing entry older than this is deleted by sweepClosing(): no close takes that long to end
  * (FIN_WAIT1 retries, tcp_fin_timeout, a half-closed socket) without the tracepoint or a walk settling it. */
@@ -61,13 +58,10 @@ const PROGRAMS = {
 	socketWalk: { name: 'dump_tcp', attachPoint: 'iter/tcp' },
 } as const;
 
-const LISTENER_VALUE_BYTES = 40;
-
-/** Encodes the filters as `struct twt_config` (host byte order). Pure; exported for tests. */
-export function encodeConfig(filters: Filters, witness = false): Uint8Array {
+/** Encodes the filters as `struct twt_config` in host byte order (`le`: a test's choice). Pure. */
+export function encodeConfig(filters: Filters, witness = false, le = HOST_LITTLE_ENDIAN): Uint8Array {
 	const bytes = new Uint8Array(CONFIG_SIZE);
 	const v = new DataView(bytes.buffer);
-	const le = true; // x86_64 only, as bpf/twtrace.bpf.c
 	const F = CONFIG_FIELDS;
 	if (filters.netns.length > F.netns.count) throw new RangeError(`at most ${F.netns.count} network namespaces`);
 	v.setBigUint64(F.cgroup_id.offset, BigInt(filters.cgroupId ?? 0), le);
@@ -191,8 +185,9 @@ export class Tracer {
 	#writeWalkSettings(): void {
 		if (this.#closed) return;
 		const value = Buffer.alloc(WALK_SETTINGS_SIZE);
-		value.writeBigUInt64LE(this.#walkMinAgeNs, WALK_SETTINGS_FIELDS.min_age_ns.offset);
-		value.writeUInt32LE(this.#walkCookiesOnly ? 1 : 0, WALK_SETTINGS_FIELDS.cookies_only.offset);
+		const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
+		v.setBigUint64(WALK_SETTINGS_FIELDS.min_age_ns.offset, this.#walkMinAgeNs, HOST_LITTLE_ENDIAN);
+		v.setUint32(WALK_SETTINGS_FIELDS.cookies_only.offset, this.#walkCookiesOnly ? 1 : 0, HOST_LITTLE_ENDIAN);
 		bpf.mapUpdate(this.#dataFd, Buffer.alloc(4), value);
 	}
 
@@ -234,13 +229,14 @@ export class Tracer {
 		const key = Buffer.alloc(8);
 		const next = Buffer.alloc(8);
 		const value = Buffer.alloc(CLOSING_SIZE);
+		const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
 		let has = bpf.mapNextKey(this.#closingFd, null, next);
 		for (let visited = 0; has && visited < maxEntries; visited++) {
 			next.copy(key);
 			if (bpf.mapLookup(this.#closingFd, key, value)) {
-				const claim = value.readUInt32LE(CLOSING_FIELDS.claim.offset);
-				const closedNs = value.readBigUInt64LE(CLOSING_FIELDS.closed_ns.offset);
-				const netns = value.readUInt32LE(CLOSING_FIELDS.netns.offset);
+				const claim = v.getUint32(CLOSING_FIELDS.claim.offset, HOST_LITTLE_ENDIAN);
+				const closedNs = v.getBigUint64(CLOSING_FIELDS.closed_ns.offset, HOST_LITTLE_ENDIAN);
+				const netns = v.getUint32(CLOSING_FIELDS.netns.offset, HOST_LITTLE_ENDIAN);
 				if (!visit(key, claim, closedNs, netns)) return;
 			}
 			has = bpf.mapNextKey(this.#closingFd, key, next);
@@ -259,15 +255,9 @@ export class Tracer {
 	/** Who called listen() on (netns, port) since twtrace started, from the listeners map. */
 	listenerOwner(netns: number, port: number): ListenerOwner | undefined {
 		if (this.#closed) return undefined;
-		const key = Buffer.alloc(8);
-		key.writeUInt32LE(netns, 0);
-		key.writeUInt32LE(port, 4);
-		const value = Buffer.alloc(LISTENER_VALUE_BYTES);
-		if (!bpf.mapLookup(this.#listenersFd, key, value)) return undefined;
-		// struct twt_listener: cookie u64, pid, tid, uid, _pad u32, comm[16] (bpf/twtrace.bpf.c)
-		const comm = value.subarray(24, 40);
-		const end = comm.indexOf(0);
-		return { pid: value.readUInt32LE(8), comm: comm.toString('utf8', 0, end < 0 ? 16 : end) };
+		const value = Buffer.alloc(LISTENER_SIZE);
+		if (!bpf.mapLookup(this.#listenersFd, encodeListenerKey(netns, port), value)) return undefined;
+		return decodeListener(value);
 	}
 
 	/** Detaches the programs first (no new records), drains the rest, unmaps, frees the object. Idempotent. */
