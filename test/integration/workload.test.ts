@@ -45,11 +45,11 @@ bpfTest('workloads: a churner in a docker scope and one in a Kubernetes pod are 
 	t.is(byPid(a.pid).length, 30);
 	t.true(byPid(a.pid).every((e) => e.workload === 'docker 479e1c2a9b3f' && String(e.cgroup).endsWith(`docker-${DOCKER_ID}.scope`)), JSON.stringify(byPid(a.pid)[0]));
 	t.is(byPid(b.pid).length, 20);
-	t.true(byPid(b.pid).every((e) => e.workload === 'pod 5c7d9e2f1a2b (burstable) containerd aa11bb22cc33'), JSON.stringify(byPid(b.pid)[0]));
+	t.true(byPid(b.pid).every((e) => e.workload === 'pod 5c7d9e2f-1a2b (burstable) containerd aa11bb22cc33'), JSON.stringify(byPid(b.pid)[0]));
 
 	// top --by workload: one row per workload, holding its churner's TIME_WAIT.
 	const held = (snap: Record<string, any>, workload: string) => snap.rows.find((r: { workload: string }) => r.workload === workload)?.timeWait;
-	const snap = await top.waitFor((s) => held(s, 'docker 479e1c2a9b3f') === 30 && held(s, 'pod 5c7d9e2f1a2b (burstable) containerd aa11bb22cc33') === 20, 10_000);
+	const snap = await top.waitFor((s) => held(s, 'docker 479e1c2a9b3f') === 30 && held(s, 'pod 5c7d9e2f-1a2b (burstable) containerd aa11bb22cc33') === 20, 10_000);
 	await top.stop();
 	t.is(snap.by, 'workload');
 });

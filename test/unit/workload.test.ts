@@ -21,13 +21,14 @@ const CASES: [string, string, string | undefined, object][] = [
 	['CRI-O', `/machine.slice/crio-${ID}.scope`, 'cri-o 479e1c2a9b3f', { kind: 'container' }],
 	['podman', `/machine.slice/libpod-${ID}.scope`, 'podman 479e1c2a9b3f', { kind: 'container' }],
 	['pod, burstable, systemd driver', `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID_}.slice/cri-containerd-${ID}.scope`,
-		'pod 5c7d9e2f1a2b (burstable) containerd 479e1c2a9b3f', { kind: 'pod', short: 'pod:5c7d9e2f1a2b', pod: { uid: UID, qos: 'burstable' }, container: { runtime: 'containerd', id: ID } }],
+		'pod 5c7d9e2f-1a2b (burstable) containerd 479e1c2a9b3f', { kind: 'pod', short: 'pod:5c7d9e2f-1a2b', pod: { uid: UID, qos: 'burstable' }, container: { runtime: 'containerd', id: ID } }],
 	['pod, besteffort, systemd driver, CRI-O', `/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${UID_}.slice/crio-${ID}.scope`,
-		'pod 5c7d9e2f1a2b (besteffort) cri-o 479e1c2a9b3f', { kind: 'pod', pod: { uid: UID, qos: 'besteffort' } }],
-	['pod, guaranteed, systemd driver', `/kubepods.slice/kubepods-pod${UID_}.slice/cri-containerd-${ID}.scope`, 'pod 5c7d9e2f1a2b (guaranteed) containerd 479e1c2a9b3f', { pod: { uid: UID, qos: 'guaranteed' } }],
-	['pod, burstable, cgroupfs driver', `/kubepods/burstable/pod${UID}/${ID}`, 'pod 5c7d9e2f1a2b (burstable) container 479e1c2a9b3f', { kind: 'pod', pod: { uid: UID, qos: 'burstable' } }],
-	['pod, guaranteed, cgroupfs driver', `/kubepods/pod${UID}/${ID}`, 'pod 5c7d9e2f1a2b (guaranteed) container 479e1c2a9b3f', { pod: { uid: UID, qos: 'guaranteed' } }],
-	['the pod itself (its sandbox)', `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID_}.slice`, 'pod 5c7d9e2f1a2b (burstable)', { kind: 'pod' }],
+		'pod 5c7d9e2f-1a2b (besteffort) cri-o 479e1c2a9b3f', { kind: 'pod', pod: { uid: UID, qos: 'besteffort' } }],
+	['pod, guaranteed, systemd driver', `/kubepods.slice/kubepods-pod${UID_}.slice/cri-containerd-${ID}.scope`, 'pod 5c7d9e2f-1a2b (guaranteed) containerd 479e1c2a9b3f', { pod: { uid: UID, qos: 'guaranteed' } }],
+	['pod, burstable, cgroupfs driver', `/kubepods/burstable/pod${UID}/${ID}`, 'pod 5c7d9e2f-1a2b (burstable) container 479e1c2a9b3f', { kind: 'pod', pod: { uid: UID, qos: 'burstable' } }],
+	['pod, guaranteed, cgroupfs driver', `/kubepods/pod${UID}/${ID}`, 'pod 5c7d9e2f-1a2b (guaranteed) container 479e1c2a9b3f', { pod: { uid: UID, qos: 'guaranteed' } }],
+	['pod, cgroupfs driver, uid without dashes', `/kubepods/besteffort/pod${UID.replace(/-/g, '')}/${ID}`, 'pod 5c7d9e2f-1a2b (besteffort) container 479e1c2a9b3f', { pod: { uid: UID, qos: 'besteffort' } }],
+	['the pod itself (its sandbox)', `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID_}.slice`, 'pod 5c7d9e2f-1a2b (burstable)', { kind: 'pod' }],
 	['the root', '/', '/', { kind: 'cgroup' }],
 	['anything else', '/my/own/group', '/my/own/group', { kind: 'cgroup', short: 'group' }],
 	['a directory named like an id outside /docker', `/tenants/${ID}`, `/tenants/${ID}`, { kind: 'cgroup' }],
@@ -40,6 +41,14 @@ for (const [title, path, name, expected] of CASES) {
 		t.like(w, expected);
 	});
 }
+
+test('a pod is named by its uid as kubectl prints it (metadata.uid), so the name greps there', (t) => {
+	for (const path of [`/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID_}.slice`, `/kubepods/pod${UID.replace(/-/g, '')}/${ID}`]) {
+		const shown = /^pod (\S+) /.exec(workloadOf(path)!.name)![1]!;
+		t.true(`uid: ${UID}`.includes(shown), `${shown} is part of ${UID}`);
+		t.true(shown.includes('-'), 'with its dash, not run together');
+	}
+});
 
 test('an unknown cgroup has no workload', (t) => {
 	t.is(workloadOf(undefined), undefined);
