@@ -22,7 +22,20 @@ export interface Thresholds {
 export const DEFAULT_THRESHOLDS: Thresholds = { warnTimeWait: 20_000, critTimeWait: 30_000, warnHeadroom: 0.2, critHeadroom: 0.1 };
 
 export interface DoctorInput {
-	namespaces: { netns: number; /** /run/netns NAME, or the workload of a process in it. */ name?: string; timeWait: number | null; settings: NetnsSettings | null; error?: string; asked: boolean; /** TCPTimeWaitOverflow's increase while sampling. */ overflowDelta: number }[];
+	namespaces: {
+		netns: number;
+		/** /run/netns NAME, or the workload of a process in it. */
+		name?: string;
+		/** TIME_WAIT in the namespace now (the model's count); null when it was never walked. */
+		timeWait: number | null;
+		/** Set when timeWait is the last walk's, not now's (an agent with filters): how old it is. */
+		walkedAgoSeconds?: number;
+		settings: NetnsSettings | null;
+		error?: string;
+		asked: boolean;
+		/** TCPTimeWaitOverflow's increase while sampling. */
+		overflowDelta: number;
+	}[];
 	destinations: { netns: number; saddr: string; daddr: string; dport: number; portsInUse: number; portsUsable: number; currentRate: number; sustainableRate: number; secondsToExhaustion: number | null }[];
 	victims: { pid: number; comm: string; netns: number; errno: 'EADDRNOTAVAIL' | 'EADDRINUSE'; target: string; failures: number; heldBy: { label: string; timeWait: number }[] }[];
 	/** The busiest TIME_WAIT holders, for the details. */
@@ -62,7 +75,8 @@ export function evaluate(input: DoctorInput, t: Thresholds): Verdict {
 		}
 		const status: Status = ns.timeWait >= t.critTimeWait ? 'CRITICAL' : ns.timeWait >= t.warnTimeWait ? 'WARNING' : 'OK';
 		const max = ns.settings?.maxTimeWaitBuckets;
-		findings.push({ status, check: 'time-wait', netns: ns.netns, message: `${nsLabel(ns)}: ${n(ns.timeWait)} TIME_WAIT (warn ${n(t.warnTimeWait)}, crit ${n(t.critTimeWait)}${max !== undefined ? `, tcp_max_tw_buckets ${n(max)}` : ''})` });
+		const when = ns.walkedAgoSeconds === undefined ? '' : ` at the last walk, ${formatSeconds(ns.walkedAgoSeconds)} ago`;
+		findings.push({ status, check: 'time-wait', netns: ns.netns, message: `${nsLabel(ns)}: ${n(ns.timeWait)} TIME_WAIT${when} (warn ${n(t.warnTimeWait)}, crit ${n(t.critTimeWait)}${max !== undefined ? `, tcp_max_tw_buckets ${n(max)}` : ''})` });
 		perf.push(`'time_wait_${ns.netns}'=${ns.timeWait};${t.warnTimeWait};${t.critTimeWait};0${max !== undefined ? `;${max}` : ''}`);
 		findings.push(...reviewSysctls(ns.netns, nsLabel(ns), ns.settings, ns.overflowDelta, input.watchedSeconds));
 	}
@@ -131,7 +145,10 @@ export function inputFromSnapshot(snap: Snapshot, ctx: InputContext): DoctorInpu
 			.map((ns) => ({
 				netns: ns.netns,
 				...(ns.name ? { name: ns.name } : {}),
-				timeWait: ns.walkedTimeWait,
+				// The count now, not the last walk's: a walk may be a minute old (serve's interval), and
+				// thresholds must fire as the namespace fills (the model follows every TIME_WAIT entry).
+				timeWait: ns.walkedTimeWait === null ? null : ns.timeWait,
+				...(ns.timeWaitFrom === 'walk' && ns.walkedAgoMs !== null ? { walkedAgoSeconds: Math.round(ns.walkedAgoMs / 1000) } : {}),
 				settings: ns.settings,
 				asked: asked.has(ns.netns),
 				overflowDelta: ns.overflowSinceStart ?? 0,

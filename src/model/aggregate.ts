@@ -142,6 +142,13 @@ export interface NetnsState {
 	overflowAtFirstWalk: number | undefined;
 }
 
+/** ChurnModel.namespaceTimeWait: a namespace's TIME_WAIT count, and where it comes from. */
+export interface NamespaceTimeWait {
+	count: number;
+	/** model: now (exact at each walk, kept by events since); walk: the last walk's (a filtered model). */
+	from: 'model' | 'walk';
+}
+
 export const BEFORE_START = '(before start)';
 /**
  * Holds TIME_WAIT sockets a walk found that entered TIME_WAIT after twtrace attached, yet reached
@@ -481,6 +488,28 @@ export class ChurnModel {
 			if (likely) out.set(o, likely);
 		}
 		return out;
+	}
+
+	/**
+	 * Whether the model sees every socket of the namespaces it covers: no filter but the choice of
+	 * namespaces (--comm, --pid, --port and --family leave sockets out). Then its counts are the
+	 * namespaces' own.
+	 */
+	get seesEverySocket(): boolean {
+		const o = this.#options;
+		return o.comm === undefined && o.pid === undefined && o.port === undefined && o.family === undefined;
+	}
+
+	/**
+	 * TIME_WAIT sockets in `netns` now, every process's: the population's count, made exact by each
+	 * walk and kept by events and the kernel's timers in between (`from: 'model'`). A model that does
+	 * not see every socket (seesEverySocket) has only the last walk's count, all processes
+	 * (`from: 'walk'`, as old as the walk), or, before any walk, its own part.
+	 */
+	namespaceTimeWait(netns: number): NamespaceTimeWait {
+		const walked = this.namespaces.get(netns)?.walkedTimeWait;
+		if (this.seesEverySocket || walked === undefined) return { count: this.timeWait.countIn(netns), from: 'model' };
+		return { count: walked, from: 'walk' };
 	}
 
 	/** The namespace's settings, or the kernel defaults before its first walk. */

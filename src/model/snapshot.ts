@@ -4,7 +4,7 @@
  * namespaces' TIME_WAIT totals and settings. Pure: the model and the time come in.
  */
 import type { SideName } from '../event/kinds.js';
-import { C, ChurnModel, COUNTERS, HISTORY_SECONDS, newLifetimeHistogram, type CounterName, type NetnsSettings, type Owner } from './aggregate.js';
+import { C, ChurnModel, COUNTERS, HISTORY_SECONDS, newLifetimeHistogram, type CounterName, type NamespaceTimeWait, type NetnsSettings, type Owner } from './aggregate.js';
 import type { Histogram } from 'hdr-histogram-js';
 import { secondsToExhaustion, sustainableRate } from './ports.js';
 import type { VictimEntry } from './victims.js';
@@ -87,7 +87,10 @@ export interface NamespaceRow {
 	netns: number;
 	/** Its name: /run/netns/NAME's NAME, or the workload of a process in it; set by the pipeline. */
 	name?: string;
+	/** TIME_WAIT sockets in the namespace, every process's (ChurnModel.namespaceTimeWait). */
 	timeWait: number;
+	/** `model`: now; `walk`: at the last walk, walkedAgoMs ago (a filtered model sees only part of the namespace). */
+	timeWaitFrom: NamespaceTimeWait['from'];
 	/** The last walk's count (all owners), and its age. */
 	walkedTimeWait: number | null;
 	walkedAgoMs: number | null;
@@ -337,7 +340,7 @@ export function destinationRows(model: ChurnModel, nowUs: number, rateWindowUs: 
 		for (const [bucket, n] of d.expiring) timeWaitSecondsLeft.set(Math.max(0, bucket - nowSecond), n);
 		const ns = model.namespaces.get(d.netns);
 		const cap = ns?.settings?.maxTimeWaitBuckets;
-		const timeWaitElsewhere = Math.max(ns?.walkedTimeWait ?? 0, model.timeWait.countIn(d.netns)) - d.timeWait;
+		const timeWaitElsewhere = model.namespaceTimeWait(d.netns).count - d.timeWait;
 		const maxTimeWait = cap === undefined ? undefined : Math.max(0, cap - Math.max(0, timeWaitElsewhere));
 		const seconds = secondsToExhaustion({ portsUsable, portsHeldOpen: d.portsHeldOpen, timeWaitSecondsLeft, ratePerSec: currentRate, maxTimeWait });
 		rows.push({
@@ -356,15 +359,19 @@ export function destinationRows(model: ChurnModel, nowUs: number, rateWindowUs: 
 
 /** Every namespace known, the most TIME_WAIT first. */
 export function namespaceRows(model: ChurnModel, nowUs: number): NamespaceRow[] {
-	return [...model.namespaces.values()].map((ns) => ({
-		netns: ns.netns,
-		timeWait: model.timeWait.countIn(ns.netns),
-		walkedTimeWait: ns.walkedTimeWait ?? null,
-		walkedAgoMs: ns.walkedAtUs === undefined ? null : Math.round((nowUs - ns.walkedAtUs) / 1000),
-		settings: ns.settings ?? null,
-		portsUsable: ns.settings ? model.portsUsable(ns.netns) : null,
-		overflowSinceStart: ns.settings ? (ns.settings.timeWaitOverflow ?? 0) - (ns.overflowAtFirstWalk ?? 0) : null,
-	})).sort((a, b) => b.timeWait - a.timeWait || a.netns - b.netns);
+	return [...model.namespaces.values()].map((ns) => {
+		const timeWait = model.namespaceTimeWait(ns.netns);
+		return {
+			netns: ns.netns,
+			timeWait: timeWait.count,
+			timeWaitFrom: timeWait.from,
+			walkedTimeWait: ns.walkedTimeWait ?? null,
+			walkedAgoMs: ns.walkedAtUs === undefined ? null : Math.round((nowUs - ns.walkedAtUs) / 1000),
+			settings: ns.settings ?? null,
+			portsUsable: ns.settings ? model.portsUsable(ns.netns) : null,
+			overflowSinceStart: ns.settings ? (ns.settings.timeWaitOverflow ?? 0) - (ns.overflowAtFirstWalk ?? 0) : null,
+		};
+	}).sort((a, b) => b.timeWait - a.timeWait || a.netns - b.netns);
 }
 
 /** Victims since `sinceUs`, each with who holds the ports it needed now (ChurnModel.holdersOf…). */

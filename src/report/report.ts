@@ -10,7 +10,7 @@ import type { TwtEvent } from '../event/decode.js';
 import { errnoName } from '../event/errno.js';
 import { advise, type Advice } from '../advice/advice.js';
 import type { CaptureDrops } from '../capture/format.js';
-import { C, type ChurnModel, type NetnsSettings, type Owner } from '../model/aggregate.js';
+import { C, type ChurnModel, type NamespaceTimeWait, type NetnsSettings, type Owner } from '../model/aggregate.js';
 import { sustainableRate } from '../model/ports.js';
 import { portFailure, type PortFailure } from '../model/victims.js';
 import { busiest, closingSide, errnoTotals, groupKey, likelyRows, lifetimeMs, mergedLifetimes, workloadLabel, workloadNamer, type Grouping } from '../model/snapshot.js';
@@ -87,9 +87,16 @@ export interface DestinationSummary {
 export interface NamespaceSummary {
 	netns: number;
 	settings: NetnsSettings | null;
-	/** TIME_WAIT in the namespace at the last walk (all processes), and the most seen in a walk. */
-	timeWaitAtLastWalk: number | null;
-	peakTimeWaitWalked: number | null;
+	/**
+	 * TIME_WAIT in the namespace at the end, every process's, and the most held at once (sampled each
+	 * second and at each walk): the model's count (ChurnModel.namespaceTimeWait), exact at each walk
+	 * and kept by the events in between; a filtered capture's model has only its walks' counts.
+	 */
+	timeWaitAtEnd: number;
+	peakTimeWait: number;
+	timeWaitFrom: NamespaceTimeWait['from'];
+	/** No walk of it: TIME_WAIT it held before the capture began is not counted. */
+	walked: boolean;
 	/** TCPTimeWaitOverflow during the capture (last walk's counter minus the first's). */
 	timeWaitOverflow: number;
 }
@@ -132,7 +139,7 @@ export class ReportBuilder {
 	readonly #victims = new Map<string, VictimAcc>();
 	readonly #firstOverflow = new Map<number, number>();
 	readonly #lastOverflow = new Map<number, number>();
-	readonly #peakWalked = new Map<number, number>();
+	readonly #peakNamespace = new Map<number, number>();
 	#victimsRefused = 0;
 	#sampledSecond = -1;
 	#events = 0;
@@ -171,8 +178,7 @@ export class ReportBuilder {
 		const overflow = settings.timeWaitOverflow ?? 0;
 		if (!this.#firstOverflow.has(netns)) this.#firstOverflow.set(netns, overflow);
 		this.#lastOverflow.set(netns, overflow);
-		const walked = this.model.namespaces.get(netns)?.walkedTimeWait ?? 0;
-		this.#peakWalked.set(netns, Math.max(this.#peakWalked.get(netns) ?? 0, walked));
+		this.#sampleNamespace(netns);
 		this.#sample(Math.floor(takenAtUs / US));
 	}
 
@@ -347,6 +353,7 @@ export class ReportBuilder {
 			connects.set(key, (connects.get(key) ?? 0) + o.totals[C.connects]!);
 		}
 		for (const [key, n] of held) if (n > (this.#peakHeld.get(key) ?? 0)) this.#peakHeld.set(key, n);
+		for (const netns of this.model.namespaces.keys()) this.#sampleNamespace(netns);
 		for (const [key, n] of connects) {
 			const rate = (n - (this.#lastConnects.get(key) ?? 0)) / elapsed;
 			if (rate > (this.#peakRate.get(key) ?? 0)) this.#peakRate.set(key, rate);
@@ -379,13 +386,23 @@ export class ReportBuilder {
 	}
 
 	#namespaces(): NamespaceSummary[] {
-		return [...this.model.namespaces.values()].filter((ns) => ns.netns !== 0).map((ns) => ({
-			netns: ns.netns,
-			settings: ns.settings ?? null,
-			timeWaitAtLastWalk: ns.walkedTimeWait ?? null,
-			peakTimeWaitWalked: this.#peakWalked.get(ns.netns) ?? null,
-			timeWaitOverflow: (this.#lastOverflow.get(ns.netns) ?? 0) - (this.#firstOverflow.get(ns.netns) ?? 0),
-		})).sort((a, b) => (b.peakTimeWaitWalked ?? 0) - (a.peakTimeWaitWalked ?? 0) || a.netns - b.netns);
+		return [...this.model.namespaces.values()].filter((ns) => ns.netns !== 0).map((ns) => {
+			const now = this.model.namespaceTimeWait(ns.netns);
+			return {
+				netns: ns.netns,
+				settings: ns.settings ?? null,
+				timeWaitAtEnd: now.count,
+				peakTimeWait: Math.max(this.#peakNamespace.get(ns.netns) ?? 0, now.count),
+				timeWaitFrom: now.from,
+				walked: ns.walkedAtUs !== undefined,
+				timeWaitOverflow: (this.#lastOverflow.get(ns.netns) ?? 0) - (this.#firstOverflow.get(ns.netns) ?? 0),
+			};
+		}).sort((a, b) => b.peakTimeWait - a.peakTimeWait || a.netns - b.netns);
+	}
+
+	#sampleNamespace(netns: number): void {
+		const n = this.model.namespaceTimeWait(netns).count;
+		if (n > (this.#peakNamespace.get(netns) ?? 0)) this.#peakNamespace.set(netns, n);
 	}
 }
 

@@ -50,7 +50,8 @@ function destCells(d: Report['destinations'][number]): string[] {
 
 function namespaceLine(ns: Report['namespaces'][number]): string {
 	const s = ns.settings;
-	const tw = ns.timeWaitAtLastWalk === null ? 'not walked' : `TIME_WAIT ${n(ns.timeWaitAtLastWalk)} at the last walk (peak ${n(ns.peakTimeWaitWalked ?? 0)})`;
+	const tw = `TIME_WAIT ${n(ns.timeWaitAtEnd)} at the ${ns.timeWaitFrom === 'walk' ? 'last walk' : 'end'} (peak ${n(ns.peakTimeWait)})` +
+		(ns.walked ? '' : ', not walked: what it held before the capture is not counted');
 	if (!s) return `netns ${ns.netns}: ${tw}`;
 	const opt = (v: number | undefined) => (v === undefined ? 'n/a' : String(v));
 	return `netns ${ns.netns}: ${tw}; ip_local_port_range ${s.portRange.low}-${s.portRange.high}; tcp_tw_reuse ${opt(s.twReuse)}; ` +

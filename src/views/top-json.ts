@@ -99,6 +99,7 @@ function namespaceJson(n: NamespaceRow, ctx: TopContext): object {
 		netns: n.netns,
 		name: n.name ?? null,
 		timeWait: n.timeWait,
+		timeWaitFrom: n.timeWaitFrom,
 		walkedTimeWait: n.walkedTimeWait,
 		walkedAgoMs: n.walkedAgoMs,
 		...(ctx.unwalked.has(n.netns) ? { walkError: ctx.unwalked.get(n.netns) } : {}),

@@ -113,7 +113,8 @@ function namespaceLine(n: NamespaceRow, ctx: TopContext, home: number | undefine
 		return `${name}: TIME_WAIT ${int(n.timeWait)} (modelled${why ? `; not walked: ${why}` : ''})`;
 	}
 	const max = st.maxTimeWaitBuckets;
-	let tw = `TIME_WAIT ${int(n.timeWait)}`;
+	// A filtered model sees part of the namespace: its total is then the last walk's (dated beside it).
+	let tw = `TIME_WAIT ${int(n.timeWait)}${n.timeWaitFrom === 'walk' ? ' at the last walk' : ''}`;
 	if (max) tw += ` / ${int(max)} max`;
 	if (max && n.timeWait > 0.8 * max) tw = paint.red(tw);
 	// Parts by how much they matter: the least go first when the line is too long.

@@ -3,7 +3,10 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DEFAULT_THRESHOLDS, evaluate, type DoctorInput } from '../../src/doctor/check.js';
+import { DEFAULT_THRESHOLDS, evaluate, inputFromSnapshot, type DoctorInput } from '../../src/doctor/check.js';
+import { ChurnModel } from '../../src/model/aggregate.js';
+import { snapshot } from '../../src/model/snapshot.js';
+import { base } from '../helpers/events.js';
 import { CAPTURE_VERSION, layoutFingerprint, type CaptureHeader } from '../../src/capture/format.js';
 import { CaptureWriter } from '../../src/capture/writer.js';
 import { readCaptureFile } from '../../src/capture/reader.js';
@@ -19,6 +22,26 @@ test('doctor: the KB thresholds, 20,000 warns and 30,000 is critical', (t) => {
 	t.is(evaluate(input({ timeWait: 19_999 }), DEFAULT_THRESHOLDS).exitCode, 0);
 	t.is(evaluate(input({ timeWait: 20_000 }), DEFAULT_THRESHOLDS).exitCode, 1);
 	t.is(evaluate(input({ timeWait: 30_000 }), DEFAULT_THRESHOLDS).exitCode, 2);
+});
+
+test('doctor judges the namespace\'s count now, not its last walk\'s: 30,000 entries since a walk of none are CRITICAL at once', (t) => {
+	const S = 1_000_000;
+	const T0 = 1000 * S;
+	const model = new ChurnModel(T0);
+	model.reconcile({ netns: 7, takenAtUs: T0, sockets: [], settings });
+	let cookie = 1;
+	model.ingest(Array.from({ length: 30_000 }, (_, i) => ({ ...base, netns: 7, cookie: cookie++, sport: 32768 + (i % 28000), tsUs: T0 + S + i * 10 })));
+	const snap = snapshot(model, { by: 'process', sort: 'timeWait', nowUs: T0 + 2 * S, rateWindowUs: S });
+	const doctorInput = inputFromSnapshot(snap, { asked: new Set(), unwalked: new Map(), sampleSeconds: 1, watchedSeconds: 1 });
+	t.is(doctorInput.namespaces[0]!.timeWait, 30_000);
+	const verdict = evaluate(doctorInput, DEFAULT_THRESHOLDS);
+	t.is(verdict.exitCode, 2);
+	t.regex(verdict.line, /'time_wait_7'=30000;20000;30000;0;262144/);
+});
+
+test('doctor: a count that is the last walk\'s (an agent with filters) says how old it is', (t) => {
+	const verdict = evaluate(input({ timeWait: 25_000, walkedAgoSeconds: 42 }), DEFAULT_THRESHOLDS);
+	t.regex(verdict.line, /netns 1: 25,000 TIME_WAIT at the last walk, 42 s ago/);
 });
 
 test('doctor: sysctls that do harm warn; an overflow warns only when it grew while sampling', (t) => {

@@ -354,3 +354,20 @@ test('connections accepted on a listener older than twtrace are "(listener befor
 	t.like(rows.find((r) => r.comm === '(listener before start)'), { acceptsPerSec: 2 / 2 });
 	t.falsy(rows.find((r) => r.comm === '(before start)'));
 });
+
+test('a namespace\'s TIME_WAIT is the count now: exact at a walk, then kept by events and expiry until the next', (t) => {
+	const m = new ChurnModel(T0);
+	m.reconcile({ netns: 1, takenAtUs: T0, sockets: [sock({ sport: 40001 })], settings: settings() });
+	m.ingest(Array.from({ length: 300 }, (_, i) => tw(2 + i / 1000)));
+	const ns = view(m, 5).namespaces[0]!;
+	t.like(ns, { timeWait: 301, timeWaitFrom: 'model', walkedTimeWait: 1 }, 'the walk is 5 s old; the namespace holds 301 now');
+	t.like(view(m, 62.5).namespaces[0], { timeWait: 0, walkedTimeWait: 1 }, 'all of them expired with the kernel\'s timers, the walked one included');
+});
+
+test('a filtered model sees part of a namespace: its total is the last walk\'s, said to be so', (t) => {
+	const m = new ChurnModel(T0, { comm: 'owner' });
+	m.reconcile({ netns: 1, takenAtUs: T0, sockets: [sock({ sport: 40001 }), sock({ sport: 40002 })], settings: settings() });
+	m.ingest([tw(1), tw(1)]);
+	t.like(view(m, 2).namespaces[0], { timeWait: 2, timeWaitFrom: 'walk', walkedTimeWait: 2 });
+	t.is(view(m, 2).rows.find((r) => r.comm === 'owner')!.timeWait, 2, 'its own rows still count now');
+});
