@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
  * twtrace holders: dump_holders (iter/task_file) writes one struct twt_holder per TCP socket a
- * process holds open (not listening), in every network namespace: who is connected to a
- * destination now. It is the evidence for a *likely* owner of TIME_WAIT sockets that predate
- * twtrace, whose real owner the kernel no longer shows (a timewait socket has no file, and the
- * kernel enters TIME_WAIT in softirq context: docs/kernel-facts.md §1.2, §1.3). Never an
+ * process holds open, in every network namespace: who is connected to a destination now, and who
+ * holds each listening socket (every process a pre-forked server shares it with). It is the
+ * evidence for a *likely* owner of TIME_WAIT sockets that predate twtrace, whose real owner the
+ * kernel no longer shows (a timewait socket has no file, and the kernel enters TIME_WAIT in
+ * softirq context: docs/kernel-facts.md §1.2, §1.3): a client's, from who connects to the same
+ * destination; a server's, from who holds the listening socket of its port. Never an
  * attribution: the loader labels what it infers from it.
  *
  * A separate object from twtrace.bpf.o: bpf_sock_from_file() needs Linux 5.11, and a kernel without
@@ -49,7 +51,7 @@ int dump_holders(struct bpf_iter__task_file *ctx)
 	if (h.family != AF_INET && h.family != AF_INET6)
 		return 0;
 	h.state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	if (h.state == TCP_LISTEN || h.state == TCP_CLOSE)
+	if (h.state == TCP_CLOSE)
 		return 0;
 	h.pid = task->tgid;
 	bpf_probe_read_kernel_str(h.comm, sizeof(h.comm), task->comm);

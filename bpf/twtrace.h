@@ -137,8 +137,9 @@ struct twt_sock {
 
 /*
  * One TCP socket a process holds open, from the iter/task_file program (dump_holders): who holds
- * connections towards a destination now, the evidence for a likely owner of TIME_WAIT sockets that
- * predate twtrace (their own owner is gone from the kernel's view: a timewait socket has no file).
+ * connections towards a destination now, and who holds each listening socket; the evidence for a
+ * likely owner of TIME_WAIT sockets that predate twtrace (their own owner is gone from the kernel's
+ * view: a timewait socket has no file).
  */
 struct twt_holder {
 	__u8 saddr[TWT_ADDR_LEN];

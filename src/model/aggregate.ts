@@ -22,7 +22,7 @@ import { blame, type Blame } from './attribution.js';
 import { DEFAULT_PORT_RANGE, inRange, TIME_WAIT_SECONDS, usablePorts, type PortRange } from './ports.js';
 import { TimeWaitPopulation, type PortPoolTally, type TimeWaitHolder } from './time-wait.js';
 import { VictimTable } from './victims.js';
-import { likelyOwner, OpenHolders, type Likely } from './likely.js';
+import { likelyListener, likelyOwner, OpenHolders, type Likely } from './likely.js';
 import type { HolderEntry } from '../event/holders.js';
 
 const US = 1_000_000;
@@ -339,6 +339,13 @@ export class ChurnModel {
 		const unknownPeers = new Map<string, { owner: Owner; pool: Destination | undefined } | null>();
 		let timeWait = 0;
 		const { pid, port, family } = this.#options;
+		// Who listens on a port, when twtrace saw the listen() (looked up once per port and walk: the
+		// lookup reads a BPF map).
+		const listeners = new Map<number, { pid: number; comm: string } | undefined>();
+		const listenerOf = (sport: number) => {
+			if (!listeners.has(sport)) listeners.set(sport, walk.listenerOwner?.(sport));
+			return listeners.get(sport);
+		};
 		this.timeWait.beginWalk();
 		const add = (s: SocketEntry): void => {
 			if (s.state === TCP_TIME_WAIT) timeWait++;
@@ -355,8 +362,17 @@ export class ChurnModel {
 				return;
 			}
 			const expiresUs = s.expiresUs > 0 ? s.expiresUs : undefined;
-			if (this.timeWait.markSeen(s.cookie, expiresUs)) {
+			const known = this.timeWait.seenHolder(s.cookie, expiresUs);
+			if (known) {
 				if (rangeChanged && !this.#holdsEphemeralPort(walk.netns, s.sport)) this.timeWait.leavePool(s.cookie, walk.takenAtUs);
+				// Counted as of unknown process when an earlier walk found it (nobody listened on its port
+				// then, or twtrace had not seen the listen()): a process seen calling listen() on that port
+				// since owns it, as it owns every socket found on a port it listens on.
+				const listener = isServer && known.pid === 0 && (known.comm === BEFORE_START || known.comm === LOST) ? listenerOf(s.sport) : undefined;
+				if (listener && (pid === undefined || listener.pid === pid) && (this.#options.comm === undefined || listener.comm === this.#options.comm)) {
+					const owner = this.#owner(listener.pid, listener.comm, 0, walk.netns, 'server', `local ${endpoint(s.saddr, s.sport)}`, walk.takenAtUs);
+					this.timeWait.add(s.cookie, owner, undefined, walk.netns, walk.takenAtUs, this.timeWait.expiryOf(s.cookie)!);
+				}
 				return;
 			}
 			// Not seen entering TIME_WAIT: owned by its listener; else older than twtrace ("(before
@@ -369,7 +385,7 @@ export class ChurnModel {
 			const peerKey = isServer ? `s ${s.sport} ${s.addressKey('saddr')} ${lost}` : `c ${s.dport} ${s.addressKey('daddr')} ${s.addressKey('saddr')} ${holdsPort} ${lost}`;
 			let found = unknownPeers.get(peerKey);
 			if (!found) {
-				const listener = isServer ? walk.listenerOwner?.(s.sport) : undefined;
+				const listener = isServer ? listenerOf(s.sport) : undefined;
 				const comm = listener?.comm ?? (lost ? LOST : BEFORE_START);
 				const isWanted = (pid === undefined || listener?.pid === pid) && (this.#options.comm === undefined || comm === this.#options.comm);
 				found = isWanted ? {
@@ -463,17 +479,20 @@ export class ChurnModel {
 
 	/**
 	 * The likely owner of each owner whose process is unknown (its sockets predate twtrace, or their
-	 * events were lost), towards the destination of its peer; none for a server's sockets or when
-	 * no process connects there. Evidence only: never counted as that process's. One pass over the
+	 * events were lost): for a client's sockets, who connects to the destination of its peer; for a
+	 * server's, who holds the listening socket of its port (likely.ts); none when nobody does. Evidence only: never counted as that process's. One pass over the
 	 * owners, whatever the number of unknown ones.
 	 */
 	likelyOwners(): Map<Owner, Likely> {
 		const unknown: Owner[] = [];
+		const unknownServers: Owner[] = [];
 		const attemptsByPeer = new Map<string, { pid: number; comm: string; attempts: number }[]>();
 		for (const o of this.owners.values()) {
+			const isUnknown = o.pid === 0 && (o.comm === BEFORE_START || o.comm === LOST);
+			if (isUnknown && o.peer.startsWith('local ')) unknownServers.push(o);
 			if (o.side === 'server' || o.peer.startsWith('local ') || o.peer.startsWith('bind ')) continue;
 			if (o.pid === 0) {
-				if (o.comm === BEFORE_START || o.comm === LOST) unknown.push(o);
+				if (isUnknown) unknown.push(o);
 				continue;
 			}
 			const key = `${o.netns} ${o.peer}`;
@@ -485,6 +504,12 @@ export class ChurnModel {
 		for (const o of unknown) {
 			const { addr, port } = parseEndpoint(o.peer);
 			const likely = likelyOwner(o.netns, addr, port, this.openHolders, attemptsByPeer.get(`${o.netns} ${o.peer}`) ?? []);
+			if (likely) out.set(o, likely);
+		}
+		// A server's, on a port whose listener twtrace did not see open: who holds that listening socket.
+		for (const o of unknownServers) {
+			const { addr, port } = parseEndpoint(o.peer.slice('local '.length));
+			const likely = likelyListener(o.netns, addr, port, this.openHolders);
 			if (likely) out.set(o, likely);
 		}
 		return out;

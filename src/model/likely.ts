@@ -2,11 +2,13 @@
  * Likely owners of TIME_WAIT sockets that predate twtrace: their real owner cannot be known (the
  * kernel keeps no process for a timewait socket, and enters TIME_WAIT in softirq context:
  * docs/kernel-facts.md §1.2, §1.3), but whoever connects to the same destination now, or holds
- * connections open to it, most likely made them too. Evidence, never attribution: what this infers
- * is shown apart from exact counts, with the reason, and never added to them. Pure.
+ * connections open to it, most likely made a client's; whoever holds the listening socket of its
+ * port, a server's. Evidence, never attribution: what this infers is shown apart from exact
+ * counts, with the reason, and never added to them. Pure.
  */
 import { endpoint } from '../event/endpoint.js';
 import type { HolderEntry } from '../event/holders.js';
+import { TCP_LISTEN } from '../event/sock.js';
 
 /** A process that likely owns sockets towards a destination, and why. */
 export interface Likely {
@@ -25,16 +27,28 @@ interface Candidate {
 	attempts: number;
 }
 
-/** Open connections per destination ("netns daddr dport") and process, from the last holder walk. */
+/**
+ * From the last holder walk: open connections per destination ("netns daddr dport") and process,
+ * and the processes holding each listening socket ("netns port").
+ */
 export class OpenHolders {
 	readonly #byDest = new Map<string, Map<number, { comm: string; open: number }>>();
+	readonly #listening = new Map<string, Map<number, string>>();
 	/** CLOCK_MONOTONIC µs of the last walk; undefined before the first. */
 	walkedAtUs: number | undefined;
 
 	/** Replaces what is known with a walk's sockets; `isClientPort` tells outgoing connections apart. */
 	update(entries: readonly HolderEntry[], atUs: number, isClientPort: (netns: number, port: number) => boolean): void {
 		this.#byDest.clear();
+		this.#listening.clear();
 		for (const h of entries) {
+			if (h.state === TCP_LISTEN) {
+				const key = `${h.netns} ${h.sport}`;
+				let byPid = this.#listening.get(key);
+				if (!byPid) this.#listening.set(key, (byPid = new Map()));
+				byPid.set(h.pid, h.comm);
+				continue;
+			}
 			if (!isClientPort(h.netns, h.sport)) continue;
 			const key = destKey(h.netns, h.daddr, h.dport);
 			let byPid = this.#byDest.get(key);
@@ -49,6 +63,29 @@ export class OpenHolders {
 	at(netns: number, daddr: string, dport: number): ReadonlyMap<number, { comm: string; open: number }> | undefined {
 		return this.#byDest.get(destKey(netns, daddr, dport));
 	}
+
+	/** The processes holding a listening socket on `port` of `netns` (pid → comm), if any. */
+	listeningOn(netns: number, port: number): ReadonlyMap<number, string> | undefined {
+		return this.#listening.get(`${netns} ${port}`);
+	}
+}
+
+/**
+ * The likely owner of a server's TIME_WAIT sockets on local `addr`:`port` of `netns` that predate
+ * twtrace, whose listener's listen() twtrace did not see: the process holding the listening socket
+ * of that port now, or, when several share it (a pre-forked server's workers, SO_REUSEPORT), the
+ * first of them (the lowest pid: usually the parent that opened it), saying how many there are.
+ */
+export function likelyListener(netns: number, addr: string, port: number, holders: OpenHolders): Likely | undefined {
+	const byPid = holders.listeningOn(netns, port);
+	if (!byPid?.size) return undefined;
+	const pids = [...byPid.keys()].sort((a, b) => a - b);
+	const pid = pids[0]!;
+	const comm = byPid.get(pid)!;
+	const where = `the listening socket of ${endpoint(addr, port)}`;
+	if (pids.length === 1) return { pid, comm, evidence: `holds ${where}` };
+	const comms = [...new Set(byPid.values())].join(', ');
+	return { pid, comm, evidence: `the first of ${pids.length} processes that hold ${where} (${comms}): which of them made these sockets is not known` };
 }
 
 /**

@@ -257,11 +257,16 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	 * when there is no such entry. One lookup: a walk does this for every timewait socket.
 	 */
 	markSeen(cookie: number, expiresUs?: number): boolean {
+		return this.seenHolder(cookie, expiresUs) !== undefined;
+	}
+
+	/** markSeen(), returning the entry's holder (undefined: no such entry), in the same one lookup. */
+	seenHolder(cookie: number, expiresUs?: number): H | undefined {
 		const i = this.#find(cookie);
-		if (i === NONE) return false;
+		if (i === NONE) return undefined;
 		this.#mark[i] = this.#walkMark;
 		if (expiresUs !== undefined) this.#rearm(i, expiresUs);
-		return true;
+		return this.#holders.get(this.#holder[i]!);
 	}
 
 	/** Removes the entries of `netns` that entered before `takenAtUs` and the walk did not find. */

@@ -37,7 +37,7 @@ export class HolderWalker {
 		}
 	}
 
-	/** Every TCP socket every process holds open now (not listening). */
+	/** Every TCP socket every process holds open now, listening ones included. */
 	async walk(): Promise<HolderEntry[]> {
 		if (this.#closed) return [];
 		const fd = bpf.iterCreate(this.#link);

@@ -371,3 +371,37 @@ test('a filtered model sees part of a namespace: its total is the last walk\'s, 
 	t.like(view(m, 2).namespaces[0], { timeWait: 2, timeWaitFrom: 'walk', walkedTimeWait: 2 });
 	t.is(view(m, 2).rows.find((r) => r.comm === 'owner')!.timeWait, 2, 'its own rows still count now');
 });
+
+test('TIME_WAIT older than twtrace on a port nobody listened on at first is counted against the process seen listening there since', (t) => {
+	const m = new ChurnModel(T0);
+	const old = Array.from({ length: 100 }, (_, i) => sock({ saddr: '10.200.0.2', sport: 7600, daddr: '10.200.0.1', dport: 41000 + i }));
+	// The server that made them has exited: nothing listens on 7600 at the first walk.
+	m.reconcile({ netns: 1, takenAtUs: T0, settings: settings(), sockets: old });
+	t.like(view(m, 1).rows.find((r) => r.comm === '(before start)'), { timeWait: 100 });
+	// It was restarted after twtrace began: its listen() was seen, and the next walk finds it listening.
+	const listener = sock({ state: 10, saddr: '10.200.0.2', sport: 7600, daddr: '0.0.0.0', dport: 0, substate: 0 });
+	const restarted = { pid: 4321, comm: 'restarted-serve' }; // 15 characters, all the kernel keeps
+	m.reconcile({ netns: 1, takenAtUs: T0 + 5 * S, settings: settings(), sockets: [listener, ...old], listenerOwner: (port) => (port === 7600 ? restarted : undefined) });
+	const rows = view(m, 6).rows;
+	t.like(rows.find((r) => r.pid === 4321), { comm: 'restarted-serve', timeWait: 100, side: 'server', topDest: 'local 10.200.0.2:7600' });
+	t.is(rows.find((r) => r.comm === '(before start)')?.timeWait ?? 0, 0, 'none left of unknown process');
+	t.is(view(m, 6).namespaces[0]!.timeWait, 100, 'moved, not counted twice');
+});
+
+test('a server\'s TIME_WAIT older than twtrace, on a port whose listen() was not seen: the holder of the listening socket is the likely owner', (t) => {
+	const m = new ChurnModel(T0);
+	const listener = sock({ state: 10, saddr: '0.0.0.0', sport: 7600, daddr: '0.0.0.0', dport: 0, substate: 0 });
+	const old = Array.from({ length: 50 }, (_, i) => sock({ saddr: '10.200.0.2', sport: 7600, daddr: '10.200.0.1', dport: 41000 + i }));
+	m.reconcile({ netns: 1, takenAtUs: T0, settings: settings(), sockets: [listener, ...old] });
+	const listening = (pid: number, comm: string) => ({ pid, comm, netns: 1, family: 4 as const, saddr: '0.0.0.0', daddr: '0.0.0.0', sport: 7600, dport: 0, state: 10 });
+	m.setOpenHolders([listening(900, 'api-server')], T0 + S);
+	let row = view(m, 2).rows.find((r) => r.comm === '(before start)')!;
+	t.like(row, { timeWait: 50, side: 'server', topDest: 'local 10.200.0.2:7600' });
+	t.deepEqual(row.likely, [{ pid: 900, comm: 'api-server', timeWait: 50, evidence: 'holds the listening socket of 10.200.0.2:7600' }]);
+	t.falsy(view(m, 2).rows.find((r) => r.pid === 900), 'the inference adds nothing to its own count');
+
+	// A pre-forked server: the parent and its workers all hold the listening socket. Not certain: the first, and why.
+	m.setOpenHolders([listening(912, 'nginx'), listening(910, 'nginx'), listening(911, 'nginx')], T0 + 2 * S);
+	row = view(m, 3).rows.find((r) => r.comm === '(before start)')!;
+	t.deepEqual(row.likely, [{ pid: 910, comm: 'nginx', timeWait: 50, evidence: 'the first of 3 processes that hold the listening socket of 10.200.0.2:7600 (nginx): which of them made these sockets is not known' }]);
+});
