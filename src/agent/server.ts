@@ -4,7 +4,9 @@
  *
  *   /v1/info                   who answers: version, pid, uptime, filters, the flight recorder
  *   /v1/snapshot?by=&sort=&windowMs=&filter=&maxRows=&maxDestinations=&maxVictims=
- *                              the model as `top` and `doctor` show it (wire.ts SnapshotReply)
+ *               &netns=A,B&pid=&comm=&port=&family=
+ *                              the model as `top` and `doctor` show it (wire.ts SnapshotReply),
+ *                              narrowed by the client's tracing filters (model/view-filter.ts)
  *   /v1/capture?lastMs=        the flight recorder's last minutes as a capture file (octet-stream)
  *
  * A bad query is a 400 with the reason; nothing the client sends changes the agent.
@@ -13,6 +15,7 @@ import http from 'node:http';
 import { GROUPINGS, SORT_KEYS, type Grouping, type SortKey } from '../model/snapshot.js';
 import { listenPrivately, prepareSocketPath } from './socket.js';
 import { encodeSnapshotReply, type AgentInfo, type SnapshotQuery, type SnapshotReply } from './wire.js';
+import type { ViewFilter } from '../model/view-filter.js';
 
 export interface AgentProvider {
 	info(): AgentInfo;
@@ -93,7 +96,33 @@ export function parseSnapshotQuery(p: URLSearchParams): SnapshotQuery {
 		maxRows: optionalInt(p, 'maxRows'),
 		maxDestinations: optionalInt(p, 'maxDestinations'),
 		maxVictims: optionalInt(p, 'maxVictims'),
+		view: parseView(p),
 	};
+}
+
+function parseView(p: URLSearchParams): ViewFilter | undefined {
+	const view: ViewFilter = {};
+	const netns = p.get('netns');
+	if (netns !== null) {
+		const list = netns.split(',');
+		if (!list.every((n) => /^\d+$/.test(n))) throw new BadQuery(`netns=${netns}: inode numbers, comma-separated`);
+		view.netns = list.map(Number);
+	}
+	const pid = optionalInt(p, 'pid');
+	if (pid !== undefined) view.pid = pid;
+	const comm = p.get('comm');
+	if (comm !== null) view.comm = comm;
+	const port = optionalInt(p, 'port');
+	if (port !== undefined) {
+		if (port < 1 || port > 65535) throw new BadQuery(`port=${port}: 1-65535`);
+		view.port = port;
+	}
+	const family = p.get('family');
+	if (family !== null) {
+		if (family !== '4' && family !== '6') throw new BadQuery(`family=${family}: 4 or 6`);
+		view.family = family === '4' ? 4 : 6;
+	}
+	return Object.keys(view).length ? view : undefined;
 }
 
 function optionalInt(p: URLSearchParams, name: string): number | undefined {

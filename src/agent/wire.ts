@@ -9,6 +9,7 @@
 import type { NetnsSettings } from '../model/aggregate.js';
 import type { Losses } from '../model/losses.js';
 import type { Grouping, NamespaceRow, Snapshot, SortKey } from '../model/snapshot.js';
+import type { ViewFilter } from '../model/view-filter.js';
 
 export const API_VERSION = 1;
 
@@ -36,6 +37,8 @@ export interface SnapshotQuery {
 	/** Window of the rates, ms. */
 	windowMs: number;
 	filter?: string;
+	/** The client's tracing filters, answered from the agent's model (model/view-filter.ts). */
+	view?: ViewFilter;
 	maxRows?: number;
 	maxDestinations?: number;
 	maxVictims?: number;
@@ -51,6 +54,8 @@ export interface WalkState {
 export interface SnapshotReply {
 	/** Who answered; absent when this process runs the pipeline itself (--standalone). */
 	agent?: AgentInfo;
+	/** The tracing filters the agent narrowed its model to (SnapshotQuery.view), when any. */
+	view?: ViewFilter;
 	snapshot: Snapshot;
 	epochOffsetUs: number;
 	/** The namespace the agent runs in. */
@@ -100,5 +105,11 @@ export function snapshotQueryString(q: SnapshotQuery): string {
 	if (q.maxRows !== undefined) p.set('maxRows', String(q.maxRows));
 	if (q.maxDestinations !== undefined) p.set('maxDestinations', String(q.maxDestinations));
 	if (q.maxVictims !== undefined) p.set('maxVictims', String(q.maxVictims));
+	const v = q.view;
+	if (v?.netns?.length) p.set('netns', v.netns.join(','));
+	if (v?.pid !== undefined) p.set('pid', String(v.pid));
+	if (v?.comm !== undefined) p.set('comm', v.comm);
+	if (v?.port !== undefined) p.set('port', String(v.port));
+	if (v?.family !== undefined) p.set('family', String(v.family));
 	return p.toString();
 }

@@ -36,7 +36,7 @@ export async function doctorCommand(opts: DoctorOptions, io: Io): Promise<number
 	if (opts.warn > opts.crit) throw usageError(`--warn ${opts.warn} is above --crit ${opts.crit}`);
 	if (opts.warnHeadroom < opts.critHeadroom) throw usageError(`--warn-headroom ${opts.warnHeadroom} % is below --crit-headroom ${opts.critHeadroom} %`);
 	const thresholds: Thresholds = { warnTimeWait: opts.warn, critTimeWait: opts.crit, warnHeadroom: opts.warnHeadroom / 100, critHeadroom: opts.critHeadroom / 100 };
-	const agent = await chooseAgent('doctor', opts, io);
+	const agent = await chooseAgent('doctor', opts, io, { narrows: true });
 	const { input, source } = agent ? await fromAgent(agent) : await standalone(opts, io);
 	const verdict = evaluate(input, thresholds);
 	if (opts.json) {
@@ -51,16 +51,16 @@ export async function doctorCommand(opts: DoctorOptions, io: Io): Promise<number
 	return verdict.exitCode;
 }
 
-/** The agent's model: rates over its last 10 s, victims of its last minute, no waiting. */
+/** The agent's model (narrowed to --netns): rates over its last 10 s, victims of its last minute, no waiting. */
 async function fromAgent(agent: ChosenAgent): Promise<{ input: DoctorInput; source: string }> {
-	const reply = await agent.client.snapshot({ ...QUERY, windowMs: 10_000 });
+	const reply = await agent.client.snapshot({ ...QUERY, windowMs: 10_000, ...(agent.view ? { view: agent.view } : {}) });
 	const input = inputFromSnapshot(reply.snapshot, {
-		asked: new Set(),
+		asked: new Set(agent.view?.netns ?? []),
 		unwalked: reply.unwalked,
 		sampleSeconds: VICTIM_WINDOW_US / 1_000_000,
 		watchedSeconds: Math.round(reply.agent?.uptimeSeconds ?? 0),
 	});
-	return { input, source: agentLabel(agent.info) };
+	return { input, source: agentLabel(agent.info, agent.view) };
 }
 
 /** Traces here: walks, samples events for --sample, walks again. */
@@ -90,9 +90,13 @@ export function unknownLine(error: TwtraceError | Error): string {
 }
 
 const DOCTOR_HELP = `
-Counts TIME_WAIT in each network namespace by walking its socket table (BPF iter/tcp), watches for
---sample to measure connection rates and catch connect()/bind() failing for want of a port, and
-reviews the sysctls. The first line is the status, Nagios style, with performance data after "|".
+With a running agent, answers at once from its model: each namespace's TIME_WAIT now (exact at each
+socket walk, kept by every TIME_WAIT entry and expiry in between), the headroom of the destinations,
+and who failed for want of a port in the last minute. --netns narrows the agent's model to those
+namespaces when the agent covers them; otherwise doctor checks here and says why. Without an agent (or
+with --standalone) it walks each namespace's socket table (BPF iter/tcp), watches for --sample to
+measure connection rates and catch connect()/bind() failing for want of a port, and walks again.
+It reviews the sysctls. The first line is the status, Nagios style, with performance data after "|".
 
 Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (no privileges, no BTF, bad usage): the Nagios
 plugin convention, so it drops into Nagios, Icinga, Sensu or a playbook's "until" loop as it is.

@@ -49,10 +49,10 @@ interface Source {
 }
 
 async function openSource(opts: TopOptions, io: Io): Promise<Source> {
-	const agent = await chooseAgent('top', opts, io);
+	const agent = await chooseAgent('top', opts, io, { narrows: true });
 	if (agent) {
 		return {
-			reply: (q) => agent.client.snapshot(q),
+			reply: (q) => agent.client.snapshot({ ...q, ...(agent.view ? { view: agent.view } : {}) }),
 			maybeWalk: () => {},
 			stop: async () => undefined,
 		};
@@ -95,7 +95,7 @@ function textWidth(stdout: WriteStream): number {
 export function topContext(r: SnapshotReply, intervalMs: number): TopContext {
 	return {
 		epochOffsetUs: r.epochOffsetUs, cgroupPath: (id) => r.cgroupNames.get(id), intervalMs,
-		drops: r.drops, unwalked: r.unwalked, walks: r.walks, ...(r.agent ? { source: agentLabel(r.agent) } : {}),
+		drops: r.drops, unwalked: r.unwalked, walks: r.walks, ...(r.agent ? { source: agentLabel(r.agent, r.view) } : {}),
 	};
 }
 
@@ -181,16 +181,24 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 const TOP_HELP = `
 Source: the running agent when there is one (its header says "[agent pid N, up …]"): it has watched
 since it started, so owners are exact for sockets born hours ago, nothing is loaded here, and members of
-the twtrace group need no root. --standalone, or tracing filters, trace here instead.
+the twtrace group need no root. --standalone traces here instead.
+
+Filters (--netns, --pid, --comm, --port, --family): with an agent, its model is narrowed to them (the
+header adds them: "[agent pid N, up …; --netns …]"), as long as the agent's own filters cover them (an
+agent started without filters covers all). If they do not (the agent watches --netns A, you ask for B),
+top traces here with them and says why in one line. --pid and --comm keep the sockets blamed on that
+process; --port, outgoing connections to that port and accepted ones on it. Without an agent the
+kernel applies them as for twtrace trace.
 
 Keys (full screen, on a terminal): q quit · s next sort · g next grouping · p pause · / filter · ? help
 Without a terminal, or with --once, --iterations or --json, snapshots are printed as text or JSON lines.
 
 Rows: TW-HELD is TIME_WAIT sockets held now by the group; SIDE is the end that closes first, which is the
-end that holds the TIME_WAIT. "(before start)" holds sockets already in TIME_WAIT when twtrace started,
-"(events lost)" sockets that entered it since but whose events a full ring lost; under them, "↳ likely"
-names who probably made them, with the evidence (who connects to the same destination now): inferred,
-never added to anyone's count. VICTIMS lists who failed for want of a port in the last minute, and who
+end that holds the TIME_WAIT. "(before start)" holds sockets already in TIME_WAIT when twtrace started
+(on a port whose listen() twtrace saw, the listener owns them), "(events lost)" sockets that entered it
+since but whose events a full ring lost; under them, "↳ likely" names who probably made them, with the
+evidence (who connects to the same destination now; for a server's, who holds the listening socket of
+its port): inferred, never added to anyone's count. VICTIMS lists who failed for want of a port in the last minute, and who
 holds that pool's ports. The header shows each network namespace's TIME_WAIT against tcp_max_tw_buckets,
 its port range, and for the worst destination the headroom: one destination sustains (usable ports / 60 s)
 new connections per second.
@@ -201,6 +209,7 @@ Examples:
   twtrace top --replay incident.twtcap --speed 4
   twtrace top --replay incident.twtcap --json > snapshots.ndjson
   twtrace top --by comm
+  twtrace top --netns /run/netns/app                      (from the agent, narrowed to that namespace)
   sudo twtrace top --standalone --netns /run/netns/app
   twtrace top --json --iterations 10 --interval 2s > top.ndjson`;
 

@@ -138,22 +138,29 @@ export interface InputContext {
 export function inputFromSnapshot(snap: Snapshot, ctx: InputContext): DoctorInput {
 	const { asked, unwalked } = ctx;
 	const wanted = (netns: number) => asked.size === 0 || asked.has(netns);
+	const namespaces: DoctorInput['namespaces'] = snap.namespaces
+		.filter((ns) => ns.walkedTimeWait !== null || unwalked.has(ns.netns))
+		.filter((ns) => wanted(ns.netns))
+		.map((ns) => ({
+			netns: ns.netns,
+			...(ns.name ? { name: ns.name } : {}),
+			// The count now, not the last walk's: a walk may be a minute old (serve's interval), and
+			// thresholds must fire as the namespace fills (the model follows every TIME_WAIT entry).
+			timeWait: ns.walkedTimeWait === null ? null : ns.timeWait,
+			...(ns.timeWaitFrom === 'walk' && ns.walkedAgoMs !== null ? { walkedAgoSeconds: Math.round(ns.walkedAgoMs / 1000) } : {}),
+			settings: ns.settings,
+			asked: asked.has(ns.netns),
+			overflowDelta: ns.overflowSinceStart ?? 0,
+			...(unwalked.has(ns.netns) ? { error: unwalked.get(ns.netns) } : {}),
+		}));
+	// A namespace asked for that the source has not walked (an agent walks those in use, 16 at most) is never OK unseen.
+	for (const netns of asked) {
+		if (namespaces.some((ns) => ns.netns === netns)) continue;
+		namespaces.push({ netns, timeWait: null, settings: null, asked: true, overflowDelta: 0,
+			error: unwalked.get(netns) ?? 'not walked yet by the agent (it walks the namespaces in use, 16 at most): twtrace doctor --standalone --netns walks it' });
+	}
 	return {
-		namespaces: snap.namespaces
-			.filter((ns) => ns.walkedTimeWait !== null || unwalked.has(ns.netns))
-			.filter((ns) => wanted(ns.netns))
-			.map((ns) => ({
-				netns: ns.netns,
-				...(ns.name ? { name: ns.name } : {}),
-				// The count now, not the last walk's: a walk may be a minute old (serve's interval), and
-				// thresholds must fire as the namespace fills (the model follows every TIME_WAIT entry).
-				timeWait: ns.walkedTimeWait === null ? null : ns.timeWait,
-				...(ns.timeWaitFrom === 'walk' && ns.walkedAgoMs !== null ? { walkedAgoSeconds: Math.round(ns.walkedAgoMs / 1000) } : {}),
-				settings: ns.settings,
-				asked: asked.has(ns.netns),
-				overflowDelta: ns.overflowSinceStart ?? 0,
-				...(unwalked.has(ns.netns) ? { error: unwalked.get(ns.netns) } : {}),
-			})),
+		namespaces,
 		destinations: snap.destinations.filter((d) => wanted(d.netns)),
 		victims: snap.victims.filter((v) => wanted(v.netns)).map(victimInput),
 		holders: snap.rows.filter((r) => r.timeWait > 0).map((r) => ({

@@ -4,12 +4,13 @@
  * namespaces' TIME_WAIT totals and settings. Pure: the model and the time come in.
  */
 import type { SideName } from '../event/kinds.js';
-import { C, ChurnModel, COUNTERS, HISTORY_SECONDS, newLifetimeHistogram, type CounterName, type NamespaceTimeWait, type NetnsSettings, type Owner } from './aggregate.js';
+import { C, ChurnModel, COUNTERS, HISTORY_SECONDS, newLifetimeHistogram, type CounterName, type Destination, type NamespaceTimeWait, type NetnsSettings, type Owner } from './aggregate.js';
 import type { Histogram } from 'hdr-histogram-js';
 import { secondsToExhaustion, sustainableRate } from './ports.js';
 import type { VictimEntry } from './victims.js';
 import type { Likely } from './likely.js';
 import { workloadOf } from './workload.js';
+import { destinationKey, destinationMatches, isNarrowing, netnsMatches, ownerMatches, victimMatches, type ViewFilter } from './view-filter.js';
 
 export const GROUPINGS = ['process', 'comm', 'cgroup', 'workload', 'netns', 'dest'] as const;
 export type Grouping = (typeof GROUPINGS)[number];
@@ -150,6 +151,8 @@ export interface SnapshotOptions {
 	rateWindowUs: number;
 	/** Case-insensitive substring of comm, pid, dest or cgroup; empty: all. */
 	filter?: string;
+	/** The tracing filters, applied to a model built without them (the agent's): view-filter.ts. */
+	view?: ViewFilter;
 	/** cgroup id → path, for filtering by cgroup path. */
 	cgroupPath?: (id: number) => string | undefined;
 	maxRows?: number;
@@ -199,7 +202,12 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 	const needle = opts.filter?.toLowerCase() ?? '';
 	const workload = workloadNamer(opts.cgroupPath);
 	const likelyByOwner = model.likelyOwners();
+	const view = isNarrowing(opts.view) ? opts.view : undefined;
+	/** With a view that names a process: the destinations its owners use. */
+	const usedBy = new Set<string>();
 	for (const o of model.owners.values()) {
+		if (view && !ownerMatches(view, o)) continue;
+		if (view) usedBy.add(destinationKey(o.netns, o.peer));
 		if (needle && !matches(o, needle, opts.cgroupPath, workload)) continue;
 		const key = groupKey(o, by, workload);
 		const g = groups.get(key);
@@ -250,9 +258,9 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 		by,
 		sort: sortKey,
 		rows: rows.slice(0, opts.maxRows ?? 200),
-		destinations: destinationRows(model, nowUs, opts.rateWindowUs).slice(0, opts.maxDestinations ?? 10),
-		namespaces: namespaceRows(model, nowUs),
-		victims: victimRows(model, nowUs - VICTIM_WINDOW_US, likelyByOwner).slice(0, opts.maxVictims ?? 10),
+		destinations: destinationRows(model, nowUs, opts.rateWindowUs, view && ((d) => destinationMatches(view, d, usedBy))).slice(0, opts.maxDestinations ?? 10),
+		namespaces: namespaceRows(model, nowUs).filter((ns) => !view || netnsMatches(view, ns.netns)),
+		victims: victimRows(model, nowUs - VICTIM_WINDOW_US, likelyByOwner, view && ((v) => victimMatches(view, v))).slice(0, opts.maxVictims ?? 10),
 		overflow: { owners: model.ownersRefused, timeWait: model.timeWait.refused },
 	};
 }
@@ -328,10 +336,11 @@ function history(owners: Owner[], nowSecond: number): number[] {
 }
 
 /** Destinations with ports in use or connects in the rate window, the least headroom first. */
-export function destinationRows(model: ChurnModel, nowUs: number, rateWindowUs: number): DestinationRow[] {
+export function destinationRows(model: ChurnModel, nowUs: number, rateWindowUs: number, wanted?: (d: Destination) => boolean): DestinationRow[] {
 	const nowSecond = Math.floor(nowUs / US);
 	const rows: DestinationRow[] = [];
 	for (const d of model.destinations.values()) {
+		if (wanted && !wanted(d)) continue;
 		const portsUsable = model.portsUsable(d.netns);
 		const portsInUse = d.portsHeldOpen + d.timeWait;
 		if (portsInUse === 0 && d.connects.every((n) => n === 0)) continue;
@@ -375,8 +384,8 @@ export function namespaceRows(model: ChurnModel, nowUs: number): NamespaceRow[] 
 }
 
 /** Victims since `sinceUs`, each with who holds the ports it needed now (ChurnModel.holdersOf…). */
-export function victimRows(model: ChurnModel, sinceUs: number, likelyByOwner = model.likelyOwners()): VictimRow[] {
-	return model.victims.since(sinceUs).map(({ addr, port, ...v }) => {
+export function victimRows(model: ChurnModel, sinceUs: number, likelyByOwner = model.likelyOwners(), wanted?: (v: VictimEntry) => boolean): VictimRow[] {
+	return model.victims.since(sinceUs).filter((v) => !wanted || wanted(v)).map(({ addr, port, ...v }) => {
 		const held = v.call === 'connect' ? model.holdersOfDestination(v.netns, addr, port) : model.holdersOfLocalPort(v.netns, port);
 		const byProcess = new Map<string, HolderRow>();
 		let heldTimeWait = 0;

@@ -127,7 +127,7 @@ export class LivePipeline {
 		this.model.tick(nowUs);
 		const cgroupPath = (id: number) => this.cgroups.lookup(id);
 		const snap = snapshot(this.model, {
-			by: query.by, sort: query.sort, nowUs, rateWindowUs: Math.max(query.windowMs, 1000) * 1000, filter: query.filter, cgroupPath,
+			by: query.by, sort: query.sort, nowUs, rateWindowUs: Math.max(query.windowMs, 1000) * 1000, filter: query.filter, view: query.view, cgroupPath,
 			maxRows: query.maxRows, maxDestinations: query.maxDestinations, maxVictims: query.maxVictims,
 		});
 		markExited(snap, processRuns);
@@ -142,6 +142,7 @@ export class LivePipeline {
 		}
 		return {
 			...(agent ? { agent } : {}),
+			...(query.view ? { view: query.view } : {}),
 			snapshot: snap,
 			epochOffsetUs: epochOffsetUs(),
 			home: this.feed.home,

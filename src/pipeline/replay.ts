@@ -125,7 +125,7 @@ export class CaptureReplay {
 		const cgroups = trailer?.cgroups ?? {};
 		const cgroupPath = (id: number) => cgroups[String(id)];
 		const snap = snapshot(this.model, {
-			by: query.by, sort: query.sort, nowUs: this.#nowUs, rateWindowUs: Math.max(query.windowMs, 1000) * 1000, filter: query.filter, cgroupPath,
+			by: query.by, sort: query.sort, nowUs: this.#nowUs, rateWindowUs: Math.max(query.windowMs, 1000) * 1000, filter: query.filter, view: query.view, cgroupPath,
 			maxRows: query.maxRows, maxDestinations: query.maxDestinations, maxVictims: query.maxVictims,
 		});
 		const drops = trailer ? readDrops(trailer.drops).drops : readDrops({}).drops;
