@@ -5,12 +5,13 @@
  * `node` and nothing else: no compiler, bpftool or other program is reachable (twtrace runs none).
  * test/image.test.ts shows the same on a root filesystem with no toolchain package installed at all.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { packageVersion } from '../src/tracer/preflight.js';
-import { runCommand } from './helpers/children.js';
+import { runCommand, track, waitForLine } from './helpers/children.js';
 import { bpfTest, root } from './helpers/env.js';
 import { createPair } from './helpers/netns.js';
 import { runClient, startServer } from './helpers/processes.js';
@@ -56,20 +57,26 @@ bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --
 	const doctor = await run(twtrace, ['doctor', '--standalone', '--netns', String(pair.clientInode), '--sample', '300ms'], dir, env);
 	t.is(doctor.code, 0, doctor.stdout + doctor.stderr);
 	t.regex(doctor.stdout, /^TWTRACE OK - 0 TIME_WAIT in 1 namespace\(s\)/);
-	const once = await run(twtrace, ['top', '--once', '--standalone', '--netns', String(pair.clientInode)], dir, env);
-	t.is(once.code, 0, once.stderr);
-	t.regex(once.stdout, /^twtrace top {2}\d\d:\d\d:\d\d/m, 'the screen, printed once');
+	const onceRun = await run(twtrace, ['top', '--once', '--standalone', '--netns', String(pair.clientInode)], dir, env);
+	t.is(onceRun.code, 0, onceRun.stderr);
+	t.regex(onceRun.stdout, /^twtrace top {2}\d\d:\d\d:\d\d/m, 'the screen, printed once');
 
 	// top and serve from the install, both watching while a churner leaves 20 TIME_WAIT.
 	const serve = await startServe(['--netns', String(pair.clientInode), '--walk-interval', '1s'], { twtrace: [twtrace], env });
 	t.teardown(() => void (serve.child.exitCode === null && serve.child.kill('SIGKILL')));
 	t.is(await (await fetch(`${serve.url}/healthz`)).text(), 'ok\n');
 	const server = await startServer(pair.server, '0.0.0.0', 7960, 'wait-close', 20);
-	const top = run(twtrace, ['top', '--json', '--iterations', '3', '--standalone', '--netns', String(pair.clientInode), '--interval', '500ms'], dir, env);
-	await new Promise((r) => setTimeout(r, 700));
+	const top = track(spawn(twtrace, ['top', '--json', '--iterations', '4', '--standalone', '--netns', String(pair.clientInode), '--interval', '500ms'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] }));
+	let stdout = '';
+	let stderr = '';
+	top.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+	top.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+	const closed = once(top, 'close');
+	// Churn once top is attached (it says so when its first interval starts), within its 2 s.
+	await waitForLine(top, 'stderr', /a snapshot every/, 20_000);
 	const client = await runClient(pair.client, pair.serverAddr, 7960, 'close-first', 20);
 	await server.done;
-	const { code, stdout, stderr } = await top;
+	const [code] = (await closed) as [number | null];
 	t.is(code, 0, stderr);
 	const last = JSON.parse(stdout.trim().split('\n').pop()!);
 	t.like(last.rows.find((r: { pid: number }) => r.pid === client.pid), { timeWait: 20 });

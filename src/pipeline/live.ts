@@ -144,9 +144,15 @@ export class LiveFeed {
 		this.drainNow();
 		if (this.#walking || this.#stopped) return;
 		const nowUs = monotonicUs();
-		const isNewNamespace = [...this.model.namespaces.values()].some((ns) => ns.netns !== 0 && !ns.settings && !this.unwalked.has(ns.netns));
-		if (isNewNamespace || nowUs - this.#lastWalkUs >= this.#walkIntervalMs * 1000) {
+		if (nowUs - this.#lastWalkUs >= this.#walkIntervalMs * 1000) {
 			void this.walkAll();
+			return;
+		}
+		// A namespace first seen in events is walked at once, by itself: its settings and its older
+		// sockets count now, and the namespaces walked already are not read again before their time.
+		const fresh = [...this.model.namespaces.values()].filter((ns) => ns.netns !== 0 && !ns.settings && !this.unwalked.has(ns.netns)).map((ns) => ns.netns);
+		if (fresh.length) {
+			void this.#chain(() => this.#walkNamespaces(fresh));
 			return;
 		}
 		// Once a second at most: a witness walk for TIME_WAIT entries the kernel did not report.
@@ -190,14 +196,15 @@ export class LiveFeed {
 		return walk;
 	}
 
-	async #walkNamespaces(): Promise<void> {
+	/** Walks the namespaces of interest, or only `fresh` ones (first seen in events): see walkAll. */
+	async #walkNamespaces(fresh?: readonly number[]): Promise<void> {
 		if (this.#stopped || this.#abandon) return;
 		const startedUs = monotonicUs();
 		const startNs = process.hrtime.bigint();
 		const walked = new Set<number>();
 		this.drainNow(); // events from before the walk must reach the model before it
-		const discovered = this.#walker.discover();
-		for (const netns of namespacesToWalk(this.model, this.#asked, this.home, discovered)) {
+		const discovered = fresh ? [] : this.#walker.discover();
+		for (const netns of fresh ?? namespacesToWalk(this.model, this.#asked, this.home, discovered)) {
 			if (this.#abandon) return;
 			const opened = this.#walker.open(netns, pidsIn(this.model, netns));
 			if ('error' in opened) {
@@ -211,6 +218,11 @@ export class LiveFeed {
 			}
 		}
 		this.#session.tracer.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
+		if (fresh) {
+			// Not a pass over the namespaces of interest: the interval and the pass count are theirs.
+			this.#lastWalked = new Set([...this.#lastWalked, ...walked]);
+			return;
+		}
 		this.#lastWalked = walked;
 		this.#lastWalkUs = monotonicUs();
 		this.#lastWalkMs = (this.#lastWalkUs - startedUs) / 1000;

@@ -77,10 +77,11 @@ bpfTest('agent started before the churn: doctor and top --netns/--pid give the c
 	const doc = await twtrace(['doctor', '--netns', ns, '--warn', '200', '--crit', '250', '--agent-socket', socket]);
 	t.is(doc.code, 2, doc.stdout + doc.stderr);
 	t.notRegex(doc.stderr, /tracing here/);
-	t.regex(doc.stdout, new RegExp(`^TWTRACE CRITICAL - netns ${ns} \\(${pair.client}\\): ${inSs} TIME_WAIT \\(warn 200, crit 250`));
-	t.regex(doc.stdout, new RegExp(`'time_wait_${ns}'=${inSs};200;250;0;`));
-	t.regex(doc.stdout, new RegExp(`\\nSource: agent pid ${serve.child.pid}, up \\d+ s; --netns ${ns}\\n`));
-	t.regex(doc.stdout, new RegExp(`victim \\(pid ${victim.pid}\\) failed 1× with EADDRNOTAVAIL .* held by churner \\(pid ${churner.pid}\\) \\(${inSs} TIME_WAIT\\)`));
+	const said = `ss: ${inSs}; doctor said:\n${doc.stdout}`;
+	t.regex(doc.stdout, new RegExp(`^TWTRACE CRITICAL - netns ${ns} \\(${pair.client}\\): ${inSs} TIME_WAIT \\(warn 200, crit 250`), said);
+	t.regex(doc.stdout, new RegExp(`'time_wait_${ns}'=${inSs};200;250;0;`), said);
+	t.regex(doc.stdout, new RegExp(`\\nSource: agent pid ${serve.child.pid}, up \\d+ s; --netns ${ns}\\n`), said);
+	t.regex(doc.stdout, new RegExp(`victim \\(pid ${victim.pid}\\) failed 1× with EADDRNOTAVAIL .* held by churner \\(pid ${churner.pid}\\) \\(${inSs} TIME_WAIT\\)`), said);
 
 	// top --netns, answered by the agent's model narrowed to that namespace: exact owner, = ss.
 	const snap = await agentTop(['--netns', ns]);
