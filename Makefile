@@ -5,14 +5,14 @@ CC ?= cc
 ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 BPF_OBJ := build/twtrace.bpf.o
-HOLDERS_OBJ := build/holders.bpf.o
+OPEN_SOCKETS_OBJ := build/open-sockets.bpf.o
 HELPERS := build/tcp-scenario build/churn build/floor.bpf.o
 TS_SRC := $(shell find src native -name "*.ts")
 
 .PHONY: all bpf helpers ts layout clean
 all: bpf helpers ts
 
-bpf: $(BPF_OBJ) $(HOLDERS_OBJ)
+bpf: $(BPF_OBJ) $(OPEN_SOCKETS_OBJ)
 helpers: $(HELPERS)
 ts: dist/src/cli.js
 
@@ -24,7 +24,7 @@ build/vmlinux.h:
 $(BPF_OBJ): bpf/twtrace.bpf.c bpf/twtrace.h build/vmlinux.h
 	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibuild -Ibpf -c $< -o $@
 
-$(HOLDERS_OBJ): bpf/holders.bpf.c bpf/twtrace.h build/vmlinux.h
+$(OPEN_SOCKETS_OBJ): bpf/open-sockets.bpf.c bpf/twtrace.h build/vmlinux.h
 	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibuild -Ibpf -c $< -o $@
 
 # bench/: the floor, two empty programs on the tracepoint twtrace uses.
@@ -43,7 +43,7 @@ dist/src/cli.js: $(TS_SRC) tsconfig.json package.json
 	npx tsc -p .
 	chmod +x dist/src/cli.js
 
-# Regenerate the checked-in TypeScript view of bpf/twtrace.h (test/layout.test.ts checks for drift).
+# Regenerate the checked-in TypeScript view of bpf/twtrace.h (test/unit/layout.test.ts checks for drift).
 layout: $(BPF_OBJ)
 	node --import tsx scripts/gen-layout.ts $(BPF_OBJ) > src/event/layout.generated.ts
 

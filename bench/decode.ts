@@ -13,7 +13,7 @@ import { Decoder, isDecodeFailure } from '../src/event/decode.js';
 import { EVENT_SIZE, EventKind } from '../src/event/layout.generated.js';
 import { RingReader } from '../src/tracer/ring-reader.js';
 import { eventJsonLine } from '../src/views/event-json.js';
-import { writeRecord, writeTask } from '../test/helpers/records.js';
+import { writeRecord, writeTask } from '../testbed/records.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '7' }, 'ring-size': { type: 'string', default: '8388608' } } });
 const rounds = Number(values.rounds);

@@ -13,9 +13,9 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createPair, type NetnsPair } from '../test/helpers/netns.js';
-import { track, waitForLine } from '../test/helpers/children.js';
-import { runChurnClient, startChurnServer, stopChurnServer } from '../test/helpers/churn.js';
+import { createPair, type NetnsPair } from '../testbed/netns.js';
+import { track, waitForLine } from '../testbed/children.js';
+import { runChurnClient, startChurnServer, stopChurnServer } from '../testbed/churn.js';
 import { cpuSeconds, peakRssMiB, rssMiB, timeWaitSockets } from './proc.js';
 import { root } from './tracers.js';
 

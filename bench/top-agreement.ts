@@ -12,8 +12,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
-import { createPair } from '../test/helpers/netns.js';
-import { track, waitForLine } from '../test/helpers/children.js';
+import { createPair } from '../testbed/netns.js';
+import { track, waitForLine } from '../testbed/children.js';
 import { parseTwtraceSummary, root } from './tracers.js';
 
 const cli = path.join(root, 'dist/src/cli.js');

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NetnsPair } from '../test/helpers/netns.js';
-import { track, waitForLine } from '../test/helpers/children.js';
+import type { NetnsPair } from '../testbed/netns.js';
+import { track, waitForLine } from '../testbed/children.js';
 import type { CounterResult } from './line-counter.js';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -67,7 +67,7 @@ _Static_assert(sizeof(struct twt_task) == sizeof(struct twt_event), "a capture k
 _Static_assert(__builtin_offsetof(struct twt_event, kind) == 0 && __builtin_offsetof(struct twt_task, kind) == 0, "every record starts with its kind");
 _Static_assert(sizeof(struct twt_event) % 8 == 0, "twt_event must keep 8-byte alignment in the ring");
 _Static_assert(sizeof(struct twt_sock) == 64, "twt_sock size changed: regenerate the layout");
-_Static_assert(sizeof(struct twt_holder) == 64, "twt_holder size changed: regenerate the layout");
+_Static_assert(sizeof(struct twt_open_socket) == 64, "twt_open_socket size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_config) == 64, "twt_config size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_listener) == 32, "twt_listener size changed: regenerate the layout");
 
@@ -97,7 +97,7 @@ struct twt_btf_anchor {
 	struct twt_event event;
 	struct twt_task task;
 	struct twt_sock sock;
-	struct twt_holder holder;
+	struct twt_open_socket open_socket;
 	enum twt_event_kind kind;
 	enum twt_side side;
 	enum twt_owner_source owner_source;

@@ -5,7 +5,7 @@
  * block, the walk settings, and the values of the maps the loader reads (closing entries,
  * listeners). This header is their only hand-written definition: scripts/gen-layout.ts reads them
  * back from the BTF of build/twtrace.bpf.o and writes src/event/layout.generated.ts, and
- * test/layout.test.ts fails when the two drift apart. Structs the BPF side alone reads stay in
+ * test/unit/layout.test.ts fails when the two drift apart. Structs the BPF side alone reads stay in
  * bpf/twtrace.bpf.c.
  *
  * Rules: fixed size, fields largest to smallest, explicit padding, no implicit holes.
@@ -136,12 +136,12 @@ struct twt_sock {
 };
 
 /*
- * One TCP socket a process holds open, from the iter/task_file program (dump_holders): who holds
+ * One TCP socket a process holds open, from the iter/task_file program (dump_open_sockets): who holds
  * connections towards a destination now, and who holds each listening socket; the evidence for a
  * likely owner of TIME_WAIT sockets that predate twtrace (their own owner is gone from the kernel's
  * view: a timewait socket has no file).
  */
-struct twt_holder {
+struct twt_open_socket {
 	__u8 saddr[TWT_ADDR_LEN];
 	__u8 daddr[TWT_ADDR_LEN];
 	char comm[TWT_COMM_LEN];

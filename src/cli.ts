@@ -6,9 +6,11 @@
 import { Command, CommanderError } from 'commander';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { CaptureError } from './capture/format.js';
 import { ExitCode, TwtraceError } from './errors.js';
 import { DEFAULT_METRICS_PORT } from './commands/options.js';
-import { registerTrace, type Io } from './commands/trace.js';
+import type { Io } from './io.js';
+import { registerTrace } from './commands/trace.js';
 import { registerTop } from './commands/top.js';
 import { registerRecord } from './commands/record.js';
 import { registerReport } from './commands/report.js';
@@ -77,6 +79,11 @@ function report(error: unknown, io: Io): number {
 	if (error instanceof CommanderError) {
 		// Help and version exit 0; commander has already printed the usage error itself.
 		return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+	}
+	if (error instanceof CaptureError) {
+		// Every capture a command reads or writes (a file, the agent's flight recorder) fails here alike.
+		io.stderr.write(`twtrace: ${error.source ? `${error.source}: ` : ''}${error.message}\n${error.hint ? `  ${error.hint}\n` : ''}`);
+		return ExitCode.failure;
 	}
 	if (error instanceof TwtraceError) {
 		io.stderr.write(`twtrace: ${error.message}\n${error.hint ? `  ${error.hint}\n` : ''}`);

@@ -11,8 +11,8 @@
  * connection; tcp_tw_reuse_delay (6.13+) is the age a TIME_WAIT must reach first; tcp_tw_recycle
  * was removed in 4.12 (it dropped SYNs from clients behind NAT).
  */
-import type { NetnsSettings } from '../model/aggregate.js';
-import { DEFAULT_PORT_RANGE, sustainableRate, TIME_WAIT_SECONDS, usablePorts, type PortRange } from '../model/ports.js';
+import { DEFAULT_PORT_RANGE, usablePorts, type NetnsSettings, type PortRange } from '../facts/netns-settings.js';
+import { sustainableRate, TIME_WAIT_SECONDS } from '../model/ports.js';
 
 export interface Advice {
 	/** 1..5 in the remediation order; the overflow note is 6. */

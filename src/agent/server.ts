@@ -12,7 +12,8 @@
  * A bad query is a 400 with the reason; nothing the client sends changes the agent.
  */
 import http from 'node:http';
-import { GROUPINGS, SORT_KEYS, type Grouping, type SortKey } from '../model/snapshot.js';
+import { GROUPINGS, type Grouping } from '../model/groups.js';
+import { SORT_KEYS, type SortKey } from '../model/snapshot.js';
 import { listenPrivately, prepareSocketPath } from './socket.js';
 import { encodeSnapshotReply, type AgentInfo, type SnapshotQuery, type SnapshotReply } from './wire.js';
 import type { ViewFilter } from '../model/view-filter.js';

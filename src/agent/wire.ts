@@ -6,9 +6,11 @@
  *
  * Versioned by path (/v1/…): a client refuses an agent whose `api` it does not know.
  */
-import type { NetnsSettings } from '../model/aggregate.js';
-import type { Losses } from '../model/losses.js';
-import type { Grouping, NamespaceRow, Snapshot, SortKey } from '../model/snapshot.js';
+import type { NetnsSettings } from '../facts/netns-settings.js';
+import type { Losses } from '../facts/losses.js';
+import type { Grouping } from '../model/groups.js';
+import type { NamespaceRow } from '../model/port-rows.js';
+import type { Snapshot, SortKey } from '../model/snapshot.js';
 import type { ViewFilter } from '../model/view-filter.js';
 
 export const API_VERSION = 1;

@@ -24,9 +24,8 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { crc32 } from 'node:zlib';
 import { EVENT_FIELDS, EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE, TASK_FIELDS, TASK_SIZE } from '../event/layout.generated.js';
-import type { NetnsSettings } from '../model/aggregate.js';
-import { parsePortList } from '../model/ports.js';
-import type { WalkRecord } from '../model/walk.js';
+import { parsePortList, portListText, type NetnsSettings } from '../facts/netns-settings.js';
+import type { WalkRecord } from '../event/walk-record.js';
 import { encodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
 
 /** PNG-style: a high byte, the name, CR LF, ^Z, LF: text-mode transfers and `type` are caught. */
@@ -47,10 +46,32 @@ export const MAX_FRAME_BYTES = 256 << 20;
 export const FrameType = { events: 1, walk: 2, end: 3 } as const;
 export type FrameTypeName = keyof typeof FrameType;
 
+/**
+ * A capture that cannot be read or written, and why. The CLI prints it (cli.ts: the one place where
+ * it becomes a message and an exit status), prefixed with `source`.
+ */
 export class CaptureError extends Error {
-	constructor(message: string, readonly offset?: number) {
+	readonly offset: number | undefined;
+	/** What the capture is: a file's path, "the flight recorder of the agent pid …". */
+	readonly source: string | undefined;
+	/** What to do about it, for the user. */
+	readonly hint: string;
+	/** The file exists but cannot be read whole (no end frame): --partial reads what it holds. */
+	readonly isIncomplete: boolean;
+
+	constructor(message: string, where: number | { offset?: number; source?: string; hint?: string } = {}) {
 		super(message);
 		this.name = 'CaptureError';
+		const w = typeof where === 'number' ? { offset: where } : where;
+		this.offset = w.offset;
+		this.source = w.source;
+		this.hint = w.hint ?? '';
+		this.isIncomplete = message.startsWith('incomplete');
+	}
+
+	/** The same error, said of `source`, with what to do about it. */
+	of(source: string, hint: string): CaptureError {
+		return new CaptureError(this.message, { offset: this.offset, source, hint: this.isIncomplete ? '' : hint });
 	}
 }
 
@@ -134,19 +155,6 @@ export function settingsToJson(s: NetnsSettings): SettingsJson {
 
 export function settingsFromJson(j: SettingsJson): NetnsSettings {
 	return { ...j, reservedPorts: parsePortList(j.reservedPorts) };
-}
-
-/** {8080, 9000, 9001, 9002} → "8080,9000-9002" (the kernel's own form). */
-export function portListText(ports: ReadonlySet<number>): string {
-	const sorted = [...ports].sort((a, b) => a - b);
-	const parts: string[] = [];
-	for (let i = 0; i < sorted.length;) {
-		let j = i;
-		while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
-		parts.push(i === j ? String(sorted[i]) : `${sorted[i]}-${sorted[j]}`);
-		i = j + 1;
-	}
-	return parts.join(',');
 }
 
 /** The header of a capture this twtrace writes (record, and the agent's flight recorder). */

@@ -8,11 +8,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
-import type { WalkRecord } from '../model/walk.js';
-import {
-	CAPTURE_VERSION, CaptureError, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, MAX_FRAME_BYTES, MAX_HEADER_BYTES,
-	PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson,
-} from './format.js';
+import type { WalkRecord } from '../event/walk-record.js';
+import { CAPTURE_VERSION, CaptureError, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
 import { crc32 } from 'node:zlib';
 import { decodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
 
@@ -35,16 +32,22 @@ export interface ReadOptions {
 	allowPartial?: boolean;
 }
 
+const UNUSABLE_HINT = 'The file is not usable as a capture; nothing was read from it.';
+
+/** Reads and checks a capture file; throws CaptureError naming the file. */
 export function readCaptureFile(file: string, options: ReadOptions = {}): Capture {
 	let data: Buffer;
 	try {
 		data = fs.readFileSync(file);
 	} catch (error) {
 		const code = (error as NodeJS.ErrnoException).code;
-		// The caller names the file: the message does not repeat it.
-		throw new CaptureError(code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory, not a capture' : (error as Error).message);
+		throw new CaptureError(code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory, not a capture' : (error as Error).message, { source: file, hint: UNUSABLE_HINT });
 	}
-	return parseCapture(data, options);
+	try {
+		return parseCapture(data, options);
+	} catch (error) {
+		throw error instanceof CaptureError ? error.of(file, UNUSABLE_HINT) : error;
+	}
 }
 
 export function parseCapture(data: Uint8Array, options: ReadOptions = {}): Capture {

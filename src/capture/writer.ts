@@ -5,7 +5,7 @@
  * maxBytes is not written, and the writer reports itself full.
  */
 import fs from 'node:fs';
-import type { WalkRecord } from '../model/walk.js';
+import type { WalkRecord } from '../event/walk-record.js';
 import { CaptureError, encodeEnd, encodeFrame, encodePreamble, WalkEncoder, type CaptureHeader, type CaptureTrailer } from './format.js';
 
 export class CaptureWriter {

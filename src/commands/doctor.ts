@@ -6,17 +6,20 @@
  * Returns the exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
 import type { Command } from 'commander';
-import { parseCount, parseDuration, parsePercent, parseRingSize, verboseLog, type FilterOptions } from './options.js';
 import { DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
-import { COMMAND_KINDS } from '../event/kinds.js';
 import { evaluate, inputFromSnapshot, type DoctorInput, type Thresholds } from '../doctor/check.js';
-import { VICTIM_WINDOW_US } from '../model/snapshot.js';
-import { LivePipeline } from '../pipeline/pipeline.js';
-import { agentLabel, chooseAgent, type AgentChoiceOptions, type ChosenAgent } from './agent-choice.js';
-import { Run } from './run.js';
 import { TwtraceError, usageError } from '../errors.js';
-import { defaultObjectPath, holdersObjectPath, preflight } from '../tracer/preflight.js';
-import { resolveFilters, type Io } from './trace.js';
+import { COMMAND_KINDS } from '../event/kinds.js';
+import type { Io } from '../io.js';
+import { VICTIM_WINDOW_US } from '../model/port-rows.js';
+import { Run } from '../run.js';
+import type { AgentChoiceOptions } from '../source/agent-choice.js';
+import { AgentSource } from '../source/agent-source.js';
+import { LiveSource } from '../source/live-source.js';
+import { openSource } from '../source/open.js';
+import type { Source } from '../source/source.js';
+import { formatDuration } from '../views/duration.js';
+import { parseCount, parseDuration, parsePercent, parseRingSize, verboseLog, type FilterOptions } from './options.js';
 
 export interface DoctorOptions extends Pick<FilterOptions, 'netns' | 'ringSize' | 'verbose'>, AgentChoiceOptions {
 	warn: number;
@@ -36,52 +39,51 @@ export async function doctorCommand(opts: DoctorOptions, io: Io): Promise<number
 	if (opts.warn > opts.crit) throw usageError(`--warn ${opts.warn} is above --crit ${opts.crit}`);
 	if (opts.warnHeadroom < opts.critHeadroom) throw usageError(`--warn-headroom ${opts.warnHeadroom} % is below --crit-headroom ${opts.critHeadroom} %`);
 	const thresholds: Thresholds = { warnTimeWait: opts.warn, critTimeWait: opts.crit, warnHeadroom: opts.warnHeadroom / 100, critHeadroom: opts.critHeadroom / 100 };
-	const agent = await chooseAgent('doctor', opts, io, { narrows: true });
-	const { input, source } = agent ? await fromAgent(agent) : await standalone(opts, io);
+	const source = await openSource('doctor', opts, io, {
+		narrows: true,
+		live: { kinds: COMMAND_KINDS.doctor, model: { closesFromTimeWait: true }, likelyOwners: true, log: verboseLog(opts, io) },
+	});
+	let input: DoctorInput;
+	try {
+		input = await inputFrom(source, opts, io);
+	} finally {
+		await source.close();
+	}
+	const label = source.kind === 'live' ? `standalone, ${formatDuration(opts.sample / 1000)} sample` : source.label();
 	const verdict = evaluate(input, thresholds);
 	if (opts.json) {
-		io.stdout.write(JSON.stringify({ status: verdict.status, exitCode: verdict.exitCode, line: verdict.line, findings: verdict.findings, source, ...input, thresholds }, null, 2) + '\n');
+		io.stdout.write(JSON.stringify({ status: verdict.status, exitCode: verdict.exitCode, line: verdict.line, findings: verdict.findings, source: label, ...input, thresholds }, null, 2) + '\n');
 	} else {
 		const details = verdict.findings.map((f) => `  [${f.status}] ${f.message}`);
 		const holders = input.holders.map((h) => `  ${h.label}: ${h.timeWait.toLocaleString('en-US')} TIME_WAIT held (${h.side})`);
 		io.stdout.write([verdict.line, ...details, ...(holders.length ? ['Holding the most TIME_WAIT:', ...holders] : []),
-			`Source: ${source}`,
+			`Source: ${label}`,
 			...(verdict.exitCode ? ['Next: twtrace top (who, live), then twtrace report --last 15m (evidence and advice); see docs/playbook.md'] : [])].join('\n') + '\n');
 	}
 	return verdict.exitCode;
 }
 
-/** The agent's model (narrowed to --netns): rates over its last 10 s, victims of its last minute, no waiting. */
-async function fromAgent(agent: ChosenAgent): Promise<{ input: DoctorInput; source: string }> {
-	const reply = await agent.client.snapshot({ ...QUERY, windowMs: 10_000, ...(agent.view ? { view: agent.view } : {}) });
-	const input = inputFromSnapshot(reply.snapshot, {
-		asked: new Set(agent.view?.netns ?? []),
-		unwalked: reply.unwalked,
-		sampleSeconds: VICTIM_WINDOW_US / 1_000_000,
-		watchedSeconds: Math.round(reply.agent?.uptimeSeconds ?? 0),
-	});
-	return { input, source: agentLabel(agent.info, agent.view) };
-}
-
-/** Traces here: walks, samples events for --sample, walks again. */
-async function standalone(opts: DoctorOptions, io: Io): Promise<{ input: DoctorInput; source: string }> {
-	const filters = resolveFilters({ netns: opts.netns, ringSize: opts.ringSize, kind: [...COMMAND_KINDS.doctor] });
-	const objectPath = defaultObjectPath();
-	preflight('doctor', objectPath);
-	const log = verboseLog(opts, io);
-	const pipeline = new LivePipeline({ objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, model: { closesFromTimeWait: true } });
-	try {
+/**
+ * The doctor's input from `source`: the agent's model at once (rates over its last 10 s, victims of
+ * its last minute); traced here, --sample of events between two walks (the second makes the counts exact).
+ */
+async function inputFrom(source: Source, opts: DoctorOptions, io: Io): Promise<DoctorInput> {
+	const isLive = source.kind === 'live';
+	if (isLive) {
 		const run = new Run(io, { durationMs: opts.sample });
 		await run.finished;
 		run.dispose();
-		await pipeline.feed.walkAll(); // the counts reported are the kernel's, at the end of the sample
-	} finally {
-		await pipeline.stop();
+		await source.settle();
 	}
-	const reply = pipeline.snapshotReply({ ...QUERY, windowMs: Math.max(opts.sample, 1) });
+	const reply = await source.reply({ ...QUERY, windowMs: isLive ? Math.max(opts.sample, 1) : 10_000 });
+	const asked = source instanceof AgentSource ? source.view?.netns ?? [] : source instanceof LiveSource ? source.filters.netns : [];
 	const sampleSeconds = Math.round(opts.sample / 100) / 10;
-	const input = inputFromSnapshot(reply.snapshot, { asked: new Set(filters.netns), unwalked: reply.unwalked, sampleSeconds, watchedSeconds: sampleSeconds });
-	return { input, source: `standalone, ${sampleSeconds} s sample` };
+	return inputFromSnapshot(reply.snapshot, {
+		asked: new Set(asked),
+		unwalked: reply.unwalked,
+		sampleSeconds: isLive ? sampleSeconds : VICTIM_WINDOW_US / 1_000_000,
+		watchedSeconds: isLive ? sampleSeconds : Math.round(reply.agent?.uptimeSeconds ?? 0),
+	});
 }
 
 /** For errors before any verdict: the Nagios UNKNOWN line on stdout, the error on stderr, exit 3. */

@@ -6,9 +6,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ALL_KINDS, type EventKindName } from '../event/kinds.js';
 import { DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
-import type { CaptureHeader } from '../capture/format.js';
-import type { Filters } from '../tracer/tracer.js';
-import type { ModelOptions } from '../model/aggregate.js';
+import type { FilterOptions } from '../source/filters.js';
 
 const MAX_PID = 4_194_304; // PID_MAX_LIMIT on 64-bit (include/linux/threads.h)
 
@@ -118,16 +116,7 @@ function collect(value: string, previous: string[] | undefined): string[] {
 	return [...(previous ?? []), ...value.split(',').filter(Boolean)];
 }
 
-export interface FilterOptions {
-	pid?: number;
-	comm?: string;
-	netns?: string[];
-	port?: number;
-	kind?: EventKindName[];
-	family?: '4' | '6';
-	ringSize: number;
-	verbose?: boolean;
-}
+export type { FilterOptions };
 
 export const DEFAULT_RING_BYTES = 8 * 1024 * 1024;
 
@@ -167,22 +156,6 @@ export function addAgentOptions(cmd: Command): Command {
 	return cmd
 		.option('--standalone', 'trace here even when an agent runs (loads the BPF programs; needs root)')
 		.option('--agent-socket <path>', `the agent's socket (default ${DEFAULT_AGENT_SOCKET}, or $TWTRACE_AGENT_SOCKET)`);
-}
-
-/** The filters a capture's header names (as given: an incomplete capture is not mistaken for all of the host). */
-export function captureFilters(filters: Filters, opts: Pick<FilterOptions, 'pid' | 'comm' | 'port'>): CaptureHeader['filters'] {
-	return {
-		netns: filters.netns,
-		...(opts.pid !== undefined ? { pid: opts.pid } : {}),
-		...(opts.comm !== undefined ? { comm: opts.comm } : {}),
-		...(opts.port !== undefined ? { port: opts.port } : {}),
-		...(filters.family !== undefined ? { family: filters.family } : {}),
-	};
-}
-
-/** The filters the model applies itself, to sockets found by walks (the kernel filters the events). */
-export function modelFilters(opts: Pick<FilterOptions, 'pid' | 'comm' | 'port'>, filters: Filters): Pick<ModelOptions, 'comm' | 'pid' | 'port' | 'family'> {
-	return { comm: opts.comm, pid: opts.pid, port: opts.port, family: filters.family };
 }
 
 /** libbpf's and the verifier's messages on stderr, with --verbose. */

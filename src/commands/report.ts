@@ -1,25 +1,20 @@
 /**
  * `twtrace report [FILE]`: a churn report from a capture (replayed through the model `top` runs),
- * or live for --duration, printed as a table, JSON or Markdown (each starts with the one-line summary).
+ * the agent's flight recorder (--last, or --duration waited for), or a live run here (--duration),
+ * printed as a table, JSON or Markdown (each starts with the one-line summary). Options and wiring.
  */
 import { Option, type Command } from 'commander';
-import { GROUPINGS } from '../model/snapshot.js';
-import { addAgentOptions, addFilterOptions, modelFilters, parseCount, parseDuration, parseInterval, verboseLog, type FilterOptions } from './options.js';
-import { captureDrops, CaptureError } from '../capture/format.js';
-import { parseCapture, readCaptureFile } from '../capture/reader.js';
-import { agentLabel, chooseAgent, formatSpan, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
-import { Run } from './run.js';
-import type { Grouping } from '../model/snapshot.js';
-import { ReportBuilder, type Report } from '../report/report.js';
-import { describeFilters, replayCapture } from '../report/replay.js';
 import { TwtraceError, usageError } from '../errors.js';
-import { CgroupPaths, epochOffsetUs } from '../tracer/host.js';
-import { monotonicUs } from '../pipeline/live.js';
-import { LivePipeline } from '../pipeline/pipeline.js';
-import { defaultObjectPath, preflight } from '../tracer/preflight.js';
+import type { Io } from '../io.js';
+import { GROUPINGS, type Grouping } from '../model/groups.js';
+import type { Report } from '../report/report.js';
+import { Run } from '../run.js';
+import type { AgentChoiceOptions } from '../source/agent-choice.js';
+import { tracingFilters } from '../source/filters.js';
+import { LiveReport, reportFrom } from '../source/reports.js';
+import { openSource } from '../source/open.js';
 import { reportMarkdown, reportTable } from '../views/report-text.js';
-import { resolveFilters, summaryLine, type Io } from './trace.js';
-import os from 'node:os';
+import { addAgentOptions, addFilterOptions, parseCount, parseDuration, parseInterval, verboseLog, type FilterOptions } from './options.js';
 
 export const REPORT_FORMATS = ['table', 'json', 'markdown'] as const;
 
@@ -40,107 +35,50 @@ export function renderReport(report: Report, format: ReportOptions['format']): s
 }
 
 export async function reportCommand(file: string | undefined, opts: ReportOptions, io: Io): Promise<void> {
-	if (file !== undefined && opts.last !== undefined) throw usageError('--last reads the agent\'s flight recorder, not a FILE', 'twtrace report --last 10m');
-	if (opts.last !== undefined && opts.duration !== undefined) throw usageError('--last (the past) or --duration (from now), not both');
-	const report = file !== undefined ? fromCapture(file, opts) : (await fromAgent(opts, io)) ?? await liveReport(opts, io);
+	checkUsage(file, opts);
+	const live = new LiveReport(opts.by);
+	const source = await openSource('report', opts, io, {
+		replay: file === undefined ? undefined : { file, partial: opts.partial },
+		// Without a file, the past needs the agent's recorder; and without --duration there is nothing to watch here.
+		agent: opts.last !== undefined ? { required: NO_AGENT_FOR_LAST } : file === undefined && opts.duration === undefined ? { required: NEEDS_SOMETHING } : 'may',
+		live: { kinds: [], model: { keepIdle: true }, walkIntervalMs: opts.walkInterval, log: verboseLog(opts, io), follow: live.follow },
+	});
+	let report: Report;
+	try {
+		if (source.kind === 'live') io.stderr.write(`twtrace: watching for ${opts.duration! / 1000} s, then reporting. Ctrl-C to report early.\n`);
+		const run = opts.duration === undefined ? undefined : new Run(io, { durationMs: opts.duration });
+		try {
+			report = await reportFrom(source, { by: opts.by, top: opts.top, lastMs: opts.last, run, durationMs: opts.duration }, opts, io, live);
+		} finally {
+			run?.dispose();
+		}
+	} finally {
+		await source.close();
+	}
 	io.stdout.write(renderReport(report, opts.format));
 	if (!report.complete) io.stderr.write(`twtrace: the capture is incomplete (${report.incomplete}); the report covers what it holds.\n`);
 }
 
-/**
- * From the running agent's flight recorder: --last of the past, all it holds by default, or, with
- * --duration, the next --duration (waited for here, recorded by the agent). Undefined without an agent.
- */
-async function fromAgent(opts: ReportOptions, io: Io): Promise<Report | undefined> {
-	const filters = tracingFilters(opts);
-	if (opts.last !== undefined && filters.length) {
-		throw usageError(`${filters[0]} does not apply to --last: the agent recorded with its own filters`, `Watch live with it: sudo twtrace report ${filters[0]} … --duration 60s`);
-	}
-	const agent = await chooseAgent('report', opts, io);
-	if (!agent) {
-		if (opts.last !== undefined) {
-			throw new TwtraceError('--last reads the flight recorder of a running agent, and none answers',
-				`Start one (sudo twtrace serve, or systemctl start twtrace) so that the past is there next time; now, watch live: sudo twtrace report --duration 60s`);
-		}
-		return undefined;
-	}
-	if (opts.partial) throw usageError('--partial applies to a capture FILE');
-	let lastMs = opts.last;
-	if (opts.duration !== undefined) {
-		io.stderr.write(`twtrace: the agent records; reporting in ${opts.duration / 1000} s. Ctrl-C to report early.\n`);
-		const startedMs = Date.now();
-		const run = new Run(io, { durationMs: opts.duration });
-		await run.finished;
-		run.dispose();
-		lastMs = Date.now() - startedMs;
-	}
-	const bytes = await agent.client.capture(lastMs);
-	const label = `${agentLabel(agent.info)}: ${lastMs === undefined ? 'all its flight recorder holds' : `the last ${formatSpan(lastMs)}`}`;
-	io.stderr.write(`twtrace: report from the ${label}\n`);
-	try {
-		const capture = parseCapture(bytes);
-		const cgroups = new CgroupPaths();
-		return replayCapture(capture, { by: opts.by, top: opts.top, file: label, fromAgent: true, cgroupPath: (id) => cgroups.lookup(id) });
-	} catch (error) {
-		if (error instanceof CaptureError) throw new TwtraceError(`the agent's flight recorder: ${error.message}`, 'Report it: the agent served a capture this twtrace cannot read');
-		throw error;
-	}
-}
+const NO_AGENT_FOR_LAST = new TwtraceError('--last reads the flight recorder of a running agent, and none answers',
+	'Start one (sudo twtrace serve, or systemctl start twtrace) so that the past is there next time; now, watch live: sudo twtrace report --duration 60s');
+const NEEDS_SOMETHING = usageError('give a capture FILE, --last with a running agent, or --duration for a live report',
+	'Examples: twtrace report churn.twtcap · twtrace report --last 10m · sudo twtrace report --duration 60s');
 
-function fromCapture(file: string, opts: ReportOptions): Report {
+/** What does not go together, before anything is opened. */
+function checkUsage(file: string | undefined, opts: ReportOptions): void {
 	const given = tracingFilters(opts);
-	if (given.length) throw usageError(`${given[0]} applies to a live report; a capture's filters were set when it was recorded`, `Record with it: twtrace record ${given[0]} … -o FILE`);
-	if (opts.duration !== undefined) throw usageError('--duration is for a live report (without FILE)', 'To cover less of a capture, record less: twtrace record --duration');
-	try {
-		const capture = readCaptureFile(file, { allowPartial: opts.partial });
-		const cgroups = new CgroupPaths();
-		return replayCapture(capture, { by: opts.by, top: opts.top, file, cgroupPath: (id) => cgroups.lookup(id) });
-	} catch (error) {
-		if (error instanceof CaptureError) throw new TwtraceError(`${file}: ${error.message}`, error.message.startsWith('incomplete') ? '' : 'The file is not usable as a capture; nothing was reported.');
-		throw error;
+	if (file !== undefined) {
+		if (opts.last !== undefined) throw usageError('--last reads the agent\'s flight recorder, not a FILE', 'twtrace report --last 10m');
+		if (given.length) throw usageError(`${given[0]} applies to a live report; a capture's filters were set when it was recorded`, `Record with it: twtrace record ${given[0]} … -o FILE`);
+		if (opts.duration !== undefined) throw usageError('--duration is for a live report (without FILE)', 'To cover less of a capture, record less: twtrace record --duration');
+		return;
 	}
-}
-
-async function liveReport(opts: ReportOptions, io: Io): Promise<Report> {
-	if (opts.duration === undefined) {
-		throw usageError('give a capture FILE, --last with a running agent, or --duration for a live report',
-			'Examples: twtrace report churn.twtcap · twtrace report --last 10m · sudo twtrace report --duration 60s');
+	if (opts.last !== undefined && opts.duration !== undefined) throw usageError('--last (the past) or --duration (from now), not both');
+	if (opts.last !== undefined && given.length) {
+		throw usageError(`${given[0]} does not apply to --last: the agent recorded with its own filters`, `Watch live with it: sudo twtrace report ${given[0]} … --duration 60s`);
 	}
+	if (opts.last !== undefined && opts.standalone) throw usageError('--last reads the agent\'s flight recorder: not with --standalone');
 	if (opts.partial) throw usageError('--partial applies to a capture FILE');
-	const filters = resolveFilters({ ...opts, kind: undefined });
-	const objectPath = defaultObjectPath();
-	preflight('report', objectPath);
-	const log = verboseLog(opts, io);
-	const startedAt = new Date().toISOString();
-	let builder!: ReportBuilder;
-	const pipeline = new LivePipeline({ objectPath, filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, model: { ...modelFilters(opts, filters), keepIdle: true } }, (model) => {
-		builder = new ReportBuilder(model, opts.by, (id) => pipeline.cgroups.lookup(id));
-		return {
-			onEvents: (events) => builder.afterEvents(events),
-			onWalk: (walk) => builder.afterWalk(walk.netns, walk.settings, walk.takenAtUs),
-		};
-	});
-	const feed = pipeline.feed;
-	const run = new Run(io, { durationMs: opts.duration });
-	io.stderr.write(`twtrace: watching for ${opts.duration / 1000} s, then reporting. Ctrl-C to report early.\n`);
-	const timer = setInterval(() => feed.maybeWalk(), Math.min(500, opts.walkInterval));
-	try {
-		await run.finished;
-	} finally {
-		clearInterval(timer);
-		run.dispose();
-	}
-	const summary = await pipeline.stop({ lastWalk: true }); // exact TIME_WAIT held at the end
-	io.stderr.write(summaryLine(summary) + '\n');
-	return builder.build({
-		endUs: monotonicUs(),
-		epochOffsetUs: epochOffsetUs(),
-		top: opts.top,
-		source: { kind: 'live', host: os.hostname(), kernel: os.release(), startedAt, seconds: 0, filters: describeFilters({ ...opts, netns: filters.netns, family: filters.family }) },
-		complete: true,
-		losses: { ...captureDrops(summary), unreadable: [] },
-		cgroupPath: (id) => pipeline.cgroups.lookup(id),
-	});
 }
 
 const REPORT_HELP = `

@@ -1,25 +1,17 @@
 /**
- * `twtrace serve`: the live feed `top` runs (events and socket walks), exported as Prometheus
- * metrics on --listen for as long as it runs. Wiring only: feed → model and metrics, a one-second
- * tick, and on each scrape a MetricsData rendered by the Prometheus view. SIGTERM or SIGINT stop
- * it cleanly: the port is closed first, then the BPF links.
+ * `twtrace serve`: the agent (agent/daemon.ts): Prometheus metrics on --listen, the local API on
+ * its socket, the flight recorder, for as long as it runs. Options and wiring: SIGTERM or SIGINT stop
+ * it cleanly, the port first, then the BPF links.
  */
 import { Option, type Command } from 'commander';
-import { addFilterOptions, captureFilters, DEFAULT_METRICS_PORT, DEFAULT_RING_BYTES, modelFilters, parseCount, parseDuration, parseFileSize, parseInterval, parseListen, verboseLog, type FilterOptions } from './options.js';
+import { AgentDaemon } from '../agent/daemon.js';
+import { agentSocketPath } from '../agent/socket.js';
 import { AGENT_GROUP, DEFAULT_AGENT_SOCKET } from '../agent/wire.js';
-import { COMMAND_KINDS } from '../event/kinds.js';
-import { AgentServer } from '../agent/server.js';
-import { agentSocketPath, prepareSocketPath } from '../agent/socket.js';
-import { API_VERSION, type AgentInfo } from '../agent/wire.js';
-import { ChurnMetrics } from '../model/churn-metrics.js';
-import { MAX_WALKED_NAMESPACES, monotonicUs } from '../pipeline/live.js';
-import { LivePipeline } from '../pipeline/pipeline.js';
-import { defaultObjectPath, holdersObjectPath, packageVersion, preflight } from '../tracer/preflight.js';
-import { MetricsServer, type ListenAddress } from '../server/http.js';
-import os from 'node:os';
-import { eventsLost } from '../model/losses.js';
-import { PrometheusView } from '../views/prometheus.js';
-import { resolveFilters, summaryLine, type Io } from './trace.js';
+import type { Io } from '../io.js';
+import { captureFilters, modelFilters, resolveFilters } from '../source/filters.js';
+import { sessionSummaryLine } from '../views/session-text.js';
+import { addFilterOptions, DEFAULT_METRICS_PORT, DEFAULT_RING_BYTES, parseCount, parseDuration, parseFileSize, parseInterval, parseListen, verboseLog, type FilterOptions } from './options.js';
+import type { ListenAddress } from '../server/http.js';
 
 export interface ServeOptions extends FilterOptions {
 	listen: ListenAddress;
@@ -33,118 +25,21 @@ export interface ServeOptions extends FilterOptions {
 	recorderSize: number;
 }
 
-/** A group with no events and no TIME_WAIT held for this long loses its series: the process is gone. */
-export const SERIES_IDLE_US = 5 * 60 * 1_000_000;
-/** Rates for time-to-exhaustion are over this window (the model keeps 16 s). */
-const RATE_WINDOW_US = 10 * 1_000_000;
-const TICK_MS = 1000;
-/** Losses are logged at most this often (the counters are exported all the time). */
-const DROP_LOG_MS = 60_000;
-
 export async function serveCommand(opts: ServeOptions, io: Io): Promise<void> {
-	const filters = resolveFilters({ ...opts, kind: [...COMMAND_KINDS.serve] });
-	const objectPath = defaultObjectPath();
-	preflight('serve', objectPath);
+	const filters = resolveFilters(opts);
 	const socketPath = opts.agentSocket === false ? undefined : agentSocketPath(typeof opts.agentSocket === 'string' ? opts.agentSocket : undefined);
-	// Before loading anything: a second agent is refused while the first keeps running.
-	if (socketPath) await prepareSocketPath(socketPath);
-
-	let pipeline: LivePipeline | undefined;
-	const metrics = new ChurnMetrics({
-		maxSeries: opts.maxSeries,
-		idleUs: SERIES_IDLE_US,
-		// Resolved when a group gets its series (after the pipeline exists); the pipeline rescans soon
-		// after a miss (cgroupRescanMs below): a new container's cgroup.
-		cgroupLabel: (id) => (id === 0 ? '(unknown)' : pipeline?.cgroups.lookup(id) ?? `id:${id}`),
-		comm: opts.comm,
-		maxFailureSeries: opts.maxSeries,
-	});
-	const view = new PrometheusView();
-	const version = packageVersion();
-	let stopping = false;
-	let server: MetricsServer | undefined;
-	let agent: AgentServer | undefined;
-	let timer: NodeJS.Timeout | undefined;
+	const daemon = await AgentDaemon.start({
+		listen: opts.listen, maxSeries: opts.maxSeries, maxDestinations: opts.maxDestinations, walkIntervalMs: opts.walkInterval, socketPath,
+		recorder: opts.recorder === false ? undefined : { maxAgeMs: opts.recorder, maxBytes: opts.recorderSize },
+		filters, model: modelFilters(opts, filters), captureFilters: captureFilters(filters, opts), ringBytes: opts.ringSize, log: verboseLog(opts, io),
+	}, io);
 	try {
-		const log = verboseLog(opts, io);
-		const p = (pipeline = new LivePipeline({
-			objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true, cgroupRescanMs: 250,
-			model: { ...modelFilters(opts, filters), closesFromTimeWait: true },
-			...(opts.recorder !== false && socketPath ? {
-				recorder: {
-					maxAgeMs: opts.recorder, maxBytes: opts.recorderSize, filters: captureFilters(filters, opts),
-					describe: () => `flight recorder of the twtrace agent (pid ${process.pid}) on ${os.hostname()}`,
-				},
-			} : {}),
-		}, () => ({ onEach: (e, blamed) => metrics.observeOne(e, blamed) })));
-		const live = p.feed;
-		const model = p.model;
-		const info = (): AgentInfo => ({
-			api: API_VERSION, version, pid: process.pid,
-			startedAt: new Date(p.startedAtMs).toISOString(),
-			uptimeSeconds: (Date.now() - p.startedAtMs) / 1000,
-			filters: { netns: filters.netns, comm: opts.comm ?? null, pid: opts.pid ?? null, port: opts.port ?? null, family: opts.family ?? null },
-			recorder: recorderInfo(p),
-		});
-		// Listening after BPF is attached, so the listener's owner is captured like any other
-		// (else twtrace's own scrapes would count as accepted by "(before start)").
-		server = await MetricsServer.listen(opts.listen, {
-			metrics: async () => {
-				const nowUs = monotonicUs();
-				live.drainNow();
-				model.tick(nowUs);
-				const data = metrics.collect(model, { nowUs, rateWindowUs: RATE_WINDOW_US, maxDestinations: opts.maxDestinations, maxNamespaces: MAX_WALKED_NAMESPACES });
-				const body = await view.render(data, { drops: live.drops, unwalkedNamespaces: live.unwalked.size, walks: live.walks, version });
-				return { body, contentType: view.contentType };
-			},
-			health: () => (stopping ? { ok: false, body: 'stopping\n' } : { ok: true, body: 'ok\n' }),
-		});
-		if (socketPath) {
-			agent = await AgentServer.listen(socketPath, {
-				info,
-				snapshot: (q) => p.snapshotReply(q, info()),
-				capture: (lastMs) => {
-					if (!p.recorder) throw new Error('the flight recorder is off (serve --no-recorder)');
-					live.drainNow();
-					return p.recorder.capture(lastMs, monotonicUs());
-				},
-			});
-		}
-		let loggedLosses = 0;
-		let loggedAtMs = 0;
-		timer = setInterval(() => {
-			live.maybeWalk();
-			const nowUs = monotonicUs();
-			model.tick(nowUs);
-			metrics.tick(model, nowUs);
-			p.recorder?.tick(nowUs);
-			const d = live.drops;
-			const losses = eventsLost(d) + d.mapFull;
-			if (losses > loggedLosses && Date.now() - loggedAtMs >= DROP_LOG_MS) {
-				io.stderr.write(`twtrace: so far ${eventsLost(d)} events lost (ring full ${d.ringFull}, skipped runs ${d.missedRuns}), ${d.mapFull} unattributed (map full); ` +
-					'see twtrace_events_dropped_total. Raise --ring-size or narrow with --netns/--port.\n');
-				[loggedLosses, loggedAtMs] = [losses, Date.now()];
-			}
-		}, TICK_MS);
-		io.stderr.write(`twtrace: serving metrics on ${server.url}/metrics (health: /healthz)${agent ? `, the agent API on ${agent.socketPath}` : ''}; SIGTERM or Ctrl-C to stop.\n`);
+		io.stderr.write(`twtrace: serving metrics on ${daemon.metricsServer.url}/metrics (health: /healthz)${daemon.agentServer ? `, the agent API on ${daemon.agentServer.socketPath}` : ''}; SIGTERM or Ctrl-C to stop.\n`);
 		const signal = await io.interrupted;
-		stopping = true;
 		io.stderr.write(`twtrace: ${signal}: stopping\n`);
 	} finally {
-		clearInterval(timer);
-		stopping = true;
-		await agent?.close();
-		await server?.close();
-		const summary = await pipeline?.stop();
-		if (summary && server) io.stderr.write(summaryLine(summary) + '\n');
+		io.stderr.write(sessionSummaryLine(await daemon.stop()) + '\n');
 	}
-}
-
-function recorderInfo(p: LivePipeline): AgentInfo['recorder'] {
-	if (!p.recorder) return { frames: 0, bytes: 0, maxBytes: 0, spanSeconds: 0, maxSeconds: 0, firstAt: null };
-	const nowUs = monotonicUs();
-	const { firstUs, ...s } = p.recorder.stats(nowUs);
-	return { ...s, firstAt: new Date(Date.now() - (nowUs - firstUs) / 1000).toISOString() };
 }
 
 const SERVE_HELP = `

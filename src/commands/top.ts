@@ -1,29 +1,20 @@
 /**
  * `twtrace top`: who churns connections, how many ports each holds in TIME_WAIT, who fails for want
- * of a port, and how long until connect() fails. Wiring only: a snapshot each --interval, from the
- * running agent (exact owners of sockets born hours ago, nothing loaded here) or from a pipeline of
- * its own (--standalone, or no agent) → the full-screen view, text, or JSON lines.
+ * of a port, and how long until connect() fails. Options and wiring: a source (the running agent,
+ * this host traced here, or a capture replayed) and top's loop, which draws or prints its snapshots.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import path from 'node:path';
-import type { ReadStream, WriteStream } from 'node:tty';
-import type { SnapshotQuery, SnapshotReply } from '../agent/wire.js';
-import { CaptureError } from '../capture/format.js';
-import { readCaptureFile, type Capture } from '../capture/reader.js';
 import { TwtraceError, usageError } from '../errors.js';
 import { COMMAND_KINDS } from '../event/kinds.js';
-import { GROUPINGS, SORT_KEYS, type Grouping, type SortKey } from '../model/snapshot.js';
-import { LivePipeline } from '../pipeline/pipeline.js';
-import { CaptureReplay } from '../pipeline/replay.js';
-import { defaultObjectPath, holdersObjectPath, preflight } from '../tracer/preflight.js';
-import { Terminal } from '../views/terminal.js';
-import { topJsonLine, type TopContext } from '../views/top-json.js';
-import { handleKey, screenLines, type ScreenState } from '../views/top-screen.js';
-import { ANSI, formatDuration, headerLines, PLAIN, tableLines, victimLines } from '../views/top-text.js';
-import { agentLabel, chooseAgent, tracingFilters, type AgentChoiceOptions } from './agent-choice.js';
-import { addAgentOptions, addFilterOptions, DEFAULT_RING_BYTES, modelFilters, parseCount, parseInterval, verboseLog, type FilterOptions } from './options.js';
-import { Run } from './run.js';
-import { resolveFilters, summaryLine, type Io } from './trace.js';
+import type { Io } from '../io.js';
+import { GROUPINGS, type Grouping } from '../model/groups.js';
+import { SORT_KEYS, type SortKey } from '../model/snapshot.js';
+import type { AgentChoiceOptions } from '../source/agent-choice.js';
+import { tracingFilters } from '../source/filters.js';
+import { ReplaySource } from '../source/replay-source.js';
+import { openSource } from '../source/open.js';
+import { addAgentOptions, addFilterOptions, DEFAULT_RING_BYTES, parseCount, parseInterval, verboseLog, type FilterOptions } from './options.js';
+import { runTopLoop } from './top-loop.js';
 
 export interface TopOptions extends FilterOptions, AgentChoiceOptions {
 	by: Grouping;
@@ -39,140 +30,27 @@ export interface TopOptions extends FilterOptions, AgentChoiceOptions {
 	speed: number;
 }
 
-/** Where top's snapshots come from: this process's own pipeline, or the agent. */
-interface Source {
-	reply(query: SnapshotQuery): Promise<SnapshotReply>;
-	/** Starts a walk when one is due (standalone only: the agent walks on its own schedule). */
-	maybeWalk(): void;
-	/** The closing line for stderr, if any. */
-	stop(): Promise<string | undefined>;
-}
-
-async function openSource(opts: TopOptions, io: Io): Promise<Source> {
-	const agent = await chooseAgent('top', opts, io, { narrows: true });
-	if (agent) {
-		return {
-			reply: (q) => agent.client.snapshot({ ...q, ...(agent.view ? { view: agent.view } : {}) }),
-			maybeWalk: () => {},
-			stop: async () => undefined,
-		};
-	}
-	const filters = resolveFilters({ ...opts, kind: [...COMMAND_KINDS.top] });
-	const objectPath = defaultObjectPath();
-	preflight('top', objectPath);
-	const log = verboseLog(opts, io);
-	// Walks at once: sockets that predate twtrace, and the namespaces' settings, before the first screen.
-	const pipeline = new LivePipeline({
-		objectPath, holdersObjectPath: holdersObjectPath(objectPath), filters, ringBytes: opts.ringSize, log, walkIntervalMs: opts.walkInterval, perEvent: true,
-		model: { ...modelFilters(opts, filters), closesFromTimeWait: true },
-	});
-	return {
-		reply: async (q) => pipeline.snapshotReply(q),
-		// A namespace first seen in events is walked at once: its settings and older sockets count now.
-		maybeWalk: () => pipeline.feed.maybeWalk(),
-		stop: async () => summaryLine(await pipeline.stop()),
-	};
-}
-
-/** A snapshot as printed (not drawn): a JSON line, or the header, victims and table as text. */
-function printed(r: SnapshotReply, c: TopContext, json: boolean | undefined, width: number): string {
-	const s = r.snapshot;
-	return json ? topJsonLine(s, c) + '\n'
-		: [...headerLines(s, c, { home: r.home, width }, PLAIN), ...victimLines(s, PLAIN), '', ...tableLines(s, c, PLAIN, Infinity, width), '', ''].join('\n');
-}
-
-/** Full screen: on a terminal, unless a number of snapshots or JSON is asked for. */
-function isInteractive(opts: TopOptions, stdin: ReadStream | undefined, stdout: WriteStream): boolean {
-	return !opts.json && !opts.once && opts.iterations === undefined && stdout.isTTY === true && stdin?.isTTY === true;
-}
-
-/** Printed snapshots fit a terminal's width; into a pipe or a file they are whole. */
-function textWidth(stdout: WriteStream): number {
-	return stdout.isTTY === true && stdout.columns ? stdout.columns : Infinity;
-}
-
-/** The context the views take, from a reply. */
-export function topContext(r: SnapshotReply, intervalMs: number): TopContext {
-	return {
-		epochOffsetUs: r.epochOffsetUs, cgroupPath: (id) => r.cgroupNames.get(id), intervalMs,
-		drops: r.drops, unwalked: r.unwalked, walks: r.walks, ...(r.agent ? { source: agentLabel(r.agent, r.view) } : {}),
-	};
-}
-
 export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
-	if (opts.replay !== undefined) return replayTop(opts.replay, opts, io);
-	const source = await openSource(opts, io);
-	const state: ScreenState = { by: opts.by, sort: opts.sort, paused: false, filter: '', editing: undefined, help: false };
-	const query = (): SnapshotQuery => ({ by: state.by, sort: state.sort, windowMs: Math.max(opts.interval, 1000), filter: state.filter });
-
-	const stdin = io.stdin as ReadStream | undefined;
-	const stdout = io.stdout as WriteStream;
-	const interactive = isInteractive(opts, stdin, stdout);
-	const run = new Run(io, { watchStdout: !interactive });
-	const finish = (reason: string) => run.finish(reason);
-	const iterations = opts.once ? 1 : opts.iterations;
-	let shown = 0;
-	let last: SnapshotReply | undefined;
-
-	let terminal: Terminal | undefined;
-	const draw = () => {
-		if (terminal && last) terminal.draw(screenLines(state, last.snapshot, topContext(last, opts.interval), process.env.NO_COLOR ? PLAIN : ANSI, terminal, last.home));
-	};
-	/** A fresh reply drawn; a failed one (the agent stopped) ends top with the reason. */
-	const take = async (): Promise<SnapshotReply | undefined> => {
-		try {
-			return await source.reply(query());
-		} catch (error) {
-			finish(`snapshot failed: ${(error as Error).message}`);
-			return undefined;
-		}
-	};
-	let refreshing = false;
-	const refresh = async () => {
-		if (refreshing) return; // a slow agent: skip a beat rather than queue requests
-		refreshing = true;
-		try {
-			source.maybeWalk();
-			const r = await take();
-			if (!r) return;
-			if (terminal) {
-				if (!state.paused) last = r;
-				draw();
-				return;
-			}
-			io.stdout.write(printed(r, topContext(r, opts.interval), opts.json, textWidth(stdout)));
-			if (iterations !== undefined && ++shown >= iterations) finish('iterations');
-		} finally {
-			refreshing = false;
-		}
-	};
-
-	let timer: NodeJS.Timeout | undefined;
-	const onResize = () => draw();
+	if (opts.replay !== undefined) {
+		// Filters and sources a replay does not take: the capture was filtered when it was recorded.
+		const given = [...tracingFilters(opts), ...(opts.standalone ? ['--standalone'] : []), ...(opts.agentSocket !== undefined ? ['--agent-socket'] : [])];
+		if (given.length) throw usageError(`${given[0]} does not apply to --replay: a capture's filters were set when it was recorded`);
+	}
+	const source = await openSource('top', opts, io, {
+		replay: opts.replay === undefined ? undefined : { file: opts.replay, partial: true },
+		narrows: true,
+		// Walks at once: sockets that predate twtrace, and the namespaces' settings, before the first screen.
+		live: { kinds: COMMAND_KINDS.top, model: { closesFromTimeWait: true }, walkIntervalMs: opts.walkInterval, perEvent: true, likelyOwners: true, log: verboseLog(opts, io) },
+	});
+	if (source instanceof ReplaySource) {
+		source.speed = opts.speed;
+		if (source.incomplete) io.stderr.write(`twtrace: ${opts.replay} is incomplete (${source.incomplete}): replaying what it holds\n`);
+	}
 	let reason = '';
 	try {
-		if (interactive) {
-			terminal = new Terminal(stdin!, stdout, (key) => {
-				const action = handleKey(state, key);
-				if (action === 'quit') finish('quit');
-				else if (action === 'refresh') void take().then((r) => ((last = r ?? last), draw()));
-				else if (action === 'redraw') draw();
-			});
-			terminal.open();
-			stdout.on('resize', onResize);
-			last = await take();
-			draw();
-		} else {
-			io.stderr.write(`twtrace: top${opts.json ? ' --json' : ''}: a snapshot every ${opts.interval / 1000} s${iterations ? `, ${iterations} in all` : ''}. Ctrl-C to stop.\n`);
-		}
-		timer = setInterval(() => void refresh(), opts.interval);
-		reason = await run.finished;
+		reason = await runTopLoop(source, { by: opts.by, sort: opts.sort, intervalMs: opts.interval, once: opts.once, iterations: opts.iterations, json: opts.json }, io);
 	} finally {
-		clearInterval(timer);
-		run.dispose();
-		stdout.removeListener('resize', onResize);
-		terminal?.close();
-		const summary = await source.stop();
+		const summary = await source.close();
 		if (summary) io.stderr.write(summary + '\n');
 	}
 	if (reason.startsWith('snapshot failed')) throw new TwtraceError(`top: ${reason}`, 'Is the agent still running? systemctl status twtrace; or run twtrace top --standalone');
@@ -232,90 +110,6 @@ export function registerTop(program: Command, io: Io): void {
 	addFilterOptions(top, { kinds: false, ringBytes: DEFAULT_RING_BYTES })
 		.addHelpText('after', TOP_HELP)
 		.action(async (opts: TopOptions) => topCommand(opts, io));
-}
-
-
-/**
- * `top --replay FILE`: the same screen, from a capture, on the capture's clock. Printed snapshots
- * (--json, --once, --iterations, or no terminal) come one per interval of capture time, as fast as
- * they are made, to the end of the capture; the full screen plays it at --speed, with pause, step
- * and speed keys.
- */
-async function replayTop(file: string, opts: TopOptions, io: Io): Promise<void> {
-	// Filters and sources a replay does not take: the capture was filtered when it was recorded.
-	const given = [...tracingFilters(opts), ...(opts.standalone ? ['--standalone'] : []), ...(opts.agentSocket !== undefined ? ['--agent-socket'] : [])];
-	if (given.length) throw usageError(`${given[0]} does not apply to --replay: a capture's filters were set when it was recorded`);
-	let capture: Capture;
-	try {
-		capture = readCaptureFile(file, { allowPartial: true });
-	} catch (error) {
-		if (error instanceof CaptureError) throw new TwtraceError(`${file}: ${error.message}`, 'The file is not usable as a capture.');
-		throw error;
-	}
-	const replay = new CaptureReplay(capture);
-	const intervalUs = opts.interval * 1000;
-	const state: ScreenState = { by: opts.by, sort: opts.sort, paused: false, filter: '', editing: undefined, help: false, replay: true };
-	const query = (): SnapshotQuery => ({ by: state.by, sort: state.sort, windowMs: Math.max(opts.interval, 1000), filter: state.filter });
-	let speed = opts.speed;
-	const label = () => `replay ${path.basename(file)} ×${speed}, ${formatDuration((replay.nowUs - replay.startUs) / 1e6)} of ${formatDuration((replay.endUs - replay.startUs) / 1e6)}${replay.ended ? ', ended' : ''}`;
-	const context = (r: SnapshotReply) => ({ ...topContext(r, opts.interval), source: label() });
-
-	const stdin = io.stdin as ReadStream | undefined;
-	const stdout = io.stdout as WriteStream;
-	const interactive = isInteractive(opts, stdin, stdout);
-	if (capture.incomplete) io.stderr.write(`twtrace: ${file} is incomplete (${capture.incomplete}): replaying what it holds\n`);
-	if (!interactive) {
-		// Offline: every interval of capture time, to the end, without waiting.
-		const width = textWidth(stdout);
-		const run = new Run(io, { watchStdout: true });
-		let stopped = false;
-		void run.finished.then(() => (stopped = true));
-		let shown = 0;
-		const limit = opts.once ? 1 : opts.iterations ?? Infinity;
-		while (!stopped && shown < limit) {
-			replay.advanceTo(replay.nowUs + intervalUs);
-			const r = replay.reply(query());
-			const out = printed(r, context(r), opts.json, width);
-			// A slow reader: wait for it, or for the end of the run (its reader gone: EPIPE, or a signal).
-			if (!io.stdout.write(out)) await Promise.race([new Promise((resolve) => io.stdout.once('drain', resolve)), run.finished]);
-			shown++;
-			if (replay.ended) break;
-			await new Promise((resolve) => setImmediate(resolve)); // signals and EPIPE get their turn
-		}
-		run.dispose();
-		return;
-	}
-	const run = new Run(io);
-	const terminal = new Terminal(stdin!, stdout, (key) => {
-		const action = handleKey(state, key);
-		if (action === 'quit') run.finish('quit');
-		else if (action === 'step') (replay.advanceTo(replay.nowUs + intervalUs), draw());
-		else if (action === 'faster') (speed = Math.min(speed * 2, 1024), draw());
-		else if (action === 'slower') (speed = Math.max(speed / 2, 1 / 16), draw());
-		else if (action === 'refresh' || action === 'redraw') draw();
-	});
-	const draw = () => {
-		const r = replay.reply(query());
-		terminal.draw(screenLines(state, r.snapshot, context(r), process.env.NO_COLOR ? PLAIN : ANSI, terminal, undefined));
-	};
-	const onResize = () => draw();
-	let timer: NodeJS.Timeout | undefined;
-	try {
-		terminal.open();
-		stdout.on('resize', onResize);
-		draw();
-		// The capture's clock runs at --speed while not paused.
-		timer = setInterval(() => {
-			if (!state.paused && !replay.ended) replay.advanceTo(replay.nowUs + intervalUs * speed);
-			draw();
-		}, opts.interval);
-		await run.finished;
-	} finally {
-		clearInterval(timer);
-		run.dispose();
-		stdout.removeListener('resize', onResize);
-		terminal.close();
-	}
 }
 
 function parseSpeed(value: string): number {

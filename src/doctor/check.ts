@@ -5,8 +5,10 @@
  * Status and exit code follow the Nagios plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
 import { endpoint } from '../event/endpoint.js';
-import type { NetnsSettings } from '../model/aggregate.js';
-import { holderLabel, type Snapshot, type VictimRow } from '../model/snapshot.js';
+import { formatDuration } from '../views/duration.js';
+import type { NetnsSettings } from '../facts/netns-settings.js';
+import { holderLabel, type VictimRow } from '../model/port-rows.js';
+import type { Snapshot } from '../model/snapshot.js';
 
 export const STATUS = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
 export type Status = (typeof STATUS)[number];
@@ -75,7 +77,7 @@ export function evaluate(input: DoctorInput, t: Thresholds): Verdict {
 		}
 		const status: Status = ns.timeWait >= t.critTimeWait ? 'CRITICAL' : ns.timeWait >= t.warnTimeWait ? 'WARNING' : 'OK';
 		const max = ns.settings?.maxTimeWaitBuckets;
-		const when = ns.walkedAgoSeconds === undefined ? '' : ` at the last walk, ${formatSeconds(ns.walkedAgoSeconds)} ago`;
+		const when = ns.walkedAgoSeconds === undefined ? '' : ` at the last walk, ${formatDuration(ns.walkedAgoSeconds)} ago`;
 		findings.push({ status, check: 'time-wait', netns: ns.netns, message: `${nsLabel(ns)}: ${n(ns.timeWait)} TIME_WAIT${when} (warn ${n(t.warnTimeWait)}, crit ${n(t.critTimeWait)}${max !== undefined ? `, tcp_max_tw_buckets ${n(max)}` : ''})` });
 		perf.push(`'time_wait_${ns.netns}'=${ns.timeWait};${t.warnTimeWait};${t.critTimeWait};0${max !== undefined ? `;${max}` : ''}`);
 		findings.push(...reviewSysctls(ns.netns, nsLabel(ns), ns.settings, ns.overflowDelta, input.watchedSeconds));
@@ -118,8 +120,8 @@ function reviewSysctls(netns: number, label: string, s: NetnsSettings | null, ov
 	const f = (status: Status, message: string) => out.push({ status, check: 'sysctl', netns, message: `${label}: ${message}` });
 	if (s.twRecycle === 1) f('WARNING', 'tcp_tw_recycle=1 drops connections from clients behind NAT (removed in Linux 4.12): set it to 0');
 	if (s.twReuse === 1 && s.timestamps === 0) f('WARNING', 'tcp_tw_reuse=1 has no effect with tcp_timestamps=0');
-	if (overflowDelta > 0) f('WARNING', `the kernel dropped ${n(overflowDelta)} TIME_WAIT sockets at tcp_max_tw_buckets in the last ${formatSeconds(watchedSeconds)} (TCPTimeWaitOverflow)`);
-	else if ((s.timeWaitOverflow ?? 0) > 0) f('OK', `TCPTimeWaitOverflow is ${n(s.timeWaitOverflow!)} since the namespace was created, none in the last ${formatSeconds(watchedSeconds)}`);
+	if (overflowDelta > 0) f('WARNING', `the kernel dropped ${n(overflowDelta)} TIME_WAIT sockets at tcp_max_tw_buckets in the last ${formatDuration(watchedSeconds)} (TCPTimeWaitOverflow)`);
+	else if ((s.timeWaitOverflow ?? 0) > 0) f('OK', `TCPTimeWaitOverflow is ${n(s.timeWaitOverflow!)} since the namespace was created, none in the last ${formatDuration(watchedSeconds)}`);
 	if (s.finTimeoutSec < 60) f('OK', `tcp_fin_timeout is ${s.finTimeoutSec} s: it does not shorten TIME_WAIT (fixed 60 s), only orphaned FIN_WAIT2`);
 	return out;
 }
@@ -175,11 +177,6 @@ export function inputFromSnapshot(snap: Snapshot, ctx: InputContext): DoctorInpu
 
 function victimInput(v: VictimRow): DoctorInput['victims'][number] {
 	return { pid: v.pid, comm: v.comm, netns: v.netns, errno: v.errno, target: v.target, failures: v.failures, heldBy: v.holders.map((h) => ({ label: holderLabel(h), timeWait: h.timeWait })) };
-}
-
-/** 1.5 → "1.5 s", 7260 → "2.0 h". */
-function formatSeconds(s: number): string {
-	return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
 }
 
 /** "netns 4026532177 (app)": the inode, and the name people know when there is one. */

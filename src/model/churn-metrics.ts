@@ -10,11 +10,12 @@
 import type { TwtEvent } from '../event/decode.js';
 import { errnoName } from '../event/errno.js';
 import { blame, type Blame } from './attribution.js';
-import { BEFORE_START, LISTENER_BEFORE_START, LOST, ownerComm, type ChurnModel } from './aggregate.js';
+import { BEFORE_START, LISTENER_BEFORE_START, LOST, ownerComm } from './owners.js';
+import type { ChurnModel } from './churn-model.js';
 import { SeriesTable, type Series } from './series.js';
 import { portFailure } from './victims.js';
-import { workloadOf } from './workload.js';
-import { destinationRows, namespaceRows, type DestinationRow, type NamespaceRow } from './snapshot.js';
+import { workloadOf } from '../facts/workload.js';
+import { destinationRows, namespaceRows, type DestinationRow, type NamespaceRow } from './port-rows.js';
 
 /** Upper bounds of the lifetime buckets: 1 ms to 1 h, churn lives at the low end, pools at the high end. */
 export const LIFETIME_BOUNDS_US = [1e3, 5e3, 1e4, 5e4, 1e5, 5e5, 1e6, 5e6, 1e7, 6e7, 3e8, 3.6e9] as const;

@@ -6,9 +6,10 @@
  * port, a server's. Evidence, never attribution: what this infers is shown apart from exact
  * counts, with the reason, and never added to them. Pure.
  */
-import { endpoint } from '../event/endpoint.js';
-import type { HolderEntry } from '../event/holders.js';
+import { endpoint, parseEndpoint } from '../event/endpoint.js';
+import type { OpenSocket } from '../event/open-sockets.js';
 import { TCP_LISTEN } from '../event/sock.js';
+import { C, isUnknownOwner, type Owner } from './owners.js';
 
 /** A process that likely owns sockets towards a destination, and why. */
 export interface Likely {
@@ -21,24 +22,24 @@ export interface Likely {
 interface Candidate {
 	pid: number;
 	comm: string;
-	/** Connections open to the destination at the last holder walk. */
+	/** Connections open to the destination at the last open-socket walk. */
 	open: number;
 	/** connect() calls towards it seen since start, failed ones included. */
 	attempts: number;
 }
 
 /**
- * From the last holder walk: open connections per destination ("netns daddr dport") and process,
+ * From the last open-socket walk: open connections per destination ("netns daddr dport") and process,
  * and the processes holding each listening socket ("netns port").
  */
-export class OpenHolders {
+export class OpenSockets {
 	readonly #byDest = new Map<string, Map<number, { comm: string; open: number }>>();
 	readonly #listening = new Map<string, Map<number, string>>();
 	/** CLOCK_MONOTONIC µs of the last walk; undefined before the first. */
 	walkedAtUs: number | undefined;
 
 	/** Replaces what is known with a walk's sockets; `isClientPort` tells outgoing connections apart. */
-	update(entries: readonly HolderEntry[], atUs: number, isClientPort: (netns: number, port: number) => boolean): void {
+	update(entries: readonly OpenSocket[], atUs: number, isClientPort: (netns: number, port: number) => boolean): void {
 		this.#byDest.clear();
 		this.#listening.clear();
 		for (const h of entries) {
@@ -76,8 +77,8 @@ export class OpenHolders {
  * of that port now, or, when several share it (a pre-forked server's workers, SO_REUSEPORT), the
  * first of them (the lowest pid: usually the parent that opened it), saying how many there are.
  */
-export function likelyListener(netns: number, addr: string, port: number, holders: OpenHolders): Likely | undefined {
-	const byPid = holders.listeningOn(netns, port);
+export function likelyListener(netns: number, addr: string, port: number, sockets: OpenSockets): Likely | undefined {
+	const byPid = sockets.listeningOn(netns, port);
 	if (!byPid?.size) return undefined;
 	const pids = [...byPid.keys()].sort((a, b) => a - b);
 	const pid = pids[0]!;
@@ -94,10 +95,10 @@ export function likelyListener(netns: number, addr: string, port: number, holder
  */
 export function likelyOwner(
 	netns: number, daddr: string, dport: number,
-	holders: OpenHolders, attempts: Iterable<{ pid: number; comm: string; attempts: number }>,
+	sockets: OpenSockets, attempts: Iterable<{ pid: number; comm: string; attempts: number }>,
 ): Likely | undefined {
 	const byPid = new Map<number, Candidate>();
-	for (const [pid, h] of holders.at(netns, daddr, dport) ?? []) byPid.set(pid, { pid, comm: h.comm, open: h.open, attempts: 0 });
+	for (const [pid, h] of sockets.at(netns, daddr, dport) ?? []) byPid.set(pid, { pid, comm: h.comm, open: h.open, attempts: 0 });
 	for (const a of attempts) {
 		if (a.attempts === 0) continue;
 		const c = byPid.get(a.pid) ?? { pid: a.pid, comm: a.comm, open: 0, attempts: 0 };
@@ -120,4 +121,42 @@ export function likelyOwner(
 
 function destKey(netns: number, daddr: string, dport: number): string {
 	return `${netns} ${daddr} ${dport}`;
+}
+
+/**
+ * The likely owner of each owner whose process is unknown (its sockets predate twtrace, or their
+ * events were lost): for a client's sockets, who connects to the destination of its peer; for a
+ * server's, who holds the listening socket of its port; none when nobody does. Evidence only: never
+ * counted as that process's. One pass over the owners, whatever the number of unknown ones.
+ */
+export function likelyOwners(owners: Iterable<Owner>, sockets: OpenSockets): Map<Owner, Likely> {
+	const unknown: Owner[] = [];
+	const unknownServers: Owner[] = [];
+	const attemptsByPeer = new Map<string, { pid: number; comm: string; attempts: number }[]>();
+	for (const o of owners) {
+		const isUnknown = isUnknownOwner(o);
+		if (isUnknown && o.peer.startsWith('local ')) unknownServers.push(o);
+		if (o.side === 'server' || o.peer.startsWith('local ') || o.peer.startsWith('bind ')) continue;
+		if (o.pid === 0) {
+			if (isUnknown) unknown.push(o);
+			continue;
+		}
+		const key = `${o.netns} ${o.peer}`;
+		let list = attemptsByPeer.get(key);
+		if (!list) attemptsByPeer.set(key, (list = []));
+		list.push({ pid: o.pid, comm: o.comm, attempts: o.totals[C.connects]! + o.totals[C.connectFailures]! });
+	}
+	const out = new Map<Owner, Likely>();
+	for (const o of unknown) {
+		const { addr, port } = parseEndpoint(o.peer);
+		const likely = likelyOwner(o.netns, addr, port, sockets, attemptsByPeer.get(`${o.netns} ${o.peer}`) ?? []);
+		if (likely) out.set(o, likely);
+	}
+	// A server's, on a port whose listener twtrace did not see open: who holds that listening socket.
+	for (const o of unknownServers) {
+		const { addr, port } = parseEndpoint(o.peer.slice('local '.length));
+		const likely = likelyListener(o.netns, addr, port, sockets);
+		if (likely) out.set(o, likely);
+	}
+	return out;
 }

@@ -3,50 +3,10 @@
  * (__inet_hash_connect / __inet_check_established), so the pool runs out per destination
  * (netns, saddr, daddr, dport), and a port stays taken for the 60 s of TIME_WAIT after each
  * connection that closed first (TCP_TIMEWAIT_LEN, fixed in include/net/tcp.h).
+ * The port range and its parsing are facts of a namespace (facts/netns-settings.ts).
  */
 
 export const TIME_WAIT_SECONDS = 60;
-
-export interface PortRange {
-	low: number;
-	high: number;
-}
-
-/** net.ipv4.ip_local_port_range, the kernel's default (also governs IPv6). */
-export const DEFAULT_PORT_RANGE: PortRange = { low: 32768, high: 60999 };
-
-/** "32768\t60999" → range; undefined when malformed. */
-export function parsePortRange(text: string): PortRange | undefined {
-	const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(text);
-	if (!m) return undefined;
-	const low = Number(m[1]);
-	const high = Number(m[2]);
-	return low >= 1 && high <= 65535 && low <= high ? { low, high } : undefined;
-}
-
-/** net.ipv4.ip_local_reserved_ports: "8080,9000-9010" → the listed ports. */
-export function parsePortList(text: string): Set<number> {
-	const ports = new Set<number>();
-	for (const part of text.trim().split(',')) {
-		const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-		if (!m) continue;
-		const from = Number(m[1]);
-		const to = Math.min(Number(m[2] ?? m[1]), 65535);
-		for (let p = from; p <= to; p++) ports.add(p);
-	}
-	return ports;
-}
-
-export function inRange(port: number, range: PortRange): boolean {
-	return port >= range.low && port <= range.high;
-}
-
-/** Ports connect() may pick: the range minus ip_local_reserved_ports. */
-export function usablePorts(range: PortRange, reserved: ReadonlySet<number> = new Set()): number {
-	let n = range.high - range.low + 1;
-	for (const p of reserved) if (inRange(p, range)) n--;
-	return n;
-}
 
 /** New connections per second one destination sustains: each holds a port for 60 s of TIME_WAIT. */
 export function sustainableRate(portsUsable: number): number {

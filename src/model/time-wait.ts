@@ -6,8 +6,9 @@
  * Columnar, because an always-on agent holds millions of them (a namespace holds 2.7M at 45k
  * connections/s): one slot per socket across typed arrays, an open-addressing index by cookie, and
  * the expiry wheel as doubly linked lists threaded through the slots: 52 bytes per slot and 6 to 12
- * of index, grown by half when full; no object per socket, nothing for the garbage collector to trace. Owners and port pools are objects shared by
- * many sockets; a slot refers to them by a small id.
+ * of index, grown by half when full; no object per socket, nothing for the garbage collector to
+ * trace. Owners and port pools are objects shared by many sockets; a slot refers to them by a
+ * small id (interned.ts).
  *
  * Expiry runs on one-second wheel buckets, so a tick costs only what expires; a clock that jumps
  * (a capture with far-future timestamps) costs the buckets that exist, never a loop per second.
@@ -30,6 +31,8 @@ export interface PortPoolTally {
 	readonly holders: Map<TimeWaitHolder, number>;
 }
 
+import { Interned } from './interned.js';
+
 const US = 1_000_000;
 const NONE = 0xffff_ffff;
 /** Bytes per slot in the columns: cookie, entered, expires (f64); bucket (i32); holder, pool, netns, prev, next, walk mark (u32). */
@@ -43,38 +46,6 @@ const LAST_BUCKET = 2 ** 31 - 1;
 const GROWTH = 1.5;
 /** Above this many seconds between the last expiry and now, expire() visits buckets, not seconds. */
 const SECONDS_SCANNED_MAX = 4096;
-
-/** Objects referred to by a small id, freed when no socket refers to them any more. */
-class Interned<T> {
-	readonly #ids = new Map<T, number>();
-	readonly #values: (T | undefined)[] = [undefined]; // id 0: none
-	readonly #refs: number[] = [0];
-	readonly #free: number[] = [];
-
-	ref(value: T | undefined): number {
-		if (value === undefined) return 0;
-		let id = this.#ids.get(value);
-		if (id === undefined) {
-			id = this.#free.pop() ?? this.#values.length;
-			this.#ids.set(value, id);
-			this.#values[id] = value;
-			this.#refs[id] = 0;
-		}
-		this.#refs[id]!++;
-		return id;
-	}
-
-	unref(id: number): void {
-		if (id === 0 || --this.#refs[id]! > 0) return;
-		this.#ids.delete(this.#values[id]!);
-		this.#values[id] = undefined;
-		this.#free.push(id);
-	}
-
-	get(id: number): T | undefined {
-		return this.#values[id];
-	}
-}
 
 export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	readonly #maxEntries: number;
@@ -187,7 +158,6 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		return true;
 	}
 
-	/** Re-arms the expiry (a walk read the kernel's timer). */
 	/** `cookie` no longer counts in its port pool (its port left the range: ip_local_port_range narrowed). */
 	leavePool(cookie: number, nowUs: number): void {
 		const i = this.#find(cookie);
@@ -198,6 +168,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#hold(i, nowUs);
 	}
 
+	/** Re-arms the expiry (a walk read the kernel's timer). */
 	setExpiry(cookie: number, expiresUs: number): void {
 		const i = this.#find(cookie);
 		if (i !== NONE) this.#rearm(i, expiresUs);
@@ -245,7 +216,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	}
 
 	/**
-	 * A walk of `netns` starts: entries it finds are marked with markSeen(); endWalk() then removes
+	 * A walk of `netns` starts: entries it finds are marked with seenHolder(); endWalk() then removes
 	 * those of that namespace it did not find that entered before the walk started.
 	 */
 	beginWalk(): void {
@@ -253,14 +224,10 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	}
 
 	/**
-	 * The current walk found `cookie`, whose timer fires at `expiresUs` (undefined: unknown). False
-	 * when there is no such entry. One lookup: a walk does this for every timewait socket.
+	 * The current walk found `cookie`, whose timer fires at `expiresUs` (undefined: unknown): the
+	 * entry's holder, or undefined when there is no such entry. One lookup: a walk does this for
+	 * every timewait socket.
 	 */
-	markSeen(cookie: number, expiresUs?: number): boolean {
-		return this.seenHolder(cookie, expiresUs) !== undefined;
-	}
-
-	/** markSeen(), returning the entry's holder (undefined: no such entry), in the same one lookup. */
 	seenHolder(cookie: number, expiresUs?: number): H | undefined {
 		const i = this.#find(cookie);
 		if (i === NONE) return undefined;

@@ -81,13 +81,17 @@ export function victimMatches(f: ViewFilter, v: { pid: number; comm: string; net
 		(f.port === undefined || v.port === f.port) && (f.family === undefined || familyOf(v.addr) === f.family);
 }
 
-/** "--netns 4026532177 --pid 42": the filter as the flags that asked for it. */
-export function describeView(f: ViewFilter): string {
+/**
+ * "--netns 4026532177 --pid 42 --kind time_wait": filters as the flags that ask for them, in one
+ * order wherever they are shown (trace's first line, a report's source, an agent's header); '' for none.
+ */
+export function describeFilters(f: ViewFilter & { kinds?: readonly string[] }): string {
 	const parts: string[] = [];
 	for (const n of f.netns ?? []) parts.push(`--netns ${n}`);
 	if (f.pid !== undefined) parts.push(`--pid ${f.pid}`);
 	if (f.comm !== undefined) parts.push(`--comm ${f.comm}`);
 	if (f.port !== undefined) parts.push(`--port ${f.port}`);
 	if (f.family !== undefined) parts.push(`--family ${f.family}`);
+	if (f.kinds?.length) parts.push(`--kind ${f.kinds.join(',')}`);
 	return parts.join(' ');
 }

@@ -1,33 +1,11 @@
 /**
- * A walk of one namespace as it is kept: the iter/tcp records as the kernel wrote them, the
- * namespace's settings, and the owners of its listening ports (from the listeners map, which a
- * replay no longer has). `top` reconciles from it at once; `record` stores it; a replay rebuilds
- * the same NetnsWalk from it, so live and replayed models see identical input.
+ * A kept walk (event/walk-record.ts) as the model reconciles it: its sockets decoded, its
+ * listeners' owners by port. Live and replayed walks go through here alike.
  */
 import { decodeSockets, type SocketEntry } from '../event/sock.js';
-import type { NetnsSettings, NetnsWalk } from './aggregate.js';
+import type { WalkRecord } from '../event/walk-record.js';
+import type { NetnsWalk } from './reconcile.js';
 
-export interface ListenerRecord {
-	port: number;
-	pid: number;
-	comm: string;
-}
-
-export interface WalkRecord {
-	netns: number;
-	/** CLOCK_MONOTONIC µs when the walk started. */
-	takenAtUs: number;
-	settings: NetnsSettings;
-	/** Owners of listening ports, known for those twtrace saw listen(). */
-	listeners: ListenerRecord[];
-	/** struct twt_sock records, in host byte order. */
-	sockets: Uint8Array;
-	/**
-	 * The walk's records were not kept (more than the keeper's bound): `sockets` is empty and is not
-	 * the namespace's table. How many bytes of records there were.
-	 */
-	omittedBytes?: number;
-}
 
 /** `sockets`: the records already decoded, when the caller has them (a walk is decoded once). */
 export function walkFromRecord(record: WalkRecord, sockets: readonly SocketEntry[] = decodeSockets(record.sockets).sockets): NetnsWalk {

@@ -17,7 +17,7 @@
 import { EVENT_FIELDS, EVENT_SIZE, EventKind, TASK_FIELDS } from '../event/layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { DROP_NAMES, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
-import type { WalkRecord } from '../model/walk.js';
+import type { WalkRecord } from '../event/walk-record.js';
 
 export interface RecorderOptions {
 	/** Bytes kept at most: events, walks, and each namespace's walk before the oldest frame. */

@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { workloadOf } from '../model/workload.js';
+import { workloadOf } from '../facts/workload.js';
 
 /**
  * The inode of a network namespace given as a number or as a path (/run/netns/NAME,
@@ -144,6 +144,9 @@ export class CgroupPaths {
 		}
 	}
 }
+
+/** CLOCK_MONOTONIC in µs: the clock of BPF's timestamps (bpf_ktime_get_ns), of walks and of the model. */
+export const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 /** Add to a CLOCK_MONOTONIC µs timestamp (bpf_ktime_get_ns) to get Unix epoch µs. libuv's hrtime is CLOCK_MONOTONIC. */
 export function epochOffsetUs(): number {

@@ -7,8 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { inNetns, readIteratorChunk } from '../../native/iter.js';
-import type { NetnsSettings } from '../model/aggregate.js';
-import { DEFAULT_PORT_RANGE, parsePortList, parsePortRange } from '../model/ports.js';
+import { DEFAULT_PORT_RANGE, parsePortList, parsePortRange, type NetnsSettings } from '../facts/netns-settings.js';
 import type { Tracer } from './tracer.js';
 
 /** Bytes of socket records read per step of a walk (~4,700 full records): a few ms of work between yields. */
@@ -26,18 +25,26 @@ export const STALE_CLOSE_NS = 1_500_000_000n;
  * (bench/RESULTS.md of commit 2b891ea, measured at 4c7265b). A walk costs the kernel's iteration
  * over the whole namespace: the witness walk is made cheap instead (bpf/twtrace.bpf.c, dump_tcp).
  */
-export function isWitnessDue(tracer: Tracer, sinceLastWalkUs: number, lastWitnessMs: number): boolean {
+export function isWitnessDue(closes: Pick<Tracer, 'hasStaleClose'>, sinceLastWalkUs: number, lastWitnessMs: number): boolean {
 	const gapUs = Math.min(30_000_000, Math.max(3_000_000, 10 * lastWitnessMs * 1000));
-	return sinceLastWalkUs >= gapUs && tracer.hasStaleClose(process.hrtime.bigint(), STALE_CLOSE_NS);
+	return sinceLastWalkUs >= gapUs && closes.hasStaleClose(process.hrtime.bigint(), STALE_CLOSE_NS);
 }
 
-/** A walk started by open(): the iterator to read (and close), and what was read on the way in. */
+/** A walk started by open(): its iterator to read a chunk at a time (and close), and what was read on the way in. */
 export interface OpenedWalk {
 	netns: number;
 	/** CLOCK_MONOTONIC µs when the iterator was created. */
 	takenAtUs: number;
 	settings: NetnsSettings;
-	fd: number;
+	/** Reads the next struct twt_sock records into `buf` (a read may end inside one); 0 at the end. */
+	read(buf: Buffer): number;
+	/** Releases the iterator; once. */
+	close(): void;
+}
+
+/** An iterator fd as an OpenedWalk's reading end. */
+function iteratorReader(fd: number): Pick<OpenedWalk, 'read' | 'close'> {
+	return { read: (buf) => readIteratorChunk(fd, buf), close: () => fs.closeSync(fd) };
 }
 
 const SYSCTL = '/proc/sys/net/ipv4';
@@ -104,7 +111,7 @@ export class NamespaceWalker {
 	 * seen in it, tried as ways in. Never throws.
 	 */
 	open(netns: number, pids: Iterable<number> = []): OpenedWalk | { netns: number; error: string } {
-		return this.#enter(netns, pids, () => ({ netns, takenAtUs: this.#clockUs(), settings: readNetnsSettings(), fd: this.#tracer.openWalk() }));
+		return this.#enter(netns, pids, () => ({ netns, takenAtUs: this.#clockUs(), settings: readNetnsSettings(), ...iteratorReader(this.#tracer.openWalk()) }));
 	}
 
 	/**

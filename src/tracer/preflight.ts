@@ -39,8 +39,8 @@ export function defaultObjectPath(): string {
 }
 
 /** The optional object of the process socket walk (likely owners), beside the tracer's. */
-export function holdersObjectPath(objectPath = defaultObjectPath()): string {
-	return path.join(path.dirname(objectPath), 'holders.bpf.o');
+export function openSocketsObjectPath(objectPath = defaultObjectPath()): string {
+	return path.join(path.dirname(objectPath), 'open-sockets.bpf.o');
 }
 
 /** CapEff of this process, from /proc/self/status. */

@@ -4,7 +4,8 @@
  */
 import { Decoder, isDecodeFailure, type TwtEvent } from '../event/decode.js';
 import { EVENT_SIZE } from '../event/layout.generated.js';
-import { Tracer, type DropCounts, type Filters } from './tracer.js';
+import type { DropCounts, SessionSummary } from '../facts/losses.js';
+import { Tracer, type Filters } from './tracer.js';
 
 export interface SessionOptions {
 	objectPath: string;
@@ -39,11 +40,7 @@ export interface SessionHandlers {
 	onDrops?: (delta: DropCounts & { decodeErrors: number }, total: DropCounts & { decodeErrors: number }) => void;
 }
 
-export interface SessionSummary extends DropCounts {
-	events: number;
-	decodeErrors: number;
-	seconds: number;
-}
+export type { SessionSummary };
 
 /**
  * Events handed over at most this many at a time. A drain after a stall can find a full ring (55k

@@ -9,7 +9,7 @@ import { kindValue, type EventKindName } from '../event/kinds.js';
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { decodeListener, encodeListenerKey, LISTENER_SIZE, type ListenerOwner } from '../event/listener.js';
 import { RingReader, type RecordHandler } from './ring-reader.js';
-import type { DropCounts } from '../model/losses.js';
+import type { DropCounts } from '../facts/losses.js';
 
 export type { DropCounts };
 

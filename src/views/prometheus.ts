@@ -7,8 +7,8 @@
 import os from 'node:os';
 import { Counter, Gauge, Histogram, Registry, type MetricType } from 'prom-client';
 import { LIFETIME_BOUNDS_US, SLOT, type GroupSample, type MetricsData } from '../model/churn-metrics.js';
-import type { DestinationRow } from '../model/snapshot.js';
-import type { Losses } from '../model/losses.js';
+import type { DestinationRow } from '../model/port-rows.js';
+import type { Losses } from '../facts/losses.js';
 
 export interface ExporterState {
 	/** Losses so far, by cause. */

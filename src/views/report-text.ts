@@ -4,8 +4,8 @@
  * summary, offenders, victims, destinations, namespaces, advice, losses.
  */
 import { endpoint } from '../event/endpoint.js';
-import type { Offender, Report, Victim } from '../report/report.js';
-import { fmtSeconds, labelOf } from '../report/report.js';
+import { formatDuration } from './duration.js';
+import { labelOf, type Offender, type Report, type Victim } from '../report/report.js';
 import { printable } from './printable.js';
 
 const n = (v: number) => Math.round(v).toLocaleString('en-US');
@@ -15,7 +15,7 @@ const ms = (v: number | undefined) => (v === undefined ? '-' : v >= 100 ? n(v) :
 
 function heading(r: Report): string {
 	const src = r.source.kind === 'capture' ? `capture ${r.source.file}` : r.source.kind === 'agent' ? `the flight recorder of the ${r.source.file}` : 'live';
-	return `${src} from ${r.source.host} (Linux ${r.source.kernel}), started ${r.source.startedAt}, ${fmtSeconds(r.source.seconds)}; filters: ${r.source.filters}`;
+	return `${src} from ${r.source.host} (Linux ${r.source.kernel}), started ${r.source.startedAt}, ${formatDuration(r.source.seconds)}; filters: ${r.source.filters}`;
 }
 
 function offenderCells(o: Offender, by: Report['by']): string[] {

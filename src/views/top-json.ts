@@ -3,9 +3,9 @@
  * Schema in README.md ("top --json"). Pure: wall clock and cgroup names come in through the context.
  */
 import { errnoName } from '../event/errno.js';
-import type { DestinationRow, NamespaceRow, Row, Snapshot, VictimRow } from '../model/snapshot.js';
-import type { DropCounts } from '../model/losses.js';
-import { eventsLost } from '../model/losses.js';
+import type { DestinationRow, NamespaceRow, VictimRow } from '../model/port-rows.js';
+import type { Row, Snapshot } from '../model/snapshot.js';
+import { eventsLost, type DropCounts } from '../facts/losses.js';
 
 export interface TopContext {
 	/** Adds to CLOCK_MONOTONIC µs to give Unix epoch µs. */

@@ -2,7 +2,8 @@
  * What the keys of `top`'s full-screen view do, and what the screen shows. A state machine with no
  * I/O: keys in, the new state and an action out; state and snapshot in, lines out.
  */
-import { GROUPINGS, SORT_KEYS, type Grouping, type Snapshot, type SortKey } from '../model/snapshot.js';
+import { GROUPINGS, type Grouping } from '../model/groups.js';
+import { SORT_KEYS, type Snapshot, type SortKey } from '../model/snapshot.js';
 import { clipVisible, headerLines, tableLines, victimLines, type Paint } from './top-text.js';
 import type { TopContext } from './top-json.js';
 

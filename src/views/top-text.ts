@@ -4,10 +4,12 @@
  * colour) and to a pipe (without). Pure: returns strings.
  */
 import { endpoint } from '../event/endpoint.js';
+import { formatDuration } from './duration.js';
 import { printable } from './printable.js';
-import { holderLabel, type DestinationRow, type NamespaceRow, type Row, type Snapshot, type VictimRow } from '../model/snapshot.js';
+import { holderLabel, type DestinationRow, type NamespaceRow, type VictimRow } from '../model/port-rows.js';
+import type { Row, Snapshot } from '../model/snapshot.js';
 import type { TopContext } from './top-json.js';
-import { eventsLost } from '../model/losses.js';
+import { eventsLost } from '../facts/losses.js';
 
 export interface Paint {
 	bold: (s: string) => string;
@@ -53,12 +55,6 @@ export function formatRate(n: number): string {
 	if (n < 10) return n.toFixed(1);
 	if (n < 100_000) return Math.round(n).toLocaleString('en-US');
 	return `${(n / 1000).toFixed(0)}k`;
-}
-
-export function formatDuration(seconds: number): string {
-	if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
-	if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
-	return `${(seconds / 3600).toFixed(1)} h`;
 }
 
 const int = (n: number) => n.toLocaleString('en-US');

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { cli, scenarioBin } from './env.js';
-import { track, waitForLine } from './children.js';
+import { track, waitForLine } from '../../testbed/children.js';
 
 
 export interface TraceRun {

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { cli } from './env.js';
-import { track, waitForLine } from './children.js';
+import { track, waitForLine } from '../../testbed/children.js';
 import { parseExposition, type Sample } from './exposition.js';
 
 export interface Serve {

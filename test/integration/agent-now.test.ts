@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bpfTest, cli, scenarioBin } from '../helpers/env.js';
-import { createPair } from '../helpers/netns.js';
+import { createPair } from '../../testbed/netns.js';
 import { runClient, startServer, startTop } from '../helpers/processes.js';
 import { startServe, until } from '../helpers/serve.js';
 
@@ -80,12 +80,12 @@ bpfTest('agent started before the churn: doctor and top --netns/--pid give the c
 	const said = `ss: ${inSs}; doctor said:\n${doc.stdout}`;
 	t.regex(doc.stdout, new RegExp(`^TWTRACE CRITICAL - netns ${ns} \\(${pair.client}\\): ${inSs} TIME_WAIT \\(warn 200, crit 250`), said);
 	t.regex(doc.stdout, new RegExp(`'time_wait_${ns}'=${inSs};200;250;0;`), said);
-	t.regex(doc.stdout, new RegExp(`\\nSource: agent pid ${serve.child.pid}, up \\d+ s; --netns ${ns}\\n`), said);
+	t.regex(doc.stdout, new RegExp(`\\nSource: agent pid ${serve.child.pid}, up [\\d.]+ s; --netns ${ns}\\n`), said);
 	t.regex(doc.stdout, new RegExp(`victim \\(pid ${victim.pid}\\) failed 1× with EADDRNOTAVAIL .* held by churner \\(pid ${churner.pid}\\) \\(${inSs} TIME_WAIT\\)`), said);
 
 	// top --netns, answered by the agent's model narrowed to that namespace: exact owner, = ss.
 	const snap = await agentTop(['--netns', ns]);
-	t.regex(snap.source, new RegExp(`^agent pid ${serve.child.pid}, up \\d+ s; --netns ${ns}$`));
+	t.regex(snap.source, new RegExp(`^agent pid ${serve.child.pid}, up [\\d.]+ s; --netns ${ns}$`));
 	t.deepEqual(snap.namespaces.map((n: Json) => n.netns), [pair.clientInode], 'only the namespace asked for');
 	t.like(snap.namespaces[0], { timeWait: inSs, timeWaitFrom: 'model', walkedTimeWait: 0 }, 'the count now; the walk was before the churn');
 	t.like(snap.rows.find((r: Json) => r.pid === churner.pid), { comm: 'churner', timeWait: inSs });

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bpfTest, cli, scenarioBin } from '../helpers/env.js';
-import { createPair } from '../helpers/netns.js';
+import { createPair } from '../../testbed/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
 import { startServe } from '../helpers/serve.js';
 import { parseExposition, valueOf } from '../helpers/exposition.js';

@@ -6,7 +6,7 @@
  */
 import type { ExecutionContext } from 'ava';
 import { bpfTest } from '../helpers/env.js';
-import { createPair, type NetnsPair } from '../helpers/netns.js';
+import { createPair, type NetnsPair } from '../../testbed/netns.js';
 import { runClient, startServer, startTrace } from '../helpers/processes.js';
 
 type Event = Record<string, unknown>;

@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { bpfTest, cli } from '../helpers/env.js';
-import { createPair } from '../helpers/netns.js';
+import { createPair } from '../../testbed/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
 
 function doctor(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -4,15 +4,13 @@
  * model's expiry for an event (tsUs + 60 s + twSlackMs) must be the fire time a walk reads from the
  * socket's own timer, to within a few jiffies.
  */
-import fs from 'node:fs';
-import { readIteratorChunk } from '../../native/iter.js';
 import type { TwtEvent } from '../../src/event/decode.js';
 import { forEachSocket } from '../../src/event/sock.js';
 import { NamespaceWalker } from '../../src/tracer/namespaces.js';
-import { monotonicUs } from '../../src/pipeline/live.js';
+import { monotonicUs } from '../../src/tracer/host.js';
 import { TraceSession } from '../../src/tracer/session.js';
 import { bpfObject, bpfTest } from '../helpers/env.js';
-import { createPair } from '../helpers/netns.js';
+import { createPair } from '../../testbed/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
 
 const N = 300;
@@ -37,11 +35,11 @@ bpfTest('a time_wait event predicts when the kernel ends the socket: the fire ti
 		const fireByCookie = new Map<number, number>();
 		const buf = Buffer.alloc(1 << 20);
 		try {
-			for (let n; (n = readIteratorChunk(opened.fd, buf)) > 0;) {
+			for (let n; (n = opened.read(buf)) > 0;) {
 				forEachSocket(buf.subarray(0, n), (s) => void (s.expiresUs > 0 && fireByCookie.set(s.cookie, s.expiresUs)));
 			}
 		} finally {
-			fs.closeSync(opened.fd);
+			opened.close();
 		}
 		const walkMs = (monotonicUs() - opened.takenAtUs) / 1000;
 		t.is(events.length, N);

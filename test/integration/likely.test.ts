@@ -7,9 +7,9 @@
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { bpfTest, cli } from '../helpers/env.js';
-import { track } from '../helpers/children.js';
-import { churnBin, startChurnServer, stopChurnServer } from '../helpers/churn.js';
-import { createPair } from '../helpers/netns.js';
+import { track } from '../../testbed/children.js';
+import { churnBin, startChurnServer, stopChurnServer } from '../../testbed/churn.js';
+import { createPair } from '../../testbed/netns.js';
 import { startTop } from '../helpers/processes.js';
 
 bpfTest('top without an agent names the churner as the likely owner of TIME_WAIT older than itself, from its first refresh', async (t) => {

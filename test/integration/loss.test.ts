@@ -7,8 +7,8 @@
  * fails as surely as a silent one. Five short runs, each in fresh namespaces.
  */
 import { bpfTest } from '../helpers/env.js';
-import { runChurnClient, startChurnServer, stopChurnServer } from '../helpers/churn.js';
-import { createPair, settledTimeWait, type NetnsPair } from '../helpers/netns.js';
+import { runChurnClient, startChurnServer, stopChurnServer } from '../../testbed/churn.js';
+import { createPair, settledTimeWait, type NetnsPair } from '../../testbed/netns.js';
 import { startTrace } from '../helpers/processes.js';
 
 const RUNS = 5;

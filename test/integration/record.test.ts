@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, execFile } from 'node:child_process';
 import { bpfTest, cli } from '../helpers/env.js';
-import { createPair } from '../helpers/netns.js';
+import { createPair } from '../../testbed/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
 
 const run = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {

@@ -13,9 +13,9 @@ import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { unitCapabilities } from '../helpers/deploy.js';
 import { bpfTest, cli, root, scenarioBin, toolTest, which } from '../helpers/env.js';
-import { track } from '../helpers/children.js';
+import { track } from '../../testbed/children.js';
 import { valueOf } from '../helpers/exposition.js';
-import { createPair, settledTimeWait } from '../helpers/netns.js';
+import { createPair, settledTimeWait } from '../../testbed/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
 import { freePort, scrape, startServe, until } from '../helpers/serve.js';
 

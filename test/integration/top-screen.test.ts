@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bpfTest } from '../helpers/env.js';
-import { createPair, settledTimeWait } from '../helpers/netns.js';
+import { createPair, settledTimeWait } from '../../testbed/netns.js';
 import { runClient, startServer } from '../helpers/processes.js';
 import { runTop, startShell, tmux, waitForScreen } from '../helpers/tmux.js';
 

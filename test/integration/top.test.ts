@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bpfTest, scenarioBin } from '../helpers/env.js';
-import { createPair, type NetnsPair } from '../helpers/netns.js';
+import { createPair, type NetnsPair } from '../../testbed/netns.js';
 import { runClient, startServer, startTop } from '../helpers/processes.js';
 
 type Json = Record<string, any>;

@@ -9,15 +9,13 @@
  */
 import type { ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import { TraceSession } from '../../src/tracer/session.js';
 import { NamespaceWalker, WALK_CHUNK_BYTES } from '../../src/tracer/namespaces.js';
-import { readIteratorChunk } from '../../native/iter.js';
 import type { TwtEvent } from '../../src/event/decode.js';
 import { TCP_TIME_WAIT } from '../../src/event/sock.js';
 import { bpfObject, bpfTest } from '../helpers/env.js';
-import { track, waitForLine } from '../helpers/children.js';
-import { createPair, type NetnsPair } from '../helpers/netns.js';
+import { track, waitForLine } from '../../testbed/children.js';
+import { createPair, type NetnsPair } from '../../testbed/netns.js';
 import { until } from '../helpers/serve.js';
 
 const CONNECTIONS = 20;
@@ -119,9 +117,9 @@ bpfTest('a full walk delivers the TIME_WAIT entries no tracepoint reported, once
 		if ('error' in opened) throw new Error(opened.error);
 		const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
 		try {
-			while (readIteratorChunk(opened.fd, buf) > 0);
+			while (opened.read(buf) > 0);
 		} finally {
-			fs.closeSync(opened.fd);
+			opened.close();
 		}
 	});
 });

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { bpfTest, scenarioBin } from '../helpers/env.js';
-import { createPair } from '../helpers/netns.js';
+import { createPair } from '../../testbed/netns.js';
 import { runClient, startServer, startTop, startTrace } from '../helpers/processes.js';
 import { cgroup2Root } from '../../src/tracer/host.js';
 

@@ -13,7 +13,7 @@ import { AgentClient } from '../../src/agent/client.js';
 import { AgentServer, parseSnapshotQuery } from '../../src/agent/server.js';
 import { groupId } from '../../src/agent/socket.js';
 import { API_VERSION, decodeSnapshotReply, encodeSnapshotReply, type AgentInfo, type SnapshotReply } from '../../src/agent/wire.js';
-import { ChurnModel } from '../../src/model/aggregate.js';
+import { ChurnModel } from '../../src/model/churn-model.js';
 import { snapshot } from '../../src/model/snapshot.js';
 import { TwtraceError } from '../../src/errors.js';
 

@@ -2,7 +2,7 @@ import test from 'ava';
 import { Decoder, FIELD_PROPERTIES, formatIpv6, isDecodeFailure, type TwtEvent } from '../../src/event/decode.js';
 import { EVENT_FIELDS, EVENT_SIZE, EventFlag, EventKind, OwnerSource, Side } from '../../src/event/layout.generated.js';
 import { TaskTable } from '../../src/event/tasks.js';
-import { recordBuffer, recordsBuffer, type RawRecord, type RawTask } from '../helpers/records.js';
+import { recordBuffer, recordsBuffer, type RawRecord, type RawTask } from '../../testbed/records.js';
 
 const timeWait = {
 	kind: EventKind.TIME_WAIT,

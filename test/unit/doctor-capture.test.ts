@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_THRESHOLDS, evaluate, inputFromSnapshot, type DoctorInput } from '../../src/doctor/check.js';
-import { ChurnModel } from '../../src/model/aggregate.js';
+import { ChurnModel } from '../../src/model/churn-model.js';
 import { snapshot } from '../../src/model/snapshot.js';
 import { base } from '../helpers/events.js';
 import { CAPTURE_VERSION, layoutFingerprint, type CaptureHeader } from '../../src/capture/format.js';

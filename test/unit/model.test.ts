@@ -5,9 +5,12 @@
 import test from 'ava';
 import type { TwtEvent } from '../../src/event/decode.js';
 import type { SocketEntry } from '../../src/event/sock.js';
-import { ChurnModel, newLifetimeHistogram, type NetnsSettings } from '../../src/model/aggregate.js';
-import { secondsToExhaustion, sustainableRate, usablePorts, parsePortList, parsePortRange } from '../../src/model/ports.js';
-import { mergedLifetimes, snapshot, type SnapshotOptions } from '../../src/model/snapshot.js';
+import { ChurnModel } from '../../src/model/churn-model.js';
+import { newLifetimeHistogram } from '../../src/model/owners.js';
+import { parsePortList, parsePortRange, usablePorts, type NetnsSettings } from '../../src/facts/netns-settings.js';
+import { secondsToExhaustion, sustainableRate } from '../../src/model/ports.js';
+import { mergedLifetimes } from '../../src/model/groups.js';
+import { snapshot, type SnapshotOptions } from '../../src/model/snapshot.js';
 import { base } from '../helpers/events.js';
 
 const S = 1_000_000;
@@ -280,7 +283,7 @@ test('likely owners of sockets older than twtrace: from connect() calls and open
 	t.is(rows.find((r) => r.pid === 300)!.timeWait, 0, 'inferred counts are not the process\'s own');
 
 	// A second process holds connections open to it now: the share decides, and says so.
-	m.setOpenHolders([
+	m.setOpenSockets([
 		{ pid: 400, comm: 'pool', netns: 1, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40050, dport: 7101, state: 1 },
 		{ pid: 400, comm: 'pool', netns: 1, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40051, dport: 7101, state: 1 },
 		{ pid: 400, comm: 'pool', netns: 1, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', sport: 40052, dport: 7101, state: 1 },
@@ -394,14 +397,14 @@ test('a server\'s TIME_WAIT older than twtrace, on a port whose listen() was not
 	const old = Array.from({ length: 50 }, (_, i) => sock({ saddr: '10.200.0.2', sport: 7600, daddr: '10.200.0.1', dport: 41000 + i }));
 	m.reconcile({ netns: 1, takenAtUs: T0, settings: settings(), sockets: [listener, ...old] });
 	const listening = (pid: number, comm: string) => ({ pid, comm, netns: 1, family: 4 as const, saddr: '0.0.0.0', daddr: '0.0.0.0', sport: 7600, dport: 0, state: 10 });
-	m.setOpenHolders([listening(900, 'api-server')], T0 + S);
+	m.setOpenSockets([listening(900, 'api-server')], T0 + S);
 	let row = view(m, 2).rows.find((r) => r.comm === '(before start)')!;
 	t.like(row, { timeWait: 50, side: 'server', topDest: 'local 10.200.0.2:7600' });
 	t.deepEqual(row.likely, [{ pid: 900, comm: 'api-server', timeWait: 50, evidence: 'holds the listening socket of 10.200.0.2:7600' }]);
 	t.falsy(view(m, 2).rows.find((r) => r.pid === 900), 'the inference adds nothing to its own count');
 
 	// A pre-forked server: the parent and its workers all hold the listening socket. Not certain: the first, and why.
-	m.setOpenHolders([listening(912, 'nginx'), listening(910, 'nginx'), listening(911, 'nginx')], T0 + 2 * S);
+	m.setOpenSockets([listening(912, 'nginx'), listening(910, 'nginx'), listening(911, 'nginx')], T0 + 2 * S);
 	row = view(m, 3).rows.find((r) => r.comm === '(before start)')!;
 	t.deepEqual(row.likely, [{ pid: 910, comm: 'nginx', timeWait: 50, evidence: 'the first of 3 processes that hold the listening socket of 10.200.0.2:7600 (nginx): which of them made these sockets is not known' }]);
 });

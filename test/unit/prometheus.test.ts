@@ -6,7 +6,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import type { TwtEvent } from '../../src/event/decode.js';
-import { ChurnModel } from '../../src/model/aggregate.js';
+import { ChurnModel } from '../../src/model/churn-model.js';
 import { ChurnMetrics } from '../../src/model/churn-metrics.js';
 import { PrometheusView, type ExporterState } from '../../src/views/prometheus.js';
 import { base } from '../helpers/events.js';

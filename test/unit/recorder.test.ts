@@ -9,8 +9,8 @@ import { captureHeader, type CaptureDrops } from '../../src/capture/format.js';
 import { parseCapture } from '../../src/capture/reader.js';
 import { EventKind, SOCK_FIELDS, SOCK_SIZE } from '../../src/event/layout.generated.js';
 import { FlightRecorder } from '../../src/pipeline/recorder.js';
-import { replayCapture } from '../../src/report/replay.js';
-import { recordsBuffer } from '../helpers/records.js';
+import { replayCapture } from '../../src/report/from-capture.js';
+import { recordsBuffer } from '../../testbed/records.js';
 
 const S = 1_000_000;
 const T0 = 1000 * S;

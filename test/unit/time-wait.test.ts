@@ -67,8 +67,8 @@ test('a walk keeps what it found, and removes what it did not find that entered 
 	pop.add(2, h, undefined, 7, 10, 60 * US);
 	pop.add(3, h, undefined, 8, 10, 60 * US); // another namespace: not this walk's business
 	pop.beginWalk();
-	t.true(pop.markSeen(1));
-	t.false(pop.markSeen(99));
+	t.truthy(pop.seenHolder(1));
+	t.is(pop.seenHolder(99), undefined);
 	pop.add(4, h, undefined, 7, 30, 60 * US); // entered during the walk
 	t.is(pop.endWalk(7, 20), 1);
 	t.deepEqual([1, 2, 3, 4].map((c) => pop.has(c)), [true, false, true, true]);

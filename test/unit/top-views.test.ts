@@ -1,6 +1,6 @@
 /** top's views without a terminal: keys, sparkline, clipping with colour, and the --json shape. */
 import test from 'ava';
-import { ChurnModel } from '../../src/model/aggregate.js';
+import { ChurnModel } from '../../src/model/churn-model.js';
 import { snapshot } from '../../src/model/snapshot.js';
 import { handleKey, screenLines, type ScreenState } from '../../src/views/top-screen.js';
 import { ANSI, clipVisible, PLAIN, sparkline } from '../../src/views/top-text.js';

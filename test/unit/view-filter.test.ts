@@ -5,11 +5,12 @@
  */
 import test from 'ava';
 import type { TwtEvent } from '../../src/event/decode.js';
-import { ChurnModel, type NetnsSettings } from '../../src/model/aggregate.js';
+import { ChurnModel } from '../../src/model/churn-model.js';
+import type { NetnsSettings } from '../../src/facts/netns-settings.js';
 import { snapshot } from '../../src/model/snapshot.js';
 import { parseSnapshotQuery } from '../../src/agent/server.js';
 import { snapshotQueryString } from '../../src/agent/wire.js';
-import { whyAgentCannotAnswer } from '../../src/commands/agent-choice.js';
+import { whyAgentCannotAnswer } from '../../src/source/agent-choice.js';
 import { base } from '../helpers/events.js';
 
 const S = 1_000_000;

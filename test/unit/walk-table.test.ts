@@ -7,12 +7,11 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SOCK_FIELDS, SOCK_SIZE } from '../../src/event/layout.generated.js';
+import { EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE } from '../../src/event/layout.generated.js';
 import { WalkTable } from '../../src/capture/walk-table.js';
 import { CaptureWriter } from '../../src/capture/writer.js';
 import { readCaptureFile } from '../../src/capture/reader.js';
 import { CAPTURE_VERSION, layoutFingerprint, type CaptureHeader } from '../../src/capture/format.js';
-import { EVENT_SIZE } from '../../src/event/layout.generated.js';
 
 /** One struct twt_sock: the cookie, a state, and a byte that stands for everything else. */
 function sock(cookie: number, state = 6, salt = 0): Buffer {

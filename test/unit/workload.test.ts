@@ -1,10 +1,10 @@
 /**
- * Workload names from cgroup v2 paths (src/model/workload.ts): one fixture per layout people meet —
+ * Workload names from cgroup v2 paths (src/facts/workload.ts): one fixture per layout people meet —
  * systemd units and sessions, Docker / containerd / CRI-O / podman containers under the systemd and
  * cgroupfs drivers, Kubernetes pods of each QoS class under both drivers — and what is left alone.
  */
 import test from 'ava';
-import { workloadOf } from '../../src/model/workload.js';
+import { workloadOf } from '../../src/facts/workload.js';
 
 const ID = '479e1c2a9b3f0d8e7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d';
 const UID = '5c7d9e2f-1a2b-4c3d-8e9f-0a1b2c3d4e5f';

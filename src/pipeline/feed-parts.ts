@@ -1,0 +1,56 @@
+/**
+ * What a live feed is made of: a trace session (the BPF programs, the ring, the loss counters, the
+ * kernel's side of walks) and a walker of network namespaces. The real ones load BPF (BPF_PARTS);
+ * unit tests give fakes (test/helpers/fake-kernel.ts), so the feed's scheduling is tested without root.
+ */
+import type { ListenerOwner } from '../event/listener.js';
+import { monotonicUs } from '../tracer/host.js';
+import { NamespaceWalker } from '../tracer/namespaces.js';
+import { TraceSession, type SessionHandlers, type SessionOptions, type SessionSummary } from '../tracer/session.js';
+
+/** What the feed needs of a trace session (tracer/session.ts), and of the kernel's side of walks. */
+export interface FeedSession {
+	readonly ringBytes: number;
+	drainNow(): void;
+	pause(): void;
+	resume(): void;
+	detachTracepoints(): void;
+	stop(): SessionSummary;
+	/** Deletes the `closing` entries a walk settled (Tracer.sweepClosing). */
+	sweepClosing(nowNs: bigint, walk?: { startNs: bigint; netns: ReadonlySet<number> }): number;
+	/** Whether a close older than `minAgeNs` still waits for its end (Tracer.hasStaleClose). */
+	hasStaleClose(nowNs: bigint, minAgeNs: bigint): boolean;
+	/** Who called listen() on (netns, port), as seen since start (Tracer.listenerOwner). */
+	listenerOwner(netns: number, port: number): ListenerOwner | undefined;
+}
+
+/** What the feed needs of a namespace walker (tracer/namespaces.ts NamespaceWalker). */
+export type FeedWalker = Pick<NamespaceWalker, 'home' | 'discover' | 'open' | 'witness'>;
+
+/** The parts a feed is made of: real ones by default, fakes in tests. */
+export interface LiveFeedParts {
+	clockUs(): number;
+	/** Loads and attaches; `walks` asks for a walker too. Throws what loading throws. */
+	open(options: SessionOptions, handlers: SessionHandlers, walks: boolean, betweenChunks: () => void): { session: FeedSession; walker: FeedWalker | undefined };
+}
+
+/** The real parts: a TraceSession over the BPF object, and a NamespaceWalker of its tracer. */
+export const BPF_PARTS: LiveFeedParts = {
+	clockUs: monotonicUs,
+	open(options, handlers, walks, betweenChunks) {
+		const trace = new TraceSession(options, handlers);
+		const t = trace.tracer;
+		const session: FeedSession = {
+			get ringBytes() { return trace.ringBytes; },
+			drainNow: () => trace.drainNow(),
+			pause: () => trace.pause(),
+			resume: () => trace.resume(),
+			detachTracepoints: () => trace.detachTracepoints(),
+			stop: () => trace.stop(),
+			sweepClosing: (nowNs, walk) => t.sweepClosing(nowNs, walk),
+			hasStaleClose: (nowNs, minAgeNs) => t.hasStaleClose(nowNs, minAgeNs),
+			listenerOwner: (netns, port) => t.listenerOwner(netns, port),
+		};
+		return { session, walker: walks ? new NamespaceWalker(t, monotonicUs, betweenChunks) : undefined };
+	},
+};

@@ -1,0 +1,396 @@
+/**
+ * A live feed: the trace session's events, and the socket walks that keep them honest, on one
+ * schedule, run by the feed's own upkeep timer (no caller drives it). Every live command and the
+ * agent run it, so each sees the model built the same way; `record` and the flight recorder also
+ * get the raw bytes of both, to store.
+ *
+ * With a model (top, doctor, report, record, serve), walks of the namespaces of interest make it
+ * exact: at start, every walk interval, a namespace by itself as soon as events show it, and a
+ * cheap witness walk within seconds of a close that waits too long for its end (the kernel then
+ * reported no TIME_WAIT entry for it, kernel-facts §8). Without a model (trace), walks only
+ * witness: every walk interval, when a close waits too long, and once more after detaching.
+ *
+ * The session and the walker are parts (feed-parts.ts): the real ones load BPF; tests give fakes.
+ */
+import type { TwtEvent } from '../event/decode.js';
+import { TCP_LISTEN } from '../event/sock.js';
+import type { ListenerRecord, WalkRecord } from '../event/walk-record.js';
+import type { Losses } from '../facts/losses.js';
+import type { Blame } from '../model/attribution.js';
+import type { ChurnModel } from '../model/churn-model.js';
+import { isWitnessDue, type OpenedWalk } from '../tracer/namespaces.js';
+import { NO_DROPS, type SessionSummary } from '../tracer/session.js';
+import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from './feed-parts.js';
+import { readWalk } from './walk-reader.js';
+import type { Filters } from '../tracer/tracer.js';
+
+export interface LiveFeedOptions {
+	objectPath: string;
+	filters: Filters;
+	ringBytes: number;
+	/** The model to feed; without one (trace), events go to the handlers only and walks only witness. */
+	model?: ChurnModel;
+	/**
+	 * With a model: full walks at least this often (undefined: at start and when a namespace appears).
+	 * Without: witness walks at least this often (undefined: only when a close waits too long).
+	 */
+	walkIntervalMs?: number;
+	/** Walk sockets (loads iter/tcp, keeps active closes for the witness); always with a model. */
+	socketWalks?: boolean;
+	log?: (line: string) => void;
+	/** Hand the raw records to onEvents too (record). */
+	keepRaw?: boolean;
+	/** With keepRaw: a walk's records are kept up to this many bytes; beyond, none (WalkRecord.omittedBytes). */
+	keepWalkBytes?: number;
+	/**
+	 * Ingest each event as it is drained, from ring memory, with no object per event; onEach instead
+	 * of onEvents gets it (top, serve). With keepRaw, onEvents gets the raw records, and no events.
+	 */
+	perEvent?: boolean;
+	/** How often the upkeep runs: due walks, the model's clock, onUpkeep. */
+	upkeepMs?: number;
+}
+
+export interface LiveFeedHandlers {
+	/** After the model (if any) ingested them; `raw` is their bytes, EVENT_SIZE each, when keepRaw. */
+	onEvents?: (events: readonly TwtEvent[], raw: Buffer | undefined) => void;
+	/**
+	 * With perEvent: after the model ingested it, with whom the model blamed it on; not for events
+	 * the model's comm option left out. A view of ring memory: keep nothing of it.
+	 */
+	onEach?: (event: TwtEvent, blamed: Blame) => void;
+	/** After the model reconciled it. */
+	onWalk?: (walk: WalkRecord) => void;
+	/** New losses since the last report, and the totals. */
+	onDrops?: (delta: Losses, total: Losses) => void;
+	/** Every upkeep, after the walks due were started and the model's clock moved: timers of one's own are not needed. */
+	onUpkeep?: (nowUs: number) => void;
+}
+
+export interface WalkStats {
+	inProgress: boolean;
+	/** Full passes over the namespaces of interest since start. */
+	completed: number;
+	/** Wall time of the last full pass, ms (the event loop ran between its chunks); undefined before the first. */
+	lastMs: number | undefined;
+}
+
+/** At most this many namespaces walked per pass: each costs a setns and a walk. */
+export const MAX_WALKED_NAMESPACES = 16;
+
+/** How often the feed looks for closes waiting too long (isWitnessDue). */
+const STALE_CHECK_US = 1_000_000;
+/** The last walk of stop() gives up after this: every command exits within a second of SIGTERM. */
+const LAST_WALK_MS = 700;
+const DEFAULT_UPKEEP_MS = 500;
+
+export class LiveFeed {
+	readonly model: ChurnModel | undefined;
+	/** Namespaces that could not be walked, with the reason. */
+	readonly unwalked = new Map<number, string>();
+	readonly #parts: LiveFeedParts;
+	readonly #session: FeedSession;
+	readonly #walker: FeedWalker | undefined;
+	readonly #asked: readonly number[];
+	readonly #walkIntervalMs: number;
+	readonly #handlers: LiveFeedHandlers;
+	readonly #keepRaw: boolean;
+	readonly #keepWalkBytes: number;
+	readonly #upkeep: NodeJS.Timeout;
+	/** Without a model: namespaces seen in events, with a process seen in each (a way in). */
+	readonly #seen = new Map<number, number>();
+	#lastWalkUs: number;
+	#lastStaleCheckUs = 0;
+	#lastWitnessUs = 0;
+	#lastWitnessMs = 0;
+	/** The namespaces the last full walk read: a witness walk goes through them again. */
+	#lastWalked: ReadonlySet<number> = new Set();
+	#walksCompleted = 0;
+	#lastWalkMs: number | undefined;
+	/** The walk in progress (one at a time), settled when it ends or is abandoned. */
+	#walking: Promise<void> | undefined;
+	/** Abandon the walk in progress at its next chunk. */
+	#abandon = false;
+	#stopped: SessionSummary | undefined;
+	#drops: Losses = { ...NO_DROPS, decodeErrors: 0 };
+
+	/**
+	 * Loads and attaches (throws what the session throws), then, with a model, starts the first walk,
+	 * which runs in the background like every other: the model shows events at once and the
+	 * namespaces' older sockets as soon as the walk has read them. The upkeep timer runs from here
+	 * until stop().
+	 */
+	constructor(options: LiveFeedOptions, handlers: LiveFeedHandlers = {}, parts: LiveFeedParts = BPF_PARTS) {
+		const model = (this.model = options.model);
+		this.#parts = parts;
+		this.#asked = options.filters.netns;
+		this.#walkIntervalMs = options.walkIntervalMs ?? Infinity;
+		this.#handlers = handlers;
+		const keepRaw = (this.#keepRaw = options.keepRaw === true);
+		this.#keepWalkBytes = options.keepWalkBytes ?? Infinity;
+		const onEach = options.perEvent && model ? (e: TwtEvent) => {
+			const who = model.ingestOne(e);
+			if (who) handlers.onEach?.(e, who);
+		} : undefined;
+		const walks = model !== undefined || options.socketWalks === true;
+		const { session, walker } = parts.open(
+			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: walks, keepRaw, onEach },
+			{
+				onEvents: (events, raw) => {
+					if (model) model.ingest(events);
+					else this.#note(events);
+					handlers.onEvents?.(events, keepRaw ? raw : undefined);
+				},
+				onDrops: (delta, total) => {
+					this.#drops = total;
+					handlers.onDrops?.(delta, total);
+				},
+			},
+			walks,
+			() => this.drainNow(),
+		);
+		this.#session = session;
+		this.#walker = walker;
+		// Sockets entering TIME_WAIT from now on reach the model by events: any a walk finds without one was lost.
+		if (model) model.attachedUs = parts.clockUs();
+		this.#lastWalkUs = parts.clockUs();
+		if (model) void this.walkAll();
+		this.#upkeep = setInterval(() => this.#tick(), options.upkeepMs ?? DEFAULT_UPKEEP_MS);
+	}
+
+	/** The namespace twtrace runs in (0 without walks). */
+	get home(): number {
+		return this.#walker?.home ?? 0;
+	}
+
+	get ringBytes(): number {
+		return this.#session.ringBytes;
+	}
+
+	/** Losses so far (updated about once a second). */
+	get drops(): Losses {
+		return this.#drops;
+	}
+
+	/** Socket walks: whether one is in progress, how many ran, and how long the last full pass took. */
+	get walks(): WalkStats {
+		return { inProgress: this.#walking !== undefined, completed: this.#walksCompleted, lastMs: this.#lastWalkMs };
+	}
+
+	/** Delivers what the ring holds now. */
+	drainNow(): void {
+		if (!this.#stopped) this.#session.drainNow();
+	}
+
+	/** Stop draining (a slow consumer); the ring absorbs, then the kernel counts what overflows. */
+	pause(): void {
+		this.#session.pause();
+	}
+
+	resume(): void {
+		this.#session.resume();
+	}
+
+	/** The upkeep: walks that are due, the model's clock, then the handler's own work. */
+	#tick(): void {
+		if (this.#stopped) return;
+		this.drainNow();
+		this.#startDueWalk();
+		const nowUs = this.#parts.clockUs();
+		this.model?.tick(nowUs);
+		this.#handlers.onUpkeep?.(nowUs);
+	}
+
+	/**
+	 * Starts a walk, unless one runs: a full pass when the interval has passed; a namespace events
+	 * showed that no walk has read yet, by itself; a witness walk when a close has waited too long for
+	 * its end (the kernel then reported no TIME_WAIT entry for it, kernel-facts §8), whatever the interval.
+	 */
+	#startDueWalk(): void {
+		if (this.#walking || this.#stopped || !this.#walker) return;
+		const nowUs = this.#parts.clockUs();
+		const isIntervalDue = nowUs - Math.max(this.#lastWalkUs, this.model ? 0 : this.#lastWitnessUs) >= this.#walkIntervalMs * 1000;
+		if (!this.model) {
+			if (isIntervalDue || this.#isWitnessDue(nowUs)) void this.#chain(() => this.#witness(this.#witnessTargets()));
+			return;
+		}
+		if (isIntervalDue) {
+			void this.walkAll();
+			return;
+		}
+		// A namespace first seen in events is walked at once, by itself: its settings and its older
+		// sockets count now, and the namespaces walked already are not read again before their time.
+		const fresh = [...this.model.namespaces.values()].filter((ns) => ns.netns !== 0 && !ns.settings && !this.unwalked.has(ns.netns)).map((ns) => ns.netns);
+		if (fresh.length) {
+			void this.#chain(() => this.#walkNamespaces(fresh));
+			return;
+		}
+		if (this.#lastWalked.size && this.#isWitnessDue(nowUs)) void this.#chain(() => this.#witness(this.#lastWalked));
+	}
+
+	/** Once a second at most: whether a witness walk is due (isWitnessDue). */
+	#isWitnessDue(nowUs: number): boolean {
+		if (nowUs - this.#lastStaleCheckUs < STALE_CHECK_US) return false;
+		this.#lastStaleCheckUs = nowUs;
+		return isWitnessDue(this.#session, nowUs - Math.max(this.#lastWalkUs, this.#lastWitnessUs), this.#lastWitnessMs);
+	}
+
+	/** Without a model: the namespaces asked for, or this one and those seen in events. */
+	#witnessTargets(): Set<number> {
+		if (this.#asked.length) return new Set(this.#asked);
+		return new Set([this.home, ...[...this.#seen.keys()].slice(0, MAX_WALKED_NAMESPACES)]);
+	}
+
+	/** Without a model: remembers the namespaces events came from, and a process in each (a way in). */
+	#note(events: readonly TwtEvent[]): void {
+		for (const e of events) {
+			if (e.netns && !this.#seen.has(e.netns) && this.#seen.size < MAX_WALKED_NAMESPACES) this.#seen.set(e.netns, e.pid || e.closerPid);
+		}
+	}
+
+	/** A witness walk (NamespaceWalker.witness) of `namespaces`. */
+	async #witness(namespaces: ReadonlySet<number>): Promise<void> {
+		if (this.#stopped || this.#abandon || !this.#walker) return;
+		const startedUs = this.#parts.clockUs();
+		const startNs = process.hrtime.bigint();
+		// Ways into the namespaces: full walks find them; without a model (trace) nothing else does,
+		// and the processes seen in a namespace may be gone by now.
+		if (!this.model) this.#walker.discover();
+		const walked = await this.#walker.witness(namespaces, (netns) => this.#pidsIn(netns), () => this.#abandon);
+		if (this.#abandon) return;
+		this.drainNow(); // the events the walk delivered
+		this.#session.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
+		this.#lastWitnessUs = this.#parts.clockUs();
+		this.#lastWitnessMs = (this.#lastWitnessUs - startedUs) / 1000;
+	}
+
+	/**
+	 * Walks the namespaces of interest, a chunk of sockets at a time, giving the event loop back
+	 * between chunks: draining, snapshots, scrapes and signals keep their pace during a walk of
+	 * millions of sockets. After a walk in progress, if any. Never rejects: a namespace that cannot be
+	 * walked is listed in `unwalked` with the reason.
+	 */
+	walkAll(): Promise<void> {
+		return this.#chain(() => (this.model ? this.#walkNamespaces() : this.#witness(this.#witnessTargets())));
+	}
+
+	/** Runs `body` after the walk in progress, if any: one walk at a time. Never rejects. */
+	#chain(body: () => Promise<void>): Promise<void> {
+		const previous = this.#walking ?? Promise.resolve();
+		const walk: Promise<void> = previous.then(body).catch((error: Error) => {
+			this.unwalked.set(0, `walk failed: ${error.message}`);
+		}).finally(() => {
+			if (this.#walking === walk) this.#walking = undefined;
+		});
+		this.#walking = walk;
+		return walk;
+	}
+
+	/** Walks the namespaces of interest, or only `fresh` ones (first seen in events): see walkAll. */
+	async #walkNamespaces(fresh?: readonly number[]): Promise<void> {
+		const model = this.model;
+		if (this.#stopped || this.#abandon || !this.#walker || !model) return;
+		const startedUs = this.#parts.clockUs();
+		const startNs = process.hrtime.bigint();
+		const walked = new Set<number>();
+		this.drainNow(); // events from before the walk must reach the model before it
+		const discovered = fresh ? [] : this.#walker.discover();
+		for (const netns of fresh ?? namespacesToWalk(model, this.#asked, this.home, discovered)) {
+			if (this.#abandon) return;
+			const opened = this.#walker.open(netns, this.#pidsIn(netns));
+			if ('error' in opened) {
+				this.unwalked.set(netns, opened.error);
+				model.addNamespace(netns); // shown, with the reason it was not walked
+				continue;
+			}
+			if (await this.#read(model, opened)) {
+				this.unwalked.delete(netns);
+				walked.add(netns);
+			}
+		}
+		this.#session.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
+		if (fresh) {
+			// Not a pass over the namespaces of interest: the interval and the pass count are theirs.
+			this.#lastWalked = new Set([...this.#lastWalked, ...walked]);
+			return;
+		}
+		this.#lastWalked = walked;
+		this.#lastWalkUs = this.#parts.clockUs();
+		this.#lastWalkMs = (this.#lastWalkUs - startedUs) / 1000;
+		this.#walksCompleted++;
+	}
+
+	/** Reads and reconciles one opened walk; false when abandoned. */
+	async #read(model: ChurnModel, w: OpenedWalk): Promise<boolean> {
+		const session = this.#session;
+		const reconciler = model.beginReconcile({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listenerOwner: (port) => session.listenerOwner(w.netns, port) });
+		const listening = new Set<number>();
+		const read = await readWalk(w, {
+			each: (s) => {
+				if (s.state === TCP_LISTEN) listening.add(s.sport);
+				reconciler.add(s);
+			},
+			// Reading a chunk ran dump_tcp over its sockets, which sent the time_wait events the kernel
+			// missed (kernel-facts §8): the model takes them first, so the walk finds them known.
+			beforeChunk: () => this.drainNow(),
+			shouldStop: () => this.#abandon,
+			keepBytes: this.#keepRaw ? this.#keepWalkBytes : undefined,
+		});
+		if (!read) return false;
+		// The walk delivered the time_wait events the kernel missed (bpf/twtrace.bpf.c, dump_tcp):
+		// the model takes them before the walk ends, so that they keep their owner.
+		this.drainNow();
+		reconciler.finish();
+		const listeners: ListenerRecord[] = [];
+		for (const port of listening) {
+			const owner = session.listenerOwner(w.netns, port);
+			if (owner) listeners.push({ port, ...owner });
+		}
+		const omitted = this.#keepRaw && !read.kept ? { omittedBytes: read.bytes } : {};
+		this.#handlers.onWalk?.({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listeners, sockets: read.kept ?? new Uint8Array(), ...omitted });
+		return true;
+	}
+
+	/** Processes seen in a namespace, the most recent first: their /proc/PID/ns/net is a way in. */
+	#pidsIn(netns: number): number[] {
+		if (!this.model) return [this.#seen.get(netns) ?? 0];
+		return [...this.model.owners.values()].filter((o) => o.netns === netns && o.pid > 0)
+			.sort((a, b) => b.lastEventUs - a.lastEventUs).slice(0, 8).map((o) => o.pid);
+	}
+
+	/**
+	 * Stops the upkeep, abandons a walk in progress, detaches and delivers the rest of the ring;
+	 * idempotent. With `lastWalk`, walks once more after detaching (for at most `lastWalkMs`, 0.7 s
+	 * unless told: Infinity for the whole walk), so
+	 * that every missed time_wait of a socket that closed before the stop is delivered (trace's last
+	 * events, a record's capture end complete); top and serve skip it to exit at once.
+	 */
+	async stop(options: { lastWalk?: boolean; lastWalkMs?: number } = {}): Promise<SessionSummary> {
+		if (this.#stopped) return this.#stopped;
+		clearInterval(this.#upkeep);
+		this.#abandon = true;
+		await this.#walking;
+		if (options.lastWalk && this.#walker) {
+			this.#abandon = false;
+			this.#session.detachTracepoints();
+			const ms = options.lastWalkMs ?? LAST_WALK_MS;
+			const deadline = Number.isFinite(ms) ? setTimeout(() => (this.#abandon = true), ms) : undefined;
+			await this.walkAll();
+			clearTimeout(deadline);
+			this.#abandon = true;
+		}
+		this.#stopped = this.#session.stop();
+		return this.#stopped;
+	}
+}
+
+/**
+ * The namespaces asked for; else this one, those seen in events (the busiest first), then the
+ * others in use on the host, which may hold TIME_WAIT sockets from before start.
+ */
+function namespacesToWalk(model: ChurnModel, asked: readonly number[], home: number, discovered: readonly number[]): number[] {
+	if (asked.length) return [...asked];
+	const seen = [...model.namespaces.keys()].filter((n) => n !== home && n !== 0)
+		.sort((a, b) => model.timeWait.countIn(b) - model.timeWait.countIn(a));
+	return [...new Set([home, ...seen, ...discovered])].slice(0, MAX_WALKED_NAMESPACES);
+}

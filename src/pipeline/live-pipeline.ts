@@ -1,0 +1,174 @@
+/**
+ * The live pipeline every modelling command runs, standalone or as the agent: the trace session and
+ * the socket walks (LiveFeed) feeding one ChurnModel, the cgroup names, and what a view asks of it,
+ * a SnapshotReply. `top` renders the same reply whether it comes from this process or from the
+ * agent's socket, so the two cannot drift apart.
+ */
+import type { AgentInfo, SnapshotQuery, SnapshotReply } from '../agent/wire.js';
+import { ChurnModel, type ModelOptions } from '../model/churn-model.js';
+import { markExited, snapshot } from '../model/snapshot.js';
+import { CgroupPaths, epochOffsetUs, NamespaceNames, processRuns } from '../tracer/host.js';
+import { BPF_PARTS, type LiveFeedParts } from './feed-parts.js';
+import { LiveFeed, type LiveFeedHandlers, type LiveFeedOptions } from './live-feed.js';
+import { FlightRecorder, type RecorderOptions } from './recorder.js';
+import { OpenSocketWalker } from '../tracer/open-sockets.js';
+import { captureDrops, captureHeader, type CaptureHeader } from '../capture/format.js';
+
+/** Walks of the sockets processes hold open, at most this often (each reads every file of every process). */
+const OPEN_SOCKET_WALK_US = 5_000_000;
+
+export interface PipelineOptions extends Omit<LiveFeedOptions, 'model' | 'socketWalks'> {
+	model: ModelOptions;
+	/** How soon after a miss the cgroup tree is scanned again (a new container's cgroup). */
+	cgroupRescanMs?: number;
+	/** build/open-sockets.bpf.o: walk the sockets processes hold, for likely owners of older TIME_WAIT. */
+	openSocketsObjectPath?: string;
+	/** Keep the last minutes as capture frames (the agent): `capture` says what a capture's header names. */
+	recorder?: RecorderOptions & { filters: CaptureHeader['filters']; describe: () => string };
+	/** The feed's parts: BPF by default; tests give fakes. */
+	parts?: LiveFeedParts;
+	/** The walk of the sockets processes hold open: from openSocketsObjectPath by default; tests give a fake. */
+	openSockets?: OpenSocketWalk | { error: string };
+}
+
+/** What the pipeline needs of an open-socket walk (tracer/open-sockets.ts OpenSocketWalker). */
+export type OpenSocketWalk = Pick<OpenSocketWalker, 'walk' | 'close'>;
+
+export class LivePipeline {
+	readonly model: ChurnModel;
+	readonly feed: LiveFeed;
+	readonly cgroups: CgroupPaths;
+	/** Unix epoch ms the pipeline started. */
+	readonly startedAtMs = Date.now();
+	/** The flight recorder, when asked for. */
+	readonly recorder: FlightRecorder | undefined;
+	/** Why likely owners cannot be inferred here, when they cannot. */
+	likelyUnavailable: string | undefined;
+	readonly #namespaceNames = new NamespaceNames();
+	#openSockets: OpenSocketWalk | undefined;
+	#openSocketsWalking = false;
+	#openSocketsWalkedAtUs = -Infinity;
+	readonly #clockUs: () => number;
+
+	/** Loads and attaches (throws what the tracer throws); the first walk starts in the background. */
+	constructor(options: PipelineOptions, handlers: (pipeline: LivePipeline) => LiveFeedHandlers = () => ({})) {
+		const parts = options.parts ?? BPF_PARTS;
+		this.model = new ChurnModel(parts.clockUs(), options.model);
+		this.cgroups = new CgroupPaths(undefined, options.cgroupRescanMs);
+		const given = handlers(this); // its model and cgroups exist by now; the feed does not yet
+		const rec = options.recorder;
+		// The recorder is made once the feed exists (it reads the feed's losses); nothing reaches
+		// these handlers before: events and walks arrive from the event loop.
+		let recorder: FlightRecorder | undefined;
+		// The recorder keeps a walk only when it takes at most a quarter of its bytes: a million sockets
+		// copied each walk would cost the agent more than it serves (and leave no room for events).
+		const keepWalkBytes = rec ? rec.maxBytes / 4 : options.keepWalkBytes;
+		this.#clockUs = parts.clockUs;
+		this.feed = new LiveFeed({ ...options, model: this.model, keepRaw: options.keepRaw || rec !== undefined, keepWalkBytes }, {
+			...given,
+			onEvents: (events, raw) => {
+				if (raw) recorder?.addEvents(raw, parts.clockUs());
+				given.onEvents?.(events, raw);
+			},
+			onWalk: (walk) => {
+				recorder?.addWalk(walk, parts.clockUs());
+				given.onWalk?.(walk);
+				this.#maybeWalkOpenSockets();
+			},
+			onUpkeep: (nowUs) => {
+				recorder?.tick(nowUs);
+				given.onUpkeep?.(nowUs);
+			},
+		}, parts);
+		const opened = options.openSockets ?? (options.openSocketsObjectPath ? OpenSocketWalker.open(options.openSocketsObjectPath) : undefined);
+		if (opened && 'error' in opened) this.likelyUnavailable = opened.error;
+		else this.#openSockets = opened;
+		if (rec) {
+			recorder = new FlightRecorder(rec, {
+				header: (startUs) => captureHeader({
+					startedAt: new Date((startUs + epochOffsetUs()) / 1000).toISOString(),
+					clock: { startUs: Math.round(startUs), epochOffsetUs: epochOffsetUs() },
+					filters: rec.filters,
+					walkIntervalMs: options.walkIntervalMs ?? 0,
+					namespaces: [],
+				}),
+				drops: () => captureDrops(this.feed.drops),
+				cgroups: () => this.#cgroupNames(),
+				describe: rec.describe,
+			}, parts.clockUs());
+		}
+		this.recorder = recorder;
+	}
+
+	/**
+	 * After a socket walk: walks the sockets processes hold open, when TIME_WAIT of unknown process
+	 * is held (its likely owners need the evidence) and the last such walk is OPEN_SOCKET_WALK_US old.
+	 */
+	#maybeWalkOpenSockets(): void {
+		const nowUs = this.#clockUs();
+		if (!this.#openSockets || this.#openSocketsWalking || nowUs - this.#openSocketsWalkedAtUs < OPEN_SOCKET_WALK_US) return;
+		if (!hasUnknownTimeWait(this.model)) return;
+		this.#openSocketsWalking = true;
+		this.#openSocketsWalkedAtUs = nowUs;
+		void this.#openSockets.walk().then((entries) => this.model.setOpenSockets(entries, this.#clockUs()), (error: Error) => {
+			this.likelyUnavailable = `the process socket walk failed: ${error.message}`;
+		}).finally(() => (this.#openSocketsWalking = false));
+	}
+
+	/** Stops the feed (LiveFeed.stop) and releases the open-socket walk. */
+	async stop(options?: Parameters<LiveFeed['stop']>[0]): ReturnType<LiveFeed['stop']> {
+		const summary = await this.feed.stop(options);
+		this.#openSockets?.close();
+		this.#openSockets = undefined;
+		return summary;
+	}
+
+	/** cgroup id → path for the owners the model holds. */
+	#cgroupNames(): Record<string, string> {
+		const out: Record<string, string> = {};
+		for (const o of this.model.owners.values()) {
+			const name = o.cgroupId ? this.cgroups.lookup(o.cgroupId) : undefined;
+			if (name !== undefined) out[o.cgroupId] = name;
+		}
+		return out;
+	}
+
+	/** The model now, as `query` asks, with what a view needs besides. Drains the ring first. */
+	snapshotReply(query: SnapshotQuery, agent?: AgentInfo): SnapshotReply {
+		this.feed.drainNow();
+		const nowUs = this.#clockUs();
+		this.model.tick(nowUs);
+		const cgroupPath = (id: number) => this.cgroups.lookup(id);
+		const snap = snapshot(this.model, {
+			by: query.by, sort: query.sort, nowUs, rateWindowUs: Math.max(query.windowMs, 1000) * 1000, filter: query.filter, view: query.view, cgroupPath,
+			maxRows: query.maxRows, maxDestinations: query.maxDestinations, maxVictims: query.maxVictims,
+		});
+		markExited(snap, processRuns);
+		for (const ns of snap.namespaces) {
+			const name = this.#namespaceNames.name(ns.netns);
+			if (name !== undefined) ns.name = name;
+		}
+		const cgroupNames = new Map<number, string>();
+		for (const r of snap.rows) {
+			const name = r.cgroupId === undefined ? undefined : cgroupPath(r.cgroupId);
+			if (name !== undefined) cgroupNames.set(r.cgroupId!, name);
+		}
+		return {
+			...(agent ? { agent } : {}),
+			...(query.view ? { view: query.view } : {}),
+			snapshot: snap,
+			epochOffsetUs: epochOffsetUs(),
+			home: this.feed.home,
+			drops: this.feed.drops,
+			walks: this.feed.walks,
+			unwalked: new Map(this.feed.unwalked),
+			cgroupNames,
+		};
+	}
+}
+
+/** Whether any TIME_WAIT is held by sockets of unknown process (those likely owners are for). */
+function hasUnknownTimeWait(model: ChurnModel): boolean {
+	for (const o of model.owners.values()) if (o.pid === 0 && o.timeWait > 0) return true;
+	return false;
+}

@@ -1,0 +1,51 @@
+/**
+ * Reading a socket walk (an iter/tcp iterator) a chunk at a time: each whole struct twt_sock goes to
+ * the caller as it is read (a read may end inside one: its tail waits for the next), and the event
+ * loop gets a turn between chunks, so that draining, snapshots, scrapes and signals keep their pace
+ * during a walk of millions of sockets. Optionally keeps the raw records, up to a bound.
+ */
+import { SOCK_SIZE } from '../event/layout.generated.js';
+import { forEachSocket, type SocketEntry } from '../event/sock.js';
+import { WALK_CHUNK_BYTES, type OpenedWalk } from '../tracer/namespaces.js';
+
+export interface WalkReading {
+	/** Each socket, as a reused view: keep nothing of it. */
+	each: (s: SocketEntry) => void;
+	/** Before each chunk is handed over (the walk's own events are drained here). */
+	beforeChunk?: () => void;
+	/** Abandons the walk at its next chunk. */
+	shouldStop?: () => boolean;
+	/** Keep the raw records, up to this many bytes; past it none are kept (a walk too large to store). */
+	keepBytes?: number;
+}
+
+/**
+ * Reads `w` to its end and closes it. Undefined when abandoned; else the bytes of records read, and
+ * the records themselves when asked and within the bound.
+ */
+export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkReading): Promise<{ bytes: number; kept: Buffer | undefined } | undefined> {
+	let kept: Buffer[] | undefined = r.keepBytes !== undefined ? [] : undefined;
+	let bytes = 0;
+	const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
+	let carry: Buffer | undefined;
+	try {
+		for (;;) {
+			if (r.shouldStop?.()) return undefined;
+			const n = w.read(buf);
+			if (n === 0) break;
+			r.beforeChunk?.();
+			const chunk = carry ? Buffer.concat([carry, buf.subarray(0, n)]) : buf.subarray(0, n);
+			const whole = chunk.length - (chunk.length % SOCK_SIZE);
+			carry = whole < chunk.length ? Buffer.from(chunk.subarray(whole)) : undefined;
+			forEachSocket(chunk.subarray(0, whole), r.each);
+			bytes += whole;
+			// Past the bound nothing more is copied, and what was is let go: the walk is kept as omitted.
+			if (kept && bytes > r.keepBytes!) kept = undefined;
+			kept?.push(Buffer.from(chunk.subarray(0, whole)));
+			await new Promise((resolve) => setImmediate(resolve));
+		}
+	} finally {
+		w.close();
+	}
+	return { bytes, kept: kept ? Buffer.concat(kept) : undefined };
+}
