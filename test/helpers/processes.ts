@@ -4,8 +4,30 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import type { ExecutionContext } from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createPair, type NetnsPair } from '../../testbed/netns.js';
 import { cli, scenarioBin } from './env.js';
-import { track, waitForLine } from '../../testbed/children.js';
+import { runCommand, track, waitForLine, type CommandResult } from '../../testbed/children.js';
+
+/**
+ * The checkout's `twtrace ARGS`, run to its end (30 s at most): its exit code and output. `wrap`: a
+ * command that runs it, as `setpriv …` does.
+ */
+export function runTwtrace(args: string[], wrap: string[] = []): Promise<CommandResult> {
+	const argv = [...wrap, process.execPath, cli, ...args];
+	return runCommand(argv[0]!, argv.slice(1), { timeoutMs: 30_000 });
+}
+
+/** A copy of tcp-scenario named `comm` in `dir`: a process's comm is its executable's name. */
+export function scenarioNamed(dir: string, comm: string): string {
+	const bin = path.join(dir, comm);
+	fs.copyFileSync(scenarioBin, bin);
+	fs.chmodSync(bin, 0o755);
+	return bin;
+}
 
 
 export interface TraceRun {
@@ -129,3 +151,36 @@ export async function startTop(args: string[]): Promise<TopRun> {
 	return run;
 }
 
+/**
+ * What an agent test starts from: a temporary directory (its agent's socket in it) and a namespace
+ * pair whose client has `ports` ephemeral ports from 40000 and tcp_tw_reuse off, so that the range
+ * runs out; both removed after the test.
+ */
+export function agentTestBed(t: ExecutionContext, ports: number): { dir: string; socket: string; pair: NetnsPair } {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-agent-'));
+	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const pair = createPair();
+	t.teardown(() => pair.remove());
+	pair.sysctl(pair.client, 'net.ipv4.ip_local_port_range', `40000 ${40000 + ports - 1}`);
+	pair.sysctl(pair.client, 'net.ipv4.tcp_tw_reuse', '0');
+	return { dir, socket: path.join(dir, 'run', 'agent.sock'), pair };
+}
+
+/**
+ * A process named `churner` takes every one of the client's `ports` towards the server's port 7800
+ * (closing first: the TIME_WAIT is the client's), then one named `victim` fails to connect with
+ * EADDRNOTAVAIL. The truth to compare with: what `ss` shows in TIME-WAIT afterwards.
+ */
+export async function exhaustRange(t: ExecutionContext, bed: { dir: string; pair: NetnsPair }, ports: number): Promise<{ churner: ScenarioResult; victim: ScenarioResult; startedAtMs: number; inSs: number }> {
+	const { dir, pair } = bed;
+	const server = await startServer(pair.server, '0.0.0.0', 7800, 'wait-close', ports);
+	const startedAtMs = Date.now();
+	const churner = await runClient(pair.client, pair.serverAddr, 7800, 'close-first', ports, scenarioNamed(dir, 'churner'));
+	t.is(churner.ok, ports);
+	const victim = await runClient(pair.client, pair.serverAddr, 7800, 'exhaust', 1, scenarioNamed(dir, 'victim'));
+	t.like(victim, { ok: 0, errno: 99 });
+	await server.done;
+	const inSs = pair.timeWaitCount(pair.client);
+	t.true(inSs >= ports - 5, `ss shows ${inSs} TIME-WAIT sockets`); // rfc1337 on: all of them normally
+	return { churner, victim, startedAtMs, inSs };
+}

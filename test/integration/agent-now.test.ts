@@ -9,50 +9,28 @@
  *   with a 15-character name) is counted against it after the next walk; on a port whose listen()
  *   was not seen, the holder of the listening socket is named as the likely owner.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bpfTest, cli, scenarioBin } from '../helpers/env.js';
+import { bpfTest } from '../helpers/env.js';
 import { createPair } from '../../testbed/netns.js';
-import { runClient, startServer, startTop } from '../helpers/processes.js';
+import { agentTestBed, exhaustRange, runClient, runTwtrace, scenarioNamed, startServer, startTop } from '../helpers/processes.js';
 import { startServe, until } from '../helpers/serve.js';
 
 type Json = Record<string, any>;
 
-function twtrace(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-	return new Promise((resolve) => {
-		execFile(process.execPath, [cli, ...args], { timeout: 30_000 }, (error, stdout, stderr) => {
-			resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
-		});
-	});
-}
-
-/** A copy of tcp-scenario named `comm`, so that its process has that command name. */
-function namedCopy(dir: string, comm: string): string {
-	const bin = path.join(dir, comm);
-	fs.copyFileSync(scenarioBin, bin);
-	fs.chmodSync(bin, 0o755);
-	return bin;
-}
-
 const escaped = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 bpfTest('agent started before the churn: doctor and top --netns/--pid give the count now (= ss), answered by the agent, not its minute-old walk', async (t) => {
-	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-now-'));
-	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-	const socket = path.join(dir, 'run', 'agent.sock');
-	const pair = createPair();
-	t.teardown(() => pair.remove());
-	pair.sysctl(pair.client, 'net.ipv4.ip_local_port_range', '40000 40299');
-	pair.sysctl(pair.client, 'net.ipv4.tcp_tw_reuse', '0');
+	const bed = agentTestBed(t, 300);
+	const { dir, socket, pair } = bed;
 	const ns = String(pair.clientInode);
 
 	// As deployed: no filters (it covers every question), a walk every 60 s.
 	const serve = await startServe(['--agent-socket', socket]);
 	t.teardown(() => void serve.stop());
 	const agentTop = async (args: string[]) => {
-		const r = await twtrace(['top', '--json', '--once', '--agent-socket', socket, ...args]);
+		const r = await runTwtrace(['top', '--json', '--once', '--agent-socket', socket, ...args]);
 		t.is(r.code, 0, r.stderr);
 		t.notRegex(r.stderr, /tracing here/, 'answered by the agent');
 		return JSON.parse(r.stdout.trim()) as Json;
@@ -64,17 +42,10 @@ bpfTest('agent started before the churn: doctor and top --netns/--pid give the c
 	});
 	t.like(before.namespaces[0], { netns: pair.clientInode, timeWait: 0, walkedTimeWait: 0 });
 
-	const server = await startServer(pair.server, '0.0.0.0', 7800, 'wait-close', 300);
-	const churner = await runClient(pair.client, pair.serverAddr, 7800, 'close-first', 300, namedCopy(dir, 'churner'));
-	t.is(churner.ok, 300);
-	const victim = await runClient(pair.client, pair.serverAddr, 7800, 'exhaust', 1, namedCopy(dir, 'victim'));
-	t.like(victim, { ok: 0, errno: 99 });
-	await server.done;
-	const inSs = pair.timeWaitCount(pair.client);
-	t.true(inSs >= 295, `ss shows ${inSs} TIME-WAIT sockets`);
+	const { churner, victim, inSs } = await exhaustRange(t, bed, 300);
 
 	// doctor --netns, answered by the agent: the thresholds fire on the count now, and the perfdata carries it.
-	const doc = await twtrace(['doctor', '--netns', ns, '--warn', '200', '--crit', '250', '--agent-socket', socket]);
+	const doc = await runTwtrace(['doctor', '--netns', ns, '--warn', '200', '--crit', '250', '--agent-socket', socket]);
 	t.is(doc.code, 2, doc.stdout + doc.stderr);
 	t.notRegex(doc.stderr, /tracing here/);
 	const said = `ss: ${inSs}; doctor said:\n${doc.stdout}`;
@@ -101,7 +72,7 @@ bpfTest('agent started before the churn: doctor and top --netns/--pid give the c
 	// An agent that traces only the server's namespace cannot answer for the client's: top says why and traces here.
 	const narrow = await startServe(['--agent-socket', path.join(dir, 'narrow', 'agent.sock'), '--netns', String(pair.serverInode)]);
 	t.teardown(() => void narrow.stop());
-	const other = await twtrace(['top', '--json', '--once', '--netns', ns, '--agent-socket', path.join(dir, 'narrow', 'agent.sock')]);
+	const other = await runTwtrace(['top', '--json', '--once', '--netns', ns, '--agent-socket', path.join(dir, 'narrow', 'agent.sock')]);
 	t.is(other.code, 0, other.stderr);
 	t.regex(other.stderr, new RegExp(`twtrace: top: the agent traces only --netns ${pair.serverInode}; --netns ${ns} is outside them: tracing here`));
 	t.is(JSON.parse(other.stdout.trim()).source, 'standalone');
@@ -116,14 +87,14 @@ bpfTest('TIME_WAIT older than twtrace: a restarted server with a 15-character na
 	t.teardown(() => pair.remove());
 	const serverName = 'restarted-serve';
 	t.is(serverName.length, 15, 'the most of a command name the kernel keeps');
-	const serverBin = namedCopy(dir, serverName);
+	const serverBin = scenarioNamed(dir, serverName);
 
 	// A server that closes first leaves 100 TIME_WAIT on :7600, and exits.
 	const first = await startServer(pair.server, '0.0.0.0', 7600, 'close-first', 100, serverBin);
 	await runClient(pair.client, pair.serverAddr, 7600, 'wait-eof', 100);
 	await first.done;
 	// Another leaves 50 on :7601 and keeps listening (it waits for one more connection).
-	const older = await startServer(pair.server, '0.0.0.0', 7601, 'close-first', 51, namedCopy(dir, 'old-listener'));
+	const older = await startServer(pair.server, '0.0.0.0', 7601, 'close-first', 51, scenarioNamed(dir, 'old-listener'));
 	await runClient(pair.client, pair.serverAddr, 7601, 'wait-eof', 50);
 	const onPort = (port: number) => pair.timeWait(pair.server).filter((l) => l.split(' ')[0]!.endsWith(`:${port}`)).length;
 	t.is(onPort(7600), 100);
@@ -147,7 +118,7 @@ bpfTest('TIME_WAIT older than twtrace: a restarted server with a 15-character na
 	// A second top, started after the restart, did not see that listen(): to it both servers are
 	// older listeners, named as the likely owners of their ports' TIME_WAIT, never counted as theirs.
 	await top.stop();
-	const text = await twtrace(['top', '--iterations', '3', '--interval', '500ms', '--netns', String(pair.serverInode), '--walk-interval', '1s']);
+	const text = await runTwtrace(['top', '--iterations', '3', '--interval', '500ms', '--netns', String(pair.serverInode), '--walk-interval', '1s']);
 	t.regex(text.stdout, /\n- +\(before start\) +150 /);
 	t.regex(text.stdout, new RegExp(`↳ likely ${serverName} \\(pid ${restarted.pid}\\): ${onPort(7600)} of these TIME_WAIT; holds the listening socket of ${escaped(pair.serverAddr)}:7600`));
 	t.regex(text.stdout, new RegExp(`↳ likely old-listener \\(pid ${older.pid}\\): ${onPort(7601)} of these TIME_WAIT; holds the listening socket of ${escaped(pair.serverAddr)}:7601`));

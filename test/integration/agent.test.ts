@@ -5,13 +5,11 @@
  * victim is linked to it, and serve's metrics count the failure by destination. The socket is
  * refused to an unprivileged user.
  */
-import { execFile } from 'node:child_process';
+import { type CommandResult } from '../../testbed/children.js';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { bpfTest, cli, scenarioBin } from '../helpers/env.js';
-import { createPair } from '../../testbed/netns.js';
-import { runClient, startServer } from '../helpers/processes.js';
+import { bpfTest } from '../helpers/env.js';
+import { agentTestBed, exhaustRange, runTwtrace } from '../helpers/processes.js';
 import { startServe } from '../helpers/serve.js';
 import { parseExposition, valueOf } from '../helpers/exposition.js';
 
@@ -26,44 +24,18 @@ function asNobody(groups: number[] = []): string[] {
 }
 
 /** twtrace ARGS, as root, or as nobody (in `groups`). */
-function run(args: string[], nobody?: { groups: number[] }): Promise<{ code: number; stdout: string; stderr: string }> {
-	const argv = [...(nobody ? asNobody(nobody.groups) : []), process.execPath, cli, ...args];
-	return new Promise((resolve) => {
-		execFile(argv[0]!, argv.slice(1), { timeout: 30_000 }, (error, stdout, stderr) => {
-			resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
-		});
-	});
-}
-
-function namedCopy(dir: string, comm: string): string {
-	const bin = path.join(dir, comm);
-	fs.copyFileSync(scenarioBin, bin);
-	fs.chmodSync(bin, 0o755);
-	return bin;
+function run(args: string[], nobody?: { groups: number[] }): Promise<CommandResult> {
+	return runTwtrace(args, nobody ? asNobody(nobody.groups) : []);
 }
 
 bpfTest('agent: top and doctor started after exhaustion answer from the agent: exact owner = ss, the victim linked to it, metrics by destination', async (t) => {
-	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-agent-'));
-	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-	const socket = path.join(dir, 'run', 'agent.sock');
-	const pair = createPair();
-	t.teardown(() => pair.remove());
-	pair.sysctl(pair.client, 'net.ipv4.ip_local_port_range', '40000 40099');
-	pair.sysctl(pair.client, 'net.ipv4.tcp_tw_reuse', '0');
+	const { dir, socket, pair } = agentTestBed(t, 100);
 
 	const serve = await startServe(['--agent-socket', socket, '--netns', String(pair.clientInode), '--netns', String(pair.serverInode)]);
 	t.teardown(() => void serve.stop());
 	t.regex(serve.stderr(), new RegExp(`the agent API on ${socket.replace(/[.]/g, '\\.')}`));
 
-	const server = await startServer(pair.server, '0.0.0.0', 7800, 'wait-close', 100);
-	const churnStartedAt = Date.now();
-	const churner = await runClient(pair.client, pair.serverAddr, 7800, 'close-first', 100, namedCopy(dir, 'churner'));
-	t.is(churner.ok, 100);
-	const victim = await runClient(pair.client, pair.serverAddr, 7800, 'exhaust', 5, namedCopy(dir, 'victim'));
-	t.like(victim, { ok: 0, errno: 99 });
-	await server.done;
-	const inSs = pair.timeWaitCount(pair.client);
-	t.true(inSs >= 95, `ss shows ${inSs} TIME-WAIT sockets`); // rfc1337 on: all 100 normally
+	const { churner, victim, startedAtMs: churnStartedAt, inSs } = await exhaustRange(t, { dir, pair }, 100);
 
 	// top --json, started now: exact from the agent's model, which saw every connection.
 	const top = await run(['top', '--json', '--once', '--agent-socket', socket]);

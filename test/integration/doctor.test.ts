@@ -3,18 +3,11 @@
  * each exit code is reached by the population and the thresholds, --json is valid, and a process
  * failing with EADDRNOTAVAIL while doctor samples is shown.
  */
-import { execFile } from 'node:child_process';
-import { bpfTest, cli } from '../helpers/env.js';
+import { bpfTest } from '../helpers/env.js';
 import { createPair } from '../../testbed/netns.js';
-import { runClient, startServer } from '../helpers/processes.js';
+import { runClient, runTwtrace, startServer } from '../helpers/processes.js';
 
-function doctor(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-	return new Promise((resolve) => {
-		execFile(process.execPath, [cli, 'doctor', ...args], { timeout: 30_000 }, (error, stdout, stderr) => {
-			resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
-		});
-	});
-}
+const doctor = (args: string[]) => runTwtrace(['doctor', ...args]);
 
 bpfTest('doctor: OK, WARNING and CRITICAL from TIME_WAIT and headroom, --json, and a victim of EADDRNOTAVAIL', async (t) => {
 	const pair = createPair();

@@ -4,13 +4,13 @@
  * it), and must not pretend to: it counts them as "(before start)", and names the churner as their
  * likely owner, with the evidence, from its first refresh.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { bpfTest, cli } from '../helpers/env.js';
+import { bpfTest } from '../helpers/env.js';
 import { track } from '../../testbed/children.js';
 import { churnBin, startChurnServer, stopChurnServer } from '../../testbed/churn.js';
 import { createPair } from '../../testbed/netns.js';
-import { startTop } from '../helpers/processes.js';
+import { runTwtrace, startTop } from '../helpers/processes.js';
 
 bpfTest('top without an agent names the churner as the likely owner of TIME_WAIT older than itself, from its first refresh', async (t) => {
 	const pair = createPair();
@@ -46,8 +46,7 @@ bpfTest('top without an agent names the churner as the likely owner of TIME_WAIT
 	t.like(v.holders[0], { comm: '(before start)', likely: { pid: churner.pid, comm: 'churn' } });
 
 	// doctor without an agent names it the same way, as likely, in its holder list and for the victim.
-	const doc = await new Promise<{ code: number; stdout: string }>((resolve) => execFile(process.execPath, [cli, 'doctor', '--netns', String(pair.clientInode)], { timeout: 30_000 },
-		(error, stdout) => resolve({ code: error ? Number(error.code) : 0, stdout })));
+	const doc = await runTwtrace(['doctor', '--netns', String(pair.clientInode)]);
 	t.is(doc.code, 2, doc.stdout);
 	t.regex(doc.stdout, new RegExp(`\\(before start\\) — likely churn \\(pid ${churner.pid}\\): \\d+, only process connecting to ${pair.serverAddr.replace(/\./g, '\\.')}:7900`));
 	t.regex(doc.stdout, new RegExp(`churn \\(pid ${churner.pid}\\) failed [\\d,]+× with EADDRNOTAVAIL .*the ports are held by \\(before start\\) \\(likely churn, pid ${churner.pid}\\)`));

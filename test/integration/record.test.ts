@@ -6,14 +6,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { bpfTest, cli } from '../helpers/env.js';
 import { createPair } from '../../testbed/netns.js';
-import { runClient, startServer } from '../helpers/processes.js';
+import { runClient, runTwtrace, startServer } from '../helpers/processes.js';
 
-const run = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-	execFile(process.execPath, [cli, ...args], { timeout: 30_000 }, (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stdout, stderr }));
-});
+const run = runTwtrace;
 
 bpfTest('record ended by SIGTERM keeps everything; the report names the churner; no overwrite without --force', async (t) => {
 	const pair = createPair();

@@ -5,28 +5,25 @@
  * --max-series; the capabilities of deploy/systemd/twtrace.service are enough; and the operational
  * edges: a port in use, health, unknown paths and methods, SIGTERM.
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { unitCapabilities } from '../helpers/deploy.js';
-import { bpfTest, cli, root, scenarioBin, toolTest, which } from '../helpers/env.js';
+import { bpfTest, root, toolTest, which } from '../helpers/env.js';
 import { track } from '../../testbed/children.js';
 import { valueOf } from '../helpers/exposition.js';
 import { createPair, settledTimeWait } from '../../testbed/netns.js';
-import { runClient, startServer } from '../helpers/processes.js';
+import { runClient, runTwtrace, scenarioNamed, startServer } from '../helpers/processes.js';
 import { freePort, scrape, startServe, until } from '../helpers/serve.js';
 
 /** A copy of tcp-scenario under another name, so its processes have a comm of their own. */
 function namedScenario(t: ExecutionContext, name: string): string {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-serve-'));
 	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-	const bin = path.join(dir, name);
-	fs.copyFileSync(scenarioBin, bin);
-	fs.chmodSync(bin, 0o755);
-	return bin;
+	return scenarioNamed(dir, name);
 }
 
 /** Starts Debian's Prometheus on loopback, scraping `target` every second with deploy/'s alert rules. */
@@ -107,10 +104,7 @@ promTest('serve: a real Prometheus scrapes the churner\'s TIME_WAIT and puts the
 	t.is(await health.text(), 'ok\n');
 	t.is((await fetch(`${serve.url}/nope`)).status, 404);
 	t.is((await fetch(`${serve.url}/metrics`, { method: 'POST' })).status, 405);
-	const taken = await new Promise<{ code: number; stderr: string }>((resolve) => {
-		execFile(process.execPath, [cli, 'serve', '--listen', new URL(serve.url).host, '--netns', String(pair.clientInode)], { timeout: 30_000 },
-			(error, _stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stderr }));
-	});
+	const taken = await runTwtrace(['serve', '--listen', new URL(serve.url).host, '--netns', String(pair.clientInode)]);
 	t.is(taken.code, 1, taken.stderr);
 	t.regex(taken.stderr, /cannot listen on 127\.0\.0\.1:\d+: the port is already in use\n {2}Find who holds it: ss -ltnp/);
 

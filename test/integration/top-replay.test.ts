@@ -3,19 +3,17 @@
  * real processes by scripts/make-fixtures): driven in tmux as a person would (the capture's clock,
  * pause, step, speed, quit), and offline with --json, one snapshot per interval of capture time.
  */
+import { runTwtrace } from '../helpers/processes.js';
 import test from 'ava';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cli, root, toolTest } from '../helpers/env.js';
+import { root, toolTest } from '../helpers/env.js';
 import { runTop, startShell, tmux, waitForScreen } from '../helpers/tmux.js';
 
 const fixture = path.join(root, 'test/fixtures/captures/exhaustion.twtcap');
 
-function top(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-	return new Promise((resolve) => execFile(process.execPath, [cli, 'top', ...args], { timeout: 30_000 }, (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stdout, stderr })));
-}
+const top = (args: string[]) => runTwtrace(['top', ...args]);
 
 /** "1.5 s of 2.5 s" in the header: the capture time shown. */
 function shownSeconds(screen: string): number {

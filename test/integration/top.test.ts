@@ -7,19 +7,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bpfTest, scenarioBin } from '../helpers/env.js';
+import { bpfTest } from '../helpers/env.js';
 import { createPair, type NetnsPair } from '../../testbed/netns.js';
-import { runClient, startServer, startTop } from '../helpers/processes.js';
+import { runClient, scenarioNamed, startServer, startTop } from '../helpers/processes.js';
 
 type Json = Record<string, any>;
-
-/** A copy of tcp-scenario named `comm`: the kernel's comm is the executable's name. */
-function named(dir: string, comm: string): string {
-	const bin = path.join(dir, comm);
-	fs.copyFileSync(scenarioBin, bin);
-	fs.chmodSync(bin, 0o755);
-	return bin;
-}
 
 function ssCount(pair: NetnsPair, ns: string, filter: string): number {
 	return pair.exec(ns, ['ss', '-tanH', 'state', 'time-wait', filter]).split('\n').filter((l) => l.trim()).length;
@@ -32,10 +24,10 @@ bpfTest('top ranks three churners by TIME_WAIT held, merges short-lived processe
 	t.teardown(() => pair.remove());
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-top-'));
 	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-	const steady = named(dir, 'steady-client');
-	const srvclose = named(dir, 'srv-closes');
-	const peer = named(dir, 'srv-peer');
-	const short = named(dir, 'shortlived');
+	const steady = scenarioNamed(dir, 'steady-client');
+	const srvclose = scenarioNamed(dir, 'srv-closes');
+	const peer = scenarioNamed(dir, 'srv-peer');
+	const short = scenarioNamed(dir, 'shortlived');
 
 	// Before twtrace starts: 40 TIME_WAIT sockets in the client namespace (port 7300).
 	const early = await startServer(pair.server, '0.0.0.0', 7300, 'wait-close', 40);
