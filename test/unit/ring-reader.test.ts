@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import type { RingViews } from '../../native/ring-map.js';
-import { RingReader } from '../../src/tracer/ring-reader.js';
+import { BURST_BYTES_PER_MS, drainDelayMs, maxDrainDelayMs, RingReader } from '../../src/tracer/ring-reader.js';
 
 const PAGE = 4096;
 const DATA = 4096;
@@ -143,4 +143,23 @@ test('while paused the timer does not drain', async (t) => {
 	await new Promise((res) => setTimeout(res, 30));
 	t.deepEqual(seen, [[1]]);
 	r.close();
+});
+
+test('the drain paces itself by what it finds: rarely when the ring stays empty, often when it fills', (t) => {
+	const ring = 8 << 20;
+	const max = maxDrainDelayMs(ring, 10);
+	t.is(max, 131, 'an 8 MiB ring: a quarter of it at 16 MB/s');
+	t.is(drainDelayMs(0, 100, ring, 10, max), max, 'nothing found: the longest wait');
+	// 13 MB/s (full churn, every kind): an eighth of the ring in about 80 ms.
+	t.is(drainDelayMs(13_000 * 50, 50, ring, 10, max), 81);
+	t.is(drainDelayMs(200_000 * 10, 10, ring, 10, max), 10, 'never more often than the shortest wait');
+	t.is(maxDrainDelayMs(256 << 10, 10), 10, 'a small ring (--ring-size 256K) is drained at the shortest wait');
+	t.is(maxDrainDelayMs(64 << 20, 10), 250, 'a large one at most four times a second when idle');
+});
+
+test('a burst after a quiet spell finds room: the longest wait fills at most a quarter of the ring at the assumed burst rate', (t) => {
+	for (const ring of [1 << 20, 8 << 20, 32 << 20]) {
+		const max = maxDrainDelayMs(ring, 10);
+		t.true(max * BURST_BYTES_PER_MS <= ring / 4 + BURST_BYTES_PER_MS, `${ring} bytes: ${max} ms`);
+	}
 });
