@@ -6,9 +6,9 @@
  * Columnar, because an always-on agent holds millions of them (a namespace holds 2.7M at 45k
  * connections/s): one slot per socket across typed arrays, an open-addressing index by cookie, and
  * the expiry wheel as doubly linked lists threaded through the slots: 52 bytes per slot and 6 to 12
- * of index, grown by half when full; no object per socket, nothing for the garbage collector to
- * trace. Owners and port pools are objects shared by many sockets; a slot refers to them by a
- * small id (interned.ts).
+ * of index, reserved once at the bound and committed as used, so nothing is copied to grow; no
+ * object per socket, nothing for the garbage collector to trace. Owners and port pools are objects
+ * shared by many sockets; a slot refers to them by a small id (interned.ts).
  *
  * Expiry runs on one-second wheel buckets, so a tick costs only what expires; a clock that jumps
  * (a capture with far-future timestamps) costs the buckets that exist, never a loop per second.
@@ -40,10 +40,13 @@ export const COLUMN_BYTES_PER_SLOT = 3 * 8 + 7 * 4;
 /** The last wheel bucket (second) an Int32Array holds. */
 const LAST_BUCKET = 2 ** 31 - 1;
 /**
- * Growth factor of the columns. 1.5, not 2: at a million and a half sockets a doubling would hold
- * a million empty slots, and copy twice as much while both copies are alive.
+ * The columns are reserved at the population's bound once: typed arrays that large are committed by
+ * the kernel page by page as slots are used (calloc'd, untouched pages cost no memory), so growing
+ * never copies them. Only the index grows, doubling, when it would be more than this full.
  */
-const GROWTH = 1.5;
+const INDEX_LOAD = 2 / 3;
+/** The first index: a population holding a few sockets costs a few kilobytes. */
+const FIRST_INDEX_SLOTS = 2048;
 /** Above this many seconds between the last expiry and now, expire() visits buckets, not seconds. */
 const SECONDS_SCANNED_MAX = 4096;
 
@@ -67,7 +70,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	#used = 0;
 	#freeHead = NONE;
 	#walkMark = 0;
-	// Columns, `capacity` long. A free slot has holder 0.
+	// Columns, maxEntries long (committed as used: see INDEX_LOAD's comment). A free slot has holder 0.
 	#cookie = new Float64Array(0);
 	#entered = new Float64Array(0);
 	#expires = new Float64Array(0);
@@ -78,23 +81,24 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	#prev = new Uint32Array(0);
 	#next = new Uint32Array(0);
 	#mark = new Uint32Array(0);
-	/** Open addressing (linear probing) by cookie: slot + 1, 0 empty. Twice the capacity, a power of two. */
+	/** Open addressing (linear probing) by cookie: slot + 1, 0 empty. A power of two, at most INDEX_LOAD full. */
 	#index = new Uint32Array(0);
 	/** Entries refused because the population was at maxEntries. */
 	refused = 0;
 
 	constructor(maxEntries: number) {
 		this.#maxEntries = maxEntries;
-		this.#grow(1024);
+		this.#reserve(maxEntries);
+		this.#index = new Uint32Array(FIRST_INDEX_SLOTS);
 	}
 
 	get size(): number {
 		return this.#size;
 	}
 
-	/** Bytes held by the columns and the index (what the population costs, whatever it holds now). */
+	/** Bytes the columns and the index have committed: the slots ever used, and the whole index. */
 	get bytes(): number {
-		return this.#cookie.length * COLUMN_BYTES_PER_SLOT + this.#index.byteLength;
+		return this.#used * COLUMN_BYTES_PER_SLOT + this.#index.byteLength;
 	}
 
 	has(cookie: number): boolean {
@@ -135,7 +139,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 			this.refused++;
 			return false;
 		}
-		if (this.#freeHead === NONE && this.#used === this.#cookie.length) this.#grow(Math.ceil(this.#cookie.length * GROWTH));
+		if ((this.#size + 1) > this.#index.length * INDEX_LOAD) this.#growIndex();
 		if (this.#freeHead !== NONE) {
 			i = this.#freeHead;
 			this.#freeHead = this.#next[i]!;
@@ -373,26 +377,23 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#index[hole] = 0;
 	}
 
-	#grow(capacity: number): void {
-		const copy = <T extends Float64Array | Uint32Array | Int32Array>(old: T, make: (n: number) => T): T => {
-			const a = make(capacity);
-			a.set(old);
-			return a;
-		};
-		const f64 = (n: number) => new Float64Array(n);
-		const u32 = (n: number) => new Uint32Array(n);
-		this.#cookie = copy(this.#cookie, f64);
-		this.#entered = copy(this.#entered, f64);
-		this.#expires = copy(this.#expires, f64);
-		this.#bucket = copy(this.#bucket, (n) => new Int32Array(n));
-		this.#holder = copy(this.#holder, u32);
-		this.#pool = copy(this.#pool, u32);
-		this.#netns = copy(this.#netns, u32);
-		this.#prev = copy(this.#prev, u32);
-		this.#next = copy(this.#next, u32);
-		this.#mark = copy(this.#mark, u32);
-		// A power of two (the probe masks), at least 1.5 slots per entry: linear probing stays short.
-		this.#index = new Uint32Array(2 ** Math.ceil(Math.log2(capacity * 1.5)));
+	/** The columns, `capacity` slots each, allocated once. */
+	#reserve(capacity: number): void {
+		this.#cookie = new Float64Array(capacity);
+		this.#entered = new Float64Array(capacity);
+		this.#expires = new Float64Array(capacity);
+		this.#bucket = new Int32Array(capacity);
+		this.#holder = new Uint32Array(capacity);
+		this.#pool = new Uint32Array(capacity);
+		this.#netns = new Uint32Array(capacity);
+		this.#prev = new Uint32Array(capacity);
+		this.#next = new Uint32Array(capacity);
+		this.#mark = new Uint32Array(capacity);
+	}
+
+	/** Twice the index, every entry hashed into it again; the columns stay where they are. */
+	#growIndex(): void {
+		this.#index = new Uint32Array(this.#index.length * 2);
 		for (let i = 0; i < this.#used; i++) if (this.#holder[i] !== 0) this.#insertIndex(this.#cookie[i]!, i);
 	}
 }
