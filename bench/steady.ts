@@ -132,15 +132,19 @@ export interface SoakResult {
 	scrapeFailures: number;
 	slowestScrapeMs: number;
 	lost: string;
+	/** ISO time it started, and the commit it measured. */
+	at: string;
+	commit: string;
 }
 
-/** `serve` scraped every 2 s, at `rate` connections/s for `seconds`. */
-export async function measureSoak(seconds: number, rate: number, load: LoadOptions): Promise<SoakResult> {
+/** `serve` as deployed (no filters), scraped every 2 s, at `rate` connections/s for `seconds`. */
+export async function measureSoak(seconds: number, rate: number, load: LoadOptions, commit: string): Promise<SoakResult> {
+	const at = new Date().toISOString();
 	const pair = pairWithRoom();
 	// The agent as deployed (API, flight recorder), on a socket of its own: a real agent may run.
 	const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-soak-'));
 	try {
-		const serve = track(spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--agent-socket', path.join(socketDir, 'agent.sock'), '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] }));
+		const serve = track(spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--agent-socket', path.join(socketDir, 'agent.sock')], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] }));
 		let stderr = '';
 		serve.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
 		const ready = await waitForLine(serve, 'stderr', /serving metrics on (\S+)\/metrics/, 30_000);
@@ -175,7 +179,7 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 		return {
 			seconds, rate, connPerSec: churn.perSecond, samples, peakRssMiB: peak,
 			cpuPctMean: busy.reduce((a, s) => a + s.cpuPct, 0) / Math.max(1, busy.length),
-			scrapes, scrapeFailures: failures, slowestScrapeMs: slowestMs,
+			scrapes, scrapeFailures: failures, slowestScrapeMs: slowestMs, at, commit,
 			lost: stderr.split('\n').find((l) => / lost \(/.test(l))?.replace(/^twtrace: /, '') ?? stderr.slice(-200),
 		};
 	} finally {
