@@ -1,22 +1,26 @@
 /**
  * `sudo npm run bench:walks`: what a socket walk costs in the kernel, side by side with `ss`, which
- * reads the same table through sock_diag. twtrace walks each namespace every --walk-interval (a full
- * walk: 64 bytes a socket) and, at full churn, witness walks every few seconds (cookies only, bpf/twtrace.bpf.c
- * dump_tcp); both iterate every socket of the namespace, so their cost grows with the TIME_WAIT held.
+ * reads the same table through sock_diag, and what a suspect check costs (a sock_diag lookup of one
+ * socket by its 4-tuple, pipeline/suspect-check.ts). twtrace walks each namespace every
+ * --walk-interval (a full walk: 64 bytes a socket), whose cost grows with the TIME_WAIT held; every
+ * second it looks up the few closes that wait too long, whose cost does not.
  *
  *   sudo npm run bench:walks [-- --seconds 30 --rounds 5]
  *
  * A namespace pair, bench/churn at full rate for --seconds (over a million TIME_WAIT sockets at 40k
  * connections/s), then, while they are all still in TIME_WAIT (60 s), --rounds interleaved rounds of:
- * a full walk, a witness walk, and `ss -tan state time-wait | wc -l`. Prints min and median of each,
- * and per socket. Run it as a whole: the sockets expire a minute after the churn.
+ * a full walk, 100 lookups of sockets the walk found, and `ss -tan state time-wait | wc -l`. Prints
+ * min and median of each, and per socket. Run it as a whole: the sockets expire a minute after the churn.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultObjectPath } from '../src/tracer/preflight.js';
 import { TraceSession } from '../src/tracer/session.js';
-import { WALK_CHUNK_BYTES } from '../src/tracer/namespaces.js';
+import { NamespaceWalker, WALK_CHUNK_BYTES } from '../src/tracer/namespaces.js';
+import type { SocketKey } from '../src/tracer/sock-diag.js';
+import { SOCK_FIELDS as F, SOCK_SIZE } from '../src/event/layout.generated.js';
+import { monotonicUs } from '../src/tracer/host.js';
 import { inNetns, readIteratorChunk } from '../native/iter.js';
 import { root } from './tracers.js';
 import { timeWaitSockets } from './proc.js';
@@ -34,32 +38,57 @@ if (process.getuid?.() !== 0) {
 	process.exit(1);
 }
 
+/** Sockets a suspect check looks up, timed together. */
+const LOOKUPS = 100;
+
 const pair = pairWithRoom();
 try {
 	const churn = await (await startLoad(pair, { ports: 64, threads: 2 }, seconds, 0)).result();
 	const held = timeWaitSockets(pair.client);
 	console.log(`bench:walks: ${churn.connections.toLocaleString('en-US')} connections in ${seconds} s; ${held.toLocaleString('en-US')} TIME_WAIT sockets in the client namespace`);
 
-	const session = new TraceSession({ objectPath: defaultObjectPath(), filters: { netns: [pair.clientInode], kinds: ['time_wait'] }, ringBytes: 1 << 22, socketWalks: true }, { onEvents: () => {} });
+	const session = new TraceSession({ objectPath: defaultObjectPath(), filters: { netns: [pair.clientInode], kinds: ['time_wait'] }, ringBytes: 1 << 22, witness: true, socketWalks: true }, { onEvents: () => {} });
 	const nsFd = fs.openSync(`/run/netns/${pair.client}`, 'r');
 	const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
-	const walk = (cookiesOnly: boolean): number => {
-		session.tracer.setWalkCookiesOnly(cookiesOnly);
+	/** Up to LOOKUPS timewait sockets the first walk reads: what a suspect check looks up. */
+	const suspects: SocketKey[] = [];
+	const walk = (): number => {
 		const fd = inNetns(nsFd, () => session.tracer.openWalk());
 		const t0 = process.hrtime.bigint();
-		while (readIteratorChunk(fd, buf) > 0);
+		for (let n; (n = readIteratorChunk(fd, buf)) > 0;) {
+			for (let at = 0; at + SOCK_SIZE <= n && suspects.length < LOOKUPS; at += SOCK_SIZE) {
+				if (buf[at + F.state.offset] !== 6) continue; // TCP_TIME_WAIT
+				const bytes = (f: { offset: number; size: number }) => buf.subarray(at + f.offset, at + f.offset + f.size).slice();
+				suspects.push({
+					cookie: buf.readBigUInt64LE(at + F.cookie.offset), family: buf.readUInt16LE(at + F.family.offset) === 10 ? 6 : 4,
+					saddr: bytes(F.saddr), daddr: bytes(F.daddr), sport: buf.readUInt16LE(at + F.sport.offset), dport: buf.readUInt16LE(at + F.dport.offset), boundDevIf: 0,
+				});
+			}
+		}
 		const ms = Number(process.hrtime.bigint() - t0) / 1e6;
 		fs.closeSync(fd);
 		return ms;
 	};
+	const walker = new NamespaceWalker(session.tracer, monotonicUs);
+	walker.discover();
+	const lookups = (): number => {
+		const t0 = process.hrtime.bigint();
+		const answers = walker.lookup(pair.clientInode, [], suspects);
+		const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+		if ('error' in answers) throw new Error(answers.error);
+		const found = answers.filter((a) => a?.found && a.isTimeWait).length;
+		if (found !== suspects.length) throw new Error(`lookups found ${found} of ${suspects.length} timewait sockets`);
+		return ms;
+	};
+	walk(); // the suspects: sockets in TIME_WAIT now, as a missed one would be
 	const ss = (): number => {
 		const t0 = process.hrtime.bigint();
 		execFileSync('sh', ['-c', `ip netns exec ${pair.client} ss -tan state time-wait | wc -l`], { stdio: ['ignore', 'pipe', 'inherit'] });
 		return Number(process.hrtime.bigint() - t0) / 1e6;
 	};
 	const modes: [string, () => number][] = [
-		['twtrace full walk (64 bytes a socket; every --walk-interval)', () => walk(false)],
-		['twtrace witness walk (cookies only; at full churn)', () => walk(true)],
+		['twtrace full walk (64 bytes a socket; every --walk-interval)', walk],
+		[`twtrace suspect check: ${LOOKUPS} sockets looked up (sock_diag; each second, per close waiting too long)`, lookups],
 		['ss -tan state time-wait \\| wc -l (sock_diag, the peer)', ss],
 	];
 	const times = new Map<string, number[]>(modes.map(([name]) => [name, []]));
@@ -76,7 +105,8 @@ try {
 	for (const [name, ms] of times) {
 		const sorted = [...ms].sort((a, b) => a - b);
 		const median = sorted[Math.floor(sorted.length / 2)]!;
-		console.log(`| ${name} | ${sorted[0]!.toFixed(0)} / ${median.toFixed(0)} | ${((median * 1e6) / ((held + after) / 2)).toFixed(0)} |`);
+		const perSocket = name.includes('looked up') ? (median * 1e6) / LOOKUPS : (median * 1e6) / ((held + after) / 2);
+		console.log(`| ${name} | ${sorted[0]!.toFixed(name.includes('looked up') ? 2 : 0)} / ${median.toFixed(name.includes('looked up') ? 2 : 0)} | ${perSocket.toFixed(0)} |`);
 	}
 	console.log(`\n${rounds} interleaved rounds, by \`sudo npm run bench:walks -- --seconds ${seconds} --rounds ${rounds}\` at twtrace ${execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim()}.`);
 } finally {

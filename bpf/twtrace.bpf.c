@@ -49,6 +49,10 @@
  * tracepoint at its end (§1.3); this walk is exact. A timewait socket whose close is still in
  * `closing` entered TIME_WAIT without any tracepoint call (§8): the walk delivers its time_wait event.
  *
+ * recover_time_wait (syscall, run by the loader): the same delivery for one socket. The loader looks up
+ * the closes that wait too long in `closing` by their 4-tuple and cookie (sock_diag) and runs this
+ * program for those it finds in TIME_WAIT: a few lookups instead of a walk of the namespace.
+ *
  * handle_sys_exit: bind() returning -EADDRINUSE on a TCP socket emits bind_fail with the requested
  * address; there is no state transition for it (§2).
  *
@@ -106,6 +110,7 @@ struct twt_btf_anchor {
 	struct twt_closing closing; /* read by the loader when it sweeps the closing map */
 	enum twt_claim claim;
 	struct twt_walk_settings walk_settings;
+	struct twt_recover recover;
 	struct twt_listener_key listener_key;
 	struct twt_listener listener;
 } twt_btf_anchor;
@@ -521,16 +526,27 @@ static __always_inline void record_closer(const struct sock *sk, struct twt_owne
 }
 
 /* ESTABLISHED -> FIN_WAIT1: remember the socket until it ends, for walks to witness a missed end. */
-static __always_inline void on_active_close(struct twt_owner *o, __u32 netns, __u64 cookie, __u64 now_ns)
+static __always_inline void on_active_close(const struct sock *sk, struct twt_owner *o, __u32 netns, __u64 cookie, __u64 now_ns)
 {
 	struct twt_closing c;
 
 	if (!cfg.witness)
 		return;
+	__builtin_memset(&c, 0, sizeof(c));
 	__builtin_memcpy(&c.owner, o, sizeof(c.owner));
 	c.closed_ns = now_ns;
 	c.netns = netns;
-	c.claim = 0;
+	c.family = sk->__sk_common.skc_family;
+	c.sport = sock_sport(sk);
+	c.dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	c.bound_dev_if = sk->__sk_common.skc_bound_dev_if;
+	if (c.family == AF_INET6) {
+		__builtin_memcpy(c.saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, TWT_ADDR_LEN);
+		__builtin_memcpy(c.daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, TWT_ADDR_LEN);
+	} else {
+		*(__u32 *)c.saddr = sk->__sk_common.skc_rcv_saddr;
+		*(__u32 *)c.daddr = sk->__sk_common.skc_daddr;
+	}
 	o->closing = bpf_map_update_elem(&closing, &cookie, &c, BPF_ANY) == 0;
 	if (!o->closing)
 		count(TWT_CNT_CLOSING_MAP_FULL);
@@ -661,7 +677,7 @@ static __always_inline void on_set_state(const struct sock *sk, struct twt_owner
 		record_closer(sk, o, netns);
 		o->closed_ns = now_ns;
 		if (oldstate == TCP_ESTABLISHED)
-			on_active_close(o, netns, cookie, now_ns);
+			on_active_close(sk, o, netns, cookie, now_ns);
 		emit(sk, TWT_KIND_ACTIVE_CLOSE, netns, cookie, o, oldstate, newstate, now_ns, 0, 0);
 		return;
 	case TCP_LAST_ACK:
@@ -843,47 +859,67 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
  * A timewait socket whose `closing` entry is still unclaimed entered TIME_WAIT without its
  * tracepoint reaching either program (README, "Design notes": missed transitions). Claim the entry
  * and deliver the time_wait event, flagged as recovered, with the owner known since the socket's
- * start. The entry stays for a tracepoint still on its way to find claimed; the loader deletes it.
- * `c` is the socket's entry, looked up by the caller.
+ * start and the 4-tuple kept at its close. The entry stays for a tracepoint still on its way to find
+ * claimed; the loader deletes it. `c` is the socket's entry, looked up by the caller; `min_age_ns`:
+ * a younger close may still have its event on the way, and is left to a later look. True when the
+ * event was delivered.
  */
-static __always_inline void witness_time_wait(const struct twt_sock *s, struct twt_closing *c)
+static __always_inline bool recover_claimed(__u64 cookie, struct twt_closing *c, __u8 substate, __u64 min_age_ns)
 {
 	struct twt_closing copy;
 	struct twt_event *e;
 	__u64 now_ns = bpf_ktime_get_ns();
 
-	if (now_ns - c->closed_ns < walk.min_age_ns)
-		return; /* its event may still be on the way; a later walk decides */
+	if (now_ns - c->closed_ns < min_age_ns)
+		return false; /* its event may still be on the way; a later look decides */
 	if (__sync_val_compare_and_swap(&c->claim, 0, TWT_CLAIM_WALK) != 0)
-		return; /* already delivered: by the tracepoint, or by an earlier walk */
+		return false; /* already delivered: by the tracepoint, or by an earlier look */
 	__builtin_memcpy(&copy, c, sizeof(copy));
 	count(TWT_CNT_WALK_MISSED);
 	if (!kind_wanted(TWT_KIND_TIME_WAIT) ||
-	    !owner_and_ports_wanted(&copy.owner, s->sport, s->dport, copy.owner.cgroup_id))
-		return;
+	    !owner_and_ports_wanted(&copy.owner, copy.sport, copy.dport, copy.owner.cgroup_id))
+		return true;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(TWT_CNT_RING_FULL);
-		return;
+		return true;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts_us = now_ns / 1000; /* when it was found: the entry itself was not seen */
-	e->cookie = s->cookie;
+	e->cookie = cookie;
 	e->cgroup_id = copy.owner.cgroup_id;
-	__builtin_memcpy(e->saddr, s->saddr, TWT_ADDR_LEN);
-	__builtin_memcpy(e->daddr, s->daddr, TWT_ADDR_LEN);
-	e->netns = s->netns;
-	e->sport = s->sport;
-	e->dport = s->dport;
-	e->family = s->family;
+	__builtin_memcpy(e->saddr, copy.saddr, TWT_ADDR_LEN);
+	__builtin_memcpy(e->daddr, copy.daddr, TWT_ADDR_LEN);
+	e->netns = copy.netns;
+	e->sport = copy.sport;
+	e->dport = copy.dport;
+	e->family = copy.family;
 	e->kind = TWT_KIND_TIME_WAIT;
-	e->substate = s->substate;
+	e->substate = substate;
 	e->oldstate = TCP_FIN_WAIT1; /* the last transition seen */
 	e->newstate = TCP_TIME_WAIT;
 	e->flags = TWT_FLAG_RECOVERED;
 	/* Lifetime up to the close: when the socket reached TIME_WAIT after it is not known. */
 	fill_owner(e, &copy.owner, copy.closed_ns);
 	bpf_ringbuf_submit(e, 0);
+	return true;
+}
+
+/*
+ * recover_time_wait: run by the loader (BPF_PROG_RUN) for a suspect close whose socket its
+ * sock_diag lookup found in TIME_WAIT: the exact check of one socket, instead of a walk of every
+ * socket of the namespace. Returns 1 when it delivered the event (or counted it, for a consumer
+ * that did not ask for time_wait), 0 when the close was claimed already or is gone.
+ */
+SEC("syscall")
+int recover_time_wait(struct twt_recover *ctx)
+{
+	__u64 cookie = ctx->cookie;
+	struct twt_closing *c = bpf_map_lookup_elem(&closing, &cookie);
+
+	if (!c)
+		return 0;
+	return recover_claimed(cookie, c, ctx->substate, walk.min_age_ns) ? 1 : 0;
 }
 
 /* Everything a walk reports of a socket but its cookie. `skc` is the iterator's BTF pointer: direct
@@ -943,21 +979,9 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 	s.cookie = bpf_get_socket_cookie(skc);
 	if (cfg.witness && skc->skc_state == TCP_TIME_WAIT)
 		c = bpf_map_lookup_elem(&closing, &s.cookie);
-	if (walk.cookies_only) {
-		/* A witness walk: it covers every socket of the namespace to find the few timewait sockets
-		 * with a close still waiting in `closing`, so a socket costs only its state and cookie unless
-		 * it is one of them (the kernel's iteration is then nearly all of the cost). Every cookie is
-		 * still written: the reader's chunks, and the event loop's turns, are counted in them. */
-		if (c) {
-			fill_sock(&s, skc);
-			witness_time_wait(&s, c);
-		}
-		bpf_seq_write(ctx->meta->seq, &s.cookie, sizeof(s.cookie));
-		return 0;
-	}
 	fill_sock(&s, skc);
 	if (c)
-		witness_time_wait(&s, c);
+		recover_claimed(s.cookie, c, s.substate, walk.min_age_ns);
 	bpf_seq_write(ctx->meta->seq, &s, sizeof(s));
 	return 0;
 }

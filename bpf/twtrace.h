@@ -213,24 +213,42 @@ enum twt_claim {
 	TWT_CLAIM_TRACEPOINT = 2, /* the tracepoint saw it end */
 };
 
-/* An active close waiting for its time_wait event: a value of the `closing` map (the loader reads it). */
+/*
+ * An active close waiting for its time_wait event: a value of the `closing` map. The loader reads it
+ * to find closes that wait too long (suspects of a missed TIME_WAIT entry, kernel-facts §8) and looks
+ * their socket up by its 4-tuple (sock_diag); recover_time_wait then delivers the event.
+ */
 struct twt_closing {
 	struct twt_owner owner;
 	__u64 closed_ns; /* ESTABLISHED -> FIN_WAIT1 */
+	__u8 saddr[TWT_ADDR_LEN]; /* network order; IPv4 in the first 4 bytes, rest zero */
+	__u8 daddr[TWT_ADDR_LEN];
 	__u32 netns;
 	__u32 claim;     /* enum twt_claim: whoever delivers the time_wait event claims it (compare-and-swap) */
+	__u16 sport;     /* host order */
+	__u16 dport;
+	__u16 family;    /* AF_INET or AF_INET6 */
+	__u16 _pad;
+	__u32 bound_dev_if; /* SO_BINDTODEVICE's ifindex, 0: none (a lookup must name it to find the socket) */
+};
+
+/*
+ * What the loader hands recover_time_wait (a BPF_PROG_TYPE_SYSCALL program it runs itself): a
+ * suspect close whose socket a sock_diag lookup found in TIME_WAIT, so the kernel never reported
+ * its entry. The program claims the close and delivers the event, as a walk's witness would.
+ */
+struct twt_recover {
+	__u64 cookie;
+	__u8 substate;      /* TCP_TIME_WAIT or TCP_FIN_WAIT2, as sock_diag reported the timewait socket */
+	__u8 _pad[7];
 };
 
 /* How a socket walk runs (the .data variable `walk`, written by the loader before each walk). */
 struct twt_walk_settings {
-	__u64 min_age_ns;  /* a walk claims a `closing` entry only when its close is at least this old, so
+	__u64 min_age_ns;  /* a walk or recover_time_wait claims a `closing` entry only when its close is this old, so
 	                    * that a time_wait event still on its way (tcp_time_wait() hashes the timewait
 	                    * socket before tcp_done() fires the tracepoint) is not taken for a missed one;
 	                    * 0 once the tracepoint programs are detached */
-	__u32 cookies_only; /* 1: a walk that only witnesses; each socket writes just its cookie (8 bytes),
-	                     * so it costs the kernel's iteration and little more, and its reads still
-	                     * return every few thousand sockets */
-	__u32 _pad;
 };
 
 #endif /* TWTRACE_H */

@@ -44,9 +44,30 @@ interface LibbpfRaw {
 	libbpf_num_possible_cpus: () => number;
 	libbpf_probe_bpf_map_type: (type: number, opts: null) => number;
 	libbpf_set_print: (fn: Handle) => Handle;
+	bpf_prog_test_run_opts: (fd: number, opts: TestRunOpts) => number;
+}
+
+/** struct bpf_test_run_opts (bpf/bpf.h, libbpf 1.1), the fields a BPF_PROG_TYPE_SYSCALL run uses. */
+interface TestRunOpts {
+	sz: number;
+	data_in: null;
+	data_out: null;
+	data_size_in: number;
+	data_size_out: number;
+	ctx_in: Buffer | null;
+	ctx_out: null;
+	ctx_size_in: number;
+	ctx_size_out: number;
+	retval: number;
+	repeat: number;
+	duration: number;
+	flags: number;
+	cpu: number;
+	batch_size: number;
 }
 
 let libbpfCache: LibbpfRaw | undefined;
+let TEST_RUN_OPTS: ReturnType<typeof koffi.struct> | undefined;
 
 /**
  * Loads libbpf.so.1 once (the dynamic linker's search; $TWTRACE_LIBBPF names another file, for a
@@ -56,6 +77,11 @@ let libbpfCache: LibbpfRaw | undefined;
 function libbpf(): LibbpfRaw {
 	if (libbpfCache) return libbpfCache;
 	let lib: ReturnType<typeof koffi.load>;
+	TEST_RUN_OPTS ??= koffi.struct('bpf_test_run_opts', {
+		sz: 'size_t', data_in: 'void *', data_out: 'void *', data_size_in: 'uint32_t', data_size_out: 'uint32_t',
+		ctx_in: 'void *', ctx_out: 'void *', ctx_size_in: 'uint32_t', ctx_size_out: 'uint32_t', retval: 'uint32_t',
+		repeat: 'int', duration: 'uint32_t', flags: 'uint32_t', cpu: 'uint32_t', batch_size: 'uint32_t',
+	});
 	try {
 		lib = koffi.load(process.env.TWTRACE_LIBBPF || 'libbpf.so.1');
 	} catch (cause) {
@@ -84,6 +110,7 @@ function libbpf(): LibbpfRaw {
 		libbpf_num_possible_cpus: lib.func('int libbpf_num_possible_cpus()'),
 		libbpf_probe_bpf_map_type: lib.func('int libbpf_probe_bpf_map_type(int type, void *opts)'),
 		libbpf_set_print: lib.func('void *libbpf_set_print(void *fn)'),
+		bpf_prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
 	};
 	return libbpfCache;
 }
@@ -192,6 +219,21 @@ export function mapFd(map: Handle): number {
 export function programSetAutoload(prog: Handle, autoload: boolean): void {
 	const ret = libbpf().bpf_program__set_autoload(prog, autoload);
 	if (ret < 0) throw failure('set autoload', ret);
+}
+
+/**
+ * Runs a BPF_PROG_TYPE_SYSCALL program once, here and now, with `ctx` as its context (BPF_PROG_RUN);
+ * its return value. Throws NativeError when the kernel refuses the run.
+ */
+export function programRun(progFd: number, ctx: Buffer): number {
+	const lib = libbpf();
+	const opts: TestRunOpts = {
+		sz: koffi.sizeof(TEST_RUN_OPTS!), data_in: null, data_out: null, data_size_in: 0, data_size_out: 0,
+		ctx_in: ctx, ctx_out: null, ctx_size_in: ctx.length, ctx_size_out: 0, retval: 0, repeat: 0, duration: 0, flags: 0, cpu: 0, batch_size: 0,
+	};
+	const ret = lib.bpf_prog_test_run_opts(progFd, opts);
+	if (ret < 0) throw failure('run program', ret);
+	return opts.retval;
 }
 
 export function programFd(prog: Handle): number {

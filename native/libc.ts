@@ -33,6 +33,9 @@ interface Libc {
 	strerror: (errno: number) => string;
 	getpagesize: () => number;
 	setns: (fd: number, nstype: number) => number;
+	socket: (domain: number, type: number, protocol: number) => number;
+	send: (fd: number, buf: Buffer, len: number, flags: number) => number;
+	recv: (fd: number, buf: Buffer, len: number, flags: number) => number;
 }
 
 let cache: Libc | undefined;
@@ -48,6 +51,9 @@ export function libc(): Libc {
 		strerror: lib.func('const char *strerror(int errnum)'),
 		getpagesize: lib.func('int getpagesize()'),
 		setns: lib.func('int setns(int fd, int nstype)'),
+		socket: lib.func('int socket(int domain, int type, int protocol)'),
+		send: lib.func('long send(int fd, const uint8_t *buf, size_t len, int flags)'),
+		recv: lib.func('long recv(int fd, _Out_ uint8_t *buf, size_t len, int flags)'),
 	};
 	return cache;
 }

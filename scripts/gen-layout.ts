@@ -26,7 +26,7 @@ export interface Field { offset: number; size: number; count?: number }
 
 const STRUCTS = {
 	event: 'twt_event', task: 'twt_task', sock: 'twt_sock', openSocket: 'twt_open_socket', config: 'twt_config', closing: 'twt_closing',
-	walkSettings: 'twt_walk_settings', listenerKey: 'twt_listener_key', listener: 'twt_listener',
+	walkSettings: 'twt_walk_settings', listenerKey: 'twt_listener_key', listener: 'twt_listener', recover: 'twt_recover', owner: 'twt_owner',
 } as const;
 const ENUMS = {
 	EventKind: ['twt_event_kind', 'TWT_KIND_'],
@@ -81,6 +81,8 @@ export function generateLayout(types: BtfType[]): string {
 	const walkSettings = fields(STRUCTS.walkSettings);
 	const listenerKey = fields(STRUCTS.listenerKey);
 	const listener = fields(STRUCTS.listener);
+	const recover = fields(STRUCTS.recover);
+	const owner = fields(STRUCTS.owner);
 	const data = named('DATASEC', '.data');
 	// Offsets of DATASEC variables are 0 in an object file (libbpf sets them at open): the section
 	// must hold this one variable, at offset 0, for the loader to write it whole.
@@ -109,12 +111,16 @@ export function generateLayout(types: BtfType[]): string {
 		'',
 		'/** A value of the `closing` map (the witness of active closes; swept by the loader). */',
 		...structLines('CLOSING', closing),
+		'/** struct twt_owner: who a socket belongs to, kept per socket (the `closing` value starts with one). */',
+		...structLines('OWNER', owner),
 		'/** struct twt_walk_settings: the whole .data map (its one variable, `walk`). */',
 		...structLines('WALK_SETTINGS', walkSettings),
 		'/** A key of the `listeners` map: (netns, port). */',
 		...structLines('LISTENER_KEY', listenerKey),
 		'/** A value of the `listeners` map: who called listen() on that port (the loader reads it at walks). */',
 		...structLines('LISTENER', listener),
+		'/** The context recover_time_wait runs with: a suspect close found in TIME_WAIT by sock_diag. */',
+		...structLines('RECOVER', recover),
 	];
 	lines.pop(); // the blank line after the last struct
 	for (const [tsName, [cName, prefix]] of Object.entries(ENUMS)) {

@@ -1,6 +1,6 @@
 /**
  * `twtrace trace`: one line per event, or NDJSON with --json. Options and wiring: filters → the
- * live feed (no model: its walks only witness the TIME_WAIT entries the kernel never reports) →
+ * live feed (no model: it looks up the closes whose TIME_WAIT entry the kernel never reported) →
  * views → stdout; losses and the summary → stderr.
  */
 import type { Command } from 'commander';
@@ -16,13 +16,8 @@ import { eventText, TEXT_HEADER } from '../views/event-text.js';
 import { sessionSummaryLine } from '../views/session-text.js';
 import { addFilterOptions, formatBytes, parseCount, parseDuration, verboseLog, type FilterOptions } from './options.js';
 
-/** How often trace walks sockets to find time_wait events the kernel missed (and once at the end). */
-const WITNESS_WALK_MS = 30_000;
-
 export interface TraceOptions extends FilterOptions {
 	json?: boolean;
-	/** Witness walks: how often (ms). */
-	walkInterval?: number;
 	duration?: number;
 	count?: number;
 	header: boolean;
@@ -35,7 +30,7 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	let reason = '';
 	const ctx: EventContext = hostNames();
 	const format = opts.json ? (e: TwtEvent) => eventJsonLine(e, ctx) : (e: TwtEvent) => eventText(e, ctx);
-	const { feed, filters } = openTraceFeed(opts, { walkIntervalMs: opts.walkInterval ?? WITNESS_WALK_MS, log: verboseLog(opts, io) }, {
+	const { feed, filters } = openTraceFeed(opts, { log: verboseLog(opts, io) }, {
 		onEvents: (events) => {
 			let out = '';
 			for (const e of events) {
@@ -57,7 +52,7 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 			}
 			if (delta.missedRuns) io.stderr.write(`twtrace: the kernel skipped ${delta.missedRuns} runs of the bind() program (nested on one CPU): those bind failures were not seen\n`);
 			if (delta.mapFull) io.stderr.write(`twtrace: ${delta.mapFull} sockets left unattributed: socket storage or listener map full\n`);
-			if (delta.walkMissed) io.stderr.write(`twtrace: ${delta.walkMissed} sockets entered TIME_WAIT with no tracepoint call; a socket walk found them and their time_wait events follow, marked recovered\n`);
+			if (delta.walkMissed) io.stderr.write(`twtrace: ${delta.walkMissed} sockets entered TIME_WAIT with no tracepoint call; found later, their time_wait events follow, marked recovered\n`);
 			if (delta.unwitnessed) io.stderr.write(`twtrace: ${delta.unwitnessed} active closes could not be remembered (closing map full): a missed time_wait among them would go unseen\n`);
 			if (delta.decodeErrors) io.stderr.write(`twtrace: ${delta.decodeErrors} records could not be decoded (BPF object and twtrace out of step? rebuild: scripts/setup)\n`);
 		},
@@ -69,8 +64,8 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 		reason = await run.finished;
 	} finally {
 		run.dispose();
-		// After detaching no time_wait event is on its way: the last walk claims every missed one.
-		const summary = await feed.stop({ lastWalk: true, lastWalkMs: Infinity });
+		// After detaching no time_wait event is on its way: every close still waiting is looked up once.
+		const summary = await feed.stop({ last: true });
 		io.stderr.write(sessionSummaryLine(summary, printed, reason === 'stdout closed') + '\n');
 	}
 }

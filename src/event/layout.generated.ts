@@ -93,20 +93,42 @@ export const RODATA_CFG_OFFSET = 0;
 export const RODATA_SIZE = 64;
 
 /** A value of the `closing` map (the witness of active closes; swept by the loader). */
-export const CLOSING_SIZE = 64;
+export const CLOSING_SIZE = 112;
 export const CLOSING_FIELDS = {
 	owner: { offset: 0, size: 48 },
 	closed_ns: { offset: 48, size: 8 },
-	netns: { offset: 56, size: 4 },
-	claim: { offset: 60, size: 4 },
+	saddr: { offset: 56, size: 16, count: 16 },
+	daddr: { offset: 72, size: 16, count: 16 },
+	netns: { offset: 88, size: 4 },
+	claim: { offset: 92, size: 4 },
+	sport: { offset: 96, size: 2 },
+	dport: { offset: 98, size: 2 },
+	family: { offset: 100, size: 2 },
+	_pad: { offset: 102, size: 2 },
+	bound_dev_if: { offset: 104, size: 4 },
+} as const satisfies Record<string, FieldLayout>;
+
+/** struct twt_owner: who a socket belongs to, kept per socket (the `closing` value starts with one). */
+export const OWNER_SIZE = 48;
+export const OWNER_FIELDS = {
+	start_ns: { offset: 0, size: 8 },
+	closed_ns: { offset: 8, size: 8 },
+	cgroup_id: { offset: 16, size: 8 },
+	owner: { offset: 24, size: 4 },
+	closer: { offset: 28, size: 4 },
+	pid: { offset: 32, size: 4 },
+	closer_pid: { offset: 36, size: 4 },
+	handled: { offset: 40, size: 4 },
+	side: { offset: 44, size: 1 },
+	source: { offset: 45, size: 1 },
+	closing: { offset: 46, size: 1 },
+	_pad: { offset: 47, size: 1 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** struct twt_walk_settings: the whole .data map (its one variable, `walk`). */
-export const WALK_SETTINGS_SIZE = 16;
+export const WALK_SETTINGS_SIZE = 8;
 export const WALK_SETTINGS_FIELDS = {
 	min_age_ns: { offset: 0, size: 8 },
-	cookies_only: { offset: 8, size: 4 },
-	_pad: { offset: 12, size: 4 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** A key of the `listeners` map: (netns, port). */
@@ -123,6 +145,14 @@ export const LISTENER_FIELDS = {
 	pid: { offset: 8, size: 4 },
 	task: { offset: 12, size: 4 },
 	comm: { offset: 16, size: 16, count: 16 },
+} as const satisfies Record<string, FieldLayout>;
+
+/** The context recover_time_wait runs with: a suspect close found in TIME_WAIT by sock_diag. */
+export const RECOVER_SIZE = 16;
+export const RECOVER_FIELDS = {
+	cookie: { offset: 0, size: 8 },
+	substate: { offset: 8, size: 1 },
+	_pad: { offset: 9, size: 7, count: 7 },
 } as const satisfies Record<string, FieldLayout>;
 
 export const EventKind = {

@@ -18,9 +18,9 @@ export interface DropCounts {
 	/** time_wait/reset events whose socket had no known owner (it predates twtrace). */
 	ownerMissing: number;
 	/**
-	 * Timewait sockets found by walks that no tracepoint reported (the kernel ran no program for their
-	 * entry into TIME_WAIT): each was delivered as a recovered time_wait event, unless the ring was
-	 * full (then also in ringFull).
+	 * Timewait sockets no tracepoint reported (the kernel ran no program for their entry into
+	 * TIME_WAIT), found later by a lookup of a close waiting too long or by a walk: each was delivered
+	 * as a recovered time_wait event, unless the ring was full (then also in ringFull).
 	 */
 	walkMissed: number;
 	/** Active closes the `closing` map could not take: a missed time_wait of those goes unwitnessed. */

@@ -6,10 +6,11 @@
 import type { ListenerOwner } from '../event/listener.js';
 import { monotonicUs } from '../tracer/host.js';
 import { NamespaceWalker } from '../tracer/namespaces.js';
+import type { SuspectSession } from './suspect-check.js';
 import { TraceSession, type SessionHandlers, type SessionOptions, type SessionSummary } from '../tracer/session.js';
 
 /** What the feed needs of a trace session (tracer/session.ts), and of the kernel's side of walks. */
-export interface FeedSession {
+export interface FeedSession extends SuspectSession {
 	readonly ringBytes: number;
 	drainNow(): void;
 	pause(): void;
@@ -18,26 +19,27 @@ export interface FeedSession {
 	stop(): SessionSummary;
 	/** Deletes the `closing` entries a walk settled (Tracer.sweepClosing). */
 	sweepClosing(nowNs: bigint, walk?: { startNs: bigint; netns: ReadonlySet<number> }): number;
-	/** Whether a close older than `minAgeNs` still waits for its end (Tracer.hasStaleClose). */
-	hasStaleClose(nowNs: bigint, minAgeNs: bigint): boolean;
 	/** Who called listen() on (netns, port), as seen since start (Tracer.listenerOwner). */
 	listenerOwner(netns: number, port: number): ListenerOwner | undefined;
 }
 
 /** What the feed needs of a namespace walker (tracer/namespaces.ts NamespaceWalker). */
-export type FeedWalker = Pick<NamespaceWalker, 'home' | 'discover' | 'open' | 'witness'>;
+export type FeedWalker = Pick<NamespaceWalker, 'home' | 'discover' | 'open' | 'lookup'>;
 
 /** The parts a feed is made of: real ones by default, fakes in tests. */
 export interface LiveFeedParts {
 	clockUs(): number;
-	/** Loads and attaches; `walks` asks for a walker too. Throws what loading throws. */
-	open(options: SessionOptions, handlers: SessionHandlers, walks: boolean, betweenChunks: () => void): { session: FeedSession; walker: FeedWalker | undefined };
+	/** CLOCK_MONOTONIC ns, the BPF side's clock (bpf_ktime_get_ns): the ages of closes. */
+	clockNs(): bigint;
+	/** Loads and attaches; `walks` asks for a walker too (walks and lookups). Throws what loading throws. */
+	open(options: SessionOptions, handlers: SessionHandlers, walks: boolean): { session: FeedSession; walker: FeedWalker | undefined };
 }
 
 /** The real parts: a TraceSession over the BPF object, and a NamespaceWalker of its tracer. */
 export const BPF_PARTS: LiveFeedParts = {
 	clockUs: monotonicUs,
-	open(options, handlers, walks, betweenChunks) {
+	clockNs: () => process.hrtime.bigint(), // libuv's hrtime is CLOCK_MONOTONIC
+	open(options, handlers, walks) {
 		const trace = new TraceSession(options, handlers);
 		const t = trace.tracer;
 		const session: FeedSession = {
@@ -48,9 +50,11 @@ export const BPF_PARTS: LiveFeedParts = {
 			detachTracepoints: () => trace.detachTracepoints(),
 			stop: () => trace.stop(),
 			sweepClosing: (nowNs, walk) => t.sweepClosing(nowNs, walk),
-			hasStaleClose: (nowNs, minAgeNs) => t.hasStaleClose(nowNs, minAgeNs),
+			staleCloses: (nowNs, minAgeNs, max) => t.staleCloses(nowNs, minAgeNs, max),
+			recoverTimeWait: (cookie, substate) => t.recoverTimeWait(cookie, substate),
+			forgetClose: (cookie) => t.forgetClose(cookie),
 			listenerOwner: (netns, port) => t.listenerOwner(netns, port),
 		};
-		return { session, walker: walks ? new NamespaceWalker(t, monotonicUs, betweenChunks) : undefined };
+		return { session, walker: walks ? new NamespaceWalker(t, monotonicUs) : undefined };
 	},
 };

@@ -5,10 +5,11 @@
  * get the raw bytes of both, to store.
  *
  * With a model (top, doctor, report, record, serve), walks of the namespaces of interest make it
- * exact: at start, every walk interval, a namespace by itself as soon as events show it, and a
- * cheap witness walk within seconds of a close that waits too long for its end (the kernel then
- * reported no TIME_WAIT entry for it, kernel-facts §8). Without a model (trace), walks only
- * witness: every walk interval, when a close waits too long, and once more after detaching.
+ * exact: at start, every walk interval, and a namespace by itself as soon as events show it. With
+ * or without one (trace), every second the closes that wait too long for their end are looked up
+ * one by one (suspect-check.ts): those found in TIME_WAIT are entries the kernel never reported
+ * (kernel-facts §8), delivered late. Trace reads no socket table; after detaching it looks up every
+ * close still waiting, once.
  *
  * The session and the walker are parts (feed-parts.ts): the real ones load BPF; tests give fakes.
  */
@@ -18,25 +19,26 @@ import type { ListenerRecord, WalkRecord } from '../event/walk-record.js';
 import type { Losses } from '../facts/losses.js';
 import type { Blame } from '../model/attribution.js';
 import type { ChurnModel } from '../model/churn-model.js';
-import { isWitnessDue, type OpenedWalk } from '../tracer/namespaces.js';
+import type { OpenedWalk } from '../tracer/namespaces.js';
 import { NO_DROPS, type SessionSummary } from '../tracer/session.js';
 import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from './feed-parts.js';
 import { readWalk } from './walk-reader.js';
+import { STALE_CLOSE_NS, SuspectChecker } from './suspect-check.js';
 import type { Filters } from '../tracer/tracer.js';
 
 export interface LiveFeedOptions {
 	objectPath: string;
 	filters: Filters;
 	ringBytes: number;
-	/** The model to feed; without one (trace), events go to the handlers only and walks only witness. */
+	/** The model to feed; without one (trace), events go to the handlers only, and no table is walked. */
 	model?: ChurnModel;
-	/**
-	 * With a model: full walks at least this often (undefined: at start and when a namespace appears).
-	 * Without: witness walks at least this often (undefined: only when a close waits too long).
-	 */
+	/** With a model: full walks at least this often (undefined: at start and when a namespace appears). */
 	walkIntervalMs?: number;
-	/** Walk sockets (loads iter/tcp, keeps active closes for the witness); always with a model. */
-	socketWalks?: boolean;
+	/**
+	 * Deliver the TIME_WAIT entries the kernel never reports: keep active closes, look up those that
+	 * wait too long (suspect checks). Always with a model.
+	 */
+	witness?: boolean;
 	log?: (line: string) => void;
 	/** Hand the raw records to onEvents too (record). */
 	keepRaw?: boolean;
@@ -78,8 +80,12 @@ export interface WalkStats {
 /** At most this many namespaces walked per pass: each costs a setns and a walk. */
 export const MAX_WALKED_NAMESPACES = 16;
 
-/** How often the feed looks for closes waiting too long (isWitnessDue). */
-const STALE_CHECK_US = 1_000_000;
+/** Namespaces a question may add to the model (askedAbout), in all: questions cannot grow it without bound. */
+const MAX_ASKED_NAMESPACES = 4 * MAX_WALKED_NAMESPACES;
+/** How often the feed looks up the closes waiting too long (suspect-check.ts). */
+const SUSPECT_CHECK_US = 1_000_000;
+/** A namespace with a suspect and no way in: ways in are looked for again at most this often. */
+const REDISCOVER_US = 10_000_000;
 /** The last walk of stop() gives up after this: every command exits within a second of SIGTERM. */
 const LAST_WALK_MS = 700;
 const DEFAULT_UPKEEP_MS = 500;
@@ -91,6 +97,7 @@ export class LiveFeed {
 	readonly #parts: LiveFeedParts;
 	readonly #session: FeedSession;
 	readonly #walker: FeedWalker | undefined;
+	readonly #suspects: SuspectChecker | undefined;
 	readonly #asked: readonly number[];
 	readonly #walkIntervalMs: number;
 	readonly #handlers: LiveFeedHandlers;
@@ -100,11 +107,10 @@ export class LiveFeed {
 	/** Without a model: namespaces seen in events, with a process seen in each (a way in). */
 	readonly #seen = new Map<number, number>();
 	#lastWalkUs: number;
-	#lastStaleCheckUs = 0;
-	#lastWitnessUs = 0;
-	#lastWitnessMs = 0;
-	/** The namespaces the last full walk read: a witness walk goes through them again. */
-	#lastWalked: ReadonlySet<number> = new Set();
+	#lastSuspectCheckUs = 0;
+	/** Namespaces added by askedAbout. */
+	#askedAbout = 0;
+	#lastDiscoverUs = 0;
 	#walksCompleted = 0;
 	#lastWalkMs: number | undefined;
 	/** The walk in progress (one at a time), settled when it ends or is abandoned. */
@@ -132,9 +138,9 @@ export class LiveFeed {
 			const who = model.ingestOne(e);
 			if (who) handlers.onEach?.(e, who);
 		} : undefined;
-		const walks = model !== undefined || options.socketWalks === true;
+		const witness = model !== undefined || options.witness === true;
 		const { session, walker } = parts.open(
-			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: walks, keepRaw, onEach },
+			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness, socketWalks: model !== undefined, keepRaw, onEach },
 			{
 				onEvents: (events, raw) => {
 					if (model) model.ingest(events);
@@ -146,11 +152,11 @@ export class LiveFeed {
 					handlers.onDrops?.(delta, total);
 				},
 			},
-			walks,
-			() => this.drainNow(),
+			witness,
 		);
 		this.#session = session;
 		this.#walker = walker;
+		this.#suspects = walker ? new SuspectChecker(session, walker) : undefined;
 		// Sockets entering TIME_WAIT from now on reach the model by events: any a walk finds without one was lost.
 		if (model) model.attachedUs = parts.clockUs();
 		this.#lastWalkUs = parts.clockUs();
@@ -177,6 +183,21 @@ export class LiveFeed {
 		return { inProgress: this.#walking !== undefined, completed: this.#walksCompleted, lastMs: this.#lastWalkMs };
 	}
 
+	/**
+	 * A question about `namespaces` (a view's --netns): those the model does not know yet are walked
+	 * soon, by themselves, as if events had shown them. A host with more namespaces than a pass
+	 * covers (MAX_WALKED_NAMESPACES) has some no pass reads; one that does not exist is listed in
+	 * `unwalked` with the reason. At most MAX_ASKED_NAMESPACES are added this way, ever.
+	 */
+	askedAbout(namespaces: readonly number[]): void {
+		if (!this.model) return;
+		for (const netns of namespaces) {
+			if (this.model.namespaces.has(netns) || this.#askedAbout >= MAX_ASKED_NAMESPACES) continue;
+			this.#askedAbout++;
+			this.model.addNamespace(netns);
+		}
+	}
+
 	/** Delivers what the ring holds now. */
 	drainNow(): void {
 		if (!this.#stopped) this.#session.drainNow();
@@ -191,77 +212,51 @@ export class LiveFeed {
 		this.#session.resume();
 	}
 
-	/** The upkeep: walks that are due, the model's clock, then the handler's own work. */
+	/** The upkeep: walks that are due, suspect checks, the model's clock, then the handler's own work. */
 	#tick(): void {
 		if (this.#stopped) return;
 		this.drainNow();
 		this.#startDueWalk();
+		this.#checkSuspects();
 		const nowUs = this.#parts.clockUs();
 		this.model?.tick(nowUs);
 		this.#handlers.onUpkeep?.(nowUs);
 	}
 
 	/**
-	 * Starts a walk, unless one runs: a full pass when the interval has passed; a namespace events
-	 * showed that no walk has read yet, by itself; a witness walk when a close has waited too long for
-	 * its end (the kernel then reported no TIME_WAIT entry for it, kernel-facts §8), whatever the interval.
+	 * With a model, starts a walk unless one runs: a full pass when the interval has passed; else a
+	 * namespace events showed that no walk has read yet, by itself.
 	 */
 	#startDueWalk(): void {
-		if (this.#walking || this.#stopped || !this.#walker) return;
-		const nowUs = this.#parts.clockUs();
-		const isIntervalDue = nowUs - Math.max(this.#lastWalkUs, this.model ? 0 : this.#lastWitnessUs) >= this.#walkIntervalMs * 1000;
-		if (!this.model) {
-			if (isIntervalDue || this.#isWitnessDue(nowUs)) void this.#chain(() => this.#witness(this.#witnessTargets()));
-			return;
-		}
-		if (isIntervalDue) {
+		if (this.#walking || this.#stopped || !this.#walker || !this.model) return;
+		if (this.#parts.clockUs() - this.#lastWalkUs >= this.#walkIntervalMs * 1000) {
 			void this.walkAll();
 			return;
 		}
 		// A namespace first seen in events is walked at once, by itself: its settings and its older
 		// sockets count now, and the namespaces walked already are not read again before their time.
 		const fresh = [...this.model.namespaces.values()].filter((ns) => ns.netns !== 0 && !ns.settings && !this.unwalked.has(ns.netns)).map((ns) => ns.netns);
-		if (fresh.length) {
-			void this.#chain(() => this.#walkNamespaces(fresh));
-			return;
+		if (fresh.length) void this.#chain(() => this.#walkNamespaces(fresh));
+	}
+
+	/**
+	 * Once a second: looks up the closes that wait too long for their end (suspect-check.ts); with
+	 * `minAgeNs` 0 and no limit, all of them now (after detaching: no event is on its way any more).
+	 * The events it delivers are drained with the next.
+	 */
+	#checkSuspects(last?: { minAgeNs: bigint }): void {
+		if (!this.#suspects || !this.#walker) return;
+		const nowUs = this.#parts.clockUs();
+		if (!last && nowUs - this.#lastSuspectCheckUs < SUSPECT_CHECK_US) return;
+		this.#lastSuspectCheckUs = nowUs;
+		const result = this.#suspects.check(this.#parts.clockNs(), last?.minAgeNs ?? STALE_CLOSE_NS, (netns) => this.#pidsIn(netns), last ? Infinity : undefined);
+		// No way into a namespace with a suspect: the processes seen there are gone. Look for ways in
+		// (named namespaces, every process's ns/net), not more than every few seconds.
+		if (result.unreachable.size && (last || nowUs - this.#lastDiscoverUs >= REDISCOVER_US)) {
+			this.#lastDiscoverUs = nowUs;
+			this.#walker.discover();
+			if (last) this.#suspects.check(this.#parts.clockNs(), last.minAgeNs, (netns) => this.#pidsIn(netns), Infinity);
 		}
-		if (this.#lastWalked.size && this.#isWitnessDue(nowUs)) void this.#chain(() => this.#witness(this.#lastWalked));
-	}
-
-	/** Once a second at most: whether a witness walk is due (isWitnessDue). */
-	#isWitnessDue(nowUs: number): boolean {
-		if (nowUs - this.#lastStaleCheckUs < STALE_CHECK_US) return false;
-		this.#lastStaleCheckUs = nowUs;
-		return isWitnessDue(this.#session, nowUs - Math.max(this.#lastWalkUs, this.#lastWitnessUs), this.#lastWitnessMs);
-	}
-
-	/** Without a model: the namespaces asked for, or this one and those seen in events. */
-	#witnessTargets(): Set<number> {
-		if (this.#asked.length) return new Set(this.#asked);
-		return new Set([this.home, ...[...this.#seen.keys()].slice(0, MAX_WALKED_NAMESPACES)]);
-	}
-
-	/** Without a model: remembers the namespaces events came from, and a process in each (a way in). */
-	#note(events: readonly TwtEvent[]): void {
-		for (const e of events) {
-			if (e.netns && !this.#seen.has(e.netns) && this.#seen.size < MAX_WALKED_NAMESPACES) this.#seen.set(e.netns, e.pid || e.closerPid);
-		}
-	}
-
-	/** A witness walk (NamespaceWalker.witness) of `namespaces`. */
-	async #witness(namespaces: ReadonlySet<number>): Promise<void> {
-		if (this.#stopped || this.#abandon || !this.#walker) return;
-		const startedUs = this.#parts.clockUs();
-		const startNs = process.hrtime.bigint();
-		// Ways into the namespaces: full walks find them; without a model (trace) nothing else does,
-		// and the processes seen in a namespace may be gone by now.
-		if (!this.model) this.#walker.discover();
-		const walked = await this.#walker.witness(namespaces, (netns) => this.#pidsIn(netns), () => this.#abandon);
-		if (this.#abandon) return;
-		this.drainNow(); // the events the walk delivered
-		this.#session.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
-		this.#lastWitnessUs = this.#parts.clockUs();
-		this.#lastWitnessMs = (this.#lastWitnessUs - startedUs) / 1000;
 	}
 
 	/**
@@ -271,7 +266,7 @@ export class LiveFeed {
 	 * walked is listed in `unwalked` with the reason.
 	 */
 	walkAll(): Promise<void> {
-		return this.#chain(() => (this.model ? this.#walkNamespaces() : this.#witness(this.#witnessTargets())));
+		return this.model ? this.#chain(() => this.#walkNamespaces()) : Promise.resolve();
 	}
 
 	/** Runs `body` after the walk in progress, if any: one walk at a time. Never rejects. */
@@ -291,7 +286,7 @@ export class LiveFeed {
 		const model = this.model;
 		if (this.#stopped || this.#abandon || !this.#walker || !model) return;
 		const startedUs = this.#parts.clockUs();
-		const startNs = process.hrtime.bigint();
+		const startNs = this.#parts.clockNs();
 		const walked = new Set<number>();
 		this.drainNow(); // events from before the walk must reach the model before it
 		const discovered = fresh ? [] : this.#walker.discover();
@@ -308,13 +303,9 @@ export class LiveFeed {
 				walked.add(netns);
 			}
 		}
-		this.#session.sweepClosing(process.hrtime.bigint(), { startNs, netns: walked });
-		if (fresh) {
-			// Not a pass over the namespaces of interest: the interval and the pass count are theirs.
-			this.#lastWalked = new Set([...this.#lastWalked, ...walked]);
-			return;
-		}
-		this.#lastWalked = walked;
+		this.#session.sweepClosing(this.#parts.clockNs(), { startNs, netns: walked });
+		// Not a pass over the namespaces of interest: the interval and the pass count are theirs.
+		if (fresh) return;
 		this.#lastWalkUs = this.#parts.clockUs();
 		this.#lastWalkMs = (this.#lastWalkUs - startedUs) / 1000;
 		this.#walksCompleted++;
@@ -351,6 +342,13 @@ export class LiveFeed {
 		return true;
 	}
 
+	/** Without a model: remembers the namespaces events came from, and a process in each (a way in). */
+	#note(events: readonly TwtEvent[]): void {
+		for (const e of events) {
+			if (e.netns && !this.#seen.has(e.netns) && this.#seen.size < MAX_WALKED_NAMESPACES) this.#seen.set(e.netns, e.pid || e.closerPid);
+		}
+	}
+
 	/** Processes seen in a namespace, the most recent first: their /proc/PID/ns/net is a way in. */
 	#pidsIn(netns: number): number[] {
 		if (!this.model) return [this.#seen.get(netns) ?? 0];
@@ -360,19 +358,21 @@ export class LiveFeed {
 
 	/**
 	 * Stops the upkeep, abandons a walk in progress, detaches and delivers the rest of the ring;
-	 * idempotent. With `lastWalk`, walks once more after detaching (for at most `lastWalkMs`, 0.7 s
-	 * unless told: Infinity for the whole walk), so
-	 * that every missed time_wait of a socket that closed before the stop is delivered (trace's last
-	 * events, a record's capture end complete); top and serve skip it to exit at once.
+	 * idempotent. With `last`, first makes the end complete after detaching, when no time_wait event
+	 * is on its way any more: every close still waiting is looked up (its missed TIME_WAIT entry
+	 * delivered), and with a model the namespaces are walked once more (for at most `lastWalkMs`, 0.7 s
+	 * unless told: Infinity for the whole walk), so that the TIME_WAIT held at the end is exact (a
+	 * report's, a record's capture end). top and serve skip it to exit at once.
 	 */
-	async stop(options: { lastWalk?: boolean; lastWalkMs?: number } = {}): Promise<SessionSummary> {
+	async stop(options: { last?: boolean; lastWalkMs?: number } = {}): Promise<SessionSummary> {
 		if (this.#stopped) return this.#stopped;
 		clearInterval(this.#upkeep);
 		this.#abandon = true;
 		await this.#walking;
-		if (options.lastWalk && this.#walker) {
+		if (options.last && this.#walker) {
 			this.#abandon = false;
 			this.#session.detachTracepoints();
+			this.#checkSuspects({ minAgeNs: 0n });
 			const ms = options.lastWalkMs ?? LAST_WALK_MS;
 			const deadline = Number.isFinite(ms) ? setTimeout(() => (this.#abandon = true), ms) : undefined;
 			await this.walkAll();

@@ -135,6 +135,8 @@ export class LivePipeline {
 
 	/** The model now, as `query` asks, with what a view needs besides. Drains the ring first. */
 	snapshotReply(query: SnapshotQuery, agent?: AgentInfo): SnapshotReply {
+		// A namespace asked about that no walk read yet is walked soon: the next answer counts it whole.
+		if (query.view?.netns?.length) this.feed.askedAbout(query.view.netns);
 		this.feed.drainNow();
 		const nowUs = this.#clockUs();
 		this.model.tick(nowUs);

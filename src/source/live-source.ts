@@ -78,10 +78,11 @@ export class LiveSource implements Source {
 	}
 
 	/**
-	 * Stops tracing and returns what the session counted; with `lastWalk`, walks once more after
-	 * detaching, so that the counts (and a capture's last walk) are exact at the end. Idempotent.
+	 * Stops tracing and returns what the session counted; with `last`, looks up the closes still
+	 * waiting and walks once more after detaching, so that the counts (and a capture's last walk) are
+	 * exact at the end. Idempotent.
 	 */
-	async stop(options: { lastWalk?: boolean } = {}): Promise<SessionSummary> {
+	async stop(options: { last?: boolean } = {}): Promise<SessionSummary> {
 		this.#summary ??= await this.pipeline.stop(options);
 		return this.#summary;
 	}
@@ -91,15 +92,18 @@ export class LiveSource implements Source {
 	}
 }
 
-/** `trace`'s feed: the same live feed, without a model; its walks only witness (kernel-facts §8). Throws TwtraceError. */
-export function openTraceFeed(opts: FilterOptions, want: { walkIntervalMs: number; log?: (line: string) => void }, handlers: LiveFeedHandlers): { feed: LiveFeed; filters: Filters } {
+/**
+ * `trace`'s feed: the same live feed, without a model; it walks no table, and looks up the closes
+ * that wait too long for their end (kernel-facts §8). Throws TwtraceError.
+ */
+export function openTraceFeed(opts: FilterOptions, want: { log?: (line: string) => void }, handlers: LiveFeedHandlers): { feed: LiveFeed; filters: Filters } {
 	const filters = resolveFilters(opts);
 	const objectPath = defaultObjectPath();
 	preflight('trace', objectPath);
-	// Walks are the witness of time_wait events the kernel never reports (bpf/twtrace.bpf.c,
-	// dump_tcp): only worth their cost when time_wait events are wanted.
-	const socketWalks = filters.kinds.length === 0 || filters.kinds.includes('time_wait');
-	const feed = new LiveFeed({ objectPath, filters, ringBytes: opts.ringSize, log: want.log, socketWalks, walkIntervalMs: want.walkIntervalMs }, handlers);
+	// The witness of time_wait events the kernel never reports (pipeline/suspect-check.ts) keeps every
+	// active close in a map: only worth it when time_wait events are wanted.
+	const witness = filters.kinds.length === 0 || filters.kinds.includes('time_wait');
+	const feed = new LiveFeed({ objectPath, filters, ringBytes: opts.ringSize, log: want.log, witness }, handlers);
 	return { feed, filters };
 }
 

@@ -58,7 +58,7 @@ export class LiveRecording {
 	 * and says what was written. Throws TwtraceError when a write failed (what was written is kept).
 	 */
 	async finish(source: LiveSource, reason: string): Promise<{ summary: SessionSummary; written: { events: number; walks: number; bytes: number } | undefined }> {
-		const summary = await source.stop({ lastWalk: true }); // delivers what is left in the ring (and what the last walk recovers) to the file
+		const summary = await source.stop({ last: true }); // delivers what is left in the ring (and the missed entries the last look recovers) to the file
 		const written = this.#sink.close(summary, monotonicUs(), reason || 'error');
 		return { summary, written };
 	}

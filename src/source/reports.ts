@@ -76,7 +76,7 @@ export async function reportFrom(source: Source, request: ReportRequest, opts: P
 	}
 	if (!(source instanceof LiveSource) || !live?.builder) throw new Error('a live report needs its builder (LiveReport.follow)');
 	await request.run?.finished;
-	const summary = await source.stop({ lastWalk: true }); // exact TIME_WAIT held at the end
+	const summary = await source.stop({ last: true }); // exact TIME_WAIT held at the end
 	io.stderr.write(sessionSummaryLine(summary) + '\n');
 	const pipeline = source.pipeline;
 	return live.builder.build({

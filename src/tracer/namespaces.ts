@@ -1,34 +1,19 @@
 /**
- * Walks of network namespaces for `top`: enter a namespace (setns), walk its TCP sockets with the
- * iter/tcp program and read its sysctls and TIME_WAIT overflow counter, then come back. A namespace
- * is known by its inode; it is entered through /run/netns/NAME or /proc/PID/ns/net of a process
- * seen in it, checked by inode. No /proc socket-table walks.
+ * Network namespaces, entered (setns) to walk their TCP sockets with the iter/tcp program and read
+ * their sysctls and TIME_WAIT overflow counter, or to look a few sockets up by 4-tuple (sock_diag),
+ * then come back. A namespace is known by its inode; it is entered through /run/netns/NAME or
+ * /proc/PID/ns/net of a process seen in it, checked by inode. No /proc socket-table walks.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { inNetns, readIteratorChunk } from '../../native/iter.js';
+import { closeSockDiag, openSockDiag, sockDiagExchange } from '../../native/netlink.js';
+import { decodeLookup, encodeLookup, type Lookup, type SocketKey } from './sock-diag.js';
 import { DEFAULT_PORT_RANGE, parsePortList, parsePortRange, type NetnsSettings } from '../facts/netns-settings.js';
 import type { Tracer } from './tracer.js';
 
 /** Bytes of socket records read per step of a walk (~4,700 full records): a few ms of work between yields. */
 export const WALK_CHUNK_BYTES = 256 << 10;
-
-/** A close that has waited longer than this for its end entered TIME_WAIT unreported (kernel-facts §8). */
-export const STALE_CLOSE_NS = 1_500_000_000n;
-
-/**
- * Whether a witness walk should run now: the last walk ended long enough ago (3 s, or ten times the
- * last witness walk's length, at most 30 s: well within the 60 s a missed socket stays findable) and
- * a close has waited too long for its end. Looks at the closing map only once the gap has passed.
- * The gap is also how late a missed entry is counted: spacing witness walks by a CPU budget of 1 %
- * of a core instead left entries a short run missed near its end uncounted 6 s after it
- * (bench/RESULTS.md of commit 2b891ea, measured at 4c7265b). A walk costs the kernel's iteration
- * over the whole namespace: the witness walk is made cheap instead (bpf/twtrace.bpf.c, dump_tcp).
- */
-export function isWitnessDue(closes: Pick<Tracer, 'hasStaleClose'>, sinceLastWalkUs: number, lastWitnessMs: number): boolean {
-	const gapUs = Math.min(30_000_000, Math.max(3_000_000, 10 * lastWitnessMs * 1000));
-	return sinceLastWalkUs >= gapUs && closes.hasStaleClose(process.hrtime.bigint(), STALE_CLOSE_NS);
-}
 
 /** A walk started by open(): its iterator to read a chunk at a time (and close), and what was read on the way in. */
 export interface OpenedWalk {
@@ -60,14 +45,12 @@ export class NamespaceWalker {
 	readonly #home = ownNetns();
 	/** Ways into namespaces found by discover(): inode → /run/netns/NAME or /proc/PID/ns/net. */
 	#paths = new Map<number, string>();
+	/** Netlink sequence numbers of lookups. */
+	#lookups = 0;
 
-	readonly #betweenChunks: (() => void) | undefined;
-
-	/** `betweenChunks` runs during long walks (drain the ring there). */
-	constructor(tracer: Tracer, clockUs: () => number, betweenChunks?: () => void) {
+	constructor(tracer: Tracer, clockUs: () => number) {
 		this.#tracer = tracer;
 		this.#clockUs = clockUs;
-		this.#betweenChunks = betweenChunks;
 	}
 
 	get home(): number {
@@ -115,36 +98,27 @@ export class NamespaceWalker {
 	}
 
 	/**
-	 * Walks `namespaces` only for the walk's side effect in the kernel: delivering the time_wait
-	 * events no tracepoint reported (bpf/twtrace.bpf.c, dump_tcp). Each socket writes only its
-	 * cookie, which is not read. Gives the event loop back between chunks (betweenChunks runs there
-	 * too); `shouldStop` abandons. Returns the namespaces walked whole. Never rejects.
+	 * Looks `sockets` up in `netns` by 4-tuple and cookie (sock_diag: what `ss` does, for one socket
+	 * each): a netlink socket made inside the namespace, then one request each, answered from the
+	 * kernel's hash tables, timewait sockets included. `pids` are ways in. An answer the kernel did
+	 * not give (an error other than "no such socket") is undefined. Never throws.
 	 */
-	async witness(namespaces: Iterable<number>, pidsIn: (netns: number) => Iterable<number>, shouldStop: () => boolean = () => false): Promise<Set<number>> {
-		const walked = new Set<number>();
-		const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
-		this.#tracer.setWalkCookiesOnly(true);
+	lookup(netns: number, pids: Iterable<number>, sockets: readonly SocketKey[]): (Lookup | undefined)[] | { netns: number; error: string } {
+		const fd = this.#enter(netns, pids, openSockDiag);
+		if (typeof fd !== 'number') return fd;
+		const reply = Buffer.alloc(1024); // inet_diag_msg and a few attributes; the rest is cut, not needed
 		try {
-			for (const netns of namespaces) {
-				const fd = this.#enter(netns, pidsIn(netns), () => this.#tracer.openWalk());
-				if (typeof fd !== 'number') continue;
+			return sockets.map((socket) => {
 				try {
-					while (readIteratorChunk(fd, buf) > 0) {
-						if (shouldStop()) return walked;
-						this.#betweenChunks?.();
-						await new Promise((resolve) => setImmediate(resolve));
-					}
-				} finally {
-					fs.closeSync(fd);
+					const answer = decodeLookup(reply, sockDiagExchange(fd, encodeLookup(socket, ++this.#lookups), reply));
+					return answer && !('error' in answer) ? answer : undefined;
+				} catch {
+					return undefined;
 				}
-				walked.add(netns);
-			}
-		} catch {
-			// A namespace that went away mid-walk: what was walked whole stands.
+			});
 		} finally {
-			this.#tracer.setWalkCookiesOnly(false);
+			closeSockDiag(fd);
 		}
-		return walked;
 	}
 
 	#enter<T>(netns: number, pids: Iterable<number>, body: () => T): T | { netns: number; error: string } {

@@ -16,7 +16,9 @@ export interface SessionOptions {
 	/** How often loss counters are read. */
 	dropCheckMs?: number;
 	log?: (line: string) => void;
-	/** Enable Tracer.openWalk() and the closing map (socket walks). */
+	/** Keep active closes and recover the time_wait events the kernel missed (Tracer's witness option). */
+	witness?: boolean;
+	/** Enable Tracer.openWalk() (socket walks); implies witness. */
 	socketWalks?: boolean;
 	/** Also hand over each batch's raw records (record keeps them). */
 	keepRaw?: boolean;
@@ -74,7 +76,7 @@ export class TraceSession {
 		let decoder: Decoder | undefined;
 		let ringWords: Uint32Array | undefined;
 		this.#tracer = new Tracer(
-			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, socketWalks: options.socketWalks },
+			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness: options.witness, socketWalks: options.socketWalks },
 			options.onEach ? (offset, length) => {
 				const r = decoder!.at(offset, length);
 				if (this.#keepRaw && (r === undefined || !isDecodeFailure(r))) this.#keepRecord(ringWords!, offset);

@@ -4,7 +4,8 @@
  */
 import * as bpf from '../../native/libbpf.js';
 import { RingMap } from '../../native/ring-map.js';
-import { Claim, CLOSING_FIELDS, CLOSING_SIZE, CONFIG_FIELDS, CONFIG_SIZE, Counter, RODATA_CFG_OFFSET, WALK_SETTINGS_FIELDS, WALK_SETTINGS_SIZE } from '../event/layout.generated.js';
+import { Claim, CONFIG_FIELDS, CONFIG_SIZE, Counter, RECOVER_FIELDS, RECOVER_SIZE, RODATA_CFG_OFFSET, WALK_SETTINGS_FIELDS, WALK_SETTINGS_SIZE } from '../event/layout.generated.js';
+import { closingClaim, CLOSING_SIZE, decodeClosing, type Closing } from '../event/closing.js';
 import { kindValue, type EventKindName } from '../event/kinds.js';
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { decodeListener, encodeListenerKey, LISTENER_SIZE, type ListenerOwner } from '../event/listener.js';
@@ -33,9 +34,11 @@ export interface TracerOptions {
 	/** libbpf and verifier messages, for --verbose. */
 	log?: (line: string) => void;
 	/**
-	 * Load the iter/tcp program too, for openWalk() (reconciliation, witness walks), and keep active closes
-	 * in the `closing` map, so that walks deliver the time_wait events the kernel never reported.
+	 * Keep active closes in the `closing` map until their socket ends, and load recover_time_wait:
+	 * the time_wait events the kernel never reported are then delivered (staleCloses, recoverTimeWait).
 	 */
+	witness?: boolean;
+	/** Load the iter/tcp program too, for openWalk() (reconciliation); its walks witness as well. Implies witness. */
 	socketWalks?: boolean;
 }
 
@@ -57,6 +60,8 @@ const PROGRAMS = {
 	sysExit: { name: 'handle_sys_exit', attachPoint: 'tp_btf/sys_exit' },
 	socketWalk: { name: 'dump_tcp', attachPoint: 'iter/tcp' },
 } as const;
+/** Run by the loader (BPF_PROG_RUN), not attached: delivers one missed TIME_WAIT entry (recoverTimeWait). */
+const RECOVER_PROGRAM = 'recover_time_wait';
 
 /** Encodes the filters as `struct twt_config` in host byte order (`le`: a test's choice). Pure. */
 export function encodeConfig(filters: Filters, witness = false, le = HOST_LITTLE_ENDIAN): Uint8Array {
@@ -84,10 +89,11 @@ export class Tracer {
 	readonly #listenersFd: number;
 	readonly #closingFd: number;
 	readonly #dataFd: number;
+	/** recover_time_wait's fd, with socket walks. */
+	readonly #recoverFd: number | undefined;
 	/** The programs that make events (tracepoints); the socket walk's link is apart: it outlives them. */
 	readonly #eventLinks: bpf.Handle[] = [];
 	#walkMinAgeNs = WALK_MIN_AGE_NS;
-	#walkCookiesOnly = false;
 	#walkLink: bpf.Handle | undefined;
 	readonly #cpus: number;
 	readonly #ring: RingMap;
@@ -106,17 +112,20 @@ export class Tracer {
 		this.ringBytes = options.ringBytes;
 		this.#object = bpf.objectOpen(options.objectPath);
 		try {
-			bpf.mapWriteInitialValue(bpf.findMap(this.#object, '.rodata'), RODATA_CFG_OFFSET, encodeConfig(options.filters, options.socketWalks === true));
+			const witness = options.witness === true || options.socketWalks === true;
+			bpf.mapWriteInitialValue(bpf.findMap(this.#object, '.rodata'), RODATA_CFG_OFFSET, encodeConfig(options.filters, witness));
 			bpf.mapSetMaxEntries(bpf.findMap(this.#object, 'events'), options.ringBytes);
 			const wantsBind = options.filters.kinds.length === 0 || options.filters.kinds.includes('bind_fail');
 			const sysExit = bpf.findProgram(this.#object, PROGRAMS.sysExit.name);
 			// sys_exit fires on every syscall of the host: load it only when bind failures are wanted.
 			bpf.programSetAutoload(sysExit, wantsBind);
 			bpf.programSetAutoload(bpf.findProgram(this.#object, PROGRAMS.socketWalk.name), options.socketWalks === true);
+			bpf.programSetAutoload(bpf.findProgram(this.#object, RECOVER_PROGRAM), witness);
 			bpf.objectLoad(this.#object);
 			if (options.socketWalks) {
 				this.#walkLink = bpf.programAttach(bpf.findProgram(this.#object, PROGRAMS.socketWalk.name), PROGRAMS.socketWalk.attachPoint);
 			}
+			if (witness) this.#recoverFd = bpf.programFd(bpf.findProgram(this.#object, RECOVER_PROGRAM));
 
 			// Primary before fallback: the kernel calls a tracepoint's programs in attach order.
 			const wanted = [PROGRAMS.stateChange, PROGRAMS.stateChangeNested, ...(wantsBind ? [PROGRAMS.sysExit] : [])];
@@ -173,21 +182,11 @@ export class Tracer {
 		this.#writeWalkSettings();
 	}
 
-	/**
-	 * For the walks that follow: with `cookiesOnly`, a walk only witnesses (claims and delivers
-	 * missed TIME_WAIT entries) and writes 8 bytes per socket, its cookie, instead of a struct twt_sock.
-	 */
-	setWalkCookiesOnly(cookiesOnly: boolean): void {
-		this.#walkCookiesOnly = cookiesOnly;
-		this.#writeWalkSettings();
-	}
-
 	#writeWalkSettings(): void {
 		if (this.#closed) return;
 		const value = Buffer.alloc(WALK_SETTINGS_SIZE);
 		const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
 		v.setBigUint64(WALK_SETTINGS_FIELDS.min_age_ns.offset, this.#walkMinAgeNs, HOST_LITTLE_ENDIAN);
-		v.setUint32(WALK_SETTINGS_FIELDS.cookies_only.offset, this.#walkCookiesOnly ? 1 : 0, HOST_LITTLE_ENDIAN);
 		bpf.mapUpdate(this.#dataFd, Buffer.alloc(4), value);
 	}
 
@@ -210,34 +209,53 @@ export class Tracer {
 	}
 
 	/**
-	 * Whether a close older than `minAgeNs` is still waiting for its end: the sign of a TIME_WAIT
-	 * entry the kernel did not report (kernel-facts §8), which only a walk can deliver. Cheap: the
-	 * map holds the closes in flight (an RTT each), and the visit stops at the first.
+	 * The closes older than `minAgeNs` still waiting for their end (unclaimed): each the sign of a
+	 * TIME_WAIT entry the kernel did not report (kernel-facts §8), or a socket still half closed. At
+	 * most `max`, the oldest of those visited first is not guaranteed: the map's order.
 	 */
-	hasStaleClose(nowNs: bigint, minAgeNs: bigint, maxEntries = 100_000): boolean {
-		let found = false;
-		this.#forEachClosing(maxEntries, (_key, claim, closedNs) => {
-			found = claim === Claim.NONE && nowNs - closedNs > minAgeNs;
-			return !found;
+	staleCloses(nowNs: bigint, minAgeNs: bigint, max = 1024): { cookie: bigint; closing: Closing }[] {
+		const stale: { cookie: bigint; closing: Closing }[] = [];
+		this.#forEachClosing(1_000_000, (key, claim, closedNs, _netns, value) => {
+			if (claim !== Claim.NONE || nowNs - closedNs <= minAgeNs) return true;
+			const closing = decodeClosing(value);
+			if (closing) stale.push({ cookie: cookieOf(key), closing });
+			return stale.length < max;
 		});
-		return found;
+		return stale;
+	}
+
+	/**
+	 * Delivers the time_wait event of the close of `cookie`, whose socket was found in TIME_WAIT
+	 * (substate `substate`, TCP_*) although the kernel reported no entry: recover_time_wait claims the
+	 * close as a walk would. True when it delivered (or counted) the event; false when the close was
+	 * claimed already, is gone, or is younger than a walk's witness age.
+	 */
+	recoverTimeWait(cookie: bigint, substate: number): boolean {
+		if (this.#closed || this.#recoverFd === undefined) return false;
+		const ctx = Buffer.alloc(RECOVER_SIZE);
+		const v = new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength);
+		v.setBigUint64(RECOVER_FIELDS.cookie.offset, cookie, HOST_LITTLE_ENDIAN);
+		v.setUint8(RECOVER_FIELDS.substate.offset, substate);
+		return bpf.programRun(this.#recoverFd, ctx) === 1;
+	}
+
+	/** Deletes the close of `cookie` from the map (settled: its socket ended, or its event was delivered). */
+	forgetClose(cookie: bigint): boolean {
+		return !this.#closed && bpf.mapDelete(this.#closingFd, keyOf(cookie));
 	}
 
 	/** Visits the closing map's entries until `visit` returns false. */
-	#forEachClosing(maxEntries: number, visit: (key: Buffer, claim: number, closedNs: bigint, netns: number) => boolean): void {
+	#forEachClosing(maxEntries: number, visit: (key: Buffer, claim: number, closedNs: bigint, netns: number, value: Buffer) => boolean): void {
 		if (this.#closed) return;
 		const key = Buffer.alloc(8);
 		const next = Buffer.alloc(8);
 		const value = Buffer.alloc(CLOSING_SIZE);
-		const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
 		let has = bpf.mapNextKey(this.#closingFd, null, next);
 		for (let visited = 0; has && visited < maxEntries; visited++) {
 			next.copy(key);
 			if (bpf.mapLookup(this.#closingFd, key, value)) {
-				const claim = v.getUint32(CLOSING_FIELDS.claim.offset, HOST_LITTLE_ENDIAN);
-				const closedNs = v.getBigUint64(CLOSING_FIELDS.closed_ns.offset, HOST_LITTLE_ENDIAN);
-				const netns = v.getUint32(CLOSING_FIELDS.netns.offset, HOST_LITTLE_ENDIAN);
-				if (!visit(key, claim, closedNs, netns)) return;
+				const { claim, closedNs, netns } = closingClaim(value);
+				if (!visit(key, claim, closedNs, netns, value)) return;
 			}
 			has = bpf.mapNextKey(this.#closingFd, key, next);
 		}
@@ -274,4 +292,16 @@ export class Tracer {
 		if (this.#walkLink) bpf.linkDestroy(this.#walkLink);
 		this.#walkLink = undefined;
 	}
+}
+
+/** A `closing` key: the socket cookie, a u64 in host order. */
+function keyOf(cookie: bigint): Buffer {
+	const key = Buffer.alloc(8);
+	if (HOST_LITTLE_ENDIAN) key.writeBigUInt64LE(cookie);
+	else key.writeBigUInt64BE(cookie);
+	return key;
+}
+
+function cookieOf(key: Buffer): bigint {
+	return HOST_LITTLE_ENDIAN ? key.readBigUInt64LE() : key.readBigUInt64BE();
 }

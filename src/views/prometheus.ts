@@ -195,7 +195,7 @@ export class PrometheusView {
 			});
 		new Counter({
 			name: 'twtrace_timewait_missed_total',
-			help: 'Sockets that entered TIME_WAIT with no tracepoint call, found by socket walks; their time_wait events were delivered late (counted in the per-group totals)',
+			help: 'Sockets that entered TIME_WAIT with no tracepoint call, found later by socket lookups or walks; their time_wait events were delivered late (counted in the per-group totals)',
 			registers,
 			collect() {
 				this.reset();

@@ -73,7 +73,7 @@ function lossLine(r: Report): string {
 	// No owner from connect()/listen(): the socket, or only its listener, is older than the recording.
 	// Such a connection is still blamed on the process that closed it, when one did.
 	const owners = l.ownerMissing ? `; ${n(l.ownerMissing)} connections ended with no owner from connect() or listen() (the socket or its listener is older than the recording; blamed on their closer when seen)` : '';
-	const recovered = l.walkMissed ? `; ${n(l.walkMissed)} TIME_WAIT entries the kernel did not report, recovered by walks` : '';
+	const recovered = l.walkMissed ? `; ${n(l.walkMissed)} TIME_WAIT entries the kernel did not report, found later and recovered` : '';
 	const unknown = l.unreadable.length ? `; unknown: the end frame's counters are unreadable (${l.unreadable.join(', ')})` : '';
 	return (parts.length ? `Losses: ${parts.join(', ')}` : 'Losses: none') + owners + recovered + unknown;
 }

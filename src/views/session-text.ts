@@ -18,7 +18,7 @@ export function sessionSummaryLine(s: SessionSummary, printed?: number, readerLe
 	return `twtrace: ${seen} in ${s.seconds.toFixed(1)} s; ` +
 		`${lost.toLocaleString('en-US')} lost (ring full ${s.ringFull}, skipped runs ${s.missedRuns}, undecodable ${s.decodeErrors}); ` +
 		`${s.mapFull} unattributed (map full), ${s.ownerMissing} without a known owner (opened before twtrace started)` +
-		(s.walkMissed ? `; ${s.walkMissed} time_wait missed by the kernel's tracepoint, recovered from socket walks` : '') +
+		(s.walkMissed ? `; ${s.walkMissed} time_wait missed by the kernel's tracepoint, found later and recovered` : '') +
 		(s.unwitnessed ? `; ${s.unwitnessed} active closes unwitnessed (closing map full)` : '') +
 		(s.nestedRecovered ? `; ${s.nestedRecovered} nested transitions recovered by the fallback program` : '');
 }

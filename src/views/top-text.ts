@@ -159,7 +159,7 @@ function lossLine(s: Snapshot, ctx: TopContext, paint: Paint): string {
 	const lost = eventsLost(d);
 	const parts = [`lost ${int(lost)} events (ring full ${int(d.ringFull)}, skipped runs ${int(d.missedRuns)})`];
 	if (d.mapFull) parts.push(`${int(d.mapFull)} unattributed (map full)`);
-	if (d.walkMissed) parts.push(`${int(d.walkMissed)} TIME_WAIT entries the kernel did not report, recovered by walks`);
+	if (d.walkMissed) parts.push(`${int(d.walkMissed)} TIME_WAIT entries the kernel did not report, found later and recovered`);
 	if (d.unwitnessed) parts.push(`${int(d.unwitnessed)} closes unwitnessed (closing map full)`);
 	if (s.overflow.owners || s.overflow.timeWait) parts.push(`over twtrace's bounds: ${int(s.overflow.owners)} owners merged into (other), ${int(s.overflow.timeWait)} TIME_WAIT untracked`);
 	const line = parts.join(' · ');

@@ -1,8 +1,11 @@
 /**
  * A fake kernel for the live pipeline's unit tests (LiveFeedParts): a session whose events a test
- * emits by hand, namespaces whose socket tables it fills, walks that read them, a clock it moves,
- * and a record of what the feed asked for (full walks, witness walks, detaching, stopping).
+ * emits by hand, namespaces whose socket tables it fills, walks that read them, closes waiting for
+ * their end and what a lookup finds of each, a clock it moves, and a record of what the feed asked
+ * for (walks, lookups, recoveries, detaching, stopping).
  */
+import type { Closing } from '../../src/event/closing.js';
+import type { Lookup } from '../../src/tracer/sock-diag.js';
 import type { TwtEvent } from '../../src/event/decode.js';
 import type { ListenerOwner } from '../../src/event/listener.js';
 import type { NetnsSettings } from '../../src/facts/netns-settings.js';
@@ -22,11 +25,17 @@ export class FakeKernel {
 	readonly unreachable = new Map<number, string>();
 	/** (netns port) → who called listen(). */
 	readonly listeners = new Map<string, ListenerOwner>();
-	/** Whether a close waits too long for its end (the sign of a missed TIME_WAIT entry). */
-	staleClose = false;
-	/** Namespaces opened for full walks, in order; witness walks, each the set it covered. */
+	/** Closes waiting for their end (the `closing` map's unclaimed entries), by cookie. */
+	readonly closes = new Map<bigint, Closing>();
+	/** What a lookup of a close's socket finds; none: no such socket (it ended). */
+	readonly sockets = new Map<bigint, Lookup>();
+	/** Namespaces opened for full walks, in order. */
 	readonly opened: number[] = [];
-	readonly witnessed: number[][] = [];
+	/** Lookups: the namespace and the cookies asked for, each batch; and the ways in offered. */
+	readonly lookups: { netns: number; cookies: bigint[]; pids: number[] }[] = [];
+	/** Cookies whose time_wait event recoverTimeWait delivered; and those forgotten. */
+	readonly recovered: bigint[] = [];
+	readonly forgotten: bigint[] = [];
 	/** How many times the walker looked for ways into namespaces (discover). */
 	discovered = 0;
 	detached = false;
@@ -42,9 +51,16 @@ export class FakeKernel {
 		this.#handlers!.onEvents(events);
 	}
 
+	/** A close of `cookie` in `netns` by `pid`, `ageS` seconds ago by the fake clock. */
+	close(cookie: bigint, netns: number, pid: number, ageS: number): void {
+		const none = new Uint8Array(16);
+		this.closes.set(cookie, { claim: 0, closedNs: BigInt(this.nowUs - ageS * S) * 1000n, netns, pid, closerPid: pid, socket: { family: 4, saddr: none, daddr: none, sport: 40000, dport: 80, boundDevIf: 0 } });
+	}
+
 	parts(): LiveFeedParts {
 		return {
 			clockUs: () => this.nowUs,
+			clockNs: () => BigInt(this.nowUs) * 1000n,
 			open: (_options, handlers, walks) => {
 				this.#handlers = handlers;
 				const summary: SessionSummary = { events: 0, decodeErrors: 0, seconds: 0, ringFull: 0, mapFull: 0, missedRuns: 0, nestedRecovered: 0, ownerMissing: 0, walkMissed: 0, unwitnessed: 0 };
@@ -57,7 +73,16 @@ export class FakeKernel {
 						detachTracepoints: () => void (this.detached = true),
 						stop: () => ((this.stopped = true), summary),
 						sweepClosing: () => 0,
-						hasStaleClose: () => this.staleClose,
+						staleCloses: (nowNs, minAgeNs, max) => [...this.closes].filter(([, c]) => c.claim === 0 && nowNs - c.closedNs > minAgeNs)
+							.slice(0, max).map(([cookie, closing]) => ({ cookie, closing })),
+						recoverTimeWait: (cookie) => {
+							const c = this.closes.get(cookie);
+							if (!c || c.claim !== 0) return false;
+							c.claim = 1;
+							this.recovered.push(cookie);
+							return true;
+						},
+						forgetClose: (cookie) => (this.forgotten.push(cookie), this.closes.delete(cookie)),
 						listenerOwner: (netns, port) => this.listeners.get(`${netns} ${port}`),
 					},
 					walker: walks ? {
@@ -82,10 +107,11 @@ export class FakeKernel {
 								close: () => {},
 							};
 						},
-						witness: async (namespaces: Iterable<number>) => {
-							const set = new Set(namespaces);
-							this.witnessed.push([...set]);
-							return set;
+						lookup: (netns, pids, sockets) => {
+							const why = this.unreachable.get(netns);
+							if (why) return { netns, error: why };
+							this.lookups.push({ netns, cookies: sockets.map((s) => s.cookie), pids: [...pids] });
+							return sockets.map((s) => this.sockets.get(s.cookie) ?? { found: false });
 						},
 					} : undefined,
 				};

@@ -2,7 +2,7 @@
  * Loss measured against the truth, not against twtrace's own counters: a churn generator counts the
  * connections it completed (the client closes first, so each leaves exactly one TIME_WAIT socket on
  * the client), `ss` counts the TIME-WAIT sockets in the client namespace, and `twtrace trace` must
- * account for every one of them: delivered as a time_wait event (some recovered by a socket walk,
+ * account for every one of them: delivered as a time_wait event (some found later and recovered,
  * when the kernel ran no program for them), or reported lost. A loss reported that did not happen
  * fails as surely as a silent one. Five short runs, each in fresh namespaces.
  */
@@ -50,7 +50,7 @@ bpfTest(`trace accounts for every TIME_WAIT the kernel made: delivered plus repo
 			trace = undefined;
 			const { lost, recovered } = summaryCounts(stderr);
 			const cookies = new Set(events.map((e) => e.cookie));
-			const label = `run ${run}: ${completed} connections, ${held} TIME-WAIT in ss, ${events.length} time_wait events (${recovered} recovered by walks), ${lost} reported lost`;
+			const label = `run ${run}: ${completed} connections, ${held} TIME-WAIT in ss, ${events.length} time_wait events (${recovered} found later and recovered), ${lost} reported lost`;
 			t.log(label);
 			t.is(code, 0, label);
 			t.true(completed > 1000, `${label}: the generator made too few connections to mean anything`);

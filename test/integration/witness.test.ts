@@ -1,16 +1,17 @@
 /**
- * The walk witness, made to happen on purpose: at full churn the kernel sometimes reports no
- * transition at all for a socket that enters TIME_WAIT (kernel-facts §8), at random. Here the
- * tracepoint programs are detached while 20 client sockets wait in FIN_WAIT2, then the server
- * closes: the sockets enter TIME_WAIT with no program to see it, exactly as in the kernel's misses.
- * A socket walk must then deliver each one's time_wait event once, marked recovered, with the owner
- * and closer from the close it saw, and the socket's own addresses, ports and substate. Both kinds
- * of walk: the witness walk (cookies only, bpf/twtrace.bpf.c dump_tcp) and the full one.
+ * The witness, made to happen on purpose: at full churn the kernel sometimes reports no transition
+ * at all for a socket that enters TIME_WAIT (kernel-facts §8), at random. Here the tracepoint
+ * programs are detached while 20 client sockets wait in FIN_WAIT2, then the server closes: the
+ * sockets enter TIME_WAIT with no program to see it, exactly as in the kernel's misses. Each way of
+ * finding them must then deliver each one's time_wait event once, marked recovered, with the owner
+ * and closer from the close it saw, and the socket's own addresses, ports and substate: the suspect
+ * check (a sock_diag lookup per close, then recover_time_wait) and the full walk (dump_tcp).
  */
 import type { ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { TraceSession } from '../../src/tracer/session.js';
 import { NamespaceWalker, WALK_CHUNK_BYTES } from '../../src/tracer/namespaces.js';
+import { SuspectChecker } from '../../src/pipeline/suspect-check.js';
 import type { TwtEvent } from '../../src/event/decode.js';
 import { TCP_TIME_WAIT } from '../../src/event/sock.js';
 import { bpfObject, bpfTest } from '../helpers/env.js';
@@ -62,7 +63,10 @@ function states(pair: NetnsPair, port: number): Map<number, string> {
 	}));
 }
 
-async function missedThenWalked(t: ExecutionContext, port: number, walk: (walker: NamespaceWalker, netns: number) => Promise<void>): Promise<void> {
+type Find = (walker: NamespaceWalker, session: TraceSession, netns: number) => Promise<void>;
+
+/** `halfClosed` runs while the 20 sockets wait in FIN_WAIT2 and the programs are detached; `find` once they are in TIME_WAIT. */
+async function missedThenFound(t: ExecutionContext, port: number, find: Find, halfClosed?: Find): Promise<void> {
 	const pair = createPair();
 	t.teardown(() => pair.remove());
 	const events: TwtEvent[] = [];
@@ -79,6 +83,9 @@ async function missedThenWalked(t: ExecutionContext, port: number, walk: (walker
 
 	// From here on no program sees a transition: the sockets' entries into TIME_WAIT go unreported.
 	session.detachTracepoints();
+	const walker = new NamespaceWalker(session.tracer, () => 0);
+	walker.discover();
+	await halfClosed?.(walker, session, pair.clientInode);
 	server.stdin!.write('close\n');
 	await until('20 client sockets in TIME-WAIT', 10_000, async () => inState(pair, port, 'TIME-WAIT') === CONNECTIONS || undefined);
 	const ports = new Set(states(pair, port).keys());
@@ -86,40 +93,53 @@ async function missedThenWalked(t: ExecutionContext, port: number, walk: (walker
 	// A walk claims only closes older than WALK_MIN_AGE_NS (1 s): a younger one's event may still be on its way.
 	await new Promise((r) => setTimeout(r, 1200));
 
-	const walker = new NamespaceWalker(session.tracer, () => 0, () => session.drainNow());
-	walker.discover();
-	await walk(walker, pair.clientInode);
+	await find(walker, session, pair.clientInode);
 	session.drainNow();
-	t.is(events.length, CONNECTIONS, 'one time_wait event per socket, from the walk');
+	t.is(events.length, CONNECTIONS, 'one time_wait event per socket, found late');
 	t.true(events.every((e) => e.recovered && e.pid === clientPid && e.closerPid === clientPid && e.comm === 'node'), 'marked recovered, owner and closer the client');
-	t.deepEqual(new Set(events.map((e) => e.sport)), ports, 'the sockets\' own local ports');
+	t.deepEqual(events.map((e) => e.sport).sort(), [...ports].sort(), 'the sockets\' own local ports');
 	t.true(events.every((e) => e.daddr === pair.serverAddr && e.dport === port && e.saddr === pair.clientAddr && e.netns === pair.clientInode && e.substate === TCP_TIME_WAIT));
 	t.is(new Set(events.map((e) => e.cookie)).size, CONNECTIONS);
 
-	// Claimed once: another walk of either kind delivers nothing more.
-	await walk(walker, pair.clientInode);
-	await walker.witness([pair.clientInode], () => []);
+	// Claimed once: another look of either kind delivers nothing more.
+	await fullWalk(walker, session, pair.clientInode);
+	await checkSuspects(walker, session, pair.clientInode);
 	session.drainNow();
 	t.is(events.length, CONNECTIONS, 'no event delivered twice');
 	t.is(session.stop().walkMissed, CONNECTIONS, 'counted as missed by the tracepoint');
 }
 
-bpfTest('a witness walk (cookies only) delivers the TIME_WAIT entries no tracepoint reported, once, with their owner', async (t) => {
-	await missedThenWalked(t, 7980, async (walker, netns) => {
-		const walked = await walker.witness([netns], () => []);
-		t.deepEqual([...walked], [netns]);
+/** Reads a whole walk of `netns` (dump_tcp delivers as it goes). */
+const fullWalk: Find = async (walker, _session, netns) => {
+	const opened = walker.open(netns);
+	if ('error' in opened) throw new Error(opened.error);
+	const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
+	try {
+		while (opened.read(buf) > 0);
+	} finally {
+		opened.close();
+	}
+};
+
+/** One suspect check of the closes older than 1.5 s, as the live feed runs it every second. */
+async function checkSuspects(walker: NamespaceWalker, session: TraceSession, netns: number) {
+	const checker = new SuspectChecker(session.tracer, walker);
+	return checker.check(process.hrtime.bigint(), 1_500_000_000n, () => [], 100);
+}
+
+bpfTest('a suspect check (sock_diag lookups, recover_time_wait) delivers the TIME_WAIT entries no tracepoint reported, once, with their owner', async (t) => {
+	await missedThenFound(t, 7980, async (walker, session, netns) => {
+		const result = await checkSuspects(walker, session, netns);
+		t.like(result, { looked: CONNECTIONS, recovered: CONNECTIONS, ended: 0, waiting: 0 });
+		t.is(result.unreachable.size, 0);
+		t.deepEqual(session.tracer.staleCloses(process.hrtime.bigint(), 0n), [], 'settled: forgotten');
+	}, async (walker, session, netns) => {
+		// Half closed: found as full sockets, left for a later look; nothing delivered.
+		await new Promise((r) => setTimeout(r, 1600));
+		t.like(await checkSuspects(walker, session, netns), { looked: CONNECTIONS, recovered: 0, ended: 0, waiting: CONNECTIONS });
 	});
 });
 
 bpfTest('a full walk delivers the TIME_WAIT entries no tracepoint reported, once, with their owner', async (t) => {
-	await missedThenWalked(t, 7981, async (walker, netns) => {
-		const opened = walker.open(netns);
-		if ('error' in opened) throw new Error(opened.error);
-		const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
-		try {
-			while (opened.read(buf) > 0);
-		} finally {
-			opened.close();
-		}
-	});
+	await missedThenFound(t, 7981, fullWalk);
 });

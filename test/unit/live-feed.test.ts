@@ -1,8 +1,8 @@
 /**
  * The live feed's one walk scheduler, on a fake kernel (test/helpers/fake-kernel.ts): with a model,
- * a full walk at start and every interval, a namespace first seen in events by itself, a witness
- * walk when a close waits too long; without one (trace), witness walks only, and a last one after
- * detaching. The feed runs these on its own timer: nothing here calls it but to emit events.
+ * a full walk at start and every interval, a namespace first seen in events by itself; with or
+ * without one (trace), suspect checks of the closes that wait too long, and after detaching one of
+ * every close still waiting. The feed runs these on its own timer: nothing here calls it but to emit events.
  */
 import test, { type ExecutionContext } from 'ava';
 import { ChurnModel } from '../../src/model/churn-model.js';
@@ -61,6 +61,20 @@ test('a namespace first seen in events is walked at once, by itself, and counts 
 	await feed.stop();
 });
 
+test('a namespace asked about (a view\'s --netns) that no walk read is walked soon, by itself; one asked again is not', async (t) => {
+	const k = new FakeKernel();
+	k.table(1, []);
+	const { model, feed } = modelFeed(t, k, 600_000);
+	await eventually(() => feed.walks.completed === 1);
+	k.table(9, [sockRecord({ cookie: 5, sport: 40005, netns: 9 })]); // held since before the agent started; no event shows it
+	feed.askedAbout([9]);
+	await eventually(() => model.timeWait.countIn(9) === 1);
+	feed.askedAbout([9, 1]);
+	await new Promise((resolve) => setTimeout(resolve, 30));
+	t.deepEqual(k.opened, [1, 9]);
+	await feed.stop();
+});
+
 test('a namespace that cannot be entered is listed with the reason, and not tried at every upkeep', async (t) => {
 	const k = new FakeKernel();
 	k.table(1, []);
@@ -75,40 +89,83 @@ test('a namespace that cannot be entered is listed with the reason, and not trie
 	await feed.stop();
 });
 
-test('a close that waits too long for its end brings a witness walk of the walked namespaces, within seconds', async (t) => {
+const IN_TIME_WAIT = { found: true, isTimeWait: true, state: 6, expiresMs: 58_000 } as const;
+const HALF_CLOSED = { found: true, isTimeWait: false, state: 5, expiresMs: 0 } as const;
+
+test('the closes that wait too long are looked up each second: in TIME_WAIT delivered, gone forgotten, still closing asked again later', async (t) => {
 	const k = new FakeKernel();
 	k.table(1, []);
 	const { feed } = modelFeed(t, k, 60_000);
 	await eventually(() => feed.walks.completed === 1);
-	k.staleClose = true;
-	k.nowUs += 2 * S; // before the 3 s gap after a walk: not yet
+	k.close(10n, 1, 42, 0.5); // an RTT old: its event may be on its way
+	k.close(11n, 1, 42, 2);
+	k.close(12n, 1, 43, 2);
+	k.close(13n, 1, 42, 2);
+	k.sockets.set(11n, IN_TIME_WAIT); // entered TIME_WAIT unreported (kernel-facts §8)
+	k.sockets.set(13n, HALF_CLOSED); // 12n: no such socket, it ended
+	k.nowUs += S;
+	await eventually(() => k.lookups.length === 1);
+	t.deepEqual(k.lookups[0]!.cookies, [11n, 12n, 13n], 'only the closes older than 1.5 s, in one batch for their namespace');
+	t.true([42, 43].every((pid) => k.lookups[0]!.pids.includes(pid)), 'the closes\' own processes are ways in');
+	t.deepEqual(k.recovered, [11n]);
+	t.deepEqual(k.forgotten, [11n, 12n], 'settled: delivered, or ended without TIME_WAIT');
+	t.deepEqual([...k.closes.keys()], [10n, 13n]);
+	t.deepEqual(k.opened, [1], 'no table read for it');
+
+	// The half-closed socket: again after 1 s, then after 2 s; the young close once it is old enough.
+	k.nowUs += S;
+	await eventually(() => k.lookups.length === 2);
+	t.deepEqual(k.lookups[1]!.cookies, [10n, 13n]);
+	t.deepEqual(k.forgotten, [11n, 12n, 10n]);
+	k.nowUs += S;
 	await new Promise((resolve) => setTimeout(resolve, 30));
-	t.deepEqual(k.witnessed, []);
-	k.nowUs += 2 * S;
-	await eventually(() => k.witnessed.length === 1);
-	t.deepEqual(k.witnessed[0], [1]);
-	t.is(feed.walks.completed, 1, 'a witness walk is no full pass');
+	t.is(k.lookups.length, 2, 'not every second: 2 s after the last look');
+	k.nowUs += S;
+	await eventually(() => k.lookups.length === 3);
+	t.deepEqual(k.lookups[2]!.cookies, [13n]);
 	await feed.stop();
 });
 
-test('without a model (trace): no walk at start, witness walks only, and a last one after detaching', async (t) => {
+test('a suspect in a namespace with no way in waits, and ways in are looked for again, not at every check', async (t) => {
+	const k = new FakeKernel();
+	k.table(1, []);
+	const { feed } = modelFeed(t, k, 600_000);
+	await eventually(() => feed.walks.completed === 1);
+	const before = k.discovered;
+	k.unreachable.set(9, 'no way in');
+	k.close(20n, 9, 77, 2);
+	k.sockets.set(20n, IN_TIME_WAIT);
+	k.nowUs += S;
+	await eventually(() => k.discovered === before + 1);
+	k.nowUs += S;
+	await new Promise((resolve) => setTimeout(resolve, 30));
+	t.is(k.discovered, before + 1, 'not again within 10 s');
+	k.unreachable.delete(9);
+	k.nowUs += 2 * S;
+	await eventually(() => k.recovered.length === 1);
+	t.deepEqual(k.recovered, [20n], 'delivered once a way in is found');
+	await feed.stop();
+});
+
+test('without a model (trace): no table is read; suspects are looked up, and every close still waiting once more after detaching', async (t) => {
 	const k = new FakeKernel();
 	k.table(1, []);
 	const events: number[] = [];
-	const feed = new LiveFeed({ objectPath: '', filters, ringBytes: 4096, socketWalks: true, walkIntervalMs: 1000, upkeepMs: 5 }, { onEvents: (es) => events.push(es.length) }, k.parts());
+	const feed = new LiveFeed({ objectPath: '', filters, ringBytes: 4096, witness: true, upkeepMs: 5 }, { onEvents: (es) => events.push(es.length) }, k.parts());
 	t.teardown(() => feed.stop());
 	k.emit([{ ...base, netns: 4, pid: 42, tsUs: k.nowUs }]);
 	t.deepEqual(events, [1]);
-	await new Promise((resolve) => setTimeout(resolve, 30));
-	t.deepEqual(k.opened, [], 'trace never reads whole tables');
-	t.deepEqual(k.witnessed, []);
+	k.close(30n, 4, 0, 2); // its owner unknown: the process seen in the namespace is the way in
+	k.sockets.set(30n, IN_TIME_WAIT);
 	k.nowUs += S;
-	await eventually(() => k.witnessed.length === 1);
-	t.deepEqual(k.witnessed[0], [1, 4], 'this namespace and those seen in events');
-	t.is(k.discovered, 1, 'ways in looked for first: the processes seen in a namespace may be gone');
-	await feed.stop({ lastWalk: true, lastWalkMs: Infinity });
-	t.true(k.detached, 'detached before the last walk: no event is on its way any more');
-	t.is(k.witnessed.length, 2);
+	await eventually(() => k.recovered.length === 1);
+	t.true(k.lookups[0]!.pids.includes(42));
+	k.close(31n, 4, 42, 0.1);
+	k.sockets.set(31n, IN_TIME_WAIT);
+	await feed.stop({ last: true });
+	t.true(k.detached, 'detached first: no event is on its way any more');
+	t.deepEqual(k.recovered, [30n, 31n], 'the young close too, after detaching');
+	t.deepEqual(k.opened, [], 'trace never reads whole tables');
 	t.true(k.stopped);
 });
 
