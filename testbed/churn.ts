@@ -56,7 +56,7 @@ export async function runChurnClient(pair: NetnsPair, load: ChurnLoad, seconds: 
 
 /** Stops the server: it serves until idle for 100 ms, then exits, so no connection is reset. */
 export async function stopChurnServer(server: ChildProcess): Promise<void> {
-	if (server.exitCode !== null) return;
+	if (server.exitCode !== null || server.signalCode !== null) return;
 	const closed = once(server, 'close');
 	server.kill('SIGTERM');
 	await closed;

@@ -2,7 +2,7 @@
  * Where a command's answers come from, behind one interface: this host traced by the command itself
  * (live-source.ts), the running agent (agent-source.ts), or a capture replayed on its own clock
  * (replay-source.ts); open.ts picks one. A command asks its source for snapshots and knows nothing
- * of BPF, sockets or files. The live source runs its own timers (walks, witness walks, the model's
+ * of BPF, sockets or files. The live source runs its own timers (walks, suspect checks, the model's
  * clock): no command drives it.
  */
 import type { SnapshotQuery, SnapshotReply } from '../agent/wire.js';

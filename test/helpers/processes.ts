@@ -38,6 +38,9 @@ export interface TraceRun {
 /** Starts `twtrace trace --json ARGS` and waits until it is attached. */
 export async function startTrace(args: string[]): Promise<TraceRun> {
 	const child = track(spawn(process.execPath, [cli, 'trace', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+	// Listened for from the start: a trace that exits early must fail the test, not leave stop() waiting
+	// for a 'close' that has already been emitted.
+	const closed = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
 	let stdout = '';
 	let stderr = '';
 	child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -47,8 +50,8 @@ export async function startTrace(args: string[]): Promise<TraceRun> {
 		async stop() {
 			// Let the 10 ms drain pick up the last records before stopping (stop drains once more anyway).
 			await new Promise((r) => setTimeout(r, 100));
-			child.kill('SIGINT');
-			const [code] = (await once(child, 'close')) as [number | null];
+			if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+			const [code] = await closed;
 			const events = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
 			return { code, events, stderr };
 		},

@@ -52,7 +52,7 @@ bpfTest(`trace accounts for every TIME_WAIT the kernel made: delivered plus repo
 			const cookies = new Set(events.map((e) => e.cookie));
 			const label = `run ${run}: ${completed} connections, ${held} TIME-WAIT in ss, ${events.length} time_wait events (${recovered} found later and recovered), ${lost} reported lost`;
 			t.log(label);
-			t.is(code, 0, label);
+			t.is(code, 0, `${label}; trace's stderr: ${stderr}`);
 			t.true(completed > 1000, `${label}: the generator made too few connections to mean anything`);
 			t.is(held, completed, `${label}: every connection left one TIME-WAIT socket (the truth this test relies on)`);
 			t.is(events.length + lost, completed, `${label}: delivered + reported lost must equal completed`);
