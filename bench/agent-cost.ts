@@ -42,7 +42,7 @@ export interface AgentCostRun {
 export interface BaselineRun { round: number; connPerSec: number }
 
 /** A process scraped every second until stopped: the slowest scrape it answered, ms. */
-function scrapeEverySecond(url: string): { stop(): void; slowestMs(): number; resetSlowest(): void } {
+export function scrapeEverySecond(url: string): { stop(): void; slowestMs(): number; resetSlowest(): void } {
 	let slowest = 0;
 	const timer = setInterval(() => {
 		const started = Date.now();
@@ -51,7 +51,7 @@ function scrapeEverySecond(url: string): { stop(): void; slowestMs(): number; re
 	return { stop: () => clearInterval(timer), slowestMs: () => slowest, resetSlowest: () => (slowest = 0) };
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+export async function stopChild(child: ChildProcess): Promise<void> {
 	if (child.exitCode !== null || child.signalCode !== null) return;
 	const closed = once(child, 'close');
 	child.kill('SIGTERM');
@@ -68,10 +68,13 @@ async function startNodeExporter(): Promise<{ child: ChildProcess; url: string }
 	return { child, url: `http://127.0.0.1:${port}/metrics` };
 }
 
-/** serve as deployed: no filters, the agent API on a socket of its own, the flight recorder on. */
-async function startServe(): Promise<{ child: ChildProcess; url: string; stderr: () => string; socketDir: string }> {
+/**
+ * serve as deployed: no filters, the agent API on a socket of its own, the flight recorder on.
+ * `nodeArgs` and `env`: for bench/profile.ts, which loads its profiler hook into serve this way.
+ */
+export async function startServe(nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; url: string; stderr: () => string; socketDir: string }> {
 	const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-cost-'));
-	const child = track(spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--agent-socket', path.join(socketDir, 'agent.sock')], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] }));
+	const child = track(spawn(process.execPath, [...nodeArgs, cli, 'serve', '--listen', '127.0.0.1:0', '--agent-socket', path.join(socketDir, 'agent.sock')], { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] }));
 	let stderr = '';
 	child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
 	const ready = await waitForLine(child, 'stderr', /serving metrics on (\S+)\/metrics/, 30_000);

@@ -4,12 +4,14 @@
  * Prints the tables and writes them, with the machine and the exact commands, to bench/RESULTS.md.
  *
  *   sudo npm run bench [-- --rounds 3 --duration 8 --threads 2 --ports 16 --out bench/RESULTS.md]
- *                      [--steady 90] [--cost 30] [--soak 1800 --soak-rate 15000] [--only MODE,MODE]
+ *                      [--steady 90] [--cost 30] [--profile 20] [--soak 1800 --soak-rate 15000] [--only MODE,MODE]
  *   sudo npm run bench:soak        the soak alone: rewrites the soak section of bench/RESULTS.md
  *
  * --steady S: top --json for S s at maximum churn holding over a million TIME_WAIT sockets (0: skip).
  * --cost S: serve as deployed beside node_exporter, both scraped every second, at 10, 1,000 and full
  *   churn: CPU over S s after a 15 s warm-up, each load once a round (0: skip).
+ * --profile S: serve as deployed at full churn under V8's CPU profiler for S s: where its time goes
+ *   (bench/profile.ts; 0: skip).
  * --soak S: serve as deployed scraped every 2 s for S s at --soak-rate connections/s (0: skip).
  * --only: some modes only (the baseline always runs), for a quick look; not for RESULTS.md.
  *
@@ -26,6 +28,7 @@ import { churnBin, runChurnClient, startChurnServer, stopChurnServer } from '../
 import { cpuSeconds, machineInfo, peakRssMiB, timeWaitSockets, waitQuiet } from './proc.js';
 import { MODES, root, type Mode, type TracerOutcome } from './tracers.js';
 import { measureSoak, measureSteady, type SoakResult, type SteadyResult } from './steady.js';
+import { measureProfile, profileTables, type ProfileResult } from './profile.js';
 import { AGENT_LOADS, measureAgentCost, measureBaseline, type AgentCostRun, type BaselineRun } from './agent-cost.js';
 
 const { values: opts } = parseArgs({
@@ -40,6 +43,7 @@ const { values: opts } = parseArgs({
 		soak: { type: 'string', default: '1800' },
 		'soak-only': { type: 'boolean', default: false },
 		cost: { type: 'string', default: '30' },
+		profile: { type: 'string', default: '20' },
 		'soak-rate': { type: 'string', default: '15000' },
 		out: { type: 'string', default: 'bench/RESULTS.md' },
 		help: { type: 'boolean', short: 'h', default: false },
@@ -57,10 +61,11 @@ const sizes = opts.sizes.split(',').map(Number);
 const steadyS = Number(opts.steady);
 const soakS = Number(opts.soak);
 const costS = Number(opts.cost);
+const profileS = Number(opts.profile);
 /** Before each agent-cost run: the load runs this long before serve's CPU is measured. */
 const COST_WARM_S = 15;
 const soakRate = Number(opts['soak-rate']);
-if (![steadyS, soakS, costS].every((n) => Number.isInteger(n) && n >= 0 && n <= 7200)) fail('--steady, --soak, --cost: whole seconds, 0 to 7200');
+if (![steadyS, soakS, costS, profileS].every((n) => Number.isInteger(n) && n >= 0 && n <= 7200)) fail('--steady, --soak, --cost, --profile: whole seconds, 0 to 7200');
 if (!Number.isInteger(soakRate) || soakRate < 1 || soakRate > 1_000_000) fail('--soak-rate: connections per second, 1 to 1,000,000');
 if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 1_000_000)) fail('--sizes: whole numbers of sockets, 1 to 1,000,000');
 
@@ -402,6 +407,20 @@ ${lines.join('\n')}
 `;
 }
 
+/** Where serve's time goes at full churn (bench/profile.ts). */
+function profileSection(r: ProfileResult): string {
+	return `## Where serve's time goes at full churn
+
+\`twtrace serve\` as above (as deployed, scraped every second), at full churn (${fmtInt(r.connPerSec)} connections/s), its main thread
+sampled by V8's CPU profiler every 1 ms for ${fmt(r.seconds)} s after a ${COST_WARM_S} s warm-up (\`sudo npm run bench:profile\`,
+bench/profile.ts). The main thread was busy ${fmt(r.busyPctOfCore)} % of the time. An area is the share of samples with one of its
+functions on the stack; a sample inside a system call belongs to the function that made it.
+
+${profileTables(r)}
+
+`;
+}
+
 function seedTable(seeds: SeedMeasurement[]): string {
 	const rows: string[][] = [];
 	for (const s of seeds) {
@@ -467,6 +486,8 @@ async function main(): Promise<void> {
 		}
 		baselines.push(await measureBaseline(round, { threads, ports: 64 }, COST_WARM_S + costS + 2));
 	}
+	const profile = profileS ? await measureProfile(profileS, COST_WARM_S, { threads, ports: 64 }) : undefined;
+	if (profile) console.error(`  profile: serve's main thread busy ${fmt(profile.busyPctOfCore)} % of a core at ${fmtInt(profile.connPerSec)} conn/s`);
 	const soak = soakS ? await measureSoak(soakS, soakRate, { threads, ports: 64 }, commit) : undefined;
 	if (soak) console.error(`  soak: ${fmtInt(soak.connPerSec)} conn/s for ${soakS} s, peak RSS ${fmtInt(soak.peakRssMiB)} MiB, CPU ${fmt(soak.cpuPctMean)} %`);
 	const decoder = decoderBench();
@@ -516,7 +537,7 @@ ${MODES.filter((m) => m.start).map((m) => `- ${m.name}: \`${m.command}\``).join(
 
 ${targets(summaries)}
 
-${cost.length ? costSection(cost, baselines, costS) : ''}${steady ? steadySection(steady) : ''}${SOAK_START}
+${cost.length ? costSection(cost, baselines, costS) : ''}${profile ? profileSection(profile) : ''}${steady ? steadySection(steady) : ''}${SOAK_START}
 ${soak ? soakSection(soak) : ''}${SOAK_END}
 ## The seed method: counting TIME_WAIT with netstat and ss
 

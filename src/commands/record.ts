@@ -103,7 +103,7 @@ export function registerRecord(program: Command, io: Io): void {
 		.option('--duration <time>', 'stop after this long (default: until Ctrl-C or SIGTERM)', parseDuration)
 		.option('--max-size <bytes>', 'stop before the file passes this size (K, M, G)', parseFileSize, 1024 ** 3)
 		.option('--force', 'overwrite the file if it exists')
-		.option('--walk-interval <time>', 'walk the socket tables this often (exact TIME_WAIT counts in the report)', parseInterval, 5000)
+		.option('--walk-interval <time>', 'check TIME_WAIT counts against the kernel\'s this often; walk the socket tables when they differ, and every 10 intervals (exact counts in the report)', parseInterval, 5000)
 		.option('--last <time>', 'save this much of the past from the running agent\'s flight recorder (10m), instead of recording from now', parseDuration);
 	addAgentOptions(record);
 	addFilterOptions(record, { kinds: false, ringBytes: 32 * 1024 * 1024 })

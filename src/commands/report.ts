@@ -107,7 +107,7 @@ export function registerReport(program: Command, io: Io): void {
 		.option('--top <n>', 'offenders listed', parseCount, 10)
 		.addOption(new Option('--by <grouping>', 'group offenders by').choices(GROUPINGS).default('process'))
 		.option('--partial', 'report on a capture that was cut short (killed, disk full): what it holds, marked incomplete')
-		.option('--walk-interval <time>', 'live: walk the socket tables this often', parseInterval, 5000)
+		.option('--walk-interval <time>', 'live: check TIME_WAIT counts against the kernel\'s this often; walk the socket tables when they differ, and every 10 intervals', parseInterval, 5000)
 		.option('--last <time>', 'without FILE: the past from the running agent\'s flight recorder (10m); default with an agent: all it holds', parseDuration);
 	addAgentOptions(reportCmd);
 	addFilterOptions(reportCmd, { kinds: false, ringBytes: 32 * 1024 * 1024 })

@@ -80,7 +80,7 @@ export function registerServe(program: Command, io: Io): void {
 			.argParser(parseListen).default({ host: '127.0.0.1', port: DEFAULT_METRICS_PORT }, `127.0.0.1:${DEFAULT_METRICS_PORT}`))
 		.option('--max-series <n>', 'groups (comm, cgroup) with series of their own; the rest are summed as comm="other"', parseCount, 100)
 		.option('--max-destinations <n>', 'destinations exported, the least headroom first', parseCount, 10)
-		.addOption(new Option('--walk-interval <time>', 'walk the socket tables this often: sockets from before start, settings, and what no tracepoint shows (expiry between walks follows the kernel timers)')
+		.addOption(new Option('--walk-interval <time>', 'check each namespace\'s TIME_WAIT count and settings against the kernel\'s this often; walk its socket table (sockets from before start, what no tracepoint shows) when they differ, and every 10 intervals (expiry between walks follows the kernel timers)')
 			.argParser(parseInterval).default(60_000, '60s'))
 		.option('--agent-socket <path>', `serve the agent API (top, doctor, report and record use it) on this Unix socket, root:${AGENT_GROUP} 0660 (default ${DEFAULT_AGENT_SOCKET}, or $TWTRACE_AGENT_SOCKET)`)
 		.option('--no-agent-socket', 'no agent API: metrics only')

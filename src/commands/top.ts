@@ -99,7 +99,7 @@ export function registerTop(program: Command, io: Io): void {
 		.addOption(new Option('--by <grouping>', 'group rows by').choices(GROUPINGS).default('process'))
 		.addOption(new Option('--sort <key>', 'sort rows by').choices(SORT_KEYS).default('timeWait'))
 		.option('--interval <time>', 'refresh every (rates are over the same window)', parseInterval, 1000)
-		.option('--walk-interval <time>', 'walk the socket tables (exact TIME_WAIT counts, timers, sockets from before start) at least this often', parseInterval, 5000)
+		.option('--walk-interval <time>', 'check each namespace\'s TIME_WAIT count against the kernel\'s this often; walk its socket table (exact counts, timers, sockets from before start) when they differ, and every 10 intervals', parseInterval, 5000)
 		.option('--once', 'print one snapshot after one interval and exit (same as --iterations 1)')
 		.option('--iterations <n>', 'print n snapshots, one per interval, and exit', parseCount)
 		.option('--json', 'one JSON object per snapshot, one per line; see README "top --json"')

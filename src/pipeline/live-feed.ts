@@ -24,6 +24,9 @@ import { NO_DROPS, type SessionSummary } from '../tracer/session.js';
 import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from './feed-parts.js';
 import { readWalk } from './walk-reader.js';
 import { STALE_CLOSE_NS, SuspectChecker } from './suspect-check.js';
+import { MAX_WALKED_NAMESPACES, namespacesToWalk, walkNeeded, type WalkStats } from './walk-plan.js';
+
+export { MAX_WALKED_NAMESPACES, type WalkStats };
 import type { Filters } from '../tracer/tracer.js';
 
 export interface LiveFeedOptions {
@@ -69,16 +72,7 @@ export interface LiveFeedHandlers {
 	onUpkeep?: (nowUs: number) => void;
 }
 
-export interface WalkStats {
-	inProgress: boolean;
-	/** Full passes over the namespaces of interest since start. */
-	completed: number;
-	/** Wall time of the last full pass, ms (the event loop ran between its chunks); undefined before the first. */
-	lastMs: number | undefined;
-}
 
-/** At most this many namespaces walked per pass: each costs a setns and a walk. */
-export const MAX_WALKED_NAMESPACES = 16;
 
 /** Namespaces a question may add to the model (askedAbout), in all: questions cannot grow it without bound. */
 const MAX_ASKED_NAMESPACES = 4 * MAX_WALKED_NAMESPACES;
@@ -112,6 +106,7 @@ export class LiveFeed {
 	#askedAbout = 0;
 	#lastDiscoverUs = 0;
 	#walksCompleted = 0;
+	#walksSkipped = 0;
 	#lastWalkMs: number | undefined;
 	/** The walk in progress (one at a time), settled when it ends or is abandoned. */
 	#walking: Promise<void> | undefined;
@@ -180,7 +175,7 @@ export class LiveFeed {
 
 	/** Socket walks: whether one is in progress, how many ran, and how long the last full pass took. */
 	get walks(): WalkStats {
-		return { inProgress: this.#walking !== undefined, completed: this.#walksCompleted, lastMs: this.#lastWalkMs };
+		return { inProgress: this.#walking !== undefined, completed: this.#walksCompleted, lastMs: this.#lastWalkMs, skipped: this.#walksSkipped };
 	}
 
 	/**
@@ -230,7 +225,7 @@ export class LiveFeed {
 	#startDueWalk(): void {
 		if (this.#walking || this.#stopped || !this.#walker || !this.model) return;
 		if (this.#parts.clockUs() - this.#lastWalkUs >= this.#walkIntervalMs * 1000) {
-			void this.walkAll();
+			void this.#chain(() => this.#walkNamespaces(undefined, true));
 			return;
 		}
 		// A namespace first seen in events is walked at once, by itself: its settings and its older
@@ -281,8 +276,11 @@ export class LiveFeed {
 		return walk;
 	}
 
-	/** Walks the namespaces of interest, or only `fresh` ones (first seen in events): see walkAll. */
-	async #walkNamespaces(fresh?: readonly number[]): Promise<void> {
+	/**
+	 * Walks the namespaces of interest, or only `fresh` ones (first seen in events): see walkAll. A due
+	 * pass (`due`) reads only the namespaces whose kernel count disagrees with the model's (walk-check.ts).
+	 */
+	async #walkNamespaces(fresh?: readonly number[], due = false): Promise<void> {
 		const model = this.model;
 		if (this.#stopped || this.#abandon || !this.#walker || !model) return;
 		const startedUs = this.#parts.clockUs();
@@ -298,6 +296,11 @@ export class LiveFeed {
 				model.addNamespace(netns); // shown, with the reason it was not walked
 				continue;
 			}
+			if (due && !this.#walkNeeded(model, opened)) {
+				opened.close();
+				this.#walksSkipped++;
+				continue;
+			}
 			if (await this.#read(model, opened)) {
 				this.unwalked.delete(netns);
 				walked.add(netns);
@@ -306,9 +309,20 @@ export class LiveFeed {
 		this.#session.sweepClosing(this.#parts.clockNs(), { startNs, netns: walked });
 		// Not a pass over the namespaces of interest: the interval and the pass count are theirs.
 		if (fresh) return;
+		const read = walked.size > 0 || !due;
 		this.#lastWalkUs = this.#parts.clockUs();
+		if (!read) return; // every namespace checked by its count: no walk to count or time
 		this.#lastWalkMs = (this.#lastWalkUs - startedUs) / 1000;
 		this.#walksCompleted++;
+	}
+
+	/** Whether a due walk must be read: the model's count, its clock moved to now, against the kernel's. */
+	#walkNeeded(model: ChurnModel, w: OpenedWalk): boolean {
+		this.drainNow();
+		model.tick(this.#parts.clockUs());
+		const ns = model.namespaces.get(w.netns);
+		return walkNeeded({ kernelTimeWait: w.timeWaitKernel, modelTimeWait: model.timeWait.countIn(w.netns), seesEverySocket: model.seesEverySocket,
+			settingsWalked: ns?.settings, settingsNow: w.settings, walkedAtUs: ns?.walkedAtUs, nowUs: w.takenAtUs, walkIntervalMs: this.#walkIntervalMs });
 	}
 
 	/** Reads and reconciles one opened walk; false when abandoned. */
@@ -382,15 +396,4 @@ export class LiveFeed {
 		this.#stopped = this.#session.stop();
 		return this.#stopped;
 	}
-}
-
-/**
- * The namespaces asked for; else this one, those seen in events (the busiest first), then the
- * others in use on the host, which may hold TIME_WAIT sockets from before start.
- */
-function namespacesToWalk(model: ChurnModel, asked: readonly number[], home: number, discovered: readonly number[]): number[] {
-	if (asked.length) return [...asked];
-	const seen = [...model.namespaces.keys()].filter((n) => n !== home && n !== 0)
-		.sort((a, b) => model.timeWait.countIn(b) - model.timeWait.countIn(a));
-	return [...new Set([home, ...seen, ...discovered])].slice(0, MAX_WALKED_NAMESPACES);
 }

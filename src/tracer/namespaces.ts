@@ -21,6 +21,12 @@ export interface OpenedWalk {
 	/** CLOCK_MONOTONIC µs when the iterator was created. */
 	takenAtUs: number;
 	settings: NetnsSettings;
+	/**
+	 * The namespace's timewait sockets by the kernel's own count as the walk was opened
+	 * (/proc/net/sockstat `tw`: the namespace's tcp_death_row.tw_refcount, both families), or
+	 * undefined where the kernel does not give it: what a walk would find, known in O(1).
+	 */
+	timeWaitKernel?: number;
 	/** Reads the next struct twt_sock records into `buf` (a read may end inside one); 0 at the end. */
 	read(buf: Buffer): number;
 	/** Releases the iterator; once. */
@@ -94,7 +100,10 @@ export class NamespaceWalker {
 	 * seen in it, tried as ways in. Never throws.
 	 */
 	open(netns: number, pids: Iterable<number> = []): OpenedWalk | { netns: number; error: string } {
-		return this.#enter(netns, pids, () => ({ netns, takenAtUs: this.#clockUs(), settings: readNetnsSettings(), ...iteratorReader(this.#tracer.openWalk()) }));
+		return this.#enter(netns, pids, () => ({
+			netns, takenAtUs: this.#clockUs(), settings: readNetnsSettings(), timeWaitKernel: sockstatTimeWait(readOr('/proc/thread-self/net/sockstat')),
+			...iteratorReader(this.#tracer.openWalk()),
+		}));
 	}
 
 	/**
@@ -174,6 +183,12 @@ export function readNetnsSettings(): NetnsSettings {
 		timestamps: num('tcp_timestamps'),
 		timeWaitOverflow: tcpExtCounter(readOr('/proc/thread-self/net/netstat'), 'TCPTimeWaitOverflow'),
 	};
+}
+
+/** The `tw` figure of /proc/net/sockstat text (`TCP: inuse 5 orphan 0 tw 12 alloc 7 mem 1`). Pure. */
+export function sockstatTimeWait(sockstat: string): number | undefined {
+	const m = /^TCP:.*\btw (\d+)/m.exec(sockstat);
+	return m ? Number(m[1]) : undefined;
 }
 
 /** A TcpExt counter from /proc/net/netstat text (a header line of names, then a line of values). */

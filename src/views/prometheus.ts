@@ -16,7 +16,7 @@ export interface ExporterState {
 	/** Namespaces that could not be walked. */
 	unwalkedNamespaces: number;
 	/** Socket walks so far and the last one's length (LiveFeed.walks); absent: none exported. */
-	walks?: { completed: number; lastMs: number | undefined };
+	walks?: { completed: number; lastMs: number | undefined; skipped?: number };
 	version: string;
 }
 
@@ -220,11 +220,19 @@ export class PrometheusView {
 			},
 		});
 		new Counter({
-			name: 'twtrace_socket_walks_total', help: 'Walks of the namespaces\' socket tables completed (every --walk-interval, and soon after a close that waited too long for its end)',
+			name: 'twtrace_socket_walks_total', help: 'Passes of walks of the namespaces\' socket tables completed: at start, then each --walk-interval where a namespace\'s timewait count by the kernel disagrees with the model\'s, or 10 intervals after its last walk',
 			registers,
 			collect() {
 				this.reset();
 				this.inc(state().walks?.completed ?? 0);
+			},
+		});
+		new Counter({
+			name: 'twtrace_socket_walks_skipped_total', help: 'Due walks of a namespace not read: the kernel\'s own count of its timewait sockets (sockstat tw) agreed with the model\'s',
+			registers,
+			collect() {
+				this.reset();
+				this.inc(state().walks?.skipped ?? 0);
 			},
 		});
 		new Gauge({

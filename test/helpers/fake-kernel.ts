@@ -21,6 +21,8 @@ export class FakeKernel {
 	readonly home = 1;
 	/** netns → the records its walk returns (struct twt_sock each), and its settings. */
 	readonly tables = new Map<number, { records: Buffer[]; settings: NetnsSettings }>();
+	/** netns → the kernel's count of its timewait sockets (sockstat tw) a walk's open reads; unset: unknown. */
+	readonly kernelCounts = new Map<number, number>();
 	/** Namespaces that cannot be entered, with the reason. */
 	readonly unreachable = new Map<number, string>();
 	/** (netns port) → who called listen(). */
@@ -96,7 +98,7 @@ export class FakeKernel {
 							const bytes = Buffer.concat(t.records);
 							let at = 0;
 							return {
-								netns, takenAtUs: this.nowUs, settings: t.settings,
+								netns, takenAtUs: this.nowUs, settings: t.settings, timeWaitKernel: this.kernelCounts.get(netns),
 								// Reads end inside records on purpose: the feed must carry the tail over.
 								read: (buf: Buffer) => {
 									const n = Math.min(buf.length, 100, bytes.length - at);

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { countLine, type CounterResult } from '../../bench/line-counter.js';
 import { parseTwtraceSummary } from '../../bench/tracers.js';
+import { summariseProfile } from '../../bench/profile.js';
 
 const fresh = (): CounterResult => ({ lines: 0, timeWaitByPid: {}, lost: 0 });
 
@@ -27,4 +28,33 @@ test("twtrace's closing line gives events received and lost", (t) => {
 		'twtrace: 374,539 events shown, 374,540 received in 7.1 s; 210,425 lost (ring full 210425, skipped runs 0, undecodable 0); 0 unattributed (map full), 0 without a known owner (opened before twtrace started)\n';
 	t.like(parseTwtraceSummary(stderr), { events: 374_540, lost: 210_425 });
 	t.regex(parseTwtraceSummary('twtrace: load BPF object: …').note!, /no summary line/);
+});
+
+test('a CPU profile is grouped by area: a sample counts once per area with a frame on its stack; idle is not busy', (t) => {
+	const frame = (id: number, functionName: string, file: string, children: number[] = []) =>
+		({ id, callFrame: { functionName, url: file ? `file:///x/dist/src/model/${file}` : '', lineNumber: 0 }, children });
+	const profile = {
+		nodes: [
+			frame(1, '(root)', '', [2, 5, 6]),
+			frame(2, '#ingestOne', 'churn-model.js', [3, 4]),
+			frame(3, 'add', 'time-wait.js', [7]),
+			frame(4, 'recordLifetime', 'owners.js'),
+			frame(5, '(garbage collector)', ''),
+			frame(6, '(idle)', ''),
+			frame(7, '#find', 'time-wait.js'), // add → #find: still one sample for the population
+		],
+		// 10 samples: 6 idle, 2 in #find (under add), 1 in recordLifetime, 1 in GC.
+		samples: [6, 6, 6, 7, 7, 4, 5, 6, 6, 6],
+		startTime: 0,
+		endTime: 10_000,
+	};
+	const r = summariseProfile(profile, 3);
+	const area = (prefix: string) => r.areas.find((a) => a.name.trim().startsWith(prefix))!;
+	t.is(r.busyPctOfCore, 40);
+	t.is(area('model: per-event ingest').pctOfBusy, 75);
+	t.is(area('of which the TIME_WAIT population').pctOfBusy, 50);
+	t.is(area('of which lifetime histograms').pctOfCore, 10);
+	t.is(area('garbage collection').pctOfBusy, 25);
+	t.is(area('socket walks').pctOfBusy, 0);
+	t.deepEqual(r.topSelf.map((f) => f.fn), ['#find (time-wait.js)', 'recordLifetime (owners.js)', '(garbage collector) (native)']);
 });

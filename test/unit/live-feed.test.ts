@@ -48,6 +48,51 @@ test('the feed walks again when the interval has passed, on its own timer', asyn
 	await feed.stop();
 });
 
+test('a due walk is not read while the kernel\'s count of the namespace agrees with the model\'s; read when it does not, when a setting changed, and 10 intervals after the last', async (t) => {
+	const k = new FakeKernel();
+	const records = Array.from({ length: 100 }, (_, i) => sockRecord({ cookie: 100 + i, sport: 40000 + i, expiresUs: k.nowUs + 120 * S }));
+	k.table(1, records);
+	k.kernelCounts.set(1, 100);
+	const { model, feed, walks } = modelFeed(t, k, 5000);
+	await eventually(() => feed.walks.completed === 1);
+	t.deepEqual(walks, [1], 'the first walk is always read');
+	k.nowUs += 5 * S;
+	await eventually(() => feed.walks.skipped === 1);
+	t.deepEqual(walks, [1], 'the counts agree: the due walk is not read');
+	t.is(feed.walks.completed, 1, 'nor counted as a pass');
+	k.kernelCounts.set(1, 100 + 70); // beyond the tolerance (64 + 0.05 %, 65 here): entries the model never saw
+	k.nowUs += 5 * S;
+	await eventually(() => feed.walks.completed === 2);
+	t.deepEqual(walks, [1, 1]);
+	k.kernelCounts.set(1, 100 + 64); // within it
+	k.nowUs += 5 * S;
+	await eventually(() => feed.walks.skipped === 2);
+	k.table(1, records, { ...k.tables.get(1)!.settings, timeWaitOverflow: 3 }); // the kernel refused timewait sockets
+	k.nowUs += 5 * S;
+	await eventually(() => feed.walks.completed === 3);
+	k.nowUs += 5 * S;
+	await eventually(() => feed.walks.skipped === 3);
+	k.nowUs += 50 * S; // 10 intervals after the last walk read
+	await eventually(() => feed.walks.completed === 4);
+	t.deepEqual(walks, [1, 1, 1, 1]);
+	t.is(model.timeWait.countIn(1), 100);
+	await feed.stop();
+});
+
+test('a model that leaves sockets out (--port) reads every due walk: its count cannot be the kernel\'s', async (t) => {
+	const k = new FakeKernel();
+	k.table(1, [sockRecord({ cookie: 1, sport: 40001, expiresUs: k.nowUs + 120 * S })]);
+	k.kernelCounts.set(1, 1);
+	const model = new ChurnModel(k.nowUs, { port: 7000 });
+	const feed = new LiveFeed({ objectPath: '', filters, ringBytes: 4096, model, walkIntervalMs: 5000, upkeepMs: 5 }, {}, k.parts());
+	t.teardown(() => feed.stop());
+	await eventually(() => feed.walks.completed === 1);
+	k.nowUs += 5 * S;
+	await eventually(() => feed.walks.completed === 2);
+	t.is(feed.walks.skipped, 0);
+	await feed.stop();
+});
+
 test('a namespace first seen in events is walked at once, by itself, and counts as no full pass', async (t) => {
 	const k = new FakeKernel();
 	k.table(1, []);

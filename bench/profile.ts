@@ -1,0 +1,156 @@
+/**
+ * Where serve's time goes at full churn: `twtrace serve` as deployed (bench/agent-cost.ts), scraped
+ * every second, with V8's CPU profiler sampling its main thread every 1 ms (bench/cpu-profile-hook.mjs)
+ * for --seconds while the churn client runs as fast as it can, after a warm-up. The samples are
+ * grouped by what the pipeline does (the areas below, each the share of samples with such a frame
+ * on the stack; a sample counts once per area, and the areas overlap only where one calls the
+ * other), then the functions with the most samples of their own.
+ *
+ *   sudo npm run bench:profile [-- --seconds 20 --warm 10]
+ *
+ * A sample taken while the thread is inside a system call (a ring read, a walk's iterator read)
+ * belongs to the function that made it, so kernel time spent for serve's main thread counts too.
+ * `npm run bench` runs it once and puts the tables into bench/RESULTS.md.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { scrapeEverySecond, startServe, stopChild } from './agent-cost.js';
+import { waitQuiet } from './proc.js';
+import { pairWithRoom, startLoad, type LoadOptions } from './steady.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const hook = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cpu-profile-hook.mjs');
+
+/** What the pipeline does, each recognised by a function (and its file) somewhere on the stack. */
+const AREAS: { name: string; frames: [fn: string | RegExp, file: string][] }[] = [
+	{ name: 'model: per-event ingest (all of it)', frames: [['#ingestOne', 'churn-model.js']] },
+	{ name: '  of which the TIME_WAIT population (insert, index)', frames: [[/^(add|#find|#growIndex|#hold)$/, 'time-wait.js']] },
+	{ name: '  of which finding the owner and destination', frames: [['#ownerAndDestination', 'churn-model.js']] },
+	{ name: '  of which lifetime histograms (HdrHistogram)', frames: [['recordLifetime', 'owners.js']] },
+	{ name: 'metrics counted per event', frames: [[/./, 'churn-metrics.js']] },
+	{ name: 'flight recorder (raw copies, chunks)', frames: [[/./, 'recorder.js'], ['#keepRecord', 'session.js']] },
+	{ name: 'ring drain and decode (own time)', frames: [[/./, 'ring-reader.js'], [/./, 'decode.js']] },
+	{ name: 'scrapes and the agent API (HTTP, /metrics)', frames: [[/./, 'prometheus.js'], [/./, 'api.js'], [/./, 'http-server.js'], ['handle', 'http.js']] },
+	{ name: 'socket walks (iterator reads, reconciliation)', frames: [[/./, 'walk-reader.js'], [/./, 'namespaces.js'], [/./, 'reconcile.js']] },
+	{ name: 'suspect checks (sock_diag lookups)', frames: [[/./, 'suspect-check.js'], [/./, 'sock-diag.js']] },
+	{ name: 'garbage collection', frames: [['(garbage collector)', '']] },
+];
+
+interface CpuProfile {
+	nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
+	samples: number[];
+	startTime: number;
+	endTime: number;
+}
+
+export interface ProfileResult {
+	seconds: number;
+	connPerSec: number;
+	/** Share of the profiled time the main thread was not idle, % of a core. */
+	busyPctOfCore: number;
+	areas: { name: string; pctOfBusy: number; pctOfCore: number }[];
+	/** Functions by their own samples. */
+	topSelf: { fn: string; pctOfBusy: number }[];
+}
+
+/** Groups a profile's samples into AREAS and the functions with most self time. Pure. */
+export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileResult, 'connPerSec'> {
+	const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+	const parent = new Map<number, number>();
+	for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+	const seconds = (profile.endTime - profile.startTime) / 1e6;
+	const counts = new Map<number, number>();
+	for (const id of profile.samples) counts.set(id, (counts.get(id) ?? 0) + 1);
+	const file = (url: string) => url.slice(url.lastIndexOf('/') + 1);
+	const matches = (frame: CpuProfile['nodes'][number]['callFrame'], [fn, f]: [string | RegExp, string]) =>
+		file(frame.url) === f && (typeof fn === 'string' ? frame.functionName === fn : fn.test(frame.functionName));
+	let busy = 0;
+	const area = new Array<number>(AREAS.length).fill(0);
+	const self = new Map<string, number>();
+	for (const [id, n] of counts) {
+		const leaf = byId.get(id)!.callFrame;
+		if (leaf.functionName === '(idle)') continue;
+		busy += n;
+		const key = `${leaf.functionName || '(anonymous)'} (${file(leaf.url) || 'native'})`;
+		self.set(key, (self.get(key) ?? 0) + n);
+		const hit = new Array<boolean>(AREAS.length).fill(false);
+		for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+			const frame = byId.get(at)!.callFrame;
+			AREAS.forEach((a, i) => (hit[i] ||= a.frames.some((m) => matches(frame, m))));
+		}
+		hit.forEach((h, i) => (area[i]! += h ? n : 0));
+	}
+	// Samples come at a steady interval, each standing for an equal share of the profiled time.
+	const coreShare = (n: number) => (100 * n) / Math.max(profile.samples.length, 1);
+	return {
+		seconds,
+		busyPctOfCore: coreShare(busy),
+		areas: AREAS.map((a, i) => ({ name: a.name, pctOfBusy: (100 * area[i]!) / Math.max(busy, 1), pctOfCore: coreShare(area[i]!) })),
+		topSelf: [...self].sort((x, y) => y[1] - x[1]).slice(0, topN).map(([fn, n]) => ({ fn, pctOfBusy: (100 * n) / Math.max(busy, 1) })),
+	};
+}
+
+/** serve as deployed at full churn, profiled for `seconds` after `warmS`. */
+export async function measureProfile(seconds: number, warmS: number, load: LoadOptions): Promise<ProfileResult> {
+	const pair = pairWithRoom();
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-profile-'));
+	const out = path.join(dir, 'serve.cpuprofile');
+	let serve: Awaited<ReturnType<typeof startServe>> | undefined;
+	try {
+		await waitQuiet();
+		serve = await startServe(['--import', hook], {
+			...process.env, BENCH_CPU_PROFILE: out, BENCH_CPU_PROFILE_AFTER_MS: String(warmS * 1000), BENCH_CPU_PROFILE_MS: String(seconds * 1000),
+		});
+		const scrapes = scrapeEverySecond(serve.url);
+		const run = await startLoad(pair, load, warmS + seconds + 5, 0);
+		const deadline = Date.now() + (warmS + seconds + 60) * 1000;
+		while (!fs.existsSync(out)) {
+			if (Date.now() > deadline || serve.child.exitCode !== null) throw new Error(`no profile from serve: ${serve.stderr()}`);
+			await sleep(250);
+		}
+		scrapes.stop();
+		const churn = await run.result();
+		return { ...summariseProfile(JSON.parse(fs.readFileSync(out, 'utf8')) as CpuProfile), connPerSec: churn.perSecond };
+	} finally {
+		if (serve) {
+			await stopChild(serve.child);
+			fs.rmSync(serve.socketDir, { recursive: true, force: true });
+		}
+		fs.rmSync(dir, { recursive: true, force: true });
+		pair.remove();
+	}
+}
+
+const fmt = (x: number) => x.toFixed(1);
+
+/** The tables, in Markdown. */
+export function profileTables(r: ProfileResult): string {
+	const areas = ['| area | % of serve\'s busy main thread | % of a core |', '|---|---|---|',
+		...r.areas.map((a) => `| ${a.name.replace(/^ {2}/, '&nbsp;&nbsp;')} | ${fmt(a.pctOfBusy)} | ${fmt(a.pctOfCore)} |`)];
+	const self = ['| function (file) | % of busy, own samples |', '|---|---|', ...r.topSelf.map((f) => `| \`${f.fn}\` | ${fmt(f.pctOfBusy)} |`)];
+	return `${areas.join('\n')}\n\n${self.join('\n')}`;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+	const { parseArgs } = await import('node:util');
+	const { values } = parseArgs({ options: { seconds: { type: 'string', default: '20' }, warm: { type: 'string', default: '10' }, help: { type: 'boolean', short: 'h' } } });
+	if (values.help) {
+		console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*?|^ \* ?/gm, ''));
+		process.exit(0);
+	}
+	const seconds = Number(values.seconds);
+	const warmS = Number(values.warm);
+	if (!(Number.isInteger(seconds) && seconds >= 5 && seconds <= 300) || !(Number.isInteger(warmS) && warmS >= 0 && warmS <= 300)) {
+		console.error('bench:profile: --seconds 5 to 300, --warm 0 to 300 (whole seconds)');
+		process.exit(2);
+	}
+	if (process.getuid?.() !== 0) {
+		console.error('bench:profile: needs root (BPF and network namespaces): sudo npm run bench:profile');
+		process.exit(1);
+	}
+	const r = await measureProfile(seconds, warmS, { threads: 2, ports: 64 });
+	console.log(`serve at full churn (${Math.round(r.connPerSec)} connections/s), profiled for ${fmt(r.seconds)} s after ${warmS} s: main thread busy ${fmt(r.busyPctOfCore)} % of a core\n`);
+	console.log(profileTables(r));
+}

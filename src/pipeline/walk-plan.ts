@@ -1,0 +1,82 @@
+/**
+ * What a pass of walks reads: which namespaces (namespacesToWalk), and whether a due walk of one is
+ * needed or the kernel's own count shows the model is right (walkNeeded).
+ *
+ * A walk reads every socket of the namespace, in the kernel and again in JavaScript: at 900,000
+ * TIME_WAIT about 4 s of CPU (bench/RESULTS.md, the soak), however little changed. The kernel keeps a
+ * count of the namespace's timewait sockets (/proc/net/sockstat `tw`), read in O(1) as a walk is
+ * opened. When it equals the model's count (within what is in flight) and no setting changed
+ * (TcpExtTCPTimeWaitOverflow among them), the walk is skipped: what a walk corrects shows in that
+ * count first. Sockets the kernel never reported entering TIME_WAIT make it higher; tcp_tw_reuse
+ * taking one over, an RST ending one early, or tcp_max_tw_buckets refusing one make it lower
+ * (docs/kernel-facts.md, "What the kernel does not show"). What a count cannot show (as many of
+ * one as of another, errors smaller than the tolerance, open connections held) is corrected by a
+ * walk at least every FORCE_WALK_EVERY intervals. Pure.
+ */
+import type { NetnsSettings } from '../facts/netns-settings.js';
+import type { ChurnModel } from '../model/churn-model.js';
+
+export interface WalkStats {
+	inProgress: boolean;
+	/** Full passes over the namespaces of interest since start. */
+	completed: number;
+	/** Wall time of the last full pass, ms (the event loop ran between its chunks); undefined before the first. */
+	lastMs: number | undefined;
+	/** Due walks of a namespace not read: the kernel's count showed the model right (walk-check.ts). */
+	skipped?: number;
+}
+
+/** At most this many namespaces walked per pass: each costs a setns and a walk. */
+export const MAX_WALKED_NAMESPACES = 16;
+
+/** A namespace is walked at least every this many walk intervals, whatever the counts say. */
+export const FORCE_WALK_EVERY = 10;
+
+/**
+ * How far the two counts may differ and still agree: sockets that entered TIME_WAIT between the
+ * drain before the check and the kernel's count, and the expiry the model predicts within
+ * milliseconds of the kernel's timer wheel (kernel-facts §9), at any rate: 64, plus 0.05 %.
+ */
+export function timeWaitTolerance(count: number): number {
+	return 64 + Math.ceil(count / 2000);
+}
+
+export interface WalkCheck {
+	/** The kernel's count, as the walk was opened (undefined: not known, walk). */
+	kernelTimeWait: number | undefined;
+	/** The model's count of the namespace now, its clock moved to now. */
+	modelTimeWait: number;
+	/** Whether the model holds every socket of the namespace (no filter but namespaces). */
+	seesEverySocket: boolean;
+	/** The settings at the namespace's last walk (undefined: never walked) and now. */
+	settingsWalked: NetnsSettings | undefined;
+	settingsNow: NetnsSettings;
+	/** When the namespace was last walked (undefined: never), and now, µs on one clock. */
+	walkedAtUs: number | undefined;
+	nowUs: number;
+	walkIntervalMs: number;
+}
+
+/** Whether to read the walk; false when the model is right by the kernel's count. */
+export function walkNeeded(c: WalkCheck): boolean {
+	if (c.kernelTimeWait === undefined || !c.seesEverySocket || !c.settingsWalked || c.walkedAtUs === undefined) return true;
+	if (c.nowUs - c.walkedAtUs >= FORCE_WALK_EVERY * c.walkIntervalMs * 1000) return true;
+	if (!sameSettings(c.settingsWalked, c.settingsNow)) return true;
+	return Math.abs(c.kernelTimeWait - c.modelTimeWait) > timeWaitTolerance(c.kernelTimeWait);
+}
+
+function sameSettings(a: NetnsSettings, b: NetnsSettings): boolean {
+	const text = (s: NetnsSettings) => JSON.stringify({ ...s, reservedPorts: [...s.reservedPorts].sort((x, y) => x - y) });
+	return text(a) === text(b);
+}
+
+/**
+ * The namespaces asked for; else this one, those seen in events (the busiest first), then the
+ * others in use on the host, which may hold TIME_WAIT sockets from before start.
+ */
+export function namespacesToWalk(model: ChurnModel, asked: readonly number[], home: number, discovered: readonly number[]): number[] {
+	if (asked.length) return [...asked];
+	const seen = [...model.namespaces.keys()].filter((n) => n !== home && n !== 0)
+		.sort((a, b) => model.timeWait.countIn(b) - model.timeWait.countIn(a));
+	return [...new Set([home, ...seen, ...discovered])].slice(0, MAX_WALKED_NAMESPACES);
+}

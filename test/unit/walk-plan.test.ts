@@ -1,0 +1,43 @@
+/**
+ * Whether a due walk is read (src/pipeline/walk-plan.ts): only when the kernel's own count of the
+ * namespace's timewait sockets (sockstat tw) disagrees with the model's beyond what is in flight, a
+ * setting changed, the model leaves sockets out, or 10 intervals passed since the last walk.
+ */
+import test from 'ava';
+import { FORCE_WALK_EVERY, timeWaitTolerance, walkNeeded, type WalkCheck } from '../../src/pipeline/walk-plan.js';
+import { sockstatTimeWait } from '../../src/tracer/namespaces.js';
+import { DEFAULT_PORT_RANGE } from '../../src/facts/netns-settings.js';
+
+const S = 1_000_000;
+const settings = { portRange: DEFAULT_PORT_RANGE, reservedPorts: new Set([8080]), finTimeoutSec: 60, maxTimeWaitBuckets: 262_144, timeWaitOverflow: 0 };
+const check = (c: Partial<WalkCheck> = {}): WalkCheck => ({
+	kernelTimeWait: 900_000, modelTimeWait: 900_000, seesEverySocket: true, settingsWalked: settings, settingsNow: { ...settings, reservedPorts: new Set([8080]) },
+	walkedAtUs: 0, nowUs: 60 * S, walkIntervalMs: 60_000, ...c,
+});
+
+test('equal counts, same settings, walked within 10 intervals: the walk is not read', (t) => {
+	t.false(walkNeeded(check()));
+	t.false(walkNeeded(check({ modelTimeWait: 900_000 - timeWaitTolerance(900_000) })), 'at the tolerance');
+	t.false(walkNeeded(check({ modelTimeWait: 900_000 + timeWaitTolerance(900_000) })));
+});
+
+test('a count beyond the tolerance either way, a changed setting, or nothing to compare: the walk is read', (t) => {
+	t.is(timeWaitTolerance(0), 64);
+	t.is(timeWaitTolerance(900_000), 64 + 450);
+	t.true(walkNeeded(check({ modelTimeWait: 900_000 - timeWaitTolerance(900_000) - 1 })), 'entries the kernel never reported');
+	t.true(walkNeeded(check({ modelTimeWait: 900_000 + timeWaitTolerance(900_000) + 1 })), 'taken over by tcp_tw_reuse, or ended by an RST');
+	t.true(walkNeeded(check({ settingsNow: { ...settings, timeWaitOverflow: 1 } })), 'tcp_max_tw_buckets refused one');
+	t.true(walkNeeded(check({ settingsNow: { ...settings, portRange: { low: 10000, high: 60999 } } })), 'the port range was widened');
+	t.true(walkNeeded(check({ settingsNow: { ...settings, reservedPorts: new Set([8081]) } })));
+	t.true(walkNeeded(check({ kernelTimeWait: undefined })), 'the kernel gave no count');
+	t.true(walkNeeded(check({ seesEverySocket: false })), 'a filtered model counts part of the namespace');
+	t.true(walkNeeded(check({ settingsWalked: undefined, walkedAtUs: undefined })), 'never walked');
+	t.true(walkNeeded(check({ nowUs: FORCE_WALK_EVERY * 60 * S })), '10 intervals after the last walk');
+	t.false(walkNeeded(check({ nowUs: FORCE_WALK_EVERY * 60 * S - 1 })));
+});
+
+test('the kernel\'s count of timewait sockets is read from sockstat\'s TCP line; none without one', (t) => {
+	t.is(sockstatTimeWait('sockets: used 210\nTCP: inuse 5 orphan 0 tw 1234567 alloc 9 mem 3\nUDP: inuse 2 mem 1\n'), 1_234_567);
+	t.is(sockstatTimeWait('sockets: used 210\nUDP: inuse 2 mem 1\n'), undefined);
+	t.is(sockstatTimeWait(''), undefined);
+});
