@@ -422,10 +422,10 @@ What would close the full-churn targets (README, design notes, "Where counting h
 grows with the event rate. It is per-event ingest in JavaScript, the flight recorder's copies and the garbage they leave;
 since this commit's predecessors, walks and wake-ups follow the work, not the table. At ${fmtInt(r.connPerSec)}
 connections/s and two records a connection, 3 % of a core leaves ${fmt((30_000 / (2 * Math.max(r.connPerSec, 1))), 2)} µs
-per record for everything, and the ring drain and decode alone take about 0.15 µs (the decoder microbenchmark
+per record for everything. The ring drain and decode alone take a good part of that (the decoder microbenchmark
 below). Counters kept by the BPF programs per (owner, destination) and per second of entry, read at each scrape,
-would make serve's cost independent of the rate. bpftrace's in-kernel \`count()\` costs 0.2 % of a core in the
-table above. The recorder would then keep counters unless a consumer asks for records, and one replay test would
+would make serve's cost independent of the rate; the row of bpftrace's in-kernel \`count()\` in the first table shows
+what such counting costs. The recorder would then keep counters unless a consumer asks for records, and one replay test would
 prove live and replay give the same numbers.
 
 `;
