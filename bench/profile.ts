@@ -3,8 +3,8 @@
  * every second, with V8's CPU profiler sampling its main thread every 1 ms (bench/cpu-profile-hook.mjs)
  * for --seconds while the churn client runs as fast as it can, after a warm-up. The samples are
  * grouped by what the pipeline does (the areas below, each the share of samples with such a frame
- * on the stack; a sample counts once per area, and the areas overlap only where one calls the
- * other), then the functions with the most samples of their own.
+ * on the stack, or running for an area of its own time; a sample counts once per area, and the areas
+ * overlap only where one calls the other), then the functions with the most samples of their own.
  *
  *   sudo npm run bench:profile [-- --seconds 20 --warm 10]
  *
@@ -24,14 +24,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hook = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cpu-profile-hook.mjs');
 
 /** What the pipeline does, each recognised by a function (and its file) somewhere on the stack. */
-const AREAS: { name: string; frames: [fn: string | RegExp, file: string][] }[] = [
+const AREAS: { name: string; frames: [fn: string | RegExp, file: string][]; self?: boolean }[] = [
 	{ name: 'model: per-event ingest (all of it)', frames: [['#ingestOne', 'churn-model.js']] },
 	{ name: '  of which the TIME_WAIT population (insert, index)', frames: [[/^(add|#find|#growIndex|#hold)$/, 'time-wait.js']] },
 	{ name: '  of which finding the owner and destination', frames: [['#ownerAndDestination', 'churn-model.js']] },
 	{ name: '  of which lifetime histograms (HdrHistogram)', frames: [['recordLifetime', 'owners.js']] },
 	{ name: 'metrics counted per event', frames: [[/./, 'churn-metrics.js']] },
 	{ name: 'flight recorder (raw copies, chunks)', frames: [[/./, 'recorder.js'], ['#keepRecord', 'session.js']] },
-	{ name: 'ring drain and decode (own time)', frames: [[/./, 'ring-reader.js'], [/./, 'decode.js']] },
+	{ name: 'ring drain and decode (own time)', frames: [[/./, 'ring-reader.js'], [/./, 'decode.js'], [/./, 'session.js']], self: true },
 	{ name: 'scrapes and the agent API (HTTP, /metrics)', frames: [[/./, 'prometheus.js'], [/./, 'api.js'], [/./, 'http-server.js'], ['handle', 'http.js']] },
 	{ name: 'socket walks (iterator reads, reconciliation)', frames: [[/./, 'walk-reader.js'], [/./, 'namespaces.js'], [/./, 'reconcile.js']] },
 	{ name: 'suspect checks (sock_diag lookups)', frames: [[/./, 'suspect-check.js'], [/./, 'sock-diag.js']] },
@@ -78,7 +78,8 @@ export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileRe
 		const hit = new Array<boolean>(AREAS.length).fill(false);
 		for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
 			const frame = byId.get(at)!.callFrame;
-			AREAS.forEach((a, i) => (hit[i] ||= a.frames.some((m) => matches(frame, m))));
+			// A self area counts a sample only when one of its functions is the one running.
+			AREAS.forEach((a, i) => (hit[i] ||= (!a.self || at === id) && a.frames.some((m) => matches(frame, m))));
 		}
 		hit.forEach((h, i) => (area[i]! += h ? n : 0));
 	}

@@ -11,7 +11,7 @@ import { eventsLost, type SessionSummary } from '../facts/losses.js';
 import type { Io } from '../io.js';
 import { ChurnMetrics } from '../model/churn-metrics.js';
 import type { ModelOptions } from '../model/churn-model.js';
-import { MAX_WALKED_NAMESPACES } from '../pipeline/live-feed.js';
+import { MAX_WALKED_NAMESPACES } from '../pipeline/walk-plan.js';
 import { monotonicUs } from '../tracer/host.js';
 import { LivePipeline } from '../pipeline/live-pipeline.js';
 import { MetricsServer, type ListenAddress } from '../server/http.js';

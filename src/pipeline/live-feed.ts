@@ -25,8 +25,6 @@ import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from
 import { readWalk } from './walk-reader.js';
 import { STALE_CLOSE_NS, SuspectChecker } from './suspect-check.js';
 import { MAX_WALKED_NAMESPACES, namespacesToWalk, walkNeeded, type WalkStats } from './walk-plan.js';
-
-export { MAX_WALKED_NAMESPACES, type WalkStats };
 import type { Filters } from '../tracer/tracer.js';
 
 export interface LiveFeedOptions {
@@ -107,6 +105,7 @@ export class LiveFeed {
 	#lastDiscoverUs = 0;
 	#walksCompleted = 0;
 	#walksSkipped = 0;
+	#paused = false;
 	#lastWalkMs: number | undefined;
 	/** The walk in progress (one at a time), settled when it ends or is abandoned. */
 	#walking: Promise<void> | undefined;
@@ -195,15 +194,17 @@ export class LiveFeed {
 
 	/** Delivers what the ring holds now. */
 	drainNow(): void {
-		if (!this.#stopped) this.#session.drainNow();
+		if (!this.#stopped && !this.#paused) this.#session.drainNow();
 	}
 
 	/** Stop draining (a slow consumer); the ring absorbs, then the kernel counts what overflows. */
 	pause(): void {
+		this.#paused = true; // the upkeep's drains too: they would hand the reader what it cannot take
 		this.#session.pause();
 	}
 
 	resume(): void {
+		this.#paused = false;
 		this.#session.resume();
 	}
 

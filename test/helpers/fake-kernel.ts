@@ -40,6 +40,8 @@ export class FakeKernel {
 	readonly forgotten: bigint[] = [];
 	/** How many times the walker looked for ways into namespaces (discover). */
 	discovered = 0;
+	/** Drains the feed asked the session for. */
+	drains = 0;
 	detached = false;
 	stopped = false;
 	#handlers: SessionHandlers | undefined;
@@ -69,7 +71,7 @@ export class FakeKernel {
 				return {
 					session: {
 						ringBytes: 4096,
-						drainNow: () => {},
+						drainNow: () => void this.drains++,
 						pause: () => {},
 						resume: () => {},
 						detachTracepoints: () => void (this.detached = true),

@@ -35,7 +35,8 @@ test('a CPU profile is grouped by area: a sample counts once per area with a fra
 		({ id, callFrame: { functionName, url: file ? `file:///x/dist/src/model/${file}` : '', lineNumber: 0 }, children });
 	const profile = {
 		nodes: [
-			frame(1, '(root)', '', [2, 5, 6]),
+			frame(1, '(root)', '', [8]),
+			frame(8, 'drain', 'ring-reader.js', [2, 5, 6]), // the drain calls everything: its own time is what it runs itself
 			frame(2, '#ingestOne', 'churn-model.js', [3, 4]),
 			frame(3, 'add', 'time-wait.js', [7]),
 			frame(4, 'recordLifetime', 'owners.js'),
@@ -43,18 +44,19 @@ test('a CPU profile is grouped by area: a sample counts once per area with a fra
 			frame(6, '(idle)', ''),
 			frame(7, '#find', 'time-wait.js'), // add → #find: still one sample for the population
 		],
-		// 10 samples: 6 idle, 2 in #find (under add), 1 in recordLifetime, 1 in GC.
-		samples: [6, 6, 6, 7, 7, 4, 5, 6, 6, 6],
+		// 10 samples: 5 idle, 2 in #find (under add), 1 in recordLifetime, 1 in GC, 1 in the drain itself.
+		samples: [6, 6, 6, 7, 7, 4, 5, 6, 6, 8],
 		startTime: 0,
 		endTime: 10_000,
 	};
 	const r = summariseProfile(profile, 3);
 	const area = (prefix: string) => r.areas.find((a) => a.name.trim().startsWith(prefix))!;
-	t.is(r.busyPctOfCore, 40);
-	t.is(area('model: per-event ingest').pctOfBusy, 75);
-	t.is(area('of which the TIME_WAIT population').pctOfBusy, 50);
+	t.is(r.busyPctOfCore, 50);
+	t.is(area('model: per-event ingest').pctOfBusy, 60);
+	t.is(area('of which the TIME_WAIT population').pctOfBusy, 40);
 	t.is(area('of which lifetime histograms').pctOfCore, 10);
-	t.is(area('garbage collection').pctOfBusy, 25);
+	t.is(area('garbage collection').pctOfBusy, 20);
+	t.is(area('ring drain and decode').pctOfBusy, 20, 'its own time only, not what it calls');
 	t.is(area('socket walks').pctOfBusy, 0);
 	t.deepEqual(r.topSelf.map((f) => f.fn), ['#find (time-wait.js)', 'recordLifetime (owners.js)', '(garbage collector) (native)']);
 });

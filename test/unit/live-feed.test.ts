@@ -93,6 +93,20 @@ test('a model that leaves sockets out (--port) reads every due walk: its count c
 	await feed.stop();
 });
 
+test('a paused feed (a slow reader) is not drained by its upkeep until resumed', async (t) => {
+	const k = new FakeKernel();
+	const feed = new LiveFeed({ objectPath: '', filters, ringBytes: 4096, upkeepMs: 5 }, {}, k.parts());
+	t.teardown(() => feed.stop());
+	await eventually(() => k.drains > 0);
+	feed.pause();
+	const paused = k.drains;
+	await new Promise((resolve) => setTimeout(resolve, 50));
+	t.is(k.drains, paused);
+	feed.resume();
+	await eventually(() => k.drains > paused);
+	await feed.stop();
+});
+
 test('a namespace first seen in events is walked at once, by itself, and counts as no full pass', async (t) => {
 	const k = new FakeKernel();
 	k.table(1, []);
