@@ -119,8 +119,17 @@ if (isMain) {
 	});
 	const io: Io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, interrupted: interruptedBySignal() };
 	const code = await run(process.argv.slice(2), io);
+	// Writes to a pipe are asynchronous in Node (write() returns false and buffers): process.exit()
+	// would cut what a slow reader has not taken yet (`twtrace trace | slow-consumer` lost a ring's
+	// worth of lines at its end). Wait until stdout has handed everything to the kernel; a further
+	// SIGINT/SIGTERM gives up on a reader that never reads.
+	await Promise.race([
+		new Promise<void>((resolve) => (process.stdout.writableLength === 0 ? resolve() : process.stdout.write('', () => resolve()))),
+		new Promise<void>((resolve) => {
+			for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());
+		}),
+	]);
 	// Exit now, not when the event loop has drained: until the very end a late Ctrl-C finds the
 	// handlers above; during Node's own teardown it would kill the process with 130 instead of `code`.
-	// Writes to stdout and stderr are synchronous on Linux (files, pipes, terminals): nothing is cut.
 	process.exit(code);
 }

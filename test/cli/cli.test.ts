@@ -213,6 +213,32 @@ bpfTest('`twtrace trace | head -3` does not claim the events it wrote were shown
 	t.notRegex(p.err(), /events shown/);
 });
 
+bpfTest('a reader slower than trace loses nothing: lines still in stdout\'s buffer at SIGTERM are written before exit', async (t) => {
+	const pair = createPair();
+	t.teardown(() => pair.remove());
+	const child = spawn(process.execPath, [cli, 'trace', '--json', '--kind', 'time_wait', '--netns', String(pair.clientInode)], { stdio: ['ignore', 'pipe', 'pipe'] });
+	let stderr = '';
+	child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+	const exited = once(child, 'close') as Promise<[number | null, string | null]>;
+	await new Promise<void>((resolve, reject) => {
+		const timer = setTimeout(() => reject(new Error(`not attached: ${stderr}`)), 15_000);
+		child.stderr.on('data', () => stderr.includes('Ctrl-C to stop') && (clearTimeout(timer), resolve()));
+	});
+	// Nobody reads stdout yet: far more lines than the pipe holds (64 KiB) wait in trace's own buffer.
+	child.stdout.pause();
+	await churn(pair, 1000, 7406);
+	await new Promise((r) => setTimeout(r, 300));
+	child.kill('SIGTERM');
+	await new Promise((r) => setTimeout(r, 500));
+	let stdout = '';
+	child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+	child.stdout.resume();
+	const [code] = await exited;
+	t.is(code, 0, stderr);
+	t.regex(stderr, /1,000 events shown, 1,000 received .* 0 lost/);
+	t.is(stdout.trim().split('\n').length, 1000, 'every line shown reached the reader');
+});
+
 bpfTest('two Ctrl-C 20 ms apart: trace still stops cleanly, exit 0 and the summary line', async (t) => {
 	const p = await pipeline('', ['--json', '--kind', 'time_wait'], (pair) => churn(pair, 10, 7405));
 	await new Promise((r) => setTimeout(r, 200));
