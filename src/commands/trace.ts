@@ -28,7 +28,6 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	const run = new Run(io, { watchStdout: true, durationMs: opts.duration });
 	const finish = (why: string) => run.finish(why);
 	let reason = '';
-	let waitingForDrain = false;
 	const ctx: EventContext = hostNames();
 	const format = opts.json ? (e: TwtEvent) => eventJsonLine(e, ctx) : (e: TwtEvent) => eventText(e, ctx);
 	const { feed, filters } = openTraceFeed(opts, { log: verboseLog(opts, io) }, {
@@ -40,15 +39,11 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 				out += format(e) + '\n';
 				printed++;
 			}
-			if (out && !io.stdout.write(out) && !waitingForDrain) {
+			if (out && !io.stdout.write(out) && !feed.paused) {
 				// A slow reader: stop draining until stdout catches up; the ring absorbs, then counts drops.
-				// One wait at a time: a batch handed over meanwhile (the last drain of stop) adds no listener.
-				waitingForDrain = true;
+				// One wait at a time: a batch handed over while paused (the last drain of stop) adds no listener.
 				feed.pause();
-				io.stdout.once('drain', () => {
-					waitingForDrain = false;
-					feed.resume();
-				});
+				io.stdout.once('drain', () => feed.resume());
 			}
 			if (opts.count !== undefined && printed >= opts.count) finish('count');
 		},

@@ -19,7 +19,7 @@ import type { ListenerRecord, WalkRecord } from '../event/walk-record.js';
 import type { Losses } from '../facts/losses.js';
 import type { Blame } from '../model/attribution.js';
 import type { ChurnModel } from '../model/churn-model.js';
-import type { OpenedWalk } from '../tracer/namespaces.js';
+import type { OpenedWalk, WalkPeek } from '../tracer/namespaces.js';
 import { NO_DROPS, type SessionSummary } from '../tracer/session.js';
 import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from './feed-parts.js';
 import { readWalk } from './walk-reader.js';
@@ -69,8 +69,6 @@ export interface LiveFeedHandlers {
 	/** Every upkeep, after the walks due were started and the model's clock moved: timers of one's own are not needed. */
 	onUpkeep?: (nowUs: number) => void;
 }
-
-
 
 /** Namespaces a question may add to the model (askedAbout), in all: questions cannot grow it without bound. */
 const MAX_ASKED_NAMESPACES = 4 * MAX_WALKED_NAMESPACES;
@@ -197,6 +195,9 @@ export class LiveFeed {
 		if (!this.#stopped && !this.#paused) this.#session.drainNow();
 	}
 
+	/** Whether draining is stopped (pause). */
+	get paused(): boolean { return this.#paused; }
+
 	/** Stop draining (a slow consumer); the ring absorbs, then the kernel counts what overflows. */
 	pause(): void {
 		this.#paused = true; // the upkeep's drains too: they would hand the reader what it cannot take
@@ -279,7 +280,7 @@ export class LiveFeed {
 
 	/**
 	 * Walks the namespaces of interest, or only `fresh` ones (first seen in events): see walkAll. A due
-	 * pass (`due`) reads only the namespaces whose kernel count disagrees with the model's (walk-check.ts).
+	 * pass (`due`) reads only the namespaces whose kernel count disagrees with the model's (walk-plan.ts).
 	 */
 	async #walkNamespaces(fresh?: readonly number[], due = false): Promise<void> {
 		const model = this.model;
@@ -291,15 +292,14 @@ export class LiveFeed {
 		const discovered = fresh ? [] : this.#walker.discover();
 		for (const netns of fresh ?? namespacesToWalk(model, this.#asked, this.home, discovered)) {
 			if (this.#abandon) return;
-			const opened = this.#walker.open(netns, this.#pidsIn(netns));
+			const opened = this.#walker.open(netns, this.#pidsIn(netns), due ? (peek) => this.#walkNeeded(model, peek) : undefined);
+			if (!opened) {
+				this.#walksSkipped++;
+				continue;
+			}
 			if ('error' in opened) {
 				this.unwalked.set(netns, opened.error);
 				model.addNamespace(netns); // shown, with the reason it was not walked
-				continue;
-			}
-			if (due && !this.#walkNeeded(model, opened)) {
-				opened.close();
-				this.#walksSkipped++;
 				continue;
 			}
 			if (await this.#read(model, opened)) {
@@ -310,20 +310,19 @@ export class LiveFeed {
 		this.#session.sweepClosing(this.#parts.clockNs(), { startNs, netns: walked });
 		// Not a pass over the namespaces of interest: the interval and the pass count are theirs.
 		if (fresh) return;
-		const read = walked.size > 0 || !due;
 		this.#lastWalkUs = this.#parts.clockUs();
-		if (!read) return; // every namespace checked by its count: no walk to count or time
+		if (due && walked.size === 0) return; // every namespace checked by its count: no walk to count or time
 		this.#lastWalkMs = (this.#lastWalkUs - startedUs) / 1000;
 		this.#walksCompleted++;
 	}
 
 	/** Whether a due walk must be read: the model's count, its clock moved to now, against the kernel's. */
-	#walkNeeded(model: ChurnModel, w: OpenedWalk): boolean {
+	#walkNeeded(model: ChurnModel, peek: WalkPeek): boolean {
 		this.drainNow();
 		model.tick(this.#parts.clockUs());
-		const ns = model.namespaces.get(w.netns);
-		return walkNeeded({ kernelTimeWait: w.timeWaitKernel, modelTimeWait: model.timeWait.countIn(w.netns), seesEverySocket: model.seesEverySocket,
-			settingsWalked: ns?.settings, settingsNow: w.settings, walkedAtUs: ns?.walkedAtUs, nowUs: w.takenAtUs, walkIntervalMs: this.#walkIntervalMs });
+		const ns = model.namespaces.get(peek.netns);
+		return walkNeeded({ kernelTimeWait: peek.timeWaitKernel, modelTimeWait: model.timeWait.countIn(peek.netns), seesEverySocket: model.seesEverySocket,
+			settingsWalked: ns?.settings, settingsNow: peek.settings, walkedAtUs: ns?.walkedAtUs, nowUs: peek.takenAtUs, walkIntervalMs: this.#walkIntervalMs });
 	}
 
 	/** Reads and reconciles one opened walk; false when abandoned. */

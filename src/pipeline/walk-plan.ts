@@ -4,8 +4,8 @@
  *
  * A walk reads every socket of the namespace, in the kernel and again in JavaScript: at 900,000
  * TIME_WAIT about 4 s of CPU (bench/RESULTS.md, the soak), however little changed. The kernel keeps a
- * count of the namespace's timewait sockets (/proc/net/sockstat `tw`), read in O(1) as a walk is
- * opened. When it equals the model's count (within what is in flight) and no setting changed
+ * count of the namespace's timewait sockets (/proc/net/sockstat `tw`), read in O(1) before a walk's
+ * iterator is created. When it equals the model's count (within what is in flight) and no setting changed
  * (TcpExtTCPTimeWaitOverflow among them), the walk is skipped: what a walk corrects shows in that
  * count first. Sockets the kernel never reported entering TIME_WAIT make it higher; tcp_tw_reuse
  * taking one over, an RST ending one early, or tcp_max_tw_buckets refusing one make it lower
@@ -22,8 +22,8 @@ export interface WalkStats {
 	completed: number;
 	/** Wall time of the last full pass, ms (the event loop ran between its chunks); undefined before the first. */
 	lastMs: number | undefined;
-	/** Due walks of a namespace not read: the kernel's count showed the model right (walk-check.ts). */
-	skipped?: number;
+	/** Due walks of a namespace not read: the kernel's count showed the model right (walkNeeded). */
+	skipped: number;
 }
 
 /** At most this many namespaces walked per pass: each costs a setns and a walk. */

@@ -21,16 +21,23 @@ export interface OpenedWalk {
 	/** CLOCK_MONOTONIC µs when the iterator was created. */
 	takenAtUs: number;
 	settings: NetnsSettings;
-	/**
-	 * The namespace's timewait sockets by the kernel's own count as the walk was opened
-	 * (/proc/net/sockstat `tw`: the namespace's tcp_death_row.tw_refcount, both families), or
-	 * undefined where the kernel does not give it: what a walk would find, known in O(1).
-	 */
-	timeWaitKernel?: number;
 	/** Reads the next struct twt_sock records into `buf` (a read may end inside one); 0 at the end. */
 	read(buf: Buffer): number;
 	/** Releases the iterator; once. */
 	close(): void;
+}
+
+/** What open() learns in the namespace before it creates the iterator: enough to decide whether to walk. */
+export interface WalkPeek {
+	netns: number;
+	takenAtUs: number;
+	settings: NetnsSettings;
+	/**
+	 * The namespace's timewait sockets by the kernel's own count (/proc/net/sockstat `tw`: the
+	 * namespace's tcp_death_row.tw_refcount, both families), or undefined where the kernel does not
+	 * give it: what a walk would find, known in O(1).
+	 */
+	timeWaitKernel: number | undefined;
 }
 
 /** An iterator fd as an OpenedWalk's reading end. */
@@ -97,13 +104,19 @@ export class NamespaceWalker {
 	/**
 	 * Enters `netns` just long enough to read its settings and create a walk's iterator, which keeps
 	 * that namespace: the caller reads it a chunk at a time, at its own pace. `pids` are processes
-	 * seen in it, tried as ways in. Never throws.
+	 * seen in it, tried as ways in. With `needed`, asks it first, with the kernel's count of the
+	 * namespace's timewait sockets: undefined, and no iterator, when it says no. Never throws.
 	 */
-	open(netns: number, pids: Iterable<number> = []): OpenedWalk | { netns: number; error: string } {
-		return this.#enter(netns, pids, () => ({
-			netns, takenAtUs: this.#clockUs(), settings: readNetnsSettings(), timeWaitKernel: sockstatTimeWait(readOr('/proc/thread-self/net/sockstat')),
-			...iteratorReader(this.#tracer.openWalk()),
-		}));
+	open(netns: number, pids?: Iterable<number>): OpenedWalk | { netns: number; error: string };
+	open(netns: number, pids: Iterable<number>, needed?: (peek: WalkPeek) => boolean): OpenedWalk | { netns: number; error: string } | undefined;
+	open(netns: number, pids: Iterable<number> = [], needed?: (peek: WalkPeek) => boolean): OpenedWalk | { netns: number; error: string } | undefined {
+		return this.#enter(netns, pids, () => {
+			const takenAtUs = this.#clockUs();
+			const settings = readNetnsSettings();
+			// The kernel's count only for a caller that decides by it; no iterator when it need not walk.
+			if (needed && !needed({ netns, takenAtUs, settings, timeWaitKernel: sockstatTimeWait(readOr('/proc/thread-self/net/sockstat')) })) return undefined;
+			return { netns, takenAtUs, settings, ...iteratorReader(this.#tracer.openWalk()) };
+		});
 	}
 
 	/**

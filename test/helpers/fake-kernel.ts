@@ -9,7 +9,8 @@ import type { Lookup } from '../../src/tracer/sock-diag.js';
 import type { TwtEvent } from '../../src/event/decode.js';
 import type { ListenerOwner } from '../../src/event/listener.js';
 import type { NetnsSettings } from '../../src/facts/netns-settings.js';
-import type { LiveFeedParts } from '../../src/pipeline/feed-parts.js';
+import type { FeedWalker, LiveFeedParts } from '../../src/pipeline/feed-parts.js';
+import type { WalkPeek } from '../../src/tracer/namespaces.js';
 import type { SessionHandlers, SessionSummary } from '../../src/tracer/session.js';
 
 const S = 1_000_000;
@@ -92,15 +93,17 @@ export class FakeKernel {
 					walker: walks ? {
 						home: this.home,
 						discover: () => (this.discovered++, [...this.tables.keys()]),
-						open: (netns) => {
+						// One implementation of both overloads (NamespaceWalker.open).
+						open: ((netns: number, _pids?: Iterable<number>, needed?: (peek: WalkPeek) => boolean) => {
 							const why = this.unreachable.get(netns);
 							if (why) return { netns, error: why };
-							this.opened.push(netns);
 							const t = this.tables.get(netns) ?? { records: [], settings: SETTINGS };
+							if (needed && !needed({ netns, takenAtUs: this.nowUs, settings: t.settings, timeWaitKernel: this.kernelCounts.get(netns) })) return undefined;
+							this.opened.push(netns);
 							const bytes = Buffer.concat(t.records);
 							let at = 0;
 							return {
-								netns, takenAtUs: this.nowUs, settings: t.settings, timeWaitKernel: this.kernelCounts.get(netns),
+								netns, takenAtUs: this.nowUs, settings: t.settings,
 								// Reads end inside records on purpose: the feed must carry the tail over.
 								read: (buf: Buffer) => {
 									const n = Math.min(buf.length, 100, bytes.length - at);
@@ -110,7 +113,7 @@ export class FakeKernel {
 								},
 								close: () => {},
 							};
-						},
+						}) as FeedWalker['open'],
 						lookup: (netns, pids, sockets) => {
 							const why = this.unreachable.get(netns);
 							if (why) return { netns, error: why };
