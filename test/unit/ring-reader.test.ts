@@ -163,3 +163,37 @@ test('a burst after a quiet spell finds room: the longest wait fills at most a q
 		t.true(max * BURST_BYTES_PER_MS <= ring / 4 + BURST_BYTES_PER_MS, `${ring} bytes: ${max} ms`);
 	}
 });
+
+test('a handler that pauses the reader stops the timer drain after that record; resuming drains the rest at once', async (t) => {
+	const ring = new FakeRing();
+	const seen: number[] = [];
+	const bytes = new Uint8Array(ring.memory);
+	const r: RingReader = new RingReader(ring.views, (offset) => {
+		seen.push(bytes[offset]!);
+		if (bytes[offset] === 2) r.pause(); // the consumer says it is full after the second record
+	}, () => {});
+	for (const v of [1, 2, 3, 4]) ring.push([v]);
+	r.start({ intervalMs: 5, maxIntervalMs: 5 });
+	await new Promise((res) => setTimeout(res, 30));
+	t.deepEqual(seen, [1, 2], 'the rest waits in the ring');
+	t.is(Number(ring.views.consumerPos[0]), 32, 'the records handed on are released to the kernel');
+	r.resume();
+	await new Promise((res) => setImmediate(res));
+	await new Promise((res) => setTimeout(res, 1));
+	t.deepEqual(seen, [1, 2, 3, 4]);
+	r.close();
+});
+
+test('drain() on demand reads everything even when the handler pauses: stop and walks must not leave events behind', (t) => {
+	const ring = new FakeRing();
+	const seen: number[] = [];
+	const bytes = new Uint8Array(ring.memory);
+	const r: RingReader = new RingReader(ring.views, (offset) => {
+		seen.push(bytes[offset]!);
+		r.pause();
+	}, () => {});
+	for (const v of [1, 2, 3]) ring.push([v]);
+	t.is(r.drain(), 3);
+	t.deepEqual(seen, [1, 2, 3]);
+	r.close();
+});
