@@ -12,7 +12,8 @@ import { TraceSession, type SessionHandlers, type SessionOptions, type SessionSu
 /** What the feed needs of a trace session (tracer/session.ts), and of the kernel's side of walks. */
 export interface FeedSession extends SuspectSession {
 	readonly ringBytes: number;
-	drainNow(): void;
+	/** `untilPaused`: stop early if the consumer pauses meanwhile (tracer/ring-reader.ts). */
+	drainNow(untilPaused?: boolean): void;
 	pause(): void;
 	resume(): void;
 	detachTracepoints(): void;
@@ -44,7 +45,7 @@ export const BPF_PARTS: LiveFeedParts = {
 		const t = trace.tracer;
 		const session: FeedSession = {
 			get ringBytes() { return trace.ringBytes; },
-			drainNow: () => trace.drainNow(),
+			drainNow: (untilPaused) => trace.drainNow(untilPaused),
 			pause: () => trace.pause(),
 			resume: () => trace.resume(),
 			detachTracepoints: () => trace.detachTracepoints(),

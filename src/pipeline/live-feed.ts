@@ -212,7 +212,7 @@ export class LiveFeed {
 	/** The upkeep: walks that are due, suspect checks, the model's clock, then the handler's own work. */
 	#tick(): void {
 		if (this.#stopped) return;
-		this.drainNow();
+		if (!this.#paused) this.#session.drainNow(true); // a consumer that pauses meanwhile is not flooded
 		this.#startDueWalk();
 		this.#checkSuspects();
 		const nowUs = this.#parts.clockUs();

@@ -95,7 +95,7 @@ export class RingReader {
 		const tick = () => {
 			if (this.#closed) return;
 			if (!this.#paused) {
-				const n = this.#drain(true);
+				const n = this.drain(true);
 				options.afterDrain?.(n);
 				const now = Date.now();
 				delayMs = drainDelayMs(this.#drainedBytes - lastBytes, now - lastAt, this.#ring.dataBytes, minMs, maxMs);
@@ -126,16 +126,16 @@ export class RingReader {
 	 * Hands every committed record to the handler, in order, and returns how many. Stops at the first
 	 * record still being written (BUSY). Non-blocking; returns 0 after close().
 	 */
-	drain(): number {
-		return this.#drain(false);
+	drain(untilPaused = false): number {
+		return this.#drain(untilPaused);
 	}
 
 	/**
-	 * The timer's drain also stops when the handler pauses the reader (a consumer that cannot keep
-	 * up, told so by what it just handed on): what is left stays in the ring, where it costs nothing,
-	 * instead of piling up in the consumer's memory (bench: `trace | slow reader` held 500 MB of
-	 * queued output and spent 65 % of its time in GC). drain() on demand reads everything: it
-	 * serves stop and the walks, which must not be ahead of the events.
+	 * With `untilPaused` (the timer's drains, the pipeline's upkeep) the drain also stops when the
+	 * handler pauses the reader (a consumer that cannot keep up, told so by what it was just handed):
+	 * what is left stays in the ring, where it costs nothing, instead of piling up in the consumer's
+	 * memory (bench: `trace | slow reader` held 500 MB of queued output and spent 65 % of its time in
+	 * GC). Without it the drain reads everything: stop and the walks must not leave events behind.
 	 */
 	#drain(yieldOnPause: boolean): number {
 		if (this.#closed) return 0;

@@ -128,9 +128,12 @@ export class TraceSession {
 		return this.#tracer;
 	}
 
-	/** Drains the ring now and delivers what it held, so that a walk that follows is not ahead of the events. */
-	drainNow(): void {
-		this.#tracer.reader.drain();
+	/**
+	 * Drains the ring now and delivers what it held, so that a walk that follows is not ahead of the
+	 * events; `untilPaused`: stops early if the consumer pauses (RingReader.drain).
+	 */
+	drainNow(untilPaused = false): void {
+		this.#tracer.reader.drain(untilPaused);
 		this.#flush();
 	}
 
