@@ -13,6 +13,7 @@ import { Run } from '../run.js';
 import { hostNames, openTraceFeed } from '../source/live-source.js';
 import { eventJsonLine, type EventContext } from '../views/event-json.js';
 import { eventText, TEXT_HEADER } from '../views/event-text.js';
+import { LineBatch } from '../views/line-batch.js';
 import { sessionSummaryLine } from '../views/session-text.js';
 import { addFilterOptions, formatBytes, parseCount, parseDuration, verboseLog, type FilterOptions } from './options.js';
 
@@ -28,17 +29,18 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 	const run = new Run(io, { watchStdout: true, durationMs: opts.duration });
 	const finish = (why: string) => run.finish(why);
 	let reason = '';
+	const lines = new LineBatch();
 	const ctx: EventContext = hostNames();
 	const format = opts.json ? (e: TwtEvent) => eventJsonLine(e, ctx) : (e: TwtEvent) => eventText(e, ctx);
 	const { feed, filters } = openTraceFeed(opts, { log: verboseLog(opts, io) }, {
 		onEvents: (events) => {
-			let out = '';
 			for (const e of events) {
 				if (opts.comm !== undefined && blame(e).comm !== opts.comm) continue;
 				if (opts.count !== undefined && printed >= opts.count) break;
-				out += format(e) + '\n';
+				lines.add(format(e));
 				printed++;
 			}
+			const out = lines.take();
 			if (out && !io.stdout.write(out) && !feed.paused) {
 				// A slow reader: stop draining until stdout catches up; the ring absorbs, then counts drops.
 				// One wait at a time: a batch handed over while paused (the last drain of stop) adds no listener.
