@@ -13,10 +13,11 @@ import type { AgentChoiceOptions } from '../source/agent-choice.js';
 import { tracingFilters } from '../source/filters.js';
 import { LiveReport, reportFrom } from '../source/reports.js';
 import { openSource } from '../source/open.js';
+import { reportHtml } from '../views/report-html.js';
 import { reportMarkdown, reportTable } from '../views/report-text.js';
 import { addAgentOptions, addFilterOptions, parseCount, parseDuration, parseInterval, verboseLog, type FilterOptions } from './options.js';
 
-export const REPORT_FORMATS = ['table', 'json', 'markdown'] as const;
+export const REPORT_FORMATS = ['table', 'json', 'markdown', 'html'] as const;
 
 export interface ReportOptions extends FilterOptions, AgentChoiceOptions {
 	duration?: number;
@@ -31,11 +32,16 @@ export interface ReportOptions extends FilterOptions, AgentChoiceOptions {
 
 export function renderReport(report: Report, format: ReportOptions['format']): string {
 	if (format === 'json') return JSON.stringify(report, null, 2) + '\n';
+	if (format === 'html') return reportHtml(report);
 	return format === 'markdown' ? reportMarkdown(report) : reportTable(report);
 }
 
 export async function reportCommand(file: string | undefined, opts: ReportOptions, io: Io): Promise<void> {
 	checkUsage(file, opts);
+	// Checked before anything is recorded: a live report's events are not lost to a refused terminal.
+	if (opts.format === 'html' && (io.stdout as NodeJS.WriteStream).isTTY) {
+		throw usageError('--format html writes a whole web page: send it to a file', `twtrace report … --format html > incident.html`);
+	}
 	const live = new LiveReport(opts.by);
 	const source = await openSource('report', opts, io, {
 		replay: file === undefined ? undefined : { file, partial: opts.partial },
@@ -93,6 +99,8 @@ Examples:
   twtrace report --last 10m                      the agent's flight recorder: the 10 minutes before now
   twtrace report churn.twtcap
   twtrace report churn.twtcap --format markdown > incident.md
+  twtrace report churn.twtcap --format html > incident.html   one page with plots, for the ticket
+  twtrace report --last 15m --format html > incident.html        the same, from the agent's recorder
   twtrace report churn.twtcap --format json --by comm --top 5
   sudo twtrace report --standalone --duration 60s`;
 

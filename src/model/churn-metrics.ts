@@ -10,7 +10,7 @@
 import type { TwtEvent } from '../event/decode.js';
 import { errnoName } from '../event/errno.js';
 import { blame, type Blame } from './attribution.js';
-import { BEFORE_START, LISTENER_BEFORE_START, LOST, ownerComm } from './owners.js';
+import { BEFORE_START, destKey, LISTENER_BEFORE_START, LOST, ownerComm, type Owner } from './owners.js';
 import type { ChurnModel } from './churn-model.js';
 import { SeriesTable, type Series } from './series.js';
 import { portFailure } from './victims.js';
@@ -69,6 +69,12 @@ export interface MetricsData {
 	likely: { comm: string; timeWait: number }[];
 	portFailures: PortFailureSample[];
 	destinations: DestinationRow[];
+	/**
+	 * Who holds each listed destination's ports in TIME_WAIT: its MAX_HOLDERS_PER_DESTINATION largest
+	 * groups (the groups' own labels: "other" past the series bound), so an alert on a destination can
+	 * name its offender.
+	 */
+	holders: { destination: DestinationRow; labels: GroupLabels; timeWait: number }[];
 	namespaces: NamespaceRow[];
 	/** TIME_WAIT sockets the model did not track (its bound): the gauges undercount by this many. */
 	timeWaitUntracked: number;
@@ -205,15 +211,31 @@ export class ChurnMetrics {
 			groups.push({ labels: s.labels, counts: s.counts.slice(), failures: new Map(s.keyed), timeWait: held.get(s) ?? 0 });
 		}
 		this.#table.markScraped();
+		const destinations = destinationRows(model, opts.nowUs, opts.rateWindowUs).slice(0, opts.maxDestinations);
 		return {
 			groups,
 			portFailures: [...this.#portFailures.values()].map((f) => ({ ...f })),
 			likely: likelyByComm(model),
-			destinations: destinationRows(model, opts.nowUs, opts.rateWindowUs).slice(0, opts.maxDestinations),
+			destinations,
+			holders: destinations.flatMap((row) => this.#holdersOf(model, row, opts.nowUs)),
 			namespaces: namespaceRows(model, opts.nowUs).slice(0, opts.maxNamespaces),
 			timeWaitUntracked: model.timeWait.refused,
 			seriesRemoved: { ...this.#table.removed },
 		};
+	}
+
+	/** The groups holding `row`'s ports in TIME_WAIT, the most first. */
+	#holdersOf(model: ChurnModel, row: DestinationRow, nowUs: number): MetricsData['holders'] {
+		const d = model.destinations.get(destKey(row.netns, row.saddr, row.daddr, row.dport));
+		if (!d) return [];
+		const bySeries = new Map<Series<GroupLabels>, number>();
+		for (const [holder, n] of d.holders) {
+			const o = holder as Owner;
+			const s = this.#table.peek(groupKey(o.comm, isUnknownProcess(o.comm) ? 0 : o.cgroupId), nowUs);
+			bySeries.set(s, (bySeries.get(s) ?? 0) + n);
+		}
+		return [...bySeries].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).slice(0, MAX_HOLDERS_PER_DESTINATION)
+			.map(([s, timeWait]) => ({ destination: row, labels: s.labels, timeWait }));
 	}
 
 	/** TIME_WAIT held per series now, from the model's owners; sets each series' `holding`. */
@@ -259,6 +281,9 @@ function countFailure(s: Series<GroupLabels>, call: 'connect' | 'bind', err: num
 	const key = `${call} ${errnoName(err) ?? String(err)}`;
 	s.keyed.set(key, (s.keyed.get(key) ?? 0) + 1);
 }
+
+/** Holders exported per destination: enough to name the offender, and series stay few. */
+const MAX_HOLDERS_PER_DESTINATION = 3;
 
 /** Likely owners exported at most, by comm: inferred series stay few. */
 const MAX_LIKELY_COMMS = 20;

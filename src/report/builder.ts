@@ -11,15 +11,19 @@ import { errnoName } from '../event/errno.js';
 import type { NetnsSettings } from '../facts/netns-settings.js';
 import type { ChurnModel } from '../model/churn-model.js';
 import { busiest, closingSide, errnoTotals, groupKey, likelyRows, lifetimeMs, mergedLifetimes, workloadLabel, workloadNamer, type Grouping } from '../model/groups.js';
-import { C, type Owner } from '../model/owners.js';
+import { C, destKey, type Owner } from '../model/owners.js';
 import { holdersOfDestination, holdersOfLocalPort } from '../model/port-holders.js';
 import { sustainableRate } from '../model/ports.js';
 import { portFailure, type PortFailure } from '../model/victims.js';
 import { labelOf, summarize, type DestinationSummary, type NamespaceSummary, type Offender, type Report, type Victim } from './report.js';
+import { TimelineRecorder } from './timeline.js';
 
 const US = 1_000_000;
 /** Victim entries kept (distinct process × failure × target); beyond it failures are only counted. */
 const MAX_VICTIMS = 1000;
+/** Offenders and destinations the timeline plots. */
+const PLOTTED_OFFENDERS = 8;
+const PLOTTED_DESTINATIONS = 3;
 
 interface VictimAcc {
 	v: Omit<Victim, 'heldBy' | 'first' | 'last'> & { firstUs: number; lastUs: number };
@@ -40,6 +44,7 @@ export class ReportBuilder {
 	readonly #firstOverflow = new Map<number, number>();
 	readonly #lastOverflow = new Map<number, number>();
 	readonly #peakNamespace = new Map<number, number>();
+	readonly #timeline = new TimelineRecorder();
 	#victimsRefused = 0;
 	#sampledSecond = -1;
 	#events = 0;
@@ -200,12 +205,20 @@ export class ReportBuilder {
 			destinations: destinations.slice(0, 10),
 			namespaces,
 			summary: '',
+			timeline: this.#timeline.build(ctx.epochOffsetUs,
+				offenders.filter((o) => o.peakTimeWait > 0).slice(0, PLOTTED_OFFENDERS).map((o) => ({ key: o.key, rank: o.rank, label: labelOf(o, this.#by) })),
+				destinations.slice(0, PLOTTED_DESTINATIONS).map((d) => ({
+					key: destKey(d.netns, d.saddr, d.daddr, d.dport),
+					label: `${d.saddr} → ${endpoint(d.daddr, d.dport)}`,
+					firstFailureSecond: this.#firstFailureSecond(d.netns, endpoint(d.daddr, d.dport)),
+				}))),
 		};
 		report.summary = summarize(report);
 		return report;
 	}
 
 	#victim(e: TwtEvent, { call, errno, target }: PortFailure, held: Map<Owner, number>): void {
+		this.#timeline.failure(Math.floor(e.tsUs / US), `${call} ${target} ${errno}`);
 		const key = `${e.pid} ${e.comm} ${e.netns} ${call} ${target}`;
 		let acc = this.#victims.get(key);
 		if (!acc) {
@@ -223,6 +236,13 @@ export class ReportBuilder {
 		acc.v.lastUs = Math.max(acc.v.lastUs, e.tsUs);
 		// The most each owner held at any of the failures.
 		for (const [o, n] of held) if (n > (acc.heldBy.get(o) ?? 0)) acc.heldBy.set(o, n);
+	}
+
+	/** When connect() first failed with EADDRNOTAVAIL towards `target` in `netns`, if it did. */
+	#firstFailureSecond(netns: number, target: string): number | undefined {
+		let firstUs = Infinity;
+		for (const { v } of this.#victims.values()) if (v.netns === netns && v.call === 'connect' && v.target === target) firstUs = Math.min(firstUs, v.firstUs);
+		return Number.isFinite(firstUs) ? Math.floor(firstUs / US) : undefined;
 	}
 
 	#victimList(rankOf: Map<Owner, number>, epochOffsetUs: number): Victim[] {
@@ -253,6 +273,7 @@ export class ReportBuilder {
 			connects.set(key, (connects.get(key) ?? 0) + o.totals[C.connects]!);
 		}
 		for (const [key, n] of held) if (n > (this.#peakHeld.get(key) ?? 0)) this.#peakHeld.set(key, n);
+		this.#timeline.sampleHeld(second, held);
 		for (const netns of this.model.namespaces.keys()) this.#sampleNamespace(netns);
 		for (const [key, n] of connects) {
 			const rate = (n - (this.#lastConnects.get(key) ?? 0)) / elapsed;
@@ -262,6 +283,7 @@ export class ReportBuilder {
 		for (const d of this.model.destinations.values()) {
 			const inUse = d.timeWait + d.portsHeldOpen;
 			if (inUse > (this.#destPeakInUse.get(d.key) ?? 0)) this.#destPeakInUse.set(d.key, inUse);
+			this.#timeline.sampleDestination(second, d.key, inUse, this.model.namespaces.get(d.netns)?.settings ? this.model.portsUsable(d.netns) : undefined);
 			const rate = (d.connectsTotal - (this.#destLastConnects.get(d.key) ?? 0)) / elapsed;
 			this.#destLastConnects.set(d.key, d.connectsTotal);
 			if (rate > (this.#destPeakRate.get(d.key) ?? 0)) this.#destPeakRate.set(d.key, rate);

@@ -10,6 +10,7 @@ import type { Grouping } from '../model/groups.js';
 import type { NamespaceTimeWait } from '../model/owners.js';
 import type { PortFailure } from '../model/victims.js';
 import { formatDuration } from '../views/duration.js';
+import type { Timeline } from './timeline.js';
 
 export interface Offender {
 	rank: number;
@@ -111,6 +112,8 @@ export interface Report {
 	destinations: DestinationSummary[];
 	namespaces: NamespaceSummary[];
 	summary: string;
+	/** What the HTML report plots (timeline.ts). */
+	timeline: Timeline;
 }
 
 export function labelOf(o: Pick<Offender, 'pid' | 'comm' | 'key' | 'processes'> & Partial<Pick<Offender, 'cgroup' | 'workload'>>, by: Grouping): string {

@@ -171,6 +171,15 @@ export class PrometheusView {
 		destGauge('twtrace_seconds_to_exhaustion', 'Seconds until connect() finds no free port at the current connection rate; +Inf when the rate is sustainable',
 			(d) => d.secondsToExhaustion ?? Infinity);
 		destGauge('twtrace_ports_in_use', 'Ephemeral ports held towards the destination: open connections plus TIME_WAIT', (d) => d.portsInUse);
+		new Gauge({
+			name: 'twtrace_port_holder_timewait_sockets',
+			help: 'TIME_WAIT sockets holding ports towards the destination, by holder (its 3 largest groups, labelled as in twtrace_timewait_sockets): who an exhaustion alert names',
+			labelNames: [...DEST, ...GROUP], registers,
+			collect() {
+				this.reset();
+				for (const h of data().holders) this.set({ ...destLabels(h.destination), comm: h.labels.comm, cgroup: h.labels.cgroup, workload: h.labels.workload }, h.timeWait);
+			},
+		});
 		destGauge('twtrace_ports_usable', 'Ephemeral ports connect() may use towards the destination: ip_local_port_range minus reserved ports', (d) => d.portsUsable);
 
 		new Gauge({
@@ -243,10 +252,10 @@ export class PrometheusView {
 			},
 		});
 		new Gauge({
-			name: 'twtrace_build_info', help: 'twtrace version and kernel release, value 1', labelNames: ['version', 'kernel'], registers,
+			name: 'twtrace_build_info', help: 'twtrace version, kernel release and hostname (what alerts name the host by), value 1', labelNames: ['version', 'kernel', 'host'], registers,
 			collect() {
 				this.reset();
-				this.set({ version: state().version, kernel: os.release() }, 1);
+				this.set({ version: state().version, kernel: os.release(), host: os.hostname() }, 1);
 			},
 		});
 		if (processMetrics) processMetricsOf(registers);

@@ -1,7 +1,8 @@
 /**
  * A Report as text: a plain table for the terminal (`--format table`) and Markdown to paste into
  * an incident document (`--format markdown`). Both show the same sections in the same order:
- * summary, offenders, victims, destinations, namespaces, advice, losses.
+ * summary, offenders, victims, destinations, namespaces, advice, losses. The cells are shared with
+ * the HTML report (report-html.ts).
  */
 import { endpoint } from '../event/endpoint.js';
 import { formatDuration } from './duration.js';
@@ -13,12 +14,12 @@ const rate = (v: number) => (v >= 100 ? n(v) : String(Math.round(v * 10) / 10));
 const pct = (v: number) => `${Math.round(v * 100)} %`;
 const ms = (v: number | undefined) => (v === undefined ? '-' : v >= 100 ? n(v) : String(v));
 
-function heading(r: Report): string {
+export function heading(r: Report): string {
 	const src = r.source.kind === 'capture' ? `capture ${r.source.file}` : r.source.kind === 'agent' ? `the flight recorder of the ${r.source.file}` : 'live';
 	return `${src} from ${r.source.host} (Linux ${r.source.kernel}), started ${r.source.startedAt}, ${formatDuration(r.source.seconds)}; filters: ${r.source.filters}`;
 }
 
-function offenderCells(o: Offender, by: Report['by']): string[] {
+export function offenderCells(o: Offender, by: Report['by']): string[] {
 	return [
 		String(o.rank), labelOf(o, by), o.side, n(o.connections), n(o.timeWaitEntries), pct(o.timeWaitShare), n(o.peakTimeWait),
 		`${rate(o.connectRateAvg)} / ${rate(o.connectRatePeak)}`,
@@ -26,29 +27,29 @@ function offenderCells(o: Offender, by: Report['by']): string[] {
 		o.topDestinations[0]?.peer ?? '-',
 	];
 }
-const OFFENDER_HEADER = ['#', 'OFFENDER', 'SIDE', 'CONNECTIONS', 'TIME_WAIT', 'SHARE', 'PEAK HELD', 'CONN/s avg / peak', 'LIFE ms p50 / p99', 'TOP DESTINATION'];
+export const OFFENDER_HEADER = ['#', 'OFFENDER', 'SIDE', 'CONNECTIONS', 'TIME_WAIT', 'SHARE', 'PEAK HELD', 'CONN/s avg / peak', 'LIFE ms p50 / p99', 'TOP DESTINATION'];
 
 /** Inferred owners, apart from the table's exact numbers. */
-function likelyLines(r: Report): string[] {
+export function likelyLines(r: Report): string[] {
 	return r.offenders.flatMap((o) => (o.likely ?? []).map((l) =>
 		`#${o.rank} ${o.comm}: likely ${l.comm} (pid ${l.pid}), up to ${n(l.peakTimeWait)} held (inferred: ${l.evidence})`));
 }
 
-function victimCells(v: Victim): string[] {
+export function victimCells(v: Victim): string[] {
 	return [
 		`${v.comm} (pid ${v.pid})`, `${v.call}() ${v.errno}`, v.target, n(v.failures), v.first.slice(11, 23), v.last.slice(11, 23),
 		v.heldBy.map((h) => `${h.offenderRank ? `#${h.offenderRank} ` : ''}${h.label}: ${n(h.portsHeld)}`).join('; ') || '(no TIME_WAIT held by known owners)',
 	];
 }
-const VICTIM_HEADER = ['PROCESS', 'FAILED', 'TARGET', 'FAILURES', 'FIRST (UTC)', 'LAST (UTC)', 'PORTS HELD BY'];
+export const VICTIM_HEADER = ['PROCESS', 'FAILED', 'TARGET', 'FAILURES', 'FIRST (UTC)', 'LAST (UTC)', 'PORTS HELD BY'];
 
-const DEST_HEADER = ['NETNS', 'SOURCE', 'DESTINATION', 'CONNECTS', 'PEAK PORTS IN USE', 'SUSTAINABLE/s', 'PEAK CONN/s', 'FAILURES'];
-function destCells(d: Report['destinations'][number]): string[] {
+export const DEST_HEADER = ['NETNS', 'SOURCE', 'DESTINATION', 'CONNECTS', 'PEAK PORTS IN USE', 'SUSTAINABLE/s', 'PEAK CONN/s', 'FAILURES'];
+export function destCells(d: Report['destinations'][number]): string[] {
 	return [String(d.netns), d.saddr, endpoint(d.daddr, d.dport), n(d.connects), `${n(d.peakPortsInUse)} / ${n(d.portsUsable)} (${pct(d.peakPortsInUse / Math.max(1, d.portsUsable))})`,
 		rate(d.sustainableRate), rate(d.peakConnectRate), n(d.connectFailures)];
 }
 
-function namespaceLine(ns: Report['namespaces'][number]): string {
+export function namespaceLine(ns: Report['namespaces'][number]): string {
 	const s = ns.settings;
 	const tw = `TIME_WAIT ${n(ns.timeWaitAtEnd)} at the ${ns.timeWaitFrom === 'walk' ? 'last walk' : 'end'} (peak ${n(ns.peakTimeWait)})` +
 		(ns.walked ? '' : ', not walked: what it held before the capture is not counted');
@@ -59,7 +60,7 @@ function namespaceLine(ns: Report['namespaces'][number]): string {
 		(ns.timeWaitOverflow > 0 ? `; TIME_WAIT overflow ${n(ns.timeWaitOverflow)}` : '');
 }
 
-function lossLine(r: Report): string {
+export function lossLine(r: Report): string {
 	const l = r.losses;
 	const parts = [
 		l.ringFull && `${n(l.ringFull)} events lost (ring buffer full)`,

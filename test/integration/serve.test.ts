@@ -5,62 +5,24 @@
  * --max-series; the capabilities of deploy/systemd/twtrace.service are enough; and the operational
  * edges: a port in use, health, unknown paths and methods, SIGTERM.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { unitCapabilities } from '../helpers/deploy.js';
-import { bpfTest, root, toolTest, which } from '../helpers/env.js';
-import { track } from '../../testbed/children.js';
+import { bpfTest, toolTest, which } from '../helpers/env.js';
 import { valueOf } from '../helpers/exposition.js';
 import { createPair, settledTimeWait } from '../../testbed/netns.js';
 import { runClient, runTwtrace, scenarioNamed, startServer } from '../helpers/processes.js';
-import { freePort, scrape, startServe, until } from '../helpers/serve.js';
+import { query, startPrometheus } from '../helpers/prometheus.js';
+import { scrape, startServe, until } from '../helpers/serve.js';
 
 /** A copy of tcp-scenario under another name, so its processes have a comm of their own. */
 function namedScenario(t: ExecutionContext, name: string): string {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-serve-'));
 	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 	return scenarioNamed(dir, name);
-}
-
-/** Starts Debian's Prometheus on loopback, scraping `target` every second with deploy/'s alert rules. */
-async function startPrometheus(t: ExecutionContext, target: string): Promise<string> {
-	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-prom-'));
-	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-	const config = path.join(dir, 'prometheus.yml');
-	fs.writeFileSync(config, [
-		'global: { scrape_interval: 1s, evaluation_interval: 1s }',
-		`rule_files: [${JSON.stringify(path.join(root, 'deploy/prometheus/twtrace-alerts.yml'))}]`,
-		'scrape_configs:',
-		'  - job_name: twtrace',
-		`    static_configs: [{ targets: [${JSON.stringify(new URL(target).host)}] }]`,
-	].join('\n'));
-	const port = await freePort();
-	const child = track(spawn('prometheus', [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dir, 'data')}`,
-		`--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-	let log = '';
-	child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-	t.teardown(async () => {
-		if (child.exitCode === null) {
-			child.kill('SIGTERM');
-			await once(child, 'close');
-		}
-	});
-	const url = `http://127.0.0.1:${port}`;
-	await until(`Prometheus ready (${log})`, 30_000, async () => ((await fetch(`${url}/-/ready`)).ok ? true : undefined));
-	return url;
-}
-
-/** An instant query through Prometheus's HTTP API: [labels, value] per series. */
-async function query(prom: string, promql: string): Promise<[Record<string, string>, number][]> {
-	const body = await (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(promql)}`)).json() as {
-		status: string; data: { result: { metric: Record<string, string>; value: [number, string] }[] };
-	};
-	if (body.status !== 'success') throw new Error(JSON.stringify(body));
-	return body.data.result.map((r) => [r.metric, Number(r.value[1])]);
 }
 
 /** A BPF test that also needs Debian's prometheus (skipped without it, failed in CI). */

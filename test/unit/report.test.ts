@@ -245,3 +245,22 @@ test('report --by cgroup names a cgroup by its workload or path, never "cgroup <
 	t.true(byWorkload.offenders.length >= 1);
 	t.is(byWorkload.offenders[0]!.key, '/', 'the fixture ran in the root cgroup');
 });
+
+test('exhaustion: the timeline agrees with the tables: each offender\'s highest point is its peak held, the ports reach the peak in use and end at the usable ports, every failure is counted once', (t) => {
+	const r = fromFile('exhaustion');
+	const tl = r.timeline;
+	t.is(tl.stepSeconds, 1);
+	t.true(tl.timesMs.length >= 3, `${tl.timesMs.length} points`);
+	const started = Date.parse(r.source.startedAt);
+	t.true(Math.abs(tl.timesMs[0]! - started) < 2000, 'the axis starts where the capture does');
+	const peak = (xs: (number | null)[]) => Math.max(...xs.map((x) => x ?? 0));
+	t.deepEqual(tl.offenders.map((o) => [o.rank, peak(o.held)]), r.offenders.slice(0, tl.offenders.length).map((o) => [o.rank, o.peakTimeWait]));
+	const d = tl.destinations[0]!;
+	t.is(peak(d.inUse), r.destinations[0]!.peakPortsInUse);
+	// The range as known at each moment: the capture's script narrowed it after the first walk.
+	t.is(d.usable.at(-1), r.destinations[0]!.portsUsable);
+	t.true(d.exhaustedAtMs !== null && d.exhaustedAtMs >= tl.timesMs[0]! && d.exhaustedAtMs <= tl.timesMs.at(-1)!, 'the moment the 100 ports were all in use');
+	const failures = tl.failures.reduce((n, f) => n + f.counts.reduce((a, b) => a + b, 0), 0);
+	t.is(failures, r.victims.reduce((n, v) => n + v.failures, 0));
+	t.deepEqual(tl.failures.map((f) => f.label).sort(), ['bind 10.200.50.1:40000 EADDRINUSE', 'connect 10.200.50.2:7500 EADDRNOTAVAIL']);
+});
