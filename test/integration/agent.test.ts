@@ -79,6 +79,14 @@ bpfTest('agent: top and doctor started after exhaustion answer from the agent: e
 	t.is(report.victims[0].heldBy[0].label, `churner (pid ${churner.pid})`);
 	t.like(report.losses, { ringFull: 0, missedRuns: 0 });
 
+	// The same minutes as the page for the ticket: its plots' data name the churner and the victim's target.
+	const page = await run(['report', '--last', '5m', '--format', 'html', '--agent-socket', socket]);
+	t.is(page.code, 0, page.stderr);
+	t.true(page.stdout.startsWith('<!doctype html>'));
+	const timeline = JSON.parse(/<script type="application\/json" id="twtrace-timeline">(.*?)<\/script>/s.exec(page.stdout)![1]!);
+	t.is(timeline.offenders[0].label, `churner (pid ${churner.pid})`);
+	t.true(timeline.failures.some((f: { label: string }) => f.label === `connect ${pair.serverAddr}:7800 EADDRNOTAVAIL`), JSON.stringify(timeline.failures));
+
 	// record --last saves the same minutes to a file; report on it agrees.
 	const file = path.join(dir, 'last.twtcap');
 	const rec = await run(['record', '--last', '5m', '-o', file, '--agent-socket', socket]);

@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CAPTURE_VERSION, encodeEnd, encodeFrame, encodePreamble, encodeWalk, PREAMBLE_BYTES, CaptureError, type CaptureHeader, type CaptureTrailer } from '../../src/capture/format.js';
 import { parseCapture, readCaptureFile, type Capture } from '../../src/capture/reader.js';
-import { renderReport } from '../../src/commands/report.js';
+import { renderReport, reportCommand } from '../../src/commands/report.js';
+import { PassThrough } from 'node:stream';
 import { EVENT_FIELDS, EVENT_SIZE } from '../../src/event/layout.generated.js';
 import { replayCapture } from '../../src/report/from-capture.js';
 import type { Report } from '../../src/report/report.js';
@@ -263,4 +264,13 @@ test('exhaustion: the timeline agrees with the tables: each offender\'s highest 
 	const failures = tl.failures.reduce((n, f) => n + f.counts.reduce((a, b) => a + b, 0), 0);
 	t.is(failures, r.victims.reduce((n, v) => n + v.failures, 0));
 	t.deepEqual(tl.failures.map((f) => f.label).sort(), ['bind 10.200.50.1:40000 EADDRINUSE', 'connect 10.200.50.2:7500 EADDRNOTAVAIL']);
+});
+
+test('report --format html to a terminal is refused before anything is read, with the redirect to use', async (t) => {
+	const stdout = Object.assign(new PassThrough(), { isTTY: true });
+	const io = { stdout, stderr: new PassThrough(), interrupted: new Promise<string>(() => {}) };
+	const error = await t.throwsAsync(reportCommand(capturePath('exhaustion'), { format: 'html', top: 10, by: 'process', walkInterval: 5000, ringSize: 32 << 20 }, io));
+	t.regex(error!.message, /--format html writes a whole web page: send it to a file/);
+	t.is((error as Error & { exitCode?: number }).exitCode, 2, 'bad usage');
+	t.is(stdout.read(), null, 'nothing written');
 });
