@@ -15,10 +15,10 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { cgroup2Root } from '../../src/tracer/host.js';
 import { createPair, settledTimeWait } from '../../testbed/netns.js';
 import { bpfTest, toolTest, which } from '../helpers/env.js';
-import { runClient, scenarioNamed, startServer } from '../helpers/processes.js';
+import { runClient, startServer } from '../helpers/processes.js';
+import { serviceChurner } from '../helpers/service-churner.js';
 import { ALERT_RULES, query, startAlertmanager, startPrometheus } from '../helpers/prometheus.js';
 import { startServe, until } from '../helpers/serve.js';
 
@@ -65,23 +65,7 @@ const alertTest = (title: string, fn: (t: ExecutionContext) => Promise<void>) =>
 
 alertTest('alerting: Alertmanager delivers the headroom alert naming host, destination and offender, with the runbook; resolved once TIME_WAIT expires', async (t) => {
 	t.timeout(240_000);
-	const cgroupRoot = cgroup2Root();
-	if (!cgroupRoot) return t.fail('no cgroup v2 hierarchy mounted (neither /sys/fs/cgroup nor /sys/fs/cgroup/unified)');
-	const slice = path.join(cgroupRoot, `twtrace-test-${process.pid}-alert.slice`);
-	const service = path.join(slice, 'twt-batch-sync.service');
-	fs.mkdirSync(service, { recursive: true });
-	t.teardown(() => {
-		for (const dir of [service, slice]) {
-			try {
-				fs.rmdirSync(dir); // once its processes are gone
-			} catch {
-				// already gone
-			}
-		}
-	});
-	const bin = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'twt-alert-')), 'x');
-	t.teardown(() => fs.rmSync(path.dirname(bin), { recursive: true, force: true }));
-	const churner = scenarioNamed(path.dirname(bin), 'twt-batch-sync');
+	const churner = serviceChurner(t, 'twt-batch-sync', 'alert');
 
 	const pair = createPair();
 	t.teardown(() => pair.remove());
@@ -95,7 +79,7 @@ alertTest('alerting: Alertmanager delivers the headroom alert naming host, desti
 	const prom = await startPrometheus(t, serve.url, { ruleFiles: [rulesWithShortFor(t)], alertmanager });
 
 	// 95 of the 100 ports end in TIME_WAIT: 5 % headroom, under the rule's 10 %.
-	await runClient(pair.client, pair.serverAddr, 7810, 'close-first', 95, churner, service);
+	await runClient(pair.client, pair.serverAddr, 7810, 'close-first', 95, churner.bin, churner.cgroup);
 	await server.done;
 	t.true(await settledTimeWait(pair) >= 90);
 

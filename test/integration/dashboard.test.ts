@@ -7,13 +7,12 @@
  * "All" selected ($instance: this serve, $netns: .*, $__rate_interval: 1m).
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { cgroup2Root } from '../../src/tracer/host.js';
 import { createPair } from '../../testbed/netns.js';
 import { bpfTest, root, toolTest, which } from '../helpers/env.js';
-import { runClient, scenarioNamed, startServer } from '../helpers/processes.js';
+import { runClient, startServer } from '../helpers/processes.js';
+import { serviceChurner } from '../helpers/service-churner.js';
 import { query, startPrometheus } from '../helpers/prometheus.js';
 import { startServe, until } from '../helpers/serve.js';
 
@@ -26,23 +25,7 @@ const dashTest = (title: string, fn: (t: ExecutionContext) => Promise<void>) =>
 dashTest('dashboard: every panel\'s query returns series with the labels its legend shows, from serve during an exhaustion', async (t) => {
 	t.timeout(180_000);
 	const dashboard = JSON.parse(fs.readFileSync(path.join(root, 'deploy/grafana/twtrace-dashboard.json'), 'utf8')) as { panels: PanelJson[] };
-	const cgroupRoot = cgroup2Root();
-	if (!cgroupRoot) return t.fail('no cgroup v2 hierarchy mounted (neither /sys/fs/cgroup nor /sys/fs/cgroup/unified)');
-	const slice = path.join(cgroupRoot, `twtrace-test-${process.pid}-dash.slice`);
-	const service = path.join(slice, 'twt-dash-churn.service');
-	fs.mkdirSync(service, { recursive: true });
-	t.teardown(() => {
-		for (const dir of [service, slice]) {
-			try {
-				fs.rmdirSync(dir); // once its processes are gone
-			} catch {
-				// already gone
-			}
-		}
-	});
-	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-dash-'));
-	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-	const churner = scenarioNamed(dir, 'twt-dash-churn');
+	const churner = serviceChurner(t, 'twt-dash-churn', 'dash');
 
 	const pair = createPair();
 	t.teardown(() => pair.remove());
@@ -54,7 +37,7 @@ dashTest('dashboard: every panel\'s query returns series with the labels its leg
 	const prom = await startPrometheus(t, serve.url);
 
 	// 100 connections take every port; the 10 after them fail with EADDRNOTAVAIL.
-	const churn = await runClient(pair.client, pair.serverAddr, 7820, 'close-first', 110, churner, service);
+	const churn = await runClient(pair.client, pair.serverAddr, 7820, 'close-first', 110, churner.bin, churner.cgroup);
 	t.is(churn.ok, 100);
 	t.is(churn.failed, 10);
 	await server.done;
