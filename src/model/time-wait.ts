@@ -11,8 +11,7 @@
  * shared by many sockets; a slot refers to them by a small id (interned.ts).
  *
  * Expiry runs on one-second wheel buckets, so a tick costs only what expires; a clock that jumps
- * (a capture with far-future timestamps) costs the buckets that exist, never a loop per second.
- * Pure: time is passed in.
+ * (a capture with far-future timestamps) costs the buckets that exist, never a loop per second. Pure.
  */
 
 /** What a timewait socket is counted against: its owner, and the port pool it holds a port of. */
@@ -32,6 +31,7 @@ export interface PortPoolTally {
 }
 
 import { Interned } from './interned.js';
+import { RecentExpiries } from './recent-expiries.js';
 
 const US = 1_000_000;
 const NONE = 0xffff_ffff;
@@ -39,11 +39,9 @@ const NONE = 0xffff_ffff;
 export const COLUMN_BYTES_PER_SLOT = 3 * 8 + 7 * 4;
 /** The last wheel bucket (second) an Int32Array holds. */
 const LAST_BUCKET = 2 ** 31 - 1;
-/**
- * The columns are reserved at the population's bound once: typed arrays that large are committed by
- * the kernel page by page as slots are used (calloc'd, untouched pages cost no memory), so growing
- * never copies them. Only the index grows, doubling, when it would be more than this full.
- */
+/** The columns are reserved at the population's bound once: typed arrays that large are committed by the kernel
+ * page by page as slots are used (calloc'd, untouched pages cost no memory), so growing never copies them.
+ * Only the index grows, doubling, when it would be more than this full. */
 const INDEX_LOAD = 2 / 3;
 /** The first index: a population holding a few sockets costs a few kilobytes. */
 const FIRST_INDEX_SLOTS = 2048;
@@ -55,6 +53,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	readonly #holders = new Interned<H>();
 	readonly #pools = new Interned<PortPoolTally>();
 	readonly #byNetns = new Map<number, number>();
+	readonly expired = new RecentExpiries(); // what expire() removed lately: the kernel's timers may lag (walk-plan.ts)
 	/** Wheel bucket (second) → first slot of its list. */
 	readonly #wheel = new Map<number, number>();
 	/**
@@ -212,7 +211,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 			let i = this.#wheel.get(b) ?? NONE;
 			while (i !== NONE) {
 				const next = this.#next[i]!;
-				if (isWholeBucketDue || this.#expires[i]! <= nowUs) this.#remove(i, nowUs);
+				if (isWholeBucketDue || this.#expires[i]! <= nowUs) (this.expired.add(this.#netns[i]!, this.#expires[i]!), this.#remove(i, nowUs));
 				i = next;
 			}
 		}

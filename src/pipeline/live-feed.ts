@@ -321,7 +321,7 @@ export class LiveFeed {
 		this.drainNow();
 		model.tick(this.#parts.clockUs());
 		const ns = model.namespaces.get(peek.netns);
-		return walkNeeded({ kernelTimeWait: peek.timeWaitKernel, modelTimeWait: model.timeWait.countIn(peek.netns), seesEverySocket: model.seesEverySocket,
+		return walkNeeded({ kernelTimeWait: peek.timeWaitKernel, modelTimeWait: model.timeWait.countIn(peek.netns), modelExpiredLately: model.timeWait.expired.since(peek.netns, peek.takenAtUs), seesEverySocket: model.seesEverySocket,
 			settingsWalked: ns?.settings, settingsNow: peek.settings, walkedAtUs: ns?.walkedAtUs, nowUs: peek.takenAtUs, walkIntervalMs: this.#walkIntervalMs });
 	}
 

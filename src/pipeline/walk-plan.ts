@@ -46,6 +46,12 @@ export interface WalkCheck {
 	kernelTimeWait: number | undefined;
 	/** The model's count of the namespace now, its clock moved to now. */
 	modelTimeWait: number;
+	/**
+	 * Entries the model expired within the last second (recent-expiries.ts): the kernel's timers, run
+	 * from a softirq that falls behind under load, may not have ended them yet. The kernel's count may
+	 * exceed the model's by that many and still agree.
+	 */
+	modelExpiredLately?: number;
 	/** Whether the model holds every socket of the namespace (no filter but namespaces). */
 	seesEverySocket: boolean;
 	/** The settings at the namespace's last walk (undefined: never walked) and now. */
@@ -62,7 +68,9 @@ export function walkNeeded(c: WalkCheck): boolean {
 	if (c.kernelTimeWait === undefined || !c.seesEverySocket || !c.settingsWalked || c.walkedAtUs === undefined) return true;
 	if (c.nowUs - c.walkedAtUs >= FORCE_WALK_EVERY * c.walkIntervalMs * 1000) return true;
 	if (!sameSettings(c.settingsWalked, c.settingsNow)) return true;
-	return Math.abs(c.kernelTimeWait - c.modelTimeWait) > timeWaitTolerance(c.kernelTimeWait);
+	const tolerance = timeWaitTolerance(c.kernelTimeWait);
+	const diff = c.kernelTimeWait - c.modelTimeWait;
+	return diff < -tolerance || diff > tolerance + (c.modelExpiredLately ?? 0);
 }
 
 function sameSettings(a: NetnsSettings, b: NetnsSettings): boolean {

@@ -41,3 +41,13 @@ test('the kernel\'s count of timewait sockets is read from sockstat\'s TCP line;
 	t.is(sockstatTimeWait('sockets: used 210\nUDP: inuse 2 mem 1\n'), undefined);
 	t.is(sockstatTimeWait(''), undefined);
 });
+
+test('the kernel\'s count above the model\'s by what the model expired in the last second agrees: the kernel\'s timers lag under load, they do not disagree', (t) => {
+	const tol = timeWaitTolerance(900_000);
+	const lagging = (over: number, lately: number) => walkNeeded(check({ modelTimeWait: 900_000 - tol - over, modelExpiredLately: lately }));
+	t.false(lagging(5_000, 5_000), 'the kernel has yet to end the 5,000 the model expired in the last second');
+	t.true(lagging(5_001, 5_000), 'more than that: entries the kernel never reported');
+	t.true(lagging(1, 0));
+	// The other way (the kernel holds fewer) is never explained by its timers running late.
+	t.true(walkNeeded(check({ modelTimeWait: 900_000 + tol + 1, modelExpiredLately: 100_000 })));
+});
