@@ -20,7 +20,7 @@ import { valueOf } from '../helpers/exposition.js';
 
 const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin` }) => runCommand(cmd, args, { cwd, env });
 
-bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --version, doctor, top --once, top --json and serve from its own files with only node on PATH', async (t) => {
+bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --version, report --format html, doctor, top --once, top --json and serve from its own files with only node on PATH', async (t) => {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-pack-'));
 	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 	// --ignore-scripts: prepack would rebuild dist/ in the checkout, under the other tests' feet;
@@ -51,6 +51,12 @@ bpfTest('the packed tarball installs into a fresh prefix and its twtrace runs --
 	const noLibbpf = await run(twtrace, ['top', '--once', '--standalone'], dir, { ...env, TWTRACE_LIBBPF: '/nonexistent/libbpf.so.1' });
 	t.is(noLibbpf.code, 1);
 	t.regex(noLibbpf.stderr, /^twtrace: libbpf\.so\.1 not found\n {2}Install it: apt-get install libbpf1/);
+
+	// The HTML report finds its plotting library among the installed dependencies (uplot), not the checkout's.
+	const html = await run(twtrace, ['report', path.join(root, 'test/fixtures/captures/exhaustion.twtcap'), '--format', 'html'], dir, env);
+	t.is(html.code, 0, html.stderr);
+	t.regex(html.stdout, /^<!doctype html>[^]*uPlot[^]*<\/html>\n$/);
+	t.true(fs.existsSync(path.join(installed, 'node_modules/uplot/dist/uPlot.iife.min.js')), 'uplot installed with the package');
 
 	const pair = createPair();
 	t.teardown(() => pair.remove());
