@@ -125,19 +125,14 @@ export class RingReader {
 	/**
 	 * Hands every committed record to the handler, in order, and returns how many. Stops at the first
 	 * record still being written (BUSY). Non-blocking; returns 0 after close().
-	 */
-	drain(untilPaused = false): number {
-		return this.#drain(untilPaused);
-	}
-
-	/**
+	 *
 	 * With `untilPaused` (the timer's drains, the pipeline's upkeep) the drain also stops when the
 	 * handler pauses the reader (a consumer that cannot keep up, told so by what it was just handed):
 	 * what is left stays in the ring, where it costs nothing, instead of piling up in the consumer's
 	 * memory (bench: `trace | slow reader` held 500 MB of queued output and spent 65 % of its time in
 	 * GC). Without it the drain reads everything: stop and the walks must not leave events behind.
 	 */
-	#drain(yieldOnPause: boolean): number {
+	drain(untilPaused = false): number {
 		if (this.#closed) return 0;
 		const { consumerPos, producerPos, dataOffset, dataBytes } = this.#ring;
 		const u32 = this.#u32;
@@ -156,7 +151,7 @@ export class RingReader {
 			if (!(header & DISCARD_BIT)) {
 				this.#onRecord(at + HEADER_BYTES, length);
 				records++;
-				if (yieldOnPause && this.#paused) break;
+				if (untilPaused && this.#paused) break;
 			}
 			if (consumer - released >= RELEASE_EVERY_BYTES) {
 				Atomics.store(consumerPos, 0, BigInt(consumer));
