@@ -10,8 +10,12 @@
  * object per socket, nothing for the garbage collector to trace. Owners and port pools are objects
  * shared by many sockets; a slot refers to them by a small id (interned.ts).
  *
- * Expiry runs on one-second wheel buckets, so a tick costs only what expires; a clock that jumps
- * (a capture with far-future timestamps) costs the buckets that exist, never a loop per second. Pure.
+ * Expiry runs on one-millisecond wheel buckets, so a tick costs what expires and at most a
+ * millisecond's entries more: never a bucket's whole list at every tick while its first entries fall
+ * due (with one-second buckets whose expiries spread over the second, ticks once a millisecond
+ * visited ~7M entries a second: the soak's creeping CPU, worse as the free list scattered the slots
+ * across memory). A clock that jumps (a capture with far-future timestamps) costs the buckets that
+ * exist, never a loop per millisecond. Pure.
  */
 
 /** What a timewait socket is counted against: its owner, and the port pool it holds a port of. */
@@ -24,29 +28,32 @@ export interface TimeWaitHolder {
 
 export interface PortPoolTally {
 	timeWait: number;
-	/** Timewait sockets by the wheel bucket (whole second, rounded up) they expire in. */
+	/** Timewait sockets by the second (CLOCK_MONOTONIC, rounded up) they expire in. */
 	readonly expiring: Map<number, number>;
 	/** Timewait sockets by holder: who holds this pool's ports (a report's victims → offenders). */
 	readonly holders: Map<TimeWaitHolder, number>;
 }
 
 import { Interned } from './interned.js';
+import { CookieIndex, NOT_FOUND } from './cookie-index.js';
 import { RecentExpiries } from './recent-expiries.js';
 
 const US = 1_000_000;
-const NONE = 0xffff_ffff;
-/** Bytes per slot in the columns: cookie, entered, expires (f64); bucket (i32); holder, pool, netns, prev, next, walk mark (u32). */
+/** A wheel bucket's span: expiries in (b - 1, b] ms are in bucket b. */
+const BUCKET_US = 1000;
+const BUCKETS_PER_SECOND = US / BUCKET_US;
+/** No slot: the end of a wheel list, a lookup that found nothing. */
+const NONE = NOT_FOUND;
+/** Bytes per slot in the columns: cookie, entered, expires (f64); bucket, holder, pool, netns, prev, next, walk mark (u32). */
 export const COLUMN_BYTES_PER_SLOT = 3 * 8 + 7 * 4;
-/** The last wheel bucket (second) an Int32Array holds. */
-const LAST_BUCKET = 2 ** 31 - 1;
-/** The columns are reserved at the population's bound once: typed arrays that large are committed by the kernel
- * page by page as slots are used (calloc'd, untouched pages cost no memory), so growing never copies them.
- * Only the index grows, doubling, when it would be more than this full. */
-const INDEX_LOAD = 2 / 3;
-/** The first index: a population holding a few sockets costs a few kilobytes. */
-const FIRST_INDEX_SLOTS = 2048;
-/** Above this many seconds between the last expiry and now, expire() visits buckets, not seconds. */
-const SECONDS_SCANNED_MAX = 4096;
+/**
+ * A slot keeps its bucket modulo 2^32 (ms: 49.7 days, less than a host's uptime may be): every
+ * linked entry's bucket lies in [#wheelFrom, #wheelFrom + 2^32), which recovers it (#bucketAt). An
+ * expiry further ahead than that (no kernel timer is) is clamped to the window's end.
+ */
+const BUCKET_WINDOW = 2 ** 32;
+/** Above this many milliseconds between the last expiry and now, expire() visits the buckets that exist, not each millisecond. */
+const BUCKETS_SCANNED_MAX = 65_536;
 
 export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	readonly #maxEntries: number;
@@ -54,14 +61,8 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	readonly #pools = new Interned<PortPoolTally>();
 	readonly #byNetns = new Map<number, number>();
 	readonly expired = new RecentExpiries(); // what expire() removed lately: the kernel's timers may lag (walk-plan.ts)
-	/** Wheel bucket (second) → first slot of its list. */
+	/** Wheel bucket (millisecond) → first slot of its list. */
 	readonly #wheel = new Map<number, number>();
-	/**
-	 * Wheel bucket → the earliest expiry linked into it (not lowered again when that entry leaves):
-	 * before it, the bucket that holds "now" needs no scan. The kernel's timers fire in 2 s steps at
-	 * HZ 250 (kernel-facts §9), so a bucket's entries mostly share one expiry.
-	 */
-	readonly #wheelMin = new Map<number, number>();
 	/** Buckets below this have been expired. */
 	#wheelFrom = 0;
 	#size = 0;
@@ -69,26 +70,29 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	#used = 0;
 	#freeHead = NONE;
 	#walkMark = 0;
-	// Columns, maxEntries long (committed as used: see INDEX_LOAD's comment). A free slot has holder 0.
+	// Columns, maxEntries long, reserved once: typed arrays that large are committed by the kernel page
+	// by page as slots are used (calloc'd, untouched pages cost no memory), so growing never copies
+	// them; only the index grows (cookie-index.ts). A free slot has holder 0.
 	#cookie = new Float64Array(0);
 	#entered = new Float64Array(0);
 	#expires = new Float64Array(0);
-	#bucket = new Int32Array(0);
+	#bucket = new Uint32Array(0);
 	#holder = new Uint32Array(0);
 	#pool = new Uint32Array(0);
 	#netns = new Uint32Array(0);
 	#prev = new Uint32Array(0);
 	#next = new Uint32Array(0);
 	#mark = new Uint32Array(0);
-	/** Open addressing (linear probing) by cookie: slot + 1, 0 empty. A power of two, at most INDEX_LOAD full. */
-	#index = new Uint32Array(0);
+	#index: CookieIndex;
 	/** Entries refused because the population was at maxEntries. */
 	refused = 0;
+	/** Entries expire() looked at, since creation: what expiry costs (each at most once or twice when ticked once a millisecond). */
+	expiryVisits = 0;
 
 	constructor(maxEntries: number) {
 		this.#maxEntries = maxEntries;
 		this.#reserve(maxEntries);
-		this.#index = new Uint32Array(FIRST_INDEX_SLOTS);
+		this.#index = new CookieIndex(this.#cookie);
 	}
 
 	get size(): number {
@@ -97,22 +101,22 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 
 	/** Bytes the columns and the index have committed: the slots ever used, and the whole index. */
 	get bytes(): number {
-		return this.#used * COLUMN_BYTES_PER_SLOT + this.#index.byteLength;
+		return this.#used * COLUMN_BYTES_PER_SLOT + this.#index.bytes;
 	}
 
 	has(cookie: number): boolean {
-		return this.#find(cookie) !== NONE;
+		return this.#index.find(cookie) !== NONE;
 	}
 
 	/** The holder of `cookie`'s entry, if any. */
 	holderOf(cookie: number): H | undefined {
-		const i = this.#find(cookie);
+		const i = this.#index.find(cookie);
 		return i === NONE ? undefined : this.#holders.get(this.#holder[i]!);
 	}
 
 	/** When `cookie`'s entry expires (CLOCK_MONOTONIC µs), if it exists. */
 	expiryOf(cookie: number): number | undefined {
-		const i = this.#find(cookie);
+		const i = this.#index.find(cookie);
 		return i === NONE ? undefined : this.#expires[i];
 	}
 
@@ -123,7 +127,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 
 	/** Adds a timewait socket, or moves an existing one to `holder`. False when full (counted in `refused`). */
 	add(cookie: number, holder: H, pool: PortPoolTally | undefined, netns: number, enteredUs: number, expiresUs: number): boolean {
-		let i = this.#find(cookie);
+		let i = this.#index.find(cookie);
 		if (i !== NONE) {
 			this.#unhold(i, enteredUs);
 			this.#holders.unref(this.#holder[i]!);
@@ -138,7 +142,9 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 			this.refused++;
 			return false;
 		}
-		if ((this.#size + 1) > this.#index.length * INDEX_LOAD) this.#growIndex();
+		// Nothing linked: the wheel may start at this entry's time (a host up for months, a capture's
+		// clock), so that the bucket window (BUCKET_WINDOW) holds it.
+		if (this.#size === 0) this.#wheelFrom = Math.max(this.#wheelFrom, Math.floor(enteredUs / BUCKET_US));
 		if (this.#freeHead !== NONE) {
 			i = this.#freeHead;
 			this.#freeHead = this.#next[i]!;
@@ -149,12 +155,14 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#cookie[i] = cookie;
 		this.#entered[i] = enteredUs;
 		this.#expires[i] = expiresUs;
-		this.#bucket[i] = this.#bucketOf(expiresUs);
+		this.#bucket[i] = this.#bucketOf(expiresUs); // modulo 2^32
 		this.#holder[i] = this.#holders.ref(holder);
 		this.#pool[i] = this.#pools.ref(pool);
 		this.#netns[i] = netns;
 		this.#mark[i] = this.#walkMark;
-		this.#insertIndex(cookie, i);
+		this.#index.insert(cookie, i, (each) => {
+			for (let j = 0; j < this.#used; j++) if (this.#holder[j] !== 0 && j !== i) each(j);
+		});
 		this.#byNetns.set(netns, (this.#byNetns.get(netns) ?? 0) + 1);
 		this.#hold(i, enteredUs);
 		this.#link(i);
@@ -163,7 +171,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 
 	/** `cookie` no longer counts in its port pool (its port left the range: ip_local_port_range narrowed). */
 	leavePool(cookie: number, nowUs: number): void {
-		const i = this.#find(cookie);
+		const i = this.#index.find(cookie);
 		if (i === NONE || this.#pool[i] === 0) return;
 		this.#unhold(i, nowUs);
 		this.#pools.unref(this.#pool[i]!);
@@ -173,49 +181,59 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 
 	/** Re-arms the expiry (a walk read the kernel's timer). */
 	setExpiry(cookie: number, expiresUs: number): void {
-		const i = this.#find(cookie);
+		const i = this.#index.find(cookie);
 		if (i !== NONE) this.#rearm(i, expiresUs);
 	}
 
 	#rearm(i: number, expiresUs: number): void {
 		this.#expires[i] = expiresUs;
 		const bucket = this.#bucketOf(expiresUs);
-		if (bucket === this.#bucket[i]) return;
+		const was = this.#bucketAt(i);
+		if (bucket === was) return;
+		const isSameSecond = Math.ceil(bucket / BUCKETS_PER_SECOND) === Math.ceil(was / BUCKETS_PER_SECOND);
 		this.#unlink(i);
-		this.#count(i, -1);
-		this.#bucket[i] = bucket;
-		this.#count(i, +1);
+		if (!isSameSecond) this.#count(i, -1);
+		this.#bucket[i] = bucket; // modulo 2^32
+		if (!isSameSecond) this.#count(i, +1);
 		this.#link(i);
 	}
 
 	delete(cookie: number, nowUs: number): void {
-		const i = this.#find(cookie);
+		const i = this.#index.find(cookie);
 		if (i !== NONE) this.#remove(i, nowUs);
 	}
 
 	/** Removes every entry whose expiry is at or before `nowUs`. */
 	expire(nowUs: number): void {
-		const upTo = Math.ceil(nowUs / US);
+		const upTo = Math.ceil(nowUs / BUCKET_US);
 		if (upTo < this.#wheelFrom) return;
 		const buckets: number[] = [];
-		if (upTo - this.#wheelFrom <= SECONDS_SCANNED_MAX) {
+		if (upTo - this.#wheelFrom <= BUCKETS_SCANNED_MAX) {
 			for (let b = this.#wheelFrom; b <= upTo; b++) if (this.#wheel.has(b)) buckets.push(b);
 		} else {
 			// A jump (a capture's far-future timestamp, a suspended host): visit what exists.
 			for (const b of this.#wheel.keys()) if (b <= upTo) buckets.push(b);
 			buckets.sort((a, b) => a - b);
 		}
+		// Only the last bucket (the millisecond holding nowUs) may be partly due; an entry not due in
+		// an earlier one was clamped to the bucket window's end, and is linked again further on.
+		const ahead: number[] = [];
 		for (const b of buckets) {
-			const isWholeBucketDue = b * US <= nowUs;
-			if (!isWholeBucketDue && nowUs < this.#wheelMin.get(b)!) continue;
 			let i = this.#wheel.get(b) ?? NONE;
 			while (i !== NONE) {
 				const next = this.#next[i]!;
-				if (isWholeBucketDue || this.#expires[i]! <= nowUs) (this.expired.add(this.#netns[i]!, this.#expires[i]!), this.#remove(i, nowUs));
+				this.expiryVisits++;
+				if (this.#expires[i]! <= nowUs) (this.expired.add(this.#netns[i]!, this.#expires[i]!), this.#remove(i, nowUs));
+				else if (b < upTo) (this.#unlink(i), this.#count(i, -1), ahead.push(i));
 				i = next;
 			}
 		}
-		this.#wheelFrom = Math.min(Math.max(this.#wheelFrom, upTo), LAST_BUCKET);
+		this.#wheelFrom = Math.max(this.#wheelFrom, upTo);
+		for (const i of ahead) {
+			this.#bucket[i] = this.#bucketOf(this.#expires[i]!);
+			this.#count(i, +1);
+			this.#link(i);
+		}
 	}
 
 	/**
@@ -232,7 +250,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	 * every timewait socket.
 	 */
 	seenHolder(cookie: number, expiresUs?: number): H | undefined {
-		const i = this.#find(cookie);
+		const i = this.#index.find(cookie);
 		if (i === NONE) return undefined;
 		this.#mark[i] = this.#walkMark;
 		if (expiresUs !== undefined) this.#rearm(i, expiresUs);
@@ -254,8 +272,12 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 
 	#bucketOf(expiresUs: number): number {
 		// An expiry already past (a late event, a timer at 0) goes into the next bucket checked.
-		// Clamped to what an Int32Array holds: a bucket 68 years of uptime away is as good as never.
-		return Math.min(Math.max(Math.ceil(expiresUs / US), this.#wheelFrom), LAST_BUCKET);
+		return Math.min(Math.max(Math.ceil(expiresUs / BUCKET_US), this.#wheelFrom), this.#wheelFrom + BUCKET_WINDOW - 1);
+	}
+
+	/** Slot i's bucket, whole: the one in [#wheelFrom, #wheelFrom + 2^32) that the stored 32 bits name. */
+	#bucketAt(i: number): number {
+		return this.#wheelFrom + ((this.#bucket[i]! - (this.#wheelFrom % BUCKET_WINDOW)) >>> 0);
 	}
 
 	#remove(i: number, nowUs: number): void {
@@ -267,22 +289,19 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#pool[i] = 0;
 		const netns = this.#netns[i]!;
 		this.#byNetns.set(netns, this.#byNetns.get(netns)! - 1);
-		this.#deleteIndex(this.#cookie[i]!);
+		this.#index.delete(this.#cookie[i]!);
 		this.#next[i] = this.#freeHead;
 		this.#freeHead = i;
 		this.#size--;
 	}
 
 	#link(i: number): void {
-		const b = this.#bucket[i]!;
+		const b = this.#bucketAt(i);
 		const head = this.#wheel.get(b) ?? NONE;
 		this.#prev[i] = NONE;
 		this.#next[i] = head;
 		if (head !== NONE) this.#prev[head] = i;
-		else this.#wheelMin.delete(b);
 		this.#wheel.set(b, i);
-		const min = this.#wheelMin.get(b);
-		if (min === undefined || this.#expires[i]! < min) this.#wheelMin.set(b, this.#expires[i]!);
 	}
 
 	#unlink(i: number): void {
@@ -290,8 +309,8 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		const next = this.#next[i]!;
 		if (next !== NONE) this.#prev[next] = prev;
 		if (prev !== NONE) this.#next[prev] = next;
-		else if (next !== NONE) this.#wheel.set(this.#bucket[i]!, next);
-		else this.#wheel.delete(this.#bucket[i]!), this.#wheelMin.delete(this.#bucket[i]!);
+		else if (next !== NONE) this.#wheel.set(this.#bucketAt(i), next);
+		else this.#wheel.delete(this.#bucketAt(i));
 	}
 
 	#hold(i: number, nowUs: number): void {
@@ -324,56 +343,11 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	#count(i: number, delta: number): void {
 		const pool = this.#pools.get(this.#pool[i]!);
 		if (!pool) return;
-		const bucket = this.#bucket[i]!;
-		const n = (pool.expiring.get(bucket) ?? 0) + delta;
-		if (n === 0) pool.expiring.delete(bucket);
-		else pool.expiring.set(bucket, n);
-	}
-
-	// ---- the index -------------------------------------------------------------------------------
-
-	#slotOf(cookie: number): number {
-		// Cookies are a counter (net/core/sock_diag.c): mix both halves so that consecutive ones spread.
-		let h = Math.imul((cookie >>> 0) ^ Math.imul(Math.floor(cookie / 0x1_0000_0000), 0x9e3779b1), 0x85ebca6b);
-		h ^= h >>> 13;
-		h = Math.imul(h, 0xc2b2ae35);
-		h ^= h >>> 16;
-		return h & (this.#index.length - 1);
-	}
-
-	#find(cookie: number): number {
-		const mask = this.#index.length - 1;
-		for (let s = this.#slotOf(cookie); ; s = (s + 1) & mask) {
-			const v = this.#index[s]!;
-			if (v === 0) return NONE;
-			if (this.#cookie[v - 1] === cookie) return v - 1;
-		}
-	}
-
-	#insertIndex(cookie: number, i: number): void {
-		const mask = this.#index.length - 1;
-		let s = this.#slotOf(cookie);
-		while (this.#index[s] !== 0) s = (s + 1) & mask;
-		this.#index[s] = i + 1;
-	}
-
-	/** Backward-shift deletion: no tombstones, so lookups never slow down with churn. */
-	#deleteIndex(cookie: number): void {
-		const mask = this.#index.length - 1;
-		let s = this.#slotOf(cookie);
-		for (; this.#index[s] !== 0; s = (s + 1) & mask) if (this.#cookie[this.#index[s]! - 1] === cookie) break;
-		if (this.#index[s] === 0) return;
-		let hole = s;
-		for (let j = (hole + 1) & mask; this.#index[j] !== 0; j = (j + 1) & mask) {
-			const home = this.#slotOf(this.#cookie[this.#index[j]! - 1]!);
-			// Move j into the hole unless its home lies cyclically in (hole, j].
-			const isBetween = hole <= j ? hole < home && home <= j : hole < home || home <= j;
-			if (!isBetween) {
-				this.#index[hole] = this.#index[j]!;
-				hole = j;
-			}
-		}
-		this.#index[hole] = 0;
+		// ceil(ceil(x / 1000) / 1000) = ceil(x / 10^6): the second of the expiry, clamped as the bucket is.
+		const second = Math.ceil(this.#bucketAt(i) / BUCKETS_PER_SECOND);
+		const n = (pool.expiring.get(second) ?? 0) + delta;
+		if (n === 0) pool.expiring.delete(second);
+		else pool.expiring.set(second, n);
 	}
 
 	/** The columns, `capacity` slots each, allocated once. */
@@ -381,18 +355,12 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#cookie = new Float64Array(capacity);
 		this.#entered = new Float64Array(capacity);
 		this.#expires = new Float64Array(capacity);
-		this.#bucket = new Int32Array(capacity);
+		this.#bucket = new Uint32Array(capacity);
 		this.#holder = new Uint32Array(capacity);
 		this.#pool = new Uint32Array(capacity);
 		this.#netns = new Uint32Array(capacity);
 		this.#prev = new Uint32Array(capacity);
 		this.#next = new Uint32Array(capacity);
 		this.#mark = new Uint32Array(capacity);
-	}
-
-	/** Twice the index, every entry hashed into it again; the columns stay where they are. */
-	#growIndex(): void {
-		this.#index = new Uint32Array(this.#index.length * 2);
-		for (let i = 0; i < this.#used; i++) if (this.#holder[i] !== 0) this.#insertIndex(this.#cookie[i]!, i);
 	}
 }

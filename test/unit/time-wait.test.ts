@@ -111,3 +111,38 @@ test('a full population refuses and counts, and takes again once room is made', 
 	pop.delete(1, 0);
 	t.true(pop.add(3, h, undefined, 1, 0, US));
 });
+
+test('ticking once a millisecond through a second of spread expiries visits each entry once or twice, not the second\'s list at every tick', (t) => {
+	// Expiries spread over the whole second (FIN_WAIT2 entries: tsUs + tcp_fin_timeout, no timer rounding),
+	// as at 15,000 connections/s: a bucket per second would be scanned whole at each of a thousand ticks.
+	const pop = new TimeWaitPopulation<TimeWaitHolder>(100_000);
+	const h = holder();
+	const n = 15_000;
+	for (let k = 0; k < n; k++) pop.add(k + 1, h, undefined, 1, 0, 60 * US + Math.floor((k * US) / n));
+	for (let now = 60 * US; now <= 61 * US; now += 1000) pop.expire(now);
+	t.is(pop.size, 0);
+	t.true(pop.expiryVisits <= 2 * n, `${pop.expiryVisits} visits for ${n} entries`);
+});
+
+test('a host up for months: buckets past 2^32 ms expire on time, and an expiry beyond the bucket window is not taken early', (t) => {
+	const pop = new TimeWaitPopulation<TimeWaitHolder>(100);
+	const h = holder();
+	const start = 2 ** 32 * 1000 - 30 * US; // 49.7 days of uptime, 30 s before the 32-bit millisecond wraps
+	pop.add(1, h, undefined, 1, start, start + 60 * US); // expires after the wrap
+	pop.add(2, h, undefined, 1, start, start + 20 * US); // before it
+	pop.add(3, h, undefined, 1, start, start + 60 * 86_400 * US); // 60 days ahead: beyond the window
+	pop.expire(start + 20 * US - 1);
+	t.deepEqual([1, 2, 3].map((c) => pop.has(c)), [true, true, true]);
+	pop.expire(start + 20 * US);
+	t.deepEqual([1, 2, 3].map((c) => pop.has(c)), [true, false, true]);
+	pop.expire(start + 60 * US - 1);
+	t.true(pop.has(1));
+	pop.expire(start + 60 * US);
+	t.deepEqual([1, 3].map((c) => pop.has(c)), [false, true]);
+	pop.expire(start + 50 * 86_400 * US); // past the window's end, which the far entry was clamped to
+	t.true(pop.has(3), 'not before its own expiry');
+	t.is(pop.expiryOf(3), start + 60 * 86_400 * US);
+	pop.expire(start + 60 * 86_400 * US);
+	t.is(pop.size, 0);
+	t.is(h.timeWait, 0);
+});
