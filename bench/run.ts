@@ -344,7 +344,8 @@ ${markdownTable(['s', 'top RSS MiB', 'TIME_WAIT (kernel)', 'TIME_WAIT (top)', 'l
 }
 
 function soakSection(r: SoakResult): string {
-	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), fmt(x.cpuPct), fmtInt(x.timeWaitKernel)]);
+	const count = (v: number | null | undefined) => (v === null || v === undefined ? '–' : fmtInt(v));
+	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), fmt(x.cpuPct), fmtInt(x.timeWaitKernel), count(x.walksRead), count(x.walksSkipped)]);
 	const firstMinute = r.samples.filter((x) => x.atS <= 60).map((x) => x.rssMiB);
 	const after = r.samples.filter((x) => x.atS > 60 && x.atS <= r.seconds).map((x) => x.rssMiB);
 	const rise = firstMinute.length && after.length ? Math.max(...after) - Math.max(...firstMinute) : undefined;
@@ -356,9 +357,10 @@ Made by \`sudo npm run bench:soak\` (or with the rest by \`npm run bench\`) on $
 \`twtrace serve --listen 127.0.0.1:0 --agent-socket TMP/agent.sock\` (as deployed: the agent API and the flight recorder on, no
 filters), \`/metrics\` fetched every 2 s (10 s timeout), while the churn
 client makes ${fmtInt(r.rate)} connections/s to 64 destination ports (reached: ${fmtInt(r.connPerSec)}/s). Every 10 s: serve's RSS, its CPU over those 10 s, and the
-TIME_WAIT sockets the kernel holds in the client namespace.
+TIME_WAIT sockets the kernel holds in the client namespace, and serve's socket walks so far from its latest scrape: read,
+and due but not read because the kernel's count agreed with the model's (\`twtrace_socket_walks_total\`, \`…_skipped_total\`).
 
-${markdownTable(['s', 'serve RSS MiB', 'CPU % of a core', 'TIME_WAIT (kernel)'], rows)}
+${markdownTable(['s', 'serve RSS MiB', 'CPU % of a core', 'TIME_WAIT (kernel)', 'walks read', 'walks skipped'], rows)}
 
 - CPU ${fmt(r.cpuPctMean)} % of a core on average (target ≤ 3 %: ${verdict(r.cpuPctMean <= 3)}); peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB: ${verdict(r.peakRssMiB <= 128)});
   RSS after the first minute ${rise === undefined ? '–' : `${rise >= 0 ? 'rose' : 'fell'} by ${fmtInt(Math.abs(rise))} MiB over the first minute's peak`} (target: flat, within 5 % of it: ${rise === undefined ? '–' : verdict(isFlat)}).

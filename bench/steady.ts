@@ -119,7 +119,8 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 	}
 }
 
-export interface SoakSample { atS: number; rssMiB: number; cpuPct: number; timeWaitKernel: number }
+/** walksRead/walksSkipped: serve's twtrace_socket_walks_total and _skipped_total in the latest scrape (null before one). */
+export interface SoakSample { atS: number; rssMiB: number; cpuPct: number; timeWaitKernel: number; walksRead: number | null; walksSkipped: number | null }
 
 export interface SoakResult {
 	seconds: number;
@@ -152,10 +153,16 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 		let scrapes = 0;
 		let failures = 0;
 		let slowestMs = 0;
+		let lastScrape = '';
+		const counter = (name: string) => {
+			const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(lastScrape);
+			return m ? Number(m[1]) : null;
+		};
 		const scraper = setInterval(() => {
 			const started = Date.now();
 			scrapes++;
-			void fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()).then(() => {
+			void fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()).then((text) => {
+				lastScrape = text;
 				slowestMs = Math.max(slowestMs, Date.now() - started);
 			}, () => failures++);
 		}, 2000);
@@ -168,7 +175,8 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 			await sleep(10_000);
 			const cpu = cpuSeconds(serve.pid!) ?? cpuPrev;
 			const now = Date.now();
-			samples.push({ atS: Math.round((now - t0) / 1000), rssMiB: rssMiB(serve.pid!) ?? 0, cpuPct: (100 * (cpu - cpuPrev)) / ((now - atPrev) / 1000), timeWaitKernel: timeWaitSockets(pair.client) });
+			samples.push({ atS: Math.round((now - t0) / 1000), rssMiB: rssMiB(serve.pid!) ?? 0, cpuPct: (100 * (cpu - cpuPrev)) / ((now - atPrev) / 1000), timeWaitKernel: timeWaitSockets(pair.client),
+				walksRead: counter('twtrace_socket_walks_total'), walksSkipped: counter('twtrace_socket_walks_skipped_total') });
 			[cpuPrev, atPrev] = [cpu, now];
 		}
 		clearInterval(scraper);
