@@ -327,16 +327,16 @@ function steadySection(r: SteadyResult): string {
 	const worstWalk = walks.length ? Math.max(...walks) : undefined;
 	return `## Steady state: \`top --json\` holding ${fmtInt(peakHeld)} TIME_WAIT sockets
 
-\`twtrace top --json --interval 1s --walk-interval 10s --netns CLIENT --netns SERVER\` while the churn client runs ${r.seconds} s
+\`twtrace top --json --interval 1s --netns CLIENT --netns SERVER\` (walk interval 5 s, its default) while the churn client runs ${r.seconds} s
 at maximum rate (${fmtInt(r.connPerSec)} connections/s) to 64 destination ports, \`tcp_max_tw_buckets\` 4,000,000 in both namespaces. Every 5 s: top's
 RSS, the TIME_WAIT sockets of the client namespace by the kernel (/proc/net/sockstat \`tw\`) and by top's latest snapshot,
 and how long top's last walk of the namespaces took (the event loop keeps running between its chunks).
 
 ${markdownTable(['s', 'top RSS MiB', 'TIME_WAIT (kernel)', 'TIME_WAIT (top)', 'last walk ms', 'walks'], rows)}
 
-- After the load: top's count in the first snapshot after a walk, ${fmtInt(r.final.top)}, against the kernel's at that moment,
+- After the load: top's count in the first snapshot after ${r.final.afterWalk ? 'a walk' : '**no walk** (none was read in time)'}, ${r.final.secondsAfterLoad} s after the load ended, ${fmtInt(r.final.top)}, against the kernel's at that moment,
   ${fmtInt(r.final.kernel)} (${diff >= 0 ? '+' : ''}${fmtInt(diff)}, ${(100 * Math.abs(diff) / Math.max(1, r.final.kernel)).toFixed(2)} %); expiry in between follows the kernel's timer wheel.
-- The count after a walk equals the kernel's (target: ${verdict(diff === 0)}; sockets expire by thousands a second meanwhile, so one or two apart is the two reads' timing).
+- The count after a walk equals the kernel's (target: ${r.final.afterWalk ? verdict(diff === 0) : '**missed**: no walk to judge'}; sockets expire by thousands a second meanwhile, so one or two apart is the two reads' timing).
 - Peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB holding 1.5M: ${peakHeld >= 1_500_000 ? verdict(r.peakRssMiB <= 128) : `not judged: ${fmtInt(peakHeld)} held, under 1.5M; ${verdict(r.peakRssMiB <= 128)} at what it held`}); slowest walk ${worstWalk === undefined ? '–' : `${fmtInt(worstWalk)} ms`} (target ≤ 1,000 ms: ${worstWalk === undefined ? '–' : verdict(worstWalk <= 1000)}).
 - top's closing line: ${r.lost}
 

@@ -18,6 +18,9 @@ import { track, waitForLine } from '../testbed/children.js';
 import { runChurnClient, startChurnServer, stopChurnServer } from '../testbed/churn.js';
 import { cpuSeconds, peakRssMiB, rssMiB, timeWaitSockets } from './proc.js';
 import { root } from './tracers.js';
+import { FORCE_WALK_EVERY } from '../src/pipeline/walk-plan.js';
+/** top's default --walk-interval (src/commands/top.ts), which the steady-state run keeps. */
+const TOP_WALK_INTERVAL_S = 5;
 
 const cli = path.join(root, 'dist/src/cli.js');
 const PORT = 8100;
@@ -68,15 +71,19 @@ export interface SteadyResult {
 	samples: SteadySample[];
 	peakRssMiB: number;
 	/** After the load: top's count in the snapshot that followed a completed walk, and the kernel's (sockstat) at that moment. */
-	final: { top: number; kernel: number; walkMs: number | null };
+	final: { top: number; kernel: number; walkMs: number | null; afterWalk: boolean; secondsAfterLoad: number };
 	lost: string;
 }
 
-/** `top --json --walk-interval 10s` on a namespace pair at maximum churn for `seconds`. */
+/**
+ * `top --json` (its default --walk-interval, 5 s) on a namespace pair at maximum churn for `seconds`.
+ * A due walk is read only when the counts disagree, and at least every FORCE_WALK_EVERY intervals
+ * (src/pipeline/walk-plan.ts): 50 s, so that one comes while the load's TIME_WAIT is still held.
+ */
 export async function measureSteady(seconds: number, load: LoadOptions): Promise<SteadyResult> {
 	const pair = pairWithRoom();
 	try {
-		const top = track(spawn(process.execPath, [cli, 'top', '--json', '--interval', '1s', '--walk-interval', '10s', '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
+		const top = track(spawn(process.execPath, [cli, 'top', '--json', '--interval', '1s', '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
 		let last: Record<string, any> | undefined;
 		let partial = '';
 		let stderr = '';
@@ -105,12 +112,14 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 		}
 		const churn = await loadRun.result();
 		// The next walk after the load, then the first snapshot after it, against the kernel right then.
+		const loadEnded = Date.now();
 		const walksBefore = last?.walks?.completed ?? 0;
-		const deadline = Date.now() + 60_000;
+		const deadline = loadEnded + (FORCE_WALK_EVERY * TOP_WALK_INTERVAL_S + 15) * 1000;
 		while ((last?.walks?.completed ?? 0) <= walksBefore && Date.now() < deadline) await sleep(100);
+		const afterWalk = (last?.walks?.completed ?? 0) > walksBefore;
 		const snapshotAfter = last;
-		while (last === snapshotAfter && Date.now() < deadline) await sleep(20);
-		const final = { top: topCount(), kernel: timeWaitSockets(pair.client), walkMs: last?.walks?.lastMs ?? null };
+		while (last === snapshotAfter && Date.now() < deadline + 5000) await sleep(20);
+		const final = { top: topCount(), kernel: timeWaitSockets(pair.client), walkMs: last?.walks?.lastMs ?? null, afterWalk, secondsAfterLoad: Math.round((Date.now() - loadEnded) / 1000) };
 		const peak = peakRssMiB(top.pid!) ?? 0;
 		await stop(top, 'SIGINT');
 		return { seconds, connPerSec: churn.perSecond, samples, peakRssMiB: peak, final, lost: stderr.split('\n').find((l) => / lost \(/.test(l))?.replace(/^twtrace: /, '') ?? stderr.slice(-200) };
