@@ -366,6 +366,14 @@ ${markdownTable(['s', 'serve RSS MiB', 'CPU % of a core', 'TIME_WAIT (kernel)', 
   RSS after the first minute ${rise === undefined ? '–' : `${rise >= 0 ? 'rose' : 'fell'} by ${fmtInt(Math.abs(rise))} MiB over the first minute's peak`} (target: flat, within 5 % of it: ${rise === undefined ? '–' : verdict(isFlat)}).
 - ${fmtInt(r.scrapes)} scrapes, ${r.scrapeFailures} failed or timed out, the slowest took ${fmtInt(r.slowestScrapeMs)} ms (target ≤ 50 ms: ${verdict(r.scrapeFailures === 0 && r.slowestScrapeMs <= 50)}).
 - serve's closing line: ${r.lost}
+- Where the time goes, and what would close the gaps: serve's CPU is per-event work in JavaScript (ingest into the model,
+  the TIME_WAIT population, the flight recorder's copies, and the garbage they leave), for every record received (serve's closing line above):
+  "Where serve's time goes at full churn" above has the profile by area. Counters kept by the BPF programs and read at each
+  scrape would make it independent of the rate (README, "Where counting happens"). The RSS is mostly what serve is asked to
+  hold: the flight recorder (64 MiB by default, --recorder-size), the TIME_WAIT population (52 bytes a socket and its index,
+  here about 900,000 sockets), and the ring buffer's pages; the same counters would let the recorder keep counts, not records.
+  The creep of the soak at 700127c (10 % of a core in the first minutes, 20-46 % after 10, mean 25.2 %) was expiry
+  scanning a second's whole wheel bucket at every millisecond tick; fixed in af17f16 (README, same section).
 
 `;
 }
