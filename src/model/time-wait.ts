@@ -84,6 +84,10 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	#next = new Uint32Array(0);
 	#mark = new Uint32Array(0);
 	#index: CookieIndex;
+	/** The slots in use, for the index to rehash when it grows (one function, not one per add). */
+	readonly #eachSlotInUse = (each: (slot: number) => void): void => {
+		for (let j = 0; j < this.#used; j++) if (this.#holder[j] !== 0) each(j);
+	};
 	/** Entries refused because the population was at maxEntries. */
 	refused = 0;
 	/** Entries expire() looked at, since creation: what expiry costs (each at most once or twice when ticked once a millisecond). */
@@ -153,6 +157,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		}
 		this.#size++;
 		this.#cookie[i] = cookie;
+		this.#index.insert(cookie, i, this.#eachSlotInUse); // before the holder is set: a rehash skips slot i
 		this.#entered[i] = enteredUs;
 		this.#expires[i] = expiresUs;
 		this.#bucket[i] = this.#bucketOf(expiresUs); // modulo 2^32
@@ -160,9 +165,6 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#pool[i] = this.#pools.ref(pool);
 		this.#netns[i] = netns;
 		this.#mark[i] = this.#walkMark;
-		this.#index.insert(cookie, i, (each) => {
-			for (let j = 0; j < this.#used; j++) if (this.#holder[j] !== 0 && j !== i) each(j);
-		});
 		this.#byNetns.set(netns, (this.#byNetns.get(netns) ?? 0) + 1);
 		this.#hold(i, enteredUs);
 		this.#link(i);
