@@ -327,7 +327,7 @@ function steadySection(r: SteadyResult): string {
 	const worstWalk = walks.length ? Math.max(...walks) : undefined;
 	return `## Steady state: \`top --json\` holding ${fmtInt(peakHeld)} TIME_WAIT sockets
 
-\`twtrace top --json --interval 1s --netns CLIENT --netns SERVER\` (walk interval 5 s, its default) while the churn client runs ${r.seconds} s
+\`twtrace top --json --interval 1s --walk-interval 5s --netns CLIENT --netns SERVER\` (top's default interval) while the churn client runs ${r.seconds} s
 at maximum rate (${fmtInt(r.connPerSec)} connections/s) to 64 destination ports, \`tcp_max_tw_buckets\` 4,000,000 in both namespaces. Every 5 s: top's
 RSS, the TIME_WAIT sockets of the client namespace by the kernel (/proc/net/sockstat \`tw\`) and by top's latest snapshot,
 and how long top's last walk of the namespaces took (the event loop keeps running between its chunks).
@@ -344,7 +344,7 @@ ${markdownTable(['s', 'top RSS MiB', 'TIME_WAIT (kernel)', 'TIME_WAIT (top)', 'l
 }
 
 function soakSection(r: SoakResult): string {
-	const count = (v: number | null | undefined) => (v === null || v === undefined ? '–' : fmtInt(v));
+	const count = (v: number | null) => (v === null ? '–' : fmtInt(v));
 	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), fmt(x.cpuPct), fmtInt(x.timeWaitKernel), count(x.walksRead), count(x.walksSkipped)]);
 	const firstMinute = r.samples.filter((x) => x.atS <= 60).map((x) => x.rssMiB);
 	const after = r.samples.filter((x) => x.atS > 60 && x.atS <= r.seconds).map((x) => x.rssMiB);

@@ -19,8 +19,8 @@ import { runChurnClient, startChurnServer, stopChurnServer } from '../testbed/ch
 import { cpuSeconds, peakRssMiB, rssMiB, timeWaitSockets } from './proc.js';
 import { root } from './tracers.js';
 import { FORCE_WALK_EVERY } from '../src/pipeline/walk-plan.js';
-/** top's default --walk-interval (src/commands/top.ts), which the steady-state run keeps. */
-const TOP_WALK_INTERVAL_S = 5;
+/** The steady-state run's --walk-interval (top's default): walks forced every FORCE_WALK_EVERY of them. */
+const WALK_INTERVAL_S = 5;
 
 const cli = path.join(root, 'dist/src/cli.js');
 const PORT = 8100;
@@ -76,14 +76,14 @@ export interface SteadyResult {
 }
 
 /**
- * `top --json` (its default --walk-interval, 5 s) on a namespace pair at maximum churn for `seconds`.
+ * `top --json --walk-interval 5s` (its default) on a namespace pair at maximum churn for `seconds`.
  * A due walk is read only when the counts disagree, and at least every FORCE_WALK_EVERY intervals
  * (src/pipeline/walk-plan.ts): 50 s, so that one comes while the load's TIME_WAIT is still held.
  */
 export async function measureSteady(seconds: number, load: LoadOptions): Promise<SteadyResult> {
 	const pair = pairWithRoom();
 	try {
-		const top = track(spawn(process.execPath, [cli, 'top', '--json', '--interval', '1s', '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
+		const top = track(spawn(process.execPath, [cli, 'top', '--json', '--interval', '1s', '--walk-interval', `${WALK_INTERVAL_S}s`, '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
 		let last: Record<string, any> | undefined;
 		let partial = '';
 		let stderr = '';
@@ -114,7 +114,7 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 		// The next walk after the load, then the first snapshot after it, against the kernel right then.
 		const loadEnded = Date.now();
 		const walksBefore = last?.walks?.completed ?? 0;
-		const deadline = loadEnded + (FORCE_WALK_EVERY * TOP_WALK_INTERVAL_S + 15) * 1000;
+		const deadline = loadEnded + (FORCE_WALK_EVERY * WALK_INTERVAL_S + 15) * 1000;
 		while ((last?.walks?.completed ?? 0) <= walksBefore && Date.now() < deadline) await sleep(100);
 		const afterWalk = (last?.walks?.completed ?? 0) > walksBefore;
 		const snapshotAfter = last;

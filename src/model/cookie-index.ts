@@ -36,14 +36,13 @@ export class CookieIndex {
 		}
 	}
 
-	/**
-	 * Indexes slot `i` (whose cookie is `cookie`, not indexed yet). Before it, `slots(each)` may be asked
-	 * for every slot in use, to rehash them into an index twice as large.
-	 */
-	insert(cookie: number, i: number, slots: (each: (slot: number) => void) => void): void {
+	/** Indexes slot `i`, whose cookie is `cookie` (not indexed yet). */
+	insert(cookie: number, i: number): void {
 		if ((this.#size + 1) > this.#index.length * INDEX_LOAD) {
-			this.#index = new Uint32Array(this.#index.length * 2);
-			slots((slot) => this.#place(this.#cookie[slot]!, slot));
+			// Twice as large, every slot of the old index hashed into it again.
+			const old = this.#index;
+			this.#index = new Uint32Array(old.length * 2);
+			for (const v of old) if (v !== 0) this.#place(this.#cookie[v - 1]!, v - 1);
 		}
 		this.#place(cookie, i);
 		this.#size++;

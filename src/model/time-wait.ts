@@ -84,10 +84,6 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	#next = new Uint32Array(0);
 	#mark = new Uint32Array(0);
 	#index: CookieIndex;
-	/** The slots in use, for the index to rehash when it grows (one function, not one per add). */
-	readonly #eachSlotInUse = (each: (slot: number) => void): void => {
-		for (let j = 0; j < this.#used; j++) if (this.#holder[j] !== 0) each(j);
-	};
 	/** Entries refused because the population was at maxEntries. */
 	refused = 0;
 	/** Entries expire() looked at, since creation: what expiry costs (each at most once or twice when ticked once a millisecond). */
@@ -157,7 +153,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		}
 		this.#size++;
 		this.#cookie[i] = cookie;
-		this.#index.insert(cookie, i, this.#eachSlotInUse); // before the holder is set: a rehash skips slot i
+		this.#index.insert(cookie, i);
 		this.#entered[i] = enteredUs;
 		this.#expires[i] = expiresUs;
 		this.#bucket[i] = this.#bucketOf(expiresUs); // modulo 2^32
@@ -219,19 +215,19 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		}
 		// Only the last bucket (the millisecond holding nowUs) may be partly due; an entry not due in
 		// an earlier one was clamped to the bucket window's end, and is linked again further on.
-		const ahead: number[] = [];
+		let ahead: number[] | undefined;
 		for (const b of buckets) {
 			let i = this.#wheel.get(b) ?? NONE;
 			while (i !== NONE) {
 				const next = this.#next[i]!;
 				this.expiryVisits++;
 				if (this.#expires[i]! <= nowUs) (this.expired.add(this.#netns[i]!, this.#expires[i]!), this.#remove(i, nowUs));
-				else if (b < upTo) (this.#unlink(i), this.#count(i, -1), ahead.push(i));
+				else if (b < upTo) (this.#unlink(i), this.#count(i, -1), (ahead ??= []).push(i));
 				i = next;
 			}
 		}
 		this.#wheelFrom = Math.max(this.#wheelFrom, upTo);
-		for (const i of ahead) {
+		for (const i of ahead ?? []) {
 			this.#bucket[i] = this.#bucketOf(this.#expires[i]!);
 			this.#count(i, +1);
 			this.#link(i);
