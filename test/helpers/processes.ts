@@ -183,7 +183,10 @@ export async function exhaustRange(t: ExecutionContext, bed: { dir: string; pair
 	const victim = await runClient(pair.client, pair.serverAddr, 7800, 'exhaust', 1, scenarioNamed(dir, 'victim'));
 	t.like(victim, { ok: 0, errno: 99 });
 	await server.done;
-	const inSs = pair.timeWaitCount(pair.client);
+	// The last closes may still be in FIN_WAIT2 (waiting for the server's FIN) when the runs return:
+	// the witness is read once they have all reached TIME_WAIT, or after 2 s, whichever comes first.
+	let inSs = pair.timeWaitCount(pair.client);
+	for (const until = Date.now() + 2000; inSs < ports && Date.now() < until; inSs = pair.timeWaitCount(pair.client)) await new Promise((r) => setTimeout(r, 50));
 	t.true(inSs >= ports - 5, `ss shows ${inSs} TIME-WAIT sockets`); // rfc1337 on: all of them normally
 	return { churner, victim, startedAtMs, inSs };
 }
