@@ -27,6 +27,7 @@ import { createPair, type NetnsPair } from '../testbed/netns.js';
 import { churnBin, runChurnClient, startChurnServer, stopChurnServer } from '../testbed/churn.js';
 import { cpuSeconds, machineInfo, peakRssMiB, timeWaitSockets, waitQuiet } from './proc.js';
 import { MODES, root, type Mode, type TracerOutcome } from './tracers.js';
+import { programRuns, runsBetween, runTimeStats, type ProgramRuns } from './bpf-stats.js';
 import { measureSoak, measureSteady, type SoakResult, type SteadyResult } from './steady.js';
 import { measureProfile, profileTables, type ProfileResult } from './profile.js';
 import { AGENT_LOADS, measureAgentCost, measureBaseline, type AgentCostRun, type BaselineRun } from './agent-cost.js';
@@ -126,17 +127,23 @@ interface Measurement {
 	idleBefore: number;
 	errors: Record<string, number>;
 	note?: string;
+	/** Run-timed modes: what each BPF program of the tracer ran during the churn (bench/bpf-stats.ts). */
+	programRuns?: ProgramRuns[];
 }
 
 async function measure(mode: Mode, round: number): Promise<Measurement> {
 	const pair = preparePair();
+	let statsOff: (() => void) | undefined;
 	try {
 		const idleBefore = await waitQuiet();
+		statsOff = mode.runTimed ? runTimeStats() : undefined;
 		const tracer = mode.start ? await mode.start(pair) : undefined;
 		const server = await startChurnServer(pair, LOAD, durationS + 30);
 		const cpu0 = tracer && cpuSeconds(tracer.pid);
 		const consumer0 = tracer?.consumerPid && cpuSeconds(tracer.consumerPid);
+		const runs0 = statsOff && tracer && programRuns(tracer.pid);
 		const churn = await runChurnClient(pair, LOAD, durationS);
+		const runs1 = statsOff && tracer && programRuns(tracer.pid);
 		const cpu1 = tracer && cpuSeconds(tracer.pid);
 		const consumer1 = tracer?.consumerPid && cpuSeconds(tracer.consumerPid);
 		const rssMiB = tracer && peakRssMiB(tracer.pid);
@@ -162,8 +169,10 @@ async function measure(mode: Mode, round: number): Promise<Measurement> {
 			idleBefore,
 			errors: churn.errors,
 			note: outcome.note,
+			programRuns: runs0 && runs1 ? runsBetween(runs0, runs1) : undefined,
 		};
 	} finally {
+		statsOff?.();
 		pair.remove();
 	}
 }
@@ -291,6 +300,24 @@ function markdownTable(header: string[], rows: string[][]): string {
 	return [`| ${header.map(cell).join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
 }
 
+/** A run-timed mode's BPF program time per connection, medians over its runs, and each program's share. */
+function programTimes(s: ModeSummary | undefined): { nsPerConnection: number; programs: string } | undefined {
+	const runs = s?.runs.filter((m) => m.programRuns?.length && m.completed > 0) ?? [];
+	if (!runs.length) return undefined;
+	const names = [...new Set(runs.flatMap((m) => m.programRuns!.map((p) => p.name)))];
+	const perRun = (name: string, f: (p: ProgramRuns, m: Measurement) => number) =>
+		median(runs.map((m) => m.programRuns!.find((p) => p.name === name)).map((p, i) => (p ? f(p, runs[i]!) : 0)));
+	const programs = names.map((name) => ({
+		name,
+		nsPerRun: perRun(name, (p) => p.ns / p.runs),
+		runsPerConnection: perRun(name, (p, m) => p.runs / m.completed),
+	})).sort((a, b) => b.nsPerRun * b.runsPerConnection - a.nsPerRun * a.runsPerConnection);
+	return {
+		nsPerConnection: median(runs.map((m) => m.programRuns!.reduce((sum, p) => sum + p.ns, 0) / m.completed)),
+		programs: programs.map((p) => `\`${p.name}\` ${fmtInt(p.nsPerRun)} ns a run × ${p.runsPerConnection.toFixed(1)} runs a connection`).join('; '),
+	};
+}
+
 function targets(summaries: ModeSummary[]): string {
 	const lines: string[] = [];
 	const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
@@ -310,6 +337,9 @@ function targets(summaries: ModeSummary[]): string {
 		if (s.mode.name === 'twtrace, BPF side only' && floor?.runs.length) {
 			const above = slowdown - median(floor.slowdowns);
 			parts.push(`the floor (${floor.mode.name}) costs ${(100 * median(floor.slowdowns)).toFixed(1)} %, so twtrace's own BPF work is ${(100 * above).toFixed(1)} points above it (target ≤ 2 points: ${verdict(above <= 0.02)})`);
+			const timed = programTimes(summaries.find((x) => x.mode.name === 'run-timed: twtrace, BPF side only'));
+			const timedFloor = programTimes(summaries.find((x) => x.mode.name === 'run-timed: floor'));
+			if (timed && timedFloor) parts.push(`timed by the kernel (the run-timed rows, medians): twtrace's programs run ${fmtInt(timed.nsPerConnection)} ns per connection (${timed.programs}), the floor's ${fmtInt(timedFloor.nsPerConnection)} ns (${timedFloor.programs})`);
 		}
 		if (goal?.cpu !== undefined) parts.push(`CPU ${cpu.toFixed(1)} % of a core (target ≤ ${goal.cpu} %: ${verdict(cpu <= goal.cpu)})`);
 		if (unaccounted.length) parts.push(`TIME_WAIT missing by ground truth, neither delivered nor reported lost: ${unaccounted.join(', ')} (target 0 in every run: ${verdict(unaccounted.every((u) => u === 0))})`);
@@ -544,6 +574,9 @@ ${churnTable(summaries)}
   \`twtrace_timewait_entries_total\`; bpftrace: FIN_WAIT2/CLOSING → CLOSE transitions) plus the losses it reported.
   *unaccounted* is what neither covers: a silent loss when positive, a count of something that did not happen when negative.
 - *floor*: two programs that do nothing, on the tracepoint where twtrace attaches its two (bench/floor.bpf.c).
+- *run-timed*: the floor and twtrace's BPF side again, the kernel timing every BPF program's runs
+  (\`bpf_enable_stats(BPF_STATS_RUN_TIME)\`, read with \`bpftool prog show\`; bench/bpf-stats.ts): nanoseconds a run and runs a
+  connection, per program. The timing costs each run two clock reads, so these rows' slowdowns are not the ones judged.
 - *TIME_WAIT seen; blamed on the churn client*: TIME_WAIT entries the tracer reported, and those it assigned to the churn
   client's pid, each ÷ the timewait sockets in the client's namespace afterwards (/proc/net/sockstat, \`tw\`). Above
   100 %: a few timewait sockets were killed early by an RST (TIME_WAIT assassination, which no tracepoint shows).

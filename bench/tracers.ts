@@ -47,6 +47,8 @@ export interface Mode {
 	command: string;
 	/** undefined: no tracer (the baseline). */
 	start?: (pair: NetnsPair) => Promise<TracerRun>;
+	/** Run with the kernel timing every BPF program (bench/bpf-stats.ts): where the in-kernel time goes. */
+	runTimed?: boolean;
 }
 
 
@@ -294,12 +296,14 @@ const floor: Mode = {
 	},
 };
 
+// No connect() fails in this workload: every transition runs the BPF programs and owners are
+// tracked, but nothing reaches user space. Its slowdown is the in-kernel share of twtrace's cost.
+const bpfSideOnly = twtrace('twtrace, BPF side only', ['--kind', 'connect_fail'], 'null');
+
 export const MODES: Mode[] = [
 	{ name: 'no tracer', command: '(the workload alone)' },
 	floor,
-	// No connect() fails in this workload: every transition runs the BPF programs and owners are
-	// tracked, but nothing reaches user space. Its slowdown is the in-kernel share of twtrace's cost.
-	twtrace('twtrace, BPF side only', ['--kind', 'connect_fail'], 'null'),
+	bpfSideOnly,
 	twtrace('twtrace trace --json', ['--json'], 'file'),
 	twtrace('twtrace trace --kind time_wait', ['--json', '--kind', 'time_wait'], 'counter'),
 	twtraceTop,
@@ -307,4 +311,8 @@ export const MODES: Mode[] = [
 	twtraceServe('twtrace serve --no-recorder (1 s scrapes)', ['--no-recorder']),
 	bpftraceStream,
 	bpftraceCount,
+	// The in-kernel share again, the kernel timing each program's runs: what the slowdowns above do not
+	// split. Their own rows, since the timing itself costs each run two clock reads.
+	{ ...floor, name: 'run-timed: floor', runTimed: true },
+	{ ...bpfSideOnly, name: 'run-timed: twtrace, BPF side only', runTimed: true },
 ];

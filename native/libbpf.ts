@@ -45,6 +45,7 @@ interface LibbpfRaw {
 	libbpf_probe_bpf_map_type: (type: number, opts: null) => number;
 	libbpf_set_print: (fn: Handle) => Handle;
 	bpf_prog_test_run_opts: (fd: number, opts: TestRunOpts) => number;
+	bpf_enable_stats: (type: number) => number;
 }
 
 /** struct bpf_test_run_opts (bpf/bpf.h, libbpf 1.1), the fields a BPF_PROG_TYPE_SYSCALL run uses. */
@@ -111,6 +112,7 @@ function libbpf(): LibbpfRaw {
 		libbpf_probe_bpf_map_type: lib.func('int libbpf_probe_bpf_map_type(int type, void *opts)'),
 		libbpf_set_print: lib.func('void *libbpf_set_print(void *fn)'),
 		bpf_prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
+		bpf_enable_stats: lib.func('int bpf_enable_stats(int type)'),
 	};
 	return libbpfCache;
 }
@@ -283,6 +285,20 @@ export function mapDelete(fd: number, key: Buffer): boolean {
  */
 export function mapNextKey(fd: number, key: Buffer | null, next: Buffer): boolean {
 	return libbpf().bpf_map_get_next_key(fd, key, next) === 0;
+}
+
+/** BPF_STATS_RUN_TIME in enum bpf_stats_type (include/uapi/linux/bpf.h). */
+const BPF_STATS_RUN_TIME = 0;
+
+/**
+ * Has the kernel time every BPF program's runs (run_time_ns and run_cnt in bpf_prog_info, which
+ * bpftool shows) while the returned fd stays open; close it to stop. Host-wide and not free (two
+ * clock reads a run): the benchmark's run-timed modes only.
+ */
+export function enableRunTimeStats(): number {
+	const fd = libbpf().bpf_enable_stats(BPF_STATS_RUN_TIME);
+	if (fd < 0) throw failure('enable BPF run-time stats', fd);
+	return fd;
 }
 
 export function linkDestroy(link: Handle): void {

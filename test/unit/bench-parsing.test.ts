@@ -2,6 +2,7 @@ import test from 'ava';
 import { countLine, type CounterResult } from '../../bench/line-counter.js';
 import { parseTwtraceSummary } from '../../bench/tracers.js';
 import { summariseProfile } from '../../bench/profile.js';
+import { runsBetween } from '../../bench/bpf-stats.js';
 
 const fresh = (): CounterResult => ({ lines: 0, timeWaitByPid: {}, lost: 0 });
 
@@ -59,4 +60,20 @@ test('a CPU profile is grouped by area: a sample counts once per area with a fra
 	t.is(area('ring drain and decode').pctOfBusy, 20, 'its own time only, not what it calls');
 	t.is(area('socket walks').pctOfBusy, 0);
 	t.deepEqual(r.topSelf.map((f) => f.fn), ['#find (time-wait.js)', 'recordLifetime (owners.js)', '(garbage collector) (native)']);
+});
+
+test('program run times between two readings: differences per program, busiest first, idle programs left out', (t) => {
+	const before = new Map([
+		['handle_inet_sock_set_state', { name: 'handle_inet_sock_set_state', runs: 100, ns: 40_000 }],
+		['handle_inet_sock_set_state_nested', { name: 'handle_inet_sock_set_state_nested', runs: 100, ns: 5_000 }],
+	]);
+	const after = new Map([
+		['handle_inet_sock_set_state', { name: 'handle_inet_sock_set_state', runs: 1100, ns: 440_000 }],
+		['handle_inet_sock_set_state_nested', { name: 'handle_inet_sock_set_state_nested', runs: 100, ns: 5_000 }],
+		['handle_connect_result', { name: 'handle_connect_result', runs: 10, ns: 900 }], // loaded meanwhile: all of it counts
+	]);
+	t.deepEqual(runsBetween(before, after), [
+		{ name: 'handle_inet_sock_set_state', runs: 1000, ns: 400_000 },
+		{ name: 'handle_connect_result', runs: 10, ns: 900 },
+	]);
 });
