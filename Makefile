@@ -6,7 +6,7 @@ ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 BPF_OBJ := build/twtrace.bpf.o
 OPEN_SOCKETS_OBJ := build/open-sockets.bpf.o
-HELPERS := build/tcp-scenario build/churn build/floor.bpf.o
+HELPERS := build/tcp-scenario build/churn build/floor.bpf.o build/pieces.bpf.o
 TS_SRC := $(shell find src native -name "*.ts")
 
 .PHONY: all bpf helpers ts layout clean
@@ -27,8 +27,11 @@ $(BPF_OBJ): bpf/twtrace.bpf.c bpf/twtrace.h build/vmlinux.h
 $(OPEN_SOCKETS_OBJ): bpf/open-sockets.bpf.c bpf/twtrace.h build/vmlinux.h
 	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibuild -Ibpf -c $< -o $@
 
-# bench/: the floor, two empty programs on the tracepoint twtrace uses.
+# bench/: the floor, two empty programs on the tracepoint twtrace uses; the pieces of its primary.
 build/floor.bpf.o: bench/floor.bpf.c build/vmlinux.h
+	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibuild -c $< -o $@
+
+build/pieces.bpf.o: bench/pieces.bpf.c build/vmlinux.h
 	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibuild -c $< -o $@
 
 build/tcp-scenario: test/helpers/tcp-scenario.c
