@@ -205,33 +205,35 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	expire(nowUs: number): void {
 		const upTo = Math.ceil(nowUs / BUCKET_US);
 		if (upTo < this.#wheelFrom) return;
-		const buckets: number[] = [];
-		if (upTo - this.#wheelFrom <= BUCKETS_SCANNED_MAX) {
-			for (let b = this.#wheelFrom; b <= upTo; b++) if (this.#wheel.has(b)) buckets.push(b);
-		} else {
-			// A jump (a capture's far-future timestamp, a suspended host): visit what exists.
-			for (const b of this.#wheel.keys()) if (b <= upTo) buckets.push(b);
-			buckets.sort((a, b) => a - b);
-		}
 		// Only the last bucket (the millisecond holding nowUs) may be partly due; an entry not due in
 		// an earlier one was clamped to the bucket window's end, and is linked again further on.
 		let ahead: number[] | undefined;
-		for (const b of buckets) {
-			let i = this.#wheel.get(b) ?? NONE;
-			while (i !== NONE) {
-				const next = this.#next[i]!;
-				this.expiryVisits++;
-				if (this.#expires[i]! <= nowUs) (this.expired.add(this.#netns[i]!, this.#expires[i]!), this.#remove(i, nowUs));
-				else if (b < upTo) (this.#unlink(i), this.#count(i, -1), (ahead ??= []).push(i));
-				i = next;
-			}
+		if (upTo - this.#wheelFrom <= BUCKETS_SCANNED_MAX) {
+			for (let b = this.#wheelFrom; b <= upTo; b++) ahead = this.#expireBucket(b, upTo, nowUs, ahead);
+		} else {
+			// A jump (a capture's far-future timestamp, a suspended host): visit what exists, in order.
+			const buckets = [...this.#wheel.keys()].filter((b) => b <= upTo).sort((a, b) => a - b);
+			for (const b of buckets) ahead = this.#expireBucket(b, upTo, nowUs, ahead);
 		}
 		this.#wheelFrom = Math.max(this.#wheelFrom, upTo);
-		for (const i of ahead ?? []) {
+		if (!ahead) return;
+		for (const i of ahead) {
 			this.#bucket[i] = this.#bucketOf(this.#expires[i]!);
 			this.#count(i, +1);
 			this.#link(i);
 		}
+	}
+
+	/** Removes bucket b's due entries; those not due in a bucket before upTo are unlinked into `ahead`, which it returns. */
+	#expireBucket(b: number, upTo: number, nowUs: number, ahead: number[] | undefined): number[] | undefined {
+		for (let i = this.#wheel.get(b) ?? NONE; i !== NONE;) {
+			const next = this.#next[i]!;
+			this.expiryVisits++;
+			if (this.#expires[i]! <= nowUs) (this.expired.add(this.#netns[i]!, this.#expires[i]!), this.#remove(i, nowUs));
+			else if (b < upTo) (this.#unlink(i), this.#count(i, -1), (ahead ??= []).push(i));
+			i = next;
+		}
+		return ahead;
 	}
 
 	/**
