@@ -15,6 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as bpf from '../native/libbpf.js';
 import { programRuns, runsBetween, runTimeStats } from './bpf-stats.js';
+import { median } from './stats.js';
 import { root } from './tracers.js';
 import { pairWithRoom, startLoad } from './steady.js';
 
@@ -63,12 +64,10 @@ try {
 	bpf.objectClose(object);
 }
 
-const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
-const median = (xs: number[]) => sorted(xs)[Math.floor((xs.length - 1) / 2)]!;
 const empty = median(nsPerRun.get('piece_empty')!);
 console.log(`${rounds} rounds × ${seconds} s at ${rate.toLocaleString('en-US')} connections/s, each piece alone on tp_btf/inet_sock_set_state (bench/pieces.bpf.c)`);
 console.log(`${'piece'.padEnd(14)} ${'ns a run min'.padStart(13)} ${'median'.padStart(7)} ${'above empty'.padStart(12)}`);
 for (const [piece, xs] of nsPerRun) {
 	const m = median(xs);
-	console.log(`${piece.padEnd(14)} ${sorted(xs)[0]!.toFixed(0).padStart(13)} ${m.toFixed(0).padStart(7)} ${(piece === 'piece_empty' ? '–' : (m - empty).toFixed(0)).padStart(12)}`);
+	console.log(`${piece.padEnd(14)} ${Math.min(...xs).toFixed(0).padStart(13)} ${m.toFixed(0).padStart(7)} ${(piece === 'piece_empty' ? '–' : (m - empty).toFixed(0)).padStart(12)}`);
 }

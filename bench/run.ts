@@ -28,6 +28,7 @@ import { churnBin, runChurnClient, startChurnServer, stopChurnServer } from '../
 import { cpuSeconds, machineInfo, peakRssMiB, timeWaitSockets, waitQuiet } from './proc.js';
 import { MODES, root, type Mode, type TracerOutcome } from './tracers.js';
 import { programRuns, runsBetween, runTimeStats, type ProgramRuns } from './bpf-stats.js';
+import { median } from './stats.js';
 import { measureSoak, measureSteady, type SoakResult, type SteadyResult } from './steady.js';
 import { measureProfile, profileTables, type ProfileResult } from './profile.js';
 import { AGENT_LOADS, measureAgentCost, measureBaseline, type AgentCostRun, type BaselineRun } from './agent-cost.js';
@@ -87,7 +88,6 @@ function positiveInt(name: 'rounds' | 'duration' | 'threads' | 'ports', min: num
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
 
 function preparePair(): NetnsPair {

@@ -19,6 +19,7 @@ import { runChurnClient, startChurnServer, stopChurnServer } from '../testbed/ch
 import { cpuSeconds, peakRssMiB, rssMiB, timeWaitSockets } from './proc.js';
 import { root } from './tracers.js';
 import { FORCE_WALK_EVERY } from '../src/pipeline/walk-plan.js';
+
 /** The steady-state run's --walk-interval (top's default): walks forced every FORCE_WALK_EVERY of them. */
 const WALK_INTERVAL_S = 5;
 
