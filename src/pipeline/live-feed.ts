@@ -22,7 +22,7 @@ import type { ChurnModel } from '../model/churn-model.js';
 import type { OpenedWalk, WalkPeek } from '../tracer/namespaces.js';
 import { NO_DROPS, type SessionSummary } from '../tracer/session.js';
 import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from './feed-parts.js';
-import { readWalk } from './walk-reader.js';
+import { readWalk, timed, type WalkTime } from './walk-reader.js';
 import { STALE_CLOSE_NS, SuspectChecker } from './suspect-check.js';
 import { MAX_WALKED_NAMESPACES, namespacesToWalk, walkNeeded, type WalkStats } from './walk-plan.js';
 import type { Filters } from '../tracer/tracer.js';
@@ -101,10 +101,9 @@ export class LiveFeed {
 	/** Namespaces added by askedAbout. */
 	#askedAbout = 0;
 	#lastDiscoverUs = 0;
-	#walksCompleted = 0;
-	#walksSkipped = 0;
+	/** Passes completed, due walks skipped, the last pass's wall time and where it went. */
+	#walkCounts: Omit<WalkStats, 'inProgress'> = { completed: 0, skipped: 0, lastMs: undefined };
 	#paused = false;
-	#lastWalkMs: number | undefined;
 	/** The walk in progress (one at a time), settled when it ends or is abandoned. */
 	#walking: Promise<void> | undefined;
 	/** Abandon the walk in progress at its next chunk. */
@@ -172,7 +171,7 @@ export class LiveFeed {
 
 	/** Socket walks: whether one is in progress, how many ran, and how long the last full pass took. */
 	get walks(): WalkStats {
-		return { inProgress: this.#walking !== undefined, completed: this.#walksCompleted, lastMs: this.#lastWalkMs, skipped: this.#walksSkipped };
+		return { inProgress: this.#walking !== undefined, ...this.#walkCounts };
 	}
 
 	/**
@@ -288,13 +287,14 @@ export class LiveFeed {
 		const startedUs = this.#parts.clockUs();
 		const startNs = this.#parts.clockNs();
 		const walked = new Set<number>();
+		const time: WalkTime = { readMs: 0, drainMs: 0, handleMs: 0 };
 		this.drainNow(); // events from before the walk must reach the model before it
 		const discovered = fresh ? [] : this.#walker.discover();
 		for (const netns of fresh ?? namespacesToWalk(model, this.#asked, this.home, discovered)) {
 			if (this.#abandon) return;
 			const opened = this.#walker.open(netns, this.#pidsIn(netns), due ? (peek) => this.#walkNeeded(model, peek) : undefined);
 			if (!opened) {
-				this.#walksSkipped++;
+				this.#walkCounts.skipped++;
 				continue;
 			}
 			if ('error' in opened) {
@@ -302,7 +302,7 @@ export class LiveFeed {
 				model.addNamespace(netns); // shown, with the reason it was not walked
 				continue;
 			}
-			if (await this.#read(model, opened)) {
+			if (await this.#read(model, opened, time)) {
 				this.unwalked.delete(netns);
 				walked.add(netns);
 			}
@@ -312,8 +312,7 @@ export class LiveFeed {
 		if (fresh) return;
 		this.#lastWalkUs = this.#parts.clockUs();
 		if (due && walked.size === 0) return; // every namespace checked by its count: no walk to count or time
-		this.#lastWalkMs = (this.#lastWalkUs - startedUs) / 1000;
-		this.#walksCompleted++;
+		Object.assign(this.#walkCounts, { lastMs: (this.#lastWalkUs - startedUs) / 1000, lastTime: time, completed: this.#walkCounts.completed + 1 });
 	}
 
 	/** Whether a due walk must be read: the model's count, its clock moved to now, against the kernel's. */
@@ -326,7 +325,7 @@ export class LiveFeed {
 	}
 
 	/** Reads and reconciles one opened walk; false when abandoned. */
-	async #read(model: ChurnModel, w: OpenedWalk): Promise<boolean> {
+	async #read(model: ChurnModel, w: OpenedWalk, time: WalkTime): Promise<boolean> {
 		const session = this.#session;
 		const reconciler = model.beginReconcile({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listenerOwner: (port) => session.listenerOwner(w.netns, port) });
 		const listening = new Set<number>();
@@ -340,12 +339,13 @@ export class LiveFeed {
 			beforeChunk: () => this.drainNow(),
 			shouldStop: () => this.#abandon,
 			keepBytes: this.#keepRaw ? this.#keepWalkBytes : undefined,
+			time,
 		});
 		if (!read) return false;
 		// The walk delivered the time_wait events the kernel missed (bpf/twtrace.bpf.c, dump_tcp):
 		// the model takes them before the walk ends, so that they keep their owner.
-		this.drainNow();
-		reconciler.finish();
+		timed(time, 'drainMs', () => this.drainNow());
+		timed(time, 'handleMs', () => reconciler.finish());
 		const listeners: ListenerRecord[] = [];
 		for (const port of listening) {
 			const owner = session.listenerOwner(w.netns, port);

@@ -15,6 +15,7 @@
  */
 import type { NetnsSettings } from '../facts/netns-settings.js';
 import type { ChurnModel } from '../model/churn-model.js';
+import type { WalkTime } from './walk-reader.js';
 
 export interface WalkStats {
 	inProgress: boolean;
@@ -22,6 +23,8 @@ export interface WalkStats {
 	completed: number;
 	/** Wall time of the last full pass, ms (the event loop ran between its chunks); undefined before the first. */
 	lastMs: number | undefined;
+	/** Of the last full pass: where its wall time went (the rest, other work between its chunks). */
+	lastTime?: WalkTime;
 	/** Due walks of a namespace not read: the kernel's count showed the model right (walkNeeded). */
 	skipped: number;
 }

@@ -8,6 +8,23 @@ import { SOCK_SIZE } from '../event/layout.generated.js';
 import { forEachSocket, type SocketEntry } from '../event/sock.js';
 import { WALK_CHUNK_BYTES, type OpenedWalk } from '../tracer/namespaces.js';
 
+/**
+ * Where a walk's wall time went, ms, added up over its chunks: reading the kernel's iterator (its
+ * seq_file runs dump_tcp over each socket in the read), draining the ring before each chunk, handling
+ * the chunk's sockets. The rest of the wall time the event loop ran other work between chunks.
+ */
+export interface WalkTime { readMs: number; drainMs: number; handleMs: number }
+
+/** Runs `f`, adding its time to `time[key]`: for a walk's work done outside readWalk. */
+export function timed<T>(time: WalkTime, key: keyof WalkTime, f: () => T): T {
+	const at = performance.now();
+	try {
+		return f();
+	} finally {
+		time[key] += performance.now() - at;
+	}
+}
+
 export interface WalkReading {
 	/** Each socket, as a reused view: keep nothing of it. */
 	each: (s: SocketEntry) => void;
@@ -17,6 +34,8 @@ export interface WalkReading {
 	shouldStop?: () => boolean;
 	/** Keep the raw records, up to this many bytes; past it none are kept (a walk too large to store). */
 	keepBytes?: number;
+	/** Adds this walk's time to it. */
+	time?: WalkTime;
 }
 
 /**
@@ -31,14 +50,22 @@ export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkRea
 	try {
 		for (;;) {
 			if (r.shouldStop?.()) return undefined;
+			const readAt = performance.now();
 			const n = w.read(buf);
+			const drainAt = performance.now();
+			if (r.time) r.time.readMs += drainAt - readAt; // the read that finds the end counts too
 			if (n === 0) break;
 			r.beforeChunk?.();
+			const handleAt = performance.now();
 			const chunk = carry ? Buffer.concat([carry, buf.subarray(0, n)]) : buf.subarray(0, n);
 			const whole = chunk.length - (chunk.length % SOCK_SIZE);
 			carry = whole < chunk.length ? Buffer.from(chunk.subarray(whole)) : undefined;
 			forEachSocket(chunk.subarray(0, whole), r.each);
 			bytes += whole;
+			if (r.time) {
+				r.time.drainMs += handleAt - drainAt;
+				r.time.handleMs += performance.now() - handleAt;
+			}
 			// Past the bound nothing more is copied, and what was is let go: the walk is kept as omitted.
 			if (kept && bytes > r.keepBytes!) kept = undefined;
 			kept?.push(Buffer.from(chunk.subarray(0, whole)));

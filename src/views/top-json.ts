@@ -18,7 +18,7 @@ export interface TopContext {
 	/** Who answered when not this process: "agent pid 1234, up 3.2 h". */
 	source?: string;
 	/** Socket walks (LiveFeed.walks); absent in tests that have none. */
-	walks?: { inProgress: boolean; completed: number; lastMs: number | undefined };
+	walks?: { inProgress: boolean; completed: number; lastMs: number | undefined; lastTime?: { readMs: number; drainMs: number; handleMs: number } };
 }
 
 const round1 = (n: number) => Math.round(n * 10) / 10;
@@ -36,9 +36,16 @@ export function topJson(s: Snapshot, ctx: TopContext): object {
 		destinations: s.destinations.map(destinationJson),
 		victims: s.victims.map((v) => victimJson(v, s.atUs)),
 		drops: { ...ctx.drops, lost: eventsLost(ctx.drops) },
-		...(ctx.walks ? { walks: { inProgress: ctx.walks.inProgress, completed: ctx.walks.completed, lastMs: ctx.walks.lastMs === undefined ? null : Math.round(ctx.walks.lastMs) } } : {}),
+		...(ctx.walks ? { walks: walksJson(ctx.walks) } : {}),
 		overflow: s.overflow,
 	};
+}
+
+/** The last pass's wall time, and where it went: reading the kernel, draining the ring, handling its sockets. */
+function walksJson(w: NonNullable<TopContext['walks']>): object {
+	const ms = (x: number | undefined) => (x === undefined ? null : Math.round(x));
+	const t = w.lastTime;
+	return { inProgress: w.inProgress, completed: w.completed, lastMs: ms(w.lastMs), ...(t ? { lastReadMs: ms(t.readMs), lastDrainMs: ms(t.drainMs), lastHandleMs: ms(t.handleMs) } : {}) };
 }
 
 export function topJsonLine(s: Snapshot, ctx: TopContext): string {

@@ -1,0 +1,56 @@
+/**
+ * Reading a walk a chunk at a time (src/pipeline/walk-reader.ts): every socket reaches the caller,
+ * records split across reads included, and the walk's time is told apart: reading the kernel,
+ * draining before each chunk, handling its sockets (what top --json's walks.last…Ms show).
+ */
+import test from 'ava';
+import { SOCK_SIZE } from '../../src/event/layout.generated.js';
+import { readWalk, type WalkTime } from '../../src/pipeline/walk-reader.js';
+import { sockRecord } from '../../testbed/records.js';
+
+/** Keeps the thread busy for `ms`: stands for a read in the kernel or work in JavaScript. */
+function busy(ms: number): void {
+	const until = performance.now() + ms;
+	while (performance.now() < until);
+}
+
+/** A walk that hands out `records` `perRead` bytes at a time, each read taking `readMs`. */
+function fakeWalk(records: Buffer, perRead: number, readMs: number) {
+	let at = 0;
+	let closed = false;
+	return {
+		read(buf: Buffer): number {
+			busy(readMs);
+			const n = Math.min(perRead, records.length - at, buf.length);
+			records.copy(buf, 0, at, at + n);
+			at += n;
+			return n;
+		},
+		close: () => void (closed = true),
+		closed: () => closed,
+	};
+}
+
+test('every socket is handed over, records split across reads included, and the walk is closed', async (t) => {
+	const records = Buffer.concat(Array.from({ length: 10 }, (_, i) => sockRecord({ cookie: 100 + i, sport: 40000 + i })));
+	const w = fakeWalk(records, SOCK_SIZE + 7, 0);
+	const cookies: number[] = [];
+	const read = await readWalk(w, { each: (s) => cookies.push(Number(s.cookie)), keepBytes: 1 << 20 });
+	t.deepEqual(cookies, Array.from({ length: 10 }, (_, i) => 100 + i));
+	t.is(read?.bytes, records.length);
+	t.deepEqual(read?.kept, records);
+	t.true(w.closed());
+});
+
+test('a walk\'s time is split into reading the kernel, draining before each chunk and handling its sockets', async (t) => {
+	const records = Buffer.concat(Array.from({ length: 4 }, (_, i) => sockRecord({ cookie: 1 + i, sport: 40000 + i })));
+	const time: WalkTime = { readMs: 0, drainMs: 0, handleMs: 0 };
+	const started = performance.now();
+	// Four chunks of one socket each, and the read that finds the end: five reads of 4 ms.
+	await readWalk(fakeWalk(records, SOCK_SIZE, 4), { each: () => busy(3), beforeChunk: () => busy(2), time });
+	const wallMs = performance.now() - started;
+	t.true(time.readMs >= 5 * 4, `read ${time.readMs} ms`);
+	t.true(time.drainMs >= 4 * 2, `drain ${time.drainMs} ms`);
+	t.true(time.handleMs >= 4 * 3, `handle ${time.handleMs} ms`);
+	t.true(time.readMs + time.drainMs + time.handleMs <= wallMs, 'no more than the walk\'s wall time');
+});
