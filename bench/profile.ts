@@ -1,16 +1,17 @@
 /**
- * Where serve's time goes at full churn: `twtrace serve` as deployed (bench/agent-cost.ts), scraped
- * every second, with V8's CPU profiler sampling its main thread every 1 ms (bench/cpu-profile-hook.mjs)
- * for --seconds while the churn client runs as fast as it can, after a warm-up. The samples are
+ * Where a command's time goes at full churn: `twtrace serve` as deployed (bench/agent-cost.ts), scraped
+ * every second, or `top --json` or `trace --json` as in the churn table (bench/tracers.ts), with V8's
+ * CPU profiler sampling its main thread every 1 ms (bench/inspect-hook.mjs) for --seconds while the
+ * churn client runs as fast as it can, after a warm-up. The samples are
  * grouped by what the pipeline does (the areas below, each the share of samples with such a frame
  * on the stack, or running for an area of its own time; a sample counts once per area, and the areas
  * overlap only where one calls the other), then the functions with the most samples of their own.
  *
- *   sudo npm run bench:profile [-- --seconds 20 --warm 10]
+ *   sudo npm run bench:profile [-- --seconds 20 --warm 10 --command serve|top|trace]
  *
  * A sample taken while the thread is inside a system call (a ring read, a walk's iterator read)
  * belongs to the function that made it, so kernel time spent for serve's main thread counts too.
- * `npm run bench` runs it once and puts the tables into bench/RESULTS.md.
+ * `npm run bench` runs it once for each command and puts the tables into bench/RESULTS.md.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,10 +19,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { scrapeEverySecond, startServe, stopChild } from './agent-cost.js';
 import { waitQuiet } from './proc.js';
+import { root } from './tracers.js';
+import { spawn } from 'node:child_process';
+import { track, waitForLine } from '../testbed/children.js';
+import type { NetnsPair } from '../testbed/netns.js';
 import { pairWithRoom, startLoad, type LoadOptions } from './steady.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const hook = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cpu-profile-hook.mjs');
+const cli = path.join(root, 'dist/src/cli.js');
+const hook = path.join(path.dirname(fileURLToPath(import.meta.url)), 'inspect-hook.mjs');
 
 /** What the pipeline does, each recognised by a function (and its file) somewhere on the stack. */
 const AREAS: { name: string; frames: [fn: string | RegExp, file: string][]; self?: boolean }[] = [
@@ -32,6 +38,8 @@ const AREAS: { name: string; frames: [fn: string | RegExp, file: string][]; self
 	{ name: 'metrics counted per event', frames: [[/./, 'churn-metrics.js']] },
 	{ name: 'flight recorder (raw copies, chunks)', frames: [[/./, 'recorder.js'], ['#keepRecord', 'session.js']] },
 	{ name: 'ring drain and decode (own time)', frames: [[/./, 'ring-reader.js'], [/./, 'decode.js'], [/./, 'session.js']], self: true },
+	{ name: 'snapshots (top: building and printing them)', frames: [[/./, 'snapshot.js'], [/./, 'top-json.js'], [/./, 'top-loop.js']] },
+	{ name: 'event lines (trace: JSON, written to stdout)', frames: [[/./, 'event-json.js'], [/./, 'line-batch.js'], [/./, 'event-text.js']] },
 	{ name: 'scrapes and the agent API (HTTP, /metrics)', frames: [[/./, 'prometheus.js'], [/./, 'api.js'], [/./, 'http-server.js'], ['handle', 'http.js']] },
 	{ name: 'socket walks (iterator reads, reconciliation)', frames: [[/./, 'walk-reader.js'], [/./, 'namespaces.js'], [/./, 'reconcile.js']] },
 	{ name: 'suspect checks (sock_diag lookups)', frames: [[/./, 'suspect-check.js'], [/./, 'sock-diag.js']] },
@@ -43,20 +51,33 @@ interface CpuProfile {
 	samples: number[];
 	startTime: number;
 	endTime: number;
+	/** Added by bench/inspect-hook.mjs: the process's user + system CPU over the profiled window, µs. */
+	processCpuUs?: number;
 }
 
+/** The commands profiled, as run: serve as deployed, top and trace as in the churn table. */
+export const PROFILED = {
+	serve: 'twtrace serve --listen 127.0.0.1:0 --agent-socket TMP/agent.sock, /metrics fetched every second',
+	top: 'twtrace top --json --netns CLIENT --netns SERVER > /dev/null',
+	trace: 'twtrace trace --json --netns CLIENT --netns SERVER > /dev/shm/FILE',
+} as const;
+export type ProfiledCommand = keyof typeof PROFILED;
+
 export interface ProfileResult {
+	command: ProfiledCommand;
 	seconds: number;
 	connPerSec: number;
-	/** Share of the profiled time the main thread was not idle, % of a core. */
+	/** Share of the main thread's samples not idle: running, or waiting for a CPU, % of the window. */
 	busyPctOfCore: number;
+	/** The whole process's CPU over the same window (every thread: GC helpers, libuv's pool), % of a core. */
+	processCpuPct: number | undefined;
 	areas: { name: string; pctOfBusy: number; pctOfCore: number }[];
 	/** Functions by their own samples. */
 	topSelf: { fn: string; pctOfBusy: number }[];
 }
 
 /** Groups a profile's samples into AREAS and the functions with most self time. Pure. */
-export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileResult, 'connPerSec'> {
+export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileResult, 'connPerSec' | 'command'> {
 	const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 	const parent = new Map<number, number>();
 	for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -83,42 +104,73 @@ export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileRe
 		}
 		hit.forEach((h, i) => (area[i]! += h ? n : 0));
 	}
-	// Samples come at a steady interval, each standing for an equal share of the profiled time.
-	const coreShare = (n: number) => (100 * n) / Math.max(profile.samples.length, 1);
+	// The sampler sees the main thread's stack whether it runs or waits for a CPU (the workload keeps
+	// every core busy): a sample's share is the share of the thread's wall time, not of its CPU. With the
+	// process's CPU over the window, an area's CPU is its share of that (as if it were all the main
+	// thread's: GC helpers and libuv's pool count with it); without, the share of the window.
+	const processCpuPct = profile.processCpuUs === undefined ? undefined : (100 * profile.processCpuUs) / Math.max(profile.endTime - profile.startTime, 1);
+	const coreShare = (n: number) => (processCpuPct === undefined ? (100 * n) / Math.max(profile.samples.length, 1) : (processCpuPct * n) / Math.max(busy, 1));
 	return {
 		seconds,
-		busyPctOfCore: coreShare(busy),
+		busyPctOfCore: (100 * busy) / Math.max(profile.samples.length, 1),
+		processCpuPct,
 		areas: AREAS.map((a, i) => ({ name: a.name, pctOfBusy: (100 * area[i]!) / Math.max(busy, 1), pctOfCore: coreShare(area[i]!) })),
 		topSelf: [...self].sort((x, y) => y[1] - x[1]).slice(0, topN).map(([fn, n]) => ({ fn, pctOfBusy: (100 * n) / Math.max(busy, 1) })),
 	};
 }
 
-/** serve as deployed at full churn, profiled for `seconds` after `warmS`. */
-export async function measureProfile(seconds: number, warmS: number, load: LoadOptions): Promise<ProfileResult> {
+/** top or trace on the pair's namespaces, its output to `stdoutFd`; its stderr so far. */
+async function startViewer(command: 'top' | 'trace', pair: NetnsPair, stdoutFd: number, env: NodeJS.ProcessEnv) {
+	const netns = [pair.client, pair.server].flatMap((ns) => ['--netns', `/run/netns/${ns}`]);
+	const child = track(spawn(process.execPath, ['--import', hook, cli, command, '--json', ...netns], { cwd: root, env, stdio: ['ignore', stdoutFd, 'pipe'] }));
+	let stderr = '';
+	child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+	await waitForLine(child, 'stderr', /Ctrl-C to stop/, 30_000);
+	return { child, stderr: () => stderr };
+}
+
+/** `command` at full churn (PROFILED), profiled for `seconds` after `warmS`. */
+export async function measureProfile(command: ProfiledCommand, seconds: number, warmS: number, load: LoadOptions): Promise<ProfileResult> {
 	const pair = pairWithRoom();
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-profile-'));
-	const out = path.join(dir, 'serve.cpuprofile');
+	const out = path.join(dir, `${command}.cpuprofile`);
+	const env = { ...process.env, BENCH_CPU_PROFILE: out, BENCH_CPU_PROFILE_AFTER_MS: String(warmS * 1000), BENCH_CPU_PROFILE_MS: String(seconds * 1000) };
+	// trace's lines go to tmpfs, as in the churn table: as cheap to write as /dev/null, and real writes.
+	const sink = command === 'trace' ? `/dev/shm/twtrace-profile-${process.pid}.ndjson` : '/dev/null';
 	let serve: Awaited<ReturnType<typeof startServe>> | undefined;
+	let viewer: Awaited<ReturnType<typeof startViewer>> | undefined;
 	try {
 		await waitQuiet();
-		serve = await startServe(['--import', hook], {
-			...process.env, BENCH_CPU_PROFILE: out, BENCH_CPU_PROFILE_AFTER_MS: String(warmS * 1000), BENCH_CPU_PROFILE_MS: String(seconds * 1000),
-		});
-		const scrapes = scrapeEverySecond(serve.url);
+		let scrapes: ReturnType<typeof scrapeEverySecond> | undefined;
+		if (command === 'serve') {
+			serve = await startServe(['--import', hook], env);
+			scrapes = scrapeEverySecond(serve.url);
+		} else {
+			const fd = fs.openSync(sink, 'w');
+			try {
+				viewer = await startViewer(command, pair, fd, env);
+			} finally {
+				fs.closeSync(fd);
+			}
+		}
+		const child = (serve ?? viewer)!.child;
+		const stderr = (serve ?? viewer)!.stderr;
 		const run = await startLoad(pair, load, warmS + seconds + 5, 0);
 		const deadline = Date.now() + (warmS + seconds + 60) * 1000;
 		while (!fs.existsSync(out)) {
-			if (Date.now() > deadline || serve.child.exitCode !== null) throw new Error(`no profile from serve: ${serve.stderr()}`);
+			if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no profile from ${command}: ${stderr()}`);
 			await sleep(250);
 		}
-		scrapes.stop();
+		scrapes?.stop();
 		const churn = await run.result();
-		return { ...summariseProfile(JSON.parse(fs.readFileSync(out, 'utf8')) as CpuProfile), connPerSec: churn.perSecond };
+		return { ...summariseProfile(JSON.parse(fs.readFileSync(out, 'utf8')) as CpuProfile), command, connPerSec: churn.perSecond };
 	} finally {
 		if (serve) {
 			await stopChild(serve.child);
 			fs.rmSync(serve.socketDir, { recursive: true, force: true });
 		}
+		if (viewer) await stopChild(viewer.child);
+		if (command === 'trace') fs.rmSync(sink, { force: true });
 		fs.rmSync(dir, { recursive: true, force: true });
 		pair.remove();
 	}
@@ -128,7 +180,7 @@ const fmt = (x: number) => x.toFixed(1);
 
 /** The tables, in Markdown. */
 export function profileTables(r: ProfileResult): string {
-	const areas = ['| area | % of serve\'s busy main thread | % of a core |', '|---|---|---|',
+	const areas = [`| area | % of ${r.command}'s busy main thread | % of a core${r.processCpuPct === undefined ? '' : ` (of the process's ${fmt(r.processCpuPct)} %)`} |`, '|---|---|---|',
 		...r.areas.map((a) => `| ${a.name.replace(/^ {2}/, '&nbsp;&nbsp;')} | ${fmt(a.pctOfBusy)} | ${fmt(a.pctOfCore)} |`)];
 	const self = ['| function (file) | % of busy, own samples |', '|---|---|', ...r.topSelf.map((f) => `| \`${f.fn}\` | ${fmt(f.pctOfBusy)} |`)];
 	return `${areas.join('\n')}\n\n${self.join('\n')}`;
@@ -136,7 +188,7 @@ export function profileTables(r: ProfileResult): string {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
 	const { parseArgs } = await import('node:util');
-	const { values } = parseArgs({ options: { seconds: { type: 'string', default: '20' }, warm: { type: 'string', default: '10' }, help: { type: 'boolean', short: 'h' } } });
+	const { values } = parseArgs({ options: { seconds: { type: 'string', default: '20' }, warm: { type: 'string', default: '10' }, command: { type: 'string', default: 'serve' }, help: { type: 'boolean', short: 'h' } } });
 	if (values.help) {
 		console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*?|^ \* ?/gm, ''));
 		process.exit(0);
@@ -147,11 +199,16 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
 		console.error('bench:profile: --seconds 5 to 300, --warm 0 to 300 (whole seconds)');
 		process.exit(2);
 	}
+	const command = values.command as ProfiledCommand;
+	if (!Object.hasOwn(PROFILED, command)) {
+		console.error(`bench:profile: --command ${Object.keys(PROFILED).join(', ')}`);
+		process.exit(2);
+	}
 	if (process.getuid?.() !== 0) {
 		console.error('bench:profile: needs root (BPF and network namespaces): sudo npm run bench:profile');
 		process.exit(1);
 	}
-	const r = await measureProfile(seconds, warmS, { threads: 2, ports: 64 });
-	console.log(`serve at full churn (${Math.round(r.connPerSec)} connections/s), profiled for ${fmt(r.seconds)} s after ${warmS} s: main thread busy ${fmt(r.busyPctOfCore)} % of a core\n`);
+	const r = await measureProfile(command, seconds, warmS, { threads: 2, ports: 64 });
+	console.log(`${PROFILED[command]} at full churn (${Math.round(r.connPerSec)} connections/s), profiled for ${fmt(r.seconds)} s after ${warmS} s: main thread busy ${fmt(r.busyPctOfCore)} % of the window, the process's CPU ${r.processCpuPct === undefined ? '–' : fmt(r.processCpuPct)} % of a core\n`);
 	console.log(profileTables(r));
 }

@@ -4,14 +4,16 @@
  * Prints the tables and writes them, with the machine and the exact commands, to bench/RESULTS.md.
  *
  *   sudo npm run bench [-- --rounds 3 --duration 8 --threads 2 --ports 16 --out bench/RESULTS.md]
- *                      [--steady 90] [--cost 30] [--profile 20] [--soak 1800 --soak-rate 15000] [--only MODE,MODE]
+ *                      [--steady 90] [--cost 30] [--profile 20] [--pieces 6] [--soak 1800 --soak-rate 15000] [--only MODE,MODE]
  *   sudo npm run bench:soak        the soak alone: rewrites the soak section of bench/RESULTS.md
  *
  * --steady S: top --json for S s at maximum churn holding over a million TIME_WAIT sockets (0: skip).
  * --cost S: serve as deployed beside node_exporter, both scraped every second, at 10, 1,000 and full
  *   churn: CPU over S s after a 15 s warm-up, each load once a round (0: skip).
- * --profile S: serve as deployed at full churn under V8's CPU profiler for S s: where its time goes
- *   (bench/profile.ts; 0: skip).
+ * --profile S: serve as deployed, top --json and trace --json, each at full churn under V8's CPU profiler
+ *   for S s: where their time goes (bench/profile.ts; 0: skip).
+ * --pieces S: each piece of twtrace's primary BPF program alone on the tracepoint, kernel-timed, S s a
+ *   run at 20,000 connections/s, --rounds rounds (bench/bpf-pieces.ts; 0: skip).
  * --soak S: serve as deployed scraped every 2 s for S s at --soak-rate connections/s (0: skip).
  * --only: some modes only (the baseline always runs), for a quick look; not for RESULTS.md.
  *
@@ -29,8 +31,11 @@ import { cpuSeconds, machineInfo, peakRssMiB, timeWaitSockets, waitQuiet } from 
 import { MODES, root, type Mode, type TracerOutcome } from './tracers.js';
 import { programRuns, runsBetween, runTimeStats, type ProgramRuns } from './bpf-stats.js';
 import { median } from './stats.js';
-import { measureSoak, measureSteady, type SoakResult, type SteadyResult } from './steady.js';
-import { measureProfile, profileTables, type ProfileResult } from './profile.js';
+import { measurePieces, pieceRows, type PiecesResult } from './bpf-pieces.js';
+import { measureSoak, measureSteady, type SoakResult, type SteadyResult, type SteadySample } from './steady.js';
+import { COLUMN_BYTES_PER_SLOT } from '../src/model/time-wait.js';
+import { SOCK_SIZE } from '../src/event/layout.generated.js';
+import { measureProfile, PROFILED, profileTables, type ProfileResult, type ProfiledCommand } from './profile.js';
 import { AGENT_LOADS, measureAgentCost, measureBaseline, type AgentCostRun, type BaselineRun } from './agent-cost.js';
 
 const { values: opts } = parseArgs({
@@ -46,6 +51,7 @@ const { values: opts } = parseArgs({
 		'soak-only': { type: 'boolean', default: false },
 		cost: { type: 'string', default: '30' },
 		profile: { type: 'string', default: '20' },
+		pieces: { type: 'string', default: '6' },
 		'soak-rate': { type: 'string', default: '15000' },
 		out: { type: 'string', default: 'bench/RESULTS.md' },
 		help: { type: 'boolean', short: 'h', default: false },
@@ -64,10 +70,11 @@ const steadyS = Number(opts.steady);
 const soakS = Number(opts.soak);
 const costS = Number(opts.cost);
 const profileS = Number(opts.profile);
+const piecesS = Number(opts.pieces);
 /** Before each agent-cost run: the load runs this long before serve's CPU is measured. */
 const COST_WARM_S = 15;
 const soakRate = Number(opts['soak-rate']);
-if (![steadyS, soakS, costS, profileS].every((n) => Number.isInteger(n) && n >= 0 && n <= 7200)) fail('--steady, --soak, --cost, --profile: whole seconds, 0 to 7200');
+if (![steadyS, soakS, costS, profileS, piecesS].every((n) => Number.isInteger(n) && n >= 0 && n <= 7200)) fail('--steady, --soak, --cost, --profile, --pieces: whole seconds, 0 to 7200');
 if (!Number.isInteger(soakRate) || soakRate < 1 || soakRate > 1_000_000) fail('--soak-rate: connections per second, 1 to 1,000,000');
 if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 1_000_000)) fail('--sizes: whole numbers of sockets, 1 to 1,000,000');
 
@@ -301,7 +308,7 @@ function markdownTable(header: string[], rows: string[][]): string {
 }
 
 /** A run-timed mode's BPF program time per connection, medians over its runs, and each program's share. */
-function programTimes(s: ModeSummary | undefined): { nsPerConnection: number; programs: string } | undefined {
+function programTimes(s: ModeSummary | undefined): { nsPerConnection: number; programs: string; byName: Map<string, { nsPerRun: number; runsPerConnection: number }> } | undefined {
 	const runs = s?.runs.filter((m) => m.programRuns?.length && m.completed > 0) ?? [];
 	if (!runs.length) return undefined;
 	const names = [...new Set(runs.flatMap((m) => m.programRuns!.map((p) => p.name)))];
@@ -315,10 +322,11 @@ function programTimes(s: ModeSummary | undefined): { nsPerConnection: number; pr
 	return {
 		nsPerConnection: median(runs.map((m) => m.programRuns!.reduce((sum, p) => sum + p.ns, 0) / m.completed)),
 		programs: programs.map((p) => `\`${p.name}\` ${fmtInt(p.nsPerRun)} ns a run × ${p.runsPerConnection.toFixed(1)} runs a connection`).join('; '),
+		byName: new Map(programs.map((p) => [p.name, p])),
 	};
 }
 
-function targets(summaries: ModeSummary[]): string {
+function targets(summaries: ModeSummary[], profiles: ProfileResult[], pieces: PiecesResult | undefined, cores: number): string {
 	const lines: string[] = [];
 	const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
 	const med = (s: ModeSummary, key: keyof Measurement) => median(s.runs.map((m) => m[key]).filter((v): v is number => typeof v === 'number'));
@@ -339,9 +347,21 @@ function targets(summaries: ModeSummary[]): string {
 			parts.push(`the floor (${floor.mode.name}) costs ${(100 * median(floor.slowdowns)).toFixed(1)} %, so twtrace's own BPF work is ${(100 * above).toFixed(1)} points above it (target ≤ 2 points: ${verdict(above <= 0.02)})`);
 			const timed = programTimes(summaries.find((x) => x.mode.name === 'run-timed: twtrace, BPF side only'));
 			const timedFloor = programTimes(summaries.find((x) => x.mode.name === 'run-timed: floor'));
+			if (pieces) parts.push(`where the time goes and what would close it: "Where the BPF side's time goes, piece by piece" below`);
 			if (timed && timedFloor) parts.push(`timed by the kernel (the run-timed rows, medians): twtrace's programs run ${fmtInt(timed.nsPerConnection)} ns per connection (${timed.programs}), the floor's ${fmtInt(timedFloor.nsPerConnection)} ns (${timedFloor.programs})`);
 		}
 		if (goal?.cpu !== undefined) parts.push(`CPU ${cpu.toFixed(1)} % of a core (target ≤ ${goal.cpu} %: ${verdict(cpu <= goal.cpu)})`);
+		const profiled = { 'twtrace trace --json': 'trace', 'twtrace top --json': 'top', 'twtrace serve (1 s scrapes)': 'serve' }[s.mode.name];
+		const profile = profiles.find((p) => p.command === profiled);
+		if (profile) parts.push(busiest(profile));
+		if (s.mode.name === 'twtrace trace --json') {
+			const events = med(s, 'eventsPerSec');
+			if (events > 0) parts.push(`${fmt((cpu * 10_000) / events, 2)} µs of trace's CPU an event (${fmt(cpu)} % of a core over ${fmtInt(events)} events/s)`);
+		}
+		const bpfSide = summaries.find((x) => x.mode.name === 'twtrace, BPF side only');
+		if (profile && bpfSide?.slowdowns.length && s !== bpfSide) {
+			parts.push(`its slowdown above the BPF side alone ${(100 * (slowdown - median(bpfSide.slowdowns))).toFixed(1)} points, beside its CPU as a share of the machine's ${cores} cores ${fmt(cpu / cores)} %`);
+		}
 		if (unaccounted.length) parts.push(`TIME_WAIT missing by ground truth, neither delivered nor reported lost: ${unaccounted.join(', ')} (target 0 in every run: ${verdict(unaccounted.every((u) => u === 0))})`);
 		lines.push(`- \`${s.mode.name}\`: ${parts.join('; ')}`);
 	}
@@ -349,7 +369,9 @@ function targets(summaries: ModeSummary[]): string {
 }
 
 function steadySection(r: SteadyResult): string {
-	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), fmtInt(x.timeWaitKernel), fmtInt(x.timeWaitTop), x.walkMs === null ? '–' : fmtInt(x.walkMs), String(x.walks)]);
+	const split = (x: SteadySample) => (x.walkSplit ? `${fmtInt(x.walkSplit.readMs)} / ${fmtInt(x.walkSplit.drainMs)} / ${fmtInt(x.walkSplit.handleMs)}` : '–');
+	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), x.memory ? `${fmtInt(x.memory.heapUsedMiB)} / ${fmtInt(x.memory.arrayBuffersMiB)}` : '–',
+		fmtInt(x.timeWaitKernel), fmtInt(x.timeWaitTop), x.walkMs === null ? '–' : fmtInt(x.walkMs), split(x), String(x.walks)]);
 	const peakHeld = Math.max(0, ...r.samples.map((x) => x.timeWaitKernel));
 	const diff = r.final.top - r.final.kernel;
 	const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
@@ -360,17 +382,55 @@ function steadySection(r: SteadyResult): string {
 \`twtrace top --json --interval 1s --walk-interval 5s --netns CLIENT --netns SERVER\` (top's default interval) while the churn client runs ${r.seconds} s
 at maximum rate (${fmtInt(r.connPerSec)} connections/s) to 64 destination ports, \`tcp_max_tw_buckets\` 4,000,000 in both namespaces. Every 5 s: top's
 RSS, the TIME_WAIT sockets of the client namespace by the kernel (/proc/net/sockstat \`tw\`) and by top's latest snapshot,
-and how long top's last walk of the namespaces took (the event loop keeps running between its chunks).
+how long top's last walk of the namespaces took (the event loop keeps running between its chunks) and what that time went to
+(top --json's \`walks.lastReadMs\`, \`lastDrainMs\`, \`lastHandleMs\`), and V8's heap in use and array buffers by
+\`process.memoryUsage()\` (written each second by bench/inspect-hook.mjs, loaded into top with \`--import\`).
 
-${markdownTable(['s', 'top RSS MiB', 'TIME_WAIT (kernel)', 'TIME_WAIT (top)', 'last walk ms', 'walks'], rows)}
+${markdownTable(['s', 'top RSS MiB', 'V8 heap used / array buffers MiB', 'TIME_WAIT (kernel)', 'TIME_WAIT (top)', 'last walk ms', 'of which reading the kernel / draining the ring / handling its sockets, ms', 'walks'], rows)}
 
 - After the load: top's count in the first snapshot after ${r.final.afterWalk ? 'a walk' : '**no walk** (none was read in time)'}, ${r.final.secondsAfterLoad} s after the load ended, ${fmtInt(r.final.top)}, against the kernel's at that moment,
   ${fmtInt(r.final.kernel)} (${diff >= 0 ? '+' : ''}${fmtInt(diff)}, ${(100 * Math.abs(diff) / Math.max(1, r.final.kernel)).toFixed(2)} %); expiry in between follows the kernel's timer wheel.
 - The count after a walk equals the kernel's (target: ${r.final.afterWalk ? verdict(diff === 0) : '**missed**: no walk to judge'}; sockets expire by thousands a second meanwhile, so one or two apart is the two reads' timing).
 - Peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB holding 1.5M: ${peakHeld >= 1_500_000 ? verdict(r.peakRssMiB <= 128) : `not judged: ${fmtInt(peakHeld)} held, under 1.5M; ${verdict(r.peakRssMiB <= 128)} at what it held`}); slowest walk ${worstWalk === undefined ? '–' : `${fmtInt(worstWalk)} ms`} (target ≤ 1,000 ms: ${worstWalk === undefined ? '–' : verdict(worstWalk <= 1000)}).
 - top's closing line: ${r.lost}
-
+${steadyWhy(r, worstWalk)}
 `;
+}
+
+/** Where the steady state's RSS and walk time go, from its own samples, and what would close the gaps. */
+function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
+	const lines: string[] = [];
+	const peak = r.samples.reduce<SteadySample | undefined>((a, x) => (x.memory && (!a || x.rssMiB > a.rssMiB) ? x : a), undefined);
+	const first = r.samples.find((x) => x.memory && x.timeWaitTop > 0);
+	if (peak?.memory && first && peak.timeWaitTop > 2 * first.timeWaitTop) {
+		const m = peak.memory;
+		// What a socket held costs in RSS: the rise from the first sample to the peak over the sockets added.
+		const perSocketBytes = ((peak.rssMiB - first.rssMiB) * 2 ** 20) / (peak.timeWaitTop - first.timeWaitTop);
+		const fixedMiB = peak.rssMiB - (peak.timeWaitTop * perSocketBytes) / 2 ** 20;
+		const at1500k = fixedMiB + (1_500_000 * perSocketBytes) / 2 ** 20;
+		lines.push(`- Where the RSS goes: from ${fmtInt(first.rssMiB)} MiB holding ${fmtInt(first.timeWaitTop)} TIME_WAIT (at ${first.atS} s) to ${fmtInt(peak.rssMiB)} MiB holding ${fmtInt(peak.timeWaitTop)} (at ${peak.atS} s):
+  ${fmtInt(perSocketBytes)} bytes of RSS a socket held (the TIME_WAIT population's columns, ${COLUMN_BYTES_PER_SLOT} bytes a slot, and its cookie index, touched as they
+  fill; their ${fmtInt(m.arrayBuffersMiB)} MiB of array buffers are reserved ahead, up to twtrace's bound of sockets), and about ${fmtInt(fixedMiB)} MiB that holding no
+  socket would leave: V8's heap (${fmtInt(m.heapTotalMiB)} MiB reserved, ${fmtInt(m.heapUsedMiB)} MiB in use at the peak: owners, histograms, a walk's chunks), Node and its
+  libraries, libbpf and the kernel's BTF, the ring buffer's pages. At 1.5M sockets that is about ${fmtInt(at1500k)} MiB.
+  What would close it: both parts are over budget, the per-socket table alone (${fmtInt((1_500_000 * perSocketBytes) / 2 ** 20)} MiB at 1.5M) included. Counts kept
+  per (owner, destination, second of expiry) instead of a row per socket, in the kernel or in user space, would not grow with
+  the sockets held (README, "Where counting happens").`);
+	}
+	const worst = r.samples.filter((x) => x.walkSplit && x.walkMs === worstWalkMs)[0];
+	if (worst?.walkSplit && worstWalkMs !== undefined) {
+		const w = worst.walkSplit;
+		const other = worstWalkMs - w.readMs - w.drainMs - w.handleMs;
+		lines.push(`- Where the slowest walk's ${fmtInt(worstWalkMs)} ms went (at ${worst.atS} s): ${fmtInt(w.readMs)} ms reading the kernel's iterator (dump_tcp copying
+  every socket of both namespaces, ${SOCK_SIZE} bytes each), ${fmtInt(w.drainMs)} ms draining the ring before each chunk (the churn's events, ingested as they come),
+  ${fmtInt(w.handleMs)} ms reconciling its sockets with the model in JavaScript, ${fmtInt(other)} ms the rest (opening each namespace's iterator, and other work between chunks: snapshots, upkeep).
+  What would close it: a walk reads and reconciles every socket, O(sockets held), however few were missed, while what it is
+  for shows first in the kernel's own count (walk-plan.ts: a due walk is read only when the counts disagree, or every 10th)
+  and the entries the kernel never reported (docs/kernel-facts.md §8) are found by the suspect checks, O(suspects).
+  A walk ≤ 1 s at 1.5M needs the kernel to aggregate instead of copying every socket (a BPF iterator that counts per owner
+  and destination into a map, and hands over only sockets the model does not know), or no full walk at that size.`);
+	}
+	return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
 function soakSection(r: SoakResult): string {
@@ -447,28 +507,114 @@ ${lines.join('\n')}
 `;
 }
 
-/** Where serve's time goes at full churn (bench/profile.ts). */
-function profileSection(r: ProfileResult): string {
-	return `## Where serve's time goes at full churn
+/** The load of the BPF pieces' runs: the workload's full rate would vary with the piece. */
+const PIECES_RATE = 20_000;
 
-\`twtrace serve\` as above (as deployed, scraped every second), at full churn (${fmtInt(r.connPerSec)} connections/s), its main thread
-sampled by V8's CPU profiler every 1 ms for ${fmt(r.seconds)} s after a ${COST_WARM_S} s warm-up (\`sudo npm run bench:profile\`,
-bench/profile.ts). The main thread was busy ${fmt(r.busyPctOfCore)} % of the time. An area is the share of samples with one of its
-functions on the stack; a sample inside a system call belongs to the function that made it.
+const PIECE_DOES: Record<string, string> = {
+	piece_empty: 'returns at once (the floor\'s program)',
+	piece_netns: 'reads the socket\'s network namespace, twtrace\'s first filter (sock_netns)',
+	piece_storage: 'gets the socket\'s storage, created on its first transition (bpf_sk_storage_get, F_CREATE), as twtrace keeps the owner',
+	piece_cookie: 'reads the socket\'s cookie (bpf_get_socket_cookie), twtrace\'s key for a socket',
+	piece_clock: 'reads the clock (bpf_ktime_get_ns; kvm-clock in a VM), for every event\'s time and lifetimes',
+};
+
+/** The pieces whose time above the empty program fits in `ns`, in words. */
+function fitting(rows: ReturnType<typeof pieceRows>, ns: number): string {
+	const fit = rows.filter((p) => p.aboveEmptyNs !== undefined && p.aboveEmptyNs <= ns).map((p) => `\`${p.piece}\``);
+	return fit.length ? `${fit.join(', ')} ${fit.length === 1 ? 'fits' : 'fit'}` : 'no piece fits';
+}
+
+/** Each piece of the primary program alone, kernel-timed (bench/bpf-pieces.ts), against the whole program. */
+function piecesSection(r: PiecesResult, summaries: ModeSummary[]): string {
+	const timedTwtrace = programTimes(summaries.find((x) => x.mode.name === 'run-timed: twtrace, BPF side only'));
+	const timedFloor = programTimes(summaries.find((x) => x.mode.name === 'run-timed: floor'));
+	const whole = timedTwtrace?.byName;
+	const slowdownOf = (prefix: string) => {
+		const m = summaries.find((x) => x.mode.name.startsWith(prefix));
+		return m?.slowdowns.length ? median(m.slowdowns) : undefined;
+	};
+	const [floorSlowdown, bpfSlowdown] = [slowdownOf('floor'), slowdownOf('twtrace, BPF side only')];
+	const above = floorSlowdown !== undefined && bpfSlowdown !== undefined ? bpfSlowdown - floorSlowdown : undefined;
+	const runs = whole?.get('handle_inet_sock_set_state')?.runsPerConnection;
+	// If the slowdown above the floor grows with the programs' time above the floor's (a line through
+	// the two points measured): the time a connection that 2 points above the floor allow.
+	const budgetNs = timedFloor && timedTwtrace && above !== undefined && above > 0.02 && runs
+		? timedFloor.nsPerConnection + (0.02 / above) * (timedTwtrace.nsPerConnection - timedFloor.nsPerConnection) : undefined;
+	const rows = pieceRows(r);
+	const sum = rows.reduce((a, p) => a + (p.aboveEmptyNs ?? 0), 0);
+	const empty = rows.find((p) => p.piece === 'piece_empty')!.medianNs;
+	const primary = whole?.get('handle_inet_sock_set_state');
+	const by = (name: string) => rows.find((p) => p.piece === name)?.aboveEmptyNs ?? 0;
+	return `## Where the BPF side's time goes, piece by piece
+
+Each piece of twtrace's primary program (\`handle_inet_sock_set_state\`) alone on tp_btf/inet_sock_set_state, the kernel timing
+its runs (\`bpf_enable_stats(BPF_STATS_RUN_TIME)\`, bench/bpf-stats.ts): ${r.rounds} interleaved rounds of ${r.seconds} s at ${fmtInt(r.rate)}
+connections/s (\`sudo npm run bench:bpf-pieces\`, bench/bpf-pieces.ts and bench/pieces.bpf.c).
+
+${markdownTable(['piece', 'what it does', 'ns a run, min / median', 'above the empty program (medians)'],
+		rows.map((p) => [`\`${p.piece}\``, PIECE_DOES[p.piece] ?? '', `${fmtInt(p.minNs)} / ${fmtInt(p.medianNs)}`, p.aboveEmptyNs === undefined ? '–' : `${fmtInt(p.aboveEmptyNs)} ns`]))}
+
+- The pieces add up to ${fmtInt(empty + sum)} ns a run (the empty program's ${fmtInt(empty)} and ${fmtInt(sum)} above it)${primary ? `; the whole primary program ran
+  ${fmtInt(primary.nsPerRun)} ns a run, ${primary.runsPerConnection.toFixed(1)} runs a connection, in the run-timed row at full churn` : ''}. The socket's storage
+  (${fmtInt(by('piece_storage'))} ns) and the clock (${fmtInt(by('piece_clock'))} ns) are ${fmt((100 * (by('piece_storage') + by('piece_clock'))) / Math.max(sum, 1), 0)} % of the pieces' work above the empty program.
+- What would close it: the program runs at every transition of every socket (both ends of each connection), and does
+  most of its work before it knows whether the transition matters. Read the clock only on transitions that record an
+  event or a time; get the socket's storage without creating it where nothing must be kept (a transition whose owner is
+  already known elsewhere, a socket no filter wants), and create it once, where the owner is current (connect, listen).
+${budgetNs && runs && above !== undefined ? `  If the slowdown above the floor grows with the programs' time above the floor's (${(100 * above).toFixed(1)} points for ${fmtInt(timedTwtrace!.nsPerConnection - timedFloor!.nsPerConnection)} ns a
+  connection, the rows above), 2 points allow about ${fmtInt(budgetNs)} ns a connection in all: ${fmtInt(budgetNs / runs)} ns a run over ${runs.toFixed(1)} runs, against the empty program's ${fmtInt(empty)}.
+  Alone beside the empty program at every run, ${fitting(rows, budgetNs / runs - empty)}: the rest must run only where a transition needs it.
+` : ''}
+`;
+}
+
+/** What each profiled command's time would need, beyond what its profile shows (bench/profile.ts). */
+const CLOSE_IT: Record<ProfiledCommand, (r: ProfileResult, perConnection: number) => string> = {
+	serve: (r, perConnection) => `What would close the full-churn targets (README, design notes, "Where counting happens, and why there"): the rest
+grows with the event rate. It is per-event ingest in JavaScript, the flight recorder's copies and the garbage they leave;
+walks and wake-ups follow the work, not the table. At ${fmtInt(r.connPerSec)} connections/s and ${fmt(perConnection)} records a connection (the
+churn table's events/s), 3 % of a core leaves ${fmt(30_000 / (perConnection * Math.max(r.connPerSec, 1)), 2)} µs per record for everything. The ring drain and decode alone take a good part of
+that (the decoder microbenchmark below). Counters kept by the BPF programs per (owner, destination) and per second of entry,
+read at each scrape, would make serve's cost independent of the rate; the row of bpftrace's in-kernel \`count()\` in the first
+table shows what such counting costs. The recorder would then keep counters unless a consumer asks for records, and one
+replay test would prove live and replay give the same numbers.`,
+	top: (r, perConnection) => `What would close the full-churn targets: top runs the same model as serve (per-event ingest in JavaScript, its cost
+following the event rate) and builds a snapshot a second; at ${fmtInt(r.connPerSec)} connections/s and ${fmt(perConnection)} records a connection,
+5 % of a core leaves ${fmt(50_000 / (perConnection * Math.max(r.connPerSec, 1)), 2)} µs per record. The same counters kept by the BPF programs (serve's paragraph above) would make top's cost
+per snapshot, not per event: top would read them once a second and need events only for what it lists by socket.`,
+	trace: (r) => `What would close it: \`trace --json\` exists to print every event, so its cost is per line and cannot follow
+a count: decoding the record, building a JSON line, writing it. Its busy share above, over the events it printed (the churn
+table's events/s), is what each line costs; its target line above sets the workload's slowdown above the BPF side alone
+beside trace's CPU as a share of the machine's cores, which the workload keeps busy. Closing it means fewer cycles a line: writing lines
+from a per-kind template straight into one output buffer without an object per event. Where fewer events will do, the
+filters already run in the kernel (\`--kind\`, \`--port\`, \`--netns\`): the \`--kind time_wait\` row of the first table shows what that saves.`,
+};
+
+/** Where a command's time goes at full churn (bench/profile.ts). */
+function profileSection(r: ProfileResult, summaries: ModeSummary[]): string {
+	const mode = summaries.find((s) => s.mode.name === { serve: 'twtrace serve (1 s scrapes)', top: 'twtrace top --json', trace: 'twtrace trace --json' }[r.command]);
+	const ratios = mode?.runs.filter((m) => m.eventsPerSec && m.connPerSec).map((m) => m.eventsPerSec! / m.connPerSec) ?? [];
+	const perConnection = ratios.length ? median(ratios) : NaN; // no churn-table run of it: shown as –
+	return `## Where \`${r.command}\`'s time goes at full churn
+
+\`${PROFILED[r.command]}\` at full churn (${fmtInt(r.connPerSec)} connections/s), its main thread sampled by V8's CPU profiler
+every 1 ms for ${fmt(r.seconds)} s after a ${COST_WARM_S} s warm-up (\`sudo npm run bench:profile -- --command ${r.command}\`, bench/profile.ts).
+The main thread was busy (running, or waiting for a CPU the workload held) in ${fmt(r.busyPctOfCore)} % of the samples; the process's CPU
+over the window (user + system, every thread) was ${r.processCpuPct === undefined ? '–' : fmt(r.processCpuPct)} % of a core. An area is the share of busy samples with one of its
+functions on the stack, and that share of the process's CPU; a sample inside a system call belongs to the function that made it.
 
 ${profileTables(r)}
 
-What would close the full-churn targets (README, design notes, "Where counting happens, and why there"): the rest
-grows with the event rate. It is per-event ingest in JavaScript, the flight recorder's copies and the garbage they leave;
-since this commit's predecessors, walks and wake-ups follow the work, not the table. At ${fmtInt(r.connPerSec)}
-connections/s and two records a connection, 3 % of a core leaves ${fmt((30_000 / (2 * Math.max(r.connPerSec, 1))), 2)} µs
-per record for everything. The ring drain and decode alone take a good part of that (the decoder microbenchmark
-below). Counters kept by the BPF programs per (owner, destination) and per second of entry, read at each scrape,
-would make serve's cost independent of the rate; the row of bpftrace's in-kernel \`count()\` in the first table shows
-what such counting costs. The recorder would then keep counters unless a consumer asks for records, and one replay test would
-prove live and replay give the same numbers.
+${CLOSE_IT[r.command](r, perConnection)}
 
 `;
+}
+
+/** The busiest areas of a command's profile, for its target line. */
+function busiest(r: ProfileResult | undefined, n = 3): string {
+	if (!r) return '';
+	const areas = r.areas.filter((a) => !a.name.startsWith(' ') && a.pctOfBusy >= 1).sort((a, b) => b.pctOfBusy - a.pctOfBusy).slice(0, n);
+	return `where the time goes ("Where \`${r.command}\`'s time goes at full churn" below): the process's CPU ${r.processCpuPct === undefined ? '–' : `${fmt(r.processCpuPct)} % of a core`}, ${areas.map((a) => `${a.name} ${fmt(a.pctOfBusy)} %`).join(', ')}`;
 }
 
 function seedTable(seeds: SeedMeasurement[]): string {
@@ -536,8 +682,13 @@ async function main(): Promise<void> {
 		}
 		baselines.push(await measureBaseline(round, { threads, ports: 64 }, COST_WARM_S + costS + 2));
 	}
-	const profile = profileS ? await measureProfile(profileS, COST_WARM_S, { threads, ports: 64 }) : undefined;
-	if (profile) console.error(`  profile: serve's main thread busy ${fmt(profile.busyPctOfCore)} % of a core at ${fmtInt(profile.connPerSec)} conn/s`);
+	const pieces = piecesS ? await measurePieces(piecesS, rounds, PIECES_RATE) : undefined;
+	const profiles: ProfileResult[] = [];
+	for (const command of profileS ? (Object.keys(PROFILED) as ProfiledCommand[]) : []) {
+		const p = await measureProfile(command, profileS, COST_WARM_S, { threads, ports: 64 });
+		profiles.push(p);
+		console.error(`  profile: ${command}'s main thread busy ${fmt(p.busyPctOfCore)} % of a core at ${fmtInt(p.connPerSec)} conn/s`);
+	}
 	const soak = soakS ? await measureSoak(soakS, soakRate, { threads, ports: 64 }, commit) : undefined;
 	if (soak) console.error(`  soak: ${fmtInt(soak.connPerSec)} conn/s for ${soakS} s, peak RSS ${fmtInt(soak.peakRssMiB)} MiB, CPU ${fmt(soak.cpuPctMean)} %`);
 	const decoder = decoderBench();
@@ -588,9 +739,9 @@ ${MODES.filter((m) => m.start).map((m) => `- ${m.name}: \`${m.command}\``).join(
 
 ### Targets (issue 21, at maximum churn: the BPF side within 2 points of the floor; \`trace --json\` ≤ 10 %; \`top --json\` and \`serve\` ≤ 5 % and ≤ 5 % of a core; 0 TIME_WAIT missing by ground truth in every run)
 
-${targets(summaries)}
+${targets(summaries, profiles, pieces, machine.cpus)}
 
-${cost.length ? costSection(cost, baselines, costS) : ''}${profile ? profileSection(profile) : ''}${steady ? steadySection(steady) : ''}${SOAK_START}
+${cost.length ? costSection(cost, baselines, costS) : ''}${pieces ? piecesSection(pieces, summaries) : ''}${profiles.map((p) => profileSection(p, summaries)).join('')}${steady ? steadySection(steady) : ''}${SOAK_START}
 ${soak ? soakSection(soak) : ''}${SOAK_END}
 ## The seed method: counting TIME_WAIT with netstat and ss
 

@@ -13,6 +13,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createPair, type NetnsPair } from '../testbed/netns.js';
 import { track, waitForLine } from '../testbed/children.js';
 import { runChurnClient, startChurnServer, stopChurnServer } from '../testbed/churn.js';
@@ -24,6 +25,7 @@ import { FORCE_WALK_EVERY } from '../src/pipeline/walk-plan.js';
 const WALK_INTERVAL_S = 5;
 
 const cli = path.join(root, 'dist/src/cli.js');
+const hook = path.join(path.dirname(fileURLToPath(import.meta.url)), 'inspect-hook.mjs');
 const PORT = 8100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -55,6 +57,17 @@ export async function startLoad(pair: NetnsPair, load: LoadOptions, seconds: num
 	};
 }
 
+/** The latest process.memoryUsage() the hook wrote, in MiB; null before the first. */
+function readMemory(file: string): MemorySplit | null {
+	try {
+		const m = JSON.parse(fs.readFileSync(file, 'utf8')) as NodeJS.MemoryUsage;
+		const mib = (bytes: number) => bytes / 2 ** 20;
+		return { heapUsedMiB: mib(m.heapUsed), heapTotalMiB: mib(m.heapTotal), arrayBuffersMiB: mib(m.arrayBuffers), externalMiB: mib(m.external) };
+	} catch {
+		return null;
+	}
+}
+
 async function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
 	if (child.exitCode !== null || child.signalCode !== null) return;
 	const closed = once(child, 'close');
@@ -64,7 +77,16 @@ async function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<void> 
 	clearTimeout(timer);
 }
 
-export interface SteadySample { atS: number; rssMiB: number; timeWaitKernel: number; timeWaitTop: number; walkMs: number | null; walks: number }
+/** What a walk's wall time went to (top --json's walks.last…Ms): the rest is other work between its chunks. */
+export interface WalkSplit { readMs: number; drainMs: number; handleMs: number }
+
+/** process.memoryUsage() of top at the sample (bench/inspect-hook.mjs), MiB. */
+export interface MemorySplit { heapUsedMiB: number; heapTotalMiB: number; arrayBuffersMiB: number; externalMiB: number }
+
+export interface SteadySample {
+	atS: number; rssMiB: number; timeWaitKernel: number; timeWaitTop: number; walkMs: number | null; walks: number;
+	walkSplit: WalkSplit | null; memory: MemorySplit | null;
+}
 
 export interface SteadyResult {
 	seconds: number;
@@ -83,8 +105,10 @@ export interface SteadyResult {
  */
 export async function measureSteady(seconds: number, load: LoadOptions): Promise<SteadyResult> {
 	const pair = pairWithRoom();
+	const memoryDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-steady-'));
+	const memoryFile = path.join(memoryDir, 'memory.json');
 	try {
-		const top = track(spawn(process.execPath, [cli, 'top', '--json', '--interval', '1s', '--walk-interval', `${WALK_INTERVAL_S}s`, '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
+		const top = track(spawn(process.execPath, ['--import', hook, cli, 'top', '--json', '--interval', '1s', '--walk-interval', `${WALK_INTERVAL_S}s`, '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BENCH_MEMORY: memoryFile } }));
 		let last: Record<string, any> | undefined;
 		let partial = '';
 		let stderr = '';
@@ -109,6 +133,8 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 				timeWaitTop: topCount(),
 				walkMs: last?.walks?.lastMs ?? null,
 				walks: last?.walks?.completed ?? 0,
+				walkSplit: typeof last?.walks?.lastReadMs === 'number' ? { readMs: last.walks.lastReadMs, drainMs: last.walks.lastDrainMs, handleMs: last.walks.lastHandleMs } : null,
+				memory: readMemory(memoryFile),
 			});
 		}
 		const churn = await loadRun.result();
@@ -126,6 +152,7 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 		return { seconds, connPerSec: churn.perSecond, samples, peakRssMiB: peak, final, lost: stderr.split('\n').find((l) => / lost \(/.test(l))?.replace(/^twtrace: /, '') ?? stderr.slice(-200) };
 	} finally {
 		pair.remove();
+		fs.rmSync(memoryDir, { recursive: true, force: true });
 	}
 }
 

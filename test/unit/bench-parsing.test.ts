@@ -62,6 +62,24 @@ test('a CPU profile is grouped by area: a sample counts once per area with a fra
 	t.deepEqual(r.topSelf.map((f) => f.fn), ['#find (time-wait.js)', 'recordLifetime (owners.js)', '(garbage collector) (native)']);
 });
 
+test('with the process\'s CPU over the window, an area\'s CPU is its share of that, not of the wall time the samples cover', (t) => {
+	const frame = (id: number, functionName: string, file: string, children: number[] = []) =>
+		({ id, callFrame: { functionName, url: file ? `file:///x/dist/src/model/${file}` : '', lineNumber: 0 }, children });
+	const profile = {
+		nodes: [frame(1, '(root)', '', [2, 3, 4]), frame(2, '#ingestOne', 'churn-model.js'), frame(3, '(garbage collector)', ''), frame(4, '(idle)', '')],
+		// 8 busy samples of 10 (the thread waited for a CPU in some), but the process ran 40 % of the window.
+		samples: [2, 2, 2, 2, 2, 2, 3, 3, 4, 4],
+		startTime: 0,
+		endTime: 10_000,
+		processCpuUs: 4_000,
+	};
+	const r = summariseProfile(profile, 3);
+	t.is(r.busyPctOfCore, 80);
+	t.is(r.processCpuPct, 40);
+	t.is(r.areas.find((a) => a.name.startsWith('model: per-event ingest'))!.pctOfCore, 30);
+	t.is(r.areas.find((a) => a.name === 'garbage collection')!.pctOfCore, 10);
+});
+
 test('program run times between two readings: differences per program, busiest first, idle programs left out', (t) => {
 	const before = new Map([
 		['handle_inet_sock_set_state', { name: 'handle_inet_sock_set_state', runs: 100, ns: 40_000 }],
