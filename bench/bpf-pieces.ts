@@ -7,7 +7,7 @@
  *
  *   sudo npm run bench:bpf-pieces [-- --seconds 6 --rounds 3 --rate 20000]
  *
- * A namespace pair, and for each round each piece alone attached (in a rotated order) while
+ * A fresh namespace pair for each run, and for each round each piece alone attached (in a rotated order) while
  * bench/churn makes --rate connections/s for --seconds. Prints ns a run, min and median over the
  * rounds, and above the empty program. About a minute and a half with the defaults. `npm run bench`
  * runs it too (--pieces) and puts the table into bench/RESULTS.md.
@@ -30,19 +30,24 @@ export interface PiecesResult {
 	rate: number;
 	/** Per piece, ns a run in each round. */
 	nsPerRun: Map<string, number[]>;
+	/** Per piece, its runs a second in each round: the load it was timed under. */
+	runsPerSecond: Map<string, number[]>;
 }
 
 /** Each piece alone on the tracepoint, `rounds` interleaved rounds of `seconds` at `rate` connections/s. */
 export async function measurePieces(seconds: number, rounds: number, rate: number, log = (line: string) => console.error(line)): Promise<PiecesResult> {
 	const object = bpf.objectOpen(path.join(root, 'build/pieces.bpf.o'));
 	bpf.objectLoad(object);
-	const pair = pairWithRoom();
 	const statsOff = runTimeStats();
 	const nsPerRun = new Map<string, number[]>(PIECES.map((p) => [p, []]));
+	const runsPerSecond = new Map<string, number[]>(PIECES.map((p) => [p, []]));
 	try {
 		for (let round = 0; round < rounds; round++) {
 			for (let k = 0; k < PIECES.length; k++) {
 				const piece = PIECES[(k + round) % PIECES.length]!;
+				// A fresh pair per run: the TIME_WAIT sockets of the runs before would fill the 4-tuples, and
+				// connect() searching for a free port slows the load (and the runs) down.
+				const pair = pairWithRoom();
 				const link = bpf.programAttach(bpf.findProgram(object, piece), 'tp_btf/inet_sock_set_state');
 				try {
 					const before = programRuns(process.pid);
@@ -51,24 +56,28 @@ export async function measurePieces(seconds: number, rounds: number, rate: numbe
 					const ran = runsBetween(before, programRuns(process.pid)).find((r) => r.name === piece);
 					if (!ran) throw new Error(`${piece} did not run: is the load reaching the namespaces?`);
 					nsPerRun.get(piece)!.push(ran.ns / ran.runs);
+					runsPerSecond.get(piece)!.push(ran.runs / seconds);
 					log(`  round ${round + 1}  ${piece.padEnd(14)} ${(ran.ns / ran.runs).toFixed(0).padStart(5)} ns a run × ${ran.runs.toLocaleString('en-US')} runs`);
 				} finally {
 					bpf.linkDestroy(link);
+					pair.remove();
 				}
 			}
 		}
 	} finally {
 		statsOff();
-		pair.remove();
 		bpf.objectClose(object);
 	}
-	return { seconds, rounds, rate, nsPerRun };
+	return { seconds, rounds, rate, nsPerRun, runsPerSecond };
 }
 
 /** Per piece: ns a run, min and median over the rounds, and the median above the empty program's. */
-export function pieceRows(r: PiecesResult): { piece: string; minNs: number; medianNs: number; aboveEmptyNs: number | undefined }[] {
+export function pieceRows(r: PiecesResult): { piece: string; minNs: number; medianNs: number; aboveEmptyNs: number | undefined; minRunsPerSecond: number }[] {
 	const empty = median(r.nsPerRun.get('piece_empty')!);
-	return [...r.nsPerRun].map(([piece, xs]) => ({ piece, minNs: Math.min(...xs), medianNs: median(xs), aboveEmptyNs: piece === 'piece_empty' ? undefined : median(xs) - empty }));
+	return [...r.nsPerRun].map(([piece, xs]) => ({
+		piece, minNs: Math.min(...xs), medianNs: median(xs), aboveEmptyNs: piece === 'piece_empty' ? undefined : median(xs) - empty,
+		minRunsPerSecond: Math.min(...r.runsPerSecond.get(piece)!),
+	}));
 }
 
 function fail(message: string): never {

@@ -2,6 +2,7 @@ import test from 'ava';
 import { countLine, type CounterResult } from '../../bench/line-counter.js';
 import { parseTwtraceSummary } from '../../bench/tracers.js';
 import { summariseProfile } from '../../bench/profile.js';
+import { unaccountedTimeWait } from '../../bench/stats.js';
 import { runsBetween } from '../../bench/bpf-stats.js';
 
 const fresh = (): CounterResult => ({ lines: 0, timeWaitByPid: {}, lost: 0 });
@@ -94,4 +95,12 @@ test('program run times between two readings: differences per program, busiest f
 		{ name: 'handle_inet_sock_set_state', runs: 1000, ns: 400_000 },
 		{ name: 'handle_connect_result', runs: 10, ns: 900 },
 	]);
+});
+
+test('ground truth: reported losses of any kind cover missing TIME_WAIT up to their number; a silent gap or an overcount is not 0', (t) => {
+	t.is(unaccountedTimeWait(1000, 1000, 0), 0, 'all delivered');
+	t.is(unaccountedTimeWait(258_665, 257_441, 5_036), 0, 'the 1,224 missing are within the 5,036 events reported lost (of every kind)');
+	t.is(unaccountedTimeWait(1000, 900, 40), 60, 'a silent loss: 60 neither delivered nor reported');
+	t.is(unaccountedTimeWait(1000, 1010, 0), -10, 'delivered beyond the connections completed');
+	t.is(unaccountedTimeWait(1000, 1010, 50), -10, 'losses do not hide an overcount');
 });
