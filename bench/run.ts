@@ -557,10 +557,13 @@ ${markdownTable(['piece', 'what it does', 'ns a run, min / median', 'above the e
 - The pieces add up to ${fmtInt(empty + sum)} ns a run (the empty program's ${fmtInt(empty)} and ${fmtInt(sum)} above it)${primary ? `; the whole primary program ran
   ${fmtInt(primary.nsPerRun)} ns a run, ${primary.runsPerConnection.toFixed(1)} runs a connection, in the run-timed row at full churn` : ''}. The socket's storage
   (${fmtInt(by('piece_storage'))} ns) and the clock (${fmtInt(by('piece_clock'))} ns) are ${fmt((100 * (by('piece_storage') + by('piece_clock'))) / Math.max(sum, 1), 0)} % of the pieces' work above the empty program.
-- What would close it: the program runs at every transition of every socket (both ends of each connection), and does
-  most of its work before it knows whether the transition matters. Read the clock only on transitions that record an
-  event or a time; get the socket's storage without creating it where nothing must be kept (a transition whose owner is
-  already known elsewhere, a socket no filter wants), and create it once, where the owner is current (connect, listen).
+- What would close it: the program runs at every transition of both ends of each connection. The transitions it acts on
+  (bpf/twtrace.bpf.c, relevant(): connect, accept, the active and passive closes, the final close) each need the socket's
+  storage, where the owner lives, and all but the server's final close need the clock, for an event's time or a lifetime:
+  reading less at each of them saves little. What the budget below allows is about the empty program and the namespace
+  read at every run; meeting it means acting on fewer transitions: the owner set where it is current (connect, accept,
+  the active close), the TIME_WAIT entry counted at the final close, and the other transitions (established, the passive close)
+  left alone unless a consumer asked for their events or rates.
 ${budgetNs && runs && above !== undefined ? `  If the slowdown above the floor grows with the programs' time above the floor's (${(100 * above).toFixed(1)} points for ${fmtInt(timedTwtrace!.nsPerConnection - timedFloor!.nsPerConnection)} ns a
   connection, the rows above), 2 points allow about ${fmtInt(budgetNs)} ns a connection in all: ${fmtInt(budgetNs / runs)} ns a run over ${runs.toFixed(1)} runs, against the empty program's ${fmtInt(empty)}.
   Alone beside the empty program at every run, ${fitting(rows, budgetNs / runs - empty)}: the rest must run only where a transition needs it.
