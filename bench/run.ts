@@ -14,7 +14,8 @@
  *   for S s: where their time goes (bench/profile.ts; 0: skip).
  * --pieces S: each piece of twtrace's primary BPF program alone on the tracepoint, kernel-timed, S s a
  *   run at 20,000 connections/s, --rounds rounds (bench/bpf-pieces.ts; 0: skip).
- * --soak S: serve as deployed scraped every 2 s for S s at --soak-rate connections/s (0: skip).
+ * --soak S: serve as deployed scraped every 2 s for S s at --soak-rate connections/s (0: keep the soak
+ *   section the --out file has, made by an earlier run, which says when and at which commit).
  * --only: some modes only (the baseline always runs), for a quick look; not for RESULTS.md.
  *
  * Each measurement gets a fresh pair of network namespaces joined by veth (the client at 10.200.0.1,
@@ -747,7 +748,7 @@ ${MODES.filter((m) => m.start).map((m) => `- ${m.name}: \`${m.command}\``).join(
 ${targets(summaries, profiles, pieces, machine.cpus)}
 
 ${cost.length ? costSection(cost, baselines, costS) : ''}${pieces ? piecesSection(pieces, summaries) : ''}${profiles.map((p) => profileSection(p, summaries)).join('')}${steady ? steadySection(steady) : ''}${SOAK_START}
-${soak ? soakSection(soak) : ''}${SOAK_END}
+${soak ? soakSection(soak) : keptSoak(path.resolve(root, opts.out))}${SOAK_END}
 ## The seed method: counting TIME_WAIT with netstat and ss
 
 ${seedTable(seeds)}
@@ -772,6 +773,16 @@ ${decoder}
 /** Where the soak's section sits in RESULTS.md: bench:soak rewrites what is between. */
 const SOAK_START = '<!-- soak: written by npm run bench:soak -->';
 const SOAK_END = '<!-- /soak -->';
+
+/**
+ * With --soak 0: the soak section the results file already has (its own line says when and at which
+ * commit it was made), so that the rest can be measured again without the 30-minute soak.
+ */
+function keptSoak(file: string): string {
+	const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+	const [start, end] = [text.indexOf(SOAK_START), text.indexOf(SOAK_END)];
+	return start >= 0 && end > start ? text.slice(start + SOAK_START.length + 1, end) : '';
+}
 
 /** `npm run bench:soak`: the soak alone, its section of RESULTS.md rewritten (the rest stays as it was). */
 async function soakOnly(commit: string): Promise<void> {
