@@ -19,15 +19,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { scrapeEverySecond, startServe, stopChild } from './agent-cost.js';
 import { waitQuiet } from './proc.js';
-import { root } from './tracers.js';
-import { spawn } from 'node:child_process';
-import { track, waitForLine } from '../testbed/children.js';
-import type { NetnsPair } from '../testbed/netns.js';
+import { INSPECT_HOOK, startTwtrace } from './tracers.js';
 import { pairWithRoom, startLoad, type LoadOptions } from './steady.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const cli = path.join(root, 'dist/src/cli.js');
-const hook = path.join(path.dirname(fileURLToPath(import.meta.url)), 'inspect-hook.mjs');
 
 /** What the pipeline does, each recognised by a function (and its file) somewhere on the stack. */
 const AREAS: { name: string; frames: [fn: string | RegExp, file: string][]; self?: boolean }[] = [
@@ -119,16 +114,6 @@ export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileRe
 	};
 }
 
-/** top or trace on the pair's namespaces, its output to `stdoutFd`; its stderr so far. */
-async function startViewer(command: 'top' | 'trace', pair: NetnsPair, stdoutFd: number, env: NodeJS.ProcessEnv) {
-	const netns = [pair.client, pair.server].flatMap((ns) => ['--netns', `/run/netns/${ns}`]);
-	const child = track(spawn(process.execPath, ['--import', hook, cli, command, '--json', ...netns], { cwd: root, env, stdio: ['ignore', stdoutFd, 'pipe'] }));
-	let stderr = '';
-	child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-	await waitForLine(child, 'stderr', /Ctrl-C to stop/, 30_000);
-	return { child, stderr: () => stderr };
-}
-
 /** `command` at full churn (PROFILED), profiled for `seconds` after `warmS`. */
 export async function measureProfile(command: ProfiledCommand, seconds: number, warmS: number, load: LoadOptions): Promise<ProfileResult> {
 	const pair = pairWithRoom();
@@ -138,17 +123,17 @@ export async function measureProfile(command: ProfiledCommand, seconds: number, 
 	// trace's lines go to tmpfs, as in the churn table: as cheap to write as /dev/null, and real writes.
 	const sink = command === 'trace' ? `/dev/shm/twtrace-profile-${process.pid}.ndjson` : '/dev/null';
 	let serve: Awaited<ReturnType<typeof startServe>> | undefined;
-	let viewer: Awaited<ReturnType<typeof startViewer>> | undefined;
+	let viewer: Awaited<ReturnType<typeof startTwtrace>> | undefined;
 	try {
 		await waitQuiet();
 		let scrapes: ReturnType<typeof scrapeEverySecond> | undefined;
 		if (command === 'serve') {
-			serve = await startServe(['--import', hook], env);
+			serve = await startServe(['--import', INSPECT_HOOK], env);
 			scrapes = scrapeEverySecond(serve.url);
 		} else {
 			const fd = fs.openSync(sink, 'w');
 			try {
-				viewer = await startViewer(command, pair, fd, env);
+				viewer = await startTwtrace(pair, command, ['--json'], fd, /Ctrl-C to stop/, { args: ['--import', INSPECT_HOOK], env });
 			} finally {
 				fs.closeSync(fd);
 			}

@@ -352,8 +352,7 @@ function targets(summaries: ModeSummary[], profiles: ProfileResult[], pieces: Pi
 			if (timed && timedFloor) parts.push(`timed by the kernel (the run-timed rows, medians): twtrace's programs run ${fmtInt(timed.nsPerConnection)} ns per connection (${timed.programs}), the floor's ${fmtInt(timedFloor.nsPerConnection)} ns (${timedFloor.programs})`);
 		}
 		if (goal?.cpu !== undefined) parts.push(`CPU ${cpu.toFixed(1)} % of a core (target ≤ ${goal.cpu} %: ${verdict(cpu <= goal.cpu)})`);
-		const profiled = { 'twtrace trace --json': 'trace', 'twtrace top --json': 'top', 'twtrace serve (1 s scrapes)': 'serve' }[s.mode.name];
-		const profile = profiles.find((p) => p.command === profiled);
+		const profile = profiles.find((p) => PROFILED_MODE[p.command] === s.mode.name);
 		if (profile) parts.push(busiest(profile));
 		if (s.mode.name === 'twtrace trace --json') {
 			const events = med(s, 'eventsPerSec');
@@ -572,6 +571,9 @@ ${budgetNs && runs && above !== undefined ? `  If the slowdown above the floor g
 `;
 }
 
+/** The churn table's mode each profiled command is run as. */
+const PROFILED_MODE: Record<ProfiledCommand, string> = { serve: 'twtrace serve (1 s scrapes)', top: 'twtrace top --json', trace: 'twtrace trace --json' };
+
 /** What each profiled command's time would need, beyond what its profile shows (bench/profile.ts). */
 const CLOSE_IT: Record<ProfiledCommand, (r: ProfileResult, perConnection: number) => string> = {
 	serve: (r, perConnection) => `What would close the full-churn targets (README, design notes, "Where counting happens, and why there"): the rest
@@ -596,7 +598,7 @@ filters already run in the kernel (\`--kind\`, \`--port\`, \`--netns\`): the \`-
 
 /** Where a command's time goes at full churn (bench/profile.ts). */
 function profileSection(r: ProfileResult, summaries: ModeSummary[]): string {
-	const mode = summaries.find((s) => s.mode.name === { serve: 'twtrace serve (1 s scrapes)', top: 'twtrace top --json', trace: 'twtrace trace --json' }[r.command]);
+	const mode = summaries.find((s) => s.mode.name === PROFILED_MODE[r.command]);
 	const ratios = mode?.runs.filter((m) => m.eventsPerSec && m.connPerSec).map((m) => m.eventsPerSec! / m.connPerSec) ?? [];
 	const perConnection = ratios.length ? median(ratios) : NaN; // no churn-table run of it: shown as –
 	return `## Where \`${r.command}\`'s time goes at full churn
@@ -779,21 +781,26 @@ const SOAK_END = '<!-- /soak -->';
  * commit it was made), so that the rest can be measured again without the 30-minute soak.
  */
 function keptSoak(file: string): string {
+	const { text, span } = soakSpan(file);
+	return span ? text.slice(span.from, span.to) : '';
+}
+
+/** The results file's text, and where its soak section lies between the markers (undefined: none). */
+function soakSpan(file: string): { text: string; span?: { from: number; to: number } } {
 	const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
 	const [start, end] = [text.indexOf(SOAK_START), text.indexOf(SOAK_END)];
-	return start >= 0 && end > start ? text.slice(start + SOAK_START.length + 1, end) : '';
+	return { text, span: start >= 0 && end > start ? { from: start + SOAK_START.length + 1, to: end } : undefined };
 }
 
 /** `npm run bench:soak`: the soak alone, its section of RESULTS.md rewritten (the rest stays as it was). */
 async function soakOnly(commit: string): Promise<void> {
 	const out = path.resolve(root, opts.out);
-	const text = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '';
-	const [start, end] = [text.indexOf(SOAK_START), text.indexOf(SOAK_END)];
-	if (start < 0 || end < start) fail(`${path.relative(process.cwd(), out)} has no soak section: run npm run bench first`);
+	const { text, span } = soakSpan(out);
+	if (!span) fail(`${path.relative(process.cwd(), out)} has no soak section: run npm run bench first`);
 	console.error(`bench: the soak, ${soakS} s at ${fmtInt(soakRate)} connections/s`);
 	const soak = await measureSoak(soakS, soakRate, { threads, ports: 64 }, commit);
 	console.error(`  soak: ${fmtInt(soak.connPerSec)} conn/s for ${soakS} s, peak RSS ${fmtInt(soak.peakRssMiB)} MiB, CPU ${fmt(soak.cpuPctMean)} %`);
-	fs.writeFileSync(out, text.slice(0, start + SOAK_START.length) + '\n' + soakSection(soak) + text.slice(end));
+	fs.writeFileSync(out, text.slice(0, span.from) + soakSection(soak) + text.slice(span.to));
 	console.error(`bench: wrote the soak into ${path.relative(process.cwd(), out)}`);
 }
 

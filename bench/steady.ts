@@ -13,19 +13,17 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createPair, type NetnsPair } from '../testbed/netns.js';
 import { track, waitForLine } from '../testbed/children.js';
 import { runChurnClient, startChurnServer, stopChurnServer } from '../testbed/churn.js';
 import { cpuSeconds, peakRssMiB, rssMiB, timeWaitSockets } from './proc.js';
-import { root } from './tracers.js';
+import { INSPECT_HOOK, root } from './tracers.js';
 import { FORCE_WALK_EVERY } from '../src/pipeline/walk-plan.js';
 
 /** The steady-state run's --walk-interval (top's default): walks forced every FORCE_WALK_EVERY of them. */
 const WALK_INTERVAL_S = 5;
 
 const cli = path.join(root, 'dist/src/cli.js');
-const hook = path.join(path.dirname(fileURLToPath(import.meta.url)), 'inspect-hook.mjs');
 const PORT = 8100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -108,7 +106,7 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 	const memoryDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-steady-'));
 	const memoryFile = path.join(memoryDir, 'memory.json');
 	try {
-		const top = track(spawn(process.execPath, ['--import', hook, cli, 'top', '--json', '--interval', '1s', '--walk-interval', `${WALK_INTERVAL_S}s`, '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BENCH_MEMORY: memoryFile } }));
+		const top = track(spawn(process.execPath, ['--import', INSPECT_HOOK, cli, 'top', '--json', '--interval', '1s', '--walk-interval', `${WALK_INTERVAL_S}s`, '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BENCH_MEMORY: memoryFile } }));
 		let last: Record<string, any> | undefined;
 		let partial = '';
 		let stderr = '';

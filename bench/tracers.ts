@@ -94,13 +94,18 @@ export function parseTwtraceSummary(stderr: string): TracerOutcome {
 	return { events: n(m[1]!), lost: n(m[2]!), note: line!.replace(/^twtrace: /, '') };
 }
 
+/** Loaded into a twtrace command with `--import` by the bench's profiles and memory samples (BENCH_… variables). */
+export const INSPECT_HOOK = path.join(path.dirname(fileURLToPath(import.meta.url)), 'inspect-hook.mjs');
+
 /**
  * Starts `twtrace COMMAND ARGS --netns CLIENT --netns SERVER` and waits for the stderr line that says
- * it is attached. Returns the child, its stderr so far, and that line.
+ * it is attached. Returns the child, its stderr so far, and that line. `node` adds Node's own options
+ * and environment (INSPECT_HOOK).
  */
-async function startTwtrace(pair: NetnsPair, command: string, args: string[], stdout: 'pipe' | 'ignore' | number | NodeJS.WritableStream, ready: RegExp) {
+export async function startTwtrace(pair: NetnsPair, command: string, args: string[], stdout: 'pipe' | 'ignore' | number | NodeJS.WritableStream, ready: RegExp,
+	node: { args: string[]; env: NodeJS.ProcessEnv } = { args: [], env: process.env }) {
 	const netns = [pair.client, pair.server].flatMap((ns) => ['--netns', `/run/netns/${ns}`]);
-	const child = track(spawn(process.execPath, [cli, command, ...args, ...netns], { cwd: root, stdio: ['ignore', stdout as 'pipe', 'pipe'] }));
+	const child = track(spawn(process.execPath, [...node.args, cli, command, ...args, ...netns], { cwd: root, env: node.env, stdio: ['ignore', stdout as 'pipe', 'pipe'] }));
 	const stderr = collect(child.stderr);
 	const readyLine = await waitForLine(child, 'stderr', ready, 30_000);
 	return { child, stderr, readyLine };
