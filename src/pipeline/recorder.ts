@@ -86,7 +86,8 @@ export class FlightRecorder {
 		}
 		let at = 0;
 		while (at < raw.length) {
-			if (!this.#chunk) [this.#chunk, this.#chunkBytes, this.#chunkStartUs] = [Buffer.allocUnsafe(CHUNK_BYTES), 0, nowUs];
+			this.#chunk ??= Buffer.allocUnsafe(CHUNK_BYTES);
+			if (this.#chunkBytes === 0) this.#chunkStartUs = nowUs;
 			const n = Math.min(raw.length - at, CHUNK_BYTES - this.#chunkBytes);
 			raw.copy(this.#chunk, this.#chunkBytes, at, at + n);
 			this.#chunkBytes += n;
@@ -173,11 +174,13 @@ export class FlightRecorder {
 
 	#seal(nowUs: number): void {
 		if (!this.#chunk || this.#chunkBytes === 0) return;
-		// A chunk mostly empty (a quiet second) is copied to its size, so that its slack is not kept;
-		// a fuller one is kept as it is (one copy fewer at high rates).
+		// A chunk mostly empty (a quiet second) is copied to its size, so that its slack is not kept,
+		// and is reused for the next second's events; a fuller one is kept as it is (one copy fewer at
+		// high rates) and the next event allocates another.
 		const used = this.#chunk.subarray(0, this.#chunkBytes);
-		const records = this.#chunkBytes < CHUNK_BYTES / 2 ? Buffer.from(used) : used;
-		this.#chunk = undefined;
+		const quiet = this.#chunkBytes < CHUNK_BYTES / 2;
+		const records = quiet ? Buffer.from(used) : used;
+		if (!quiet) this.#chunk = undefined;
 		this.#chunkBytes = 0;
 		this.#push({ type: 'events', atUs: this.#chunkStartUs, records, count: records.length / EVENT_SIZE, drops: this.#source.drops() });
 		this.#trim(nowUs);

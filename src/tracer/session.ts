@@ -194,11 +194,23 @@ export class TraceSession {
 		const batch = this.#batch;
 		this.#batch = [];
 		this.#events += batch.length;
-		const raw = this.#raw?.subarray(0, this.#rawBytes);
+		this.#handlers.onEvents(batch, this.#takeRaw());
+	}
+
+	/**
+	 * The records kept since the last flush, as a Buffer of their own (a consumer may keep it). A
+	 * fuller batch hands over the staging buffer itself and the next record allocates another; a
+	 * small one (a quiet ring: a drain every few hundred ms finds a record or two) is copied out to
+	 * its size and the staging buffer is kept, so that a quiet agent does not allocate 96 KiB a drain.
+	 */
+	#takeRaw(): Buffer | undefined {
+		if (!this.#raw) return undefined;
+		const used = this.#raw.subarray(0, this.#rawBytes);
+		this.#rawBytes = 0;
+		if (used.length < this.#raw.length / 2) return Buffer.from(used);
 		this.#raw = undefined;
 		this.#rawWords = undefined;
-		this.#rawBytes = 0;
-		this.#handlers.onEvents(batch, raw);
+		return used;
 	}
 
 	#checkDrops(): DropCounts {
