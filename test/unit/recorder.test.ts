@@ -112,3 +112,16 @@ test('a walk too large to keep leaves only its settings: windows are served with
 	const report = replayCapture(capture, { by: 'process', top: 10, file: 'window' });
 	t.like(report.offenders.find((o) => o.comm === 'churn'), { timeWaitEntries: 1 });
 });
+
+test('quiet seconds each keep their own records, though one staging chunk serves them all', (t) => {
+	const { r } = recorder();
+	for (let s = 1; s <= 3; s++) {
+		r.addEvents(connection(800 + s, `quiet${s}`, 100 + s, s), T0 + s * S);
+		r.tick(T0 + s * S + S); // a second later: sealed, copied out, the chunk kept for the next
+	}
+	const capture = parseCapture(r.capture(undefined, T0 + 10 * S));
+	const frames = capture.items.filter((i) => i.type === 'events').slice(1); // the first frame: the task records
+	t.deepEqual(frames.map((f) => f.type === 'events' && f.count), [3, 3, 3]);
+	const report = replayCapture(capture, { by: 'process', top: 10, file: 'window' });
+	t.deepEqual(report.offenders.filter((o) => o.timeWaitEntries > 0).map((o) => o.comm).sort(), ['quiet1', 'quiet2', 'quiet3']);
+});
