@@ -70,11 +70,12 @@ async function startNodeExporter(): Promise<{ child: ChildProcess; url: string }
 
 /**
  * serve as deployed: no filters, the agent API on a socket of its own, the flight recorder on.
- * `nodeArgs` and `env`: for bench/profile.ts, which loads its profiler hook into serve this way.
+ * `nodeArgs` and `env`: for bench/profile.ts, which loads its profiler hook into serve this way;
+ * `cliPath`: for bench/ab.ts, which runs another checkout's build beside this one's.
  */
-export async function startServe(nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; url: string; stderr: () => string; socketDir: string }> {
+export async function startServe(nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env, cliPath = cli): Promise<{ child: ChildProcess; url: string; stderr: () => string; socketDir: string }> {
 	const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-cost-'));
-	const child = track(spawn(process.execPath, [...nodeArgs, cli, 'serve', '--listen', '127.0.0.1:0', '--agent-socket', path.join(socketDir, 'agent.sock')], { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] }));
+	const child = track(spawn(process.execPath, [...nodeArgs, cliPath, 'serve', '--listen', '127.0.0.1:0', '--agent-socket', path.join(socketDir, 'agent.sock')], { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] }));
 	let stderr = '';
 	child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
 	const ready = await waitForLine(child, 'stderr', /serving metrics on (\S+)\/metrics/, 30_000);
