@@ -18,6 +18,7 @@ import { EVENT_FIELDS, EVENT_SIZE, EventKind, TASK_FIELDS } from '../event/layou
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { DROP_NAMES, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
 import type { WalkRecord } from '../event/walk-record.js';
+import { RecordStaging } from '../event/staging.js';
 
 export interface RecorderOptions {
 	/** Bytes kept at most: events, walks, and each namespace's walk before the oldest frame. */
@@ -64,8 +65,8 @@ export class FlightRecorder {
 	/** CLOCK_MONOTONIC µs of the oldest moment the recorder can still serve. */
 	#frontUs: number;
 	#frontDrops: CaptureDrops;
-	#chunk: Buffer | undefined;
-	#chunkBytes = 0;
+	/** Events gathered for the next frame, since #chunkStartUs. */
+	readonly #chunk = new RecordStaging(CHUNK_BYTES);
 	#chunkStartUs = 0;
 
 	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number) {
@@ -86,13 +87,12 @@ export class FlightRecorder {
 		}
 		let at = 0;
 		while (at < raw.length) {
-			this.#chunk ??= Buffer.allocUnsafe(CHUNK_BYTES);
-			if (this.#chunkBytes === 0) this.#chunkStartUs = nowUs;
-			const n = Math.min(raw.length - at, CHUNK_BYTES - this.#chunkBytes);
-			raw.copy(this.#chunk, this.#chunkBytes, at, at + n);
-			this.#chunkBytes += n;
+			if (this.#chunk.bytes === 0) this.#chunkStartUs = nowUs;
+			const n = Math.min(raw.length - at, CHUNK_BYTES - this.#chunk.bytes);
+			raw.copy(this.#chunk.buffer, this.#chunk.bytes, at, at + n);
+			this.#chunk.advance(n);
 			at += n;
-			if (this.#chunkBytes === CHUNK_BYTES) this.#seal(nowUs);
+			if (this.#chunk.full) this.#seal(nowUs);
 		}
 	}
 
@@ -118,13 +118,13 @@ export class FlightRecorder {
 
 	/** Seals events gathered for long enough and drops what is too old or over the byte bound. */
 	tick(nowUs: number): void {
-		if (this.#chunk && nowUs - this.#chunkStartUs >= CHUNK_US) this.#seal(nowUs);
+		if (this.#chunk.bytes > 0 && nowUs - this.#chunkStartUs >= CHUNK_US) this.#seal(nowUs);
 		this.#trim(nowUs);
 	}
 
 	stats(nowUs: number): { frames: number; bytes: number; maxBytes: number; spanSeconds: number; maxSeconds: number; firstUs: number } {
 		return {
-			frames: this.#items.length - this.#head, bytes: this.#bytes + this.#frontBytes + this.#chunkBytes, maxBytes: this.#options.maxBytes,
+			frames: this.#items.length - this.#head, bytes: this.#bytes + this.#frontBytes + this.#chunk.bytes, maxBytes: this.#options.maxBytes,
 			spanSeconds: Math.round((nowUs - this.#frontUs) / 1e5) / 10, maxSeconds: this.#options.maxAgeMs / 1000, firstUs: this.#frontUs,
 		};
 	}
@@ -173,15 +173,9 @@ export class FlightRecorder {
 	}
 
 	#seal(nowUs: number): void {
-		if (!this.#chunk || this.#chunkBytes === 0) return;
-		// A chunk mostly empty (a quiet second) is copied to its size, so that its slack is not kept,
-		// and is reused for the next second's events; a fuller one is kept as it is (one copy fewer at
-		// high rates) and the next event allocates another.
-		const used = this.#chunk.subarray(0, this.#chunkBytes);
-		const quiet = this.#chunkBytes < CHUNK_BYTES / 2;
-		const records = quiet ? Buffer.from(used) : used;
-		if (!quiet) this.#chunk = undefined;
-		this.#chunkBytes = 0;
+		// A quiet second's chunk is copied to its size (its slack is not kept), a fuller one kept as it is (RecordStaging).
+		const records = this.#chunk.take();
+		if (!records) return;
 		this.#push({ type: 'events', atUs: this.#chunkStartUs, records, count: records.length / EVENT_SIZE, drops: this.#source.drops() });
 		this.#trim(nowUs);
 	}

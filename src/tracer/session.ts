@@ -4,6 +4,7 @@
  */
 import { Decoder, isDecodeFailure, type TwtEvent } from '../event/decode.js';
 import { EVENT_SIZE } from '../event/layout.generated.js';
+import { RecordStaging } from '../event/staging.js';
 import type { DropCounts, SessionSummary } from '../facts/losses.js';
 import { Tracer, type Filters } from './tracer.js';
 
@@ -59,9 +60,8 @@ export class TraceSession {
 	readonly #startedMs = Date.now();
 	#batch: TwtEvent[] = [];
 	readonly #keepRaw: boolean;
-	#raw: Buffer | undefined;
-	#rawWords: Uint32Array | undefined;
-	#rawBytes = 0;
+	/** The raw records kept since the last flush (keepRaw). */
+	readonly #raw = new RecordStaging(MAX_BATCH_EVENTS * EVENT_SIZE);
 	#events = 0;
 	#decodeErrors = 0;
 	#reported = { ...NO_DROPS, decodeErrors: 0 };
@@ -177,40 +177,20 @@ export class TraceSession {
 	 * to know whose the events are. A word at a time: no view object nor native call per record.
 	 */
 	#keepRecord(ring: Uint32Array, offset: number): void {
-		if (!this.#raw) {
-			this.#raw = Buffer.allocUnsafe(MAX_BATCH_EVENTS * EVENT_SIZE);
-			this.#rawWords = new Uint32Array(this.#raw.buffer, this.#raw.byteOffset, this.#raw.byteLength / 4);
-		}
-		const dst = this.#rawWords!;
-		const to = this.#rawBytes / 4;
+		const dst = this.#raw.words;
+		const to = this.#raw.bytes / 4;
 		const from = offset / 4;
 		for (let k = 0; k < EVENT_SIZE / 4; k++) dst[to + k] = ring[from + k]!;
-		this.#rawBytes += EVENT_SIZE;
-		if (this.#rawBytes >= MAX_BATCH_EVENTS * EVENT_SIZE) this.#flush();
+		this.#raw.advance(EVENT_SIZE);
+		if (this.#raw.full) this.#flush();
 	}
 
 	#flush(): void {
-		if (this.#batch.length === 0 && this.#rawBytes === 0) return;
+		if (this.#batch.length === 0 && this.#raw.bytes === 0) return;
 		const batch = this.#batch;
 		this.#batch = [];
 		this.#events += batch.length;
-		this.#handlers.onEvents(batch, this.#takeRaw());
-	}
-
-	/**
-	 * The records kept since the last flush, as a Buffer of their own (a consumer may keep it). A
-	 * fuller batch hands over the staging buffer itself and the next record allocates another; a
-	 * small one (a quiet ring: a drain every few hundred ms finds a record or two) is copied out to
-	 * its size and the staging buffer is kept, so that a quiet agent does not allocate 96 KiB a drain.
-	 */
-	#takeRaw(): Buffer | undefined {
-		if (!this.#raw) return undefined;
-		const used = this.#raw.subarray(0, this.#rawBytes);
-		this.#rawBytes = 0;
-		if (used.length < this.#raw.length / 2) return Buffer.from(used);
-		this.#raw = undefined;
-		this.#rawWords = undefined;
-		return used;
+		this.#handlers.onEvents(batch, this.#raw.take());
 	}
 
 	#checkDrops(): DropCounts {

@@ -1,0 +1,41 @@
+/**
+ * RecordStaging (src/event/staging.ts): what is taken is the consumer's to keep, a quiet take keeps
+ * the staging buffer for the next records, a full one hands it over.
+ */
+import test from 'ava';
+import { RecordStaging } from '../../src/event/staging.js';
+
+function append(s: RecordStaging, byte: number, n: number): void {
+	s.buffer.fill(byte, s.bytes, s.bytes + n);
+	s.advance(n);
+}
+
+test('nothing appended: nothing taken', (t) => {
+	t.is(new RecordStaging(64).take(), undefined);
+});
+
+test('a mostly empty take is a copy of its size, and the buffer is kept for the next records', (t) => {
+	const s = new RecordStaging(64);
+	append(s, 1, 8);
+	const buffer = s.buffer;
+	const first = s.take()!;
+	t.deepEqual([...first], Array(8).fill(1));
+	t.is(s.bytes, 0);
+	append(s, 2, 8);
+	t.is(s.buffer, buffer, 'the same staging buffer');
+	t.deepEqual([...first], Array(8).fill(1), 'what was taken is not overwritten by later records');
+	t.deepEqual([...s.take()!], Array(8).fill(2));
+});
+
+test('a full take hands the buffer over; the next records go to another', (t) => {
+	const s = new RecordStaging(64);
+	append(s, 3, 64);
+	t.true(s.full);
+	const buffer = s.buffer;
+	const taken = s.take()!;
+	t.is(taken.buffer, buffer.buffer, 'no copy');
+	append(s, 4, 8);
+	t.not(s.buffer, buffer);
+	t.deepEqual([...taken], Array(64).fill(3));
+	t.is(s.words.length, 16, 'the words view covers the new buffer');
+});
