@@ -1,8 +1,8 @@
 /**
  * `sudo npm run bench:ab -- --base DIR`: what a change does to the agent's cost, this checkout's
  * `serve` against another checkout's build (DIR, built with scripts/setup or make), side by side in
- * one run: as deployed (the agent API and the flight recorder on, no filters), scraped every
- * second, at each --loads rate (connections/s, 0: full), the client closing first across veth.
+ * one run, each run as `npm run bench` measures the agent (bench/agent-cost.ts: as deployed, beside
+ * node_exporter, both scraped every second) at each --loads rate (connections/s, 0: full).
  * Builds and loads alternate, the order reversed each round; prints CPU (% of a core, user + system
  * over --window s after --warm s) and peak RSS, min and median of each, and the ratio of medians.
  *
@@ -14,13 +14,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { scrapeEverySecond, startServe, stopChild } from './agent-cost.js';
-import { cpuSeconds, peakRssMiB, waitQuiet } from './proc.js';
+import { measureAgentCost, type AgentCostRun } from './agent-cost.js';
 import { median } from './stats.js';
-import { pairWithRoom, startLoad } from './steady.js';
 import { root } from './tracers.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const USAGE = 'usage: sudo npm run bench:ab -- --base DIR [--loads 10,1000] [--rounds 3] [--warm 15] [--window 30]';
 
 const opts = (() => {
@@ -46,56 +43,30 @@ const builds = [{ name: 'this checkout', dir: root }, { name: 'base', dir: path.
 	return { ...b, cli, commit: commitOf(b.dir) };
 });
 
-type Run = { cpuPct: number; peakRssMiB: number; connPerSec: number };
-const runs = new Map<string, Run[]>();
+const runs = new Map<string, AgentCostRun[]>();
 console.error(`bench:ab: ${rounds} rounds × ${loads.length} loads × 2 builds × ${warmS + windowS} s`);
 for (let round = 1; round <= rounds; round++) {
 	for (const rate of loads) {
 		for (const build of round % 2 ? builds : [...builds].reverse()) {
-			const r = await measure(build.cli, rate);
+			const r = await measureAgentCost(rate, round, { threads: 2, ports: 64 }, warmS, windowS, build.cli);
 			const key = `${rate} ${build.name}`;
 			runs.set(key, [...(runs.get(key) ?? []), r]);
-			console.error(`  round ${round} ${loadName(rate).padStart(7)} ${build.name.padEnd(13)} ${r.cpuPct.toFixed(2)} % of a core, peak RSS ${r.peakRssMiB.toFixed(0)} MiB, ${Math.round(r.connPerSec)} conn/s`);
+			console.error(`  round ${round} ${loadName(rate).padStart(7)} ${build.name.padEnd(13)} ${r.serveCpuPct.toFixed(2)} % of a core, peak RSS ${r.servePeakRssMiB.toFixed(0)} MiB, ${Math.round(r.connPerSec)} conn/s; node_exporter ${r.exporterCpuPct.toFixed(2)} %`);
 		}
 	}
 }
 console.log(`serve as deployed, scraped every second: this checkout (${builds[0]!.commit}) against ${builds[1]!.dir} (${builds[1]!.commit}), ${rounds} rounds\n`);
-console.log('| load | build | CPU % of a core, min / median | peak RSS MiB, median | CPU, this ÷ base (medians) |');
-console.log('|---|---|---|---|---|');
+console.log('| load | build | serve CPU % of a core, min / median | serve peak RSS MiB, median | serve CPU, this ÷ base (medians) | node_exporter CPU %, median |');
+console.log('|---|---|---|---|---|---|');
 for (const rate of loads) {
 	const [mine, base] = builds.map((b) => runs.get(`${rate} ${b.name}`)!);
 	for (const [b, rs] of [[builds[0]!, mine!], [builds[1]!, base!]] as const) {
-		const cpu = rs.map((r) => r.cpuPct);
-		const ratio = b === builds[0] ? `${(median(cpu) / median(base!.map((r) => r.cpuPct))).toFixed(2)}×` : '';
-		console.log(`| ${loadName(rate)} | ${b.name} | ${Math.min(...cpu).toFixed(2)} / ${median(cpu).toFixed(2)} | ${median(rs.map((r) => r.peakRssMiB)).toFixed(0)} | ${ratio} |`);
+		const cpu = rs.map((r) => r.serveCpuPct);
+		const ratio = b === builds[0] ? `${(median(cpu) / median(base!.map((r) => r.serveCpuPct))).toFixed(2)}×` : '';
+		console.log(`| ${loadName(rate)} | ${b.name} | ${Math.min(...cpu).toFixed(2)} / ${median(cpu).toFixed(2)} | ${median(rs.map((r) => r.servePeakRssMiB)).toFixed(0)} | ${ratio} | ${median(rs.map((r) => r.exporterCpuPct)).toFixed(2)} |`);
 	}
 }
 process.exit(0);
-
-async function measure(cli: string, rate: number): Promise<Run> {
-	const pair = pairWithRoom();
-	let serve: Awaited<ReturnType<typeof startServe>> | undefined;
-	try {
-		await waitQuiet();
-		serve = await startServe([], process.env, cli);
-		const scrapes = scrapeEverySecond(serve.url);
-		const load = await startLoad(pair, { threads: 2, ports: 64 }, warmS + windowS + 2, rate);
-		await sleep(warmS * 1000);
-		const before = cpuSeconds(serve.child.pid!)!;
-		await sleep(windowS * 1000);
-		const cpuPct = (100 * (cpuSeconds(serve.child.pid!)! - before)) / windowS;
-		const peak = peakRssMiB(serve.child.pid!) ?? 0;
-		scrapes.stop();
-		const churn = await load.result();
-		return { cpuPct, peakRssMiB: peak, connPerSec: churn.perSecond };
-	} finally {
-		if (serve) {
-			await stopChild(serve.child);
-			fs.rmSync(serve.socketDir, { recursive: true, force: true });
-		}
-		pair.remove();
-	}
-}
 
 function loadName(rate: number): string {
 	return rate === 0 ? 'full' : `${rate.toLocaleString('en')}/s`;

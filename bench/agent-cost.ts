@@ -89,14 +89,17 @@ async function cpuOver(pids: number[], ms: number): Promise<number[]> {
 	return pids.map((p, i) => (100 * ((cpuSeconds(p) ?? before[i]!) - before[i]!)) / (ms / 1000));
 }
 
-/** One run of serve and node_exporter at `rate` (0: full): `warmS` to settle, then `windowS` measured. */
-export async function measureAgentCost(rate: number, round: number, load: LoadOptions, warmS: number, windowS: number): Promise<AgentCostRun> {
+/**
+ * One run of serve and node_exporter at `rate` (0: full): `warmS` to settle, then `windowS` measured.
+ * `cliPath`: another checkout's build (bench/ab.ts).
+ */
+export async function measureAgentCost(rate: number, round: number, load: LoadOptions, warmS: number, windowS: number, cliPath?: string): Promise<AgentCostRun> {
 	const pair: NetnsPair = pairWithRoom();
 	let serve: Awaited<ReturnType<typeof startServe>> | undefined;
 	let exporter: Awaited<ReturnType<typeof startNodeExporter>> | undefined;
 	try {
 		await waitQuiet();
-		serve = await startServe();
+		serve = await startServe([], process.env, cliPath);
 		exporter = await startNodeExporter();
 		const scrapes = [scrapeEverySecond(serve.url), scrapeEverySecond(exporter.url)];
 		const run = await startLoad(pair, load, warmS + windowS + 2, rate);
