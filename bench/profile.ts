@@ -1,13 +1,13 @@
 /**
- * Where a command's time goes at full churn: `twtrace serve` as deployed (bench/agent-cost.ts), scraped
- * every second, or `top --json` or `trace --json` as in the churn table (bench/tracers.ts), with V8's
+ * Where a command's time goes: `twtrace serve` as deployed (bench/agent-cost.ts), scraped every
+ * second, or `top --json` or `trace --json` as in the churn table (bench/tracers.ts), with V8's
  * CPU profiler sampling its main thread every 1 ms (bench/inspect-hook.mjs) for --seconds while the
- * churn client runs as fast as it can, after a warm-up. The samples are
+ * churn client runs as fast as it can (or at --rate connections/s), after a warm-up. The samples are
  * grouped by what the pipeline does (the areas below, each the share of samples with such a frame
  * on the stack, or running for an area of its own time; a sample counts once per area, and the areas
  * overlap only where one calls the other), then the functions with the most samples of their own.
  *
- *   sudo npm run bench:profile [-- --seconds 20 --warm 10 --command serve|top|trace]
+ *   sudo npm run bench:profile [-- --seconds 20 --warm 10 --command serve|top|trace --rate 10]
  *
  * A sample taken while the thread is inside a system call (a ring read, a walk's iterator read)
  * belongs to the function that made it, so kernel time spent for serve's main thread counts too.
@@ -114,8 +114,8 @@ export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileRe
 	};
 }
 
-/** `command` at full churn (PROFILED), profiled for `seconds` after `warmS`. */
-export async function measureProfile(command: ProfiledCommand, seconds: number, warmS: number, load: LoadOptions): Promise<ProfileResult> {
+/** `command` (PROFILED) at `rate` connections/s (0: full churn), profiled for `seconds` after `warmS`. */
+export async function measureProfile(command: ProfiledCommand, seconds: number, warmS: number, load: LoadOptions, rate = 0): Promise<ProfileResult> {
 	const pair = pairWithRoom();
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-profile-'));
 	const out = path.join(dir, `${command}.cpuprofile`);
@@ -140,7 +140,7 @@ export async function measureProfile(command: ProfiledCommand, seconds: number, 
 		}
 		const child = (serve ?? viewer)!.child;
 		const stderr = (serve ?? viewer)!.stderr;
-		const run = await startLoad(pair, load, warmS + seconds + 5, 0);
+		const run = await startLoad(pair, load, warmS + seconds + 5, rate);
 		const deadline = Date.now() + (warmS + seconds + 60) * 1000;
 		while (!fs.existsSync(out)) {
 			if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no profile from ${command}: ${stderr()}`);
@@ -173,7 +173,7 @@ export function profileTables(r: ProfileResult): string {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
 	const { parseArgs } = await import('node:util');
-	const { values } = parseArgs({ options: { seconds: { type: 'string', default: '20' }, warm: { type: 'string', default: '10' }, command: { type: 'string', default: 'serve' }, help: { type: 'boolean', short: 'h' } } });
+	const { values } = parseArgs({ options: { seconds: { type: 'string', default: '20' }, warm: { type: 'string', default: '10' }, command: { type: 'string', default: 'serve' }, rate: { type: 'string', default: '0' }, help: { type: 'boolean', short: 'h' } } });
 	if (values.help) {
 		console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*?|^ \* ?/gm, ''));
 		process.exit(0);
@@ -182,6 +182,11 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
 	const warmS = Number(values.warm);
 	if (!(Number.isInteger(seconds) && seconds >= 5 && seconds <= 300) || !(Number.isInteger(warmS) && warmS >= 0 && warmS <= 300)) {
 		console.error('bench:profile: --seconds 5 to 300, --warm 0 to 300 (whole seconds)');
+		process.exit(2);
+	}
+	const rate = Number(values.rate);
+	if (!(Number.isInteger(rate) && rate >= 0 && rate <= 100_000)) {
+		console.error('bench:profile: --rate 0 to 100000 connections/s (0: as fast as the client can)');
 		process.exit(2);
 	}
 	const command = values.command as ProfiledCommand;
@@ -193,7 +198,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
 		console.error('bench:profile: needs root (BPF and network namespaces): sudo npm run bench:profile');
 		process.exit(1);
 	}
-	const r = await measureProfile(command, seconds, warmS, { threads: 2, ports: 64 });
-	console.log(`${PROFILED[command]} at full churn (${Math.round(r.connPerSec)} connections/s), profiled for ${fmt(r.seconds)} s after ${warmS} s: main thread busy ${fmt(r.busyPctOfCore)} % of the window, the process's CPU ${r.processCpuPct === undefined ? '–' : fmt(r.processCpuPct)} % of a core\n`);
+	const r = await measureProfile(command, seconds, warmS, { threads: 2, ports: 64 }, rate);
+	console.log(`${PROFILED[command]} at ${rate ? `${rate} connections/s asked` : 'full churn'} (${Math.round(r.connPerSec)} connections/s), profiled for ${fmt(r.seconds)} s after ${warmS} s: main thread busy ${fmt(r.busyPctOfCore)} % of the window, the process's CPU ${r.processCpuPct === undefined ? '–' : fmt(r.processCpuPct)} % of a core\n`);
 	console.log(profileTables(r));
 }
