@@ -119,12 +119,12 @@ export class AgentDaemon {
 			// Listening after BPF is attached, so the listener's owner is captured like any other
 			// (else twtrace's own scrapes would count as accepted by "(before start)").
 			metricsServer = await MetricsServer.listen(o.listen, {
-				metrics: async () => {
+				metrics: () => {
 					const nowUs = monotonicUs();
 					p.feed.drainNow();
 					p.model.tick(nowUs);
 					const data = metrics.collect(p.model, { nowUs, rateWindowUs: RATE_WINDOW_US, maxDestinations: o.maxDestinations, maxNamespaces: MAX_WALKED_NAMESPACES });
-					const body = await view.render(data, { drops: p.feed.drops, unwalkedNamespaces: p.feed.unwalked.size, walks: p.feed.walks, version });
+					const body = view.render(data, { drops: p.feed.drops, unwalkedNamespaces: p.feed.unwalked.size, walks: p.feed.walks, version });
 					return { body, contentType: view.contentType };
 				},
 				health: () => (state.stopping ? { ok: false, body: 'stopping\n' } : { ok: true, body: 'ok\n' }),

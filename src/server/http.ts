@@ -14,7 +14,8 @@ export interface ListenAddress {
 }
 
 export interface Routes {
-	metrics(): Promise<{ body: string; contentType: string }>;
+	/** The exposition, written whole while the request waits (nothing in it waits for I/O). */
+	metrics(): { body: string; contentType: string };
 	/** 200 while the tracer runs; 503 once it stops. */
 	health(): { ok: boolean; body: string };
 }
@@ -62,7 +63,7 @@ export class MetricsServer {
 
 	/** Binds, or throws a TwtraceError saying why not. */
 	static async listen(address: ListenAddress, routes: Routes): Promise<MetricsServer> {
-		const server = http.createServer((req, res) => void handle(req, res, routes));
+		const server = http.createServer((req, res) => handle(req, res, routes));
 		// A scraper that connects and never sends must not hold a socket for ever.
 		server.headersTimeout = 10_000;
 		server.requestTimeout = 30_000;
@@ -82,7 +83,7 @@ export class MetricsServer {
 	}
 }
 
-async function handle(req: http.IncomingMessage, res: http.ServerResponse, routes: Routes): Promise<void> {
+function handle(req: http.IncomingMessage, res: http.ServerResponse, routes: Routes): void {
 	const path = (req.url ?? '/').split('?')[0];
 	if (req.method !== 'GET' && req.method !== 'HEAD') {
 		res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('only GET and HEAD\n');
@@ -90,7 +91,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, route
 	}
 	try {
 		if (path === '/metrics') {
-			const { body, contentType } = await routes.metrics();
+			const { body, contentType } = routes.metrics();
 			res.writeHead(200, { 'Content-Type': contentType }).end(req.method === 'HEAD' ? undefined : body);
 		} else if (path === '/healthz') {
 			const { ok, body } = routes.health();

@@ -35,7 +35,7 @@ function setup(maxSeries = 100) {
 		const nowUs = T0 + atS * S;
 		model.tick(nowUs);
 		const data = metrics.collect(model, { nowUs, rateWindowUs: 10 * S, maxDestinations: 10, maxNamespaces: 16 });
-		const text = await view.render(data, STATE);
+		const text = view.render(data, STATE);
 		return { text, samples: parseExposition(text) };
 	};
 	return { model, metrics, feed, scrape };
