@@ -18,7 +18,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { track, waitForLine } from '../testbed/children.js';
 import type { NetnsPair } from '../testbed/netns.js';
-import { cpuSeconds, peakRssMiB, waitQuiet } from './proc.js';
+import { AgentClient } from '../src/agent/client.js';
+import { cpuSeconds, peakRssMiB, rssSplitMiB, waitQuiet, type RssSplit } from './proc.js';
 import { pairWithRoom, startLoad, type LoadOptions } from './steady.js';
 import { root } from './tracers.js';
 
@@ -44,6 +45,8 @@ export interface AgentCostRun {
 	slowestScrapeMs: number;
 	/** serve's closing line: what it lost. */
 	lost: string;
+	/** serve's RSS at the end of the run by kind (bench/proc.ts), and what its flight recorder held then (/v1/info). */
+	rssAtEnd?: RssSplit & { recorderMiB: number; recorderMaxMiB: number };
 }
 
 export interface BaselineRun { round: number; connPerSec: number }
@@ -136,6 +139,7 @@ export async function measureAgentCost(rate: number, round: number, load: LoadOp
 			[serveCpu, exporterCpu] = await cpuOver(pids, windowS * 1000);
 		}
 		const slowest = scrapes[0]!.slowestMs();
+		const rssAtEnd = await rssAndRecorder(serve.child.pid!, path.join(serve.socketDir, 'agent.sock'));
 		for (const s of scrapes) s.stop();
 		const churn = await run.result();
 		const servePeak = peakRssMiB(serve.child.pid!) ?? 0;
@@ -145,6 +149,7 @@ export async function measureAgentCost(rate: number, round: number, load: LoadOp
 		return {
 			rate, round, connPerSec: churn.perSecond, serveCpuPct: serveCpu!, servePeakRssMiB: servePeak, exporterCpuPct: exporterCpu!, exporterPeakRssMiB: exporterPeak,
 			...(steadyAtS !== undefined ? { first: { serveCpuPct: firstServe!, exporterCpuPct: firstExporter! } } : {}),
+			...(rssAtEnd ? { rssAtEnd } : {}),
 			slowestScrapeMs: slowest, lost: serve.stderr().split('\n').find((l) => / lost \(/.test(l))?.replace(/^twtrace: /, '') ?? '',
 		};
 	} finally {
@@ -155,6 +160,14 @@ export async function measureAgentCost(rate: number, round: number, load: LoadOp
 		if (exporter) await stopChild(exporter.child);
 		pair.remove();
 	}
+}
+
+/** serve's RSS by kind now, and the bytes its flight recorder holds (its /v1/info); undefined if either is not to be had. */
+async function rssAndRecorder(pid: number, agentSocket: string): Promise<(RssSplit & { recorderMiB: number; recorderMaxMiB: number }) | undefined> {
+	const split = rssSplitMiB(pid);
+	const agent = await AgentClient.find(agentSocket).catch(() => undefined);
+	if (!split || !agent?.client) return undefined;
+	return { ...split, recorderMiB: agent.info.recorder.bytes / 2 ** 20, recorderMaxMiB: agent.info.recorder.maxBytes / 2 ** 20 };
 }
 
 /** The workload alone at full churn, for the slowdown (same duration as a run's window). */

@@ -40,6 +40,39 @@ function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number | undefined {
 	}
 }
 
+/**
+ * A process's resident memory by kind, MiB, from /proc/PID/smaps: pages of files (for node, its own
+ * code and its libraries: shared with every process that maps them, yet counted in each one's RSS),
+ * BPF maps mapped into it (a BPF ring buffer's data pages are mapped twice in a row, so that a record
+ * that wraps reads as one, and count twice), and anonymous memory (V8's heap, buffers, malloc).
+ * Undefined once the process is gone.
+ */
+export interface RssSplit { totalMiB: number; fileMiB: number; bpfMapsMiB: number; anonMiB: number }
+
+export function rssSplitMiB(pid: number): RssSplit | undefined {
+	let text: string;
+	try {
+		text = fs.readFileSync(`/proc/${pid}/smaps`, 'utf8');
+	} catch {
+		return undefined;
+	}
+	const kb = { file: 0, bpf: 0, anon: 0 };
+	let kind: keyof typeof kb = 'anon';
+	for (const line of text.split('\n')) {
+		// A mapping's header: "start-end perms offset dev inode [name]"; its fields follow, one a line.
+		const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+		if (header) {
+			const name = header[1]!;
+			kind = name.startsWith('/') ? 'file' : name.startsWith('anon_inode:bpf') ? 'bpf' : 'anon';
+			continue;
+		}
+		const rss = /^Rss:\s+(\d+) kB/.exec(line);
+		if (rss) kb[kind] += Number(rss[1]);
+	}
+	const mib = (n: number) => n / 1024;
+	return { totalMiB: mib(kb.file + kb.bpf + kb.anon), fileMiB: mib(kb.file), bpfMapsMiB: mib(kb.bpf), anonMiB: mib(kb.anon) };
+}
+
 function cpuTimes(): { idle: number; total: number } {
 	const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
 	return { idle: f[3]! + f[4]!, total: f.reduce((a, b) => a + b, 0) };

@@ -512,7 +512,43 @@ ${markdownTable(['load', 'conn/s', 'serve CPU % of a core, steady', `serve CPU a
 ### Targets (issue 21)
 
 ${lines.join('\n')}
+${rssSection(runs)}
+`;
+}
 
+/**
+ * Where serve's RSS goes at the end of each load's runs (the run with the most, from bench/proc.ts
+ * rssSplitMiB and the agent's /v1/info), and the least it would reach once the recorder is full.
+ */
+function rssSection(runs: AgentCostRun[]): string {
+	const ends = AGENT_LOADS.flatMap((rate) => {
+		const withSplit = runs.filter((r) => r.rate === rate && r.rssAtEnd);
+		if (!withSplit.length) return [];
+		const r = withSplit.reduce((a, b) => (b.rssAtEnd!.totalMiB > a.rssAtEnd!.totalMiB ? b : a));
+		return [{ rate, ...r.rssAtEnd! }];
+	});
+	if (!ends.length) return '';
+	const rows = ends.map((e) => [loadName(e.rate), fmtInt(e.totalMiB), fmtInt(e.fileMiB), fmtInt(e.bpfMapsMiB), fmtInt(e.anonMiB), fmtInt(e.recorderMiB),
+		fmtInt(e.anonMiB - e.recorderMiB)]);
+	const least = ends.map((e) => e.fileMiB + e.bpfMapsMiB + e.recorderMaxMiB);
+	const maxMiB = ends[0]!.recorderMaxMiB;
+	return `
+### Where serve's RSS goes
+
+At the end of each load's run (the one with the most), by kind (/proc/PID/smaps, bench/proc.ts \`rssSplitMiB\`), with the bytes the
+flight recorder held then (its \`/v1/info\`, which counts them against \`--recorder-size\`, ${fmtInt(maxMiB)} MiB by default). File pages are
+node's own code and its libraries (shared with every node process on the host, yet counted in each one's RSS); the BPF maps
+are the ring buffer, whose data pages the kernel maps twice in a row (a record that wraps reads as one) and so count twice.
+
+${markdownTable(['load', 'RSS MiB', 'file pages (node, libraries)', 'BPF maps (the ring, mapped twice)', 'anonymous (V8 heap, buffers)', 'of which the recorder\'s records', 'anonymous less the recorder'], rows)}
+
+- Once its recorder is full (the run ends before it is: it fills at the rate the records arrive), serve's RSS is at least the
+  file pages, the maps and the recorder's ${fmtInt(maxMiB)} MiB: ${least.map((l, i) => `${fmtInt(l)} MiB at ${loadName(ends[i]!.rate)}`).join(', ')}, before
+  V8's heap and the model. ${least.every((l) => l > 128)
+		? `With the recorder keeping raw records in memory, ≤ 128 MiB at the recorder's default size cannot be met at any load; what
+  would close it is a recorder that keeps less than a record per event (per-second counters kept by the BPF programs, with
+  records only for what a consumer asks: README, "Where counting happens"), or one that keeps its frames out of the process's memory.`
+		: `That leaves ${least.map((l) => `${fmtInt(128 - l)} MiB`).join(', ')} of the 128 MiB target for V8's heap and the model.`}
 `;
 }
 
