@@ -542,7 +542,7 @@ are the ring buffer, whose data pages the kernel maps twice in a row (a record t
 
 ${markdownTable(['load', 'RSS MiB', 'file pages (node, libraries)', 'BPF maps (the ring, mapped twice)', 'anonymous (V8 heap, buffers)', 'of which the recorder\'s records', 'anonymous less the recorder'], rows)}
 
-- Once its recorder is full (the run ends before it is: it fills at the rate the records arrive), serve's RSS is at least the
+- Once its recorder is full (it fills as fast as records arrive: within the run at full churn, after minutes at lower rates), serve's RSS is at least the
   file pages, the maps and the recorder's ${fmtInt(maxMiB)} MiB: ${least.map((l, i) => `${fmtInt(l)} MiB at ${loadName(ends[i]!.rate)}`).join(', ')}, before
   V8's heap and the model. ${least.every((l) => l > 128)
 		? `With the recorder keeping raw records in memory, ≤ 128 MiB at the recorder's default size cannot be met at any load; what
