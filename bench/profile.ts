@@ -24,8 +24,14 @@ import { pairWithRoom, startLoad, type LoadOptions } from './steady.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** What the pipeline does, each recognised by a function (and its file) somewhere on the stack. */
-const AREAS: { name: string; frames: [fn: string | RegExp, file: string][]; self?: boolean }[] = [
+/** The areas that grow with the event rate together, each sample once: what counting in the kernel would leave out. */
+export const PER_EVENT_AREA = 'per-event work, all of it (the four areas above, a sample once)';
+
+/**
+ * What the pipeline does, each recognised by a function (and its file) somewhere on the stack, or
+ * (`of`) the union of other areas listed before it.
+ */
+const AREAS: { name: string; frames: [fn: string | RegExp, file: string][]; self?: boolean; of?: string[] }[] = [
 	{ name: 'model: per-event ingest (all of it)', frames: [['#ingestOne', 'churn-model.js']] },
 	{ name: '  of which the TIME_WAIT population (insert, index)', frames: [[/^(add|#find|#growIndex|#hold)$/, 'time-wait.js']] },
 	{ name: '  of which finding the owner and destination', frames: [['#ownerAndDestination', 'churn-model.js']] },
@@ -33,6 +39,7 @@ const AREAS: { name: string; frames: [fn: string | RegExp, file: string][]; self
 	{ name: 'metrics counted per event', frames: [[/./, 'churn-metrics.js']] },
 	{ name: 'flight recorder (raw copies, chunks)', frames: [[/./, 'recorder.js'], ['#keepRecord', 'session.js']] },
 	{ name: 'ring drain and decode (own time)', frames: [[/./, 'ring-reader.js'], [/./, 'decode.js'], [/./, 'session.js']], self: true },
+	{ name: PER_EVENT_AREA, frames: [], of: ['model: per-event ingest (all of it)', 'metrics counted per event', 'flight recorder (raw copies, chunks)', 'ring drain and decode (own time)'] },
 	{ name: 'snapshots (top: building and printing them)', frames: [[/./, 'snapshot.js'], [/./, 'top-json.js'], [/./, 'top-loop.js']] },
 	{ name: 'event lines (trace: JSON, written to stdout)', frames: [[/./, 'event-json.js'], [/./, 'line-batch.js'], [/./, 'event-text.js']] },
 	{ name: 'scrapes and the agent API (HTTP, /metrics)', frames: [[/./, 'prometheus.js'], [/./, 'api.js'], [/./, 'http-server.js'], ['handle', 'http.js']] },
@@ -97,6 +104,7 @@ export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileRe
 			// A self area counts a sample only when one of its functions is the one running.
 			AREAS.forEach((a, i) => (hit[i] ||= (!a.self || at === id) && a.frames.some((m) => matches(frame, m))));
 		}
+		AREAS.forEach((a, i) => (hit[i] ||= a.of?.some((name) => hit[AREAS.findIndex((b) => b.name === name)]) ?? false));
 		hit.forEach((h, i) => (area[i]! += h ? n : 0));
 	}
 	// The sampler sees the main thread's stack whether it runs or waits for a CPU (the workload keeps

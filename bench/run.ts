@@ -10,9 +10,10 @@
  * --steady S: top --json for S s at maximum churn holding over a million TIME_WAIT sockets (0: skip).
  * --cost S: serve as deployed beside node_exporter, both scraped every second, at 10, 1,000 and full
  *   churn: CPU over S s from 90 s after serve's start (steady; the targets) and over S s after a 15 s
- *   warm-up (serve's start), each load once a round (0: skip).
+ *   warm-up (serve's start), each load once a round, and serve's RSS by kind at the end (0: skip).
  * --profile S: serve as deployed, top --json and trace --json, each at full churn under V8's CPU profiler
- *   for S s: where their time goes (bench/profile.ts; 0: skip).
+ *   for S s, and serve at 1,000 connections/s from 90 s after its start (the cost table's steady window):
+ *   where their time goes (bench/profile.ts; 0: skip).
  * --pieces S: each piece of twtrace's primary BPF program alone on the tracepoint, kernel-timed, S s a
  *   run at 20,000 connections/s, --rounds rounds (bench/bpf-pieces.ts; 0: skip).
  * --soak S: serve as deployed scraped every 2 s for S s at --soak-rate connections/s (0: keep the soak
@@ -37,7 +38,7 @@ import { measurePieces, pieceRows, type PiecesResult } from './bpf-pieces.js';
 import { measureSoak, measureSteady, type SoakResult, type SteadyResult, type SteadySample } from './steady.js';
 import { COLUMN_BYTES_PER_SLOT } from '../src/model/time-wait.js';
 import { SOCK_SIZE } from '../src/event/layout.generated.js';
-import { measureProfile, PROFILED, profileTables, type ProfileResult, type ProfiledCommand } from './profile.js';
+import { measureProfile, PER_EVENT_AREA, PROFILED, profileTables, type ProfileResult, type ProfiledCommand } from './profile.js';
 import { AGENT_LOADS, measureAgentCost, measureBaseline, runSeconds, type AgentCostRun, type AgentCostTiming, type BaselineRun } from './agent-cost.js';
 
 const { values: opts } = parseArgs({
@@ -552,6 +553,40 @@ ${markdownTable(['load', 'RSS MiB', 'file pages (node, libraries)', 'BPF maps (t
 `;
 }
 
+/** The load at which serve is profiled steady, as in the agent-cost table. */
+const STEADY_PROFILE_RATE = 1000;
+
+/**
+ * Where serve's time goes at STEADY_PROFILE_RATE once steady, and what share of it grows with the
+ * event rate: the part that counting in the kernel would leave out, against the gap to node_exporter.
+ */
+function steadyServeSection(r: ProfileResult, runs: AgentCostRun[]): string {
+	const rs = runs.filter((x) => x.rate === STEADY_PROFILE_RATE);
+	const share = (name: string) => r.areas.find((a) => a.name === name)?.pctOfBusy ?? NaN;
+	const perEvent = share(PER_EVENT_AREA);
+	const [serve, exporter] = rs.length ? [median(rs.map((x) => x.serveCpuPct)), median(rs.map((x) => x.exporterCpuPct))] : [NaN, NaN];
+	const gap = 100 * (1 - exporter / serve); // the share of serve's CPU to remove to cost what node_exporter costs
+	const closing = !rs.length ? '' : serve <= exporter
+		? `serve's steady CPU at this load (${fmt(serve)} % of a core, median of the agent-cost runs) is within node_exporter's (${fmt(exporter)} %).`
+		: `To cost what node_exporter costs at this load, serve must shed ${fmt(gap)} % of its CPU (${fmt(serve)} % of a core against
+${fmt(exporter)} %, medians of the agent-cost runs above). Per-event work is ${fmt(perEvent)} % of its busy main thread: ${perEvent >= gap
+		? 'only removing most of it closes the gap, which is what counters kept by the BPF programs and read at each scrape would do (README, "Where counting happens"); making each event cheaper in JavaScript would not'
+		: 'making it cheaper, or the scrapes and the rest, could close the gap'}.`;
+	return `## Where \`serve\`'s time goes at ${fmtInt(STEADY_PROFILE_RATE)} connections/s, steady
+
+\`${PROFILED.serve}\` at ${fmtInt(r.connPerSec)} connections/s, its main thread sampled by V8's CPU profiler every 1 ms for ${fmt(r.seconds)} s
+from ${COST_STEADY_AT_S} s after its start, the agent-cost table's steady window (\`sudo npm run bench:profile -- --command serve --rate ${STEADY_PROFILE_RATE} --warm ${COST_STEADY_AT_S}\`).
+The main thread was busy in ${fmt(r.busyPctOfCore)} % of the samples; the process's CPU over the window was
+${r.processCpuPct === undefined ? '–' : fmt(r.processCpuPct)} % of a core, the profiler's own sampling included${rs.length && r.processCpuPct !== undefined ? ` (the agent-cost runs, unprofiled: ${fmt(serve)} %)` : ''}: at
+this load the sampling is a large part of it, so read the shares of the busy main thread, not the % of a core.
+
+${profileTables(r)}
+
+${closing}
+
+`;
+}
+
 /** The load of the BPF pieces' runs: the workload's full rate would vary with the piece. */
 const PIECES_RATE = 20_000;
 
@@ -741,6 +776,9 @@ async function main(): Promise<void> {
 		profiles.push(p);
 		console.error(`  profile: ${command}'s main thread busy ${fmt(p.busyPctOfCore)} % of a core at ${fmtInt(p.connPerSec)} conn/s`);
 	}
+	// serve at the middle load, steady as the agent-cost table judges it: where an always-on agent's time goes.
+	const steadyServe = profileS ? await measureProfile('serve', profileS, COST_STEADY_AT_S, { threads, ports: 64 }, STEADY_PROFILE_RATE) : undefined;
+	if (steadyServe) console.error(`  profile: serve's main thread busy ${fmt(steadyServe.busyPctOfCore)} % of a core at ${fmtInt(steadyServe.connPerSec)} conn/s, from ${COST_STEADY_AT_S} s`);
 	const soak = soakS ? await measureSoak(soakS, soakRate, { threads, ports: 64 }, commit) : undefined;
 	if (soak) console.error(`  soak: ${fmtInt(soak.connPerSec)} conn/s for ${soakS} s, peak RSS ${fmtInt(soak.peakRssMiB)} MiB, CPU ${fmt(soak.cpuPctMean)} %`);
 	const decoder = decoderBench();
@@ -795,7 +833,7 @@ ${MODES.filter((m) => m.start).map((m) => `- ${m.name}: \`${m.command}\``).join(
 
 ${targets(summaries, profiles, pieces, machine.cpus)}
 
-${cost.length ? costSection(cost, baselines, costTiming) : ''}${pieces ? piecesSection(pieces, summaries) : ''}${profiles.map((p) => profileSection(p, summaries)).join('')}${steady ? steadySection(steady) : ''}${SOAK_START}
+${cost.length ? costSection(cost, baselines, costTiming) : ''}${steadyServe ? steadyServeSection(steadyServe, cost) : ''}${pieces ? piecesSection(pieces, summaries) : ''}${profiles.map((p) => profileSection(p, summaries)).join('')}${steady ? steadySection(steady) : ''}${SOAK_START}
 ${soak ? soakSection(soak) : keptSoak(path.resolve(root, opts.out))}${SOAK_END}
 ## The seed method: counting TIME_WAIT with netstat and ss
 

@@ -60,6 +60,7 @@ test('a CPU profile is grouped by area: a sample counts once per area with a fra
 	t.is(area('garbage collection').pctOfBusy, 20);
 	t.is(area('ring drain and decode').pctOfBusy, 20, 'its own time only, not what it calls');
 	t.is(area('socket walks').pctOfBusy, 0);
+	t.is(area('per-event work').pctOfBusy, 80, 'ingest and the drain\'s own time, a sample once: not the GC');
 	t.deepEqual(r.topSelf.map((f) => f.fn), ['#find (time-wait.js)', 'recordLifetime (owners.js)', '(garbage collector) (native)']);
 });
 
