@@ -570,8 +570,10 @@ function steadyServeSection(r: ProfileResult, runs: AgentCostRun[]): string {
 		? `serve's steady CPU at this load (${fmt(serve)} % of a core, median of the agent-cost runs) is within node_exporter's (${fmt(exporter)} %).`
 		: `To cost what node_exporter costs at this load, serve must shed ${fmt(gap)} % of its CPU (${fmt(serve)} % of a core against
 ${fmt(exporter)} %, medians of the agent-cost runs above). Per-event work is ${fmt(perEvent)} % of its busy main thread: ${perEvent >= gap
-		? 'only removing most of it closes the gap, which is what counters kept by the BPF programs and read at each scrape would do (README, "Where counting happens"); making each event cheaper in JavaScript would not'
-		: 'making it cheaper, or the scrapes and the rest, could close the gap'}.`;
+		? `the gap alone is ${fmt((100 * gap) / perEvent)} % of it (taking the main thread's shares for the whole process's), which is what counters kept by the BPF
+programs and read at each scrape would take away (README, "Where counting happens"): the records would then be copied for the flight
+recorder, not counted one by one in JavaScript`
+		: 'even without any of it serve would cost more than node_exporter: the scrapes and the rest of the table must shrink too'}.`;
 	return `## Where \`serve\`'s time goes at ${fmtInt(STEADY_PROFILE_RATE)} connections/s, steady
 
 \`${PROFILED.serve}\` at ${fmtInt(r.connPerSec)} connections/s, its main thread sampled by V8's CPU profiler every 1 ms for ${fmt(r.seconds)} s
