@@ -2,11 +2,6 @@
  * A fixed-size buffer raw records are appended to and taken from now and then, by a consumer that
  * may keep what it takes (the session's batches of raw records, the flight recorder's chunks).
  *
- * Lending (lend()) hands a view of the buffer to a consumer that copies what it keeps at once: no
- * allocation and no copy per batch (the session's raw records, which the flight recorder copies into
- * its own chunks: taking them cost an allocation and a copy per drain, 14 % of serve's busy main
- * thread at 1,000 connections/s in bench/RESULTS.md's steady profile, before this).
- *
  * Taking a mostly empty one (a quiet ring drained every few hundred ms, a quiet second) copies the
  * records out to their size and keeps the buffer for the next ones: a quiet agent allocates no large
  * buffer per drain (allocating one each time showed up as page faults and full GCs in a perf profile
@@ -45,18 +40,6 @@ export class RecordStaging {
 
 	advance(bytes: number): void {
 		this.#bytes += bytes;
-	}
-
-	/**
-	 * What was appended, as a view of this buffer that stays valid only until the next append: for a
-	 * consumer that copies what it keeps before returning (the flight recorder, a capture writer).
-	 * Nothing is allocated or copied; undefined when nothing was appended.
-	 */
-	lend(): Buffer | undefined {
-		if (this.#bytes === 0 || !this.#buffer) return undefined;
-		const used = this.#buffer.subarray(0, this.#bytes);
-		this.#bytes = 0;
-		return used;
 	}
 
 	/** What was appended, as a Buffer of its own; undefined when nothing was. */

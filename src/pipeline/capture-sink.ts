@@ -59,8 +59,8 @@ export class CaptureSink {
 				// --comm is applied by the model, not the kernel: the capture keeps only matching owners' records.
 				const comm = this.#options.comm;
 				const kept = comm === undefined ? { raw, count: raw.length / EVENT_SIZE } : onlyComm(events, raw, comm);
-				if (this.#writer) this.#guard(() => this.#writer!.writeEvents(kept.raw, kept.count)); // encodes a copy at once
-				else this.#pending.push(comm === undefined ? { raw: Buffer.from(raw), count: kept.count } : kept); // raw is lent: kept as a copy
+				if (this.#writer) this.#guard(() => this.#writer!.writeEvents(kept.raw, kept.count));
+				else this.#pending.push(kept);
 			},
 			onWalk: (walk) => {
 				if (this.#writer) this.#guard(() => this.#writer!.writeWalk(walk));

@@ -55,7 +55,7 @@ export interface LiveFeedOptions {
 }
 
 export interface LiveFeedHandlers {
-	/** After the model (if any) ingested them; `raw`: their bytes, EVENT_SIZE each, with keepRaw, lent for the call only. */
+	/** After the model (if any) ingested them; `raw` is their bytes, EVENT_SIZE each, when keepRaw. */
 	onEvents?: (events: readonly TwtEvent[], raw: Buffer | undefined) => void;
 	/**
 	 * With perEvent: after the model ingested it, with whom the model blamed it on; not for events

@@ -76,7 +76,7 @@ export class FlightRecorder {
 		this.#frontDrops = source.drops();
 	}
 
-	/** Raw records (EVENT_SIZE each, task records among them) as drained; may be lent (copied here, never kept). */
+	/** Raw records (EVENT_SIZE each, task records among them) as drained. */
 	addEvents(raw: Buffer, nowUs: number): void {
 		for (let at = 0; at < raw.length; at += EVENT_SIZE) {
 			if (raw[at + EVENT_FIELDS.kind.offset] !== EventKind.TASK) continue;

@@ -37,8 +37,6 @@ export interface SessionHandlers {
 	 * A batch of events, in ring order, after each drain. The array is not reused. With keepRaw,
 	 * `raw` holds the batch's records, EVENT_SIZE each, in ring order: the events' and the task
 	 * records' they refer to (undecodable ones left out). A batch may hold task records only.
-	 * `raw` is lent (RecordStaging.lend()): its memory is reused once this returns, so a handler
-	 * copies what it keeps.
 	 */
 	onEvents: (events: TwtEvent[], raw?: Buffer) => void;
 	/** New losses since the previous report, and the totals. */
@@ -192,7 +190,7 @@ export class TraceSession {
 		const batch = this.#batch;
 		this.#batch = [];
 		this.#events += batch.length;
-		this.#handlers.onEvents(batch, this.#raw.lend());
+		this.#handlers.onEvents(batch, this.#raw.take());
 	}
 
 	#checkDrops(): DropCounts {

@@ -1,5 +1,5 @@
 /**
- * RecordStaging (src/event/staging.ts): what is taken is the consumer's to keep, what is lent is not, a quiet take keeps
+ * RecordStaging (src/event/staging.ts): what is taken is the consumer's to keep, a quiet take keeps
  * the staging buffer for the next records, a full one hands it over.
  */
 import test from 'ava';
@@ -38,18 +38,4 @@ test('a full take hands the buffer over; the next records go to another', (t) =>
 	t.not(s.buffer, buffer);
 	t.deepEqual([...taken], Array(64).fill(3));
 	t.is(s.words.length, 16, 'the words view covers the new buffer');
-});
-
-test('a loan is a view of the staging buffer, full or not: no copy, the buffer kept, its memory reused by the next records', (t) => {
-	const s = new RecordStaging(64);
-	t.is(s.lend(), undefined, 'nothing appended: nothing lent');
-	append(s, 5, 64);
-	const buffer = s.buffer;
-	const lent = s.lend()!;
-	t.is(lent.buffer, buffer.buffer, 'no copy, even when full');
-	t.deepEqual([...lent], Array(64).fill(5));
-	t.is(s.bytes, 0);
-	append(s, 6, 8);
-	t.is(s.buffer, buffer, 'the same staging buffer');
-	t.deepEqual([...lent.subarray(0, 8)], Array(8).fill(6), 'a loan is valid until the next records only');
 });
