@@ -45,9 +45,12 @@ export interface AgentCostRun {
 	slowestScrapeMs: number;
 	/** serve's closing line: what it lost. */
 	lost: string;
-	/** serve's RSS at the end of the run by kind (bench/proc.ts), and what its flight recorder held then (/v1/info). */
-	rssAtEnd?: RssSplit & { recorderMiB: number; recorderMaxMiB: number };
+	/** serve's RSS at the end of the run by kind, and what its flight recorder held then. */
+	rssAtEnd?: ServeRss;
 }
+
+/** serve's RSS by kind (bench/proc.ts), with its flight recorder's bytes and bound (its /v1/info). */
+export type ServeRss = RssSplit & { recorderMiB: number; recorderMaxMiB: number };
 
 export interface BaselineRun { round: number; connPerSec: number }
 
@@ -163,7 +166,7 @@ export async function measureAgentCost(rate: number, round: number, load: LoadOp
 }
 
 /** serve's RSS by kind now, and the bytes its flight recorder holds (its /v1/info); undefined if either is not to be had. */
-async function rssAndRecorder(pid: number, agentSocket: string): Promise<(RssSplit & { recorderMiB: number; recorderMaxMiB: number }) | undefined> {
+async function rssAndRecorder(pid: number, agentSocket: string): Promise<ServeRss | undefined> {
 	const split = rssSplitMiB(pid);
 	const agent = await AgentClient.find(agentSocket).catch(() => undefined);
 	if (!split || !agent?.client) return undefined;

@@ -48,6 +48,13 @@ const AREAS: { name: string; frames: [fn: string | RegExp, file: string][]; self
 	{ name: 'garbage collection', frames: [['(garbage collector)', '']] },
 ];
 
+/** Each union area (`of`) with the indices of its parts, resolved once: a misspelt part is an error here, not a silent 0. */
+const UNIONS: [index: number, parts: number[]][] = AREAS.flatMap((a, i) => (a.of ? [[i, a.of.map((name) => {
+	const k = AREAS.findIndex((b) => b.name === name);
+	if (k < 0 || k >= i) throw new Error(`bench/profile.ts: area "${a.name}" unites "${name}", which is not an area listed before it`);
+	return k;
+})] as [number, number[]]] : []));
+
 interface CpuProfile {
 	nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
 	samples: number[];
@@ -104,7 +111,7 @@ export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileRe
 			// A self area counts a sample only when one of its functions is the one running.
 			AREAS.forEach((a, i) => (hit[i] ||= (!a.self || at === id) && a.frames.some((m) => matches(frame, m))));
 		}
-		AREAS.forEach((a, i) => (hit[i] ||= a.of?.some((name) => hit[AREAS.findIndex((b) => b.name === name)]) ?? false));
+		UNIONS.forEach(([i, parts]) => (hit[i] ||= parts.some((k) => hit[k])));
 		hit.forEach((h, i) => (area[i]! += h ? n : 0));
 	}
 	// The sampler sees the main thread's stack whether it runs or waits for a CPU (the workload keeps

@@ -474,6 +474,11 @@ ${markdownTable(['s', 'serve RSS MiB', 'CPU % of a core', 'TIME_WAIT (kernel)', 
 
 const loadName = (rate: number) => (rate === 0 ? 'full' : `${fmtInt(rate)}/s`);
 
+/** Medians of serve's and node_exporter's CPU over the steady window of `runs` (NaN without runs). */
+function steadyMedians(runs: AgentCostRun[]): { serve: number; exporter: number } {
+	return runs.length ? { serve: median(runs.map((r) => r.serveCpuPct)), exporter: median(runs.map((r) => r.exporterCpuPct)) } : { serve: NaN, exporter: NaN };
+}
+
 /** serve as deployed beside node_exporter at each load; the targets of issue 21. */
 function costSection(runs: AgentCostRun[], baselines: BaselineRun[], timing: Required<AgentCostTiming>): string {
 	const { warmS, windowS, steadyAtS } = timing;
@@ -482,8 +487,7 @@ function costSection(runs: AgentCostRun[], baselines: BaselineRun[], timing: Req
 	const lines: string[] = [];
 	const rows = AGENT_LOADS.map((rate) => {
 		const rs = runs.filter((r) => r.rate === rate);
-		const serve = median(rs.map((r) => r.serveCpuPct));
-		const exporter = median(rs.map((r) => r.exporterCpuPct));
+		const { serve, exporter } = steadyMedians(rs);
 		const peak = Math.max(...rs.map((r) => r.servePeakRssMiB));
 		const slowdowns = rs.map((r) => 1 - r.connPerSec / (baselines.find((b) => b.round === r.round)?.connPerSec ?? NaN)).filter((x) => Number.isFinite(x));
 		const cpuGoal = rate === 0 ? Math.min(2 * exporter, 3) : exporter;
@@ -564,7 +568,7 @@ function steadyServeSection(r: ProfileResult, runs: AgentCostRun[]): string {
 	const rs = runs.filter((x) => x.rate === STEADY_PROFILE_RATE);
 	const share = (name: string) => r.areas.find((a) => a.name === name)?.pctOfBusy ?? NaN;
 	const perEvent = share(PER_EVENT_AREA);
-	const [serve, exporter] = rs.length ? [median(rs.map((x) => x.serveCpuPct)), median(rs.map((x) => x.exporterCpuPct))] : [NaN, NaN];
+	const { serve, exporter } = steadyMedians(rs);
 	const gap = 100 * (1 - exporter / serve); // the share of serve's CPU to remove to cost what node_exporter costs
 	const closing = !rs.length ? '' : serve <= exporter
 		? `serve's steady CPU at this load (${fmt(serve)} % of a core, median of the agent-cost runs) is within node_exporter's (${fmt(exporter)} %).`
@@ -701,7 +705,7 @@ ${CLOSE_IT[r.command](r, perConnection)}
 /** The busiest areas of a command's profile, for its target line. */
 function busiest(r: ProfileResult | undefined, n = 3): string {
 	if (!r) return '';
-	const areas = r.areas.filter((a) => !a.name.startsWith(' ') && a.pctOfBusy >= 1).sort((a, b) => b.pctOfBusy - a.pctOfBusy).slice(0, n);
+	const areas = r.areas.filter((a) => !a.name.startsWith(' ') && a.name !== PER_EVENT_AREA && a.pctOfBusy >= 1).sort((a, b) => b.pctOfBusy - a.pctOfBusy).slice(0, n);
 	return `where the time goes ("Where \`${r.command}\`'s time goes at full churn" below): the process's CPU ${r.processCpuPct === undefined ? '–' : `${fmt(r.processCpuPct)} % of a core`}, ${areas.map((a) => `${a.name} ${fmt(a.pctOfBusy)} %`).join(', ')}`;
 }
 
