@@ -74,6 +74,8 @@ _Static_assert(sizeof(struct twt_sock) == 64, "twt_sock size changed: regenerate
 _Static_assert(sizeof(struct twt_open_socket) == 64, "twt_open_socket size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_config) == 64, "twt_config size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_listener) == 32, "twt_listener size changed: regenerate the layout");
+_Static_assert(sizeof(struct twt_count_key) == 56, "twt_count_key size changed: regenerate the layout");
+_Static_assert(sizeof(struct twt_count) == (9 + TWT_LIFETIME_BUCKETS) * 8, "twt_count size changed: regenerate the layout");
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -113,6 +115,9 @@ struct twt_btf_anchor {
 	struct twt_recover recover;
 	struct twt_listener_key listener_key;
 	struct twt_listener listener;
+	struct twt_count_key count_key;
+	struct twt_count count;
+	enum twt_lifetime_bound_ms lifetime_bound;
 } twt_btf_anchor;
 
 /* The last task record sent for a thread: a new one goes out when its pid or name changes. */
@@ -193,6 +198,38 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+/*
+ * Counting in the kernel (docs/counting-in-the-kernel.md), with cfg.counting: every event the
+ * filters pass is counted here, at the place it is emitted, whether or not its kind is sent. Two
+ * generations: the programs count into the map the one slot of `counts` names; the loader retires a
+ * generation by pointing the slot at the other map, which returns only after an RCU grace period
+ * (maybe_wait_bpf_programs() in kernel/bpf/syscall.c, for updates of map-in-map slots), so no
+ * program still counts into the retired map when the loader reads and clears it. Keys idle for a
+ * generation then cost nothing, and no delete races an increment.
+ *
+ * A plain hash, not LRU: an evicted key would be counts lost without a trace. Preallocated: counting
+ * must not allocate in softirq. Full: the event is counted in TWT_CNT_COUNTS_FULL instead. The loader
+ * sets the size (1 when not counting).
+ */
+struct twt_counts_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct twt_count_key);
+	__type(value, struct twt_count);
+} counts_a SEC(".maps"), counts_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct twt_counts_map);
+} counts SEC(".maps") = {
+	.values = { [0] = &counts_a },
+};
+
+/* What a new key starts from (a map value, so that it needs no stack). */
+const struct twt_count count_zero = {};
 
 /* Written by the loader between walks (struct twt_walk_settings in twtrace.h). */
 volatile struct twt_walk_settings walk = { .min_age_ns = 1000000000 };
@@ -331,18 +368,31 @@ static __always_inline bool owner_and_ports_wanted(const struct twt_owner *o, __
 	return !cfg.cgroup_id || cgroup_id == cfg.cgroup_id;
 }
 
+/*
+ * Start to close() when the close was seen, else to `end_ns`: the same span in active_close,
+ * time_wait and reset, so a consumer may take lifetimes from whichever kinds it asked for. 0 when
+ * the start was not seen.
+ */
+static __always_inline __u64 lifetime_us_of(const struct twt_owner *o, __u64 end_ns)
+{
+	if (o->closed_ns && o->closed_ns < end_ns)
+		end_ns = o->closed_ns;
+	return o->start_ns && end_ns > o->start_ns ? (end_ns - o->start_ns) / 1000 : 0;
+}
+
+static __always_inline __u32 owner_id_of(const struct twt_owner *o)
+{
+	return o && o->source != TWT_OWNER_NONE ? o->owner : 0;
+}
+
 static __always_inline void fill_owner(struct twt_event *e, const struct twt_owner *o, __u64 end_ns)
 {
-	e->owner = o && o->source != TWT_OWNER_NONE ? o->owner : 0;
+	e->owner = owner_id_of(o);
 	if (o) {
 		e->closer = o->closer;
 		e->side = o->side;
 		e->owner_source = o->source;
-		/* Start to close() when the close was seen, else to now: the same span in active_close,
-		 * time_wait and reset, so a consumer may take lifetimes from whichever kinds it asked for. */
-		if (o->closed_ns && o->closed_ns < end_ns)
-			end_ns = o->closed_ns;
-		e->lifetime_us = o->start_ns && end_ns > o->start_ns ? (end_ns - o->start_ns) / 1000 : 0;
+		e->lifetime_us = lifetime_us_of(o, end_ns);
 	} else {
 		e->closer = 0;
 		e->side = TWT_SIDE_UNKNOWN;
@@ -351,22 +401,147 @@ static __always_inline void fill_owner(struct twt_event *e, const struct twt_own
 	}
 }
 
-/* Reserves and fills the socket part of a record. NULL when filtered out or the ring is full. */
+/* The socket's addresses as records carry them: network order, IPv4 in the first 4 bytes, then zeros. */
+static __always_inline void fill_addrs(__u8 *saddr, __u8 *daddr, const struct sock *sk, __u16 family)
+{
+	if (family == AF_INET6) {
+		__builtin_memcpy(saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, TWT_ADDR_LEN);
+		__builtin_memcpy(daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, TWT_ADDR_LEN);
+	} else {
+		__builtin_memset(saddr, 0, TWT_ADDR_LEN);
+		__builtin_memset(daddr, 0, TWT_ADDR_LEN);
+		*(__u32 *)saddr = sk->__sk_common.skc_rcv_saddr;
+		*(__u32 *)daddr = sk->__sk_common.skc_daddr;
+	}
+}
+
+/*
+ * Counts one event of `key` into the current generation of `counts` (cfg.counting). The same
+ * increments as src/model/fold.ts makes from the event's record: a test holds them equal.
+ */
+static __always_inline void count_event(const struct twt_count_key *key, __u8 kind, __u8 substate, __s32 err,
+					__u64 lifetime_us)
+{
+	__u32 zero = 0;
+	struct twt_count *c;
+	void *map = bpf_map_lookup_elem(&counts, &zero);
+
+	if (!map)
+		return;
+	c = bpf_map_lookup_elem(map, key);
+	if (!c) {
+		/* Another CPU may create the key first (EEXIST): the lookup after finds it either way. */
+		bpf_map_update_elem(map, key, &count_zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(map, key);
+		if (!c) {
+			count(TWT_CNT_COUNTS_FULL);
+			return;
+		}
+	}
+	switch (kind) {
+	case TWT_KIND_CONNECT:
+	case TWT_KIND_ACCEPT:
+		__sync_fetch_and_add(&c->connections, 1);
+		return;
+	case TWT_KIND_ACTIVE_CLOSE:
+		__sync_fetch_and_add(&c->active_closes, 1);
+		return;
+	case TWT_KIND_CONNECT_FAIL:
+		__sync_fetch_and_add(&c->connect_fails, 1);
+		if (err == EADDRNOTAVAIL)
+			__sync_fetch_and_add(&c->addr_not_avail, 1);
+		return;
+	case TWT_KIND_TIME_WAIT:
+		if (substate == TCP_TIME_WAIT)
+			__sync_fetch_and_add(&c->time_wait, 1);
+		else
+			__sync_fetch_and_add(&c->fin_wait2, 1);
+		break;
+	case TWT_KIND_RESET:
+		__sync_fetch_and_add(&c->resets, 1);
+		break;
+	default:
+		return;
+	}
+	if (!lifetime_us)
+		return;
+	__sync_fetch_and_add(&c->lifetime_sum_us, lifetime_us);
+	__sync_fetch_and_add(&c->lifetime_count, 1);
+	/* Unrolled comparisons against the bounds (enum twt_lifetime_bound_ms), first that holds. */
+	if (lifetime_us <= TWT_LIFETIME_LE_1MS * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[0], 1);
+	else if (lifetime_us <= TWT_LIFETIME_LE_5MS * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[1], 1);
+	else if (lifetime_us <= TWT_LIFETIME_LE_10MS * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[2], 1);
+	else if (lifetime_us <= TWT_LIFETIME_LE_50MS * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[3], 1);
+	else if (lifetime_us <= TWT_LIFETIME_LE_100MS * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[4], 1);
+	else if (lifetime_us <= TWT_LIFETIME_LE_500MS * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[5], 1);
+	else if (lifetime_us <= TWT_LIFETIME_LE_1S * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[6], 1);
+	else if (lifetime_us <= TWT_LIFETIME_LE_5S * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[7], 1);
+	else if (lifetime_us <= TWT_LIFETIME_LE_10S * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[8], 1);
+	else if (lifetime_us <= TWT_LIFETIME_LE_1MIN * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[9], 1);
+	else if (lifetime_us <= TWT_LIFETIME_LE_5MIN * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[10], 1);
+	else if (lifetime_us <= TWT_LIFETIME_LE_1H * 1000ULL)
+		__sync_fetch_and_add(&c->lifetime[11], 1);
+}
+
+/* The key's side and port: an accepted socket is counted under its local (the listener's) port. */
+static __always_inline void set_key_side(struct twt_count_key *key, __u8 side, __u16 sport, __u16 dport)
+{
+	key->side = side;
+	key->port = side == TWT_SIDE_SERVER ? sport : dport;
+}
+
+/* Counts an event of a socket (cfg.counting), from the values its record carries. */
+static __always_inline void count_sock_event(const struct sock *sk, __u8 kind, __u32 netns, const struct twt_owner *o,
+					     __u16 sport, __u16 dport, __u64 cgroup_id, __u64 now_ns, __s32 err,
+					     __u8 substate)
+{
+	struct twt_count_key key;
+
+	key.cgroup_id = cgroup_id;
+	key.netns = netns;
+	key.owner = owner_id_of(o);
+	key.family = sk->__sk_common.skc_family;
+	set_key_side(&key, o ? o->side : TWT_SIDE_UNKNOWN, sport, dport);
+	key._pad[0] = key._pad[1] = key._pad[2] = 0;
+	fill_addrs(key.saddr, key.daddr, sk, key.family);
+	count_event(&key, kind, substate, err, o ? lifetime_us_of(o, now_ns) : 0);
+}
+
+/*
+ * Counts the event (cfg.counting), then reserves and fills the socket part of its record. NULL when
+ * filtered out, not asked for, or the ring is full.
+ */
 static __always_inline struct twt_event *reserve_sock_event(const struct sock *sk, __u8 kind, __u32 netns, __u64 cookie,
 							     const struct twt_owner *o, int oldstate,
-							     int newstate, __u64 now_ns)
+							     int newstate, __u64 now_ns, __s32 err, __u8 substate)
 {
 	__u16 sport, dport;
 	__u64 cgroup_id;
 	struct twt_event *e;
 
-	if (!kind_wanted(kind))
+	if (!cfg.counting && !kind_wanted(kind))
 		return NULL;
 	sport = sock_sport(sk);
 	dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	cgroup_id = sock_cgroup(sk);
 	if (!owner_and_ports_wanted(o, sport, dport, cgroup_id))
 		return NULL;
+	if (cfg.counting) {
+		count_sock_event(sk, kind, netns, o, sport, dport, cgroup_id, now_ns, err, substate);
+		if (!kind_wanted(kind))
+			return NULL;
+	}
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -389,16 +564,7 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 	e->flags = 0;
 	e->_pad = 0;
 	e->tw_slack_ms = 0;
-	if (e->family == AF_INET6) {
-		__builtin_memcpy(e->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, TWT_ADDR_LEN);
-		__builtin_memcpy(e->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, TWT_ADDR_LEN);
-	} else {
-		/* Exactly the 4 address bytes, and zeros after them. */
-		__builtin_memset(e->saddr, 0, sizeof(e->saddr));
-		__builtin_memset(e->daddr, 0, sizeof(e->daddr));
-		*(__u32 *)e->saddr = sk->__sk_common.skc_rcv_saddr;
-		*(__u32 *)e->daddr = sk->__sk_common.skc_daddr;
-	}
+	fill_addrs(e->saddr, e->daddr, sk, e->family);
 	fill_owner(e, o, now_ns);
 	return e;
 }
@@ -446,7 +612,7 @@ static __always_inline __u16 time_wait_slack_ms(void)
 static __always_inline void emit(const struct sock *sk, __u8 kind, __u32 netns, __u64 cookie, const struct twt_owner *o,
 				 int oldstate, int newstate, __u64 now_ns, __s32 err, __u8 substate)
 {
-	struct twt_event *e = reserve_sock_event(sk, kind, netns, cookie, o, oldstate, newstate, now_ns);
+	struct twt_event *e = reserve_sock_event(sk, kind, netns, cookie, o, oldstate, newstate, now_ns, err, substate);
 
 	if (!e)
 		return;
@@ -540,13 +706,7 @@ static __always_inline void on_active_close(const struct sock *sk, struct twt_ow
 	c.sport = sock_sport(sk);
 	c.dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	c.bound_dev_if = sk->__sk_common.skc_bound_dev_if;
-	if (c.family == AF_INET6) {
-		__builtin_memcpy(c.saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, TWT_ADDR_LEN);
-		__builtin_memcpy(c.daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, TWT_ADDR_LEN);
-	} else {
-		*(__u32 *)c.saddr = sk->__sk_common.skc_rcv_saddr;
-		*(__u32 *)c.daddr = sk->__sk_common.skc_daddr;
-	}
+	fill_addrs(c.saddr, c.daddr, sk, c.family);
 	o->closing = bpf_map_update_elem(&closing, &cookie, &c, BPF_ANY) == 0;
 	if (!o->closing)
 		count(TWT_CNT_CLOSING_MAP_FULL);
@@ -633,9 +793,9 @@ static __always_inline bool relevant(const struct sock *sk, int oldstate, int ne
 			return false;
 		break;
 	case TCP_ESTABLISHED:
-		if (oldstate == TCP_SYN_SENT && !kind_wanted(TWT_KIND_CONNECT))
+		if (oldstate == TCP_SYN_SENT && !kind_wanted(TWT_KIND_CONNECT) && !cfg.counting)
 			return false;
-		if (oldstate == TCP_SYN_RECV && !kind_wanted(TWT_KIND_ACCEPT))
+		if (oldstate == TCP_SYN_RECV && !kind_wanted(TWT_KIND_ACCEPT) && !cfg.counting)
 			return false;
 		if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
 			return false;
@@ -876,8 +1036,22 @@ static __always_inline bool recover_claimed(__u64 cookie, struct twt_closing *c,
 		return false; /* already delivered: by the tracepoint, or by an earlier look */
 	__builtin_memcpy(&copy, c, sizeof(copy));
 	count(TWT_CNT_WALK_MISSED);
-	if (!kind_wanted(TWT_KIND_TIME_WAIT) ||
-	    !owner_and_ports_wanted(&copy.owner, copy.sport, copy.dport, copy.owner.cgroup_id))
+	if (!owner_and_ports_wanted(&copy.owner, copy.sport, copy.dport, copy.owner.cgroup_id))
+		return true;
+	if (cfg.counting) {
+		struct twt_count_key key = {
+			.cgroup_id = copy.owner.cgroup_id,
+			.netns = copy.netns,
+			.owner = owner_id_of(&copy.owner),
+			.family = copy.family,
+		};
+
+		set_key_side(&key, copy.owner.side, copy.sport, copy.dport);
+		__builtin_memcpy(key.saddr, copy.saddr, TWT_ADDR_LEN);
+		__builtin_memcpy(key.daddr, copy.daddr, TWT_ADDR_LEN);
+		count_event(&key, TWT_KIND_TIME_WAIT, substate, 0, lifetime_us_of(&copy.owner, copy.closed_ns));
+	}
+	if (!kind_wanted(TWT_KIND_TIME_WAIT))
 		return true;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {

@@ -62,8 +62,30 @@ enum twt_counter {
 	TWT_CNT_WALK_MISSED = 6,         /* timewait sockets a walk found that no time_wait event reported:
 	                                  * the kernel ran no program for their entry (each is re-sent with
 	                                  * TWT_FLAG_RECOVERED, unless the ring is full: then also RING_FULL) */
-	TWT_CNT__MAX = 7,
+	TWT_CNT_COUNTS_FULL = 7,         /* an event not counted in `counts`: its generation's map was full */
+	TWT_CNT__MAX = 8,
 };
+
+/*
+ * Upper bounds of the lifetime histogram's buckets in `counts` (struct twt_count.lifetime), in ms:
+ * 1 ms to 1 h; churn lives at the low end, pools at the high end. The loader's histogram uses the
+ * same bounds (src/model/churn-metrics.ts reads them from the generated layout).
+ */
+enum twt_lifetime_bound_ms {
+	TWT_LIFETIME_LE_1MS = 1,
+	TWT_LIFETIME_LE_5MS = 5,
+	TWT_LIFETIME_LE_10MS = 10,
+	TWT_LIFETIME_LE_50MS = 50,
+	TWT_LIFETIME_LE_100MS = 100,
+	TWT_LIFETIME_LE_500MS = 500,
+	TWT_LIFETIME_LE_1S = 1000,
+	TWT_LIFETIME_LE_5S = 5000,
+	TWT_LIFETIME_LE_10S = 10000,
+	TWT_LIFETIME_LE_1MIN = 60000,
+	TWT_LIFETIME_LE_5MIN = 300000,
+	TWT_LIFETIME_LE_1H = 3600000,
+};
+#define TWT_LIFETIME_BUCKETS 12
 
 /*
  * One event, 96 bytes. What belongs to a task (pid, uid, command name) is not repeated in every
@@ -183,7 +205,44 @@ struct twt_config {
 	__u32 witness;               /* 1: keep active closes in `closing` for socket walks to witness */
 	__u16 port;                  /* local or remote port */
 	__u16 family;                /* AF_INET or AF_INET6 */
-	__u32 _pad;
+	__u32 counting;              /* 1: count every event into `counts`, whether or not its kind is sent */
+};
+
+/*
+ * A key of the `counts` maps (docs/counting-in-the-kernel.md): one owner's connections between two
+ * addresses towards one service port. Built from the same values as the event it counts, so that
+ * a fold of the delivered records gives the same keys (src/model/fold.ts).
+ */
+struct twt_count_key {
+	__u64 cgroup_id;          /* as twt_event.cgroup_id */
+	__u8 saddr[TWT_ADDR_LEN]; /* as twt_event: network order, IPv4 in the first 4 bytes */
+	__u8 daddr[TWT_ADDR_LEN];
+	__u32 netns;
+	__u32 owner;              /* as twt_event.owner: twt_task.id, 0 when none */
+	__u16 family;             /* AF_INET or AF_INET6 */
+	__u16 port;               /* the service's port: the local port of an accepted socket (side
+	                           * server), the remote port otherwise */
+	__u8 side;                /* enum twt_side, as twt_event.side */
+	__u8 _pad[3];
+};
+
+/*
+ * A value of the `counts` maps: what happened to the key's sockets since the generation began. Only
+ * ever increased, by atomic adds (several CPUs, and the primary and fallback programs, may count one
+ * key at once).
+ */
+struct twt_count {
+	__u64 connections;    /* connect or accept events */
+	__u64 active_closes;  /* active_close events */
+	__u64 time_wait;      /* time_wait events, substate TIME_WAIT (held 60 s) */
+	__u64 fin_wait2;      /* time_wait events, substate FIN_WAIT2 (held tcp_fin_timeout) */
+	__u64 resets;         /* reset events */
+	__u64 connect_fails;  /* connect_fail events */
+	__u64 addr_not_avail; /* of them, EADDRNOTAVAIL: no free local port */
+	__u64 lifetime_sum_us;                /* time_wait and reset events with a lifetime (start seen) */
+	__u64 lifetime_count;
+	__u64 lifetime[TWT_LIFETIME_BUCKETS]; /* of them, lifetime_us <= the bucket's bound, not cumulative;
+	                                       * longer than the last bound: in lifetime_count only */
 };
 
 /*

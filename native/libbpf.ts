@@ -40,6 +40,8 @@ interface LibbpfRaw {
 	bpf_map_update_elem: (fd: number, key: Buffer, value: Buffer, flags: bigint) => number;
 	bpf_map_delete_elem: (fd: number, key: Buffer) => number;
 	bpf_map_get_next_key: (fd: number, key: Buffer | null, next: Buffer) => number;
+	bpf_map_lookup_batch: BatchCall;
+	bpf_map_lookup_and_delete_batch: BatchCall;
 	bpf_obj_get_info_by_fd: (fd: number, info: Buffer, len: Buffer) => number;
 	libbpf_num_possible_cpus: () => number;
 	libbpf_probe_bpf_map_type: (type: number, opts: null) => number;
@@ -47,6 +49,8 @@ interface LibbpfRaw {
 	bpf_prog_test_run_opts: (fd: number, opts: TestRunOpts) => number;
 	bpf_enable_stats: (type: number) => number;
 }
+
+type BatchCall = (fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Uint32Array, opts: null) => number;
 
 /** struct bpf_test_run_opts (bpf/bpf.h, libbpf 1.1), the fields a BPF_PROG_TYPE_SYSCALL run uses. */
 interface TestRunOpts {
@@ -107,6 +111,8 @@ function libbpf(): LibbpfRaw {
 		bpf_map_update_elem: lib.func('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)'),
 		bpf_map_delete_elem: lib.func('int bpf_map_delete_elem(int fd, const uint8_t *key)'),
 		bpf_map_get_next_key: lib.func('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next)'),
+		bpf_map_lookup_batch: lib.func('int bpf_map_lookup_batch(int fd, uint8_t *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, void *opts)'),
+		bpf_map_lookup_and_delete_batch: lib.func('int bpf_map_lookup_and_delete_batch(int fd, uint8_t *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, void *opts)'),
 		bpf_obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint8_t *len)'),
 		libbpf_num_possible_cpus: lib.func('int libbpf_num_possible_cpus()'),
 		libbpf_probe_bpf_map_type: lib.func('int libbpf_probe_bpf_map_type(int type, void *opts)'),
@@ -285,6 +291,37 @@ export function mapDelete(fd: number, key: Buffer): boolean {
  */
 export function mapNextKey(fd: number, key: Buffer | null, next: Buffer): boolean {
 	return libbpf().bpf_map_get_next_key(fd, key, next) === 0;
+}
+
+const ENOENT = 2;
+
+/**
+ * Reads every entry of a hash map, `batchEntries` at a time, with one bpf() call per batch
+ * (BPF_MAP_LOOKUP_BATCH) instead of two per key; with `clear`, deletes them as it reads
+ * (BPF_MAP_LOOKUP_AND_DELETE_BATCH). Entries a program adds or deletes meanwhile may or may not be
+ * seen: clear only a map no program writes any more. `visit` gets each batch packed (`n` keys of
+ * `keySize` bytes, `n` values of `valueSize`), in buffers reused for the next. Returns the count.
+ */
+export function mapReadBatches(fd: number, keySize: number, valueSize: number, clear: boolean,
+	visit: (keys: Buffer, values: Buffer, n: number) => void, batchEntries = 1024): number {
+	const call = clear ? libbpf().bpf_map_lookup_and_delete_batch : libbpf().bpf_map_lookup_batch;
+	const keys = Buffer.alloc(keySize * batchEntries);
+	const values = Buffer.alloc(valueSize * batchEntries);
+	// The kernel's position between calls (a hash bucket index for htab): opaque, fed back as is.
+	const position = Buffer.alloc(8);
+	const next = Buffer.alloc(8);
+	const count = new Uint32Array(1);
+	let total = 0;
+	for (let first = true; ; first = false) {
+		count[0] = batchEntries;
+		const ret = call(fd, first ? null : position, next, keys, values, count, null);
+		// -ENOENT: the end, with the last entries (maybe none) in the buffers.
+		if (ret < 0 && ret !== -ENOENT) throw failure(clear ? 'read and clear map' : 'read map', ret);
+		if (count[0]! > 0) visit(keys, values, count[0]!);
+		total += count[0]!;
+		if (ret < 0) return total;
+		next.copy(position);
+	}
 }
 
 /** BPF_STATS_RUN_TIME in enum bpf_stats_type (include/uapi/linux/bpf.h). */

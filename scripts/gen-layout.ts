@@ -27,6 +27,7 @@ export interface Field { offset: number; size: number; count?: number }
 const STRUCTS = {
 	event: 'twt_event', task: 'twt_task', sock: 'twt_sock', openSocket: 'twt_open_socket', config: 'twt_config', closing: 'twt_closing',
 	walkSettings: 'twt_walk_settings', listenerKey: 'twt_listener_key', listener: 'twt_listener', recover: 'twt_recover', owner: 'twt_owner',
+	countKey: 'twt_count_key', count: 'twt_count',
 } as const;
 const ENUMS = {
 	EventKind: ['twt_event_kind', 'TWT_KIND_'],
@@ -35,6 +36,7 @@ const ENUMS = {
 	Counter: ['twt_counter', 'TWT_CNT_'],
 	EventFlag: ['twt_event_flag', 'TWT_FLAG_'],
 	Claim: ['twt_claim', 'TWT_CLAIM_'],
+	LifetimeBoundMs: ['twt_lifetime_bound_ms', 'TWT_LIFETIME_'],
 } as const;
 
 /** Reads bpftool's JSON BTF dump of an object file. Throws if bpftool fails. */
@@ -83,6 +85,8 @@ export function generateLayout(types: BtfType[]): string {
 	const listener = fields(STRUCTS.listener);
 	const recover = fields(STRUCTS.recover);
 	const owner = fields(STRUCTS.owner);
+	const countKey = fields(STRUCTS.countKey);
+	const count = fields(STRUCTS.count);
 	const data = named('DATASEC', '.data');
 	// Offsets of DATASEC variables are 0 in an object file (libbpf sets them at open): the section
 	// must hold this one variable, at offset 0, for the loader to write it whole.
@@ -121,6 +125,10 @@ export function generateLayout(types: BtfType[]): string {
 		...structLines('LISTENER', listener),
 		'/** The context recover_time_wait runs with: a suspect close found in TIME_WAIT by sock_diag. */',
 		...structLines('RECOVER', recover),
+		'/** A key of the `counts` maps (counting in the kernel): owner, addresses, service port, side. */',
+		...structLines('COUNT_KEY', countKey),
+		'/** A value of the `counts` maps: cumulative counters of one key since its generation began. */',
+		...structLines('COUNT', count),
 	];
 	lines.pop(); // the blank line after the last struct
 	for (const [tsName, [cName, prefix]] of Object.entries(ENUMS)) {

@@ -85,12 +85,12 @@ export const CONFIG_FIELDS = {
 	witness: { offset: 52, size: 4 },
 	port: { offset: 56, size: 2 },
 	family: { offset: 58, size: 2 },
-	_pad: { offset: 60, size: 4 },
+	counting: { offset: 60, size: 4 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** Where `const volatile struct twt_config cfg` sits in the .rodata map, and that map's size. */
 export const RODATA_CFG_OFFSET = 0;
-export const RODATA_SIZE = 64;
+export const RODATA_SIZE = 168;
 
 /** A value of the `closing` map (the witness of active closes; swept by the loader). */
 export const CLOSING_SIZE = 112;
@@ -155,6 +155,35 @@ export const RECOVER_FIELDS = {
 	_pad: { offset: 9, size: 7, count: 7 },
 } as const satisfies Record<string, FieldLayout>;
 
+/** A key of the `counts` maps (counting in the kernel): owner, addresses, service port, side. */
+export const COUNT_KEY_SIZE = 56;
+export const COUNT_KEY_FIELDS = {
+	cgroup_id: { offset: 0, size: 8 },
+	saddr: { offset: 8, size: 16, count: 16 },
+	daddr: { offset: 24, size: 16, count: 16 },
+	netns: { offset: 40, size: 4 },
+	owner: { offset: 44, size: 4 },
+	family: { offset: 48, size: 2 },
+	port: { offset: 50, size: 2 },
+	side: { offset: 52, size: 1 },
+	_pad: { offset: 53, size: 3, count: 3 },
+} as const satisfies Record<string, FieldLayout>;
+
+/** A value of the `counts` maps: cumulative counters of one key since its generation began. */
+export const COUNT_SIZE = 168;
+export const COUNT_FIELDS = {
+	connections: { offset: 0, size: 8 },
+	active_closes: { offset: 8, size: 8 },
+	time_wait: { offset: 16, size: 8 },
+	fin_wait2: { offset: 24, size: 8 },
+	resets: { offset: 32, size: 8 },
+	connect_fails: { offset: 40, size: 8 },
+	addr_not_avail: { offset: 48, size: 8 },
+	lifetime_sum_us: { offset: 56, size: 8 },
+	lifetime_count: { offset: 64, size: 8 },
+	lifetime: { offset: 72, size: 96, count: 12 },
+} as const satisfies Record<string, FieldLayout>;
+
 export const EventKind = {
 	CONNECT: 1,
 	ACCEPT: 2,
@@ -188,7 +217,8 @@ export const Counter = {
 	NESTED_RECOVERED: 4,
 	CLOSING_MAP_FULL: 5,
 	WALK_MISSED: 6,
-	_MAX: 7,
+	COUNTS_FULL: 7,
+	_MAX: 8,
 } as const;
 
 export const EventFlag = {
@@ -199,4 +229,19 @@ export const Claim = {
 	NONE: 0,
 	WALK: 1,
 	TRACEPOINT: 2,
+} as const;
+
+export const LifetimeBoundMs = {
+	LE_1MS: 1,
+	LE_5MS: 5,
+	LE_10MS: 10,
+	LE_50MS: 50,
+	LE_100MS: 100,
+	LE_500MS: 500,
+	LE_1S: 1000,
+	LE_5S: 5000,
+	LE_10S: 10000,
+	LE_1MIN: 60000,
+	LE_5MIN: 300000,
+	LE_1H: 3600000,
 } as const;

@@ -9,6 +9,7 @@
  */
 import type { TwtEvent } from '../event/decode.js';
 import { errnoName } from '../event/errno.js';
+import { LIFETIME_BOUNDS_US } from '../event/counts.js';
 import { blame, type Blame } from './attribution.js';
 import { BEFORE_START, destKey, LISTENER_BEFORE_START, LOST, ownerComm, type Owner } from './owners.js';
 import type { ChurnModel } from './churn-model.js';
@@ -17,8 +18,7 @@ import { portFailure } from './victims.js';
 import { workloadOf } from '../facts/workload.js';
 import { destinationRows, namespaceRows, type DestinationRow, type NamespaceRow } from './port-rows.js';
 
-/** Upper bounds of the lifetime buckets: 1 ms to 1 h, churn lives at the low end, pools at the high end. */
-export const LIFETIME_BOUNDS_US = [1e3, 5e3, 1e4, 5e4, 1e5, 5e5, 1e6, 5e6, 1e7, 6e7, 3e8, 3.6e9] as const;
+export { LIFETIME_BOUNDS_US };
 
 /** Slots of a group's counters. Lifetime buckets are not cumulative here (the view sums them). */
 export const SLOT = {

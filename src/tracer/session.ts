@@ -21,6 +21,8 @@ export interface SessionOptions {
 	witness?: boolean;
 	/** Enable Tracer.openWalk() (socket walks); implies witness. */
 	socketWalks?: boolean;
+	/** Count in the kernel too (Tracer's counting option; read through tracer.counts). */
+	counting?: boolean;
 	/** Also hand over each batch's raw records (record keeps them). */
 	keepRaw?: boolean;
 	/**
@@ -76,7 +78,7 @@ export class TraceSession {
 		let decoder: Decoder | undefined;
 		let ringWords: Uint32Array | undefined;
 		this.#tracer = new Tracer(
-			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness: options.witness, socketWalks: options.socketWalks },
+			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness: options.witness, socketWalks: options.socketWalks, counting: options.counting },
 			options.onEach ? (offset, length) => {
 				const r = decoder!.at(offset, length);
 				if (this.#keepRaw && (r === undefined || !isDecodeFailure(r))) this.#keepRecord(ringWords!, offset);

@@ -10,6 +10,7 @@ import { kindValue, type EventKindName } from '../event/kinds.js';
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { decodeListener, encodeListenerKey, LISTENER_SIZE, type ListenerOwner } from '../event/listener.js';
 import { RingReader, type RecordHandler } from './ring-reader.js';
+import { COUNTS_MAX_KEYS, KernelCounts } from './counts.js';
 import type { DropCounts } from '../facts/losses.js';
 
 export type { DropCounts };
@@ -40,6 +41,11 @@ export interface TracerOptions {
 	witness?: boolean;
 	/** Load the iter/tcp program too, for openWalk() (reconciliation); its walks witness as well. Implies witness. */
 	socketWalks?: boolean;
+	/**
+	 * Count every event the filters pass in the kernel (`counts`, read through Tracer.counts),
+	 * whether or not its kind is sent: docs/counting-in-the-kernel.md.
+	 */
+	counting?: boolean;
 }
 
 export type { ListenerOwner };
@@ -60,11 +66,19 @@ const PROGRAMS = {
 	sysExit: { name: 'handle_sys_exit', attachPoint: 'tp_btf/sys_exit' },
 	socketWalk: { name: 'dump_tcp', attachPoint: 'iter/tcp' },
 } as const;
+/** The two generations of the kernel's counters; the slot of `counts` names counts_a at load. */
+const COUNT_GENERATIONS = ['counts_a', 'counts_b'] as const;
 /** Run by the loader (BPF_PROG_RUN), not attached: delivers one missed TIME_WAIT entry (recoverTimeWait). */
 const RECOVER_PROGRAM = 'recover_time_wait';
 
+/** What the programs do besides filtering (struct twt_config's switches). */
+export interface ConfigSwitches {
+	witness?: boolean;
+	counting?: boolean;
+}
+
 /** Encodes the filters as `struct twt_config` in host byte order (`le`: a test's choice). Pure. */
-export function encodeConfig(filters: Filters, witness = false, le = HOST_LITTLE_ENDIAN): Uint8Array {
+export function encodeConfig(filters: Filters, switches: ConfigSwitches = {}, le = HOST_LITTLE_ENDIAN): Uint8Array {
 	const bytes = new Uint8Array(CONFIG_SIZE);
 	const v = new DataView(bytes.buffer);
 	const F = CONFIG_FIELDS;
@@ -76,7 +90,8 @@ export function encodeConfig(filters: Filters, witness = false, le = HOST_LITTLE
 	let kinds = 0;
 	for (const k of filters.kinds) kinds |= 1 << kindValue(k)!;
 	v.setUint32(F.kinds.offset, kinds >>> 0, le);
-	v.setUint32(F.witness.offset, witness ? 1 : 0, le);
+	v.setUint32(F.witness.offset, switches.witness ? 1 : 0, le);
+	v.setUint32(F.counting.offset, switches.counting ? 1 : 0, le);
 	v.setUint16(F.port.offset, filters.port ?? 0, le);
 	v.setUint16(F.family.offset, filters.family === 4 ? 2 : filters.family === 6 ? 10 : 0, le);
 	return bytes;
@@ -99,6 +114,8 @@ export class Tracer {
 	readonly #ring: RingMap;
 	readonly ringBytes: number;
 	readonly reader: RingReader;
+	/** The kernel's counters, with the `counting` option. */
+	readonly counts: KernelCounts | undefined;
 	/** The mapped ring memory the handler's offsets point into; do not keep references past close(). */
 	readonly memory: ArrayBuffer;
 	#closed = false;
@@ -113,8 +130,11 @@ export class Tracer {
 		this.#object = bpf.objectOpen(options.objectPath);
 		try {
 			const witness = options.witness === true || options.socketWalks === true;
-			bpf.mapWriteInitialValue(bpf.findMap(this.#object, '.rodata'), RODATA_CFG_OFFSET, encodeConfig(options.filters, witness));
+			const counting = options.counting === true;
+			bpf.mapWriteInitialValue(bpf.findMap(this.#object, '.rodata'), RODATA_CFG_OFFSET, encodeConfig(options.filters, { witness, counting }));
 			bpf.mapSetMaxEntries(bpf.findMap(this.#object, 'events'), options.ringBytes);
+			// Preallocated: unused generations are sized down to one key.
+			for (const name of COUNT_GENERATIONS) bpf.mapSetMaxEntries(bpf.findMap(this.#object, name), counting ? COUNTS_MAX_KEYS : 1);
 			const wantsBind = options.filters.kinds.length === 0 || options.filters.kinds.includes('bind_fail');
 			const sysExit = bpf.findProgram(this.#object, PROGRAMS.sysExit.name);
 			// sys_exit fires on every syscall of the host: load it only when bind failures are wanted.
@@ -140,6 +160,8 @@ export class Tracer {
 			this.#listenersFd = bpf.mapFd(bpf.findMap(this.#object, 'listeners'));
 			this.#closingFd = bpf.mapFd(bpf.findMap(this.#object, 'closing'));
 			this.#dataFd = bpf.mapFd(bpf.findMap(this.#object, '.data'));
+			const generationFds = COUNT_GENERATIONS.map((name) => bpf.mapFd(bpf.findMap(this.#object, name)));
+			this.counts = counting ? new KernelCounts(bpf.mapFd(bpf.findMap(this.#object, 'counts')), [generationFds[0]!, generationFds[1]!]) : undefined;
 			this.#setWalkMinAge(WALK_MIN_AGE_NS);
 			this.#cpus = bpf.possibleCpus();
 			this.#ring = new RingMap(bpf.mapFd(bpf.findMap(this.#object, 'events')), options.ringBytes);
@@ -158,7 +180,7 @@ export class Tracer {
 		const read = (c: number) => Number(bpf.perCpuSum(this.#countersFd, c, this.#cpus));
 		return {
 			ringFull: read(Counter.RING_FULL),
-			mapFull: read(Counter.OWNER_STORAGE_FAIL) + read(Counter.LISTENER_MAP_FULL),
+			mapFull: read(Counter.OWNER_STORAGE_FAIL) + read(Counter.LISTENER_MAP_FULL) + read(Counter.COUNTS_FULL),
 			ownerMissing: read(Counter.OWNER_MISSING),
 			missedRuns: this.#programFds.reduce((sum, fd) => sum + Number(bpf.programRecursionMisses(fd)), 0),
 			nestedRecovered: read(Counter.NESTED_RECOVERED),

@@ -55,9 +55,9 @@ test('the key is (netns, port) as two u32 in host order', (t) => {
 });
 
 test('the config block is encoded in the byte order asked for (the host\'s by default)', (t) => {
-	const be = new DataView(encodeConfig({ netns: [], pid: 1234, port: 7101, kinds: [] }, false, false).buffer);
+	const be = new DataView(encodeConfig({ netns: [], pid: 1234, port: 7101, kinds: [] }, {}, false).buffer);
 	t.is(be.getUint32(CONFIG_FIELDS.pid.offset, false), 1234);
 	t.is(be.getUint16(CONFIG_FIELDS.port.offset, false), 7101);
-	const le = new DataView(encodeConfig({ netns: [], pid: 1234, port: 7101, kinds: [] }, false, true).buffer);
+	const le = new DataView(encodeConfig({ netns: [], pid: 1234, port: 7101, kinds: [] }, {}, true).buffer);
 	t.is(le.getUint32(CONFIG_FIELDS.pid.offset, true), 1234);
 });

@@ -1,0 +1,111 @@
+/**
+ * The kernel's counters (counting in the kernel, docs/counting-in-the-kernel.md): keys and values
+ * of the `counts` maps (struct twt_count_key, struct twt_count in bpf/twtrace.h), as a table that
+ * both a read of the kernel's maps and a fold of delivered records (src/model/fold.ts) fill, so that
+ * the two can be compared key by key.
+ */
+import { COUNT_FIELDS, COUNT_KEY_FIELDS, COUNT_KEY_SIZE, COUNT_SIZE, LifetimeBoundMs, Side } from './layout.generated.js';
+import { HOST_LITTLE_ENDIAN } from './host-order.js';
+import { formatAddress } from './decode.js';
+
+/**
+ * Upper bounds of the lifetime histogram's buckets, 1 ms to 1 h (churn lives at the low end, pools at
+ * the high end): enum twt_lifetime_bound_ms, which the kernel's counters use too.
+ */
+export const LIFETIME_BOUNDS_US: readonly number[] = Object.values(LifetimeBoundMs).map((ms) => ms * 1000);
+
+/** Where each counter sits in a row: struct twt_count's u64s in order, the lifetime buckets last. */
+export const COUNT_COLUMN = {
+	connections: COUNT_FIELDS.connections.offset / 8,
+	activeCloses: COUNT_FIELDS.active_closes.offset / 8,
+	timeWait: COUNT_FIELDS.time_wait.offset / 8,
+	finWait2: COUNT_FIELDS.fin_wait2.offset / 8,
+	resets: COUNT_FIELDS.resets.offset / 8,
+	connectFails: COUNT_FIELDS.connect_fails.offset / 8,
+	addrNotAvail: COUNT_FIELDS.addr_not_avail.offset / 8,
+	lifetimeSumUs: COUNT_FIELDS.lifetime_sum_us.offset / 8,
+	lifetimeCount: COUNT_FIELDS.lifetime_count.offset / 8,
+	lifetime: COUNT_FIELDS.lifetime.offset / 8,
+} as const;
+export const COUNT_COLUMNS = COUNT_SIZE / 8;
+
+/** A key, decoded: for messages and views (the table itself keys by the raw bytes). */
+export interface CountKey {
+	netns: number;
+	/** twt_task.id of the owner, 0: none. */
+	owner: number;
+	cgroupId: number;
+	family: 4 | 6;
+	saddr: string;
+	daddr: string;
+	/** The service's port: local for an accepted socket, remote otherwise. */
+	port: number;
+	side: 'unknown' | 'client' | 'server';
+}
+
+/**
+ * Counters per key: the key is the hex of struct twt_count_key's bytes, a row the counters in
+ * COUNT_COLUMN order, as numbers (exact below 2^53). Adding rows sums them: generations, or the
+ * fold of many records.
+ */
+export class CountTable {
+	readonly rows = new Map<string, Float64Array>();
+
+	/** The row of `key`, created empty. */
+	row(key: string): Float64Array {
+		let row = this.rows.get(key);
+		if (!row) this.rows.set(key, (row = new Float64Array(COUNT_COLUMNS)));
+		return row;
+	}
+
+	/** Adds `n` packed keys and values, as the kernel hands them over (host byte order). */
+	addPacked(keys: Buffer, values: Buffer, n: number): void {
+		for (let i = 0; i < n; i++) {
+			const row = this.row(keys.toString('hex', i * COUNT_KEY_SIZE, (i + 1) * COUNT_KEY_SIZE));
+			const at = i * COUNT_SIZE;
+			for (let c = 0; c < COUNT_COLUMNS; c++) {
+				row[c]! += Number(HOST_LITTLE_ENDIAN ? values.readBigUInt64LE(at + 8 * c) : values.readBigUInt64BE(at + 8 * c));
+			}
+		}
+	}
+
+	/** Adds every row of `other`. */
+	addTable(other: CountTable): this {
+		for (const [key, values] of other.rows) {
+			const row = this.row(key);
+			for (let c = 0; c < COUNT_COLUMNS; c++) row[c]! += values[c]!;
+		}
+		return this;
+	}
+
+	/** The sum of one column over every key. */
+	total(column: number): number {
+		let sum = 0;
+		for (const row of this.rows.values()) sum += row[column]!;
+		return sum;
+	}
+}
+
+const SIDES = ['unknown', 'client', 'server'] as const satisfies readonly CountKey['side'][];
+const AF_INET6 = 10;
+
+/** Decodes a table key (the hex of struct twt_count_key). */
+export function decodeCountKey(hex: string): CountKey {
+	const b = Buffer.from(hex, 'hex');
+	if (b.length !== COUNT_KEY_SIZE) throw new RangeError(`a count key is ${COUNT_KEY_SIZE} bytes, not ${b.length}`);
+	const K = COUNT_KEY_FIELDS;
+	const le = HOST_LITTLE_ENDIAN;
+	const family = (le ? b.readUInt16LE(K.family.offset) : b.readUInt16BE(K.family.offset)) === AF_INET6 ? 6 : 4;
+	const addr = (at: number) => formatAddress(b, at, family);
+	const side = b[K.side.offset]!;
+	return {
+		netns: le ? b.readUInt32LE(K.netns.offset) : b.readUInt32BE(K.netns.offset),
+		owner: le ? b.readUInt32LE(K.owner.offset) : b.readUInt32BE(K.owner.offset),
+		cgroupId: Number(le ? b.readBigUInt64LE(K.cgroup_id.offset) : b.readBigUInt64BE(K.cgroup_id.offset)),
+		family,
+		saddr: addr(K.saddr.offset),
+		daddr: addr(K.daddr.offset),
+		port: le ? b.readUInt16LE(K.port.offset) : b.readUInt16BE(K.port.offset),
+		side: side === Side.CLIENT ? 'client' : side === Side.SERVER ? 'server' : SIDES[0],
+	};
+}

@@ -1,0 +1,106 @@
+/**
+ * The fold of records into the kernel's counters (src/model/fold.ts), record kind by record kind,
+ * and the table both sides fill (src/event/counts.ts). That the fold equals the kernel's own
+ * counting is test/integration/counts.test.ts's job, on a real run.
+ */
+import test from 'ava';
+import { COUNT_COLUMN, COUNT_COLUMNS, CountTable, decodeCountKey, LIFETIME_BOUNDS_US } from '../../src/event/counts.js';
+import { COUNT_KEY_SIZE, COUNT_SIZE, EventKind, OwnerSource, Side } from '../../src/event/layout.generated.js';
+import { HOST_LITTLE_ENDIAN } from '../../src/event/host-order.js';
+import { foldRecords } from '../../src/model/fold.js';
+import { recordsBuffer, type RawRecord, type RawTask } from '../../testbed/records.js';
+
+const C = COUNT_COLUMN;
+const client = {
+	kind: EventKind.TIME_WAIT,
+	cgroupId: 4242n,
+	lifetimeUs: 1500n,
+	family: 2,
+	saddr: [10, 200, 0, 1],
+	daddr: [10, 200, 0, 2],
+	sport: 40000,
+	dport: 7101,
+	netns: 4026532387,
+	owner: 11,
+	side: Side.CLIENT,
+	ownerSource: OwnerSource.CONNECT,
+	substate: 6,
+} satisfies RawRecord;
+const task: RawTask = { id: 11, pid: 8518, comm: 'tt-cli' };
+
+function fold(records: (RawRecord | RawTask)[]): CountTable {
+	const table = new CountTable();
+	foldRecords(new Uint8Array(recordsBuffer(records, HOST_LITTLE_ENDIAN)), table);
+	return table;
+}
+
+/** The one row of `table`, with its decoded key. */
+function only(t: { is: (a: unknown, b: unknown, m?: string) => void }, table: CountTable): { key: ReturnType<typeof decodeCountKey>; row: Float64Array } {
+	t.is(table.rows.size, 1, 'one key');
+	const [key, row] = [...table.rows][0]!;
+	return { key: decodeCountKey(key), row };
+}
+
+/** A row with `set` columns set, the rest 0. */
+function row(set: Partial<Record<keyof typeof C, number>>, buckets: Record<number, number> = {}): number[] {
+	const r = new Array<number>(COUNT_COLUMNS).fill(0);
+	for (const [name, n] of Object.entries(set)) r[C[name as keyof typeof C]] = n;
+	for (const [i, n] of Object.entries(buckets)) r[C.lifetime + Number(i)] = n;
+	return r;
+}
+
+test('a client time_wait is counted under its owner and destination, with its lifetime in the 5 ms bucket', (t) => {
+	const { key, row: r } = only(t, fold([task, client, { ...client, lifetimeUs: 4_000_000_000n }]));
+	t.deepEqual(key, { netns: 4026532387, owner: 11, cgroupId: 4242, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', port: 7101, side: 'client' });
+	// 4,000 s is past the last bound (1 h): in the count and the sum, in no bucket.
+	t.deepEqual([...r], row({ timeWait: 2, lifetimeSumUs: 4_000_001_500, lifetimeCount: 2 }, { 1: 1 }));
+});
+
+test('an accepted socket is counted under its local port, apart from the connections made to that port', (t) => {
+	const table = fold([
+		{ ...client, kind: EventKind.ACCEPT, side: Side.SERVER, sport: 7101, dport: 40000, lifetimeUs: 0n },
+		{ ...client, kind: EventKind.CONNECT, lifetimeUs: 0n },
+	]);
+	const keys = [...table.rows].map(([k, r]) => ({ ...decodeCountKey(k), connections: r[C.connections] }));
+	t.deepEqual(keys.map((k) => [k.side, k.port, k.connections]).sort(), [['client', 7101, 1], ['server', 7101, 1]]);
+});
+
+test('each kind increments its own counter; resets keep lifetimes, connect failures count EADDRNOTAVAIL apart; task records and bind failures count nothing', (t) => {
+	const { row: r } = only(t, fold([
+		task,
+		{ ...client, kind: EventKind.ACTIVE_CLOSE },
+		{ ...client, substate: 5, lifetimeUs: 70_000_000n }, // FIN_WAIT2 substate; 70 s: the 5 min bucket
+		{ ...client, kind: EventKind.RESET, substate: 0, lifetimeUs: 0n, err: 104 }, // start not seen: no lifetime
+		{ ...client, kind: EventKind.RESET, substate: 0, lifetimeUs: 1000n }, // exactly the 1 ms bound
+		{ ...client, kind: EventKind.CONNECT_FAIL, err: 99, lifetimeUs: 0n },
+		{ ...client, kind: EventKind.CONNECT_FAIL, err: 111, lifetimeUs: 0n },
+		{ ...client, kind: EventKind.BIND_FAIL, err: 98 },
+	]));
+	t.deepEqual([...r], row({ activeCloses: 1, finWait2: 1, resets: 2, connectFails: 2, addrNotAvail: 1, lifetimeSumUs: 70_001_000, lifetimeCount: 2 }, { 0: 1, 10: 1 }));
+});
+
+test('the lifetime bounds are 1 ms to 1 h, as the metrics have always exported them', (t) => {
+	t.deepEqual([...LIFETIME_BOUNDS_US], [1e3, 5e3, 1e4, 5e4, 1e5, 5e5, 1e6, 5e6, 1e7, 6e7, 3e8, 3.6e9]);
+});
+
+test('a table adds packed kernel entries (host byte order) and other tables by key', (t) => {
+	const keys = Buffer.alloc(2 * COUNT_KEY_SIZE);
+	keys[COUNT_KEY_SIZE] = 1; // a second, different key
+	const values = Buffer.alloc(2 * COUNT_SIZE);
+	const put = (at: number, n: bigint) => (HOST_LITTLE_ENDIAN ? values.writeBigUInt64LE(n, at) : values.writeBigUInt64BE(n, at));
+	put(8 * C.timeWait, 3n);
+	put(COUNT_SIZE + 8 * C.resets, 2n ** 40n);
+	const table = new CountTable();
+	table.addPacked(keys, values, 2);
+	table.addPacked(keys, values, 1);
+	t.is(table.rows.size, 2);
+	t.is(table.total(C.timeWait), 6);
+	t.is(table.total(C.resets), 2 ** 40);
+	const sum = new CountTable().addTable(table).addTable(table);
+	t.is(sum.total(C.timeWait), 12);
+	t.is(sum.rows.size, 2);
+});
+
+test('a key of the wrong size is refused', (t) => {
+	t.throws(() => decodeCountKey('00'), { instanceOf: RangeError });
+});
