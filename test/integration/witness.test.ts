@@ -14,6 +14,8 @@ import { NamespaceWalker, WALK_CHUNK_BYTES } from '../../src/tracer/namespaces.j
 import { SuspectChecker } from '../../src/pipeline/suspect-check.js';
 import type { TwtEvent } from '../../src/event/decode.js';
 import { TCP_TIME_WAIT } from '../../src/event/sock.js';
+import { COUNT_COLUMN, CountTable } from '../../src/event/counts.js';
+import { foldRecords } from '../../src/model/fold.js';
 import { bpfObject, bpfTest } from '../helpers/env.js';
 import { track, waitForLine } from '../../testbed/children.js';
 import { createPair, type NetnsPair } from '../../testbed/netns.js';
@@ -70,9 +72,15 @@ async function missedThenFound(t: ExecutionContext, port: number, find: Find, ha
 	const pair = createPair();
 	t.teardown(() => pair.remove());
 	const events: TwtEvent[] = [];
+	const folded = new CountTable();
 	const session = new TraceSession(
-		{ objectPath: bpfObject, filters: { netns: [pair.clientInode], kinds: ['time_wait'] }, ringBytes: 1 << 20, socketWalks: true },
-		{ onEvents: (batch) => events.push(...batch.filter((e) => e.kind === 'time_wait')) },
+		{ objectPath: bpfObject, filters: { netns: [pair.clientInode], kinds: ['time_wait'] }, ringBytes: 1 << 20, socketWalks: true, counting: true, keepRaw: true },
+		{
+			onEvents: (batch, raw) => {
+				events.push(...batch.filter((e) => e.kind === 'time_wait'));
+				if (raw) foldRecords(raw, folded);
+			},
+		},
 	);
 	t.teardown(() => void session.stop());
 	const server = node(pair.server, SERVER, [pair.serverAddr, String(port)]);
@@ -100,6 +108,13 @@ async function missedThenFound(t: ExecutionContext, port: number, find: Find, ha
 	t.deepEqual(events.map((e) => e.sport).sort(), [...ports].sort(), 'the sockets\' own local ports');
 	t.true(events.every((e) => e.daddr === pair.serverAddr && e.dport === port && e.saddr === pair.clientAddr && e.netns === pair.clientInode && e.substate === TCP_TIME_WAIT));
 	t.is(new Set(events.map((e) => e.cookie)).size, CONNECTIONS);
+	// Counted in the kernel where they were delivered (recover_claimed), as the fold of their records counts them.
+	const kernel = session.tracer.counts!.read('current');
+	const C = COUNT_COLUMN;
+	t.is(kernel.total(C.timeWait), CONNECTIONS, 'counted in the kernel when recovered');
+	t.is(kernel.total(C.connections), CONNECTIONS, 'and their connections, counted while the programs were attached');
+	t.deepEqual([...kernel.rows].map(([k, r]) => [k, r[C.timeWait], r[C.finWait2], ...r.slice(C.lifetimeSumUs)]),
+		[...folded.rows].map(([k, r]) => [k, r[C.timeWait], r[C.finWait2], ...r.slice(C.lifetimeSumUs)]), 'equal to the fold of the recovered records');
 
 	// Claimed once: another look of either kind delivers nothing more.
 	await fullWalk(walker, session, pair.clientInode);
