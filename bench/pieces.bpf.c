@@ -3,7 +3,7 @@
  * The pieces of twtrace's primary program (bpf/twtrace.bpf.c, handle_inet_sock_set_state), one
  * program each, so that bench/bpf-pieces.ts can time what each costs a run on
  * tp_btf/inet_sock_set_state: nothing, reading the socket's namespace, its storage (created on first
- * use, as twtrace's is), its cookie, the clock.
+ * use, as twtrace's is), its cookie, the clock, counting in a hash map (count_event).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -59,5 +59,61 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(piece_clock, const struct sock *sk, const int oldstate, const int newstate)
 {
 	piece_sink += bpf_ktime_get_ns();
+	return 0;
+}
+
+/* About twtrace's struct twt_count_key and struct twt_count (bpf/twtrace.h). */
+struct piece_count_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;
+	__u32 port;
+};
+
+struct piece_count_value {
+	__u64 words[21];
+};
+
+struct piece_counts_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct piece_count_key);
+	__type(value, struct piece_count_value);
+} piece_counts_a SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct piece_counts_map);
+} piece_counts SEC(".maps") = {
+	.values = { [0] = &piece_counts_a },
+};
+
+const struct piece_count_value piece_count_zero = {};
+
+/* As twtrace's count_event: the generation from the slot, the key's counters (made on first use), an atomic add. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(piece_count, const struct sock *sk, const int oldstate, const int newstate)
+{
+	struct piece_count_key key = {};
+	struct piece_count_value *c;
+	__u32 zero = 0;
+	void *map = bpf_map_lookup_elem(&piece_counts, &zero);
+
+	if (!map)
+		return 0;
+	key.netns = sk->__sk_common.skc_net.net->ns.inum;
+	key.port = sk->__sk_common.skc_dport;
+	*(__u32 *)key.saddr = sk->__sk_common.skc_rcv_saddr;
+	*(__u32 *)key.daddr = sk->__sk_common.skc_daddr;
+	c = bpf_map_lookup_elem(map, &key);
+	if (!c) {
+		bpf_map_update_elem(map, &key, &piece_count_zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(map, &key);
+		if (!c)
+			return 0;
+	}
+	__sync_fetch_and_add(&c->words[newstate & 15], 1);
 	return 0;
 }

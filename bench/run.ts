@@ -355,6 +355,13 @@ function targets(summaries: ModeSummary[], profiles: ProfileResult[], pieces: Pi
 			if (pieces) parts.push(`where the time goes and what would close it: "Where the BPF side's time goes, piece by piece" below`);
 			if (timed && timedFloor) parts.push(`timed by the kernel (the run-timed rows, medians): twtrace's programs run ${fmtInt(timed.nsPerConnection)} ns per connection (${timed.programs}), the floor's ${fmtInt(timedFloor.nsPerConnection)} ns (${timedFloor.programs})`);
 		}
+		const bpfSide = summaries.find((x) => x.mode.name === 'twtrace, BPF side only');
+		if (s.mode.name === 'twtrace, BPF side counting' && bpfSide?.slowdowns.length) {
+			parts.push(`counting in the kernel adds ${(100 * (slowdown - median(bpfSide.slowdowns))).toFixed(1)} points to the BPF side's slowdown (docs/counting-in-the-kernel.md, step 1: counted, not yet used by serve)`);
+			const timed = programTimes(summaries.find((x) => x.mode.name === 'run-timed: twtrace, BPF side counting'));
+			const timedPlain = programTimes(summaries.find((x) => x.mode.name === 'run-timed: twtrace, BPF side only'));
+			if (timed && timedPlain) parts.push(`timed by the kernel: ${fmtInt(timed.nsPerConnection)} ns per connection counting, ${fmtInt(timedPlain.nsPerConnection)} ns without`);
+		}
 		if (goal?.cpu !== undefined) parts.push(`CPU ${cpu.toFixed(1)} % of a core (target ≤ ${goal.cpu} %: ${verdict(cpu <= goal.cpu)})`);
 		const profile = profiles.find((p) => PROFILED_MODE[p.command] === s.mode.name);
 		if (profile) parts.push(busiest(profile));
@@ -362,7 +369,6 @@ function targets(summaries: ModeSummary[], profiles: ProfileResult[], pieces: Pi
 			const events = med(s, 'eventsPerSec');
 			if (events > 0) parts.push(`${fmt((cpu * 10_000) / events, 2)} µs of trace's CPU an event (${fmt(cpu)} % of a core over ${fmtInt(events)} events/s)`);
 		}
-		const bpfSide = summaries.find((x) => x.mode.name === 'twtrace, BPF side only');
 		if (profile && bpfSide?.slowdowns.length && s !== bpfSide) {
 			parts.push(`its slowdown above the BPF side alone ${(100 * (slowdown - median(bpfSide.slowdowns))).toFixed(1)} points, beside its CPU as a share of the machine's ${cores} cores ${fmt(cpu / cores)} %`);
 		}
@@ -602,6 +608,7 @@ const PIECE_DOES: Record<string, string> = {
 	piece_storage: 'gets the socket\'s storage, created on its first transition (bpf_sk_storage_get, F_CREATE), as twtrace keeps the owner',
 	piece_cookie: 'reads the socket\'s cookie (bpf_get_socket_cookie), twtrace\'s key for a socket',
 	piece_clock: 'reads the clock (bpf_ktime_get_ns; kvm-clock in a VM), for every event\'s time and lifetimes',
+	piece_count: 'counts into a hash map through an array-of-maps slot, the key made on first use, an atomic add (counting in the kernel: count_event)',
 };
 
 /** The pieces whose time above the empty program fits in `ns`, in words. */
@@ -627,7 +634,8 @@ function piecesSection(r: PiecesResult, summaries: ModeSummary[]): string {
 	const budgetNs = timedFloor && timedTwtrace && above !== undefined && above > 0.02 && runs
 		? timedFloor.nsPerConnection + (0.02 / above) * (timedTwtrace.nsPerConnection - timedFloor.nsPerConnection) : undefined;
 	const rows = pieceRows(r);
-	const sum = rows.reduce((a, p) => a + (p.aboveEmptyNs ?? 0), 0);
+	// piece_count is what counting in the kernel adds (with counting on), not a piece of today's primary program.
+	const sum = rows.reduce((a, p) => a + (p.piece === 'piece_count' ? 0 : p.aboveEmptyNs ?? 0), 0);
 	const empty = rows.find((p) => p.piece === 'piece_empty')!.medianNs;
 	const primary = whole?.get('handle_inet_sock_set_state');
 	const by = (name: string) => rows.find((p) => p.piece === name)?.aboveEmptyNs ?? 0;
@@ -640,7 +648,9 @@ connections/s (\`sudo npm run bench:bpf-pieces\`, bench/bpf-pieces.ts and bench/
 ${markdownTable(['piece', 'what it does', 'ns a run, min / median', 'above the empty program (medians)', 'runs a second, fewest in a round'],
 		rows.map((p) => [`\`${p.piece}\``, PIECE_DOES[p.piece] ?? '', `${fmtInt(p.minNs)} / ${fmtInt(p.medianNs)}`, p.aboveEmptyNs === undefined ? '–' : `${fmtInt(p.aboveEmptyNs)} ns`, fmtInt(p.minRunsPerSecond)]))}
 
-- The pieces add up to ${fmtInt(empty + sum)} ns a run (the empty program's ${fmtInt(empty)} and ${fmtInt(sum)} above it)${primary ? `; the whole primary program ran
+- Counting in the kernel (\`piece_count\`: docs/counting-in-the-kernel.md, off unless asked for) costs ${fmtInt(by('piece_count'))} ns a run above the
+  empty program; with counting on it runs once per event the programs emit, not at every transition.
+- The other pieces add up to ${fmtInt(empty + sum)} ns a run (the empty program's ${fmtInt(empty)} and ${fmtInt(sum)} above it)${primary ? `; the whole primary program ran
   ${fmtInt(primary.nsPerRun)} ns a run, ${primary.runsPerConnection.toFixed(1)} runs a connection, in the run-timed row at full churn` : ''}. The socket's storage
   (${fmtInt(by('piece_storage'))} ns) and the clock (${fmtInt(by('piece_clock'))} ns) are ${fmt((100 * (by('piece_storage') + by('piece_clock'))) / Math.max(sum, 1), 0)} % of the pieces' work above the empty program.
 - What would close it: the program runs at every transition of both ends of each connection. The transitions it acts on

@@ -305,10 +305,37 @@ const floor: Mode = {
 // tracked, but nothing reaches user space. Its slowdown is the in-kernel share of twtrace's cost.
 const bpfSideOnly = twtrace('twtrace, BPF side only', ['--kind', 'connect_fail'], 'null');
 
+/**
+ * The BPF side again, counting in the kernel (docs/counting-in-the-kernel.md, step 1): what counting
+ * adds to it, and the counts against the truth (the entries counted per owner pid, as a tracer's
+ * delivered ones). bench/counting.ts reads the counters once a second, as an agent would.
+ */
+const bpfSideCounting: Mode = {
+	name: 'twtrace, BPF side counting',
+	command: 'node bench/counting.ts CLIENT SERVER (the programs of `trace --kind connect_fail`, counting on; reads the counts 1/s)',
+	async start(pair) {
+		const child = track(spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/counting.ts'), `/run/netns/${pair.client}`, `/run/netns/${pair.server}`],
+			{ cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
+		const stdout = collect(child.stdout);
+		await waitForLine(child, 'stderr', /counting: attached/, 30_000);
+		return {
+			pid: child.pid!,
+			async stop() {
+				await stopChild(child, 'SIGTERM');
+				const last = stdout().trim().split('\n').pop();
+				if (!last) return { note: 'no result printed' };
+				const r = JSON.parse(last) as { timeWaitByPid: Record<string, number>; timeWaitDelivered: number; lost: number; keys: number };
+				return { timeWaitByPid: r.timeWaitByPid, timeWaitDelivered: r.timeWaitDelivered, lost: r.lost, note: `counts in the kernel, ${r.keys} keys: streams nothing` };
+			},
+		};
+	},
+};
+
 export const MODES: Mode[] = [
 	{ name: 'no tracer', command: '(the workload alone)' },
 	floor,
 	bpfSideOnly,
+	bpfSideCounting,
 	twtrace('twtrace trace --json', ['--json'], 'file'),
 	twtrace('twtrace trace --kind time_wait', ['--json', '--kind', 'time_wait'], 'counter'),
 	twtraceTop,
@@ -320,4 +347,5 @@ export const MODES: Mode[] = [
 	// split. Their own rows, since the timing itself costs each run two clock reads.
 	{ ...floor, name: 'run-timed: floor', runTimed: true },
 	{ ...bpfSideOnly, name: 'run-timed: twtrace, BPF side only', runTimed: true },
+	{ ...bpfSideCounting, name: 'run-timed: twtrace, BPF side counting', runTimed: true },
 ];

@@ -1,0 +1,79 @@
+/**
+ * twtrace's BPF side counting in the kernel (docs/counting-in-the-kernel.md, step 1), for bench/run.ts's
+ * churn table: the programs as `trace` loads them, with counting on and no event asked for but
+ * connect failures (none in the churn workload), so that nothing but task records reaches user space.
+ * Like an agent would, it reads the current generation once a second, flips generations once a minute,
+ * and looks up the closes that wait too long once a second (the TIME_WAIT entries the kernel reports
+ * to no program are counted when found, kernel-facts §8). Prints "counting: attached"; on SIGINT or
+ * SIGTERM it makes a last suspect check, then prints as JSON the TIME_WAIT entries counted per owner
+ * pid and what was lost, and exits.
+ *
+ *   node --import tsx bench/counting.ts /run/netns/CLIENT /run/netns/SERVER
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { TraceSession } from '../src/tracer/session.js';
+import { NamespaceWalker } from '../src/tracer/namespaces.js';
+import { STALE_CLOSE_NS, SuspectChecker } from '../src/pipeline/suspect-check.js';
+import { COUNT_COLUMN, CountTable, decodeCountKey } from '../src/event/counts.js';
+import { EVENT_SIZE, EventKind, TASK_FIELDS } from '../src/event/layout.generated.js';
+import { HOST_LITTLE_ENDIAN } from '../src/event/host-order.js';
+import { root } from './tracers.js';
+
+const READ_MS = 1000;
+const FLIP_MS = 60_000;
+
+const netns = process.argv.slice(2).map((p) => fs.statSync(p).ino);
+/** twt_task.id → pid, from the task records the ring carries (sent whatever the kinds asked for). */
+const pidOfTask = new Map<number, number>();
+const session = new TraceSession(
+	{ objectPath: path.join(root, 'build/twtrace.bpf.o'), filters: { netns, kinds: ['connect_fail'] }, ringBytes: 8 << 20, keepRaw: true, counting: true, witness: true },
+	{
+		onEvents: (_events, raw) => {
+			if (!raw) return;
+			for (let at = 0; at + EVENT_SIZE <= raw.length; at += EVENT_SIZE) {
+				if (raw[at] !== EventKind.TASK) continue;
+				const u32 = (field: { offset: number }) => (HOST_LITTLE_ENDIAN ? raw.readUInt32LE(at + field.offset) : raw.readUInt32BE(at + field.offset));
+				pidOfTask.set(u32(TASK_FIELDS.id), u32(TASK_FIELDS.pid));
+			}
+		},
+	},
+);
+const counts = session.tracer.counts!;
+const retired = new CountTable();
+const walker = new NamespaceWalker(session.tracer, () => 0);
+walker.discover();
+const suspects = new SuspectChecker(session.tracer, walker);
+let keys = 0;
+const reader = setInterval(() => {
+	keys = counts.read('current').rows.size;
+	suspects.check(process.hrtime.bigint(), STALE_CLOSE_NS, () => []);
+}, READ_MS);
+const flipper = setInterval(() => {
+	counts.flip();
+	counts.read('retired', retired, true);
+}, FLIP_MS);
+console.error('counting: attached');
+
+async function stop(): Promise<void> {
+	clearInterval(reader);
+	clearInterval(flipper);
+	// The closes of the last second wait STALE_CLOSE_NS before a check may take them for missed.
+	await new Promise((r) => setTimeout(r, Number(STALE_CLOSE_NS / 1_000_000n) + 200));
+	suspects.check(process.hrtime.bigint(), STALE_CLOSE_NS, () => [], Infinity);
+	session.drainNow();
+	const total = counts.read('current', retired);
+	const drops = session.stop();
+	const timeWaitByPid: Record<string, number> = {};
+	for (const [key, row] of total.rows) {
+		const entries = row[COUNT_COLUMN.timeWait]! + row[COUNT_COLUMN.finWait2]!;
+		if (!entries) continue;
+		const pid = String(pidOfTask.get(decodeCountKey(key).owner) ?? 0);
+		timeWaitByPid[pid] = (timeWaitByPid[pid] ?? 0) + entries;
+	}
+	const timeWaitDelivered = Object.values(timeWaitByPid).reduce((a, b) => a + b, 0);
+	console.log(JSON.stringify({ timeWaitByPid, timeWaitDelivered, lost: drops.ringFull + drops.mapFull, keys, flips: counts.flips }));
+	process.exit(0);
+}
+process.once('SIGINT', () => void stop());
+process.once('SIGTERM', () => void stop());
