@@ -22,7 +22,7 @@ import { root } from './tracers.js';
 import { pairWithRoom, startLoad } from './steady.js';
 
 /** Each piece of bench/pieces.bpf.c, the empty program first: the others are read above it. */
-export const PIECES = ['piece_empty', 'piece_netns', 'piece_storage', 'piece_cookie', 'piece_clock', 'piece_count'] as const;
+export const PIECES = ['piece_empty', 'piece_netns', 'piece_storage', 'piece_cookie', 'piece_clock', 'piece_count', 'piece_count_percpu'] as const;
 
 export interface PiecesResult {
 	seconds: number;

@@ -117,3 +117,32 @@ int BPF_PROG(piece_count, const struct sock *sk, const int oldstate, const int n
 	__sync_fetch_and_add(&c->words[newstate & 15], 1);
 	return 0;
 }
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct piece_count_key);
+	__type(value, struct piece_count_value);
+} piece_counts_percpu SEC(".maps");
+
+/* piece_count with a per-CPU hash: plain adds, no cache line shared between CPUs. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(piece_count_percpu, const struct sock *sk, const int oldstate, const int newstate)
+{
+	struct piece_count_key key = {};
+	struct piece_count_value *c;
+
+	key.netns = sk->__sk_common.skc_net.net->ns.inum;
+	key.port = sk->__sk_common.skc_dport;
+	*(__u32 *)key.saddr = sk->__sk_common.skc_rcv_saddr;
+	*(__u32 *)key.daddr = sk->__sk_common.skc_daddr;
+	c = bpf_map_lookup_elem(&piece_counts_percpu, &key);
+	if (!c) {
+		bpf_map_update_elem(&piece_counts_percpu, &key, &piece_count_zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&piece_counts_percpu, &key);
+		if (!c)
+			return 0;
+	}
+	c->words[newstate & 15] += 1;
+	return 0;
+}

@@ -609,6 +609,7 @@ const PIECE_DOES: Record<string, string> = {
 	piece_cookie: 'reads the socket\'s cookie (bpf_get_socket_cookie), twtrace\'s key for a socket',
 	piece_clock: 'reads the clock (bpf_ktime_get_ns; kvm-clock in a VM), for every event\'s time and lifetimes',
 	piece_count: 'counts into a hash map through an array-of-maps slot, the key made on first use, an atomic add (counting in the kernel: count_event)',
+	piece_count_percpu: 'the same into a per-CPU hash, with a plain add: what atomics and a cache line shared between CPUs cost piece_count',
 };
 
 /** The pieces whose time above the empty program fits in `ns`, in words. */
@@ -634,8 +635,8 @@ function piecesSection(r: PiecesResult, summaries: ModeSummary[]): string {
 	const budgetNs = timedFloor && timedTwtrace && above !== undefined && above > 0.02 && runs
 		? timedFloor.nsPerConnection + (0.02 / above) * (timedTwtrace.nsPerConnection - timedFloor.nsPerConnection) : undefined;
 	const rows = pieceRows(r);
-	// piece_count is what counting in the kernel adds (with counting on), not a piece of today's primary program.
-	const sum = rows.reduce((a, p) => a + (p.piece === 'piece_count' ? 0 : p.aboveEmptyNs ?? 0), 0);
+	// The counting pieces are what counting in the kernel adds (with counting on), not pieces of today's primary program.
+	const sum = rows.reduce((a, p) => a + (p.piece.startsWith('piece_count') ? 0 : p.aboveEmptyNs ?? 0), 0);
 	const empty = rows.find((p) => p.piece === 'piece_empty')!.medianNs;
 	const primary = whole?.get('handle_inet_sock_set_state');
 	const by = (name: string) => rows.find((p) => p.piece === name)?.aboveEmptyNs ?? 0;
@@ -649,7 +650,9 @@ ${markdownTable(['piece', 'what it does', 'ns a run, min / median', 'above the e
 		rows.map((p) => [`\`${p.piece}\``, PIECE_DOES[p.piece] ?? '', `${fmtInt(p.minNs)} / ${fmtInt(p.medianNs)}`, p.aboveEmptyNs === undefined ? '–' : `${fmtInt(p.aboveEmptyNs)} ns`, fmtInt(p.minRunsPerSecond)]))}
 
 - Counting in the kernel (\`piece_count\`: docs/counting-in-the-kernel.md, off unless asked for) costs ${fmtInt(by('piece_count'))} ns a run above the
-  empty program; with counting on it runs once per event the programs emit, not at every transition.
+  empty program (per-CPU, \`piece_count_percpu\`: ${fmtInt(by('piece_count_percpu'))} ns, ${by('piece_count_percpu') >= 0.8 * by('piece_count')
+		? 'so the hash lookup is the cost, not the atomic add' : `so atomics and sharing cost ${fmtInt(by('piece_count') - by('piece_count_percpu'))} ns of it`}); with
+  counting on it runs at a connection's start on each end and at its TIME_WAIT entry or reset, not at every transition.
 - The other pieces add up to ${fmtInt(empty + sum)} ns a run (the empty program's ${fmtInt(empty)} and ${fmtInt(sum)} above it)${primary ? `; the whole primary program ran
   ${fmtInt(primary.nsPerRun)} ns a run, ${primary.runsPerConnection.toFixed(1)} runs a connection, in the run-timed row at full churn` : ''}. The socket's storage
   (${fmtInt(by('piece_storage'))} ns) and the clock (${fmtInt(by('piece_clock'))} ns) are ${fmt((100 * (by('piece_storage') + by('piece_clock'))) / Math.max(sum, 1), 0)} % of the pieces' work above the empty program.

@@ -75,7 +75,7 @@ _Static_assert(sizeof(struct twt_open_socket) == 64, "twt_open_socket size chang
 _Static_assert(sizeof(struct twt_config) == 64, "twt_config size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_listener) == 32, "twt_listener size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_count_key) == 56, "twt_count_key size changed: regenerate the layout");
-_Static_assert(sizeof(struct twt_count) == (9 + TWT_LIFETIME_BUCKETS) * 8, "twt_count size changed: regenerate the layout");
+_Static_assert(sizeof(struct twt_count) == (8 + TWT_LIFETIME_BUCKETS) * 8, "twt_count size changed: regenerate the layout");
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -439,12 +439,9 @@ static __always_inline void count_event(const struct twt_count_key *key, __u8 ki
 		}
 	}
 	switch (kind) {
-	case TWT_KIND_CONNECT:
+	case TWT_KIND_CONNECT: /* counted at the start (count_start), whichever event ends it */
 	case TWT_KIND_ACCEPT:
 		__sync_fetch_and_add(&c->connections, 1);
-		return;
-	case TWT_KIND_ACTIVE_CLOSE:
-		__sync_fetch_and_add(&c->active_closes, 1);
 		return;
 	case TWT_KIND_CONNECT_FAIL:
 		__sync_fetch_and_add(&c->connect_fails, 1);
@@ -519,8 +516,26 @@ static __always_inline void count_sock_event(const struct sock *sk, __u8 kind, _
 }
 
 /*
- * Counts the event (cfg.counting), then reserves and fills the socket part of its record. NULL when
- * filtered out, not asked for, or the ring is full.
+ * Counts a connection at its start (cfg.counting): connect() (CLOSE -> SYN_SENT, in process context)
+ * or an accepted child (LISTEN -> SYN_RECV), once the owner is set. Not at SYN_SENT|SYN_RECV ->
+ * ESTABLISHED: those transitions are then left alone unless their events are asked for (relevant()),
+ * which spares two runs' storage, clock and count a connection. The addresses and the remote port are
+ * set by then (tcp_v4_connect() and tcp_v6_connect() choose the source address before SYN_SENT); a
+ * client's local port may not be, so a --port filter on it counts only connections bound before.
+ */
+static __always_inline void count_start(const struct sock *sk, const struct twt_owner *o, __u32 netns, __u8 kind)
+{
+	__u16 sport = sock_sport(sk), dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	__u64 cgroup_id = sock_cgroup(sk);
+
+	if (owner_and_ports_wanted(o, sport, dport, cgroup_id))
+		count_sock_event(sk, kind, netns, o, sport, dport, cgroup_id, 0, 0, 0);
+}
+
+/*
+ * Counts the event (cfg.counting; a connection was counted at its start, an active close is not),
+ * then reserves and fills the socket part of its record. NULL when filtered out, not asked for, or
+ * the ring is full.
  */
 static __always_inline struct twt_event *reserve_sock_event(const struct sock *sk, __u8 kind, __u32 netns, __u64 cookie,
 							     const struct twt_owner *o, int oldstate,
@@ -538,7 +553,8 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 	if (!owner_and_ports_wanted(o, sport, dport, cgroup_id))
 		return NULL;
 	if (cfg.counting) {
-		count_sock_event(sk, kind, netns, o, sport, dport, cgroup_id, now_ns, err, substate);
+		if (kind != TWT_KIND_CONNECT && kind != TWT_KIND_ACCEPT && kind != TWT_KIND_ACTIVE_CLOSE)
+			count_sock_event(sk, kind, netns, o, sport, dport, cgroup_id, now_ns, err, substate);
 		if (!kind_wanted(kind))
 			return NULL;
 	}
@@ -635,11 +651,13 @@ static __always_inline void reset_owner(struct twt_owner *o, const struct sock *
 	o->cgroup_id = sock_cgroup(sk);
 }
 
-static __always_inline void on_connect_start(const struct sock *sk, struct twt_owner *o, __u64 now_ns)
+static __always_inline void on_connect_start(const struct sock *sk, struct twt_owner *o, __u32 netns, __u64 now_ns)
 {
 	reset_owner(o, sk, now_ns, TWT_SIDE_CLIENT);
 	o->source = TWT_OWNER_CONNECT;
 	o->owner = current_task(&o->pid);
+	if (cfg.counting)
+		count_start(sk, o, netns, TWT_KIND_CONNECT);
 }
 
 static __always_inline void on_listen(const struct sock *sk, __u32 netns, __u64 cookie)
@@ -676,6 +694,8 @@ static __always_inline void on_accept_child(const struct sock *sk, struct twt_ow
 		o->pid = l->pid;
 		o->owner = l->task;
 	}
+	if (cfg.counting)
+		count_start(sk, o, netns, TWT_KIND_ACCEPT);
 }
 
 /* The closing task, in process context. For a socket that predates twtrace, guesses its side. */
@@ -793,9 +813,9 @@ static __always_inline bool relevant(const struct sock *sk, int oldstate, int ne
 			return false;
 		break;
 	case TCP_ESTABLISHED:
-		if (oldstate == TCP_SYN_SENT && !kind_wanted(TWT_KIND_CONNECT) && !cfg.counting)
+		if (oldstate == TCP_SYN_SENT && !kind_wanted(TWT_KIND_CONNECT))
 			return false;
-		if (oldstate == TCP_SYN_RECV && !kind_wanted(TWT_KIND_ACCEPT) && !cfg.counting)
+		if (oldstate == TCP_SYN_RECV && !kind_wanted(TWT_KIND_ACCEPT))
 			return false;
 		if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
 			return false;
@@ -821,7 +841,7 @@ static __always_inline void on_set_state(const struct sock *sk, struct twt_owner
 	switch (newstate) {
 	case TCP_SYN_SENT:
 		if (oldstate == TCP_CLOSE)
-			on_connect_start(sk, o, now_ns);
+			on_connect_start(sk, o, netns, now_ns);
 		return;
 	case TCP_LISTEN:
 		on_listen(sk, netns, cookie);

@@ -232,8 +232,9 @@ struct twt_count_key {
  * key at once).
  */
 struct twt_count {
-	__u64 connections;    /* connect or accept events */
-	__u64 active_closes;  /* active_close events */
+	__u64 connections;    /* started: connect() (CLOSE -> SYN_SENT) or an accepted child (LISTEN ->
+	                       * SYN_RECV); each then ends its start as a connect or connect_fail event
+	                       * (client), an accept or a reset from SYN_RECV (server) */
 	__u64 time_wait;      /* time_wait events, substate TIME_WAIT (held 60 s) */
 	__u64 fin_wait2;      /* time_wait events, substate FIN_WAIT2 (held tcp_fin_timeout) */
 	__u64 resets;         /* reset events */

@@ -17,7 +17,6 @@ export const LIFETIME_BOUNDS_US: readonly number[] = Object.values(LifetimeBound
 /** Where each counter sits in a row: struct twt_count's u64s in order, the lifetime buckets last. */
 export const COUNT_COLUMN = {
 	connections: COUNT_FIELDS.connections.offset / 8,
-	activeCloses: COUNT_FIELDS.active_closes.offset / 8,
 	timeWait: COUNT_FIELDS.time_wait.offset / 8,
 	finWait2: COUNT_FIELDS.fin_wait2.offset / 8,
 	resets: COUNT_FIELDS.resets.offset / 8,

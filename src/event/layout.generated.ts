@@ -90,7 +90,7 @@ export const CONFIG_FIELDS = {
 
 /** Where `const volatile struct twt_config cfg` sits in the .rodata map, and that map's size. */
 export const RODATA_CFG_OFFSET = 0;
-export const RODATA_SIZE = 168;
+export const RODATA_SIZE = 160;
 
 /** A value of the `closing` map (the witness of active closes; swept by the loader). */
 export const CLOSING_SIZE = 112;
@@ -170,18 +170,17 @@ export const COUNT_KEY_FIELDS = {
 } as const satisfies Record<string, FieldLayout>;
 
 /** A value of the `counts` maps: cumulative counters of one key since its generation began. */
-export const COUNT_SIZE = 168;
+export const COUNT_SIZE = 160;
 export const COUNT_FIELDS = {
 	connections: { offset: 0, size: 8 },
-	active_closes: { offset: 8, size: 8 },
-	time_wait: { offset: 16, size: 8 },
-	fin_wait2: { offset: 24, size: 8 },
-	resets: { offset: 32, size: 8 },
-	connect_fails: { offset: 40, size: 8 },
-	addr_not_avail: { offset: 48, size: 8 },
-	lifetime_sum_us: { offset: 56, size: 8 },
-	lifetime_count: { offset: 64, size: 8 },
-	lifetime: { offset: 72, size: 96, count: 12 },
+	time_wait: { offset: 8, size: 8 },
+	fin_wait2: { offset: 16, size: 8 },
+	resets: { offset: 24, size: 8 },
+	connect_fails: { offset: 32, size: 8 },
+	addr_not_avail: { offset: 40, size: 8 },
+	lifetime_sum_us: { offset: 48, size: 8 },
+	lifetime_count: { offset: 56, size: 8 },
+	lifetime: { offset: 64, size: 96, count: 12 },
 } as const satisfies Record<string, FieldLayout>;
 
 export const EventKind = {

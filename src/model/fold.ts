@@ -11,6 +11,8 @@ import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 const E = EVENT_FIELDS;
 const K = COUNT_KEY_FIELDS;
 const EADDRNOTAVAIL = 99;
+const TCP_SYN_SENT = 2;
+const TCP_SYN_RECV = 3;
 const TCP_TIME_WAIT = 6;
 
 /**
@@ -44,17 +46,18 @@ function keyOf(b: Buffer, at: number, key: Buffer): void {
 	key[K.side.offset] = side;
 }
 
-/** count_event's increments for one record. */
+/**
+ * count_event's increments for one record. The kernel counts a connection at its start (count_start),
+ * for which no record is made; every start ends in exactly one transition out of SYN_SENT (a connect
+ * or connect_fail record) or SYN_RECV (an accept, a reset, or an active_close of a child closed before
+ * its handshake ended), so those records count the connection here. A connection that started before
+ * the kernel counted, or still in its handshake, is where the two differ.
+ */
 function count(row: Float64Array, b: Buffer, at: number, kind: number): void {
 	const C = COUNT_COLUMN;
+	const oldState = b[at + E.oldstate.offset];
+	if (oldState === TCP_SYN_SENT || oldState === TCP_SYN_RECV) row[C.connections]!++;
 	switch (kind) {
-		case EventKind.CONNECT:
-		case EventKind.ACCEPT:
-			row[C.connections]!++;
-			return;
-		case EventKind.ACTIVE_CLOSE:
-			row[C.activeCloses]!++;
-			return;
 		case EventKind.CONNECT_FAIL:
 			row[C.connectFails]!++;
 			if (readS32(b, at + E.err.offset) === EADDRNOTAVAIL) row[C.addrNotAvail]!++;

@@ -11,6 +11,7 @@ import { foldRecords } from '../../src/model/fold.js';
 import { recordsBuffer, type RawRecord, type RawTask } from '../../testbed/records.js';
 
 const C = COUNT_COLUMN;
+const [SYN_SENT, SYN_RECV, ESTABLISHED] = [2, 3, 1];
 const client = {
 	kind: EventKind.TIME_WAIT,
 	cgroupId: 4242n,
@@ -58,25 +59,38 @@ test('a client time_wait is counted under its owner and destination, with its li
 
 test('an accepted socket is counted under its local port, apart from the connections made to that port', (t) => {
 	const table = fold([
-		{ ...client, kind: EventKind.ACCEPT, side: Side.SERVER, sport: 7101, dport: 40000, lifetimeUs: 0n },
-		{ ...client, kind: EventKind.CONNECT, lifetimeUs: 0n },
+		{ ...client, kind: EventKind.ACCEPT, side: Side.SERVER, sport: 7101, dport: 40000, lifetimeUs: 0n, oldState: SYN_RECV },
+		{ ...client, kind: EventKind.CONNECT, lifetimeUs: 0n, oldState: SYN_SENT },
 	]);
 	const keys = [...table.rows].map(([k, r]) => ({ ...decodeCountKey(k), connections: r[C.connections] }));
 	t.deepEqual(keys.map((k) => [k.side, k.port, k.connections]).sort(), [['client', 7101, 1], ['server', 7101, 1]]);
 });
 
-test('each kind increments its own counter; resets keep lifetimes, connect failures count EADDRNOTAVAIL apart; task records and bind failures count nothing', (t) => {
+test('each kind increments its own counter; resets keep lifetimes, connect failures count EADDRNOTAVAIL apart; task records, bind failures and active closes count nothing', (t) => {
 	const { row: r } = only(t, fold([
 		task,
-		{ ...client, kind: EventKind.ACTIVE_CLOSE },
+		{ ...client, kind: EventKind.ACTIVE_CLOSE, oldState: ESTABLISHED },
 		{ ...client, substate: 5, lifetimeUs: 70_000_000n }, // FIN_WAIT2 substate; 70 s: the 5 min bucket
-		{ ...client, kind: EventKind.RESET, substate: 0, lifetimeUs: 0n, err: 104 }, // start not seen: no lifetime
-		{ ...client, kind: EventKind.RESET, substate: 0, lifetimeUs: 1000n }, // exactly the 1 ms bound
-		{ ...client, kind: EventKind.CONNECT_FAIL, err: 99, lifetimeUs: 0n },
-		{ ...client, kind: EventKind.CONNECT_FAIL, err: 111, lifetimeUs: 0n },
+		{ ...client, kind: EventKind.RESET, substate: 0, lifetimeUs: 0n, err: 104, oldState: ESTABLISHED }, // start not seen: no lifetime
+		{ ...client, kind: EventKind.RESET, substate: 0, lifetimeUs: 1000n, oldState: ESTABLISHED }, // exactly the 1 ms bound
+		{ ...client, kind: EventKind.CONNECT_FAIL, err: 99, lifetimeUs: 0n, oldState: SYN_SENT },
+		{ ...client, kind: EventKind.CONNECT_FAIL, err: 111, lifetimeUs: 0n, oldState: SYN_SENT },
 		{ ...client, kind: EventKind.BIND_FAIL, err: 98 },
 	]));
-	t.deepEqual([...r], row({ activeCloses: 1, finWait2: 1, resets: 2, connectFails: 2, addrNotAvail: 1, lifetimeSumUs: 70_001_000, lifetimeCount: 2 }, { 0: 1, 10: 1 }));
+	// The two failed connects started connections: the kernel counts each at its start.
+	t.deepEqual([...r], row({ connections: 2, finWait2: 1, resets: 2, connectFails: 2, addrNotAvail: 1, lifetimeSumUs: 70_001_000, lifetimeCount: 2 }, { 0: 1, 10: 1 }));
+});
+
+test('a connection is counted once, by the record that ends its handshake: connect, connect_fail, or (server) accept, reset or active_close out of SYN_RECV', (t) => {
+	const server = { ...client, side: Side.SERVER, lifetimeUs: 0n, substate: 0 };
+	const { row: r } = only(t, fold([
+		{ ...server, kind: EventKind.ACCEPT, oldState: SYN_RECV },
+		{ ...server, kind: EventKind.RESET, oldState: SYN_RECV, err: 104 },
+		{ ...server, kind: EventKind.ACTIVE_CLOSE, oldState: SYN_RECV }, // closed during a fast-open handshake
+		{ ...server, kind: EventKind.ACTIVE_CLOSE, oldState: ESTABLISHED },
+		{ ...server, kind: EventKind.RESET, oldState: ESTABLISHED },
+	]));
+	t.deepEqual([...r], row({ connections: 3, resets: 2 }));
 });
 
 test('the lifetime bounds are 1 ms to 1 h, as the metrics have always exported them', (t) => {
