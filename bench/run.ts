@@ -679,10 +679,12 @@ const CLOSE_IT: Record<ProfiledCommand, (r: ProfileResult, perConnection: number
 grows with the event rate. It is per-event ingest in JavaScript, the flight recorder's copies and the garbage they leave;
 walks and wake-ups follow the work, not the table. At ${fmtInt(r.connPerSec)} connections/s and ${fmt(perConnection)} records a connection (the
 churn table's events/s), 3 % of a core leaves ${fmt(30_000 / (perConnection * Math.max(r.connPerSec, 1)), 2)} µs per record for everything. The ring drain and decode alone take a good part of
-that (the decoder microbenchmark below). Counters kept by the BPF programs per (owner, destination) and per second of entry,
-read at each scrape, would make serve's cost independent of the rate; the row of bpftrace's in-kernel \`count()\` in the first
-table shows what such counting costs. The recorder would then keep counters unless a consumer asks for records, and one
-replay test would prove live and replay give the same numbers.`,
+that (the decoder microbenchmark below). Counters kept by the BPF programs per (owner, destination), read once a second and
+binned per second, would make serve's cost independent of the rate (docs/counting-in-the-kernel.md). Those counters exist
+(step 1): the \`twtrace, BPF side counting\` row of the first table has them kept in the kernel and read once a second by a
+small reader that streams nothing, its CPU beside serve's and its TIME_WAIT entries against the truth; bpftrace's in-kernel
+\`count()\` row is the peer. What is left to build: serve's metrics from them (step 2), the recorder keeping counters
+unless a consumer asks for records (step 3), snapshots from them (step 4).`,
 	top: (r, perConnection) => `What would close the full-churn targets: top runs the same model as serve (per-event ingest in JavaScript, its cost
 following the event rate) and builds a snapshot a second; at ${fmtInt(r.connPerSec)} connections/s and ${fmt(perConnection)} records a connection,
 5 % of a core leaves ${fmt(50_000 / (perConnection * Math.max(r.connPerSec, 1)), 2)} µs per record. The same counters kept by the BPF programs (serve's paragraph above) would make top's cost
