@@ -2,11 +2,12 @@
  * twtrace's BPF side counting in the kernel (docs/counting-in-the-kernel.md, step 1), for bench/run.ts's
  * churn table: the programs as `trace` loads them, with counting on and no event asked for but
  * connect failures (none in the churn workload), so that nothing but task records reaches user space.
- * Like an agent would, it reads the current generation once a second, flips generations once a minute,
- * and looks up the closes that wait too long once a second (the TIME_WAIT entries the kernel reports
- * to no program are counted when found, kernel-facts §8). Prints "counting: attached"; on SIGINT or
- * SIGTERM it makes a last suspect check, then prints as JSON the TIME_WAIT entries counted per owner
- * pid and what was lost, and exits.
+ * Like an agent would, it reads the current generation once a second into per-second bins
+ * (src/model/count-bins.ts), flips generations once a minute, and looks up the closes that wait too
+ * long once a second (the TIME_WAIT entries the kernel reports to no program are counted when found,
+ * kernel-facts §8). Prints "counting: attached"; on SIGINT or SIGTERM it makes a last suspect check,
+ * then prints as JSON the TIME_WAIT held now per owner pid from the bins (what an agent would
+ * show), the entries counted in all, what was lost, and exits.
  *
  *   node --import tsx bench/counting.ts /run/netns/CLIENT /run/netns/SERVER
  */
@@ -16,12 +17,16 @@ import { TraceSession } from '../src/tracer/session.js';
 import { NamespaceWalker } from '../src/tracer/namespaces.js';
 import { STALE_CLOSE_NS, SuspectChecker } from '../src/pipeline/suspect-check.js';
 import { COUNT_COLUMN, CountTable, decodeCountKey } from '../src/event/counts.js';
+import { CountBins } from '../src/model/count-bins.js';
 import { EVENT_SIZE, EventKind, TASK_FIELDS } from '../src/event/layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from '../src/event/host-order.js';
 import { root } from './tracers.js';
 
 const READ_MS = 1000;
 const FLIP_MS = 60_000;
+/** 60 s and the timer wheel's slack at HZ 250 (kernel-facts §9); Linux's default tcp_fin_timeout. */
+const LENGTHS = { timeWaitS: 62, finWait2S: 60 };
+const nowSecond = () => Number(process.hrtime.bigint() / 1_000_000_000n);
 
 const netns = process.argv.slice(2).map((p) => fs.statSync(p).ino);
 /** twt_task.id → pid, from the task records the ring carries (sent whatever the kinds asked for). */
@@ -41,17 +46,22 @@ const session = new TraceSession(
 );
 const counts = session.tracer.counts!;
 const retired = new CountTable();
+const bins = new CountBins();
 const walker = new NamespaceWalker(session.tracer, () => 0);
 walker.discover();
 const suspects = new SuspectChecker(session.tracer, walker);
 let keys = 0;
 const reader = setInterval(() => {
-	keys = counts.read('current').rows.size;
+	const current = counts.read('current');
+	keys = current.rows.size;
+	bins.observe(nowSecond(), current);
 	suspects.check(process.hrtime.bigint(), STALE_CLOSE_NS, () => []);
 }, READ_MS);
 const flipper = setInterval(() => {
 	counts.flip();
-	counts.read('retired', retired, true);
+	const final = counts.read('retired', new CountTable(), true);
+	retired.addTable(final);
+	bins.retire(nowSecond(), final);
 }, FLIP_MS);
 console.error('counting: attached');
 
@@ -62,16 +72,17 @@ async function stop(): Promise<void> {
 	await new Promise((r) => setTimeout(r, Number(STALE_CLOSE_NS / 1_000_000n) + 200));
 	suspects.check(process.hrtime.bigint(), STALE_CLOSE_NS, () => [], Infinity);
 	session.drainNow();
-	const total = counts.read('current', retired);
+	const current = counts.read('current');
+	const second = nowSecond();
+	bins.observe(second, current);
+	const total = current.addTable(retired);
 	const drops = session.stop();
 	const timeWaitByPid: Record<string, number> = {};
-	for (const [key, row] of total.rows) {
-		const entries = row[COUNT_COLUMN.timeWait]! + row[COUNT_COLUMN.finWait2]!;
-		if (!entries) continue;
+	bins.forEachHeld(second, LENGTHS, (key, held) => {
 		const pid = String(pidOfTask.get(decodeCountKey(key).owner) ?? 0);
-		timeWaitByPid[pid] = (timeWaitByPid[pid] ?? 0) + entries;
-	}
-	const timeWaitDelivered = Object.values(timeWaitByPid).reduce((a, b) => a + b, 0);
+		if (held) timeWaitByPid[pid] = (timeWaitByPid[pid] ?? 0) + held;
+	});
+	const timeWaitDelivered = total.total(COUNT_COLUMN.timeWait) + total.total(COUNT_COLUMN.finWait2);
 	console.log(JSON.stringify({ timeWaitByPid, timeWaitDelivered, lost: drops.ringFull + drops.mapFull, keys, flips: counts.flips }));
 	process.exit(0);
 }

@@ -497,7 +497,9 @@ function costSection(runs: AgentCostRun[], baselines: BaselineRun[], timing: Req
 		const peak = Math.max(...rs.map((r) => r.servePeakRssMiB));
 		const slowdowns = rs.map((r) => 1 - r.connPerSec / (baselines.find((b) => b.round === r.round)?.connPerSec ?? NaN)).filter((x) => Number.isFinite(x));
 		const cpuGoal = rate === 0 ? Math.min(2 * exporter, 3) : exporter;
-		const parts = [`serve ${fmt(serve)} % of a core (steady) against node_exporter's ${fmt(exporter)} % (target ≤ ${rate === 0 ? `2× node_exporter's, and ≤ 3 %: ${fmt(cpuGoal)} %` : 'node_exporter\'s'}: ${verdict(serve <= cpuGoal)})`,
+		// Two decimals where one would show a tie the verdict does not.
+		const digits = fmt(serve) === fmt(exporter) ? 2 : 1;
+		const parts = [`serve ${fmt(serve, digits)} % of a core (steady) against node_exporter's ${fmt(exporter, digits)} % (target ≤ ${rate === 0 ? `2× node_exporter's, and ≤ 3 %: ${fmt(cpuGoal)} %` : 'node_exporter\'s'}: ${verdict(serve <= cpuGoal)})`,
 			`peak RSS ${fmtInt(peak)} MiB (target ≤ 128 MiB: ${verdict(peak <= 128)})`];
 		if (rate === 0 && slowdowns.length) parts.push(`the workload's slowdown ${(100 * median(slowdowns)).toFixed(1)} % (target ≤ 5 %: ${verdict(median(slowdowns) <= 0.05)})`);
 		lines.push(`- ${loadName(rate)}: ${parts.join('; ')}`);

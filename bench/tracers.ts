@@ -307,8 +307,10 @@ const bpfSideOnly = twtrace('twtrace, BPF side only', ['--kind', 'connect_fail']
 
 /**
  * The BPF side again, counting in the kernel (docs/counting-in-the-kernel.md, step 1): what counting
- * adds to it, and the counts against the truth (the entries counted per owner pid, as a tracer's
- * delivered ones). bench/counting.ts reads the counters once a second, as an agent would.
+ * adds to it, and the counts against the truth. bench/counting.ts reads the counters once a second
+ * into per-second bins, as an agent would: the TIME_WAIT held per owner pid from the bins is what it
+ * blames (against the kernel's count), the entries counted are what it delivered (against the
+ * generator's connections).
  */
 const bpfSideCounting: Mode = {
 	name: 'twtrace, BPF side counting',

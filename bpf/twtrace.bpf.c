@@ -533,9 +533,8 @@ static __always_inline void count_start(const struct sock *sk, const struct twt_
 }
 
 /*
- * Counts the event (cfg.counting; a connection was counted at its start, an active close is not),
- * then reserves and fills the socket part of its record. NULL when filtered out, not asked for, or
- * the ring is full.
+ * Counts the event (cfg.counting), then reserves and fills the socket part of its record. NULL when
+ * filtered out, not asked for, or the ring is full.
  */
 static __always_inline struct twt_event *reserve_sock_event(const struct sock *sk, __u8 kind, __u32 netns, __u64 cookie,
 							     const struct twt_owner *o, int oldstate,
@@ -545,16 +544,18 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 	__u64 cgroup_id;
 	struct twt_event *e;
 
-	if (!cfg.counting && !kind_wanted(kind))
+	/* A connection is counted at its start (count_start), an active close not at all. */
+	bool counted = cfg.counting && kind != TWT_KIND_CONNECT && kind != TWT_KIND_ACCEPT && kind != TWT_KIND_ACTIVE_CLOSE;
+
+	if (!counted && !kind_wanted(kind))
 		return NULL;
 	sport = sock_sport(sk);
 	dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	cgroup_id = sock_cgroup(sk);
 	if (!owner_and_ports_wanted(o, sport, dport, cgroup_id))
 		return NULL;
-	if (cfg.counting) {
-		if (kind != TWT_KIND_CONNECT && kind != TWT_KIND_ACCEPT && kind != TWT_KIND_ACTIVE_CLOSE)
-			count_sock_event(sk, kind, netns, o, sport, dport, cgroup_id, now_ns, err, substate);
+	if (counted) {
+		count_sock_event(sk, kind, netns, o, sport, dport, cgroup_id, now_ns, err, substate);
 		if (!kind_wanted(kind))
 			return NULL;
 	}

@@ -18,6 +18,7 @@ import { portFailure } from './victims.js';
 import { workloadOf } from '../facts/workload.js';
 import { destinationRows, namespaceRows, type DestinationRow, type NamespaceRow } from './port-rows.js';
 
+/** The lifetime histogram's bounds: the kernel's counters' (enum twt_lifetime_bound_ms), for the views. */
 export { LIFETIME_BOUNDS_US };
 
 /** Slots of a group's counters. Lifetime buckets are not cumulative here (the view sums them). */

@@ -33,7 +33,7 @@ export class KernelCounts {
 	 * Points the programs at the other generation. Returns after an RCU grace period (the kernel's
 	 * maybe_wait_bpf_programs() for a map-in-map update, docs/kernel-facts.md §10): from then on no
 	 * program counts into the retired one, which read('retired') reads as final. The retired one
-	 * must have been cleared (read('retired', true)) before: the programs count into it again.
+	 * must have been cleared (read('retired', table, true)) before: the programs count into it again.
 	 */
 	flip(): void {
 		const key = Buffer.alloc(4);
