@@ -7,7 +7,7 @@
  * - the truth: the generator's completed connections and `ss`'s TIME-WAIT sockets, per namespace.
  *
  * Every kind flows: client and server TIME_WAIT (churn client-close, server-close), resets (linger0),
- * connection refused, with both ends in namespaces of the test's own. The run is bounded: about 4 s
+ * connection refused, IPv6, with both ends in namespaces of the test's own. The run is bounded: about 4 s
  * of churn, 26,000 connections at most.
  */
 import type { ExecutionContext } from 'ava';
@@ -17,11 +17,12 @@ import { SuspectChecker } from '../../src/pipeline/suspect-check.js';
 import { COUNT_COLUMN, CountTable, decodeCountKey } from '../../src/event/counts.js';
 import { foldRecords } from '../../src/model/fold.js';
 import { bpfObject, bpfTest } from '../helpers/env.js';
-import { runClient } from '../helpers/processes.js';
+import { runClient, startServer } from '../helpers/processes.js';
 import { runChurnClient, startChurnServer, stopChurnServer, type ChurnLoad } from '../../testbed/churn.js';
 import { createPair, type NetnsPair } from '../../testbed/netns.js';
 
 const C = COUNT_COLUMN;
+const IPV6_CONNECTIONS = 50;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A live session counting in the kernel and delivering every kind, its records folded as they come. */
@@ -92,6 +93,10 @@ bpfTest('the kernel\'s counters equal the fold of the records the ring delivered
 	const serverClose = await churn(pair, { port: 7720, ports: 8, threads: 2, mode: 'server-close' }, 1, 8_000);
 	const linger0 = await churn(pair, { port: 7740, ports: 8, threads: 2, mode: 'linger0' }, 0.5, 3_000);
 	const refused = await runClient(pair.client, pair.serverAddr, 7760, 'refused', 5);
+	// IPv6 keys: 16-byte addresses in the key, as in the records.
+	const server6 = await startServer(pair.server, '::', 7770, 'wait-close', IPV6_CONNECTIONS);
+	const ipv6 = await runClient(pair.client, pair.serverAddr6, 7770, 'close-first', IPV6_CONNECTIONS);
+	await server6.done;
 	loading = false;
 	await flipper;
 
@@ -117,11 +122,14 @@ bpfTest('the kernel\'s counters equal the fold of the records the ring delivered
 	t.deepEqual(sorted(kernel), sorted(folded), 'the kernel\'s counters equal the fold of the delivered records');
 
 	t.is(inNetns(kernel, pair.clientInode, ...ENTRIES), clientTw, 'client TIME_WAIT entries: as many as ss holds');
-	t.is(clientTw, clientClose, 'the truth: one TIME_WAIT per client-close connection');
+	t.is(clientTw, clientClose + ipv6.ok, 'the truth: one TIME_WAIT per client-close connection, IPv4 and IPv6');
+	const ipv6Keys = [...kernel.rows.keys()].map(decodeCountKey).filter((k) => k.family === 6);
+	t.true(ipv6Keys.length > 0 && ipv6Keys.every((k) => k.daddr === pair.serverAddr6 || k.saddr === pair.serverAddr6), 'IPv6 keys carry the IPv6 addresses');
+	t.is(ipv6.ok, IPV6_CONNECTIONS);
 	t.is(inNetns(kernel, pair.serverInode, ...ENTRIES), serverTw, 'server TIME_WAIT entries: as many as ss holds');
 	t.is(serverTw, serverClose, 'the truth: one TIME_WAIT per server-close connection');
-	t.is(inNetns(kernel, pair.clientInode, C.connections), clientClose + serverClose + linger0 + refused.failed, 'connections started by the client: the generator\'s, and the refused ones');
-	t.is(inNetns(kernel, pair.serverInode, C.connections), clientClose + serverClose + linger0, 'connections accepted by the server');
+	t.is(inNetns(kernel, pair.clientInode, C.connections), clientClose + serverClose + linger0 + ipv6.ok + refused.failed, 'connections started by the client: the generators\', and the refused ones');
+	t.is(inNetns(kernel, pair.serverInode, C.connections), clientClose + serverClose + linger0 + ipv6.ok, 'connections accepted by the server');
 	t.is(inNetns(kernel, pair.clientInode, C.resets), linger0, 'one reset sent per linger0 connection');
 	t.is(inNetns(kernel, pair.clientInode, C.connectFails), refused.failed, 'one failure per refused connect');
 	t.is(kernel.total(C.lifetimeCount), kernel.total(C.timeWait) + kernel.total(C.finWait2) + kernel.total(C.resets), 'every TIME_WAIT and reset has a lifetime: each start was seen');
