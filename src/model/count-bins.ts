@@ -14,7 +14,10 @@ export const BINS = 64;
 export interface HeldLengths {
 	/** Substate TIME_WAIT: 60 s plus the timer wheel's slack (kernel-facts §9). */
 	timeWaitS: number;
-	/** Substate FIN_WAIT2: the namespace's tcp_fin_timeout. */
+	/**
+	 * Substate FIN_WAIT2: the namespace's tcp_fin_timeout, as the per-socket model takes it (a peer's
+	 * FIN that comes later re-arms the timer for 60 s with no tracepoint: kernel-facts §1.3).
+	 */
 	finWait2S: number;
 }
 
