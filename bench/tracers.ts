@@ -314,18 +314,19 @@ const bpfSideOnly = twtrace('twtrace, BPF side only', ['--kind', 'connect_fail']
  */
 const bpfSideCounting: Mode = {
 	name: 'twtrace, BPF side counting',
-	command: 'node bench/counting.ts CLIENT SERVER (the programs of `trace --kind connect_fail`, counting on; reads the counts 1/s)',
+	command: 'node bench/counting.ts CLIENT SERVER (the programs that trace --kind connect_fail loads, counting on; reads the counts 1/s)',
 	async start(pair) {
 		const child = track(spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/counting.ts'), `/run/netns/${pair.client}`, `/run/netns/${pair.server}`],
 			{ cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
 		const stdout = collect(child.stdout);
+		const stderr = collect(child.stderr);
 		await waitForLine(child, 'stderr', /counting: attached/, 30_000);
 		return {
 			pid: child.pid!,
 			async stop() {
 				await stopChild(child, 'SIGTERM');
 				const last = stdout().trim().split('\n').pop();
-				if (!last) return { note: 'no result printed' };
+				if (!last) return { note: `no result printed; stderr: ${stderr().slice(-300)}` };
 				const r = JSON.parse(last) as { timeWaitByPid: Record<string, number>; timeWaitDelivered: number; lost: number; keys: number };
 				return { timeWaitByPid: r.timeWaitByPid, timeWaitDelivered: r.timeWaitDelivered, lost: r.lost, note: `counts in the kernel, ${r.keys} keys: streams nothing` };
 			},
