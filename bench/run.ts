@@ -356,11 +356,15 @@ function targets(summaries: ModeSummary[], profiles: ProfileResult[], pieces: Pi
 			if (timed && timedFloor) parts.push(`timed by the kernel (the run-timed rows, medians): twtrace's programs run ${fmtInt(timed.nsPerConnection)} ns per connection (${timed.programs}), the floor's ${fmtInt(timedFloor.nsPerConnection)} ns (${timedFloor.programs})`);
 		}
 		const bpfSide = summaries.find((x) => x.mode.name === 'twtrace, BPF side only');
-		if (s.mode.name === 'twtrace, BPF side counting' && bpfSide?.slowdowns.length) {
-			parts.push(`counting in the kernel adds ${(100 * (slowdown - median(bpfSide.slowdowns))).toFixed(1)} points to the BPF side's slowdown (docs/counting-in-the-kernel.md, step 1: counted, not yet used by serve)`);
-			const timed = programTimes(summaries.find((x) => x.mode.name === 'run-timed: twtrace, BPF side counting'));
-			const timedPlain = programTimes(summaries.find((x) => x.mode.name === 'run-timed: twtrace, BPF side only'));
-			if (timed && timedPlain) parts.push(`timed by the kernel: ${fmtInt(timed.nsPerConnection)} ns per connection counting, ${fmtInt(timedPlain.nsPerConnection)} ns without`);
+		// The agent's BPF side: the witness on (BPF side only has it off), then counting on top of it.
+		const witnessing = summaries.find((x) => x.mode.name === 'twtrace, BPF side witnessing');
+		const under = s.mode.name === 'twtrace, BPF side witnessing' ? bpfSide : s.mode.name === 'twtrace, BPF side counting' ? witnessing : undefined;
+		if (under?.slowdowns.length) {
+			const what = under === bpfSide ? 'the witness of active closes (the `closing` map) adds' : 'counting in the kernel (docs/counting-in-the-kernel.md, step 1) adds';
+			parts.push(`${what} ${(100 * (slowdown - median(under.slowdowns))).toFixed(1)} points to the slowdown of \`${under.mode.name}\``);
+			const timed = programTimes(summaries.find((x) => x.mode.name === `run-timed: ${s.mode.name}`));
+			const timedUnder = programTimes(summaries.find((x) => x.mode.name === `run-timed: ${under.mode.name}`));
+			if (timed && timedUnder) parts.push(`timed by the kernel: ${fmtInt(timed.nsPerConnection)} ns per connection against ${fmtInt(timedUnder.nsPerConnection)}`);
 		}
 		if (goal?.cpu !== undefined) parts.push(`CPU ${cpu.toFixed(1)} % of a core (target ≤ ${goal.cpu} %: ${verdict(cpu <= goal.cpu)})`);
 		const profile = profiles.find((p) => PROFILED_MODE[p.command] === s.mode.name);

@@ -306,38 +306,47 @@ const floor: Mode = {
 const bpfSideOnly = twtrace('twtrace, BPF side only', ['--kind', 'connect_fail'], 'null');
 
 /**
- * The BPF side again, counting in the kernel (docs/counting-in-the-kernel.md, step 1): what counting
- * adds to it, and the counts against the truth. bench/counting.ts reads the counters once a second
- * into per-second bins, as an agent would: the TIME_WAIT held per owner pid from the bins is what it
- * blames (against the kernel's count), the entries counted are what it delivered (against the
- * generator's connections).
+ * The BPF side again as an agent runs it (the witness of active closes on, suspect checks once a
+ * second), without and with counting in the kernel (docs/counting-in-the-kernel.md, step 1): what the
+ * witness adds to the BPF side alone, what counting adds to that, and the counts against the truth.
+ * bench/counting.ts reads the counters once a second into per-second bins, as an agent would: the
+ * TIME_WAIT held per owner pid from the bins is what it blames (against the kernel's count), the
+ * entries counted are what it delivered (against the generator's connections).
  */
-const bpfSideCounting: Mode = {
-	name: 'twtrace, BPF side counting',
-	command: 'node bench/counting.ts CLIENT SERVER (the programs that trace --kind connect_fail loads, counting on; reads the counts 1/s)',
-	async start(pair) {
-		const child = track(spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/counting.ts'), `/run/netns/${pair.client}`, `/run/netns/${pair.server}`],
-			{ cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
-		const stdout = collect(child.stdout);
-		const stderr = collect(child.stderr);
-		await waitForLine(child, 'stderr', /counting: attached/, 30_000);
-		return {
-			pid: child.pid!,
-			async stop() {
-				await stopChild(child, 'SIGTERM');
-				const last = stdout().trim().split('\n').pop();
-				if (!last) return { note: `no result printed; stderr: ${stderr().slice(-300)}` };
-				const r = JSON.parse(last) as { timeWaitByPid: Record<string, number>; timeWaitDelivered: number; lost: number; keys: number };
-				return { timeWaitByPid: r.timeWaitByPid, timeWaitDelivered: r.timeWaitDelivered, lost: r.lost, note: `counts in the kernel, ${r.keys} keys: streams nothing` };
-			},
-		};
-	},
-};
+function bpfSideAgent(name: string, counting: boolean): Mode {
+	const flag = counting ? [] : ['--no-counting'];
+	return {
+		name,
+		command: `node bench/counting.ts ${flag.map((f) => `${f} `).join('')}CLIENT SERVER (the programs that trace --kind connect_fail loads, the witness of active closes on${counting ? ', counting on; reads the counts 1/s' : ', counting off'})`,
+		async start(pair) {
+			const child = track(spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/counting.ts'), ...flag, `/run/netns/${pair.client}`, `/run/netns/${pair.server}`],
+				{ cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
+			const stdout = collect(child.stdout);
+			const stderr = collect(child.stderr);
+			await waitForLine(child, 'stderr', /counting: attached/, 30_000);
+			return {
+				pid: child.pid!,
+				async stop() {
+					await stopChild(child, 'SIGTERM');
+					const last = stdout().trim().split('\n').pop();
+					if (!last) return { note: `no result printed; stderr: ${stderr().slice(-300)}` };
+					const r = JSON.parse(last) as { timeWaitByPid?: Record<string, number>; timeWaitDelivered?: number; lost: number; keys: number };
+					if (!counting) return { lost: r.lost, note: 'the witness on, counting off: streams nothing' };
+					return { timeWaitByPid: r.timeWaitByPid, timeWaitDelivered: r.timeWaitDelivered, lost: r.lost, note: `counts in the kernel, ${r.keys} keys: streams nothing` };
+				},
+			};
+		},
+	};
+}
+// What an agent's BPF side costs without counting (the witness on), and with it.
+const bpfSideWitnessing = bpfSideAgent('twtrace, BPF side witnessing', false);
+const bpfSideCounting = bpfSideAgent('twtrace, BPF side counting', true);
 
 export const MODES: Mode[] = [
 	{ name: 'no tracer', command: '(the workload alone)' },
 	floor,
 	bpfSideOnly,
+	bpfSideWitnessing,
 	bpfSideCounting,
 	twtrace('twtrace trace --json', ['--json'], 'file'),
 	twtrace('twtrace trace --kind time_wait', ['--json', '--kind', 'time_wait'], 'counter'),
@@ -350,5 +359,6 @@ export const MODES: Mode[] = [
 	// split. Their own rows, since the timing itself costs each run two clock reads.
 	{ ...floor, name: 'run-timed: floor', runTimed: true },
 	{ ...bpfSideOnly, name: 'run-timed: twtrace, BPF side only', runTimed: true },
+	{ ...bpfSideWitnessing, name: 'run-timed: twtrace, BPF side witnessing', runTimed: true },
 	{ ...bpfSideCounting, name: 'run-timed: twtrace, BPF side counting', runTimed: true },
 ];
