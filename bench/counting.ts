@@ -22,8 +22,6 @@ import { NamespaceWalker } from '../src/tracer/namespaces.js';
 import { STALE_CLOSE_NS, SuspectChecker } from '../src/pipeline/suspect-check.js';
 import { COUNT_COLUMN, CountTable, decodeCountKey } from '../src/event/counts.js';
 import { CountBins } from '../src/model/count-bins.js';
-import { EVENT_SIZE, EventKind, TASK_FIELDS } from '../src/event/layout.generated.js';
-import { HOST_LITTLE_ENDIAN } from '../src/event/host-order.js';
 import { root } from './tracers.js';
 
 const READ_MS = 1000;
@@ -35,20 +33,10 @@ const nowSecond = () => Number(process.hrtime.bigint() / 1_000_000_000n);
 const args = process.argv.slice(2);
 const counting = !args.includes('--no-counting');
 const netns = args.filter((a) => !a.startsWith('--')).map((p) => fs.statSync(p).ino);
-/** twt_task.id → pid, from the task records the ring carries (sent whatever the kinds asked for). */
-const pidOfTask = new Map<number, number>();
+// Owners are task ids: the session's decoder keeps the task records the ring carries (sent whatever the kinds asked for).
 const session = new TraceSession(
-	{ objectPath: path.join(root, 'build/twtrace.bpf.o'), filters: { netns, kinds: ['connect_fail'] }, ringBytes: 8 << 20, keepRaw: true, counting, witness: true },
-	{
-		onEvents: (_events, raw) => {
-			if (!raw) return;
-			for (let at = 0; at + EVENT_SIZE <= raw.length; at += EVENT_SIZE) {
-				if (raw[at] !== EventKind.TASK) continue;
-				const u32 = (field: { offset: number }) => (HOST_LITTLE_ENDIAN ? raw.readUInt32LE(at + field.offset) : raw.readUInt32BE(at + field.offset));
-				pidOfTask.set(u32(TASK_FIELDS.id), u32(TASK_FIELDS.pid));
-			}
-		},
-	},
+	{ objectPath: path.join(root, 'build/twtrace.bpf.o'), filters: { netns, kinds: ['connect_fail'] }, ringBytes: 8 << 20, counting, witness: true },
+	{ onEvents: () => undefined },
 );
 const counts = session.tracer.counts;
 const retired = new CountTable();
@@ -93,7 +81,7 @@ async function stop(): Promise<void> {
 	const drops = session.stop();
 	const timeWaitByPid: Record<string, number> = {};
 	bins.forEachHeld(second, LENGTHS, (key, held) => {
-		const pid = String(pidOfTask.get(decodeCountKey(key).owner) ?? 0);
+		const pid = String(session.task(decodeCountKey(key).owner).pid);
 		if (held) timeWaitByPid[pid] = (timeWaitByPid[pid] ?? 0) + held;
 	});
 	const timeWaitDelivered = total.total(COUNT_COLUMN.timeWait) + total.total(COUNT_COLUMN.finWait2);

@@ -526,10 +526,10 @@ static __always_inline void count_sock_event(const struct sock *sk, __u8 kind, _
 static __always_inline void count_start(const struct sock *sk, const struct twt_owner *o, __u32 netns, __u8 kind)
 {
 	__u16 sport = sock_sport(sk), dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	__u64 cgroup_id = sock_cgroup(sk);
 
-	if (owner_and_ports_wanted(o, sport, dport, cgroup_id))
-		count_sock_event(sk, kind, netns, o, sport, dport, cgroup_id, 0, 0, 0);
+	/* reset_owner() has just read the socket's cgroup into the owner. */
+	if (owner_and_ports_wanted(o, sport, dport, o->cgroup_id))
+		count_sock_event(sk, kind, netns, o, sport, dport, o->cgroup_id, 0, 0, 0);
 }
 
 /*

@@ -4,9 +4,10 @@
  * both a read of the kernel's maps and a fold of delivered records (src/model/fold.ts) fill, so that
  * the two can be compared key by key.
  */
-import { COUNT_FIELDS, COUNT_KEY_FIELDS, COUNT_KEY_SIZE, COUNT_SIZE, LifetimeBoundMs, Side } from './layout.generated.js';
+import { COUNT_FIELDS, COUNT_KEY_FIELDS, COUNT_KEY_SIZE, COUNT_SIZE, LifetimeBoundMs } from './layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from './host-order.js';
 import { formatAddress } from './decode.js';
+import { AF_INET6, SIDE_NAMES, type SideName } from './kinds.js';
 
 /**
  * Upper bounds of the lifetime histogram's buckets, 1 ms to 1 h (churn lives at the low end, pools at
@@ -39,7 +40,7 @@ export interface CountKey {
 	daddr: string;
 	/** The service's port: local for an accepted socket, remote otherwise. */
 	port: number;
-	side: 'unknown' | 'client' | 'server';
+	side: SideName;
 }
 
 /**
@@ -85,26 +86,22 @@ export class CountTable {
 	}
 }
 
-const SIDES = ['unknown', 'client', 'server'] as const satisfies readonly CountKey['side'][];
-const AF_INET6 = 10;
-
 /** Decodes a table key (the hex of struct twt_count_key). */
 export function decodeCountKey(hex: string): CountKey {
 	const b = Buffer.from(hex, 'hex');
 	if (b.length !== COUNT_KEY_SIZE) throw new RangeError(`a count key is ${COUNT_KEY_SIZE} bytes, not ${b.length}`);
 	const K = COUNT_KEY_FIELDS;
 	const le = HOST_LITTLE_ENDIAN;
-	const family = (le ? b.readUInt16LE(K.family.offset) : b.readUInt16BE(K.family.offset)) === AF_INET6 ? 6 : 4;
-	const addr = (at: number) => formatAddress(b, at, family);
-	const side = b[K.side.offset]!;
+	const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+	const family = v.getUint16(K.family.offset, le) === AF_INET6 ? 6 : 4;
 	return {
-		netns: le ? b.readUInt32LE(K.netns.offset) : b.readUInt32BE(K.netns.offset),
-		owner: le ? b.readUInt32LE(K.owner.offset) : b.readUInt32BE(K.owner.offset),
-		cgroupId: Number(le ? b.readBigUInt64LE(K.cgroup_id.offset) : b.readBigUInt64BE(K.cgroup_id.offset)),
+		netns: v.getUint32(K.netns.offset, le),
+		owner: v.getUint32(K.owner.offset, le),
+		cgroupId: Number(v.getBigUint64(K.cgroup_id.offset, le)),
 		family,
-		saddr: addr(K.saddr.offset),
-		daddr: addr(K.daddr.offset),
-		port: le ? b.readUInt16LE(K.port.offset) : b.readUInt16BE(K.port.offset),
-		side: side === Side.CLIENT ? 'client' : side === Side.SERVER ? 'server' : SIDES[0],
+		saddr: formatAddress(b, K.saddr.offset, family),
+		daddr: formatAddress(b, K.daddr.offset, family),
+		port: v.getUint16(K.port.offset, le),
+		side: SIDE_NAMES[v.getUint8(K.side.offset)] ?? 'unknown',
 	};
 }

@@ -26,6 +26,8 @@ export interface SocketEntry {
 }
 
 export const TCP_ESTABLISHED = 1;
+export const TCP_SYN_SENT = 2;
+export const TCP_SYN_RECV = 3;
 export const TCP_TIME_WAIT = 6;
 export const TCP_LISTEN = 10;
 export const TCP_NEW_SYN_RECV = 12;

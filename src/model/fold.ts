@@ -7,13 +7,11 @@
 import { COUNT_COLUMN, LIFETIME_BOUNDS_US, type CountTable } from '../event/counts.js';
 import { COUNT_KEY_FIELDS, COUNT_KEY_SIZE, EVENT_FIELDS, EVENT_SIZE, EventKind, Side } from '../event/layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
+import { TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT } from '../event/sock.js';
+import { EADDRNOTAVAIL } from './victims.js';
 
 const E = EVENT_FIELDS;
 const K = COUNT_KEY_FIELDS;
-const EADDRNOTAVAIL = 99;
-const TCP_SYN_SENT = 2;
-const TCP_SYN_RECV = 3;
-const TCP_TIME_WAIT = 6;
 
 /**
  * Folds every record of `records` (EVENT_SIZE each, host byte order) into `table`. Task records and

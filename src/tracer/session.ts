@@ -5,6 +5,7 @@
 import { Decoder, isDecodeFailure, type TwtEvent } from '../event/decode.js';
 import { EVENT_SIZE } from '../event/layout.generated.js';
 import { RecordStaging } from '../event/staging.js';
+import { NO_TASK, type TaskInfo } from '../event/tasks.js';
 import type { DropCounts, SessionSummary } from '../facts/losses.js';
 import { Tracer, type Filters } from './tracer.js';
 
@@ -118,6 +119,11 @@ export class TraceSession {
 
 	get ringBytes(): number {
 		return this.#tracer.ringBytes;
+	}
+
+	/** The task a twt_task.id names (an event's owner or closer, a counter key's owner), from the task records drained so far. */
+	task(id: number): TaskInfo {
+		return this.#decoder?.tasks.get(id) ?? NO_TASK;
 	}
 
 	/** Events that named a task whose record was lost (ring full) or forgotten: unattributed. */

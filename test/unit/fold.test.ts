@@ -8,10 +8,10 @@ import { COUNT_COLUMN, COUNT_COLUMNS, CountTable, decodeCountKey, LIFETIME_BOUND
 import { COUNT_KEY_SIZE, COUNT_SIZE, EventKind, OwnerSource, Side } from '../../src/event/layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from '../../src/event/host-order.js';
 import { foldRecords } from '../../src/model/fold.js';
+import { TCP_ESTABLISHED as ESTABLISHED, TCP_SYN_RECV as SYN_RECV, TCP_SYN_SENT as SYN_SENT } from '../../src/event/sock.js';
 import { recordsBuffer, type RawRecord, type RawTask } from '../../testbed/records.js';
 
 const C = COUNT_COLUMN;
-const [SYN_SENT, SYN_RECV, ESTABLISHED] = [2, 3, 1];
 const client = {
 	kind: EventKind.TIME_WAIT,
 	cgroupId: 4242n,
