@@ -295,18 +295,28 @@ export function mapNextKey(fd: number, key: Buffer | null, next: Buffer): boolea
 
 const ENOENT = 2;
 
+/** Buffers for mapReadBatches, kept by a caller that reads the same map again and again. */
+export interface BatchBuffers {
+	keys: Buffer;
+	values: Buffer;
+}
+
+export function batchBuffers(keySize: number, valueSize: number, batchEntries = 1024): BatchBuffers {
+	return { keys: Buffer.alloc(keySize * batchEntries), values: Buffer.alloc(valueSize * batchEntries) };
+}
+
 /**
- * Reads every entry of a hash map, `batchEntries` at a time, with one bpf() call per batch
- * (BPF_MAP_LOOKUP_BATCH) instead of two per key; with `clear`, deletes them as it reads
+ * Reads every entry of a hash map, as many at a time as `buffers` hold, with one bpf() call per
+ * batch (BPF_MAP_LOOKUP_BATCH) instead of two per key; with `clear`, deletes them as it reads
  * (BPF_MAP_LOOKUP_AND_DELETE_BATCH). Entries a program adds or deletes meanwhile may or may not be
  * seen: clear only a map no program writes any more. `visit` gets each batch packed (`n` keys of
- * `keySize` bytes, `n` values of `valueSize`), in buffers reused for the next. Returns the count.
+ * `keySize` bytes, `n` values of `valueSize`), in the buffers, reused for the next. Returns the count.
  */
 export function mapReadBatches(fd: number, keySize: number, valueSize: number, clear: boolean,
-	visit: (keys: Buffer, values: Buffer, n: number) => void, batchEntries = 1024): number {
+	visit: (keys: Buffer, values: Buffer, n: number) => void, buffers = batchBuffers(keySize, valueSize)): number {
 	const call = clear ? libbpf().bpf_map_lookup_and_delete_batch : libbpf().bpf_map_lookup_batch;
-	const keys = Buffer.alloc(keySize * batchEntries);
-	const values = Buffer.alloc(valueSize * batchEntries);
+	const { keys, values } = buffers;
+	const batchEntries = Math.floor(keys.length / keySize);
 	// The kernel's position between calls (a hash bucket index for htab): opaque, fed back as is.
 	const position = Buffer.alloc(8);
 	const next = Buffer.alloc(8);

@@ -17,6 +17,8 @@ export class KernelCounts {
 	/** Which of the two the slot names (counts_a at load). */
 	#current: 0 | 1 = 0;
 	#flips = 0;
+	/** Read once a second: the batch buffers (230 KB) are made once. */
+	readonly #buffers = bpf.batchBuffers(COUNT_KEY_SIZE, COUNT_SIZE);
 
 	/** `slotFd`: the array-of-maps; `generationFds`: counts_a (named by the slot at load), counts_b. */
 	constructor(slotFd: number, generationFds: readonly [number, number]) {
@@ -53,7 +55,7 @@ export class KernelCounts {
 	read(which: 'current' | 'retired', into = new CountTable(), clear = false): CountTable {
 		if (clear && which === 'current') throw new Error('only the retired generation can be cleared');
 		const fd = this.#generationFds[which === 'current' ? this.#current : 1 - this.#current]!;
-		bpf.mapReadBatches(fd, COUNT_KEY_SIZE, COUNT_SIZE, clear, (keys, values, n) => into.addPacked(keys, values, n));
+		bpf.mapReadBatches(fd, COUNT_KEY_SIZE, COUNT_SIZE, clear, (keys, values, n) => into.addPacked(keys, values, n), this.#buffers);
 		return into;
 	}
 }
