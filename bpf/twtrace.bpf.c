@@ -385,6 +385,21 @@ static __always_inline __u32 owner_id_of(const struct twt_owner *o)
 	return o && o->source != TWT_OWNER_NONE ? o->owner : 0;
 }
 
+/*
+ * The task a socket's events are blamed on, as users know it (src/model/attribution.ts blame(), which
+ * the metrics group by): the connect() caller of an outgoing connection, even when a forked child
+ * closed it; the process that closed an accepted one (a pre-forked server's worker), else whoever
+ * owns it. Counted at the start of a connection (closer still 0), this is its owner.
+ */
+static __always_inline __u32 blamed_id_of(const struct twt_owner *o)
+{
+	if (!o)
+		return 0;
+	if (o->source != TWT_OWNER_NONE && (o->side == TWT_SIDE_CLIENT || o->source == TWT_OWNER_SYSCALL || !o->closer))
+		return o->owner;
+	return o->closer;
+}
+
 static __always_inline void fill_owner(struct twt_event *e, const struct twt_owner *o, __u64 end_ns)
 {
 	e->owner = owner_id_of(o);
@@ -507,7 +522,7 @@ static __always_inline void count_sock_event(const struct sock *sk, __u8 kind, _
 
 	key.cgroup_id = cgroup_id;
 	key.netns = netns;
-	key.owner = owner_id_of(o);
+	key.blamed = blamed_id_of(o);
 	key.family = sk->__sk_common.skc_family;
 	set_key_side(&key, o ? o->side : TWT_SIDE_UNKNOWN, sport, dport);
 	key._pad[0] = key._pad[1] = key._pad[2] = 0;
@@ -1063,7 +1078,7 @@ static __always_inline bool recover_claimed(__u64 cookie, struct twt_closing *c,
 		struct twt_count_key key = {
 			.cgroup_id = copy.owner.cgroup_id,
 			.netns = copy.netns,
-			.owner = owner_id_of(&copy.owner),
+			.blamed = blamed_id_of(&copy.owner),
 			.family = copy.family,
 		};
 

@@ -209,8 +209,8 @@ struct twt_config {
 };
 
 /*
- * A key of the `counts` maps (docs/counting-in-the-kernel.md): one owner's connections between two
- * addresses towards one service port. Built from the same values as the event it counts, so that
+ * A key of the `counts` maps (docs/counting-in-the-kernel.md): the connections of the task blamed for
+ * them between two addresses towards one service port. Built from the same values as the event it counts, so that
  * a fold of the delivered records gives the same keys (src/model/fold.ts).
  */
 struct twt_count_key {
@@ -218,7 +218,8 @@ struct twt_count_key {
 	__u8 saddr[TWT_ADDR_LEN]; /* as twt_event: network order, IPv4 in the first 4 bytes */
 	__u8 daddr[TWT_ADDR_LEN];
 	__u32 netns;
-	__u32 owner;              /* as twt_event.owner: twt_task.id, 0 when none */
+	__u32 blamed;             /* twt_task.id of the task the key's events are blamed on (blamed_id_of(),
+	                           * as src/model/attribution.ts blame()); 0: none known */
 	__u16 family;             /* AF_INET or AF_INET6 */
 	__u16 port;               /* the service's port: the local port of an accepted socket (side
 	                           * server), the remote port otherwise */

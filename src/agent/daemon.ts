@@ -6,7 +6,8 @@
  * attached, so twtrace's own scrapes have an owner); stop() takes it down in reverse.
  */
 import os from 'node:os';
-import { COMMAND_KINDS } from '../event/kinds.js';
+import { COMMAND_KINDS, type EventKindName } from '../event/kinds.js';
+import { decodeCountKey } from '../event/counts.js';
 import { eventsLost, type SessionSummary } from '../facts/losses.js';
 import type { Io } from '../io.js';
 import { ChurnMetrics } from '../model/churn-metrics.js';
@@ -88,7 +89,7 @@ export class AgentDaemon {
 		try {
 			const p = (pipeline = new LivePipeline({
 				objectPath, openSocketsObjectPath: openSocketsObjectPath(objectPath), filters: { ...o.filters, kinds: [...COMMAND_KINDS.serve] }, ringBytes: o.ringBytes, log: o.log,
-				walkIntervalMs: o.walkIntervalMs, perEvent: true, cgroupRescanMs: 250, upkeepMs: 1000,
+				walkIntervalMs: o.walkIntervalMs, perEvent: true, counting: true, cgroupRescanMs: 250, upkeepMs: 1000,
 				model: { ...o.model, closesFromTimeWait: true },
 				...(o.recorder && o.socketPath ? {
 					recorder: {
@@ -97,7 +98,13 @@ export class AgentDaemon {
 					},
 				} : {}),
 			}, () => ({
-				onEach: (e, blamed) => metrics.observeOne(e, blamed),
+				// The kernel counts connections, TIME_WAIT entries, resets and lifetimes (docs/counting-in-the-kernel.md,
+				// step 2): the metrics take those from its counters, once a second, and only failures from events.
+				onEach: (e, blamed) => void (isFailure(e.kind) && metrics.observeOne(e, blamed)),
+				onCounts: (key, delta) => {
+					const k = decodeCountKey(key);
+					metrics.observeCounts(p.feed.task(k.blamed), k, delta, monotonicUs());
+				},
 				onUpkeep: (nowUs) => {
 					metrics.tick(p.model, nowUs);
 					const d = p.feed.drops;
@@ -121,6 +128,7 @@ export class AgentDaemon {
 			metricsServer = await MetricsServer.listen(o.listen, {
 				metrics: () => {
 					const nowUs = monotonicUs();
+					p.readCounts(nowUs); // the counters as of now, not of the last upkeep
 					p.feed.drainNow();
 					p.model.tick(nowUs);
 					const data = metrics.collect(p.model, { nowUs, rateWindowUs: RATE_WINDOW_US, maxDestinations: o.maxDestinations, maxNamespaces: MAX_WALKED_NAMESPACES });
@@ -158,6 +166,9 @@ export class AgentDaemon {
 		return this.#summary;
 	}
 }
+
+/** Failures flow as events (their errno and target); every other kind is counted by the kernel. */
+const isFailure = (kind: EventKindName) => kind === 'connect_fail' || kind === 'bind_fail';
 
 function recorderInfo(p: LivePipeline): AgentInfo['recorder'] {
 	if (!p.recorder) return { frames: 0, bytes: 0, maxBytes: 0, spanSeconds: 0, maxSeconds: 0, firstAt: null };

@@ -32,8 +32,8 @@ export const COUNT_COLUMNS = COUNT_SIZE / 8;
 /** A key, decoded: for messages and views (the table itself keys by the raw bytes). */
 export interface CountKey {
 	netns: number;
-	/** twt_task.id of the owner, 0: none. */
-	owner: number;
+	/** twt_task.id of the task blamed (attribution.ts blame()), 0: none known. */
+	blamed: number;
 	cgroupId: number;
 	family: 4 | 6;
 	saddr: string;
@@ -96,7 +96,7 @@ export function decodeCountKey(hex: string): CountKey {
 	const family = v.getUint16(K.family.offset, le) === AF_INET6 ? 6 : 4;
 	return {
 		netns: v.getUint32(K.netns.offset, le),
-		owner: v.getUint32(K.owner.offset, le),
+		blamed: v.getUint32(K.blamed.offset, le),
 		cgroupId: Number(v.getBigUint64(K.cgroup_id.offset, le)),
 		family,
 		saddr: formatAddress(b, K.saddr.offset, family),

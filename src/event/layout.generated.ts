@@ -162,7 +162,7 @@ export const COUNT_KEY_FIELDS = {
 	saddr: { offset: 8, size: 16, count: 16 },
 	daddr: { offset: 24, size: 16, count: 16 },
 	netns: { offset: 40, size: 4 },
-	owner: { offset: 44, size: 4 },
+	blamed: { offset: 44, size: 4 },
 	family: { offset: 48, size: 2 },
 	port: { offset: 50, size: 2 },
 	side: { offset: 52, size: 1 },

@@ -1,6 +1,7 @@
 /**
  * The numbers `twtrace serve` exports, kept in the model's units (µs, counts): per (comm, cgroup)
- * group cumulative counters and a connection lifetime histogram, fed by events; TIME_WAIT held per
+ * group cumulative counters and a connection lifetime histogram, fed by the kernel's counters
+ * (observeCounts) or by events (observeOne: failures always, the rest without them); TIME_WAIT held per
  * group, the worst destinations and the namespaces, read from the ChurnModel at scrape time.
  *
  * Counters live here rather than in the ChurnModel because Prometheus counters must only go up:
@@ -9,7 +10,7 @@
  */
 import type { TwtEvent } from '../event/decode.js';
 import { errnoName } from '../event/errno.js';
-import { LIFETIME_BOUNDS_US } from '../event/counts.js';
+import { COUNT_COLUMN as K, LIFETIME_BOUNDS_US, type CountKey } from '../event/counts.js';
 import { blame, type Blame } from './attribution.js';
 import { BEFORE_START, destKey, LISTENER_BEFORE_START, LOST, ownerComm, type Owner } from './owners.js';
 import type { ChurnModel } from './churn-model.js';
@@ -178,6 +179,30 @@ export class ChurnMetrics {
 			case 'connect_fail': countFailure(s, 'connect', e.err), this.#countPortFailure(e, comm); break;
 			case 'bind_fail': countFailure(s, 'bind', e.err), this.#countPortFailure(e, comm); break;
 		}
+	}
+
+	/**
+	 * What the kernel counted for one key since the reading before (serve counts in the kernel:
+	 * pipeline/count-reader.ts), into its group as observeOne counts the same events: connections by
+	 * side (counted at their start), TIME_WAIT entries of both substates, resets, lifetimes. `blamed`:
+	 * the task the key blames (bpf/twtrace.bpf.c blamed_id_of(), as blame()), NO_TASK when none.
+	 * Failures are not taken from here: they flow as events, each with its errno and target.
+	 */
+	observeCounts(blamed: { pid: number; comm: string }, key: Pick<CountKey, 'cgroupId' | 'side'>, delta: Float64Array, nowUs: number): void {
+		if (this.#comm !== undefined && blamed.comm !== this.#comm) return;
+		const comm = ownerComm(blamed as Blame, key.side);
+		const cgroupId = blamed.pid === 0 && isUnknownProcess(comm) ? 0 : key.cgroupId;
+		const entries = delta[K.timeWait]! + delta[K.finWait2]!;
+		const events = delta[K.connections]! + entries + delta[K.resets]!;
+		if (events === 0) return;
+		const c = this.#table.seriesFor(groupKey(comm, cgroupId), nowUs, events).counts;
+		if (key.side === 'client') c[SLOT.connects]! += delta[K.connections]!;
+		else if (key.side === 'server') c[SLOT.accepts]! += delta[K.connections]!;
+		c[SLOT.timeWaitEntries]! += entries;
+		c[SLOT.resets]! += delta[K.resets]!;
+		c[SLOT.lifetimeSumUs]! += delta[K.lifetimeSumUs]!;
+		c[SLOT.lifetimeCount]! += delta[K.lifetimeCount]!;
+		for (let i = 0; i < LIFETIME_BOUNDS_US.length; i++) c[SLOT.lifetimeBuckets + i]! += delta[K.lifetime + i]!;
 	}
 
 	#countPortFailure(e: TwtEvent, comm: string): void {

@@ -30,8 +30,12 @@ interface KeyBins {
 	head: number;
 }
 
+/** A key's counts since the reading before, in COUNT_COLUMN order; reused: keep nothing of it. */
+export type DeltaVisitor = (key: string, delta: Float64Array) => void;
+
 export class CountBins {
 	readonly #keys = new Map<string, KeyBins>();
+	readonly #delta = new Float64Array(COUNT_COLUMNS);
 
 	/** Keys kept: those counted in the current generation, or within the last BINS seconds. */
 	get size(): number {
@@ -40,10 +44,11 @@ export class CountBins {
 
 	/**
 	 * A reading of the current generation at `second` (whole seconds of the kernel's clock, rising):
-	 * its differences from the reading before go into the bin of `second`.
+	 * its differences from the reading before go into the bin of `second`, and to `onDelta`, key by
+	 * key (those that changed): what cumulative counters built on the kernel's add.
 	 */
-	observe(second: number, current: CountTable): void {
-		for (const [key, row] of current.rows) this.#add(key, row, second);
+	observe(second: number, current: CountTable, onDelta?: DeltaVisitor): void {
+		for (const [key, row] of current.rows) this.#add(key, row, second, onDelta);
 	}
 
 	/**
@@ -51,8 +56,8 @@ export class CountBins {
 	 * reading of the new one): their last differences, then every key starts again from 0. Keys with
 	 * nothing in their bins any more are forgotten here, when no reading can still refer to them.
 	 */
-	retire(second: number, final: CountTable): void {
-		this.observe(second, final);
+	retire(second: number, final: CountTable, onDelta?: DeltaVisitor): void {
+		this.observe(second, final, onDelta);
 		for (const [key, k] of this.#keys) {
 			k.last.fill(0);
 			if (second - k.head >= BINS) this.#keys.delete(key);
@@ -70,13 +75,19 @@ export class CountBins {
 		for (const [key, k] of this.#keys) visit(key, heldIn(k, second, lengths));
 	}
 
-	#add(key: string, row: Float64Array, second: number): void {
+	#add(key: string, row: Float64Array, second: number, onDelta: DeltaVisitor | undefined): void {
 		let k = this.#keys.get(key);
 		if (!k) this.#keys.set(key, (k = { last: new Float64Array(COUNT_COLUMNS), entries: new Float64Array(2 * BINS), head: second }));
 		roll(k, second);
 		const at = 2 * (second % BINS);
 		k.entries[at]! += row[C.timeWait]! - k.last[C.timeWait]!;
 		k.entries[at + 1]! += row[C.finWait2]! - k.last[C.finWait2]!;
+		if (onDelta) {
+			const delta = this.#delta;
+			let changed = false;
+			for (let c = 0; c < COUNT_COLUMNS; c++) changed = (delta[c] = row[c]! - k.last[c]!) !== 0 || changed;
+			if (changed) onDelta(key, delta);
+		}
 		k.last.set(row);
 	}
 }

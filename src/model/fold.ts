@@ -5,7 +5,7 @@
  * same thing; test/integration/counts.test.ts holds the two equal on a real run.
  */
 import { COUNT_COLUMN, LIFETIME_BOUNDS_US, type CountTable } from '../event/counts.js';
-import { COUNT_KEY_FIELDS, COUNT_KEY_SIZE, EVENT_FIELDS, EVENT_SIZE, EventKind, Side } from '../event/layout.generated.js';
+import { COUNT_KEY_FIELDS, COUNT_KEY_SIZE, EVENT_FIELDS, EVENT_SIZE, EventKind, OwnerSource, Side } from '../event/layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT } from '../event/sock.js';
 import { EADDRNOTAVAIL } from './victims.js';
@@ -35,9 +35,13 @@ function keyOf(b: Buffer, at: number, key: Buffer): void {
 	b.copy(key, K.saddr.offset, at + E.saddr.offset, at + E.saddr.offset + 16);
 	b.copy(key, K.daddr.offset, at + E.daddr.offset, at + E.daddr.offset + 16);
 	b.copy(key, K.netns.offset, at + E.netns.offset, at + E.netns.offset + 4);
-	b.copy(key, K.owner.offset, at + E.owner.offset, at + E.owner.offset + 4);
 	b.copy(key, K.family.offset, at + E.family.offset, at + E.family.offset + 2);
 	const side = b[at + E.side.offset]!;
+	// blamed_id_of(): the owner unless an accepted socket's closer is known (attribution.ts blame()).
+	const source = b[at + E.owner_source.offset]!;
+	const owned = source !== OwnerSource.NONE && (side === Side.CLIENT || source === OwnerSource.SYSCALL || readU32(b, at + E.closer.offset) === 0);
+	const blamed = owned ? E.owner.offset : E.closer.offset;
+	b.copy(key, K.blamed.offset, at + blamed, at + blamed + 4);
 	// An accepted socket counts under its local port (set_key_side).
 	const port = side === Side.SERVER ? E.sport.offset : E.dport.offset;
 	b.copy(key, K.port.offset, at + port, at + port + 2);
@@ -75,6 +79,10 @@ function count(row: Float64Array, b: Buffer, at: number, kind: number): void {
 	row[C.lifetimeCount]!++;
 	const bucket = LIFETIME_BOUNDS_US.findIndex((bound) => lifetimeUs <= bound);
 	if (bucket >= 0) row[C.lifetime + bucket]!++;
+}
+
+function readU32(b: Buffer, at: number): number {
+	return HOST_LITTLE_ENDIAN ? b.readUInt32LE(at) : b.readUInt32BE(at);
 }
 
 function readS32(b: Buffer, at: number): number {

@@ -89,15 +89,15 @@ export class SeriesTable<L> {
 		return this.#series.size;
 	}
 
-	/** The series of `key`: its own (made if there is room), or "other". Counts one event of activity. */
-	seriesFor(key: string, nowUs: number): Series<L> {
+	/** The series of `key`: its own (made if there is room), or "other". Counts `events` of activity. */
+	seriesFor(key: string, nowUs: number, events = 1): Series<L> {
 		let s = this.#series.get(key) ?? this.#reservedSeries(key, nowUs);
 		if (!s && this.#series.size < this.#options.maxSeries) s = this.#admit(key, nowUs);
 		if (!s) {
-			this.#tallyCandidate(key);
+			this.#tallyCandidate(key, events);
 			s = this.other;
 		}
-		s.window++;
+		s.window += events;
 		if (nowUs > s.lastActiveUs) s.lastActiveUs = nowUs;
 		return s;
 	}
@@ -191,14 +191,14 @@ export class SeriesTable<L> {
 		this.removed[why]++;
 	}
 
-	#tallyCandidate(key: string): void {
+	#tallyCandidate(key: string, events: number): void {
 		const c = this.#candidates.get(key);
 		if (c) {
-			c.count++;
+			c.count += events;
 			return;
 		}
 		if (this.#candidates.size < this.#maxCandidates) {
-			this.#candidates.set(key, { count: 1, error: 0 });
+			this.#candidates.set(key, { count: events, error: 0 });
 			return;
 		}
 		// Space-saving (Metwally et al., 2005): the new key replaces the least counted one and inherits
@@ -207,7 +207,7 @@ export class SeriesTable<L> {
 		let min = Infinity;
 		for (const [k, e] of this.#candidates) if (e.count < min) [minKey, min] = [k, e.count];
 		this.#candidates.delete(minKey);
-		this.#candidates.set(key, { count: min + 1, error: min });
+		this.#candidates.set(key, { count: min + events, error: min });
 	}
 }
 

@@ -4,6 +4,8 @@
  * unit tests give fakes (test/helpers/fake-kernel.ts), so the feed's scheduling is tested without root.
  */
 import type { ListenerOwner } from '../event/listener.js';
+import type { TaskInfo } from '../event/tasks.js';
+import type { CountSource } from './count-reader.js';
 import { monotonicUs } from '../tracer/host.js';
 import { NamespaceWalker } from '../tracer/namespaces.js';
 import type { SuspectSession } from './suspect-check.js';
@@ -22,6 +24,10 @@ export interface FeedSession extends SuspectSession {
 	sweepClosing(nowNs: bigint, walk?: { startNs: bigint; netns: ReadonlySet<number> }): number;
 	/** Who called listen() on (netns, port), as seen since start (Tracer.listenerOwner). */
 	listenerOwner(netns: number, port: number): ListenerOwner | undefined;
+	/** The kernel's counters, when the session counts (SessionOptions.counting). */
+	readonly counts?: CountSource;
+	/** The task of an id the ring's records named (TraceSession.task). */
+	task(id: number): TaskInfo;
 }
 
 /** What the feed needs of a namespace walker (tracer/namespaces.ts NamespaceWalker). */
@@ -55,6 +61,8 @@ export const BPF_PARTS: LiveFeedParts = {
 			recoverTimeWait: (cookie, substate) => t.recoverTimeWait(cookie, substate),
 			forgetClose: (cookie) => t.forgetClose(cookie),
 			listenerOwner: (netns, port) => t.listenerOwner(netns, port),
+			counts: t.counts,
+			task: (id) => trace.task(id),
 		};
 		return { session, walker: walks ? new NamespaceWalker(t, monotonicUs) : undefined };
 	},

@@ -52,6 +52,8 @@ export interface LiveFeedOptions {
 	perEvent?: boolean;
 	/** How often the upkeep runs: due walks, the model's clock, onUpkeep. */
 	upkeepMs?: number;
+	/** Count in the kernel too (SessionOptions.counting): `counts` reads the counters. */
+	counting?: boolean;
 }
 
 export interface LiveFeedHandlers {
@@ -131,7 +133,7 @@ export class LiveFeed {
 		} : undefined;
 		const witness = model !== undefined || options.witness === true;
 		const { session, walker } = parts.open(
-			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness, socketWalks: model !== undefined, keepRaw, onEach },
+			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness, socketWalks: model !== undefined, keepRaw, onEach, counting: options.counting },
 			{
 				onEvents: (events, raw) => {
 					if (model) model.ingest(events);
@@ -156,23 +158,19 @@ export class LiveFeed {
 	}
 
 	/** The namespace twtrace runs in (0 without walks). */
-	get home(): number {
-		return this.#walker?.home ?? 0;
-	}
+	get home(): number { return this.#walker?.home ?? 0; }
 
-	get ringBytes(): number {
-		return this.#session.ringBytes;
-	}
+	get ringBytes(): number { return this.#session.ringBytes; }
+
+	/** The kernel's counters (with the counting option), and the tasks their keys name. */
+	get counts(): FeedSession['counts'] { return this.#session.counts; }
+	task(id: number): ReturnType<FeedSession['task']> { return this.#session.task(id); }
 
 	/** Losses so far (updated about once a second). */
-	get drops(): Losses {
-		return this.#drops;
-	}
+	get drops(): Losses { return this.#drops; }
 
 	/** Socket walks: whether one is in progress, how many ran, and how long the last full pass took. */
-	get walks(): WalkStats {
-		return { inProgress: this.#walking !== undefined, ...this.#walkCounts };
-	}
+	get walks(): WalkStats { return { inProgress: this.#walking !== undefined, ...this.#walkCounts }; }
 
 	/**
 	 * A question about `namespaces` (a view's --netns): those the model does not know yet are walked

@@ -12,6 +12,8 @@ import { BPF_PARTS, type LiveFeedParts } from './feed-parts.js';
 import { LiveFeed, type LiveFeedHandlers, type LiveFeedOptions } from './live-feed.js';
 import { FlightRecorder, type RecorderOptions } from './recorder.js';
 import { OpenSocketWalker } from '../tracer/open-sockets.js';
+import type { DeltaVisitor } from '../model/count-bins.js';
+import { CountReader } from './count-reader.js';
 import { captureDrops, captureHeader, type CaptureHeader } from '../capture/format.js';
 
 /** Walks of the sockets processes hold open, at most this often (each reads every file of every process). */
@@ -31,6 +33,12 @@ export interface PipelineOptions extends Omit<LiveFeedOptions, 'model' | 'socket
 	openSockets?: OpenSocketWalk | { error: string };
 }
 
+/** The feed's handlers, and the kernel's counters' differences (with the counting option: CountReader). */
+export interface PipelineHandlers extends LiveFeedHandlers {
+	/** Every upkeep and readCounts(), key by key (count-bins.ts DeltaVisitor): keep nothing of `delta`. */
+	onCounts?: DeltaVisitor;
+}
+
 /** What the pipeline needs of an open-socket walk (tracer/open-sockets.ts OpenSocketWalker). */
 export type OpenSocketWalk = Pick<OpenSocketWalker, 'walk' | 'close'>;
 
@@ -42,6 +50,9 @@ export class LivePipeline {
 	readonly startedAtMs = Date.now();
 	/** The flight recorder, when asked for. */
 	readonly recorder: FlightRecorder | undefined;
+	/** The kernel's counters, read every upkeep, with the counting option. */
+	readonly counts: CountReader | undefined;
+	readonly #onCounts: DeltaVisitor | undefined;
 	/** Why likely owners cannot be inferred here, when they cannot. */
 	likelyUnavailable: string | undefined;
 	readonly #namespaceNames = new NamespaceNames();
@@ -51,7 +62,7 @@ export class LivePipeline {
 	readonly #clockUs: () => number;
 
 	/** Loads and attaches (throws what the tracer throws); the first walk starts in the background. */
-	constructor(options: PipelineOptions, handlers: (pipeline: LivePipeline) => LiveFeedHandlers = () => ({})) {
+	constructor(options: PipelineOptions, handlers: (pipeline: LivePipeline) => PipelineHandlers = () => ({})) {
 		const parts = options.parts ?? BPF_PARTS;
 		this.model = new ChurnModel(parts.clockUs(), options.model);
 		this.cgroups = new CgroupPaths(undefined, options.cgroupRescanMs);
@@ -76,10 +87,13 @@ export class LivePipeline {
 				this.#maybeWalkOpenSockets();
 			},
 			onUpkeep: (nowUs) => {
+				this.readCounts(nowUs);
 				recorder?.tick(nowUs);
 				given.onUpkeep?.(nowUs);
 			},
 		}, parts);
+		this.#onCounts = given.onCounts;
+		this.counts = this.feed.counts ? new CountReader(this.feed.counts) : undefined;
 		const opened = options.openSockets ?? (options.openSocketsObjectPath ? OpenSocketWalker.open(options.openSocketsObjectPath) : undefined);
 		if (opened && 'error' in opened) this.likelyUnavailable = opened.error;
 		else this.#openSockets = opened;
@@ -113,6 +127,17 @@ export class LivePipeline {
 		void this.#openSockets.walk().then((entries) => this.model.setOpenSockets(entries, this.#clockUs()), (error: Error) => {
 			this.likelyUnavailable = `the process socket walk failed: ${error.message}`;
 		}).finally(() => (this.#openSocketsWalking = false));
+	}
+
+	/**
+	 * Reads the kernel's counters now (with the counting option) and hands their differences to
+	 * onCounts: the ring is drained in between, so every task the keys name is known (count-reader.ts).
+	 */
+	readCounts(nowUs = this.#clockUs()): void {
+		if (!this.counts) return;
+		this.counts.take(Math.floor(nowUs / 1e6));
+		this.feed.drainNow();
+		this.counts.deliver(this.#onCounts);
 	}
 
 	/** Stops the feed (LiveFeed.stop) and releases the open-socket walk. */

@@ -74,7 +74,7 @@ function writeGroups(w: ExpositionWriter, data: MetricsData): void {
 		w.family(name, type, help);
 		for (const g of groups) w.sample(name, groupLabels(g.labels), value(g));
 	};
-	w.family('twtrace_connections_total', 'counter', 'Connections established: side="client" by connect(), side="server" by accept()');
+	w.family('twtrace_connections_total', 'counter', 'Connections started: side="client" by connect() (a refused one too: see twtrace_connect_failures_total), side="server" accepted (from the SYN on)');
 	for (const g of groups) {
 		w.sample('twtrace_connections_total', { ...groupLabels(g.labels), side: 'client' }, g.counts[SLOT.connects]!);
 		w.sample('twtrace_connections_total', { ...groupLabels(g.labels), side: 'server' }, g.counts[SLOT.accepts]!);

@@ -8,6 +8,7 @@ import type { Closing } from '../../src/event/closing.js';
 import type { Lookup } from '../../src/tracer/sock-diag.js';
 import type { TwtEvent } from '../../src/event/decode.js';
 import type { ListenerOwner } from '../../src/event/listener.js';
+import { NO_TASK } from '../../src/event/tasks.js';
 import type { NetnsSettings } from '../../src/facts/netns-settings.js';
 import type { FeedWalker, LiveFeedParts } from '../../src/pipeline/feed-parts.js';
 import type { WalkPeek } from '../../src/tracer/namespaces.js';
@@ -89,6 +90,7 @@ export class FakeKernel {
 						},
 						forgetClose: (cookie) => (this.forgotten.push(cookie), this.closes.delete(cookie)),
 						listenerOwner: (netns, port) => this.listeners.get(`${netns} ${port}`),
+						task: () => NO_TASK,
 					},
 					walker: walks ? {
 						home: this.home,

@@ -51,6 +51,17 @@ test('a generation flip: the retired generation\'s last differences are kept, an
 	t.is(bins.held(KEY, 81, LENGTHS), 1);
 });
 
+test('the differences reach onDelta key by key, across a flip, every column, and only keys that changed', (t) => {
+	const bins = new CountBins();
+	const seen: [string, number, number][] = [];
+	const visit = (key: string, d: Float64Array) => seen.push([key, d[C.timeWait]!, d[C.connections]!]);
+	bins.observe(20, reading(4, 0, { bb: 1 }), visit);
+	bins.observe(21, reading(4, 0, { bb: 1 }), visit); // nothing new
+	bins.retire(22, reading(6, 0, { bb: 1 }), visit);
+	bins.observe(23, reading(1), visit); // the new generation counts from 0
+	t.deepEqual(seen, [[KEY, 4, 4], ['bb', 1, 0], [KEY, 2, 2], [KEY, 1, 1]]);
+});
+
 test('after more than BINS seconds without a reading, old bins are not mistaken for new ones', (t) => {
 	const bins = new CountBins();
 	bins.observe(0, reading(5));

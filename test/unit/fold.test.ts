@@ -52,7 +52,7 @@ function row(set: Partial<Record<keyof typeof C, number>>, buckets: Record<numbe
 
 test('a client time_wait is counted under its owner and destination, with its lifetime in the 5 ms bucket', (t) => {
 	const { key, row: r } = only(t, fold([task, client, { ...client, lifetimeUs: 4_000_000_000n }]));
-	t.deepEqual(key, { netns: 4026532387, owner: 11, cgroupId: 4242, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', port: 7101, side: 'client' });
+	t.deepEqual(key, { netns: 4026532387, blamed: 11, cgroupId: 4242, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', port: 7101, side: 'client' });
 	// 4,000 s is past the last bound (1 h): in the count and the sum, in no bucket.
 	t.deepEqual([...r], row({ timeWait: 2, lifetimeSumUs: 4_000_001_500, lifetimeCount: 2 }, { 1: 1 }));
 });
@@ -64,6 +64,17 @@ test('an accepted socket is counted under its local port, apart from the connect
 	]);
 	const keys = [...table.rows].map(([k, r]) => ({ ...decodeCountKey(k), connections: r[C.connections] }));
 	t.deepEqual(keys.map((k) => [k.side, k.port, k.connections]).sort(), [['client', 7101, 1], ['server', 7101, 1]]);
+});
+
+test('a key names the task blamed, as attribution.ts does: an accepted socket\'s closer, a connection\'s connect() caller whoever closed it', (t) => {
+	const server = { ...client, side: Side.SERVER, ownerSource: OwnerSource.LISTEN, sport: 7101, dport: 40000 };
+	const blamed = (records: RawRecord[]) => [...fold(records).rows.keys()].map((k) => decodeCountKey(k).blamed);
+	// A pre-forked server: the listener's owner (11) accepted, a worker (12) closed.
+	t.deepEqual(blamed([{ ...server, closer: 12 }]), [12]);
+	t.deepEqual(blamed([{ ...server, closer: 0 }]), [11], 'not closed yet: the owner');
+	t.deepEqual(blamed([{ ...client, closer: 12 }]), [11], 'a child closed the connection its parent made');
+	t.deepEqual(blamed([{ ...server, owner: 0, ownerSource: OwnerSource.NONE, closer: 12 }]), [12], 'a socket older than twtrace: its closer');
+	t.deepEqual(blamed([{ ...server, owner: 0, ownerSource: OwnerSource.NONE, closer: 0 }]), [0], 'nobody known');
 });
 
 test('each kind increments its own counter; resets keep lifetimes, connect failures count EADDRNOTAVAIL apart; task records, bind failures and active closes count nothing', (t) => {
