@@ -506,11 +506,18 @@ static __always_inline void count_event(const struct twt_count_key *key, __u8 ki
 		__sync_fetch_and_add(&c->lifetime[11], 1);
 }
 
-/* The key's side and port: an accepted socket is counted under its local (the listener's) port. */
+/*
+ * The key's side and service, once its addresses are set: an accepted socket is counted under its
+ * local (the listener's) address and port, whoever the peer: a server's keys grow with what it
+ * serves, not with its clients, which would fill the map at a few thousand peers a minute. A
+ * connection made is counted under its destination (what a port range's headroom is about).
+ */
 static __always_inline void set_key_side(struct twt_count_key *key, __u8 side, __u16 sport, __u16 dport)
 {
 	key->side = side;
 	key->port = side == TWT_SIDE_SERVER ? sport : dport;
+	if (side == TWT_SIDE_SERVER)
+		__builtin_memset(key->daddr, 0, TWT_ADDR_LEN);
 }
 
 /* Counts an event of a socket (cfg.counting), from the values its record carries. */
@@ -524,9 +531,9 @@ static __always_inline void count_sock_event(const struct sock *sk, __u8 kind, _
 	key.netns = netns;
 	key.blamed = blamed_id_of(o);
 	key.family = sk->__sk_common.skc_family;
-	set_key_side(&key, o ? o->side : TWT_SIDE_UNKNOWN, sport, dport);
 	key._pad[0] = key._pad[1] = key._pad[2] = 0;
 	fill_addrs(key.saddr, key.daddr, sk, key.family);
+	set_key_side(&key, o ? o->side : TWT_SIDE_UNKNOWN, sport, dport);
 	count_event(&key, kind, substate, err, o ? lifetime_us_of(o, now_ns) : 0);
 }
 
@@ -1082,9 +1089,9 @@ static __always_inline bool recover_claimed(__u64 cookie, struct twt_closing *c,
 			.family = copy.family,
 		};
 
-		set_key_side(&key, copy.owner.side, copy.sport, copy.dport);
 		__builtin_memcpy(key.saddr, copy.saddr, TWT_ADDR_LEN);
 		__builtin_memcpy(key.daddr, copy.daddr, TWT_ADDR_LEN);
+		set_key_side(&key, copy.owner.side, copy.sport, copy.dport);
 		count_event(&key, TWT_KIND_TIME_WAIT, substate, 0, lifetime_us_of(&copy.owner, copy.closed_ns));
 	}
 	if (!kind_wanted(TWT_KIND_TIME_WAIT))

@@ -216,7 +216,7 @@ struct twt_config {
 struct twt_count_key {
 	__u64 cgroup_id;          /* as twt_event.cgroup_id */
 	__u8 saddr[TWT_ADDR_LEN]; /* as twt_event: network order, IPv4 in the first 4 bytes */
-	__u8 daddr[TWT_ADDR_LEN];
+	__u8 daddr[TWT_ADDR_LEN]; /* zeros for side server: a server is counted per service, not per peer */
 	__u32 netns;
 	__u32 blamed;             /* twt_task.id of the task the key's events are blamed on (blamed_id_of(),
 	                           * as src/model/attribution.ts blame()); 0: none known */

@@ -42,9 +42,10 @@ function keyOf(b: Buffer, at: number, key: Buffer): void {
 	const owned = source !== OwnerSource.NONE && (side === Side.CLIENT || source === OwnerSource.SYSCALL || readU32(b, at + E.closer.offset) === 0);
 	const blamed = owned ? E.owner.offset : E.closer.offset;
 	b.copy(key, K.blamed.offset, at + blamed, at + blamed + 4);
-	// An accepted socket counts under its local port (set_key_side).
+	// An accepted socket counts under its local address and port, whoever the peer (set_key_side).
 	const port = side === Side.SERVER ? E.sport.offset : E.dport.offset;
 	b.copy(key, K.port.offset, at + port, at + port + 2);
+	if (side === Side.SERVER) key.fill(0, K.daddr.offset, K.daddr.offset + 16); // per service, not per peer
 	key[K.side.offset] = side;
 }
 

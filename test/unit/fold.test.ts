@@ -57,7 +57,12 @@ test('a client time_wait is counted under its owner and destination, with its li
 	t.deepEqual([...r], row({ timeWait: 2, lifetimeSumUs: 4_000_001_500, lifetimeCount: 2 }, { 1: 1 }));
 });
 
-test('an accepted socket is counted under its local port, apart from the connections made to that port', (t) => {
+test('an accepted socket is counted under its local address and port whoever the peer, apart from the connections made to that port', (t) => {
+	const accepted = { ...client, kind: EventKind.ACCEPT, side: Side.SERVER, sport: 7101, dport: 40000, lifetimeUs: 0n, oldState: SYN_RECV };
+	const server = [...fold([accepted, { ...accepted, daddr: [10, 200, 0, 9], dport: 40001 }]).rows];
+	t.is(server.length, 1, 'two peers, one key');
+	t.like(decodeCountKey(server[0]![0]), { saddr: '10.200.0.1', daddr: '0.0.0.0', port: 7101, side: 'server' });
+	t.is(server[0]![1][C.connections], 2);
 	const table = fold([
 		{ ...client, kind: EventKind.ACCEPT, side: Side.SERVER, sport: 7101, dport: 40000, lifetimeUs: 0n, oldState: SYN_RECV },
 		{ ...client, kind: EventKind.CONNECT, lifetimeUs: 0n, oldState: SYN_SENT },
