@@ -689,8 +689,11 @@ that (the decoder microbenchmark below). Counters kept by the BPF programs per (
 binned per second, would make serve's cost independent of the rate (docs/counting-in-the-kernel.md). Those counters exist
 (step 1): the \`twtrace, BPF side counting\` row of the first table has them kept in the kernel and read once a second by a
 small reader that streams nothing, its CPU beside serve's and its TIME_WAIT entries against the truth; bpftrace's in-kernel
-\`count()\` row is the peer. What is left to build: serve's metrics from them (step 2), the recorder keeping counters
-unless a consumer asks for records (step 3), snapshots from them (step 4).`,
+\`count()\` row is the peer. serve's counters (connections, TIME_WAIT entries, resets, lifetimes) come from them (step 2),
+so the metrics counted per event above are failures only; the model still ingests every event for the TIME_WAIT held, the
+destinations' headroom and the agent's snapshots, and the recorder still copies every record. What is left to build: the
+recorder keeping counters unless a consumer asks for records (step 3), snapshots and held counts from them (step 4), and
+fewer transitions acted on in the kernel (step 5).`,
 	top: (r, perConnection) => `What would close the full-churn targets: top runs the same model as serve (per-event ingest in JavaScript, its cost
 following the event rate) and builds a snapshot a second; at ${fmtInt(r.connPerSec)} connections/s and ${fmt(perConnection)} records a connection,
 5 % of a core leaves ${fmt(50_000 / (perConnection * Math.max(r.connPerSec, 1)), 2)} µs per record. The same counters kept by the BPF programs (serve's paragraph above) would make top's cost
