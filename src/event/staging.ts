@@ -6,13 +6,16 @@
  * records out to their size and keeps the buffer for the next ones: a quiet agent allocates no large
  * buffer per drain (allocating one each time showed up as page faults and full GCs in a perf profile
  * of `serve` at 10 connections/s). Taking a fuller one hands the buffer itself over, with no copy at
- * high rates, and the next append allocates another.
+ * high rates, and the next append allocates another, unless a consumer done with one it took gave
+ * it back (recycle(): the flight recorder's oldest chunk, dropped as a new one fills).
  */
 export class RecordStaging {
 	readonly capacity: number;
 	#buffer: Buffer | undefined;
 	#words: Uint32Array | undefined;
 	#bytes = 0;
+	/** A buffer handed back by recycle(), for the next append to use instead of allocating. */
+	#spare: Buffer | undefined;
 
 	constructor(capacityBytes: number) {
 		this.capacity = capacityBytes;
@@ -29,7 +32,10 @@ export class RecordStaging {
 
 	/** Where to append, from offset `bytes` on; then advance(). */
 	get buffer(): Buffer {
-		return (this.#buffer ??= Buffer.allocUnsafe(this.capacity));
+		if (this.#buffer) return this.#buffer;
+		this.#buffer = this.#spare ?? Buffer.allocUnsafeSlow(this.capacity); // never from the shared pool: recycle() can tell its own
+		this.#spare = undefined;
+		return this.#buffer;
 	}
 
 	/** The same memory as 32-bit words, for records copied a word at a time. */
@@ -51,5 +57,15 @@ export class RecordStaging {
 		this.#buffer = undefined;
 		this.#words = undefined;
 		return used;
+	}
+
+	/**
+	 * Gives back what a take() handed over whole (at least half full), once its taker keeps nothing of
+	 * it: the next append writes into it instead of allocating. At most one is kept; others are left
+	 * to the garbage collector. A buffer of another size is ignored.
+	 */
+	recycle(taken: Buffer): void {
+		if (this.#spare || taken.buffer === this.#buffer?.buffer || taken.byteOffset !== 0 || taken.buffer.byteLength !== this.capacity) return;
+		this.#spare = Buffer.from(taken.buffer, 0, this.capacity);
 	}
 }

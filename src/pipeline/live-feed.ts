@@ -20,7 +20,7 @@ import type { Losses } from '../facts/losses.js';
 import type { Blame } from '../model/attribution.js';
 import type { ChurnModel } from '../model/churn-model.js';
 import type { OpenedWalk, WalkPeek } from '../tracer/namespaces.js';
-import { NO_DROPS, type SessionSummary } from '../tracer/session.js';
+import { NO_DROPS, type RecordSink, type SessionSummary } from '../tracer/session.js';
 import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from './feed-parts.js';
 import { readWalk, timed, type WalkTime } from './walk-reader.js';
 import { STALE_CLOSE_NS, SuspectChecker } from './suspect-check.js';
@@ -43,6 +43,8 @@ export interface LiveFeedOptions {
 	log?: (line: string) => void;
 	/** Hand the raw records to onEvents too (record). */
 	keepRaw?: boolean;
+	/** With keepRaw: each record goes here as it is drained, not into onEvents' `raw` (SessionOptions.recordSink). */
+	recordSink?: RecordSink;
 	/** With keepRaw: a walk's records are kept up to this many bytes; beyond, none (WalkRecord.omittedBytes). */
 	keepWalkBytes?: number;
 	/**
@@ -133,7 +135,7 @@ export class LiveFeed {
 		} : undefined;
 		const witness = model !== undefined || options.witness === true;
 		const { session, walker } = parts.open(
-			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness, socketWalks: model !== undefined, keepRaw, onEach, counting: options.counting },
+			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness, socketWalks: model !== undefined, keepRaw, recordSink: options.recordSink, onEach, counting: options.counting },
 			{
 				onEvents: (events, raw) => {
 					if (model) model.ingest(events);

@@ -75,7 +75,11 @@ export class LivePipeline {
 		// copied each walk would cost the agent more than it serves (and leave no room for events).
 		const keepWalkBytes = rec ? rec.maxBytes / 4 : options.keepWalkBytes;
 		this.#clockUs = parts.clockUs;
-		this.feed = new LiveFeed({ ...options, model: this.model, keepRaw: options.keepRaw || rec !== undefined, keepWalkBytes }, {
+		// The recorder takes each record straight from ring memory as the session drains it (no batch
+		// copied once more, no buffer per drain for the garbage collector); others keeping raw records
+		// get them per batch in onEvents.
+		const recordSink = rec ? { keep: (ring: Uint32Array, offset: number) => recorder?.keep(ring, offset) } : undefined;
+		this.feed = new LiveFeed({ ...options, model: this.model, keepRaw: options.keepRaw || rec !== undefined, recordSink: options.keepRaw ? undefined : recordSink, keepWalkBytes }, {
 			...given,
 			onEvents: (events, raw) => {
 				if (raw) recorder?.addEvents(raw, parts.clockUs());
@@ -109,6 +113,7 @@ export class LivePipeline {
 				drops: () => captureDrops(this.feed.drops),
 				cgroups: () => this.#cgroupNames(),
 				describe: rec.describe,
+				clockUs: parts.clockUs,
 			}, parts.clockUs());
 		}
 		this.recorder = recorder;

@@ -19,6 +19,7 @@ import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { DROP_NAMES, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { RecordStaging } from '../event/staging.js';
+import type { RecordSink } from '../tracer/session.js';
 
 export interface RecorderOptions {
 	/** Bytes kept at most: events, walks, and each namespace's walk before the oldest frame. */
@@ -36,19 +37,25 @@ export interface RecorderSource {
 	cgroups(): Record<string, string>;
 	/** Why the window ends where it does, for its trailer. */
 	describe(): string;
+	/**
+	 * CLOCK_MONOTONIC µs now, for records kept one at a time (keep()): read once per chunk. Without
+	 * it, such a chunk starts at the last time given to any other method.
+	 */
+	clockUs?(): number;
 }
+
 
 type Item =
 	| { type: 'events'; atUs: number; records: Buffer; count: number; drops: CaptureDrops }
 	| { type: 'walk'; atUs: number; walk: WalkRecord };
 
-/** Events are gathered into one frame for this long, or this many bytes. */
+/** Events are gathered into one frame for this long, or this many bytes: whole records (a frame holds no part of one). */
 const CHUNK_US = 1_000_000;
-const CHUNK_BYTES = 256 * 1024;
+export const CHUNK_BYTES = Math.floor((256 * 1024) / EVENT_SIZE) * EVENT_SIZE;
 /** Task records kept (the kernel's own table holds 65,536). */
 const MAX_TASKS = 65_536;
 
-export class FlightRecorder {
+export class FlightRecorder implements RecordSink {
 	readonly #options: RecorderOptions;
 	readonly #source: RecorderSource;
 	readonly #items: Item[] = [];
@@ -68,23 +75,21 @@ export class FlightRecorder {
 	/** Events gathered for the next frame, since #chunkStartUs. */
 	readonly #chunk = new RecordStaging(CHUNK_BYTES);
 	#chunkStartUs = 0;
+	/** The latest time any method was given: keep()'s clock when the source has none. */
+	#lastUs: number;
 
 	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number) {
 		this.#options = options;
 		this.#source = source;
 		this.#frontUs = nowUs;
+		this.#lastUs = nowUs;
 		this.#frontDrops = source.drops();
 	}
 
 	/** Raw records (EVENT_SIZE each, task records among them) as drained. */
 	addEvents(raw: Buffer, nowUs: number): void {
-		for (let at = 0; at < raw.length; at += EVENT_SIZE) {
-			if (raw[at + EVENT_FIELDS.kind.offset] !== EventKind.TASK) continue;
-			const id = HOST_LITTLE_ENDIAN ? raw.readUInt32LE(at + TASK_FIELDS.id.offset) : raw.readUInt32BE(at + TASK_FIELDS.id.offset);
-			this.#tasks.delete(id); // re-inserted last: the map's order is the eviction order
-			if (this.#tasks.size >= MAX_TASKS) this.#tasks.delete(this.#tasks.keys().next().value!);
-			this.#tasks.set(id, Buffer.from(raw.subarray(at, at + EVENT_SIZE)));
-		}
+		this.#lastUs = nowUs;
+		for (let at = 0; at < raw.length; at += EVENT_SIZE) if (raw[at + EVENT_FIELDS.kind.offset] === EventKind.TASK) this.#keepTask(raw, at);
 		let at = 0;
 		while (at < raw.length) {
 			if (this.#chunk.bytes === 0) this.#chunkStartUs = nowUs;
@@ -97,10 +102,41 @@ export class FlightRecorder {
 	}
 
 	/**
+	 * One record, copied a word at a time from ring memory into the chunk being filled: no batch
+	 * buffer in between, no native call, nothing for the garbage collector (the agent's path; the
+	 * session calls it as it drains). Records are 8-byte aligned in the ring (BPF_RINGBUF_HDR_SZ).
+	 */
+	keep(ring: Uint32Array, offset: number): void {
+		const chunk = this.#chunk;
+		if (chunk.bytes === 0) this.#chunkStartUs = this.#now();
+		const at = chunk.bytes;
+		const dst = chunk.words;
+		const to = at / 4;
+		const from = offset / 4;
+		for (let k = 0; k < EVENT_SIZE / 4; k++) dst[to + k] = ring[from + k]!;
+		chunk.advance(EVENT_SIZE);
+		if (chunk.buffer[at + EVENT_FIELDS.kind.offset] === EventKind.TASK) this.#keepTask(chunk.buffer, at);
+		if (chunk.full) this.#seal(this.#now());
+	}
+
+	#now(): number {
+		return (this.#lastUs = this.#source.clockUs?.() ?? this.#lastUs);
+	}
+
+	/** A task record, kept apart: a window's events may name tasks whose records came before it. */
+	#keepTask(raw: Buffer, at: number): void {
+		const id = HOST_LITTLE_ENDIAN ? raw.readUInt32LE(at + TASK_FIELDS.id.offset) : raw.readUInt32BE(at + TASK_FIELDS.id.offset);
+		this.#tasks.delete(id); // re-inserted last: the map's order is the eviction order
+		if (this.#tasks.size >= MAX_TASKS) this.#tasks.delete(this.#tasks.keys().next().value!);
+		this.#tasks.set(id, Buffer.from(raw.subarray(at, at + EVENT_SIZE)));
+	}
+
+	/**
 	 * A walk as LiveFeed delivers it (with its raw sockets): kept as it is. One too large to keep
 	 * (omittedBytes) leaves only its settings: windows then model TIME_WAIT from their events.
 	 */
 	addWalk(walk: WalkRecord, nowUs: number): void {
+		this.#lastUs = nowUs;
 		this.#settings.set(walk.netns, walk.settings);
 		if (walk.omittedBytes !== undefined) {
 			this.#omittedWalks++;
@@ -118,6 +154,7 @@ export class FlightRecorder {
 
 	/** Seals events gathered for long enough and drops what is too old or over the byte bound. */
 	tick(nowUs: number): void {
+		this.#lastUs = nowUs;
 		if (this.#chunk.bytes > 0 && nowUs - this.#chunkStartUs >= CHUNK_US) this.#seal(nowUs);
 		this.#trim(nowUs);
 	}
@@ -193,6 +230,8 @@ export class FlightRecorder {
 			this.#bytes -= itemBytes(item);
 			if (item.type === 'events') {
 				this.#frontDrops = item.drops;
+				// Nothing refers to its records any more (a served window copied them): the next chunk fills them.
+				this.#chunk.recycle(item.records);
 			} else {
 				// It becomes its namespace's base: windows served from now on start from it.
 				this.#frontBytes += item.walk.sockets.byteLength - (this.#front.get(item.walk.netns)?.sockets.byteLength ?? 0);

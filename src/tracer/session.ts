@@ -27,12 +27,23 @@ export interface SessionOptions {
 	/** Also hand over each batch's raw records (record keeps them). */
 	keepRaw?: boolean;
 	/**
+	 * With keepRaw: each kept record goes here as it is drained, straight from ring memory, instead
+	 * of into onEvents' `raw` (the agent's flight recorder: no batch buffer copied once more).
+	 */
+	recordSink?: RecordSink;
+	/**
 	 * Hand each event to this as it is drained, as a reused view of ring memory (Decoder.at), instead
 	 * of batches of objects to onEvents: no object per event, for consumers that keep nothing of it
 	 * (top's and serve's model). With keepRaw, the raw records still go to onEvents, with no
 	 * event objects (the agent's flight recorder).
 	 */
 	onEach?: (e: TwtEvent) => void;
+}
+
+/** Takes records one at a time from ring memory (pipeline/recorder.ts FlightRecorder). */
+export interface RecordSink {
+	/** Copies the record (EVENT_SIZE bytes, 8-byte aligned) at byte `offset` of `ring`; keeps nothing of `ring`. */
+	keep(ring: Uint32Array, offset: number): void;
 }
 
 export interface SessionHandlers {
@@ -62,7 +73,6 @@ export class TraceSession {
 	readonly #handlers: SessionHandlers;
 	readonly #startedMs = Date.now();
 	#batch: TwtEvent[] = [];
-	readonly #keepRaw: boolean;
 	/** The raw records kept since the last flush (keepRaw). */
 	readonly #raw = new RecordStaging(MAX_BATCH_EVENTS * EVENT_SIZE);
 	#events = 0;
@@ -75,14 +85,14 @@ export class TraceSession {
 	/** Loads, attaches and starts draining. Throws what Tracer throws (after releasing everything). */
 	constructor(options: SessionOptions, handlers: SessionHandlers) {
 		this.#handlers = handlers;
-		this.#keepRaw = options.keepRaw === true;
+		const sink: RecordSink | undefined = options.keepRaw === true ? options.recordSink ?? { keep: (ring, offset) => this.#keepRecord(ring, offset) } : undefined;
 		let decoder: Decoder | undefined;
 		let ringWords: Uint32Array | undefined;
 		this.#tracer = new Tracer(
 			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness: options.witness, socketWalks: options.socketWalks, counting: options.counting },
 			options.onEach ? (offset, length) => {
 				const r = decoder!.at(offset, length);
-				if (this.#keepRaw && (r === undefined || !isDecodeFailure(r))) this.#keepRecord(ringWords!, offset);
+				if (sink && (r === undefined || !isDecodeFailure(r))) sink.keep(ringWords!, offset);
 				if (r === undefined) return;
 				if (isDecodeFailure(r)) {
 					this.#decodeErrors++;
@@ -96,7 +106,7 @@ export class TraceSession {
 					this.#decodeErrors++;
 					return;
 				}
-				if (this.#keepRaw) this.#keepRecord(ringWords!, offset);
+				if (sink) sink.keep(ringWords!, offset);
 				if (r !== undefined && this.#batch.push(r) >= MAX_BATCH_EVENTS) this.#flush();
 			},
 		);

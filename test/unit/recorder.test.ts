@@ -7,8 +7,8 @@ import test from 'ava';
 import os from 'node:os';
 import { captureHeader, type CaptureDrops } from '../../src/capture/format.js';
 import { parseCapture } from '../../src/capture/reader.js';
-import { EventKind, SOCK_FIELDS, SOCK_SIZE } from '../../src/event/layout.generated.js';
-import { FlightRecorder } from '../../src/pipeline/recorder.js';
+import { EVENT_FIELDS, EVENT_SIZE, EventKind, SOCK_FIELDS, SOCK_SIZE } from '../../src/event/layout.generated.js';
+import { CHUNK_BYTES, FlightRecorder } from '../../src/pipeline/recorder.js';
 import { replayCapture } from '../../src/report/from-capture.js';
 import { recordsBuffer } from '../../testbed/records.js';
 
@@ -42,9 +42,10 @@ function connection(task: number, comm: string, cookie: number, atS: number): Bu
 	]));
 }
 
-function recorder(maxBytes = 1 << 30, maxAgeMs = 600_000) {
+function recorder(maxBytes = 1 << 30, maxAgeMs = 600_000, clockUs?: () => number) {
 	let drops = { ...NO_LOSS };
 	const source = {
+		clockUs,
 		header: (startUs: number) => captureHeader({ startedAt: new Date(0).toISOString(), clock: { startUs, epochOffsetUs: 0 }, filters: { netns: [] }, walkIntervalMs: 60_000, namespaces: [] }),
 		drops: () => drops,
 		cgroups: () => ({}),
@@ -125,3 +126,64 @@ test('quiet seconds each keep their own records, though one staging chunk serves
 	const report = replayCapture(capture, { by: 'process', top: 10, file: 'window' });
 	t.deepEqual(report.offenders.filter((o) => o.timeWaitEntries > 0).map((o) => o.comm).sort(), ['quiet1', 'quiet2', 'quiet3']);
 });
+
+/** Copies `records` into ring-like memory, each after an 8-byte header as the kernel frames them, and keeps them from there. */
+function keepFromRing(r: FlightRecorder, records: Buffer): void {
+	const ring = new Uint32Array((records.length / EVENT_SIZE) * (EVENT_SIZE + 8) / 4 + 2);
+	const bytes = Buffer.from(ring.buffer);
+	for (let i = 0, at = 8; i < records.length; i += EVENT_SIZE, at += EVENT_SIZE + 8) {
+		records.copy(bytes, at, i, i + EVENT_SIZE);
+		r.keep(ring, at);
+	}
+	bytes.fill(0xee); // the ring moves on: the recorder must have kept copies
+}
+
+test('records kept one at a time from ring memory serve the same window as the same records in batches', (t) => {
+	let nowUs = T0;
+	const batches = recorder().r;
+	const single = recorder(1 << 30, 600_000, () => nowUs).r;
+	for (let s = 1; s <= 5; s++) {
+		nowUs = T0 + s * S;
+		const records = Buffer.concat([connection(900 + (s % 2), `c${s % 2}`, 300 + s, s), connection(900 + (s % 2), `c${s % 2}`, 400 + s, s)]);
+		batches.addEvents(records, nowUs);
+		keepFromRing(single, records);
+		batches.tick(nowUs + S);
+		single.tick(nowUs + S);
+	}
+	const [a, b] = [batches, single].map((r) => parseCapture(r.capture(undefined, T0 + 10 * S)));
+	t.deepEqual(b!.items, a!.items, 'the same frames, task records first, record for record');
+	t.is(b!.header.clock.startUs, a!.header.clock.startUs);
+	t.deepEqual(b!.items.slice(1).map((i) => i.type === 'events' && i.count), [6, 6, 6, 6, 6]);
+});
+
+for (const path of ['keep', 'addEvents'] as const) {
+	test(`chunks dropped as the bound is reached take new records; what a window serves is whole records, in order (${path})`, (t) => {
+		const CHUNK_RECORDS = CHUNK_BYTES / EVENT_SIZE;
+		const nowUs = T0 + S;
+		const { r } = recorder(3 * CHUNK_BYTES, 600_000, () => nowUs);
+		const total = 10 * CHUNK_RECORDS + 7;
+		// Batches of a size that does not divide a chunk: records fill one chunk and go on in the next.
+		const batch = Buffer.alloc(1000 * EVENT_SIZE);
+		for (let n = 0; n < total;) {
+			const k = Math.min(1000, total - n);
+			batch.fill(0);
+			for (let i = 0; i < k; i++, n++) {
+				// Distinct records: connect events numbered by their cookie, no task records.
+				batch.writeUInt8(EventKind.CONNECT, i * EVENT_SIZE + EVENT_FIELDS.kind.offset);
+				batch.writeBigUInt64LE(BigInt(n), i * EVENT_SIZE + EVENT_FIELDS.cookie.offset);
+			}
+			if (path === 'keep') keepFromRing(r, batch.subarray(0, k * EVENT_SIZE));
+			else r.addEvents(batch.subarray(0, k * EVENT_SIZE), nowUs);
+		}
+		const capture = parseCapture(r.capture(undefined, nowUs));
+		const cookies: number[] = [];
+		for (const item of capture.items) {
+			if (item.type !== 'events') continue;
+			const view = Buffer.from(item.records.buffer, item.records.byteOffset, item.records.byteLength);
+			for (let at = 0; at < view.length; at += EVENT_SIZE) cookies.push(Number(view.readBigUInt64LE(at + EVENT_FIELDS.cookie.offset)));
+		}
+		t.true(cookies.length >= 2 * CHUNK_RECORDS, `a window of ${cookies.length} records`);
+		t.is(cookies.at(-1), total - 1, 'ends with the last record kept');
+		t.true(cookies.every((c, i) => i === 0 || c === cookies[i - 1]! + 1), 'consecutive: no chunk overwritten by a later one');
+	});
+}

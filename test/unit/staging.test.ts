@@ -39,3 +39,22 @@ test('a full take hands the buffer over; the next records go to another', (t) =>
 	t.deepEqual([...taken], Array(64).fill(3));
 	t.is(s.words.length, 16, 'the words view covers the new buffer');
 });
+
+test('a buffer handed over and given back takes the next records; one copied out, or given back twice, does not', (t) => {
+	const s = new RecordStaging(64);
+	append(s, 5, 64);
+	const taken = s.take()!;
+	s.recycle(taken);
+	append(s, 6, 8);
+	t.is(s.buffer.buffer, taken.buffer, 'the next records go into the buffer given back: nothing allocated');
+	s.recycle(taken); // in use again: must not become the spare as well
+	const second = s.take()!; // mostly empty: a copy, the buffer kept
+	append(s, 7, 64);
+	const full = s.take()!;
+	t.is(full.buffer, taken.buffer);
+	append(s, 8, 8);
+	t.not(s.buffer.buffer, taken.buffer, 'given back while in use: not handed out a second time');
+	s.recycle(second); // a copy of its size: not a staging buffer
+	t.deepEqual([...second], Array(8).fill(6));
+	t.deepEqual([...full], Array(64).fill(7));
+});
