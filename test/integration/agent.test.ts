@@ -9,7 +9,7 @@ import { type CommandResult } from '../../testbed/children.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { bpfTest } from '../helpers/env.js';
-import { agentTestBed, exhaustRange, runTwtrace } from '../helpers/processes.js';
+import { agentTestBed, exhaustRange, runClient, runTwtrace, scenarioNamed, startServer } from '../helpers/processes.js';
 import { startServe } from '../helpers/serve.js';
 import { parseExposition, valueOf } from '../helpers/exposition.js';
 
@@ -117,4 +117,23 @@ bpfTest('agent: top and doctor started after exhaustion answer from the agent: e
 
 	t.is(await serve.stop(), 0);
 	t.false(fs.existsSync(socket), 'the socket is removed when the agent stops');
+});
+
+bpfTest('agent: a window of more records than one recorder chunk holds is served whole, every connection in it', async (t) => {
+	// 5,000 connections closed first by the client: at least a connect and a time_wait record each on its
+	// side, so the recorder fills several of its chunks (pipeline/recorder.ts CHUNK_BYTES, 2,730 records).
+	const connections = 5000;
+	const { dir, socket, pair } = agentTestBed(t, 20_000);
+	const serve = await startServe(['--agent-socket', socket, '--netns', String(pair.clientInode), '--netns', String(pair.serverInode)]);
+	t.teardown(() => void serve.stop());
+	const server = await startServer(pair.server, '0.0.0.0', 7800, 'wait-close', connections);
+	const churner = await runClient(pair.client, pair.serverAddr, 7800, 'close-first', connections, scenarioNamed(dir, 'churner'));
+	t.is(churner.ok, connections, 'the generator completed every connection: the truth to compare with');
+	await server.done;
+
+	const rep = await run(['report', '--last', '5m', '--format', 'json', '--agent-socket', socket]);
+	t.is(rep.code, 0, rep.stderr);
+	const report = JSON.parse(rep.stdout);
+	t.like(report.offenders.find((o: { pid: number }) => o.pid === churner.pid), { comm: 'churner', timeWaitEntries: connections });
+	t.like(report.losses, { ringFull: 0, missedRuns: 0 });
 });
