@@ -58,13 +58,21 @@ export class CountTable {
 		return row;
 	}
 
-	/** Adds `n` packed keys and values, as the kernel hands them over (host byte order). */
+	/**
+	 * Adds `n` packed keys and values, as the kernel hands them over (host byte order). Each u64 is
+	 * read as two u32 halves: a BigInt per counter per reading (20 a key, every second and every
+	 * scrape) was a fifth of an idle agent's work and most of its garbage (bench:profile --rate 10).
+	 */
 	addPacked(keys: Buffer, values: Buffer, n: number): void {
+		const [lo, hi] = HOST_LITTLE_ENDIAN ? [0, 4] : [4, 0];
 		for (let i = 0; i < n; i++) {
 			const row = this.row(keys.toString('hex', i * COUNT_KEY_SIZE, (i + 1) * COUNT_KEY_SIZE));
 			const at = i * COUNT_SIZE;
 			for (let c = 0; c < COUNT_COLUMNS; c++) {
-				row[c]! += Number(HOST_LITTLE_ENDIAN ? values.readBigUInt64LE(at + 8 * c) : values.readBigUInt64BE(at + 8 * c));
+				const p = at + 8 * c;
+				row[c]! += HOST_LITTLE_ENDIAN
+					? values.readUInt32LE(p + hi) * 0x1_0000_0000 + values.readUInt32LE(p + lo)
+					: values.readUInt32BE(p + hi) * 0x1_0000_0000 + values.readUInt32BE(p + lo);
 			}
 		}
 	}

@@ -36,12 +36,16 @@ export interface PoolState {
  */
 export function secondsToExhaustion(s: PoolState): number | undefined {
 	const { portsUsable, portsHeldOpen, ratePerSec } = s;
-	const expiries = [...s.timeWaitSecondsLeft.entries()].filter(([, n]) => n > 0).sort((a, b) => a[0] - b[0]);
-	let held = portsHeldOpen + expiries.reduce((sum, [, n]) => sum + n, 0);
+	let held = portsHeldOpen;
+	for (const n of s.timeWaitSecondsLeft.values()) if (n > 0) held += n;
 	if (held >= portsUsable) return 0;
 	if (ratePerSec <= 0) return undefined;
 	// The cap keeps TIME_WAIT from ever filling the pool: closes past it free their ports.
 	if (s.maxTimeWait !== undefined && portsHeldOpen + s.maxTimeWait < portsUsable) return undefined;
+	// Ports in use never exceed those held now plus 60 s of new connections: no crossing, and no
+	// sort of the expiries (a scrape asks this of every destination; most are far from the edge).
+	if (held + ratePerSec * TIME_WAIT_SECONDS < portsUsable) return undefined;
+	const expiries = [...s.timeWaitSecondsLeft.entries()].filter(([, n]) => n > 0).sort((a, b) => a[0] - b[0]);
 	let from = 0;
 	for (const [secondsLeft, n] of expiries) {
 		const to = Math.min(secondsLeft, TIME_WAIT_SECONDS);

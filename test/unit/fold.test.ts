@@ -120,12 +120,14 @@ test('a table adds packed kernel entries (host byte order) and other tables by k
 	const put = (at: number, n: bigint) => (HOST_LITTLE_ENDIAN ? values.writeBigUInt64LE(n, at) : values.writeBigUInt64BE(n, at));
 	put(8 * C.timeWait, 3n);
 	put(COUNT_SIZE + 8 * C.resets, 2n ** 40n);
+	put(8 * C.lifetimeSumUs, 2n ** 33n + 0xfffffffen); // both halves of the u64 set
 	const table = new CountTable();
 	table.addPacked(keys, values, 2);
 	table.addPacked(keys, values, 1);
 	t.is(table.rows.size, 2);
 	t.is(table.total(C.timeWait), 6);
 	t.is(table.total(C.resets), 2 ** 40);
+	t.is(table.total(C.lifetimeSumUs), 2 * (2 ** 33 + 0xfffffffe));
 	const sum = new CountTable().addTable(table).addTable(table);
 	t.is(sum.total(C.timeWait), 12);
 	t.is(sum.rows.size, 2);

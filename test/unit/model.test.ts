@@ -147,6 +147,39 @@ test('the sparkline holds TIME_WAIT per second over the last 60 s', (t) => {
 	t.is(view(m, 61).rows[0]!.history[59], 1);
 });
 
+test('time to exhaustion: the shortcut for pools far from the edge answers as the walk between expiries does', (t) => {
+	// The walk between expiries alone (ports.ts before the shortcut): the oracle.
+	const walk = (s: { portsUsable: number; portsHeldOpen: number; timeWaitSecondsLeft: Map<number, number>; ratePerSec: number }) => {
+		const expiries = [...s.timeWaitSecondsLeft.entries()].filter(([, n]) => n > 0).sort((a, b) => a[0] - b[0]);
+		let held = s.portsHeldOpen + expiries.reduce((sum, [, n]) => sum + n, 0);
+		if (held >= s.portsUsable) return 0;
+		if (s.ratePerSec <= 0) return undefined;
+		let from = 0;
+		for (const [left, n] of expiries) {
+			const to = Math.min(left, 60);
+			const crossing = (s.portsUsable - held) / s.ratePerSec;
+			if (crossing <= to) return Math.max(crossing, from);
+			from = to;
+			held -= n;
+		}
+		const crossing = (s.portsUsable - held) / s.ratePerSec;
+		return crossing <= 60 ? Math.max(crossing, from) : undefined;
+	};
+	let seed = 12345;
+	const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+	let shortcuts = 0;
+	for (let i = 0; i < 2000; i++) {
+		const left = new Map<number, number>();
+		for (let k = Math.floor(random() * 6); k > 0; k--) left.set(Math.floor(random() * 62), Math.floor(random() * 40));
+		// Rates around the edge (usable / 60 s less what is held), so that both sides of it are tried.
+		const s = { portsUsable: 100, portsHeldOpen: Math.floor(random() * 30), timeWaitSecondsLeft: left, ratePerSec: Math.round(random() * 40) / 10 };
+		const held = s.portsHeldOpen + [...left.values()].reduce((a, b) => a + b, 0);
+		if (held < 100 && held + s.ratePerSec * 60 < 100) shortcuts++;
+		t.is(secondsToExhaustion(s), walk(s), JSON.stringify({ ...s, timeWaitSecondsLeft: [...left] }));
+	}
+	t.true(shortcuts > 200, `${shortcuts} cases took the shortcut`);
+});
+
 test('headroom of a 100-port range: sustainable rate, ports in use and time to exhaustion', (t) => {
 	t.is(usablePorts({ low: 40000, high: 40099 }), 100);
 	t.is(usablePorts({ low: 40000, high: 40099 }, parsePortList('40000-40009,8080')), 90);
