@@ -6,7 +6,7 @@
  */
 import { COUNT_FIELDS, COUNT_KEY_FIELDS, COUNT_KEY_SIZE, COUNT_SIZE, LifetimeBoundMs } from './layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from './host-order.js';
-import { formatAddress } from './decode.js';
+import { formatAddress, readU64 } from './decode.js';
 import { AF_INET6, SIDE_NAMES, type SideName } from './kinds.js';
 
 /**
@@ -64,16 +64,11 @@ export class CountTable {
 	 * scrape) was a fifth of an idle agent's work and most of its garbage (bench:profile --rate 10).
 	 */
 	addPacked(keys: Buffer, values: Buffer, n: number): void {
-		const [lo, hi] = HOST_LITTLE_ENDIAN ? [0, 4] : [4, 0];
+		const view = new DataView(values.buffer, values.byteOffset, values.byteLength);
 		for (let i = 0; i < n; i++) {
 			const row = this.row(keys.toString('hex', i * COUNT_KEY_SIZE, (i + 1) * COUNT_KEY_SIZE));
 			const at = i * COUNT_SIZE;
-			for (let c = 0; c < COUNT_COLUMNS; c++) {
-				const p = at + 8 * c;
-				row[c]! += HOST_LITTLE_ENDIAN
-					? values.readUInt32LE(p + hi) * 0x1_0000_0000 + values.readUInt32LE(p + lo)
-					: values.readUInt32BE(p + hi) * 0x1_0000_0000 + values.readUInt32BE(p + lo);
-			}
+			for (let c = 0; c < COUNT_COLUMNS; c++) row[c]! += readU64(view, at + 8 * c, HOST_LITTLE_ENDIAN);
 		}
 	}
 

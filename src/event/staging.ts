@@ -9,6 +9,8 @@
  * high rates, and the next append allocates another, unless a consumer done with one it took gave
  * it back (recycle(): the flight recorder's oldest chunk, dropped as a new one fills).
  */
+import { EVENT_SIZE } from './layout.generated.js';
+
 export class RecordStaging {
 	readonly capacity: number;
 	#buffer: Buffer | undefined;
@@ -42,6 +44,21 @@ export class RecordStaging {
 	get words(): Uint32Array {
 		const b = this.buffer;
 		return (this.#words ??= new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4));
+	}
+
+	/**
+	 * Appends the record (EVENT_SIZE bytes) at byte `offset` of ring memory, a word at a time (records
+	 * are 8-byte aligned in the ring, BPF_RINGBUF_HDR_SZ): no view object nor native call per record.
+	 * Returns the byte offset it was written at.
+	 */
+	appendRecord(ring: Uint32Array, offset: number): number {
+		const at = this.#bytes;
+		const dst = this.words;
+		const to = at / 4;
+		const from = offset / 4;
+		for (let k = 0; k < EVENT_SIZE / 4; k++) dst[to + k] = ring[from + k]!;
+		this.#bytes += EVENT_SIZE;
+		return at;
 	}
 
 	advance(bytes: number): void {

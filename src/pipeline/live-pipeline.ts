@@ -78,8 +78,8 @@ export class LivePipeline {
 		// The recorder takes each record straight from ring memory as the session drains it (no batch
 		// copied once more, no buffer per drain for the garbage collector); others keeping raw records
 		// get them per batch in onEvents.
-		const recordSink = rec ? { keep: (ring: Uint32Array, offset: number) => recorder?.keep(ring, offset) } : undefined;
-		this.feed = new LiveFeed({ ...options, model: this.model, keepRaw: options.keepRaw || rec !== undefined, recordSink: options.keepRaw ? undefined : recordSink, keepWalkBytes }, {
+		const recordSink = rec && !options.keepRaw ? { keep: (ring: Uint32Array, offset: number) => recorder?.keep(ring, offset) } : undefined;
+		this.feed = new LiveFeed({ ...options, model: this.model, keepRaw: options.keepRaw || rec !== undefined, recordSink, keepWalkBytes }, {
 			...given,
 			onEvents: (events, raw) => {
 				if (raw) recorder?.addEvents(raw, parts.clockUs());

@@ -37,13 +37,9 @@ export interface RecorderSource {
 	cgroups(): Record<string, string>;
 	/** Why the window ends where it does, for its trailer. */
 	describe(): string;
-	/**
-	 * CLOCK_MONOTONIC µs now, for records kept one at a time (keep()): read once per chunk. Without
-	 * it, such a chunk starts at the last time given to any other method.
-	 */
-	clockUs?(): number;
+	/** CLOCK_MONOTONIC µs now, for records kept one at a time (keep()): read once per chunk. */
+	clockUs(): number;
 }
-
 
 type Item =
 	| { type: 'events'; atUs: number; records: Buffer; count: number; drops: CaptureDrops }
@@ -75,20 +71,16 @@ export class FlightRecorder implements RecordSink {
 	/** Events gathered for the next frame, since #chunkStartUs. */
 	readonly #chunk = new RecordStaging(CHUNK_BYTES);
 	#chunkStartUs = 0;
-	/** The latest time any method was given: keep()'s clock when the source has none. */
-	#lastUs: number;
 
 	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number) {
 		this.#options = options;
 		this.#source = source;
 		this.#frontUs = nowUs;
-		this.#lastUs = nowUs;
 		this.#frontDrops = source.drops();
 	}
 
 	/** Raw records (EVENT_SIZE each, task records among them) as drained. */
 	addEvents(raw: Buffer, nowUs: number): void {
-		this.#lastUs = nowUs;
 		for (let at = 0; at < raw.length; at += EVENT_SIZE) if (raw[at + EVENT_FIELDS.kind.offset] === EventKind.TASK) this.#keepTask(raw, at);
 		let at = 0;
 		while (at < raw.length) {
@@ -102,25 +94,15 @@ export class FlightRecorder implements RecordSink {
 	}
 
 	/**
-	 * One record, copied a word at a time from ring memory into the chunk being filled: no batch
-	 * buffer in between, no native call, nothing for the garbage collector (the agent's path; the
-	 * session calls it as it drains). Records are 8-byte aligned in the ring (BPF_RINGBUF_HDR_SZ).
+	 * One record, copied from ring memory into the chunk being filled: no batch buffer in between,
+	 * nothing for the garbage collector (the agent's path; the session calls it as it drains).
 	 */
 	keep(ring: Uint32Array, offset: number): void {
 		const chunk = this.#chunk;
-		if (chunk.bytes === 0) this.#chunkStartUs = this.#now();
-		const at = chunk.bytes;
-		const dst = chunk.words;
-		const to = at / 4;
-		const from = offset / 4;
-		for (let k = 0; k < EVENT_SIZE / 4; k++) dst[to + k] = ring[from + k]!;
-		chunk.advance(EVENT_SIZE);
+		if (chunk.bytes === 0) this.#chunkStartUs = this.#source.clockUs();
+		const at = chunk.appendRecord(ring, offset);
 		if (chunk.buffer[at + EVENT_FIELDS.kind.offset] === EventKind.TASK) this.#keepTask(chunk.buffer, at);
-		if (chunk.full) this.#seal(this.#now());
-	}
-
-	#now(): number {
-		return (this.#lastUs = this.#source.clockUs?.() ?? this.#lastUs);
+		if (chunk.full) this.#seal(this.#source.clockUs());
 	}
 
 	/** A task record, kept apart: a window's events may name tasks whose records came before it. */
@@ -136,7 +118,6 @@ export class FlightRecorder implements RecordSink {
 	 * (omittedBytes) leaves only its settings: windows then model TIME_WAIT from their events.
 	 */
 	addWalk(walk: WalkRecord, nowUs: number): void {
-		this.#lastUs = nowUs;
 		this.#settings.set(walk.netns, walk.settings);
 		if (walk.omittedBytes !== undefined) {
 			this.#omittedWalks++;
@@ -154,7 +135,6 @@ export class FlightRecorder implements RecordSink {
 
 	/** Seals events gathered for long enough and drops what is too old or over the byte bound. */
 	tick(nowUs: number): void {
-		this.#lastUs = nowUs;
 		if (this.#chunk.bytes > 0 && nowUs - this.#chunkStartUs >= CHUNK_US) this.#seal(nowUs);
 		this.#trim(nowUs);
 	}

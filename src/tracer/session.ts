@@ -195,11 +195,7 @@ export class TraceSession {
 	 * to know whose the events are. A word at a time: no view object nor native call per record.
 	 */
 	#keepRecord(ring: Uint32Array, offset: number): void {
-		const dst = this.#raw.words;
-		const to = this.#raw.bytes / 4;
-		const from = offset / 4;
-		for (let k = 0; k < EVENT_SIZE / 4; k++) dst[to + k] = ring[from + k]!;
-		this.#raw.advance(EVENT_SIZE);
+		this.#raw.appendRecord(ring, offset);
 		if (this.#raw.full) this.#flush();
 	}
 

@@ -45,7 +45,7 @@ function connection(task: number, comm: string, cookie: number, atS: number): Bu
 function recorder(maxBytes = 1 << 30, maxAgeMs = 600_000, clockUs?: () => number) {
 	let drops = { ...NO_LOSS };
 	const source = {
-		clockUs,
+		clockUs: clockUs ?? (() => T0),
 		header: (startUs: number) => captureHeader({ startedAt: new Date(0).toISOString(), clock: { startUs, epochOffsetUs: 0 }, filters: { netns: [] }, walkIntervalMs: 60_000, namespaces: [] }),
 		drops: () => drops,
 		cgroups: () => ({}),
