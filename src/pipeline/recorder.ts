@@ -48,6 +48,15 @@ type Item =
 /** Events are gathered into one frame for this long, or this many bytes: whole records (a frame holds no part of one). */
 const CHUNK_US = 1_000_000;
 export const CHUNK_BYTES = Math.floor((256 * 1024) / EVENT_SIZE) * EVENT_SIZE;
+
+/**
+ * The chunk of a recorder of `maxBytes`: CHUNK_BYTES, or a quarter of a smaller bound (whole
+ * records, one at least), so that a sealed chunk fits the bound with room for others: a chunk
+ * larger than the bound would be dropped as it is sealed, and the recorder would serve nothing.
+ */
+export function chunkBytesFor(maxBytes: number): number {
+	return Math.min(CHUNK_BYTES, Math.max(1, Math.floor(maxBytes / 4 / EVENT_SIZE)) * EVENT_SIZE);
+}
 /** Task records kept (the kernel's own table holds 65,536). */
 const MAX_TASKS = 65_536;
 
@@ -69,11 +78,12 @@ export class FlightRecorder implements RecordSink {
 	#frontUs: number;
 	#frontDrops: CaptureDrops;
 	/** Events gathered for the next frame, since #chunkStartUs. */
-	readonly #chunk = new RecordStaging(CHUNK_BYTES);
+	readonly #chunk: RecordStaging;
 	#chunkStartUs = 0;
 
 	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number) {
 		this.#options = options;
+		this.#chunk = new RecordStaging(chunkBytesFor(options.maxBytes));
 		this.#source = source;
 		this.#frontUs = nowUs;
 		this.#frontDrops = source.drops();
@@ -85,7 +95,7 @@ export class FlightRecorder implements RecordSink {
 		let at = 0;
 		while (at < raw.length) {
 			if (this.#chunk.bytes === 0) this.#chunkStartUs = nowUs;
-			const n = Math.min(raw.length - at, CHUNK_BYTES - this.#chunk.bytes);
+			const n = Math.min(raw.length - at, this.#chunk.capacity - this.#chunk.bytes);
 			raw.copy(this.#chunk.buffer, this.#chunk.bytes, at, at + n);
 			this.#chunk.advance(n);
 			at += n;

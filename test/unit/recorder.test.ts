@@ -8,7 +8,7 @@ import os from 'node:os';
 import { captureHeader, type CaptureDrops } from '../../src/capture/format.js';
 import { parseCapture } from '../../src/capture/reader.js';
 import { EVENT_FIELDS, EVENT_SIZE, EventKind, SOCK_FIELDS, SOCK_SIZE } from '../../src/event/layout.generated.js';
-import { CHUNK_BYTES, FlightRecorder } from '../../src/pipeline/recorder.js';
+import { CHUNK_BYTES, chunkBytesFor, FlightRecorder } from '../../src/pipeline/recorder.js';
 import { replayCapture } from '../../src/report/from-capture.js';
 import { recordsBuffer } from '../../testbed/records.js';
 
@@ -87,6 +87,25 @@ test('frames go by age and by bytes; what is served then starts later, still who
 	t.is(capture.items.filter((i) => i.type === 'walk').length, 1, 'the trimmed walk is served as the window\'s base');
 	const report = replayCapture(capture, { by: 'comm', top: 10, file: 'window' });
 	t.is(report.offenders[0]!.comm, 'churn');
+});
+
+test('a recorder smaller than a chunk holds as much of a burst as its bound allows', (t) => {
+	// 1,000 connections in one second: 3,000 records, 288,000 bytes. A chunk of CHUNK_BYTES is larger
+	// than the whole 64 KiB bound: each was dropped as it was sealed, and only the last second's
+	// remainder stayed (chunkBytesFor).
+	const maxBytes = 64 * 1024;
+	t.is(chunkBytesFor(maxBytes) % EVENT_SIZE, 0, 'whole records');
+	t.true(chunkBytesFor(maxBytes) <= maxBytes / 4);
+	t.is(chunkBytesFor(1 << 30), CHUNK_BYTES);
+	const { r } = recorder(maxBytes);
+	for (let i = 0; i < 1000; i++) r.addEvents(connection(700, 'burst', 5000 + i, 1), T0 + S);
+	r.tick(T0 + 2 * S);
+	const kept = r.stats(T0 + 2 * S).bytes;
+	t.true(kept <= maxBytes && kept >= (3 * maxBytes) / 4, `kept ${kept} of ${maxBytes} bytes`);
+	const report = replayCapture(parseCapture(r.capture(undefined, T0 + 2 * S)), { by: 'comm', top: 10, file: 'window' });
+	const burst = report.offenders.find((o) => o.comm === 'burst');
+	const inBound = Math.floor(maxBytes / (3 * EVENT_SIZE));
+	t.true(burst !== undefined && burst.timeWaitEntries >= (3 * inBound) / 4 && burst.timeWaitEntries <= inBound, `${burst?.timeWaitEntries} of the 1,000 served, ${inBound} fit`);
 });
 
 test('a window\'s losses are those since its start, not since the agent started', (t) => {
