@@ -31,7 +31,7 @@ export class AgentClient {
 		const client = new AgentClient(socketPath);
 		let info: AgentInfo;
 		try {
-			info = JSON.parse((await client.#get('/v1/info', CONNECT_TIMEOUT_MS)).toString('utf8')) as AgentInfo;
+			info = await client.info();
 		} catch (error) {
 			const code = (error as NodeJS.ErrnoException).code;
 			if (code === 'ENOENT') return { client: undefined, why: `no agent (${socketPath} does not exist)` };
@@ -48,6 +48,11 @@ export class AgentClient {
 				'Use the twtrace of the same version as the agent, or --standalone');
 		}
 		return { client, info };
+	}
+
+	/** The agent's info now (its uptime, its flight recorder's span). */
+	async info(): Promise<AgentInfo> {
+		return JSON.parse((await this.#get('/v1/info', CONNECT_TIMEOUT_MS)).toString('utf8')) as AgentInfo;
 	}
 
 	async snapshot(query: SnapshotQuery): Promise<SnapshotReply> {

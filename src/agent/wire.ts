@@ -30,7 +30,11 @@ export interface AgentInfo {
 	uptimeSeconds: number;
 	/** The agent's own filters: a client asking for other ones is told. */
 	filters: { netns: number[]; comm: string | null; pid: number | null; port: number | null; family: '4' | '6' | null };
-	recorder: { frames: number; bytes: number; maxBytes: number; spanSeconds: number; maxSeconds: number; firstAt: string | null };
+	/**
+	 * The flight recorder: what it holds, its bounds, and which bound dropped its latest dropped frame
+	 * (null: none was, so it holds everything since the agent started).
+	 */
+	recorder: { frames: number; bytes: number; maxBytes: number; spanSeconds: number; maxSeconds: number; firstAt: string | null; droppedBy: 'size' | 'age' | null };
 }
 
 export interface SnapshotQuery {

@@ -18,7 +18,8 @@ import { LiveRecording, saveAgentCapture } from '../source/recordings.js';
 import { openSource } from '../source/open.js';
 import { formatDuration } from '../views/duration.js';
 import { sessionSummaryLine } from '../views/session-text.js';
-import { addAgentOptions, addFilterOptions, formatBytes, parseDuration, parseFileSize, parseInterval, verboseLog, type FilterOptions } from './options.js';
+import { addAgentOptions, addFilterOptions, parseDuration, parseFileSize, parseInterval, verboseLog, type FilterOptions } from './options.js';
+import { formatBytes } from '../views/bytes.js';
 
 export interface RecordOptions extends FilterOptions, AgentChoiceOptions {
 	output: string;
@@ -79,7 +80,9 @@ async function saveFromAgent(opts: RecordOptions, io: Io): Promise<void> {
 		},
 	}) as AgentSource;
 	const bytes = await saveAgentCapture(source, opts.output, opts.last, opts.force === true);
+	const short = await source.shortfall(opts.last);
 	io.stderr.write(`twtrace: the last ${formatDuration(opts.last! / 1000)} from the ${source.label()} written to ${opts.output} (${formatBytes(bytes)}).\n` +
+		(short ? `twtrace: ${short.message}.\n` : '') +
 		`twtrace: report with: twtrace report ${opts.output}\n`);
 }
 

@@ -15,7 +15,8 @@ import { eventJsonLine, type EventContext } from '../views/event-json.js';
 import { eventText, TEXT_HEADER } from '../views/event-text.js';
 import { LineBatch } from '../views/line-batch.js';
 import { sessionSummaryLine } from '../views/session-text.js';
-import { addFilterOptions, formatBytes, parseCount, parseDuration, verboseLog, type FilterOptions } from './options.js';
+import { addFilterOptions, parseCount, parseDuration, verboseLog, type FilterOptions } from './options.js';
+import { formatBytes } from '../views/bytes.js';
 
 export interface TraceOptions extends FilterOptions {
 	json?: boolean;

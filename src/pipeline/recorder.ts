@@ -77,6 +77,8 @@ export class FlightRecorder implements RecordSink {
 	/** CLOCK_MONOTONIC µs of the oldest moment the recorder can still serve. */
 	#frontUs: number;
 	#frontDrops: CaptureDrops;
+	/** The bound that dropped the latest frame dropped: why the recorder holds less than the agent's whole run. */
+	#droppedBy: 'size' | 'age' | undefined;
 	/** Events gathered for the next frame, since #chunkStartUs. */
 	readonly #chunk: RecordStaging;
 	#chunkStartUs = 0;
@@ -149,10 +151,11 @@ export class FlightRecorder implements RecordSink {
 		this.#trim(nowUs);
 	}
 
-	stats(nowUs: number): { frames: number; bytes: number; maxBytes: number; spanSeconds: number; maxSeconds: number; firstUs: number } {
+	stats(nowUs: number): { frames: number; bytes: number; maxBytes: number; spanSeconds: number; maxSeconds: number; firstUs: number; droppedBy: 'size' | 'age' | null } {
 		return {
 			frames: this.#items.length - this.#head, bytes: this.#bytes + this.#frontBytes + this.#chunk.bytes, maxBytes: this.#options.maxBytes,
 			spanSeconds: Math.round((nowUs - this.#frontUs) / 1e5) / 10, maxSeconds: this.#options.maxAgeMs / 1000, firstUs: this.#frontUs,
+			droppedBy: this.#droppedBy ?? null,
 		};
 	}
 
@@ -217,6 +220,7 @@ export class FlightRecorder implements RecordSink {
 		while (this.#head < this.#items.length) {
 			const item = this.#items[this.#head]!;
 			if (item.atUs >= oldestUs && this.#bytes + this.#frontBytes <= this.#options.maxBytes) break;
+			this.#droppedBy = item.atUs < oldestUs ? 'age' : 'size';
 			this.#bytes -= itemBytes(item);
 			if (item.type === 'events') {
 				this.#frontDrops = item.drops;

@@ -8,6 +8,8 @@ import type { AgentInfo, SnapshotQuery, SnapshotReply } from '../agent/wire.js';
 import { CaptureError } from '../capture/format.js';
 import { parseCapture, type Capture } from '../capture/reader.js';
 import type { ViewFilter } from '../model/view-filter.js';
+import { formatBytes } from '../views/bytes.js';
+import { formatDuration } from '../views/duration.js';
 import { agentLabel, type ChosenAgent } from './agent-choice.js';
 import type { Source } from './source.js';
 
@@ -51,7 +53,45 @@ export class AgentSource implements Source {
 		}
 	}
 
+	/**
+	 * Why a window of the last `askedMs` served just now holds less than that (the agent's info read
+	 * again: the recorder's span and bounds now); undefined when it holds it all, or none was asked.
+	 */
+	async shortfall(askedMs: number | undefined): Promise<RecorderShortfall | undefined> {
+		return askedMs === undefined ? undefined : recorderShortfall(await this.client.info(), askedMs);
+	}
+
 	async close(): Promise<undefined> {
 		return undefined;
 	}
+}
+
+/** A window from the flight recorder shorter than asked: how much it holds, and why. */
+export interface RecorderShortfall {
+	heldSeconds: number;
+	askedSeconds: number;
+	/** Why, in words, with what to change: "the agent started 2 min ago", "its 64 MiB (serve --recorder-size) …". */
+	because: string;
+	/** One line for stderr: "the flight recorder holds only the last 4 min of the 10 min asked for: …". */
+	message: string;
+}
+
+/**
+ * Whether a window of the last `askedMs` from the flight recorder `info` describes holds less
+ * (more than a second short), and why: the agent has not run that long, or a bound of the recorder
+ * (its age, --recorder; its bytes, --recorder-size) dropped the older frames. Pure.
+ */
+export function recorderShortfall(info: Pick<AgentInfo, 'uptimeSeconds' | 'recorder'>, askedMs: number): RecorderShortfall | undefined {
+	const askedSeconds = askedMs / 1000;
+	const { spanSeconds, maxSeconds, maxBytes, droppedBy } = info.recorder;
+	if (spanSeconds >= askedSeconds - 1) return undefined;
+	const because = droppedBy === 'size'
+		? `its ${formatBytes(maxBytes)} (serve --recorder-size) fill that fast at this rate of events; a larger --recorder-size keeps more`
+		: droppedBy === 'age'
+			? `it keeps ${formatDuration(maxSeconds)} (serve --recorder)`
+			: `the agent started ${formatDuration(info.uptimeSeconds)} ago`;
+	return {
+		heldSeconds: spanSeconds, askedSeconds, because,
+		message: `the flight recorder holds only the last ${formatDuration(spanSeconds)} of the ${formatDuration(askedSeconds)} asked for: ${because}`,
+	};
 }

@@ -72,7 +72,12 @@ export async function reportFrom(source: Source, request: ReportRequest, opts: P
 		const label = `${source.label()}: ${lastMs === undefined ? 'all its flight recorder holds' : `the last ${formatDuration(lastMs / 1000)}`}`;
 		io.stderr.write(`twtrace: report from the ${label}\n`);
 		const capture = await source.capture(lastMs);
-		return replayCapture(capture, { by: request.by, top: request.top, file: label, fromAgent: true, cgroupPath: (id) => cgroups.lookup(id) });
+		// A window shorter than asked is said so, on stderr and in the report's header: a report of
+		// "the last 10 min" that covers 4 must not be read as a quiet first 6.
+		const short = await source.shortfall(lastMs);
+		if (short) io.stderr.write(`twtrace: ${short.message}.\n`);
+		const file = short ? `${source.label()}: the last ${formatDuration(short.heldSeconds)} (of ${formatDuration(short.askedSeconds)} asked for: ${short.because})` : label;
+		return replayCapture(capture, { by: request.by, top: request.top, file, fromAgent: true, cgroupPath: (id) => cgroups.lookup(id) });
 	}
 	if (!(source instanceof LiveSource) || !live?.builder) throw new Error('a live report needs its builder (LiveReport.follow)');
 	await request.run?.finished;

@@ -137,3 +137,30 @@ bpfTest('agent: a window of more records than one recorder chunk holds is served
 	t.like(report.offenders.find((o: { pid: number }) => o.pid === churner.pid), { comm: 'churner', timeWaitEntries: connections });
 	t.like(report.losses, { ringFull: 0, missedRuns: 0 });
 });
+
+bpfTest('agent: a window longer than the flight recorder holds says how much it holds and why, in the report and on stderr', async (t) => {
+	// 5,000 connections closed first by the client: about 15,000 records, 1.4 MB, past a 1 MiB recorder.
+	const connections = 5000;
+	const { dir, socket, pair } = agentTestBed(t, 20_000);
+	const serve = await startServe(['--agent-socket', socket, '--recorder-size', '1M', '--netns', String(pair.clientInode), '--netns', String(pair.serverInode)]);
+	t.teardown(() => void serve.stop());
+	const server = await startServer(pair.server, '0.0.0.0', 7800, 'wait-close', connections);
+	const churner = await runClient(pair.client, pair.serverAddr, 7800, 'close-first', connections, scenarioNamed(dir, 'churner'));
+	t.is(churner.ok, connections);
+	await server.done;
+
+	const cut = /the flight recorder holds only the last (\d+(\.\d)? s) of the 5 min asked for: its 1 MiB \(serve --recorder-size\) fill that fast at this rate of events; a larger --recorder-size keeps more\./;
+	const rep = await run(['report', '--last', '5m', '--format', 'json', '--agent-socket', socket]);
+	t.is(rep.code, 0, rep.stderr);
+	t.regex(rep.stderr, cut);
+	const report = JSON.parse(rep.stdout);
+	t.regex(report.source.file, /: the last \d+(\.\d)? s \(of 5 min asked for: its 1 MiB \(serve --recorder-size\) fill that fast/);
+	const served = report.offenders.find((o: { pid: number }) => o.pid === churner.pid)?.timeWaitEntries ?? 0;
+	t.true(served > 0 && served < connections, `${served} of the ${connections} connections' TIME_WAIT entries are in the window`);
+
+	const file = path.join(dir, 'cut.twtcap');
+	const rec = await run(['record', '--last', '5m', '-o', file, '--agent-socket', socket]);
+	t.is(rec.code, 0, rec.stderr);
+	t.regex(rec.stderr, cut);
+	t.is(await serve.stop(), 0);
+});

@@ -20,7 +20,7 @@ import { TwtraceError } from '../../src/errors.js';
 const INFO: AgentInfo = {
 	api: API_VERSION, version: '9.9.9', pid: 42, startedAt: new Date(0).toISOString(), uptimeSeconds: 10,
 	filters: { netns: [], comm: null, pid: null, port: null, family: null },
-	recorder: { frames: 0, bytes: 0, maxBytes: 0, spanSeconds: 0, maxSeconds: 0, firstAt: null },
+	recorder: { frames: 0, bytes: 0, maxBytes: 0, spanSeconds: 0, maxSeconds: 0, firstAt: null, droppedBy: null },
 };
 
 function reply(): SnapshotReply {

@@ -81,6 +81,7 @@ test('frames go by age and by bytes; what is served then starts later, still who
 	for (let s = 1; s <= 300; s++) r.addEvents(connection(700 + (s % 3), 'churn', 1000 + s, s), T0 + s * S), r.tick(T0 + s * S + S);
 	const stats = r.stats(T0 + 301 * S);
 	t.true(stats.spanSeconds <= 121, `kept ${stats.spanSeconds} s`);
+	t.is(stats.droppedBy, 'age', '120 s of these records take less than the 64 KiB');
 	t.true(stats.bytes <= 64 * 1024 + 256 * 1024, `kept ${stats.bytes} bytes`);
 	const capture = parseCapture(r.capture(undefined, T0 + 301 * S));
 	t.true(capture.header.clock.startUs >= T0 + 180 * S);
@@ -98,9 +99,11 @@ test('a recorder smaller than a chunk holds as much of a burst as its bound allo
 	t.true(chunkBytesFor(maxBytes) <= maxBytes / 4);
 	t.is(chunkBytesFor(1 << 30), CHUNK_BYTES);
 	const { r } = recorder(maxBytes);
+	t.is(r.stats(T0).droppedBy, null, 'nothing dropped yet: it holds all since its start');
 	for (let i = 0; i < 1000; i++) r.addEvents(connection(700, 'burst', 5000 + i, 1), T0 + S);
 	r.tick(T0 + 2 * S);
 	const kept = r.stats(T0 + 2 * S).bytes;
+	t.is(r.stats(T0 + 2 * S).droppedBy, 'size');
 	t.true(kept <= maxBytes && kept >= (3 * maxBytes) / 4, `kept ${kept} of ${maxBytes} bytes`);
 	const report = replayCapture(parseCapture(r.capture(undefined, T0 + 2 * S)), { by: 'comm', top: 10, file: 'window' });
 	const burst = report.offenders.find((o) => o.comm === 'burst');

@@ -11,7 +11,7 @@ import { API_VERSION, type AgentInfo, type SnapshotQuery, type SnapshotReply } f
 import { CaptureError } from '../../src/capture/format.js';
 import { TwtraceError } from '../../src/errors.js';
 import type { Io } from '../../src/io.js';
-import { AgentSource } from '../../src/source/agent-source.js';
+import { AgentSource, recorderShortfall } from '../../src/source/agent-source.js';
 import { ReplaySource } from '../../src/source/replay-source.js';
 import { openSource } from '../../src/source/open.js';
 import { root } from '../helpers/env.js';
@@ -21,7 +21,7 @@ const query: SnapshotQuery = { by: 'process', sort: 'timeWait', windowMs: 1000 }
 const INFO: AgentInfo = {
 	api: API_VERSION, version: '9.9.9', pid: 42, startedAt: new Date(0).toISOString(), uptimeSeconds: 30,
 	filters: { netns: [], comm: null, pid: null, port: null, family: null },
-	recorder: { frames: 0, bytes: 0, maxBytes: 0, spanSeconds: 0, maxSeconds: 0, firstAt: null },
+	recorder: { frames: 0, bytes: 0, maxBytes: 0, spanSeconds: 0, maxSeconds: 0, firstAt: null, droppedBy: null },
 };
 const io = (): Io => ({ stdout: process.stdout, stderr: process.stderr, interrupted: new Promise(() => {}) });
 
@@ -83,4 +83,16 @@ test('openSource: a replay when asked; the agent when required, else the command
 	const noAgent = { agentSocket: '/nonexistent/twtrace-test/agent.sock' };
 	t.is(await t.throwsAsync(openSource('report', noAgent, io(), { agent: { required } })), required);
 	t.is(await t.throwsAsync(openSource('report', { ...noAgent, standalone: true }, io(), { agent: { required } })), required, '--standalone never uses the agent');
+});
+
+test('a window from the flight recorder shorter than asked says how much it holds, and which bound cut it', (t) => {
+	const recorder = { ...INFO.recorder, maxBytes: 64 * 2 ** 20, maxSeconds: 900 };
+	const at = (spanSeconds: number, droppedBy: AgentInfo['recorder']['droppedBy'], uptimeSeconds = 3600) => ({ uptimeSeconds, recorder: { ...recorder, spanSeconds, droppedBy } });
+	t.is(recorderShortfall(at(600, 'size'), 600_000), undefined, 'all of it');
+	t.is(recorderShortfall(at(599.5, 'size'), 600_000), undefined, 'to within a second');
+	const size = recorderShortfall(at(234, 'size'), 600_000)!;
+	t.like(size, { heldSeconds: 234, askedSeconds: 600 });
+	t.is(size.message, 'the flight recorder holds only the last 4 min of the 10 min asked for: its 64 MiB (serve --recorder-size) fill that fast at this rate of events; a larger --recorder-size keeps more');
+	t.regex(recorderShortfall(at(900, 'age'), 3_600_000)!.because, /^it keeps 15 min \(serve --recorder\)$/);
+	t.is(recorderShortfall(at(20, null, 20), 300_000)!.because, 'the agent started 20 s ago');
 });
