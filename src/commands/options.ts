@@ -96,7 +96,6 @@ export function parseFileSize(value: string): number {
 	return bytes;
 }
 
-
 export function parseKinds(value: string): EventKindName[] {
 	const kinds = value.split(',').map((k) => k.trim()).filter(Boolean);
 	const unknown = kinds.filter((k) => !(ALL_KINDS as readonly string[]).includes(k));
