@@ -35,7 +35,7 @@ import { MODES, root, type Mode, type TracerOutcome } from './tracers.js';
 import { programRuns, runsBetween, runTimeStats, type ProgramRuns } from './bpf-stats.js';
 import { median, unaccountedTimeWait } from './stats.js';
 import { measurePieces, pieceRows, type PiecesResult } from './bpf-pieces.js';
-import { measureSoak, measureSteady, type SoakResult, type SteadyResult, type SteadySample } from './steady.js';
+import { measureSoak, measureSteady, type SoakResult, type SoakSample, type SteadyResult, type SteadySample } from './steady.js';
 import { COLUMN_BYTES_PER_SLOT } from '../src/model/time-wait.js';
 import { SOCK_SIZE } from '../src/event/layout.generated.js';
 import { measureProfile, PER_EVENT_AREA, PROFILED, profileTables, type ProfileResult, type ProfiledCommand } from './profile.js';
@@ -449,10 +449,16 @@ function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
 
 function soakSection(r: SoakResult): string {
 	const count = (v: number | null) => (v === null ? '–' : fmtInt(v));
-	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), fmt(x.cpuPct), fmtInt(x.timeWaitKernel), count(x.walksRead), count(x.walksSkipped)]);
+	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), x.heapMiB === null ? '–' : fmtInt(x.heapMiB), fmt(x.cpuPct), fmtInt(x.timeWaitKernel), count(x.walksRead), count(x.walksSkipped)]);
 	const firstMinute = r.samples.filter((x) => x.atS <= 60).map((x) => x.rssMiB);
 	const after = r.samples.filter((x) => x.atS > 60 && x.atS <= r.seconds).map((x) => x.rssMiB);
 	const rise = firstMinute.length && after.length ? Math.max(...after) - Math.max(...firstMinute) : undefined;
+	// The same for V8's heap: how much of the rise is the heap's (the model's objects), how much is outside it.
+	const heapOf = (xs: SoakSample[]) => xs.flatMap((x) => (x.heapMiB === null ? [] : [x.heapMiB]));
+	const [heapFirst, heapAfter] = [heapOf(r.samples.filter((x) => x.atS <= 60)), heapOf(r.samples.filter((x) => x.atS > 60 && x.atS <= r.seconds))];
+	const heapRise = rise !== undefined && heapFirst.length && heapAfter.length
+		? `; V8's heap (committed) went from ${fmtInt(Math.max(...heapFirst))} MiB at most in the first minute to ${fmtInt(Math.max(...heapAfter))} MiB at most after it`
+		: '';
 	const isFlat = rise !== undefined && rise <= 0.05 * Math.max(...firstMinute);
 	const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
 	return `## Soak: \`serve\` for ${r.seconds / 60} minutes, scraped every 2 s
@@ -461,13 +467,13 @@ Made by \`sudo npm run bench:soak\` (or with the rest by \`npm run bench\`) on $
 \`twtrace serve --listen 127.0.0.1:0 --agent-socket TMP/agent.sock\` (as deployed: the agent API and the flight recorder on, no
 filters), \`/metrics\` fetched every 2 s (10 s timeout), while the churn
 client makes ${fmtInt(r.rate)} connections/s to 64 destination ports (reached: ${fmtInt(r.connPerSec)}/s). Every 10 s: serve's RSS, its CPU over those 10 s, and the
-TIME_WAIT sockets the kernel holds in the client namespace, and serve's socket walks so far from its latest scrape: read,
-and due but not read because the kernel's count agreed with the model's (\`twtrace_socket_walks_total\`, \`…_skipped_total\`).
+TIME_WAIT sockets the kernel holds in the client namespace, and from serve's latest scrape its V8 heap (\`nodejs_heap_size_total_bytes\`) and its
+socket walks so far: read, and due but not read because the kernel's count agreed with the model's (\`twtrace_socket_walks_total\`, \`…_skipped_total\`).
 
-${markdownTable(['s', 'serve RSS MiB', 'CPU % of a core', 'TIME_WAIT (kernel)', 'walks read', 'walks skipped'], rows)}
+${markdownTable(['s', 'serve RSS MiB', 'V8 heap MiB', 'CPU % of a core', 'TIME_WAIT (kernel)', 'walks read', 'walks skipped'], rows)}
 
 - CPU ${fmt(r.cpuPctMean)} % of a core on average (target ≤ 3 %: ${verdict(r.cpuPctMean <= 3)}); peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB: ${verdict(r.peakRssMiB <= 128)});
-  RSS after the first minute ${rise === undefined ? '–' : `${rise >= 0 ? 'rose' : 'fell'} by ${fmtInt(Math.abs(rise))} MiB over the first minute's peak`} (target: flat, within 5 % of it: ${rise === undefined ? '–' : verdict(isFlat)}).
+  RSS after the first minute ${rise === undefined ? '–' : `${rise >= 0 ? 'rose' : 'fell'} by ${fmtInt(Math.abs(rise))} MiB over the first minute's peak`} (target: flat, within 5 % of it: ${rise === undefined ? '–' : verdict(isFlat)})${heapRise}.
 - ${fmtInt(r.scrapes)} scrapes, ${r.scrapeFailures} failed or timed out, the slowest took ${fmtInt(r.slowestScrapeMs)} ms (target ≤ 50 ms: ${verdict(r.scrapeFailures === 0 && r.slowestScrapeMs <= 50)}).
 - serve's closing line: ${r.lost}
 - Where the time goes, and what would close the gaps: serve's CPU is per-event work in JavaScript (ingest into the model,

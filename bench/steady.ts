@@ -155,7 +155,8 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 }
 
 /** walksRead/walksSkipped: serve's twtrace_socket_walks_total and _skipped_total in the latest scrape (null before one). */
-export interface SoakSample { atS: number; rssMiB: number; cpuPct: number; timeWaitKernel: number; walksRead: number | null; walksSkipped: number | null }
+/** Every 10 s of the soak; heapMiB: V8's committed heap from serve's latest scrape (nodejs_heap_size_total_bytes). */
+export interface SoakSample { atS: number; rssMiB: number; heapMiB: number | null; cpuPct: number; timeWaitKernel: number; walksRead: number | null; walksSkipped: number | null }
 
 export interface SoakResult {
 	seconds: number;
@@ -210,7 +211,9 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 			await sleep(10_000);
 			const cpu = cpuSeconds(serve.pid!) ?? cpuPrev;
 			const now = Date.now();
-			samples.push({ atS: Math.round((now - t0) / 1000), rssMiB: rssMiB(serve.pid!) ?? 0, cpuPct: (100 * (cpu - cpuPrev)) / ((now - atPrev) / 1000), timeWaitKernel: timeWaitSockets(pair.client),
+			const heap = counter('nodejs_heap_size_total_bytes');
+			samples.push({ atS: Math.round((now - t0) / 1000), rssMiB: rssMiB(serve.pid!) ?? 0, heapMiB: heap === null ? null : heap / 2 ** 20,
+				cpuPct: (100 * (cpu - cpuPrev)) / ((now - atPrev) / 1000), timeWaitKernel: timeWaitSockets(pair.client),
 				walksRead: counter('twtrace_socket_walks_total'), walksSkipped: counter('twtrace_socket_walks_skipped_total') });
 			[cpuPrev, atPrev] = [cpu, now];
 		}

@@ -61,9 +61,16 @@ export class PrometheusView {
 	 */
 	#writeProcess(w: ExpositionWriter): void {
 		const { user, system } = process.cpuUsage();
+		// One read gives the resident set and the heap (the resident set is read from the kernel either way).
+		const memory = process.memoryUsage();
 		w.family('process_cpu_seconds_total', 'counter', 'User and system CPU time of twtrace').sample('process_cpu_seconds_total', undefined, (user + system) / 1e6);
-		w.family('process_resident_memory_bytes', 'gauge', 'Resident memory of twtrace').sample('process_resident_memory_bytes', undefined, process.memoryUsage.rss());
+		w.family('process_resident_memory_bytes', 'gauge', 'Resident memory of twtrace').sample('process_resident_memory_bytes', undefined, memory.rss);
 		w.family('process_start_time_seconds', 'gauge', 'When twtrace started, seconds since the Unix epoch').sample('process_start_time_seconds', undefined, this.#startTimeSeconds);
+		// V8's heap (the model's objects; not the typed arrays and buffers, whose allocated sizes count
+		// pages never touched and so say little about the resident set), under the names Node's
+		// Prometheus clients use.
+		w.family('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap committed by twtrace (all spaces)').sample('nodejs_heap_size_total_bytes', undefined, memory.heapTotal);
+		w.family('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use by twtrace').sample('nodejs_heap_size_used_bytes', undefined, memory.heapUsed);
 	}
 }
 

@@ -140,6 +140,11 @@ toolTest(['promtool'], 'promtool check metrics accepts the exposition, every met
 	// promtool exits non-zero on a parse error or a lint problem, and names it on stdout.
 	t.notThrows(() => execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' }));
 	t.regex(text, /^process_cpu_seconds_total \d/m);
+	// V8's heap, a part of the resident memory: in use at most what is committed.
+	const { samples } = await scrape(2, new PrometheusView());
+	const rss = valueOf(samples, 'process_resident_memory_bytes') ?? 0;
+	const [used, total] = [valueOf(samples, 'nodejs_heap_size_used_bytes') ?? 0, valueOf(samples, 'nodejs_heap_size_total_bytes') ?? 0];
+	t.true(used > 0 && used <= total && total < rss, `heap ${used} used of ${total}, RSS ${rss}`);
 	for (const family of ['connections_total', 'timewait_entries_total', 'timewait_sockets', 'resets_total', 'connect_failures_total', 'bind_failures_total',
 		'connection_lifetime_seconds', 'port_headroom_ratio', 'seconds_to_exhaustion', 'events_dropped_total']) {
 		t.regex(text, new RegExp(`^# TYPE twtrace_${family} `, 'm'));
