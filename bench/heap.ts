@@ -88,7 +88,6 @@ try {
 		.sort((a, b) => b.to.bytes - b.from.bytes - (a.to.bytes - a.from.bytes)).slice(0, 10);
 	console.log('| kind | MiB then | MiB now | count then | count now |\n|---|---|---|---|---|');
 	for (const g of grown) console.log(`| ${g.kind} | ${MiB(g.from.bytes)} | ${MiB(g.to.bytes)} | ${g.from.count} | ${g.to.count} |`);
-	await stopChild(serve.child);
 	await load.result();
 } finally {
 	await stopChild(serve.child);
