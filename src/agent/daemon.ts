@@ -15,6 +15,8 @@ import type { ModelOptions } from '../model/churn-model.js';
 import { MAX_WALKED_NAMESPACES } from '../pipeline/walk-plan.js';
 import { monotonicUs } from '../tracer/host.js';
 import { LivePipeline } from '../pipeline/live-pipeline.js';
+import type { RecorderKeeps } from '../pipeline/recorder.js';
+export { RECORDER_KEEPS, type RecorderKeeps } from '../pipeline/recorder.js';
 import { MetricsServer, type ListenAddress } from '../server/http.js';
 import { defaultObjectPath, openSocketsObjectPath, packageVersion, preflight } from '../tracer/preflight.js';
 import type { Filters } from '../tracer/tracer.js';
@@ -33,7 +35,7 @@ export interface AgentOptions {
 	/** The API's Unix socket; undefined: metrics only. */
 	socketPath: string | undefined;
 	/** The flight recorder's bounds; undefined: none (it also needs the socket, which serves it). */
-	recorder: { maxAgeMs: number; maxBytes: number } | undefined;
+	recorder: { maxAgeMs: number; maxBytes: number; keeps?: RecorderKeeps } | undefined;
 	/** The kernel's filters (resolved), the model's share, and as a capture header names them. */
 	filters: Filters;
 	model: Pick<ModelOptions, 'comm' | 'pid' | 'port' | 'family'>;

@@ -11,6 +11,12 @@
  *             struct twt_sock records. With `removed` in meta (version 4), a change against the
  *             namespace's previous walk: the cookies gone, then the records new or changed
  *             (walk-table.ts); without, the whole table.
+ *   COUNTS  = atUs(f64) keys(u32) reserved(u32) key(struct twt_count_key)* value(f64 × COUNT_COLUMNS)*
+ *             (version 5): the kernel's counters' differences since the reading before, per key that
+ *             changed, read at atUs (the agent's flight recorder keeps these instead of the records
+ *             the kernel counted: docs/counting-in-the-kernel.md, step 3). Values are the counters in
+ *             struct twt_count order, as float64 (exact below 2^53). A capture with such frames names
+ *             the counters' layout in its header (countLayout).
  *   END     = JSON trailer: why recording stopped, totals and losses. Missing: the file was cut short.
  *
  * Framing integers are little-endian. Records are in the recording host's byte order (header
@@ -23,14 +29,14 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { crc32 } from 'node:zlib';
-import { EVENT_FIELDS, EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE, TASK_FIELDS, TASK_SIZE } from '../event/layout.generated.js';
+import { COUNT_FIELDS, COUNT_KEY_FIELDS, COUNT_KEY_SIZE, COUNT_SIZE, EVENT_FIELDS, EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE, TASK_FIELDS, TASK_SIZE } from '../event/layout.generated.js';
 import { parsePortList, portListText, type NetnsSettings } from '../facts/netns-settings.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { encodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
 
 /** PNG-style: a high byte, the name, CR LF, ^Z, LF: text-mode transfers and `type` are caught. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x57, 0x54, 0x0d, 0x0a, 0x1a, 0x0a]);
-export const CAPTURE_VERSION = 4;
+export const CAPTURE_VERSION = 5;
 /**
  * The record layouts version CAPTURE_VERSION was written with: a digest of every field's offset and
  * size (layoutFingerprint()). The layout test fails when they differ: raise CAPTURE_VERSION, then
@@ -43,7 +49,11 @@ export const FRAME_HEADER_BYTES = 12;
 export const MAX_HEADER_BYTES = 1 << 20;
 export const MAX_FRAME_BYTES = 256 << 20;
 
-export const FrameType = { events: 1, walk: 2, end: 3 } as const;
+export const FrameType = { events: 1, walk: 2, end: 3, counts: 4 } as const;
+/** A counts frame's fixed part: atUs (f64), the number of keys (u32), reserved (u32). */
+export const COUNTS_HEAD_BYTES = 16;
+/** A counts frame's bytes per key: the key as the kernel keeps it, the differences as float64s. */
+export const COUNTS_ENTRY_BYTES = COUNT_KEY_SIZE + COUNT_SIZE;
 export type FrameTypeName = keyof typeof FrameType;
 
 /**
@@ -93,6 +103,8 @@ export interface CaptureHeader {
 	walkIntervalMs: number;
 	/** Per network namespace walked at start: its sysctls, as the report's advice reads them. */
 	namespaces: { netns: number; settings: SettingsJson }[];
+	/** countLayoutFingerprint() of the recording twtrace, when the capture holds counts frames (version 5). */
+	countLayout?: string;
 }
 
 export interface CaptureTrailer {
@@ -228,8 +240,29 @@ export class WalkEncoder {
 	}
 }
 
+/**
+ * A counts frame: `keys` (COUNT_KEY_SIZE bytes each, as read from the kernel) and their differences
+ * (`values`, COUNT_SIZE / 8 numbers each), read at `atUs`.
+ */
+export function encodeCounts(atUs: number, keys: Uint8Array, values: Float64Array): Buffer {
+	const n = keys.byteLength / COUNT_KEY_SIZE;
+	if (!Number.isInteger(n) || values.length * 8 !== n * COUNT_SIZE) throw new RangeError(`a counts frame of ${keys.byteLength} key bytes and ${values.length} values`);
+	const head = Buffer.alloc(COUNTS_HEAD_BYTES);
+	head.writeDoubleLE(atUs, 0);
+	head.writeUInt32LE(n, 8);
+	const le = Buffer.alloc(values.length * 8);
+	for (let i = 0; i < values.length; i++) le.writeDoubleLE(values[i]!, i * 8);
+	return encodeFrame('counts', [head, keys, le]);
+}
+
 export function encodeEnd(trailer: CaptureTrailer): Buffer {
 	return encodeFrame('end', Buffer.from(JSON.stringify(trailer), 'utf8'));
+}
+
+/** A digest of the counters' layout (struct twt_count_key, struct twt_count) that counts frames carry. */
+export function countLayoutFingerprint(): string {
+	const text = JSON.stringify({ COUNT_KEY_SIZE, COUNT_KEY_FIELDS, COUNT_SIZE, COUNT_FIELDS });
+	return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
 /** A digest of the record layouts this build writes and reads (sizes, field names, offsets, sizes). */

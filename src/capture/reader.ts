@@ -7,15 +7,17 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import { EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
+import { COUNT_KEY_SIZE, COUNT_SIZE, EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
 import type { WalkRecord } from '../event/walk-record.js';
-import { CAPTURE_VERSION, CaptureError, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
+import { CAPTURE_VERSION, CaptureError, countLayoutFingerprint, COUNTS_ENTRY_BYTES, COUNTS_HEAD_BYTES, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
 import { crc32 } from 'node:zlib';
 import { decodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
 
 export type CaptureItem =
 	| { type: 'events'; records: Uint8Array; count: number }
-	| { type: 'walk'; walk: WalkRecord };
+	| { type: 'walk'; walk: WalkRecord }
+	/** The kernel's counters' differences read at atUs: `keys` COUNT_KEY_SIZE bytes each, `values` COUNT_SIZE / 8 each. */
+	| { type: 'counts'; atUs: number; keys: Buffer; values: Float64Array; count: number };
 
 export interface Capture {
 	header: CaptureHeader;
@@ -87,6 +89,9 @@ export function parseCapture(data: Uint8Array, options: ReadOptions = {}): Captu
 					tables.set(walk.netns, { sockets: walk.sockets });
 				}
 				items.push({ type: 'walk', walk });
+			} else if (type === FrameType.counts) {
+				if (header.countLayout === undefined) throw new CaptureError('a counts frame in a capture whose header names no counters\' layout');
+				items.push(parseCounts(payload));
 			} else if (type === FrameType.end) {
 				trailer = parseTrailer(payload);
 			} else {
@@ -144,6 +149,9 @@ function parseHeader(buf: Buffer): CaptureHeader {
 	if (header.layout !== layoutFingerprint() || header.eventSize !== EVENT_SIZE || header.sockSize !== SOCK_SIZE) {
 		throw new CaptureError(`the capture's record layout (${header.layout}) is not this twtrace's (${layoutFingerprint()}): replay it with the twtrace version that recorded it (${header.tool})`);
 	}
+	if (header.countLayout !== undefined && header.countLayout !== countLayoutFingerprint()) {
+		throw new CaptureError(`the capture's counters' layout (${header.countLayout}) is not this twtrace's (${countLayoutFingerprint()}): replay it with the twtrace version that recorded it (${header.tool})`);
+	}
 	return header;
 }
 
@@ -162,6 +170,7 @@ function checkHeader(h: unknown): CaptureHeader {
 	if (!isObject(h.filters) || !Array.isArray(h.filters.netns)) return fail('filters are malformed');
 	if (!isCount(h.walkIntervalMs)) return fail('walkIntervalMs is malformed');
 	if (!Array.isArray(h.namespaces)) return fail('namespaces are malformed');
+	if (h.countLayout !== undefined && typeof h.countLayout !== 'string') return fail('countLayout is malformed');
 	for (const ns of h.namespaces) {
 		if (!isObject(ns) || !isCount(ns.netns)) return fail('namespaces are malformed');
 		checkSettings(ns.settings, fail);
@@ -226,6 +235,24 @@ function parseWalk(payload: Buffer): { walk: WalkRecord; delta: WalkDelta | unde
 	const upserts = WalkTable.fromRecords(sockets);
 	if (upserts.size !== sockets.length / SOCK_SIZE) fail('changed sockets repeat a cookie');
 	return { walk, delta: { removed, upserts } };
+}
+
+function parseCounts(payload: Buffer): Extract<CaptureItem, { type: 'counts' }> {
+	if (payload.length < COUNTS_HEAD_BYTES) throw new CaptureError('a counts frame too short for its head');
+	const atUs = payload.readDoubleLE(0);
+	const n = payload.readUInt32LE(8);
+	if (!isCount(atUs)) throw new CaptureError('a counts frame\'s time is malformed');
+	if (payload.length !== COUNTS_HEAD_BYTES + n * COUNTS_ENTRY_BYTES) throw new CaptureError(`a counts frame of ${payload.length} bytes does not hold its ${n} keys`);
+	const keys = payload.subarray(COUNTS_HEAD_BYTES, COUNTS_HEAD_BYTES + n * COUNT_KEY_SIZE);
+	const values = new Float64Array(n * (COUNT_SIZE / 8));
+	const at = COUNTS_HEAD_BYTES + n * COUNT_KEY_SIZE;
+	for (let i = 0; i < values.length; i++) {
+		const v = payload.readDoubleLE(at + i * 8);
+		// Differences of counters that only go up: a negative or fractional one was not written by twtrace.
+		if (!isCount(v)) throw new CaptureError(`a counts frame holds ${v}, not a count`);
+		values[i] = v;
+	}
+	return { type: 'counts', atUs, keys, values, count: n };
 }
 
 function parseTrailer(payload: Buffer): CaptureTrailer {

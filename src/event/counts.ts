@@ -93,17 +93,22 @@ export class CountTable {
 export function decodeCountKey(hex: string): CountKey {
 	const b = Buffer.from(hex, 'hex');
 	if (b.length !== COUNT_KEY_SIZE) throw new RangeError(`a count key is ${COUNT_KEY_SIZE} bytes, not ${b.length}`);
+	return decodeCountKeyAt(b, 0);
+}
+
+/** Decodes the struct twt_count_key at `at` of `b` (host byte order: a counts frame's keys). */
+export function decodeCountKeyAt(b: Buffer, at: number): CountKey {
 	const K = COUNT_KEY_FIELDS;
 	const le = HOST_LITTLE_ENDIAN;
-	const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+	const v = new DataView(b.buffer, b.byteOffset + at, COUNT_KEY_SIZE);
 	const family = v.getUint16(K.family.offset, le) === AF_INET6 ? 6 : 4;
 	return {
 		netns: v.getUint32(K.netns.offset, le),
 		blamed: v.getUint32(K.blamed.offset, le),
 		cgroupId: Number(v.getBigUint64(K.cgroup_id.offset, le)),
 		family,
-		saddr: formatAddress(b, K.saddr.offset, family),
-		daddr: formatAddress(b, K.daddr.offset, family),
+		saddr: formatAddress(b, at + K.saddr.offset, family),
+		daddr: formatAddress(b, at + K.daddr.offset, family),
 		port: v.getUint16(K.port.offset, le),
 		side: SIDE_NAMES[v.getUint8(K.side.offset)] ?? 'unknown',
 	};

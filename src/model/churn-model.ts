@@ -15,12 +15,14 @@
  * are in owners.ts; likely owners of sockets of unknown process in likely.ts.
  */
 import { endpoint } from '../event/endpoint.js';
+import type { CountKey } from '../event/counts.js';
 import type { TwtEvent } from '../event/decode.js';
 import type { SideName } from '../event/kinds.js';
 import type { OpenSocket } from '../event/open-sockets.js';
 import { TCP_LISTEN, TCP_TIME_WAIT } from '../event/sock.js';
 import { DEFAULT_PORT_RANGE, inRange, usablePorts, type NetnsSettings, type PortRange } from '../facts/netns-settings.js';
 import { blame, type Blame } from './attribution.js';
+import { ingestCounts } from './counted.js';
 import { likelyOwners, OpenSockets, type Likely } from './likely.js';
 import {
 	C, countEvent, countSecond, destKey, HISTORY_SECONDS, newDestination, newOwner, OTHER, ownerComm, recordLifetime,
@@ -115,6 +117,8 @@ export class ChurnModel {
 			owner: (...args) => this.#owner(...args),
 			destination: (...args) => this.#destination(...args),
 			holdsEphemeralPort: (netns, sport) => this.#holdsEphemeralPort(netns, sport),
+			counted: new Set(),
+			closesFromTimeWait: options.closesFromTimeWait === true,
 		};
 	}
 
@@ -192,6 +196,21 @@ export class ChurnModel {
 				break;
 		}
 		return who;
+	}
+
+	/** Whether any of the model's counts came from the kernel's counters (ingestCounts): lifetimes are then buckets. */
+	get fromCounts(): boolean {
+		return this.#parts.counted.size > 0;
+	}
+
+	/** One key's counts from the kernel (a flight recorder's counts frame), as if its events came: counted.ts. */
+	ingestCounts(key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number): void {
+		if (this.#options.comm !== undefined && who.comm !== this.#options.comm) return;
+		if (atUs >= this.#expireAtUs) {
+			this.timeWait.expire(atUs);
+			this.#expireAtUs = atUs + 1000;
+		}
+		ingestCounts(this.#parts, key, who, delta, atUs);
 	}
 
 	/**

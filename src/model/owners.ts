@@ -117,15 +117,15 @@ export function destKey(netns: number, saddr: string, daddr: string, dport: numb
 	return `${netns} ${saddr} ${daddr} ${dport}`;
 }
 
-/** Adds one to `counter` in the slot of `second`, clearing the slot when it held an older second. */
-export function countSecond(counts: Uint32Array, slotSecond: Float64Array, counter: number, width: number, second: number): void {
+/** Adds `n` (one) to `counter` in the slot of `second`, clearing the slot when it held an older second. */
+export function countSecond(counts: Uint32Array, slotSecond: Float64Array, counter: number, width: number, second: number, n = 1): void {
 	const slot = second % RATE_SECONDS;
 	if (slotSecond[slot] !== second) {
 		if (slotSecond[slot]! > second) return; // older than the ring: too late to count in a rate
 		counts.fill(0, slot * width, slot * width + width);
 		slotSecond[slot] = second;
 	}
-	counts[slot * width + counter]!++;
+	counts[slot * width + counter]! += n;
 }
 
 /** A new owner, counting nothing yet. */
@@ -153,10 +153,10 @@ export function newDestination(key: string, where: Pick<Destination, 'netns' | '
 	};
 }
 
-/** One more `counter` event of `o` in `second`. */
-export function countEvent(o: Owner, counter: number, second: number): void {
-	countSecond(o.counts, o.slotSecond, counter, COUNTERS.length, second);
-	o.totals[counter]!++;
+/** One more `counter` event of `o` in `second` (`n` more: a count of the kernel's). */
+export function countEvent(o: Owner, counter: number, second: number, n = 1): void {
+	countSecond(o.counts, o.slotSecond, counter, COUNTERS.length, second, n);
+	o.totals[counter]! += n;
 }
 
 /** Lifetimes an owner records in a packed histogram before it gets a plain one. */
@@ -174,6 +174,22 @@ export function recordLifetime(o: Owner, lifetimeUs: number): void {
 		o.lifetimes = plain;
 	}
 	o.lifetimes.recordValue(Math.min(lifetimeUs, LIFETIME_MAX_US));
+}
+
+/**
+ * Records `n` lifetimes of at most `boundUs` (a bucket of the kernel's histogram, which keeps no
+ * more): percentiles read from them are the buckets' bounds.
+ */
+export function recordLifetimes(o: Owner, boundUs: number, n: number): void {
+	if (n <= 0) return;
+	const plain = o.lifetimes && o.lifetimes.totalCount + n >= PACKED_LIFETIMES_MAX && o.lifetimes.totalCount < PACKED_LIFETIMES_MAX;
+	o.lifetimes ??= newLifetimeHistogram(n >= PACKED_LIFETIMES_MAX ? 32 : 'packed');
+	if (plain) {
+		const h = newLifetimeHistogram(32);
+		h.add(o.lifetimes);
+		o.lifetimes = h;
+	}
+	o.lifetimes.recordValueWithCount(Math.min(boundUs, LIFETIME_MAX_US), n);
 }
 
 /** Events per second of `counter` in per-second slots, over at least the last `windowUs` (at most RATE_SECONDS). */

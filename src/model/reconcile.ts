@@ -44,6 +44,14 @@ export interface ReconcileTarget {
 	owner(pid: number, comm: string, cgroupId: number, netns: number, side: SideName, peer: string, nowUs: number): Owner;
 	destination(netns: number, saddr: string, daddr: string, dport: number, nowUs: number): Destination;
 	holdsEphemeralPort(netns: number, sport: number): boolean;
+	/**
+	 * Namespaces whose TIME_WAIT entries come from the kernel's counts (counted.ts): they have no
+	 * cookie a walk could match, so a walk leaves their population as it is and takes the rest
+	 * (settings, listeners, open ports, the namespace's count).
+	 */
+	readonly counted: Set<number>;
+	/** Active closes are counted when a socket enters TIME_WAIT (ModelOptions.closesFromTimeWait). */
+	readonly closesFromTimeWait: boolean;
 }
 
 /**
@@ -79,9 +87,11 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 		return listeners.get(sport);
 	};
 	m.timeWait.beginWalk();
+	const counted = m.counted.has(walk.netns);
 	const add = (s: SocketEntry): void => {
 		if (s.state === TCP_TIME_WAIT) timeWait++;
 		if (s.state === TCP_LISTEN) listeningPorts.add(s.sport);
+		if (counted && s.state === TCP_TIME_WAIT) return;
 		if (port !== undefined && s.sport !== port && s.dport !== port) return;
 		if (family !== undefined && s.family !== family) return;
 		if (s.state === TCP_LISTEN || s.state === TCP_NEW_SYN_RECV) return;
@@ -133,7 +143,7 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 	};
 	const finish = (): void => {
 		ns.listeningPorts = listeningPorts;
-		m.timeWait.endWalk(walk.netns, walk.takenAtUs);
+		if (!counted) m.timeWait.endWalk(walk.netns, walk.takenAtUs);
 		for (const d of m.destinations.values()) {
 			if (d.netns === walk.netns) d.portsHeldOpen = 0;
 		}

@@ -70,6 +70,8 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	#used = 0;
 	#freeHead = NONE;
 	#walkMark = 0;
+	/** The last cookie addCounted() gave: they count down from -1. */
+	#countedCookie = 0;
 	// Columns, maxEntries long, reserved once: typed arrays that large are committed by the kernel page
 	// by page as slots are used (calloc'd, untouched pages cost no memory), so growing never copies
 	// them; only the index grows (cookie-index.ts). A free slot has holder 0.
@@ -167,6 +169,19 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		return true;
 	}
 
+	/**
+	 * `n` timewait sockets known only by a count of the kernel's (a counts frame: no cookie, no
+	 * timer): each gets a cookie of its own below 0, which no socket has (the kernel's are a counter
+	 * from 1, net/core/sock_diag.c), so no walk can find or remove it (endWalk). Returns how many
+	 * were added: fewer when full (counted in `refused`).
+	 */
+	addCounted(holder: H, pool: PortPoolTally | undefined, netns: number, enteredUs: number, expiresUs: number, n: number): number {
+		let added = 0;
+		for (; added < n; added++) if (!this.add(--this.#countedCookie, holder, pool, netns, enteredUs, expiresUs)) break;
+		this.refused += n - added - (added < n ? 1 : 0);
+		return added;
+	}
+
 	/** `cookie` no longer counts in its port pool (its port left the range: ip_local_port_range narrowed). */
 	leavePool(cookie: number, nowUs: number): void {
 		const i = this.#index.find(cookie);
@@ -257,11 +272,11 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		return this.#holders.get(this.#holder[i]!);
 	}
 
-	/** Removes the entries of `netns` that entered before `takenAtUs` and the walk did not find. */
+	/** Removes the entries of `netns` that entered before `takenAtUs` and the walk did not find (counted ones stay: addCounted). */
 	endWalk(netns: number, takenAtUs: number): number {
 		let removed = 0;
 		for (let i = 0; i < this.#used; i++) {
-			if (this.#holder[i] === 0 || this.#netns[i] !== netns) continue;
+			if (this.#holder[i] === 0 || this.#netns[i] !== netns || this.#cookie[i]! < 0) continue; // < 0: counted, no walk finds it
 			if (this.#mark[i] !== this.#walkMark && this.#entered[i]! < takenAtUs) {
 				this.#remove(i, takenAtUs);
 				removed++;

@@ -9,7 +9,8 @@ import type { SnapshotQuery, SnapshotReply } from '../agent/wire.js';
 import { readDrops, settingsFromJson } from '../capture/format.js';
 import type { Capture, CaptureItem } from '../capture/reader.js';
 import { Decoder, isDecodeFailure, type TwtEvent } from '../event/decode.js';
-import { EVENT_FIELDS, EVENT_SIZE } from '../event/layout.generated.js';
+import { COUNT_KEY_SIZE, EVENT_FIELDS, EVENT_SIZE } from '../event/layout.generated.js';
+import { COUNT_COLUMNS, decodeCountKeyAt } from '../event/counts.js';
 import { TaskTable } from '../event/tasks.js';
 import { ChurnModel } from '../model/churn-model.js';
 import { snapshot } from '../model/snapshot.js';
@@ -23,6 +24,8 @@ export interface ReplayOptions {
 	onEvents?: (events: readonly TwtEvent[]) => void;
 	/** After the model reconciled a walk. */
 	onWalk?: (walk: WalkRecord) => void;
+	/** After the model took a counts frame read at `atUs`. */
+	onCounts?: (atUs: number) => void;
 }
 
 export class CaptureReplay {
@@ -86,6 +89,12 @@ export class CaptureReplay {
 				this.#item++;
 				continue;
 			}
+			if (item.type === 'counts') {
+				if (item.atUs > target) break;
+				this.#feedCounts(item);
+				this.#item++;
+				continue;
+			}
 			if (!this.#feedEvents(item, target)) break;
 			this.#item++;
 			this.#record = 0;
@@ -120,6 +129,19 @@ export class CaptureReplay {
 		return done;
 	}
 
+	/**
+	 * A counts frame: each key's differences, as the events they count would have been fed
+	 * (ChurnModel.ingestCounts). Its keys name tasks by id, whose records came before in the capture.
+	 */
+	#feedCounts(item: Extract<CaptureItem, { type: 'counts' }>): void {
+		for (let i = 0; i < item.count; i++) {
+			const key = decodeCountKeyAt(item.keys, i * COUNT_KEY_SIZE);
+			const task = this.#tasks.get(key.blamed);
+			this.model.ingestCounts(key, task, item.values.subarray(i * COUNT_COLUMNS, (i + 1) * COUNT_COLUMNS), item.atUs);
+		}
+		this.#options.onCounts?.(item.atUs);
+	}
+
 	/** The model at the point reached, as a live pipeline answers it. */
 	reply(query: SnapshotQuery): SnapshotReply {
 		const { header, trailer } = this.#capture;
@@ -147,6 +169,7 @@ function lastTimeUs(items: readonly CaptureItem[], startUs: number): number {
 	let last = startUs;
 	for (const item of items) {
 		if (item.type === 'walk') last = Math.max(last, item.walk.takenAtUs);
+		else if (item.type === 'counts') last = Math.max(last, item.atUs);
 		else if (item.count > 0) {
 			const view = new DataView(item.records.buffer, item.records.byteOffset, item.records.byteLength);
 			last = Math.max(last, Number(view.getBigUint64((item.count - 1) * EVENT_SIZE + EVENT_FIELDS.ts_us.offset, os.endianness() === 'LE')));

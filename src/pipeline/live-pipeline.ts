@@ -53,6 +53,8 @@ export class LivePipeline {
 	/** The kernel's counters, read every upkeep, with the counting option. */
 	readonly counts: CountReader | undefined;
 	readonly #onCounts: DeltaVisitor | undefined;
+	/** After a reading's differences were handed on: the recorder makes them a frame. */
+	readonly #countsRead: ((atUs: number) => void) | undefined;
 	/** Why likely owners cannot be inferred here, when they cannot. */
 	likelyUnavailable: string | undefined;
 	readonly #namespaceNames = new NamespaceNames();
@@ -96,13 +98,16 @@ export class LivePipeline {
 				given.onUpkeep?.(nowUs);
 			},
 		}, parts);
-		this.#onCounts = given.onCounts;
 		this.counts = this.feed.counts ? new CountReader(this.feed.counts) : undefined;
+		// A recorder keeps counts only where the kernel counts: else it would keep neither the records nor their counts.
+		const keepsCounts = rec?.keeps === 'counts' && this.counts !== undefined;
+		this.#onCounts = keepsCounts ? (key, delta) => (recorder?.addCounts(key, delta), given.onCounts?.(key, delta)) : given.onCounts;
+		this.#countsRead = keepsCounts ? (atUs) => recorder?.endCounts(atUs, parts.clockUs()) : undefined;
 		const opened = options.openSockets ?? (options.openSocketsObjectPath ? OpenSocketWalker.open(options.openSocketsObjectPath) : undefined);
 		if (opened && 'error' in opened) this.likelyUnavailable = opened.error;
 		else this.#openSockets = opened;
 		if (rec) {
-			recorder = new FlightRecorder(rec, {
+			recorder = new FlightRecorder({ ...rec, keeps: keepsCounts ? 'counts' : 'records' }, {
 				header: (startUs) => captureHeader({
 					startedAt: new Date((startUs + epochOffsetUs()) / 1000).toISOString(),
 					clock: { startUs: Math.round(startUs), epochOffsetUs: epochOffsetUs() },
@@ -143,6 +148,7 @@ export class LivePipeline {
 		this.counts.take(Math.floor(nowUs / 1e6));
 		this.feed.drainNow();
 		this.counts.deliver(this.#onCounts);
+		this.#countsRead?.(nowUs);
 	}
 
 	/** Stops the feed (LiveFeed.stop) and releases the open-socket walk. */

@@ -9,6 +9,14 @@
  * current_task()). A window then starts with the task records and that walk of each namespace,
  * followed by its frames.
  *
+ * What it keeps of the events (`keeps`): with `counts` (the agent's default), the kernel's counters'
+ * differences once a second (counts frames: docs/counting-in-the-kernel.md, step 3) and only the
+ * records the counters do not stand for: task records and connect and bind failures (their errno and
+ * target, victim by victim). Its bytes then follow the (owner, destination) pairs that are active,
+ * not the connection rate: at 1,000 connections/s the records alone filled 64 MiB in about 4 minutes.
+ * With `records`, every record, as `record` writes them: per-socket detail (exact lifetimes, each
+ * socket's cookie for walks to match) at a record's bytes per transition.
+ *
  * Nothing is computed when a walk arrives: the walk's records are kept as the kernel gave them (a
  * walk of a million sockets sorted or compared here would stall the agent's drain for a second:
  * the ring would overflow). Walks are therefore served whole; a capture file written by `record`
@@ -16,7 +24,9 @@
  */
 import { EVENT_FIELDS, EVENT_SIZE, EventKind, TASK_FIELDS } from '../event/layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
-import { DROP_NAMES, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
+import { countLayoutFingerprint, DROP_NAMES, encodeCounts, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
+import { COUNT_COLUMNS } from '../event/counts.js';
+import { COUNT_KEY_SIZE } from '../event/layout.generated.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { RecordStaging } from '../event/staging.js';
 import type { RecordSink } from '../tracer/session.js';
@@ -26,7 +36,15 @@ export interface RecorderOptions {
 	maxBytes: number;
 	/** Frames older than this are dropped. */
 	maxAgeMs: number;
+	/** What it keeps of the events: the kernel's counts and the records they do not stand for, or every record. */
+	keeps?: RecorderKeeps;
 }
+
+export type RecorderKeeps = 'counts' | 'records';
+export const RECORDER_KEEPS: readonly RecorderKeeps[] = ['counts', 'records'];
+
+/** Kinds a counts-keeping recorder keeps records of: what the kernel's counters do not stand for. */
+const KEPT_BESIDE_COUNTS = new Set<number>([EventKind.TASK, EventKind.CONNECT_FAIL, EventKind.BIND_FAIL]);
 
 export interface RecorderSource {
 	/** The capture header for a window starting at `startUs` (host, layout, filters, clock). */
@@ -43,7 +61,8 @@ export interface RecorderSource {
 
 type Item =
 	| { type: 'events'; atUs: number; records: Buffer; count: number; drops: CaptureDrops }
-	| { type: 'walk'; atUs: number; walk: WalkRecord };
+	| { type: 'walk'; atUs: number; walk: WalkRecord }
+	| { type: 'counts'; atUs: number; keys: Buffer; values: Float64Array };
 
 /** Events are gathered into one frame for this long, or this many bytes: whole records (a frame holds no part of one). */
 const CHUNK_US = 1_000_000;
@@ -82,18 +101,36 @@ export class FlightRecorder implements RecordSink {
 	/** Events gathered for the next frame, since #chunkStartUs. */
 	readonly #chunk: RecordStaging;
 	#chunkStartUs = 0;
+	readonly #keepsCounts: boolean;
+	/** A reading's differences gathered by addCounts(), until endCounts(). */
+	#countKeys: string[] = [];
+	#countValues: number[] = [];
 
 	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number) {
 		this.#options = options;
+		this.#keepsCounts = options.keeps === 'counts';
 		this.#chunk = new RecordStaging(chunkBytesFor(options.maxBytes));
 		this.#source = source;
 		this.#frontUs = nowUs;
 		this.#frontDrops = source.drops();
 	}
 
+	/** What it keeps of the events. */
+	get keeps(): RecorderKeeps {
+		return this.#keepsCounts ? 'counts' : 'records';
+	}
+
 	/** Raw records (EVENT_SIZE each, task records among them) as drained. */
 	addEvents(raw: Buffer, nowUs: number): void {
 		for (let at = 0; at < raw.length; at += EVENT_SIZE) if (raw[at + EVENT_FIELDS.kind.offset] === EventKind.TASK) this.#keepTask(raw, at);
+		if (this.#keepsCounts) {
+			for (let at = 0; at < raw.length; at += EVENT_SIZE) if (KEPT_BESIDE_COUNTS.has(raw[at + EVENT_FIELDS.kind.offset]!)) this.#append(raw.subarray(at, at + EVENT_SIZE), nowUs);
+		} else {
+			this.#append(raw, nowUs);
+		}
+	}
+
+	#append(raw: Buffer, nowUs: number): void {
 		let at = 0;
 		while (at < raw.length) {
 			if (this.#chunk.bytes === 0) this.#chunkStartUs = nowUs;
@@ -110,6 +147,7 @@ export class FlightRecorder implements RecordSink {
 	 * nothing for the garbage collector (the agent's path; the session calls it as it drains).
 	 */
 	keep(ring: Uint32Array, offset: number): void {
+		if (this.#keepsCounts && !KEPT_BESIDE_COUNTS.has(kindInRing(ring, offset))) return;
 		const chunk = this.#chunk;
 		if (chunk.bytes === 0) this.#chunkStartUs = this.#source.clockUs();
 		const at = chunk.appendRecord(ring, offset);
@@ -123,6 +161,29 @@ export class FlightRecorder implements RecordSink {
 		this.#tasks.delete(id); // re-inserted last: the map's order is the eviction order
 		if (this.#tasks.size >= MAX_TASKS) this.#tasks.delete(this.#tasks.keys().next().value!);
 		this.#tasks.set(id, Buffer.from(raw.subarray(at, at + EVENT_SIZE)));
+	}
+
+	/**
+	 * One key's differences of a reading of the kernel's counters (count-bins.ts DeltaVisitor: `delta`
+	 * is reused, copied here); endCounts() makes the reading a frame. Ignored unless it keeps counts.
+	 */
+	addCounts(key: string, delta: Float64Array): void {
+		if (!this.#keepsCounts) return;
+		this.#countKeys.push(key);
+		for (let c = 0; c < COUNT_COLUMNS; c++) this.#countValues.push(delta[c]!);
+	}
+
+	/** The reading addCounts() was given ends: its differences, read at `atUs`, become a frame. */
+	endCounts(atUs: number, nowUs: number): void {
+		if (this.#countKeys.length === 0) return;
+		const keys = Buffer.allocUnsafe(this.#countKeys.length * COUNT_KEY_SIZE);
+		this.#countKeys.forEach((hex, i) => keys.write(hex, i * COUNT_KEY_SIZE, COUNT_KEY_SIZE, 'hex'));
+		const values = Float64Array.from(this.#countValues);
+		this.#countKeys = [];
+		this.#countValues = [];
+		this.#seal(nowUs); // failures before the reading stay before it
+		this.#push({ type: 'counts', atUs, keys, values });
+		this.#trim(nowUs);
 	}
 
 	/**
@@ -170,9 +231,10 @@ export class FlightRecorder implements RecordSink {
 		for (; i < this.#items.length && this.#items[i]!.atUs < fromUs; i++) {
 			const item = this.#items[i]!;
 			if (item.type === 'events') drops = item.drops;
-			else base.set(item.walk.netns, item.walk);
+			else if (item.type === 'walk') base.set(item.walk.netns, item.walk);
 		}
 		const header = this.#source.header(fromUs);
+		if (this.#keepsCounts) header.countLayout = countLayoutFingerprint();
 		header.namespaces = [...this.#settings].map(([netns, settings]) => ({ netns, settings: settingsToJson(base.get(netns)?.settings ?? settings) }));
 		const parts: Buffer[] = [encodePreamble(header)];
 		let events = 0;
@@ -190,6 +252,8 @@ export class FlightRecorder implements RecordSink {
 			if (item.type === 'events') {
 				parts.push(encodeFrame('events', item.records));
 				events += item.count;
+			} else if (item.type === 'counts') {
+				parts.push(encodeCounts(item.atUs, item.keys, item.values));
 			} else {
 				parts.push(encodeWalk(item.walk));
 				walks++;
@@ -226,7 +290,7 @@ export class FlightRecorder implements RecordSink {
 				this.#frontDrops = item.drops;
 				// Nothing refers to its records any more (a served window copied them): the next chunk fills them.
 				this.#chunk.recycle(item.records);
-			} else {
+			} else if (item.type === 'walk') {
 				// It becomes its namespace's base: windows served from now on start from it.
 				this.#frontBytes += item.walk.sockets.byteLength - (this.#front.get(item.walk.netns)?.sockets.byteLength ?? 0);
 				this.#front.set(item.walk.netns, item.walk);
@@ -240,5 +304,13 @@ export class FlightRecorder implements RecordSink {
 }
 
 function itemBytes(item: Item): number {
+	if (item.type === 'counts') return item.keys.byteLength + item.values.byteLength + 64;
 	return item.type === 'events' ? item.records.length : item.walk.sockets.byteLength + 512;
+}
+
+/** The kind of the record at byte `offset` of ring memory, read from its word (no view object per record). */
+function kindInRing(ring: Uint32Array, offset: number): number {
+	const at = offset + EVENT_FIELDS.kind.offset;
+	const shift = HOST_LITTLE_ENDIAN ? 8 * (at & 3) : 8 * (3 - (at & 3));
+	return (ring[at >>> 2]! >>> shift) & 0xff;
 }

@@ -7,6 +7,7 @@
 import { advise } from '../advice/advice.js';
 import type { TwtEvent } from '../event/decode.js';
 import { endpoint } from '../event/endpoint.js';
+import { LIFETIME_BOUNDS_US } from '../event/counts.js';
 import { errnoName } from '../event/errno.js';
 import type { NetnsSettings } from '../facts/netns-settings.js';
 import type { ChurnModel } from '../model/churn-model.js';
@@ -77,6 +78,12 @@ export class ReportBuilder {
 		if (second > this.#sampledSecond) this.#sample(second);
 	}
 
+	/** After the model took the kernel's counts read at `atUs` (a counts frame). */
+	afterCounts(atUs: number): void {
+		const second = Math.floor(atUs / US);
+		if (second > this.#sampledSecond) this.#sample(second);
+	}
+
 	/** After the model reconciled a walk of `netns`. */
 	afterWalk(netns: number, settings: NetnsSettings, takenAtUs: number): void {
 		this.#walks++;
@@ -135,7 +142,7 @@ export class ReportBuilder {
 				.sort((a, b) => b.timeWaitEntries - a.timeWaitEntries || b.connections - a.connections || a.peer.localeCompare(b.peer)).slice(0, 3);
 			const netns = busiest(g.os, (o) => String(o.netns));
 			const dest = destinations.find((d) => String(d.netns) === netns && topDestinations[0]?.peer === endpoint(d.daddr, d.dport));
-			const lifetimeMs = lifetimes(g.os);
+			const lifetimeMs = lifetimes(g.os, model.fromCounts);
 			const connectRateAvg = total(g.os, C.connects) / seconds;
 			const offender: Omit<Offender, 'advice'> = {
 				rank: i + 1,
@@ -328,11 +335,20 @@ export class ReportBuilder {
 	}
 }
 
-function lifetimes(owners: readonly Owner[]): Offender['lifetimeMs'] {
+/** `bucketed`: the lifetimes came as the kernel's buckets (ChurnModel.ingestCounts): each value is a bucket's bound. */
+function lifetimes(owners: readonly Owner[], bucketed: boolean): Offender['lifetimeMs'] {
 	const h = mergedLifetimes(owners);
 	if (!h) return null;
-	const at = (p: number) => lifetimeMs(h.getValueAtPercentile(p));
-	return { p50: at(50), p90: at(90), p99: at(99), max: lifetimeMs(h.maxValue) };
+	// HdrHistogram reads a value back as the highest of its sub-bucket (2 digits): the bound itself is the truth here.
+	const value = (us: number) => lifetimeMs(bucketed ? boundOf(us) : us);
+	const at = (p: number) => value(h.getValueAtPercentile(p));
+	return { p50: at(50), p90: at(90), p99: at(99), max: value(h.maxValue), ...(bucketed ? { upTo: true as const } : {}) };
+}
+
+/** The bucket bound a recorded bound reads back as (within HdrHistogram's 1 % of it). */
+function boundOf(us: number): number {
+	for (const bound of LIFETIME_BOUNDS_US) if (us <= bound * 1.01) return bound;
+	return us;
 }
 
 function namedErrnos(byNumber: Record<string, number>): Record<string, number> {

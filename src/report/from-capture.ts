@@ -28,6 +28,7 @@ export function replayCapture(capture: Capture, options: ReplayOptions): Report 
 		keepIdle: true,
 		onEvents: (events) => builder.afterEvents(events),
 		onWalk: (walk) => builder.afterWalk(walk.netns, walk.settings, walk.takenAtUs),
+		onCounts: (atUs) => builder.afterCounts(atUs),
 	});
 	builder = new ReportBuilder(replay.model, options.by, cgroupPath);
 	replay.advanceTo(replay.endUs);

@@ -37,7 +37,11 @@ export interface Offender {
 	bindFailures: number;
 	connectRateAvg: number;
 	connectRatePeak: number;
-	lifetimeMs: { p50: number; p90: number; p99: number; max: number } | null;
+	/**
+	 * Connection lifetimes. `upTo`: from the kernel's counts (a flight recorder keeping counts), which
+	 * keep a histogram of buckets: each value is the bound of its bucket, the lifetime at most that.
+	 */
+	lifetimeMs: { p50: number; p90: number; p99: number; max: number; upTo?: true } | null;
 	topDestinations: { peer: string; timeWaitEntries: number; connections: number }[];
 	/**
 	 * For sockets of unknown process ("(before start)", "(events lost)"): who likely owns them and

@@ -23,7 +23,7 @@ export function offenderCells(o: Offender, by: Report['by']): string[] {
 	return [
 		String(o.rank), labelOf(o, by), o.side, n(o.connections), n(o.timeWaitEntries), pct(o.timeWaitShare), n(o.peakTimeWait),
 		`${rate(o.connectRateAvg)} / ${rate(o.connectRatePeak)}`,
-		o.lifetimeMs ? `${ms(o.lifetimeMs.p50)} / ${ms(o.lifetimeMs.p99)}` : '-',
+		o.lifetimeMs ? (o.lifetimeMs.upTo ? `≤ ${ms(o.lifetimeMs.p50)} / ≤ ${ms(o.lifetimeMs.p99)}` : `${ms(o.lifetimeMs.p50)} / ${ms(o.lifetimeMs.p99)}`) : '-',
 		o.topDestinations[0]?.peer ?? '-',
 	];
 }

@@ -1,0 +1,63 @@
+/**
+ * The kernel's counts taken into the model (docs/counting-in-the-kernel.md, step 3): a counts frame
+ * of the flight recorder, key by key, as the events it counts would have been ingested
+ * (ChurnModel.ingestCounts): the same owner and destination (the key names the task blame() names,
+ * attribution.ts, and a server's key its service, not its peer), the same counters, the TIME_WAIT
+ * held from the entries. So `report --last` and `top --replay` read the same model whether the
+ * recorder kept records or counts. What the counts do not keep, and so the model cannot know:
+ * - when in the reading's second each entry came: entries enter at the reading (they came in the
+ *   second before it) and leave a TIME_WAIT length later, without the timer wheel's slack
+ *   (kernel-facts §9): held right to within a second or two at each end;
+ * - cookies: a walk cannot make these entries exact (reconcile.ts `counted`), and tcp_tw_reuse
+ *   takeovers stay held until the entries expire (kernel-facts §1.3);
+ * - a client socket's local port: its entries are taken to hold ephemeral ports (connect() without
+ *   bind() picks from ip_local_port_range) and count in their destination's pool;
+ * - lifetimes but as buckets (enum twt_lifetime_bound_ms): percentiles are the buckets' bounds;
+ * - connections are counted at their start (a refused connect is one), not at the handshake's end.
+ * Connect failures are not taken from counts: they flow as events (their errno and target).
+ */
+import { endpoint } from '../event/endpoint.js';
+import { COUNT_COLUMN as K, LIFETIME_BOUNDS_US, type CountKey } from '../event/counts.js';
+import type { Blame } from './attribution.js';
+import { C, countEvent, countSecond, LIFETIME_MAX_US, ownerComm, recordLifetimes } from './owners.js';
+import { TIME_WAIT_SECONDS } from './ports.js';
+import type { ReconcileTarget } from './reconcile.js';
+
+const US = 1_000_000;
+
+/** One key's differences (COUNT_COLUMN order), read at `atUs`, into the model's parts. */
+export function ingestCounts(m: ReconcileTarget, key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number): void {
+	m.counted.add(key.netns);
+	const isServer = key.side === 'server';
+	const peer = isServer ? `local ${endpoint(key.saddr, key.port)}` : endpoint(key.daddr, key.port);
+	const owner = m.owner(who.pid, ownerComm(who as Blame, key.side), key.cgroupId, key.netns, key.side, peer, atUs);
+	const dest = isServer ? undefined : m.destination(key.netns, key.saddr, key.daddr, key.port, atUs);
+	const second = Math.floor(atUs / US);
+	const connections = delta[K.connections]!;
+	if (connections > 0) {
+		countEvent(owner, isServer ? C.accepts : C.connects, second, connections);
+		if (dest) countSecond(dest.connects, dest.slotSecond, 0, 1, second, connections), (dest.connectsTotal += connections), (dest.lastEventUs = atUs);
+	}
+	const timeWait = delta[K.timeWait]!;
+	const finWait2 = delta[K.finWait2]!;
+	if (timeWait + finWait2 > 0) {
+		countEvent(owner, C.timeWaitEntries, second, timeWait + finWait2);
+		if (m.closesFromTimeWait) countEvent(owner, C.activeCloses, second, timeWait + finWait2);
+		const finUs = (m.netnsState(key.netns).settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
+		if (timeWait > 0) m.timeWait.addCounted(owner, dest, key.netns, atUs, atUs + TIME_WAIT_SECONDS * US, timeWait);
+		if (finWait2 > 0) m.timeWait.addCounted(owner, dest, key.netns, atUs, atUs + finUs, finWait2);
+	}
+	if (delta[K.resets]! > 0) countEvent(owner, C.resets, second, delta[K.resets]!);
+	let bucketed = 0;
+	let bucketedUs = 0;
+	for (let b = 0; b < LIFETIME_BOUNDS_US.length; b++) {
+		const n = delta[K.lifetime + b]!;
+		if (n > 0) recordLifetimes(owner, LIFETIME_BOUNDS_US[b]!, n), (bucketed += n), (bucketedUs += n * LIFETIME_BOUNDS_US[b]!);
+	}
+	// Lifetimes beyond the last bound have no bucket: recorded at their mean as far as the sum tells, at least that bound.
+	const beyond = delta[K.lifetimeCount]! - bucketed;
+	if (beyond > 0) {
+		const lastBoundUs = LIFETIME_BOUNDS_US[LIFETIME_BOUNDS_US.length - 1]!;
+		recordLifetimes(owner, Math.min(Math.max((delta[K.lifetimeSumUs]! - bucketedUs) / beyond, lastBoundUs), LIFETIME_MAX_US), beyond);
+	}
+}
