@@ -117,7 +117,7 @@ export class ChurnModel {
 			owner: (...args) => this.#owner(...args),
 			destination: (...args) => this.#destination(...args),
 			holdsEphemeralPort: (netns, sport) => this.#holdsEphemeralPort(netns, sport),
-			counted: new Set(),
+			countedFromUs: undefined,
 			closesFromTimeWait: options.closesFromTimeWait === true,
 		};
 	}
@@ -198,10 +198,11 @@ export class ChurnModel {
 		return who;
 	}
 
-	/** Whether any of the model's counts came from the kernel's counters (ingestCounts): lifetimes are then buckets. */
-	get fromCounts(): boolean {
-		return this.#parts.counted.size > 0;
-	}
+	/** Whether counts come from the kernel's counters (ingestCounts): lifetimes are then buckets. */
+	get fromCounts(): boolean { return this.#parts.countedFromUs !== undefined; }
+
+	/** TIME_WAIT entries from `us` on come as counts (a capture of them): walks leave those to the counts. */
+	countFrom(us: number): void { this.#parts.countedFromUs ??= us; }
 
 	/** One key's counts from the kernel (a flight recorder's counts frame), as if its events came: counted.ts. */
 	ingestCounts(key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number): void {

@@ -8,7 +8,7 @@
  * - when in the reading's second each entry came: entries enter at the reading (they came in the
  *   second before it) and leave a TIME_WAIT length later, without the timer wheel's slack
  *   (kernel-facts §9): held right to within a second or two at each end;
- * - cookies: a walk cannot make these entries exact (reconcile.ts `counted`), and tcp_tw_reuse
+ * - cookies: a walk cannot make these entries exact (reconcile.ts `countedFromUs`), and tcp_tw_reuse
  *   takeovers stay held until the entries expire (kernel-facts §1.3);
  * - a client socket's local port: its entries are taken to hold ephemeral ports (connect() without
  *   bind() picks from ip_local_port_range) and count in their destination's pool;
@@ -27,7 +27,8 @@ const US = 1_000_000;
 
 /** One key's differences (COUNT_COLUMN order), read at `atUs`, into the model's parts. */
 export function ingestCounts(m: ReconcileTarget, key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number): void {
-	m.counted.add(key.netns);
+	// The reading covers the second before it (a capture of counts says from when, CaptureReplay).
+	m.countedFromUs ??= atUs - US;
 	const isServer = key.side === 'server';
 	const peer = isServer ? `local ${endpoint(key.saddr, key.port)}` : endpoint(key.daddr, key.port);
 	const owner = m.owner(who.pid, ownerComm(who as Blame, key.side), key.cgroupId, key.netns, key.side, peer, atUs);

@@ -45,11 +45,12 @@ export interface ReconcileTarget {
 	destination(netns: number, saddr: string, daddr: string, dport: number, nowUs: number): Destination;
 	holdsEphemeralPort(netns: number, sport: number): boolean;
 	/**
-	 * Namespaces whose TIME_WAIT entries come from the kernel's counts (counted.ts): they have no
-	 * cookie a walk could match, so a walk leaves their population as it is and takes the rest
-	 * (settings, listeners, open ports, the namespace's count).
+	 * From when TIME_WAIT entries come from the kernel's counts (counted.ts), if they do: those have no
+	 * cookie a walk could match, so a walk takes only the timewait sockets that entered before (older
+	 * than the counts: "(before start)", or their listener's), and the rest as it does (settings,
+	 * listeners, open ports, the namespace's count).
 	 */
-	readonly counted: Set<number>;
+	countedFromUs: number | undefined;
 	/** Active closes are counted when a socket enters TIME_WAIT (ModelOptions.closesFromTimeWait). */
 	readonly closesFromTimeWait: boolean;
 }
@@ -87,11 +88,12 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 		return listeners.get(sport);
 	};
 	m.timeWait.beginWalk();
-	const counted = m.counted.has(walk.netns);
+	const countedFromUs = m.countedFromUs;
 	const add = (s: SocketEntry): void => {
 		if (s.state === TCP_TIME_WAIT) timeWait++;
 		if (s.state === TCP_LISTEN) listeningPorts.add(s.sport);
-		if (counted && s.state === TCP_TIME_WAIT) return;
+		// Entered since counting began (its timer less its length; the wheel's slack of a second or two aside): counted.
+		if (countedFromUs !== undefined && s.state === TCP_TIME_WAIT && s.expiresUs > 0 && s.expiresUs - lengthUs(s.substate, ns.settings) >= countedFromUs) return;
 		if (port !== undefined && s.sport !== port && s.dport !== port) return;
 		if (family !== undefined && s.family !== family) return;
 		if (s.state === TCP_LISTEN || s.state === TCP_NEW_SYN_RECV) return;
@@ -119,7 +121,7 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 		}
 		// Not seen entering TIME_WAIT: owned by its listener; else older than twtrace ("(before
 		// start)"), or, when its timer says it entered after the attach, its events were lost.
-		const lifeUs = s.substate === TCP_TIME_WAIT ? TIME_WAIT_SECONDS * US : (ns.settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
+		const lifeUs = lengthUs(s.substate, ns.settings);
 		const lost = expiresUs !== undefined && expiresUs - lifeUs > m.attachedUs + ENTRY_DATING_SLACK_US;
 		// Such sockets come by the thousand towards one peer: their owner and port pool are looked
 		// up once per peer and walk, by the raw address words, without formatting addresses.
@@ -143,7 +145,7 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 	};
 	const finish = (): void => {
 		ns.listeningPorts = listeningPorts;
-		if (!counted) m.timeWait.endWalk(walk.netns, walk.takenAtUs);
+		m.timeWait.endWalk(walk.netns, walk.takenAtUs); // counted entries stay (TimeWaitPopulation.addCounted)
 		for (const d of m.destinations.values()) {
 			if (d.netns === walk.netns) d.portsHeldOpen = 0;
 		}
@@ -155,4 +157,9 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 		ns.walkedAtUs = walk.takenAtUs;
 	};
 	return { add, finish };
+}
+
+/** How long a timewait socket of `substate` lives: 60 s (TCP_TIMEWAIT_LEN), or the namespace's tcp_fin_timeout. */
+function lengthUs(substate: number, settings: NetnsSettings | undefined): number {
+	return substate === TCP_TIME_WAIT ? TIME_WAIT_SECONDS * US : (settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
 }

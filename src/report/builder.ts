@@ -47,6 +47,8 @@ export class ReportBuilder {
 	readonly #peakNamespace = new Map<number, number>();
 	readonly #timeline = new TimelineRecorder();
 	#victimsRefused = 0;
+	/** Port failures whose holders are asked at the next reading of counts (afterCounts). */
+	#pending: TwtEvent[] = [];
 	#sampledSecond = -1;
 	#events = 0;
 	#walks = 0;
@@ -62,6 +64,16 @@ export class ReportBuilder {
 	afterEvents(events: readonly TwtEvent[]): void {
 		if (events.length === 0) return;
 		this.#events += events.length;
+		// With counts, the entries of the failure's second come with the next reading: who held the
+		// ports is asked then (afterCounts), not before the entries that took them are known.
+		if (this.model.fromCounts) this.#pending.push(...events.filter((e) => portFailure(e)));
+		else this.#linkFailures(events);
+		const second = Math.floor(events[events.length - 1]!.tsUs / US);
+		if (second > this.#sampledSecond) this.#sample(second);
+	}
+
+	/** Links each port failure of `events` to the owners holding the ports of its target then. */
+	#linkFailures(events: readonly TwtEvent[]): void {
 		const holders = new Map<string, Map<Owner, number>>();
 		for (const e of events) {
 			const failure = portFailure(e);
@@ -74,12 +86,12 @@ export class ReportBuilder {
 			}
 			this.#victim(e, failure, held);
 		}
-		const second = Math.floor(events[events.length - 1]!.tsUs / US);
-		if (second > this.#sampledSecond) this.#sample(second);
 	}
 
 	/** After the model took the kernel's counts read at `atUs` (a counts frame). */
 	afterCounts(atUs: number): void {
+		const due = this.#pending.filter((e) => e.tsUs < atUs);
+		if (due.length) this.#pending = this.#pending.filter((e) => e.tsUs >= atUs), this.#linkFailures(due);
 		const second = Math.floor(atUs / US);
 		if (second > this.#sampledSecond) this.#sample(second);
 	}
@@ -101,6 +113,7 @@ export class ReportBuilder {
 	}): Report {
 		const model = this.model;
 		model.tick(ctx.endUs);
+		this.#linkFailures(this.#pending.splice(0));
 		this.#sample(Math.floor(ctx.endUs / US) + 1);
 		const seconds = Math.max((ctx.endUs - model.startUs) / US, 1e-3);
 		const groups = new Map<string, Owner[]>();

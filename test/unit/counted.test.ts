@@ -1,0 +1,183 @@
+/**
+ * The flight recorder keeping the kernel's counts (docs/counting-in-the-kernel.md, step 3): fed the
+ * same stream as a recorder keeping records (the records, each namespace's walks, and the counts the
+ * kernel would have read once a second: the fold of the records, model/fold.ts, which
+ * test/integration/counts.test.ts holds equal to the kernel's own), its window must give the report
+ * the records give, but for what counts cannot keep: lifetimes known as their buckets' bounds, and
+ * TIME_WAIT held to within the second each entry came in.
+ */
+import test from 'ava';
+import { captureHeader, COUNTS_ENTRY_BYTES } from '../../src/capture/format.js';
+import { parseCapture, readCaptureFile, type Capture } from '../../src/capture/reader.js';
+import { COUNT_COLUMN, CountTable, LIFETIME_BOUNDS_US } from '../../src/event/counts.js';
+import { EVENT_FIELDS, EVENT_SIZE, EventKind, SOCK_SIZE } from '../../src/event/layout.generated.js';
+import { foldRecords } from '../../src/model/fold.js';
+import { FlightRecorder, type RecorderKeeps } from '../../src/pipeline/recorder.js';
+import { replayCapture } from '../../src/report/from-capture.js';
+import type { Report } from '../../src/report/report.js';
+import { recordsBuffer, type RawRecord } from '../../testbed/records.js';
+
+const S = 1_000_000;
+const NO_LOSS = { ringFull: 0, mapFull: 0, missedRuns: 0, ownerMissing: 0, decodeErrors: 0, walkMissed: 0, unwitnessed: 0 };
+
+function newRecorder(keeps: RecorderKeeps, from: Capture) {
+	const source = {
+		clockUs: () => from.header.clock.startUs,
+		header: (startUs: number) => captureHeader({
+			startedAt: from.header.startedAt, clock: { startUs, epochOffsetUs: from.header.clock.epochOffsetUs }, filters: from.header.filters,
+			walkIntervalMs: from.header.walkIntervalMs, namespaces: [],
+		}),
+		drops: () => NO_LOSS,
+		cgroups: () => ({}),
+		describe: () => `test recorder keeping ${keeps}`,
+	};
+	return new FlightRecorder({ maxBytes: 1 << 30, maxAgeMs: 3_600_000, keeps }, source, from.header.clock.startUs);
+}
+
+/**
+ * Plays `from` into a recorder keeping records and one keeping counts, as the agent feeds them:
+ * records as drained, walks, and once a second the counters' differences (read at the second's end).
+ */
+function recordBoth(from: Capture): { records: Capture; counts: Capture; folded: CountTable } {
+	const byRecords = newRecorder('records', from);
+	const byCounts = newRecorder('counts', from);
+	const folded = new CountTable();
+	let second: CountTable | undefined;
+	let secondOf = -1;
+	const read = (atUs: number) => {
+		if (!second) return;
+		for (const [key, row] of second.rows) byCounts.addCounts(key, row);
+		byCounts.endCounts(atUs, atUs);
+		second = undefined;
+	};
+	let lastUs = from.header.clock.startUs;
+	for (const item of from.items) {
+		if (item.type === 'walk') {
+			byRecords.addWalk(item.walk, item.walk.takenAtUs);
+			byCounts.addWalk(item.walk, item.walk.takenAtUs);
+			continue;
+		}
+		if (item.type !== 'events') throw new Error('the source holds records only');
+		const b = Buffer.from(item.records.buffer, item.records.byteOffset, item.records.byteLength);
+		for (let at = 0; at < b.length; at += EVENT_SIZE) {
+			const one = b.subarray(at, at + EVENT_SIZE);
+			const isTask = b[at + EVENT_FIELDS.kind.offset] === EventKind.TASK;
+			const tsUs = isTask ? lastUs : Number(b.readBigUInt64LE(at + EVENT_FIELDS.ts_us.offset));
+			lastUs = tsUs;
+			const s = Math.floor(tsUs / S);
+			if (s !== secondOf) {
+				// The agent's upkeep, once a second: the counters read, a second's records sealed into a frame.
+				read((secondOf + 1) * S);
+				byRecords.tick(s * S), byCounts.tick(s * S);
+				secondOf = s;
+			}
+			second ??= new CountTable();
+			foldRecords(one, second);
+			foldRecords(one, folded);
+			byRecords.addEvents(one, tsUs);
+			byCounts.addEvents(one, tsUs);
+		}
+	}
+	read((secondOf + 1) * S);
+	const endUs = Math.max(from.trailer?.endUs ?? 0, (secondOf + 1) * S);
+	return { records: parseCapture(byRecords.capture(undefined, endUs)), counts: parseCapture(byCounts.capture(undefined, endUs)), folded };
+}
+
+const offenders = (r: Report) => new Map(r.offenders.map((o) => [o.key, o]));
+
+/** The bucket `us` falls in: its upper bound, ms. */
+const bucketMs = (ms: number) => LIFETIME_BOUNDS_US.find((b) => ms * 1000 <= b)! / 1000;
+
+function sameReport(t: import('ava').ExecutionContext, records: Report, counts: Report, folded: CountTable, entriesPerSecond: number): void {
+	t.is(counts.totals.timeWaitEntries, records.totals.timeWaitEntries);
+	t.is(counts.totals.connections, folded.total(COUNT_COLUMN.connections), 'connections counted at their start, as the kernel does');
+	t.deepEqual(counts.totals.connectFailures, records.totals.connectFailures, 'failures flow as events either way');
+	t.is(counts.totals.bindFailures, records.totals.bindFailures);
+	const [a, b] = [offenders(records), offenders(counts)];
+	t.deepEqual([...b.keys()].sort(), [...a.keys()].sort(), 'the same offenders');
+	for (const [key, o] of a) {
+		const c = b.get(key)!;
+		t.like(c, { comm: o.comm, pid: o.pid, side: o.side, timeWaitEntries: o.timeWaitEntries, resets: o.resets, connectFailures: o.connectFailures, bindFailures: o.bindFailures }, key);
+		t.deepEqual(c.topDestinations.map((d) => [d.peer, d.timeWaitEntries]), o.topDestinations.map((d) => [d.peer, d.timeWaitEntries]), key);
+		// Held: entries enter at the reading after their second, and leave 60 s after it (no wheel slack).
+		t.true(Math.abs(c.peakTimeWait - o.peakTimeWait) <= 2 * entriesPerSecond, `${key}: peak held ${c.peakTimeWait} against ${o.peakTimeWait}`);
+		t.true(Math.abs(c.timeWaitAtEnd - o.timeWaitAtEnd) <= 2 * entriesPerSecond, `${key}: held at the end ${c.timeWaitAtEnd} against ${o.timeWaitAtEnd}`);
+		if (!o.lifetimeMs) {
+			t.is(c.lifetimeMs, null, key);
+			continue;
+		}
+		t.like(c.lifetimeMs, { upTo: true }, key);
+		// A percentile of the buckets is the bound of the bucket the exact one is in (HdrHistogram may round that up by 1 %).
+		for (const p of ['p50', 'p99', 'max'] as const) {
+			t.true([bucketMs(o.lifetimeMs[p]), bucketMs(o.lifetimeMs[p] / 1.01)].includes(c.lifetimeMs![p]), `${key} ${p}: ${c.lifetimeMs![p]} for ${o.lifetimeMs[p]}`);
+		}
+	}
+	t.deepEqual(counts.victims.map((v) => [v.comm, v.call, v.target, v.failures]), records.victims.map((v) => [v.comm, v.call, v.target, v.failures]), 'the same victims');
+	for (const [i, v] of records.victims.entries()) {
+		for (const [j, h] of v.heldBy.entries()) t.true(Math.abs(counts.victims[i]!.heldBy[j]!.portsHeld - h.portsHeld) <= 2 * entriesPerSecond, `${v.comm} held by ${h.label}`);
+	}
+}
+
+for (const name of ['exhaustion', 'server-closes']) {
+	test(`a window of counts gives the report its records give (${name} capture)`, (t) => {
+		const { records, counts, folded } = recordBoth(readCaptureFile(`test/fixtures/captures/${name}.twtcap`));
+		t.true(counts.items.some((i) => i.type === 'counts'), 'counts frames');
+		t.true(counts.header.countLayout !== undefined);
+		const kept = counts.items.flatMap((i) => (i.type === 'events' ? [...Array(i.count).keys()].map((k) => i.records[k * EVENT_SIZE + EVENT_FIELDS.kind.offset]) : []));
+		t.deepEqual([...new Set(kept)].sort(), [...new Set(kept.filter((k) => k === EventKind.TASK || k === EventKind.CONNECT_FAIL || k === EventKind.BIND_FAIL))].sort(), 'only the records counts do not stand for');
+		const options = { by: 'process' as const, top: 20, file: name };
+		sameReport(t, replayCapture(records, options), replayCapture(counts, options), folded, 100);
+	});
+}
+
+test('counts across minutes: entries held for a TIME_WAIT length, and a window of counts far smaller than its records', (t) => {
+	// 10 connections a second for 150 s by one client, lifetimes of 3 ms; a walk of the empty namespace at the start.
+	const T0 = 5000 * S;
+	const records: (RawRecord | { id: number; pid: number; comm: string })[] = [{ id: 7, pid: 4242, comm: 'churner' }];
+	for (let s = 0; s < 150; s++) {
+		for (let k = 0; k < 10; k++) {
+			const cookie = BigInt(1 + s * 10 + k);
+			const tsUs = BigInt(T0 + s * S + k * 90_000);
+			const tuple = { cookie, family: 2, saddr: [10, 200, 0, 1], daddr: [10, 200, 0, 2], sport: 40000 + ((s * 10 + k) % 20000), dport: 7000, netns: 1, owner: 7, side: 1, ownerSource: 1 };
+			records.push({ kind: EventKind.CONNECT, tsUs, oldState: 2, newState: 1, ...tuple });
+			records.push({ kind: EventKind.TIME_WAIT, tsUs: tsUs + 3000n, substate: 6, lifetimeUs: 3000n, ...tuple });
+		}
+	}
+	const settings = { portRange: { low: 32768, high: 60999 }, reservedPorts: new Set<number>(), finTimeoutSec: 60 };
+	const source: Capture = {
+		header: captureHeader({ startedAt: new Date(0).toISOString(), clock: { startUs: T0, epochOffsetUs: 0 }, filters: { netns: [] }, walkIntervalMs: 60_000, namespaces: [] }),
+		items: [
+			{ type: 'walk', walk: { netns: 1, takenAtUs: T0, settings, listeners: [], sockets: Buffer.alloc(0) } },
+			{ type: 'events', records: new Uint8Array(recordsBuffer(records)), count: records.length },
+		],
+		trailer: { endUs: T0 + 150 * S, reason: 'test', events: records.length, walks: 1, drops: NO_LOSS },
+		incomplete: undefined, bytes: 0,
+	};
+	const { records: byRecords, counts: byCounts, folded } = recordBoth(source);
+	const options = { by: 'process' as const, top: 5, file: 'synthetic' };
+	const [a, b] = [replayCapture(byRecords, options), replayCapture(byCounts, options)];
+	sameReport(t, a, b, folded, 10);
+	t.like(b.offenders[0], { comm: 'churner', pid: 4242, connections: 1500, timeWaitEntries: 1500, lifetimeMs: { p50: 5, p99: 5, max: 5, upTo: true } });
+	t.true(a.offenders[0]!.timeWaitAtEnd >= 590 && a.offenders[0]!.timeWaitAtEnd <= 610, `records: ${a.offenders[0]!.timeWaitAtEnd} held after 150 s at 10/s`);
+	const bytes = (c: Capture) => c.items.reduce((n, i) => n + (i.type === 'events' ? i.records.byteLength : i.type === 'counts' ? i.keys.byteLength + i.values.byteLength : i.walk.sockets.length * SOCK_SIZE), 0);
+	// Both windows start with the task records (FlightRecorder.capture), and hold them where they came too.
+	t.is(bytes(byRecords), (records.length + 1) * EVENT_SIZE, 'records: 96 bytes a transition');
+	t.is(bytes(byCounts), 150 * COUNTS_ENTRY_BYTES + 2 * EVENT_SIZE, 'counts: a key a second, whatever the rate');
+});
+
+test('a counts frame that does not hold its keys, or holds a value that is not a count, makes the capture corrupt', (t) => {
+	const from = readCaptureFile('test/fixtures/captures/exhaustion.twtcap');
+	const { counts } = recordBoth(from);
+	const r = newRecorder('counts', from);
+	const item = counts.items.find((i) => i.type === 'counts')!;
+	if (item.type !== 'counts') return t.fail();
+	const values = Float64Array.from(item.values);
+	values[0] = -1;
+	r.addCounts(item.keys.toString('hex', 0, item.keys.byteLength / item.count), values);
+	r.endCounts(from.header.clock.startUs + S, from.header.clock.startUs + S);
+	const error = t.throws(() => parseCapture(r.capture(undefined, from.header.clock.startUs + 2 * S)));
+	t.regex(error!.message, /corrupt capture: a counts frame holds -1, not a count/);
+	const good = newRecorder('counts', from).capture(undefined, from.header.clock.startUs);
+	const noLayout = JSON.parse(good.subarray(20, 20 + good.readUInt32LE(12)).toString());
+	t.truthy(noLayout.countLayout, 'a counts-keeping recorder names the counters\' layout');
+});
