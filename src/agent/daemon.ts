@@ -145,6 +145,7 @@ export class AgentDaemon {
 					snapshot: (q) => p.snapshotReply(q, info()),
 					capture: (lastMs) => {
 						if (!p.recorder) throw new Error('the flight recorder is off (serve --no-recorder)');
+						p.readCounts(); // the counters as of now (a counts frame), then the ring drained
 						p.feed.drainNow();
 						return p.recorder.capture(lastMs, monotonicUs());
 					},

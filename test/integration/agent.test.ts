@@ -119,30 +119,42 @@ bpfTest('agent: top and doctor started after exhaustion answer from the agent: e
 	t.false(fs.existsSync(socket), 'the socket is removed when the agent stops');
 });
 
-bpfTest('agent: a window of more records than one recorder chunk holds is served whole, every connection in it', async (t) => {
-	// 5,000 connections closed first by the client: at least a connect and a time_wait record each on its
-	// side, so the recorder fills several of its chunks (pipeline/recorder.ts CHUNK_BYTES, 2,730 records).
-	const connections = 5000;
-	const { dir, socket, pair } = agentTestBed(t, 20_000);
-	const serve = await startServe(['--agent-socket', socket, '--netns', String(pair.clientInode), '--netns', String(pair.serverInode)]);
-	t.teardown(() => void serve.stop());
-	const server = await startServer(pair.server, '0.0.0.0', 7800, 'wait-close', connections);
-	const churner = await runClient(pair.client, pair.serverAddr, 7800, 'close-first', connections, scenarioNamed(dir, 'churner'));
-	t.is(churner.ok, connections, 'the generator completed every connection: the truth to compare with');
-	await server.done;
+for (const keeps of ['records', 'counts'] as const) {
+	bpfTest(`agent: a window of more records than one recorder chunk holds is served whole, every connection in it (--recorder-keeps ${keeps})`, async (t) => {
+		// 5,000 connections closed first by the client: at least a connect and a time_wait record each on its
+		// side, so a recorder keeping records fills several of its chunks (pipeline/recorder.ts CHUNK_BYTES,
+		// 2,730 records); one keeping counts holds a frame a second.
+		const connections = 5000;
+		const { dir, socket, pair } = agentTestBed(t, 20_000);
+		const serve = await startServe(['--agent-socket', socket, '--recorder-keeps', keeps, '--netns', String(pair.clientInode), '--netns', String(pair.serverInode)]);
+		t.teardown(() => void serve.stop());
+		const server = await startServer(pair.server, '0.0.0.0', 7800, 'wait-close', connections);
+		const churner = await runClient(pair.client, pair.serverAddr, 7800, 'close-first', connections, scenarioNamed(dir, 'churner'));
+		t.is(churner.ok, connections, 'the generator completed every connection: the truth to compare with');
+		await server.done;
 
-	const rep = await run(['report', '--last', '5m', '--format', 'json', '--agent-socket', socket]);
-	t.is(rep.code, 0, rep.stderr);
-	const report = JSON.parse(rep.stdout);
-	t.like(report.offenders.find((o: { pid: number }) => o.pid === churner.pid), { comm: 'churner', timeWaitEntries: connections });
-	t.like(report.losses, { ringFull: 0, missedRuns: 0 });
-});
+		const rep = await run(['report', '--last', '5m', '--format', 'json', '--agent-socket', socket]);
+		t.is(rep.code, 0, rep.stderr);
+		const report = JSON.parse(rep.stdout);
+		const offender = report.offenders.find((o: { pid: number }) => o.pid === churner.pid);
+		t.like(offender, { comm: 'churner', timeWaitEntries: connections });
+		t.like(report.losses, { ringFull: 0, missedRuns: 0 });
+		// Within a minute of the load every entry is still held: the window's model, the live one and ss agree.
+		const top = JSON.parse((await run(['top', '--json', '--once', '--agent-socket', socket])).stdout);
+		t.is(top.rows.find((r: { pid: number }) => r.pid === churner.pid)?.timeWait, connections, 'the live model (records, per socket)');
+		t.is(offender.timeWaitAtEnd, connections, 'the window replayed');
+		t.is(offender.connections, connections, 'each connection once: counted at its start, or at its handshake\'s end');
+		if (keeps === 'counts') t.true(offender.lifetimeMs.upTo, 'lifetimes are the buckets\' bounds');
+		else t.is(offender.lifetimeMs.upTo, undefined);
+	});
+}
 
 bpfTest('agent: a window longer than the flight recorder holds says how much it holds and why, in the report and on stderr', async (t) => {
 	// 5,000 connections closed first by the client: about 15,000 records, 1.4 MB, past a 1 MiB recorder.
 	const connections = 5000;
 	const { dir, socket, pair } = agentTestBed(t, 20_000);
-	const serve = await startServe(['--agent-socket', socket, '--recorder-size', '1M', '--netns', String(pair.clientInode), '--netns', String(pair.serverInode)]);
+	// Records: 96 bytes a transition (counts would hold these minutes in a few kilobytes).
+	const serve = await startServe(['--agent-socket', socket, '--recorder-size', '1M', '--recorder-keeps', 'records', '--netns', String(pair.clientInode), '--netns', String(pair.serverInode)]);
 	t.teardown(() => void serve.stop());
 	const server = await startServer(pair.server, '0.0.0.0', 7800, 'wait-close', connections);
 	const churner = await runClient(pair.client, pair.serverAddr, 7800, 'close-first', connections, scenarioNamed(dir, 'churner'));
