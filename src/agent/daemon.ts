@@ -177,5 +177,5 @@ function recorderInfo(p: LivePipeline): AgentInfo['recorder'] {
 	if (!p.recorder) return { frames: 0, bytes: 0, maxBytes: 0, spanSeconds: 0, maxSeconds: 0, firstAt: null, droppedBy: null };
 	const nowUs = monotonicUs();
 	const { firstUs, ...s } = p.recorder.stats(nowUs);
-	return { ...s, firstAt: new Date(Date.now() - (nowUs - firstUs) / 1000).toISOString() };
+	return { ...s, firstAt: new Date(Date.now() - (nowUs - firstUs) / 1000).toISOString(), keeps: p.recorder.keeps };
 }

@@ -34,7 +34,11 @@ export interface AgentInfo {
 	 * The flight recorder: what it holds, its bounds, and which bound dropped its latest dropped frame
 	 * (null: none was, so it holds everything since the agent started).
 	 */
-	recorder: { frames: number; bytes: number; maxBytes: number; spanSeconds: number; maxSeconds: number; firstAt: string | null; droppedBy: 'size' | 'age' | null };
+	recorder: {
+		frames: number; bytes: number; maxBytes: number; spanSeconds: number; maxSeconds: number; firstAt: string | null; droppedBy: 'size' | 'age' | null;
+		/** What it keeps of the events (serve --recorder-keeps); absent from agents before it could choose (records). */
+		keeps?: 'counts' | 'records';
+	};
 }
 
 export interface SnapshotQuery {

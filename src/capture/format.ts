@@ -7,10 +7,11 @@
  *             frame*
  *   frame   = type(u8) reserved(3) payloadBytes(u32) payloadCrc32(u32) payload
  *   EVENTS  = struct twt_event records (EVENT_SIZE each)
- *   WALK    = metaBytes(u32) meta(JSON: netns, takenAtUs, settings, listeners[, removed]) [removed cookies(u64 each)]
+ *   WALK    = metaBytes(u32) meta(JSON: netns, takenAtUs, settings, listeners[, removed][, timeWaitOmitted]) [removed cookies(u64 each)]
  *             struct twt_sock records. With `removed` in meta (version 4), a change against the
  *             namespace's previous walk: the cookies gone, then the records new or changed
- *             (walk-table.ts); without, the whole table.
+ *             (walk-table.ts); without, the whole table. With `timeWaitOmitted` (version 5), the
+ *             table without its timewait sockets, which a capture of counts has counted.
  *   COUNTS  = atUs(f64) keys(u32) reserved(u32) key(struct twt_count_key)* value(f64 × COUNT_COLUMNS)*
  *             (version 5): the kernel's counters' differences since the reading before, per key that
  *             changed, read at atUs (the agent's flight recorder keeps these instead of the records
@@ -105,6 +106,11 @@ export interface CaptureHeader {
 	namespaces: { netns: number; settings: SettingsJson }[];
 	/** countLayoutFingerprint() of the recording twtrace, when the capture holds counts frames (version 5). */
 	countLayout?: string;
+	/**
+	 * With countLayout: from when (CLOCK_MONOTONIC µs) its counts frames count every TIME_WAIT entry.
+	 * Frames before clock.startUs are the window's history: the entries still held at its start.
+	 */
+	countsFromUs?: number;
 }
 
 export interface CaptureTrailer {
@@ -216,6 +222,7 @@ export function encodeWalk(walk: Omit<WalkRecord, 'sockets'> & { sockets?: Uint8
 	const meta = Buffer.from(JSON.stringify({
 		netns: walk.netns, takenAtUs: walk.takenAtUs, settings: settingsToJson(walk.settings), listeners: walk.listeners,
 		...(delta ? { removed: delta.removed.length } : {}),
+		...(walk.timeWaitOmitted !== undefined ? { timeWaitOmitted: walk.timeWaitOmitted } : {}),
 	}), 'utf8');
 	const len = Buffer.alloc(4);
 	len.writeUInt32LE(meta.length, 0);

@@ -171,6 +171,7 @@ function checkHeader(h: unknown): CaptureHeader {
 	if (!isCount(h.walkIntervalMs)) return fail('walkIntervalMs is malformed');
 	if (!Array.isArray(h.namespaces)) return fail('namespaces are malformed');
 	if (h.countLayout !== undefined && typeof h.countLayout !== 'string') return fail('countLayout is malformed');
+	if (h.countsFromUs !== undefined && !isCount(h.countsFromUs)) return fail('countsFromUs is malformed');
 	for (const ns of h.namespaces) {
 		if (!isObject(ns) || !isCount(ns.netns)) return fail('namespaces are malformed');
 		checkSettings(ns.settings, fail);
@@ -218,6 +219,7 @@ function parseWalk(payload: Buffer): { walk: WalkRecord; delta: WalkDelta | unde
 		if (!isObject(l) || !isPort(l.port) || !isCount(l.pid) || typeof l.comm !== 'string') fail('listeners are malformed');
 	}
 	if (meta.removed !== undefined && !isCount(meta.removed)) fail('metadata is malformed');
+	if (meta.timeWaitOmitted !== undefined && !isCount(meta.timeWaitOmitted)) fail('metadata is malformed');
 	const removedBytes = meta.removed === undefined ? 0 : (meta.removed as number) * 8;
 	if (4 + metaBytes + removedBytes > payload.length) fail('a walk frame shorter than its removed cookies');
 	const sockets = payload.subarray(4 + metaBytes + removedBytes);
@@ -228,6 +230,7 @@ function parseWalk(payload: Buffer): { walk: WalkRecord; delta: WalkDelta | unde
 		settings: settingsFromJson(meta.settings as SettingsJson),
 		listeners: meta.listeners as WalkRecord['listeners'],
 		sockets,
+		...(meta.timeWaitOmitted !== undefined ? { timeWaitOmitted: meta.timeWaitOmitted as number } : {}),
 	};
 	if (meta.removed === undefined) return { walk, delta: undefined };
 	const removed = decodeCookies(payload.subarray(4 + metaBytes, 4 + metaBytes + removedBytes));

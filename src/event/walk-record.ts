@@ -27,4 +27,10 @@ export interface WalkRecord {
 	 * the namespace's table. How many bytes of records there were.
 	 */
 	omittedBytes?: number;
+	/**
+	 * The walk's timewait sockets were left out, and how many there were: a flight recorder keeping
+	 * the kernel's counts has the entries counted (pipeline/recorder.ts), and a walk's other sockets
+	 * (listeners, open connections) are a small part of it.
+	 */
+	timeWaitOmitted?: number;
 }

@@ -205,13 +205,13 @@ export class ChurnModel {
 	countFrom(us: number): void { this.#parts.countedFromUs ??= us; }
 
 	/** One key's counts from the kernel (a flight recorder's counts frame), as if its events came: counted.ts. */
-	ingestCounts(key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number): void {
+	ingestCounts(key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number, history = false): void {
 		if (this.#options.comm !== undefined && who.comm !== this.#options.comm) return;
 		if (atUs >= this.#expireAtUs) {
 			this.timeWait.expire(atUs);
 			this.#expireAtUs = atUs + 1000;
 		}
-		ingestCounts(this.#parts, key, who, delta, atUs);
+		ingestCounts(this.#parts, key, who, delta, atUs, history);
 	}
 
 	/**

@@ -19,20 +19,28 @@
 import { endpoint } from '../event/endpoint.js';
 import { COUNT_COLUMN as K, LIFETIME_BOUNDS_US, type CountKey } from '../event/counts.js';
 import type { Blame } from './attribution.js';
-import { C, countEvent, countSecond, LIFETIME_MAX_US, ownerComm, recordLifetimes } from './owners.js';
+import { C, countEvent, countSecond, LIFETIME_MAX_US, ownerComm, recordLifetimes, type Destination, type Owner } from './owners.js';
 import { TIME_WAIT_SECONDS } from './ports.js';
 import type { ReconcileTarget } from './reconcile.js';
 
 const US = 1_000_000;
 
-/** One key's differences (COUNT_COLUMN order), read at `atUs`, into the model's parts. */
-export function ingestCounts(m: ReconcileTarget, key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number): void {
+/**
+ * One key's differences (COUNT_COLUMN order), read at `atUs`, into the model's parts. `history`: from
+ * before the span the model covers (a window's history, pipeline/recorder.ts HISTORY_US): only the
+ * TIME_WAIT entries still held, not counted as made within it.
+ */
+export function ingestCounts(m: ReconcileTarget, key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number, history = false): void {
 	// The reading covers the second before it (a capture of counts says from when, CaptureReplay).
 	m.countedFromUs ??= atUs - US;
 	const isServer = key.side === 'server';
 	const peer = isServer ? `local ${endpoint(key.saddr, key.port)}` : endpoint(key.daddr, key.port);
 	const owner = m.owner(who.pid, ownerComm(who as Blame, key.side), key.cgroupId, key.netns, key.side, peer, atUs);
 	const dest = isServer ? undefined : m.destination(key.netns, key.saddr, key.daddr, key.port, atUs);
+	if (history) {
+		addEntries(m, owner, dest, key.netns, delta, atUs);
+		return;
+	}
 	const second = Math.floor(atUs / US);
 	const connections = delta[K.connections]!;
 	if (connections > 0) {
@@ -44,9 +52,7 @@ export function ingestCounts(m: ReconcileTarget, key: CountKey, who: Pick<Blame,
 	if (timeWait + finWait2 > 0) {
 		countEvent(owner, C.timeWaitEntries, second, timeWait + finWait2);
 		if (m.closesFromTimeWait) countEvent(owner, C.activeCloses, second, timeWait + finWait2);
-		const finUs = (m.netnsState(key.netns).settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
-		if (timeWait > 0) m.timeWait.addCounted(owner, dest, key.netns, atUs, atUs + TIME_WAIT_SECONDS * US, timeWait);
-		if (finWait2 > 0) m.timeWait.addCounted(owner, dest, key.netns, atUs, atUs + finUs, finWait2);
+		addEntries(m, owner, dest, key.netns, delta, atUs);
 	}
 	if (delta[K.resets]! > 0) countEvent(owner, C.resets, second, delta[K.resets]!);
 	let bucketed = 0;
@@ -61,4 +67,11 @@ export function ingestCounts(m: ReconcileTarget, key: CountKey, who: Pick<Blame,
 		const lastBoundUs = LIFETIME_BOUNDS_US[LIFETIME_BOUNDS_US.length - 1]!;
 		recordLifetimes(owner, Math.min(Math.max((delta[K.lifetimeSumUs]! - bucketedUs) / beyond, lastBoundUs), LIFETIME_MAX_US), beyond);
 	}
+}
+
+/** The key's TIME_WAIT entries, held from the reading for their substate's length. */
+function addEntries(m: ReconcileTarget, owner: Owner, dest: Destination | undefined, netns: number, delta: Float64Array, atUs: number): void {
+	const finUs = (m.netnsState(netns).settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
+	if (delta[K.timeWait]! > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + TIME_WAIT_SECONDS * US, delta[K.timeWait]!);
+	if (delta[K.finWait2]! > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + finUs, delta[K.finWait2]!);
 }

@@ -24,6 +24,8 @@ export interface NetnsWalk {
 	settings: NetnsSettings;
 	/** The process that called listen() on (netns, port), when known. */
 	listenerOwner?: (port: number) => { pid: number; comm: string } | undefined;
+	/** Its timewait sockets were left out (counted instead: event/walk-record.ts), and how many there were. */
+	timeWaitOmitted?: number;
 }
 
 /** One walk being reconciled a socket at a time (ChurnModel.beginReconcile). */
@@ -78,7 +80,7 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 	const listeningPorts = new Set(listening);
 	const openByDest = new Map<string, number>();
 	const unknownPeers = new Map<string, { owner: Owner; pool: Destination | undefined } | null>();
-	let timeWait = 0;
+	let timeWait = walk.timeWaitOmitted ?? 0;
 	const { pid, port, family } = m.options;
 	// Who listens on a port, when twtrace saw the listen() (looked up once per port and walk: the
 	// lookup reads a BPF map).
@@ -145,7 +147,8 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 	};
 	const finish = (): void => {
 		ns.listeningPorts = listeningPorts;
-		m.timeWait.endWalk(walk.netns, walk.takenAtUs); // counted entries stay (TimeWaitPopulation.addCounted)
+		// Counted entries stay (TimeWaitPopulation.addCounted); a walk without its timewait sockets removes none.
+		if (walk.timeWaitOmitted === undefined) m.timeWait.endWalk(walk.netns, walk.takenAtUs);
 		for (const d of m.destinations.values()) {
 			if (d.netns === walk.netns) d.portsHeldOpen = 0;
 		}

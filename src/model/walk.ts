@@ -16,5 +16,6 @@ export function walkFromRecord(record: WalkRecord, sockets: readonly SocketEntry
 		sockets,
 		settings: record.settings,
 		listenerOwner: (port) => byPort.get(port),
+		...(record.timeWaitOmitted !== undefined ? { timeWaitOmitted: record.timeWaitOmitted } : {}),
 	};
 }

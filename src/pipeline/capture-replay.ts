@@ -57,7 +57,7 @@ export class CaptureReplay {
 		// The settings at the start (port ranges decide the pools): a window from the agent may hold no walk.
 		for (const ns of header.namespaces) this.model.setSettings(ns.netns, settingsFromJson(ns.settings));
 		// A capture of the kernel's counts covers its span with them: walks then add only older sockets.
-		if (header.countLayout !== undefined) this.model.countFrom(header.clock.startUs);
+		if (header.countLayout !== undefined) this.model.countFrom(header.countsFromUs ?? header.clock.startUs);
 		this.startUs = header.clock.startUs;
 		this.#nowUs = this.startUs;
 		this.endUs = Math.max(trailer?.endUs ?? 0, lastTimeUs(capture.items, this.startUs));
@@ -136,12 +136,14 @@ export class CaptureReplay {
 	 * (ChurnModel.ingestCounts). Its keys name tasks by id, whose records came before in the capture.
 	 */
 	#feedCounts(item: Extract<CaptureItem, { type: 'counts' }>): void {
+		// Frames up to the capture's start are its history (a reading counts the second before it): the entries still held when it starts.
+		const history = item.atUs <= this.startUs;
 		for (let i = 0; i < item.count; i++) {
 			const key = decodeCountKeyAt(item.keys, i * COUNT_KEY_SIZE);
 			const task = this.#tasks.get(key.blamed);
-			this.model.ingestCounts(key, task, item.values.subarray(i * COUNT_COLUMNS, (i + 1) * COUNT_COLUMNS), item.atUs);
+			this.model.ingestCounts(key, task, item.values.subarray(i * COUNT_COLUMNS, (i + 1) * COUNT_COLUMNS), item.atUs, history);
 		}
-		this.#options.onCounts?.(item.atUs);
+		if (!history) this.#options.onCounts?.(item.atUs);
 	}
 
 	/** The model at the point reached, as a live pipeline answers it. */

@@ -26,7 +26,8 @@ import { EVENT_FIELDS, EVENT_SIZE, EventKind, TASK_FIELDS } from '../event/layou
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { countLayoutFingerprint, DROP_NAMES, encodeCounts, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
 import { COUNT_COLUMNS } from '../event/counts.js';
-import { COUNT_KEY_SIZE } from '../event/layout.generated.js';
+import { COUNT_KEY_SIZE, SOCK_FIELDS, SOCK_SIZE } from '../event/layout.generated.js';
+import { TCP_TIME_WAIT } from '../event/sock.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { RecordStaging } from '../event/staging.js';
 import type { RecordSink } from '../tracer/session.js';
@@ -42,6 +43,16 @@ export interface RecorderOptions {
 
 export type RecorderKeeps = 'counts' | 'records';
 export const RECORDER_KEEPS: readonly RecorderKeeps[] = ['counts', 'records'];
+
+/**
+ * A counts-keeping recorder serves, before a window, the counts of this long before it (the window's
+ * history): the entries still held at its start, whoever made them, as no walk can say (a timewait
+ * socket keeps no owner, kernel-facts §1.3). Longer than any timewait socket lives: TIME_WAIT's 60 s
+ * and the wheel's slack, or a FIN_WAIT2 substate's tcp_fin_timeout, which tcp_time_wait() caps at
+ * TCP_TIMEWAIT_LEN. For the same reason its walks after this long from its start leave out their
+ * timewait sockets: sockets older than the recorder have expired by then, and the rest are counted.
+ */
+export const HISTORY_US = 65 * 1_000_000;
 
 /** Kinds a counts-keeping recorder keeps records of: what the kernel's counters do not stand for. */
 const KEPT_BESIDE_COUNTS = new Set<number>([EventKind.TASK, EventKind.CONNECT_FAIL, EventKind.BIND_FAIL]);
@@ -102,6 +113,9 @@ export class FlightRecorder implements RecordSink {
 	readonly #chunk: RecordStaging;
 	#chunkStartUs = 0;
 	readonly #keepsCounts: boolean;
+	readonly #startUs: number;
+	/** Counts frames dropped from the front, kept for HISTORY_US more: the history of the windows served. */
+	readonly #history: Extract<Item, { type: 'counts' }>[] = [];
 	/** A reading's differences gathered by addCounts(), until endCounts(). */
 	#countKeys: string[] = [];
 	#countValues: number[] = [];
@@ -109,6 +123,7 @@ export class FlightRecorder implements RecordSink {
 	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number) {
 		this.#options = options;
 		this.#keepsCounts = options.keeps === 'counts';
+		this.#startUs = nowUs;
 		this.#chunk = new RecordStaging(chunkBytesFor(options.maxBytes));
 		this.#source = source;
 		this.#frontUs = nowUs;
@@ -197,7 +212,8 @@ export class FlightRecorder implements RecordSink {
 			return;
 		}
 		this.#seal(nowUs); // events before the walk stay before it
-		this.#push({ type: 'walk', atUs: walk.takenAtUs, walk });
+		const counted = this.#keepsCounts && walk.takenAtUs - this.#startUs >= HISTORY_US;
+		this.#push({ type: 'walk', atUs: walk.takenAtUs, walk: counted ? withoutTimeWait(walk) : walk });
 		this.#trim(nowUs);
 	}
 
@@ -228,13 +244,25 @@ export class FlightRecorder implements RecordSink {
 		const base = new Map(this.#front);
 		let drops = this.#frontDrops;
 		let i = this.#head;
-		for (; i < this.#items.length && this.#items[i]!.atUs < fromUs; i++) {
+		// A reading counts the second before it: one at the window's start is history, not within it.
+		for (; i < this.#items.length && (this.#items[i]!.atUs < fromUs || (this.#items[i]!.type === 'counts' && this.#items[i]!.atUs === fromUs)); i++) {
 			const item = this.#items[i]!;
 			if (item.type === 'events') drops = item.drops;
 			else if (item.type === 'walk') base.set(item.walk.netns, item.walk);
 		}
 		const header = this.#source.header(fromUs);
-		if (this.#keepsCounts) header.countLayout = countLayoutFingerprint();
+		// The window's history: the counts of the HISTORY_US before it, from frames dropped or skipped.
+		const history: Extract<Item, { type: 'counts' }>[] = [];
+		const countsFromUs = Math.max(this.#startUs, fromUs - HISTORY_US);
+		if (this.#keepsCounts) {
+			header.countLayout = countLayoutFingerprint();
+			header.countsFromUs = Math.round(countsFromUs);
+			for (const item of this.#history) if (item.atUs > countsFromUs && item.atUs <= fromUs) history.push(item);
+			for (let j = this.#head; j < i; j++) {
+				const item = this.#items[j]!;
+				if (item.type === 'counts' && item.atUs > countsFromUs) history.push(item);
+			}
+		}
 		header.namespaces = [...this.#settings].map(([netns, settings]) => ({ netns, settings: settingsToJson(base.get(netns)?.settings ?? settings) }));
 		const parts: Buffer[] = [encodePreamble(header)];
 		let events = 0;
@@ -247,6 +275,7 @@ export class FlightRecorder implements RecordSink {
 			parts.push(encodeWalk(walk));
 			walks++;
 		}
+		for (const item of history) parts.push(encodeCounts(item.atUs, item.keys, item.values));
 		for (; i < this.#items.length; i++) {
 			const item = this.#items[i]!;
 			if (item.type === 'events') {
@@ -290,6 +319,8 @@ export class FlightRecorder implements RecordSink {
 				this.#frontDrops = item.drops;
 				// Nothing refers to its records any more (a served window copied them): the next chunk fills them.
 				this.#chunk.recycle(item.records);
+			} else if (item.type === 'counts') {
+				this.#history.push(item);
 			} else if (item.type === 'walk') {
 				// It becomes its namespace's base: windows served from now on start from it.
 				this.#frontBytes += item.walk.sockets.byteLength - (this.#front.get(item.walk.netns)?.sockets.byteLength ?? 0);
@@ -300,12 +331,26 @@ export class FlightRecorder implements RecordSink {
 			this.#frontUs = next ? next.atUs : nowUs;
 		}
 		if (this.#head > 1024 && this.#head * 2 > this.#items.length) this.#items.splice(0, this.#head), (this.#head = 0);
+		let old = 0;
+		while (old < this.#history.length && this.#history[old]!.atUs <= this.#frontUs - HISTORY_US) old++;
+		if (old) this.#history.splice(0, old);
 	}
 }
 
 function itemBytes(item: Item): number {
 	if (item.type === 'counts') return item.keys.byteLength + item.values.byteLength + 64;
 	return item.type === 'events' ? item.records.length : item.walk.sockets.byteLength + 512;
+}
+
+/** `walk` without its timewait sockets (counted: HISTORY_US), saying how many it left out. */
+function withoutTimeWait(walk: WalkRecord): WalkRecord {
+	const kept: Uint8Array[] = [];
+	let omitted = 0;
+	for (let at = 0; at < walk.sockets.length; at += SOCK_SIZE) {
+		if (walk.sockets[at + SOCK_FIELDS.state.offset] === TCP_TIME_WAIT) omitted++;
+		else kept.push(walk.sockets.subarray(at, at + SOCK_SIZE));
+	}
+	return { ...walk, sockets: Buffer.concat(kept), timeWaitOmitted: omitted };
 }
 
 /** The kind of the record at byte `offset` of ring memory, read from its word (no view object per record). */

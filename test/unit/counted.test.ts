@@ -15,7 +15,7 @@ import { foldRecords } from '../../src/model/fold.js';
 import { FlightRecorder, type RecorderKeeps } from '../../src/pipeline/recorder.js';
 import { replayCapture } from '../../src/report/from-capture.js';
 import type { Report } from '../../src/report/report.js';
-import { recordsBuffer, type RawRecord } from '../../testbed/records.js';
+import { recordsBuffer, sockRecord, type RawRecord } from '../../testbed/records.js';
 
 const S = 1_000_000;
 const NO_LOSS = { ringFull: 0, mapFull: 0, missedRuns: 0, ownerMissing: 0, decodeErrors: 0, walkMissed: 0, unwitnessed: 0 };
@@ -180,4 +180,65 @@ test('a counts frame that does not hold its keys, or holds a value that is not a
 	const good = newRecorder('counts', from).capture(undefined, from.header.clock.startUs);
 	const noLayout = JSON.parse(good.subarray(20, 20 + good.readUInt32LE(12)).toString());
 	t.truthy(noLayout.countLayout, 'a counts-keeping recorder names the counters\' layout');
+});
+
+/** A recorder keeping counts, fed `seconds` of a churner making `perSecond` connections to one destination, read once a second. */
+function churnedRecorder(seconds: number, perSecond: number) {
+	const T0 = 9000 * S;
+	let keyHex = '';
+	const header = captureHeader({ startedAt: new Date(0).toISOString(), clock: { startUs: T0, epochOffsetUs: 0 }, filters: { netns: [] }, walkIntervalMs: 60_000, namespaces: [] });
+	const from: Capture = { header, items: [], trailer: undefined, incomplete: undefined, bytes: 0 };
+	const r = newRecorder('counts', from);
+	r.addEvents(Buffer.from(recordsBuffer([{ id: 7, pid: 4242, comm: 'churner' }])), T0);
+	for (let s = 1; s <= seconds; s++) {
+		const one = new CountTable();
+		const tuple = { cookie: 1n, family: 2, saddr: [10, 200, 0, 1], daddr: [10, 200, 0, 2], sport: 40000, dport: 7000, netns: 1, owner: 7, side: 1, ownerSource: 1 };
+		foldRecords(new Uint8Array(recordsBuffer([{ kind: EventKind.TIME_WAIT, tsUs: BigInt(T0 + s * S), substate: 6, lifetimeUs: 3000n, oldState: 1, ...tuple }])), one);
+		[keyHex] = [...one.rows.keys()] as [string];
+		const row = one.rows.get(keyHex)!;
+		row[COUNT_COLUMN.timeWait] = perSecond;
+		row[COUNT_COLUMN.lifetime] = perSecond;
+		row[COUNT_COLUMN.lifetimeCount] = perSecond;
+		r.addCounts(keyHex, row);
+		r.endCounts(T0 + s * S, T0 + s * S);
+		r.tick(T0 + s * S);
+	}
+	return { r, T0 };
+}
+
+test('a window of counts starts with the entries still held from before it, by their owner: its history', (t) => {
+	const { r, T0 } = churnedRecorder(150, 10);
+	const capture = parseCapture(r.capture(30_000, T0 + 150 * S));
+	t.is(capture.header.clock.startUs, T0 + 120 * S);
+	t.is(capture.header.countsFromUs, T0 + 55 * S, 'the counts of the 65 s before the window');
+	const report = replayCapture(capture, { by: 'process', top: 5, file: 'window' });
+	const o = report.offenders[0]!;
+	t.like(o, { comm: 'churner', pid: 4242, timeWaitEntries: 300, connections: 0 }, 'entries made within the window only');
+	// Held at the end: the entries of the last 60 s, 30 of them read before the window began.
+	t.is(o.timeWaitAtEnd, 600);
+	t.is(o.peakTimeWait, 600);
+	t.is(report.totals.timeWaitEntries, 300);
+});
+
+test('walks kept beside counts leave out their timewait sockets once the recorder has counted for a TIME_WAIT length', (t) => {
+	const { r, T0 } = churnedRecorder(80, 10);
+	const settings = { portRange: { low: 32768, high: 60999 }, reservedPorts: new Set<number>(), finTimeoutSec: 60 };
+	const tw = (cookie: number) => sockRecord({ cookie, sport: 40000 + cookie, state: 6, substate: 6, expiresUs: T0 + 100 * S, netns: 1 });
+	const open = sockRecord({ cookie: 99, sport: 41000, state: 1, netns: 1 });
+	const early = { netns: 1, takenAtUs: T0 + 10 * S, settings, listeners: [], sockets: Buffer.concat([tw(1), tw(2), open]) };
+	const late = { netns: 1, takenAtUs: T0 + 70 * S, settings, listeners: [], sockets: Buffer.concat([tw(3), tw(4), tw(5), open]) };
+	const { r: r2 } = churnedRecorder(0, 0);
+	r2.addWalk(early, early.takenAtUs);
+	r.addWalk(late, late.takenAtUs);
+	const walkOf = (c: Capture) => c.items.find((i) => i.type === 'walk');
+	const kept = walkOf(parseCapture(r2.capture(undefined, T0 + 20 * S)));
+	t.like(kept?.type === 'walk' && kept.walk, { timeWaitOmitted: undefined }, 'within its first 65 s: whole (sockets older than the recorder)');
+	t.is(kept?.type === 'walk' && kept.walk.sockets.length, 3 * SOCK_SIZE);
+	const window = parseCapture(r.capture(undefined, T0 + 80 * S));
+	const stripped = walkOf(window);
+	t.like(stripped?.type === 'walk' && stripped.walk, { timeWaitOmitted: 3 });
+	t.is(stripped?.type === 'walk' && stripped.walk.sockets.length, SOCK_SIZE, 'the open connection only');
+	const report = replayCapture(window, { by: 'process', top: 5, file: 'window' });
+	t.is(report.offenders.find((o) => o.comm === '(before start)'), undefined, 'no socket of the walk is taken as older than the counts');
+	t.is(report.offenders[0]!.timeWaitAtEnd, 600);
 });
