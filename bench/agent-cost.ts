@@ -50,7 +50,7 @@ export interface AgentCostRun {
 }
 
 /** serve's RSS by kind (bench/proc.ts), with its flight recorder's bytes and bound (its /v1/info). */
-export type ServeRss = RssSplit & { recorderMiB: number; recorderMaxMiB: number };
+export type ServeRss = RssSplit & { recorderMiB: number; recorderMaxMiB: number; recorderKeeps: 'counts' | 'records' };
 
 export interface BaselineRun { round: number; connPerSec: number }
 
@@ -170,7 +170,8 @@ async function rssAndRecorder(pid: number, agentSocket: string): Promise<ServeRs
 	const split = rssSplitMiB(pid);
 	const agent = await AgentClient.find(agentSocket).catch(() => undefined);
 	if (!split || !agent?.client) return undefined;
-	return { ...split, recorderMiB: agent.info.recorder.bytes / 2 ** 20, recorderMaxMiB: agent.info.recorder.maxBytes / 2 ** 20 };
+	const r = agent.info.recorder;
+	return { ...split, recorderMiB: r.bytes / 2 ** 20, recorderMaxMiB: r.maxBytes / 2 ** 20, recorderKeeps: r.keeps ?? 'records' };
 }
 
 /** The workload alone at full churn, for the slowdown (same duration as a run's window). */

@@ -481,7 +481,7 @@ ${markdownTable(['s', 'serve RSS MiB', 'V8 heap MiB', 'CPU % of a core', 'TIME_W
   "Where serve's time goes at full churn" above has the profile by area. Counters kept by the BPF programs and read at each
   scrape would make it independent of the rate (README, "Where counting happens"). The RSS is mostly what serve is asked to
   hold: the flight recorder (64 MiB by default, --recorder-size), the TIME_WAIT population (52 bytes a socket and its index,
-  here about 900,000 sockets), and the ring buffer's pages; the same counters would let the recorder keep counts, not records.
+  here about 900,000 sockets), and the ring buffer's pages; the recorder keeps the counters' differences, not records (step 3).
   The creep of the soak at 700127c (10 % of a core in the first minutes, 20-46 % after 10, mean 25.2 %) was expiry
   scanning a second's whole wheel bucket at every millisecond tick; fixed in af17f16 (README, same section).
 
@@ -551,10 +551,11 @@ function rssSection(runs: AgentCostRun[]): string {
 		return [{ rate, ...r.rssAtEnd! }];
 	});
 	if (!ends.length) return '';
-	const rows = ends.map((e) => [loadName(e.rate), fmtInt(e.totalMiB), fmtInt(e.fileMiB), fmtInt(e.bpfMapsMiB), fmtInt(e.anonMiB), fmtInt(e.recorderMiB),
+	const rows = ends.map((e) => [loadName(e.rate), fmtInt(e.totalMiB), fmtInt(e.fileMiB), fmtInt(e.bpfMapsMiB), fmtInt(e.anonMiB), fmt(e.recorderMiB, 1),
 		fmtInt(e.anonMiB - e.recorderMiB)]);
 	const least = ends.map((e) => e.fileMiB + e.bpfMapsMiB + e.recorderMaxMiB);
 	const maxMiB = ends[0]!.recorderMaxMiB;
+	const keepsCounts = ends.every((e) => e.recorderKeeps === 'counts');
 	return `
 ### Where serve's RSS goes
 
@@ -563,15 +564,19 @@ flight recorder held then (its \`/v1/info\`, which counts them against \`--recor
 node's own code and its libraries (shared with every node process on the host, yet counted in each one's RSS); the BPF maps
 are the ring buffer, whose data pages the kernel maps twice in a row (a record that wraps reads as one) and so count twice.
 
-${markdownTable(['load', 'RSS MiB', 'file pages (node, libraries)', 'BPF maps (the ring, mapped twice)', 'anonymous (V8 heap, buffers)', 'of which the recorder\'s records', 'anonymous less the recorder'], rows)}
+${markdownTable(['load', 'RSS MiB', 'file pages (node, libraries)', 'BPF maps (the ring, mapped twice)', 'anonymous (V8 heap, buffers)', 'of which the flight recorder', 'anonymous less the recorder'], rows)}
 
-- Once its recorder is full (it fills as fast as records arrive: within the run at full churn, after minutes at lower rates), serve's RSS is at least the
+${keepsCounts ? `- The recorder keeps the kernel's counts once a second and only the records they do not stand for (\`serve --recorder-keeps counts\`,
+  the default: docs/counting-in-the-kernel.md, step 3): what it holds follows the (process, destination) pairs counted each second
+  and the walks' open connections, not the event rate, and stays far below its ${fmtInt(maxMiB)} MiB bound at every load here. What is left
+  is V8's heap and the model: at full churn mostly the TIME_WAIT population (a slot per socket held), which the model fed from the
+  counters would not need (step 4).`
+		: `- Once its recorder is full (it fills as fast as records arrive: within the run at full churn, after minutes at lower rates), serve's RSS is at least the
   file pages, the maps and the recorder's ${fmtInt(maxMiB)} MiB: ${least.map((l, i) => `${fmtInt(l)} MiB at ${loadName(ends[i]!.rate)}`).join(', ')}, before
   V8's heap and the model. ${least.every((l) => l > 128)
 		? `With the recorder keeping raw records in memory, ≤ 128 MiB at the recorder's default size cannot be met at any load; what
-  would close it is a recorder that keeps less than a record per event (per-second counters kept by the BPF programs, with
-  records only for what a consumer asks: README, "Where counting happens"), or one that keeps its frames out of the process's memory.`
-		: `That leaves ${least.map((l) => `${fmtInt(128 - l)} MiB`).join(', ')} of the 128 MiB target for V8's heap and the model.`}
+  would close it is a recorder that keeps less than a record per event (\`serve --recorder-keeps counts\`).`
+		: `That leaves ${least.map((l) => `${fmtInt(128 - l)} MiB`).join(', ')} of the 128 MiB target for V8's heap and the model.`}`}
 `;
 }
 
@@ -593,8 +598,8 @@ function steadyServeSection(r: ProfileResult, runs: AgentCostRun[]): string {
 		: `To cost what node_exporter costs at this load, serve must shed ${fmt(gap)} % of its CPU (${fmt(serve)} % of a core against
 ${fmt(exporter)} %, medians of the agent-cost runs above). Per-event work is ${fmt(perEvent)} % of its busy main thread: ${perEvent >= gap
 		? `the gap alone is ${fmt((100 * gap) / perEvent)} % of it (taking the main thread's shares for the whole process's), which is what counters kept by the BPF
-programs and read at each scrape would take away (README, "Where counting happens"): the records would then be copied for the flight
-recorder, not counted one by one in JavaScript`
+programs and read at each scrape would take away (README, "Where counting happens"): the flight recorder keeps those counts
+already (step 3), and the model fed from them (step 4) would leave only failures and task records to reach JavaScript`
 		: 'even without any of it serve would cost more than node_exporter: the scrapes and the rest of the table must shrink too'}.`;
 	return `## Where \`serve\`'s time goes at ${fmtInt(STEADY_PROFILE_RATE)} connections/s, steady
 
@@ -696,10 +701,10 @@ binned per second, would make serve's cost independent of the rate (docs/countin
 (step 1): the \`twtrace, BPF side counting\` row of the first table has them kept in the kernel and read once a second by a
 small reader that streams nothing, its CPU beside serve's and its TIME_WAIT entries against the truth; bpftrace's in-kernel
 \`count()\` row is the peer. serve's counters (connections, TIME_WAIT entries, resets, lifetimes) come from them (step 2),
-so the metrics counted per event above are failures only; the model still ingests every event for the TIME_WAIT held, the
-destinations' headroom and the agent's snapshots, and the recorder still copies every record. What is left to build: the
-recorder keeping counters unless a consumer asks for records (step 3), snapshots and held counts from them (step 4), and
-fewer transitions acted on in the kernel (step 5).`,
+so the metrics counted per event above are failures only, and the flight recorder keeps the counts, not the records (step 3):
+its share above is the failures and task records it still copies. The model still ingests every event for the TIME_WAIT held,
+the destinations' headroom and the agent's snapshots. What is left to build: snapshots and held counts from the counters
+(step 4), fewer transitions acted on in the kernel (step 5), and walks aggregated in the kernel (step 6).`,
 	top: (r, perConnection) => `What would close the full-churn targets: top runs the same model as serve (per-event ingest in JavaScript, its cost
 following the event rate) and builds a snapshot a second; at ${fmtInt(r.connPerSec)} connections/s and ${fmt(perConnection)} records a connection,
 5 % of a core leaves ${fmt(50_000 / (perConnection * Math.max(r.connPerSec, 1)), 2)} µs per record. The same counters kept by the BPF programs (serve's paragraph above) would make top's cost
