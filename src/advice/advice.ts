@@ -35,6 +35,8 @@ export interface OffenderFinding {
 	connectRateAvg: number;
 	connectRatePeak: number;
 	lifetimeP50Ms: number | null;
+	/** The lifetime is a bucket's bound (from the kernel's counts): at most that. */
+	lifetimeUpTo?: boolean;
 	/** Its busiest destination, when it connects out. */
 	destination?: { label: string; peakPortsInUse: number; portsUsable: number };
 	/** Victims (EADDRNOTAVAIL, EADDRINUSE) that failed against ports it held. */
@@ -69,7 +71,7 @@ function isPressed(f: OffenderFinding, usable: number): boolean {
 }
 
 function fixApplication(f: OffenderFinding): Advice {
-	const life = f.lifetimeP50Ms === null ? '' : `, each open for ${fmt(f.lifetimeP50Ms)} ms (median)`;
+	const life = f.lifetimeP50Ms === null ? '' : `, each open for ${f.lifetimeUpTo ? 'at most ' : ''}${fmt(f.lifetimeP50Ms)} ms (median)`;
 	if (f.side === 'server') {
 		return {
 			step: 1, id: 'fix-application', commands: [],

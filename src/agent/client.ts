@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import { TwtraceError } from '../errors.js';
-import { AGENT_GROUP, API_VERSION, decodeSnapshotReply, snapshotQueryString, type AgentInfo, type SnapshotQuery, type SnapshotReply } from './wire.js';
+import { AGENT_GROUP, API_VERSION, CAPTURE_WINDOW_HEADER, decodeSnapshotReply, snapshotQueryString, type AgentInfo, type CaptureWindow, type SnapshotQuery, type SnapshotReply } from './wire.js';
 
 /** An agent that takes longer than this to answer is treated as absent (a hung agent must not hang `top`). */
 const CONNECT_TIMEOUT_MS = 2000;
@@ -59,14 +59,26 @@ export class AgentClient {
 		return decodeSnapshotReply((await this.#get(`/v1/snapshot?${snapshotQueryString(query)}`, CONNECT_TIMEOUT_MS)).toString('utf8'));
 	}
 
-	/** The flight recorder's last `lastMs` (all it holds when undefined), as the bytes of a capture file. */
-	async capture(lastMs: number | undefined): Promise<Buffer> {
-		return this.#get(`/v1/capture${lastMs === undefined ? '' : `?lastMs=${Math.round(lastMs)}`}`, CAPTURE_TIMEOUT_MS);
+	/**
+	 * The flight recorder's last `lastMs` (all it holds when undefined), as the bytes of a capture file,
+	 * and what the recorder held as it served them (undefined from an agent that does not say).
+	 */
+	async capture(lastMs: number | undefined): Promise<{ bytes: Buffer; window: CaptureWindow | undefined }> {
+		let header: string | undefined;
+		const bytes = await this.#get(`/v1/capture${lastMs === undefined ? '' : `?lastMs=${Math.round(lastMs)}`}`, CAPTURE_TIMEOUT_MS, (h) => (header = h[CAPTURE_WINDOW_HEADER] as string | undefined));
+		let window: CaptureWindow | undefined;
+		try {
+			window = header === undefined ? undefined : JSON.parse(header) as CaptureWindow;
+		} catch {
+			window = undefined; // not what this twtrace's agents send: ask /v1/info instead
+		}
+		return { bytes, window };
 	}
 
-	#get(path: string, timeoutMs: number): Promise<Buffer> {
+	#get(path: string, timeoutMs: number, onHeaders?: (headers: http.IncomingHttpHeaders) => void): Promise<Buffer> {
 		return new Promise((resolve, reject) => {
 			const req = http.get({ socketPath: this.socketPath, path, timeout: timeoutMs }, (res) => {
+				onHeaders?.(res.headers);
 				const chunks: Buffer[] = [];
 				res.on('data', (c: Buffer) => chunks.push(c));
 				res.on('error', reject);

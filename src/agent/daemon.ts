@@ -147,7 +147,9 @@ export class AgentDaemon {
 						if (!p.recorder) throw new Error('the flight recorder is off (serve --no-recorder)');
 						p.readCounts(); // the counters as of now (a counts frame), then the ring drained
 						p.feed.drainNow();
-						return p.recorder.capture(lastMs, monotonicUs());
+						const body = p.recorder.capture(lastMs, monotonicUs());
+						const { uptimeSeconds, recorder } = info(); // as the window was served: what it holds, and why
+						return { body, window: { uptimeSeconds, recorder } };
 					},
 				});
 			}

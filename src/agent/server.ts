@@ -15,14 +15,14 @@ import http from 'node:http';
 import { GROUPINGS, type Grouping } from '../model/groups.js';
 import { SORT_KEYS, type SortKey } from '../model/snapshot.js';
 import { listenPrivately, prepareSocketPath } from './socket.js';
-import { encodeSnapshotReply, type AgentInfo, type SnapshotQuery, type SnapshotReply } from './wire.js';
+import { CAPTURE_WINDOW_HEADER, encodeSnapshotReply, type AgentInfo, type CaptureWindow, type SnapshotQuery, type SnapshotReply } from './wire.js';
 import type { ViewFilter } from '../model/view-filter.js';
 
 export interface AgentProvider {
 	info(): AgentInfo;
 	snapshot(query: SnapshotQuery): SnapshotReply;
-	/** The flight recorder's frames of the last `lastMs` (all it holds when undefined), as one capture file. */
-	capture(lastMs: number | undefined): Buffer;
+	/** The flight recorder's frames of the last `lastMs` (all it holds when undefined), as one capture file, and what it held then. */
+	capture(lastMs: number | undefined): { body: Buffer; window: CaptureWindow };
 }
 
 class BadQuery extends Error {}
@@ -67,8 +67,8 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, provider: A
 				return json(res, encodeSnapshotReply(provider.snapshot(parseSnapshotQuery(url.searchParams))));
 			case '/v1/capture': {
 				const lastMs = optionalInt(url.searchParams, 'lastMs');
-				const body = provider.capture(lastMs);
-				res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length }).end(body);
+				const { body, window } = provider.capture(lastMs);
+				res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length, [CAPTURE_WINDOW_HEADER]: JSON.stringify(window) }).end(body);
 				return;
 			}
 			default:

@@ -123,3 +123,11 @@ export function snapshotQueryString(q: SnapshotQuery): string {
 	if (v?.family !== undefined) p.set('family', String(v.family));
 	return p.toString();
 }
+
+/**
+ * What a served window is, as the recorder saw it when it served it: the /v1/capture reply carries it
+ * (header X-Twtrace-Window, JSON), so that a window shorter than asked is explained without asking
+ * /v1/info again (source/agent-source.ts recorderShortfall).
+ */
+export type CaptureWindow = Pick<AgentInfo, 'uptimeSeconds' | 'recorder'>;
+export const CAPTURE_WINDOW_HEADER = 'x-twtrace-window';

@@ -47,6 +47,8 @@ export interface LiveFeedOptions {
 	recordSink?: RecordSink;
 	/** With keepRaw: a walk's records are kept up to this many bytes; beyond, none (WalkRecord.omittedBytes). */
 	keepWalkBytes?: number;
+	/** With keepRaw: whether a walk taken at `takenAtUs` keeps its timewait sockets (else counted: WalkRecord.timeWaitOmitted). */
+	keepWalkTimeWait?: (takenAtUs: number) => boolean;
 	/**
 	 * Ingest each event as it is drained, from ring memory, with no object per event; onEach instead
 	 * of onEvents gets it (top, serve). With keepRaw, onEvents gets the raw records, and no events.
@@ -96,7 +98,7 @@ export class LiveFeed {
 	readonly #walkIntervalMs: number;
 	readonly #handlers: LiveFeedHandlers;
 	readonly #keepRaw: boolean;
-	readonly #keepWalkBytes: number;
+	readonly #walkKept: Pick<LiveFeedOptions, 'keepWalkBytes' | 'keepWalkTimeWait'>;
 	readonly #upkeep: NodeJS.Timeout;
 	/** Without a model: namespaces seen in events, with a process seen in each (a way in). */
 	readonly #seen = new Map<number, number>();
@@ -128,7 +130,7 @@ export class LiveFeed {
 		this.#walkIntervalMs = options.walkIntervalMs ?? Infinity;
 		this.#handlers = handlers;
 		const keepRaw = (this.#keepRaw = options.keepRaw === true);
-		this.#keepWalkBytes = options.keepWalkBytes ?? Infinity;
+		this.#walkKept = options;
 		const onEach = options.perEvent && model ? (e: TwtEvent) => {
 			const who = model.ingestOne(e);
 			if (who) handlers.onEach?.(e, who);
@@ -161,7 +163,6 @@ export class LiveFeed {
 
 	/** The namespace twtrace runs in (0 without walks). */
 	get home(): number { return this.#walker?.home ?? 0; }
-
 	get ringBytes(): number { return this.#session.ringBytes; }
 
 	/** The kernel's counters (with the counting option), and the tasks their keys name. */
@@ -170,7 +171,6 @@ export class LiveFeed {
 
 	/** Losses so far (updated about once a second). */
 	get drops(): Losses { return this.#drops; }
-
 	/** Socket walks: whether one is in progress, how many ran, and how long the last full pass took. */
 	get walks(): WalkStats { return { inProgress: this.#walking !== undefined, ...this.#walkCounts }; }
 
@@ -338,7 +338,8 @@ export class LiveFeed {
 			// missed (kernel-facts §8): the model takes them first, so the walk finds them known.
 			beforeChunk: () => this.drainNow(),
 			shouldStop: () => this.#abandon,
-			keepBytes: this.#keepRaw ? this.#keepWalkBytes : undefined,
+			keepBytes: this.#keepRaw ? this.#walkKept.keepWalkBytes ?? Infinity : undefined,
+			keepTimeWait: this.#walkKept.keepWalkTimeWait?.(w.takenAtUs) ?? true,
 			time,
 		});
 		if (!read) return false;
@@ -351,7 +352,7 @@ export class LiveFeed {
 			const owner = session.listenerOwner(w.netns, port);
 			if (owner) listeners.push({ port, ...owner });
 		}
-		const omitted = this.#keepRaw && !read.kept ? { omittedBytes: read.bytes } : {};
+		const omitted = this.#keepRaw && !read.kept ? { omittedBytes: read.bytes } : read.kept && read.timeWaitOmitted !== undefined ? { timeWaitOmitted: read.timeWaitOmitted } : {};
 		this.#handlers.onWalk?.({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listeners, sockets: read.kept ?? new Uint8Array(), ...omitted });
 		return true;
 	}

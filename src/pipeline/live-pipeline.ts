@@ -81,7 +81,9 @@ export class LivePipeline {
 		// copied once more, no buffer per drain for the garbage collector); others keeping raw records
 		// get them per batch in onEvents.
 		const recordSink = rec && !options.keepRaw ? { keep: (ring: Uint32Array, offset: number) => recorder?.keep(ring, offset) } : undefined;
-		this.feed = new LiveFeed({ ...options, model: this.model, keepRaw: options.keepRaw || rec !== undefined, recordSink, keepWalkBytes }, {
+		// A recorder keeping counts keeps walks without their timewait sockets: the feed copies only what it keeps.
+		const keepWalkTimeWait = rec ? (takenAtUs: number) => recorder?.keepsTimeWaitOf(takenAtUs) ?? true : undefined;
+		this.feed = new LiveFeed({ ...options, model: this.model, keepRaw: options.keepRaw || rec !== undefined, recordSink, keepWalkBytes, keepWalkTimeWait }, {
 			...given,
 			onEvents: (events, raw) => {
 				if (raw) recorder?.addEvents(raw, parts.clockUs());

@@ -31,6 +31,7 @@ import { TCP_TIME_WAIT } from '../event/sock.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { RecordStaging } from '../event/staging.js';
 import type { RecordSink } from '../tracer/session.js';
+import { withoutTimeWait } from './walk-reader.js';
 
 export interface RecorderOptions {
 	/** Bytes kept at most: events, walks, and each namespace's walk before the oldest frame. */
@@ -212,9 +213,18 @@ export class FlightRecorder implements RecordSink {
 			return;
 		}
 		this.#seal(nowUs); // events before the walk stay before it
-		const counted = this.#keepsCounts && walk.takenAtUs - this.#startUs >= HISTORY_US;
-		this.#push({ type: 'walk', atUs: walk.takenAtUs, walk: counted ? withoutTimeWait(walk) : walk });
+		const strip = walk.timeWaitOmitted === undefined && !this.keepsTimeWaitOf(walk.takenAtUs);
+		this.#push({ type: 'walk', atUs: walk.takenAtUs, walk: strip ? { ...walk, sockets: withoutTimeWait(walk.sockets), timeWaitOmitted: countTimeWait(walk.sockets) } : walk });
 		this.#trim(nowUs);
+	}
+
+	/**
+	 * Whether a walk taken at `takenAtUs` is kept with its timewait sockets: always when keeping
+	 * records; keeping counts, only within HISTORY_US of the start (sockets older than the recorder).
+	 * The live feed asks before it reads a walk, so that it copies no more than is kept.
+	 */
+	keepsTimeWaitOf(takenAtUs: number): boolean {
+		return !this.#keepsCounts || takenAtUs - this.#startUs < HISTORY_US;
 	}
 
 	/** Walks too large to keep, since start. */
@@ -342,15 +352,11 @@ function itemBytes(item: Item): number {
 	return item.type === 'events' ? item.records.length : item.walk.sockets.byteLength + 512;
 }
 
-/** `walk` without its timewait sockets (counted: HISTORY_US), saying how many it left out. */
-function withoutTimeWait(walk: WalkRecord): WalkRecord {
-	const kept: Uint8Array[] = [];
-	let omitted = 0;
-	for (let at = 0; at < walk.sockets.length; at += SOCK_SIZE) {
-		if (walk.sockets[at + SOCK_FIELDS.state.offset] === TCP_TIME_WAIT) omitted++;
-		else kept.push(walk.sockets.subarray(at, at + SOCK_SIZE));
-	}
-	return { ...walk, sockets: Buffer.concat(kept), timeWaitOmitted: omitted };
+/** Timewait sockets among `records`. */
+function countTimeWait(records: Uint8Array): number {
+	let n = 0;
+	for (let at = 0; at < records.length; at += SOCK_SIZE) if (records[at + SOCK_FIELDS.state.offset] === TCP_TIME_WAIT) n++;
+	return n;
 }
 
 /** The kind of the record at byte `offset` of ring memory, read from its word (no view object per record). */

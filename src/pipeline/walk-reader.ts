@@ -4,8 +4,8 @@
  * loop gets a turn between chunks, so that draining, snapshots, scrapes and signals keep their pace
  * during a walk of millions of sockets. Optionally keeps the raw records, up to a bound.
  */
-import { SOCK_SIZE } from '../event/layout.generated.js';
-import { forEachSocket, type SocketEntry } from '../event/sock.js';
+import { SOCK_FIELDS, SOCK_SIZE } from '../event/layout.generated.js';
+import { forEachSocket, TCP_TIME_WAIT, type SocketEntry } from '../event/sock.js';
 import { WALK_CHUNK_BYTES, type OpenedWalk } from '../tracer/namespaces.js';
 
 /**
@@ -34,6 +34,11 @@ export interface WalkReading {
 	shouldStop?: () => boolean;
 	/** Keep the raw records, up to this many bytes; past it none are kept (a walk too large to store). */
 	keepBytes?: number;
+	/**
+	 * With keepBytes: false keeps all but the timewait sockets, and counts those (a flight recorder
+	 * keeping the kernel's counts has them counted: pipeline/recorder.ts HISTORY_US).
+	 */
+	keepTimeWait?: boolean;
 	/** Adds this walk's time to it. */
 	time?: WalkTime;
 }
@@ -42,9 +47,12 @@ export interface WalkReading {
  * Reads `w` to its end and closes it. Undefined when abandoned; else the bytes of records read, and
  * the records themselves when asked and within the bound.
  */
-export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkReading): Promise<{ bytes: number; kept: Buffer | undefined } | undefined> {
+export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkReading): Promise<{ bytes: number; kept: Buffer | undefined; timeWaitOmitted?: number } | undefined> {
 	let kept: Buffer[] | undefined = r.keepBytes !== undefined ? [] : undefined;
+	const keepTimeWait = r.keepTimeWait ?? true;
 	let bytes = 0;
+	let keptBytes = 0;
+	let timeWaitOmitted = 0;
 	const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
 	let carry: Buffer | undefined;
 	try {
@@ -66,13 +74,32 @@ export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkRea
 				r.time.drainMs += handleAt - drainAt;
 				r.time.handleMs += performance.now() - handleAt;
 			}
+			if (kept) {
+				const copy = keepTimeWait ? Buffer.from(chunk.subarray(0, whole)) : withoutTimeWait(chunk.subarray(0, whole));
+				timeWaitOmitted += (whole - copy.length) / SOCK_SIZE;
+				keptBytes += copy.length;
+				kept.push(copy);
+			}
 			// Past the bound nothing more is copied, and what was is let go: the walk is kept as omitted.
-			if (kept && bytes > r.keepBytes!) kept = undefined;
-			kept?.push(Buffer.from(chunk.subarray(0, whole)));
+			if (kept && keptBytes > r.keepBytes!) kept = undefined;
 			await new Promise((resolve) => setImmediate(resolve));
 		}
 	} finally {
 		w.close();
 	}
-	return { bytes, kept: kept ? Buffer.concat(kept) : undefined };
+	return { bytes, kept: kept ? Buffer.concat(kept) : undefined, ...(keepTimeWait ? {} : { timeWaitOmitted }) };
+}
+
+/** The records of `records` that are not timewait sockets, copied. */
+export function withoutTimeWait(records: Uint8Array): Buffer {
+	let n = 0;
+	for (let at = 0; at < records.length; at += SOCK_SIZE) if (records[at + SOCK_FIELDS.state.offset] !== TCP_TIME_WAIT) n++;
+	const out = Buffer.allocUnsafe(n * SOCK_SIZE);
+	let to = 0;
+	for (let at = 0; at < records.length; at += SOCK_SIZE) {
+		if (records[at + SOCK_FIELDS.state.offset] === TCP_TIME_WAIT) continue;
+		out.set(records.subarray(at, at + SOCK_SIZE), to);
+		to += SOCK_SIZE;
+	}
+	return out;
 }

@@ -197,6 +197,7 @@ export class ReportBuilder {
 				connectRateAvg: offender.connectRateAvg,
 				connectRatePeak: offender.connectRatePeak,
 				lifetimeP50Ms: lifetimeMs?.p50 ?? null,
+				lifetimeUpTo: lifetimeMs?.upTo === true,
 				destination: dest && { label: endpoint(dest.daddr, dest.dport), peakPortsInUse: dest.peakPortsInUse, portsUsable: dest.portsUsable },
 				victimFailures: victimsByRank.get(i + 1) ?? 0,
 				bindFailures: offender.bindFailures,

@@ -4,7 +4,7 @@
  * group need no root.
  */
 import type { AgentClient } from '../agent/client.js';
-import type { AgentInfo, SnapshotQuery, SnapshotReply } from '../agent/wire.js';
+import type { AgentInfo, CaptureWindow, SnapshotQuery, SnapshotReply } from '../agent/wire.js';
 import { CaptureError } from '../capture/format.js';
 import { parseCapture, type Capture } from '../capture/reader.js';
 import type { ViewFilter } from '../model/view-filter.js';
@@ -37,9 +37,14 @@ export class AgentSource implements Source {
 	/** The agent walks on its own schedule, and its counts follow every event in between: nothing to do. */
 	async settle(): Promise<void> {}
 
+	/** What the recorder held as it served the last window (its reply says), for shortfall(). */
+	#window: CaptureWindow | undefined;
+
 	/** The flight recorder's last `lastMs` (all it holds when undefined), as the bytes of a capture file. */
-	captureBytes(lastMs: number | undefined): Promise<Buffer> {
-		return this.client.capture(lastMs);
+	async captureBytes(lastMs: number | undefined): Promise<Buffer> {
+		const { bytes, window } = await this.client.capture(lastMs);
+		this.#window = window;
+		return bytes;
 	}
 
 	/** The same, read. Throws CaptureError (naming the agent's recorder) when it cannot be. */
@@ -54,11 +59,12 @@ export class AgentSource implements Source {
 	}
 
 	/**
-	 * Why a window of the last `askedMs` served just now holds less than that (the agent's info read
-	 * again: the recorder's span and bounds now); undefined when it holds it all, or none was asked.
+	 * Why the window of the last `askedMs` served last holds less than that (what the recorder held as
+	 * it served it; from an agent that does not say, its info read again); undefined when it holds it
+	 * all, or none was asked.
 	 */
 	async shortfall(askedMs: number | undefined): Promise<RecorderShortfall | undefined> {
-		return askedMs === undefined ? undefined : recorderShortfall(await this.client.info(), askedMs);
+		return askedMs === undefined ? undefined : recorderShortfall(this.#window ?? await this.client.info(), askedMs);
 	}
 
 	async close(): Promise<undefined> {
@@ -85,8 +91,10 @@ export function recorderShortfall(info: Pick<AgentInfo, 'uptimeSeconds' | 'recor
 	const askedSeconds = askedMs / 1000;
 	const { spanSeconds, maxSeconds, maxBytes, droppedBy } = info.recorder;
 	if (spanSeconds >= askedSeconds - 1) return undefined;
+	// Keeping counts, what fills it is the counts of the busy (process, destination) pairs and the walks' open connections.
+	const filler = info.recorder.keeps === 'counts' ? 'with the counts and walks it keeps' : 'at this rate of events';
 	const because = droppedBy === 'size'
-		? `its ${formatBytes(maxBytes)} (serve --recorder-size) fill that fast at this rate of events; a larger --recorder-size keeps more`
+		? `its ${formatBytes(maxBytes)} (serve --recorder-size) fill that fast ${filler}; a larger --recorder-size keeps more`
 		: droppedBy === 'age'
 			? `it keeps ${formatDuration(maxSeconds)} (serve --recorder)`
 			: `the agent started ${formatDuration(info.uptimeSeconds)} ago`;

@@ -53,13 +53,15 @@ test('the socket: mode 0660 in a 0750 directory, one agent at a time, a dead age
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-sock-'));
 	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 	const socket = path.join(dir, 'run', 'agent.sock');
-	const provider = { info: () => INFO, snapshot: () => reply(), capture: () => Buffer.from('x') };
+	const window = { uptimeSeconds: 600, recorder: { ...INFO.recorder, spanSeconds: 234, droppedBy: 'size' as const, keeps: 'counts' as const } };
+	const provider = { info: () => INFO, snapshot: () => reply(), capture: () => ({ body: Buffer.from('x'), window }) };
 	const agent = await AgentServer.listen(socket, provider);
 	t.is(fs.statSync(socket).mode & 0o777, 0o660);
 	t.is(fs.statSync(path.dirname(socket)).mode & 0o777, 0o750);
 	const found = await AgentClient.find(socket);
 	t.is(found.client && found.info.pid, 42);
 	t.deepEqual(await found.client!.snapshot({ by: 'process', sort: 'timeWait', windowMs: 1000 }), reply());
+	t.deepEqual(await found.client!.capture(60_000), { bytes: Buffer.from('x'), window }, 'a window comes with what the recorder held as it served it');
 	await t.throwsAsync(AgentServer.listen(socket, provider), { instanceOf: TwtraceError, message: /an agent already answers on/ });
 	await agent.close();
 	t.false(fs.existsSync(socket));

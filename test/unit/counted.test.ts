@@ -12,6 +12,7 @@ import { parseCapture, readCaptureFile, type Capture } from '../../src/capture/r
 import { COUNT_COLUMN, CountTable, LIFETIME_BOUNDS_US } from '../../src/event/counts.js';
 import { EVENT_FIELDS, EVENT_SIZE, EventKind, SOCK_SIZE } from '../../src/event/layout.generated.js';
 import { foldRecords } from '../../src/model/fold.js';
+import { CaptureReplay } from '../../src/pipeline/capture-replay.js';
 import { FlightRecorder, type RecorderKeeps } from '../../src/pipeline/recorder.js';
 import { replayCapture } from '../../src/report/from-capture.js';
 import type { Report } from '../../src/report/report.js';
@@ -158,6 +159,8 @@ test('counts across minutes: entries held for a TIME_WAIT length, and a window o
 	const [a, b] = [replayCapture(byRecords, options), replayCapture(byCounts, options)];
 	sameReport(t, a, b, folded, 10);
 	t.like(b.offenders[0], { comm: 'churner', pid: 4242, connections: 1500, timeWaitEntries: 1500, lifetimeMs: { p50: 5, p99: 5, max: 5, upTo: true } });
+	t.true(JSON.stringify(b.offenders[0]!.advice).includes('each open for at most 5 ms (median)'), 'the advice says a bound, not a measure');
+	t.true(JSON.stringify(a.offenders[0]!.advice).includes('each open for 3 ms (median)'));
 	t.true(a.offenders[0]!.timeWaitAtEnd >= 590 && a.offenders[0]!.timeWaitAtEnd <= 610, `records: ${a.offenders[0]!.timeWaitAtEnd} held after 150 s at 10/s`);
 	const bytes = (c: Capture) => c.items.reduce((n, i) => n + (i.type === 'events' ? i.records.byteLength : i.type === 'counts' ? i.keys.byteLength + i.values.byteLength : i.walk.sockets.length * SOCK_SIZE), 0);
 	// Both windows start with the task records (FlightRecorder.capture), and hold them where they came too.
@@ -241,4 +244,15 @@ test('walks kept beside counts leave out their timewait sockets once the recorde
 	const report = replayCapture(window, { by: 'process', top: 5, file: 'window' });
 	t.is(report.offenders.find((o) => o.comm === '(before start)'), undefined, 'no socket of the walk is taken as older than the counts');
 	t.is(report.offenders[0]!.timeWaitAtEnd, 600);
+});
+
+test('top --replay of a window of counts: the same snapshot as live would show, entries held by their owner, rates per second', (t) => {
+	const { r, T0 } = churnedRecorder(150, 10);
+	const replay = new CaptureReplay(parseCapture(r.capture(30_000, T0 + 150 * S)));
+	replay.advanceTo(replay.endUs);
+	const snap = replay.reply({ by: 'process', sort: 'timeWait', windowMs: 10_000 }).snapshot;
+	const row = snap.rows.find((x) => x.comm === 'churner');
+	t.like(row, { pid: 4242, timeWait: 600 });
+	t.true(Math.abs(row!.timeWaitPerSec - 10) < 1.5, `${row!.timeWaitPerSec} TIME_WAIT entries a second`);
+	t.is(snap.rows.find((x) => x.comm === '(before start)'), undefined);
 });

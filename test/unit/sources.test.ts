@@ -53,7 +53,7 @@ function fakeAgent(captureBytes: Buffer = Buffer.alloc(0)) {
 	const queries: SnapshotQuery[] = [];
 	const client = {
 		snapshot: async (q: SnapshotQuery) => (queries.push(q), {} as SnapshotReply),
-		capture: async () => captureBytes,
+		capture: async () => ({ bytes: captureBytes, window: undefined }),
 	} as unknown as AgentClient;
 	return { client, queries };
 }
@@ -93,6 +93,8 @@ test('a window from the flight recorder shorter than asked says how much it hold
 	const size = recorderShortfall(at(234, 'size'), 600_000)!;
 	t.like(size, { heldSeconds: 234, askedSeconds: 600 });
 	t.is(size.message, 'the flight recorder holds only the last 4 min of the 10 min asked for: its 64 MiB (serve --recorder-size) fill that fast at this rate of events; a larger --recorder-size keeps more');
+	const counts = recorderShortfall({ uptimeSeconds: 3600, recorder: { ...recorder, spanSeconds: 234, droppedBy: 'size', keeps: 'counts' } }, 600_000)!;
+	t.regex(counts.because, /fill that fast with the counts and walks it keeps; a larger --recorder-size keeps more$/, 'keeping counts, events are not what fills it');
 	t.regex(recorderShortfall(at(900, 'age'), 3_600_000)!.because, /^it keeps 15 min \(serve --recorder\)$/);
 	t.is(recorderShortfall(at(20, null, 20), 300_000)!.because, 'the agent started 20 s ago');
 });

@@ -54,3 +54,18 @@ test('a walk\'s time is split into reading the kernel, draining before each chun
 	t.true(time.handleMs >= 4 * 3, `handle ${time.handleMs} ms`);
 	t.true(time.readMs + time.drainMs + time.handleMs <= wallMs, 'no more than the walk\'s wall time');
 });
+
+test('kept without timewait sockets: every socket is still handed over, the kept records are the others, and the timewait ones are counted', async (t) => {
+	// 1,000 timewait sockets and 3 open ones: the bound holds the open ones, not the whole walk.
+	const tw = Array.from({ length: 1000 }, (_, i) => sockRecord({ cookie: 1 + i, sport: 40000 + i, state: 6, substate: 6 }));
+	const open = [0, 1, 2].map((i) => sockRecord({ cookie: 5000 + i, sport: 50000 + i, state: 1 }));
+	const records = Buffer.concat([...tw.slice(0, 500), open[0]!, ...tw.slice(500), open[1]!, open[2]!]);
+	let handed = 0;
+	const read = await readWalk(fakeWalk(records, 4096 + 5, 0), { each: () => void handed++, keepBytes: 10 * SOCK_SIZE, keepTimeWait: false });
+	t.is(handed, 1003, 'the model still sees every socket');
+	t.is(read?.timeWaitOmitted, 1000);
+	t.deepEqual(read?.kept, Buffer.concat(open), 'the open sockets, in walk order');
+	const whole = await readWalk(fakeWalk(records, 4096 + 5, 0), { each: () => {}, keepBytes: 10 * SOCK_SIZE });
+	t.is(whole?.kept, undefined, 'with them, past the bound: not kept');
+	t.is(whole?.timeWaitOmitted, undefined);
+});
