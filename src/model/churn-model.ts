@@ -23,6 +23,7 @@ import { TCP_LISTEN, TCP_TIME_WAIT } from '../event/sock.js';
 import { DEFAULT_PORT_RANGE, inRange, usablePorts, type NetnsSettings, type PortRange } from '../facts/netns-settings.js';
 import { blame, type Blame } from './attribution.js';
 import { ingestCounts } from './counted.js';
+import { RecentOwners, type RecentKey, type RecentOwner } from './recent-owners.js';
 import { likelyOwners, OpenSockets, type Likely } from './likely.js';
 import {
 	C, countEvent, countSecond, destKey, HISTORY_SECONDS, newDestination, newOwner, OTHER, ownerComm, recordLifetime,
@@ -58,27 +59,9 @@ export interface ModelOptions {
 	keepIdle?: boolean;
 }
 
-/** Slots of the recent (owner, destination) cache: a power of two. */
-const RECENT_SLOTS = 256;
-
-interface RecentOwner {
-	/** ChurnModel.#generation when cached: owners and destinations removed since make it stale. */
-	generation: number;
-	pid: number;
-	comm: string;
-	cgroupId: number;
-	netns: number;
-	side: SideName;
-	peerKind: number;
-	port: number;
-	saddr: string;
-	daddr: string;
-	owner: Owner;
-	dest: Destination | undefined;
-}
-
 export class ChurnModel {
-	readonly #recent: (RecentOwner | undefined)[] = new Array(RECENT_SLOTS);
+	readonly #recent = new RecentOwners();
+	readonly #key: RecentKey = { generation: 0, pid: 0, comm: '', cgroupId: 0, netns: 0, side: 'unknown', peerKind: 0, port: 0, saddr: '', daddr: '' };
 	/** Bumped whenever an owner or a destination is forgotten: the recent cache must not hand it out. */
 	#generation = 0;
 	/** ingestOne() expires TIME_WAIT again once events reach this time. */
@@ -364,26 +347,25 @@ export class ChurnModel {
 	}
 
 	/**
-	 * The owner and destination an event counts against. Most events repeat the fields of a recent
-	 * one (a churner talks to a few destinations): those are found in a small direct-mapped cache by
-	 * comparing fields, without building the string keys (which cost more than the rest of ingest).
+	 * The owner and destination an event counts against: a recent one's when the fields match
+	 * (recent-owners.ts), else found by the string keys (which cost more than the rest of ingest).
 	 */
 	#ownerAndDestination(e: TwtEvent, who: Blame, isServer: boolean, tsUs: number): { owner: Owner; dest: Destination | undefined } {
 		const peerKind = e.kind === 'bind_fail' ? 2 : isServer ? 1 : 0;
 		const port = peerKind === 0 ? e.dport : e.sport;
-		const slot = ((who.pid * 31 + port * 7 + e.netns + peerKind) >>> 0) & (RECENT_SLOTS - 1);
-		const r = this.#recent[slot];
-		if (r && r.generation === this.#generation && r.pid === who.pid && r.port === port && r.netns === e.netns && r.peerKind === peerKind &&
-			r.cgroupId === e.cgroupId && r.side === e.side && r.comm === who.comm && r.saddr === e.saddr && (peerKind !== 0 || r.daddr === e.daddr)) {
-			return r;
-		}
+		// One key object, refilled per event: a hit allocates nothing.
+		const k = this.#key;
+		k.generation = this.#generation, k.pid = who.pid, k.comm = who.comm, k.cgroupId = e.cgroupId, k.netns = e.netns;
+		k.side = e.side, k.peerKind = peerKind, k.port = port, k.saddr = e.saddr, k.daddr = e.daddr;
+		const r = this.#recent.find(k);
+		if (r) return r;
 		const peer = peerKind === 2 ? `bind ${endpoint(e.saddr, e.sport)}` : peerKind === 1 ? `local ${endpoint(e.saddr, e.sport)}` : endpoint(e.daddr, e.dport);
 		const owner = this.#owner(who.pid, ownerComm(who, e.side), e.cgroupId, e.netns, e.side, peer, tsUs);
 		const dest = peerKind === 0 ? this.#destination(e.netns, e.saddr, e.daddr, e.dport, tsUs) : undefined;
 		// An owner or destination beyond the bounds is not kept: nor is it cached.
 		const isKept = this.owners.get(owner.key) === owner && (!dest || this.destinations.get(dest.key) === dest);
-		const entry: RecentOwner = { generation: this.#generation, pid: who.pid, comm: who.comm, cgroupId: e.cgroupId, netns: e.netns, side: e.side, peerKind, port, saddr: e.saddr, daddr: e.daddr, owner, dest };
-		if (isKept) this.#recent[slot] = entry;
+		const entry: RecentOwner = { ...k, owner, dest };
+		if (isKept) this.#recent.put(entry);
 		return entry;
 	}
 
