@@ -117,9 +117,12 @@ export class FlightRecorder implements RecordSink {
 	readonly #startUs: number;
 	/** Counts frames dropped from the front, kept for HISTORY_US more: the history of the windows served. */
 	readonly #history: Extract<Item, { type: 'counts' }>[] = [];
-	/** A reading's differences gathered by addCounts(), until endCounts(). */
-	#countKeys: string[] = [];
-	#countValues: number[] = [];
+	/** The differences of the readings in the second now open, summed per key (one frame a second, whatever the scrapes). */
+	readonly #second = new Map<string, Float64Array>();
+	#secondOf = -1;
+	#secondAtUs = 0;
+	/** The reading being given by addCounts(), until endCounts(). */
+	readonly #reading = new Map<string, Float64Array>();
 
 	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number) {
 		this.#options = options;
@@ -185,20 +188,41 @@ export class FlightRecorder implements RecordSink {
 	 */
 	addCounts(key: string, delta: Float64Array): void {
 		if (!this.#keepsCounts) return;
-		this.#countKeys.push(key);
-		for (let c = 0; c < COUNT_COLUMNS; c++) this.#countValues.push(delta[c]!);
+		const row = this.#reading.get(key);
+		if (row) for (let c = 0; c < COUNT_COLUMNS; c++) row[c]! += delta[c]!;
+		else this.#reading.set(key, delta.slice(0, COUNT_COLUMNS));
 	}
 
-	/** The reading addCounts() was given ends: its differences, read at `atUs`, become a frame. */
+	/**
+	 * The reading addCounts() was given ends, read at `atUs`. Readings of one second (the upkeep's,
+	 * each scrape's) are summed into one frame, made once the second is over (or a window is served):
+	 * at 128 keys busy a frame is 27 KB, and a frame a reading is the likely cause of the soak's RSS
+	 * climbing outside V8's heap for the 15 minutes the recorder keeps (README, the soak).
+	 */
 	endCounts(atUs: number, nowUs: number): void {
-		if (this.#countKeys.length === 0) return;
-		const keys = Buffer.allocUnsafe(this.#countKeys.length * COUNT_KEY_SIZE);
-		this.#countKeys.forEach((hex, i) => keys.write(hex, i * COUNT_KEY_SIZE, COUNT_KEY_SIZE, 'hex'));
-		const values = Float64Array.from(this.#countValues);
-		this.#countKeys = [];
-		this.#countValues = [];
+		if (this.#reading.size === 0) return;
+		const second = Math.floor(atUs / 1e6);
+		if (second !== this.#secondOf) this.#flushCounts(nowUs);
+		for (const [key, delta] of this.#reading) {
+			const row = this.#second.get(key);
+			if (row) for (let c = 0; c < COUNT_COLUMNS; c++) row[c]! += delta[c]!;
+			else this.#second.set(key, delta);
+		}
+		this.#reading.clear();
+		this.#secondOf = second;
+		this.#secondAtUs = atUs;
+	}
+
+	/** The open second's counts, as a frame at its last reading. */
+	#flushCounts(nowUs: number): void {
+		if (this.#second.size === 0) return;
+		const keys = Buffer.allocUnsafe(this.#second.size * COUNT_KEY_SIZE);
+		const values = new Float64Array(this.#second.size * COUNT_COLUMNS);
+		let i = 0;
+		for (const [hex, row] of this.#second) keys.write(hex, i * COUNT_KEY_SIZE, COUNT_KEY_SIZE, 'hex'), values.set(row, i++ * COUNT_COLUMNS);
+		this.#second.clear();
 		this.#seal(nowUs); // failures before the reading stay before it
-		this.#push({ type: 'counts', atUs, keys, values });
+		this.#push({ type: 'counts', atUs: this.#secondAtUs, keys, values });
 		this.#trim(nowUs);
 	}
 
@@ -234,6 +258,7 @@ export class FlightRecorder implements RecordSink {
 
 	/** Seals events gathered for long enough and drops what is too old or over the byte bound. */
 	tick(nowUs: number): void {
+		if (this.#second.size > 0 && Math.floor(nowUs / 1e6) > this.#secondOf) this.#flushCounts(nowUs);
 		if (this.#chunk.bytes > 0 && nowUs - this.#chunkStartUs >= CHUNK_US) this.#seal(nowUs);
 		this.#trim(nowUs);
 	}
@@ -248,6 +273,7 @@ export class FlightRecorder implements RecordSink {
 
 	/** The last `lastMs` (all that is kept when undefined), as a whole capture file. */
 	capture(lastMs: number | undefined, nowUs: number): Buffer {
+		this.#flushCounts(nowUs);
 		this.#seal(nowUs);
 		const fromUs = Math.max(this.#frontUs, lastMs === undefined ? -Infinity : nowUs - lastMs * 1000);
 		// Each namespace's last walk before the window: the front's, then those of skipped items.

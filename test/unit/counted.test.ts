@@ -256,3 +256,17 @@ test('top --replay of a window of counts: the same snapshot as live would show, 
 	t.true(Math.abs(row!.timeWaitPerSec - 10) < 1.5, `${row!.timeWaitPerSec} TIME_WAIT entries a second`);
 	t.is(snap.rows.find((x) => x.comm === '(before start)'), undefined);
 });
+
+test('readings of one second (the upkeep\'s and each scrape\'s) are one frame, their differences summed; a served window includes the open second', (t) => {
+	const { r, T0 } = churnedRecorder(0, 0);
+	const one = new CountTable();
+	foldRecords(new Uint8Array(recordsBuffer([{ kind: EventKind.TIME_WAIT, tsUs: BigInt(T0), substate: 6, cookie: 1n, family: 2, saddr: [10, 200, 0, 1], daddr: [10, 200, 0, 2], sport: 40000, dport: 7000, netns: 1, owner: 7, side: 1, ownerSource: 1 }])), one);
+	const [[keyHex, row]] = [...one.rows] as [[string, Float64Array]];
+	for (const atUs of [T0 + 1.0 * S, T0 + 1.3 * S, T0 + 1.6 * S, T0 + 2.2 * S]) {
+		r.addCounts(keyHex, row);
+		r.endCounts(atUs, atUs);
+		r.tick(atUs);
+	}
+	const frames = parseCapture(r.capture(undefined, T0 + 2.5 * S)).items.filter((i) => i.type === 'counts');
+	t.deepEqual(frames.map((f) => f.type === 'counts' && [f.atUs, f.count, f.values[COUNT_COLUMN.timeWait]]), [[T0 + 1.6 * S, 1, 3], [T0 + 2.2 * S, 1, 1]], 'a frame for second 1 (three readings), and the open second 2');
+});
