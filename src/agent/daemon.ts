@@ -130,8 +130,7 @@ export class AgentDaemon {
 			metricsServer = await MetricsServer.listen(o.listen, {
 				metrics: () => {
 					const nowUs = monotonicUs();
-					p.readCounts(nowUs); // the counters as of now, not of the last upkeep
-					p.feed.drainNow();
+					p.readCounts(nowUs); // the counters and the ring as of now, not of the last upkeep
 					p.model.tick(nowUs);
 					const data = metrics.collect(p.model, { nowUs, rateWindowUs: RATE_WINDOW_US, maxDestinations: o.maxDestinations, maxNamespaces: MAX_WALKED_NAMESPACES });
 					const body = view.render(data, { drops: p.feed.drops, unwalkedNamespaces: p.feed.unwalked.size, walks: p.feed.walks, version });
@@ -145,8 +144,7 @@ export class AgentDaemon {
 					snapshot: (q) => p.snapshotReply(q, info()),
 					capture: (lastMs) => {
 						if (!p.recorder) throw new Error('the flight recorder is off (serve --no-recorder)');
-						p.readCounts(); // the counters as of now (a counts frame), then the ring drained
-						p.feed.drainNow();
+						p.readCounts(); // the counters (a counts frame) and the ring as of now
 						const body = p.recorder.capture(lastMs, monotonicUs());
 						const { uptimeSeconds, recorder } = info(); // as the window was served: what it holds, and why
 						return { body, window: { uptimeSeconds, recorder } };

@@ -122,11 +122,15 @@ export class ChurnModel {
 	 */
 	ingestOne(e: TwtEvent): Blame | undefined {
 		const tsUs = e.tsUs;
-		if (tsUs >= this.#expireAtUs) {
-			this.timeWait.expire(tsUs);
-			this.#expireAtUs = tsUs + 1000;
-		}
+		this.#expireBy(tsUs);
 		return this.#ingestOne(e, tsUs);
+	}
+
+	/** Expires TIME_WAIT as the events' time reaches `us`, at most once a millisecond. */
+	#expireBy(us: number): void {
+		if (us < this.#expireAtUs) return;
+		this.timeWait.expire(us);
+		this.#expireAtUs = us + 1000;
 	}
 
 	#ingestOne(e: TwtEvent, tsUs = e.tsUs): Blame | undefined {
@@ -190,10 +194,7 @@ export class ChurnModel {
 	/** One key's counts from the kernel (a flight recorder's counts frame), as if its events came: counted.ts. */
 	ingestCounts(key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number, history = false): void {
 		if (this.#options.comm !== undefined && who.comm !== this.#options.comm) return;
-		if (atUs >= this.#expireAtUs) {
-			this.timeWait.expire(atUs);
-			this.#expireAtUs = atUs + 1000;
-		}
+		this.#expireBy(atUs);
 		ingestCounts(this.#parts, key, who, delta, atUs, history);
 	}
 

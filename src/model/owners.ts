@@ -165,15 +165,7 @@ const PACKED_LIFETIMES_MAX = 4096;
 /** Records a connection's lifetime in its owner's histogram (none when its start was not seen). */
 export function recordLifetime(o: Owner, lifetimeUs: number): void {
 	if (lifetimeUs <= 0) return; // the start was not seen
-	o.lifetimes ??= newLifetimeHistogram();
-	// Packed arrays keep a quiet owner's histogram small but cost ~10x per value: a busy owner's
-	// moves to plain 32-bit counts (16 KB), the same buckets, so the percentiles do not change.
-	if (o.lifetimes.totalCount === PACKED_LIFETIMES_MAX) {
-		const plain = newLifetimeHistogram(32);
-		plain.add(o.lifetimes);
-		o.lifetimes = plain;
-	}
-	o.lifetimes.recordValue(Math.min(lifetimeUs, LIFETIME_MAX_US));
+	lifetimesFor(o, 1).recordValue(Math.min(lifetimeUs, LIFETIME_MAX_US));
 }
 
 /**
@@ -181,15 +173,22 @@ export function recordLifetime(o: Owner, lifetimeUs: number): void {
  * more): percentiles read from them are the buckets' bounds.
  */
 export function recordLifetimes(o: Owner, boundUs: number, n: number): void {
-	if (n <= 0) return;
-	const plain = o.lifetimes && o.lifetimes.totalCount + n >= PACKED_LIFETIMES_MAX && o.lifetimes.totalCount < PACKED_LIFETIMES_MAX;
-	o.lifetimes ??= newLifetimeHistogram(n >= PACKED_LIFETIMES_MAX ? 32 : 'packed');
-	if (plain) {
-		const h = newLifetimeHistogram(32);
-		h.add(o.lifetimes);
+	if (n > 0) lifetimesFor(o, n).recordValueWithCount(Math.min(boundUs, LIFETIME_MAX_US), n);
+}
+
+/**
+ * The owner's histogram, to take `n` more values. Packed arrays keep a quiet owner's histogram small
+ * but cost ~10x per value: one about to pass PACKED_LIFETIMES_MAX moves to plain 32-bit counts (16 KB),
+ * the same buckets, so the percentiles do not change.
+ */
+function lifetimesFor(o: Owner, n: number): hdr.Histogram {
+	const total = o.lifetimes?.totalCount ?? 0;
+	if (!o.lifetimes || (total < PACKED_LIFETIMES_MAX && total + n >= PACKED_LIFETIMES_MAX)) {
+		const h = newLifetimeHistogram(total + n >= PACKED_LIFETIMES_MAX ? 32 : 'packed');
+		if (o.lifetimes) h.add(o.lifetimes);
 		o.lifetimes = h;
 	}
-	o.lifetimes.recordValueWithCount(Math.min(boundUs, LIFETIME_MAX_US), n);
+	return o.lifetimes;
 }
 
 /** Events per second of `counter` in per-second slots, over at least the last `windowUs` (at most RATE_SECONDS). */

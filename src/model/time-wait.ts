@@ -176,10 +176,12 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	 * were added: fewer when full (counted in `refused`).
 	 */
 	addCounted(holder: H, pool: PortPoolTally | undefined, netns: number, enteredUs: number, expiresUs: number, n: number): number {
-		let added = 0;
-		for (; added < n; added++) if (!this.add(--this.#countedCookie, holder, pool, netns, enteredUs, expiresUs)) break;
-		this.refused += n - added - (added < n ? 1 : 0);
-		return added;
+		for (let added = 0; added < n; added++) {
+			if (this.add(--this.#countedCookie, holder, pool, netns, enteredUs, expiresUs)) continue;
+			this.refused += n - added - 1; // add() counted the one it refused; the rest are not tried
+			return added;
+		}
+		return n;
 	}
 
 	/** `cookie` no longer counts in its port pool (its port left the range: ip_local_port_range narrowed). */

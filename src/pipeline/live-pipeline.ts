@@ -53,8 +53,8 @@ export class LivePipeline {
 	/** The kernel's counters, read every upkeep, with the counting option. */
 	readonly counts: CountReader | undefined;
 	readonly #onCounts: DeltaVisitor | undefined;
-	/** After a reading's differences were handed on: the recorder makes them a frame. */
-	readonly #countsRead: ((atUs: number) => void) | undefined;
+	/** Before a reading's differences are handed on: the recorder's frame of that second takes them. */
+	readonly #readingAt: ((atUs: number) => void) | undefined;
 	/** Why likely owners cannot be inferred here, when they cannot. */
 	likelyUnavailable: string | undefined;
 	readonly #namespaceNames = new NamespaceNames();
@@ -95,7 +95,7 @@ export class LivePipeline {
 				this.#maybeWalkOpenSockets();
 			},
 			onUpkeep: (nowUs) => {
-				this.readCounts(nowUs);
+				if (this.counts) this.readCounts(nowUs); // the upkeep has drained already
 				recorder?.tick(nowUs);
 				given.onUpkeep?.(nowUs);
 			},
@@ -104,7 +104,7 @@ export class LivePipeline {
 		// A recorder keeps counts only where the kernel counts: else it would keep neither the records nor their counts.
 		const keepsCounts = rec?.keeps === 'counts' && this.counts !== undefined;
 		this.#onCounts = keepsCounts ? (key, delta) => (recorder?.addCounts(key, delta), given.onCounts?.(key, delta)) : given.onCounts;
-		this.#countsRead = keepsCounts ? (atUs) => recorder?.endCounts(atUs, parts.clockUs()) : undefined;
+		this.#readingAt = keepsCounts ? (atUs) => recorder?.beginCounts(atUs, parts.clockUs()) : undefined;
 		const opened = options.openSockets ?? (options.openSocketsObjectPath ? OpenSocketWalker.open(options.openSocketsObjectPath) : undefined);
 		if (opened && 'error' in opened) this.likelyUnavailable = opened.error;
 		else this.#openSockets = opened;
@@ -142,15 +142,16 @@ export class LivePipeline {
 	}
 
 	/**
-	 * Reads the kernel's counters now (with the counting option) and hands their differences to
-	 * onCounts: the ring is drained in between, so every task the keys name is known (count-reader.ts).
+	 * Brings everything up to now: reads the kernel's counters (with the counting option), drains the
+	 * ring, then hands the counters' differences to onCounts, so that every task the keys name is
+	 * known (count-reader.ts). Without counting, only drains.
 	 */
 	readCounts(nowUs = this.#clockUs()): void {
-		if (!this.counts) return;
-		this.counts.take(Math.floor(nowUs / 1e6));
+		this.counts?.take(Math.floor(nowUs / 1e6));
 		this.feed.drainNow();
+		if (!this.counts) return;
+		this.#readingAt?.(nowUs);
 		this.counts.deliver(this.#onCounts);
-		this.#countsRead?.(nowUs);
 	}
 
 	/** Stops the feed (LiveFeed.stop) and releases the open-socket walk. */

@@ -26,8 +26,7 @@ import { EVENT_FIELDS, EVENT_SIZE, EventKind, TASK_FIELDS } from '../event/layou
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { countLayoutFingerprint, DROP_NAMES, encodeCounts, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
 import { COUNT_COLUMNS } from '../event/counts.js';
-import { COUNT_KEY_SIZE, SOCK_FIELDS, SOCK_SIZE } from '../event/layout.generated.js';
-import { TCP_TIME_WAIT } from '../event/sock.js';
+import { COUNT_KEY_SIZE } from '../event/layout.generated.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { RecordStaging } from '../event/staging.js';
 import type { RecordSink } from '../tracer/session.js';
@@ -121,8 +120,8 @@ export class FlightRecorder implements RecordSink {
 	readonly #second = new Map<string, Float64Array>();
 	#secondOf = -1;
 	#secondAtUs = 0;
-	/** The reading being given by addCounts(), until endCounts(). */
-	readonly #reading = new Map<string, Float64Array>();
+	/** Bytes of the frames in #history: counted against nothing, shown in stats(). */
+	#historyBytes = 0;
 
 	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number) {
 		this.#options = options;
@@ -183,34 +182,26 @@ export class FlightRecorder implements RecordSink {
 	}
 
 	/**
-	 * One key's differences of a reading of the kernel's counters (count-bins.ts DeltaVisitor: `delta`
-	 * is reused, copied here); endCounts() makes the reading a frame. Ignored unless it keeps counts.
+	 * A reading of the kernel's counters at `atUs` begins: addCounts() gives its keys. Readings of one
+	 * second (the upkeep's, each scrape's) are summed into one frame, made once the second is over (or
+	 * a window is served): at 128 keys busy a frame is 27 KB, and a frame a reading is the likely
+	 * cause of the soak's RSS climbing outside V8's heap for the 15 minutes the recorder keeps
+	 * (README, the soak). Ignored unless it keeps counts.
 	 */
-	addCounts(key: string, delta: Float64Array): void {
+	beginCounts(atUs: number, nowUs: number): void {
 		if (!this.#keepsCounts) return;
-		const row = this.#reading.get(key);
-		if (row) for (let c = 0; c < COUNT_COLUMNS; c++) row[c]! += delta[c]!;
-		else this.#reading.set(key, delta.slice(0, COUNT_COLUMNS));
-	}
-
-	/**
-	 * The reading addCounts() was given ends, read at `atUs`. Readings of one second (the upkeep's,
-	 * each scrape's) are summed into one frame, made once the second is over (or a window is served):
-	 * at 128 keys busy a frame is 27 KB, and a frame a reading is the likely cause of the soak's RSS
-	 * climbing outside V8's heap for the 15 minutes the recorder keeps (README, the soak).
-	 */
-	endCounts(atUs: number, nowUs: number): void {
-		if (this.#reading.size === 0) return;
 		const second = Math.floor(atUs / 1e6);
 		if (second !== this.#secondOf) this.#flushCounts(nowUs);
-		for (const [key, delta] of this.#reading) {
-			const row = this.#second.get(key);
-			if (row) for (let c = 0; c < COUNT_COLUMNS; c++) row[c]! += delta[c]!;
-			else this.#second.set(key, delta);
-		}
-		this.#reading.clear();
 		this.#secondOf = second;
 		this.#secondAtUs = atUs;
+	}
+
+	/** One key's differences in the reading begun (count-bins.ts DeltaVisitor: `delta` is reused, copied here). */
+	addCounts(key: string, delta: Float64Array): void {
+		if (!this.#keepsCounts) return;
+		const row = this.#second.get(key);
+		if (row) for (let c = 0; c < COUNT_COLUMNS; c++) row[c]! += delta[c]!;
+		else this.#second.set(key, delta.slice(0, COUNT_COLUMNS));
 	}
 
 	/** The open second's counts, as a frame at its last reading. */
@@ -238,7 +229,7 @@ export class FlightRecorder implements RecordSink {
 		}
 		this.#seal(nowUs); // events before the walk stay before it
 		const strip = walk.timeWaitOmitted === undefined && !this.keepsTimeWaitOf(walk.takenAtUs);
-		this.#push({ type: 'walk', atUs: walk.takenAtUs, walk: strip ? { ...walk, sockets: withoutTimeWait(walk.sockets), timeWaitOmitted: countTimeWait(walk.sockets) } : walk });
+		this.#push({ type: 'walk', atUs: walk.takenAtUs, walk: strip ? { ...walk, ...withoutTimeWait(walk.sockets) } : walk });
 		this.#trim(nowUs);
 	}
 
@@ -265,7 +256,7 @@ export class FlightRecorder implements RecordSink {
 
 	stats(nowUs: number): { frames: number; bytes: number; maxBytes: number; spanSeconds: number; maxSeconds: number; firstUs: number; droppedBy: 'size' | 'age' | null } {
 		return {
-			frames: this.#items.length - this.#head, bytes: this.#bytes + this.#frontBytes + this.#chunk.bytes, maxBytes: this.#options.maxBytes,
+			frames: this.#items.length - this.#head, bytes: this.#bytes + this.#frontBytes + this.#historyBytes + this.#chunk.bytes, maxBytes: this.#options.maxBytes,
 			spanSeconds: Math.round((nowUs - this.#frontUs) / 1e5) / 10, maxSeconds: this.#options.maxAgeMs / 1000, firstUs: this.#frontUs,
 			droppedBy: this.#droppedBy ?? null,
 		};
@@ -357,6 +348,7 @@ export class FlightRecorder implements RecordSink {
 				this.#chunk.recycle(item.records);
 			} else if (item.type === 'counts') {
 				this.#history.push(item);
+				this.#historyBytes += itemBytes(item);
 			} else if (item.type === 'walk') {
 				// It becomes its namespace's base: windows served from now on start from it.
 				this.#frontBytes += item.walk.sockets.byteLength - (this.#front.get(item.walk.netns)?.sockets.byteLength ?? 0);
@@ -368,7 +360,7 @@ export class FlightRecorder implements RecordSink {
 		}
 		if (this.#head > 1024 && this.#head * 2 > this.#items.length) this.#items.splice(0, this.#head), (this.#head = 0);
 		let old = 0;
-		while (old < this.#history.length && this.#history[old]!.atUs <= this.#frontUs - HISTORY_US) old++;
+		while (old < this.#history.length && this.#history[old]!.atUs <= this.#frontUs - HISTORY_US) this.#historyBytes -= itemBytes(this.#history[old++]!);
 		if (old) this.#history.splice(0, old);
 	}
 }
@@ -376,13 +368,6 @@ export class FlightRecorder implements RecordSink {
 function itemBytes(item: Item): number {
 	if (item.type === 'counts') return item.keys.byteLength + item.values.byteLength + 64;
 	return item.type === 'events' ? item.records.length : item.walk.sockets.byteLength + 512;
-}
-
-/** Timewait sockets among `records`. */
-function countTimeWait(records: Uint8Array): number {
-	let n = 0;
-	for (let at = 0; at < records.length; at += SOCK_SIZE) if (records[at + SOCK_FIELDS.state.offset] === TCP_TIME_WAIT) n++;
-	return n;
 }
 
 /** The kind of the record at byte `offset` of ring memory, read from its word (no view object per record). */

@@ -75,8 +75,8 @@ export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkRea
 				r.time.handleMs += performance.now() - handleAt;
 			}
 			if (kept) {
-				const copy = keepTimeWait ? Buffer.from(chunk.subarray(0, whole)) : withoutTimeWait(chunk.subarray(0, whole));
-				timeWaitOmitted += (whole - copy.length) / SOCK_SIZE;
+				const { sockets: copy, timeWaitOmitted: omitted } = keepTimeWait ? { sockets: Buffer.from(chunk.subarray(0, whole)), timeWaitOmitted: 0 } : withoutTimeWait(chunk.subarray(0, whole));
+				timeWaitOmitted += omitted;
 				keptBytes += copy.length;
 				kept.push(copy);
 			}
@@ -90,16 +90,16 @@ export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkRea
 	return { bytes, kept: kept ? Buffer.concat(kept) : undefined, ...(keepTimeWait ? {} : { timeWaitOmitted }) };
 }
 
-/** The records of `records` that are not timewait sockets, copied. */
-export function withoutTimeWait(records: Uint8Array): Buffer {
-	let n = 0;
-	for (let at = 0; at < records.length; at += SOCK_SIZE) if (records[at + SOCK_FIELDS.state.offset] !== TCP_TIME_WAIT) n++;
-	const out = Buffer.allocUnsafe(n * SOCK_SIZE);
+/** The records of `records` that are not timewait sockets, copied, and how many timewait ones were left out. */
+export function withoutTimeWait(records: Uint8Array): { sockets: Buffer; timeWaitOmitted: number } {
+	let timeWaitOmitted = 0;
+	for (let at = 0; at < records.length; at += SOCK_SIZE) if (records[at + SOCK_FIELDS.state.offset] === TCP_TIME_WAIT) timeWaitOmitted++;
+	const sockets = Buffer.allocUnsafe(records.length - timeWaitOmitted * SOCK_SIZE);
 	let to = 0;
 	for (let at = 0; at < records.length; at += SOCK_SIZE) {
 		if (records[at + SOCK_FIELDS.state.offset] === TCP_TIME_WAIT) continue;
-		out.set(records.subarray(at, at + SOCK_SIZE), to);
+		sockets.set(records.subarray(at, at + SOCK_SIZE), to);
 		to += SOCK_SIZE;
 	}
-	return out;
+	return { sockets, timeWaitOmitted };
 }

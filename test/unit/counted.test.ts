@@ -47,8 +47,8 @@ function recordBoth(from: Capture): { records: Capture; counts: Capture; folded:
 	let secondOf = -1;
 	const read = (atUs: number) => {
 		if (!second) return;
+		byCounts.beginCounts(atUs, atUs);
 		for (const [key, row] of second.rows) byCounts.addCounts(key, row);
-		byCounts.endCounts(atUs, atUs);
 		second = undefined;
 	};
 	let lastUs = from.header.clock.startUs;
@@ -176,8 +176,8 @@ test('a counts frame that does not hold its keys, or holds a value that is not a
 	if (item.type !== 'counts') return t.fail();
 	const values = Float64Array.from(item.values);
 	values[0] = -1;
+	r.beginCounts(from.header.clock.startUs + S, from.header.clock.startUs + S);
 	r.addCounts(item.keys.toString('hex', 0, item.keys.byteLength / item.count), values);
-	r.endCounts(from.header.clock.startUs + S, from.header.clock.startUs + S);
 	const error = t.throws(() => parseCapture(r.capture(undefined, from.header.clock.startUs + 2 * S)));
 	t.regex(error!.message, /corrupt capture: a counts frame holds -1, not a count/);
 	const good = newRecorder('counts', from).capture(undefined, from.header.clock.startUs);
@@ -202,8 +202,8 @@ function churnedRecorder(seconds: number, perSecond: number) {
 		row[COUNT_COLUMN.timeWait] = perSecond;
 		row[COUNT_COLUMN.lifetime] = perSecond;
 		row[COUNT_COLUMN.lifetimeCount] = perSecond;
+		r.beginCounts(T0 + s * S, T0 + s * S);
 		r.addCounts(keyHex, row);
-		r.endCounts(T0 + s * S, T0 + s * S);
 		r.tick(T0 + s * S);
 	}
 	return { r, T0 };
@@ -263,8 +263,8 @@ test('readings of one second (the upkeep\'s and each scrape\'s) are one frame, t
 	foldRecords(new Uint8Array(recordsBuffer([{ kind: EventKind.TIME_WAIT, tsUs: BigInt(T0), substate: 6, cookie: 1n, family: 2, saddr: [10, 200, 0, 1], daddr: [10, 200, 0, 2], sport: 40000, dport: 7000, netns: 1, owner: 7, side: 1, ownerSource: 1 }])), one);
 	const [[keyHex, row]] = [...one.rows] as [[string, Float64Array]];
 	for (const atUs of [T0 + 1.0 * S, T0 + 1.3 * S, T0 + 1.6 * S, T0 + 2.2 * S]) {
+		r.beginCounts(atUs, atUs);
 		r.addCounts(keyHex, row);
-		r.endCounts(atUs, atUs);
 		r.tick(atUs);
 	}
 	const frames = parseCapture(r.capture(undefined, T0 + 2.5 * S)).items.filter((i) => i.type === 'counts');
