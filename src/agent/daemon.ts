@@ -88,10 +88,13 @@ export class AgentDaemon {
 		let metricsServer: MetricsServer | undefined;
 		let agentServer: AgentServer | undefined;
 		const state = { stopping: false };
+		// The model, the metrics and a recorder keeping counts take what the kernel counts from its counters: the
+		// ring carries task records and failures. A recorder keeping records needs every record.
+		const keepsRecords = o.recorder !== undefined && o.socketPath !== undefined && o.recorder.keeps === 'records';
 		try {
 			const p = (pipeline = new LivePipeline({
-				objectPath, openSocketsObjectPath: openSocketsObjectPath(objectPath), filters: { ...o.filters, kinds: [...COMMAND_KINDS.serve] }, ringBytes: o.ringBytes, log: o.log,
-				walkIntervalMs: o.walkIntervalMs, perEvent: true, counting: true, cgroupRescanMs: 250, upkeepMs: 1000,
+				objectPath, openSocketsObjectPath: openSocketsObjectPath(objectPath), filters: { ...o.filters, kinds: [...(keepsRecords ? COMMAND_KINDS.top : COMMAND_KINDS.serve)] }, ringBytes: o.ringBytes, log: o.log,
+				walkIntervalMs: o.walkIntervalMs, perEvent: true, counting: true, modelFromCounts: true, cgroupRescanMs: 250, upkeepMs: 1000,
 				model: { ...o.model, closesFromTimeWait: true },
 				...(o.recorder && o.socketPath ? {
 					recorder: {

@@ -59,7 +59,11 @@ export const AF_INET6 = 10;
 export const COMMAND_KINDS = {
 	/** Rates, destinations, TIME_WAIT, lifetimes (from time_wait and reset), failures; closes counted at time_wait. */
 	top: ['connect', 'accept', 'time_wait', 'reset', 'connect_fail', 'bind_fail'],
-	serve: ['connect', 'accept', 'time_wait', 'reset', 'connect_fail', 'bind_fail'],
+	/**
+	 * The rest counted in the kernel (docs/counting-in-the-kernel.md, step 4): failures (their errno and
+	 * target; task records always flow). A flight recorder that keeps records takes `top`'s kinds.
+	 */
+	serve: ['connect_fail', 'bind_fail'],
 	/** Destination headroom (connect rates, TIME_WAIT held) and victims. */
 	doctor: ['connect', 'time_wait', 'connect_fail', 'bind_fail'],
 } as const satisfies Record<string, readonly EventKindName[]>;

@@ -101,7 +101,6 @@ export class ChurnModel {
 			destination: (...args) => this.#destination(...args),
 			holdsEphemeralPort: (netns, sport) => this.#holdsEphemeralPort(netns, sport),
 			countedFromUs: undefined,
-			closesFromTimeWait: options.closesFromTimeWait === true,
 		};
 	}
 
@@ -134,6 +133,8 @@ export class ChurnModel {
 	}
 
 	#ingestOne(e: TwtEvent, tsUs = e.tsUs): Blame | undefined {
+		// Counted by the kernel (countFrom): taken from its counts, never twice (an agent whose recorder keeps records gets them all).
+		if (this.#parts.countedFromUs !== undefined && e.kind !== 'connect_fail' && e.kind !== 'bind_fail') return undefined;
 		const who = blame(e);
 		if (this.#options.comm !== undefined && who.comm !== this.#options.comm) return undefined;
 		const isServer = e.side === 'server';
@@ -188,7 +189,11 @@ export class ChurnModel {
 	/** Whether counts come from the kernel's counters (ingestCounts): lifetimes are then buckets. */
 	get fromCounts(): boolean { return this.#parts.countedFromUs !== undefined; }
 
-	/** TIME_WAIT entries from `us` on come as counts (a capture of them): walks leave those to the counts. */
+	/**
+	 * Connections, TIME_WAIT entries from `us` on, resets and lifetimes come as counts (ingestCounts: a
+	 * capture of them, or the agent reading the kernel's): walks leave those entries to the counts, and
+	 * events of those kinds are not taken (only failures are).
+	 */
 	countFrom(us: number): void { this.#parts.countedFromUs ??= us; }
 
 	/** One key's counts from the kernel (a flight recorder's counts frame), as if its events came: counted.ts. */

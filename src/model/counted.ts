@@ -51,7 +51,8 @@ export function ingestCounts(m: ReconcileTarget, key: CountKey, who: Pick<Blame,
 	const finWait2 = delta[K.finWait2]!;
 	if (timeWait + finWait2 > 0) {
 		countEvent(owner, C.timeWaitEntries, second, timeWait + finWait2);
-		if (m.closesFromTimeWait) countEvent(owner, C.activeCloses, second, timeWait + finWait2);
+		// Counts have no active closes: a close that made a timewait socket is one (ModelOptions.closesFromTimeWait).
+		countEvent(owner, C.activeCloses, second, timeWait + finWait2);
 		addEntries(m, owner, dest, key.netns, delta, atUs);
 	}
 	if (delta[K.resets]! > 0) countEvent(owner, C.resets, second, delta[K.resets]!);

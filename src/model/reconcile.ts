@@ -53,8 +53,6 @@ export interface ReconcileTarget {
 	 * listeners, open ports, the namespace's count).
 	 */
 	countedFromUs: number | undefined;
-	/** Active closes are counted when a socket enters TIME_WAIT (ModelOptions.closesFromTimeWait). */
-	readonly closesFromTimeWait: boolean;
 }
 
 /**

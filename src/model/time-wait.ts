@@ -184,6 +184,21 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		return n;
 	}
 
+	/**
+	 * Counted entries (addCounted) of `netns` whose expiry lies in (fromUs, toUs]: O(the entries the
+	 * wheel expires in that span), for a span of a second or two (walk-plan.ts COUNTED_EARLY_US).
+	 */
+	countedExpiring(netns: number, fromUs: number, toUs: number): number {
+		let n = 0;
+		const last = Math.ceil(toUs / BUCKET_US);
+		for (let b = Math.max(Math.ceil(fromUs / BUCKET_US), this.#wheelFrom); b <= last; b++) {
+			for (let i = this.#wheel.get(b) ?? NONE; i !== NONE; i = this.#next[i]!) {
+				if (this.#cookie[i]! < 0 && this.#netns[i] === netns && this.#expires[i]! > fromUs && this.#expires[i]! <= toUs) n++;
+			}
+		}
+		return n;
+	}
+
 	/** `cookie` no longer counts in its port pool (its port left the range: ip_local_port_range narrowed). */
 	leavePool(cookie: number, nowUs: number): void {
 		const i = this.#index.find(cookie);

@@ -24,7 +24,7 @@ import { NO_DROPS, type RecordSink, type SessionSummary } from '../tracer/sessio
 import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from './feed-parts.js';
 import { readWalk, timed, type WalkTime } from './walk-reader.js';
 import { STALE_CLOSE_NS, SuspectChecker } from './suspect-check.js';
-import { MAX_WALKED_NAMESPACES, namespacesToWalk, walkNeeded, type WalkStats } from './walk-plan.js';
+import { MAX_WALKED_NAMESPACES, namespacesToWalk, walkCheckOf, walkNeeded, type WalkStats } from './walk-plan.js';
 import type { Filters } from '../tracer/tracer.js';
 
 export interface LiveFeedOptions {
@@ -319,9 +319,7 @@ export class LiveFeed {
 	#walkNeeded(model: ChurnModel, peek: WalkPeek): boolean {
 		this.drainNow();
 		model.tick(this.#parts.clockUs());
-		const ns = model.namespaces.get(peek.netns);
-		return walkNeeded({ kernelTimeWait: peek.timeWaitKernel, modelTimeWait: model.timeWait.countIn(peek.netns), modelExpiredLately: model.timeWait.expired.since(peek.netns, peek.takenAtUs), seesEverySocket: model.seesEverySocket,
-			settingsWalked: ns?.settings, settingsNow: peek.settings, walkedAtUs: ns?.walkedAtUs, nowUs: peek.takenAtUs, walkIntervalMs: this.#walkIntervalMs });
+		return walkNeeded(walkCheckOf(model, peek, this.#walkIntervalMs));
 	}
 
 	/** Reads and reconciles one opened walk; false when abandoned. */

@@ -15,6 +15,7 @@ import { OpenSocketWalker } from '../tracer/open-sockets.js';
 import type { DeltaVisitor } from '../model/count-bins.js';
 import { CountReader } from './count-reader.js';
 import { captureDrops, captureHeader, type CaptureHeader } from '../capture/format.js';
+import { decodeCountKey } from '../event/counts.js';
 
 /** Walks of the sockets processes hold open, at most this often (each reads every file of every process). */
 const OPEN_SOCKET_WALK_US = 5_000_000;
@@ -31,6 +32,13 @@ export interface PipelineOptions extends Omit<LiveFeedOptions, 'model' | 'socket
 	parts?: LiveFeedParts;
 	/** The walk of the sockets processes hold open: from openSocketsObjectPath by default; tests give a fake. */
 	openSockets?: OpenSocketWalk | { error: string };
+	/**
+	 * With counting: the model takes connections, TIME_WAIT entries, resets and lifetimes from the
+	 * kernel's counters at each reading (ChurnModel.ingestCounts), as a replay of the flight
+	 * recorder's counts does, and from events only what the counters do not hold (failures): the
+	 * agent (docs/counting-in-the-kernel.md, step 4). The filters' kinds should then leave those out.
+	 */
+	modelFromCounts?: boolean;
 }
 
 /** The feed's handlers, and the kernel's counters' differences (with the counting option: CountReader). */
@@ -55,6 +63,8 @@ export class LivePipeline {
 	readonly #onCounts: DeltaVisitor | undefined;
 	/** Before a reading's differences are handed on: the recorder's frame of that second takes them. */
 	readonly #readingAt: ((atUs: number) => void) | undefined;
+	/** The reading being delivered (readCounts): when the model takes its differences. */
+	#readingUs = 0;
 	/** Why likely owners cannot be inferred here, when they cannot. */
 	likelyUnavailable: string | undefined;
 	readonly #namespaceNames = new NamespaceNames();
@@ -101,9 +111,20 @@ export class LivePipeline {
 			},
 		}, parts);
 		this.counts = this.feed.counts ? new CountReader(this.feed.counts) : undefined;
+		// Counting began as the programs were attached: the recorder's start, and the model's, which
+		// then leaves to the counters every TIME_WAIT a walk finds entered since (reconcile.ts countedFromUs).
+		const countingFromUs = parts.clockUs();
 		// A recorder keeps counts only where the kernel counts: else it would keep neither the records nor their counts.
 		const keepsCounts = rec?.keeps === 'counts' && this.counts !== undefined;
-		this.#onCounts = keepsCounts ? (key, delta) => (recorder?.addCounts(key, delta), given.onCounts?.(key, delta)) : given.onCounts;
+		const modelFromCounts = options.modelFromCounts === true && this.counts !== undefined;
+		if (modelFromCounts) this.model.countFrom(countingFromUs);
+		const toModel: DeltaVisitor | undefined = modelFromCounts ? (key, delta) => {
+			const k = decodeCountKey(key);
+			this.model.ingestCounts(k, this.feed.task(k.blamed), delta, this.#readingUs);
+		} : undefined;
+		const visitors = [keepsCounts ? (key: string, delta: Float64Array) => recorder?.addCounts(key, delta) : undefined, toModel, given.onCounts]
+			.filter((v): v is DeltaVisitor => v !== undefined);
+		this.#onCounts = visitors.length <= 1 ? visitors[0] : (key, delta) => { for (const v of visitors) v(key, delta); };
 		this.#readingAt = keepsCounts ? (atUs) => recorder?.beginCounts(atUs, parts.clockUs()) : undefined;
 		const opened = options.openSockets ?? (options.openSocketsObjectPath ? OpenSocketWalker.open(options.openSocketsObjectPath) : undefined);
 		if (opened && 'error' in opened) this.likelyUnavailable = opened.error;
@@ -121,7 +142,7 @@ export class LivePipeline {
 				cgroups: () => this.#cgroupNames(),
 				describe: rec.describe,
 				clockUs: parts.clockUs,
-			}, parts.clockUs());
+			}, this.model.startUs, countingFromUs);
 		}
 		this.recorder = recorder;
 	}
@@ -144,14 +165,17 @@ export class LivePipeline {
 	/**
 	 * Brings everything up to now: reads the kernel's counters (with the counting option), drains the
 	 * ring, then hands the counters' differences to onCounts, so that every task the keys name is
-	 * known (count-reader.ts). Without counting, only drains.
+	 * known (count-reader.ts), and moves a model fed from them to now. Without counting, only drains.
 	 */
 	readCounts(nowUs = this.#clockUs()): void {
 		this.counts?.take(Math.floor(nowUs / 1e6));
 		this.feed.drainNow();
 		if (!this.counts) return;
 		this.#readingAt?.(nowUs);
+		this.#readingUs = nowUs;
 		this.counts.deliver(this.#onCounts);
+		// The second's sample of TIME_WAIT held (the history) is the model's after its last reading, as a replay of its counts has it.
+		if (this.model.fromCounts) this.model.tick(nowUs);
 	}
 
 	/** Stops the feed (LiveFeed.stop) and releases the open-socket walk. */
@@ -172,12 +196,12 @@ export class LivePipeline {
 		return out;
 	}
 
-	/** The model now, as `query` asks, with what a view needs besides. Drains the ring first. */
+	/** The model now, as `query` asks, with what a view needs besides. Reads the counters and drains the ring first. */
 	snapshotReply(query: SnapshotQuery, agent?: AgentInfo): SnapshotReply {
 		// A namespace asked about that no walk read yet is walked soon: the next answer counts it whole.
 		if (query.view?.netns?.length) this.feed.askedAbout(query.view.netns);
-		this.feed.drainNow();
 		const nowUs = this.#clockUs();
+		this.readCounts(nowUs); // true as of the question, not as of the last upkeep
 		this.model.tick(nowUs);
 		const cgroupPath = (id: number) => this.cgroups.lookup(id);
 		const snap = snapshot(this.model, {

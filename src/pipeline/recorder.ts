@@ -113,7 +113,8 @@ export class FlightRecorder implements RecordSink {
 	readonly #chunk: RecordStaging;
 	#chunkStartUs = 0;
 	readonly #keepsCounts: boolean;
-	readonly #startUs: number;
+	/** When the kernel began counting (the programs attached): no count is older. */
+	readonly #countsFromUs: number;
 	/** Counts frames dropped from the front, kept for HISTORY_US more: the history of the windows served. */
 	readonly #history: Extract<Item, { type: 'counts' }>[] = [];
 	/** The differences of the readings in the second now open, summed per key (one frame a second, whatever the scrapes). */
@@ -123,10 +124,11 @@ export class FlightRecorder implements RecordSink {
 	/** Bytes of the frames in #history: counted against nothing, shown in stats(). */
 	#historyBytes = 0;
 
-	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number) {
+	/** `nowUs`: the recorder's start (its pipeline's model's, so that a window from it replays to the same rates); `countsFromUs`: counting's. */
+	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number, countsFromUs = nowUs) {
 		this.#options = options;
 		this.#keepsCounts = options.keeps === 'counts';
-		this.#startUs = nowUs;
+		this.#countsFromUs = countsFromUs;
 		this.#chunk = new RecordStaging(chunkBytesFor(options.maxBytes));
 		this.#source = source;
 		this.#frontUs = nowUs;
@@ -239,7 +241,7 @@ export class FlightRecorder implements RecordSink {
 	 * The live feed asks before it reads a walk, so that it copies no more than is kept.
 	 */
 	keepsTimeWaitOf(takenAtUs: number): boolean {
-		return !this.#keepsCounts || takenAtUs - this.#startUs < HISTORY_US;
+		return !this.#keepsCounts || takenAtUs - this.#countsFromUs < HISTORY_US;
 	}
 
 	/** Walks too large to keep, since start. */
@@ -280,7 +282,7 @@ export class FlightRecorder implements RecordSink {
 		const header = this.#source.header(fromUs);
 		// The window's history: the counts of the HISTORY_US before it, from frames dropped or skipped.
 		const history: Extract<Item, { type: 'counts' }>[] = [];
-		const countsFromUs = Math.max(this.#startUs, fromUs - HISTORY_US);
+		const countsFromUs = Math.max(this.#countsFromUs, fromUs - HISTORY_US);
 		if (this.#keepsCounts) {
 			header.countLayout = countLayoutFingerprint();
 			header.countsFromUs = Math.round(countsFromUs);

@@ -15,6 +15,7 @@
  */
 import type { NetnsSettings } from '../facts/netns-settings.js';
 import type { ChurnModel } from '../model/churn-model.js';
+import type { WalkPeek } from '../tracer/namespaces.js';
 import type { WalkTime } from './walk-reader.js';
 
 export interface WalkStats {
@@ -55,6 +56,11 @@ export interface WalkCheck {
 	 * exceed the model's by that many and still agree.
 	 */
 	modelExpiredLately?: number;
+	/**
+	 * Counted entries (the agent's model from the kernel's counters) the model still holds that the
+	 * kernel may have ended already: the kernel's count may be below the model's by that many.
+	 */
+	modelExpiringSoon?: number;
 	/** Whether the model holds every socket of the namespace (no filter but namespaces). */
 	seesEverySocket: boolean;
 	/** The settings at the namespace's last walk (undefined: never walked) and now. */
@@ -73,7 +79,32 @@ export function walkNeeded(c: WalkCheck): boolean {
 	if (!sameSettings(c.settingsWalked, c.settingsNow)) return true;
 	const tolerance = timeWaitTolerance(c.kernelTimeWait);
 	const diff = c.kernelTimeWait - c.modelTimeWait;
-	return diff < -tolerance || diff > tolerance + (c.modelExpiredLately ?? 0);
+	return diff < -tolerance - (c.modelExpiringSoon ?? 0) || diff > tolerance + (c.modelExpiredLately ?? 0);
+}
+
+/**
+ * How far a model of counted entries (model/counted.ts) runs from the kernel's timers. An entry read
+ * at R came in the reading's interval before it (up to a second and a half when the upkeep runs
+ * late) and is held from R to R + 60 s; the kernel ends it 60 s after it came plus the timer wheel's
+ * slack (up to 2.048 s at HZ 250, 5.12 s at HZ 100: kernel-facts §9, which counts do not carry) plus
+ * the timer softirq's lag (recent-expiries.ts), and the kernel's count holds entries since the last
+ * reading too. So the kernel may hold an entry the model expired up to COUNTED_LATE_US ago, and end
+ * one the model holds COUNTED_EARLY_US ahead.
+ */
+export const COUNTED_LATE_US = 7_000_000;
+export const COUNTED_EARLY_US = 1_500_000;
+
+/** The check of a due walk of `peek`'s namespace: the model's count (its clock moved to the peek) against the kernel's. */
+export function walkCheckOf(model: ChurnModel, peek: WalkPeek, walkIntervalMs: number): WalkCheck {
+	const ns = model.namespaces.get(peek.netns);
+	const at = peek.takenAtUs;
+	const counted = model.fromCounts;
+	return {
+		kernelTimeWait: peek.timeWaitKernel, modelTimeWait: model.timeWait.countIn(peek.netns), seesEverySocket: model.seesEverySocket,
+		modelExpiredLately: model.timeWait.expired.since(peek.netns, at, counted ? COUNTED_LATE_US : undefined),
+		modelExpiringSoon: counted ? model.timeWait.countedExpiring(peek.netns, at, at + COUNTED_EARLY_US) : 0,
+		settingsWalked: ns?.settings, settingsNow: peek.settings, walkedAtUs: ns?.walkedAtUs, nowUs: at, walkIntervalMs,
+	};
 }
 
 function sameSettings(a: NetnsSettings, b: NetnsSettings): boolean {
