@@ -441,3 +441,16 @@ test('a server\'s TIME_WAIT older than twtrace, on a port whose listen() was not
 	row = view(m, 3).rows.find((r) => r.comm === '(before start)')!;
 	t.deepEqual(row.likely, [{ pid: 910, comm: 'nginx', timeWait: 50, evidence: 'the first of 3 processes that hold the listening socket of 10.200.0.2:7600 (nginx): which of them made these sockets is not known' }]);
 });
+
+test('a model fed from the kernel\'s counts (countFrom: the agent) takes from events only the failures: the counted kinds are never taken twice', (t) => {
+	const m = new ChurnModel(T0);
+	m.countFrom(T0);
+	t.is(m.ingestOne(ev({ kind: 'connect', tsUs: T0 + S })), undefined);
+	t.is(m.ingestOne(tw(1)), undefined);
+	t.is(m.ingestOne(ev({ kind: 'reset', tsUs: T0 + S })), undefined);
+	t.truthy(m.ingestOne(ev({ kind: 'connect_fail', err: 99, tsUs: T0 + S })));
+	const row = view(m, 2).rows[0]!;
+	t.is(row.timeWait, 0, 'TIME_WAIT comes from the counts');
+	t.deepEqual(row.connectFailures, { 99: 1 });
+	t.is(m.victims.since(T0).length, 1, 'its victim listed');
+});

@@ -146,3 +146,19 @@ test('a host up for months: buckets past 2^32 ms expire on time, and an expiry b
 	t.is(pop.size, 0);
 	t.is(h.timeWait, 0);
 });
+
+test('counted entries expiring in a span, per namespace: what a model of counts holds that the kernel may have ended', (t) => {
+	const p = new TimeWaitPopulation<TimeWaitHolder>(1000);
+	const h = holder();
+	p.addCounted(h, undefined, 1, 0, 60 * US, 10);
+	p.addCounted(h, undefined, 1, 0, 60.5 * US, 5);
+	p.addCounted(h, undefined, 2, 0, 60.5 * US, 7);
+	p.addCounted(h, undefined, 1, 0, 62 * US, 3);
+	p.add(42, h, undefined, 1, 0, 60.5 * US); // from an event or a walk: the kernel's own timer
+	t.is(p.countedExpiring(1, 59.9 * US, 61 * US), 15);
+	t.is(p.countedExpiring(1, 60 * US, 61 * US), 5, 'the span is (from, to]');
+	t.is(p.countedExpiring(2, 59 * US, 61 * US), 7);
+	t.is(p.countedExpiring(1, 61 * US, 62 * US), 3);
+	p.expire(60.2 * US);
+	t.is(p.countedExpiring(1, 59 * US, 61 * US), 5, 'expired ones are gone');
+});

@@ -4,7 +4,7 @@
  * setting changed, the model leaves sockets out, or 10 intervals passed since the last walk.
  */
 import test from 'ava';
-import { FORCE_WALK_EVERY, timeWaitTolerance, walkNeeded, type WalkCheck } from '../../src/pipeline/walk-plan.js';
+import { COUNTED_EARLY_US, COUNTED_LATE_US, FORCE_WALK_EVERY, timeWaitTolerance, walkNeeded, type WalkCheck } from '../../src/pipeline/walk-plan.js';
 import { sockstatTimeWait } from '../../src/tracer/namespaces.js';
 import { DEFAULT_PORT_RANGE } from '../../src/facts/netns-settings.js';
 
@@ -50,4 +50,15 @@ test('the kernel\'s count above the model\'s by what the model expired in the la
 	t.true(lagging(1, 0));
 	// The other way (the kernel holds fewer) is never explained by its timers running late.
 	t.true(walkNeeded(check({ modelTimeWait: 900_000 + tol + 1, modelExpiredLately: 100_000 })));
+});
+
+test('a model of counted entries (the agent\'s) agrees with the kernel within the seconds its counts cannot place: those it expired lately, those it holds that expire soon', (t) => {
+	const tol = timeWaitTolerance(900_000);
+	// The model holds 3,000 entries the kernel may have ended (read up to a reading's interval after they came).
+	t.false(walkNeeded(check({ modelTimeWait: 900_000 + tol + 3_000, modelExpiringSoon: 3_000 })));
+	t.true(walkNeeded(check({ modelTimeWait: 900_000 + tol + 3_001, modelExpiringSoon: 3_000 })), 'more than that: taken over, or ended by an RST');
+	t.true(walkNeeded(check({ modelTimeWait: 900_000 - tol - 1, modelExpiringSoon: 100_000 })), 'never explains the kernel holding more');
+	t.true(COUNTED_LATE_US >= 5_120_000 + 1_000_000, 'the wheel\'s slack at HZ 100 and a reading\'s interval');
+	t.true(COUNTED_LATE_US <= (71 - 1) * 100_000, 'within what RecentExpiries keeps');
+	t.true(COUNTED_EARLY_US >= 1_000_000, 'a reading\'s interval');
 });
