@@ -16,8 +16,8 @@ export const RECENT_EXPIRY_US = 1_000_000;
 export class RecentExpiries {
 	readonly #byNetns = new Map<number, { slot: Float64Array; count: Uint32Array }>();
 
-	/** The model expired an entry of `netns` whose timer fired at `expiresUs`. */
-	add(netns: number, expiresUs: number): void {
+	/** The model expired `n` entries of `netns` whose timer fired at `expiresUs`. */
+	add(netns: number, expiresUs: number, n = 1): void {
 		let t = this.#byNetns.get(netns);
 		if (!t) this.#byNetns.set(netns, (t = { slot: new Float64Array(SLOTS).fill(-1), count: new Uint32Array(SLOTS) }));
 		const key = Math.floor(expiresUs / SLOT_US);
@@ -27,7 +27,7 @@ export class RecentExpiries {
 			t.slot[s] = key;
 			t.count[s] = 0;
 		}
-		t.count[s]!++;
+		t.count[s]! += n;
 	}
 
 	/** Entries of `netns` expired with a timer within `spanUs` (at most 7 s) before `nowUs`. */

@@ -1,7 +1,7 @@
 /**
  * The TIME_WAIT population: every timewait socket twtrace knows of, by cookie, with its owner and
- * when the kernel will end it. Entries come from time_wait events (modelled expiry) and from iter/tcp
- * walks (exact set and timers).
+ * when the kernel will end it. Entries come from time_wait events (modelled expiry), iter/tcp walks
+ * (exact set and timers), and the kernel's counts (a slot per count: addCounted).
  *
  * Columnar, because an always-on agent holds millions of them (a namespace holds 2.7M at 45k
  * connections/s): one slot per socket across typed arrays, an open-addressing index by cookie, and
@@ -84,6 +84,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	#netns = new Uint32Array(0);
 	#prev = new Uint32Array(0);
 	#next = new Uint32Array(0);
+	/** The walk that last found the slot's socket; a counted slot's (cookie < 0, never found) count (#weight). */
 	#mark = new Uint32Array(0);
 	#index: CookieIndex;
 	/** Entries refused because the population was at maxEntries. */
@@ -97,6 +98,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#index = new CookieIndex(this.#cookie);
 	}
 
+	/** Slots in use: sockets, or counts of them (addCounted). */
 	get size(): number {
 		return this.#size;
 	}
@@ -106,9 +108,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		return this.#used * COLUMN_BYTES_PER_SLOT + this.#index.bytes;
 	}
 
-	has(cookie: number): boolean {
-		return this.#index.find(cookie) !== NONE;
-	}
+	has(cookie: number): boolean { return this.#index.find(cookie) !== NONE; }
 
 	/** The holder of `cookie`'s entry, if any. */
 	holderOf(cookie: number): H | undefined {
@@ -123,12 +123,14 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	}
 
 	/** Timewait sockets known in `netns` now. */
-	countIn(netns: number): number {
-		return this.#byNetns.get(netns) ?? 0;
-	}
+	countIn(netns: number): number { return this.#byNetns.get(netns) ?? 0; }
 
 	/** Adds a timewait socket, or moves an existing one to `holder`. False when full (counted in `refused`). */
 	add(cookie: number, holder: H, pool: PortPoolTally | undefined, netns: number, enteredUs: number, expiresUs: number): boolean {
+		return this.#add(cookie, holder, pool, netns, enteredUs, expiresUs, 1);
+	}
+
+	#add(cookie: number, holder: H, pool: PortPoolTally | undefined, netns: number, enteredUs: number, expiresUs: number, weight: number): boolean {
 		let i = this.#index.find(cookie);
 		if (i !== NONE) {
 			this.#unhold(i, enteredUs);
@@ -141,7 +143,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 			return true;
 		}
 		if (this.#size >= this.#maxEntries) {
-			this.refused++;
+			this.refused += weight;
 			return false;
 		}
 		// Nothing linked: the wheel may start at this entry's time (a host up for months, a capture's
@@ -162,38 +164,30 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#holder[i] = this.#holders.ref(holder);
 		this.#pool[i] = this.#pools.ref(pool);
 		this.#netns[i] = netns;
-		this.#mark[i] = this.#walkMark;
-		this.#byNetns.set(netns, (this.#byNetns.get(netns) ?? 0) + 1);
+		this.#mark[i] = cookie < 0 ? weight : this.#walkMark;
+		this.#byNetns.set(netns, (this.#byNetns.get(netns) ?? 0) + weight);
 		this.#hold(i, enteredUs);
 		this.#link(i);
 		return true;
 	}
 
 	/**
-	 * `n` timewait sockets known only by a count of the kernel's (a counts frame: no cookie, no
-	 * timer): each gets a cookie of its own below 0, which no socket has (the kernel's are a counter
-	 * from 1, net/core/sock_diag.c), so no walk can find or remove it (endWalk). Returns how many
-	 * were added: fewer when full (counted in `refused`).
+	 * `n` timewait sockets known by a count of the kernel's (no cookie, no timer), entered and expiring
+	 * together: one slot for all of them (the agent holds a slot per key and reading, not per socket).
+	 * Its cookie is below 0, which no socket has (the kernel's count from 1, net/core/sock_diag.c): no
+	 * walk finds or removes it (endWalk). Returns how many were added: none when full (`refused`).
 	 */
 	addCounted(holder: H, pool: PortPoolTally | undefined, netns: number, enteredUs: number, expiresUs: number, n: number): number {
-		for (let added = 0; added < n; added++) {
-			if (this.add(--this.#countedCookie, holder, pool, netns, enteredUs, expiresUs)) continue;
-			this.refused += n - added - 1; // add() counted the one it refused; the rest are not tried
-			return added;
-		}
-		return n;
+		if (n <= 0) return 0;
+		return this.#add(--this.#countedCookie, holder, pool, netns, enteredUs, expiresUs, n) ? n : 0;
 	}
 
-	/**
-	 * Counted entries (addCounted) of `netns` whose expiry lies in (fromUs, toUs]: O(the entries the
-	 * wheel expires in that span), for a span of a second or two (walk-plan.ts COUNTED_EARLY_US).
-	 */
+	/** Counted sockets (addCounted) of `netns` expiring in (fromUs, toUs]: O(the slots in that span of the wheel). */
 	countedExpiring(netns: number, fromUs: number, toUs: number): number {
 		let n = 0;
-		const last = Math.ceil(toUs / BUCKET_US);
-		for (let b = Math.max(Math.ceil(fromUs / BUCKET_US), this.#wheelFrom); b <= last; b++) {
+		for (let b = Math.max(Math.ceil(fromUs / BUCKET_US), this.#wheelFrom); b <= Math.ceil(toUs / BUCKET_US); b++) {
 			for (let i = this.#wheel.get(b) ?? NONE; i !== NONE; i = this.#next[i]!) {
-				if (this.#cookie[i]! < 0 && this.#netns[i] === netns && this.#expires[i]! > fromUs && this.#expires[i]! <= toUs) n++;
+				if (this.#cookie[i]! < 0 && this.#netns[i] === netns && this.#expires[i]! > fromUs && this.#expires[i]! <= toUs) n += this.#weight(i);
 			}
 		}
 		return n;
@@ -251,7 +245,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		if (!ahead) return;
 		for (const i of ahead) {
 			this.#bucket[i] = this.#bucketOf(this.#expires[i]!);
-			this.#count(i, +1);
+			this.#count(i, this.#weight(i));
 			this.#link(i);
 		}
 	}
@@ -261,8 +255,8 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		for (let i = this.#wheel.get(b) ?? NONE; i !== NONE;) {
 			const next = this.#next[i]!;
 			this.expiryVisits++;
-			if (this.#expires[i]! <= nowUs) (this.expired.add(this.#netns[i]!, this.#expires[i]!), this.#remove(i, nowUs));
-			else if (b < upTo) (this.#unlink(i), this.#count(i, -1), (ahead ??= []).push(i));
+			if (this.#expires[i]! <= nowUs) (this.expired.add(this.#netns[i]!, this.#expires[i]!, this.#weight(i)), this.#remove(i, nowUs));
+			else if (b < upTo) (this.#unlink(i), this.#count(i, -this.#weight(i)), (ahead ??= []).push(i));
 			i = next;
 		}
 		return ahead;
@@ -320,7 +314,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#holder[i] = 0;
 		this.#pool[i] = 0;
 		const netns = this.#netns[i]!;
-		this.#byNetns.set(netns, this.#byNetns.get(netns)! - 1);
+		this.#byNetns.set(netns, this.#byNetns.get(netns)! - this.#weight(i));
 		this.#index.delete(this.#cookie[i]!);
 		this.#next[i] = this.#freeHead;
 		this.#freeHead = i;
@@ -346,30 +340,32 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 	}
 
 	#hold(i: number, nowUs: number): void {
+		const w = this.#weight(i);
 		const holder = this.#holders.get(this.#holder[i]!)!;
-		holder.timeWait++;
+		holder.timeWait += w;
 		holder.peakTimeWait = Math.max(holder.peakTimeWait, holder.timeWait);
 		holder.lastChangeUs = nowUs;
 		const pool = this.#pools.get(this.#pool[i]!);
 		if (pool) {
-			pool.timeWait++;
-			pool.holders.set(holder, (pool.holders.get(holder) ?? 0) + 1);
+			pool.timeWait += w;
+			pool.holders.set(holder, (pool.holders.get(holder) ?? 0) + w);
 		}
-		this.#count(i, +1);
+		this.#count(i, w);
 	}
 
 	#unhold(i: number, nowUs: number): void {
+		const w = this.#weight(i);
 		const holder = this.#holders.get(this.#holder[i]!)!;
-		holder.timeWait--;
+		holder.timeWait -= w;
 		holder.lastChangeUs = nowUs;
 		const pool = this.#pools.get(this.#pool[i]!);
 		if (pool) {
-			pool.timeWait--;
-			const n = pool.holders.get(holder)! - 1;
+			pool.timeWait -= w;
+			const n = pool.holders.get(holder)! - w;
 			if (n === 0) pool.holders.delete(holder);
 			else pool.holders.set(holder, n);
 		}
-		this.#count(i, -1);
+		this.#count(i, -w);
 	}
 
 	#count(i: number, delta: number): void {
@@ -394,5 +390,10 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		this.#prev = new Uint32Array(capacity);
 		this.#next = new Uint32Array(capacity);
 		this.#mark = new Uint32Array(capacity);
+	}
+
+	/** The sockets slot i stands for: a counted slot's count, else 1. */
+	#weight(i: number): number {
+		return this.#cookie[i]! < 0 ? this.#mark[i]! : 1;
 	}
 }

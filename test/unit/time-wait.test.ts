@@ -155,10 +155,34 @@ test('counted entries expiring in a span, per namespace: what a model of counts 
 	p.addCounted(h, undefined, 2, 0, 60.5 * US, 7);
 	p.addCounted(h, undefined, 1, 0, 62 * US, 3);
 	p.add(42, h, undefined, 1, 0, 60.5 * US); // from an event or a walk: the kernel's own timer
+	t.is(p.size, 5, 'a slot per count, not per socket');
+	t.is(h.timeWait, 26);
+	t.is(p.countIn(1), 19);
 	t.is(p.countedExpiring(1, 59.9 * US, 61 * US), 15);
 	t.is(p.countedExpiring(1, 60 * US, 61 * US), 5, 'the span is (from, to]');
 	t.is(p.countedExpiring(2, 59 * US, 61 * US), 7);
 	t.is(p.countedExpiring(1, 61 * US, 62 * US), 3);
 	p.expire(60.2 * US);
 	t.is(p.countedExpiring(1, 59 * US, 61 * US), 5, 'expired ones are gone');
+	t.is(p.countIn(1), 9, 'a count expires whole');
+	t.is(p.expired.since(1, 60.2 * US), 10);
+});
+
+test('a count stands for its sockets in its port pool and its holder, and is refused whole when the population is full', (t) => {
+	const p = new TimeWaitPopulation<TimeWaitHolder>(2);
+	const [a, b] = [holder(), holder()];
+	const dest = pool();
+	t.is(p.addCounted(a, dest, 1, 0, 60 * US, 40), 40);
+	t.is(p.addCounted(b, dest, 1, 0, 61 * US, 2), 2);
+	t.is(dest.timeWait, 42);
+	t.deepEqual([...dest.holders.values()], [40, 2]);
+	t.deepEqual([...dest.expiring], [[60, 40], [61, 2]]);
+	t.is(a.peakTimeWait, 40);
+	t.is(p.addCounted(a, dest, 1, 0, 62 * US, 7), 0, 'full: two slots');
+	t.is(p.refused, 7, 'every socket of the refused count');
+	p.expire(60 * US);
+	t.is(dest.timeWait, 2);
+	t.deepEqual([...dest.holders.values()], [2]);
+	t.deepEqual([...dest.expiring], [[61, 2]]);
+	t.is(a.timeWait, 0);
 });
