@@ -476,12 +476,12 @@ ${markdownTable(['s', 'serve RSS MiB', 'V8 heap MiB', 'CPU % of a core', 'TIME_W
   RSS after the first minute ${rise === undefined ? '–' : `${rise >= 0 ? 'rose' : 'fell'} by ${fmtInt(Math.abs(rise))} MiB over the first minute's peak`} (target: flat, within 5 % of it: ${rise === undefined ? '–' : verdict(isFlat)})${heapRise}.
 - ${fmtInt(r.scrapes)} scrapes, ${r.scrapeFailures} failed or timed out, the slowest took ${fmtInt(r.slowestScrapeMs)} ms (target ≤ 50 ms: ${verdict(r.scrapeFailures === 0 && r.slowestScrapeMs <= 50)}).
 - serve's closing line: ${r.lost}
-- Where the time goes, and what would close the gaps: serve's CPU is per-event work in JavaScript (ingest into the model,
-  the TIME_WAIT population, the flight recorder's copies, and the garbage they leave), for every record received (serve's closing line above):
-  "Where serve's time goes at full churn" above has the profile by area. Counters kept by the BPF programs and read at each
-  scrape would make it independent of the rate (README, "Where counting happens"). The RSS is mostly what serve is asked to
-  hold: the flight recorder (64 MiB by default, --recorder-size), the TIME_WAIT population (52 bytes a socket and its index,
-  here about 900,000 sockets), and the ring buffer's pages; the recorder keeps the counters' differences, not records (step 3).
+- Where the time goes, and what would close the gaps: serve takes what the kernel counts from its counters once a second and
+  at each scrape, into its model, its metrics and its flight recorder (docs/counting-in-the-kernel.md, steps 2 to 4), and its ring
+  carries task records and failures only: "Where serve's time goes at full churn" above has the profile by area, none of it
+  per event. The RSS is node's own pages, the ring buffer's (mapped twice), V8's heap, the flight recorder (a counts frame a
+  second and the failures, bounded by --recorder-size) and the model (a slot of the TIME_WAIT population per key and reading,
+  not per socket: step 4); "Where serve's RSS goes" above splits it.
   The creep of the soak at 700127c (10 % of a core in the first minutes, 20-46 % after 10, mean 25.2 %) was expiry
   scanning a second's whole wheel bucket at every millisecond tick; fixed in af17f16 (README, same section).
 
@@ -568,9 +568,9 @@ ${markdownTable(['load', 'RSS MiB', 'file pages (node, libraries)', 'BPF maps (t
 
 ${keepsCounts ? `- The recorder keeps the kernel's counts once a second and only the records they do not stand for (\`serve --recorder-keeps counts\`,
   the default: docs/counting-in-the-kernel.md, step 3): what it holds follows the (process, destination) pairs counted each second
-  and the walks' open connections, not the event rate, and stays far below its ${fmtInt(maxMiB)} MiB bound at every load here. What is left
-  is V8's heap and the model: at full churn mostly the TIME_WAIT population (a slot per socket held), which the model fed from the
-  counters would not need (step 4).`
+  and the walks' open connections, not the event rate, and stays far below its ${fmtInt(maxMiB)} MiB bound at every load here. The model is
+  fed from the same counts (step 4): its TIME_WAIT population holds a slot per key and reading, not per socket held. What is left
+  is node's own pages, the ring's (mapped twice) and V8's heap.`
 		: `- Once its recorder is full (it fills as fast as records arrive: within the run at full churn, after minutes at lower rates), serve's RSS is at least the
   file pages, the maps and the recorder's ${fmtInt(maxMiB)} MiB: ${least.map((l, i) => `${fmtInt(l)} MiB at ${loadName(ends[i]!.rate)}`).join(', ')}, before
   V8's heap and the model. ${least.every((l) => l > 128)
@@ -597,10 +597,10 @@ function steadyServeSection(r: ProfileResult, runs: AgentCostRun[]): string {
 		? `serve's steady CPU at this load (${fmt(serve)} % of a core, median of the agent-cost runs) is within node_exporter's (${fmt(exporter)} %).`
 		: `To cost what node_exporter costs at this load, serve must shed ${fmt(gap)} % of its CPU (${fmt(serve)} % of a core against
 ${fmt(exporter)} %, medians of the agent-cost runs above). Per-event work is ${fmt(perEvent)} % of its busy main thread: ${perEvent >= gap
-		? `the gap alone is ${fmt((100 * gap) / perEvent)} % of it (taking the main thread's shares for the whole process's), which is what counters kept by the BPF
-programs and read at each scrape would take away (README, "Where counting happens"): the flight recorder keeps those counts
-already (step 3), and the model fed from them (step 4) would leave only failures and task records to reach JavaScript`
-		: 'even without any of it serve would cost more than node_exporter: the scrapes and the rest of the table must shrink too'}.`;
+		? `the gap alone is ${fmt((100 * gap) / perEvent)} % of it (taking the main thread's shares for the whole process's)`
+		: 'even without any of it serve would cost more than node_exporter: the scrapes and the rest of the table must shrink too'}.
+serve's model, metrics and flight recorder take what the kernel counts from its counters (docs/counting-in-the-kernel.md, steps 2 to 4),
+so only task records and failures reach JavaScript one by one.`;
 	return `## Where \`serve\`'s time goes at ${fmtInt(STEADY_PROFILE_RATE)} connections/s, steady
 
 \`${PROFILED.serve}\` at ${fmtInt(r.connPerSec)} connections/s, its main thread sampled by V8's CPU profiler every 1 ms for ${fmt(r.seconds)} s
@@ -692,23 +692,19 @@ const PROFILED_MODE: Record<ProfiledCommand, string> = { serve: 'twtrace serve (
 
 /** What each profiled command's time would need, beyond what its profile shows (bench/profile.ts). */
 const CLOSE_IT: Record<ProfiledCommand, (r: ProfileResult, perConnection: number) => string> = {
-	serve: (r, perConnection) => `What would close the full-churn targets (README, design notes, "Where counting happens, and why there"): the rest
-grows with the event rate. It is per-event ingest in JavaScript, the flight recorder's copies and the garbage they leave;
-walks and wake-ups follow the work, not the table. At ${fmtInt(r.connPerSec)} connections/s and ${fmt(perConnection)} records a connection (the
-churn table's events/s), 3 % of a core leaves ${fmt(30_000 / (perConnection * Math.max(r.connPerSec, 1)), 2)} µs per record for everything. The ring drain and decode alone take a good part of
-that (the decoder microbenchmark below). Counters kept by the BPF programs per (owner, destination), read once a second and
-binned per second, would make serve's cost independent of the rate (docs/counting-in-the-kernel.md). Those counters exist
-(step 1): the \`twtrace, BPF side counting\` row of the first table has them kept in the kernel and read once a second by a
-small reader that streams nothing, its CPU beside serve's and its TIME_WAIT entries against the truth; bpftrace's in-kernel
-\`count()\` row is the peer. serve's counters (connections, TIME_WAIT entries, resets, lifetimes) come from them (step 2),
-so the metrics counted per event above are failures only, and the flight recorder keeps the counts, not the records (step 3):
-its share above is the failures and task records it still copies. The model still ingests every event for the TIME_WAIT held,
-the destinations' headroom and the agent's snapshots. What is left to build: snapshots and held counts from the counters
-(step 4), fewer transitions acted on in the kernel (step 5), and walks aggregated in the kernel (step 6).`,
-	top: (r, perConnection) => `What would close the full-churn targets: top runs the same model as serve (per-event ingest in JavaScript, its cost
-following the event rate) and builds a snapshot a second; at ${fmtInt(r.connPerSec)} connections/s and ${fmt(perConnection)} records a connection,
-5 % of a core leaves ${fmt(50_000 / (perConnection * Math.max(r.connPerSec, 1)), 2)} µs per record. The same counters kept by the BPF programs (serve's paragraph above) would make top's cost
-per snapshot, not per event: top would read them once a second and need events only for what it lists by socket.`,
+	serve: (r) => `Where counting happens (README, design notes, "Where counting happens, and why there"): the BPF programs count
+connections, TIME_WAIT entries, resets and lifetimes per (owner, destination) (step 1; the \`twtrace, BPF side counting\` row of the
+first table has them read once a second by a reader that streams nothing, against the truth; bpftrace's in-kernel \`count()\` is the
+peer), and serve takes their differences once a second and at each scrape into its metrics (step 2), its flight recorder (step 3)
+and its model (step 4: \`/v1/snapshot\`, what top and doctor ask). Its ring carries task records and failures only, so at
+${fmtInt(r.connPerSec)} connections/s nothing above is per event: what serve costs follows its scrapes, the (owner, destination) keys
+and the closes it looks up one by one (suspect checks), and the kernel time of its syscalls, which the main thread's profile does not
+see (the process's CPU above is both). What is left to build: fewer transitions acted on in the kernel (step 5, the BPF side's row),
+and walks aggregated in the kernel (step 6: held counts after \`tcp_tw_reuse\` takeovers, and top holding millions).`,
+	top: (r, perConnection) => `What would close the full-churn targets: top run by itself (\`--standalone\`, or with no agent running) feeds the model
+per event (ingest in JavaScript, its cost following the event rate) and builds a snapshot a second; at ${fmtInt(r.connPerSec)} connections/s and
+${fmt(perConnection)} records a connection, 5 % of a core leaves ${fmt(50_000 / (perConnection * Math.max(r.connPerSec, 1)), 2)} µs per record. Fed from the kernel's counters as serve's model is (step 4, serve's
+paragraph above), top's cost would be per snapshot, not per event. With an agent running, top asks it and costs a question a second.`,
 	trace: (r) => `What would close it: \`trace --json\` exists to print every event, so its cost is per line and cannot follow
 a count: decoding the record, building a JSON line, writing it. Its busy share above, over the events it printed (the churn
 table's events/s), is what each line costs; its target line above sets the workload's slowdown above the BPF side alone
