@@ -5,6 +5,7 @@
  */
 import type { Histogram } from 'hdr-histogram-js';
 import { workloadOf } from '../facts/workload.js';
+import { LIFETIME_BOUNDS_US } from '../event/counts.js';
 import type { SideName } from '../event/kinds.js';
 import type { Likely } from './likely.js';
 import { C, HISTORY_SECONDS, newLifetimeHistogram, type CounterName, type Owner } from './owners.js';
@@ -94,10 +95,21 @@ export function mergedLifetimes(owners: readonly Owner[]): Histogram | undefined
 /** µs → ms with two decimals, as lifetimes are shown. */
 export const lifetimeMs = (us: number): number => Math.round(us / 10) / 100;
 
-export function lifetimePercentiles(owners: Owner[]): { lifetimeP50Ms: number | null; lifetimeP99Ms: number | null } {
+/**
+ * The lifetimes' p50 and p99, ms. `bucketed`: they came as the kernel's buckets (ChurnModel.fromCounts):
+ * each is the bound of its bucket, and the row says so (`lifetimeUpTo`: at most that).
+ */
+export function lifetimePercentiles(owners: Owner[], bucketed = false): { lifetimeP50Ms: number | null; lifetimeP99Ms: number | null; lifetimeUpTo?: true } {
 	const h = mergedLifetimes(owners);
 	if (!h) return { lifetimeP50Ms: null, lifetimeP99Ms: null };
-	return { lifetimeP50Ms: lifetimeMs(h.getValueAtPercentile(50)), lifetimeP99Ms: lifetimeMs(h.getValueAtPercentile(99)) };
+	const value = (us: number) => lifetimeMs(bucketed ? lifetimeBoundOf(us) : us);
+	return { lifetimeP50Ms: value(h.getValueAtPercentile(50)), lifetimeP99Ms: value(h.getValueAtPercentile(99)), ...(bucketed ? { lifetimeUpTo: true as const } : {}) };
+}
+
+/** A lifetime recorded at a bucket's bound, as the histogram reads it back (to within its precision): that bound. */
+export function lifetimeBoundOf(us: number): number {
+	for (const bound of LIFETIME_BOUNDS_US) if (us <= bound * 1.01) return bound;
+	return us;
 }
 
 export function history(owners: Owner[], nowSecond: number): number[] {

@@ -48,6 +48,8 @@ export interface Row {
 	exited?: boolean;
 	lifetimeP50Ms: number | null;
 	lifetimeP99Ms: number | null;
+	/** The lifetimes came as the kernel's buckets (the agent's model, a window of counts): each is at most that. */
+	lifetimeUpTo?: true;
 	/** Peer with the most TIME_WAIT held (or connections): "daddr:dport", or "local saddr:sport" for a server. */
 	topDest: string;
 	/** TIME_WAIT held at the end of each of the last 60 seconds, oldest first. */
@@ -139,7 +141,7 @@ export function snapshot(model: ChurnModel, opts: SnapshotOptions): Snapshot {
 			connectFailures: errnoTotals(g.owners),
 			bindFailures: sum((o) => o.totals[C['bindFailures']]!),
 			side: closingSide(g.owners),
-			...lifetimePercentiles(g.owners),
+			...lifetimePercentiles(g.owners, model.fromCounts),
 			topDest: busiest(g.owners.filter((o) => !o.peer.startsWith('bind ')), (o) => o.peer),
 			history: history(g.owners, sampleSecond),
 		};

@@ -7,11 +7,10 @@
 import { advise } from '../advice/advice.js';
 import type { TwtEvent } from '../event/decode.js';
 import { endpoint } from '../event/endpoint.js';
-import { LIFETIME_BOUNDS_US } from '../event/counts.js';
 import { errnoName } from '../event/errno.js';
 import type { NetnsSettings } from '../facts/netns-settings.js';
 import type { ChurnModel } from '../model/churn-model.js';
-import { busiest, closingSide, errnoTotals, groupKey, likelyRows, lifetimeMs, mergedLifetimes, workloadLabel, workloadNamer, type Grouping } from '../model/groups.js';
+import { busiest, closingSide, errnoTotals, groupKey, likelyRows, lifetimeBoundOf, lifetimeMs, mergedLifetimes, workloadLabel, workloadNamer, type Grouping } from '../model/groups.js';
 import { C, destKey, type Owner } from '../model/owners.js';
 import { holdersOfDestination, holdersOfLocalPort } from '../model/port-holders.js';
 import { sustainableRate } from '../model/ports.js';
@@ -354,17 +353,12 @@ function lifetimes(owners: readonly Owner[], bucketed: boolean): Offender['lifet
 	const h = mergedLifetimes(owners);
 	if (!h) return null;
 	// HdrHistogram reads a value back as the highest of its sub-bucket (2 digits): the bound itself is the truth here.
-	const value = (us: number) => lifetimeMs(bucketed ? boundOf(us) : us);
+	const value = (us: number) => lifetimeMs(bucketed ? lifetimeBoundOf(us) : us);
 	const at = (p: number) => value(h.getValueAtPercentile(p));
 	return { p50: at(50), p90: at(90), p99: at(99), max: value(h.maxValue), ...(bucketed ? { upTo: true as const } : {}) };
 }
 
 /** The bucket bound a recorded bound reads back as (within HdrHistogram's 1 % of it). */
-function boundOf(us: number): number {
-	for (const bound of LIFETIME_BOUNDS_US) if (us <= bound * 1.01) return bound;
-	return us;
-}
-
 function namedErrnos(byNumber: Record<string, number>): Record<string, number> {
 	const out: Record<string, number> = {};
 	for (const [n, count] of Object.entries(byNumber)) out[errnoName(Number(n)) ?? `errno ${n}`] = count;

@@ -78,6 +78,7 @@ function rowJson(r: Row, s: Snapshot, ctx: TopContext): object {
 		side: r.side,
 		lifetimeP50Ms: r.lifetimeP50Ms,
 		lifetimeP99Ms: r.lifetimeP99Ms,
+		...(r.lifetimeUpTo ? { lifetimeUpTo: true } : {}),
 		topDest: r.topDest,
 		...(r.likely ? { likely: r.likely.map((l) => ({ pid: l.pid, comm: l.comm, timeWait: l.timeWait, evidence: l.evidence, inferred: true })) } : {}),
 	};

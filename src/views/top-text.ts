@@ -232,8 +232,9 @@ export function tableLines(s: Snapshot, ctx: TopContext, paint: Paint, maxRows =
 		{ title: 'RST/s', width: 6, align: 'right', cell: (r) => formatRate(r.resetsPerSec), drop: 3 },
 		{ title: 'FAIL', width: 5, align: 'right', cell: (r) => (fails(r) ? String(fails(r)) : '-'), drop: 7 },
 		{ title: 'SIDE', width: 6, align: 'left', cell: (r) => r.side, drop: 5 },
-		{ title: 'LIFE p50', width: 9, align: 'right', cell: (r) => ms(r.lifetimeP50Ms), drop: 4 },
-		{ title: 'p99', width: 9, align: 'right', cell: (r) => ms(r.lifetimeP99Ms), drop: 2 },
+		// ≤: the kernel's buckets' bounds (an agent's model, a window of counts), not exact lifetimes.
+		{ title: 'LIFE p50', width: 9, align: 'right', cell: (r) => upTo(r, ms(r.lifetimeP50Ms)), drop: 4 },
+		{ title: 'p99', width: 9, align: 'right', cell: (r) => upTo(r, ms(r.lifetimeP99Ms)), drop: 2 },
 		{ title: 'TIME_WAIT 60s', width: SPARK_WIDTH, align: 'left', cell: (r) => sparkline(r.history), drop: 1 },
 	];
 	const columns = fitColumns(all, width);
@@ -263,6 +264,8 @@ function fitColumns(all: Column[], width: number): Column[] {
 	}
 	return kept;
 }
+
+const upTo = (r: Row, text: string) => (r.lifetimeUpTo && text !== '-' ? `≤${text}` : text);
 
 function ms(v: number | null): string {
 	if (v === null) return '-';

@@ -1,5 +1,6 @@
 /** top's views without a terminal: keys, sparkline, clipping with colour, and the --json shape. */
 import test from 'ava';
+import { COUNT_COLUMN, COUNT_COLUMNS, LIFETIME_BOUNDS_US, type CountKey } from '../../src/event/counts.js';
 import { ChurnModel } from '../../src/model/churn-model.js';
 import { snapshot } from '../../src/model/snapshot.js';
 import { handleKey, screenLines, type ScreenState } from '../../src/views/top-screen.js';
@@ -95,4 +96,29 @@ test('at 80 columns the header keeps the numbers that matter and the table drops
 	const wide = screenLines(fresh(), s, ctx, PLAIN, { rows: 30, columns: 200 });
 	t.regex(wide.find((l) => l.includes('TW-HELD'))!, /TIME_WAIT 60s/, 'with room, every column');
 	t.regex(wide.find((l) => l.startsWith('worst'))!, /sustainable 1\.7\/s · now/);
+});
+
+test('lifetimes known as the kernel\'s buckets (a model fed from counts) show as at most their bound, on the screen and in --json', (t) => {
+	const m = new ChurnModel(0);
+	m.countFrom(0);
+	const key: CountKey = { netns: 1, blamed: 7, cgroupId: 0, saddr: '10.200.0.1', daddr: '10.200.0.2', port: 7000, side: 'client', family: 4 };
+	const delta = new Float64Array(COUNT_COLUMNS);
+	delta[COUNT_COLUMN.connections] = 3;
+	delta[COUNT_COLUMN.timeWait] = 3;
+	delta[COUNT_COLUMN.lifetimeCount] = 3;
+	delta[COUNT_COLUMN.lifetimeSumUs] = 9000;
+	delta[COUNT_COLUMN.lifetime + LIFETIME_BOUNDS_US.findIndex((b) => b >= 3000)] = 3; // 3 ms each: the bucket up to 5 ms
+	m.ingestCounts(key, { pid: 7, comm: 'counted' }, delta, 1 * S);
+	m.tick(1 * S);
+	const snap = snapshot(m, { by: 'process', sort: 'timeWait', nowUs: 1 * S, rateWindowUs: S });
+	t.like(snap.rows[0], { comm: 'counted', timeWait: 3, lifetimeP50Ms: 5, lifetimeP99Ms: 5, lifetimeUpTo: true });
+	t.like((topJson(snap, ctx) as { rows: object[] }).rows[0], { lifetimeP50Ms: 5, lifetimeUpTo: true });
+	const table = screenLines(fresh(), snap, ctx, PLAIN, { rows: 20, columns: 160 }).join('\n');
+	t.regex(table, /counted .*≤5\.00ms\s+≤5\.00ms/);
+	// Exact lifetimes (events) say nothing more.
+	const exact = new ChurnModel(0);
+	exact.ingest([{ ...base, tsUs: 0.5 * S, pid: 1, comm: 'exact', lifetimeUs: 3000 }]);
+	const row = snapshot(exact, { by: 'process', sort: 'timeWait', nowUs: 1 * S, rateWindowUs: S }).rows[0]!;
+	t.is(row.lifetimeUpTo, undefined);
+	t.false('lifetimeUpTo' in (topJson(snapshot(exact, { by: 'process', sort: 'timeWait', nowUs: 1 * S, rateWindowUs: S }), ctx) as { rows: object[] }).rows[0]!);
 });
