@@ -47,11 +47,13 @@ const SERVE_HELP = `
 The agent: besides /metrics, serve answers twtrace top, doctor, report and record on a Unix socket
 (--agent-socket, root:twtrace 0660; members of the twtrace group need no root), and keeps a flight
 recorder of the last --recorder (15 min, at most --recorder-size) for report --last and record --last.
-The recorder keeps the kernel's counts per (process, destination) once a second and the failures one
-by one (--recorder-keeps counts): its size follows the busy pairs, not the connection rate. Lifetimes
-are then known to within the histogram's buckets (report shows "≤ 5"), TIME_WAIT held to within a
-second. --recorder-keeps records keeps every record instead (exact, at 96 bytes a transition: 64 MiB
-hold about 4 minutes at 1,000 connections/s).
+The kernel counts connections, TIME_WAIT entries, resets and lifetimes per (process, destination);
+serve reads them once a second and at each question, into its metrics, the model top and doctor ask,
+and the recorder, which keeps them once a second and the failures one by one (--recorder-keeps
+counts): what serve costs follows the busy pairs and the scrapes, not the connection rate. Lifetimes
+are then known to within the histogram's buckets (top and report show "≤ 5"), TIME_WAIT held to within
+a second or two. --recorder-keeps records keeps every record too (exact replays, at 96 bytes a
+transition: 64 MiB hold about 4 minutes at 1,000 connections/s).
 
 Metrics (base units, twtrace_ prefix), per (comm, cgroup) group: connections_total{side},
 timewait_entries_total, timewait_sockets (held now), resets_total, connect_failures_total{errno},
