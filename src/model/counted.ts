@@ -68,6 +68,22 @@ export function ingestCounts(m: ReconcileTarget, key: CountKey, who: Pick<Blame,
 		const lastBoundUs = LIFETIME_BOUNDS_US[LIFETIME_BOUNDS_US.length - 1]!;
 		recordLifetimes(owner, Math.min(Math.max((delta[K.lifetimeSumUs]! - bucketedUs) / beyond, lastBoundUs), LIFETIME_MAX_US), beyond);
 	}
+	if (dest && dest.portsHeldOpen > 0) closedSinceWalk(m, dest, key.netns, delta, beyond, atUs);
+}
+
+/**
+ * Connections towards `dest` that ended in the reading and were open at the namespace's last walk:
+ * that walk counted their ports as open (ChurnModel's closedSinceWalk, per event). A count has no
+ * start times, but a lifetime's bucket whose lower edge is longer than the time since the walk
+ * started before it; those in a bucket that straddles the walk are left open until the next walk.
+ */
+function closedSinceWalk(m: ReconcileTarget, dest: Destination, netns: number, delta: Float64Array, beyond: number, atUs: number): void {
+	const walkedAtUs = m.netnsState(netns).walkedAtUs;
+	if (walkedAtUs === undefined || atUs < walkedAtUs) return;
+	const sinceWalkUs = atUs - walkedAtUs;
+	let closed = LIFETIME_BOUNDS_US[LIFETIME_BOUNDS_US.length - 1]! >= sinceWalkUs ? beyond : 0;
+	for (let b = 1; b < LIFETIME_BOUNDS_US.length; b++) if (LIFETIME_BOUNDS_US[b - 1]! >= sinceWalkUs) closed += delta[K.lifetime + b]!;
+	dest.portsHeldOpen = Math.max(0, dest.portsHeldOpen - closed);
 }
 
 /** The key's TIME_WAIT entries, held from the reading for their substate's length. */

@@ -4,6 +4,7 @@
  */
 import test from 'ava';
 import type { TwtEvent } from '../../src/event/decode.js';
+import { COUNT_COLUMN, COUNT_COLUMNS, LIFETIME_BOUNDS_US, type CountKey } from '../../src/event/counts.js';
 import type { SocketEntry } from '../../src/event/sock.js';
 import { ChurnModel } from '../../src/model/churn-model.js';
 import { newLifetimeHistogram } from '../../src/model/owners.js';
@@ -453,4 +454,22 @@ test('a model fed from the kernel\'s counts (countFrom: the agent) takes from ev
 	t.is(row.timeWait, 0, 'TIME_WAIT comes from the counts');
 	t.deepEqual(row.connectFailures, { 99: 1 });
 	t.is(m.victims.since(T0).length, 1, 'its victim listed');
+});
+
+test('ports in use from counts: a connection open at the walk that ends is not counted twice when its lifetime\'s bucket says it started before the walk', (t) => {
+	const m = new ChurnModel(T0);
+	m.countFrom(T0);
+	const open = Array.from({ length: 5 }, (_, i) => sock({ state: 1, sport: 40010 + i }));
+	m.reconcile({ netns: 1, takenAtUs: T0 + 10 * S, sockets: open, settings: settings() });
+	t.is(view(m, 11).destinations[0]!.portsInUse, 5);
+	const key: CountKey = { netns: 1, blamed: 7, cgroupId: 0, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', port: 7101, side: 'client' };
+	const delta = new Float64Array(COUNT_COLUMNS);
+	const bucket = (ms: number) => COUNT_COLUMN.lifetime + LIFETIME_BOUNDS_US.findIndex((b) => b >= ms * 1000);
+	delta[COUNT_COLUMN.timeWait] = 7;
+	delta[COUNT_COLUMN.lifetimeCount] = 7;
+	delta[bucket(120_000)] = 3; // (1 min, 5 min]: open at the walk 10 s before
+	delta[bucket(3)] = 2; // (1 ms, 5 ms]: made since
+	delta[bucket(8_000)] = 2; // (5 s, 10 s]: it cannot say; left open until the next walk
+	m.ingestCounts(key, { pid: 7, comm: 'counted' }, delta, T0 + 20 * S);
+	t.is(view(m, 21).destinations[0]!.portsInUse, 2 + 7, '5 open less the 3 that surely were, and 7 in TIME_WAIT');
 });
