@@ -1151,6 +1151,7 @@ static __always_inline void fill_sock(struct twt_sock *s, struct sock_common *sk
 	s->sport = skc->skc_num; /* host order; still set for timewait sockets (tw_num) */
 	s->dport = bpf_ntohs(skc->skc_dport);
 	s->expires_us = 0;
+	s->slack_us = 0;
 	if (s->family == AF_INET6) {
 		__builtin_memcpy(s->saddr, skc->skc_v6_rcv_saddr.in6_u.u6_addr8, TWT_ADDR_LEN);
 		__builtin_memcpy(s->daddr, skc->skc_v6_daddr.in6_u.u6_addr8, TWT_ADDR_LEN);
@@ -1168,14 +1169,18 @@ static __always_inline void fill_sock(struct twt_sock *s, struct sock_common *sk
 		__u64 now_j = bpf_jiffies64();
 		__u64 expires = tw->tw_sk.tw_timer.expires;
 		__u64 delta = expires > now_j ? expires - now_j : 0;
+		__u64 fire;
 		long left;
 
 		s->substate = tw->tw_sk.tw_substate;
 		if (s->substate == TCP_TIME_WAIT && CONFIG_HZ)
 			delta = 60 * (__u64)CONFIG_HZ;
-		left = (long)(wheel_fire_jiffies(expires, delta) - now_j);
-		if (CONFIG_HZ)
+		fire = wheel_fire_jiffies(expires, delta);
+		left = (long)(fire - now_j);
+		if (CONFIG_HZ) {
 			s->expires_us = bpf_ktime_get_ns() / 1000 + (left <= 0 ? 0 : (__u64)left * 1000000 / CONFIG_HZ);
+			s->slack_us = (__u32)((fire - expires) * 1000000 / CONFIG_HZ);
+		}
 	}
 }
 

@@ -154,7 +154,9 @@ struct twt_sock {
 	__u16 family;
 	__u8 state;         /* TCP_* (TCP_TIME_WAIT for every timewait socket) */
 	__u8 substate;      /* timewait socket: TCP_TIME_WAIT or TCP_FIN_WAIT2; 0 otherwise */
-	__u32 _pad;
+	__u32 slack_us;     /* timewait socket: expires_us less the timer's own expiry (the wheel's slack,
+	                     * kernel-facts §9), so that expires_us - slack_us - the timer's length is when it
+	                     * was armed, to a jiffy; 0 otherwise or when HZ is unknown */
 };
 
 /*

@@ -93,7 +93,7 @@ export class AgentDaemon {
 		const keepsRecords = o.recorder !== undefined && o.socketPath !== undefined && o.recorder.keeps === 'records';
 		try {
 			const p = (pipeline = new LivePipeline({
-				objectPath, openSocketsObjectPath: openSocketsObjectPath(objectPath), filters: { ...o.filters, kinds: [...(keepsRecords ? COMMAND_KINDS.top : COMMAND_KINDS.serve)] }, ringBytes: o.ringBytes, log: o.log,
+				objectPath, openSocketsObjectPath: openSocketsObjectPath(objectPath), filters: { ...o.filters, kinds: [...(keepsRecords ? COMMAND_KINDS.records : COMMAND_KINDS.serve)] }, ringBytes: o.ringBytes, log: o.log,
 				walkIntervalMs: o.walkIntervalMs, perEvent: true, counting: true, modelFromCounts: true, cgroupRescanMs: 250, upkeepMs: 1000,
 				model: { ...o.model, closesFromTimeWait: true },
 				...(o.recorder && o.socketPath ? {

@@ -11,7 +11,8 @@
  *             struct twt_sock records. With `removed` in meta (version 4), a change against the
  *             namespace's previous walk: the cookies gone, then the records new or changed
  *             (walk-table.ts); without, the whole table. With `timeWaitOmitted` (version 5), the
- *             table without its timewait sockets, which a capture of counts has counted.
+ *             table without its timewait sockets, which a capture of counts has counted. Version 6:
+ *             struct twt_sock's slack_us (padding before, 0), so that a timer dates its socket's entry.
  *   COUNTS  = atUs(f64) keys(u32) reserved(u32) key(struct twt_count_key)* value(f64 × COUNT_COLUMNS)*
  *             (version 5): the kernel's counters' differences since the reading before, per key that
  *             changed, read at atUs (the agent's flight recorder keeps these instead of the records
@@ -37,13 +38,20 @@ import { encodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
 
 /** PNG-style: a high byte, the name, CR LF, ^Z, LF: text-mode transfers and `type` are caught. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x57, 0x54, 0x0d, 0x0a, 0x1a, 0x0a]);
-export const CAPTURE_VERSION = 5;
+export const CAPTURE_VERSION = 6;
 /**
  * The record layouts version CAPTURE_VERSION was written with: a digest of every field's offset and
  * size (layoutFingerprint()). The layout test fails when they differ: raise CAPTURE_VERSION, then
  * set this to the new digest.
  */
-export const LAYOUT_FINGERPRINT = 'f15c04c86ccae1fa';
+export const LAYOUT_FINGERPRINT = '5765ce71efed6426';
+/**
+ * Earlier layouts a reader still takes, and why each reads right: the same offsets and sizes, a
+ * field named since where there was padding (written as 0, which the new field reads as unknown).
+ */
+export const READABLE_LAYOUTS: Readonly<Record<string, string>> = {
+	f15c04c86ccae1fa: 'versions 1 to 5: struct twt_sock\'s slack_us was padding (0: the wheel\'s slack not known)',
+};
 export const PREAMBLE_BYTES = 20;
 export const FRAME_HEADER_BYTES = 12;
 /** Bounds a reader accepts before allocating: a corrupt length must not ask for gigabytes. */

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { COUNT_KEY_SIZE, COUNT_SIZE, EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
 import type { WalkRecord } from '../event/walk-record.js';
-import { CAPTURE_VERSION, CaptureError, countLayoutFingerprint, COUNTS_ENTRY_BYTES, COUNTS_HEAD_BYTES, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
+import { CAPTURE_VERSION, CaptureError, countLayoutFingerprint, COUNTS_ENTRY_BYTES, COUNTS_HEAD_BYTES, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, READABLE_LAYOUTS, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
 import { crc32 } from 'node:zlib';
 import { decodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
 
@@ -146,7 +146,7 @@ function parseHeader(buf: Buffer): CaptureHeader {
 	if (header.host.byteOrder !== byteOrder) {
 		throw new CaptureError(`the capture was made on a ${header.host.byteOrder === 'BE' ? 'big' : 'little'}-endian host; replay it on one of the same byte order`);
 	}
-	if (header.layout !== layoutFingerprint() || header.eventSize !== EVENT_SIZE || header.sockSize !== SOCK_SIZE) {
+	if ((header.layout !== layoutFingerprint() && !Object.hasOwn(READABLE_LAYOUTS, header.layout)) || header.eventSize !== EVENT_SIZE || header.sockSize !== SOCK_SIZE) {
 		throw new CaptureError(`the capture's record layout (${header.layout}) is not this twtrace's (${layoutFingerprint()}): replay it with the twtrace version that recorded it (${header.tool})`);
 	}
 	if (header.countLayout !== undefined && header.countLayout !== countLayoutFingerprint()) {

@@ -115,12 +115,17 @@ async function drawScreen(source: Source, replay: ReplaySource | undefined, stat
 		if (terminal && last) terminal.draw(screenLines(state, last.snapshot, topContext(last, opts.intervalMs, source), process.env.NO_COLOR ? PLAIN : ANSI, terminal, source.kind === 'replay' ? undefined : last.home));
 	};
 	let busy = false;
+	/** A key asked while a reply was on its way, which answers the query from before the key. */
+	let askedMeanwhile = false;
 	/**
 	 * A fresh reply, drawn; while the live view is paused the last one stays, unless a key asked for
 	 * another sort, grouping or filter (`asked`). A failed one ends top with the reason.
 	 */
 	const refresh = async (asked = false) => {
-		if (busy) return;
+		if (busy) {
+			askedMeanwhile ||= asked;
+			return;
+		}
 		busy = true;
 		try {
 			const r = await source.reply(query());
@@ -130,6 +135,10 @@ async function drawScreen(source: Source, replay: ReplaySource | undefined, stat
 			run.finish(`snapshot failed: ${(error as Error).message}`);
 		} finally {
 			busy = false;
+		}
+		if (askedMeanwhile) {
+			askedMeanwhile = false;
+			await refresh(true);
 		}
 	};
 	const onResize = () => draw();

@@ -40,7 +40,8 @@ export async function topCommand(opts: TopOptions, io: Io): Promise<void> {
 		replay: opts.replay === undefined ? undefined : { file: opts.replay, partial: true },
 		narrows: true,
 		// Walks at once: sockets that predate twtrace, and the namespaces' settings, before the first screen.
-		live: { kinds: COMMAND_KINDS.top, model: { closesFromTimeWait: true }, walkIntervalMs: opts.walkInterval, perEvent: true, likelyOwners: true, log: verboseLog(opts, io) },
+		// The same model as the agent's: what the kernel counts, from its counters (docs/counting-in-the-kernel.md, step 4).
+		live: { kinds: COMMAND_KINDS.top, fromCounts: true, walkIntervalMs: opts.walkInterval, perEvent: true, likelyOwners: true, log: verboseLog(opts, io) },
 	});
 	if (source instanceof ReplaySource) {
 		source.speed = opts.speed;

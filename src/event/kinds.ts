@@ -57,13 +57,14 @@ export const AF_INET6 = 10;
  * says; record and report take everything, a capture being the whole story.
  */
 export const COMMAND_KINDS = {
-	/** Rates, destinations, TIME_WAIT, lifetimes (from time_wait and reset), failures; closes counted at time_wait. */
-	top: ['connect', 'accept', 'time_wait', 'reset', 'connect_fail', 'bind_fail'],
 	/**
-	 * The rest counted in the kernel (docs/counting-in-the-kernel.md, step 4): failures (their errno and
-	 * target; task records always flow). A flight recorder that keeps records takes `top`'s kinds.
+	 * Failures (their errno and target; task records always flow): top and serve take the rest from the
+	 * kernel's counters (docs/counting-in-the-kernel.md, step 4).
 	 */
+	top: ['connect_fail', 'bind_fail'],
 	serve: ['connect_fail', 'bind_fail'],
+	/** What a model fed per event takes (an agent whose flight recorder keeps records needs them all): rates, destinations, TIME_WAIT, lifetimes (from time_wait and reset), failures; closes counted at time_wait. */
+	records: ['connect', 'accept', 'time_wait', 'reset', 'connect_fail', 'bind_fail'],
 	/** Destination headroom (connect rates, TIME_WAIT held) and victims. */
 	doctor: ['connect', 'time_wait', 'connect_fail', 'bind_fail'],
 } as const satisfies Record<string, readonly EventKindName[]>;

@@ -57,7 +57,7 @@ export const SOCK_FIELDS = {
 	family: { offset: 56, size: 2 },
 	state: { offset: 58, size: 1 },
 	substate: { offset: 59, size: 1 },
-	_pad: { offset: 60, size: 4 },
+	slack_us: { offset: 60, size: 4 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** One TCP socket a process holds open, from the iter/task_file program (dump_open_sockets). */

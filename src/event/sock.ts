@@ -21,6 +21,8 @@ export interface SocketEntry {
 	substate: number;
 	/** Timewait socket: CLOCK_MONOTONIC µs when its timer fires; 0 when not a timewait socket or unknown. */
 	expiresUs: number;
+	/** Timewait socket: how much later than its timer's own expiry the wheel runs it (kernel-facts §9); 0 or absent: not known. */
+	slackUs?: number;
 	/** An address as a key, cheaper than its text: the IPv4 word, or the IPv6 text. Equal keys, equal addresses. */
 	addressKey(which: 'saddr' | 'daddr'): number | string;
 }
@@ -75,6 +77,7 @@ class SocketCursor implements SocketEntry {
 	get state(): number { return this.#v.getUint8(this.at + F.state.offset); }
 	get substate(): number { return this.#v.getUint8(this.at + F.substate.offset); }
 	get expiresUs(): number { return readU64(this.#v, this.at + F.expires_us.offset, little); }
+	get slackUs(): number { return this.#v.getUint32(this.at + F.slack_us.offset, little); }
 	get saddr(): string { return formatAddress(this.#bytes, this.at + F.saddr.offset, this.family); }
 	get daddr(): string { return formatAddress(this.#bytes, this.at + F.daddr.offset, this.family); }
 	addressKey(which: 'saddr' | 'daddr'): number | string {
@@ -95,6 +98,7 @@ class SocketRecord implements SocketEntry {
 	readonly state: number;
 	readonly substate: number;
 	readonly expiresUs: number;
+	readonly slackUs: number;
 	readonly #bytes: Uint8Array;
 	readonly #at: number;
 
@@ -109,6 +113,7 @@ class SocketRecord implements SocketEntry {
 		this.state = v.getUint8(at + F.state.offset);
 		this.substate = v.getUint8(at + F.substate.offset);
 		this.expiresUs = readU64(v, at + F.expires_us.offset, little);
+		this.slackUs = v.getUint32(at + F.slack_us.offset, little);
 	}
 
 	get saddr(): string {

@@ -92,8 +92,8 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 	const add = (s: SocketEntry): void => {
 		if (s.state === TCP_TIME_WAIT) timeWait++;
 		if (s.state === TCP_LISTEN) listeningPorts.add(s.sport);
-		// Entered since counting began (its timer less its length; the wheel's slack of a second or two aside): counted.
-		if (countedFromUs !== undefined && s.state === TCP_TIME_WAIT && s.expiresUs > 0 && s.expiresUs - lengthUs(s.substate, ns.settings) >= countedFromUs) return;
+		// Entered since counting began (when its timer was armed: when the wheel runs it, less the wheel's slack, less its length): counted.
+		if (countedFromUs !== undefined && s.state === TCP_TIME_WAIT && s.expiresUs > 0 && s.expiresUs - (s.slackUs ?? 0) - lengthUs(s.substate, ns.settings) >= countedFromUs) return;
 		if (port !== undefined && s.sport !== port && s.dport !== port) return;
 		if (family !== undefined && s.family !== family) return;
 		if (s.state === TCP_LISTEN || s.state === TCP_NEW_SYN_RECV) return;

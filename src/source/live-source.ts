@@ -26,6 +26,11 @@ export interface LiveSourceOptions {
 	walkIntervalMs?: number;
 	/** Ingest events from ring memory, with no object per event (top, serve). */
 	perEvent?: boolean;
+	/**
+	 * The model takes what the kernel counts from its counters, once an upkeep and before each
+	 * snapshot (PipelineOptions.modelFromCounts): `kinds` need only what the counters do not hold (top).
+	 */
+	fromCounts?: boolean;
 	/** Walk the sockets processes hold open, for likely owners of older TIME_WAIT (top, doctor). */
 	likelyOwners?: boolean;
 	/** Hand the raw records to the handlers (record). */
@@ -58,7 +63,7 @@ export class LiveSource implements Source {
 		preflight(command, objectPath);
 		const options: PipelineOptions = {
 			objectPath, filters, ringBytes: opts.ringSize ?? 8 << 20, log: want.log, walkIntervalMs: want.walkIntervalMs,
-			perEvent: want.perEvent, keepRaw: want.keepRaw,
+			perEvent: want.perEvent, keepRaw: want.keepRaw, ...(want.fromCounts ? { counting: true, modelFromCounts: true } : {}),
 			model: { ...want.model, ...modelFilters({ comm: opts.comm, pid: opts.pid, port: opts.port }, filters) },
 			...(want.likelyOwners ? { openSocketsObjectPath: openSocketsObjectPath(objectPath) } : {}),
 		};

@@ -7,7 +7,7 @@ import { DEFAULT_THRESHOLDS, evaluate, inputFromSnapshot, type DoctorInput } fro
 import { ChurnModel } from '../../src/model/churn-model.js';
 import { snapshot } from '../../src/model/snapshot.js';
 import { base } from '../helpers/events.js';
-import { CAPTURE_VERSION, layoutFingerprint, type CaptureHeader } from '../../src/capture/format.js';
+import { CAPTURE_VERSION, layoutFingerprint, READABLE_LAYOUTS, type CaptureHeader } from '../../src/capture/format.js';
 import { CaptureWriter } from '../../src/capture/writer.js';
 import { readCaptureFile } from '../../src/capture/reader.js';
 import { EVENT_SIZE, SOCK_SIZE } from '../../src/event/layout.generated.js';
@@ -87,4 +87,22 @@ test('capture writer: a frame that would pass --max-size is refused, and the fil
 test('capture layout: the committed fingerprint is this build\'s (a layout change must raise CAPTURE_VERSION)', async (t) => {
 	const { LAYOUT_FINGERPRINT } = await import('../../src/capture/format.js');
 	t.is(layoutFingerprint(), LAYOUT_FINGERPRINT, 'struct twt_event or twt_sock changed: raise CAPTURE_VERSION, then update LAYOUT_FINGERPRINT');
+});
+
+test('capture layout: an earlier layout that differs only where padding became a field still reads; any other is refused with the way out', (t) => {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twt-cap-'));
+	t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const write = (layout: string) => {
+		const file = path.join(dir, `${layout}.twtcap`);
+		const header: CaptureHeader = {
+			format: 'twtrace-capture', version: 5, tool: 'twtrace 0.0.9', host: { hostname: 'h', kernel: 'k', arch: 'x64', byteOrder: os.endianness() },
+			startedAt: new Date(0).toISOString(), clock: { startUs: 0, epochOffsetUs: 0 }, layout, eventSize: EVENT_SIZE, sockSize: SOCK_SIZE,
+			filters: { netns: [] }, walkIntervalMs: 5000, namespaces: [],
+		};
+		new CaptureWriter(file, header, { maxBytes: 8192 }).close({ endUs: 1, reason: 'done', drops: { ringFull: 0, mapFull: 0, missedRuns: 0, walkMissed: 0, unwitnessed: 0, ownerMissing: 0, decodeErrors: 0 } });
+		return file;
+	};
+	for (const layout of Object.keys(READABLE_LAYOUTS)) t.is(readCaptureFile(write(layout)).header.layout, layout);
+	t.throws(() => readCaptureFile(write('0123456789abcdef')), { message: /record layout \(0123456789abcdef\) is not this twtrace's .*replay it with the twtrace version that recorded it \(twtrace 0\.0\.9\)/ });
+	t.throws(() => readCaptureFile(write('constructor')), { message: /record layout/ }, 'no inherited name passes for a layout');
 });

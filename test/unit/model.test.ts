@@ -473,3 +473,18 @@ test('ports in use from counts: a connection open at the walk that ends is not c
 	m.ingestCounts(key, { pid: 7, comm: 'counted' }, delta, T0 + 20 * S);
 	t.is(view(m, 21).destinations[0]!.portsInUse, 2 + 7, '5 open less the 3 that surely were, and 7 in TIME_WAIT');
 });
+
+test('beside counts, a walk takes the timewait sockets armed before counting began, dated by their timer less the wheel\'s slack, and leaves the later ones to the counts', (t) => {
+	const m = new ChurnModel(T0);
+	m.attachedUs = T0 + 10 * S;
+	m.countFrom(T0 + 10 * S);
+	// Armed 1 s before counting began; the wheel runs its timer 2 s after its own expiry (HZ 250, kernel-facts §9).
+	const before = sock({ state: 6, substate: 6, sport: 40001, expiresUs: T0 + 9 * S + 60 * S + 2 * S, slackUs: 2 * S });
+	// Armed 0.5 s after counting began: the kernel counted it.
+	const after = sock({ state: 6, substate: 6, sport: 40002, expiresUs: T0 + 10.5 * S + 60 * S + 1 * S, slackUs: 1 * S });
+	m.reconcile({ netns: 1, takenAtUs: T0 + 12 * S, sockets: [before, after], settings: settings() });
+	const rows = view(m, 12).rows;
+	t.deepEqual(rows.map((r) => [r.comm, r.timeWait]), [['(before start)', 1]]);
+	t.true(m.timeWait.has(before.cookie));
+	t.false(m.timeWait.has(after.cookie));
+});
