@@ -701,10 +701,11 @@ ${fmtInt(r.connPerSec)} connections/s nothing above is per event: what serve cos
 and the closes it looks up one by one (suspect checks), and the kernel time of its syscalls, which the main thread's profile does not
 see (the process's CPU above is both). What is left to build: fewer transitions acted on in the kernel (step 5, the BPF side's row),
 and walks aggregated in the kernel (step 6: held counts after \`tcp_tw_reuse\` takeovers, and top holding millions).`,
-	top: (r, perConnection) => `What would close the full-churn targets: top run by itself (\`--standalone\`, or with no agent running) feeds the model
-per event (ingest in JavaScript, its cost following the event rate) and builds a snapshot a second; at ${fmtInt(r.connPerSec)} connections/s and
-${fmt(perConnection)} records a connection, 5 % of a core leaves ${fmt(50_000 / (perConnection * Math.max(r.connPerSec, 1)), 2)} µs per record. Fed from the kernel's counters as serve's model is (step 4, serve's
-paragraph above), top's cost would be per snapshot, not per event. With an agent running, top asks it and costs a question a second.`,
+	top: (r) => `Where top's time goes: run by itself (here, with no agent running), top takes what the kernel counts from its counters,
+as serve does (docs/counting-in-the-kernel.md, step 4): at ${fmtInt(r.connPerSec)} connections/s its ring carries task records and failures
+only, and what it does per second is a reading of the counters, a snapshot and its JSON line. Its slowdown is the BPF side's with
+counting on (the \`twtrace, BPF side counting\` row): fewer transitions acted on in the kernel (step 5) is what would lower it.
+Holding millions of TIME_WAIT, a walk's cost is the table's (the seed rows below): walks aggregated in the kernel (step 6).`,
 	trace: (r) => `What would close it: \`trace --json\` exists to print every event, so its cost is per line and cannot follow
 a count: decoding the record, building a JSON line, writing it. Its busy share above, over the events it printed (the churn
 table's events/s), is what each line costs; its target line above sets the workload's slowdown above the BPF side alone
