@@ -61,6 +61,13 @@ export interface WalkCheck {
 	 * kernel may have ended already: the kernel's count may be below the model's by that many.
 	 */
 	modelExpiringSoon?: number;
+	/**
+	 * The model holds what entered since counting began as the kernel's counts (ChurnModel.fromCounts),
+	 * which no walk corrects (no cookies): a model above the kernel's count (tcp_tw_reuse takeovers,
+	 * an RST ending a timewait socket early) is then no reason to read a walk, which would find the
+	 * same next time. Step 6 (walks aggregated per destination in the kernel) would correct it.
+	 */
+	counted?: boolean;
 	/** Whether the model holds every socket of the namespace (no filter but namespaces). */
 	seesEverySocket: boolean;
 	/** The settings at the namespace's last walk (undefined: never walked) and now. */
@@ -79,7 +86,7 @@ export function walkNeeded(c: WalkCheck): boolean {
 	if (!sameSettings(c.settingsWalked, c.settingsNow)) return true;
 	const tolerance = timeWaitTolerance(c.kernelTimeWait);
 	const diff = c.kernelTimeWait - c.modelTimeWait;
-	return diff < -tolerance - (c.modelExpiringSoon ?? 0) || diff > tolerance + (c.modelExpiredLately ?? 0);
+	return (diff < -tolerance - (c.modelExpiringSoon ?? 0) && !c.counted) || diff > tolerance + (c.modelExpiredLately ?? 0);
 }
 
 /**
@@ -102,7 +109,7 @@ export function walkCheckOf(model: ChurnModel, peek: WalkPeek, walkIntervalMs: n
 	return {
 		kernelTimeWait: peek.timeWaitKernel, modelTimeWait: model.timeWait.countIn(peek.netns), seesEverySocket: model.seesEverySocket,
 		modelExpiredLately: model.timeWait.expired.since(peek.netns, at, counted ? COUNTED_LATE_US : undefined),
-		modelExpiringSoon: counted ? model.timeWait.countedExpiring(peek.netns, at, at + COUNTED_EARLY_US) : 0,
+		modelExpiringSoon: counted ? model.timeWait.countedExpiring(peek.netns, at, at + COUNTED_EARLY_US) : 0, counted,
 		settingsWalked: ns?.settings, settingsNow: peek.settings, walkedAtUs: ns?.walkedAtUs, nowUs: at, walkIntervalMs,
 	};
 }
