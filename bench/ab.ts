@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { measureAgentCost, type AgentCostRun } from './agent-cost.js';
 import { median } from './stats.js';
 import { root } from './tracers.js';
+import { exitOnSignals } from '../testbed/children.js';
 
 const USAGE = 'usage: sudo npm run bench:ab -- --base DIR [--loads 10,1000] [--rounds 3] [--warm 15] [--window 30]';
 
@@ -45,6 +46,7 @@ const builds = [{ name: 'this checkout', dir: root }, { name: 'base', dir: path.
 	return { ...b, cli, commit: commitOf(b.dir) };
 });
 
+exitOnSignals();
 const runs = new Map<string, AgentCostRun[]>();
 console.error(`bench:ab: ${rounds} rounds × ${loads.length} loads × 2 builds × ${warmS + windowS} s`);
 for (let round = 1; round <= rounds; round++) {

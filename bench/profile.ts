@@ -21,6 +21,7 @@ import { scrapeEverySecond, startServe, stopChild } from './agent-cost.js';
 import { waitQuiet } from './proc.js';
 import { INSPECT_HOOK, startTwtrace } from './tracers.js';
 import { pairWithRoom, startLoad, type LoadOptions } from './steady.js';
+import { exitOnSignals } from '../testbed/children.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -188,6 +189,7 @@ export function profileTables(r: ProfileResult): string {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+	exitOnSignals();
 	const { parseArgs } = await import('node:util');
 	const { values } = parseArgs({ options: { seconds: { type: 'string', default: '20' }, warm: { type: 'string', default: '10' }, command: { type: 'string', default: 'serve' }, rate: { type: 'string', default: '0' }, help: { type: 'boolean', short: 'h' } } });
 	if (values.help) {

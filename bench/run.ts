@@ -40,6 +40,7 @@ import { COLUMN_BYTES_PER_SLOT } from '../src/model/time-wait.js';
 import { SOCK_SIZE } from '../src/event/layout.generated.js';
 import { measureProfile, PER_EVENT_AREA, PROFILED, profileTables, type ProfileResult, type ProfiledCommand } from './profile.js';
 import { AGENT_LOADS, measureAgentCost, measureBaseline, runSeconds, type AgentCostRun, type AgentCostTiming, type BaselineRun } from './agent-cost.js';
+import { exitOnSignals } from '../testbed/children.js';
 
 const { values: opts } = parseArgs({
 	options: {
@@ -405,6 +406,10 @@ ${markdownTable(['s', 'top RSS MiB', 'V8 heap used / array buffers MiB', 'TIME_W
 - After the load: top's count in the first snapshot after ${r.final.afterWalk ? 'a walk' : '**no walk** (none was read in time)'}, ${r.final.secondsAfterLoad} s after the load ended, ${fmtInt(r.final.top)}, against the kernel's at that moment,
   ${fmtInt(r.final.kernel)} (${diff >= 0 ? '+' : ''}${fmtInt(diff)}, ${(100 * Math.abs(diff) / Math.max(1, r.final.kernel)).toFixed(2)} %); expiry in between follows the kernel's timer wheel.
 - The count after a walk equals the kernel's (target: ${r.final.afterWalk ? verdict(diff === 0) : '**missed**: no walk to judge'}; sockets expire by thousands a second meanwhile, so one or two apart is the two reads' timing).
+  top's model holds what entered since it started as the kernel's counts (docs/counting-in-the-kernel.md, step 4), each held 60 s from the reading
+  that found it and without the timer wheel's slack (up to 2 s at HZ 250, kernel-facts §9), which counts do not carry: at
+  ${fmtInt(r.connPerSec)} connections/s a second of it is ${fmtInt(r.connPerSec)} sockets the kernel still holds. What would close it: counted entries held for the
+  wheel's mean slack too, which walks now report per socket (\`slack_us\`).
 - Peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB holding 1.5M: ${peakHeld >= 1_500_000 ? verdict(r.peakRssMiB <= 128) : `not judged: ${fmtInt(peakHeld)} held, under 1.5M; ${verdict(r.peakRssMiB <= 128)} at what it held`}); slowest walk ${worstWalk === undefined ? '–' : `${fmtInt(worstWalk)} ms`} (target ≤ 1,000 ms: ${worstWalk === undefined ? '–' : verdict(worstWalk <= 1000)}).
 - top's closing line: ${r.lost}
 ${steadyWhy(r, worstWalk)}
@@ -422,21 +427,21 @@ function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
 		const perSocketBytes = ((peak.rssMiB - first.rssMiB) * 2 ** 20) / (peak.timeWaitTop - first.timeWaitTop);
 		const fixedMiB = peak.rssMiB - (peak.timeWaitTop * perSocketBytes) / 2 ** 20;
 		const at1500k = fixedMiB + (1_500_000 * perSocketBytes) / 2 ** 20;
+		const f = first.memory!;
 		lines.push(`- Where the RSS goes: from ${fmtInt(first.rssMiB)} MiB holding ${fmtInt(first.timeWaitTop)} TIME_WAIT (at ${first.atS} s) to ${fmtInt(peak.rssMiB)} MiB holding ${fmtInt(peak.timeWaitTop)} (at ${peak.atS} s):
-  ${fmtInt(perSocketBytes)} bytes of RSS a socket held (the TIME_WAIT population's columns, ${COLUMN_BYTES_PER_SLOT} bytes a slot, and its cookie index, touched as they
-  fill; their ${fmtInt(m.arrayBuffersMiB)} MiB of array buffers are reserved ahead, up to twtrace's bound of sockets), and about ${fmtInt(fixedMiB)} MiB that holding no
-  socket would leave: V8's heap (${fmtInt(m.heapTotalMiB)} MiB reserved, ${fmtInt(m.heapUsedMiB)} MiB in use at the peak: owners, histograms, a walk's chunks), Node and its
-  libraries, libbpf and the kernel's BTF, the ring buffer's pages. At 1.5M sockets that is about ${fmtInt(at1500k)} MiB.
-  What would close it: both parts are over budget, the per-socket table alone (${fmtInt((1_500_000 * perSocketBytes) / 2 ** 20)} MiB at 1.5M) included. Counts kept
-  per (owner, destination, second of expiry) instead of a row per socket, in the kernel or in user space, would not grow with
-  the sockets held (README, "Where counting happens").`);
+  ${fmtInt(perSocketBytes)} bytes of RSS a socket held. Over that rise V8's heap in use went from ${fmtInt(f.heapUsedMiB)} to ${fmtInt(m.heapUsedMiB)} MiB and array buffers from
+  ${fmtInt(f.arrayBuffersMiB)} to ${fmtInt(m.arrayBuffersMiB)} MiB (reserved ahead, committed as touched). top's model holds what the kernel counted as a slot per key and
+  reading of the counters, not per socket (docs/counting-in-the-kernel.md, step 4); only the sockets older than top, which walks find, take a
+  slot each (${COLUMN_BYTES_PER_SLOT} bytes and its index). About ${fmtInt(fixedMiB)} MiB would remain holding none: V8's heap, Node and its libraries, libbpf and the
+  kernel's BTF, the ring buffer's pages. At 1.5M sockets that is about ${fmtInt(at1500k)} MiB${at1500k <= 128 ? '.' : `: what would close it is finding what grows
+  with the sockets held outside the model (a heap snapshot at two sizes: npm run bench:heap).`}`);
 	}
 	const worst = r.samples.filter((x) => x.walkSplit && x.walkMs === worstWalkMs)[0];
 	if (worst?.walkSplit && worstWalkMs !== undefined) {
 		const w = worst.walkSplit;
 		const other = worstWalkMs - w.readMs - w.drainMs - w.handleMs;
 		lines.push(`- Where the slowest walk's ${fmtInt(worstWalkMs)} ms went (at ${worst.atS} s): ${fmtInt(w.readMs)} ms reading the kernel's iterator (dump_tcp copying
-  every socket of both namespaces, ${SOCK_SIZE} bytes each), ${fmtInt(w.drainMs)} ms draining the ring before each chunk (the churn's events, ingested as they come),
+  every socket of both namespaces, ${SOCK_SIZE} bytes each), ${fmtInt(w.drainMs)} ms draining the ring before each chunk (its records, and the counters read, as they come),
   ${fmtInt(w.handleMs)} ms reconciling its sockets with the model in JavaScript, ${fmtInt(other)} ms the rest (opening each namespace's iterator, and other work between chunks: snapshots, upkeep).
   What would close it: a walk reads and reconciles every socket, O(sockets held), however few were missed, while what it is
   for shows first in the kernel's own count (walk-plan.ts: a due walk is read only when the counts disagree, or every 10th)
@@ -926,4 +931,5 @@ async function soakOnly(commit: string): Promise<void> {
 	console.error(`bench: wrote the soak into ${path.relative(process.cwd(), out)}`);
 }
 
+exitOnSignals();
 await main();

@@ -46,3 +46,12 @@ export function runCommand(cmd: string, args: string[], options: { cwd?: string;
 	return new Promise((resolve) => execFile(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, timeout: options.timeoutMs ?? 120_000, maxBuffer: 64 << 20 },
 		(error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })));
 }
+
+/**
+ * A bench's entry point: SIGINT and SIGTERM exit through 'exit', so the children tracked here are
+ * killed and the namespaces made are removed (testbed/netns.ts), instead of left running.
+ */
+export function exitOnSignals(): void {
+	process.once('SIGINT', () => process.exit(130));
+	process.once('SIGTERM', () => process.exit(143));
+}

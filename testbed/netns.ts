@@ -31,6 +31,12 @@ function ip(args: string[]): string {
 	return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/** Pairs not yet removed: removed when this process exits (an interrupted bench, a failed test). */
+const live = new Set<NetnsPair>();
+process.on('exit', () => {
+	for (const pair of live) pair.remove();
+});
+
 export function createPair(): NetnsPair {
 	const tag = `twt${process.pid}x${counter++}`;
 	const client = `${tag}c`;
@@ -52,6 +58,7 @@ export function createPair(): NetnsPair {
 			.split('\n').map((l) => l.trim().split(/\s+/).slice(-2).join(' ')).filter((l) => l.length > 1),
 		timeWaitCount: (ns) => Number(execFileSync('sh', ['-c', `ip netns exec ${ns} ss -tanH state time-wait | wc -l`], { encoding: 'utf8' }).trim()),
 		remove: () => {
+			live.delete(pair);
 			for (const ns of [client, server]) {
 				try {
 					ip(['netns', 'delete', ns]);
@@ -61,6 +68,7 @@ export function createPair(): NetnsPair {
 			}
 		},
 	};
+	live.add(pair);
 	try {
 		// Both ends are created inside the namespaces, so no name can clash in the host's namespace.
 		ip(['link', 'add', 'name', 'v0', 'netns', client, 'type', 'veth', 'peer', 'name', 'v1', 'netns', server]);
