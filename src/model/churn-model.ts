@@ -1,6 +1,7 @@
 /**
- * The churn model behind `top` (and later `report` and `serve`): events and socket-table walks in,
- * per-owner tallies out. Pure and deterministic: every method takes CLOCK_MONOTONIC µs from its
+ * The churn model behind `top`, `serve`, `report` and `doctor`: the kernel's counts (counted.ts: top and
+ * serve live, a window of counts replayed), events (failures always; every kind where records are
+ * kept) and socket-table walks in, per-owner tallies out. Pure and deterministic: every method takes CLOCK_MONOTONIC µs from its
  * caller (events carry their own timestamps), so tests drive it with a synthetic clock.
  *
  * The unit of state is an *owner*: one (pid, comm, cgroup, netns, side, peer) combination. Groups
