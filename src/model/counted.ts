@@ -86,9 +86,20 @@ function closedSinceWalk(m: ReconcileTarget, dest: Destination, netns: number, d
 	dest.portsHeldOpen = Math.max(0, dest.portsHeldOpen - closed);
 }
 
-/** The key's TIME_WAIT entries, held from the reading for their substate's length. */
+/**
+ * The key's TIME_WAIT entries, held from the reading for their substate's length. As the kernel does,
+ * none beyond the namespace's tcp_max_tw_buckets: `inet_twsk_alloc()` refuses a timewait socket while
+ * that many are held, and the full socket closes the same way (kernel-facts §1.3: the transition looks
+ * identical; only TcpExtTCPTimeWaitOverflow counts them), so the counters count an entry the kernel
+ * never held. A model of events has walks to remove those; counts have only the cap.
+ */
 function addEntries(m: ReconcileTarget, owner: Owner, dest: Destination | undefined, netns: number, delta: Float64Array, atUs: number): void {
-	const finUs = (m.netnsState(netns).settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
-	if (delta[K.timeWait]! > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + TIME_WAIT_SECONDS * US, delta[K.timeWait]!);
-	if (delta[K.finWait2]! > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + finUs, delta[K.finWait2]!);
+	const settings = m.netnsState(netns).settings;
+	const finUs = (settings?.finTimeoutSec ?? TIME_WAIT_SECONDS) * US;
+	let room = settings?.maxTimeWaitBuckets === undefined ? Infinity : Math.max(0, settings.maxTimeWaitBuckets - m.timeWait.countIn(netns));
+	const timeWait = Math.min(delta[K.timeWait]!, room);
+	room -= timeWait;
+	const finWait2 = Math.min(delta[K.finWait2]!, room);
+	if (timeWait > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + TIME_WAIT_SECONDS * US, timeWait);
+	if (finWait2 > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + finUs, finWait2);
 }

@@ -63,10 +63,7 @@ export interface LiveFeedOptions {
 export interface LiveFeedHandlers {
 	/** After the model (if any) ingested them; `raw` is their bytes, EVENT_SIZE each, when keepRaw. */
 	onEvents?: (events: readonly TwtEvent[], raw: Buffer | undefined) => void;
-	/**
-	 * With perEvent: after the model ingested it, with whom the model blamed it on; not for events
-	 * the model's comm option left out. A view of ring memory: keep nothing of it.
-	 */
+	/** With perEvent: after the model ingested it, with whom it was blamed on (not for events the comm option left out). A view of ring memory: keep nothing of it. */
 	onEach?: (event: TwtEvent, blamed: Blame) => void;
 	/** After the model reconciled it. */
 	onWalk?: (walk: WalkRecord) => void;
@@ -74,6 +71,8 @@ export interface LiveFeedHandlers {
 	onDrops?: (delta: Losses, total: Losses) => void;
 	/** Every upkeep, after the walks due were started and the model's clock moved: timers of one's own are not needed. */
 	onUpkeep?: (nowUs: number) => void;
+	/** Brings the model up to now before a due walk's check (the kernel's counters read), in place of a drain. */
+	upToNow?: () => void;
 }
 
 /** Namespaces a question may add to the model (askedAbout), in all: questions cannot grow it without bound. */
@@ -317,7 +316,8 @@ export class LiveFeed {
 
 	/** Whether a due walk must be read: the model's count, its clock moved to now, against the kernel's. */
 	#walkNeeded(model: ChurnModel, peek: WalkPeek): boolean {
-		this.drainNow();
+		// The kernel's count is of now, so must the model's be (with counts, else a second of entries apart: a walk read for nothing).
+		(this.#handlers.upToNow ?? (() => this.drainNow()))();
 		model.tick(this.#parts.clockUs());
 		return walkNeeded(walkCheckOf(model, peek, this.#walkIntervalMs));
 	}

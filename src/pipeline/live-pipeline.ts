@@ -104,6 +104,7 @@ export class LivePipeline {
 				given.onWalk?.(walk);
 				this.#maybeWalkOpenSockets();
 			},
+			upToNow: () => this.readCounts(),
 			onUpkeep: (nowUs) => {
 				if (this.counts) this.readCounts(nowUs); // the upkeep has drained already
 				recorder?.tick(nowUs);

@@ -83,7 +83,8 @@ export interface WalkCheck {
 export function walkNeeded(c: WalkCheck): boolean {
 	if (c.kernelTimeWait === undefined || !c.seesEverySocket || !c.settingsWalked || c.walkedAtUs === undefined) return true;
 	if (c.nowUs - c.walkedAtUs >= FORCE_WALK_EVERY * c.walkIntervalMs * 1000) return true;
-	if (!sameSettings(c.settingsWalked, c.settingsNow)) return true;
+	// Counts hold tcp_max_tw_buckets as the kernel does (counted.ts), and a walk could not correct them: overflows are no reason to walk.
+	if (!sameSettings(c.settingsWalked, c.settingsNow, c.counted === true)) return true;
 	const tolerance = timeWaitTolerance(c.kernelTimeWait);
 	const diff = c.kernelTimeWait - c.modelTimeWait;
 	return (diff < -tolerance - (c.modelExpiringSoon ?? 0) && !c.counted) || diff > tolerance + (c.modelExpiredLately ?? 0);
@@ -114,8 +115,8 @@ export function walkCheckOf(model: ChurnModel, peek: WalkPeek, walkIntervalMs: n
 	};
 }
 
-function sameSettings(a: NetnsSettings, b: NetnsSettings): boolean {
-	const text = (s: NetnsSettings) => JSON.stringify({ ...s, reservedPorts: [...s.reservedPorts].sort((x, y) => x - y) });
+function sameSettings(a: NetnsSettings, b: NetnsSettings, overflowAside: boolean): boolean {
+	const text = (s: NetnsSettings) => JSON.stringify({ ...s, reservedPorts: [...s.reservedPorts].sort((x, y) => x - y), ...(overflowAside ? { timeWaitOverflow: 0 } : {}) });
 	return text(a) === text(b);
 }
 

@@ -257,3 +257,23 @@ test('the pipeline answers snapshots from the fed model, with the namespace walk
 	t.like(reply.snapshot.rows[0], { comm: '(before start)', timeWait: 1, likely: [{ pid: 900, comm: 'api', timeWait: 1 }] });
 	t.is(reply.walks.completed, 1);
 });
+
+test('a due walk\'s check brings the model up to now first (upToNow: the agent reads the kernel\'s counters), so entries since the last reading are no reason to walk', async (t) => {
+	const k = new FakeKernel();
+	k.table(1, Array.from({ length: 100 }, (_, i) => sockRecord({ cookie: 100 + i, sport: 40000 + i, expiresUs: k.nowUs + 120 * S })));
+	k.kernelCounts.set(1, 100);
+	const model = new ChurnModel(k.nowUs);
+	let broughtUp = 0;
+	const feed = new LiveFeed({ objectPath: '', filters, ringBytes: 4096, model, walkIntervalMs: 5000, upkeepMs: 5 }, {
+		// As if reading the counters found 500 entries the kernel counted since the last reading.
+		upToNow: () => void (broughtUp++ === 0 && model.timeWait.addCounted(model.owners.values().next().value!, undefined, 1, k.nowUs, k.nowUs + 60 * S, 500)),
+	}, k.parts());
+	t.teardown(() => feed.stop());
+	await eventually(() => feed.walks.completed === 1);
+	k.kernelCounts.set(1, 600);
+	k.nowUs += 5 * S;
+	await eventually(() => feed.walks.skipped === 1);
+	t.true(broughtUp >= 1);
+	t.is(feed.walks.completed, 1, 'the model, brought up to now, agrees with the kernel: no walk read');
+	await feed.stop();
+});

@@ -488,3 +488,21 @@ test('beside counts, a walk takes the timewait sockets armed before counting beg
 	t.true(m.timeWait.has(before.cookie));
 	t.false(m.timeWait.has(after.cookie));
 });
+
+test('counted entries stop at the namespace\'s tcp_max_tw_buckets, as the kernel refuses timewait sockets past it', (t) => {
+	const m = new ChurnModel(T0);
+	m.countFrom(T0);
+	m.setSettings(1, settings({ maxTimeWaitBuckets: 100 }));
+	const key: CountKey = { netns: 1, blamed: 7, cgroupId: 0, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', port: 7101, side: 'client' };
+	const entries = (n: number) => {
+		const delta = new Float64Array(COUNT_COLUMNS);
+		delta[COUNT_COLUMN.timeWait] = n;
+		return delta;
+	};
+	m.ingestCounts(key, { pid: 7, comm: 'counted' }, entries(80), T0 + 1 * S);
+	m.ingestCounts(key, { pid: 7, comm: 'counted' }, entries(50), T0 + 2 * S);
+	t.is(m.namespaceTimeWait(1).count, 100, 'the kernel held 100 and refused 30 (TcpExtTCPTimeWaitOverflow)');
+	t.is(view(m, 3).rows[0]!.timeWait, 100);
+	m.ingestCounts(key, { pid: 7, comm: 'counted' }, entries(50), T0 + 61.5 * S); // the first 80 have expired, the 20 not yet
+	t.is(m.namespaceTimeWait(1).count, 20 + 50);
+});

@@ -61,7 +61,8 @@ test('a model of counted entries (the agent\'s) agrees with the kernel within th
 	// A model of counts cannot be corrected by a walk (no cookies): holding more than the kernel is no reason to read one.
 	t.false(walkNeeded(check({ modelTimeWait: 900_000 + tol + 50_000, counted: true })), 'tcp_tw_reuse took them over: step 6 would correct it');
 	t.true(walkNeeded(check({ modelTimeWait: 900_000 - tol - 1, counted: true })), 'the kernel holds sockets the model does not know: a walk finds them');
-	t.true(walkNeeded(check({ counted: true, settingsNow: { ...settings, timeWaitOverflow: 1 } })));
+	t.false(walkNeeded(check({ counted: true, settingsNow: { ...settings, timeWaitOverflow: 1 } })), 'counts hold the cap as the kernel does: an overflow is no reason');
+	t.true(walkNeeded(check({ counted: true, settingsNow: { ...settings, portRange: { low: 10000, high: 60999 } } })), 'another setting still is');
 	t.true(COUNTED_LATE_US >= 5_120_000 + 1_000_000, 'the wheel\'s slack at HZ 100 and a reading\'s interval');
 	t.true(COUNTED_LATE_US <= (71 - 1) * 100_000, 'within what RecentExpiries keeps');
 	t.true(COUNTED_EARLY_US >= 1_000_000, 'a reading\'s interval');
