@@ -282,7 +282,7 @@ export class ChurnModel {
 
 	/**
 	 * TIME_WAIT sockets in `netns` now, every process's: the population's count, made exact by each
-	 * walk and kept by events and the kernel's timers in between (`from: 'model'`). A model that does
+	 * walk and kept by events and the kernel's timers in between, or from the kernel's counts (`from: 'model'`). A model that does
 	 * not see every socket (seesEverySocket) has only the last walk's count, all processes
 	 * (`from: 'walk'`, as old as the walk), or, before any walk, its own part.
 	 */

@@ -74,7 +74,7 @@ export interface NetnsState {
 /** ChurnModel.namespaceTimeWait: a namespace's TIME_WAIT count, and where it comes from. */
 export interface NamespaceTimeWait {
 	count: number;
-	/** model: now (exact at each walk, kept by events since); walk: the last walk's (a filtered model). */
+	/** model: now (the kernel's counts and walks, or events and walks); walk: the last walk's (a filtered model). */
 	from: 'model' | 'walk';
 }
 
