@@ -7,7 +7,6 @@
  */
 import os from 'node:os';
 import { COMMAND_KINDS, type EventKindName } from '../event/kinds.js';
-import { decodeCountKey } from '../event/counts.js';
 import { eventsLost, type SessionSummary } from '../facts/losses.js';
 import type { Io } from '../io.js';
 import { ChurnMetrics } from '../model/churn-metrics.js';
@@ -95,7 +94,7 @@ export class AgentDaemon {
 			const p = (pipeline = new LivePipeline({
 				objectPath, openSocketsObjectPath: openSocketsObjectPath(objectPath), filters: { ...o.filters, kinds: [...(keepsRecords ? COMMAND_KINDS.records : COMMAND_KINDS.serve)] }, ringBytes: o.ringBytes, log: o.log,
 				walkIntervalMs: o.walkIntervalMs, perEvent: true, counting: true, modelFromCounts: true, cgroupRescanMs: 250, upkeepMs: 1000,
-				model: { ...o.model, closesFromTimeWait: true },
+				model: o.model,
 				...(o.recorder && o.socketPath ? {
 					recorder: {
 						...o.recorder, filters: o.captureFilters,
@@ -106,10 +105,7 @@ export class AgentDaemon {
 				// The kernel counts connections, TIME_WAIT entries, resets and lifetimes (docs/counting-in-the-kernel.md,
 				// step 2): the metrics take those from its counters, once a second, and only failures from events.
 				onEach: (e, blamed) => void (isFailure(e.kind) && metrics.observeOne(e, blamed)),
-				onCounts: (key, delta) => {
-					const k = decodeCountKey(key);
-					metrics.observeCounts(p.feed.task(k.blamed), k, delta, monotonicUs());
-				},
+				onCounts: (key, who, delta) => metrics.observeCounts(who, key, delta, monotonicUs()),
 				onUpkeep: (nowUs) => {
 					metrics.tick(p.model, nowUs);
 					const d = p.feed.drops;
@@ -133,8 +129,7 @@ export class AgentDaemon {
 			metricsServer = await MetricsServer.listen(o.listen, {
 				metrics: () => {
 					const nowUs = monotonicUs();
-					p.readCounts(nowUs); // the counters and the ring as of now, not of the last upkeep
-					p.model.tick(nowUs);
+					p.readCounts(nowUs); // the counters, the ring and the model as of now, not of the last upkeep
 					const data = metrics.collect(p.model, { nowUs, rateWindowUs: RATE_WINDOW_US, maxDestinations: o.maxDestinations, maxNamespaces: MAX_WALKED_NAMESPACES });
 					const body = view.render(data, { drops: p.feed.drops, unwalkedNamespaces: p.feed.unwalked.size, walks: p.feed.walks, version });
 					return { body, contentType: view.contentType };

@@ -51,6 +51,9 @@ export const TCP_STATE_NAMES: readonly string[] = [
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 
+/** What the kernel's counters do not stand for: a failure's errno and target (victims are listed one by one). */
+const FAILURES = ['connect_fail', 'bind_fail'] as const satisfies readonly EventKindName[];
+
 /**
  * The kinds each live command asks the kernel for (the BPF program filters on them): every record
  * costs at every connection, so a command takes only what its model uses. trace takes what --kind
@@ -61,8 +64,8 @@ export const COMMAND_KINDS = {
 	 * Failures (their errno and target; task records always flow): top and serve take the rest from the
 	 * kernel's counters (docs/counting-in-the-kernel.md, step 4).
 	 */
-	top: ['connect_fail', 'bind_fail'],
-	serve: ['connect_fail', 'bind_fail'],
+	top: FAILURES,
+	serve: FAILURES,
 	/** What a model fed per event takes (an agent whose flight recorder keeps records needs them all): rates, destinations, TIME_WAIT, lifetimes (from time_wait and reset), failures; closes counted at time_wait. */
 	records: ['connect', 'accept', 'time_wait', 'reset', 'connect_fail', 'bind_fail'],
 	/** Destination headroom (connect rates, TIME_WAIT held) and victims. */

@@ -56,8 +56,9 @@ export interface ReconcileTarget {
 }
 
 /**
- * A socket's TIME_WAIT entry is dated from its timer (expiry - its length); the timer wheel fires
- * up to ~0.5 s late (kernel-facts §9): entries this close to the attach are given the benefit of the doubt.
+ * A socket's TIME_WAIT entry is dated from its timer (armedUs); a walk from before capture format 6
+ * does not say the wheel's slack, up to 2 s at HZ 250 (kernel-facts §9): entries this close to the
+ * attach are given the benefit of the doubt.
  */
 const ENTRY_DATING_SLACK_US = 2 * 1_000_000;
 
@@ -89,11 +90,13 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 	};
 	m.timeWait.beginWalk();
 	const countedFromUs = m.countedFromUs;
+	// When a timewait socket's timer was armed: when the wheel runs it, less the wheel's slack (kernel-facts §9), less its length.
+	const armedUs = (s: SocketEntry) => s.expiresUs - (s.slackUs ?? 0) - lengthUs(s.substate, ns.settings);
 	const add = (s: SocketEntry): void => {
 		if (s.state === TCP_TIME_WAIT) timeWait++;
 		if (s.state === TCP_LISTEN) listeningPorts.add(s.sport);
-		// Entered since counting began (when its timer was armed: when the wheel runs it, less the wheel's slack, less its length): counted.
-		if (countedFromUs !== undefined && s.state === TCP_TIME_WAIT && s.expiresUs > 0 && s.expiresUs - (s.slackUs ?? 0) - lengthUs(s.substate, ns.settings) >= countedFromUs) return;
+		// Entered since counting began: counted.
+		if (countedFromUs !== undefined && s.state === TCP_TIME_WAIT && s.expiresUs > 0 && armedUs(s) >= countedFromUs) return;
 		if (port !== undefined && s.sport !== port && s.dport !== port) return;
 		if (family !== undefined && s.family !== family) return;
 		if (s.state === TCP_LISTEN || s.state === TCP_NEW_SYN_RECV) return;
@@ -121,8 +124,7 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 		}
 		// Not seen entering TIME_WAIT: owned by its listener; else older than twtrace ("(before
 		// start)"), or, when its timer says it entered after the attach, its events were lost.
-		const lifeUs = lengthUs(s.substate, ns.settings);
-		const lost = expiresUs !== undefined && expiresUs - lifeUs > m.attachedUs + ENTRY_DATING_SLACK_US;
+		const lost = expiresUs !== undefined && armedUs(s) > m.attachedUs + ENTRY_DATING_SLACK_US;
 		// Such sockets come by the thousand towards one peer: their owner and port pool are looked
 		// up once per peer and walk, by the raw address words, without formatting addresses.
 		const holdsPort = !isServer && m.holdsEphemeralPort(walk.netns, s.sport);

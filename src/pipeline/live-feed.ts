@@ -71,7 +71,7 @@ export interface LiveFeedHandlers {
 	onDrops?: (delta: Losses, total: Losses) => void;
 	/** Every upkeep, after the walks due were started and the model's clock moved: timers of one's own are not needed. */
 	onUpkeep?: (nowUs: number) => void;
-	/** Brings the model up to now before a due walk's check (the kernel's counters read), in place of a drain. */
+	/** Brings the model up to now before a due walk's check (the kernel's counters read, its clock moved), in place of a drain and a tick. */
 	upToNow?: () => void;
 }
 
@@ -317,8 +317,8 @@ export class LiveFeed {
 	/** Whether a due walk must be read: the model's count, its clock moved to now, against the kernel's. */
 	#walkNeeded(model: ChurnModel, peek: WalkPeek): boolean {
 		// The kernel's count is of now, so must the model's be (with counts, else a second of entries apart: a walk read for nothing).
-		(this.#handlers.upToNow ?? (() => this.drainNow()))();
-		model.tick(this.#parts.clockUs());
+		if (this.#handlers.upToNow) this.#handlers.upToNow();
+		else this.drainNow(), model.tick(this.#parts.clockUs());
 		return walkNeeded(walkCheckOf(model, peek, this.#walkIntervalMs));
 	}
 

@@ -15,7 +15,8 @@ import { OpenSocketWalker } from '../tracer/open-sockets.js';
 import type { DeltaVisitor } from '../model/count-bins.js';
 import { CountReader } from './count-reader.js';
 import { captureDrops, captureHeader, type CaptureHeader } from '../capture/format.js';
-import { decodeCountKey } from '../event/counts.js';
+import { decodeCountKey, type CountKey } from '../event/counts.js';
+import type { TaskInfo } from '../event/tasks.js';
 
 /** Walks of the sockets processes hold open, at most this often (each reads every file of every process). */
 const OPEN_SOCKET_WALK_US = 5_000_000;
@@ -43,8 +44,8 @@ export interface PipelineOptions extends Omit<LiveFeedOptions, 'model' | 'socket
 
 /** The feed's handlers, and the kernel's counters' differences (with the counting option: CountReader). */
 export interface PipelineHandlers extends LiveFeedHandlers {
-	/** Every upkeep and readCounts(), key by key (count-bins.ts DeltaVisitor): keep nothing of `delta`. */
-	onCounts?: DeltaVisitor;
+	/** Every upkeep and readCounts(), key by key, the key decoded and its blamed task (known: the ring was drained first); keep nothing of `delta`. */
+	onCounts?: (key: CountKey, who: TaskInfo, delta: Float64Array) => void;
 }
 
 /** What the pipeline needs of an open-socket walk (tracer/open-sockets.ts OpenSocketWalker). */
@@ -60,7 +61,7 @@ export class LivePipeline {
 	readonly recorder: FlightRecorder | undefined;
 	/** The kernel's counters, read every upkeep, with the counting option. */
 	readonly counts: CountReader | undefined;
-	readonly #onCounts: DeltaVisitor | undefined;
+	readonly #onCounts: DeltaVisitor;
 	/** Before a reading's differences are handed on: the recorder's frame of that second takes them. */
 	readonly #readingAt: ((atUs: number) => void) | undefined;
 	/** The reading being delivered (readCounts): when the model takes its differences. */
@@ -119,13 +120,16 @@ export class LivePipeline {
 		const keepsCounts = rec?.keeps === 'counts' && this.counts !== undefined;
 		const modelFromCounts = options.modelFromCounts === true && this.counts !== undefined;
 		if (modelFromCounts) this.model.countFrom(countingFromUs);
-		const toModel: DeltaVisitor | undefined = modelFromCounts ? (key, delta) => {
-			const k = decodeCountKey(key);
-			this.model.ingestCounts(k, this.feed.task(k.blamed), delta, this.#readingUs);
-		} : undefined;
-		const visitors = [keepsCounts ? (key: string, delta: Float64Array) => recorder?.addCounts(key, delta) : undefined, toModel, given.onCounts]
-			.filter((v): v is DeltaVisitor => v !== undefined);
-		this.#onCounts = visitors.length <= 1 ? visitors[0] : (key, delta) => { for (const v of visitors) v(key, delta); };
+		// Each key is decoded once, for the model and the handler; the recorder keeps its bytes.
+		const decoded = modelFromCounts || given.onCounts !== undefined;
+		this.#onCounts = (hex, delta) => {
+			if (keepsCounts) recorder?.addCounts(hex, delta);
+			if (!decoded) return;
+			const key = decodeCountKey(hex);
+			const who = this.feed.task(key.blamed);
+			if (modelFromCounts) this.model.ingestCounts(key, who, delta, this.#readingUs);
+			given.onCounts?.(key, who, delta);
+		};
 		this.#readingAt = keepsCounts ? (atUs) => recorder?.beginCounts(atUs, parts.clockUs()) : undefined;
 		const opened = options.openSockets ?? (options.openSocketsObjectPath ? OpenSocketWalker.open(options.openSocketsObjectPath) : undefined);
 		if (opened && 'error' in opened) this.likelyUnavailable = opened.error;
@@ -166,17 +170,19 @@ export class LivePipeline {
 	/**
 	 * Brings everything up to now: reads the kernel's counters (with the counting option), drains the
 	 * ring, then hands the counters' differences to onCounts, so that every task the keys name is
-	 * known (count-reader.ts), and moves a model fed from them to now. Without counting, only drains.
+	 * known (count-reader.ts), then moves the model to now (for a model fed from counts, after its
+	 * reading: each second's sample of TIME_WAIT held is taken after its last, as a replay has it).
+	 * Without counting, drains and moves the model.
 	 */
 	readCounts(nowUs = this.#clockUs()): void {
 		this.counts?.take(Math.floor(nowUs / 1e6));
 		this.feed.drainNow();
-		if (!this.counts) return;
-		this.#readingAt?.(nowUs);
-		this.#readingUs = nowUs;
-		this.counts.deliver(this.#onCounts);
-		// The second's sample of TIME_WAIT held (the history) is the model's after its last reading, as a replay of its counts has it.
-		if (this.model.fromCounts) this.model.tick(nowUs);
+		if (this.counts) {
+			this.#readingAt?.(nowUs);
+			this.#readingUs = nowUs;
+			this.counts.deliver(this.#onCounts);
+		}
+		this.model.tick(nowUs);
 	}
 
 	/** Stops the feed (LiveFeed.stop) and releases the open-socket walk. */
@@ -203,7 +209,6 @@ export class LivePipeline {
 		if (query.view?.netns?.length) this.feed.askedAbout(query.view.netns);
 		const nowUs = this.#clockUs();
 		this.readCounts(nowUs); // true as of the question, not as of the last upkeep
-		this.model.tick(nowUs);
 		const cgroupPath = (id: number) => this.cgroups.lookup(id);
 		const snap = snapshot(this.model, {
 			by: query.by, sort: query.sort, nowUs, rateWindowUs: Math.max(query.windowMs, 1000) * 1000, filter: query.filter, view: query.view, cgroupPath,
