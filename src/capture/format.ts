@@ -13,11 +13,12 @@
  *             (walk-table.ts); without, the whole table. With `timeWaitOmitted` (version 5), the
  *             table without its timewait sockets, which a capture of counts has counted. Version 6:
  *             struct twt_sock's slack_us (padding before, 0), so that a timer dates its socket's entry.
- *   COUNTS  = atUs(f64) keys(u32) reserved(u32) key(struct twt_count_key)* value(f64 × COUNT_COLUMNS)*
+ *   COUNTS  = atUs(f64) keys(u32) encoding(u32) key(struct twt_count_key)* values
  *             (version 5): the kernel's counters' differences since the reading before, per key that
  *             changed, read at atUs (the agent's flight recorder keeps these instead of the records
- *             the kernel counted: docs/counting-in-the-kernel.md, step 3). Values are the counters in
- *             struct twt_count order, as float64 (exact below 2^53). A capture with such frames names
+ *             the kernel counted: docs/counting-in-the-kernel.md, step 3), in struct twt_count order.
+ *             Values as float64s (encoding 0, versions 5 and 6), or from version 7 only the columns
+ *             that moved, as varints (encoding 1): counts-frame.ts. A capture with such frames names
  *             the counters' layout in its header (countLayout).
  *   END     = JSON trailer: why recording stopped, totals and losses. Missing: the file was cut short.
  *
@@ -35,10 +36,14 @@ import { COUNT_FIELDS, COUNT_KEY_FIELDS, COUNT_KEY_SIZE, COUNT_SIZE, EVENT_FIELD
 import { parsePortList, portListText, type NetnsSettings } from '../facts/netns-settings.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { encodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
+import { encodeCountsPayload } from './counts-frame.js';
+
+export { CaptureError } from './format-error.js';
+export { COUNTS_ENTRY_BYTES, COUNTS_HEAD_BYTES } from './counts-frame.js';
 
 /** PNG-style: a high byte, the name, CR LF, ^Z, LF: text-mode transfers and `type` are caught. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x57, 0x54, 0x0d, 0x0a, 0x1a, 0x0a]);
-export const CAPTURE_VERSION = 6;
+export const CAPTURE_VERSION = 7;
 /**
  * The record layouts version CAPTURE_VERSION was written with: a digest of every field's offset and
  * size (layoutFingerprint()). The layout test fails when they differ: raise CAPTURE_VERSION, then
@@ -59,40 +64,7 @@ export const MAX_HEADER_BYTES = 1 << 20;
 export const MAX_FRAME_BYTES = 256 << 20;
 
 export const FrameType = { events: 1, walk: 2, end: 3, counts: 4 } as const;
-/** A counts frame's fixed part: atUs (f64), the number of keys (u32), reserved (u32). */
-export const COUNTS_HEAD_BYTES = 16;
-/** A counts frame's bytes per key: the key as the kernel keeps it, the differences as float64s. */
-export const COUNTS_ENTRY_BYTES = COUNT_KEY_SIZE + COUNT_SIZE;
 export type FrameTypeName = keyof typeof FrameType;
-
-/**
- * A capture that cannot be read or written, and why. The CLI prints it (cli.ts: the one place where
- * it becomes a message and an exit status), prefixed with `source`.
- */
-export class CaptureError extends Error {
-	readonly offset: number | undefined;
-	/** What the capture is: a file's path, "the flight recorder of the agent pid …". */
-	readonly source: string | undefined;
-	/** What to do about it, for the user. */
-	readonly hint: string;
-	/** The file exists but cannot be read whole (no end frame): --partial reads what it holds. */
-	readonly isIncomplete: boolean;
-
-	constructor(message: string, where: number | { offset?: number; source?: string; hint?: string } = {}) {
-		super(message);
-		this.name = 'CaptureError';
-		const w = typeof where === 'number' ? { offset: where } : where;
-		this.offset = w.offset;
-		this.source = w.source;
-		this.hint = w.hint ?? '';
-		this.isIncomplete = message.startsWith('incomplete');
-	}
-
-	/** The same error, said of `source`, with what to do about it. */
-	of(source: string, hint: string): CaptureError {
-		return new CaptureError(this.message, { offset: this.offset, source, hint: this.isIncomplete ? '' : hint });
-	}
-}
 
 export interface CaptureHeader {
 	format: 'twtrace-capture';
@@ -257,17 +229,10 @@ export class WalkEncoder {
 
 /**
  * A counts frame: `keys` (COUNT_KEY_SIZE bytes each, as read from the kernel) and their differences
- * (`values`, COUNT_SIZE / 8 numbers each), read at `atUs`.
+ * (`values`, COUNT_SIZE / 8 numbers each), read at `atUs` (counts-frame.ts: only the columns that moved).
  */
 export function encodeCounts(atUs: number, keys: Uint8Array, values: Float64Array): Buffer {
-	const n = keys.byteLength / COUNT_KEY_SIZE;
-	if (!Number.isInteger(n) || values.length * 8 !== n * COUNT_SIZE) throw new RangeError(`a counts frame of ${keys.byteLength} key bytes and ${values.length} values`);
-	const head = Buffer.alloc(COUNTS_HEAD_BYTES);
-	head.writeDoubleLE(atUs, 0);
-	head.writeUInt32LE(n, 8);
-	const le = Buffer.alloc(values.length * 8);
-	for (let i = 0; i < values.length; i++) le.writeDoubleLE(values[i]!, i * 8);
-	return encodeFrame('counts', [head, keys, le]);
+	return encodeFrame('counts', encodeCountsPayload(atUs, keys, values));
 }
 
 export function encodeEnd(trailer: CaptureTrailer): Buffer {

@@ -7,9 +7,10 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import { COUNT_KEY_SIZE, COUNT_SIZE, EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
+import { EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
 import type { WalkRecord } from '../event/walk-record.js';
-import { CAPTURE_VERSION, CaptureError, countLayoutFingerprint, COUNTS_ENTRY_BYTES, COUNTS_HEAD_BYTES, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, READABLE_LAYOUTS, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
+import { CAPTURE_VERSION, CaptureError, countLayoutFingerprint, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, READABLE_LAYOUTS, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
+import { parseCountsPayload } from './counts-frame.js';
 import { crc32 } from 'node:zlib';
 import { decodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
 
@@ -241,21 +242,7 @@ function parseWalk(payload: Buffer): { walk: WalkRecord; delta: WalkDelta | unde
 }
 
 function parseCounts(payload: Buffer): Extract<CaptureItem, { type: 'counts' }> {
-	if (payload.length < COUNTS_HEAD_BYTES) throw new CaptureError('a counts frame too short for its head');
-	const atUs = payload.readDoubleLE(0);
-	const n = payload.readUInt32LE(8);
-	if (!isCount(atUs)) throw new CaptureError('a counts frame\'s time is malformed');
-	if (payload.length !== COUNTS_HEAD_BYTES + n * COUNTS_ENTRY_BYTES) throw new CaptureError(`a counts frame of ${payload.length} bytes does not hold its ${n} keys`);
-	const keys = payload.subarray(COUNTS_HEAD_BYTES, COUNTS_HEAD_BYTES + n * COUNT_KEY_SIZE);
-	const values = new Float64Array(n * (COUNT_SIZE / 8));
-	const at = COUNTS_HEAD_BYTES + n * COUNT_KEY_SIZE;
-	for (let i = 0; i < values.length; i++) {
-		const v = payload.readDoubleLE(at + i * 8);
-		// Differences of counters that only go up: a negative or fractional one was not written by twtrace.
-		if (!isCount(v)) throw new CaptureError(`a counts frame holds ${v}, not a count`);
-		values[i] = v;
-	}
-	return { type: 'counts', atUs, keys, values, count: n };
+	return { type: 'counts', ...parseCountsPayload(payload) };
 }
 
 function parseTrailer(payload: Buffer): CaptureTrailer {

@@ -27,6 +27,7 @@ import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { countLayoutFingerprint, DROP_NAMES, encodeCounts, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
 import { COUNT_COLUMNS } from '../event/counts.js';
 import { COUNT_KEY_SIZE } from '../event/layout.generated.js';
+import { FrameSlab } from './frame-slab.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { RecordStaging } from '../event/staging.js';
 import type { RecordSink } from '../tracer/session.js';
@@ -73,7 +74,8 @@ export interface RecorderSource {
 type Item =
 	| { type: 'events'; atUs: number; records: Buffer; count: number; drops: CaptureDrops }
 	| { type: 'walk'; atUs: number; walk: WalkRecord }
-	| { type: 'counts'; atUs: number; keys: Buffer; values: Float64Array };
+	/** `frame`: the counts frame as a capture holds it (only the counters that moved: capture/counts-frame.ts), in a slab. */
+	| { type: 'counts'; atUs: number; frame: Buffer };
 
 /** Events are gathered into one frame for this long, or this many bytes: whole records (a frame holds no part of one). */
 const CHUNK_US = 1_000_000;
@@ -123,6 +125,8 @@ export class FlightRecorder implements RecordSink {
 	#secondAtUs = 0;
 	/** Bytes of the frames in #history: counted against nothing, shown in stats(). */
 	#historyBytes = 0;
+	/** Where counts frames are kept: a few large buffers, not one each. */
+	readonly #slab = new FrameSlab();
 
 	/** `nowUs`: the recorder's start (its pipeline's model's, so that a window from it replays to the same rates); `countsFromUs`: counting's. */
 	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number, countsFromUs = nowUs) {
@@ -186,9 +190,10 @@ export class FlightRecorder implements RecordSink {
 	/**
 	 * A reading of the kernel's counters at `atUs` begins: addCounts() gives its keys. Readings of one
 	 * second (the upkeep's, each scrape's) are summed into one frame, made once the second is over (or
-	 * a window is served): at 128 keys busy a frame is 27 KB, and a frame a reading is the likely
-	 * cause of the soak's RSS climbing outside V8's heap for the 15 minutes the recorder keeps
-	 * (README, the soak). Ignored unless it keeps counts.
+	 * a window is served), and kept as a capture holds it: only the counters that moved, as varints
+	 * (capture/counts-frame.ts), in slabs (frame-slab.ts). The recorder keeps a frame a second for
+	 * its whole span (15 minutes by default), so their bytes are most of what it holds beside counts.
+	 * Ignored unless it keeps counts.
 	 */
 	beginCounts(atUs: number, nowUs: number): void {
 		if (!this.#keepsCounts) return;
@@ -215,7 +220,7 @@ export class FlightRecorder implements RecordSink {
 		for (const [hex, row] of this.#second) keys.write(hex, i * COUNT_KEY_SIZE, COUNT_KEY_SIZE, 'hex'), values.set(row, i++ * COUNT_COLUMNS);
 		this.#second.clear();
 		this.#seal(nowUs); // failures before the reading stay before it
-		this.#push({ type: 'counts', atUs: this.#secondAtUs, keys, values });
+		this.#push({ type: 'counts', atUs: this.#secondAtUs, frame: this.#slab.keep(encodeCounts(this.#secondAtUs, keys, values)) });
 		this.#trim(nowUs);
 	}
 
@@ -304,14 +309,14 @@ export class FlightRecorder implements RecordSink {
 			parts.push(encodeWalk(walk));
 			walks++;
 		}
-		for (const item of history) parts.push(encodeCounts(item.atUs, item.keys, item.values));
+		for (const item of history) parts.push(item.frame);
 		for (; i < this.#items.length; i++) {
 			const item = this.#items[i]!;
 			if (item.type === 'events') {
 				parts.push(encodeFrame('events', item.records));
 				events += item.count;
 			} else if (item.type === 'counts') {
-				parts.push(encodeCounts(item.atUs, item.keys, item.values));
+				parts.push(item.frame);
 			} else {
 				parts.push(encodeWalk(item.walk));
 				walks++;
@@ -368,7 +373,7 @@ export class FlightRecorder implements RecordSink {
 }
 
 function itemBytes(item: Item): number {
-	if (item.type === 'counts') return item.keys.byteLength + item.values.byteLength + 64;
+	if (item.type === 'counts') return item.frame.byteLength + 64;
 	return item.type === 'events' ? item.records.length : item.walk.sockets.byteLength + 512;
 }
 

@@ -1,0 +1,129 @@
+/**
+ * The payload of a counts frame (format.ts): the kernel's counters' differences over a second, per
+ * key that moved. Two encodings, named by the head's third word:
+ *
+ *   head    = atUs(f64) keys(u32) encoding(u32)
+ *   DENSE   (0, versions 5 and 6) = key(struct twt_count_key)* value(f64 × COUNT_COLUMNS)*
+ *   SPARSE  (1, version 7)        = key(struct twt_count_key)* (mask(varint) value(varint)*)*
+ *
+ * In SPARSE, a key's mask has bit c set for each column c that moved, and its values follow in
+ * column order, as unsigned LEB128 varints. A busy key moves about 8 of its 20 columns a second
+ * (connections, time_wait, lifetime_sum_us, lifetime_count and a few lifetime buckets), each a
+ * few bytes long: the flight recorder, which keeps a frame a second for its whole span, then holds
+ * about a third of the dense bytes (README, the soak). Differences of counters that only go up
+ * are whole numbers from 0; a row that is not is written DENSE, so that the reader refuses it as
+ * it was given (a recorder never invents a count).
+ *
+ * Keys come first and whole in both, so that the reader hands them on as one subarray.
+ */
+import { COUNT_KEY_SIZE, COUNT_SIZE } from '../event/layout.generated.js';
+import { CaptureError } from './format-error.js';
+
+/** A counts frame's fixed part: atUs (f64), the number of keys (u32), its encoding (u32). */
+export const COUNTS_HEAD_BYTES = 16;
+/** A dense counts frame's bytes per key: the key as the kernel keeps it, the differences as float64s. */
+export const COUNTS_ENTRY_BYTES = COUNT_KEY_SIZE + COUNT_SIZE;
+export const CountsEncoding = { dense: 0, sparse: 1 } as const;
+const COLUMNS = COUNT_SIZE / 8;
+/** The longest varint of a safe integer (53 bits, 7 a byte). */
+const MAX_VARINT_BYTES = 8;
+
+/**
+ * A counts frame's payload: `keys` (COUNT_KEY_SIZE bytes each, as read from the kernel) and their
+ * differences (`values`, COUNT_SIZE / 8 numbers each, in struct twt_count order), read at `atUs`.
+ * Sparse when every value is a count, dense otherwise.
+ */
+export function encodeCountsPayload(atUs: number, keys: Uint8Array, values: Float64Array): Buffer {
+	const n = keys.byteLength / COUNT_KEY_SIZE;
+	if (!Number.isInteger(n) || values.length !== n * COLUMNS) throw new RangeError(`a counts frame of ${keys.byteLength} key bytes and ${values.length} values`);
+	const sparse = values.every(isCount);
+	const bound = COUNTS_HEAD_BYTES + keys.byteLength + (sparse ? n * 3 + countValueBytes(values) : values.length * 8);
+	const out = Buffer.allocUnsafe(bound);
+	out.writeDoubleLE(atUs, 0);
+	out.writeUInt32LE(n, 8);
+	out.writeUInt32LE(sparse ? CountsEncoding.sparse : CountsEncoding.dense, 12);
+	out.set(keys, COUNTS_HEAD_BYTES);
+	let at = COUNTS_HEAD_BYTES + keys.byteLength;
+	if (!sparse) {
+		for (let i = 0; i < values.length; i++) at = out.writeDoubleLE(values[i]!, at);
+		return out;
+	}
+	for (let row = 0; row < values.length; row += COLUMNS) {
+		let mask = 0;
+		for (let c = 0; c < COLUMNS; c++) if (values[row + c] !== 0) mask |= 1 << c;
+		at = writeVarint(out, at, mask);
+		for (let c = 0; c < COLUMNS; c++) if (values[row + c] !== 0) at = writeVarint(out, at, values[row + c]!);
+	}
+	return out.subarray(0, at);
+}
+
+/** A counts frame's payload, read back and checked: every value a count, every byte accounted for. */
+export function parseCountsPayload(payload: Buffer): { atUs: number; keys: Buffer; values: Float64Array; count: number } {
+	if (payload.length < COUNTS_HEAD_BYTES) throw new CaptureError('a counts frame too short for its head');
+	const atUs = payload.readDoubleLE(0);
+	const n = payload.readUInt32LE(8);
+	const encoding = payload.readUInt32LE(12);
+	if (!isCount(atUs)) throw new CaptureError('a counts frame\'s time is malformed');
+	if (encoding !== CountsEncoding.dense && encoding !== CountsEncoding.sparse) throw new CaptureError(`a counts frame of unknown encoding ${encoding}`);
+	const keysEnd = COUNTS_HEAD_BYTES + n * COUNT_KEY_SIZE;
+	if (encoding === CountsEncoding.dense ? payload.length !== keysEnd + n * COUNT_SIZE : payload.length < keysEnd + n) {
+		throw new CaptureError(`a counts frame of ${payload.length} bytes does not hold its ${n} keys`);
+	}
+	const keys = payload.subarray(COUNTS_HEAD_BYTES, keysEnd);
+	const values = new Float64Array(n * COLUMNS);
+	if (encoding === CountsEncoding.dense) {
+		for (let i = 0; i < values.length; i++) {
+			const v = payload.readDoubleLE(keysEnd + i * 8);
+			// Differences of counters that only go up: a negative or fractional one was not written by twtrace.
+			if (!isCount(v)) throw new CaptureError(`a counts frame holds ${v}, not a count`);
+			values[i] = v;
+		}
+		return { atUs, keys, values, count: n };
+	}
+	const cursor = { at: keysEnd };
+	for (let row = 0; row < values.length; row += COLUMNS) {
+		const mask = readVarint(payload, cursor);
+		if (mask >= 2 ** COLUMNS) throw new CaptureError(`a counts frame names column ${Math.floor(Math.log2(mask))} of ${COLUMNS}`);
+		for (let c = 0; c < COLUMNS; c++) if (mask & (1 << c)) values[row + c] = readVarint(payload, cursor);
+	}
+	if (cursor.at !== payload.length) throw new CaptureError(`a counts frame of ${payload.length} bytes holds ${payload.length - cursor.at} bytes after its ${n} keys' counts`);
+	return { atUs, keys, values, count: n };
+}
+
+/** Bytes the varints of `values` take at most (0s are left out by the mask). */
+function countValueBytes(values: Float64Array): number {
+	let bytes = 0;
+	for (let i = 0; i < values.length; i++) if (values[i] !== 0) bytes += values[i]! < 128 ? 1 : values[i]! < 16_384 ? 2 : MAX_VARINT_BYTES;
+	return bytes;
+}
+
+/** Unsigned LEB128 of a safe integer, by arithmetic (bitwise operators stop at 32 bits). */
+function writeVarint(out: Buffer, at: number, value: number): number {
+	let v = value;
+	while (v >= 128) {
+		out[at++] = (v % 128) | 128;
+		v = Math.floor(v / 128);
+	}
+	out[at++] = v;
+	return at;
+}
+
+function readVarint(payload: Buffer, cursor: { at: number }): number {
+	let value = 0;
+	let scale = 1;
+	for (let i = 0; i < MAX_VARINT_BYTES; i++) {
+		if (cursor.at >= payload.length) throw new CaptureError('a counts frame ends inside a count');
+		const byte = payload[cursor.at++]!;
+		value += (byte & 127) * scale;
+		if (byte < 128) {
+			if (!Number.isSafeInteger(value)) throw new CaptureError(`a counts frame holds a count over 2^53`);
+			return value;
+		}
+		scale *= 128;
+	}
+	throw new CaptureError(`a counts frame holds a count longer than ${MAX_VARINT_BYTES} bytes`);
+}
+
+function isCount(v: unknown): v is number {
+	return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}

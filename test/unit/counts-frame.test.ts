@@ -1,0 +1,116 @@
+/**
+ * Counts frames as the flight recorder keeps them and a capture holds them (src/capture/counts-frame.ts):
+ * only the columns that moved, as varints, read back to the same numbers; the dense frames of
+ * versions 5 and 6 still read; a frame that does not add up is corrupt, never a plausible count.
+ */
+import test from 'ava';
+import { CaptureError } from '../../src/capture/format.js';
+import { COUNTS_ENTRY_BYTES, COUNTS_HEAD_BYTES, CountsEncoding, encodeCountsPayload, parseCountsPayload } from '../../src/capture/counts-frame.js';
+import { COUNT_COLUMN, COUNT_COLUMNS } from '../../src/event/counts.js';
+import { COUNT_KEY_SIZE } from '../../src/event/layout.generated.js';
+import { FrameSlab } from '../../src/pipeline/frame-slab.js';
+
+const AT_US = 12_345_678_901;
+
+/** `n` keys (distinct bytes) and a busy second's differences for each: 8 of 20 columns moved. */
+function busy(n: number): { keys: Buffer; values: Float64Array } {
+	const keys = Buffer.alloc(n * COUNT_KEY_SIZE);
+	for (let i = 0; i < n; i++) keys.fill(i + 1, i * COUNT_KEY_SIZE, (i + 1) * COUNT_KEY_SIZE);
+	const values = new Float64Array(n * COUNT_COLUMNS);
+	for (let i = 0; i < n; i++) {
+		const row = values.subarray(i * COUNT_COLUMNS);
+		row[COUNT_COLUMN.connections] = 234 + i;
+		row[COUNT_COLUMN.timeWait] = 230 + i;
+		row[COUNT_COLUMN.resets] = i % 3;
+		row[COUNT_COLUMN.lifetimeSumUs] = 117_000 * (i + 1);
+		row[COUNT_COLUMN.lifetimeCount] = 230 + i;
+		row[COUNT_COLUMN.lifetime] = 100;
+		row[COUNT_COLUMN.lifetime + 1] = 120 + i;
+		row[COUNT_COLUMNS - 1] = 10;
+	}
+	return { keys, values };
+}
+
+test('a sparse frame reads back to the same keys and differences, in about a third of the dense bytes', (t) => {
+	const { keys, values } = busy(128);
+	const payload = encodeCountsPayload(AT_US, keys, values);
+	t.is(payload.readUInt32LE(12), CountsEncoding.sparse);
+	const back = parseCountsPayload(payload);
+	t.is(back.atUs, AT_US);
+	t.is(back.count, 128);
+	t.deepEqual(back.keys, keys);
+	t.deepEqual(back.values, values);
+	const dense = COUNTS_HEAD_BYTES + 128 * COUNTS_ENTRY_BYTES;
+	t.true(payload.length < dense / 2, `${payload.length} bytes against ${dense} dense`);
+});
+
+test('counts up to 2^53 − 1 and an empty frame read back exactly', (t) => {
+	const { keys, values } = busy(2);
+	values[0] = Number.MAX_SAFE_INTEGER;
+	values[1] = 2 ** 32;
+	values[2] = 127;
+	values[3] = 128;
+	t.deepEqual(parseCountsPayload(encodeCountsPayload(AT_US, keys, values)).values, values);
+	const empty = parseCountsPayload(encodeCountsPayload(AT_US, Buffer.alloc(0), new Float64Array(0)));
+	t.is(empty.count, 0);
+	t.throws(() => encodeCountsPayload(AT_US, keys, values.subarray(1)), { instanceOf: RangeError });
+});
+
+test('a row that is not counts is written dense, as given, and the reader refuses it', (t) => {
+	const { keys, values } = busy(3);
+	values[COUNT_COLUMNS + 4] = -1;
+	const payload = encodeCountsPayload(AT_US, keys, values);
+	t.is(payload.readUInt32LE(12), CountsEncoding.dense);
+	t.is(payload.length, COUNTS_HEAD_BYTES + 3 * COUNTS_ENTRY_BYTES);
+	t.throws(() => parseCountsPayload(payload), { instanceOf: CaptureError, message: /holds -1, not a count/ });
+	values[COUNT_COLUMNS + 4] = 0.5;
+	t.throws(() => parseCountsPayload(encodeCountsPayload(AT_US, keys, values)), { message: /holds 0.5, not a count/ });
+});
+
+test('a dense frame of versions 5 and 6 still reads', (t) => {
+	const { keys, values } = busy(4);
+	const head = Buffer.alloc(COUNTS_HEAD_BYTES);
+	head.writeDoubleLE(AT_US, 0);
+	head.writeUInt32LE(4, 8); // the third word was reserved then: 0, the dense encoding
+	const le = Buffer.alloc(values.length * 8);
+	values.forEach((v, i) => le.writeDoubleLE(v, i * 8));
+	const back = parseCountsPayload(Buffer.concat([head, keys, le]));
+	t.deepEqual(back.values, values);
+	t.deepEqual(back.keys, keys);
+});
+
+test('a sparse frame that does not add up is corrupt: cut, extra bytes, a column past the last, an unknown encoding', (t) => {
+	const { keys, values } = busy(5);
+	const payload = encodeCountsPayload(AT_US, keys, values);
+	const corrupt = (p: Buffer, message: RegExp) => t.throws(() => parseCountsPayload(p), { instanceOf: CaptureError, message });
+	corrupt(payload.subarray(0, payload.length - 1), /ends inside a count/);
+	corrupt(payload.subarray(0, COUNTS_HEAD_BYTES + 5 * COUNT_KEY_SIZE + 2), /does not hold its 5 keys/);
+	corrupt(Buffer.concat([payload, Buffer.from([0])]), /1 bytes after its 5 keys' counts/);
+	const wide = Buffer.from(payload);
+	wide.writeUInt32LE(1, 8);
+	// One key, its mask naming column 20 of 0–19 (varint 2^20: 0x80 0x80 0x40).
+	corrupt(Buffer.concat([wide.subarray(0, COUNTS_HEAD_BYTES + COUNT_KEY_SIZE), Buffer.from([0x80, 0x80, 0x40])]), /names column 20 of 20/);
+	corrupt(Buffer.concat([wide.subarray(0, COUNTS_HEAD_BYTES + COUNT_KEY_SIZE), Buffer.from([1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1])]), /longer than 8 bytes/);
+	const unknown = Buffer.from(payload);
+	unknown.writeUInt32LE(2, 12);
+	corrupt(unknown, /unknown encoding 2/);
+	const short = Buffer.alloc(COUNTS_HEAD_BYTES - 1);
+	corrupt(short, /too short for its head/);
+});
+
+test('kept frames share a few large buffers, not node\'s 8 KiB pool; a large one gets its own', (t) => {
+	const slab = new FrameSlab(1024);
+	const small = Buffer.from('frame of a quiet second');
+	const [a, b] = [slab.keep(small), slab.keep(small)];
+	t.deepEqual(a, small);
+	t.is(a.buffer, b.buffer, 'two frames, one slab');
+	t.is(a.buffer.byteLength, 1024);
+	t.not(a.buffer, small.buffer);
+	const large = Buffer.alloc(600, 7);
+	const own = slab.keep(large);
+	t.deepEqual(own, large);
+	t.is(own.buffer.byteLength, 600, 'larger than a quarter of a slab: a buffer of its own');
+	const fill = Array.from({ length: 60 }, () => slab.keep(small));
+	t.not(fill.at(-1)!.buffer, a.buffer, 'a full slab is followed by a new one');
+	t.true(fill.every((f) => f.equals(small)));
+});
