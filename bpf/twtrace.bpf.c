@@ -113,6 +113,7 @@ struct twt_btf_anchor {
 	enum twt_claim claim;
 	struct twt_walk_settings walk_settings;
 	struct twt_recover recover;
+	struct twt_clock clock;
 	struct twt_listener_key listener_key;
 	struct twt_listener listener;
 	struct twt_count_key count_key;
@@ -1189,6 +1190,20 @@ static __always_inline void fill_sock(struct twt_sock *s, struct sock_common *sk
  * that created the iterator (bpf_iter_tcp: seq_file_net), request and timewait sockets included.
  * The loader setns()es into each namespace of interest to create one (kernel-facts §5).
  */
+/*
+ * read_clock: run by the loader (BPF_PROG_RUN) once, where the model takes TIME_WAIT from counts.
+ * jiffies follow CLOCK_MONOTONIC one tick at a time (tick_do_update_jiffies64), so one reading dates
+ * every later wheel bucket to within a tick.
+ */
+SEC("syscall")
+int read_clock(struct twt_clock *ctx)
+{
+	ctx->jiffies = bpf_jiffies64();
+	ctx->ktime_ns = bpf_ktime_get_ns();
+	ctx->hz = CONFIG_HZ;
+	return 0;
+}
+
 SEC("iter/tcp")
 int dump_tcp(struct bpf_iter__tcp *ctx)
 {

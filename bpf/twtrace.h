@@ -306,6 +306,19 @@ struct twt_recover {
 	__u8 _pad[7];
 };
 
+/*
+ * What read_clock (a BPF_PROG_TYPE_SYSCALL program the loader runs once; BPF_PROG_RUN copies the
+ * context back) reports: the kernel's jiffies and CLOCK_MONOTONIC read together, and CONFIG_HZ. With
+ * them user space places the timer wheel's buckets on its own clock (kernel-facts §9), and so when a
+ * TIME_WAIT entry it only counted (no event, no timer read) really ends: src/model/wheel.ts.
+ */
+struct twt_clock {
+	__u64 jiffies;   /* bpf_jiffies64() */
+	__u64 ktime_ns;  /* bpf_ktime_get_ns(), just after */
+	__u32 hz;        /* CONFIG_HZ as libbpf resolved it; 0: unknown (no kernel config found) */
+	__u32 _pad;
+};
+
 /* How a socket walk runs (the .data variable `walk`, written by the loader before each walk). */
 struct twt_walk_settings {
 	__u64 min_age_ns;  /* a walk or recover_time_wait claims a `closing` entry only when its close is this old, so

@@ -26,7 +26,7 @@ export interface Field { offset: number; size: number; count?: number }
 
 const STRUCTS = {
 	event: 'twt_event', task: 'twt_task', sock: 'twt_sock', openSocket: 'twt_open_socket', config: 'twt_config', closing: 'twt_closing',
-	walkSettings: 'twt_walk_settings', listenerKey: 'twt_listener_key', listener: 'twt_listener', recover: 'twt_recover', owner: 'twt_owner',
+	walkSettings: 'twt_walk_settings', listenerKey: 'twt_listener_key', listener: 'twt_listener', recover: 'twt_recover', clock: 'twt_clock', owner: 'twt_owner',
 	countKey: 'twt_count_key', count: 'twt_count',
 } as const;
 const ENUMS = {
@@ -84,6 +84,7 @@ export function generateLayout(types: BtfType[]): string {
 	const listenerKey = fields(STRUCTS.listenerKey);
 	const listener = fields(STRUCTS.listener);
 	const recover = fields(STRUCTS.recover);
+	const clock = fields(STRUCTS.clock);
 	const owner = fields(STRUCTS.owner);
 	const countKey = fields(STRUCTS.countKey);
 	const count = fields(STRUCTS.count);
@@ -125,6 +126,8 @@ export function generateLayout(types: BtfType[]): string {
 		...structLines('LISTENER', listener),
 		'/** The context recover_time_wait runs with: a suspect close found in TIME_WAIT by sock_diag. */',
 		...structLines('RECOVER', recover),
+		'/** The context read_clock reports in: jiffies and CLOCK_MONOTONIC together, and CONFIG_HZ. */',
+		...structLines('CLOCK', clock),
 		'/** A key of the `counts` maps (counting in the kernel): owner, addresses, service port, side. */',
 		...structLines('COUNT_KEY', countKey),
 		'/** A value of the `counts` maps: cumulative counters of one key since its generation began. */',

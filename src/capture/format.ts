@@ -35,6 +35,7 @@ import { crc32 } from 'node:zlib';
 import { COUNT_FIELDS, COUNT_KEY_FIELDS, COUNT_KEY_SIZE, COUNT_SIZE, EVENT_FIELDS, EVENT_SIZE, SOCK_FIELDS, SOCK_SIZE, TASK_FIELDS, TASK_SIZE } from '../event/layout.generated.js';
 import { parsePortList, portListText, type NetnsSettings } from '../facts/netns-settings.js';
 import type { WalkRecord } from '../event/walk-record.js';
+import type { WheelClock } from '../event/clock.js';
 import { encodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
 import { encodeCountsPayload } from './counts-frame.js';
 
@@ -91,6 +92,11 @@ export interface CaptureHeader {
 	 * Frames before clock.startUs are the window's history: the entries still held at its start.
 	 */
 	countsFromUs?: number;
+	/**
+	 * With countLayout: the kernel's timer-wheel clock (event/clock.ts), where it was known: a replay
+	 * ends counted TIME_WAIT entries in the wheel's buckets, as the live model did (model/wheel.ts).
+	 */
+	wheel?: WheelClock;
 }
 
 export interface CaptureTrailer {

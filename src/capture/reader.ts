@@ -11,6 +11,7 @@ import { EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { CAPTURE_VERSION, CaptureError, countLayoutFingerprint, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, READABLE_LAYOUTS, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
 import { parseCountsPayload } from './counts-frame.js';
+import { isWheelClock } from '../event/clock.js';
 import { crc32 } from 'node:zlib';
 import { decodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
 
@@ -173,6 +174,7 @@ function checkHeader(h: unknown): CaptureHeader {
 	if (!Array.isArray(h.namespaces)) return fail('namespaces are malformed');
 	if (h.countLayout !== undefined && typeof h.countLayout !== 'string') return fail('countLayout is malformed');
 	if (h.countsFromUs !== undefined && !isCount(h.countsFromUs)) return fail('countsFromUs is malformed');
+	if (h.wheel !== undefined && !isWheelClock(h.wheel)) return fail('wheel is malformed');
 	for (const ns of h.namespaces) {
 		if (!isObject(ns) || !isCount(ns.netns)) return fail('namespaces are malformed');
 		checkSettings(ns.settings, fail);

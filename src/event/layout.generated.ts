@@ -155,6 +155,15 @@ export const RECOVER_FIELDS = {
 	_pad: { offset: 9, size: 7, count: 7 },
 } as const satisfies Record<string, FieldLayout>;
 
+/** The context read_clock reports in: jiffies and CLOCK_MONOTONIC together, and CONFIG_HZ. */
+export const CLOCK_SIZE = 24;
+export const CLOCK_FIELDS = {
+	jiffies: { offset: 0, size: 8 },
+	ktime_ns: { offset: 8, size: 8 },
+	hz: { offset: 16, size: 4 },
+	_pad: { offset: 20, size: 4 },
+} as const satisfies Record<string, FieldLayout>;
+
 /** A key of the `counts` maps (counting in the kernel): owner, addresses, service port, side. */
 export const COUNT_KEY_SIZE = 56;
 export const COUNT_KEY_FIELDS = {

@@ -24,6 +24,8 @@ import { TCP_LISTEN, TCP_TIME_WAIT } from '../event/sock.js';
 import { DEFAULT_PORT_RANGE, inRange, usablePorts, type NetnsSettings, type PortRange } from '../facts/netns-settings.js';
 import { blame, type Blame } from './attribution.js';
 import { ingestCounts } from './counted.js';
+import { TimeWaitWheel } from './wheel.js';
+import type { WheelClock } from '../event/clock.js';
 import { RecentOwners, type RecentKey, type RecentOwner } from './recent-owners.js';
 import { likelyOwners, OpenSockets, type Likely } from './likely.js';
 import {
@@ -101,7 +103,7 @@ export class ChurnModel {
 			owner: (...args) => this.#owner(...args),
 			destination: (...args) => this.#destination(...args),
 			holdsEphemeralPort: (netns, sport) => this.#holdsEphemeralPort(netns, sport),
-			countedFromUs: undefined,
+			countedFromUs: undefined, countedReading: undefined, wheel: undefined,
 		};
 	}
 
@@ -196,6 +198,9 @@ export class ChurnModel {
 	 * events of those kinds are not taken (only failures are).
 	 */
 	countFrom(us: number): void { this.#parts.countedFromUs ??= us; }
+
+	/** The kernel's timer wheel clock (read_clock, or a capture's header): counted TIME_WAIT entries end in its buckets (wheel.ts). */
+	setWheel(clock: WheelClock): void { this.#parts.wheel = new TimeWaitWheel(clock); }
 
 	/** One key's counts from the kernel (a flight recorder's counts frame), as if its events came: counted.ts. */
 	ingestCounts(key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number, history = false): void {

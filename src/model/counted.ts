@@ -6,8 +6,9 @@
  * held from the entries. So `report --last` and `top --replay` read the same model whether the
  * recorder kept records or counts. What the counts do not keep, and so the model cannot know:
  * - when in the reading's second each entry came: entries enter at the reading (they came in the
- *   second before it) and leave a TIME_WAIT length later, without the timer wheel's slack
- *   (kernel-facts §9): held right to within a second or two at each end;
+ *   second before it), spread evenly over the time since the reading before, and leave in the timer
+ *   wheel's bucket their timers go into (kernel-facts §9, wheel.ts) where the wheel's clock is known
+ *   (the agent reads it; a capture's header keeps it), else a TIME_WAIT length after the reading;
  * - cookies: a walk cannot make these entries exact (reconcile.ts `countedFromUs`), and tcp_tw_reuse
  *   takeovers stay held until the entries expire (kernel-facts §1.3);
  * - a client socket's local port: its entries are taken to hold ephemeral ports (connect() without
@@ -33,6 +34,8 @@ const US = 1_000_000;
 export function ingestCounts(m: ReconcileTarget, key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number, history = false): void {
 	// The reading covers the second before it (a capture of counts says from when, CaptureReplay).
 	m.countedFromUs ??= atUs - US;
+	// Its entries came since the reading before, at most a second before (the agent reads every second, a frame is a second).
+	if (m.countedReading?.atUs !== atUs) m.countedReading = { fromUs: Math.max(m.countedReading?.atUs ?? m.countedFromUs, atUs - US), atUs };
 	const isServer = key.side === 'server';
 	const peer = isServer ? `local ${endpoint(key.saddr, key.port)}` : endpoint(key.daddr, key.port);
 	const owner = m.owner(who.pid, ownerComm(who as Blame, key.side), key.cgroupId, key.netns, key.side, peer, atUs);
@@ -100,6 +103,9 @@ function addEntries(m: ReconcileTarget, owner: Owner, dest: Destination | undefi
 	const timeWait = Math.min(delta[K.timeWait]!, room);
 	room -= timeWait;
 	const finWait2 = Math.min(delta[K.finWait2]!, room);
-	if (timeWait > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + TIME_WAIT_SECONDS * US, timeWait);
+	// Substate TIME_WAIT ends in the timer wheel's bucket (wheel.ts), where its clock is known; else 60 s after the reading.
+	const reading = m.countedReading!;
+	if (timeWait > 0 && m.wheel) m.wheel.split(reading.fromUs, atUs, timeWait, (endUs, n) => m.timeWait.addCounted(owner, dest, netns, atUs, endUs, n));
+	else if (timeWait > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + TIME_WAIT_SECONDS * US, timeWait);
 	if (finWait2 > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + finUs, finWait2);
 }

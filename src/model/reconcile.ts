@@ -7,6 +7,7 @@
  */
 import { endpoint } from '../event/endpoint.js';
 import { TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_TIME_WAIT, type SocketEntry } from '../event/sock.js';
+import type { TimeWaitWheel } from './wheel.js';
 import type { NetnsSettings } from '../facts/netns-settings.js';
 import { BEFORE_START, destKey, LOST, type Destination, type NetnsState, type Owner } from './owners.js';
 import { TIME_WAIT_SECONDS } from './ports.js';
@@ -53,6 +54,13 @@ export interface ReconcileTarget {
 	 * listeners, open ports, the namespace's count).
 	 */
 	countedFromUs: number | undefined;
+	/**
+	 * The reading whose counts are being taken (counted.ts): its entries came after the reading
+	 * before it, at most a second before (the agent reads every second; a frame sums a second).
+	 */
+	countedReading: { fromUs: number; atUs: number } | undefined;
+	/** The kernel's timer wheel, when its clock is known: where counted TIME_WAIT entries end (wheel.ts). */
+	wheel: TimeWaitWheel | undefined;
 }
 
 /**

@@ -57,7 +57,10 @@ export class CaptureReplay {
 		// The settings at the start (port ranges decide the pools): a window from the agent may hold no walk.
 		for (const ns of header.namespaces) this.model.setSettings(ns.netns, settingsFromJson(ns.settings));
 		// A capture of the kernel's counts covers its span with them: walks then add only older sockets.
-		if (header.countLayout !== undefined) this.model.countFrom(header.countsFromUs ?? header.clock.startUs);
+		if (header.countLayout !== undefined) {
+			this.model.countFrom(header.countsFromUs ?? header.clock.startUs);
+			if (header.wheel) this.model.setWheel(header.wheel);
+		}
 		this.startUs = header.clock.startUs;
 		this.#nowUs = this.startUs;
 		this.endUs = Math.max(trailer?.endUs ?? 0, lastTimeUs(capture.items, this.startUs));

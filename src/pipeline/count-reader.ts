@@ -12,9 +12,10 @@
 import { CountTable } from '../event/counts.js';
 import { CountBins, type DeltaVisitor } from '../model/count-bins.js';
 import type { KernelCounts } from '../tracer/counts.js';
+import type { WheelClock } from '../event/clock.js';
 
 /** What the reader needs of the kernel's counters (tracer/counts.ts KernelCounts); tests give fakes. */
-export type CountSource = Pick<KernelCounts, 'read' | 'flip' | 'flips'>;
+export type CountSource = Pick<KernelCounts, 'read' | 'flip' | 'flips'> & { readonly wheel?: WheelClock };
 
 /** Generations are flipped this often: the counters' keys are forgotten within two of them once idle. */
 export const FLIP_EVERY_S = 60;

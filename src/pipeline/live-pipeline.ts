@@ -120,6 +120,9 @@ export class LivePipeline {
 		const keepsCounts = rec?.keeps === 'counts' && this.counts !== undefined;
 		const modelFromCounts = options.modelFromCounts === true && this.counts !== undefined;
 		if (modelFromCounts) this.model.countFrom(countingFromUs);
+		// Counted TIME_WAIT entries end in the timer wheel's buckets, live and in a replay of the recorder's window alike.
+		const wheel = this.feed.counts?.wheel;
+		if (modelFromCounts && wheel) this.model.setWheel(wheel);
 		// Each key is decoded once, for the model and the handler; the recorder keeps its bytes.
 		const decoded = modelFromCounts || given.onCounts !== undefined;
 		this.#onCounts = (hex, delta) => {
@@ -136,12 +139,15 @@ export class LivePipeline {
 		else this.#openSockets = opened;
 		if (rec) {
 			recorder = new FlightRecorder({ ...rec, keeps: keepsCounts ? 'counts' : 'records' }, {
-				header: (startUs) => captureHeader({
-					startedAt: new Date((startUs + epochOffsetUs()) / 1000).toISOString(),
-					clock: { startUs: Math.round(startUs), epochOffsetUs: epochOffsetUs() },
-					filters: rec.filters,
-					walkIntervalMs: options.walkIntervalMs ?? 0,
-					namespaces: [],
+				header: (startUs) => ({
+					...captureHeader({
+						startedAt: new Date((startUs + epochOffsetUs()) / 1000).toISOString(),
+						clock: { startUs: Math.round(startUs), epochOffsetUs: epochOffsetUs() },
+						filters: rec.filters,
+						walkIntervalMs: options.walkIntervalMs ?? 0,
+						namespaces: [],
+					}),
+					...(keepsCounts && wheel ? { wheel } : {}),
 				}),
 				drops: () => captureDrops(this.feed.drops),
 				cgroups: () => this.#cgroupNames(),

@@ -4,6 +4,7 @@
  * names it), the other retired. Every read is one bpf() call per 1,024 keys, whatever the event rate.
  */
 import * as bpf from '../../native/libbpf.js';
+import type { WheelClock } from '../event/clock.js';
 import { CountTable } from '../event/counts.js';
 import { COUNT_KEY_SIZE, COUNT_SIZE } from '../event/layout.generated.js';
 import { setHostU32 } from '../../native/libc.js';
@@ -20,10 +21,14 @@ export class KernelCounts {
 	/** Read once a second: the batch buffers (230 KB) are made once. */
 	readonly #buffers = bpf.batchBuffers(COUNT_KEY_SIZE, COUNT_SIZE);
 
+	/** The timer wheel's clock (read_clock), where known: when the entries counted here end. */
+	readonly wheel: WheelClock | undefined;
+
 	/** `slotFd`: the array-of-maps; `generationFds`: counts_a (named by the slot at load), counts_b. */
-	constructor(slotFd: number, generationFds: readonly [number, number]) {
+	constructor(slotFd: number, generationFds: readonly [number, number], wheel?: WheelClock) {
 		this.#slotFd = slotFd;
 		this.#generationFds = generationFds;
+		this.wheel = wheel;
 	}
 
 	/** How many times the generations were flipped. */

@@ -4,7 +4,8 @@
  */
 import * as bpf from '../../native/libbpf.js';
 import { RingMap } from '../../native/ring-map.js';
-import { Claim, CONFIG_FIELDS, CONFIG_SIZE, Counter, RECOVER_FIELDS, RECOVER_SIZE, RODATA_CFG_OFFSET, WALK_SETTINGS_FIELDS, WALK_SETTINGS_SIZE } from '../event/layout.generated.js';
+import { decodeClock, type WheelClock } from '../event/clock.js';
+import { Claim, CLOCK_SIZE, CONFIG_FIELDS, CONFIG_SIZE, Counter, RECOVER_FIELDS, RECOVER_SIZE, RODATA_CFG_OFFSET, WALK_SETTINGS_FIELDS, WALK_SETTINGS_SIZE } from '../event/layout.generated.js';
 import { closingClaim, CLOSING_SIZE, decodeClosing, type Closing } from '../event/closing.js';
 import { kindValue, type EventKindName } from '../event/kinds.js';
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
@@ -70,6 +71,8 @@ const PROGRAMS = {
 const COUNT_GENERATIONS = ['counts_a', 'counts_b'] as const;
 /** Run by the loader (BPF_PROG_RUN), not attached: delivers one missed TIME_WAIT entry (recoverTimeWait). */
 const RECOVER_PROGRAM = 'recover_time_wait';
+/** Run once by the loader where it counts: the timer wheel's clock (readClock). */
+const CLOCK_PROGRAM = 'read_clock';
 
 /** What the programs do besides filtering (struct twt_config's switches). */
 export interface ConfigSwitches {
@@ -141,6 +144,7 @@ export class Tracer {
 			bpf.programSetAutoload(sysExit, wantsBind);
 			bpf.programSetAutoload(bpf.findProgram(this.#object, PROGRAMS.socketWalk.name), options.socketWalks === true);
 			bpf.programSetAutoload(bpf.findProgram(this.#object, RECOVER_PROGRAM), witness);
+			bpf.programSetAutoload(bpf.findProgram(this.#object, CLOCK_PROGRAM), counting);
 			bpf.objectLoad(this.#object);
 			if (options.socketWalks) {
 				this.#walkLink = bpf.programAttach(bpf.findProgram(this.#object, PROGRAMS.socketWalk.name), PROGRAMS.socketWalk.attachPoint);
@@ -161,7 +165,7 @@ export class Tracer {
 			this.#closingFd = bpf.mapFd(bpf.findMap(this.#object, 'closing'));
 			this.#dataFd = bpf.mapFd(bpf.findMap(this.#object, '.data'));
 			const generationFds = COUNT_GENERATIONS.map((name) => bpf.mapFd(bpf.findMap(this.#object, name)));
-			this.counts = counting ? new KernelCounts(bpf.mapFd(bpf.findMap(this.#object, 'counts')), [generationFds[0]!, generationFds[1]!]) : undefined;
+			this.counts = counting ? new KernelCounts(bpf.mapFd(bpf.findMap(this.#object, 'counts')), [generationFds[0]!, generationFds[1]!], readClock(bpf.programFd(bpf.findProgram(this.#object, CLOCK_PROGRAM)))) : undefined;
 			this.#setWalkMinAge(WALK_MIN_AGE_NS);
 			this.#cpus = bpf.possibleCpus();
 			this.#ring = new RingMap(bpf.mapFd(bpf.findMap(this.#object, 'events')), options.ringBytes);
@@ -326,4 +330,19 @@ function keyOf(cookie: bigint): Buffer {
 
 function cookieOf(key: Buffer): bigint {
 	return HOST_LITTLE_ENDIAN ? key.readBigUInt64LE() : key.readBigUInt64BE();
+}
+
+/**
+ * The timer wheel's clock, read by running read_clock (struct twt_clock): where counted TIME_WAIT
+ * entries end (model/wheel.ts). Undefined where the kernel's HZ is unknown, or the program cannot
+ * run: the model then ends them 60 s after their reading, as before.
+ */
+function readClock(progFd: number): WheelClock | undefined {
+	const ctx = Buffer.alloc(CLOCK_SIZE);
+	try {
+		bpf.programRun(progFd, ctx);
+	} catch {
+		return undefined;
+	}
+	return decodeClock(ctx);
 }

@@ -7,12 +7,15 @@
  * TIME_WAIT held to within the second each entry came in.
  */
 import test from 'ava';
+import { crc32 } from 'node:zlib';
 import { captureHeader, COUNTS_ENTRY_BYTES } from '../../src/capture/format.js';
 import { parseCapture, readCaptureFile, type Capture } from '../../src/capture/reader.js';
 import { COUNT_COLUMN, CountTable, LIFETIME_BOUNDS_US } from '../../src/event/counts.js';
 import { EVENT_FIELDS, EVENT_SIZE, EventKind, SOCK_SIZE } from '../../src/event/layout.generated.js';
 import { foldRecords } from '../../src/model/fold.js';
 import { CaptureReplay } from '../../src/pipeline/capture-replay.js';
+import type { WheelClock } from '../../src/event/clock.js';
+import { TimeWaitWheel } from '../../src/model/wheel.js';
 import { FlightRecorder, type RecorderKeeps } from '../../src/pipeline/recorder.js';
 import { replayCapture } from '../../src/report/from-capture.js';
 import type { Report } from '../../src/report/report.js';
@@ -21,12 +24,15 @@ import { recordsBuffer, sockRecord, type RawRecord } from '../../testbed/records
 const S = 1_000_000;
 const NO_LOSS = { ringFull: 0, mapFull: 0, missedRuns: 0, ownerMissing: 0, decodeErrors: 0, walkMissed: 0, unwitnessed: 0 };
 
-function newRecorder(keeps: RecorderKeeps, from: Capture) {
+function newRecorder(keeps: RecorderKeeps, from: Capture, wheel?: WheelClock) {
 	const source = {
 		clockUs: () => from.header.clock.startUs,
-		header: (startUs: number) => captureHeader({
-			startedAt: from.header.startedAt, clock: { startUs, epochOffsetUs: from.header.clock.epochOffsetUs }, filters: from.header.filters,
-			walkIntervalMs: from.header.walkIntervalMs, namespaces: [],
+		header: (startUs: number) => ({
+			...captureHeader({
+				startedAt: from.header.startedAt, clock: { startUs, epochOffsetUs: from.header.clock.epochOffsetUs }, filters: from.header.filters,
+				walkIntervalMs: from.header.walkIntervalMs, namespaces: [],
+			}),
+			...(wheel ? { wheel } : {}),
 		}),
 		drops: () => NO_LOSS,
 		cgroups: () => ({}),
@@ -186,12 +192,12 @@ test('a counts frame that does not hold its keys, or holds a value that is not a
 });
 
 /** A recorder keeping counts, fed `seconds` of a churner making `perSecond` connections to one destination, read once a second. */
-function churnedRecorder(seconds: number, perSecond: number) {
+function churnedRecorder(seconds: number, perSecond: number, wheel?: WheelClock) {
 	const T0 = 9000 * S;
 	let keyHex = '';
 	const header = captureHeader({ startedAt: new Date(0).toISOString(), clock: { startUs: T0, epochOffsetUs: 0 }, filters: { netns: [] }, walkIntervalMs: 60_000, namespaces: [] });
 	const from: Capture = { header, items: [], trailer: undefined, incomplete: undefined, bytes: 0 };
-	const r = newRecorder('counts', from);
+	const r = newRecorder('counts', from, wheel);
 	r.addEvents(Buffer.from(recordsBuffer([{ id: 7, pid: 4242, comm: 'churner' }])), T0);
 	for (let s = 1; s <= seconds; s++) {
 		const one = new CountTable();
@@ -255,6 +261,29 @@ test('top --replay of a window of counts: the same snapshot as live would show, 
 	t.like(row, { pid: 4242, timeWait: 600 });
 	t.true(Math.abs(row!.timeWaitPerSec - 10) < 1.5, `${row!.timeWaitPerSec} TIME_WAIT entries a second`);
 	t.is(snap.rows.find((x) => x.comm === '(before start)'), undefined);
+});
+
+test('a window of counts keeps the timer wheel\'s clock: its replay ends the entries in the kernel\'s buckets, as the live model does', (t) => {
+	const wheel: WheelClock = { hz: 250, jiffies: 4_300_000_123, atUs: 9000 * S - 3 * S + 1_234 };
+	const { r, T0 } = churnedRecorder(150, 10, wheel);
+	const capture = parseCapture(r.capture(30_000, T0 + 150 * S));
+	t.deepEqual(capture.header.wheel, wheel);
+	const replay = new CaptureReplay(capture);
+	replay.advanceTo(replay.endUs);
+	const held = replay.reply({ by: 'process', sort: 'timeWait', windowMs: 10_000 }).snapshot.rows.find((x) => x.comm === 'churner')!.timeWait;
+	// Each reading's 10 entries came over the second before it, and end in the buckets the wheel puts them in.
+	let expected = 0;
+	const w = new TimeWaitWheel(wheel);
+	for (let s = 1; s <= 150; s++) w.split(T0 + (s - 1) * S, T0 + s * S, 10, (endUs, n) => (expected += endUs > T0 + 150 * S ? n : 0));
+	t.is(held, expected);
+	t.not(held, 600, 'not 60 s after each reading');
+	const bad = r.capture(30_000, T0 + 150 * S);
+	const json = bad.subarray(20, 20 + bad.readUInt32LE(12)).toString().replace('"hz":250', '"hz":0');
+	const badHeader = Buffer.from(json);
+	const pre = Buffer.from(bad.subarray(0, 20));
+	pre.writeUInt32LE(badHeader.length, 12);
+	pre.writeUInt32LE(crc32(badHeader), 16);
+	t.throws(() => parseCapture(Buffer.concat([pre, badHeader, bad.subarray(20 + bad.readUInt32LE(12))])), { message: /header wheel is malformed/ });
 });
 
 test('readings of one second (the upkeep\'s and each scrape\'s) are one frame, their differences summed; a served window includes the open second', (t) => {

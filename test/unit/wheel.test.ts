@@ -1,0 +1,117 @@
+/**
+ * Counted TIME_WAIT entries end where the kernel's timer wheel ends them (src/model/wheel.ts,
+ * docs/kernel-facts.md §9). The kernel here is simulated as kernel/time/timer.c runs it: an entry
+ * at jiffy j is armed to j + 60 HZ, goes into the level its 60 s pick, and is run at the end of
+ * its bucket. The model only reads counts, as the agent does, and must hold what that kernel holds.
+ */
+import test from 'ava';
+import { COUNT_COLUMN, COUNT_COLUMNS, type CountKey } from '../../src/event/counts.js';
+import { ChurnModel } from '../../src/model/churn-model.js';
+import { levelShift, TimeWaitWheel } from '../../src/model/wheel.js';
+
+const S = 1_000_000;
+const T0 = 5000 * S;
+const BOOT_US = 123_456;
+const KEY: CountKey = { netns: 1, blamed: 7, cgroupId: 0, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', port: 7101, side: 'client' };
+
+/** A kernel whose jiffies count from `bootUs` at `hz`: when the wheel really runs an entry's timer. */
+function kernel(hz: number, bootUs: number) {
+	const jiffiesAt = (us: number) => Math.floor(((us - bootUs) * hz) / 1e6);
+	const shift = levelShift(60 * hz);
+	return {
+		endUs(enteredUs: number): number {
+			const expires = jiffiesAt(enteredUs) + 60 * hz;
+			const fire = (Math.floor(expires / 2 ** shift) + 1) * 2 ** shift;
+			return bootUs + (fire * 1e6) / hz;
+		},
+		/** What read_clock reports at `us`: the jiffies (whole, as the kernel keeps them) and the time. */
+		clock: (us: number) => ({ hz, jiffies: jiffiesAt(us), atUs: us }),
+	};
+}
+
+test('the wheel level of a 60 s timer: 512 jiffies at HZ 100 and 250, 4096 at HZ 1000 (as wheel_fire_jiffies)', (t) => {
+	t.is(levelShift(60 * 100), 9);
+	t.is(levelShift(60 * 250), 9);
+	t.is(levelShift(60 * 1000), 12);
+	t.is(levelShift(62), 0);
+	t.is(levelShift(63), 3);
+	t.is(levelShift(2_064_384), 18);
+	t.is(levelShift(1e12), 18);
+	t.is(new TimeWaitWheel({ hz: 250, jiffies: 0, atUs: 0 }).bucketUs, 2_048_000);
+	t.throws(() => new TimeWaitWheel({ hz: 0, jiffies: 0, atUs: 0 }), { instanceOf: RangeError });
+});
+
+test('an entry ends at its bucket\'s end, 60 s to 60 s and a bucket after it came, to within a tick of the kernel', (t) => {
+	for (const hz of [100, 250, 1000]) {
+		const k = kernel(hz, 777_777);
+		const wheel = new TimeWaitWheel(k.clock(T0 + 0.3 * S + 1234));
+		const tickUs = 1e6 / hz;
+		let exact = 0;
+		for (let us = T0; us < T0 + 30 * S; us += 9_973) {
+			const end = wheel.endUs(us);
+			t.true(end - us >= 60 * S - tickUs && end - us <= 60 * S + wheel.bucketUs + tickUs, `HZ ${hz}: ${end - us} µs`);
+			// Within a tick of a bucket's edge the reading cannot tell which side an entry is on.
+			const near = (e: number) => Math.abs(end - e) <= tickUs / 2;
+			t.true(near(k.endUs(us)) || near(k.endUs(us - tickUs)) || near(k.endUs(us + tickUs)), `HZ ${hz}: ${end} against the kernel's ${k.endUs(us)}`);
+			if (near(k.endUs(us))) exact++;
+		}
+		t.true(exact >= 3008 * (1 - (2 * tickUs) / wheel.bucketUs), `HZ ${hz}: ${exact} of 3008 in the kernel's own bucket`);
+	}
+});
+
+test('entries of a span split by the bucket they end in, in proportion, none lost or made up', (t) => {
+	// Jiffy 0 read at 2 ms, taken as the middle of its tick: jiffies count from 0 µs.
+	const wheel = new TimeWaitWheel({ hz: 250, jiffies: 0, atUs: 2000 });
+	// Bucket ends every 2.048 s; entries over (0.5 s, 4.5 s]: nominal ends 60.5 to 64.5 s, against ends at 61.44, 63.488 and 65.536 s.
+	const parts: [number, number][] = [];
+	wheel.split(0.5 * S, 4.5 * S, 1000, (endUs, n) => parts.push([endUs, n]));
+	t.deepEqual(parts.map(([end]) => end), [61_440_000, 63_488_000, 65_536_000]);
+	t.deepEqual(parts.map(([, n]) => n), [235, 512, 253]); // (61.44 − 60.5)/4, 2.048/4, the rest
+	const one: [number, number][] = [];
+	wheel.split(2 * S, 2 * S, 7, (endUs, n) => one.push([endUs, n]));
+	t.deepEqual(one, [[63_488_000, 7]], 'an empty span: all at its end');
+	let total = 0;
+	wheel.split(0, 0.001 * S, 3, (_, n) => (total += n));
+	t.is(total, 3);
+});
+
+/**
+ * `rate` entries a second, evenly, for `seconds`; the model reads the kernel's counts every
+ * `readEveryUs` and is compared with the kernel's TIME_WAIT at each reading. Returns the largest
+ * difference.
+ */
+function heldAgainstKernel(hz: number, withWheel: boolean, rate: number, seconds: number, readEveryUs: number): number {
+	const k = kernel(hz, BOOT_US);
+	const wheel = new TimeWaitWheel(k.clock(T0));
+	const m = new ChurnModel(T0);
+	m.countFrom(T0);
+	if (withWheel) m.setWheel(k.clock(T0 - 7 * S + 2_345));
+	const entries: { atUs: number; endUs: number }[] = [];
+	for (let i = 0; i < rate * seconds; i++) {
+		const atUs = T0 + Math.floor(((i + 0.5) * S) / rate);
+		entries.push({ atUs, endUs: k.endUs(atUs) });
+	}
+	let worst = 0;
+	let next = 0;
+	for (let at = T0 + readEveryUs; at <= T0 + seconds * S; at += readEveryUs) {
+		const delta = new Float64Array(COUNT_COLUMNS);
+		while (next < entries.length && entries[next]!.atUs <= at) delta[COUNT_COLUMN.timeWait]!++, next++;
+		if (delta[COUNT_COLUMN.timeWait]! > 0) m.ingestCounts(KEY, { pid: 7, comm: 'counted' }, delta, at);
+		m.tick(at);
+		// Within a tick of a bucket's end the model may still hold the bucket the kernel just ran (wheel.ts).
+		const intoBucketUs = (at - BOOT_US) % wheel.bucketUs;
+		if (intoBucketUs < 1e6 / hz || wheel.bucketUs - intoBucketUs < 1e6 / hz) continue;
+		const held = entries.filter((e) => e.atUs <= at && e.endUs > at).length;
+		worst = Math.max(worst, Math.abs(m.namespaceTimeWait(1).count - held));
+	}
+	return worst;
+}
+
+test('read each second or twice a second, the model holds what the kernel holds, steps included: within a tick\'s entries, where 60 s from the reading is off by a bucket\'s', (t) => {
+	for (const [hz, readEveryUs] of [[250, S], [250, S / 2], [1000, S], [100, S / 4]] as const) {
+		const exact = heldAgainstKernel(hz, true, 1000, 150, readEveryUs);
+		const nominal = heldAgainstKernel(hz, false, 1000, 150, readEveryUs);
+		t.true(exact <= 1000 / hz + 4, `HZ ${hz}, a reading every ${readEveryUs / S} s: ${exact} apart with the wheel`);
+		t.true(nominal >= 1000, `HZ ${hz}: ${nominal} apart without it (the test can tell)`);
+	}
+});
