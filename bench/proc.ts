@@ -2,7 +2,8 @@
  * What the benchmark reads from /proc: a process's CPU time and peak memory, whether the machine is
  * quiet, the kernel's socket counts inside a network namespace, and a description of the machine.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import fs from 'node:fs';
 import os from 'node:os';
 
@@ -96,7 +97,19 @@ export async function waitQuiet(idleShare = 0.9, timeoutMs = 15_000): Promise<nu
 
 /** Timewait sockets (both substates) in a network namespace, from its /proc/net/sockstat. */
 export function timeWaitSockets(netns: string): number {
-	const sockstat = execFileSync('ip', ['netns', 'exec', netns, 'cat', '/proc/net/sockstat'], { encoding: 'utf8' });
+	return twOf(execFileSync('ip', ['netns', 'exec', netns, 'cat', '/proc/net/sockstat'], { encoding: 'utf8' }), netns);
+}
+
+/**
+ * timeWaitSockets() without blocking the event loop: a bench that times requests while it samples
+ * must not stall them with its own fork and exec (the soak's scrapes are timed in this process).
+ */
+export async function timeWaitSocketsAsync(netns: string): Promise<number> {
+	const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', netns, 'cat', '/proc/net/sockstat'], { encoding: 'utf8' });
+	return twOf(stdout, netns);
+}
+
+function twOf(sockstat: string, netns: string): number {
 	const m = /^TCP:.* tw (\d+)/m.exec(sockstat);
 	if (!m) throw new Error(`no TCP tw count in /proc/net/sockstat of ${netns}`);
 	return Number(m[1]);

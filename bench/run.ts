@@ -35,7 +35,7 @@ import { MODES, root, type Mode, type TracerOutcome } from './tracers.js';
 import { programRuns, runsBetween, runTimeStats, type ProgramRuns } from './bpf-stats.js';
 import { median, unaccountedTimeWait } from './stats.js';
 import { measurePieces, pieceRows, type PiecesResult } from './bpf-pieces.js';
-import { measureSoak, measureSteady, type SoakResult, type SoakSample, type SteadyResult, type SteadySample } from './steady.js';
+import { measureSoak, measureSteady, SLOW_SCRAPE_MS, type SoakResult, type SoakSample, type SteadyResult, type SteadySample } from './steady.js';
 import { COLUMN_BYTES_PER_SLOT } from '../src/model/time-wait.js';
 import { SOCK_SIZE } from '../src/event/layout.generated.js';
 import { measureProfile, PER_EVENT_AREA, PROFILED, profileTables, type ProfileResult, type ProfiledCommand } from './profile.js';
@@ -479,7 +479,7 @@ ${markdownTable(['s', 'serve RSS MiB', 'V8 heap MiB', 'CPU % of a core', 'TIME_W
 
 - CPU ${fmt(r.cpuPctMean)} % of a core on average (target ≤ 3 %: ${verdict(r.cpuPctMean <= 3)}); peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB: ${verdict(r.peakRssMiB <= 128)});
   RSS after the first minute ${rise === undefined ? '–' : `${rise >= 0 ? 'rose' : 'fell'} by ${fmtInt(Math.abs(rise))} MiB over the first minute's peak`} (target: flat, within 5 % of it: ${rise === undefined ? '–' : verdict(isFlat)})${heapRise}.
-- ${fmtInt(r.scrapes)} scrapes, ${r.scrapeFailures} failed or timed out, the slowest took ${fmtInt(r.slowestScrapeMs)} ms (target ≤ 50 ms: ${verdict(r.scrapeFailures === 0 && r.slowestScrapeMs <= 50)}).
+- ${fmtInt(r.scrapes)} scrapes, ${r.scrapeFailures} failed or timed out, the slowest took ${fmtInt(r.slowestScrapeMs)} ms (target ≤ 50 ms: ${verdict(r.scrapeFailures === 0 && r.slowestScrapeMs <= 50)})${slowScrapes(r)}.
 - serve's closing line: ${r.lost}
 - Where the time goes, and what would close the gaps: serve takes what the kernel counts from its counters once a second and
   at each scrape, into its model, its metrics and its flight recorder (docs/counting-in-the-kernel.md, steps 2 to 4), and its ring
@@ -491,6 +491,15 @@ ${markdownTable(['s', 'serve RSS MiB', 'V8 heap MiB', 'CPU % of a core', 'TIME_W
   scanning a second's whole wheel bucket at every millisecond tick; fixed in af17f16 (README, same section).
 
 `;
+}
+
+/** The soak's scrapes over its target, when and whether a walk was read meanwhile: what to look at first. */
+function slowScrapes(r: SoakResult): string {
+	const slow = r.slowScrapes ?? [];
+	if (!slow.length) return '';
+	const byWalk = slow.filter((x) => x.walkRead).length;
+	const worst = [...slow].sort((a, b) => b.ms - a.ms).slice(0, 8).sort((a, b) => a.atS - b.atS);
+	return `; ${slow.length} over ${SLOW_SCRAPE_MS} ms, ${byWalk} of them with a socket walk read since the scrape before; the slowest at ${worst.map((x) => `${x.atS} s (${fmtInt(x.ms)} ms${x.walkRead ? ', walk' : ''})`).join(', ')}`;
 }
 
 const loadName = (rate: number) => (rate === 0 ? 'full' : `${fmtInt(rate)}/s`);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { createPair, type NetnsPair } from '../testbed/netns.js';
 import { track, waitForLine } from '../testbed/children.js';
 import { runChurnClient, startChurnServer, stopChurnServer } from '../testbed/churn.js';
-import { cpuSeconds, peakRssMiB, rssMiB, timeWaitSockets } from './proc.js';
+import { cpuSeconds, peakRssMiB, rssMiB, timeWaitSockets, timeWaitSocketsAsync } from './proc.js';
 import { INSPECT_HOOK, root } from './tracers.js';
 import { FORCE_WALK_EVERY } from '../src/pipeline/walk-plan.js';
 
@@ -168,11 +168,16 @@ export interface SoakResult {
 	scrapes: number;
 	scrapeFailures: number;
 	slowestScrapeMs: number;
+	/** Scrapes over SLOW_SCRAPE_MS: when (s into the load), how long, and whether serve read a walk since the scrape before. */
+	slowScrapes: { atS: number; ms: number; walkRead: boolean }[];
 	lost: string;
 	/** ISO time it started, and the commit it measured. */
 	at: string;
 	commit: string;
 }
+
+/** The soak's target for a scrape, ms: those slower are listed. */
+export const SLOW_SCRAPE_MS = 50;
 
 /** `serve` as deployed (no filters), scraped every 2 s, at `rate` connections/s for `seconds`. */
 export async function measureSoak(seconds: number, rate: number, load: LoadOptions, commit: string): Promise<SoakResult> {
@@ -189,7 +194,9 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 		let scrapes = 0;
 		let failures = 0;
 		let slowestMs = 0;
+		const slowScrapes: SoakResult['slowScrapes'] = [];
 		let lastScrape = '';
+		let t0 = Date.now();
 		const counter = (name: string) => {
 			const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(lastScrape);
 			return m ? Number(m[1]) : null;
@@ -198,13 +205,16 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 			const started = Date.now();
 			scrapes++;
 			void fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()).then((text) => {
+				const ms = Date.now() - started;
+				const walks = (s: string) => /^twtrace_socket_walks_total (\S+)$/m.exec(s)?.[1];
+				if (ms > SLOW_SCRAPE_MS) slowScrapes.push({ atS: Math.round((started - t0) / 1000), ms, walkRead: walks(text) !== walks(lastScrape) });
 				lastScrape = text;
-				slowestMs = Math.max(slowestMs, Date.now() - started);
+				slowestMs = Math.max(slowestMs, ms);
 			}, () => failures++);
 		}, 2000);
 		const loadRun = await startLoad(pair, load, seconds, rate);
 		const samples: SoakSample[] = [];
-		const t0 = Date.now();
+		t0 = Date.now();
 		let cpuPrev = cpuSeconds(serve.pid!) ?? 0;
 		let atPrev = t0;
 		while (loadRun.running() && Date.now() - t0 < (seconds + 30) * 1000) {
@@ -213,7 +223,7 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 			const now = Date.now();
 			const heap = counter('nodejs_heap_size_total_bytes');
 			samples.push({ atS: Math.round((now - t0) / 1000), rssMiB: rssMiB(serve.pid!) ?? 0, heapMiB: heap === null ? null : heap / 2 ** 20,
-				cpuPct: (100 * (cpu - cpuPrev)) / ((now - atPrev) / 1000), timeWaitKernel: timeWaitSockets(pair.client),
+				cpuPct: (100 * (cpu - cpuPrev)) / ((now - atPrev) / 1000), timeWaitKernel: await timeWaitSocketsAsync(pair.client),
 				walksRead: counter('twtrace_socket_walks_total'), walksSkipped: counter('twtrace_socket_walks_skipped_total') });
 			[cpuPrev, atPrev] = [cpu, now];
 		}
@@ -225,7 +235,7 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 		return {
 			seconds, rate, connPerSec: churn.perSecond, samples, peakRssMiB: peak,
 			cpuPctMean: busy.reduce((a, s) => a + s.cpuPct, 0) / Math.max(1, busy.length),
-			scrapes, scrapeFailures: failures, slowestScrapeMs: slowestMs, at, commit,
+			scrapes, scrapeFailures: failures, slowestScrapeMs: slowestMs, slowScrapes, at, commit,
 			lost: stderr.split('\n').find((l) => / lost \(/.test(l))?.replace(/^twtrace: /, '') ?? stderr.slice(-200),
 		};
 	} finally {
