@@ -325,6 +325,17 @@ struct twt_walk_settings {
 	                    * that a time_wait event still on its way (tcp_time_wait() hashes the timewait
 	                    * socket before tcp_done() fires the tracepoint) is not taken for a missed one;
 	                    * 0 once the tracepoint programs are detached */
+	__u64 counted_from_jiffies; /* nonzero: a timewait socket of substate TIME_WAIT whose timer was armed at or
+	                             * after this jiffy is left out of the walk (the kernel's counters hold its
+	                             * entry: docs/counting-in-the-kernel.md), and the walk ends with a trailer
+	                             * that says how many were (TWT_WALK_TRAILER) */
 };
+
+/*
+ * A walk that leaves counted timewait sockets out ends with one more struct twt_sock: state 0 (no TCP
+ * state is 0), `cookie` the number left out. Written at the iterator's end (bpf_iter_tcp_seq_stop
+ * calls the program once more, with no socket).
+ */
+#define TWT_WALK_TRAILER_STATE 0
 
 #endif /* TWTRACE_H */

@@ -7,12 +7,14 @@
  *             frame*
  *   frame   = type(u8) reserved(3) payloadBytes(u32) payloadCrc32(u32) payload
  *   EVENTS  = struct twt_event records (EVENT_SIZE each)
- *   WALK    = metaBytes(u32) meta(JSON: netns, takenAtUs, settings, listeners[, removed][, timeWaitOmitted]) [removed cookies(u64 each)]
+ *   WALK    = metaBytes(u32) meta(JSON: netns, takenAtUs, settings, listeners[, removed][, timeWaitOmitted][, timeWaitCounted]) [removed cookies(u64 each)]
  *             struct twt_sock records. With `removed` in meta (version 4), a change against the
  *             namespace's previous walk: the cookies gone, then the records new or changed
  *             (walk-table.ts); without, the whole table. With `timeWaitOmitted` (version 5), the
  *             table without its timewait sockets, which a capture of counts has counted. Version 6:
  *             struct twt_sock's slack_us (padding before, 0), so that a timer dates its socket's entry.
+ *             With `timeWaitCounted` (version 7), the kernel left out the timewait sockets armed since
+ *             counting began (their number): those armed before are in the table.
  *   COUNTS  = atUs(f64) keys(u32) encoding(u32) key(struct twt_count_key)* values
  *             (version 5): the kernel's counters' differences since the reading before, per key that
  *             changed, read at atUs (the agent's flight recorder keeps these instead of the records
@@ -209,6 +211,7 @@ export function encodeWalk(walk: Omit<WalkRecord, 'sockets'> & { sockets?: Uint8
 		netns: walk.netns, takenAtUs: walk.takenAtUs, settings: settingsToJson(walk.settings), listeners: walk.listeners,
 		...(delta ? { removed: delta.removed.length } : {}),
 		...(walk.timeWaitOmitted !== undefined ? { timeWaitOmitted: walk.timeWaitOmitted } : {}),
+		...(walk.timeWaitCounted !== undefined ? { timeWaitCounted: walk.timeWaitCounted } : {}),
 	}), 'utf8');
 	const len = Buffer.alloc(4);
 	len.writeUInt32LE(meta.length, 0);

@@ -126,9 +126,10 @@ export const OWNER_FIELDS = {
 } as const satisfies Record<string, FieldLayout>;
 
 /** struct twt_walk_settings: the whole .data map (its one variable, `walk`). */
-export const WALK_SETTINGS_SIZE = 8;
+export const WALK_SETTINGS_SIZE = 16;
 export const WALK_SETTINGS_FIELDS = {
 	min_age_ns: { offset: 0, size: 8 },
+	counted_from_jiffies: { offset: 8, size: 8 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** A key of the `listeners` map: (netns, port). */

@@ -33,6 +33,8 @@ export const TCP_SYN_RECV = 3;
 export const TCP_TIME_WAIT = 6;
 export const TCP_LISTEN = 10;
 export const TCP_NEW_SYN_RECV = 12;
+/** The state of a walk's trailer record, which no socket has (TWT_WALK_TRAILER_STATE in bpf/twtrace.h). */
+export const WALK_TRAILER_STATE = 0;
 
 const little = HOST_LITTLE_ENDIAN;
 

@@ -33,4 +33,9 @@ export interface WalkRecord {
 	 * (listeners, open connections) are a small part of it.
 	 */
 	timeWaitOmitted?: number;
+	/**
+	 * The kernel left out the timewait sockets armed since counting began, and how many there were
+	 * (Tracer's walksLeaveCounted): their entries are counted. Those armed before are in `sockets`.
+	 */
+	timeWaitCounted?: number;
 }

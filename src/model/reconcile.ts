@@ -27,6 +27,11 @@ export interface NetnsWalk {
 	listenerOwner?: (port: number) => { pid: number; comm: string } | undefined;
 	/** Its timewait sockets were left out (counted instead: event/walk-record.ts), and how many there were. */
 	timeWaitOmitted?: number;
+	/**
+	 * The kernel left out those armed since counting began, and how many (event/walk-record.ts): read
+	 * at finish(), since a live walk learns it at its end.
+	 */
+	timeWaitCounted?: number;
 }
 
 /** One walk being reconciled a socket at a time (ChurnModel.beginReconcile). */
@@ -164,7 +169,7 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 			const [, saddr, daddr, dport] = key.split(' ');
 			m.destination(walk.netns, saddr!, daddr!, Number(dport), walk.takenAtUs).portsHeldOpen = n;
 		}
-		ns.walkedTimeWait = timeWait;
+		ns.walkedTimeWait = timeWait + (walk.timeWaitCounted ?? 0);
 		ns.walkedAtUs = walk.takenAtUs;
 	};
 	return { add, finish };

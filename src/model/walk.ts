@@ -17,5 +17,6 @@ export function walkFromRecord(record: WalkRecord, sockets: readonly SocketEntry
 		settings: record.settings,
 		listenerOwner: (port) => byPort.get(port),
 		...(record.timeWaitOmitted !== undefined ? { timeWaitOmitted: record.timeWaitOmitted } : {}),
+		...(record.timeWaitCounted !== undefined ? { timeWaitCounted: record.timeWaitCounted } : {}),
 	};
 }

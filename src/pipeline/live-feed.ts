@@ -15,14 +15,14 @@
  */
 import type { TwtEvent } from '../event/decode.js';
 import { TCP_LISTEN } from '../event/sock.js';
-import type { ListenerRecord, WalkRecord } from '../event/walk-record.js';
+import type { WalkRecord } from '../event/walk-record.js';
 import type { Losses } from '../facts/losses.js';
 import type { Blame } from '../model/attribution.js';
 import type { ChurnModel } from '../model/churn-model.js';
 import type { OpenedWalk, WalkPeek } from '../tracer/namespaces.js';
 import { NO_DROPS, type RecordSink, type SessionSummary } from '../tracer/session.js';
 import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from './feed-parts.js';
-import { readWalk, timed, type WalkTime } from './walk-reader.js';
+import { readWalk, walkRecordOf, timed, type WalkTime } from './walk-reader.js';
 import { STALE_CLOSE_NS, SuspectChecker } from './suspect-check.js';
 import { MAX_WALKED_NAMESPACES, namespacesToWalk, walkCheckOf, walkNeeded, type WalkStats } from './walk-plan.js';
 import type { Filters } from '../tracer/tracer.js';
@@ -58,6 +58,8 @@ export interface LiveFeedOptions {
 	upkeepMs?: number;
 	/** Count in the kernel too (SessionOptions.counting): `counts` reads the counters. */
 	counting?: boolean;
+	/** With counting: walks leave out the timewait sockets the counters hold (SessionOptions.walksLeaveCounted). */
+	walksLeaveCounted?: boolean;
 }
 
 export interface LiveFeedHandlers {
@@ -136,7 +138,7 @@ export class LiveFeed {
 		} : undefined;
 		const witness = model !== undefined || options.witness === true;
 		const { session, walker } = parts.open(
-			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness, socketWalks: model !== undefined, keepRaw, recordSink: options.recordSink, onEach, counting: options.counting },
+			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness, socketWalks: model !== undefined, keepRaw, recordSink: options.recordSink, onEach, counting: options.counting, walksLeaveCounted: options.walksLeaveCounted },
 			{
 				onEvents: (events, raw) => {
 					if (model) model.ingest(events);
@@ -325,7 +327,8 @@ export class LiveFeed {
 	/** Reads and reconciles one opened walk; false when abandoned. */
 	async #read(model: ChurnModel, w: OpenedWalk, time: WalkTime): Promise<boolean> {
 		const session = this.#session;
-		const reconciler = model.beginReconcile({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listenerOwner: (port) => session.listenerOwner(w.netns, port) });
+		const walk: Parameters<ChurnModel['beginReconcile']>[0] = { netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listenerOwner: (port) => session.listenerOwner(w.netns, port) };
+		const reconciler = model.beginReconcile(walk);
 		const listening = new Set<number>();
 		const read = await readWalk(w, {
 			each: (s) => {
@@ -344,14 +347,9 @@ export class LiveFeed {
 		// The walk delivered the time_wait events the kernel missed (bpf/twtrace.bpf.c, dump_tcp):
 		// the model takes them before the walk ends, so that they keep their owner.
 		timed(time, 'drainMs', () => this.drainNow());
+		walk.timeWaitCounted = read.timeWaitCounted;
 		timed(time, 'handleMs', () => reconciler.finish());
-		const listeners: ListenerRecord[] = [];
-		for (const port of listening) {
-			const owner = session.listenerOwner(w.netns, port);
-			if (owner) listeners.push({ port, ...owner });
-		}
-		const omitted = this.#keepRaw && !read.kept ? { omittedBytes: read.bytes } : read.kept && read.timeWaitOmitted !== undefined ? { timeWaitOmitted: read.timeWaitOmitted } : {};
-		this.#handlers.onWalk?.({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listeners, sockets: read.kept ?? new Uint8Array(), ...omitted });
+		this.#handlers.onWalk?.(walkRecordOf(w, listening, (port) => session.listenerOwner(w.netns, port), read, this.#keepRaw));
 		return true;
 	}
 

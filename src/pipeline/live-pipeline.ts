@@ -94,7 +94,9 @@ export class LivePipeline {
 		const recordSink = rec && !options.keepRaw ? { keep: (ring: Uint32Array, offset: number) => recorder?.keep(ring, offset) } : undefined;
 		// A recorder keeping counts keeps walks without their timewait sockets: the feed copies only what it keeps.
 		const keepWalkTimeWait = rec ? (takenAtUs: number) => recorder?.keepsTimeWaitOf(takenAtUs) ?? true : undefined;
-		this.feed = new LiveFeed({ ...options, model: this.model, keepRaw: options.keepRaw || rec !== undefined, recordSink, keepWalkBytes, keepWalkTimeWait }, {
+		// Where the model and any recorder take TIME_WAIT from the counts, a walk need not copy the timewait sockets they hold.
+		const walksLeaveCounted = options.modelFromCounts === true && options.counting === true && (rec === undefined || rec.keeps === 'counts');
+		this.feed = new LiveFeed({ ...options, model: this.model, keepRaw: options.keepRaw || rec !== undefined, recordSink, keepWalkBytes, keepWalkTimeWait, walksLeaveCounted }, {
 			...given,
 			onEvents: (events, raw) => {
 				if (raw) recorder?.addEvents(raw, parts.clockUs());

@@ -5,8 +5,10 @@
  * during a walk of millions of sockets. Optionally keeps the raw records, up to a bound.
  */
 import { SOCK_FIELDS, SOCK_SIZE } from '../event/layout.generated.js';
-import { forEachSocket, TCP_TIME_WAIT, type SocketEntry } from '../event/sock.js';
+import { forEachSocket, TCP_TIME_WAIT, WALK_TRAILER_STATE, type SocketEntry } from '../event/sock.js';
+import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { WALK_CHUNK_BYTES, type OpenedWalk } from '../tracer/namespaces.js';
+import type { ListenerRecord, WalkRecord } from '../event/walk-record.js';
 
 /**
  * Where a walk's wall time went, ms, added up over its chunks: reading the kernel's iterator (its
@@ -43,16 +45,20 @@ export interface WalkReading {
 	time?: WalkTime;
 }
 
+/** A walk read: its records' bytes, the records when kept, and what was left out of its timewait sockets. */
+export interface WalkRead { bytes: number; kept: Buffer | undefined; timeWaitOmitted?: number; timeWaitCounted?: number }
+
 /**
  * Reads `w` to its end and closes it. Undefined when abandoned; else the bytes of records read, and
  * the records themselves when asked and within the bound.
  */
-export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkReading): Promise<{ bytes: number; kept: Buffer | undefined; timeWaitOmitted?: number } | undefined> {
+export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkReading): Promise<WalkRead | undefined> {
 	let kept: Buffer[] | undefined = r.keepBytes !== undefined ? [] : undefined;
 	const keepTimeWait = r.keepTimeWait ?? true;
 	let bytes = 0;
 	let keptBytes = 0;
 	let timeWaitOmitted = 0;
+	let timeWaitCounted: number | undefined;
 	const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
 	let carry: Buffer | undefined;
 	try {
@@ -66,8 +72,13 @@ export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkRea
 			r.beforeChunk?.();
 			const handleAt = performance.now();
 			const chunk = carry ? Buffer.concat([carry, buf.subarray(0, n)]) : buf.subarray(0, n);
-			const whole = chunk.length - (chunk.length % SOCK_SIZE);
+			let whole = chunk.length - (chunk.length % SOCK_SIZE);
 			carry = whole < chunk.length ? Buffer.from(chunk.subarray(whole)) : undefined;
+			// The last record of a walk that left counted timewait sockets out says how many (bpf/twtrace.h).
+			if (whole > 0 && chunk[whole - SOCK_SIZE + SOCK_FIELDS.state.offset] === WALK_TRAILER_STATE) {
+				whole -= SOCK_SIZE;
+				timeWaitCounted = Number(HOST_LITTLE_ENDIAN ? chunk.readBigUInt64LE(whole + SOCK_FIELDS.cookie.offset) : chunk.readBigUInt64BE(whole + SOCK_FIELDS.cookie.offset));
+			}
 			forEachSocket(chunk.subarray(0, whole), r.each);
 			bytes += whole;
 			if (r.time) {
@@ -87,7 +98,23 @@ export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkRea
 	} finally {
 		w.close();
 	}
-	return { bytes, kept: kept ? Buffer.concat(kept) : undefined, ...(keepTimeWait ? {} : { timeWaitOmitted }) };
+	return { bytes, kept: kept ? Buffer.concat(kept) : undefined, ...(keepTimeWait ? {} : { timeWaitOmitted }), ...(timeWaitCounted !== undefined ? { timeWaitCounted } : {}) };
+}
+
+/**
+ * The walk as it is kept (event/walk-record.ts): the owners of its `listening` ports that twtrace saw
+ * listen(), `read`'s records if it kept them, else (`keepRaw`) how many bytes were not kept; what it
+ * left out of its timewait sockets, counted.
+ */
+export function walkRecordOf(w: Pick<OpenedWalk, 'netns' | 'takenAtUs' | 'settings'>, listening: Iterable<number>, listenerOwner: (port: number) => Omit<ListenerRecord, 'port'> | undefined, read: WalkRead, keepRaw: boolean): WalkRecord {
+	const listeners: ListenerRecord[] = [];
+	for (const port of listening) {
+		const owner = listenerOwner(port);
+		if (owner) listeners.push({ port, ...owner });
+	}
+	const omitted = keepRaw && !read.kept ? { omittedBytes: read.bytes } : read.kept && read.timeWaitOmitted !== undefined ? { timeWaitOmitted: read.timeWaitOmitted } : {};
+	const counted = read.timeWaitCounted !== undefined ? { timeWaitCounted: read.timeWaitCounted } : {};
+	return { netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listeners, sockets: read.kept ?? new Uint8Array(), ...omitted, ...counted };
 }
 
 /** The records of `records` that are not timewait sockets, copied, and how many timewait ones were left out. */

@@ -24,6 +24,8 @@ export interface SessionOptions {
 	socketWalks?: boolean;
 	/** Count in the kernel too (Tracer's counting option; read through tracer.counts). */
 	counting?: boolean;
+	/** With counting: walks leave out the timewait sockets the counters hold (Tracer's walksLeaveCounted). */
+	walksLeaveCounted?: boolean;
 	/** Also hand over each batch's raw records (record keeps them). */
 	keepRaw?: boolean;
 	/**
@@ -89,7 +91,7 @@ export class TraceSession {
 		let decoder: Decoder | undefined;
 		let ringWords: Uint32Array | undefined;
 		this.#tracer = new Tracer(
-			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness: options.witness, socketWalks: options.socketWalks, counting: options.counting },
+			{ objectPath: options.objectPath, filters: options.filters, ringBytes: options.ringBytes, log: options.log, witness: options.witness, socketWalks: options.socketWalks, counting: options.counting, walksLeaveCounted: options.walksLeaveCounted },
 			options.onEach ? (offset, length) => {
 				const r = decoder!.at(offset, length);
 				if (sink && (r === undefined || !isDecodeFailure(r))) sink.keep(ringWords!, offset);

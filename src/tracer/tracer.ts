@@ -47,6 +47,13 @@ export interface TracerOptions {
 	 * whether or not its kind is sent: docs/counting-in-the-kernel.md.
 	 */
 	counting?: boolean;
+	/**
+	 * With counting and socketWalks: walks leave out the timewait sockets armed since the attach, whose
+	 * entries the counters hold, and end with how many they left out (bpf/twtrace.h
+	 * TWT_WALK_TRAILER_STATE). For a model that takes TIME_WAIT from the counts (reconcile.ts takes
+	 * only those armed before counting began): a walk then reads the sockets the counts do not stand for.
+	 */
+	walksLeaveCounted?: boolean;
 }
 
 export type { ListenerOwner };
@@ -112,6 +119,8 @@ export class Tracer {
 	/** The programs that make events (tracepoints); the socket walk's link is apart: it outlives them. */
 	readonly #eventLinks: bpf.Handle[] = [];
 	#walkMinAgeNs = WALK_MIN_AGE_NS;
+	/** walk.counted_from_jiffies: 0n, or the jiffy after the attach (walksLeaveCounted). */
+	#walkCountedFromJiffies = 0n;
 	#walkLink: bpf.Handle | undefined;
 	readonly #cpus: number;
 	readonly #ring: RingMap;
@@ -165,7 +174,10 @@ export class Tracer {
 			this.#closingFd = bpf.mapFd(bpf.findMap(this.#object, 'closing'));
 			this.#dataFd = bpf.mapFd(bpf.findMap(this.#object, '.data'));
 			const generationFds = COUNT_GENERATIONS.map((name) => bpf.mapFd(bpf.findMap(this.#object, name)));
-			this.counts = counting ? new KernelCounts(bpf.mapFd(bpf.findMap(this.#object, 'counts')), [generationFds[0]!, generationFds[1]!], readClock(bpf.programFd(bpf.findProgram(this.#object, CLOCK_PROGRAM)))) : undefined;
+			// Read after the attach: a timer armed after the jiffy it reads was armed while counting.
+			const clock = counting ? readClock(bpf.programFd(bpf.findProgram(this.#object, CLOCK_PROGRAM))) : undefined;
+			this.counts = counting ? new KernelCounts(bpf.mapFd(bpf.findMap(this.#object, 'counts')), [generationFds[0]!, generationFds[1]!], clock) : undefined;
+			if (options.walksLeaveCounted && options.socketWalks && clock) this.#walkCountedFromJiffies = BigInt(clock.jiffies + 1);
 			this.#setWalkMinAge(WALK_MIN_AGE_NS);
 			this.#cpus = bpf.possibleCpus();
 			this.#ring = new RingMap(bpf.mapFd(bpf.findMap(this.#object, 'events')), options.ringBytes);
@@ -213,6 +225,7 @@ export class Tracer {
 		const value = Buffer.alloc(WALK_SETTINGS_SIZE);
 		const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
 		v.setBigUint64(WALK_SETTINGS_FIELDS.min_age_ns.offset, this.#walkMinAgeNs, HOST_LITTLE_ENDIAN);
+		v.setBigUint64(WALK_SETTINGS_FIELDS.counted_from_jiffies.offset, this.#walkCountedFromJiffies, HOST_LITTLE_ENDIAN);
 		bpf.mapUpdate(this.#dataFd, Buffer.alloc(4), value);
 	}
 

@@ -299,3 +299,19 @@ test('readings of one second (the upkeep\'s and each scrape\'s) are one frame, t
 	const frames = parseCapture(r.capture(undefined, T0 + 2.5 * S)).items.filter((i) => i.type === 'counts');
 	t.deepEqual(frames.map((f) => f.type === 'counts' && [f.atUs, f.count, f.values[COUNT_COLUMN.timeWait]]), [[T0 + 1.6 * S, 1, 3], [T0 + 2.2 * S, 1, 1]], 'a frame for second 1 (three readings), and the open second 2');
 });
+
+test('a walk the kernel left counted timewait sockets out of keeps their number through a window: the namespace\'s walked count is whole in the replay', (t) => {
+	const { r, T0 } = churnedRecorder(20, 10);
+	const settings = { portRange: { low: 32768, high: 60999 }, reservedPorts: new Set<number>(), finTimeoutSec: 60 };
+	// Armed before counting began: still in the walk. The 5,000 armed since were left out by dump_tcp.
+	const before = sockRecord({ cookie: 1, sport: 40001, state: 6, substate: 6, expiresUs: T0 + 50 * S, netns: 1 });
+	const open = sockRecord({ cookie: 99, sport: 41000, state: 1, netns: 1 });
+	r.addWalk({ netns: 1, takenAtUs: T0 + 15 * S, settings, listeners: [], sockets: Buffer.concat([before, open]), timeWaitCounted: 5000 }, T0 + 15 * S);
+	const window = parseCapture(r.capture(undefined, T0 + 20 * S));
+	const walk = window.items.find((i) => i.type === 'walk');
+	t.like(walk?.type === 'walk' && walk.walk, { timeWaitCounted: 5000, timeWaitOmitted: undefined });
+	const replay = new CaptureReplay(window);
+	replay.advanceTo(replay.endUs);
+	t.is(replay.model.namespaces.get(1)?.walkedTimeWait, 5001, 'the one walked and the 5,000 the kernel counted');
+	t.is(replay.reply({ by: 'process', sort: 'timeWait', windowMs: 10_000 }).snapshot.rows.find((x) => x.comm === '(before start)')?.timeWait, 1);
+});

@@ -69,3 +69,20 @@ test('kept without timewait sockets: every socket is still handed over, the kept
 	t.is(whole?.kept, undefined, 'with them, past the bound: not kept');
 	t.is(whole?.timeWaitOmitted, undefined);
 });
+
+test('a walk that left counted timewait sockets out ends with their number: read off, never handed over or kept as a socket', async (t) => {
+	const sockets = Array.from({ length: 5 }, (_, i) => sockRecord({ cookie: 10 + i, sport: 40000 + i, state: i === 4 ? 10 : 1 }));
+	// The trailer (bpf/twtrace.h TWT_WALK_TRAILER_STATE): state 0, the number left out in its cookie field.
+	const trailer = sockRecord({ cookie: 1_234_567, sport: 0, state: 0 });
+	const records = Buffer.concat([...sockets, trailer]);
+	for (const perRead of [SOCK_SIZE + 5, SOCK_SIZE * 6, 13]) {
+		const seen: number[] = [];
+		const read = await readWalk(fakeWalk(records, perRead, 0), { each: (s) => seen.push(s.state), keepBytes: 1 << 20 });
+		t.deepEqual(seen, [1, 1, 1, 1, 10], `${perRead} bytes a read`);
+		t.is(read?.timeWaitCounted, 1_234_567);
+		t.is(read?.bytes, 5 * SOCK_SIZE);
+		t.deepEqual(read?.kept, Buffer.concat(sockets));
+	}
+	const plain = await readWalk(fakeWalk(Buffer.concat(sockets), SOCK_SIZE, 0), { each: () => undefined });
+	t.is(plain?.timeWaitCounted, undefined, 'no trailer: nothing left out');
+});
