@@ -405,11 +405,12 @@ ${markdownTable(['s', 'top RSS MiB', 'V8 heap used / array buffers MiB', 'TIME_W
 
 - After the load: top's count in the first snapshot after ${r.final.afterWalk ? 'a walk' : '**no walk** (none was read in time)'}, ${r.final.secondsAfterLoad} s after the load ended, ${fmtInt(r.final.top)}, against the kernel's at that moment,
   ${fmtInt(r.final.kernel)} (${diff >= 0 ? '+' : ''}${fmtInt(diff)}, ${(100 * Math.abs(diff) / Math.max(1, r.final.kernel)).toFixed(2)} %); expiry in between follows the kernel's timer wheel.
-- The count after a walk equals the kernel's (target: ${r.final.afterWalk ? verdict(diff === 0) : '**missed**: no walk to judge'}; sockets expire by thousands a second meanwhile, so one or two apart is the two reads' timing).
-  top's model holds what entered since it started as the kernel's counts (docs/counting-in-the-kernel.md, step 4), each held 60 s from the reading
-  that found it and without the timer wheel's slack (up to 2 s at HZ 250, kernel-facts §9), which counts do not carry: at
-  ${fmtInt(r.connPerSec)} connections/s a second of it is ${fmtInt(r.connPerSec)} sockets the kernel still holds. What would close it: counted entries held for the
-  wheel's mean slack too, which walks now report per socket (\`slack_us\`).
+- The count after a walk equals the kernel's (target: ${r.final.afterWalk ? verdict(diff === 0) : '**missed**: no walk to judge'}; the kernel ends its entries a timer-wheel bucket at a time, thousands at once, so a bucket's end
+  between top's snapshot and the sockstat read after it would put them that many apart).
+  top's model holds what entered since it started as the kernel's counts (docs/counting-in-the-kernel.md, step 4), each ending in the timer wheel's
+  bucket its timer goes into (\`src/model/wheel.ts\`: the jiffies, CLOCK_MONOTONIC and CONFIG_HZ read once, kernel-facts §9), a reading's entries
+  spread evenly over the second before it.${diff === 0 ? '' : ` What is left: the entries of a reading are not evenly spread within its second, and the two
+  reads are apart in time; a walk cannot correct counted entries (they have no cookies): step 6 (walks aggregated in the kernel) would.`}
 - Peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB holding 1.5M: ${peakHeld >= 1_500_000 ? verdict(r.peakRssMiB <= 128) : `not judged: ${fmtInt(peakHeld)} held, under 1.5M; ${verdict(r.peakRssMiB <= 128)} at what it held`}); slowest walk ${worstWalk === undefined ? '–' : `${fmtInt(worstWalk)} ms`} (target ≤ 1,000 ms: ${worstWalk === undefined ? '–' : verdict(worstWalk <= 1000)}).
 - top's closing line: ${r.lost}
 ${steadyWhy(r, worstWalk)}
@@ -440,14 +441,13 @@ function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
 	if (worst?.walkSplit && worstWalkMs !== undefined) {
 		const w = worst.walkSplit;
 		const other = worstWalkMs - w.readMs - w.drainMs - w.handleMs;
-		lines.push(`- Where the slowest walk's ${fmtInt(worstWalkMs)} ms went (at ${worst.atS} s): ${fmtInt(w.readMs)} ms reading the kernel's iterator (dump_tcp copying
-  every socket of both namespaces, ${SOCK_SIZE} bytes each), ${fmtInt(w.drainMs)} ms draining the ring before each chunk (its records, and the counters read, as they come),
-  ${fmtInt(w.handleMs)} ms reconciling its sockets with the model in JavaScript, ${fmtInt(other)} ms the rest (opening each namespace's iterator, and other work between chunks: snapshots, upkeep).
-  What would close it: a walk reads and reconciles every socket, O(sockets held), however few were missed, while what it is
-  for shows first in the kernel's own count (walk-plan.ts: a due walk is read only when the counts disagree, or every 10th)
-  and the entries the kernel never reported (docs/kernel-facts.md §8) are found by the suspect checks, O(suspects).
-  A walk ≤ 1 s at 1.5M needs the kernel to aggregate instead of copying every socket (a BPF iterator that counts per owner
-  and destination into a map, and hands over only sockets the model does not know), or no full walk at that size.`);
+		lines.push(`- Where the slowest walk's ${fmtInt(worstWalkMs)} ms went (at ${worst.atS} s): ${fmtInt(w.readMs)} ms reading the kernel's iterator (dump_tcp visiting
+  every socket of both namespaces, and copying, ${SOCK_SIZE} bytes each, those the counts do not stand for: the timewait sockets armed before top started,
+  open connections and listeners), ${fmtInt(w.drainMs)} ms draining the ring before each chunk (its records, and the counters read, as they come),
+  ${fmtInt(w.handleMs)} ms reconciling its sockets with the model in JavaScript, ${fmtInt(other)} ms the rest (opening each namespace's iterator, and other work between chunks: snapshots, upkeep).${worstWalkMs <= 1000 ? '' : `
+  What would close it: the iterator still visits every socket, O(sockets held), to find the few it hands over (bpf_iter_tcp takes
+  each hash bucket's sockets in a batch, holding each, and runs dump_tcp on each); a due walk is read only when the counts disagree,
+  or every 10th (walk-plan.ts), so fewer full walks at that size, or an iterator over the established table alone, would.`}\`);
 	}
 	return lines.length ? `${lines.join('\n')}\n` : '';
 }
