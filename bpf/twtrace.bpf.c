@@ -826,9 +826,17 @@ static __always_inline bool relevant(const struct sock *sk, int oldstate, int ne
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return false;
 	switch (newstate) {
+	case TCP_CLOSE:
+		/* A passive close's normal end (LAST_ACK -> CLOSE, the peer's ACK of our FIN, in softirq) is
+		 * no event and no count: on_close() does nothing for it. One of the six transitions of a
+		 * connection whose both ends are on the host that twtrace acted on, for nothing. With an
+		 * error (a timeout, a reset) it is a reset event, as before. sk_err is set before tcp_done()
+		 * moves the socket (tcp_reset, tcp_write_err), so both programs read the same. */
+		if (oldstate == TCP_LAST_ACK && sk->sk_err == 0)
+			return false;
+		break;
 	case TCP_SYN_SENT:
 	case TCP_LISTEN:
-	case TCP_CLOSE:
 	case TCP_FIN_WAIT1:
 		break;
 	case TCP_LAST_ACK:

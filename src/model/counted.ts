@@ -107,5 +107,8 @@ function addEntries(m: ReconcileTarget, owner: Owner, dest: Destination | undefi
 	const reading = m.countedReading!;
 	if (timeWait > 0 && m.wheel) m.wheel.split(reading.fromUs, atUs, timeWait, (endUs, n) => m.timeWait.addCounted(owner, dest, netns, atUs, endUs, n));
 	else if (timeWait > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + TIME_WAIT_SECONDS * US, timeWait);
-	if (finWait2 > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + finUs, finWait2);
+	// Substate FIN_WAIT2: tcp_fin_timeout, in the wheel's bucket too (inet_twsk_schedule). Most get the peer's FIN soon
+	// after and are re-armed for TCP_TIMEWAIT_LEN from it (kernel-facts §1.3): the same end at the default 60 s.
+	if (finWait2 > 0 && m.wheel) m.wheel.split(reading.fromUs, atUs, finWait2, (endUs, n) => m.timeWait.addCounted(owner, dest, netns, atUs, endUs, n), finUs / US);
+	else if (finWait2 > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + finUs, finWait2);
 }

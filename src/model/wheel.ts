@@ -27,52 +27,66 @@ export function levelShift(delta: number): number {
 	return shift;
 }
 
+/** A timer's length and the bucket of the level it lands in, in jiffies. */
+interface TimerLevel {
+	lengthJ: number;
+	bucketJ: number;
+}
+
 export class TimeWaitWheel {
 	readonly #clock: WheelClock;
-	/** TCP_TIMEWAIT_LEN in jiffies. */
-	readonly #lengthJ: number;
-	/** A bucket of the level that length lands in, in jiffies. */
-	readonly #bucketJ: number;
+	/** By timer length, s: TCP_TIMEWAIT_LEN's first (a FIN_WAIT2-substate entry's is tcp_fin_timeout). */
+	readonly #levels = new Map<number, TimerLevel>();
 
 	constructor(clock: WheelClock) {
 		if (!(clock.hz > 0)) throw new RangeError(`a wheel clock of ${clock.hz} Hz`);
 		this.#clock = clock;
-		this.#lengthJ = TIMEWAIT_LEN_S * clock.hz;
-		this.#bucketJ = 2 ** levelShift(this.#lengthJ);
+		this.#level(TIMEWAIT_LEN_S);
 	}
 
-	/** A bucket's length, µs: how late after its 60 s an entry may end. */
+	/** A bucket's length for a 60 s timer, µs: how late after its 60 s an entry may end. */
 	get bucketUs(): number {
-		return this.#usOf(this.#bucketJ) - this.#usOf(0);
+		return this.#usOf(this.#level(TIMEWAIT_LEN_S).bucketJ) - this.#usOf(0);
 	}
 
-	/** CLOCK_MONOTONIC µs the wheel runs the timer of an entry that came at `enteredUs`. */
-	endUs(enteredUs: number): number {
-		return this.#usOf((this.#bucketOf(enteredUs) + 1) * this.#bucketJ);
+	/** CLOCK_MONOTONIC µs the wheel runs the timer of an entry that came at `enteredUs`, armed for `lengthS`. */
+	endUs(enteredUs: number, lengthS = TIMEWAIT_LEN_S): number {
+		const level = this.#level(lengthS);
+		return this.#usOf((this.#bucketOf(enteredUs, level) + 1) * level.bucketJ);
 	}
 
 	/**
-	 * `n` entries that came over (fromUs, toUs], spread evenly (a reading of the counters says how
-	 * many, not when), by the bucket each ends in: `visit(endUs, m)` per bucket, the m summing to n
-	 * (rounded as they accumulate, so that no entry is lost or made up).
+	 * `n` entries that came over (fromUs, toUs], their timers armed for `lengthS`, spread evenly (a
+	 * reading of the counters says how many, not when), by the bucket each ends in: `visit(endUs, m)`
+	 * per bucket, the m summing to n (rounded as they accumulate, so that no entry is lost or made up).
 	 */
-	split(fromUs: number, toUs: number, n: number, visit: (endUs: number, m: number) => void): void {
-		if (!(toUs > fromUs)) return visit(this.endUs(toUs), n);
+	split(fromUs: number, toUs: number, n: number, visit: (endUs: number, m: number) => void, lengthS = TIMEWAIT_LEN_S): void {
+		if (!(toUs > fromUs)) return visit(this.endUs(toUs, lengthS), n);
+		const { lengthJ, bucketJ } = this.#level(lengthS);
 		const spanUs = toUs - fromUs;
 		let given = 0;
 		let startUs = fromUs;
-		// Bucket k holds the timers whose nominal end (entry + TCP_TIMEWAIT_LEN) is in [k, k + 1) buckets: it runs them at k + 1.
-		for (let k = this.#bucketOf(fromUs); startUs < toUs; k++) {
-			const stopUs = Math.max(startUs, Math.min(toUs, this.#usOf((k + 1) * this.#bucketJ - this.#lengthJ)));
+		// Bucket k holds the timers whose nominal end (entry + length) is in [k, k + 1) buckets: it runs them at k + 1.
+		for (let k = this.#bucketOf(fromUs, { lengthJ, bucketJ }); startUs < toUs; k++) {
+			const stopUs = Math.max(startUs, Math.min(toUs, this.#usOf((k + 1) * bucketJ - lengthJ)));
 			const m = Math.round((n * (stopUs - fromUs)) / spanUs) - given;
-			if (m > 0) visit(this.#usOf((k + 1) * this.#bucketJ), m), (given += m);
+			if (m > 0) visit(this.#usOf((k + 1) * bucketJ), m), (given += m);
 			startUs = stopUs;
 		}
 	}
 
+	#level(lengthS: number): TimerLevel {
+		let level = this.#levels.get(lengthS);
+		if (!level) {
+			const lengthJ = lengthS * this.#clock.hz;
+			this.#levels.set(lengthS, (level = { lengthJ, bucketJ: 2 ** levelShift(lengthJ) }));
+		}
+		return level;
+	}
+
 	/** The bucket (its start, in buckets of jiffies) an entry that came at `us` goes into. */
-	#bucketOf(us: number): number {
-		return Math.floor((this.#jiffiesAt(us) + this.#lengthJ) / this.#bucketJ);
+	#bucketOf(us: number, level: TimerLevel): number {
+		return Math.floor((this.#jiffiesAt(us) + level.lengthJ) / level.bucketJ);
 	}
 
 	/** The jiffies at `us`, as a real number: read_clock read them within the tick after they last moved, taken as its middle. */

@@ -80,23 +80,25 @@ test('entries of a span split by the bucket they end in, in proportion, none los
  * `readEveryUs` and is compared with the kernel's TIME_WAIT at each reading. Returns the largest
  * difference.
  */
-function heldAgainstKernel(hz: number, withWheel: boolean, rate: number, seconds: number, readEveryUs: number): number {
+function heldAgainstKernel(hz: number, withWheel: boolean, rate: number, seconds: number, readEveryUs: number, finWait2Share = 0): number {
 	const k = kernel(hz, BOOT_US);
 	const wheel = new TimeWaitWheel(k.clock(T0));
 	const m = new ChurnModel(T0);
 	m.countFrom(T0);
 	if (withWheel) m.setWheel(k.clock(T0 - 7 * S + 2_345));
-	const entries: { atUs: number; endUs: number }[] = [];
+	const entries: { atUs: number; endUs: number; finWait2: boolean }[] = [];
 	for (let i = 0; i < rate * seconds; i++) {
 		const atUs = T0 + Math.floor(((i + 0.5) * S) / rate);
-		entries.push({ atUs, endUs: k.endUs(atUs) });
+		// A FIN_WAIT2-substate entry: the peer's FIN comes 300 µs later and re-arms its timer for 60 s (kernel-facts §1.3).
+		const finWait2 = i % 100 < finWait2Share * 100;
+		entries.push({ atUs, endUs: k.endUs(finWait2 ? atUs + 300 : atUs), finWait2 });
 	}
 	let worst = 0;
 	let next = 0;
 	for (let at = T0 + readEveryUs; at <= T0 + seconds * S; at += readEveryUs) {
 		const delta = new Float64Array(COUNT_COLUMNS);
-		while (next < entries.length && entries[next]!.atUs <= at) delta[COUNT_COLUMN.timeWait]!++, next++;
-		if (delta[COUNT_COLUMN.timeWait]! > 0) m.ingestCounts(KEY, { pid: 7, comm: 'counted' }, delta, at);
+		while (next < entries.length && entries[next]!.atUs <= at) delta[entries[next++]!.finWait2 ? COUNT_COLUMN.finWait2 : COUNT_COLUMN.timeWait]!++;
+		if (delta[COUNT_COLUMN.timeWait]! + delta[COUNT_COLUMN.finWait2]! > 0) m.ingestCounts(KEY, { pid: 7, comm: 'counted' }, delta, at);
 		m.tick(at);
 		// Within a tick of a bucket's end the model may still hold the bucket the kernel just ran (wheel.ts).
 		const intoBucketUs = (at - BOOT_US) % wheel.bucketUs;
@@ -114,4 +116,11 @@ test('read each second or twice a second, the model holds what the kernel holds,
 		t.true(exact <= 1000 / hz + 4, `HZ ${hz}, a reading every ${readEveryUs / S} s: ${exact} apart with the wheel`);
 		t.true(nominal >= 1000, `HZ ${hz}: ${nominal} apart without it (the test can tell)`);
 	}
+});
+
+test('entries in substate FIN_WAIT2 (tcp_fin_timeout 60 s, most re-armed for 60 s by the peer\'s FIN at once) end in the wheel\'s bucket too', (t) => {
+	const exact = heldAgainstKernel(250, true, 1000, 150, S, 0.5);
+	const nominal = heldAgainstKernel(250, false, 1000, 150, S, 0.5);
+	t.true(exact <= 8, `${exact} apart with the wheel`);
+	t.true(nominal >= 1000, `${nominal} apart without it`);
 });
