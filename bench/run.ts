@@ -447,7 +447,7 @@ function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
   ${fmtInt(w.handleMs)} ms reconciling its sockets with the model in JavaScript, ${fmtInt(other)} ms the rest (opening each namespace's iterator, and other work between chunks: snapshots, upkeep).${worstWalkMs <= 1000 ? '' : `
   What would close it: the iterator still visits every socket, O(sockets held), to find the few it hands over (bpf_iter_tcp takes
   each hash bucket's sockets in a batch, holding each, and runs dump_tcp on each); a due walk is read only when the counts disagree,
-  or every 10th (walk-plan.ts), so fewer full walks at that size, or an iterator over the established table alone, would.`}\`);
+  or every 10th (walk-plan.ts), so fewer full walks at that size, or an iterator over the established table alone, would.`}`);
 	}
 	return lines.length ? `${lines.join('\n')}\n` : '';
 }
