@@ -18,6 +18,20 @@ import { runClient, startServer } from '../helpers/processes.js';
 
 const N = 300;
 
+/** N connections to port 7700 that the client closes first, their events drained, then a walk of the client namespace opened. */
+async function closeFirstThenOpenWalk(pair: ReturnType<typeof createPair>, session: TraceSession) {
+	const server = await startServer(pair.server, '0.0.0.0', 7700, 'wait-close', N);
+	await runClient(pair.client, pair.serverAddr, 7700, 'close-first', N);
+	await server.done;
+	await new Promise((r) => setTimeout(r, 300));
+	session.drainNow();
+	const walker = new NamespaceWalker(session.tracer, monotonicUs);
+	walker.discover();
+	const opened = walker.open(pair.clientInode);
+	if ('error' in opened) throw new Error(opened.error);
+	return opened;
+}
+
 bpfTest('a time_wait event predicts when the kernel ends the socket: the fire time a walk reads, not a nominal 60 s', async (t) => {
 	const pair = createPair();
 	t.teardown(() => pair.remove());
@@ -26,15 +40,7 @@ bpfTest('a time_wait event predicts when the kernel ends the socket: the fire ti
 		onEvents: (batch) => events.push(...batch),
 	});
 	try {
-		const server = await startServer(pair.server, '0.0.0.0', 7700, 'wait-close', N);
-		await runClient(pair.client, pair.serverAddr, 7700, 'close-first', N);
-		await server.done;
-		await new Promise((r) => setTimeout(r, 300));
-		session.drainNow();
-		const walker = new NamespaceWalker(session.tracer, monotonicUs);
-		walker.discover();
-		const opened = walker.open(pair.clientInode);
-		if ('error' in opened) throw new Error(opened.error);
+		const opened = await closeFirstThenOpenWalk(pair, session);
 		const fireByCookie = new Map<number, number>();
 		const buf = Buffer.alloc(1 << 20);
 		try {
@@ -84,15 +90,7 @@ bpfTest('the timer wheel\'s clock (read_clock) places a counted entry\'s end whe
 		const clock = session.tracer.counts?.wheel;
 		if (!clock) return t.fail('read_clock gave no clock: CONFIG_HZ unknown to libbpf');
 		const wheel = new TimeWaitWheel(clock);
-		const server = await startServer(pair.server, '0.0.0.0', 7700, 'wait-close', N);
-		await runClient(pair.client, pair.serverAddr, 7700, 'close-first', N);
-		await server.done;
-		await new Promise((r) => setTimeout(r, 300));
-		session.drainNow();
-		const walker = new NamespaceWalker(session.tracer, monotonicUs);
-		walker.discover();
-		const opened = walker.open(pair.clientInode);
-		if ('error' in opened) throw new Error(opened.error);
+		const opened = await closeFirstThenOpenWalk(pair, session);
 		const kernelTimeWait = Number(/^TCP:.* tw (\d+)/m.exec(execFileSync('ip', ['netns', 'exec', pair.client, 'cat', '/proc/net/sockstat'], { encoding: 'utf8' }))![1]);
 		const walked: SocketEntry[] = [];
 		const read = await readWalk(opened, { each: (s) => void (s.state === 6 && walked.push({ ...s, addressKey: () => '' })) });
