@@ -124,6 +124,7 @@ function readVarint(payload: Buffer, cursor: { at: number }): number {
 	throw new CaptureError(`a counts frame holds a count longer than ${MAX_VARINT_BYTES} bytes`);
 }
 
-function isCount(v: unknown): v is number {
+/** A count as a capture holds it: a whole number from 0, exact as a double (the reader checks its header's with it too). */
+export function isCount(v: unknown): v is number {
 	return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }

@@ -10,7 +10,7 @@ import os from 'node:os';
 import { EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { CAPTURE_VERSION, CaptureError, countLayoutFingerprint, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, READABLE_LAYOUTS, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
-import { parseCountsPayload } from './counts-frame.js';
+import { isCount, parseCountsPayload } from './counts-frame.js';
 import { isWheelClock } from '../event/clock.js';
 import { crc32 } from 'node:zlib';
 import { decodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
@@ -265,10 +265,6 @@ function parseTrailer(payload: Buffer): CaptureTrailer {
 
 function isObject(v: unknown): v is Record<string, unknown> {
 	return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function isCount(v: unknown): v is number {
-	return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
 function isPort(v: unknown): v is number {

@@ -103,12 +103,14 @@ function addEntries(m: ReconcileTarget, owner: Owner, dest: Destination | undefi
 	const timeWait = Math.min(delta[K.timeWait]!, room);
 	room -= timeWait;
 	const finWait2 = Math.min(delta[K.finWait2]!, room);
-	// Substate TIME_WAIT ends in the timer wheel's bucket (wheel.ts), where its clock is known; else 60 s after the reading.
+	// Each substate's timer (TCP_TIMEWAIT_LEN; tcp_fin_timeout for FIN_WAIT2, most of which the peer's FIN re-arms for
+	// 60 s at once: kernel-facts §1.3) ends in the timer wheel's bucket (wheel.ts) where its clock is known; else its length after the reading.
 	const reading = m.countedReading!;
-	if (timeWait > 0 && m.wheel) m.wheel.split(reading.fromUs, atUs, timeWait, (endUs, n) => m.timeWait.addCounted(owner, dest, netns, atUs, endUs, n));
-	else if (timeWait > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + TIME_WAIT_SECONDS * US, timeWait);
-	// Substate FIN_WAIT2: tcp_fin_timeout, in the wheel's bucket too (inet_twsk_schedule). Most get the peer's FIN soon
-	// after and are re-armed for TCP_TIMEWAIT_LEN from it (kernel-facts §1.3): the same end at the default 60 s.
-	if (finWait2 > 0 && m.wheel) m.wheel.split(reading.fromUs, atUs, finWait2, (endUs, n) => m.timeWait.addCounted(owner, dest, netns, atUs, endUs, n), finUs / US);
-	else if (finWait2 > 0) m.timeWait.addCounted(owner, dest, netns, atUs, atUs + finUs, finWait2);
+	const add = (n: number, lengthUs: number) => {
+		if (n <= 0) return;
+		if (m.wheel) m.wheel.split(reading.fromUs, atUs, n, (endUs, part) => m.timeWait.addCounted(owner, dest, netns, atUs, endUs, part), lengthUs / US);
+		else m.timeWait.addCounted(owner, dest, netns, atUs, atUs + lengthUs, n);
+	};
+	add(timeWait, TIME_WAIT_SECONDS * US);
+	add(finWait2, finUs);
 }
