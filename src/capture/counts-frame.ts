@@ -1,20 +1,23 @@
 /**
  * The payload of a counts frame (format.ts): the kernel's counters' differences over a second, per
- * key that moved. Two encodings, named by the head's third word:
+ * key that moved. Three encodings, named by the head's third word:
  *
- *   head    = atUs(f64) keys(u32) encoding(u32)
- *   DENSE   (0, versions 5 and 6) = key(struct twt_count_key)* value(f64 × COUNT_COLUMNS)*
- *   SPARSE  (1, version 7)        = key(struct twt_count_key)* (mask(varint) value(varint)*)*
+ *   head      = atUs(f64) keys(u32) encoding(u32)
+ *   DENSE     (0, versions 5 and 6) = key(struct twt_count_key)* value(f64 × COUNT_COLUMNS)*
+ *   SPARSE    (1, version 7)        = key(struct twt_count_key)* (mask(varint) value(varint)*)*
+ *   KEYED     (2, version 8)        = (id(varint) mask(varint) value(varint)*)*
  *
- * In SPARSE, a key's mask has bit c set for each column c that moved, and its values follow in
- * column order, as unsigned LEB128 varints. A busy key moves about 8 of its 20 columns a second
- * (connections, time_wait, lifetime_sum_us, lifetime_count and a few lifetime buckets), each a
- * few bytes long: the flight recorder, which keeps a frame a second for its whole span, then holds
- * about a third of the dense bytes (README, the soak). Differences of counters that only go up
- * are whole numbers from 0; a row that is not is written DENSE, so that the reader refuses it as
- * it was given (a recorder never invents a count).
+ * In SPARSE and KEYED, a key's mask has bit c set for each column c that moved, and its values
+ * follow in column order, as unsigned LEB128 varints. A busy key moves about 8 of its 20 columns a
+ * second (connections, time_wait, lifetime_sum_us, lifetime_count and a few lifetime buckets), each
+ * a few bytes long. Differences of counters that only go up are whole numbers from 0; a row that is
+ * not is written DENSE, so that the reader refuses it as it was given (a recorder never invents a
+ * count).
  *
- * Keys come first and whole in both, so that the reader hands them on as one subarray.
+ * KEYED names each key by an id that a KEYS frame before it defined (id(u32) key(struct
+ * twt_count_key))*: the flight recorder keeps a frame a second for 15 minutes, and the same keys
+ * move second after second, so their 56 bytes were most of a SPARSE frame (README, the soak). A
+ * served window starts with one KEYS frame for the ids its frames name.
  */
 import { COUNT_KEY_SIZE, COUNT_SIZE } from '../event/layout.generated.js';
 import { CaptureError } from './format-error.js';
@@ -23,7 +26,9 @@ import { CaptureError } from './format-error.js';
 export const COUNTS_HEAD_BYTES = 16;
 /** A dense counts frame's bytes per key: the key as the kernel keeps it, the differences as float64s. */
 export const COUNTS_ENTRY_BYTES = COUNT_KEY_SIZE + COUNT_SIZE;
-export const CountsEncoding = { dense: 0, sparse: 1 } as const;
+export const CountsEncoding = { dense: 0, sparse: 1, keyed: 2 } as const;
+/** A KEYS frame's bytes per key: its id (u32), then the key as the kernel keeps it. */
+export const KEY_ENTRY_BYTES = 4 + COUNT_KEY_SIZE;
 const COLUMNS = COUNT_SIZE / 8;
 /** The longest varint of a safe integer (53 bits, 7 a byte). */
 const MAX_VARINT_BYTES = 8;
@@ -31,24 +36,32 @@ const MAX_VARINT_BYTES = 8;
 /**
  * A counts frame's payload: `keys` (COUNT_KEY_SIZE bytes each, as read from the kernel) and their
  * differences (`values`, COUNT_SIZE / 8 numbers each, in struct twt_count order), read at `atUs`.
- * Sparse when every value is a count, dense otherwise.
+ * Sparse when every value is a count, dense otherwise; with `ids` (one per key, defined by a KEYS
+ * frame the reader sees first), a sparse frame names its keys by id (KEYED).
  */
-export function encodeCountsPayload(atUs: number, keys: Uint8Array, values: Float64Array): Buffer {
+export function encodeCountsPayload(atUs: number, keys: Uint8Array, values: Float64Array, ids?: ArrayLike<number>): Buffer {
 	const n = keys.byteLength / COUNT_KEY_SIZE;
 	if (!Number.isInteger(n) || values.length !== n * COLUMNS) throw new RangeError(`a counts frame of ${keys.byteLength} key bytes and ${values.length} values`);
+	if (ids && (ids.length !== n || !Array.prototype.every.call(ids, (id: number) => id >>> 0 === id))) throw new RangeError(`a counts frame of ${n} keys named by ${ids.length} ids, each a u32`);
 	const sparse = values.every(isCount);
-	const bound = COUNTS_HEAD_BYTES + keys.byteLength + (sparse ? n * 3 + countValueBytes(values) : values.length * 8);
+	const keyed = sparse && ids !== undefined;
+	const keyBytes = keyed ? n * 5 : keys.byteLength;
+	const bound = COUNTS_HEAD_BYTES + keyBytes + (sparse ? n * 3 + countValueBytes(values) : values.length * 8);
 	const out = Buffer.allocUnsafe(bound);
 	out.writeDoubleLE(atUs, 0);
 	out.writeUInt32LE(n, 8);
-	out.writeUInt32LE(sparse ? CountsEncoding.sparse : CountsEncoding.dense, 12);
-	out.set(keys, COUNTS_HEAD_BYTES);
-	let at = COUNTS_HEAD_BYTES + keys.byteLength;
+	out.writeUInt32LE(keyed ? CountsEncoding.keyed : sparse ? CountsEncoding.sparse : CountsEncoding.dense, 12);
+	let at = COUNTS_HEAD_BYTES;
+	if (!keyed) {
+		out.set(keys, at);
+		at += keys.byteLength;
+	}
 	if (!sparse) {
 		for (let i = 0; i < values.length; i++) at = out.writeDoubleLE(values[i]!, at);
 		return out;
 	}
-	for (let row = 0; row < values.length; row += COLUMNS) {
+	for (let row = 0, key = 0; row < values.length; row += COLUMNS, key++) {
+		if (keyed) at = writeVarint(out, at, ids[key]!);
 		let mask = 0;
 		for (let c = 0; c < COLUMNS; c++) if (values[row + c] !== 0) mask |= 1 << c;
 		at = writeVarint(out, at, mask);
@@ -57,19 +70,51 @@ export function encodeCountsPayload(atUs: number, keys: Uint8Array, values: Floa
 	return out.subarray(0, at);
 }
 
-/** A counts frame's payload, read back and checked: every value a count, every byte accounted for. */
-export function parseCountsPayload(payload: Buffer): { atUs: number; keys: Buffer; values: Float64Array; count: number } {
+/** A KEYS frame's payload: each id and the key it names (COUNT_KEY_SIZE bytes). */
+export function encodeKeysPayload(entries: readonly (readonly [id: number, key: Uint8Array])[]): Buffer {
+	const out = Buffer.allocUnsafe(entries.length * KEY_ENTRY_BYTES);
+	entries.forEach(([id, key], i) => {
+		if (id >>> 0 !== id || key.byteLength !== COUNT_KEY_SIZE) throw new RangeError(`a key id ${id} of ${key.byteLength} bytes`);
+		out.writeUInt32LE(id, i * KEY_ENTRY_BYTES);
+		out.set(key, i * KEY_ENTRY_BYTES + 4);
+	});
+	return out;
+}
+
+/**
+ * A KEYS frame read into `table` (id → key). An id defined again must name the same key: a capture
+ * whose ids change meaning would credit one key's counts to another.
+ */
+export function parseKeysPayload(payload: Buffer, table: Map<number, Buffer>): void {
+	if (payload.length % KEY_ENTRY_BYTES !== 0) throw new CaptureError(`a keys frame of ${payload.length} bytes is not a whole number of ${KEY_ENTRY_BYTES}-byte keys`);
+	for (let at = 0; at < payload.length; at += KEY_ENTRY_BYTES) {
+		const id = payload.readUInt32LE(at);
+		const key = payload.subarray(at + 4, at + KEY_ENTRY_BYTES);
+		const known = table.get(id);
+		if (known && !known.equals(key)) throw new CaptureError(`a keys frame defines key id ${id} again, as another key`);
+		table.set(id, key);
+	}
+}
+
+/**
+ * A counts frame's payload, read back and checked: every value a count, every byte accounted for.
+ * A KEYED frame's ids are looked up in `keyTable` (the KEYS frames read before it).
+ */
+export function parseCountsPayload(payload: Buffer, keyTable?: ReadonlyMap<number, Buffer>): { atUs: number; keys: Buffer; values: Float64Array; count: number } {
 	if (payload.length < COUNTS_HEAD_BYTES) throw new CaptureError('a counts frame too short for its head');
 	const atUs = payload.readDoubleLE(0);
 	const n = payload.readUInt32LE(8);
 	const encoding = payload.readUInt32LE(12);
 	if (!isCount(atUs)) throw new CaptureError('a counts frame\'s time is malformed');
-	if (encoding !== CountsEncoding.dense && encoding !== CountsEncoding.sparse) throw new CaptureError(`a counts frame of unknown encoding ${encoding}`);
-	const keysEnd = COUNTS_HEAD_BYTES + n * COUNT_KEY_SIZE;
-	if (encoding === CountsEncoding.dense ? payload.length !== keysEnd + n * COUNT_SIZE : payload.length < keysEnd + n) {
+	if (encoding !== CountsEncoding.dense && encoding !== CountsEncoding.sparse && encoding !== CountsEncoding.keyed) throw new CaptureError(`a counts frame of unknown encoding ${encoding}`);
+	const keyed = encoding === CountsEncoding.keyed;
+	const keysEnd = keyed ? COUNTS_HEAD_BYTES : COUNTS_HEAD_BYTES + n * COUNT_KEY_SIZE;
+	// Each key takes its bytes, or (KEYED) an id and a mask of a byte at least: checked before anything is allocated for n.
+	const least = encoding === CountsEncoding.dense ? keysEnd + n * COUNT_SIZE : keysEnd + n * (keyed ? 2 : 1);
+	if (encoding === CountsEncoding.dense ? payload.length !== least : payload.length < least) {
 		throw new CaptureError(`a counts frame of ${payload.length} bytes does not hold its ${n} keys`);
 	}
-	const keys = payload.subarray(COUNTS_HEAD_BYTES, keysEnd);
+	const keys = keyed ? Buffer.allocUnsafe(n * COUNT_KEY_SIZE) : payload.subarray(COUNTS_HEAD_BYTES, keysEnd);
 	const values = new Float64Array(n * COLUMNS);
 	if (encoding === CountsEncoding.dense) {
 		for (let i = 0; i < values.length; i++) {
@@ -81,7 +126,13 @@ export function parseCountsPayload(payload: Buffer): { atUs: number; keys: Buffe
 		return { atUs, keys, values, count: n };
 	}
 	const cursor = { at: keysEnd };
-	for (let row = 0; row < values.length; row += COLUMNS) {
+	for (let row = 0, i = 0; row < values.length; row += COLUMNS, i++) {
+		if (keyed) {
+			const id = readVarint(payload, cursor);
+			const key = keyTable?.get(id);
+			if (!key) throw new CaptureError(`a counts frame names key id ${id}, which no keys frame before it defines`);
+			key.copy(keys, i * COUNT_KEY_SIZE);
+		}
 		const mask = readVarint(payload, cursor);
 		if (mask >= 2 ** COLUMNS) throw new CaptureError(`a counts frame names column ${Math.floor(Math.log2(mask))} of ${COLUMNS}`);
 		for (let c = 0; c < COLUMNS; c++) if (mask & (1 << c)) values[row + c] = readVarint(payload, cursor);

@@ -20,8 +20,10 @@
  *             changed, read at atUs (the agent's flight recorder keeps these instead of the records
  *             the kernel counted: docs/counting-in-the-kernel.md, step 3), in struct twt_count order.
  *             Values as float64s (encoding 0, versions 5 and 6), or from version 7 only the columns
- *             that moved, as varints (encoding 1): counts-frame.ts. A capture with such frames names
+ *             that moved, as varints (encoding 1): counts-frame.ts. From version 8, keys named by
+ *             ids (encoding 2) that a KEYS frame before defines. A capture with such frames names
  *             the counters' layout in its header (countLayout).
+ *   KEYS    = (id(u32) key(struct twt_count_key))* (version 8): the keys later counts frames name by id.
  *   END     = JSON trailer: why recording stopped, totals and losses. Missing: the file was cut short.
  *
  * Framing integers are little-endian. Records are in the recording host's byte order (header
@@ -39,14 +41,14 @@ import { parsePortList, portListText, type NetnsSettings } from '../facts/netns-
 import type { WalkRecord } from '../event/walk-record.js';
 import type { WheelClock } from '../event/clock.js';
 import { encodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
-import { encodeCountsPayload } from './counts-frame.js';
+import { encodeCountsPayload, encodeKeysPayload } from './counts-frame.js';
 
 export { CaptureError } from './format-error.js';
 export { COUNTS_ENTRY_BYTES, COUNTS_HEAD_BYTES } from './counts-frame.js';
 
 /** PNG-style: a high byte, the name, CR LF, ^Z, LF: text-mode transfers and `type` are caught. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x57, 0x54, 0x0d, 0x0a, 0x1a, 0x0a]);
-export const CAPTURE_VERSION = 7;
+export const CAPTURE_VERSION = 8;
 /**
  * The record layouts version CAPTURE_VERSION was written with: a digest of every field's offset and
  * size (layoutFingerprint()). The layout test fails when they differ: raise CAPTURE_VERSION, then
@@ -66,7 +68,7 @@ export const FRAME_HEADER_BYTES = 12;
 export const MAX_HEADER_BYTES = 1 << 20;
 export const MAX_FRAME_BYTES = 256 << 20;
 
-export const FrameType = { events: 1, walk: 2, end: 3, counts: 4 } as const;
+export const FrameType = { events: 1, walk: 2, end: 3, counts: 4, keys: 5 } as const;
 export type FrameTypeName = keyof typeof FrameType;
 
 export interface CaptureHeader {
@@ -238,10 +240,16 @@ export class WalkEncoder {
 
 /**
  * A counts frame: `keys` (COUNT_KEY_SIZE bytes each, as read from the kernel) and their differences
- * (`values`, COUNT_SIZE / 8 numbers each), read at `atUs` (counts-frame.ts: only the columns that moved).
+ * (`values`, COUNT_SIZE / 8 numbers each), read at `atUs` (counts-frame.ts: only the columns that
+ * moved; with `ids`, the keys named by the ids a keys frame defines).
  */
-export function encodeCounts(atUs: number, keys: Uint8Array, values: Float64Array): Buffer {
-	return encodeFrame('counts', encodeCountsPayload(atUs, keys, values));
+export function encodeCounts(atUs: number, keys: Uint8Array, values: Float64Array, ids?: ArrayLike<number>): Buffer {
+	return encodeFrame('counts', encodeCountsPayload(atUs, keys, values, ids));
+}
+
+/** A keys frame: the ids later counts frames name their keys by. */
+export function encodeKeys(entries: readonly (readonly [id: number, key: Uint8Array])[]): Buffer {
+	return encodeFrame('keys', encodeKeysPayload(entries));
 }
 
 export function encodeEnd(trailer: CaptureTrailer): Buffer {

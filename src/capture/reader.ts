@@ -10,7 +10,7 @@ import os from 'node:os';
 import { EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { CAPTURE_VERSION, CaptureError, countLayoutFingerprint, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, READABLE_LAYOUTS, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
-import { isCount, parseCountsPayload } from './counts-frame.js';
+import { isCount, parseCountsPayload, parseKeysPayload } from './counts-frame.js';
 import { isWheelClock } from '../event/clock.js';
 import { crc32 } from 'node:zlib';
 import { decodeCookies, WalkTable, type WalkDelta } from './walk-table.js';
@@ -64,6 +64,8 @@ export function parseCapture(data: Uint8Array, options: ReadOptions = {}): Captu
 	let frame = 0;
 	// Each namespace's table as of its last walk: a walk stored as a change applies to it.
 	const tables = new Map<number, { sockets: Uint8Array; table?: WalkTable }>();
+	// The counts keys the keys frames so far define, by id.
+	const countKeys = new Map<number, Buffer>();
 	while (at < buf.length) {
 		frame++;
 		const problem = frameProblem(buf, at);
@@ -93,7 +95,10 @@ export function parseCapture(data: Uint8Array, options: ReadOptions = {}): Captu
 				items.push({ type: 'walk', walk });
 			} else if (type === FrameType.counts) {
 				if (header.countLayout === undefined) throw new CaptureError('a counts frame in a capture whose header names no counters\' layout');
-				items.push(parseCounts(payload));
+				items.push(parseCounts(payload, countKeys));
+			} else if (type === FrameType.keys) {
+				if (header.countLayout === undefined) throw new CaptureError('a keys frame in a capture whose header names no counters\' layout');
+				parseKeysPayload(payload, countKeys);
 			} else if (type === FrameType.end) {
 				trailer = parseTrailer(payload);
 			} else {
@@ -245,8 +250,8 @@ function parseWalk(payload: Buffer): { walk: WalkRecord; delta: WalkDelta | unde
 	return { walk, delta: { removed, upserts } };
 }
 
-function parseCounts(payload: Buffer): Extract<CaptureItem, { type: 'counts' }> {
-	return { type: 'counts', ...parseCountsPayload(payload) };
+function parseCounts(payload: Buffer, countKeys: ReadonlyMap<number, Buffer>): Extract<CaptureItem, { type: 'counts' }> {
+	return { type: 'counts', ...parseCountsPayload(payload, countKeys) };
 }
 
 function parseTrailer(payload: Buffer): CaptureTrailer {

@@ -24,10 +24,8 @@
  */
 import { EVENT_FIELDS, EVENT_SIZE, EventKind, TASK_FIELDS } from '../event/layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
-import { countLayoutFingerprint, DROP_NAMES, encodeCounts, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
-import { COUNT_COLUMNS } from '../event/counts.js';
-import { COUNT_KEY_SIZE } from '../event/layout.generated.js';
-import { FrameSlab } from './frame-slab.js';
+import { countLayoutFingerprint, DROP_NAMES, encodeEnd, encodeFrame, encodePreamble, encodeWalk, settingsToJson, type CaptureDrops, type CaptureHeader } from '../capture/format.js';
+import { CountsFrames } from './counts-frames.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import { RecordStaging } from '../event/staging.js';
 import type { RecordSink } from '../tracer/session.js';
@@ -119,14 +117,10 @@ export class FlightRecorder implements RecordSink {
 	readonly #countsFromUs: number;
 	/** Counts frames dropped from the front, kept for HISTORY_US more: the history of the windows served. */
 	readonly #history: Extract<Item, { type: 'counts' }>[] = [];
-	/** The differences of the readings in the second now open, summed per key (one frame a second, whatever the scrapes). */
-	readonly #second = new Map<string, Float64Array>();
-	#secondOf = -1;
-	#secondAtUs = 0;
 	/** Bytes of the frames in #history: counted against nothing, shown in stats(). */
 	#historyBytes = 0;
-	/** Where counts frames are kept: a few large buffers, not one each. */
-	readonly #slab = new FrameSlab();
+	/** The counts of the second now open, and the ids its frames name keys by. */
+	readonly #counts = new CountsFrames();
 
 	/** `nowUs`: the recorder's start (its pipeline's model's, so that a window from it replays to the same rates); `countsFromUs`: counting's. */
 	constructor(options: RecorderOptions, source: RecorderSource, nowUs: number, countsFromUs = nowUs) {
@@ -190,37 +184,26 @@ export class FlightRecorder implements RecordSink {
 	/**
 	 * A reading of the kernel's counters at `atUs` begins: addCounts() gives its keys. Readings of one
 	 * second (the upkeep's, each scrape's) are summed into one frame, made once the second is over (or
-	 * a window is served), and kept as a capture holds it: only the counters that moved, as varints
-	 * (capture/counts-frame.ts), in slabs (frame-slab.ts). The recorder keeps a frame a second for
-	 * its whole span (15 minutes by default), so their bytes are most of what it holds beside counts.
-	 * Ignored unless it keeps counts.
+	 * a window is served), and kept as a capture holds it: counts-frames.ts. Ignored unless it keeps
+	 * counts.
 	 */
 	beginCounts(atUs: number, nowUs: number): void {
 		if (!this.#keepsCounts) return;
-		const second = Math.floor(atUs / 1e6);
-		if (second !== this.#secondOf) this.#flushCounts(nowUs);
-		this.#secondOf = second;
-		this.#secondAtUs = atUs;
+		if (this.#counts.opensSecond(atUs)) this.#flushCounts(nowUs);
+		this.#counts.begin(atUs);
 	}
 
-	/** One key's differences in the reading begun (count-bins.ts DeltaVisitor: `delta` is reused, copied here). */
+	/** One key's differences in the reading begun (count-bins.ts DeltaVisitor: `delta` is reused, copied). */
 	addCounts(key: string, delta: Float64Array): void {
-		if (!this.#keepsCounts) return;
-		const row = this.#second.get(key);
-		if (row) for (let c = 0; c < COUNT_COLUMNS; c++) row[c]! += delta[c]!;
-		else this.#second.set(key, delta.slice(0, COUNT_COLUMNS));
+		if (this.#keepsCounts) this.#counts.add(key, delta);
 	}
 
 	/** The open second's counts, as a frame at its last reading. */
 	#flushCounts(nowUs: number): void {
-		if (this.#second.size === 0) return;
-		const keys = Buffer.allocUnsafe(this.#second.size * COUNT_KEY_SIZE);
-		const values = new Float64Array(this.#second.size * COUNT_COLUMNS);
-		let i = 0;
-		for (const [hex, row] of this.#second) keys.write(hex, i * COUNT_KEY_SIZE, COUNT_KEY_SIZE, 'hex'), values.set(row, i++ * COUNT_COLUMNS);
-		this.#second.clear();
+		const taken = this.#counts.take();
+		if (!taken) return;
 		this.#seal(nowUs); // failures before the reading stay before it
-		this.#push({ type: 'counts', atUs: this.#secondAtUs, frame: this.#slab.keep(encodeCounts(this.#secondAtUs, keys, values)) });
+		this.#push({ type: 'counts', ...taken });
 		this.#trim(nowUs);
 	}
 
@@ -256,14 +239,14 @@ export class FlightRecorder implements RecordSink {
 
 	/** Seals events gathered for long enough and drops what is too old or over the byte bound. */
 	tick(nowUs: number): void {
-		if (this.#second.size > 0 && Math.floor(nowUs / 1e6) > this.#secondOf) this.#flushCounts(nowUs);
+		if (this.#counts.overAt(nowUs)) this.#flushCounts(nowUs);
 		if (this.#chunk.bytes > 0 && nowUs - this.#chunkStartUs >= CHUNK_US) this.#seal(nowUs);
 		this.#trim(nowUs);
 	}
 
 	stats(nowUs: number): { frames: number; bytes: number; maxBytes: number; spanSeconds: number; maxSeconds: number; firstUs: number; droppedBy: 'size' | 'age' | null } {
 		return {
-			frames: this.#items.length - this.#head, bytes: this.#bytes + this.#frontBytes + this.#historyBytes + this.#chunk.bytes, maxBytes: this.#options.maxBytes,
+			frames: this.#items.length - this.#head, bytes: this.#bytes + this.#frontBytes + this.#historyBytes + this.#counts.keyBytes + this.#chunk.bytes, maxBytes: this.#options.maxBytes,
 			spanSeconds: Math.round((nowUs - this.#frontUs) / 1e5) / 10, maxSeconds: this.#options.maxAgeMs / 1000, firstUs: this.#frontUs,
 			droppedBy: this.#droppedBy ?? null,
 		};
@@ -309,6 +292,8 @@ export class FlightRecorder implements RecordSink {
 			parts.push(encodeWalk(walk));
 			walks++;
 		}
+		const keys = this.#counts.keysFrame(); // before any counts frame names them
+		if (keys) parts.push(keys);
 		for (const item of history) parts.push(item.frame);
 		for (; i < this.#items.length; i++) {
 			const item = this.#items[i]!;
@@ -344,9 +329,17 @@ export class FlightRecorder implements RecordSink {
 
 	#trim(nowUs: number): void {
 		const oldestUs = nowUs - this.#options.maxAgeMs * 1000;
+		// The oldest counts frame kept is the history's first, or none is older than the front.
+		const pruneKeys = () => this.#counts.prune(this.#history[0]?.atUs ?? this.#frontUs);
+		if (this.#counts.duePruning) pruneKeys();
 		while (this.#head < this.#items.length) {
 			const item = this.#items[this.#head]!;
-			if (item.atUs >= oldestUs && this.#bytes + this.#frontBytes <= this.#options.maxBytes) break;
+			if (item.atUs >= oldestUs && this.#bytes + this.#frontBytes + this.#counts.keyBytes <= this.#options.maxBytes) break;
+			// Over the byte bound: keys no kept frame names go before any frame does.
+			if (item.atUs >= oldestUs && this.#counts.prunable) {
+				pruneKeys();
+				continue;
+			}
 			this.#droppedBy = item.atUs < oldestUs ? 'age' : 'size';
 			this.#bytes -= itemBytes(item);
 			if (item.type === 'events') {

@@ -17,6 +17,7 @@ import { CaptureReplay } from '../../src/pipeline/capture-replay.js';
 import type { WheelClock } from '../../src/event/clock.js';
 import { TimeWaitWheel } from '../../src/model/wheel.js';
 import { FlightRecorder, type RecorderKeeps } from '../../src/pipeline/recorder.js';
+import { KEY_ID_BYTES } from '../../src/pipeline/counts-frames.js';
 import { replayCapture } from '../../src/report/from-capture.js';
 import type { Report } from '../../src/report/report.js';
 import { recordsBuffer, sockRecord, type RawRecord } from '../../testbed/records.js';
@@ -24,7 +25,7 @@ import { recordsBuffer, sockRecord, type RawRecord } from '../../testbed/records
 const S = 1_000_000;
 const NO_LOSS = { ringFull: 0, mapFull: 0, missedRuns: 0, ownerMissing: 0, decodeErrors: 0, walkMissed: 0, unwitnessed: 0 };
 
-function newRecorder(keeps: RecorderKeeps, from: Capture, wheel?: WheelClock) {
+function newRecorder(keeps: RecorderKeeps, from: Capture, wheel?: WheelClock, maxAgeMs = 3_600_000) {
 	const source = {
 		clockUs: () => from.header.clock.startUs,
 		header: (startUs: number) => ({
@@ -38,7 +39,7 @@ function newRecorder(keeps: RecorderKeeps, from: Capture, wheel?: WheelClock) {
 		cgroups: () => ({}),
 		describe: () => `test recorder keeping ${keeps}`,
 	};
-	return new FlightRecorder({ maxBytes: 1 << 30, maxAgeMs: 3_600_000, keeps }, source, from.header.clock.startUs);
+	return new FlightRecorder({ maxBytes: 1 << 30, maxAgeMs, keeps }, source, from.header.clock.startUs);
 }
 
 /**
@@ -314,4 +315,41 @@ test('a walk the kernel left counted timewait sockets out of keeps their number 
 	replay.advanceTo(replay.endUs);
 	t.is(replay.model.namespaces.get(1)?.walkedTimeWait, 5001, 'the one walked and the 5,000 the kernel counted');
 	t.is(replay.reply({ by: 'process', sort: 'timeWait', windowMs: 10_000 }).snapshot.rows.find((x) => x.comm === '(before start)')?.timeWait, 1);
+});
+
+test('frames name their keys by ids a window defines first: each frame reads back to its own keys, and keys no kept frame names are forgotten', (t) => {
+	const T0 = 9000 * S;
+	const header = captureHeader({ startedAt: new Date(0).toISOString(), clock: { startUs: T0, epochOffsetUs: 0 }, filters: { netns: [] }, walkIntervalMs: 60_000, namespaces: [] });
+	const r = newRecorder('counts', { header, items: [], trailer: undefined, incomplete: undefined, bytes: 0 }, undefined, 60_000);
+	r.addEvents(Buffer.from(recordsBuffer([{ id: 7, pid: 4242, comm: 'churner' }])), T0);
+	/** The key of a churner's connections to port `dport`, and a second's differences for it. */
+	const keyOf = (dport: number, atUs: number) => {
+		const one = new CountTable();
+		foldRecords(new Uint8Array(recordsBuffer([{ kind: EventKind.TIME_WAIT, tsUs: BigInt(atUs), substate: 6, cookie: 1n, family: 2, saddr: [10, 200, 0, 1], daddr: [10, 200, 0, 2], sport: 40000, dport, netns: 1, owner: 7, side: 1, ownerSource: 1 }])), one);
+		return [...one.rows][0]!;
+	};
+	const SECONDS = 2000;
+	const bytesAt: number[] = [];
+	for (let s = 1; s <= SECONDS; s++) {
+		const atUs = T0 + s * S;
+		r.beginCounts(atUs, atUs);
+		// One destination every second, and one new each second: keys come and go.
+		for (const dport of [7000, 10_000 + s]) r.addCounts(...keyOf(dport, atUs));
+		r.tick(atUs);
+		bytesAt.push(r.stats(atUs).bytes);
+	}
+	const window = parseCapture(r.capture(undefined, T0 + SECONDS * S + S / 2));
+	const frames = window.items.flatMap((i) => (i.type === 'counts' ? [i] : []));
+	t.true(frames.length >= 60, `${frames.length} frames`);
+	for (const f of frames) {
+		const s = Math.round((f.atUs - T0) / S);
+		const expected = Buffer.concat([keyOf(7000, f.atUs)[0], keyOf(10_000 + s, f.atUs)[0]].map((hex) => Buffer.from(hex, 'hex')));
+		t.deepEqual(f.keys, expected, `second ${s}: its own keys, in its order`);
+	}
+	// Kept: the last minute's frames and the 65 s of history before them, so about 125 keys besides the
+	// steady one, and those named since the latest pruning (counts-frames.ts: at most twice as many,
+	// and 256). Never forgetting, the recorder would know 1,000 more keys every 1,000 s.
+	const [earlier, later] = [Math.max(...bytesAt.slice(500, 1000)), Math.max(...bytesAt.slice(-500))];
+	t.true(later < 700 * KEY_ID_BYTES, `the recorder holds ${later} bytes`);
+	t.true(later <= earlier * 1.1, `bounded: ${earlier} bytes at most in seconds 500 to 1,000, ${later} in the last 500`);
 });

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { CaptureError } from '../../src/capture/format.js';
-import { COUNTS_ENTRY_BYTES, COUNTS_HEAD_BYTES, CountsEncoding, encodeCountsPayload, parseCountsPayload } from '../../src/capture/counts-frame.js';
+import { COUNTS_ENTRY_BYTES, COUNTS_HEAD_BYTES, CountsEncoding, encodeCountsPayload, encodeKeysPayload, KEY_ENTRY_BYTES, parseCountsPayload, parseKeysPayload } from '../../src/capture/counts-frame.js';
 import { COUNT_COLUMN, COUNT_COLUMNS } from '../../src/event/counts.js';
 import { COUNT_KEY_SIZE } from '../../src/event/layout.generated.js';
 import { FrameSlab } from '../../src/pipeline/frame-slab.js';
@@ -92,10 +92,55 @@ test('a sparse frame that does not add up is corrupt: cut, extra bytes, a column
 	corrupt(Buffer.concat([wide.subarray(0, COUNTS_HEAD_BYTES + COUNT_KEY_SIZE), Buffer.from([0x80, 0x80, 0x40])]), /names column 20 of 20/);
 	corrupt(Buffer.concat([wide.subarray(0, COUNTS_HEAD_BYTES + COUNT_KEY_SIZE), Buffer.from([1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1])]), /longer than 8 bytes/);
 	const unknown = Buffer.from(payload);
-	unknown.writeUInt32LE(2, 12);
-	corrupt(unknown, /unknown encoding 2/);
+	unknown.writeUInt32LE(3, 12);
+	corrupt(unknown, /unknown encoding 3/);
 	const short = Buffer.alloc(COUNTS_HEAD_BYTES - 1);
 	corrupt(short, /too short for its head/);
+});
+
+/** A key table of `keys` under ids 1000, 1001, … (not their order: ids are the recorder's own). */
+function keyTable(keys: Buffer): { ids: Uint32Array; table: Map<number, Buffer> } {
+	const n = keys.length / COUNT_KEY_SIZE;
+	const ids = Uint32Array.from({ length: n }, (_, i) => 1000 + ((i * 7) % n));
+	const table = new Map<number, Buffer>();
+	parseKeysPayload(encodeKeysPayload([...ids].map((id, i) => [id, keys.subarray(i * COUNT_KEY_SIZE, (i + 1) * COUNT_KEY_SIZE)] as const)), table);
+	return { ids, table };
+}
+
+test('a keyed frame names its keys by the ids a keys frame defined: the same keys and differences, in a fraction of a sparse frame\'s bytes', (t) => {
+	const { keys, values } = busy(128);
+	const { ids, table } = keyTable(keys);
+	const payload = encodeCountsPayload(AT_US, keys, values, ids);
+	t.is(payload.readUInt32LE(12), CountsEncoding.keyed);
+	const back = parseCountsPayload(payload, table);
+	t.is(back.count, 128);
+	t.deepEqual(back.keys, keys);
+	t.deepEqual(back.values, values);
+	const sparse = encodeCountsPayload(AT_US, keys, values).length;
+	t.true(payload.length < sparse / 2, `${payload.length} bytes keyed against ${sparse} sparse`);
+	// A row that is not counts is still written dense, with its keys, whatever the ids.
+	values[4] = -1;
+	t.is(encodeCountsPayload(AT_US, keys, values, ids).readUInt32LE(12), CountsEncoding.dense);
+	t.throws(() => encodeCountsPayload(AT_US, keys, values, ids.subarray(1)), { instanceOf: RangeError });
+});
+
+test('a keyed frame is corrupt when it names an id no keys frame defined, or a keys frame gives an id another key', (t) => {
+	const { keys, values } = busy(3);
+	const { ids, table } = keyTable(keys);
+	const payload = encodeCountsPayload(AT_US, keys, values, ids);
+	const corrupt = (f: () => unknown, message: RegExp) => t.throws(f, { instanceOf: CaptureError, message });
+	corrupt(() => parseCountsPayload(payload), /names key id 1000, which no keys frame before it defines/);
+	table.delete(ids[2]!);
+	corrupt(() => parseCountsPayload(payload, table), new RegExp(`names key id ${ids[2]}`));
+	const again = new Map<number, Buffer>();
+	parseKeysPayload(encodeKeysPayload([[5, keys.subarray(0, COUNT_KEY_SIZE)]]), again);
+	parseKeysPayload(encodeKeysPayload([[5, keys.subarray(0, COUNT_KEY_SIZE)]]), again); // the same again: harmless
+	corrupt(() => parseKeysPayload(encodeKeysPayload([[5, keys.subarray(COUNT_KEY_SIZE, 2 * COUNT_KEY_SIZE)]]), again), /defines key id 5 again, as another key/);
+	corrupt(() => parseKeysPayload(Buffer.alloc(KEY_ENTRY_BYTES + 1), again), /not a whole number of 60-byte keys/);
+	// A count of keys its bytes cannot hold is refused before anything is allocated for it.
+	const huge = Buffer.from(payload);
+	huge.writeUInt32LE(0xffff_ffff, 8);
+	corrupt(() => parseCountsPayload(huge, table), /does not hold its 4294967295 keys/);
 });
 
 test('kept frames share a few large buffers, not node\'s 8 KiB pool; a large one gets its own', (t) => {
