@@ -96,6 +96,33 @@ export function decodeCountKey(hex: string): CountKey {
 	return decodeCountKeyAt(b, 0);
 }
 
+/**
+ * Keys decoded once each: an agent reads the same keys every second and at every scrape, and
+ * decoding one (its addresses as text) was the largest source of its garbage (bench:profile).
+ * Two generations of at most `size` keys: a key comes over from the older when named again, the
+ * older is dropped whole when the newer fills, so it stays bounded whatever the churn of keys.
+ * The keys handed out are shared: read them, never change them.
+ */
+export class CountKeyCache {
+	#now = new Map<string, Readonly<CountKey>>();
+	#before = new Map<string, Readonly<CountKey>>();
+	readonly #size: number;
+
+	constructor(size = 16_384) {
+		this.#size = size;
+	}
+
+	/** The key whose hex is `hex`, decoded. */
+	get(hex: string): Readonly<CountKey> {
+		const known = this.#now.get(hex);
+		if (known) return known;
+		const key = this.#before.get(hex) ?? decodeCountKey(hex);
+		if (this.#now.size >= this.#size) [this.#before, this.#now] = [this.#now, new Map()];
+		this.#now.set(hex, key);
+		return key;
+	}
+}
+
 /** Decodes the struct twt_count_key at `at` of `b` (host byte order: a counts frame's keys). */
 export function decodeCountKeyAt(b: Buffer, at: number): CountKey {
 	const K = COUNT_KEY_FIELDS;

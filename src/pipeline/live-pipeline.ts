@@ -15,7 +15,7 @@ import { OpenSocketWalker } from '../tracer/open-sockets.js';
 import type { DeltaVisitor } from '../model/count-bins.js';
 import { CountReader } from './count-reader.js';
 import { captureDrops, captureHeader, type CaptureHeader } from '../capture/format.js';
-import { decodeCountKey, type CountKey } from '../event/counts.js';
+import { CountKeyCache, type CountKey } from '../event/counts.js';
 import type { TaskInfo } from '../event/tasks.js';
 
 /** Walks of the sockets processes hold open, at most this often (each reads every file of every process). */
@@ -127,10 +127,11 @@ export class LivePipeline {
 		if (modelFromCounts && wheel) this.model.setWheel(wheel);
 		// Each key is decoded once, for the model and the handler; the recorder keeps its bytes.
 		const decoded = modelFromCounts || given.onCounts !== undefined;
+		const keys = new CountKeyCache();
 		this.#onCounts = (hex, delta) => {
 			if (keepsCounts) recorder?.addCounts(hex, delta);
 			if (!decoded) return;
-			const key = decodeCountKey(hex);
+			const key = keys.get(hex);
 			const who = this.feed.task(key.blamed);
 			if (modelFromCounts) this.model.ingestCounts(key, who, delta, this.#readingUs);
 			given.onCounts?.(key, who, delta);

@@ -4,7 +4,7 @@
  * counting is test/integration/counts.test.ts's job, on a real run.
  */
 import test from 'ava';
-import { COUNT_COLUMN, COUNT_COLUMNS, CountTable, decodeCountKey, LIFETIME_BOUNDS_US } from '../../src/event/counts.js';
+import { COUNT_COLUMN, COUNT_COLUMNS, CountKeyCache, CountTable, decodeCountKey, LIFETIME_BOUNDS_US } from '../../src/event/counts.js';
 import { COUNT_KEY_SIZE, COUNT_SIZE, EventKind, OwnerSource, Side } from '../../src/event/layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from '../../src/event/host-order.js';
 import { foldRecords } from '../../src/model/fold.js';
@@ -135,4 +135,21 @@ test('a table adds packed kernel entries (host byte order) and other tables by k
 
 test('a key of the wrong size is refused', (t) => {
 	t.throws(() => decodeCountKey('00'), { instanceOf: RangeError });
+});
+
+test('keys decoded once: the cache hands out what decodeCountKey gives, the same object while it is named, and holds two generations at most', (t) => {
+	const keys = [...fold([task, ...Array.from({ length: 5 }, (_, i) => ({ ...client, dport: 7000 + i }))]).rows.keys()];
+	const cache = new CountKeyCache(2);
+	const first = cache.get(keys[0]!);
+	t.deepEqual(first, decodeCountKey(keys[0]!));
+	t.is(cache.get(keys[0]!), first, 'a key named again is not decoded again');
+	cache.get(keys[1]!);
+	cache.get(keys[2]!); // the first generation (keys 0 and 1) is now the older one
+	t.is(cache.get(keys[0]!), first, 'a key of the older generation comes over');
+	for (const k of keys.slice(1)) cache.get(k); // two generations filled past key 0
+	cache.get(keys[4]!);
+	const again = cache.get(keys[0]!);
+	t.not(again, first, 'a key dropped with its generation is decoded again');
+	t.deepEqual(again, first);
+	t.deepEqual(keys.map((k) => cache.get(k).port), [7000, 7001, 7002, 7003, 7004]);
 });
