@@ -126,12 +126,15 @@ export class AgentDaemon {
 			});
 			// Listening after BPF is attached, so the listener's owner is captured like any other
 			// (else twtrace's own scrapes would count as accepted by "(before start)").
+			let lastScrapeMs = 0; // none before the first: 0
 			metricsServer = await MetricsServer.listen(o.listen, {
 				metrics: () => {
+					const startedMs = performance.now();
 					const nowUs = monotonicUs();
 					p.readCounts(nowUs); // the counters, the ring and the model as of now, not of the last upkeep
 					const data = metrics.collect(p.model, { nowUs, rateWindowUs: RATE_WINDOW_US, maxDestinations: o.maxDestinations, maxNamespaces: MAX_WALKED_NAMESPACES });
-					const body = view.render(data, { drops: p.feed.drops, unwalkedNamespaces: p.feed.unwalked.size, walks: p.feed.walks, version });
+					const body = view.render(data, { drops: p.feed.drops, unwalkedNamespaces: p.feed.unwalked.size, walks: p.feed.walks, lastScrapeMs, version });
+					lastScrapeMs = performance.now() - startedMs;
 					return { body, contentType: view.contentType };
 				},
 				health: () => (state.stopping ? { ok: false, body: 'stopping\n' } : { ok: true, body: 'ok\n' }),

@@ -98,7 +98,7 @@ export class ChurnModel {
 		this.#lastSampleSecond = Math.floor(startUs / US);
 		const model = this;
 		this.#parts = {
-			timeWait: this.timeWait, destinations: this.destinations, options, get attachedUs() { return model.attachedUs; },
+			timeWait: this.timeWait, owners: this.owners, destinations: this.destinations, options, get attachedUs() { return model.attachedUs; },
 			netnsState: (netns) => this.#netns(netns),
 			owner: (...args) => this.#owner(...args),
 			destination: (...args) => this.#destination(...args),

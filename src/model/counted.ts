@@ -37,9 +37,7 @@ export function ingestCounts(m: ReconcileTarget, key: CountKey, who: Pick<Blame,
 	// Its entries came since the reading before, at most a second before (the agent reads every second, a frame is a second).
 	if (m.countedReading?.atUs !== atUs) m.countedReading = { fromUs: Math.max(m.countedReading?.atUs ?? m.countedFromUs, atUs - US), atUs };
 	const isServer = key.side === 'server';
-	const peer = isServer ? `local ${endpoint(key.saddr, key.port)}` : endpoint(key.daddr, key.port);
-	const owner = m.owner(who.pid, ownerComm(who as Blame, key.side), key.cgroupId, key.netns, key.side, peer, atUs);
-	const dest = isServer ? undefined : m.destination(key.netns, key.saddr, key.daddr, key.port, atUs);
+	const { owner, dest } = ownerAndDestination(m, key, who, atUs);
 	if (history) {
 		addEntries(m, owner, dest, key.netns, delta, atUs);
 		return;
@@ -72,6 +70,31 @@ export function ingestCounts(m: ReconcileTarget, key: CountKey, who: Pick<Blame,
 		recordLifetimes(owner, Math.min(Math.max((delta[K.lifetimeSumUs]! - bucketedUs) / beyond, lastBoundUs), LIFETIME_MAX_US), beyond);
 	}
 	if (dest && dest.portsHeldOpen > 0) closedSinceWalk(m, dest, key.netns, delta, beyond, atUs);
+}
+
+/**
+ * Each key's owner and destination as last resolved. A reading names the same keys as the one
+ * before, and the agent hands out the same key object while it names it (event/counts.ts
+ * CountKeyCache): found here, they cost no string keys (the peer's, the owner's, the destination's),
+ * which were most of a reading's garbage. Checked against the model's tables, as RecentOwners is for
+ * events: one the model no longer keeps is looked up again.
+ */
+const resolved = new WeakMap<CountKey, { m: ReconcileTarget; pid: number; comm: string; owner: Owner; dest: Destination | undefined }>();
+
+function ownerAndDestination(m: ReconcileTarget, key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, atUs: number): { owner: Owner; dest: Destination | undefined } {
+	const known = resolved.get(key);
+	if (known && known.m === m && known.pid === who.pid && known.comm === who.comm && m.owners.get(known.owner.key) === known.owner &&
+		(!known.dest || m.destinations.get(known.dest.key) === known.dest)) {
+		known.owner.lastEventUs = Math.max(known.owner.lastEventUs, atUs); // as m.owner() does
+		return known;
+	}
+	const isServer = key.side === 'server';
+	const peer = isServer ? `local ${endpoint(key.saddr, key.port)}` : endpoint(key.daddr, key.port);
+	const owner = m.owner(who.pid, ownerComm(who as Blame, key.side), key.cgroupId, key.netns, key.side, peer, atUs);
+	const dest = isServer ? undefined : m.destination(key.netns, key.saddr, key.daddr, key.port, atUs);
+	// An owner or destination beyond the model's bounds is not kept: nor is it remembered here.
+	if (m.owners.get(owner.key) === owner && (!dest || m.destinations.get(dest.key) === dest)) resolved.set(key, { m, pid: who.pid, comm: who.comm, owner, dest });
+	return { owner, dest };
 }
 
 /**

@@ -43,6 +43,7 @@ export interface WalkReconciler {
 /** What a reconciliation reads and changes of the model: ChurnModel hands its own parts over. */
 export interface ReconcileTarget {
 	readonly timeWait: TimeWaitPopulation<Owner>;
+	readonly owners: ReadonlyMap<string, Owner>;
 	readonly destinations: ReadonlyMap<string, Destination>;
 	/** The model's filters that apply to walked sockets. */
 	readonly options: { readonly pid?: number; readonly port?: number; readonly family?: 4 | 6; readonly comm?: string };

@@ -17,6 +17,8 @@ export interface ExporterState {
 	unwalkedNamespaces: number;
 	/** Socket walks so far and the last one's length (LiveFeed.walks); absent: none exported. */
 	walks?: { completed: number; lastMs: number | undefined; skipped?: number };
+	/** How long the previous scrape took inside twtrace, ms; absent: not exported. */
+	lastScrapeMs?: number;
 	version: string;
 }
 
@@ -158,4 +160,11 @@ function writeLosses(w: ExpositionWriter, data: MetricsData, state: ExporterStat
 	single('twtrace_socket_walks_skipped_total', 'counter',
 		'Due walks of a namespace not read: the kernel\'s own count of its timewait sockets (sockstat tw) agreed with the model\'s', walks?.skipped ?? 0);
 	single('twtrace_socket_walk_duration_seconds', 'gauge', 'Wall time of the last walk of all namespaces (the metrics and the event drain run between its chunks)', (walks?.lastMs ?? 0) / 1000);
+	if (state.lastScrapeMs !== undefined) {
+		// As node_exporter's node_scrape_collector_duration_seconds: a slow scrape that took little here waited
+		// elsewhere (for the CPU, or behind other work of twtrace's event loop), which Prometheus's scrape_duration_seconds includes.
+		single('twtrace_scrape_duration_seconds', 'gauge',
+			'Time twtrace took to answer the previous /metrics request, from reading the kernel\'s counters to the finished text (Prometheus\'s scrape_duration_seconds adds the network and any wait for the CPU or the event loop)',
+			state.lastScrapeMs / 1000);
+	}
 }

@@ -102,6 +102,9 @@ bpfTest('serve: 2,500 short-lived processes with distinct names stay within --ma
 	t.true(valueOf(samples, 'twtrace_timewait_entries_total', { comm: 'other' })! >= n - 20);
 	t.true(samples.some((s) => s.name === 'twtrace_timewait_sockets' && /^twj\d+$/.test(s.labels['comm']!)));
 	execFileSync('promtool', ['check', 'metrics'], { input: text });
+	// Each scrape says how long the one before took inside twtrace (none before the first: 0).
+	const took = valueOf((await scrape(serve.url)).samples, 'twtrace_scrape_duration_seconds');
+	t.true(took !== undefined && took > 0 && took < 60, `the previous scrape took ${took} s inside twtrace`);
 	t.is(await serve.stop(), 0);
 });
 

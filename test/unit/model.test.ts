@@ -506,3 +506,32 @@ test('counted entries stop at the namespace\'s tcp_max_tw_buckets, as the kernel
 	m.ingestCounts(key, { pid: 7, comm: 'counted' }, entries(50), T0 + 61.5 * S); // the first 80 have expired, the 20 not yet
 	t.is(m.namespaceTimeWait(1).count, 20 + 50);
 });
+
+test('a key read again and again counts against one owner and destination; one the model forgot is found anew, and another task blamed gets its own', (t) => {
+	const m = new ChurnModel(T0);
+	m.countFrom(T0);
+	const key: CountKey = { netns: 1, blamed: 7, cgroupId: 0, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', port: 7101, side: 'client' };
+	const made = (n: number) => {
+		const delta = new Float64Array(COUNT_COLUMNS);
+		delta[COUNT_COLUMN.connections] = n;
+		return delta;
+	};
+	for (let s = 1; s <= 3; s++) m.ingestCounts(key, { pid: 7, comm: 'counted' }, made(10), T0 + s * S);
+	const first = m.owners.get([...m.owners.keys()][0]!)!;
+	t.is(m.owners.size, 1);
+	t.is(first.lastEventUs, T0 + 3 * S, 'each reading marks its owner active, cached or not');
+	// Idle for two TIME_WAIT lengths: the model forgets the owner and the destination.
+	m.tick(T0 + 200 * S);
+	t.is(m.owners.size, 0);
+	t.is(m.destinations.size, 0);
+	m.ingestCounts(key, { pid: 7, comm: 'counted' }, made(4), T0 + 201 * S);
+	const again = [...m.owners.values()];
+	t.is(again.length, 1, 'the same key counts against a new owner the model keeps');
+	t.not(again[0], first);
+	t.is(m.destinations.size, 1);
+	// The key's task now named otherwise (the kernel sends a new task record when a pid or name changes).
+	m.ingestCounts(key, { pid: 8, comm: 'renamed' }, made(1), T0 + 202 * S);
+	t.deepEqual([...m.owners.values()].map((o) => [o.pid, o.comm]).sort(), [[7, 'counted'], [8, 'renamed']]);
+	const rows = view(m, 203).rows;
+	t.deepEqual(rows.map((r) => [r.comm, r.connectsPerSec * 5]).sort(), [['counted', 4], ['renamed', 1]], 'connections over the 5 s window');
+});
