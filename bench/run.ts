@@ -454,7 +454,8 @@ function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
 
 function soakSection(r: SoakResult): string {
 	const count = (v: number | null) => (v === null ? '–' : fmtInt(v));
-	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), x.heapMiB === null ? '–' : fmtInt(x.heapMiB), fmt(x.cpuPct), fmtInt(x.timeWaitKernel), count(x.walksRead), count(x.walksSkipped)]);
+	const orDash = (v: number | null | undefined, f: (v: number) => string) => (v === null || v === undefined ? '–' : f(v));
+	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), orDash(x.heapMiB, fmtInt), orDash(x.recorderMiB, (v) => fmt(v, 1)), fmt(x.cpuPct), fmtInt(x.timeWaitKernel), count(x.walksRead), count(x.walksSkipped)]);
 	const firstMinute = r.samples.filter((x) => x.atS <= 60).map((x) => x.rssMiB);
 	const after = r.samples.filter((x) => x.atS > 60 && x.atS <= r.seconds).map((x) => x.rssMiB);
 	const rise = firstMinute.length && after.length ? Math.max(...after) - Math.max(...firstMinute) : undefined;
@@ -464,6 +465,10 @@ function soakSection(r: SoakResult): string {
 	const heapRise = rise !== undefined && heapFirst.length && heapAfter.length
 		? `; V8's heap (committed) went from ${fmtInt(Math.max(...heapFirst))} MiB at most in the first minute to ${fmtInt(Math.max(...heapAfter))} MiB at most after it`
 		: '';
+	const recorderAt = (xs: SoakSample[]) => xs.flatMap((x) => (x.recorderMiB === null || x.recorderMiB === undefined ? [] : [x.recorderMiB])).at(-1);
+	const [recorderFirst, recorderLast] = [recorderAt(r.samples.filter((x) => x.atS <= 60)), recorderAt(r.samples.filter((x) => x.atS <= r.seconds))];
+	const recorderRise = recorderFirst !== undefined && recorderLast !== undefined
+		? `; the flight recorder held ${fmt(recorderFirst, 1)} MiB after the first minute and ${fmt(recorderLast, 1)} MiB at the end` : '';
 	const isFlat = rise !== undefined && rise <= 0.05 * Math.max(...firstMinute);
 	const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
 	return `## Soak: \`serve\` for ${r.seconds / 60} minutes, scraped every 2 s
@@ -472,13 +477,14 @@ Made by \`sudo npm run bench:soak\` (or with the rest by \`npm run bench\`) on $
 \`twtrace serve --listen 127.0.0.1:0 --agent-socket TMP/agent.sock\` (as deployed: the agent API and the flight recorder on, no
 filters), \`/metrics\` fetched every 2 s (10 s timeout), while the churn
 client makes ${fmtInt(r.rate)} connections/s to 64 destination ports (reached: ${fmtInt(r.connPerSec)}/s). Every 10 s: serve's RSS, its CPU over those 10 s, and the
-TIME_WAIT sockets the kernel holds in the client namespace, and from serve's latest scrape its V8 heap (\`nodejs_heap_size_total_bytes\`) and its
-socket walks so far: read, and due but not read because the kernel's count agreed with the model's (\`twtrace_socket_walks_total\`, \`…_skipped_total\`).
+TIME_WAIT sockets the kernel holds in the client namespace, from serve's latest scrape its V8 heap (\`nodejs_heap_size_total_bytes\`) and its
+socket walks so far: read, and due but not read because the kernel's count agreed with the model's (\`twtrace_socket_walks_total\`, \`…_skipped_total\`),
+and from its agent socket (\`/v1/info\`) the bytes its flight recorder holds.
 
-${markdownTable(['s', 'serve RSS MiB', 'V8 heap MiB', 'CPU % of a core', 'TIME_WAIT (kernel)', 'walks read', 'walks skipped'], rows)}
+${markdownTable(['s', 'serve RSS MiB', 'V8 heap MiB', 'flight recorder MiB', 'CPU % of a core', 'TIME_WAIT (kernel)', 'walks read', 'walks skipped'], rows)}
 
 - CPU ${fmt(r.cpuPctMean)} % of a core on average (target ≤ 3 %: ${verdict(r.cpuPctMean <= 3)}); peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB: ${verdict(r.peakRssMiB <= 128)});
-  RSS after the first minute ${rise === undefined ? '–' : `${rise >= 0 ? 'rose' : 'fell'} by ${fmtInt(Math.abs(rise))} MiB over the first minute's peak`} (target: flat, within 5 % of it: ${rise === undefined ? '–' : verdict(isFlat)})${heapRise}.
+  RSS after the first minute ${rise === undefined ? '–' : `${rise >= 0 ? 'rose' : 'fell'} by ${fmtInt(Math.abs(rise))} MiB over the first minute's peak`} (target: flat, within 5 % of it: ${rise === undefined ? '–' : verdict(isFlat)})${heapRise}${recorderRise}.
 - ${fmtInt(r.scrapes)} scrapes, ${r.scrapeFailures} failed or timed out, the slowest took ${fmtInt(r.slowestScrapeMs)} ms (target ≤ 50 ms: ${verdict(r.scrapeFailures === 0 && r.slowestScrapeMs <= 50)})${slowScrapes(r)}.
 - serve's closing line: ${r.lost}
 - Where the time goes, and what would close the gaps: serve takes what the kernel counts from its counters once a second and
@@ -499,7 +505,8 @@ function slowScrapes(r: SoakResult): string {
 	if (!slow.length) return '';
 	const byWalk = slow.filter((x) => x.walkRead).length;
 	const worst = [...slow].sort((a, b) => b.ms - a.ms).slice(0, 8).sort((a, b) => a.atS - b.atS);
-	return `; ${slow.length} over ${SLOW_SCRAPE_MS} ms, ${byWalk} of them with a socket walk read since the scrape before; the slowest at ${worst.map((x) => `${x.atS} s (${fmtInt(x.ms)} ms${x.walkRead ? ', walk' : ''})`).join(', ')}`;
+	const inside = (x: SoakResult['slowScrapes'][number]) => (x.insideMs === undefined || x.insideMs === null ? '' : `, ${fmtInt(x.insideMs)} ms of it inside serve`);
+	return `; ${slow.length} over ${SLOW_SCRAPE_MS} ms, ${byWalk} of them with a socket walk read since the scrape before; the slowest at ${worst.map((x) => `${x.atS} s (${fmtInt(x.ms)} ms${inside(x)}${x.walkRead ? ', walk' : ''})`).join(', ')}`;
 }
 
 const loadName = (rate: number) => (rate === 0 ? 'full' : `${fmtInt(rate)}/s`);

@@ -19,6 +19,7 @@ import { runChurnClient, startChurnServer, stopChurnServer } from '../testbed/ch
 import { cpuSeconds, peakRssMiB, rssMiB, timeWaitSockets, timeWaitSocketsAsync } from './proc.js';
 import { INSPECT_HOOK, root } from './tracers.js';
 import { FORCE_WALK_EVERY } from '../src/pipeline/walk-plan.js';
+import { AgentClient } from '../src/agent/client.js';
 
 /** The steady-state run's --walk-interval (top's default): walks forced every FORCE_WALK_EVERY of them. */
 const WALK_INTERVAL_S = 5;
@@ -155,8 +156,11 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 }
 
 /** walksRead/walksSkipped: serve's twtrace_socket_walks_total and _skipped_total in the latest scrape (null before one). */
-/** Every 10 s of the soak; heapMiB: V8's committed heap from serve's latest scrape (nodejs_heap_size_total_bytes). */
-export interface SoakSample { atS: number; rssMiB: number; heapMiB: number | null; cpuPct: number; timeWaitKernel: number; walksRead: number | null; walksSkipped: number | null }
+/**
+ * Every 10 s of the soak; heapMiB: V8's committed heap from serve's latest scrape (nodejs_heap_size_total_bytes);
+ * recorderMiB: what its flight recorder holds (its /v1/info; null when it did not answer).
+ */
+export interface SoakSample { atS: number; rssMiB: number; heapMiB: number | null; recorderMiB?: number | null; cpuPct: number; timeWaitKernel: number; walksRead: number | null; walksSkipped: number | null }
 
 export interface SoakResult {
 	seconds: number;
@@ -168,8 +172,11 @@ export interface SoakResult {
 	scrapes: number;
 	scrapeFailures: number;
 	slowestScrapeMs: number;
-	/** Scrapes over SLOW_SCRAPE_MS: when (s into the load), how long, and whether serve read a walk since the scrape before. */
-	slowScrapes: { atS: number; ms: number; walkRead: boolean }[];
+	/**
+	 * Scrapes over SLOW_SCRAPE_MS: when (s into the load), how long, whether serve read a walk since the
+	 * scrape before, and how long it took inside serve (twtrace_scrape_duration_seconds of the scrape after it).
+	 */
+	slowScrapes: { atS: number; ms: number; walkRead: boolean; insideMs?: number | null }[];
 	lost: string;
 	/** ISO time it started, and the commit it measured. */
 	at: string;
@@ -186,7 +193,8 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 	// The agent as deployed (API, flight recorder), on a socket of its own: a real agent may run.
 	const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-soak-'));
 	try {
-		const serve = track(spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--agent-socket', path.join(socketDir, 'agent.sock')], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] }));
+		const agentSocket = path.join(socketDir, 'agent.sock');
+		const serve = track(spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--agent-socket', agentSocket], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] }));
 		let stderr = '';
 		serve.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
 		const ready = await waitForLine(serve, 'stderr', /serving metrics on (\S+)\/metrics/, 30_000);
@@ -195,6 +203,7 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 		let failures = 0;
 		let slowestMs = 0;
 		const slowScrapes: SoakResult['slowScrapes'] = [];
+		let awaitingInside: SoakResult['slowScrapes'][number] | undefined;
 		let lastScrape = '';
 		let t0 = Date.now();
 		const counter = (name: string) => {
@@ -207,7 +216,11 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 			void fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()).then((text) => {
 				const ms = Date.now() - started;
 				const walks = (s: string) => /^twtrace_socket_walks_total (\S+)$/m.exec(s)?.[1];
-				if (ms > SLOW_SCRAPE_MS) slowScrapes.push({ atS: Math.round((started - t0) / 1000), ms, walkRead: walks(text) !== walks(lastScrape) });
+				// Each scrape says how long the one before took inside serve: the slow one's, if it was the one before.
+				const inside = /^twtrace_scrape_duration_seconds (\S+)$/m.exec(text)?.[1];
+				if (awaitingInside) awaitingInside.insideMs = inside === undefined ? null : Number(inside) * 1000;
+				awaitingInside = undefined;
+				if (ms > SLOW_SCRAPE_MS) slowScrapes.push(awaitingInside = { atS: Math.round((started - t0) / 1000), ms, walkRead: walks(text) !== walks(lastScrape), insideMs: null });
 				lastScrape = text;
 				slowestMs = Math.max(slowestMs, ms);
 			}, () => failures++);
@@ -222,7 +235,9 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 			const cpu = cpuSeconds(serve.pid!) ?? cpuPrev;
 			const now = Date.now();
 			const heap = counter('nodejs_heap_size_total_bytes');
+			const agent = await AgentClient.find(agentSocket).catch(() => undefined);
 			samples.push({ atS: Math.round((now - t0) / 1000), rssMiB: rssMiB(serve.pid!) ?? 0, heapMiB: heap === null ? null : heap / 2 ** 20,
+				recorderMiB: agent?.client ? agent.info.recorder.bytes / 2 ** 20 : null,
 				cpuPct: (100 * (cpu - cpuPrev)) / ((now - atPrev) / 1000), timeWaitKernel: await timeWaitSocketsAsync(pair.client),
 				walksRead: counter('twtrace_socket_walks_total'), walksSkipped: counter('twtrace_socket_walks_skipped_total') });
 			[cpuPrev, atPrev] = [cpu, now];

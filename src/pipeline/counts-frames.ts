@@ -18,8 +18,15 @@ import { FrameSlab } from './frame-slab.js';
 export const KEY_ID_BYTES = 256;
 
 export class CountsFrames {
-	/** The differences of the readings in the second now open, summed per key (hex of struct twt_count_key). */
+	/**
+	 * The differences of the readings in the second now open, summed per key (hex of struct
+	 * twt_count_key). Rows are kept from second to second and zeroed when taken: the same keys
+	 * come every second, and a map cleared and refilled every second was garbage every second. A key
+	 * named in none of the second's readings has a row of zeros (a reading names only keys that moved).
+	 */
 	readonly #second = new Map<string, Float64Array>();
+	/** Keys named in the second now open. */
+	#named = 0;
 	#secondOf = -1;
 	#secondAtUs = 0;
 	readonly #slab = new FrameSlab();
@@ -31,12 +38,12 @@ export class CountsFrames {
 
 	/** Whether a reading at `atUs` opens another second: the one open must be taken first. */
 	opensSecond(atUs: number): boolean {
-		return this.#second.size > 0 && Math.floor(atUs / 1e6) !== this.#secondOf;
+		return this.#named > 0 && Math.floor(atUs / 1e6) !== this.#secondOf;
 	}
 
 	/** Whether the second open is over at `nowUs`. */
 	overAt(nowUs: number): boolean {
-		return this.#second.size > 0 && Math.floor(nowUs / 1e6) > this.#secondOf;
+		return this.#named > 0 && Math.floor(nowUs / 1e6) > this.#secondOf;
 	}
 
 	/** A reading at `atUs` begins (after take() when opensSecond()). */
@@ -47,25 +54,30 @@ export class CountsFrames {
 
 	/** One key's differences in the reading begun (`delta` is reused by the caller: copied here). */
 	add(key: string, delta: Float64Array): void {
-		const row = this.#second.get(key);
-		if (row) for (let c = 0; c < COUNT_COLUMNS; c++) row[c]! += delta[c]!;
-		else this.#second.set(key, delta.slice(0, COUNT_COLUMNS));
+		let row = this.#second.get(key);
+		if (!row) this.#second.set(key, (row = new Float64Array(COUNT_COLUMNS)));
+		if (isZero(row)) this.#named++;
+		for (let c = 0; c < COUNT_COLUMNS; c++) row[c]! += delta[c]!;
 	}
 
 	/** The open second's counts as a frame at its last reading (kept in a slab), or nothing when none came. */
 	take(): { atUs: number; frame: Buffer } | undefined {
-		const n = this.#second.size;
+		const n = this.#named;
 		if (n === 0) return undefined;
 		const keys = Buffer.allocUnsafe(n * COUNT_KEY_SIZE);
 		const values = new Float64Array(n * COUNT_COLUMNS);
 		const ids = new Uint32Array(n);
 		let i = 0;
 		for (const [hex, row] of this.#second) {
+			if (isZero(row)) continue;
 			keys.write(hex, i * COUNT_KEY_SIZE, COUNT_KEY_SIZE, 'hex');
 			values.set(row, i * COUNT_COLUMNS);
 			ids[i++] = this.#keyId(hex, this.#secondAtUs);
+			row.fill(0);
 		}
-		this.#second.clear();
+		// Rows of keys no longer named go once they are most of the map (amortised: one pass over it).
+		if (this.#second.size > 2 * n + 64) for (const [hex, row] of this.#second) if (isZero(row)) this.#second.delete(hex);
+		this.#named = 0;
 		return { atUs: this.#secondAtUs, frame: this.#slab.keep(encodeCounts(this.#secondAtUs, keys, values, ids)) };
 	}
 
@@ -107,4 +119,9 @@ export class CountsFrames {
 		if (this.#keyIds.size === 0) return undefined;
 		return encodeKeys([...this.#keyIds].map(([hex, { id }]) => [id, Buffer.from(hex, 'hex')] as const));
 	}
+}
+
+function isZero(row: Float64Array): boolean {
+	for (let c = 0; c < row.length; c++) if (row[c] !== 0) return false;
+	return true;
 }
