@@ -6,12 +6,18 @@
  * which it is.
  *
  *   sudo npm run bench:heap [-- --rate 15000 --first 120 --seconds 900]
+ *   sudo npm run bench:heap -- --allocations [--rate 15000 --first 40 --seconds 100]
  *
  * serve as deployed (the agent API, the flight recorder), scraped every 2 s, node's
  * --heapsnapshot-signal: a snapshot --first seconds into a churn of --rate connections/s (64
  * destination ports, as the soak), another at --seconds. Prints the reachable bytes of each, and the
  * kinds of object that grew most between them. Taking a snapshot stops serve's main thread for a
  * moment: the ring may overflow then (serve's closing line says so); the snapshots are the result.
+ *
+ * With --allocations: what serve allocates, garbage included (V8's sampling heap profiler from
+ * --first to --seconds, inspect-hook.mjs BENCH_ALLOCATIONS), by the function that allocated, in MiB
+ * a minute. A heap that stays the same size while V8 commits more for it is fed by garbage: this says
+ * whose. Functions V8 inlined count in their caller.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,9 +25,12 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startServe, stopChild } from './agent-cost.js';
 import { pairWithRoom, startLoad } from './steady.js';
+import { INSPECT_HOOK } from './tracers.js';
 
-const { values: opts } = parseArgs({ options: { rate: { type: 'string', default: '15000' }, first: { type: 'string', default: '120' }, seconds: { type: 'string', default: '900' } } });
-const [rate, firstS, seconds] = [Number(opts.rate), Number(opts.first), Number(opts.seconds)];
+const { values: opts } = parseArgs({ options: {
+	rate: { type: 'string', default: '15000' }, first: { type: 'string' }, seconds: { type: 'string' }, allocations: { type: 'boolean', default: false },
+} });
+const [rate, firstS, seconds] = [Number(opts.rate), Number(opts.first ?? (opts.allocations ? 40 : 120)), Number(opts.seconds ?? (opts.allocations ? 100 : 900))];
 if (!(rate >= 1 && firstS >= 10 && seconds > firstS && seconds <= 7200)) {
 	console.error('bench:heap: --rate ≥ 1 connections/s, --first ≥ 10 s, --seconds after --first (at most 7200)');
 	process.exit(2);
@@ -56,6 +65,10 @@ function bytesByKind(file: string): Map<string, { bytes: number; count: number }
 const total = (kinds: Map<string, { bytes: number }>) => [...kinds.values()].reduce((s, k) => s + k.bytes, 0);
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twtrace-heap-'));
+if (opts.allocations) {
+	await allocations();
+	process.exit(0);
+}
 const pair = pairWithRoom();
 const serve = await startServe(['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`]);
 try {
@@ -94,4 +107,42 @@ try {
 	fs.rmSync(serve.socketDir, { recursive: true, force: true });
 	fs.rmSync(dir, { recursive: true, force: true });
 	pair.remove();
+}
+
+interface SamplingNode { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: SamplingNode[] }
+
+/** --allocations: serve under load, V8's sampling heap profiler over (--first, --seconds], bytes by allocating function. */
+async function allocations(): Promise<void> {
+	const file = path.join(dir, 'allocations.json');
+	const pair = pairWithRoom();
+	const serve = await startServe(['--import', INSPECT_HOOK], {
+		...process.env, BENCH_ALLOCATIONS: file, BENCH_ALLOCATIONS_AFTER_MS: String(firstS * 1000), BENCH_ALLOCATIONS_MS: String((seconds - firstS) * 1000),
+	});
+	try {
+		const scrapes = setInterval(() => void fetch(serve.url).then((r) => r.text()).catch(() => undefined), 2000);
+		const load = await startLoad(pair, { threads: 2, ports: 64 }, seconds + 5, rate);
+		for (let i = 0; i < seconds + 60 && !fs.existsSync(file); i++) await sleep(1000);
+		clearInterval(scrapes);
+		await load.result();
+		if (!fs.existsSync(file)) throw new Error('serve wrote no allocation profile');
+		const profile = JSON.parse(fs.readFileSync(file, 'utf8')) as { head: SamplingNode; sampledMs: number };
+		const bySite = new Map<string, number>();
+		let total = 0;
+		const visit = (n: SamplingNode) => {
+			const { functionName, url, lineNumber } = n.callFrame;
+			const site = `${functionName || '(anonymous)'} ${url ? `${url.replace(/^.*\/dist\//, '')}:${lineNumber + 1}` : '(V8 builtin)'}`;
+			if (n.selfSize) bySite.set(site, (bySite.get(site) ?? 0) + n.selfSize), (total += n.selfSize);
+			n.children.forEach(visit);
+		};
+		visit(profile.head);
+		const perMinute = (bytes: number) => MiB((bytes * 60_000) / profile.sampledMs);
+		console.log(`serve at ${rate.toLocaleString('en-US')} connections/s, seconds ${firstS} to ${seconds}: ${perMinute(total)} MiB allocated a minute (sampled, garbage included)`);
+		console.log('| allocated by | MiB a minute |\n|---|---|');
+		for (const [site, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 20)) console.log(`| ${site} | ${perMinute(bytes)} |`);
+	} finally {
+		await stopChild(serve.child);
+		fs.rmSync(serve.socketDir, { recursive: true, force: true });
+		fs.rmSync(dir, { recursive: true, force: true });
+		pair.remove();
+	}
 }

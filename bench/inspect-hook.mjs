@@ -7,6 +7,11 @@
 //
 // BENCH_MEMORY (bench/steady.ts): writes process.memoryUsage() to that file every second, so that the
 // bench can tell the RSS it reads from /proc apart (V8's heap, array buffers, the rest). No profiler.
+//
+// BENCH_ALLOCATIONS (bench/heap.ts --allocations): V8's sampling heap profiler for BENCH_ALLOCATIONS_MS,
+// starting BENCH_ALLOCATIONS_AFTER_MS after start, counting the objects the garbage collector has
+// taken too (what a process allocates, not what it keeps: the garbage that makes V8 grow its heap);
+// the profile goes to that file (JSON).
 import fs from 'node:fs';
 import inspector from 'node:inspector/promises';
 
@@ -37,4 +42,22 @@ if (memory) {
 		fs.writeFileSync(`${memory}.part`, JSON.stringify(process.memoryUsage()));
 		fs.renameSync(`${memory}.part`, memory);
 	}, 1000).unref();
+}
+
+const allocations = process.env.BENCH_ALLOCATIONS;
+if (allocations) {
+	const afterMs = Number(process.env.BENCH_ALLOCATIONS_AFTER_MS ?? 30000);
+	const forMs = Number(process.env.BENCH_ALLOCATIONS_MS ?? 60000);
+	const session = new inspector.Session();
+	session.connect();
+	setTimeout(async () => {
+		await session.post('HeapProfiler.enable');
+		// One sample per 4 KiB allocated on average (V8's default is 32 KiB): enough for a minute of an agent.
+		await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+		setTimeout(async () => {
+			const { profile } = await session.post('HeapProfiler.stopSampling');
+			fs.writeFileSync(`${allocations}.part`, JSON.stringify({ ...profile, sampledMs: forMs }));
+			fs.renameSync(`${allocations}.part`, allocations);
+		}, forMs);
+	}, afterMs).unref();
 }

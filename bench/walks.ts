@@ -9,8 +9,13 @@
  *
  * A namespace pair, bench/churn at full rate for --seconds (over a million TIME_WAIT sockets at 40k
  * connections/s), then, while they are all still in TIME_WAIT (60 s), --rounds interleaved rounds of:
- * a full walk, 100 lookups of sockets the walk found, and `ss -tan state time-wait | wc -l`. Prints
- * min and median of each, and per socket. Run it as a whole: the sockets expire a minute after the churn.
+ * a full walk; the walk an agent makes beside the kernel's counts (a session attached and counting
+ * before the churn: every timewait socket is visited, none copied, pipeline/live-pipeline.ts
+ * walksLeaveCounted); 100 lookups of sockets the walk found; `ss -tan state time-wait | wc -l`; and
+ * `ss -tan exclude time-wait | wc -l`, a sock_diag dump whose state mask leaves TIME_WAIT out (what
+ * the kernel's own dump costs when it skips what the counts stand for: it still visits every socket of
+ * the hash table). Prints min and median of each, and per socket. Run it as a whole: the sockets
+ * expire a minute after the churn.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,6 +25,7 @@ import { TraceSession } from '../src/tracer/session.js';
 import { NamespaceWalker, WALK_CHUNK_BYTES } from '../src/tracer/namespaces.js';
 import type { SocketKey } from '../src/tracer/sock-diag.js';
 import { SOCK_FIELDS as F, SOCK_SIZE } from '../src/event/layout.generated.js';
+import { WALK_TRAILER_STATE } from '../src/event/sock.js';
 import { monotonicUs } from '../src/tracer/host.js';
 import { inNetns, readIteratorChunk } from '../native/iter.js';
 import { root } from './tracers.js';
@@ -42,7 +48,13 @@ if (process.getuid?.() !== 0) {
 const LOOKUPS = 100;
 
 const pair = pairWithRoom();
+let counting: TraceSession | undefined;
 try {
+	// Attached and counting before the churn: every timewait socket the churn makes is the counters', and its walks leave them out.
+	counting = new TraceSession({
+		objectPath: defaultObjectPath(), filters: { netns: [pair.clientInode], kinds: ['time_wait'] }, ringBytes: 1 << 22, witness: true, socketWalks: true,
+		counting: true, walksLeaveCounted: true,
+	}, { onEvents: () => {} });
 	const churn = await (await startLoad(pair, { ports: 64, threads: 2 }, seconds, 0)).result();
 	const held = timeWaitSockets(pair.client);
 	console.log(`bench:walks: ${churn.connections.toLocaleString('en-US')} connections in ${seconds} s; ${held.toLocaleString('en-US')} TIME_WAIT sockets in the client namespace`);
@@ -52,6 +64,23 @@ try {
 	const buf = Buffer.allocUnsafe(WALK_CHUNK_BYTES);
 	/** Up to LOOKUPS timewait sockets the first walk reads: what a suspect check looks up. */
 	const suspects: SocketKey[] = [];
+	/** A walk beside counts: the sockets it hands over, and the timewait sockets it left out (its trailer's count). */
+	let besideCounts = { handed: 0, leftOut: 0 };
+	const walkBesideCounts = (): number => {
+		const fd = inNetns(nsFd, () => counting!.tracer.openWalk());
+		const t0 = process.hrtime.bigint();
+		let [handed, leftOut] = [0, 0];
+		for (let n; (n = readIteratorChunk(fd, buf)) > 0;) {
+			for (let at = 0; at + SOCK_SIZE <= n; at += SOCK_SIZE) {
+				if (buf[at + F.state.offset] === WALK_TRAILER_STATE) leftOut += Number(buf.readBigUInt64LE(at + F.cookie.offset));
+				else handed++;
+			}
+		}
+		const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+		fs.closeSync(fd);
+		besideCounts = { handed, leftOut };
+		return ms;
+	};
 	const walk = (): number => {
 		const fd = inNetns(nsFd, () => session.tracer.openWalk());
 		const t0 = process.hrtime.bigint();
@@ -81,15 +110,17 @@ try {
 		return ms;
 	};
 	walk(); // the suspects: sockets in TIME_WAIT now, as a missed one would be
-	const ss = (): number => {
+	const ss = (filter: string) => (): number => {
 		const t0 = process.hrtime.bigint();
-		execFileSync('sh', ['-c', `ip netns exec ${pair.client} ss -tan state time-wait | wc -l`], { stdio: ['ignore', 'pipe', 'inherit'] });
+		execFileSync('sh', ['-c', `ip netns exec ${pair.client} ss -tan ${filter} | wc -l`], { stdio: ['ignore', 'pipe', 'inherit'] });
 		return Number(process.hrtime.bigint() - t0) / 1e6;
 	};
 	const modes: [string, () => number][] = [
 		['twtrace full walk (64 bytes a socket; every --walk-interval)', walk],
+		['twtrace walk beside counts (every socket visited, timewait sockets the counters hold left out)', walkBesideCounts],
 		[`twtrace suspect check: ${LOOKUPS} sockets looked up (sock_diag; each second, per close waiting too long)`, lookups],
-		['ss -tan state time-wait \\| wc -l (sock_diag, the peer)', ss],
+		['ss -tan state time-wait \\| wc -l (sock_diag, the peer)', ss('state time-wait')],
+		['ss -tan exclude time-wait \\| wc -l (a sock_diag dump whose state mask leaves TIME_WAIT out)', ss('exclude time-wait')],
 	];
 	const times = new Map<string, number[]>(modes.map(([name]) => [name, []]));
 	for (let r = 0; r < rounds; r++) {
@@ -100,6 +131,7 @@ try {
 	}
 	session.stop();
 	fs.closeSync(nsFd);
+	console.log(`\nthe walk beside counts handed over ${besideCounts.handed.toLocaleString('en-US')} sockets and left out ${besideCounts.leftOut.toLocaleString('en-US')} timewait sockets (its last round)`);
 	const after = timeWaitSockets(pair.client);
 	console.log(`\n| walk of ${held.toLocaleString('en-US')} → ${after.toLocaleString('en-US')} TIME_WAIT sockets | ms min / median | ns a socket (median) |\n|---|---|---|`);
 	for (const [name, ms] of times) {
@@ -110,5 +142,6 @@ try {
 	}
 	console.log(`\n${rounds} interleaved rounds, by \`sudo npm run bench:walks -- --seconds ${seconds} --rounds ${rounds}\` at twtrace ${execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim()}.`);
 } finally {
+	counting?.stop();
 	pair.remove();
 }

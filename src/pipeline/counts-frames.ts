@@ -56,8 +56,9 @@ export class CountsFrames {
 	add(key: string, delta: Float64Array): void {
 		let row = this.#second.get(key);
 		if (!row) this.#second.set(key, (row = new Float64Array(COUNT_COLUMNS)));
-		if (isZero(row)) this.#named++;
+		const wasZero = isZero(row);
 		for (let c = 0; c < COUNT_COLUMNS; c++) row[c]! += delta[c]!;
+		if (wasZero && !isZero(row)) this.#named++;
 	}
 
 	/** The open second's counts as a frame at its last reading (kept in a slab), or nothing when none came. */
@@ -78,7 +79,9 @@ export class CountsFrames {
 		// Rows of keys no longer named go once they are most of the map (amortised: one pass over it).
 		if (this.#second.size > 2 * n + 64) for (const [hex, row] of this.#second) if (isZero(row)) this.#second.delete(hex);
 		this.#named = 0;
-		return { atUs: this.#secondAtUs, frame: this.#slab.keep(encodeCounts(this.#secondAtUs, keys, values, ids)) };
+		// As many rows as were named, unless differences cancelled out (a row back to zeros is left out).
+		const frame = encodeCounts(this.#secondAtUs, keys.subarray(0, i * COUNT_KEY_SIZE), values.subarray(0, i * COUNT_COLUMNS), ids.subarray(0, i));
+		return { atUs: this.#secondAtUs, frame: this.#slab.keep(frame) };
 	}
 
 	/** The id of the key `hex` (a new one gets the next), named by a frame read at `atUs`. */

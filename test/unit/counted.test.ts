@@ -10,7 +10,7 @@ import test from 'ava';
 import { crc32 } from 'node:zlib';
 import { captureHeader, COUNTS_ENTRY_BYTES } from '../../src/capture/format.js';
 import { parseCapture, readCaptureFile, type Capture } from '../../src/capture/reader.js';
-import { COUNT_COLUMN, CountTable, LIFETIME_BOUNDS_US } from '../../src/event/counts.js';
+import { COUNT_COLUMN, COUNT_COLUMNS, CountTable, LIFETIME_BOUNDS_US } from '../../src/event/counts.js';
 import { EVENT_FIELDS, EVENT_SIZE, EventKind, SOCK_SIZE } from '../../src/event/layout.generated.js';
 import { foldRecords } from '../../src/model/fold.js';
 import { CaptureReplay } from '../../src/pipeline/capture-replay.js';
@@ -352,4 +352,18 @@ test('frames name their keys by ids a window defines first: each frame reads bac
 	const [earlier, later] = [Math.max(...bytesAt.slice(500, 1000)), Math.max(...bytesAt.slice(-500))];
 	t.true(later < 700 * KEY_ID_BYTES, `the recorder holds ${later} bytes`);
 	t.true(later <= earlier * 1.1, `bounded: ${earlier} bytes at most in seconds 500 to 1,000, ${later} in the last 500`);
+});
+
+test('a key whose differences are all zeros is left out of its second\'s frame, and the frame still reads whole', (t) => {
+	const { r, T0 } = churnedRecorder(0, 0);
+	const one = new CountTable();
+	foldRecords(new Uint8Array(recordsBuffer([{ kind: EventKind.TIME_WAIT, tsUs: BigInt(T0), substate: 6, cookie: 1n, family: 2, saddr: [10, 200, 0, 1], daddr: [10, 200, 0, 2], sport: 40000, dport: 7000, netns: 1, owner: 7, side: 1, ownerSource: 1 }])), one);
+	const [[keyHex, row]] = [...one.rows] as [[string, Float64Array]];
+	const zeroHex = keyHex.replace(/^../, 'ff');
+	r.beginCounts(T0 + 1.1 * S, T0 + 1.1 * S);
+	r.addCounts(zeroHex, new Float64Array(COUNT_COLUMNS));
+	r.addCounts(keyHex, row);
+	r.tick(T0 + 1.1 * S);
+	const frames = parseCapture(r.capture(undefined, T0 + 1.5 * S)).items.filter((i) => i.type === 'counts');
+	t.deepEqual(frames.map((f) => f.type === 'counts' && [f.count, f.keys.toString('hex'), f.values[COUNT_COLUMN.timeWait]]), [[1, keyHex, 1]]);
 });
