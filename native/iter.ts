@@ -16,6 +16,17 @@ export function readIteratorChunk(fd: number, buf: Buffer): number {
 	return fs.readSync(fd, buf, 0, buf.length, null);
 }
 
+/**
+ * readIteratorChunk on one of libuv's threads: the kernel runs the iterator's program over each
+ * socket of the read there, and the event loop serves scrapes and drains the ring meanwhile. A read
+ * of a walk that leaves most sockets out (timewait sockets the counters hold) can visit a hundred
+ * thousand sockets for one chunk: the soak's slow scrapes came at its walks, a few ms of them spent
+ * in serve's own work (bench/RESULTS.md). `buf` must not be touched until the promise settles.
+ */
+export function readIteratorChunkAsync(fd: number, buf: Buffer): Promise<number> {
+	return new Promise((resolve, reject) => fs.read(fd, buf, 0, buf.length, null, (error, n) => (error ? reject(error) : resolve(n))));
+}
+
 function setNetns(fd: number): void {
 	if (libc().setns(fd, CLONE_NEWNET) !== 0) throw lastError('setns');
 }

@@ -1,8 +1,9 @@
 /**
  * Reading a socket walk (an iter/tcp iterator) a chunk at a time: each whole struct twt_sock goes to
- * the caller as it is read (a read may end inside one: its tail waits for the next), and the event
- * loop gets a turn between chunks, so that draining, snapshots, scrapes and signals keep their pace
- * during a walk of millions of sockets. Optionally keeps the raw records, up to a bound.
+ * the caller as it is read (a read may end inside one: its tail waits for the next). The kernel's
+ * part runs off the main thread where the walk can (OpenedWalk.readAsync), and the event loop gets a
+ * turn between chunks too, so that draining, snapshots, scrapes and signals keep their pace during a
+ * walk of millions of sockets. Optionally keeps the raw records, up to a bound.
  */
 import { SOCK_FIELDS, SOCK_SIZE } from '../event/layout.generated.js';
 import { forEachSocket, TCP_TIME_WAIT, WALK_TRAILER_STATE, type SocketEntry } from '../event/sock.js';
@@ -52,7 +53,7 @@ export interface WalkRead { bytes: number; kept: Buffer | undefined; timeWaitOmi
  * Reads `w` to its end and closes it. Undefined when abandoned; else the bytes of records read, and
  * the records themselves when asked and within the bound.
  */
-export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkReading): Promise<WalkRead | undefined> {
+export async function readWalk(w: Pick<OpenedWalk, 'read' | 'readAsync' | 'close'>, r: WalkReading): Promise<WalkRead | undefined> {
 	let kept: Buffer[] | undefined = r.keepBytes !== undefined ? [] : undefined;
 	const keepTimeWait = r.keepTimeWait ?? true;
 	let bytes = 0;
@@ -65,7 +66,9 @@ export async function readWalk(w: Pick<OpenedWalk, 'read' | 'close'>, r: WalkRea
 		for (;;) {
 			if (r.shouldStop?.()) return undefined;
 			const readAt = performance.now();
-			const n = w.read(buf);
+			// Off the main thread where the walk can (the kernel's iterator runs in the read): then readMs is
+			// the read's wall time, the event loop's other work during it included.
+			const n = w.readAsync ? await w.readAsync(buf) : w.read(buf);
 			const drainAt = performance.now();
 			if (r.time) r.time.readMs += drainAt - readAt; // the read that finds the end counts too
 			if (n === 0) break;

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { inNetns, readIteratorChunk } from '../../native/iter.js';
+import { inNetns, readIteratorChunk, readIteratorChunkAsync } from '../../native/iter.js';
 import { closeSockDiag, openSockDiag, sockDiagExchange } from '../../native/netlink.js';
 import { decodeLookup, encodeLookup, type Lookup, type SocketKey } from './sock-diag.js';
 import { DEFAULT_PORT_RANGE, parsePortList, parsePortRange, type NetnsSettings } from '../facts/netns-settings.js';
@@ -23,6 +23,8 @@ export interface OpenedWalk {
 	settings: NetnsSettings;
 	/** Reads the next struct twt_sock records into `buf` (a read may end inside one); 0 at the end. */
 	read(buf: Buffer): number;
+	/** The same read off the main thread (native/iter.ts readIteratorChunkAsync): what readWalk uses when there. */
+	readAsync?(buf: Buffer): Promise<number>;
 	/** Releases the iterator; once. */
 	close(): void;
 }
@@ -41,8 +43,8 @@ export interface WalkPeek {
 }
 
 /** An iterator fd as an OpenedWalk's reading end. */
-function iteratorReader(fd: number): Pick<OpenedWalk, 'read' | 'close'> {
-	return { read: (buf) => readIteratorChunk(fd, buf), close: () => fs.closeSync(fd) };
+function iteratorReader(fd: number): Pick<OpenedWalk, 'read' | 'readAsync' | 'close'> {
+	return { read: (buf) => readIteratorChunk(fd, buf), readAsync: (buf) => readIteratorChunkAsync(fd, buf), close: () => fs.closeSync(fd) };
 }
 
 const SYSCTL = '/proc/sys/net/ipv4';
