@@ -13,7 +13,23 @@ const CLONE_NEWNET = 0x40000000;
  * (bpf_iter_init_seq_net): the reads may come later, from any namespace.
  */
 export function readIteratorChunk(fd: number, buf: Buffer): number {
-	return fs.readSync(fd, buf, 0, buf.length, null);
+	for (;;) {
+		try {
+			return fs.readSync(fd, buf, 0, buf.length, null);
+		} catch (error) {
+			if (!isVisitLimit(error)) throw error;
+		}
+	}
+}
+
+/**
+ * A read that visited MAX_ITER_OBJECTS (1,000,000) objects without writing a byte fails with EAGAIN
+ * (bpf_seq_read() in kernel/bpf/bpf_iter.c), the iterator's place kept: the next read goes on from
+ * there. A walk beside counts writes nothing for the timewait sockets the counters hold, so a
+ * namespace holding over a million of them in a row meets it (bench:walks did).
+ */
+function isVisitLimit(error: unknown): boolean {
+	return (error as NodeJS.ErrnoException).code === 'EAGAIN';
 }
 
 /**
@@ -24,7 +40,10 @@ export function readIteratorChunk(fd: number, buf: Buffer): number {
  * in serve's own work (bench/RESULTS.md). `buf` must not be touched until the promise settles.
  */
 export function readIteratorChunkAsync(fd: number, buf: Buffer): Promise<number> {
-	return new Promise((resolve, reject) => fs.read(fd, buf, 0, buf.length, null, (error, n) => (error ? reject(error) : resolve(n))));
+	return new Promise((resolve, reject) => {
+		const read = () => fs.read(fd, buf, 0, buf.length, null, (error, n) => (!error ? resolve(n) : isVisitLimit(error) ? read() : reject(error)));
+		read();
+	});
 }
 
 function setNetns(fd: number): void {
