@@ -98,7 +98,7 @@ export function decodeCountKey(hex: string): CountKey {
 
 /**
  * Keys decoded once each: an agent reads the same keys every second and at every scrape, and
- * decoding one (its addresses as text) was the largest source of its garbage (bench:profile).
+ * decoding one (its addresses as text) was the largest source of its garbage (bench:heap --allocations).
  * Two generations of at most `size` keys: a key comes over from the older when named again, the
  * older is dropped whole when the newer fills, so it stays bounded whatever the churn of keys.
  * The keys handed out are shared: read them, never change them.
