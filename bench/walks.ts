@@ -81,18 +81,27 @@ try {
 		besideCounts = { handed, leftOut };
 		return ms;
 	};
-	const walk = (): number => {
+	/** Their expiry (monotonic µs): the youngest are kept, as the rounds take long enough for the oldest to expire. */
+	const suspectExpiresUs: number[] = [];
+	const pickSuspect = (at: number): void => {
+		const expiresUs = Number(buf.readBigUInt64LE(at + F.expires_us.offset));
+		let slot = suspects.length;
+		if (slot === LOOKUPS) {
+			slot = suspectExpiresUs.indexOf(Math.min(...suspectExpiresUs));
+			if (suspectExpiresUs[slot]! >= expiresUs) return;
+		}
+		const bytes = (f: { offset: number; size: number }) => buf.subarray(at + f.offset, at + f.offset + f.size).slice();
+		suspects[slot] = {
+			cookie: buf.readBigUInt64LE(at + F.cookie.offset), family: buf.readUInt16LE(at + F.family.offset) === 10 ? 6 : 4,
+			saddr: bytes(F.saddr), daddr: bytes(F.daddr), sport: buf.readUInt16LE(at + F.sport.offset), dport: buf.readUInt16LE(at + F.dport.offset), boundDevIf: 0,
+		};
+		suspectExpiresUs[slot] = expiresUs;
+	};
+	const walk = (pick = false): number => {
 		const fd = inNetns(nsFd, () => session.tracer.openWalk());
 		const t0 = process.hrtime.bigint();
 		for (let n; (n = readIteratorChunk(fd, buf)) > 0;) {
-			for (let at = 0; at + SOCK_SIZE <= n && suspects.length < LOOKUPS; at += SOCK_SIZE) {
-				if (buf[at + F.state.offset] !== 6) continue; // TCP_TIME_WAIT
-				const bytes = (f: { offset: number; size: number }) => buf.subarray(at + f.offset, at + f.offset + f.size).slice();
-				suspects.push({
-					cookie: buf.readBigUInt64LE(at + F.cookie.offset), family: buf.readUInt16LE(at + F.family.offset) === 10 ? 6 : 4,
-					saddr: bytes(F.saddr), daddr: bytes(F.daddr), sport: buf.readUInt16LE(at + F.sport.offset), dport: buf.readUInt16LE(at + F.dport.offset), boundDevIf: 0,
-				});
-			}
+			for (let at = 0; pick && at + SOCK_SIZE <= n; at += SOCK_SIZE) if (buf[at + F.state.offset] === 6) pickSuspect(at); // TCP_TIME_WAIT
 		}
 		const ms = Number(process.hrtime.bigint() - t0) / 1e6;
 		fs.closeSync(fd);
@@ -106,10 +115,10 @@ try {
 		const ms = Number(process.hrtime.bigint() - t0) / 1e6;
 		if ('error' in answers) throw new Error(answers.error);
 		const found = answers.filter((a) => a?.found && a.isTimeWait).length;
-		if (found !== suspects.length) throw new Error(`lookups found ${found} of ${suspects.length} timewait sockets`);
+		if (found !== suspects.length) throw new Error(`lookups found ${found} of ${suspects.length} timewait sockets (the oldest to expire at ${((Math.min(...suspectExpiresUs) - monotonicUs()) / 1e6).toFixed(1)} s from now)`);
 		return ms;
 	};
-	walk(); // the suspects: sockets in TIME_WAIT now, as a missed one would be
+	walk(true); // the suspects: sockets in TIME_WAIT now, as a missed one would be, the youngest of them
 	const ss = (filter: string) => (): number => {
 		const t0 = process.hrtime.bigint();
 		execFileSync('sh', ['-c', `ip netns exec ${pair.client} ss -tan ${filter} | wc -l`], { stdio: ['ignore', 'pipe', 'inherit'] });
