@@ -7,7 +7,7 @@ import type { TwtEvent } from '../../src/event/decode.js';
 import { COUNT_COLUMN, COUNT_COLUMNS, LIFETIME_BOUNDS_US, type CountKey } from '../../src/event/counts.js';
 import type { SocketEntry } from '../../src/event/sock.js';
 import { ChurnModel } from '../../src/model/churn-model.js';
-import { newLifetimeHistogram } from '../../src/model/owners.js';
+import { newLifetimeHistogram, newOwner, recordLifetimes } from '../../src/model/owners.js';
 import { parsePortList, parsePortRange, usablePorts, type NetnsSettings } from '../../src/facts/netns-settings.js';
 import { secondsToExhaustion, sustainableRate } from '../../src/model/ports.js';
 import { mergedLifetimes } from '../../src/model/groups.js';
@@ -238,6 +238,33 @@ test('a busy owner\'s lifetimes move to a plain histogram with the same percenti
 	t.is(owners.length, 2);
 	const merged = mergedLifetimes(owners)!;
 	for (const p of [1, 50, 90, 99, 99.9]) t.is(merged.getValueAtPercentile(p), reference.getValueAtPercentile(p), `p${p}`);
+});
+
+test('owners crossing to plain lifetimes together move a few at a time, their percentiles unchanged', (t) => {
+	// 64 owners (a destination each, as the soak's) reach the packed histogram's limit in one reading:
+	// moving all at once held the event loop ~80 ms. The rest stay packed until their turn.
+	const owners = Array.from({ length: 64 }, (_, i) => newOwner(`o${i}`, { pid: 1, comm: 'c', cgroupId: 0, netns: 1, side: 'client', peer: `p${i}` }, T0));
+	const startedMs = performance.now();
+	for (const o of owners) recordLifetimes(o, 2_000, 4_000);
+	for (const o of owners) recordLifetimes(o, 50_000, 200);
+	const elapsedMs = performance.now() - startedMs;
+	const plain = owners.filter((o) => o.lifetimes!.constructor.name !== 'PackedHistogram').length;
+	// At most 4 a 50 ms window: the windows this loop spanned, each with its 4.
+	t.true(plain <= 4 * (Math.floor(elapsedMs / 50) + 2), `${plain} of 64 moved in ${elapsedMs.toFixed(1)} ms`);
+	const reference = newLifetimeHistogram(32);
+	reference.recordValueWithCount(2_000, 4_000);
+	reference.recordValueWithCount(50_000, 200);
+	for (const o of owners) {
+		t.is(o.lifetimes!.totalCount, 4_200);
+		for (const p of [50, 99]) t.is(o.lifetimes!.getValueAtPercentile(p), reference.getValueAtPercentile(p), `p${p}`);
+	}
+	// Later readings move the rest.
+	for (let round = 0; round < 40 && owners.some((o) => o.lifetimes!.constructor.name === 'PackedHistogram'); round++) {
+		const until = performance.now() + 55;
+		while (performance.now() < until); // the next window
+		for (const o of owners) recordLifetimes(o, 2_000, 1);
+	}
+	t.is(owners.filter((o) => o.lifetimes!.constructor.name === 'PackedHistogram').length, 0);
 });
 
 test('events one at a time (top, serve) build the same model as batches (replay)', (t) => {
