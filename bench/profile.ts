@@ -60,6 +60,8 @@ const UNIONS: [index: number, parts: number[]][] = AREAS.flatMap((a, i) => (a.of
 interface CpuProfile {
 	nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
 	samples: number[];
+	/** µs from the sample before (the first: from startTime). */
+	timeDeltas?: number[];
 	startTime: number;
 	endTime: number;
 	/** Added by bench/inspect-hook.mjs: the process's user + system CPU over the profiled window, µs. */
@@ -85,10 +87,67 @@ export interface ProfileResult {
 	areas: { name: string; pctOfBusy: number; pctOfCore: number }[];
 	/** Functions by their own samples. */
 	topSelf: { fn: string; pctOfBusy: number }[];
+	/** The longest stretches the main thread was busy without a break (what a scrape arriving then waits for). */
+	stretches: BusyStretch[];
+}
+
+/**
+ * A stretch of samples none of them idle: `atS` from the profile's start; `path`, the deepest of
+ * twtrace's functions (dist/src/ files) on the stretch's heaviest call path, each with its share of the
+ * stretch's samples, and `pathEnd` where the path ends when that is not twtrace's (a library's, node's);
+ * `gcPct`, the share the garbage collector ran.
+ */
+export interface BusyStretch { atS: number; ms: number; path: { fn: string; pctOfSamples: number }[]; pathEnd?: { fn: string; pctOfSamples: number }; gcPct: number }
+
+/**
+ * The `topN` longest runs of consecutive busy samples of at least `minMs`. A run's heaviest path
+ * goes down from the root, each step to the callee with the most of its samples, while that callee
+ * has at least half of them: the function that held the thread, not only the timer that called it. Pure.
+ */
+export function busyStretches(profile: CpuProfile & { timeDeltas: number[] }, minMs = 20, topN = 5, pathFrames = 4): BusyStretch[] {
+	const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+	const parent = new Map<number, number>();
+	for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+	const root = profile.nodes.find((n) => !parent.has(n.id))!.id;
+	const file = (url: string) => url.slice(url.lastIndexOf('/') + 1);
+	const found: BusyStretch[] = [];
+	let startUs = -1;
+	let ids: number[] = [];
+	const close = (endUs: number) => {
+		const ms = (endUs - startUs) / 1000;
+		if (ms < minMs) return;
+		const inclusive = new Map<number, number>();
+		for (const id of ids) for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) inclusive.set(at, (inclusive.get(at) ?? 0) + 1);
+		const path: BusyStretch['path'] = [];
+		let pathEnd: BusyStretch['pathEnd'];
+		for (let at: number | undefined = root; at !== undefined;) {
+			const f = byId.get(at)!.callFrame;
+			const step = { fn: `${f.functionName || '(anonymous)'} (${file(f.url) || 'native'})`, pctOfSamples: (100 * inclusive.get(at)!) / ids.length };
+			if (f.url.includes('/dist/src/')) path.push(step), (pathEnd = undefined);
+			else if (at !== root) pathEnd = step;
+			const next: number | undefined = (byId.get(at)!.children ?? []).reduce<number | undefined>((best, c) => ((inclusive.get(c) ?? 0) > (best === undefined ? 0 : inclusive.get(best)!) ? c : best), undefined);
+			at = next !== undefined && 2 * inclusive.get(next)! >= ids.length ? next : undefined;
+		}
+		const gc = ids.filter((id) => byId.get(id)!.callFrame.functionName === '(garbage collector)').length;
+		found.push({ atS: (startUs - profile.startTime) / 1e6, ms, path: path.slice(-pathFrames), ...(pathEnd && { pathEnd }), gcPct: (100 * gc) / ids.length });
+	};
+	let tUs = profile.startTime;
+	profile.samples.forEach((id, i) => {
+		tUs += profile.timeDeltas[i]!;
+		if (byId.get(id)!.callFrame.functionName !== '(idle)') {
+			if (startUs < 0) [startUs, ids] = [tUs, []];
+			ids.push(id);
+		} else if (startUs >= 0) {
+			close(tUs);
+			startUs = -1;
+		}
+	});
+	if (startUs >= 0) close(tUs);
+	return found.sort((x, y) => y.ms - x.ms).slice(0, topN);
 }
 
 /** Groups a profile's samples into AREAS and the functions with most self time. Pure. */
-export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileResult, 'connPerSec' | 'command'> {
+export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileResult, 'connPerSec' | 'command' | 'stretches'> {
 	const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 	const parent = new Map<number, number>();
 	for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -165,7 +224,8 @@ export async function measureProfile(command: ProfiledCommand, seconds: number, 
 		}
 		scrapes?.stop();
 		const churn = await run.result();
-		return { ...summariseProfile(JSON.parse(fs.readFileSync(out, 'utf8')) as CpuProfile), command, connPerSec: churn.perSecond };
+		const profile = JSON.parse(fs.readFileSync(out, 'utf8')) as CpuProfile & { timeDeltas: number[] };
+		return { ...summariseProfile(profile), stretches: busyStretches(profile), command, connPerSec: churn.perSecond };
 	} finally {
 		if (serve) {
 			await stopChild(serve.child);
@@ -185,7 +245,9 @@ export function profileTables(r: ProfileResult): string {
 	const areas = [`| area | % of ${r.command}'s busy main thread | % of a core${r.processCpuPct === undefined ? '' : ` (of the process's ${fmt(r.processCpuPct)} %)`} |`, '|---|---|---|',
 		...r.areas.map((a) => `| ${a.name.replace(/^ {2}/, '&nbsp;&nbsp;')} | ${fmt(a.pctOfBusy)} | ${fmt(a.pctOfCore)} |`)];
 	const self = ['| function (file) | % of busy, own samples |', '|---|---|', ...r.topSelf.map((f) => `| \`${f.fn}\` | ${fmt(f.pctOfBusy)} |`)];
-	return `${areas.join('\n')}\n\n${self.join('\n')}`;
+	const stretches = r.stretches.length === 0 ? [] : ['', `The longest stretches the main thread stayed busy (a scrape or a reading arriving then waits; seconds from the profile's start), each with twtrace's functions on its heaviest call path (the deepest four, then where the path ends if elsewhere, each with its share of the stretch) and the garbage collector's share:`, '',
+		...r.stretches.map((b) => `- ${fmt(b.ms)} ms at ${fmt(b.atS)} s: ${[...b.path, ...(b.pathEnd ? [b.pathEnd] : [])].map((f) => `\`${f.fn}\` ${Math.round(f.pctOfSamples)} %`).join(' → ') || 'no path through half of it'}; the garbage collector ${Math.round(b.gcPct)} %`)];
+	return `${areas.join('\n')}\n\n${self.join('\n')}${stretches.join('\n')}`;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { countLine, type CounterResult } from '../../bench/line-counter.js';
 import { parseTwtraceSummary } from '../../bench/tracers.js';
-import { summariseProfile } from '../../bench/profile.js';
+import { busyStretches, summariseProfile } from '../../bench/profile.js';
 import { unaccountedTimeWait } from '../../bench/stats.js';
 import { runsBetween } from '../../bench/bpf-stats.js';
 
@@ -80,6 +80,37 @@ test('with the process\'s CPU over the window, an area\'s CPU is its share of th
 	t.is(r.processCpuPct, 40);
 	t.is(r.areas.find((a) => a.name.startsWith('model: per-event ingest'))!.pctOfCore, 30);
 	t.is(r.areas.find((a) => a.name === 'garbage collection')!.pctOfCore, 10);
+});
+
+test('busy stretches: runs of samples none idle, longest first, each with twtrace\'s functions on its heaviest path and the GC\'s share', (t) => {
+	const frame = (id: number, functionName: string, url: string, children: number[] = []) => ({ id, callFrame: { functionName, url, lineNumber: 0 }, children });
+	const profile = {
+		nodes: [
+			frame(1, '(root)', '', [2, 5, 6]),
+			frame(2, 'listOnTimeout', 'node:internal/timers', [3]), // node's own: not on the path, only where one ends
+			frame(3, 'ingestCounts', 'file:///x/dist/src/model/counted.js', [4]),
+			frame(4, 'recordLifetimes', 'file:///x/dist/src/model/owners.js'),
+			frame(5, '(garbage collector)', ''),
+			frame(6, '(idle)', ''),
+		],
+		// 1 ms apart: idle, 3 busy (2 ms: from the first busy sample to the idle one after), idle, 5 busy to the end (4 ms), idle.
+		samples: [6, 3, 4, 5, 6, 4, 4, 4, 5, 4, 6],
+		timeDeltas: [1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000],
+		startTime: 0,
+		endTime: 11_000,
+	};
+	const r = busyStretches(profile, 1, 5, 3);
+	t.deepEqual(r.map((b) => [b.atS, b.ms]), [[0.006, 5], [0.002, 3]]);
+	t.deepEqual(r[0]!.path, [
+		{ fn: 'ingestCounts (counted.js)', pctOfSamples: 80 },
+		{ fn: 'recordLifetimes (owners.js)', pctOfSamples: 80 },
+	]);
+	t.is(r[0]!.pathEnd, undefined, 'the path ends in twtrace\'s code');
+	t.is(r[0]!.gcPct, 20);
+	// ingestCounts holds two of three samples (one its own), recordLifetimes one: the path stops above it.
+	t.deepEqual(r[1]!.path.map((f) => [f.fn, Math.round(f.pctOfSamples)]), [['ingestCounts (counted.js)', 67]]);
+	t.is(busyStretches({ ...profile, samples: [6, 3, 3, 5, 6, 2, 2, 2, 2, 2, 6] }, 1)[0]!.pathEnd?.fn, 'listOnTimeout (timers)', 'a path that ends outside twtrace says where');
+	t.deepEqual(busyStretches(profile, 4).map((b) => b.ms), [5], 'shorter than minMs: left out');
 });
 
 test('program run times between two readings: differences per program, busiest first, idle programs left out', (t) => {
