@@ -26,7 +26,7 @@ export function readIteratorChunk(fd: number, buf: Buffer): number {
  * A read that visited MAX_ITER_OBJECTS (1,000,000) objects without writing a byte fails with EAGAIN
  * (bpf_seq_read() in kernel/bpf/bpf_iter.c), the iterator's place kept: the next read goes on from
  * there. A walk beside counts writes nothing for the timewait sockets the counters hold, so a
- * namespace holding over a million of them in a row meets it (bench:walks did).
+ * namespace holding over a million of them in a row meets it (bench:walks did; docs/kernel-facts.md §5).
  */
 function isVisitLimit(error: unknown): boolean {
 	return (error as NodeJS.ErrnoException).code === 'EAGAIN';

@@ -40,6 +40,8 @@ export interface Owner extends TimeWaitHolder {
 	/** TIME_WAIT held at the end of each second, slot = second % HISTORY_SECONDS. */
 	readonly history: Uint32Array;
 	lifetimes: hdr.Histogram | undefined;
+	/** Whether `lifetimes` holds plain counts (lifetimesFor moved it off packed ones). */
+	lifetimesPlain: boolean;
 	lastEventUs: number;
 }
 
@@ -138,6 +140,7 @@ export function newOwner(key: string, who: Pick<Owner, 'pid' | 'comm' | 'cgroupI
 		connectErrnos: new Map(),
 		history: new Uint32Array(HISTORY_SECONDS),
 		lifetimes: undefined,
+		lifetimesPlain: false,
 		timeWait: 0,
 		peakTimeWait: 0,
 		lastChangeUs: nowUs,
@@ -180,7 +183,7 @@ export function recordLifetimes(o: Owner, boundUs: number, n: number): void {
  * Moving a histogram from packed to plain counts reads each of its ~4,000 buckets through the packed
  * array's index, about 0.8 ms, and owners that count alike cross PACKED_LIFETIMES_MAX together: the
  * soak's 64 destinations, each an owner, did at 18 s, one reading of the counters then held the event
- * loop 80 ms and a scrape waited for it. At most MOVES_PER_WINDOW move in MOVE_WINDOW_MS; the others
+ * loop 80 to 100 ms and a scrape waited for it (docs/counting-in-the-kernel.md). At most MOVES_PER_WINDOW move in MOVE_WINDOW_MS; the others
  * stay packed a little longer, which costs only time per value (the same buckets: the percentiles do
  * not change, so neither does anything a view shows or a replay computes).
  */
@@ -188,7 +191,6 @@ const MOVE_WINDOW_MS = 50;
 const MOVES_PER_WINDOW = 4;
 let moveWindowStartMs = -Infinity;
 let movesInWindow = 0;
-const plainLifetimes = new WeakSet<hdr.Histogram>();
 
 function mayMove(): boolean {
 	const nowMs = performance.now();
@@ -202,14 +204,14 @@ function mayMove(): boolean {
  * when mayMove() lets it.
  */
 function lifetimesFor(o: Owner, n: number): hdr.Histogram {
-	const packed = o.lifetimes && !plainLifetimes.has(o.lifetimes) ? o.lifetimes : undefined;
-	if (o.lifetimes && !packed) return o.lifetimes;
+	if (o.lifetimesPlain) return o.lifetimes!;
+	const packed = o.lifetimes;
 	if (packed && packed.totalCount + n < PACKED_LIFETIMES_MAX) return packed;
 	if (!packed && n < PACKED_LIFETIMES_MAX) return (o.lifetimes = newLifetimeHistogram('packed'));
 	if (packed && !mayMove()) return packed;
 	const h = newLifetimeHistogram(32);
-	plainLifetimes.add(h);
 	if (packed) h.add(packed);
+	o.lifetimesPlain = true;
 	return (o.lifetimes = h);
 }
 
