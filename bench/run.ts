@@ -493,8 +493,14 @@ ${markdownTable(['s', 'serve RSS MiB', 'V8 heap MiB', 'flight recorder MiB', 'CP
   per event. The RSS is node's own pages, the ring buffer's (mapped twice), V8's heap, the flight recorder (a counts frame a
   second and the failures, bounded by --recorder-size) and the model (a slot of the TIME_WAIT population per key and reading,
   not per socket: step 4); "Where serve's RSS goes" above splits it.
-  The creep of the soak at 700127c (10 % of a core in the first minutes, 20-46 % after 10, mean 25.2 %) was expiry
-  scanning a second's whole wheel bucket at every millisecond tick; fixed in af17f16 (README, same section).
+  The RSS after the first minute rises while the flight recorder fills its window (\`--recorder\`, 15 minutes: its column)
+  and V8 commits heap beside it (its column), and levels off when the window is full. Whether that heap holds objects that
+  grow or room for garbage is not measured at this commit (\`npm run bench:heap\`: snapshots 2 and 15 minutes into the
+  same churn); a recorder reserving its slabs at start would make its own share flat.
+  Slow scrapes: \`npm run bench:profile -- --command serve --rate 15000 --warm 2 --seconds 25\` lists the longest stretches
+  serve's main thread stayed busy, each with its call path. Earlier soaks' slow scrapes, at a walk and at 18 s, were found
+  that way and closed (docs/counting-in-the-kernel.md, "What the soak then showed"). One at 2 s is left: the first seconds
+  after start, while V8 compiles the scrape's and the reading's code and the first walk reads every namespace.
 
 `;
 }
