@@ -105,9 +105,7 @@ export interface BusyStretch { atS: number; ms: number; path: { fn: string; pctO
  * has at least half of them: the function that held the thread, not only the timer that called it. Pure.
  */
 export function busyStretches(profile: CpuProfile & { timeDeltas: number[] }, minMs = 20, topN = 5, pathFrames = 4): BusyStretch[] {
-	const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-	const parent = new Map<number, number>();
-	for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+	const { byId, parent } = callTree(profile);
 	const root = profile.nodes.find((n) => !parent.has(n.id))!.id;
 	const file = (url: string) => url.slice(url.lastIndexOf('/') + 1);
 	const found: BusyStretch[] = [];
@@ -146,11 +144,17 @@ export function busyStretches(profile: CpuProfile & { timeDeltas: number[] }, mi
 	return found.sort((x, y) => y.ms - x.ms).slice(0, topN);
 }
 
-/** Groups a profile's samples into AREAS and the functions with most self time. Pure. */
-export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileResult, 'connPerSec' | 'command' | 'stretches'> {
+/** A profile's nodes by id, and each node's caller. */
+function callTree(profile: CpuProfile): { byId: Map<number, CpuProfile['nodes'][number]>; parent: Map<number, number> } {
 	const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 	const parent = new Map<number, number>();
 	for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+	return { byId, parent };
+}
+
+/** Groups a profile's samples into AREAS and the functions with most self time. Pure. */
+export function summariseProfile(profile: CpuProfile, topN = 12): Omit<ProfileResult, 'connPerSec' | 'command' | 'stretches'> {
+	const { byId, parent } = callTree(profile);
 	const seconds = (profile.endTime - profile.startTime) / 1e6;
 	const counts = new Map<number, number>();
 	for (const id of profile.samples) counts.set(id, (counts.get(id) ?? 0) + 1);
