@@ -158,9 +158,10 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 /** walksRead/walksSkipped: serve's twtrace_socket_walks_total and _skipped_total in the latest scrape (null before one). */
 /**
  * Every 10 s of the soak; heapMiB: V8's committed heap from serve's latest scrape (nodejs_heap_size_total_bytes);
- * recorderMiB: what its flight recorder holds (its /v1/info; null when it did not answer).
+ * recorderMiB: what its flight recorder holds (its /v1/info; null when it did not answer); oldSpaceUsedMiB and
+ * oldSpaceMiB: V8's old space in use and committed (nodejs_heap_space_size_*_bytes{space="old_space"}).
  */
-export interface SoakSample { atS: number; rssMiB: number; heapMiB: number | null; recorderMiB?: number | null; cpuPct: number; timeWaitKernel: number; walksRead: number | null; walksSkipped: number | null }
+export interface SoakSample { atS: number; rssMiB: number; heapMiB: number | null; recorderMiB?: number | null; oldSpaceUsedMiB?: number | null; oldSpaceMiB?: number | null; cpuPct: number; timeWaitKernel: number; walksRead: number | null; walksSkipped: number | null }
 
 export interface SoakResult {
 	seconds: number;
@@ -210,6 +211,10 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 			const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(lastScrape);
 			return m ? Number(m[1]) : null;
 		};
+		const oldSpace = (which: 'used' | 'total') => {
+			const m = new RegExp(`^nodejs_heap_space_size_${which}_bytes\\{space="old_space"\\} (\\S+)$`, 'm').exec(lastScrape);
+			return m ? Number(m[1]) / 2 ** 20 : null;
+		};
 		const scraper = setInterval(() => {
 			const started = Date.now();
 			scrapes++;
@@ -238,6 +243,7 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 			const agent = await AgentClient.find(agentSocket).catch(() => undefined);
 			samples.push({ atS: Math.round((now - t0) / 1000), rssMiB: rssMiB(serve.pid!) ?? 0, heapMiB: heap === null ? null : heap / 2 ** 20,
 				recorderMiB: agent?.client ? agent.info.recorder.bytes / 2 ** 20 : null,
+				oldSpaceUsedMiB: oldSpace('used'), oldSpaceMiB: oldSpace('total'),
 				cpuPct: (100 * (cpu - cpuPrev)) / ((now - atPrev) / 1000), timeWaitKernel: await timeWaitSocketsAsync(pair.client),
 				walksRead: counter('twtrace_socket_walks_total'), walksSkipped: counter('twtrace_socket_walks_skipped_total') });
 			[cpuPrev, atPrev] = [cpu, now];

@@ -5,6 +5,7 @@
  * nothing is kept between scrapes but the process's start time.
  */
 import os from 'node:os';
+import v8 from 'node:v8';
 import { LIFETIME_BOUNDS_US, SLOT, type GroupLabels, type GroupSample, type MetricsData } from '../model/churn-metrics.js';
 import type { DestinationRow } from '../model/port-rows.js';
 import type { Losses } from '../facts/losses.js';
@@ -73,6 +74,13 @@ export class PrometheusView {
 		// Prometheus clients use.
 		w.family('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap committed by twtrace (all spaces)').sample('nodejs_heap_size_total_bytes', undefined, memory.heapTotal);
 		w.family('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use by twtrace').sample('nodejs_heap_size_used_bytes', undefined, memory.heapUsed);
+		// By space: the old space committed well above its use after a major collection is room V8 keeps for
+		// garbage that outlived the young generation, not objects twtrace keeps (docs/counting-in-the-kernel.md).
+		const spaces = v8.getHeapSpaceStatistics();
+		w.family('nodejs_heap_space_size_total_bytes', 'gauge', 'V8 heap committed by twtrace, by space');
+		for (const sp of spaces) w.sample('nodejs_heap_space_size_total_bytes', { space: sp.space_name }, sp.space_size);
+		w.family('nodejs_heap_space_size_used_bytes', 'gauge', 'V8 heap in use by twtrace, by space');
+		for (const sp of spaces) w.sample('nodejs_heap_space_size_used_bytes', { space: sp.space_name }, sp.space_used_size);
 	}
 }
 

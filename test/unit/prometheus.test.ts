@@ -145,6 +145,11 @@ toolTest(['promtool'], 'promtool check metrics accepts the exposition, every met
 	const rss = valueOf(samples, 'process_resident_memory_bytes') ?? 0;
 	const [used, total] = [valueOf(samples, 'nodejs_heap_size_used_bytes') ?? 0, valueOf(samples, 'nodejs_heap_size_total_bytes') ?? 0];
 	t.true(used > 0 && used <= total && total < rss, `heap ${used} used of ${total}, RSS ${rss}`);
+	// By space, the same heap: the old space's in use at most its committed, and the spaces add up to the whole.
+	const space = (name: string, which: 'total' | 'used') => samples.find((x) => x.name === `nodejs_heap_space_size_${which}_bytes` && x.labels.space === name)?.value ?? NaN;
+	t.true(space('old_space', 'used') > 0 && space('old_space', 'used') <= space('old_space', 'total'));
+	const sum = (which: 'total' | 'used') => samples.filter((x) => x.name === `nodejs_heap_space_size_${which}_bytes`).reduce((a, x) => a + x.value, 0);
+	t.true(Math.abs(sum('total') - total) <= 0.05 * total, `spaces ${sum('total')} committed, heap ${total}`);
 	for (const family of ['connections_total', 'timewait_entries_total', 'timewait_sockets', 'resets_total', 'connect_failures_total', 'bind_failures_total',
 		'connection_lifetime_seconds', 'port_headroom_ratio', 'seconds_to_exhaustion', 'events_dropped_total']) {
 		t.regex(text, new RegExp(`^# TYPE twtrace_${family} `, 'm'));
