@@ -504,8 +504,9 @@ ${markdownTable(['s', 'serve RSS MiB', 'V8 heap MiB', 'old space MiB, used / com
   and V8 commits heap beside it, and levels off when the window is full. At 75d0375 \`npm run bench:heap\` (snapshots 2 and
   15 minutes into the same churn) found the reachable heap 115.8 and 117.8 MiB, the difference mostly the recorder's
   buffers: V8's growth is room, not objects. It is the old space's (its column): what outlives the young generation piles
-  up there between major collections, and V8 keeps committed what it grew to. What would close it: less that outlives a
-  scavenge (a scrape's and a reading's data live as long as they run), and a recorder reserving its slabs at start.
+  up there between major collections, and V8 keeps committed what it grew to. It lives longer than several scavenges and
+  dies within minutes (a young generation four times larger did not change it: docs/counting-in-the-kernel.md). What would
+  close it: finding what that is and making it die young or live forever, and a recorder reserving its slabs at start.
   Slow scrapes: \`npm run bench:profile -- --command serve --rate 15000 --warm 2 --seconds 25\` lists the longest stretches
   serve's main thread stayed busy, each with its call path. Earlier soaks' slow scrapes, at a walk and at 18 s, were found
   that way and closed (docs/counting-in-the-kernel.md, "What the soak then showed"). One at 2 s is left: the first seconds
