@@ -64,19 +64,18 @@ export class PrometheusView {
 	 */
 	#writeProcess(w: ExpositionWriter): void {
 		const { user, system } = process.cpuUsage();
-		// One read gives the resident set and the heap (the resident set is read from the kernel either way).
-		const memory = process.memoryUsage();
 		w.family('process_cpu_seconds_total', 'counter', 'User and system CPU time of twtrace').sample('process_cpu_seconds_total', undefined, (user + system) / 1e6);
-		w.family('process_resident_memory_bytes', 'gauge', 'Resident memory of twtrace').sample('process_resident_memory_bytes', undefined, memory.rss);
+		w.family('process_resident_memory_bytes', 'gauge', 'Resident memory of twtrace').sample('process_resident_memory_bytes', undefined, process.memoryUsage.rss());
 		w.family('process_start_time_seconds', 'gauge', 'When twtrace started, seconds since the Unix epoch').sample('process_start_time_seconds', undefined, this.#startTimeSeconds);
 		// V8's heap (the model's objects; not the typed arrays and buffers, whose allocated sizes count
 		// pages never touched and so say little about the resident set), under the names Node's
-		// Prometheus clients use.
-		w.family('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap committed by twtrace (all spaces)').sample('nodejs_heap_size_total_bytes', undefined, memory.heapTotal);
-		w.family('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use by twtrace').sample('nodejs_heap_size_used_bytes', undefined, memory.heapUsed);
-		// By space: the old space committed well above its use after a major collection is room V8 keeps for
+		// Prometheus clients use: whole, and by space, from one reading (the whole is the spaces' sum).
+		// The old space committed well above its use after a major collection is room V8 keeps for
 		// garbage that outlived the young generation, not objects twtrace keeps (docs/counting-in-the-kernel.md).
 		const spaces = v8.getHeapSpaceStatistics();
+		const [total, used] = spaces.reduce(([t, u], sp) => [t + sp.space_size, u + sp.space_used_size], [0, 0]);
+		w.family('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap committed by twtrace (all spaces)').sample('nodejs_heap_size_total_bytes', undefined, total);
+		w.family('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use by twtrace').sample('nodejs_heap_size_used_bytes', undefined, used);
 		w.family('nodejs_heap_space_size_total_bytes', 'gauge', 'V8 heap committed by twtrace, by space');
 		for (const sp of spaces) w.sample('nodejs_heap_space_size_total_bytes', { space: sp.space_name }, sp.space_size);
 		w.family('nodejs_heap_space_size_used_bytes', 'gauge', 'V8 heap in use by twtrace, by space');
