@@ -452,11 +452,14 @@ function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
 	return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
+/** A soak sample with the old space read (an older serve exports no heap by space). */
+const hasOldSpace = (x: SoakSample): x is SoakSample & { oldSpaceUsedMiB: number; oldSpaceMiB: number } => typeof x.oldSpaceUsedMiB === 'number' && typeof x.oldSpaceMiB === 'number';
+
 function soakSection(r: SoakResult): string {
 	const count = (v: number | null) => (v === null ? '–' : fmtInt(v));
 	const orDash = (v: number | null | undefined, f: (v: number) => string) => (v === null || v === undefined ? '–' : f(v));
 	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), orDash(x.heapMiB, fmtInt),
-		x.oldSpaceUsedMiB === null || x.oldSpaceUsedMiB === undefined || x.oldSpaceMiB === null || x.oldSpaceMiB === undefined ? '–' : `${fmt(x.oldSpaceUsedMiB, 1)} / ${fmt(x.oldSpaceMiB, 1)}`,
+		hasOldSpace(x) ? `${fmt(x.oldSpaceUsedMiB, 1)} / ${fmt(x.oldSpaceMiB, 1)}` : '–',
 		orDash(x.recorderMiB, (v) => fmt(v, 1)), fmt(x.cpuPct), fmtInt(x.timeWaitKernel), count(x.walksRead), count(x.walksSkipped)]);
 	const firstMinute = r.samples.filter((x) => x.atS <= 60).map((x) => x.rssMiB);
 	const after = r.samples.filter((x) => x.atS > 60 && x.atS <= r.seconds).map((x) => x.rssMiB);
@@ -472,9 +475,9 @@ function soakSection(r: SoakResult): string {
 	const recorderRise = recorderFirst !== undefined && recorderLast !== undefined
 		? `; the flight recorder held ${fmt(recorderFirst, 1)} MiB after the first minute and ${fmt(recorderLast, 1)} MiB at the end` : '';
 	// The old space between major collections: garbage that outlived the young generation piles up in it, and V8 keeps committed what it grew to.
-	const olds = r.samples.filter((x) => x.atS > 60 && x.atS <= r.seconds && typeof x.oldSpaceUsedMiB === 'number' && typeof x.oldSpaceMiB === 'number');
+	const olds = r.samples.filter((x) => x.atS > 60 && x.atS <= r.seconds).filter(hasOldSpace);
 	const oldSpace = olds.length
-		? `; V8's old space after the first minute held ${fmt(Math.min(...olds.map((x) => x.oldSpaceUsedMiB!)), 1)} to ${fmt(Math.max(...olds.map((x) => x.oldSpaceUsedMiB!)), 1)} MiB, committed up to ${fmt(Math.max(...olds.map((x) => x.oldSpaceMiB!)), 1)} MiB`
+		? `; V8's old space after the first minute held ${fmt(Math.min(...olds.map((x) => x.oldSpaceUsedMiB)), 1)} to ${fmt(Math.max(...olds.map((x) => x.oldSpaceUsedMiB)), 1)} MiB, committed up to ${fmt(Math.max(...olds.map((x) => x.oldSpaceMiB)), 1)} MiB`
 		: '';
 	const isFlat = rise !== undefined && rise <= 0.05 * Math.max(...firstMinute);
 	const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');

@@ -207,13 +207,14 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 		let awaitingInside: SoakResult['slowScrapes'][number] | undefined;
 		let lastScrape = '';
 		let t0 = Date.now();
-		const counter = (name: string) => {
-			const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(lastScrape);
+		/** The value of `series` (a name, with its labels as exposed) in the latest scrape. */
+		const counter = (series: string) => {
+			const m = new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(lastScrape);
 			return m ? Number(m[1]) : null;
 		};
-		const oldSpace = (which: 'used' | 'total') => {
-			const m = new RegExp(`^nodejs_heap_space_size_${which}_bytes\\{space="old_space"\\} (\\S+)$`, 'm').exec(lastScrape);
-			return m ? Number(m[1]) / 2 ** 20 : null;
+		const oldSpaceMiB = (which: 'used' | 'total') => {
+			const bytes = counter(`nodejs_heap_space_size_${which}_bytes{space="old_space"}`);
+			return bytes === null ? null : bytes / 2 ** 20;
 		};
 		const scraper = setInterval(() => {
 			const started = Date.now();
@@ -243,7 +244,7 @@ export async function measureSoak(seconds: number, rate: number, load: LoadOptio
 			const agent = await AgentClient.find(agentSocket).catch(() => undefined);
 			samples.push({ atS: Math.round((now - t0) / 1000), rssMiB: rssMiB(serve.pid!) ?? 0, heapMiB: heap === null ? null : heap / 2 ** 20,
 				recorderMiB: agent?.client ? agent.info.recorder.bytes / 2 ** 20 : null,
-				oldSpaceUsedMiB: oldSpace('used'), oldSpaceMiB: oldSpace('total'),
+				oldSpaceUsedMiB: oldSpaceMiB('used'), oldSpaceMiB: oldSpaceMiB('total'),
 				cpuPct: (100 * (cpu - cpuPrev)) / ((now - atPrev) / 1000), timeWaitKernel: await timeWaitSocketsAsync(pair.client),
 				walksRead: counter('twtrace_socket_walks_total'), walksSkipped: counter('twtrace_socket_walks_skipped_total') });
 			[cpuPrev, atPrev] = [cpu, now];

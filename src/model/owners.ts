@@ -183,9 +183,10 @@ export function recordLifetimes(o: Owner, boundUs: number, n: number): void {
  * Moving a histogram from packed to plain counts reads each of its ~4,000 buckets through the packed
  * array's index, about 0.8 ms, and owners that count alike cross PACKED_LIFETIMES_MAX together: the
  * soak's 64 destinations, each an owner, did at 18 s, one reading of the counters then held the event
- * loop 80 to 100 ms and a scrape waited for it (docs/counting-in-the-kernel.md). At most MOVES_PER_WINDOW move in MOVE_WINDOW_MS; the others
- * stay packed a little longer, which costs only time per value (the same buckets: the percentiles do
- * not change, so neither does anything a view shows or a replay computes).
+ * loop 80 to 100 ms and a scrape waited for it (docs/counting-in-the-kernel.md). At most
+ * MOVES_PER_WINDOW move in MOVE_WINDOW_MS, in the whole process (the cost is the event loop's); the
+ * others stay packed a little longer, which costs only time per value (the same buckets: the
+ * percentiles do not change, so neither does anything a view shows or a replay computes).
  */
 const MOVE_WINDOW_MS = 50;
 const MOVES_PER_WINDOW = 4;
