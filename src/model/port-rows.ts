@@ -87,13 +87,11 @@ export function destinationRows(model: ChurnModel, nowUs: number, rateWindowUs: 
 		const portsInUse = d.portsHeldOpen + d.timeWait;
 		if (portsInUse === 0 && d.connects.every((n) => n === 0)) continue;
 		const currentRate = perSecond(d.connects, d.slotSecond, 1, 0, nowUs, rateWindowUs, model.startUs);
-		const timeWaitSecondsLeft = new Map<number, number>();
-		for (const [bucket, n] of d.expiring) timeWaitSecondsLeft.set(Math.max(0, bucket - nowSecond), n);
 		const ns = model.namespaces.get(d.netns);
 		const cap = ns?.settings?.maxTimeWaitBuckets;
 		const timeWaitElsewhere = model.namespaceTimeWait(d.netns).count - d.timeWait;
 		const maxTimeWait = cap === undefined ? undefined : Math.max(0, cap - Math.max(0, timeWaitElsewhere));
-		const seconds = secondsToExhaustion({ portsUsable, portsHeldOpen: d.portsHeldOpen, timeWaitSecondsLeft, ratePerSec: currentRate, maxTimeWait });
+		const seconds = secondsToExhaustion({ portsUsable, portsHeldOpen: d.portsHeldOpen, timeWaitExpiring: d.expiring, nowSecond, ratePerSec: currentRate, maxTimeWait });
 		rows.push({
 			netns: d.netns, saddr: d.saddr, daddr: d.daddr, dport: d.dport,
 			portsInUse, portsUsable,

@@ -17,8 +17,13 @@ export interface PoolState {
 	portsUsable: number;
 	/** Ports held by sockets that are not in TIME_WAIT (open connections): held until closed. */
 	portsHeldOpen: number;
-	/** TIME_WAIT sockets holding ports, by whole seconds left until they expire. */
-	timeWaitSecondsLeft: ReadonlyMap<number, number>;
+	/**
+	 * TIME_WAIT sockets holding ports, by the whole second they expire at (a destination's own table,
+	 * Destination.expiring: read in place, so that a scrape asking this of every destination copies nothing).
+	 */
+	timeWaitExpiring: ReadonlyMap<number, number>;
+	/** The second now, on the clock of timeWaitExpiring's keys: a key at or before it has 0 s left. */
+	nowSecond: number;
 	/** New connections per second, assumed constant from now on; each enters TIME_WAIT. */
 	ratePerSec: number;
 	/**
@@ -37,7 +42,7 @@ export interface PoolState {
 export function secondsToExhaustion(s: PoolState): number | undefined {
 	const { portsUsable, portsHeldOpen, ratePerSec } = s;
 	let held = portsHeldOpen;
-	for (const n of s.timeWaitSecondsLeft.values()) if (n > 0) held += n;
+	for (const n of s.timeWaitExpiring.values()) if (n > 0) held += n;
 	if (held >= portsUsable) return 0;
 	if (ratePerSec <= 0) return undefined;
 	// The cap keeps TIME_WAIT from ever filling the pool: closes past it free their ports.
@@ -45,7 +50,9 @@ export function secondsToExhaustion(s: PoolState): number | undefined {
 	// Ports in use never exceed those held now plus 60 s of new connections: no crossing, and no
 	// sort of the expiries (a scrape asks this of every destination; most are far from the edge).
 	if (held + ratePerSec * TIME_WAIT_SECONDS < portsUsable) return undefined;
-	const expiries = [...s.timeWaitSecondsLeft.entries()].filter(([, n]) => n > 0).sort((a, b) => a[0] - b[0]);
+	const expiries: [secondsLeft: number, n: number][] = [];
+	for (const [second, n] of s.timeWaitExpiring) if (n > 0) expiries.push([Math.max(0, second - s.nowSecond), n]);
+	expiries.sort((a, b) => a[0] - b[0]);
 	let from = 0;
 	for (const [secondsLeft, n] of expiries) {
 		const to = Math.min(secondsLeft, TIME_WAIT_SECONDS);

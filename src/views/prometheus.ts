@@ -9,7 +9,7 @@ import v8 from 'node:v8';
 import { LIFETIME_BOUNDS_US, SLOT, type GroupLabels, type GroupSample, type MetricsData } from '../model/churn-metrics.js';
 import type { DestinationRow } from '../model/port-rows.js';
 import type { Losses } from '../facts/losses.js';
-import { EXPOSITION_CONTENT_TYPE, ExpositionWriter } from './exposition.js';
+import { EXPOSITION_CONTENT_TYPE, ExpositionWriter, formatValue } from './exposition.js';
 
 export interface ExporterState {
 	/** Losses so far, by cause. */
@@ -25,6 +25,8 @@ export interface ExporterState {
 
 const LIFETIME_BOUNDS_S = LIFETIME_BOUNDS_US.map((us) => us / 1e6);
 const LIFETIME = 'twtrace_connection_lifetime_seconds';
+/** The histogram's `le` labels, formatted once: `le="0.001"` … `le="+Inf"`. */
+const LIFETIME_LE = [...LIFETIME_BOUNDS_S, Infinity].map((s) => `le="${formatValue(s)}"`);
 
 const groupLabels = (l: GroupLabels) => ({ comm: l.comm, cgroup: l.cgroup, workload: l.workload });
 const destLabels = (d: DestinationRow) => ({ netns: d.netns, saddr: d.saddr, daddr: d.daddr, dport: d.dport });
@@ -86,15 +88,17 @@ export class PrometheusView {
 /** Per group (comm, cgroup, workload): connections, TIME_WAIT, resets, failures, lifetimes. */
 function writeGroups(w: ExpositionWriter, data: MetricsData): void {
 	const { groups } = data;
+	// Each group's labels, formatted once for its twenty-odd samples.
+	const labelled = groups.map((g) => w.labels(groupLabels(g.labels)));
 	const perGroup = (name: string, type: 'counter' | 'gauge', help: string, value: (g: GroupSample) => number) => {
 		w.family(name, type, help);
-		for (const g of groups) w.sample(name, groupLabels(g.labels), value(g));
+		groups.forEach((g, i) => w.sampleLabelled(name, labelled[i]!, value(g)));
 	};
 	w.family('twtrace_connections_total', 'counter', 'Connections started: side="client" by connect() (a refused one too: see twtrace_connect_failures_total), side="server" accepted (from the SYN on)');
-	for (const g of groups) {
-		w.sample('twtrace_connections_total', { ...groupLabels(g.labels), side: 'client' }, g.counts[SLOT.connects]!);
-		w.sample('twtrace_connections_total', { ...groupLabels(g.labels), side: 'server' }, g.counts[SLOT.accepts]!);
-	}
+	groups.forEach((g, i) => {
+		w.sampleLabelled('twtrace_connections_total', labelled[i]!, g.counts[SLOT.connects]!, 'side="client"');
+		w.sampleLabelled('twtrace_connections_total', labelled[i]!, g.counts[SLOT.accepts]!, 'side="server"');
+	});
 	perGroup('twtrace_timewait_entries_total', 'counter', 'Sockets that entered TIME_WAIT, each holding its port for 60 s (TCP_TIMEWAIT_LEN)', (g) => g.counts[SLOT.timeWaitEntries]!);
 	perGroup('twtrace_timewait_sockets', 'gauge', 'TIME_WAIT sockets held now (reconciled with the socket table every walk interval)', (g) => g.timeWait);
 	w.family('twtrace_timewait_likely_sockets', 'gauge',
@@ -116,30 +120,33 @@ function writeGroups(w: ExpositionWriter, data: MetricsData): void {
 	for (const f of data.portFailures) w.sample('twtrace_port_failures_total', { comm: f.comm, call: f.call, errno: f.errno, netns: f.netns, addr: f.addr, port: f.port }, f.failures);
 	// The histogram's buckets come whole from the model's counts (not cumulative there: summed here).
 	w.family(LIFETIME, 'histogram', 'Lifetime of connections that closed (active close or reset), from connect() or accept() to the close');
-	for (const g of groups) {
-		const labels = groupLabels(g.labels);
+	groups.forEach((g, at) => {
+		const labels = labelled[at]!;
 		let cumulative = 0;
 		for (let i = 0; i < LIFETIME_BOUNDS_S.length; i++) {
 			cumulative += g.counts[SLOT.lifetimeBuckets + i]!;
-			w.sample(`${LIFETIME}_bucket`, { ...labels, le: LIFETIME_BOUNDS_S[i]! }, cumulative);
+			w.sampleLabelled(`${LIFETIME}_bucket`, labels, cumulative, LIFETIME_LE[i]!);
 		}
-		w.sample(`${LIFETIME}_bucket`, { ...labels, le: '+Inf' }, g.counts[SLOT.lifetimeCount]!);
-		w.sample(`${LIFETIME}_sum`, labels, g.counts[SLOT.lifetimeSumUs]! / 1e6);
-		w.sample(`${LIFETIME}_count`, labels, g.counts[SLOT.lifetimeCount]!);
-	}
+		w.sampleLabelled(`${LIFETIME}_bucket`, labels, g.counts[SLOT.lifetimeCount]!, LIFETIME_LE[LIFETIME_BOUNDS_S.length]!);
+		w.sampleLabelled(`${LIFETIME}_sum`, labels, g.counts[SLOT.lifetimeSumUs]! / 1e6);
+		w.sampleLabelled(`${LIFETIME}_count`, labels, g.counts[SLOT.lifetimeCount]!);
+	});
 }
 
 /** Per listed destination (netns, saddr, daddr, dport): headroom, and who holds its ports. */
 function writeDestinations(w: ExpositionWriter, data: MetricsData): void {
+	// Each destination's labels, formatted once for its five gauges and its holders.
+	const labelled = new Map(data.destinations.map((d) => [d, w.labels(destLabels(d))]));
+	const of = (d: DestinationRow) => labelled.get(d) ?? w.labels(destLabels(d));
 	for (const [name, help, value] of DESTINATION_GAUGES) {
 		w.family(name, 'gauge', help);
-		for (const d of data.destinations) w.sample(name, destLabels(d), value(d));
+		for (const d of data.destinations) w.sampleLabelled(name, of(d), value(d));
 	}
 	w.family('twtrace_port_holder_timewait_sockets', 'gauge',
 		'TIME_WAIT sockets holding ports towards the destination, by holder (its 3 largest groups, labelled as in twtrace_timewait_sockets): who an exhaustion alert names');
-	for (const h of data.holders) w.sample('twtrace_port_holder_timewait_sockets', { ...destLabels(h.destination), ...groupLabels(h.labels) }, h.timeWait);
+	for (const h of data.holders) w.sampleLabelled('twtrace_port_holder_timewait_sockets', of(h.destination), h.timeWait, w.labels(groupLabels(h.labels)));
 	w.family('twtrace_ports_usable', 'gauge', 'Ephemeral ports connect() may use towards the destination: ip_local_port_range minus reserved ports');
-	for (const d of data.destinations) w.sample('twtrace_ports_usable', destLabels(d), d.portsUsable);
+	for (const d of data.destinations) w.sampleLabelled('twtrace_ports_usable', of(d), d.portsUsable);
 	w.family('twtrace_namespace_timewait_sockets', 'gauge', 'TIME_WAIT sockets in the network namespace, all processes (those --comm or --pid let through, when given)');
 	for (const n of data.namespaces) w.sample('twtrace_namespace_timewait_sockets', { netns: n.netns }, n.timeWait);
 }

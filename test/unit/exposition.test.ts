@@ -51,3 +51,14 @@ test('values are spelled as Prometheus parses them: +Inf, -Inf, NaN, plain numbe
 toolTest(['promtool'], 'promtool check metrics accepts the awkward exposition', (t) => {
 	t.notThrows(() => execFileSync('promtool', ['check', 'metrics'], { input: awkward(), encoding: 'utf8' }));
 });
+
+test('a label set formatted once writes the samples that formatting it each time writes', (t) => {
+	const [group, side] = [{ comm: AWKWARD, cgroup: '/a', netns: 4026531840 }, { side: 'client' }];
+	const each = new ExpositionWriter().family('t_total', 'counter', 'Both ways')
+		.sample('t_total', { ...group, ...side }, 1).sample('t_total', group, 2).sample('t_total', side, 3).text();
+	const w = new ExpositionWriter().family('t_total', 'counter', 'Both ways');
+	const once = w.sampleLabelled('t_total', w.labels(group), 1, w.labels(side)).sampleLabelled('t_total', w.labels(group), 2)
+		.sampleLabelled('t_total', w.labels({}), 3, w.labels(side)).text();
+	t.is(once, each);
+	t.is(parseExposition(once).length, 3);
+});

@@ -150,8 +150,8 @@ test('the sparkline holds TIME_WAIT per second over the last 60 s', (t) => {
 
 test('time to exhaustion: the shortcut for pools far from the edge answers as the walk between expiries does', (t) => {
 	// The walk between expiries alone (ports.ts before the shortcut): the oracle.
-	const walk = (s: { portsUsable: number; portsHeldOpen: number; timeWaitSecondsLeft: Map<number, number>; ratePerSec: number }) => {
-		const expiries = [...s.timeWaitSecondsLeft.entries()].filter(([, n]) => n > 0).sort((a, b) => a[0] - b[0]);
+	const walk = (s: { portsUsable: number; portsHeldOpen: number; timeWaitExpiring: Map<number, number>; ratePerSec: number }) => {
+		const expiries = [...s.timeWaitExpiring.entries()].filter(([, n]) => n > 0).sort((a, b) => a[0] - b[0]);
 		let held = s.portsHeldOpen + expiries.reduce((sum, [, n]) => sum + n, 0);
 		if (held >= s.portsUsable) return 0;
 		if (s.ratePerSec <= 0) return undefined;
@@ -173,10 +173,10 @@ test('time to exhaustion: the shortcut for pools far from the edge answers as th
 		const left = new Map<number, number>();
 		for (let k = Math.floor(random() * 6); k > 0; k--) left.set(Math.floor(random() * 62), Math.floor(random() * 40));
 		// Rates around the edge (usable / 60 s less what is held), so that both sides of it are tried.
-		const s = { portsUsable: 100, portsHeldOpen: Math.floor(random() * 30), timeWaitSecondsLeft: left, ratePerSec: Math.round(random() * 40) / 10 };
+		const s = { portsUsable: 100, portsHeldOpen: Math.floor(random() * 30), nowSecond: 0, timeWaitExpiring: left, ratePerSec: Math.round(random() * 40) / 10 };
 		const held = s.portsHeldOpen + [...left.values()].reduce((a, b) => a + b, 0);
 		if (held < 100 && held + s.ratePerSec * 60 < 100) shortcuts++;
-		t.is(secondsToExhaustion(s), walk(s), JSON.stringify({ ...s, timeWaitSecondsLeft: [...left] }));
+		t.is(secondsToExhaustion(s), walk(s), JSON.stringify({ ...s, timeWaitExpiring: [...left] }));
 	}
 	t.true(shortcuts > 200, `${shortcuts} cases took the shortcut`);
 });
@@ -186,13 +186,18 @@ test('headroom of a 100-port range: sustainable rate, ports in use and time to e
 	t.is(usablePorts({ low: 40000, high: 40099 }, parsePortList('40000-40009,8080')), 90);
 	t.deepEqual(parsePortRange('32768\t60999\n'), { low: 32768, high: 60999 });
 	t.is(Math.round(sustainableRate(28232)), 471);
-	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, timeWaitSecondsLeft: new Map(), ratePerSec: 10 }), 10);
-	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, timeWaitSecondsLeft: new Map(), ratePerSec: 1.6 }), undefined, '96 ports per 60 s fit');
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, nowSecond: 0, timeWaitExpiring: new Map(), ratePerSec: 10 }), 10);
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, nowSecond: 0, timeWaitExpiring: new Map(), ratePerSec: 1.6 }), undefined, '96 ports per 60 s fit');
 	// 50 in TIME_WAIT expiring in 30 s, 2 new per second: 50 + 2T reaches 100 at T = 25 s.
-	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, timeWaitSecondsLeft: new Map([[30, 50]]), ratePerSec: 2 }), 25);
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, nowSecond: 0, timeWaitExpiring: new Map([[30, 50]]), ratePerSec: 2 }), 25);
 	// ... but if they expire in 10 s, 2/s alone fills it only by 50 s.
-	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, timeWaitSecondsLeft: new Map([[10, 50]]), ratePerSec: 2 }), 50);
-	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 100, timeWaitSecondsLeft: new Map(), ratePerSec: 0 }), 0);
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, nowSecond: 0, timeWaitExpiring: new Map([[10, 50]]), ratePerSec: 2 }), 50);
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 100, nowSecond: 0, timeWaitExpiring: new Map(), ratePerSec: 0 }), 0);
+	// Keys are the seconds the sockets expire at, on the model's clock: the same as above 1,000 s later.
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, nowSecond: 1000, timeWaitExpiring: new Map([[1030, 50]]), ratePerSec: 2 }), 25);
+	// Seconds already past (not yet expired by the model) each hold their ports now, 30 + 30 of 60, and free them at once after.
+	t.is(secondsToExhaustion({ portsUsable: 60, portsHeldOpen: 0, nowSecond: 1000, timeWaitExpiring: new Map([[999, 30], [1000, 30]]), ratePerSec: 0 }), 0);
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, nowSecond: 1000, timeWaitExpiring: new Map([[999, 30], [1000, 30]]), ratePerSec: 4 }), 25);
 
 	const m = new ChurnModel(T0);
 	m.reconcile({ netns: 1, takenAtUs: T0, sockets: [sock({ state: 1, sport: 40050, cookie: 9999 })], settings: settings() });
@@ -377,8 +382,8 @@ test('IPv6 endpoints are written [addr]:port in rows, destinations\' peers and v
 });
 
 test('the forecast heeds tcp_max_tw_buckets: past the cap closes skip TIME_WAIT, so a pool it keeps from filling never exhausts', (t) => {
-	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, timeWaitSecondsLeft: new Map([[30, 50]]), ratePerSec: 10, maxTimeWait: 50 }), undefined);
-	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 60, timeWaitSecondsLeft: new Map(), ratePerSec: 10, maxTimeWait: 50 }), 4, 'open connections still fill it');
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 0, nowSecond: 0, timeWaitExpiring: new Map([[30, 50]]), ratePerSec: 10, maxTimeWait: 50 }), undefined);
+	t.is(secondsToExhaustion({ portsUsable: 100, portsHeldOpen: 60, nowSecond: 0, timeWaitExpiring: new Map(), ratePerSec: 10, maxTimeWait: 50 }), 4, 'open connections still fill it');
 	const forecast = (maxTimeWaitBuckets: number | undefined) => {
 		const m = new ChurnModel(T0);
 		m.reconcile({ netns: 1, takenAtUs: T0, sockets: [], settings: settings({ maxTimeWaitBuckets }) });
