@@ -128,12 +128,20 @@ function addEntries(m: ReconcileTarget, owner: Owner, dest: Destination | undefi
 	const finWait2 = Math.min(delta[K.finWait2]!, room);
 	// Each substate's timer (TCP_TIMEWAIT_LEN; tcp_fin_timeout for FIN_WAIT2, most of which the peer's FIN re-arms for
 	// 60 s at once: kernel-facts §1.3) ends in the timer wheel's bucket (wheel.ts) where its clock is known; else its length after the reading.
-	const reading = m.countedReading!;
-	const add = (n: number, lengthUs: number) => {
-		if (n <= 0) return;
-		if (m.wheel) m.wheel.split(reading.fromUs, atUs, n, (endUs, part) => m.timeWait.addCounted(owner, dest, netns, atUs, endUs, part), lengthUs / US);
-		else m.timeWait.addCounted(owner, dest, netns, atUs, atUs + lengthUs, n);
-	};
-	add(timeWait, TIME_WAIT_SECONDS * US);
-	add(finWait2, finUs);
+	addHeld(m, owner, dest, netns, atUs, timeWait, TIME_WAIT_SECONDS * US);
+	addHeld(m, owner, dest, netns, atUs, finWait2, finUs);
+}
+
+/** The wheel's buckets of one key's entries (TimeWaitWheel.split), reused from key to key and reading to reading. */
+const parts: number[] = [];
+
+/** `n` entries of one substate, held `lengthUs` from the reading, or to the end of their timers' buckets. */
+function addHeld(m: ReconcileTarget, owner: Owner, dest: Destination | undefined, netns: number, atUs: number, n: number, lengthUs: number): void {
+	if (n <= 0) return;
+	if (!m.wheel) {
+		m.timeWait.addCounted(owner, dest, netns, atUs, atUs + lengthUs, n);
+		return;
+	}
+	m.wheel.split(m.countedReading!.fromUs, atUs, n, parts, lengthUs / US);
+	for (let i = 0; i < parts.length; i += 2) m.timeWait.addCounted(owner, dest, netns, atUs, parts[i]!, parts[i + 1]!);
 }

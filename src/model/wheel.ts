@@ -57,22 +57,30 @@ export class TimeWaitWheel {
 
 	/**
 	 * `n` entries that came over (fromUs, toUs], their timers armed for `lengthS`, spread evenly (a
-	 * reading of the counters says how many, not when), by the bucket each ends in: `visit(endUs, m)`
-	 * per bucket, the m summing to n (rounded as they accumulate, so that no entry is lost or made up).
+	 * reading of the counters says how many, not when), by the bucket each ends in: into `into`
+	 * (emptied first), each bucket's end (µs) and its m in turn, the m summing to n (rounded as they
+	 * accumulate, so that no entry is lost or made up). The caller's array, reused: an agent splits
+	 * every key's entries at every reading, and a visitor closure per key was garbage each time.
 	 */
-	split(fromUs: number, toUs: number, n: number, visit: (endUs: number, m: number) => void, lengthS = TIMEWAIT_LEN_S): void {
-		if (!(toUs > fromUs)) return visit(this.endUs(toUs, lengthS), n);
-		const { lengthJ, bucketJ } = this.#level(lengthS);
+	split(fromUs: number, toUs: number, n: number, into: number[], lengthS = TIMEWAIT_LEN_S): number[] {
+		into.length = 0;
+		if (!(toUs > fromUs)) {
+			into.push(this.endUs(toUs, lengthS), n);
+			return into;
+		}
+		const level = this.#level(lengthS);
+		const { lengthJ, bucketJ } = level;
 		const spanUs = toUs - fromUs;
 		let given = 0;
 		let startUs = fromUs;
 		// Bucket k holds the timers whose nominal end (entry + length) is in [k, k + 1) buckets: it runs them at k + 1.
-		for (let k = this.#bucketOf(fromUs, { lengthJ, bucketJ }); startUs < toUs; k++) {
+		for (let k = this.#bucketOf(fromUs, level); startUs < toUs; k++) {
 			const stopUs = Math.max(startUs, Math.min(toUs, this.#usOf((k + 1) * bucketJ - lengthJ)));
 			const m = Math.round((n * (stopUs - fromUs)) / spanUs) - given;
-			if (m > 0) visit(this.#usOf((k + 1) * bucketJ), m), (given += m);
+			if (m > 0) into.push(this.#usOf((k + 1) * bucketJ), m), (given += m);
 			startUs = stopUs;
 		}
+		return into;
 	}
 
 	#level(lengthS: number): TimerLevel {
