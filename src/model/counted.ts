@@ -142,6 +142,6 @@ function addHeld(m: ReconcileTarget, owner: Owner, dest: Destination | undefined
 		m.timeWait.addCounted(owner, dest, netns, atUs, atUs + lengthUs, n);
 		return;
 	}
-	m.wheel.split(m.countedReading!.fromUs, atUs, n, parts, lengthUs / US);
-	for (let i = 0; i < parts.length; i += 2) m.timeWait.addCounted(owner, dest, netns, atUs, parts[i]!, parts[i + 1]!);
+	const count = m.wheel.split(m.countedReading!.fromUs, atUs, n, parts, lengthUs / US);
+	for (let i = 0; i < 2 * count; i += 2) m.timeWait.addCounted(owner, dest, netns, atUs, parts[i]!, parts[i + 1]!);
 }

@@ -57,30 +57,32 @@ export class TimeWaitWheel {
 
 	/**
 	 * `n` entries that came over (fromUs, toUs], their timers armed for `lengthS`, spread evenly (a
-	 * reading of the counters says how many, not when), by the bucket each ends in: into `into`
-	 * (emptied first), each bucket's end (µs) and its m in turn, the m summing to n (rounded as they
-	 * accumulate, so that no entry is lost or made up). The caller's array, reused: an agent splits
-	 * every key's entries at every reading, and a visitor closure per key was garbage each time.
+	 * reading of the counters says how many, not when), by the bucket each ends in. Returns how many
+	 * buckets: bucket i's end (µs) is at into[2i], its m at into[2i + 1], the m summing to n (rounded as
+	 * they accumulate, so that no entry is lost or made up). The caller's array, written in place and
+	 * never emptied (emptying it frees its storage): an agent splits every key's entries at every
+	 * reading, and a visitor closure per key, or a new array, was garbage each time.
 	 */
-	split(fromUs: number, toUs: number, n: number, into: number[], lengthS = TIMEWAIT_LEN_S): number[] {
-		into.length = 0;
+	split(fromUs: number, toUs: number, n: number, into: number[], lengthS = TIMEWAIT_LEN_S): number {
 		if (!(toUs > fromUs)) {
-			into.push(this.endUs(toUs, lengthS), n);
-			return into;
+			into[0] = this.endUs(toUs, lengthS);
+			into[1] = n;
+			return 1;
 		}
 		const level = this.#level(lengthS);
 		const { lengthJ, bucketJ } = level;
 		const spanUs = toUs - fromUs;
 		let given = 0;
+		let parts = 0;
 		let startUs = fromUs;
 		// Bucket k holds the timers whose nominal end (entry + length) is in [k, k + 1) buckets: it runs them at k + 1.
 		for (let k = this.#bucketOf(fromUs, level); startUs < toUs; k++) {
 			const stopUs = Math.max(startUs, Math.min(toUs, this.#usOf((k + 1) * bucketJ - lengthJ)));
 			const m = Math.round((n * (stopUs - fromUs)) / spanUs) - given;
-			if (m > 0) into.push(this.#usOf((k + 1) * bucketJ), m), (given += m);
+			if (m > 0) (into[2 * parts] = this.#usOf((k + 1) * bucketJ)), (into[2 * parts + 1] = m), parts++, (given += m);
 			startUs = stopUs;
 		}
-		return into;
+		return parts;
 	}
 
 	#level(lengthS: number): TimerLevel {

@@ -63,16 +63,18 @@ test('entries of a span split by the bucket they end in, in proportion, none los
 	// Jiffy 0 read at 2 ms, taken as the middle of its tick: jiffies count from 0 µs.
 	const wheel = new TimeWaitWheel({ hz: 250, jiffies: 0, atUs: 2000 });
 	// Bucket ends every 2.048 s; entries over (0.5 s, 4.5 s]: nominal ends 60.5 to 64.5 s, against ends at 61.44, 63.488 and 65.536 s.
-	// split() gives each bucket's end and its share in turn, into an array the caller reuses.
+	// split() writes each bucket's end and its share in turn into an array the caller reuses, and says how many buckets.
 	const into: number[] = [];
-	const pairs = (flat: number[]) => flat.flatMap((v, i) => (i % 2 ? [] : [[v, flat[i + 1]!] as [number, number]]));
-	const parts = pairs(wheel.split(0.5 * S, 4.5 * S, 1000, into));
+	const split = (fromUs: number, toUs: number, n: number) => {
+		const count = wheel.split(fromUs, toUs, n, into);
+		return Array.from({ length: count }, (_, i) => [into[2 * i]!, into[2 * i + 1]!] as [number, number]);
+	};
+	const parts = split(0.5 * S, 4.5 * S, 1000);
 	t.deepEqual(parts.map(([end]) => end), [61_440_000, 63_488_000, 65_536_000]);
 	t.deepEqual(parts.map(([, n]) => n), [235, 512, 253]); // (61.44 − 60.5)/4, 2.048/4, the rest
-	const one = pairs(wheel.split(2 * S, 2 * S, 7, into));
-	t.deepEqual(one, [[63_488_000, 7]], 'an empty span: all at its end');
-	t.is(pairs(wheel.split(0, 0.001 * S, 3, into)).reduce((total, [, n]) => total + n, 0), 3);
-	t.is(wheel.split(0, 0.001 * S, 3, into), into, 'the array given, emptied and filled again');
+	t.deepEqual(split(2 * S, 2 * S, 7), [[63_488_000, 7]], 'an empty span: all at its end');
+	t.is(into.length, 6, 'what the first split wrote beyond the second\'s stays: the count says where it ends');
+	t.is(split(0, 0.001 * S, 3).reduce((total, [, n]) => total + n, 0), 3);
 });
 
 /**
