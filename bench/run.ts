@@ -504,16 +504,20 @@ ${markdownTable(['s', 'serve RSS MiB', 'V8 heap MiB', 'old space MiB, used / com
   second and the failures, bounded by --recorder-size) and the model (a slot of the TIME_WAIT population per key and reading,
   not per socket: step 4); "Where serve's RSS goes" above splits it.
   The RSS after the first minute rises while the flight recorder fills its window (\`--recorder\`, 15 minutes: its column)
-  and V8 commits heap beside it, and levels off when the window is full. At 75d0375 \`npm run bench:heap\` (snapshots 2 and
-  15 minutes into the same churn) found the reachable heap 115.8 and 117.8 MiB, the difference mostly the recorder's
-  buffers: V8's growth is room, not objects. It is the old space's (its column): what outlives the young generation piles
-  up there between major collections, and V8 keeps committed what it grew to. It lives longer than several scavenges and
-  dies within minutes (a young generation four times larger did not change it: docs/counting-in-the-kernel.md). What would
-  close it: finding what that is and making it die young or live forever, and a recorder reserving its slabs at start.
+  and V8 commits heap beside it. At 75d0375 \`npm run bench:heap\` (snapshots 2 and 15 minutes into the same churn) found
+  the reachable heap 115.8 and 117.8 MiB, the difference mostly the recorder's buffers: V8's growth is room, not objects.
+  It is the old space's (its column): garbage that outlived the young generation piles up there until a major collection,
+  and V8 sets the next one's limit at the live size plus a fixed step of about 9 MB, committing the space as it fills
+  towards it. Scrapes were most of that feed (each allocated about 0.6 MiB, so a scavenge nearly always interrupted one and
+  promoted what it had built); they allocate a third of that since 0e60735 and the old space fills at 0.3 MiB a minute, not 1,
+  but a slower feed reaches the same limit later, so the rise is bounded, not gone (docs/counting-in-the-kernel.md, "What fed
+  the old space"). What would close it: a feed near nothing (per-second structures that allocate nothing, such as each
+  destination's expiries kept in a ring of seconds rather than a map), and a recorder reserving its slabs at start.
   Slow scrapes: \`npm run bench:profile -- --command serve --rate 15000 --warm 2 --seconds 25\` lists the longest stretches
   serve's main thread stayed busy, each with its call path. Earlier soaks' slow scrapes, at a walk and at 18 s, were found
-  that way and closed (docs/counting-in-the-kernel.md, "What the soak then showed"). One at 2 s is left: the first seconds
-  after start, while V8 compiles the scrape's and the reading's code and the first walk reads every namespace.
+  that way and closed (docs/counting-in-the-kernel.md, "What the soak then showed"). One at 2 s is left: the load's first
+  seconds, when serve's first readings meet every new key with code not yet optimised (33 and 41 ms of its main thread in
+  a CPU profile) and the starting churn holds both CPUs.
 
 `;
 }
