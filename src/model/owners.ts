@@ -10,6 +10,7 @@ import type { SideName } from '../event/kinds.js';
 import type { NetnsSettings } from '../facts/netns-settings.js';
 import type { Blame } from './attribution.js';
 import type { PortPoolTally, TimeWaitHolder } from './time-wait.js';
+import { SecondCounts } from './second-counts.js';
 
 const US = 1_000_000;
 /** Seconds of per-second counts kept for rates: the longest rate window. */
@@ -151,7 +152,7 @@ export function newOwner(key: string, who: Pick<Owner, 'pid' | 'comm' | 'cgroupI
 /** A new destination (port pool), holding nothing yet. */
 export function newDestination(key: string, where: Pick<Destination, 'netns' | 'saddr' | 'daddr' | 'dport'>, nowUs: number): Destination {
 	return {
-		key, ...where, portsHeldOpen: 0, timeWait: 0, expiring: new Map(), holders: new Map(),
+		key, ...where, portsHeldOpen: 0, timeWait: 0, expiring: new SecondCounts(), holders: new Map(),
 		connects: new Uint32Array(RATE_SECONDS), slotSecond: new Float64Array(RATE_SECONDS).fill(-1), connectsTotal: 0, connectFailures: 0, lastEventUs: nowUs,
 	};
 }

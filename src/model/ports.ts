@@ -19,9 +19,10 @@ export interface PoolState {
 	portsHeldOpen: number;
 	/**
 	 * TIME_WAIT sockets holding ports, by the whole second they expire at (a destination's own table,
-	 * Destination.expiring: read in place, so that a scrape asking this of every destination copies nothing).
+	 * Destination.expiring: read in place, so that a scrape asking this of every destination copies
+	 * nothing; a Map reads the same way).
 	 */
-	timeWaitExpiring: ReadonlyMap<number, number>;
+	timeWaitExpiring: { forEach(visit: (n: number, second: number) => void): void };
 	/** The second now, on the clock of timeWaitExpiring's keys: a key at or before it has 0 s left. */
 	nowSecond: number;
 	/** New connections per second, assumed constant from now on; each enters TIME_WAIT. */
@@ -42,7 +43,7 @@ export interface PoolState {
 export function secondsToExhaustion(s: PoolState): number | undefined {
 	const { portsUsable, portsHeldOpen, ratePerSec } = s;
 	let held = portsHeldOpen;
-	for (const n of s.timeWaitExpiring.values()) if (n > 0) held += n;
+	s.timeWaitExpiring.forEach((n) => void (n > 0 && (held += n)));
 	if (held >= portsUsable) return 0;
 	if (ratePerSec <= 0) return undefined;
 	// The cap keeps TIME_WAIT from ever filling the pool: closes past it free their ports.
@@ -51,7 +52,7 @@ export function secondsToExhaustion(s: PoolState): number | undefined {
 	// sort of the expiries (a scrape asks this of every destination; most are far from the edge).
 	if (held + ratePerSec * TIME_WAIT_SECONDS < portsUsable) return undefined;
 	const expiries: [secondsLeft: number, n: number][] = [];
-	for (const [second, n] of s.timeWaitExpiring) if (n > 0) expiries.push([Math.max(0, second - s.nowSecond), n]);
+	s.timeWaitExpiring.forEach((n, second) => void (n > 0 && expiries.push([Math.max(0, second - s.nowSecond), n])));
 	expiries.sort((a, b) => a[0] - b[0]);
 	let from = 0;
 	for (const [secondsLeft, n] of expiries) {

@@ -29,7 +29,7 @@ export interface TimeWaitHolder {
 export interface PortPoolTally {
 	timeWait: number;
 	/** Timewait sockets by the second (CLOCK_MONOTONIC, rounded up) they expire in. */
-	readonly expiring: Map<number, number>;
+	readonly expiring: SecondCounts;
 	/** Timewait sockets by holder: who holds this pool's ports (a report's victims → offenders). */
 	readonly holders: Map<TimeWaitHolder, number>;
 }
@@ -37,6 +37,7 @@ export interface PortPoolTally {
 import { Interned } from './interned.js';
 import { CookieIndex, NOT_FOUND } from './cookie-index.js';
 import { RecentExpiries } from './recent-expiries.js';
+import { SecondCounts } from './second-counts.js';
 
 const US = 1_000_000;
 /** A wheel bucket's span: expiries in (b - 1, b] ms are in bucket b. */
@@ -373,9 +374,7 @@ export class TimeWaitPopulation<H extends TimeWaitHolder> {
 		if (!pool) return;
 		// ceil(ceil(x / 1000) / 1000) = ceil(x / 10^6): the second of the expiry, clamped as the bucket is.
 		const second = Math.ceil(this.#bucketAt(i) / BUCKETS_PER_SECOND);
-		const n = (pool.expiring.get(second) ?? 0) + delta;
-		if (n === 0) pool.expiring.delete(second);
-		else pool.expiring.set(second, n);
+		pool.expiring.add(second, delta);
 	}
 
 	/** The columns, `capacity` slots each, allocated once. */

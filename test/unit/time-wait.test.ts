@@ -1,9 +1,10 @@
 import test from 'ava';
 import { COLUMN_BYTES_PER_SLOT, TimeWaitPopulation, type PortPoolTally, type TimeWaitHolder } from '../../src/model/time-wait.js';
+import { SecondCounts } from '../../src/model/second-counts.js';
 
 const US = 1_000_000;
 const holder = (): TimeWaitHolder => ({ timeWait: 0, peakTimeWait: 0, lastChangeUs: 0 });
-const pool = (): PortPoolTally => ({ timeWait: 0, expiring: new Map(), holders: new Map() });
+const pool = (): PortPoolTally => ({ timeWait: 0, expiring: new SecondCounts(), holders: new Map() });
 
 /** The same operations on a plain Map, as the reference the columnar population must agree with. */
 class Reference {
