@@ -511,8 +511,9 @@ ${markdownTable(['s', 'serve RSS MiB', 'V8 heap MiB', 'old space MiB, used / com
   towards it. Scrapes were most of that feed (each allocated about 0.6 MiB, so a scavenge nearly always interrupted one and
   promoted what it had built); they allocate a third of that since 0e60735 and the old space fills at 0.3 MiB a minute, not 1,
   but a slower feed reaches the same limit later, so the rise is bounded, not gone (docs/counting-in-the-kernel.md, "What fed
-  the old space"). What would close it: a feed near nothing (per-second structures that allocate nothing, such as each
-  destination's expiries kept in a ring of seconds rather than a map), and a recorder reserving its slabs at start.
+  the old space"). Since 218b598 each destination's expiries by second are a ring, not a map rebuilt as seconds come and go:
+  the old space then filled at about 0.2 MiB a minute. What would close the rest: a feed nearer nothing (the readings'
+  remaining garbage), and a recorder reserving its slabs at start.
   Slow scrapes: \`npm run bench:profile -- --command serve --rate 15000 --warm 2 --seconds 25\` lists the longest stretches
   serve's main thread stayed busy, each with its call path. Earlier soaks' slow scrapes, at a walk and at 18 s, were found
   that way and closed (docs/counting-in-the-kernel.md, "What the soak then showed"). One at 2 s is left: the load's first

@@ -2,7 +2,7 @@
  * MetricsData → the Prometheus exposition (views/exposition.ts). Converts to base units here
  * (µs → seconds, ratios 0..1), as Prometheus naming asks. Every sample comes from the data of the
  * scrape: nothing is counted per event here (the model counts in typed arrays, ChurnMetrics), and
- * nothing is kept between scrapes but the process's start time.
+ * nothing is kept between scrapes but the process's start time (and, in exposition.ts, the families' header lines).
  */
 import os from 'node:os';
 import v8 from 'node:v8';
