@@ -69,14 +69,6 @@ export class SecondCounts {
 		return out.sort((a, b) => a[0] - b[0]);
 	}
 
-	[Symbol.iterator](): IterableIterator<[number, number]> {
-		return this.entries()[Symbol.iterator]();
-	}
-
-	values(): IterableIterator<number> {
-		return this.entries().map(([, n]) => n)[Symbol.iterator]();
-	}
-
 	#inRing(second: number): boolean {
 		return second >= this.#from && second < this.#from + RING_SECONDS;
 	}

@@ -39,7 +39,8 @@ export class ExpositionWriter {
 
 	/** One sample; `name` is the family's, or for a histogram its _bucket, _sum or _count. */
 	sample(name: string, labels: Labels | undefined, value: number): this {
-		this.#text += labels ? `${name}{${formatLabels(labels)}} ${formatValue(value)}\n` : `${name} ${formatValue(value)}\n`;
+		if (labels) return this.sampleLabelled(name, formatLabels(labels), value);
+		this.#text += `${name} ${formatValue(value)}\n`;
 		return this;
 	}
 

@@ -136,8 +136,12 @@ function writeGroups(w: ExpositionWriter, data: MetricsData): void {
 /** Per listed destination (netns, saddr, daddr, dport): headroom, and who holds its ports. */
 function writeDestinations(w: ExpositionWriter, data: MetricsData): void {
 	// Each destination's labels, formatted once for its five gauges and its holders.
-	const labelled = new Map(data.destinations.map((d) => [d, w.labels(destLabels(d))]));
-	const of = (d: DestinationRow) => labelled.get(d) ?? w.labels(destLabels(d));
+	const labelled = new Map<DestinationRow, string>();
+	const of = (d: DestinationRow) => {
+		let l = labelled.get(d);
+		if (l === undefined) labelled.set(d, (l = w.labels(destLabels(d))));
+		return l;
+	};
 	for (const [name, help, value] of DESTINATION_GAUGES) {
 		w.family(name, 'gauge', help);
 		for (const d of data.destinations) w.sampleLabelled(name, of(d), value(d));

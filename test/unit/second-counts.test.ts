@@ -63,5 +63,4 @@ test('any order: far ahead, left behind, back and forth, the counts are the map\
 	const visited: [number, number][] = [];
 	counts.forEach((n, s) => visited.push([s, n]));
 	t.deepEqual(visited.sort((a, b) => a[0] - b[0]), sorted(ref), 'forEach visits what entries lists');
-	t.deepEqual([...counts.values()], sorted(ref).map(([, n]) => n));
 });
