@@ -1,7 +1,7 @@
 /**
  * `sudo npm run bench:bpf-pieces`: what each piece of twtrace's primary program costs a run on
  * tp_btf/inet_sock_set_state, timed by the kernel (bench/bpf-stats.ts): nothing, the socket's
- * namespace, its storage (created on the socket's first transition, as twtrace's), its cookie, the
+ * namespace, the owner's entry (as twtrace keeps it, and as the socket-local storage it first used), its cookie, the
  * clock, and counting in a hash map as counting in the kernel does (bench/pieces.bpf.c). The BPF-side row of bench/RESULTS.md says what the whole program costs
  * a run; this says where that goes.
  *
@@ -22,7 +22,7 @@ import { root } from './tracers.js';
 import { pairWithRoom, startLoad } from './steady.js';
 
 /** Each piece of bench/pieces.bpf.c, the empty program first: the others are read above it. */
-export const PIECES = ['piece_empty', 'piece_netns', 'piece_storage', 'piece_cookie', 'piece_clock', 'piece_count', 'piece_count_percpu'] as const;
+export const PIECES = ['piece_empty', 'piece_netns', 'piece_owner', 'piece_storage', 'piece_cookie', 'piece_clock', 'piece_count', 'piece_count_percpu'] as const;
 
 export interface PiecesResult {
 	seconds: number;

@@ -2,8 +2,9 @@
 /*
  * The pieces of twtrace's primary program (bpf/twtrace.bpf.c, handle_inet_sock_set_state), one
  * program each, so that bench/bpf-pieces.ts can time what each costs a run on
- * tp_btf/inet_sock_set_state: nothing, reading the socket's namespace, its storage (created on first
- * use, as twtrace's is), its cookie, the clock, counting in a hash map (count_event).
+ * tp_btf/inet_sock_set_state: nothing, reading the socket's namespace, the owner's entry (as twtrace
+ * keeps it now, and as socket-local storage, as it first did), its cookie, the clock, counting in a
+ * hash map (count_event).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -38,13 +39,66 @@ int BPF_PROG(piece_netns, const struct sock *sk, const int oldstate, const int n
 	return 0;
 }
 
+/*
+ * The transitions twtrace keeps the owner at (bpf/twtrace.bpf.c, relevant()), roughly: 1 a connection's
+ * start (connect, an accepted child), 2 a later one (a close), 3 its end (-> CLOSE); 0 the rest.
+ */
+static __always_inline int piece_where(const struct sock *sk, int oldstate, int newstate)
+{
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	if ((newstate == TCP_SYN_SENT && oldstate == TCP_CLOSE) || (newstate == TCP_SYN_RECV && oldstate == TCP_LISTEN))
+		return 1;
+	if (newstate == TCP_FIN_WAIT1 || (newstate == TCP_LAST_ACK && oldstate == TCP_CLOSE_WAIT))
+		return 2;
+	return newstate == TCP_CLOSE ? 3 : 0;
+}
+
+/* Socket-local storage, as twtrace first kept the owner: created at a connection's start, looked up after. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(piece_storage, const struct sock *sk, const int oldstate, const int newstate)
 {
-	struct piece_owner *o = bpf_sk_storage_get(&piece_storage_map, (struct sock *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	int where = piece_where(sk, oldstate, newstate);
+	struct piece_owner *o;
 
+	if (!where)
+		return 0;
+	o = bpf_sk_storage_get(&piece_storage_map, (struct sock *)sk, 0, where == 1 ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (o)
 		o->words[0]++;
+	return 0;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 262144);
+	__type(key, __u64);
+	__type(value, struct piece_owner);
+} piece_owner_map SEC(".maps");
+
+const struct piece_owner piece_owner_zero = {};
+
+/* A hash keyed by the socket's address, as twtrace keeps the owner now (sock_owner): written at a
+ * connection's start, looked up after, deleted at its end. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(piece_owner, const struct sock *sk, const int oldstate, const int newstate)
+{
+	int where = piece_where(sk, oldstate, newstate);
+	__u64 addr = (__u64)sk;
+	struct piece_owner *o;
+
+	if (!where)
+		return 0;
+	if (where == 1) {
+		bpf_map_update_elem(&piece_owner_map, &addr, &piece_owner_zero, BPF_ANY);
+		return 0;
+	}
+	o = bpf_map_lookup_elem(&piece_owner_map, &addr);
+	if (o)
+		o->words[0]++;
+	if (where == 3)
+		bpf_map_delete_elem(&piece_owner_map, &addr);
 	return 0;
 }
 
