@@ -1,0 +1,117 @@
+/**
+ * `sudo npm run bench:ab-bpf -- --base DIR`: what a change does to the BPF side, this checkout's
+ * programs against another checkout's build (DIR, built with scripts/setup or make), side by side in
+ * one run. Each build runs `twtrace trace --kind connect_fail` (the BPF side alone, as the churn
+ * table's row; --kind names others) in a fresh namespace pair while bench/churn makes --rate
+ * connections/s for --seconds, the kernel timing every program run (bench/bpf-stats.ts). The builds
+ * alternate, the order reversed each round, at the same fixed rate, so both are timed under the same
+ * load: prints nanoseconds of BPF program time per connection completed, min and median, and each
+ * program's ns a run.
+ *
+ *   sudo npm run bench:ab-bpf -- --base ../twtrace-main [--rounds 6] [--seconds 6] [--rate 20000] [--kind connect_fail]
+ *
+ * Kernel time only: what a program makes the kernel do outside its run (freeing socket-local storage
+ * with the socket, for one) shows in the churn table's slowdowns, not here. A quick look between full
+ * `npm run bench` runs: RESULTS.md comes only from that.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { programRuns, runsBetween, runTimeStats } from './bpf-stats.js';
+import { median } from './stats.js';
+import { pairWithRoom, startLoad } from './steady.js';
+import { root } from './tracers.js';
+import { exitOnSignals, track, waitForLine } from '../testbed/children.js';
+
+const USAGE = 'usage: sudo npm run bench:ab-bpf -- --base DIR [--rounds 6] [--seconds 6] [--rate 20000] [--kind connect_fail]';
+
+const opts = (() => {
+	try {
+		return parseArgs({
+			options: {
+				base: { type: 'string' }, rounds: { type: 'string', default: '6' }, seconds: { type: 'string', default: '6' },
+				rate: { type: 'string', default: '20000' }, kind: { type: 'string', default: 'connect_fail' },
+			},
+		}).values;
+	} catch (error) {
+		return fail(`bench:ab-bpf: ${(error as Error).message}\n${USAGE}`, 2);
+	}
+})();
+const [rounds, seconds, rate] = [Number(opts.rounds), Number(opts.seconds), Number(opts.rate)];
+if (!opts.base) fail(`bench:ab-bpf: --base names the other checkout\n${USAGE}`, 2);
+if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20) || !(Number.isInteger(seconds) && seconds >= 2 && seconds <= 120) || !(Number.isInteger(rate) && rate >= 100 && rate <= 100_000)) {
+	fail(`bench:ab-bpf: --rounds 1 to 20, --seconds 2 to 120, --rate 100 to 100000 connections/s\n${USAGE}`, 2);
+}
+if (process.getuid?.() !== 0) fail('bench:ab-bpf: needs root (BPF, network namespaces): sudo npm run bench:ab-bpf -- --base DIR', 1);
+
+const builds = [{ name: 'this checkout', dir: root }, { name: 'base', dir: path.resolve(opts.base!) }].map((b) => {
+	const cli = path.join(b.dir, 'dist/src/cli.js');
+	if (!fs.existsSync(cli)) fail(`bench:ab-bpf: ${cli} is not built. Run scripts/setup (or make) in ${b.dir}`, 1);
+	return { ...b, cli, commit: commitOf(b.dir) };
+});
+
+interface Timed { nsPerConnection: number; nsPerRun: Map<string, number> }
+
+/** One build's programs on the tracepoint for one load: kernel ns per connection completed, ns a run per program. */
+async function timeBuild(cli: string): Promise<Timed> {
+	const pair = pairWithRoom();
+	const child = track(spawn(process.execPath, [cli, 'trace', '--kind', opts.kind!, '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`],
+		{ stdio: ['ignore', 'ignore', 'pipe'] }));
+	try {
+		await waitForLine(child, 'stderr', /Ctrl-C to stop/, 30_000);
+		const before = programRuns(child.pid!);
+		const load = await startLoad(pair, { threads: 2, ports: 16 }, seconds, rate);
+		const churn = await load.result();
+		const ran = runsBetween(before, programRuns(child.pid!)).filter((r) => r.name.startsWith('handle_inet_sock_set_state'));
+		if (!ran.length || !churn.connections) throw new Error('no program runs or no connections: is the load reaching the namespaces?');
+		return { nsPerConnection: ran.reduce((a, r) => a + r.ns, 0) / churn.connections, nsPerRun: new Map(ran.map((r) => [r.name, r.ns / r.runs])) };
+	} finally {
+		if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+		if (child.exitCode === null && child.signalCode === null) await once(child, 'close');
+		pair.remove();
+	}
+}
+
+exitOnSignals();
+const statsOff = runTimeStats();
+const timed = new Map<string, Timed[]>(builds.map((b) => [b.name, []]));
+console.error(`bench:ab-bpf: ${rounds} rounds × 2 builds × ${seconds} s at ${rate.toLocaleString('en-US')} connections/s`);
+try {
+	for (let round = 1; round <= rounds; round++) {
+		for (const build of round % 2 ? builds : [...builds].reverse()) {
+			const t = await timeBuild(build.cli);
+			timed.get(build.name)!.push(t);
+			console.error(`  round ${round} ${build.name.padEnd(13)} ${t.nsPerConnection.toFixed(0).padStart(5)} ns a connection (${[...t.nsPerRun].map(([n, ns]) => `${n} ${ns.toFixed(0)} ns a run`).join(', ')})`);
+		}
+	}
+} finally {
+	statsOff();
+}
+const [mine, base] = builds.map((b) => timed.get(b.name)!.map((t) => t.nsPerConnection));
+console.log(`BPF side (trace --kind ${opts.kind}), kernel-timed: this checkout (${builds[0]!.commit}) against ${builds[1]!.dir} (${builds[1]!.commit}), ${rounds} rounds × ${seconds} s at ${rate.toLocaleString('en-US')} connections/s\n`);
+console.log('| build | BPF ns a connection, min / median | this ÷ base (medians) | ns a run per program, medians |');
+console.log('|---|---|---|---|');
+for (const b of builds) {
+	const xs = timed.get(b.name)!;
+	const ns = xs.map((t) => t.nsPerConnection);
+	const names = [...new Set(xs.flatMap((t) => [...t.nsPerRun.keys()]))];
+	const perRun = names.map((n) => `\`${n}\` ${median(xs.map((t) => t.nsPerRun.get(n) ?? 0)).toFixed(0)}`).join(', ');
+	const ratio = b.name === 'base' ? '' : `${(median(mine!) / median(base!)).toFixed(2)}×`;
+	console.log(`| ${b.name} (${b.commit}) | ${Math.min(...ns).toFixed(0)} / ${median(ns).toFixed(0)} | ${ratio} | ${perRun} |`);
+}
+process.exit(0);
+
+function commitOf(dir: string): string {
+	try {
+		return execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+	} catch {
+		return 'not a git checkout';
+	}
+}
+
+function fail(message: string, code: number): never {
+	console.error(message);
+	process.exit(code);
+}
