@@ -14,15 +14,13 @@
  * with the socket, for one) shows in the churn table's slowdowns, not here. A quick look between full
  * `npm run bench` runs: RESULTS.md comes only from that.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import fs from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { programRuns, runsBetween, runTimeStats } from './bpf-stats.js';
+import { checkouts, fail } from './checkouts.js';
 import { median } from './stats.js';
 import { pairWithRoom, startLoad } from './steady.js';
-import { root } from './tracers.js';
 import { exitOnSignals, track, waitForLine } from '../testbed/children.js';
 
 const USAGE = 'usage: sudo npm run bench:ab-bpf -- --base DIR [--rounds 6] [--seconds 6] [--rate 20000] [--kind connect_fail]';
@@ -46,11 +44,7 @@ if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20) || !(Number.isInt
 }
 if (process.getuid?.() !== 0) fail('bench:ab-bpf: needs root (BPF, network namespaces): sudo npm run bench:ab-bpf -- --base DIR', 1);
 
-const builds = [{ name: 'this checkout', dir: root }, { name: 'base', dir: path.resolve(opts.base!) }].map((b) => {
-	const cli = path.join(b.dir, 'dist/src/cli.js');
-	if (!fs.existsSync(cli)) fail(`bench:ab-bpf: ${cli} is not built. Run scripts/setup (or make) in ${b.dir}`, 1);
-	return { ...b, cli, commit: commitOf(b.dir) };
-});
+const builds = checkouts('bench:ab-bpf', opts.base!);
 
 interface Timed { nsPerConnection: number; nsPerRun: Map<string, number> }
 
@@ -102,16 +96,3 @@ for (const b of builds) {
 	console.log(`| ${b.name} (${b.commit}) | ${Math.min(...ns).toFixed(0)} / ${median(ns).toFixed(0)} | ${ratio} | ${perRun} |`);
 }
 process.exit(0);
-
-function commitOf(dir: string): string {
-	try {
-		return execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-	} catch {
-		return 'not a git checkout';
-	}
-}
-
-function fail(message: string, code: number): never {
-	console.error(message);
-	process.exit(code);
-}

@@ -12,13 +12,10 @@
  *
  * A quick look at one change between full `npm run bench` runs: RESULTS.md comes only from that.
  */
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { measureAgentCost, type AgentCostRun } from './agent-cost.js';
+import { checkouts, fail } from './checkouts.js';
 import { median } from './stats.js';
-import { root } from './tracers.js';
 import { exitOnSignals } from '../testbed/children.js';
 
 const USAGE = 'usage: sudo npm run bench:ab -- --base DIR [--loads 10,1000] [--rounds 3] [--warm 15] [--window 30]';
@@ -40,11 +37,7 @@ if (!loads.every((n) => Number.isInteger(n) && n >= 0 && n <= 100_000) || !(roun
 }
 if (process.getuid?.() !== 0) fail('bench:ab: needs root (BPF, network namespaces): sudo npm run bench:ab -- --base DIR', 1);
 
-const builds = [{ name: 'this checkout', dir: root }, { name: 'base', dir: path.resolve(opts.base!) }].map((b) => {
-	const cli = path.join(b.dir, 'dist/src/cli.js');
-	if (!fs.existsSync(cli)) fail(`bench:ab: ${cli} is not built. Run scripts/setup (or make) in ${b.dir}`, 1);
-	return { ...b, cli, commit: commitOf(b.dir) };
-});
+const builds = checkouts('bench:ab', opts.base!);
 
 exitOnSignals();
 const runs = new Map<string, AgentCostRun[]>();
@@ -74,17 +67,4 @@ process.exit(0);
 
 function loadName(rate: number): string {
 	return rate === 0 ? 'full' : `${rate.toLocaleString('en')}/s`;
-}
-
-function commitOf(dir: string): string {
-	try {
-		return execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-	} catch {
-		return 'not a git checkout';
-	}
-}
-
-function fail(message: string, code: number): never {
-	console.error(message);
-	process.exit(code);
 }
