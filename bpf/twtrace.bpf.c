@@ -163,7 +163,7 @@ struct {
 /*
  * What twtrace knows of each socket it acts on, keyed by the struct sock's address. Not socket-local
  * storage (BPF_MAP_TYPE_SK_STORAGE), which was the first design: creating it costs two allocations and
- * a lock at each connection's start on each end, about 1 us a socket here, most of what the programs
+ * a lock at each connection's start on each end, about 1 us a socket here, half of what the programs
  * cost (bench/pieces.bpf.c: piece_storage against piece_owner; docs/counting-in-the-kernel.md).
  *
  * An address is reused within microseconds (kernel-facts §1.4), so an entry is the address's only
