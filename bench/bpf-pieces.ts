@@ -1,7 +1,7 @@
 /**
  * `sudo npm run bench:bpf-pieces`: what each piece of twtrace's primary program costs a run on
  * tp_btf/inet_sock_set_state, timed by the kernel (bench/bpf-stats.ts): nothing, the socket's
- * namespace, the owner's entry (as twtrace keeps it, and as the socket-local storage it first used), its cookie, the
+ * namespace, the owner in its storage (as twtrace keeps it) and in a hash keyed by its address (measured against it), its cookie, the
  * clock, and counting in a hash map as counting in the kernel does (bench/pieces.bpf.c). The BPF-side row of bench/RESULTS.md says what the whole program costs
  * a run; this says where that goes.
  *

@@ -2,9 +2,9 @@
 /*
  * The pieces of twtrace's primary program (bpf/twtrace.bpf.c, handle_inet_sock_set_state), one
  * program each, so that bench/bpf-pieces.ts can time what each costs a run on
- * tp_btf/inet_sock_set_state: nothing, reading the socket's namespace, the owner's entry (as twtrace
- * keeps it now, and as socket-local storage, as it first did), its cookie, the clock, counting in a
- * hash map (count_event).
+ * tp_btf/inet_sock_set_state: nothing, reading the socket's namespace, the owner in socket-local
+ * storage (as twtrace keeps it) and in a hash keyed by the socket's address (an alternative measured
+ * against it), its cookie, the clock, counting in a hash map (count_event).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -54,7 +54,7 @@ static __always_inline int piece_where(const struct sock *sk, int oldstate, int 
 	return newstate == TCP_CLOSE ? 3 : 0;
 }
 
-/* Socket-local storage, as twtrace first kept the owner: created at a connection's start, looked up after. */
+/* Socket-local storage, as twtrace keeps the owner: created at a connection's start, looked up after. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(piece_storage, const struct sock *sk, const int oldstate, const int newstate)
 {
@@ -79,8 +79,9 @@ struct {
 
 const struct piece_owner piece_owner_zero = {};
 
-/* A hash keyed by the socket's address, as twtrace keeps the owner now (sock_owner): written at a
- * connection's start, looked up after, deleted at its end. */
+/* The owner in a hash keyed by the socket's address instead (built, measured and put back:
+ * docs/counting-in-the-kernel.md, "The owner's home, measured"): written at a connection's start,
+ * looked up after, deleted at its end. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(piece_owner, const struct sock *sk, const int oldstate, const int newstate)
 {

@@ -667,8 +667,8 @@ const PIECES_RATE = 20_000;
 const PIECE_DOES: Record<string, string> = {
 	piece_empty: 'returns at once (the floor\'s program)',
 	piece_netns: 'reads the socket\'s network namespace, twtrace\'s first filter (sock_netns)',
-	piece_owner: 'keeps the owner\'s entry as twtrace does (sock_owner): a hash keyed by the socket\'s address, written at a connection\'s start on each end, looked up at its closes, deleted at its end',
-	piece_storage: 'the same in socket-local storage, as twtrace first kept the owner: created at the start (bpf_sk_storage_get, F_CREATE), looked up after, freed with the socket',
+	piece_owner: 'keeps the owner in a hash keyed by the socket\'s address instead (measured against piece_storage, not used): written at a connection\'s start on each end, looked up at its closes, deleted at its end',
+	piece_storage: 'keeps the owner in socket-local storage, as twtrace does: created at a connection\'s start on each end (bpf_sk_storage_get, F_CREATE), looked up at its closes, freed with the socket',
 	piece_cookie: 'reads the socket\'s cookie (bpf_get_socket_cookie), twtrace\'s key for a socket',
 	piece_clock: 'reads the clock (bpf_ktime_get_ns; kvm-clock in a VM), for every event\'s time and lifetimes',
 	piece_count: 'counts into a hash map through an array-of-maps slot, the key made on first use, an atomic add (counting in the kernel: count_event)',
@@ -698,9 +698,9 @@ function piecesSection(r: PiecesResult, summaries: ModeSummary[]): string {
 	const budgetNs = timedFloor && timedTwtrace && above !== undefined && above > 0.02 && runs
 		? timedFloor.nsPerConnection + (0.02 / above) * (timedTwtrace.nsPerConnection - timedFloor.nsPerConnection) : undefined;
 	const rows = pieceRows(r);
-	// The counting pieces are what counting in the kernel adds (with counting on), and piece_storage the owner's first
-	// home, for comparison: not pieces of today's primary program.
-	const sum = rows.reduce((a, p) => a + (p.piece.startsWith('piece_count') || p.piece === 'piece_storage' ? 0 : p.aboveEmptyNs ?? 0), 0);
+	// The counting pieces are what counting in the kernel adds (with counting on), and piece_owner an alternative to
+	// piece_storage, for comparison: not pieces of today's primary program.
+	const sum = rows.reduce((a, p) => a + (p.piece.startsWith('piece_count') || p.piece === 'piece_owner' ? 0 : p.aboveEmptyNs ?? 0), 0);
 	const empty = rows.find((p) => p.piece === 'piece_empty')!.medianNs;
 	const primary = whole?.get('handle_inet_sock_set_state');
 	const by = (name: string) => rows.find((p) => p.piece === name)?.aboveEmptyNs ?? 0;
@@ -718,13 +718,14 @@ ${markdownTable(['piece', 'what it does', 'ns a run, min / median', 'above the e
 		? 'so the hash lookup is the cost, not the atomic add' : `so atomics and sharing cost ${fmtInt(by('piece_count') - by('piece_count_percpu'))} ns of it`}); with
   counting on it runs at a connection's start on each end and at its TIME_WAIT entry or reset, not at every transition.
 - The other pieces add up to ${fmtInt(empty + sum)} ns a run (the empty program's ${fmtInt(empty)} and ${fmtInt(sum)} above it)${primary ? `; the whole primary program ran
-  ${fmtInt(primary.nsPerRun)} ns a run, ${primary.runsPerConnection.toFixed(1)} runs a connection, in the run-timed row at full churn` : ''}. The owner's entry
-  (${fmtInt(by('piece_owner'))} ns) and the clock (${fmtInt(by('piece_clock'))} ns) are ${fmt((100 * (by('piece_owner') + by('piece_clock'))) / Math.max(sum, 1), 0)} % of the pieces' work above the empty program.
-  Kept in socket-local storage, as twtrace first kept it, the owner cost ${fmtInt(by('piece_storage'))} ns a run (\`piece_storage\`): creating the storage
-  takes two allocations and a lock at each socket's start, and freeing it is paid again when the socket is destroyed.
+  ${fmtInt(primary.nsPerRun)} ns a run, ${primary.runsPerConnection.toFixed(1)} runs a connection, in the run-timed row at full churn` : ''}. The socket's storage
+  (${fmtInt(by('piece_storage'))} ns) and the clock (${fmtInt(by('piece_clock'))} ns) are ${fmt((100 * (by('piece_storage') + by('piece_clock'))) / Math.max(sum, 1), 0)} % of the pieces' work above the empty program.
+  Creating the storage takes two allocations and a lock at each socket's start. Kept in a hash keyed by the socket's address instead, the
+  owner cost ${fmtInt(by('piece_owner'))} ns a run (\`piece_owner\`) at this rate, but more than the storage at full churn unless the hash is preallocated
+  (docs/counting-in-the-kernel.md, "The owner's home, measured").
 - What would close it: the program runs at every transition of both ends of each connection. The transitions it acts on
-  (bpf/twtrace.bpf.c, relevant(): connect, accept, the active and passive closes, the final close) each need the owner's
-  entry, and all but the server's final close need the clock, for an event's time or a lifetime:
+  (bpf/twtrace.bpf.c, relevant(): connect, accept, the active and passive closes, the final close) each need the socket's
+  storage, where the owner lives, and all but the server's final close need the clock, for an event's time or a lifetime:
   reading less at each of them saves little. What the budget below allows is about the empty program and the namespace
   read at every run; meeting it means acting on fewer transitions: the owner set where it is current (connect, accept,
   the active close), the TIME_WAIT entry counted at the final close, and the other transitions (established, the passive close)

@@ -5,8 +5,8 @@
  * Why not just take the current pid: the kernel moves a socket into TIME_WAIT while processing the
  * peer's FIN or ACK, in softirq or timer context, where `current` is the peer process, swapper or
  * ksoftirqd (kernel-facts §1.2: docs/kernel-facts.md). Only transitions made inside a syscall carry
- * the owner. So the owner is captured there and kept in the socket's entry of sock_owner (keyed by the
- * socket's address and checked against its cookie, which is never reused; see there). Records carry
+ * the owner. So the owner is captured there and kept in the socket's own storage (sock_owner,
+ * BPF_MAP_TYPE_SK_STORAGE: freed with the socket, nothing keyed by a reusable address). Records carry
  * the socket cookie, which the timewait socket inherits (§1.4), and the owner's and closer's task ids:
  * what belongs to a task (pid, uid, name) goes out once, in a struct twt_task record (current_task).
  *
@@ -40,10 +40,9 @@
  *   any -> CLOSE            claim and delete the socket's `closing` entry: a walk that claimed it first
  *                           already delivered the time_wait event (§8).
  *   everything else         (SYN_SENT -> ESTABLISHED on the server, FIN_WAIT1 -> FIN_WAIT2, ...) carries
- *                           no information and is dropped before any map access (relevant()).
- *   Nested runs: the primary program marks each transition it handled in the socket's entry; the
- *   fallback handles those the kernel skipped for the primary (handle_inet_sock_set_state_nested),
- *   and deletes the entry at the socket's end.
+ *                           no information and is dropped before any map or storage access (relevant()).
+ *   Nested runs: the primary program marks each transition it handled in the socket's storage; the
+ *   fallback handles those the kernel skipped for the primary (handle_inet_sock_set_state_nested).
  *
  * dump_tcp (iter/tcp): one struct twt_sock per socket of the namespace the iterator was created in,
  * for the loader's reconciliation, with the timer as the wheel will run it (§9). TIME_WAIT has no
@@ -160,34 +159,11 @@ struct {
 	__uint(max_entries, 8 << 20); /* the loader sets --ring-size */
 } events SEC(".maps");
 
-/*
- * What twtrace knows of each socket it acts on, keyed by the struct sock's address. Not socket-local
- * storage (BPF_MAP_TYPE_SK_STORAGE), which was the first design: creating it costs two allocations and
- * a lock at each connection's start on each end, about 1 us a socket here, half of what the programs
- * cost (bench/pieces.bpf.c: piece_storage against piece_owner; docs/counting-in-the-kernel.md).
- *
- * An address is reused within microseconds (kernel-facts §1.4), so an entry is the address's only
- * while it carries the socket's cookie, which is never reused: a start (connect, an accepted child)
- * writes the entry afresh, any other transition takes it only if the cookie matches. The fallback
- * program deletes the entry at the socket's end (-> CLOSE), after the primary ran. An entry whose end
- * neither program acted on (a run the kernel skipped, §8's lost transitions) is left behind: no later
- * socket can take it (its cookie differs), the next socket started at that address overwrites it, and
- * the map holds at most as many such entries as the kernel ever held TCP sockets at once.
- *
- * Not preallocated: its memory follows the sockets twtrace acts on (bpf_mem_alloc, safe in softirq),
- * up to max_entries; full, a socket is left unattributed and counted (TWT_CNT_OWNER_STORAGE_FAIL).
- */
-struct twt_sock_owner {
-	struct twt_owner owner;
-	__u64 cookie; /* bpf_get_socket_cookie() of the socket the entry belongs to */
-};
-
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 262144);
-	__type(key, __u64);
-	__type(value, struct twt_sock_owner);
+	__type(key, int);
+	__type(value, struct twt_owner);
 } sock_owner SEC(".maps");
 
 /*
@@ -843,7 +819,7 @@ static __always_inline void on_close(const struct sock *sk, struct twt_owner *o,
 /*
  * The transitions handle_inet_sock_set_state acts on, decided from the arguments and the
  * configuration alone, so that the primary and the fallback program always agree on it. Cheapest
- * first: most transitions end here, before any map access.
+ * first: most transitions end here, before any map or storage access.
  */
 static __always_inline bool relevant(const struct sock *sk, int oldstate, int newstate, __u32 *netns)
 {
@@ -890,10 +866,11 @@ static __always_inline bool relevant(const struct sock *sk, int oldstate, int ne
 	return netns_wanted(*netns);
 }
 
-/* Handles one relevant transition; `o` is the socket's entry in sock_owner. */
-static __always_inline void on_set_state(const struct sock *sk, struct twt_owner *o, __u32 netns, __u64 cookie,
-					 int oldstate, int newstate)
+/* Handles one relevant transition; `o` is the socket's storage. */
+static __always_inline void on_set_state(const struct sock *sk, struct twt_owner *o, __u32 netns, int oldstate,
+					 int newstate)
 {
+	__u64 cookie = bpf_get_socket_cookie((struct sock *)sk);
 	__u64 now_ns = bpf_ktime_get_ns();
 
 	switch (newstate) {
@@ -933,32 +910,13 @@ static __always_inline __u32 states_key(int oldstate, int newstate)
 	return 1u << 16 | (oldstate & 0xff) << 8 | (newstate & 0xff);
 }
 
-static __always_inline bool starts_socket(int oldstate, int newstate)
+static __always_inline struct twt_owner *storage_of(const struct sock *sk)
 {
-	return (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV);
-}
+	struct twt_owner *o = bpf_sk_storage_get(&sock_owner, (struct sock *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
-/*
- * The socket's entry in sock_owner: written afresh at its start, else the entry its address holds if
- * it carries the socket's cookie, else a new one (a socket that predates twtrace, or whose start the
- * map had no room for). NULL when the map is full (counted).
- */
-static __always_inline struct twt_owner *owner_of(const struct sock *sk, __u64 cookie, bool start)
-{
-	struct twt_sock_owner fresh = { .cookie = cookie }, *so;
-	__u64 addr = (__u64)sk;
-
-	if (!start) {
-		so = bpf_map_lookup_elem(&sock_owner, &addr);
-		if (so && so->cookie == cookie)
-			return &so->owner;
-	}
-	if (bpf_map_update_elem(&sock_owner, &addr, &fresh, BPF_ANY)) {
+	if (!o)
 		count(TWT_CNT_OWNER_STORAGE_FAIL);
-		return NULL;
-	}
-	so = bpf_map_lookup_elem(&sock_owner, &addr);
-	return so ? &so->owner : NULL;
+	return o;
 }
 
 /*
@@ -970,18 +928,17 @@ static __always_inline struct twt_owner *owner_of(const struct sock *sk, __u64 c
  * the primary first:
  *
  *   primary   handles the transition and writes its key (old and new state) into the socket's
- *             entry, `handled`;
+ *             storage, `handled`;
  *   fallback  finds that key there and clears it: the primary handled this transition. If it is not
  *             there, the kernel skipped the primary (it is running in the context this one
  *             interrupted), so the fallback handles the transition itself.
  *
- * The mark lives in the socket's own entry (sock_owner), written afresh at the socket's start, so it
- * cannot be mistaken for another socket's, and it is overwritten by the socket's next relevant
- * transition, whichever program handles it. Two consecutive relevant transitions of one socket never
- * have the same key (the state moves on, and self-transitions are not relevant), so a mark left
- * behind (the fallback itself skipped) can never pass for a later transition. Nothing expires. Both
- * programs decide relevance with relevant(), from the arguments alone, so they agree on it. The
- * fallback runs last, so it deletes the entry at the socket's end: the primary still finds it there.
+ * The mark lives in the socket's own storage, so it cannot be mistaken for another socket's, and it
+ * is overwritten by the socket's next relevant transition, whichever program handles it. Two
+ * consecutive relevant transitions of one socket never have the same key (the state moves on, and
+ * self-transitions are not relevant), so a mark left behind (the fallback itself skipped) can never
+ * pass for a later transition. Nothing expires, nothing is keyed by an address that gets reused.
+ * Both programs decide relevance with relevant(), from the arguments alone, so they agree on it.
  *
  * A transition is lost only if the kernel skips both programs, which needs a third nesting level
  * (the primary busy in process context, the fallback in a softirq on top of it, and a state change
@@ -993,56 +950,37 @@ int BPF_PROG(handle_inet_sock_set_state, const struct sock *sk, const int oldsta
 {
 	struct twt_owner *o;
 	__u32 netns = 0;
-	__u64 cookie;
 
 	if (!relevant(sk, oldstate, newstate, &netns))
 		return 0;
-	cookie = bpf_get_socket_cookie((struct sock *)sk);
-	o = owner_of(sk, cookie, starts_socket(oldstate, newstate));
+	o = storage_of(sk);
 	if (!o)
 		return 0;
-	on_set_state(sk, o, netns, cookie, oldstate, newstate);
+	on_set_state(sk, o, netns, oldstate, newstate);
 	o->handled = states_key(oldstate, newstate);
 	return 0;
 }
 
-/* Runs after the primary (or instead of it, nested): the entry goes at the socket's end. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_inet_sock_set_state_nested, const struct sock *sk, const int oldstate, const int newstate)
 {
 	__u32 key = states_key(oldstate, newstate), netns = 0;
-	__u64 addr = (__u64)sk, cookie;
-	struct twt_sock_owner *so;
 	struct twt_owner *o;
 
-	if (!relevant(sk, oldstate, newstate, &netns)) {
-		/* A passive close's normal end, which neither program acts on (relevant()), still ends the entry. */
-		if (newstate == TCP_CLOSE && oldstate == TCP_LAST_ACK && sk->sk_protocol == IPPROTO_TCP)
-			bpf_map_delete_elem(&sock_owner, &addr);
+	if (!relevant(sk, oldstate, newstate, &netns))
 		return 0;
-	}
-	/*
-	 * No cookie check here: an entry left behind by an earlier socket at this address (whose end no
-	 * program saw) is overwritten at this socket's start by whichever program handled it, and every
-	 * socket twtrace acts on after its start was seen to start (one that predates twtrace held its
-	 * address all along), so a mark found here is this socket's.
-	 */
-	so = bpf_map_lookup_elem(&sock_owner, &addr);
-	if (so && so->owner.handled == key) {
-		so->owner.handled = 0;
-		if (newstate == TCP_CLOSE)
-			bpf_map_delete_elem(&sock_owner, &addr);
+	o = bpf_sk_storage_get(&sock_owner, (struct sock *)sk, 0, 0);
+	if (o && o->handled == key) {
+		o->handled = 0;
 		return 0;
 	}
 	count(TWT_CNT_NESTED_RECOVERED);
-	cookie = bpf_get_socket_cookie((struct sock *)sk);
-	o = owner_of(sk, cookie, starts_socket(oldstate, newstate));
+	if (!o)
+		o = storage_of(sk);
 	if (!o)
 		return 0;
-	on_set_state(sk, o, netns, cookie, oldstate, newstate);
+	on_set_state(sk, o, netns, oldstate, newstate);
 	o->handled = 0;
-	if (newstate == TCP_CLOSE)
-		bpf_map_delete_elem(&sock_owner, &addr);
 	return 0;
 }
 

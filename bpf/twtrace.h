@@ -52,7 +52,7 @@ enum twt_event_flag {
 /* Per-CPU counters, index into the `counters` map. Each is a loss, a gap in attribution or a witness. */
 enum twt_counter {
 	TWT_CNT_RING_FULL = 0,           /* bpf_ringbuf_reserve failed: event lost */
-	TWT_CNT_OWNER_STORAGE_FAIL = 1,  /* sock_owner had no room for the socket: socket left unattributed */
+	TWT_CNT_OWNER_STORAGE_FAIL = 1,  /* socket storage could not be allocated: socket left unattributed */
 	TWT_CNT_LISTENER_MAP_FULL = 2,   /* listeners insert failed: its accepted sockets unattributed */
 	TWT_CNT_OWNER_MISSING = 3,       /* a time_wait/reset with no known owner (the socket predates twtrace) */
 	TWT_CNT_NESTED_RECOVERED = 4,    /* a nested transition the kernel skipped for the primary program,
@@ -250,9 +250,9 @@ struct twt_count {
 };
 
 /*
- * What twtrace knows of one socket, in its entry of sock_owner (bpf/twtrace.bpf.c: keyed by the
- * socket's address, checked against its cookie): written at the socket's start (or its first relevant
- * transition, for a socket that predates twtrace), deleted at its end.
+ * What twtrace knows of one socket, in its socket-local storage (BPF_MAP_TYPE_SK_STORAGE): created at
+ * the socket's first relevant transition, freed by the kernel with the socket (bpf_sk_storage_free
+ * from __sk_destruct), so nothing is ever left behind and nothing keyed by a reusable address exists.
  */
 struct twt_owner {
 	__u64 start_ns;  /* 0: the socket's start was not seen */

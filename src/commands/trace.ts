@@ -55,7 +55,7 @@ export async function traceCommand(opts: TraceOptions, io: Io): Promise<void> {
 				io.stderr.write(`twtrace: dropped ${delta.ringFull.toLocaleString('en-US')} events: ring buffer full (total ${total.ringFull.toLocaleString('en-US')}, --ring-size ${formatBytes(feed.ringBytes)}). ${dropHint}\n`);
 			}
 			if (delta.missedRuns) io.stderr.write(`twtrace: the kernel skipped ${delta.missedRuns} runs of the bind() program (nested on one CPU): those bind failures were not seen\n`);
-			if (delta.mapFull) io.stderr.write(`twtrace: ${delta.mapFull} sockets left unattributed: owner table or listener map full\n`);
+			if (delta.mapFull) io.stderr.write(`twtrace: ${delta.mapFull} sockets left unattributed: socket storage or listener map full\n`);
 			if (delta.walkMissed) io.stderr.write(`twtrace: ${delta.walkMissed} sockets entered TIME_WAIT with no tracepoint call; found later, their time_wait events follow, marked recovered\n`);
 			if (delta.unwitnessed) io.stderr.write(`twtrace: ${delta.unwitnessed} active closes could not be remembered (closing map full): a missed time_wait among them would go unseen\n`);
 			if (delta.decodeErrors) io.stderr.write(`twtrace: ${delta.decodeErrors} records could not be decoded (BPF object and twtrace out of step? rebuild: scripts/setup)\n`);

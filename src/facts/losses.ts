@@ -7,7 +7,7 @@ export interface DropCounts {
 	/** Events lost because the ring buffer was full. */
 	ringFull: number;
 	/**
-	 * Sockets left unattributed because the owner table (sock_owner) or the listeners map could not take an entry,
+	 * Sockets left unattributed because socket storage or the listeners map could not take an entry,
 	 * and events left uncounted because the kernel's counters were full (counting in the kernel).
 	 */
 	mapFull: number;

@@ -211,7 +211,7 @@ export class TraceSession {
 
 	#checkDrops(): DropCounts {
 		const total = { ...this.#tracer.drops(), decodeErrors: this.#decodeErrors };
-		// An event whose task record was lost (ring full) is unattributed, like one the owner table had no room for.
+		// An event whose task record was lost (ring full) is unattributed, like one whose owner storage failed.
 		total.mapFull += this.unknownTasks;
 		const delta = { ...total };
 		for (const k of Object.keys(delta) as (keyof typeof delta)[]) delta[k] -= this.#reported[k];

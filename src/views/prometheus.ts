@@ -164,7 +164,7 @@ function writeLosses(w: ExpositionWriter, data: MetricsData, state: ExporterStat
 	};
 	const single = (name: string, type: 'counter' | 'gauge', help: string, value: number) => w.family(name, type, help).sample(name, undefined, value);
 	byReason('twtrace_events_dropped_total',
-		'Losses: ring_full (ring buffer full), missed_runs (bind() program runs skipped), decode_error, map_full (owner table or listener map full: the event kept, its owner lost; or the counters in the kernel full: an event not counted in the per-group totals), unwitnessed (closing map full: a missed TIME_WAIT entry of those closes would go unseen)',
+		'Losses: ring_full (ring buffer full), missed_runs (bind() program runs skipped), decode_error, map_full (socket storage or listener map full: the event kept, its owner lost; or the counters in the kernel full: an event not counted in the per-group totals), unwitnessed (closing map full: a missed TIME_WAIT entry of those closes would go unseen)',
 		{ ring_full: drops.ringFull, missed_runs: drops.missedRuns, decode_error: drops.decodeErrors, map_full: drops.mapFull, unwitnessed: drops.unwitnessed });
 	single('twtrace_timewait_missed_total', 'counter',
 		'Sockets that entered TIME_WAIT with no tracepoint call, found later by socket lookups or walks; their time_wait events were delivered late (counted in the per-group totals)', drops.walkMissed);

@@ -65,7 +65,7 @@ export function lossLine(r: Report): string {
 	const parts = [
 		l.ringFull && `${n(l.ringFull)} events lost (ring buffer full)`,
 		l.missedRuns && `${n(l.missedRuns)} BPF runs skipped`,
-		l.mapFull && `${n(l.mapFull)} sockets unattributed (owner table full)`,
+		l.mapFull && `${n(l.mapFull)} sockets unattributed (owner storage full)`,
 		l.unwitnessed && `${n(l.unwitnessed)} closes unwitnessed (closing map full)`,
 		l.decodeErrors && `${n(l.decodeErrors)} undecodable records`,
 		l.ownersMerged && `${n(l.ownersMerged)} owners merged into "(other)"`,

@@ -31,8 +31,6 @@ export function scenarioNamed(dir: string, comm: string): string {
 
 
 export interface TraceRun {
-	/** twtrace's pid: its BPF maps are among its file descriptors. */
-	pid: number;
 	/** Stops twtrace with SIGINT and returns its output. */
 	stop(): Promise<{ code: number | null; events: Record<string, unknown>[]; stderr: string }>;
 }
@@ -49,7 +47,6 @@ export async function startTrace(args: string[]): Promise<TraceRun> {
 	child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
 	await waitForLine(child, 'stderr', /Ctrl-C to stop/, 15_000);
 	return {
-		pid: child.pid!,
 		async stop() {
 			// Let the 10 ms drain pick up the last records before stopping (stop drains once more anyway).
 			await new Promise((r) => setTimeout(r, 100));
