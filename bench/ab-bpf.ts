@@ -17,15 +17,14 @@
  * round's, which does show it (the kernel timing the runs costs both builds alike). A quick look
  * between full `npm run bench` runs: RESULTS.md comes only from that.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { programRuns, runsBetween, runTimeStats } from './bpf-stats.js';
 import { checkouts, fail } from './checkouts.js';
 import { waitQuiet } from './proc.js';
 import { median } from './stats.js';
 import { pairWithRoom, startLoad } from './steady.js';
-import { exitOnSignals, track, waitForLine } from '../testbed/children.js';
+import { startTwtrace, stopChild } from './tracers.js';
+import { exitOnSignals } from '../testbed/children.js';
 
 const USAGE = 'usage: sudo npm run bench:ab-bpf -- --base DIR [--rounds 6] [--seconds 6] [--rate 20000] [--kind connect_fail]';
 
@@ -68,19 +67,18 @@ async function timeBuild(cli: string): Promise<Timed> {
 	// The namespace the run before removed goes on freeing its TIME_WAIT sockets in the background.
 	await waitQuiet();
 	const pair = pairWithRoom();
-	const child = track(spawn(process.execPath, [cli, 'trace', '--kind', opts.kind!, '--netns', `/run/netns/${pair.client}`, '--netns', `/run/netns/${pair.server}`],
-		{ stdio: ['ignore', 'ignore', 'pipe'] }));
 	try {
-		await waitForLine(child, 'stderr', /Ctrl-C to stop/, 30_000);
-		const before = programRuns(child.pid!);
-		const load = await startLoad(pair, { threads: 2, ports: 16 }, seconds, rate);
-		const churn = await load.result();
-		const ran = runsBetween(before, programRuns(child.pid!)).filter((r) => r.name.startsWith('handle_inet_sock_set_state'));
-		if (!ran.length || !churn.connections) throw new Error('no program runs or no connections: is the load reaching the namespaces?');
-		return { nsPerConnection: ran.reduce((a, r) => a + r.ns, 0) / churn.connections, nsPerRun: new Map(ran.map((r) => [r.name, r.ns / r.runs])), connPerSec: churn.perSecond };
+		const { child } = await startTwtrace(pair, 'trace', ['--kind', opts.kind!], 'ignore', /Ctrl-C to stop/, undefined, cli);
+		try {
+			const before = programRuns(child.pid!);
+			const churn = await (await startLoad(pair, { threads: 2, ports: 16 }, seconds, rate)).result();
+			const ran = runsBetween(before, programRuns(child.pid!)).filter((r) => r.name.startsWith('handle_inet_sock_set_state'));
+			if (!ran.length || !churn.connections) throw new Error('no program runs or no connections: is the load reaching the namespaces?');
+			return { nsPerConnection: ran.reduce((a, r) => a + r.ns, 0) / churn.connections, nsPerRun: new Map(ran.map((r) => [r.name, r.ns / r.runs])), connPerSec: churn.perSecond };
+		} finally {
+			await stopChild(child);
+		}
 	} finally {
-		if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
-		if (child.exitCode === null && child.signalCode === null) await once(child, 'close');
 		pair.remove();
 	}
 }

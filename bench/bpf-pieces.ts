@@ -1,9 +1,10 @@
 /**
  * `sudo npm run bench:bpf-pieces`: what each piece of twtrace's primary program costs a run on
  * tp_btf/inet_sock_set_state, timed by the kernel (bench/bpf-stats.ts): nothing, the socket's
- * namespace, the owner in its storage (as twtrace keeps it) and in a hash keyed by its address (measured against it), its cookie, the
- * clock, and counting in a hash map as counting in the kernel does (bench/pieces.bpf.c). The BPF-side row of bench/RESULTS.md says what the whole program costs
- * a run; this says where that goes.
+ * namespace, the owner in its storage (as twtrace keeps it) and in a hash keyed by its address
+ * (measured against it), its cookie, the clock, and counting in a hash map as counting in the kernel
+ * does (bench/pieces.bpf.c). The BPF-side row of bench/RESULTS.md says what the whole program costs a
+ * run; this says where that goes.
  *
  *   sudo npm run bench:bpf-pieces [-- --seconds 6 --rounds 3 --rate 20000]
  *

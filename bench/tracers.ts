@@ -58,7 +58,7 @@ function collect(stream: NodeJS.ReadableStream | null): () => string {
 	return () => text;
 }
 
-async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
 	if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
 	const closed = once(child, 'close');
 	child.kill(signal);
@@ -100,12 +100,12 @@ export const INSPECT_HOOK = path.join(path.dirname(fileURLToPath(import.meta.url
 /**
  * Starts `twtrace COMMAND ARGS --netns CLIENT --netns SERVER` and waits for the stderr line that says
  * it is attached. Returns the child, its stderr so far, and that line. `node` adds Node's own options
- * and environment (INSPECT_HOOK).
+ * and environment (INSPECT_HOOK); `twtraceCli`, another build's (bench:ab-bpf).
  */
 export async function startTwtrace(pair: NetnsPair, command: string, args: string[], stdout: 'pipe' | 'ignore' | number | NodeJS.WritableStream, ready: RegExp,
-	node: { args: string[]; env: NodeJS.ProcessEnv } = { args: [], env: process.env }) {
+	node: { args: string[]; env: NodeJS.ProcessEnv } = { args: [], env: process.env }, twtraceCli = cli) {
 	const netns = [pair.client, pair.server].flatMap((ns) => ['--netns', `/run/netns/${ns}`]);
-	const child = track(spawn(process.execPath, [...node.args, cli, command, ...args, ...netns], { cwd: root, env: node.env, stdio: ['ignore', stdout as 'pipe', 'pipe'] }));
+	const child = track(spawn(process.execPath, [...node.args, twtraceCli, command, ...args, ...netns], { cwd: root, env: node.env, stdio: ['ignore', stdout as 'pipe', 'pipe'] }));
 	const stderr = collect(child.stderr);
 	const readyLine = await waitForLine(child, 'stderr', ready, 30_000);
 	return { child, stderr, readyLine };
