@@ -43,7 +43,9 @@ export interface PoolState {
 export function secondsToExhaustion(s: PoolState): number | undefined {
 	const { portsUsable, portsHeldOpen, ratePerSec } = s;
 	let held = portsHeldOpen;
-	s.timeWaitExpiring.forEach((n) => void (n > 0 && (held += n)));
+	s.timeWaitExpiring.forEach((n) => {
+		if (n > 0) held += n;
+	});
 	if (held >= portsUsable) return 0;
 	if (ratePerSec <= 0) return undefined;
 	// The cap keeps TIME_WAIT from ever filling the pool: closes past it free their ports.
@@ -52,7 +54,9 @@ export function secondsToExhaustion(s: PoolState): number | undefined {
 	// sort of the expiries (a scrape asks this of every destination; most are far from the edge).
 	if (held + ratePerSec * TIME_WAIT_SECONDS < portsUsable) return undefined;
 	const expiries: [secondsLeft: number, n: number][] = [];
-	s.timeWaitExpiring.forEach((n, second) => void (n > 0 && expiries.push([Math.max(0, second - s.nowSecond), n])));
+	s.timeWaitExpiring.forEach((n, second) => {
+		if (n > 0) expiries.push([Math.max(0, second - s.nowSecond), n]);
+	});
 	expiries.sort((a, b) => a[0] - b[0]);
 	let from = 0;
 	for (const [secondsLeft, n] of expiries) {
