@@ -449,6 +449,16 @@ function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
   each hash bucket's sockets in a batch, holding each, and runs dump_tcp on each); a due walk is read only when the counts disagree,
   or every 10th (walk-plan.ts), so fewer full walks at that size, or an iterator over the established table alone, would.`}`);
 	}
+	const f = r.floorWalk;
+	if (f && f.sockets > 0) {
+		const nsA = (ms: number, sockets: number) => fmtInt((ms * 1e6) / sockets);
+		const topSockets = r.samples.find((x) => x.atS >= f.atS)?.timeWaitKernel ?? f.sockets;
+		lines.push(`- The floor of any walk under the same load: ${f.atS} s in, right after the sample that saw top's walk of ${fmtInt(f.topWalkMs)} ms, an iter/tcp program that
+  copies nothing (bench/floor.bpf.c \`floor_walk\`, bench/walk-floor.ts) walked both namespaces in ${fmtInt(f.ms)} ms, ${fmtInt(f.sockets)} sockets visited (the fastest of 3):
+  ${nsA(f.ms, f.sockets)} ns a socket, against top's ${nsA(f.topWalkMs, topSockets)} (its walk over the client namespace's ${fmtInt(topSockets)} TIME_WAIT at the sample).
+  ${f.ms <= 1000 ? 'A walk that visits every socket can meet the target at this size: what top adds to the iterator is what to cut.' : `Even the empty walk takes over 1,000 ms: no walk that visits every socket meets the target at this size under this load; only
+  a walk that does not visit the timewait sockets the counts stand for would (\`npm run bench:walks\` sets the same floor beside twtrace's walks, idle).`}`);
+	}
 	return lines.length ? `${lines.join('\n')}\n` : '';
 }
 

@@ -19,6 +19,7 @@ import { runChurnClient, startChurnServer, stopChurnServer } from '../testbed/ch
 import { cpuSeconds, peakRssMiB, rssMiB, timeWaitSockets, timeWaitSocketsAsync } from './proc.js';
 import { INSPECT_HOOK, root } from './tracers.js';
 import { FORCE_WALK_EVERY } from '../src/pipeline/walk-plan.js';
+import { WalkFloor, type FloorWalk } from './walk-floor.js';
 import { AgentClient } from '../src/agent/client.js';
 
 /** The steady-state run's --walk-interval (top's default): walks forced every FORCE_WALK_EVERY of them. */
@@ -95,7 +96,16 @@ export interface SteadyResult {
 	/** After the load: top's count in the snapshot that followed a completed walk, and the kernel's (sockstat) at that moment. */
 	final: { top: number; kernel: number; walkMs: number | null; afterWalk: boolean; secondsAfterLoad: number };
 	lost: string;
+	/**
+	 * The floor of a walk under the same load: right after the sample (atS) that first saw a walk of
+	 * top's during the load (past its first), the fastest of FLOOR_WALKS empty walks of the same namespaces
+	 * (bench/walk-floor.ts); null when top read no walk during the load.
+	 */
+	floorWalk?: (FloorWalk & { atS: number; topWalkMs: number }) | null;
 }
+
+/** Empty walks timed, back to back, for the floor under load: the fastest is taken (the VM is noisy). */
+const FLOOR_WALKS = 3;
 
 /**
  * `top --json --walk-interval 5s` (its default) on a namespace pair at maximum churn for `seconds`.
@@ -123,6 +133,7 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 		const loadRun = await startLoad(pair, load, seconds, 0);
 		const samples: SteadySample[] = [];
 		const t0 = Date.now();
+		let floorWalk: SteadyResult['floorWalk'] = null;
 		while (loadRun.running() && Date.now() - t0 < (seconds + 30) * 1000) {
 			await sleep(5000);
 			samples.push({
@@ -135,6 +146,8 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 				walkSplit: typeof last?.walks?.lastReadMs === 'number' ? { readMs: last.walks.lastReadMs, drainMs: last.walks.lastDrainMs, handleMs: last.walks.lastHandleMs } : null,
 				memory: readMemory(memoryFile),
 			});
+			const sample = samples[samples.length - 1]!;
+			if (!floorWalk && sample.walks > 1 && sample.walkMs !== null && loadRun.running()) floorWalk = timeFloorWalks(pair, sample.atS, sample.walkMs);
 		}
 		const churn = await loadRun.result();
 		// The next walk after the load, then the first snapshot after it, against the kernel right then.
@@ -148,10 +161,21 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 		const final = { top: topCount(), kernel: timeWaitSockets(pair.client), walkMs: last?.walks?.lastMs ?? null, afterWalk, secondsAfterLoad: Math.round((Date.now() - loadEnded) / 1000) };
 		const peak = peakRssMiB(top.pid!) ?? 0;
 		await stop(top, 'SIGINT');
-		return { seconds, connPerSec: churn.perSecond, samples, peakRssMiB: peak, final, lost: stderr.split('\n').find((l) => / lost \(/.test(l))?.replace(/^twtrace: /, '') ?? stderr.slice(-200) };
+		return { seconds, connPerSec: churn.perSecond, samples, peakRssMiB: peak, final, floorWalk, lost: stderr.split('\n').find((l) => / lost \(/.test(l))?.replace(/^twtrace: /, '') ?? stderr.slice(-200) };
 	} finally {
 		pair.remove();
 		fs.rmSync(memoryDir, { recursive: true, force: true });
+	}
+}
+
+/** FLOOR_WALKS empty walks of the pair's namespaces (top walks both), the fastest; blocks the event loop meanwhile. */
+function timeFloorWalks(pair: NetnsPair, atS: number, topWalkMs: number): FloorWalk & { atS: number; topWalkMs: number } {
+	const floor = new WalkFloor();
+	try {
+		const walks = Array.from({ length: FLOOR_WALKS }, () => floor.walk([`/run/netns/${pair.client}`, `/run/netns/${pair.server}`]));
+		return { ...walks.reduce((a, b) => (b.ms < a.ms ? b : a)), atS, topWalkMs };
+	} finally {
+		floor.close();
 	}
 }
 

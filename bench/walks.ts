@@ -14,8 +14,9 @@
  * walksLeaveCounted); 100 lookups of sockets the walk found; `ss -tan state time-wait | wc -l`; and
  * `ss -tan exclude time-wait | wc -l`, a sock_diag dump whose state mask leaves TIME_WAIT out (what
  * the kernel's own dump costs when it skips what the counts stand for: it still visits every socket of
- * the hash table). Prints min and median of each, and per socket. Run it as a whole: the sockets
- * expire a minute after the churn.
+ * the hash table); and the floor of any walk, an iter/tcp program that copies nothing
+ * (bench/walk-floor.ts). Prints min and median of each, and per socket. Run it as a whole: the
+ * sockets expire a minute after the churn.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -31,6 +32,7 @@ import { inNetns, readIteratorChunk } from '../native/iter.js';
 import { root } from './tracers.js';
 import { timeWaitSockets } from './proc.js';
 import { pairWithRoom, startLoad } from './steady.js';
+import { WalkFloor } from './walk-floor.js';
 
 const { values: opts } = parseArgs({ options: { seconds: { type: 'string', default: '30' }, rounds: { type: 'string', default: '5' } } });
 const seconds = Number(opts.seconds);
@@ -49,6 +51,7 @@ const LOOKUPS = 100;
 
 const pair = pairWithRoom();
 let counting: TraceSession | undefined;
+let floor: WalkFloor | undefined;
 try {
 	// Attached and counting before the churn: every timewait socket the churn makes is the counters', and its walks leave them out.
 	counting = new TraceSession({
@@ -124,7 +127,9 @@ try {
 		execFileSync('sh', ['-c', `ip netns exec ${pair.client} ss -tan ${filter} | wc -l`], { stdio: ['ignore', 'pipe', 'inherit'] });
 		return Number(process.hrtime.bigint() - t0) / 1e6;
 	};
+	floor = new WalkFloor();
 	const modes: [string, () => number][] = [
+		['the floor: an empty iter/tcp program (bench/floor.bpf.c floor_walk: every socket visited, nothing copied)', () => floor!.walk([`/run/netns/${pair.client}`]).ms],
 		['twtrace full walk (64 bytes a socket; every --walk-interval)', walk],
 		['twtrace walk beside counts (every socket visited, timewait sockets the counters hold left out)', walkBesideCounts],
 		[`twtrace suspect check: ${LOOKUPS} sockets looked up (sock_diag; each second, per close waiting too long)`, lookups],
@@ -151,6 +156,7 @@ try {
 	}
 	console.log(`\n${rounds} interleaved rounds, by \`sudo npm run bench:walks -- --seconds ${seconds} --rounds ${rounds}\` at twtrace ${execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim()}.`);
 } finally {
+	floor?.close();
 	counting?.stop();
 	pair.remove();
 }
