@@ -2,8 +2,9 @@
  * `sudo npm run bench:bpf-pieces`: what each piece of twtrace's primary program costs a run on
  * tp_btf/inet_sock_set_state, timed by the kernel (bench/bpf-stats.ts): nothing, the socket's
  * namespace, the owner in its storage (as twtrace keeps it) and in a hash keyed by its address
- * (measured against it), its cookie, the clock, and counting in a hash map as counting in the kernel
- * does (bench/pieces.bpf.c). The BPF-side row of bench/RESULTS.md says what the whole program costs a
+ * (measured against it), its cookie, the clock, counting in a hash map as counting in the kernel
+ * does, and the witness of active closes in a hash (as twtrace keeps it) and in a ring (proposed)
+ * (bench/pieces.bpf.c). The BPF-side row of bench/RESULTS.md says what the whole program costs a
  * run; this says where that goes.
  *
  *   sudo npm run bench:bpf-pieces [-- --seconds 6 --rounds 3 --rate 20000]
@@ -23,7 +24,7 @@ import { root } from './tracers.js';
 import { pairWithRoom, startLoad } from './steady.js';
 
 /** Each piece of bench/pieces.bpf.c, the empty program first: the others are read above it. */
-export const PIECES = ['piece_empty', 'piece_netns', 'piece_owner', 'piece_storage', 'piece_cookie', 'piece_clock', 'piece_count', 'piece_count_percpu'] as const;
+export const PIECES = ['piece_empty', 'piece_netns', 'piece_owner', 'piece_storage', 'piece_cookie', 'piece_clock', 'piece_count', 'piece_count_percpu', 'piece_closing', 'piece_closing_ring'] as const;
 
 export interface PiecesResult {
 	seconds: number;

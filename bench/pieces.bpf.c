@@ -4,7 +4,8 @@
  * program each, so that bench/bpf-pieces.ts can time what each costs a run on
  * tp_btf/inet_sock_set_state: nothing, reading the socket's namespace, the owner in socket-local
  * storage (as twtrace keeps it) and in a hash keyed by the socket's address (an alternative measured
- * against it), its cookie, the clock, counting in a hash map (count_event).
+ * against it), its cookie, the clock, counting in a hash map (count_event), and the witness of active
+ * closes as a preallocated hash (as twtrace keeps it) and as a ring (proposed).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -199,5 +200,110 @@ int BPF_PROG(piece_count_percpu, const struct sock *sk, const int oldstate, cons
 			return 0;
 	}
 	c->words[newstate & 15] += 1;
+	return 0;
+}
+
+/*
+ * The witness of active closes (bpf/twtrace.bpf.c, `closing`) as twtrace keeps it, and the ring
+ * proposed in its place (docs/counting-in-the-kernel.md, "What is left of step 5"). Both keep the
+ * owner in socket-local storage as piece_storage does, and read the cookie at the close and the end:
+ * each above piece_storage is what the witness adds.
+ */
+struct piece_closing_rec {
+	__u64 cookie;
+	__u64 claim;
+	__u64 words[12]; /* 112 bytes in all, as struct twt_closing */
+};
+
+/* Preallocated, as `closing`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct piece_closing_rec);
+} piece_closing_map SEC(".maps");
+
+static __always_inline bool piece_active_close(int oldstate, int newstate)
+{
+	return oldstate == TCP_ESTABLISHED && newstate == TCP_FIN_WAIT1;
+}
+
+/* As twtrace: at the active close a 112-byte record inserted by cookie; at the end looked up, claimed, deleted. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(piece_closing, const struct sock *sk, const int oldstate, const int newstate)
+{
+	int where = piece_where(sk, oldstate, newstate);
+	struct piece_closing_rec rec = {}, *r;
+	struct piece_owner *o;
+	__u64 cookie;
+
+	if (!where)
+		return 0;
+	o = bpf_sk_storage_get(&piece_storage_map, (struct sock *)sk, 0, where == 1 ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!o || where == 1)
+		return 0;
+	cookie = bpf_get_socket_cookie((struct sock *)sk);
+	if (piece_active_close(oldstate, newstate)) {
+		rec.cookie = cookie;
+		rec.words[0] = sk->__sk_common.skc_daddr;
+		rec.words[1] = sk->__sk_common.skc_dport;
+		o->words[1] = bpf_map_update_elem(&piece_closing_map, &cookie, &rec, BPF_ANY) == 0;
+	} else if (where == 3 && o->words[1]) {
+		o->words[1] = 0;
+		r = bpf_map_lookup_elem(&piece_closing_map, &cookie);
+		if (r) {
+			piece_sink += __sync_val_compare_and_swap(&r->claim, 0, 2);
+			bpf_map_delete_elem(&piece_closing_map, &cookie);
+		}
+	}
+	return 0;
+}
+
+#define PIECE_RING_SLOTS 131072
+
+/* One ring for every CPU: a slot taken by an atomic add on one counter, written with plain stores. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PIECE_RING_SLOTS);
+	__type(key, __u32);
+	__type(value, struct piece_closing_rec);
+} piece_ring_map SEC(".maps");
+
+__u64 piece_ring_head;
+
+/* The ring: at the active close the record written into the next slot, its index kept in the storage;
+ * at the end the slot claimed if it still holds the socket's cookie. Nothing allocated, nothing deleted. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(piece_closing_ring, const struct sock *sk, const int oldstate, const int newstate)
+{
+	int where = piece_where(sk, oldstate, newstate);
+	struct piece_closing_rec rec = {}, *r;
+	struct piece_owner *o;
+	__u64 cookie;
+	__u32 slot;
+
+	if (!where)
+		return 0;
+	o = bpf_sk_storage_get(&piece_storage_map, (struct sock *)sk, 0, where == 1 ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!o || where == 1)
+		return 0;
+	cookie = bpf_get_socket_cookie((struct sock *)sk);
+	if (piece_active_close(oldstate, newstate)) {
+		slot = __sync_fetch_and_add(&piece_ring_head, 1) & (PIECE_RING_SLOTS - 1);
+		r = bpf_map_lookup_elem(&piece_ring_map, &slot);
+		if (!r)
+			return 0;
+		rec.cookie = cookie;
+		rec.words[0] = sk->__sk_common.skc_daddr;
+		rec.words[1] = sk->__sk_common.skc_dport;
+		__builtin_memcpy(r, &rec, sizeof(rec)); /* the whole record, as the hash's insert copies it */
+		o->words[1] = (__u64)slot + 1;
+	} else if (where == 3 && o->words[1]) {
+		slot = o->words[1] - 1;
+		o->words[1] = 0;
+		r = bpf_map_lookup_elem(&piece_ring_map, &slot);
+		if (r && r->cookie == cookie)
+			piece_sink += __sync_val_compare_and_swap(&r->claim, 0, 2);
+	}
 	return 0;
 }

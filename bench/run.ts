@@ -447,7 +447,8 @@ function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
   ${fmtInt(w.handleMs)} ms reconciling its sockets with the model in JavaScript, ${fmtInt(other)} ms the rest (opening each namespace's iterator, and other work between chunks: snapshots, upkeep).${worstWalkMs <= 1000 ? '' : `
   What would close it: the iterator still visits every socket, O(sockets held), to find the few it hands over (bpf_iter_tcp takes
   each hash bucket's sockets in a batch, holding each, and runs dump_tcp on each); a due walk is read only when the counts disagree,
-  or every 10th (walk-plan.ts), so fewer full walks at that size, or an iterator over the established table alone, would.`}`);
+  or every 10th (walk-plan.ts), so fewer full walks at that size would. Another table would not: timewait sockets live in the
+  established table, and sock_diag's dump visits them as the iterator does (\`npm run bench:walks\`).`}`);
 	}
 	const f = r.floorWalk;
 	if (f && f.sockets > 0) {
@@ -683,6 +684,8 @@ const PIECE_DOES: Record<string, string> = {
 	piece_clock: 'reads the clock (bpf_ktime_get_ns; kvm-clock in a VM), for every event\'s time and lifetimes',
 	piece_count: 'counts into a hash map through an array-of-maps slot, the key made on first use, an atomic add (counting in the kernel: count_event)',
 	piece_count_percpu: 'the same into a per-CPU hash, with a plain add: what atomics and a cache line shared between CPUs cost piece_count',
+	piece_closing: 'piece_storage, and the witness of active closes as twtrace keeps it (`closing`, on in an agent): a 112-byte record inserted into a preallocated hash by cookie at the active close, looked up, claimed and deleted at the end',
+	piece_closing_ring: 'piece_storage, and the witness as the ring proposed in its place: the record written into the next slot of one array (an atomic add on its head), its slot kept in the storage and claimed at the end',
 };
 
 /** The pieces whose time above the empty program fits in `ns`, in words. */
@@ -710,7 +713,8 @@ function piecesSection(r: PiecesResult, summaries: ModeSummary[]): string {
 	const rows = pieceRows(r);
 	// The counting pieces are what counting in the kernel adds (with counting on), and piece_owner an alternative to
 	// piece_storage, for comparison: not pieces of today's primary program.
-	const sum = rows.reduce((a, p) => a + (p.piece.startsWith('piece_count') || p.piece === 'piece_owner' ? 0 : p.aboveEmptyNs ?? 0), 0);
+	// The witness pieces (piece_closing…) are piece_storage and the witness, which an agent runs and the BPF side alone does not.
+	const sum = rows.reduce((a, p) => a + (p.piece.startsWith('piece_count') || p.piece.startsWith('piece_closing') || p.piece === 'piece_owner' ? 0 : p.aboveEmptyNs ?? 0), 0);
 	const empty = rows.find((p) => p.piece === 'piece_empty')!.medianNs;
 	const primary = whole?.get('handle_inet_sock_set_state');
 	const by = (name: string) => rows.find((p) => p.piece === name)?.aboveEmptyNs ?? 0;
@@ -732,7 +736,10 @@ ${markdownTable(['piece', 'what it does', 'ns a run, min / median', 'above the e
   (${fmtInt(by('piece_storage'))} ns) and the clock (${fmtInt(by('piece_clock'))} ns) are ${fmt((100 * (by('piece_storage') + by('piece_clock'))) / Math.max(sum, 1), 0)} % of the pieces' work above the empty program.
   Creating the storage takes two allocations and a lock at each socket's start. Kept in a hash keyed by the socket's address instead, the
   owner cost ${fmtInt(by('piece_owner'))} ns a run (\`piece_owner\`) at this rate, but more than the storage at full churn unless the hash is preallocated
-  (docs/counting-in-the-kernel.md, "The owner's home, measured").
+  (docs/counting-in-the-kernel.md, "The owner's home, measured").${rows.some((p) => p.piece === 'piece_closing_ring') ? `
+- The witness of active closes, which an agent runs (\`closing\`: the churn table's witnessing row), costs ${fmtInt(by('piece_closing') - by('piece_storage'))} ns a run above
+  \`piece_storage\` as twtrace keeps it (\`piece_closing\`), ${fmtInt(by('piece_closing_ring') - by('piece_storage'))} as the ring proposed in its place (\`piece_closing_ring\`;
+  docs/counting-in-the-kernel.md, "What is left of step 5"), averaged over every run as the other pieces are.` : ''}
 - What would close it: the program runs at every transition of both ends of each connection. The transitions it acts on
   (bpf/twtrace.bpf.c, relevant(): connect, accept, the active and passive closes, the final close) each need the socket's
   storage, where the owner lives, and all but the server's final close need the clock, for an event's time or a lifetime:
