@@ -179,11 +179,11 @@ function timeFloorWalks(pair: NetnsPair, atS: number, topWalkMs: number): FloorW
 	}
 }
 
-/** walksRead/walksSkipped: serve's twtrace_socket_walks_total and _skipped_total in the latest scrape (null before one). */
 /**
  * Every 10 s of the soak; heapMiB: V8's committed heap from serve's latest scrape (nodejs_heap_size_total_bytes);
  * recorderMiB: what its flight recorder holds (its /v1/info; null when it did not answer); oldSpaceUsedMiB and
- * oldSpaceMiB: V8's old space in use and committed (nodejs_heap_space_size_*_bytes{space="old_space"}).
+ * oldSpaceMiB: V8's old space in use and committed (nodejs_heap_space_size_*_bytes{space="old_space"});
+ * walksRead/walksSkipped: serve's twtrace_socket_walks_total and _skipped_total in the latest scrape (null before one).
  */
 export interface SoakSample { atS: number; rssMiB: number; heapMiB: number | null; recorderMiB?: number | null; oldSpaceUsedMiB?: number | null; oldSpaceMiB?: number | null; cpuPct: number; timeWaitKernel: number; walksRead: number | null; walksSkipped: number | null }
 

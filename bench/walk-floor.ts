@@ -18,30 +18,38 @@ export class WalkFloor {
 	readonly #buf = Buffer.alloc(4096);
 
 	constructor() {
-		for (const name of ['floor_primary', 'floor_fallback']) bpf.programSetAutoload(bpf.findProgram(this.#object, name), false);
-		bpf.objectLoad(this.#object);
-		this.#link = bpf.programAttach(bpf.findProgram(this.#object, 'floor_walk'), 'iter/tcp');
+		try {
+			for (const name of ['floor_primary', 'floor_fallback']) bpf.programSetAutoload(bpf.findProgram(this.#object, name), false);
+			bpf.objectLoad(this.#object);
+			this.#link = bpf.programAttach(bpf.findProgram(this.#object, 'floor_walk'), 'iter/tcp');
+		} catch (error) {
+			bpf.objectClose(this.#object);
+			throw error;
+		}
 	}
 
 	/** One walk of each namespace (paths such as /run/netns/NAME), one after the other: their time and the sockets visited. */
 	walk(netnsPaths: readonly string[]): FloorWalk {
-		const fds = netnsPaths.map((p) => {
-			const nsFd = fs.openSync(p, 'r');
-			try {
-				return inNetns(nsFd, () => bpf.iterCreate(this.#link));
-			} finally {
-				fs.closeSync(nsFd);
+		const fds: number[] = [];
+		try {
+			for (const p of netnsPaths) {
+				const nsFd = fs.openSync(p, 'r');
+				try {
+					fds.push(inNetns(nsFd, () => bpf.iterCreate(this.#link)));
+				} finally {
+					fs.closeSync(nsFd);
+				}
 			}
-		});
-		let sockets = 0;
-		const t0 = process.hrtime.bigint();
-		for (const fd of fds) {
-			// The program writes one u64 at the iterator's end: the sockets it visited.
-			for (let n; (n = readIteratorChunk(fd, this.#buf)) > 0;) sockets += n >= 8 ? Number(this.#buf.readBigUInt64LE(n - 8)) : 0;
+			let sockets = 0;
+			const t0 = process.hrtime.bigint();
+			for (const fd of fds) {
+				// The program writes one u64 at the iterator's end: the sockets it visited.
+				for (let n; (n = readIteratorChunk(fd, this.#buf)) > 0;) sockets += n >= 8 ? Number(this.#buf.readBigUInt64LE(n - 8)) : 0;
+			}
+			return { ms: Number(process.hrtime.bigint() - t0) / 1e6, sockets };
+		} finally {
+			for (const fd of fds) fs.closeSync(fd);
 		}
-		const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-		for (const fd of fds) fs.closeSync(fd);
-		return { ms, sockets };
 	}
 
 	close(): void {
