@@ -25,6 +25,8 @@ import { pairWithRoom, startLoad } from './steady.js';
 
 /** Each piece of bench/pieces.bpf.c, the empty program first: the others are read above it. */
 export const PIECES = ['piece_empty', 'piece_netns', 'piece_owner', 'piece_storage', 'piece_cookie', 'piece_clock', 'piece_count', 'piece_count_percpu', 'piece_closing', 'piece_closing_ring'] as const;
+/** The width of the pieces' names in the printed tables. */
+const NAME_WIDTH = Math.max(...PIECES.map((p) => p.length));
 
 export interface PiecesResult {
 	seconds: number;
@@ -59,7 +61,7 @@ export async function measurePieces(seconds: number, rounds: number, rate: numbe
 					if (!ran) throw new Error(`${piece} did not run: is the load reaching the namespaces?`);
 					nsPerRun.get(piece)!.push(ran.ns / ran.runs);
 					runsPerSecond.get(piece)!.push(ran.runs / seconds);
-					log(`  round ${round + 1}  ${piece.padEnd(14)} ${(ran.ns / ran.runs).toFixed(0).padStart(5)} ns a run × ${ran.runs.toLocaleString('en-US')} runs`);
+					log(`  round ${round + 1}  ${piece.padEnd(NAME_WIDTH)} ${(ran.ns / ran.runs).toFixed(0).padStart(5)} ns a run × ${ran.runs.toLocaleString('en-US')} runs`);
 				} finally {
 					bpf.linkDestroy(link);
 					pair.remove();
@@ -103,8 +105,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
 	}
 	const r = await measurePieces(seconds, rounds, rate);
 	console.log(`${rounds} rounds × ${seconds} s at ${rate.toLocaleString('en-US')} connections/s, each piece alone on tp_btf/inet_sock_set_state (bench/pieces.bpf.c)`);
-	console.log(`${'piece'.padEnd(14)} ${'ns a run min'.padStart(13)} ${'median'.padStart(7)} ${'above empty'.padStart(12)}`);
+	console.log(`${'piece'.padEnd(NAME_WIDTH)} ${'ns a run min'.padStart(13)} ${'median'.padStart(7)} ${'above empty'.padStart(12)}`);
 	for (const p of pieceRows(r)) {
-		console.log(`${p.piece.padEnd(14)} ${p.minNs.toFixed(0).padStart(13)} ${p.medianNs.toFixed(0).padStart(7)} ${(p.aboveEmptyNs === undefined ? '–' : p.aboveEmptyNs.toFixed(0)).padStart(12)}`);
+		console.log(`${p.piece.padEnd(NAME_WIDTH)} ${p.minNs.toFixed(0).padStart(13)} ${p.medianNs.toFixed(0).padStart(7)} ${(p.aboveEmptyNs === undefined ? '–' : p.aboveEmptyNs.toFixed(0)).padStart(12)}`);
 	}
 }

@@ -228,33 +228,51 @@ static __always_inline bool piece_active_close(int oldstate, int newstate)
 	return oldstate == TCP_ESTABLISHED && newstate == TCP_FIN_WAIT1;
 }
 
+enum { PIECE_WITNESS_NONE, PIECE_WITNESS_CLOSE, PIECE_WITNESS_END };
+
+/*
+ * What both witness pieces do before their own map: the owner's storage (created at a connection's
+ * start, as piece_storage), the socket's cookie at a close and at the end, and at the active close
+ * the record (`rec`). Says which of the two this transition is for the witness; `*o` is set for both.
+ */
+static __always_inline int piece_witness_site(const struct sock *sk, int oldstate, int newstate, struct piece_owner **o,
+					      struct piece_closing_rec *rec)
+{
+	int where = piece_where(sk, oldstate, newstate);
+
+	if (!where)
+		return PIECE_WITNESS_NONE;
+	*o = bpf_sk_storage_get(&piece_storage_map, (struct sock *)sk, 0, where == 1 ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!*o || where == 1)
+		return PIECE_WITNESS_NONE;
+	rec->cookie = bpf_get_socket_cookie((struct sock *)sk);
+	if (piece_active_close(oldstate, newstate)) {
+		rec->words[0] = sk->__sk_common.skc_daddr;
+		rec->words[1] = sk->__sk_common.skc_dport;
+		return PIECE_WITNESS_CLOSE;
+	}
+	return where == 3 && (*o)->words[1] ? PIECE_WITNESS_END : PIECE_WITNESS_NONE;
+}
+
 /* As twtrace: at the active close a 112-byte record inserted by cookie; at the end looked up, claimed, deleted. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(piece_closing, const struct sock *sk, const int oldstate, const int newstate)
 {
-	int where = piece_where(sk, oldstate, newstate);
 	struct piece_closing_rec rec = {}, *r;
-	struct piece_owner *o;
-	__u64 cookie;
+	struct piece_owner *o = NULL;
 
-	if (!where)
-		return 0;
-	o = bpf_sk_storage_get(&piece_storage_map, (struct sock *)sk, 0, where == 1 ? BPF_SK_STORAGE_GET_F_CREATE : 0);
-	if (!o || where == 1)
-		return 0;
-	cookie = bpf_get_socket_cookie((struct sock *)sk);
-	if (piece_active_close(oldstate, newstate)) {
-		rec.cookie = cookie;
-		rec.words[0] = sk->__sk_common.skc_daddr;
-		rec.words[1] = sk->__sk_common.skc_dport;
-		o->words[1] = bpf_map_update_elem(&piece_closing_map, &cookie, &rec, BPF_ANY) == 0;
-	} else if (where == 3 && o->words[1]) {
+	switch (piece_witness_site(sk, oldstate, newstate, &o, &rec)) {
+	case PIECE_WITNESS_CLOSE:
+		o->words[1] = bpf_map_update_elem(&piece_closing_map, &rec.cookie, &rec, BPF_ANY) == 0;
+		break;
+	case PIECE_WITNESS_END:
 		o->words[1] = 0;
-		r = bpf_map_lookup_elem(&piece_closing_map, &cookie);
+		r = bpf_map_lookup_elem(&piece_closing_map, &rec.cookie);
 		if (r) {
 			piece_sink += __sync_val_compare_and_swap(&r->claim, 0, 2);
-			bpf_map_delete_elem(&piece_closing_map, &cookie);
+			bpf_map_delete_elem(&piece_closing_map, &rec.cookie);
 		}
+		break;
 	}
 	return 0;
 }
@@ -276,34 +294,26 @@ __u64 piece_ring_head;
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(piece_closing_ring, const struct sock *sk, const int oldstate, const int newstate)
 {
-	int where = piece_where(sk, oldstate, newstate);
 	struct piece_closing_rec rec = {}, *r;
-	struct piece_owner *o;
-	__u64 cookie;
+	struct piece_owner *o = NULL;
 	__u32 slot;
 
-	if (!where)
-		return 0;
-	o = bpf_sk_storage_get(&piece_storage_map, (struct sock *)sk, 0, where == 1 ? BPF_SK_STORAGE_GET_F_CREATE : 0);
-	if (!o || where == 1)
-		return 0;
-	cookie = bpf_get_socket_cookie((struct sock *)sk);
-	if (piece_active_close(oldstate, newstate)) {
+	switch (piece_witness_site(sk, oldstate, newstate, &o, &rec)) {
+	case PIECE_WITNESS_CLOSE:
 		slot = __sync_fetch_and_add(&piece_ring_head, 1) & (PIECE_RING_SLOTS - 1);
 		r = bpf_map_lookup_elem(&piece_ring_map, &slot);
 		if (!r)
 			return 0;
-		rec.cookie = cookie;
-		rec.words[0] = sk->__sk_common.skc_daddr;
-		rec.words[1] = sk->__sk_common.skc_dport;
 		__builtin_memcpy(r, &rec, sizeof(rec)); /* the whole record, as the hash's insert copies it */
 		o->words[1] = (__u64)slot + 1;
-	} else if (where == 3 && o->words[1]) {
+		break;
+	case PIECE_WITNESS_END:
 		slot = o->words[1] - 1;
 		o->words[1] = 0;
 		r = bpf_map_lookup_elem(&piece_ring_map, &slot);
-		if (r && r->cookie == cookie)
+		if (r && r->cookie == rec.cookie)
 			piece_sink += __sync_val_compare_and_swap(&r->claim, 0, 2);
+		break;
 	}
 	return 0;
 }
