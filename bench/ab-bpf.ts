@@ -18,6 +18,7 @@
  * between full `npm run bench` runs: RESULTS.md comes only from that.
  */
 import { parseArgs } from 'node:util';
+import { measureBaseline } from './agent-cost.js';
 import { programRuns, runsBetween, runTimeStats } from './bpf-stats.js';
 import { checkouts, fail } from './checkouts.js';
 import { waitQuiet } from './proc.js';
@@ -48,19 +49,10 @@ if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20) || !(Number.isInt
 if (process.getuid?.() !== 0) fail('bench:ab-bpf: needs root (BPF, network namespaces): sudo npm run bench:ab-bpf -- --base DIR', 1);
 
 const builds = checkouts('bench:ab-bpf', opts.base!);
+/** The churn table's load (2 threads, 16 destination ports), for every run of either build and the workload alone. */
+const LOAD = { threads: 2, ports: 16 };
 
 interface Timed { nsPerConnection: number; nsPerRun: Map<string, number>; connPerSec: number; slowdown?: number }
-
-/** The load alone, as fast as it goes: the round's baseline for --rate 0. */
-async function workloadAlone(): Promise<number> {
-	await waitQuiet();
-	const pair = pairWithRoom();
-	try {
-		return (await (await startLoad(pair, { threads: 2, ports: 16 }, seconds, 0)).result()).perSecond;
-	} finally {
-		pair.remove();
-	}
-}
 
 /** One build's programs on the tracepoint for one load: kernel ns per connection completed, ns a run per program. */
 async function timeBuild(cli: string): Promise<Timed> {
@@ -71,7 +63,7 @@ async function timeBuild(cli: string): Promise<Timed> {
 		const { child } = await startTwtrace(pair, 'trace', ['--kind', opts.kind!], 'ignore', /Ctrl-C to stop/, undefined, cli);
 		try {
 			const before = programRuns(child.pid!);
-			const churn = await (await startLoad(pair, { threads: 2, ports: 16 }, seconds, rate)).result();
+			const churn = await (await startLoad(pair, LOAD, seconds, rate)).result();
 			const ran = runsBetween(before, programRuns(child.pid!)).filter((r) => r.name.startsWith('handle_inet_sock_set_state'));
 			if (!ran.length || !churn.connections) throw new Error('no program runs or no connections: is the load reaching the namespaces?');
 			return { nsPerConnection: ran.reduce((a, r) => a + r.ns, 0) / churn.connections, nsPerRun: new Map(ran.map((r) => [r.name, r.ns / r.runs])), connPerSec: churn.perSecond };
@@ -90,7 +82,8 @@ const rateName = rate === 0 ? 'full churn' : `${rate.toLocaleString('en-US')} co
 console.error(`bench:ab-bpf: ${rounds} rounds × 2 builds × ${seconds} s at ${rateName}`);
 try {
 	for (let round = 1; round <= rounds; round++) {
-		const alone = rate === 0 ? await workloadAlone() : undefined;
+		// The load alone, as fast as it goes: the round's baseline for --rate 0.
+		const alone = rate === 0 ? (await measureBaseline(round, LOAD, seconds)).connPerSec : undefined;
 		if (alone !== undefined) console.error(`  round ${round} workload alone ${Math.round(alone).toLocaleString('en-US')} connections/s`);
 		for (const build of round % 2 ? builds : [...builds].reverse()) {
 			const t = await timeBuild(build.cli);

@@ -451,12 +451,13 @@ function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
   established table, and sock_diag's dump visits them as the iterator does (\`npm run bench:walks\`).`}`);
 	}
 	const f = r.floorWalk;
-	if (f && f.sockets > 0) {
+	const at = f && r.samples.find((x) => x.atS === f.atS);
+	if (f && f.sockets > 0 && at?.walkMs) {
 		const nsA = (ms: number, sockets: number) => fmtInt((ms * 1e6) / sockets);
-		const topSockets = r.samples.find((x) => x.atS >= f.atS)?.timeWaitKernel ?? f.sockets;
-		lines.push(`- The floor of any walk under the same load: ${f.atS} s in, right after the sample that saw top's walk of ${fmtInt(f.topWalkMs)} ms, an iter/tcp program that
+		const topSockets = at.timeWaitKernel;
+		lines.push(`- The floor of any walk under the same load: ${f.atS} s in, right after the sample that saw top's walk of ${fmtInt(at.walkMs)} ms, an iter/tcp program that
   copies nothing (bench/floor.bpf.c \`floor_walk\`, bench/walk-floor.ts) walked both namespaces in ${fmtInt(f.ms)} ms, ${fmtInt(f.sockets)} sockets visited (the fastest of 3):
-  ${nsA(f.ms, f.sockets)} ns a socket, against top's ${nsA(f.topWalkMs, topSockets)} (its walk over the client namespace's ${fmtInt(topSockets)} TIME_WAIT at the sample).
+  ${nsA(f.ms, f.sockets)} ns a socket, against top's ${nsA(at.walkMs, topSockets)} (its walk over the client namespace's ${fmtInt(topSockets)} TIME_WAIT at the sample).
   ${f.ms <= 1000 ? 'A walk that visits every socket can meet the target at this size: what top adds to the iterator is what to cut.' : `Even the empty walk takes over 1,000 ms: no walk that visits every socket meets the target at this size under this load; only
   a walk that does not visit the timewait sockets the counts stand for would (\`npm run bench:walks\` sets the same floor beside twtrace's walks, idle).`}`);
 	}

@@ -98,10 +98,11 @@ export interface SteadyResult {
 	lost: string;
 	/**
 	 * The floor of a walk under the same load: right after the sample (atS) that first saw a walk of
-	 * top's during the load (past its first), the fastest of FLOOR_WALKS empty walks of the same namespaces
-	 * (bench/walk-floor.ts); null when top read no walk during the load.
+	 * top's during the load (past its first; that walk's time is the sample's walkMs), the fastest of
+	 * FLOOR_WALKS empty walks of the same namespaces (bench/walk-floor.ts); null when top read no walk
+	 * during the load.
 	 */
-	floorWalk?: (FloorWalk & { atS: number; topWalkMs: number }) | null;
+	floorWalk?: (FloorWalk & { atS: number }) | null;
 }
 
 /** Empty walks timed, back to back, for the floor under load: the fastest is taken (the VM is noisy). */
@@ -147,7 +148,7 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 				memory: readMemory(memoryFile),
 			});
 			const sample = samples[samples.length - 1]!;
-			if (!floorWalk && sample.walks > 1 && sample.walkMs !== null && loadRun.running()) floorWalk = timeFloorWalks(pair, sample.atS, sample.walkMs);
+			if (!floorWalk && sample.walks > 1 && sample.walkMs !== null && loadRun.running()) floorWalk = { ...timeFloorWalks(pair), atS: sample.atS };
 		}
 		const churn = await loadRun.result();
 		// The next walk after the load, then the first snapshot after it, against the kernel right then.
@@ -169,11 +170,11 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 }
 
 /** FLOOR_WALKS empty walks of the pair's namespaces (top walks both), the fastest; blocks the event loop meanwhile. */
-function timeFloorWalks(pair: NetnsPair, atS: number, topWalkMs: number): FloorWalk & { atS: number; topWalkMs: number } {
+function timeFloorWalks(pair: NetnsPair): FloorWalk {
 	const floor = new WalkFloor();
 	try {
 		const walks = Array.from({ length: FLOOR_WALKS }, () => floor.walk([`/run/netns/${pair.client}`, `/run/netns/${pair.server}`]));
-		return { ...walks.reduce((a, b) => (b.ms < a.ms ? b : a)), atS, topWalkMs };
+		return walks.reduce((a, b) => (b.ms < a.ms ? b : a));
 	} finally {
 		floor.close();
 	}
