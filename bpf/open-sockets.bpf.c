@@ -68,3 +68,51 @@ int dump_open_sockets(struct bpf_iter__task_file *ctx)
 	bpf_seq_write(ctx->meta->seq, &h, sizeof(h));
 	return 0;
 }
+
+/*
+ * dump_open_tcp (iter/task_file): one struct twt_sock per TCP socket a process holds open, in the
+ * socket table's own terms (cookie, 4-tuple, state): the part of an open-socket walk
+ * (src/pipeline/open-walks.ts) that processes hold. With the closes in flight (the tracer's
+ * `closing` map: orphaned sockets have no file), it is every socket of a namespace but its timewait,
+ * request and kernel-owned ones, found without visiting the million timewait sockets the counters
+ * already hold. A socket shared by several processes comes once per process; the loader keeps one.
+ */
+SEC("iter/task_file")
+int dump_open_tcp(struct bpf_iter__task_file *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	struct twt_sock s = {};
+	struct socket *sock;
+	struct sock *sk;
+
+	if (!task || !file || task->pid != task->tgid)
+		return 0;
+	sock = bpf_sock_from_file(file);
+	if (!sock)
+		return 0;
+	sk = sock->sk;
+	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	s.family = sk->__sk_common.skc_family;
+	s.state = sk->__sk_common.skc_state;
+	/* CLOSE: not in the kernel's tables (never connected, or ended with its file still open). */
+	if ((s.family != AF_INET && s.family != AF_INET6) || s.state == TCP_CLOSE)
+		return 0;
+	/* bpf_get_socket_cookie() refuses a socket reached through a file (an untrusted pointer): its
+	 * cookie is read where sock_gen_cookie() keeps it. Every socket twtrace saw change state, or a
+	 * walk visited, has one; 0 only for one that neither did (the loader keeps it by its 4-tuple). */
+	s.cookie = sk->__sk_common.skc_cookie.counter;
+	s.netns = sk->__sk_common.skc_net.net->ns.inum;
+	s.sport = sk->__sk_common.skc_num;
+	s.dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (s.family == AF_INET6) {
+		__builtin_memcpy(s.saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, TWT_ADDR_LEN);
+		__builtin_memcpy(s.daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, TWT_ADDR_LEN);
+	} else {
+		*(__u32 *)s.saddr = sk->__sk_common.skc_rcv_saddr;
+		*(__u32 *)s.daddr = sk->__sk_common.skc_daddr;
+	}
+	bpf_seq_write(ctx->meta->seq, &s, sizeof(s));
+	return 0;
+}

@@ -7,14 +7,19 @@
  *             frame*
  *   frame   = type(u8) reserved(3) payloadBytes(u32) payloadCrc32(u32) payload
  *   EVENTS  = struct twt_event records (EVENT_SIZE each)
- *   WALK    = metaBytes(u32) meta(JSON: netns, takenAtUs, settings, listeners[, removed][, timeWaitOmitted][, timeWaitCounted]) [removed cookies(u64 each)]
+ *   WALK    = metaBytes(u32) meta(JSON: netns, takenAtUs, settings, listeners[, removed][, timeWaitOmitted][, timeWaitCounted][, openOnly]) [removed cookies(u64 each)]
  *             struct twt_sock records. With `removed` in meta (version 4), a change against the
  *             namespace's previous walk: the cookies gone, then the records new or changed
  *             (walk-table.ts); without, the whole table. With `timeWaitOmitted` (version 5), the
  *             table without its timewait sockets, which a capture of counts has counted. Version 6:
  *             struct twt_sock's slack_us (padding before, 0), so that a timer dates its socket's entry.
  *             With `timeWaitCounted` (version 7), the kernel left out the timewait sockets armed since
- *             counting began (their number): those armed before are in the table.
+ *             counting began (their number): those armed before are in the table. With `openOnly`, an
+ *             open-socket walk: the sockets processes held and the closes in flight, no timewait
+ *             socket visited, `timeWaitCounted` the kernel's count of them. A reader that ignores it
+ *             replays the same: such walks come only once a walk of the table left the namespace no
+ *             timewait socket of its own (pipeline/open-walks.ts), so the removal a walk makes finds
+ *             nothing to remove (version 8 still).
  *   COUNTS  = atUs(f64) keys(u32) encoding(u32) key(struct twt_count_key)* values
  *             (version 5): the kernel's counters' differences since the reading before, per key that
  *             changed, read at atUs (the agent's flight recorder keeps these instead of the records
@@ -214,6 +219,7 @@ export function encodeWalk(walk: Omit<WalkRecord, 'sockets'> & { sockets?: Uint8
 		...(delta ? { removed: delta.removed.length } : {}),
 		...(walk.timeWaitOmitted !== undefined ? { timeWaitOmitted: walk.timeWaitOmitted } : {}),
 		...(walk.timeWaitCounted !== undefined ? { timeWaitCounted: walk.timeWaitCounted } : {}),
+		...(walk.openOnly ? { openOnly: true } : {}),
 	}), 'utf8');
 	const len = Buffer.alloc(4);
 	len.writeUInt32LE(meta.length, 0);

@@ -229,6 +229,7 @@ function parseWalk(payload: Buffer): { walk: WalkRecord; delta: WalkDelta | unde
 	if (meta.removed !== undefined && !isCount(meta.removed)) fail('metadata is malformed');
 	if (meta.timeWaitOmitted !== undefined && !isCount(meta.timeWaitOmitted)) fail('metadata is malformed');
 	if (meta.timeWaitCounted !== undefined && !isCount(meta.timeWaitCounted)) fail('metadata is malformed');
+	if (meta.openOnly !== undefined && meta.openOnly !== true) fail('metadata is malformed');
 	const removedBytes = meta.removed === undefined ? 0 : (meta.removed as number) * 8;
 	if (4 + metaBytes + removedBytes > payload.length) fail('a walk frame shorter than its removed cookies');
 	const sockets = payload.subarray(4 + metaBytes + removedBytes);
@@ -241,6 +242,7 @@ function parseWalk(payload: Buffer): { walk: WalkRecord; delta: WalkDelta | unde
 		sockets,
 		...(meta.timeWaitOmitted !== undefined ? { timeWaitOmitted: meta.timeWaitOmitted as number } : {}),
 		...(meta.timeWaitCounted !== undefined ? { timeWaitCounted: meta.timeWaitCounted as number } : {}),
+		...(meta.openOnly === true ? { openOnly: true } : {}),
 	};
 	if (meta.removed === undefined) return { walk, delta: undefined };
 	const removed = decodeCookies(payload.subarray(4 + metaBytes, 4 + metaBytes + removedBytes));

@@ -3,7 +3,7 @@
  * socket's end, with what a lookup of that socket needs (its 4-tuple, family and bound device) and
  * the processes that are ways into its network namespace. Pure; the offsets come from the generated layout.
  */
-import { CLOSING_FIELDS as C, CLOSING_SIZE, OWNER_FIELDS as O } from './layout.generated.js';
+import { CLOSING_FIELDS as C, CLOSING_SIZE, OWNER_FIELDS as O, SOCK_FIELDS as S, SOCK_SIZE } from './layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from './host-order.js';
 
 export { CLOSING_SIZE };
@@ -62,4 +62,25 @@ export function decodeClosing(value: Uint8Array, little = HOST_LITTLE_ENDIAN): C
 			boundDevIf: v.getUint32(C.bound_dev_if.offset, little),
 		},
 	};
+}
+
+const AF_INET = 2;
+const TCP_FIN_WAIT1 = 4;
+
+/**
+ * A close in flight as the struct twt_sock a walk of the table would have found (state FIN_WAIT1,
+ * the last transition seen; no timer): an orphan's record for an open-socket walk. Pure.
+ */
+export function closingSockRecord(cookie: bigint, c: Closing, little = HOST_LITTLE_ENDIAN): Uint8Array {
+	const record = new Uint8Array(SOCK_SIZE);
+	const v = new DataView(record.buffer);
+	v.setBigUint64(S.cookie.offset, cookie, little);
+	record.set(c.socket.saddr.subarray(0, S.saddr.size), S.saddr.offset);
+	record.set(c.socket.daddr.subarray(0, S.daddr.size), S.daddr.offset);
+	v.setUint32(S.netns.offset, c.netns, little);
+	v.setUint16(S.sport.offset, c.socket.sport, little);
+	v.setUint16(S.dport.offset, c.socket.dport, little);
+	v.setUint16(S.family.offset, c.socket.family === 6 ? AF_INET6 : AF_INET, little);
+	record[S.state.offset] = TCP_FIN_WAIT1;
+	return record;
 }

@@ -38,4 +38,10 @@ export interface WalkRecord {
 	 * (Tracer's walksLeaveCounted): their entries are counted. Those armed before are in `sockets`.
 	 */
 	timeWaitCounted?: number;
+	/**
+	 * An open-socket walk (src/pipeline/open-walks.ts): `sockets` are the sockets processes held in the
+	 * namespace and its closes in flight; none of its timewait sockets was visited, and timeWaitCounted
+	 * is the kernel's count of them (sockstat), every one counted.
+	 */
+	openOnly?: boolean;
 }

@@ -32,12 +32,19 @@ export interface NetnsWalk {
 	 * at finish(), since a live walk learns it at its end.
 	 */
 	timeWaitCounted?: number;
+	/**
+	 * An open-socket walk (pipeline/open-walks.ts): the namespace's open sockets only, its timewait
+	 * sockets not visited, all of them counted (timeWaitCounted is the kernel's count). It removes no
+	 * entry, as a walk without its timewait sockets does.
+	 */
+	openOnly?: boolean;
 }
 
 /** One walk being reconciled a socket at a time (ChurnModel.beginReconcile). */
 export interface WalkReconciler {
 	add(socket: SocketEntry): void;
-	finish(): void;
+	/** Ends the walk; returns how many of its timewait sockets the model took (not counted: older than counting, or no counts). */
+	finish(): number;
 }
 
 /** What a reconciliation reads and changes of the model: ChurnModel hands its own parts over. */
@@ -94,6 +101,7 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 	const openByDest = new Map<string, number>();
 	const unknownPeers = new Map<string, { owner: Owner; pool: Destination | undefined } | null>();
 	let timeWait = walk.timeWaitOmitted ?? 0;
+	let uncounted = 0;
 	const { pid, port, family } = m.options;
 	// Who listens on a port, when twtrace saw the listen() (looked up once per port and walk: the
 	// lookup reads a BPF map).
@@ -111,6 +119,7 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 		if (s.state === TCP_LISTEN) listeningPorts.add(s.sport);
 		// Entered since counting began: counted.
 		if (countedFromUs !== undefined && s.state === TCP_TIME_WAIT && s.expiresUs > 0 && armedUs(s) >= countedFromUs) return;
+		if (s.state === TCP_TIME_WAIT) uncounted++;
 		if (port !== undefined && s.sport !== port && s.dport !== port) return;
 		if (family !== undefined && s.family !== family) return;
 		if (s.state === TCP_LISTEN || s.state === TCP_NEW_SYN_RECV) return;
@@ -159,10 +168,10 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 		// add() marks it seen by this walk.
 		m.timeWait.add(s.cookie, found.owner, found.pool, walk.netns, walk.takenAtUs, expiresUs ?? walk.takenAtUs + TIME_WAIT_SECONDS * US);
 	};
-	const finish = (): void => {
+	const finish = (): number => {
 		ns.listeningPorts = listeningPorts;
 		// Counted entries stay (TimeWaitPopulation.addCounted); a walk without its timewait sockets removes none.
-		if (walk.timeWaitOmitted === undefined) m.timeWait.endWalk(walk.netns, walk.takenAtUs);
+		if (walk.timeWaitOmitted === undefined && !walk.openOnly) m.timeWait.endWalk(walk.netns, walk.takenAtUs);
 		for (const d of m.destinations.values()) {
 			if (d.netns === walk.netns) d.portsHeldOpen = 0;
 		}
@@ -172,6 +181,7 @@ export function beginReconcile(m: ReconcileTarget, walk: Omit<NetnsWalk, 'socket
 		}
 		ns.walkedTimeWait = timeWait + (walk.timeWaitCounted ?? 0);
 		ns.walkedAtUs = walk.takenAtUs;
+		return uncounted;
 	};
 	return { add, finish };
 }

@@ -18,5 +18,6 @@ export function walkFromRecord(record: WalkRecord, sockets: readonly SocketEntry
 		listenerOwner: (port) => byPort.get(port),
 		...(record.timeWaitOmitted !== undefined ? { timeWaitOmitted: record.timeWaitOmitted } : {}),
 		...(record.timeWaitCounted !== undefined ? { timeWaitCounted: record.timeWaitCounted } : {}),
+		...(record.openOnly ? { openOnly: true } : {}),
 	};
 }

@@ -14,7 +14,6 @@
  * The session and the walker are parts (feed-parts.ts): the real ones load BPF; tests give fakes.
  */
 import type { TwtEvent } from '../event/decode.js';
-import { TCP_LISTEN } from '../event/sock.js';
 import type { WalkRecord } from '../event/walk-record.js';
 import type { Losses } from '../facts/losses.js';
 import type { Blame } from '../model/attribution.js';
@@ -22,8 +21,10 @@ import type { ChurnModel } from '../model/churn-model.js';
 import type { OpenedWalk, WalkPeek } from '../tracer/namespaces.js';
 import { NO_DROPS, type RecordSink, type SessionSummary } from '../tracer/session.js';
 import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from './feed-parts.js';
-import { readWalk, walkRecordOf, timed, type WalkTime } from './walk-reader.js';
+import { timedAsync, walkRecordOf, type WalkTime } from './walk-reader.js';
 import { STALE_CLOSE_NS, SuspectChecker } from './suspect-check.js';
+import { OpenWalks } from './open-walks.js';
+import { reconcileOpenWalk, reconcileTableWalk, type WalkReconciling } from './walk-reconcile.js';
 import { MAX_WALKED_NAMESPACES, namespacesToWalk, walkCheckOf, walkNeeded, type WalkStats } from './walk-plan.js';
 import type { Filters } from '../tracer/tracer.js';
 
@@ -60,6 +61,11 @@ export interface LiveFeedOptions {
 	counting?: boolean;
 	/** With counting: walks leave out the timewait sockets the counters hold (SessionOptions.walksLeaveCounted). */
 	walksLeaveCounted?: boolean;
+	/**
+	 * With walksLeaveCounted: the sockets every process holds (OpenSocketWalker walkTcp), for
+	 * open-socket walks (open-walks.ts) in place of walks of a table whose timewait sockets are counted.
+	 */
+	processSockets?: () => Promise<Uint8Array>;
 }
 
 export interface LiveFeedHandlers {
@@ -95,6 +101,8 @@ export class LiveFeed {
 	readonly #session: FeedSession;
 	readonly #walker: FeedWalker | undefined;
 	readonly #suspects: SuspectChecker | undefined;
+	readonly #openWalks: OpenWalks | undefined;
+	readonly #processSockets: (() => Promise<Uint8Array>) | undefined;
 	readonly #asked: readonly number[];
 	readonly #walkIntervalMs: number;
 	readonly #handlers: LiveFeedHandlers;
@@ -109,7 +117,7 @@ export class LiveFeed {
 	#askedAbout = 0;
 	#lastDiscoverUs = 0;
 	/** Passes completed, due walks skipped, the last pass's wall time and where it went. */
-	#walkCounts: Omit<WalkStats, 'inProgress'> = { completed: 0, skipped: 0, lastMs: undefined };
+	#walkCounts: Omit<WalkStats, 'inProgress'> = { completed: 0, skipped: 0, lastMs: undefined, openOnly: 0 };
 	#paused = false;
 	/** The walk in progress (one at a time), settled when it ends or is abandoned. */
 	#walking: Promise<void> | undefined;
@@ -155,6 +163,8 @@ export class LiveFeed {
 		this.#session = session;
 		this.#walker = walker;
 		this.#suspects = walker ? new SuspectChecker(session, walker) : undefined;
+		this.#processSockets = options.processSockets;
+		this.#openWalks = walker ? new OpenWalks(walker, options.processSockets !== undefined && options.walksLeaveCounted === true) : undefined;
 		// Sockets entering TIME_WAIT from now on reach the model by events: any a walk finds without one was lost.
 		if (model) model.attachedUs = parts.clockUs();
 		this.#lastWalkUs = parts.clockUs();
@@ -289,11 +299,15 @@ export class LiveFeed {
 		const startNs = this.#parts.clockNs();
 		const walked = new Set<number>();
 		const time: WalkTime = { readMs: 0, drainMs: 0, handleMs: 0 };
+		let openOnly = 0;
+		let processSockets: Uint8Array | undefined; // read once a pass, for every namespace it reads open sockets of
 		this.drainNow(); // events from before the walk must reach the model before it
 		const discovered = fresh ? [] : this.#walker.discover();
 		for (const netns of fresh ?? namespacesToWalk(model, this.#asked, this.home, discovered)) {
 			if (this.#abandon) return;
-			const opened = this.#walker.open(netns, this.#pidsIn(netns), due ? (peek) => this.#walkNeeded(model, peek) : undefined);
+			const hazards = this.#openWalks!.before();
+			const open = this.#openWalks!.allowed(netns) ? (processSockets ??= await timedAsync(time, () => this.#processSockets!().catch(() => undefined))) : undefined;
+			const opened = this.#walker.open(netns, this.#pidsIn(netns), due ? (peek) => this.#walkNeeded(model, peek) : undefined, open);
 			if (!opened) {
 				this.#walkCounts.skipped++;
 				continue;
@@ -303,9 +317,10 @@ export class LiveFeed {
 				model.addNamespace(netns); // shown, with the reason it was not walked
 				continue;
 			}
-			if (await this.#read(model, opened, time)) {
+			if (await this.#read(model, opened, time, hazards)) {
 				this.unwalked.delete(netns);
 				walked.add(netns);
+				if (opened.openOnly) openOnly++;
 			}
 		}
 		this.#session.sweepClosing(this.#parts.clockNs(), { startNs, netns: walked });
@@ -313,7 +328,7 @@ export class LiveFeed {
 		if (fresh) return;
 		this.#lastWalkUs = this.#parts.clockUs();
 		if (due && walked.size === 0) return; // every namespace checked by its count: no walk to count or time
-		Object.assign(this.#walkCounts, { lastMs: (this.#lastWalkUs - startedUs) / 1000, lastTime: time, completed: this.#walkCounts.completed + 1 });
+		Object.assign(this.#walkCounts, { lastMs: (this.#lastWalkUs - startedUs) / 1000, lastTime: time, completed: this.#walkCounts.completed + 1, lastOpenOnly: openOnly, lastTable: walked.size - openOnly, openOnly: this.#walkCounts.openOnly + openOnly });
 	}
 
 	/** Whether a due walk must be read: the model's count, its clock moved to now, against the kernel's. */
@@ -324,32 +339,17 @@ export class LiveFeed {
 		return walkNeeded(walkCheckOf(model, peek, this.#walkIntervalMs));
 	}
 
-	/** Reads and reconciles one opened walk; false when abandoned. */
-	async #read(model: ChurnModel, w: OpenedWalk, time: WalkTime): Promise<boolean> {
-		const session = this.#session;
-		const walk: Parameters<ChurnModel['beginReconcile']>[0] = { netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listenerOwner: (port) => session.listenerOwner(w.netns, port) };
-		const reconciler = model.beginReconcile(walk);
-		const listening = new Set<number>();
-		const read = await readWalk(w, {
-			each: (s) => {
-				if (s.state === TCP_LISTEN) listening.add(s.sport);
-				reconciler.add(s);
-			},
-			// Reading a chunk ran dump_tcp over its sockets, which sent the time_wait events the kernel
-			// missed (kernel-facts §8): the model takes them first, so the walk finds them known.
-			beforeChunk: () => this.drainNow(),
-			shouldStop: () => this.#abandon,
-			keepBytes: this.#keepRaw ? this.#walkKept.keepWalkBytes ?? Infinity : undefined,
-			keepTimeWait: this.#walkKept.keepWalkTimeWait?.(w.takenAtUs) ?? true,
-			time,
-		});
-		if (!read) return false;
-		// The walk delivered the time_wait events the kernel missed (bpf/twtrace.bpf.c, dump_tcp):
-		// the model takes them before the walk ends, so that they keep their owner.
-		timed(time, 'drainMs', () => this.drainNow());
-		walk.timeWaitCounted = read.timeWaitCounted;
-		timed(time, 'handleMs', () => reconciler.finish());
-		this.#handlers.onWalk?.(walkRecordOf(w, listening, (port) => session.listenerOwner(w.netns, port), read, this.#keepRaw));
+	/** Reads and reconciles one opened walk (a table walk began with `hazards`: OpenWalks.before); false when abandoned. */
+	async #read(model: ChurnModel, w: OpenedWalk, time: WalkTime, hazards: number | undefined): Promise<boolean> {
+		const listenerOwner = (port: number) => this.#session.listenerOwner(w.netns, port);
+		const r: WalkReconciling = {
+			listenerOwner, drainNow: () => this.drainNow(), shouldStop: () => this.#abandon, time,
+			keepBytes: this.#keepRaw ? this.#walkKept.keepWalkBytes ?? Infinity : undefined, keepTimeWait: this.#walkKept.keepWalkTimeWait?.(w.takenAtUs) ?? true,
+		};
+		const done = w.openOnly ? await reconcileOpenWalk(model, { ...w, openOnly: w.openOnly }, r) : await reconcileTableWalk(model, w, r);
+		if (!done) return false;
+		if (!w.openOnly) this.#openWalks!.tableWalked(w.netns, hazards, done.uncounted);
+		this.#handlers.onWalk?.(walkRecordOf(w, done.listening, listenerOwner, done.read, this.#keepRaw));
 		return true;
 	}
 
@@ -383,6 +383,7 @@ export class LiveFeed {
 		if (options.last && this.#walker) {
 			this.#abandon = false;
 			this.#session.detachTracepoints();
+			this.#openWalks?.stop();
 			this.#checkSuspects({ minAgeNs: 0n });
 			const ms = options.lastWalkMs ?? LAST_WALK_MS;
 			const deadline = Number.isFinite(ms) ? setTimeout(() => (this.#abandon = true), ms) : undefined;

@@ -7,7 +7,7 @@
 import type { AgentInfo, SnapshotQuery, SnapshotReply } from '../agent/wire.js';
 import { ChurnModel, type ModelOptions } from '../model/churn-model.js';
 import { markExited, snapshot } from '../model/snapshot.js';
-import { CgroupPaths, epochOffsetUs, NamespaceNames, processRuns } from '../tracer/host.js';
+import { CgroupPaths, epochOffsetUs, inHostPidNamespace, NamespaceNames, processRuns } from '../tracer/host.js';
 import { BPF_PARTS, type LiveFeedParts } from './feed-parts.js';
 import { LiveFeed, type LiveFeedHandlers, type LiveFeedOptions } from './live-feed.js';
 import { FlightRecorder, type RecorderOptions } from './recorder.js';
@@ -49,7 +49,8 @@ export interface PipelineHandlers extends LiveFeedHandlers {
 }
 
 /** What the pipeline needs of an open-socket walk (tracer/open-sockets.ts OpenSocketWalker). */
-export type OpenSocketWalk = Pick<OpenSocketWalker, 'walk' | 'close'>;
+export type OpenSocketWalk = Pick<OpenSocketWalker, 'walk' | 'close'> & Partial<Pick<OpenSocketWalker, 'walkTcp'>>;
+
 
 export class LivePipeline {
 	readonly model: ChurnModel;
@@ -96,7 +97,13 @@ export class LivePipeline {
 		const keepWalkTimeWait = rec ? (takenAtUs: number) => recorder?.keepsTimeWaitOf(takenAtUs) ?? true : undefined;
 		// Where the model and any recorder take TIME_WAIT from the counts, a walk need not copy the timewait sockets they hold.
 		const walksLeaveCounted = options.modelFromCounts === true && options.counting === true && (rec === undefined || rec.keeps === 'counts');
-		this.feed = new LiveFeed({ ...options, model: this.model, keepRaw: options.keepRaw || rec !== undefined, recordSink, keepWalkBytes, keepWalkTimeWait, walksLeaveCounted }, {
+		const opened = options.openSockets ?? (options.openSocketsObjectPath ? OpenSocketWalker.open(options.openSocketsObjectPath) : undefined);
+		if (opened && 'error' in opened) this.likelyUnavailable = opened.error;
+		else this.#openSockets = opened;
+		// Open-socket walks need every process's sockets: a task iterator sees those of twtrace's own pid namespace.
+		const walkTcp = this.#openSockets?.walkTcp?.bind(this.#openSockets);
+		const processSockets = walkTcp && walksLeaveCounted && inHostPidNamespace() ? walkTcp : undefined;
+		this.feed = new LiveFeed({ ...options, model: this.model, keepRaw: options.keepRaw || rec !== undefined, recordSink, keepWalkBytes, keepWalkTimeWait, walksLeaveCounted, processSockets }, {
 			...given,
 			onEvents: (events, raw) => {
 				if (raw) recorder?.addEvents(raw, parts.clockUs());
@@ -137,9 +144,6 @@ export class LivePipeline {
 			given.onCounts?.(key, who, delta);
 		};
 		this.#readingAt = keepsCounts ? (atUs) => recorder?.beginCounts(atUs, parts.clockUs()) : undefined;
-		const opened = options.openSockets ?? (options.openSocketsObjectPath ? OpenSocketWalker.open(options.openSocketsObjectPath) : undefined);
-		if (opened && 'error' in opened) this.likelyUnavailable = opened.error;
-		else this.#openSockets = opened;
 		if (rec) {
 			recorder = new FlightRecorder({ ...rec, keeps: keepsCounts ? 'counts' : 'records' }, {
 				header: (startUs) => ({

@@ -28,6 +28,11 @@ export interface WalkStats {
 	lastTime?: WalkTime;
 	/** Due walks of a namespace not read: the kernel's count showed the model right (walkNeeded). */
 	skipped: number;
+	/** Walks of a namespace read as open-socket walks since start (open-walks.ts): its open sockets alone. */
+	openOnly: number;
+	/** Of the last full pass: namespaces read by open-socket walks, and by walks of their table. */
+	lastOpenOnly?: number;
+	lastTable?: number;
 }
 
 /** At most this many namespaces walked per pass: each costs a setns and a walk. */

@@ -18,6 +18,16 @@ import type { ListenerRecord, WalkRecord } from '../event/walk-record.js';
  */
 export interface WalkTime { readMs: number; drainMs: number; handleMs: number }
 
+/** Awaits `f`, adding its wall time to `time.readMs`: a walk's reading done before it is opened (an open-socket walk's processes). */
+export async function timedAsync<T>(time: WalkTime, f: () => Promise<T>): Promise<T> {
+	const at = performance.now();
+	try {
+		return await f();
+	} finally {
+		time.readMs += performance.now() - at;
+	}
+}
+
 /** Runs `f`, adding its time to `time[key]`: for a walk's work done outside readWalk. */
 export function timed<T>(time: WalkTime, key: keyof WalkTime, f: () => T): T {
 	const at = performance.now();
@@ -109,7 +119,7 @@ export async function readWalk(w: Pick<OpenedWalk, 'read' | 'readAsync' | 'close
  * listen(), `read`'s records if it kept them, else (`keepRaw`) how many bytes were not kept; what it
  * left out of its timewait sockets, counted.
  */
-export function walkRecordOf(w: Pick<OpenedWalk, 'netns' | 'takenAtUs' | 'settings'>, listening: Iterable<number>, listenerOwner: (port: number) => Omit<ListenerRecord, 'port'> | undefined, read: WalkRead, keepRaw: boolean): WalkRecord {
+export function walkRecordOf(w: Pick<OpenedWalk, 'netns' | 'takenAtUs' | 'settings' | 'openOnly'>, listening: Iterable<number>, listenerOwner: (port: number) => Omit<ListenerRecord, 'port'> | undefined, read: WalkRead, keepRaw: boolean): WalkRecord {
 	const listeners: ListenerRecord[] = [];
 	for (const port of listening) {
 		const owner = listenerOwner(port);
@@ -117,7 +127,8 @@ export function walkRecordOf(w: Pick<OpenedWalk, 'netns' | 'takenAtUs' | 'settin
 	}
 	const omitted = keepRaw && !read.kept ? { omittedBytes: read.bytes } : read.kept && read.timeWaitOmitted !== undefined ? { timeWaitOmitted: read.timeWaitOmitted } : {};
 	const counted = read.timeWaitCounted !== undefined ? { timeWaitCounted: read.timeWaitCounted } : {};
-	return { netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listeners, sockets: read.kept ?? new Uint8Array(), ...omitted, ...counted };
+	const openOnly = w.openOnly ? { openOnly: true } : {};
+	return { netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listeners, sockets: read.kept ?? new Uint8Array(), ...omitted, ...counted, ...openOnly };
 }
 
 /** The records of `records` that are not timewait sockets, copied, and how many timewait ones were left out. */

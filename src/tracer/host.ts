@@ -200,3 +200,16 @@ export class NamespaceNames {
 		for (const inode of unnamed) if (!this.#names.has(inode)) this.#names.set(inode, undefined);
 	}
 }
+
+/**
+ * Whether twtrace runs in the host's pid namespace, whose task iterators see every process: one
+ * nested in another has more than one pid in /proc/self/status NSpid. Unknown: no.
+ */
+export function inHostPidNamespace(): boolean {
+	try {
+		const m = /^NSpid:\s*(.*)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+		return m !== null && m[1]!.trim().split(/\s+/).length === 1;
+	} catch {
+		return false;
+	}
+}

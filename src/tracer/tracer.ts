@@ -6,7 +6,7 @@ import * as bpf from '../../native/libbpf.js';
 import { RingMap } from '../../native/ring-map.js';
 import { decodeClock, type WheelClock } from '../event/clock.js';
 import { Claim, CLOCK_SIZE, CONFIG_FIELDS, CONFIG_SIZE, Counter, RECOVER_FIELDS, RECOVER_SIZE, RODATA_CFG_OFFSET, WALK_SETTINGS_FIELDS, WALK_SETTINGS_SIZE } from '../event/layout.generated.js';
-import { closingClaim, CLOSING_SIZE, decodeClosing, type Closing } from '../event/closing.js';
+import { closingClaim, CLOSING_SIZE, closingSockRecord, decodeClosing, type Closing } from '../event/closing.js';
 import { kindValue, type EventKindName } from '../event/kinds.js';
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { decodeListener, encodeListenerKey, LISTENER_SIZE, type ListenerOwner } from '../event/listener.js';
@@ -122,6 +122,8 @@ export class Tracer {
 	/** walk.counted_from_jiffies: 0n, or the jiffy after the attach (walksLeaveCounted). */
 	#walkCountedFromJiffies = 0n;
 	#walkLink: bpf.Handle | undefined;
+	/** The fallback state program's fd: its skipped runs are transitions neither program handled (openWalkHazards). */
+	readonly #fallbackFd: number;
 	readonly #cpus: number;
 	readonly #ring: RingMap;
 	readonly ringBytes: number;
@@ -169,6 +171,7 @@ export class Tracer {
 				if (p === PROGRAMS.sysExit) this.#programFds.push(bpf.programFd(prog));
 				this.#eventLinks.push(bpf.programAttach(prog, p.attachPoint));
 			}
+			this.#fallbackFd = bpf.programFd(bpf.findProgram(this.#object, PROGRAMS.stateChangeNested.name));
 			this.#countersFd = bpf.mapFd(bpf.findMap(this.#object, 'counters'));
 			this.#listenersFd = bpf.mapFd(bpf.findMap(this.#object, 'listeners'));
 			this.#closingFd = bpf.mapFd(bpf.findMap(this.#object, 'closing'));
@@ -261,6 +264,33 @@ export class Tracer {
 			return stale.length < max;
 		});
 		return stale;
+	}
+
+	/**
+	 * The closes in flight in `netns` (claimed by nobody yet), as struct twt_sock records in state
+	 * FIN_WAIT1 (the last transition seen; the socket may be in FIN_WAIT2 or CLOSING by now): sockets
+	 * that hold their ports with no process holding them (an orphan has no file), for an open-socket
+	 * walk (pipeline/open-walks.ts). A missed TIME_WAIT entry not yet recovered is among them: it holds
+	 * its port as well. Reads the whole map (the closes of an RTT or so, and the suspects).
+	 */
+	closesInFlight(netns: number): Uint8Array {
+		const records: Uint8Array[] = [];
+		this.#forEachClosing(1_000_000, (key, claim, _closedNs, entryNetns, value) => {
+			const closing = claim === Claim.NONE && entryNetns === netns ? decodeClosing(value) : undefined;
+			if (closing) records.push(closingSockRecord(cookieOf(key), closing));
+			return true;
+		});
+		return Buffer.concat(records);
+	}
+
+	/**
+	 * What an open-socket walk's soundness depends on, a number that only grows: closes the `closing`
+	 * map could not keep (an orphan the walk would miss), and runs of the fallback state program the
+	 * kernel skipped (a transition neither program handled: an active close not kept either).
+	 */
+	openWalkHazards(): number {
+		if (this.#closed) return 0;
+		return Number(bpf.perCpuSum(this.#countersFd, Counter.CLOSING_MAP_FULL, this.#cpus)) + Number(bpf.programRecursionMisses(this.#fallbackFd));
 	}
 
 	/**

@@ -17,7 +17,7 @@ export interface ExporterState {
 	/** Namespaces that could not be walked. */
 	unwalkedNamespaces: number;
 	/** Socket walks so far and the last one's length (LiveFeed.walks); absent: none exported. */
-	walks?: { completed: number; lastMs: number | undefined; skipped?: number };
+	walks?: { completed: number; lastMs: number | undefined; skipped?: number; openOnly?: number };
 	/** How long the previous scrape took inside twtrace, ms; absent: not exported. */
 	lastScrapeMs?: number;
 	version: string;
@@ -177,6 +177,8 @@ function writeLosses(w: ExpositionWriter, data: MetricsData, state: ExporterStat
 		walks?.completed ?? 0);
 	single('twtrace_socket_walks_skipped_total', 'counter',
 		'Due walks of a namespace not read: the kernel\'s own count of its timewait sockets (sockstat tw) agreed with the model\'s', walks?.skipped ?? 0);
+	single('twtrace_socket_walks_open_only_total', 'counter',
+		'Walks of a namespace that read its open sockets alone (those processes hold, and the closes in flight), its timewait sockets all counted in the kernel', walks?.openOnly ?? 0);
 	single('twtrace_socket_walk_duration_seconds', 'gauge', 'Wall time of the last walk of all namespaces (the metrics and the event drain run between its chunks)', (walks?.lastMs ?? 0) / 1000);
 	if (state.lastScrapeMs !== undefined) {
 		// As node_exporter's node_scrape_collector_duration_seconds: a slow scrape that took little here waited

@@ -18,7 +18,7 @@ export interface TopContext {
 	/** Who answered when not this process: "agent pid 1234, up 3.2 h". */
 	source?: string;
 	/** Socket walks (LiveFeed.walks); absent in tests that have none. */
-	walks?: { inProgress: boolean; completed: number; lastMs: number | undefined; lastTime?: { readMs: number; drainMs: number; handleMs: number } };
+	walks?: { inProgress: boolean; completed: number; lastMs: number | undefined; lastTime?: { readMs: number; drainMs: number; handleMs: number }; openOnly?: number; lastOpenOnly?: number; lastTable?: number };
 }
 
 const round1 = (n: number) => Math.round(n * 10) / 10;
@@ -45,7 +45,9 @@ export function topJson(s: Snapshot, ctx: TopContext): object {
 function walksJson(w: NonNullable<TopContext['walks']>): object {
 	const ms = (x: number | undefined) => (x === undefined ? null : Math.round(x));
 	const t = w.lastTime;
-	return { inProgress: w.inProgress, completed: w.completed, lastMs: ms(w.lastMs), ...(t ? { lastReadMs: ms(t.readMs), lastDrainMs: ms(t.drainMs), lastHandleMs: ms(t.handleMs) } : {}) };
+	// Of the last pass, the namespaces read by open-socket walks (their open sockets alone: pipeline/open-walks.ts) and by walks of their table.
+	const kinds = w.lastOpenOnly !== undefined ? { lastOpenOnly: w.lastOpenOnly, lastTable: w.lastTable ?? 0 } : {};
+	return { inProgress: w.inProgress, completed: w.completed, lastMs: ms(w.lastMs), ...(t ? { lastReadMs: ms(t.readMs), lastDrainMs: ms(t.drainMs), lastHandleMs: ms(t.handleMs) } : {}), ...kinds, ...(w.openOnly !== undefined ? { openOnly: w.openOnly } : {}) };
 }
 
 export function topJsonLine(s: Snapshot, ctx: TopContext): string {

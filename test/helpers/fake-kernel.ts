@@ -2,16 +2,17 @@
  * A fake kernel for the live pipeline's unit tests (LiveFeedParts): a session whose events a test
  * emits by hand, namespaces whose socket tables it fills, walks that read them, closes waiting for
  * their end and what a lookup finds of each, a clock it moves, and a record of what the feed asked
- * for (walks, lookups, recoveries, detaching, stopping).
+ * for (walks, lookups, recoveries, detaching, stopping). Open-socket walks read the sockets a test
+ * says processes hold, and the closes waiting.
  */
-import type { Closing } from '../../src/event/closing.js';
+import { closingSockRecord, type Closing } from '../../src/event/closing.js';
 import type { Lookup } from '../../src/tracer/sock-diag.js';
 import type { TwtEvent } from '../../src/event/decode.js';
 import type { ListenerOwner } from '../../src/event/listener.js';
 import { NO_TASK } from '../../src/event/tasks.js';
 import type { NetnsSettings } from '../../src/facts/netns-settings.js';
 import type { FeedWalker, LiveFeedParts } from '../../src/pipeline/feed-parts.js';
-import type { WalkPeek } from '../../src/tracer/namespaces.js';
+import { openSocketRecords, type WalkPeek } from '../../src/tracer/namespaces.js';
 import type { SessionHandlers, SessionSummary } from '../../src/tracer/session.js';
 
 const S = 1_000_000;
@@ -35,6 +36,12 @@ export class FakeKernel {
 	readonly sockets = new Map<bigint, Lookup>();
 	/** Namespaces opened for full walks, in order. */
 	readonly opened: number[] = [];
+	/** Namespaces read by open-socket walks, in order. */
+	readonly openedOpenOnly: number[] = [];
+	/** Sockets processes hold, every namespace's (OpenSocketWalker walkTcp): what LiveFeedOptions.processSockets reads. */
+	processSockets: Buffer[] = [];
+	/** NamespaceWalker.openWalkHazards: closes the closing map could not keep, skipped fallback runs. */
+	hazards = 0;
 	/** Lookups: the namespace and the cookies asked for, each batch; and the ways in offered. */
 	readonly lookups: { netns: number; cookies: bigint[]; pids: number[] }[] = [];
 	/** Cookies whose time_wait event recoverTimeWait delivered; and those forgotten. */
@@ -96,16 +103,20 @@ export class FakeKernel {
 						home: this.home,
 						discover: () => (this.discovered++, [...this.tables.keys()]),
 						// One implementation of both overloads (NamespaceWalker.open).
-						open: ((netns: number, _pids?: Iterable<number>, needed?: (peek: WalkPeek) => boolean) => {
+						open: ((netns: number, _pids?: Iterable<number>, needed?: (peek: WalkPeek) => boolean, processSockets?: Uint8Array) => {
 							const why = this.unreachable.get(netns);
 							if (why) return { netns, error: why };
 							const t = this.tables.get(netns) ?? { records: [], settings: SETTINGS };
-							if (needed && !needed({ netns, takenAtUs: this.nowUs, settings: t.settings, timeWaitKernel: this.kernelCounts.get(netns) })) return undefined;
-							this.opened.push(netns);
-							const bytes = Buffer.concat(t.records);
+							const timeWaitKernel = this.kernelCounts.get(netns);
+							if (needed && !needed({ netns, takenAtUs: this.nowUs, settings: t.settings, timeWaitKernel })) return undefined;
+							// As NamespaceWalker.open: with the processes' sockets and the kernel's count, an open-socket walk.
+							const openOnly = processSockets && timeWaitKernel !== undefined;
+							(openOnly ? this.openedOpenOnly : this.opened).push(netns);
+							const closes = [...this.closes].filter(([, c]) => c.claim === 0 && c.netns === netns).map(([cookie, c]) => closingSockRecord(cookie, c));
+							const bytes = openOnly ? openSocketRecords(netns, processSockets, Buffer.concat(closes)) : Buffer.concat(t.records);
 							let at = 0;
 							return {
-								netns, takenAtUs: this.nowUs, settings: t.settings,
+								netns, takenAtUs: this.nowUs, settings: t.settings, ...(openOnly ? { openOnly: { timeWaitKernel } } : {}),
 								// Reads end inside records on purpose: the feed must carry the tail over.
 								read: (buf: Buffer) => {
 									const n = Math.min(buf.length, 100, bytes.length - at);
@@ -116,6 +127,7 @@ export class FakeKernel {
 								close: () => {},
 							};
 						}) as FeedWalker['open'],
+						openWalkHazards: () => this.hazards,
 						lookup: (netns, pids, sockets) => {
 							const why = this.unreachable.get(netns);
 							if (why) return { netns, error: why };
