@@ -386,18 +386,22 @@ function targets(summaries: ModeSummary[], profiles: ProfileResult[], pieces: Pi
 function steadySection(r: SteadyResult): string {
 	const split = (x: SteadySample) => (x.walkSplit ? `${fmtInt(x.walkSplit.readMs)} / ${fmtInt(x.walkSplit.drainMs)} / ${fmtInt(x.walkSplit.handleMs)}` : '–');
 	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), x.memory ? `${fmtInt(x.memory.heapUsedMiB)} / ${fmtInt(x.memory.arrayBuffersMiB)}` : '–',
-		fmtInt(x.timeWaitKernel), fmtInt(x.timeWaitTop), x.walkMs === null ? '–' : fmtInt(x.walkMs), split(x), String(x.walks)]);
+		fmtInt(x.timeWaitKernel), fmtInt(x.timeWaitTop), x.walkMs === null ? '–' : `${fmtInt(x.walkMs)}${x.walkKind ? ` (${x.walkKind})` : ''}`, split(x), String(x.walks)]);
 	const peakHeld = Math.max(0, ...r.samples.map((x) => x.timeWaitKernel));
 	const diff = r.final.top - r.final.kernel;
 	const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
 	const walks = r.samples.map((x) => x.walkMs).filter((v): v is number => v !== null);
 	const worstWalk = walks.length ? Math.max(...walks) : undefined;
+	const worstKind = r.samples.find((x) => x.walkMs === worstWalk)?.walkKind;
+	const kinds = new Set(r.samples.map((x) => x.walkKind).filter((k) => k));
 	return `## Steady state: \`top --json\` holding ${fmtInt(peakHeld)} TIME_WAIT sockets
 
 \`twtrace top --json --interval 1s --walk-interval 5s --netns CLIENT --netns SERVER\` (top's default interval) while the churn client runs ${r.seconds} s
 at maximum rate (${fmtInt(r.connPerSec)} connections/s) to 64 destination ports, \`tcp_max_tw_buckets\` 4,000,000 in both namespaces. Every 5 s: top's
 RSS, the TIME_WAIT sockets of the client namespace by the kernel (/proc/net/sockstat \`tw\`) and by top's latest snapshot,
-how long top's last walk of the namespaces took (the event loop keeps running between its chunks) and what that time went to
+how long top's last walk of the namespaces took (the event loop keeps running between its chunks), of which kind (walks of their tables,
+or open-socket walks: the sockets processes hold and the closes in flight, no timewait socket visited, src/pipeline/open-walks.ts; top --json's
+\`walks.lastOpenOnly\`, \`lastTable\`) and what that time went to
 (top --json's \`walks.lastReadMs\`, \`lastDrainMs\`, \`lastHandleMs\`), and V8's heap in use and array buffers by
 \`process.memoryUsage()\` (written each second by bench/inspect-hook.mjs, loaded into top with \`--import\`).
 
@@ -411,7 +415,7 @@ ${markdownTable(['s', 'top RSS MiB', 'V8 heap used / array buffers MiB', 'TIME_W
   bucket its timer goes into (\`src/model/wheel.ts\`: the jiffies, CLOCK_MONOTONIC and CONFIG_HZ read once, kernel-facts §9), a reading's entries
   spread evenly over the second before it.${diff === 0 ? '' : ` What is left: the entries of a reading are not evenly spread within its second, and the two
   reads are apart in time; a walk cannot correct counted entries (they have no cookies): step 6 (walks aggregated in the kernel) would.`}
-- Peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB holding 1.5M: ${peakHeld >= 1_500_000 ? verdict(r.peakRssMiB <= 128) : `not judged: ${fmtInt(peakHeld)} held, under 1.5M; ${verdict(r.peakRssMiB <= 128)} at what it held`}); slowest walk ${worstWalk === undefined ? '–' : `${fmtInt(worstWalk)} ms`} (target ≤ 1,000 ms: ${worstWalk === undefined ? '–' : verdict(worstWalk <= 1000)}).
+- Peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB holding 1.5M: ${peakHeld >= 1_500_000 ? verdict(r.peakRssMiB <= 128) : `not judged: ${fmtInt(peakHeld)} held, under 1.5M; ${verdict(r.peakRssMiB <= 128)} at what it held`}); slowest walk ${worstWalk === undefined ? '–' : `${fmtInt(worstWalk)} ms${worstKind ? ` (${worstKind})` : ''}`}${kinds.size ? `; walks read: ${[...kinds].join(', ')}` : ''} (target ≤ 1,000 ms: ${worstWalk === undefined ? '–' : verdict(worstWalk <= 1000)}).
 - top's closing line: ${r.lost}
 ${steadyWhy(r, worstWalk)}
 `;
@@ -441,9 +445,10 @@ function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
 	if (worst?.walkSplit && worstWalkMs !== undefined) {
 		const w = worst.walkSplit;
 		const other = worstWalkMs - w.readMs - w.drainMs - w.handleMs;
-		lines.push(`- Where the slowest walk's ${fmtInt(worstWalkMs)} ms went (at ${worst.atS} s): ${fmtInt(w.readMs)} ms reading the kernel's iterator (dump_tcp visiting
-  every socket of both namespaces, and copying, ${SOCK_SIZE} bytes each, those the counts do not stand for: the timewait sockets armed before top started,
-  open connections and listeners), ${fmtInt(w.drainMs)} ms draining the ring before each chunk (its records, and the counters read, as they come),
+		const reading = worst.walkKind === 'open sockets'
+			? `reading the sockets every process holds (iter/task_file over every file of the host, dump_open_tcp) and the closes in flight (the closing map), none of the timewait sockets visited`
+			: `reading the kernel's iterator (dump_tcp visiting every socket of both namespaces, and copying, ${SOCK_SIZE} bytes each, those the counts do not stand for: the timewait sockets armed before top started, open connections and listeners)`;
+		lines.push(`- Where the slowest walk's ${fmtInt(worstWalkMs)} ms went (at ${worst.atS} s): ${fmtInt(w.readMs)} ms ${reading}, ${fmtInt(w.drainMs)} ms draining the ring before each chunk (its records, and the counters read, as they come),
   ${fmtInt(w.handleMs)} ms reconciling its sockets with the model in JavaScript, ${fmtInt(other)} ms the rest (opening each namespace's iterator, and other work between chunks: snapshots, upkeep).${worstWalkMs <= 1000 ? '' : `
   What would close it: the iterator still visits every socket, O(sockets held), to find the few it hands over (bpf_iter_tcp takes
   each hash bucket's sockets in a batch, holding each, and runs dump_tcp on each); a due walk is read only when the counts disagree,
@@ -455,11 +460,14 @@ function steadyWhy(r: SteadyResult, worstWalkMs: number | undefined): string {
 	if (f && f.sockets > 0 && at?.walkMs) {
 		const nsA = (ms: number, sockets: number) => fmtInt((ms * 1e6) / sockets);
 		const topSockets = at.timeWaitKernel;
-		lines.push(`- The floor of any walk under the same load: ${f.atS} s in, right after the sample that saw top's walk of ${fmtInt(at.walkMs)} ms, an iter/tcp program that
+		const against = at.walkKind === 'open sockets'
+			? `against top's open-socket walk of ${fmtInt(at.walkMs)} ms at that sample, which visited none of the client namespace's ${fmtInt(topSockets)} TIME_WAIT.`
+			: `against top's ${nsA(at.walkMs, topSockets)} (its walk over the client namespace's ${fmtInt(topSockets)} TIME_WAIT at the sample).`;
+		lines.push(`- The floor of any walk of the table under the same load: ${f.atS} s in, right after the sample that saw top's walk of ${fmtInt(at.walkMs)} ms, an iter/tcp program that
   copies nothing (bench/floor.bpf.c \`floor_walk\`, bench/walk-floor.ts) walked both namespaces in ${fmtInt(f.ms)} ms, ${fmtInt(f.sockets)} sockets visited (the fastest of 3):
-  ${nsA(f.ms, f.sockets)} ns a socket, against top's ${nsA(at.walkMs, topSockets)} (its walk over the client namespace's ${fmtInt(topSockets)} TIME_WAIT at the sample).
-  ${f.ms <= 1000 ? 'A walk that visits every socket can meet the target at this size: what top adds to the iterator is what to cut.' : `Even the empty walk takes over 1,000 ms: no walk that visits every socket meets the target at this size under this load; only
-  a walk that does not visit the timewait sockets the counts stand for would (\`npm run bench:walks\` sets the same floor beside twtrace's walks, idle).`}`);
+  ${nsA(f.ms, f.sockets)} ns a socket, ${against}
+  ${f.ms <= 1000 ? 'A walk that visits every socket can meet the target at this size.' : `Even the empty walk of the table takes over 1,000 ms: no walk that visits every socket meets the target at this size under this load${at.walkKind === 'open sockets' ? '; the open-socket walk does not visit them' : `; only
+  a walk that does not visit the timewait sockets the counts stand for would (\`npm run bench:walks\` sets the same floor beside twtrace's walks, idle)`}.`}`);
 	}
 	return lines.length ? `${lines.join('\n')}\n` : '';
 }

@@ -83,9 +83,17 @@ export interface WalkSplit { readMs: number; drainMs: number; handleMs: number }
 /** process.memoryUsage() of top at the sample (bench/inspect-hook.mjs), MiB. */
 export interface MemorySplit { heapUsedMiB: number; heapTotalMiB: number; arrayBuffersMiB: number; externalMiB: number }
 
+/**
+ * What top's last pass read of its namespaces (top --json's walks.lastOpenOnly, lastTable): walks of
+ * their tables, open-socket walks (src/pipeline/open-walks.ts: no timewait socket visited), or both.
+ */
+export type WalkKind = 'table' | 'open sockets' | 'both';
+
 export interface SteadySample {
 	atS: number; rssMiB: number; timeWaitKernel: number; timeWaitTop: number; walkMs: number | null; walks: number;
 	walkSplit: WalkSplit | null; memory: MemorySplit | null;
+	/** Of the last pass; null before any, or from a top that does not say. */
+	walkKind?: WalkKind | null;
 }
 
 export interface SteadyResult {
@@ -103,6 +111,12 @@ export interface SteadyResult {
 	 * during the load.
 	 */
 	floorWalk?: (FloorWalk & { atS: number }) | null;
+}
+
+/** The kind of top's last pass, from top --json's walks. */
+function walkKindOf(walks: { lastOpenOnly?: number; lastTable?: number } | undefined): WalkKind | null {
+	if (typeof walks?.lastOpenOnly !== 'number' || typeof walks.lastTable !== 'number') return null;
+	return walks.lastOpenOnly === 0 ? 'table' : walks.lastTable === 0 ? 'open sockets' : 'both';
 }
 
 /** Empty walks timed, back to back, for the floor under load: the fastest is taken (the VM is noisy). */
@@ -145,6 +159,7 @@ export async function measureSteady(seconds: number, load: LoadOptions): Promise
 				walkMs: last?.walks?.lastMs ?? null,
 				walks: last?.walks?.completed ?? 0,
 				walkSplit: typeof last?.walks?.lastReadMs === 'number' ? { readMs: last.walks.lastReadMs, drainMs: last.walks.lastDrainMs, handleMs: last.walks.lastHandleMs } : null,
+				walkKind: walkKindOf(last?.walks),
 				memory: readMemory(memoryFile),
 			});
 			const sample = samples[samples.length - 1]!;
