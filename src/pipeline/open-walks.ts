@@ -16,7 +16,7 @@
  * So a namespace is read by open-socket walks once a walk of its table, made while counting, took no
  * timewait socket into the model (reconcile.ts: none older than counting, none the counters do not
  * hold), while nothing since could have hidden a close in flight (NamespaceWalker.openWalkHazards: a
- * close the `closing` map could not keep, a transition neither state program ran for). Otherwise,
+ * close the `closing` map could not keep). Otherwise,
  * and after the tracepoints are detached, walks read the table, as before.
  */
 import type { FeedWalker } from './feed-parts.js';

@@ -122,8 +122,6 @@ export class Tracer {
 	/** walk.counted_from_jiffies: 0n, or the jiffy after the attach (walksLeaveCounted). */
 	#walkCountedFromJiffies = 0n;
 	#walkLink: bpf.Handle | undefined;
-	/** The fallback state program's fd: its skipped runs are transitions neither program handled (openWalkHazards). */
-	readonly #fallbackFd: number;
 	readonly #cpus: number;
 	readonly #ring: RingMap;
 	readonly ringBytes: number;
@@ -171,7 +169,6 @@ export class Tracer {
 				if (p === PROGRAMS.sysExit) this.#programFds.push(bpf.programFd(prog));
 				this.#eventLinks.push(bpf.programAttach(prog, p.attachPoint));
 			}
-			this.#fallbackFd = bpf.programFd(bpf.findProgram(this.#object, PROGRAMS.stateChangeNested.name));
 			this.#countersFd = bpf.mapFd(bpf.findMap(this.#object, 'counters'));
 			this.#listenersFd = bpf.mapFd(bpf.findMap(this.#object, 'listeners'));
 			this.#closingFd = bpf.mapFd(bpf.findMap(this.#object, 'closing'));
@@ -284,13 +281,16 @@ export class Tracer {
 	}
 
 	/**
-	 * What an open-socket walk's soundness depends on, a number that only grows: closes the `closing`
-	 * map could not keep (an orphan the walk would miss), and runs of the fallback state program the
-	 * kernel skipped (a transition neither program handled: an active close not kept either).
+	 * What an open-socket walk's soundness depends on, a number that only grows: active closes not
+	 * kept in the `closing` map (it was full, or the socket's storage could not be made), each an
+	 * orphan the walk would miss. (A transition neither state program runs for needs a third nesting
+	 * level, which TCP does not make: bpf/twtrace.bpf.c. The fallback's own skipped runs are
+	 * transitions the primary handled: no hazard.)
 	 */
 	openWalkHazards(): number {
 		if (this.#closed) return 0;
-		return Number(bpf.perCpuSum(this.#countersFd, Counter.CLOSING_MAP_FULL, this.#cpus)) + Number(bpf.programRecursionMisses(this.#fallbackFd));
+		const read = (c: number) => Number(bpf.perCpuSum(this.#countersFd, c, this.#cpus));
+		return read(Counter.CLOSING_MAP_FULL) + read(Counter.OWNER_STORAGE_FAIL);
 	}
 
 	/**

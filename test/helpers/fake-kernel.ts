@@ -40,7 +40,7 @@ export class FakeKernel {
 	readonly openedOpenOnly: number[] = [];
 	/** Sockets processes hold, every namespace's (OpenSocketWalker walkTcp): what LiveFeedOptions.processSockets reads. */
 	processSockets: Buffer[] = [];
-	/** NamespaceWalker.openWalkHazards: closes the closing map could not keep, skipped fallback runs. */
+	/** NamespaceWalker.openWalkHazards: closes the closing map could not keep. */
 	hazards = 0;
 	/** Lookups: the namespace and the cookies asked for, each batch; and the ways in offered. */
 	readonly lookups: { netns: number; cookies: bigint[]; pids: number[] }[] = [];
