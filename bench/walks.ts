@@ -14,8 +14,10 @@
  * walksLeaveCounted); 100 lookups of sockets the walk found; `ss -tan state time-wait | wc -l`; and
  * `ss -tan exclude time-wait | wc -l`, a sock_diag dump whose state mask leaves TIME_WAIT out (what
  * the kernel's own dump costs when it skips what the counts stand for: it still visits every socket of
- * the hash table); and the floor of any walk, an iter/tcp program that copies nothing
- * (bench/walk-floor.ts). Prints min and median of each, and per socket. Run it as a whole: the
+ * the hash table); the open-socket walk that replaces the walk beside counts once it found no
+ * timewait socket of its own (src/pipeline/open-walks.ts: the sockets every process holds, by
+ * iter/task_file, and the closes in flight; no timewait socket visited); and the floor of any walk of
+ * the table, an iter/tcp program that copies nothing (bench/walk-floor.ts). Prints min and median of each, and per socket. Run it as a whole: the
  * sockets expire a minute after the churn.
  */
 import { execFileSync } from 'node:child_process';
@@ -32,6 +34,8 @@ import { inNetns, readIteratorChunk } from '../native/iter.js';
 import { root } from './tracers.js';
 import { timeWaitSockets } from './proc.js';
 import { pairWithRoom, startLoad } from './steady.js';
+import { OpenSocketWalker } from '../src/tracer/open-sockets.js';
+import { openSocketsObjectPath } from '../src/tracer/preflight.js';
 import { WalkFloor } from './walk-floor.js';
 
 const { values: opts } = parseArgs({ options: { seconds: { type: 'string', default: '30' }, rounds: { type: 'string', default: '5' } } });
@@ -52,6 +56,7 @@ const LOOKUPS = 100;
 const pair = pairWithRoom();
 let counting: TraceSession | undefined;
 let floor: WalkFloor | undefined;
+let processes: OpenSocketWalker | undefined;
 try {
 	// Attached and counting before the churn: every timewait socket the churn makes is the counters', and its walks leave them out.
 	counting = new TraceSession({
@@ -121,6 +126,23 @@ try {
 		if (found !== suspects.length) throw new Error(`lookups found ${found} of ${suspects.length} timewait sockets (the oldest to expire at ${((Math.min(...suspectExpiresUs) - monotonicUs()) / 1e6).toFixed(1)} s from now)`);
 		return ms;
 	};
+	const opened = OpenSocketWalker.open(openSocketsObjectPath(defaultObjectPath()));
+	if ('error' in opened) throw new Error(opened.error);
+	processes = opened;
+	const countingWalker = new NamespaceWalker(counting.tracer, monotonicUs);
+	countingWalker.discover();
+	/** An open-socket walk: the sockets it hands over (of its last round). */
+	let openHanded = 0;
+	const openWalk = async (): Promise<number> => {
+		const t0 = process.hrtime.bigint();
+		const w = countingWalker.open(pair.clientInode, [], undefined, await processes!.walkTcp());
+		if (!w || 'error' in w || !w.openOnly) throw new Error('no open-socket walk');
+		let bytes = 0;
+		for (let n; (n = w.read(buf)) > 0;) bytes += n;
+		w.close();
+		openHanded = bytes / SOCK_SIZE;
+		return Number(process.hrtime.bigint() - t0) / 1e6;
+	};
 	walk(true); // the suspects: sockets in TIME_WAIT now, as a missed one would be, the youngest of them
 	const ss = (filter: string) => (): number => {
 		const t0 = process.hrtime.bigint();
@@ -128,10 +150,11 @@ try {
 		return Number(process.hrtime.bigint() - t0) / 1e6;
 	};
 	floor = new WalkFloor();
-	const modes: [string, () => number][] = [
+	const modes: [string, () => number | Promise<number>][] = [
 		['the floor: an empty iter/tcp program (bench/floor.bpf.c floor_walk: every socket visited, nothing copied)', () => floor!.walk([`/run/netns/${pair.client}`]).ms],
 		['twtrace full walk (64 bytes a socket; every --walk-interval)', walk],
 		['twtrace walk beside counts (every socket visited, timewait sockets the counters hold left out)', walkBesideCounts],
+		['twtrace open-socket walk (every process\'s sockets, iter/task_file, and the closes in flight: no timewait socket visited)', openWalk],
 		[`twtrace suspect check: ${LOOKUPS} sockets looked up (sock_diag; each second, per close waiting too long)`, lookups],
 		['ss -tan state time-wait \\| wc -l (sock_diag, the peer)', ss('state time-wait')],
 		['ss -tan exclude time-wait \\| wc -l (a sock_diag dump whose state mask leaves TIME_WAIT out)', ss('exclude time-wait')],
@@ -140,12 +163,12 @@ try {
 	for (let r = 0; r < rounds; r++) {
 		for (let i = 0; i < modes.length; i++) {
 			const [name, fn] = modes[(i + r) % modes.length]!;
-			times.get(name)!.push(fn());
+			times.get(name)!.push(await fn());
 		}
 	}
 	session.stop();
 	fs.closeSync(nsFd);
-	console.log(`\nthe walk beside counts handed over ${besideCounts.handed.toLocaleString('en-US')} sockets and left out ${besideCounts.leftOut.toLocaleString('en-US')} timewait sockets (its last round)`);
+	console.log(`\nthe walk beside counts handed over ${besideCounts.handed.toLocaleString('en-US')} sockets and left out ${besideCounts.leftOut.toLocaleString('en-US')} timewait sockets (its last round); the open-socket walk handed over ${openHanded.toLocaleString('en-US')}`);
 	const after = timeWaitSockets(pair.client);
 	console.log(`\n| walk of ${held.toLocaleString('en-US')} → ${after.toLocaleString('en-US')} TIME_WAIT sockets | ms min / median | ns a socket (median) |\n|---|---|---|`);
 	for (const [name, ms] of times) {
@@ -157,6 +180,7 @@ try {
 	console.log(`\n${rounds} interleaved rounds, by \`sudo npm run bench:walks -- --seconds ${seconds} --rounds ${rounds}\` at twtrace ${execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim()}.`);
 } finally {
 	floor?.close();
+	processes?.close();
 	counting?.stop();
 	pair.remove();
 }
