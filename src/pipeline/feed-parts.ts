@@ -31,7 +31,7 @@ export interface FeedSession extends SuspectSession {
 }
 
 /** What the feed needs of a namespace walker (tracer/namespaces.ts NamespaceWalker). */
-export type FeedWalker = Pick<NamespaceWalker, 'home' | 'discover' | 'open' | 'lookup'> & Partial<Pick<NamespaceWalker, 'openWalkHazards'>>;
+export type FeedWalker = Pick<NamespaceWalker, 'home' | 'discover' | 'open' | 'lookup'> & Partial<Pick<NamespaceWalker, 'openWalkHazards' | 'peek'>>;
 
 /** The parts a feed is made of: real ones by default, fakes in tests. */
 export interface LiveFeedParts {

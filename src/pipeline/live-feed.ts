@@ -21,9 +21,9 @@ import type { ChurnModel } from '../model/churn-model.js';
 import type { OpenedWalk, WalkPeek } from '../tracer/namespaces.js';
 import { NO_DROPS, type RecordSink, type SessionSummary } from '../tracer/session.js';
 import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from './feed-parts.js';
-import { timedAsync, walkRecordOf, type WalkTime } from './walk-reader.js';
+import { walkRecordOf, type WalkTime } from './walk-reader.js';
 import { STALE_CLOSE_NS, SuspectChecker } from './suspect-check.js';
-import { OpenWalks } from './open-walks.js';
+import { OpenWalks, type OpenWalkPass } from './open-walks.js';
 import { reconcileOpenWalk, reconcileTableWalk, type WalkReconciling } from './walk-reconcile.js';
 import { MAX_WALKED_NAMESPACES, namespacesToWalk, walkCheckOf, walkNeeded, type WalkStats } from './walk-plan.js';
 import type { Filters } from '../tracer/tracer.js';
@@ -102,7 +102,6 @@ export class LiveFeed {
 	readonly #walker: FeedWalker | undefined;
 	readonly #suspects: SuspectChecker | undefined;
 	readonly #openWalks: OpenWalks | undefined;
-	readonly #processSockets: (() => Promise<Uint8Array>) | undefined;
 	readonly #asked: readonly number[];
 	readonly #walkIntervalMs: number;
 	readonly #handlers: LiveFeedHandlers;
@@ -163,8 +162,7 @@ export class LiveFeed {
 		this.#session = session;
 		this.#walker = walker;
 		this.#suspects = walker ? new SuspectChecker(session, walker) : undefined;
-		this.#processSockets = options.processSockets;
-		this.#openWalks = walker ? new OpenWalks(walker, options.processSockets !== undefined && options.walksLeaveCounted === true) : undefined;
+		this.#openWalks = walker ? new OpenWalks(walker, options.walksLeaveCounted ? options.processSockets : undefined) : undefined;
 		// Sockets entering TIME_WAIT from now on reach the model by events: any a walk finds without one was lost.
 		if (model) model.attachedUs = parts.clockUs();
 		this.#lastWalkUs = parts.clockUs();
@@ -300,14 +298,13 @@ export class LiveFeed {
 		const walked = new Set<number>();
 		const time: WalkTime = { readMs: 0, drainMs: 0, handleMs: 0 };
 		let openOnly = 0;
-		let processSockets: Uint8Array | undefined; // read once a pass, for every namespace it reads open sockets of
+		const pass: OpenWalkPass = { time };
 		this.drainNow(); // events from before the walk must reach the model before it
 		const discovered = fresh ? [] : this.#walker.discover();
 		for (const netns of fresh ?? namespacesToWalk(model, this.#asked, this.home, discovered)) {
 			if (this.#abandon) return;
 			const hazards = this.#openWalks!.before();
-			const open = this.#openWalks!.allowed(netns) ? (processSockets ??= await timedAsync(time, () => this.#processSockets!().catch(() => undefined))) : undefined;
-			const opened = this.#walker.open(netns, this.#pidsIn(netns), due ? (peek) => this.#walkNeeded(model, peek) : undefined, open);
+			const opened = await this.#openWalks!.open(netns, this.#pidsIn(netns), due ? (peek) => this.#walkNeeded(model, peek) : undefined, pass);
 			if (!opened) {
 				this.#walkCounts.skipped++;
 				continue;

@@ -19,18 +19,44 @@
  * close the `closing` map could not keep). Otherwise,
  * and after the tracepoints are detached, walks read the table, as before.
  */
+import type { OpenedWalk, WalkPeek } from '../tracer/namespaces.js';
 import type { FeedWalker } from './feed-parts.js';
+import { timedAsync, type WalkTime } from './walk-reader.js';
+
+/** One pass over the namespaces: the process walk is read once, for every namespace that needs it. */
+export interface OpenWalkPass { processSockets?: Uint8Array | undefined; time: WalkTime }
 
 export class OpenWalks {
 	readonly #walker: FeedWalker;
+	readonly #processSockets: (() => Promise<Uint8Array>) | undefined;
 	/** Namespaces whose next walks may be open-socket walks, with the hazards as of the table walk that made them so. */
 	readonly #sound = new Map<number, number>();
 	#off = false;
 
-	/** `usable`: the process walk is there and sees every process (OpenWalksAvailable). */
-	constructor(walker: FeedWalker, usable: boolean) {
+	/**
+	 * `processSockets`: the sockets every process holds (OpenSocketWalker walkTcp), where they can be
+	 * read and the walks leave the counted timewait sockets out (else every walk reads the table).
+	 */
+	constructor(walker: FeedWalker, processSockets: (() => Promise<Uint8Array>) | undefined) {
 		this.#walker = walker;
-		this.#off = !usable || walker.openWalkHazards === undefined;
+		this.#processSockets = processSockets;
+		this.#off = !processSockets || walker.openWalkHazards === undefined || walker.peek === undefined;
+	}
+
+	/**
+	 * Opens the next walk of `netns` (NamespaceWalker.open): an open-socket walk where allowed, after
+	 * `needed` said yes (the process walk is read only for a walk that is), else a walk of its table.
+	 * Undefined when `needed` said no. A process walk that fails leaves the table to walk, as before.
+	 */
+	async open(netns: number, pids: number[], needed: ((peek: WalkPeek) => boolean) | undefined, pass: OpenWalkPass): Promise<OpenedWalk | { netns: number; error: string } | undefined> {
+		if (!this.allowed(netns)) return this.#walker.open(netns, pids, needed);
+		if (needed) {
+			const peek = this.#walker.peek!(netns, pids);
+			if ('error' in peek) return peek;
+			if (!needed(peek)) return undefined;
+		}
+		pass.processSockets ??= await timedAsync(pass.time, () => this.#processSockets!().catch(() => undefined));
+		return this.#walker.open(netns, pids, undefined, pass.processSockets);
 	}
 
 	/** Whether the next walk of `netns` may be an open-socket walk. */

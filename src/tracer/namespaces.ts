@@ -177,6 +177,11 @@ export class NamespaceWalker {
 		});
 	}
 
+	/** Enters `netns` to read what open() would ask `needed` with: its settings and the kernel's count. Never throws. */
+	peek(netns: number, pids: Iterable<number> = []): WalkPeek | { netns: number; error: string } {
+		return this.#enter(netns, pids, () => ({ netns, takenAtUs: this.#clockUs(), settings: readNetnsSettings(), timeWaitKernel: sockstatTimeWait(readOr('/proc/thread-self/net/sockstat')) }));
+	}
+
 	/** What open-socket walks' soundness depends on, a number that only grows (Tracer.openWalkHazards). */
 	openWalkHazards(): number {
 		return this.#tracer.openWalkHazards();

@@ -128,6 +128,11 @@ export class FakeKernel {
 							};
 						}) as FeedWalker['open'],
 						openWalkHazards: () => this.hazards,
+						peek: (netns) => {
+							const why = this.unreachable.get(netns);
+							if (why) return { netns, error: why };
+							return { netns, takenAtUs: this.nowUs, settings: (this.tables.get(netns) ?? { settings: SETTINGS }).settings, timeWaitKernel: this.kernelCounts.get(netns) };
+						},
 						lookup: (netns, pids, sockets) => {
 							const why = this.unreachable.get(netns);
 							if (why) return { netns, error: why };

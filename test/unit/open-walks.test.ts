@@ -51,7 +51,8 @@ test('an open-socket walk\'s records: the namespace\'s sockets processes hold, e
 /** A walker whose hazards a test moves. */
 function hazardous() {
 	const w = { hazards: 0 };
-	return { w, walks: new OpenWalks({ home: 1, discover: () => [], open: () => undefined, lookup: () => [], openWalkHazards: () => w.hazards } as never, true) };
+	const walker = { home: 1, discover: () => [], open: () => undefined, lookup: () => [], peek: () => ({ error: 'unused' }), openWalkHazards: () => w.hazards };
+	return { w, walks: new OpenWalks(walker as never, async () => new Uint8Array()) };
 }
 
 test('a namespace is read by open-socket walks once a walk of its table took no timewait socket of its own, and while no hazard came', (t) => {
@@ -75,8 +76,8 @@ test('a namespace is read by open-socket walks once a walk of its table took no 
 });
 
 test('without the process walk (another pid namespace, an old kernel) or without counting, every walk reads the table', (t) => {
-	const walker = { home: 1, discover: () => [], open: () => undefined, lookup: () => [], openWalkHazards: () => 0 } as never;
-	const off = new OpenWalks(walker, false);
+	const walker = { home: 1, discover: () => [], open: () => undefined, lookup: () => [], peek: () => ({ error: 'unused' }), openWalkHazards: () => 0 } as never;
+	const off = new OpenWalks(walker, undefined);
 	off.tableWalked(5, off.before(), 0);
 	t.false(off.allowed(5));
 });
@@ -84,10 +85,12 @@ test('without the process walk (another pid namespace, an old kernel) or without
 function feedOn(t: ExecutionContext, k: FakeKernel) {
 	const model = new ChurnModel(k.nowUs);
 	const walks: { netns: number; openOnly?: boolean; timeWaitCounted?: number; sockets: Uint8Array }[] = [];
-	const feed = new LiveFeed({ objectPath: '', filters: { netns: [], kinds: [] }, ringBytes: 4096, model, walkIntervalMs: 1000, upkeepMs: 5, walksLeaveCounted: true, keepRaw: true, processSockets: async () => Buffer.concat(k.processSockets) },
+	const reads = { processSockets: 0 };
+	const processSockets = async () => (reads.processSockets++, Buffer.concat(k.processSockets));
+	const feed = new LiveFeed({ objectPath: '', filters: { netns: [], kinds: [] }, ringBytes: 4096, model, walkIntervalMs: 1000, upkeepMs: 5, walksLeaveCounted: true, keepRaw: true, processSockets },
 		{ onWalk: (w) => walks.push(w) }, k.parts());
 	t.teardown(() => feed.stop());
-	return { model, feed, walks };
+	return { model, feed, walks, reads };
 }
 
 test('the feed reads open-socket walks once a table walk left nothing of its own, counts them, and goes back to the table after a hazard', async (t) => {
@@ -98,12 +101,16 @@ test('the feed reads open-socket walks once a table walk left nothing of its own
 	k.close(2n, 1, 7, 0.5);
 	k.sockets.set(2n, { found: true, isTimeWait: false, state: 5, expiresMs: 0 }); // FIN_WAIT2, as a suspect check finds it
 	k.kernelCounts.set(1, 0);
-	const { model, feed, walks } = feedOn(t, k);
+	const { model, feed, walks, reads } = feedOn(t, k);
 	await eventually(() => feed.walks.completed === 1);
 	t.deepEqual(k.opened, [1], 'the first walk reads the table');
+	k.nowUs += 1 * S; // a due walk, which the kernel's count (equal to the model's) says not to read
+	await eventually(() => feed.walks.skipped === 1);
+	t.is(reads.processSockets, 0, 'the processes are not walked for a walk not read');
 	k.nowUs += 10 * S; // a forced walk: 10 intervals
 	await eventually(() => feed.walks.completed === 2);
 	t.deepEqual(k.openedOpenOnly, [1]);
+	t.is(reads.processSockets, 1);
 	t.like(feed.walks, { openOnly: 1, lastOpenOnly: 1, lastTable: 0 });
 	t.like(walks[1], { netns: 1, openOnly: true, timeWaitCounted: 0 });
 	t.deepEqual(cookies(walks[1]!.sockets), [1, 2], 'the held socket, and the close in flight');
