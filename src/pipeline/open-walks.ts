@@ -2,11 +2,11 @@
  * Open-socket walks: a namespace's open sockets, read without its timewait sockets, in place of a
  * walk of its whole table. Where the kernel's counters hold TIME_WAIT, a walk of the table visits a
  * million timewait sockets to hand over the few thousand others: at 1.8M TIME_WAIT under full churn
- * the kernel's iterator alone took 1.7 s (bench/RESULTS.md, the floor walk). An open-socket walk
- * reads the sockets processes hold (iter/task_file: every file of every process, OpenSocketWalker
- * walkTcp) and the closes in flight, which no process holds any more (the tracer's `closing` map):
- * its cost follows the open sockets, not the timewait ones. (The map of twtrace's socket storage
- * would name the same sockets, but map iterators do not load here: docs/kernel-facts.md §0.)
+ * the kernel's iterator alone took 1.66 s (docs/counting-in-the-kernel.md, "Open-socket walks").
+ * An open-socket walk reads the sockets processes hold (iter/task_file: every file of every process,
+ * OpenSocketWalker walkTcp) and the closes in flight, which no process holds any more (the tracer's
+ * `closing` map): its cost follows the open sockets, not the timewait ones. (The map of twtrace's
+ * socket storage would name the same sockets, but map iterators do not load here: kernel-facts §0.)
  *
  * What a walk of the table finds besides: timewait sockets (held by the counters, or older than
  * counting: hence the rule below), request sockets and a listener's children not yet accepted
@@ -16,8 +16,8 @@
  * So a namespace is read by open-socket walks once a walk of its table, made while counting, took no
  * timewait socket into the model (reconcile.ts: none older than counting, none the counters do not
  * hold), while nothing since could have hidden a close in flight (NamespaceWalker.openWalkHazards: a
- * close the `closing` map could not keep). Otherwise,
- * and after the tracepoints are detached, walks read the table, as before.
+ * close the `closing` map could not keep). Otherwise, and after the tracepoints are detached, walks
+ * read the table, as before.
  */
 import type { OpenedWalk, WalkPeek } from '../tracer/namespaces.js';
 import type { FeedWalker } from './feed-parts.js';
