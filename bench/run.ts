@@ -415,7 +415,7 @@ ${markdownTable(['s', 'top RSS MiB', 'V8 heap used / array buffers MiB', 'TIME_W
   bucket its timer goes into (\`src/model/wheel.ts\`: the jiffies, CLOCK_MONOTONIC and CONFIG_HZ read once, kernel-facts §9), a reading's entries
   spread evenly over the second before it.${diff === 0 ? '' : ` What is left: the entries of a reading are not evenly spread within its second, and the two
   reads are apart in time; a walk cannot correct counted entries (they have no cookies): step 6 (walks aggregated in the kernel) would.`}
-- Peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB holding 1.5M: ${peakHeld >= 1_500_000 ? verdict(r.peakRssMiB <= 128) : `not judged: ${fmtInt(peakHeld)} held, under 1.5M; ${verdict(r.peakRssMiB <= 128)} at what it held`}); slowest walk ${worstWalk === undefined ? '–' : `${fmtInt(worstWalk)} ms${worstKind ? ` (${worstKind})` : ''}`}${kinds.size ? `; walks read: ${[...kinds].join(', ')}` : ''} (target ≤ 1,000 ms: ${worstWalk === undefined ? '–' : verdict(worstWalk <= 1000)}).
+- Peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB holding 1.5M: ${peakHeld >= 1_500_000 ? verdict(r.peakRssMiB <= 128) : `not judged: ${fmtInt(peakHeld)} held, under 1.5M; ${verdict(r.peakRssMiB <= 128)} at what it held`}); slowest walk ${worstWalk === undefined ? '–' : `${fmtInt(worstWalk)} ms${worstKind ? ` (${worstKind})` : ''}`}${kinds.size ? `; walks read: ${[...kinds].join(', ')}` : ''} (target ≤ 1,000 ms holding 1.5M: ${worstWalk === undefined ? '–' : peakHeld >= 1_500_000 ? verdict(worstWalk <= 1000) : `not judged: ${fmtInt(peakHeld)} held; ${verdict(worstWalk <= 1000)} at what it held`}).
 - top's closing line: ${r.lost}
 ${steadyWhy(r, worstWalk)}
 `;
