@@ -383,6 +383,23 @@ function targets(summaries: ModeSummary[], profiles: ProfileResult[], pieces: Pi
 	return lines.join('\n');
 }
 
+/** What the steady state's targets are judged holding (issue 21: "holding 1.5M TIME_WAIT"). */
+const STEADY_HOLD = 1_500_000;
+
+/**
+ * The steady state, run again (once) when the churn fell short of holding STEADY_HOLD: a timewait
+ * socket lasts 60 s, so what top holds is about 60 s of the rate, which this VM's noise sometimes
+ * keeps under it (19,938 connections/s at 9cf5c4d held 1.24M). The run that held more is kept.
+ */
+async function steadyHolding(seconds: number, load: Parameters<typeof measureSteady>[1]): Promise<SteadyResult> {
+	const held = (r: SteadyResult) => Math.max(0, ...r.samples.map((x) => x.timeWaitKernel));
+	const first = await measureSteady(seconds, load);
+	if (held(first) >= STEADY_HOLD) return first;
+	console.error(`  steady: held ${fmtInt(held(first))} TIME_WAIT at ${fmtInt(first.connPerSec)} conn/s, under ${fmtInt(STEADY_HOLD)}: once more`);
+	const second = await measureSteady(seconds, load);
+	return held(second) > held(first) ? second : first;
+}
+
 function steadySection(r: SteadyResult): string {
 	const split = (x: SteadySample) => (x.walkSplit ? `${fmtInt(x.walkSplit.readMs)} / ${fmtInt(x.walkSplit.drainMs)} / ${fmtInt(x.walkSplit.handleMs)}` : '–');
 	const rows = r.samples.map((x) => [String(x.atS), fmtInt(x.rssMiB), x.memory ? `${fmtInt(x.memory.heapUsedMiB)} / ${fmtInt(x.memory.arrayBuffersMiB)}` : '–',
@@ -415,7 +432,7 @@ ${markdownTable(['s', 'top RSS MiB', 'V8 heap used / array buffers MiB', 'TIME_W
   bucket its timer goes into (\`src/model/wheel.ts\`: the jiffies, CLOCK_MONOTONIC and CONFIG_HZ read once, kernel-facts §9), a reading's entries
   spread evenly over the second before it.${diff === 0 ? '' : ` What is left: the entries of a reading are not evenly spread within its second, and the two
   reads are apart in time; a walk cannot correct counted entries (they have no cookies): step 6 (walks aggregated in the kernel) would.`}
-- Peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB holding 1.5M: ${peakHeld >= 1_500_000 ? verdict(r.peakRssMiB <= 128) : `not judged: ${fmtInt(peakHeld)} held, under 1.5M; ${verdict(r.peakRssMiB <= 128)} at what it held`}); slowest walk ${worstWalk === undefined ? '–' : `${fmtInt(worstWalk)} ms${worstKind ? ` (${worstKind})` : ''}`}${kinds.size ? `; walks read: ${[...kinds].join(', ')}` : ''} (target ≤ 1,000 ms holding 1.5M: ${worstWalk === undefined ? '–' : peakHeld >= 1_500_000 ? verdict(worstWalk <= 1000) : `not judged: ${fmtInt(peakHeld)} held; ${verdict(worstWalk <= 1000)} at what it held`}).
+- Peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB holding 1.5M: ${peakHeld >= STEADY_HOLD ? verdict(r.peakRssMiB <= 128) : `not judged: ${fmtInt(peakHeld)} held, under 1.5M; ${verdict(r.peakRssMiB <= 128)} at what it held`}); slowest walk ${worstWalk === undefined ? '–' : `${fmtInt(worstWalk)} ms${worstKind ? ` (${worstKind})` : ''}`}${kinds.size ? `; walks read: ${[...kinds].join(', ')}` : ''} (target ≤ 1,000 ms holding 1.5M: ${worstWalk === undefined ? '–' : peakHeld >= STEADY_HOLD ? verdict(worstWalk <= 1000) : `not judged: ${fmtInt(peakHeld)} held; ${verdict(worstWalk <= 1000)} at what it held`}).
 - top's closing line: ${r.lost}
 ${steadyWhy(r, worstWalk)}
 `;
@@ -873,7 +890,7 @@ async function main(): Promise<void> {
 	}
 	// 64 destination ports (churn's most): 4.1M 4-tuples, so that holding 1.5M+ TIME_WAIT sockets does
 	// not make connect() search for free ports (16 ports run out at about a million).
-	const steady = steadyS ? await measureSteady(steadyS, { threads, ports: 64 }) : undefined;
+	const steady = steadyS ? await steadyHolding(steadyS, { threads, ports: 64 }) : undefined;
 	if (steady) console.error(`  steady: ${fmtInt(steady.connPerSec)} conn/s for ${steadyS} s, peak RSS ${fmtInt(steady.peakRssMiB)} MiB, top ${fmtInt(steady.final.top)} vs kernel ${fmtInt(steady.final.kernel)} TIME_WAIT`);
 	const cost: AgentCostRun[] = [];
 	const costTiming = { warmS: COST_WARM_S, windowS: costS, steadyAtS: Math.max(COST_STEADY_AT_S, COST_WARM_S + costS) };
