@@ -36,6 +36,7 @@ import { timeWaitSockets } from './proc.js';
 import { pairWithRoom, startLoad } from './steady.js';
 import { OpenSocketWalker } from '../src/tracer/open-sockets.js';
 import { openSocketsObjectPath } from '../src/tracer/preflight.js';
+import { openSocketRecords } from '../src/pipeline/open-walks.js';
 import { WalkFloor } from './walk-floor.js';
 
 const { values: opts } = parseArgs({ options: { seconds: { type: 'string', default: '30' }, rounds: { type: 'string', default: '5' } } });
@@ -131,16 +132,13 @@ try {
 	processes = opened;
 	const countingWalker = new NamespaceWalker(counting.tracer, monotonicUs);
 	countingWalker.discover();
-	/** An open-socket walk: the sockets it hands over (of its last round). */
+	/** An open-socket walk, as OpenWalks.open makes one: the sockets it hands over (of its last round). */
 	let openHanded = 0;
 	const openWalk = async (): Promise<number> => {
 		const t0 = process.hrtime.bigint();
-		const w = countingWalker.open(pair.clientInode, [], undefined, await processes!.walkTcp());
-		if (!w || 'error' in w || !w.openOnly) throw new Error('no open-socket walk');
-		let bytes = 0;
-		for (let n; (n = w.read(buf)) > 0;) bytes += n;
-		w.close();
-		openHanded = bytes / SOCK_SIZE;
+		const peek = countingWalker.peek(pair.clientInode);
+		if ('error' in peek || peek.timeWaitKernel === undefined) throw new Error('no open-socket walk: the namespace gave no count');
+		openHanded = openSocketRecords(pair.clientInode, await processes!.walkTcp(), counting!.tracer.closesInFlight()).length / SOCK_SIZE;
 		return Number(process.hrtime.bigint() - t0) / 1e6;
 	};
 	walk(true); // the suspects: sockets in TIME_WAIT now, as a missed one would be, the youngest of them

@@ -28,10 +28,14 @@ export interface FeedSession extends SuspectSession {
 	readonly counts?: CountSource;
 	/** The task of an id the ring's records named (TraceSession.task). */
 	task(id: number): TaskInfo;
+	/** The closes in flight of every namespace, as socket records (Tracer.closesInFlight): for open-socket walks. */
+	closesInFlight?(): Uint8Array;
+	/** What open-socket walks' soundness depends on, a number that only grows (Tracer.openWalkHazards). */
+	openWalkHazards?(): number;
 }
 
 /** What the feed needs of a namespace walker (tracer/namespaces.ts NamespaceWalker). */
-export type FeedWalker = Pick<NamespaceWalker, 'home' | 'discover' | 'open' | 'lookup'> & Partial<Pick<NamespaceWalker, 'openWalkHazards' | 'peek'>>;
+export type FeedWalker = Pick<NamespaceWalker, 'home' | 'discover' | 'open' | 'lookup'> & Partial<Pick<NamespaceWalker, 'peek'>>;
 
 /** The parts a feed is made of: real ones by default, fakes in tests. */
 export interface LiveFeedParts {
@@ -63,6 +67,8 @@ export const BPF_PARTS: LiveFeedParts = {
 			listenerOwner: (netns, port) => t.listenerOwner(netns, port),
 			counts: t.counts,
 			task: (id) => trace.task(id),
+			closesInFlight: () => t.closesInFlight(),
+			openWalkHazards: () => t.openWalkHazards(),
 		};
 		return { session, walker: walks ? new NamespaceWalker(t, monotonicUs) : undefined };
 	},

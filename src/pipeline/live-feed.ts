@@ -23,7 +23,7 @@ import { NO_DROPS, type RecordSink, type SessionSummary } from '../tracer/sessio
 import { BPF_PARTS, type FeedSession, type FeedWalker, type LiveFeedParts } from './feed-parts.js';
 import { walkRecordOf, type WalkTime } from './walk-reader.js';
 import { STALE_CLOSE_NS, SuspectChecker } from './suspect-check.js';
-import { OpenWalks, type OpenWalkPass } from './open-walks.js';
+import { OpenWalks, type OpenSocketsWalk, type OpenWalkPass } from './open-walks.js';
 import { reconcileOpenWalk, reconcileTableWalk, type WalkReconciling } from './walk-reconcile.js';
 import { MAX_WALKED_NAMESPACES, namespacesToWalk, walkCheckOf, walkNeeded, type WalkStats } from './walk-plan.js';
 import type { Filters } from '../tracer/tracer.js';
@@ -162,7 +162,7 @@ export class LiveFeed {
 		this.#session = session;
 		this.#walker = walker;
 		this.#suspects = walker ? new SuspectChecker(session, walker) : undefined;
-		this.#openWalks = walker ? new OpenWalks(walker, options.walksLeaveCounted ? options.processSockets : undefined) : undefined;
+		this.#openWalks = walker ? new OpenWalks(walker, session, options.walksLeaveCounted ? options.processSockets : undefined) : undefined;
 		// Sockets entering TIME_WAIT from now on reach the model by events: any a walk finds without one was lost.
 		if (model) model.attachedUs = parts.clockUs();
 		this.#lastWalkUs = parts.clockUs();
@@ -317,7 +317,7 @@ export class LiveFeed {
 			if (await this.#read(model, opened, time, hazards)) {
 				this.unwalked.delete(netns);
 				walked.add(netns);
-				if (opened.openOnly) openOnly++;
+				if ('records' in opened) openOnly++;
 			}
 		}
 		this.#session.sweepClosing(this.#parts.clockNs(), { startNs, netns: walked });
@@ -337,15 +337,15 @@ export class LiveFeed {
 	}
 
 	/** Reads and reconciles one opened walk (a table walk began with `hazards`: OpenWalks.before); false when abandoned. */
-	async #read(model: ChurnModel, w: OpenedWalk, time: WalkTime, hazards: number | undefined): Promise<boolean> {
+	async #read(model: ChurnModel, w: OpenedWalk | OpenSocketsWalk, time: WalkTime, hazards: number | undefined): Promise<boolean> {
 		const listenerOwner = (port: number) => this.#session.listenerOwner(w.netns, port);
 		const r: WalkReconciling = {
 			listenerOwner, drainNow: () => this.drainNow(), shouldStop: () => this.#abandon, time,
 			keepBytes: this.#keepRaw ? this.#walkKept.keepWalkBytes ?? Infinity : undefined, keepTimeWait: this.#walkKept.keepWalkTimeWait?.(w.takenAtUs) ?? true,
 		};
-		const done = w.openOnly ? await reconcileOpenWalk(model, { ...w, openOnly: w.openOnly }, r) : await reconcileTableWalk(model, w, r);
+		const done = 'records' in w ? reconcileOpenWalk(model, w, r) : await reconcileTableWalk(model, w, r);
 		if (!done) return false;
-		if (!w.openOnly) this.#openWalks!.tableWalked(w.netns, hazards, done.uncounted);
+		if (!('records' in w)) this.#openWalks!.tableWalked(w.netns, hazards, done.uncounted);
 		this.#handlers.onWalk?.(walkRecordOf(w, done.listening, listenerOwner, done.read, this.#keepRaw));
 		return true;
 	}

@@ -51,7 +51,6 @@ export interface PipelineHandlers extends LiveFeedHandlers {
 /** What the pipeline needs of an open-socket walk (tracer/open-sockets.ts OpenSocketWalker). */
 export type OpenSocketWalk = Pick<OpenSocketWalker, 'walk' | 'close'> & Partial<Pick<OpenSocketWalker, 'walkTcp'>>;
 
-
 export class LivePipeline {
 	readonly model: ChurnModel;
 	readonly feed: LiveFeed;

@@ -18,7 +18,7 @@ import type { ListenerRecord, WalkRecord } from '../event/walk-record.js';
  */
 export interface WalkTime { readMs: number; drainMs: number; handleMs: number }
 
-/** Awaits `f`, adding its wall time to `time.readMs`: a walk's reading done before it is opened (an open-socket walk's processes). */
+/** Awaits `f`, adding its wall time to `time.readMs`: a walk's reading done before it is opened (an open-socket walk's processes). The async twin of timed(). */
 export async function timedAsync<T>(time: WalkTime, f: () => Promise<T>): Promise<T> {
 	const at = performance.now();
 	try {
@@ -56,8 +56,11 @@ export interface WalkReading {
 	time?: WalkTime;
 }
 
-/** A walk read: its records' bytes, the records when kept, and what was left out of its timewait sockets. */
-export interface WalkRead { bytes: number; kept: Buffer | undefined; timeWaitOmitted?: number; timeWaitCounted?: number }
+/**
+ * A walk read: its records' bytes, the records when kept, what was left out of its timewait sockets,
+ * and whether it was an open-socket walk (WalkRecord.openOnly).
+ */
+export interface WalkRead { bytes: number; kept: Buffer | undefined; timeWaitOmitted?: number; timeWaitCounted?: number; openOnly?: boolean }
 
 /**
  * Reads `w` to its end and closes it. Undefined when abandoned; else the bytes of records read, and
@@ -119,7 +122,7 @@ export async function readWalk(w: Pick<OpenedWalk, 'read' | 'readAsync' | 'close
  * listen(), `read`'s records if it kept them, else (`keepRaw`) how many bytes were not kept; what it
  * left out of its timewait sockets, counted.
  */
-export function walkRecordOf(w: Pick<OpenedWalk, 'netns' | 'takenAtUs' | 'settings' | 'openOnly'>, listening: Iterable<number>, listenerOwner: (port: number) => Omit<ListenerRecord, 'port'> | undefined, read: WalkRead, keepRaw: boolean): WalkRecord {
+export function walkRecordOf(w: Pick<OpenedWalk, 'netns' | 'takenAtUs' | 'settings'>, listening: Iterable<number>, listenerOwner: (port: number) => Omit<ListenerRecord, 'port'> | undefined, read: WalkRead, keepRaw: boolean): WalkRecord {
 	const listeners: ListenerRecord[] = [];
 	for (const port of listening) {
 		const owner = listenerOwner(port);
@@ -127,7 +130,7 @@ export function walkRecordOf(w: Pick<OpenedWalk, 'netns' | 'takenAtUs' | 'settin
 	}
 	const omitted = keepRaw && !read.kept ? { omittedBytes: read.bytes } : read.kept && read.timeWaitOmitted !== undefined ? { timeWaitOmitted: read.timeWaitOmitted } : {};
 	const counted = read.timeWaitCounted !== undefined ? { timeWaitCounted: read.timeWaitCounted } : {};
-	const openOnly = w.openOnly ? { openOnly: true } : {};
+	const openOnly = read.openOnly ? { openOnly: true } : {};
 	return { netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, listeners, sockets: read.kept ?? new Uint8Array(), ...omitted, ...counted, ...openOnly };
 }
 

@@ -1,11 +1,12 @@
 /**
  * A walk of a namespace read and reconciled with the model: a walk of its table a chunk at a time,
- * or an open-socket walk (open-walks.ts) all at once. The live feed decides which and when; what a walk
+ * or an open-socket walk (open-walks.ts), read already, all at once. The live feed decides which and when; what a walk
  * does to the model is model/reconcile.ts.
  */
 import { decodeSockets, TCP_LISTEN } from '../event/sock.js';
 import type { ChurnModel } from '../model/churn-model.js';
 import type { OpenedWalk } from '../tracer/namespaces.js';
+import type { OpenSocketsWalk } from './open-walks.js';
 import { readWalk, timed, type WalkRead, type WalkTime } from './walk-reader.js';
 
 export interface WalkReconciling {
@@ -51,15 +52,13 @@ export async function reconcileTableWalk(model: ChurnModel, w: OpenedWalk, r: Wa
 }
 
 /**
- * Reads an open-socket walk to its end and reconciles it: all at once, since its sockets come in
- * no particular order (a child may come before its listener) and are few. Undefined when abandoned.
+ * Reconciles an open-socket walk, its records read already: all at once, since its sockets come in
+ * no particular order (a child may come before its listener) and are few.
  */
-export async function reconcileOpenWalk(model: ChurnModel, w: OpenedWalk & { openOnly: { timeWaitKernel: number } }, r: WalkReconciling): Promise<WalkReconciled | undefined> {
-	const read = await readWalk(w, { each: () => {}, beforeChunk: r.drainNow, shouldStop: r.shouldStop, keepBytes: Infinity, time: r.time });
-	if (!read) return undefined;
-	const sockets = decodeSockets(read.kept!).sockets;
-	const timeWaitCounted = w.openOnly.timeWaitKernel;
+export function reconcileOpenWalk(model: ChurnModel, w: OpenSocketsWalk, r: Pick<WalkReconciling, 'listenerOwner' | 'keepBytes' | 'time'>): WalkReconciled {
+	const sockets = decodeSockets(w.records).sockets;
+	const timeWaitCounted = w.timeWaitKernel;
 	timed(r.time, 'handleMs', () => model.reconcile({ netns: w.netns, takenAtUs: w.takenAtUs, settings: w.settings, sockets, listenerOwner: r.listenerOwner, timeWaitCounted, openOnly: true }));
-	const kept = r.keepBytes !== undefined && read.bytes <= r.keepBytes ? read.kept : undefined;
-	return { read: { ...read, kept, timeWaitCounted }, listening: sockets.filter((s) => s.state === TCP_LISTEN).map((s) => s.sport), uncounted: 0 };
+	const kept = r.keepBytes !== undefined && w.records.length <= r.keepBytes ? w.records : undefined;
+	return { read: { bytes: w.records.length, kept, timeWaitCounted, openOnly: true }, listening: sockets.filter((s) => s.state === TCP_LISTEN).map((s) => s.sport), uncounted: 0 };
 }

@@ -1,6 +1,5 @@
 /**
- * Network namespaces, entered (setns) to walk their TCP sockets with the iter/tcp program (or, for an
- * open-socket walk, to read their settings and count alone) and read
+ * Network namespaces, entered (setns) to walk their TCP sockets with the iter/tcp program and read
  * their sysctls and TIME_WAIT overflow counter, or to look a few sockets up by 4-tuple (sock_diag),
  * then come back. A namespace is known by its inode; it is entered through /run/netns/NAME or
  * /proc/PID/ns/net of a process seen in it, checked by inode. No /proc socket-table walks.
@@ -12,8 +11,6 @@ import { closeSockDiag, openSockDiag, sockDiagExchange } from '../../native/netl
 import { decodeLookup, encodeLookup, type Lookup, type SocketKey } from './sock-diag.js';
 import { DEFAULT_PORT_RANGE, parsePortList, parsePortRange, type NetnsSettings } from '../facts/netns-settings.js';
 import type { Tracer } from './tracer.js';
-import { SOCK_FIELDS, SOCK_SIZE } from '../event/layout.generated.js';
-import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 
 /** Bytes of socket records read per step of a walk (~4,700 full records): a few ms of work between yields. */
 export const WALK_CHUNK_BYTES = 256 << 10;
@@ -30,12 +27,6 @@ export interface OpenedWalk {
 	readAsync?(buf: Buffer): Promise<number>;
 	/** Releases the iterator; once. */
 	close(): void;
-	/**
-	 * An open-socket walk (pipeline/open-walks.ts): the namespace's sockets processes hold and its
-	 * closes in flight, none of its timewait sockets, in no particular order (a socket may come before
-	 * its listener); with the kernel's count of its timewait sockets as the walk was opened.
-	 */
-	openOnly?: { timeWaitKernel: number };
 }
 
 /** What open() learns in the namespace before it creates the iterator: enough to decide whether to walk. */
@@ -54,45 +45,6 @@ export interface WalkPeek {
 /** An iterator fd as an OpenedWalk's reading end. */
 function iteratorReader(fd: number): Pick<OpenedWalk, 'read' | 'readAsync' | 'close'> {
 	return { read: (buf) => readIteratorChunk(fd, buf), readAsync: (buf) => readIteratorChunkAsync(fd, buf), close: () => fs.closeSync(fd) };
-}
-
-/** Records already read (an open-socket walk's) as an OpenedWalk's reading end. */
-function bufferReader(records: Uint8Array): Pick<OpenedWalk, 'read' | 'close'> {
-	let at = 0;
-	return {
-		read: (buf) => {
-			const n = Math.min(buf.length, records.length - at);
-			buf.set(records.subarray(at, at + n));
-			at += n;
-			return n;
-		},
-		close: () => {},
-	};
-}
-
-/**
- * The records of an open-socket walk of `netns`: the sockets processes hold there (one per socket:
- * several processes may hold one), then the closes in flight that no process holds. A socket is
- * known by its cookie; by its 4-tuple where it has none (0: never seen by twtrace). Pure.
- */
-export function openSocketRecords(netns: number, processSockets: Uint8Array, closes: Uint8Array): Buffer {
-	const seen = new Set<string>();
-	const kept: Uint8Array[] = [];
-	const v = new DataView(processSockets.buffer, processSockets.byteOffset, processSockets.byteLength);
-	const keep = (records: Uint8Array, at: number) => {
-		const record = records.subarray(at, at + SOCK_SIZE);
-		const cookie = new DataView(record.buffer, record.byteOffset, SOCK_SIZE).getBigUint64(SOCK_FIELDS.cookie.offset, HOST_LITTLE_ENDIAN);
-		// 4-tuple and family: bytes 16 to 58 of the record (saddr, daddr, netns, sport, dport, family).
-		const key = cookie !== 0n ? cookie.toString() : Buffer.from(record.subarray(SOCK_FIELDS.saddr.offset, SOCK_FIELDS.family.offset + 2)).toString('hex');
-		if (seen.has(key)) return;
-		seen.add(key);
-		kept.push(record);
-	};
-	for (let at = 0; at + SOCK_SIZE <= processSockets.length; at += SOCK_SIZE) {
-		if (v.getUint32(at + SOCK_FIELDS.netns.offset, HOST_LITTLE_ENDIAN) === netns) keep(processSockets, at);
-	}
-	for (let at = 0; at + SOCK_SIZE <= closes.length; at += SOCK_SIZE) keep(closes, at);
-	return Buffer.concat(kept);
 }
 
 const SYSCTL = '/proc/sys/net/ipv4';
@@ -155,36 +107,30 @@ export class NamespaceWalker {
 	 * Enters `netns` just long enough to read its settings and create a walk's iterator, which keeps
 	 * that namespace: the caller reads it a chunk at a time, at its own pace. `pids` are processes
 	 * seen in it, tried as ways in. With `needed`, asks it first, with the kernel's count of the
-	 * namespace's timewait sockets: undefined, and no iterator, when it says no. With `processSockets`
-	 * (struct twt_sock records of the sockets processes hold, every namespace's: OpenSocketWalker
-	 * walkTcp), an open-socket walk instead, where the kernel gives its count (else a walk of the table).
-	 * Never throws.
+	 * namespace's timewait sockets: undefined, and no iterator, when it says no. Never throws.
 	 */
 	open(netns: number, pids?: Iterable<number>): OpenedWalk | { netns: number; error: string };
-	open(netns: number, pids: Iterable<number>, needed?: (peek: WalkPeek) => boolean, processSockets?: Uint8Array): OpenedWalk | { netns: number; error: string } | undefined;
-	open(netns: number, pids: Iterable<number> = [], needed?: (peek: WalkPeek) => boolean, processSockets?: Uint8Array): OpenedWalk | { netns: number; error: string } | undefined {
+	open(netns: number, pids: Iterable<number>, needed?: (peek: WalkPeek) => boolean): OpenedWalk | { netns: number; error: string } | undefined;
+	open(netns: number, pids: Iterable<number> = [], needed?: (peek: WalkPeek) => boolean): OpenedWalk | { netns: number; error: string } | undefined {
 		return this.#enter(netns, pids, () => {
-			const takenAtUs = this.#clockUs();
-			const settings = readNetnsSettings();
-			// The kernel's count only for a caller that decides by it or needs it; no iterator when it need not walk.
-			const timeWaitKernel = needed || processSockets ? sockstatTimeWait(readOr('/proc/thread-self/net/sockstat')) : undefined;
-			if (needed && !needed({ netns, takenAtUs, settings, timeWaitKernel })) return undefined;
-			if (processSockets && timeWaitKernel !== undefined) {
-				const records = openSocketRecords(netns, processSockets, this.#tracer.closesInFlight(netns));
-				return { netns, takenAtUs, settings, openOnly: { timeWaitKernel }, ...bufferReader(records) };
-			}
-			return { netns, takenAtUs, settings, ...iteratorReader(this.#tracer.openWalk()) };
+			// The kernel's count only for a caller that decides by it; no iterator when it need not walk.
+			const peek = this.#peekHere(netns, needed !== undefined);
+			if (needed && !needed(peek)) return undefined;
+			return { netns, takenAtUs: peek.takenAtUs, settings: peek.settings, ...iteratorReader(this.#tracer.openWalk()) };
 		});
 	}
 
-	/** Enters `netns` to read what open() would ask `needed` with: its settings and the kernel's count. Never throws. */
+	/**
+	 * Enters `netns` to read what open() asks `needed` with, and creates no iterator: its settings and
+	 * the kernel's count (an open-socket walk needs nothing else of the namespace). Never throws.
+	 */
 	peek(netns: number, pids: Iterable<number> = []): WalkPeek | { netns: number; error: string } {
-		return this.#enter(netns, pids, () => ({ netns, takenAtUs: this.#clockUs(), settings: readNetnsSettings(), timeWaitKernel: sockstatTimeWait(readOr('/proc/thread-self/net/sockstat')) }));
+		return this.#enter(netns, pids, () => this.#peekHere(netns, true));
 	}
 
-	/** What open-socket walks' soundness depends on, a number that only grows (Tracer.openWalkHazards). */
-	openWalkHazards(): number {
-		return this.#tracer.openWalkHazards();
+	/** The calling thread's namespace (`netns`) now: its settings, and with `count` the kernel's count of its timewait sockets. */
+	#peekHere(netns: number, count: boolean): WalkPeek {
+		return { netns, takenAtUs: this.#clockUs(), settings: readNetnsSettings(), timeWaitKernel: count ? sockstatTimeWait(readOr('/proc/thread-self/net/sockstat')) : undefined };
 	}
 
 	/**

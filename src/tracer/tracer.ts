@@ -264,16 +264,16 @@ export class Tracer {
 	}
 
 	/**
-	 * The closes in flight in `netns` (claimed by nobody yet), as struct twt_sock records in state
+	 * The closes in flight (claimed by nobody yet), of every namespace, as struct twt_sock records in state
 	 * FIN_WAIT1 (the last transition seen; the socket may be in FIN_WAIT2 or CLOSING by now): sockets
 	 * that hold their ports with no process holding them (an orphan has no file), for an open-socket
 	 * walk (pipeline/open-walks.ts). A missed TIME_WAIT entry not yet recovered is among them: it holds
-	 * its port as well. Reads the whole map (the closes of an RTT or so, and the suspects).
+	 * its port as well. Reads the whole map (the closes of an RTT or so, and the suspects): once a pass.
 	 */
-	closesInFlight(netns: number): Uint8Array {
+	closesInFlight(): Buffer {
 		const records: Uint8Array[] = [];
-		this.#forEachClosing(1_000_000, (key, claim, _closedNs, entryNetns, value) => {
-			const closing = claim === Claim.NONE && entryNetns === netns ? decodeClosing(value) : undefined;
+		this.#forEachClosing(1_000_000, (key, claim, _closedNs, _netns, value) => {
+			const closing = claim === Claim.NONE ? decodeClosing(value) : undefined;
 			if (closing) records.push(closingSockRecord(cookieOf(key), closing));
 			return true;
 		});

@@ -12,7 +12,7 @@ import type { ListenerOwner } from '../../src/event/listener.js';
 import { NO_TASK } from '../../src/event/tasks.js';
 import type { NetnsSettings } from '../../src/facts/netns-settings.js';
 import type { FeedWalker, LiveFeedParts } from '../../src/pipeline/feed-parts.js';
-import { openSocketRecords, type WalkPeek } from '../../src/tracer/namespaces.js';
+import type { WalkPeek } from '../../src/tracer/namespaces.js';
 import type { SessionHandlers, SessionSummary } from '../../src/tracer/session.js';
 
 const S = 1_000_000;
@@ -36,11 +36,9 @@ export class FakeKernel {
 	readonly sockets = new Map<bigint, Lookup>();
 	/** Namespaces opened for full walks, in order. */
 	readonly opened: number[] = [];
-	/** Namespaces read by open-socket walks, in order. */
-	readonly openedOpenOnly: number[] = [];
 	/** Sockets processes hold, every namespace's (OpenSocketWalker walkTcp): what LiveFeedOptions.processSockets reads. */
 	processSockets: Buffer[] = [];
-	/** NamespaceWalker.openWalkHazards: closes the closing map could not keep. */
+	/** Tracer.openWalkHazards: closes the closing map could not keep. */
 	hazards = 0;
 	/** Lookups: the namespace and the cookies asked for, each batch; and the ways in offered. */
 	readonly lookups: { netns: number; cookies: bigint[]; pids: number[] }[] = [];
@@ -98,25 +96,23 @@ export class FakeKernel {
 						forgetClose: (cookie) => (this.forgotten.push(cookie), this.closes.delete(cookie)),
 						listenerOwner: (netns, port) => this.listeners.get(`${netns} ${port}`),
 						task: () => NO_TASK,
+						closesInFlight: () => Buffer.concat([...this.closes].filter(([, c]) => c.claim === 0).map(([cookie, c]) => closingSockRecord(cookie, c))),
+						openWalkHazards: () => this.hazards,
 					},
 					walker: walks ? {
 						home: this.home,
 						discover: () => (this.discovered++, [...this.tables.keys()]),
 						// One implementation of both overloads (NamespaceWalker.open).
-						open: ((netns: number, _pids?: Iterable<number>, needed?: (peek: WalkPeek) => boolean, processSockets?: Uint8Array) => {
+						open: ((netns: number, _pids?: Iterable<number>, needed?: (peek: WalkPeek) => boolean) => {
 							const why = this.unreachable.get(netns);
 							if (why) return { netns, error: why };
 							const t = this.tables.get(netns) ?? { records: [], settings: SETTINGS };
-							const timeWaitKernel = this.kernelCounts.get(netns);
-							if (needed && !needed({ netns, takenAtUs: this.nowUs, settings: t.settings, timeWaitKernel })) return undefined;
-							// As NamespaceWalker.open: with the processes' sockets and the kernel's count, an open-socket walk.
-							const openOnly = processSockets && timeWaitKernel !== undefined;
-							(openOnly ? this.openedOpenOnly : this.opened).push(netns);
-							const closes = [...this.closes].filter(([, c]) => c.claim === 0 && c.netns === netns).map(([cookie, c]) => closingSockRecord(cookie, c));
-							const bytes = openOnly ? openSocketRecords(netns, processSockets, Buffer.concat(closes)) : Buffer.concat(t.records);
+							if (needed && !needed({ netns, takenAtUs: this.nowUs, settings: t.settings, timeWaitKernel: this.kernelCounts.get(netns) })) return undefined;
+							this.opened.push(netns);
+							const bytes = Buffer.concat(t.records);
 							let at = 0;
 							return {
-								netns, takenAtUs: this.nowUs, settings: t.settings, ...(openOnly ? { openOnly: { timeWaitKernel } } : {}),
+								netns, takenAtUs: this.nowUs, settings: t.settings,
 								// Reads end inside records on purpose: the feed must carry the tail over.
 								read: (buf: Buffer) => {
 									const n = Math.min(buf.length, 100, bytes.length - at);
@@ -127,7 +123,6 @@ export class FakeKernel {
 								close: () => {},
 							};
 						}) as FeedWalker['open'],
-						openWalkHazards: () => this.hazards,
 						peek: (netns) => {
 							const why = this.unreachable.get(netns);
 							if (why) return { netns, error: why };

@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { TraceSession } from '../../src/tracer/session.js';
 import { NamespaceWalker, WALK_CHUNK_BYTES, type OpenedWalk } from '../../src/tracer/namespaces.js';
 import { OpenSocketWalker } from '../../src/tracer/open-sockets.js';
+import { openSocketRecords } from '../../src/pipeline/open-walks.js';
 import { openSocketsObjectPath } from '../../src/tracer/preflight.js';
 import { decodeSockets, TCP_TIME_WAIT, type SocketEntry } from '../../src/event/sock.js';
 import { bpfObject, bpfTest } from '../helpers/env.js';
@@ -110,9 +111,9 @@ bpfTest('an open-socket walk finds the listener, the connections held and the or
 	walker.discover();
 	// The walk of the table ends with its trailer (state 0: how many counted timewait sockets it left out).
 	const table = readAll(walker.open(pair.clientInode)).filter((s) => s.state !== TCP_TIME_WAIT && s.state !== TCP_NEW_SYN_RECV && s.state !== 0);
-	const openWalk = walker.open(pair.clientInode, [], undefined, await processes.walkTcp());
-	t.like(openWalk, { openOnly: { timeWaitKernel: CLOSED } }, 'with the kernel\'s count of the timewait sockets');
-	const open = readAll(openWalk);
+	// As OpenWalks.open makes it: the namespace's count, its sockets processes hold, the closes in flight.
+	t.like(walker.peek(pair.clientInode), { timeWaitKernel: CLOSED }, 'with the kernel\'s count of the timewait sockets');
+	const open = decodeSockets(openSocketRecords(pair.clientInode, await processes.walkTcp(), session.tracer.closesInFlight())).sockets;
 	const ss = ssOpen(pair);
 	t.is(ss.length, 1 + HELD + ORPHANS);
 	t.deepEqual(keys(open), ss, 'what ss shows');
@@ -122,5 +123,5 @@ bpfTest('an open-socket walk finds the listener, the connections held and the or
 	t.is(orphans.length, ORPHANS, 'the orphans, from the closes in flight');
 	t.deepEqual(new Set(orphans.map((s) => s.cookie)).size, ORPHANS);
 	t.true(orphans.every((s) => table.some((u) => u.cookie === s.cookie && u.sport === s.sport)), 'the same sockets, by cookie');
-	t.is(walker.openWalkHazards(), 0, 'every close was kept');
+	t.is(session.tracer.openWalkHazards(), 0, 'every close was kept');
 });

@@ -9,9 +9,8 @@ import { closingSockRecord, type Closing } from '../../src/event/closing.js';
 import { SOCK_SIZE } from '../../src/event/layout.generated.js';
 import { decodeSockets, TCP_TIME_WAIT } from '../../src/event/sock.js';
 import { ChurnModel } from '../../src/model/churn-model.js';
-import { OpenWalks } from '../../src/pipeline/open-walks.js';
+import { OpenWalks, openSocketRecords } from '../../src/pipeline/open-walks.js';
 import { LiveFeed } from '../../src/pipeline/live-feed.js';
-import { openSocketRecords } from '../../src/tracer/namespaces.js';
 import { eventually, FakeKernel } from '../helpers/fake-kernel.js';
 import { sockRecord } from '../../testbed/records.js';
 
@@ -30,7 +29,7 @@ test('a close in flight is a socket record in FIN_WAIT1 with its 4-tuple, namesp
 	t.like(s, { cookie: 42, netns: 9, family: 4, state: 4, sport: 40123, dport: 7000, saddr: '10.200.0.1', daddr: '10.200.0.2', expiresUs: 0 });
 });
 
-test('an open-socket walk\'s records: the namespace\'s sockets processes hold, each once however many hold it, then the closes no process holds', (t) => {
+test('an open-socket walk\'s records: the namespace\'s sockets processes hold, each once however many hold it, then its closes no process holds', (t) => {
 	const held = Buffer.concat([
 		sockRecord({ cookie: 1, sport: 40001, netns: 5, state: ESTABLISHED }),
 		sockRecord({ cookie: 1, sport: 40001, netns: 5, state: ESTABLISHED }), // a forked child holds it too
@@ -40,19 +39,21 @@ test('an open-socket walk\'s records: the namespace\'s sockets processes hold, e
 		sockRecord({ cookie: 0, sport: 40004, netns: 5, state: ESTABLISHED }),
 		sockRecord({ cookie: 0, sport: 40005, netns: 5, state: ESTABLISHED }),
 	]);
-	const closes = Buffer.concat([closingSockRecord(1n, closing(5, 40001)), closingSockRecord(8n, closing(5, 40008))]);
+	const closes = Buffer.concat([closingSockRecord(1n, closing(5, 40001)), closingSockRecord(8n, closing(5, 40008)), closingSockRecord(9n, closing(6, 40009))]);
 	const records = openSocketRecords(5, held, closes);
 	t.is(records.length % SOCK_SIZE, 0);
 	t.deepEqual(cookies(records), [1, 2, 0, 0, 8], 'the shut-down socket still held by its process comes once, as the process holds it');
 	t.deepEqual(decodeSockets(records).sockets.map((s) => s.sport), [40001, 80, 40004, 40005, 40008]);
 	t.deepEqual(cookies(openSocketRecords(6, held, new Uint8Array())), [3]);
+	t.deepEqual(cookies(openSocketRecords(6, held, closes)), [3, 9], 'each namespace\'s own closes');
 });
 
 /** A walker whose hazards a test moves. */
 function hazardous() {
 	const w = { hazards: 0 };
-	const walker = { home: 1, discover: () => [], open: () => undefined, lookup: () => [], peek: () => ({ error: 'unused' }), openWalkHazards: () => w.hazards };
-	return { w, walks: new OpenWalks(walker as never, async () => new Uint8Array()) };
+	const walker = { home: 1, discover: () => [], open: () => undefined, lookup: () => [], peek: () => ({ error: 'unused' }) };
+	const session = { closesInFlight: () => new Uint8Array(), openWalkHazards: () => w.hazards };
+	return { w, walks: new OpenWalks(walker as never, session, async () => new Uint8Array()) };
 }
 
 test('a namespace is read by open-socket walks once a walk of its table took no timewait socket of its own, and while no hazard came', (t) => {
@@ -76,8 +77,8 @@ test('a namespace is read by open-socket walks once a walk of its table took no 
 });
 
 test('without the process walk (another pid namespace, an old kernel) or without counting, every walk reads the table', (t) => {
-	const walker = { home: 1, discover: () => [], open: () => undefined, lookup: () => [], peek: () => ({ error: 'unused' }), openWalkHazards: () => 0 } as never;
-	const off = new OpenWalks(walker, undefined);
+	const walker = { home: 1, discover: () => [], open: () => undefined, lookup: () => [], peek: () => ({ error: 'unused' }) } as never;
+	const off = new OpenWalks(walker, { closesInFlight: () => new Uint8Array(), openWalkHazards: () => 0 }, undefined);
 	off.tableWalked(5, off.before(), 0);
 	t.false(off.allowed(5));
 });
@@ -109,7 +110,7 @@ test('the feed reads open-socket walks once a table walk left nothing of its own
 	t.is(reads.processSockets, 0, 'the processes are not walked for a walk not read');
 	k.nowUs += 10 * S; // a forced walk: 10 intervals
 	await eventually(() => feed.walks.completed === 2);
-	t.deepEqual(k.openedOpenOnly, [1]);
+	t.deepEqual(k.opened, [1], 'the forced walk read no table');
 	t.is(reads.processSockets, 1);
 	t.like(feed.walks, { openOnly: 1, lastOpenOnly: 1, lastTable: 0 });
 	t.like(walks[1], { netns: 1, openOnly: true, timeWaitCounted: 0 });
