@@ -299,11 +299,12 @@ export class LiveFeed {
 		const time: WalkTime = { readMs: 0, drainMs: 0, handleMs: 0 };
 		let openOnly = 0;
 		const pass: OpenWalkPass = { time };
+		// Before any walk of the pass: a hazard during any of them keeps its namespace on the table (OpenWalks.tableWalked).
+		const hazards = this.#openWalks!.before();
 		this.drainNow(); // events from before the walk must reach the model before it
 		const discovered = fresh ? [] : this.#walker.discover();
 		for (const netns of fresh ?? namespacesToWalk(model, this.#asked, this.home, discovered)) {
 			if (this.#abandon) return;
-			const hazards = this.#openWalks!.before();
 			const opened = await this.#openWalks!.open(netns, this.#pidsIn(netns), due ? (peek) => this.#walkNeeded(model, peek) : undefined, pass);
 			if (!opened) {
 				this.#walkCounts.skipped++;
