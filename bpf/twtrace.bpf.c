@@ -75,7 +75,7 @@ _Static_assert(sizeof(struct twt_open_socket) == 64, "twt_open_socket size chang
 _Static_assert(sizeof(struct twt_config) == 64, "twt_config size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_listener) == 32, "twt_listener size changed: regenerate the layout");
 _Static_assert(sizeof(struct twt_count_key) == 56, "twt_count_key size changed: regenerate the layout");
-_Static_assert(sizeof(struct twt_count) == (8 + TWT_LIFETIME_BUCKETS) * 8, "twt_count size changed: regenerate the layout");
+_Static_assert(sizeof(struct twt_count) == (10 + TWT_LIFETIME_BUCKETS) * 8, "twt_count size changed: regenerate the layout");
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -435,11 +435,77 @@ static __always_inline void fill_addrs(__u8 *saddr, __u8 *daddr, const struct so
 }
 
 /*
+ * The granularity (log2 jiffies) of the timer wheel's level a timer armed `delta` jiffies ahead goes
+ * into: kernel/time/timer.c calc_wheel_index() picks the level by delta (64 buckets per level, each
+ * level 8 times coarser). Level starts: LVL_START(n) = 63 << 3(n-1).
+ */
+static __always_inline __u32 wheel_shift(__u64 delta)
+{
+	if (delta < 63)
+		return 0;
+	if (delta < 504)
+		return 3;
+	if (delta < 4032)
+		return 6;
+	if (delta < 32256)
+		return 9;
+	if (delta < 258048)
+		return 12;
+	if (delta < 2064384)
+		return 15;
+	return 18;
+}
+
+/*
+ * When the timer wheel runs a timer armed `delta` jiffies ahead to `expires`: calc_index() puts the
+ * timer in the bucket after `expires` at its level's granularity (wheel_shift), and the wheel runs a
+ * bucket's timers together at its end. A TIME_WAIT timer (60 s) lands in level 3 at HZ 250: up to
+ * 2.048 s late, which is why a timewait socket lives 60-62 s (README, "Design notes": TIME_WAIT expiry).
+ */
+static __always_inline __u64 wheel_fire_jiffies(__u64 expires, __u64 delta)
+{
+	__u32 shift = wheel_shift(delta);
+
+	return ((expires >> shift) + 1) << shift;
+}
+
+/* Where the wheel runs the timer of a timewait socket made just now (event and count agree on it). */
+struct tw_timer {
+	__u16 slack_ms; /* after its 60 s: twt_event.tw_slack_ms */
+	__u8 odd;       /* its bucket's end, in buckets of its level, is odd: TWT_FLAG_ODD_BUCKET, and
+	                 * twt_count.time_wait_odd or fin_wait2_odd */
+};
+
+/*
+ * tcp_time_wait() armed the timer of the new timewait socket just now (inet_twsk_schedule()):
+ * jiffies + TCP_TIMEWAIT_LEN for substate TIME_WAIT; for substate FIN_WAIT2 the FIN timeout, which
+ * the peer's FIN replaces with TCP_TIMEWAIT_LEN within moments, mostly (kernel-facts §1.3): taken as
+ * 60 s for both. Both figures are 0 where CONFIG_HZ is not known (nor is the wheel's clock then:
+ * read_clock, and user space spreads counted entries instead).
+ */
+static __always_inline struct tw_timer time_wait_timer(void)
+{
+	struct tw_timer t = {};
+	__u64 len, expires, fire;
+	__u32 shift;
+
+	if (!CONFIG_HZ)
+		return t;
+	len = 60 * (__u64)CONFIG_HZ;
+	shift = wheel_shift(len);
+	expires = bpf_jiffies64() + len;
+	fire = ((expires >> shift) + 1) << shift;
+	t.slack_ms = (fire - expires) * 1000 / CONFIG_HZ;
+	t.odd = (fire >> shift) & 1;
+	return t;
+}
+
+/*
  * Counts one event of `key` into the current generation of `counts` (cfg.counting). The same
  * increments as src/model/fold.ts makes from the event's record: a test holds them equal.
  */
 static __always_inline void count_event(const struct twt_count_key *key, __u8 kind, __u8 substate, __s32 err,
-					__u64 lifetime_us)
+					__u64 lifetime_us, struct tw_timer tw)
 {
 	__u32 zero = 0;
 	struct twt_count *c;
@@ -468,10 +534,15 @@ static __always_inline void count_event(const struct twt_count_key *key, __u8 ki
 			__sync_fetch_and_add(&c->addr_not_avail, 1);
 		return;
 	case TWT_KIND_TIME_WAIT:
-		if (substate == TCP_TIME_WAIT)
+		if (substate == TCP_TIME_WAIT) {
 			__sync_fetch_and_add(&c->time_wait, 1);
-		else
+			if (tw.odd)
+				__sync_fetch_and_add(&c->time_wait_odd, 1);
+		} else {
 			__sync_fetch_and_add(&c->fin_wait2, 1);
+			if (tw.odd)
+				__sync_fetch_and_add(&c->fin_wait2_odd, 1);
+		}
 		break;
 	case TWT_KIND_RESET:
 		__sync_fetch_and_add(&c->resets, 1);
@@ -527,7 +598,7 @@ static __always_inline void set_key_side(struct twt_count_key *key, __u8 side, _
 /* Counts an event of a socket (cfg.counting), from the values its record carries. */
 static __always_inline void count_sock_event(const struct sock *sk, __u8 kind, __u32 netns, const struct twt_owner *o,
 					     __u16 sport, __u16 dport, __u64 cgroup_id, __u64 now_ns, __s32 err,
-					     __u8 substate)
+					     __u8 substate, struct tw_timer tw)
 {
 	struct twt_count_key key;
 
@@ -538,7 +609,7 @@ static __always_inline void count_sock_event(const struct sock *sk, __u8 kind, _
 	key._pad[0] = key._pad[1] = key._pad[2] = 0;
 	fill_addrs(key.saddr, key.daddr, sk, key.family);
 	set_key_side(&key, o ? o->side : TWT_SIDE_UNKNOWN, sport, dport);
-	count_event(&key, kind, substate, err, o ? lifetime_us_of(o, now_ns) : 0);
+	count_event(&key, kind, substate, err, o ? lifetime_us_of(o, now_ns) : 0, tw);
 }
 
 /*
@@ -555,7 +626,7 @@ static __always_inline void count_start(const struct sock *sk, const struct twt_
 
 	/* reset_owner() has just read the socket's cgroup into the owner. */
 	if (owner_and_ports_wanted(o, sport, dport, o->cgroup_id))
-		count_sock_event(sk, kind, netns, o, sport, dport, o->cgroup_id, 0, 0, 0);
+		count_sock_event(sk, kind, netns, o, sport, dport, o->cgroup_id, 0, 0, 0, (struct tw_timer){});
 }
 
 /*
@@ -564,7 +635,8 @@ static __always_inline void count_start(const struct sock *sk, const struct twt_
  */
 static __always_inline struct twt_event *reserve_sock_event(const struct sock *sk, __u8 kind, __u32 netns, __u64 cookie,
 							     const struct twt_owner *o, int oldstate,
-							     int newstate, __u64 now_ns, __s32 err, __u8 substate)
+							     int newstate, __u64 now_ns, __s32 err, __u8 substate,
+							     struct tw_timer tw)
 {
 	__u16 sport, dport;
 	__u64 cgroup_id;
@@ -581,7 +653,7 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 	if (!owner_and_ports_wanted(o, sport, dport, cgroup_id))
 		return NULL;
 	if (counted) {
-		count_sock_event(sk, kind, netns, o, sport, dport, cgroup_id, now_ns, err, substate);
+		count_sock_event(sk, kind, netns, o, sport, dport, cgroup_id, now_ns, err, substate, tw);
 		if (!kind_wanted(kind))
 			return NULL;
 	}
@@ -612,57 +684,22 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 	return e;
 }
 
-/*
- * When the timer wheel runs a timer armed `delta` jiffies ahead to `expires`: kernel/time/timer.c
- * calc_wheel_index() picks the level by delta (64 buckets per level, each level 8 times coarser) and
- * calc_index() puts the timer in the bucket after `expires` at that level's granularity. A TIME_WAIT
- * timer (60 s) lands in level 3 at HZ 250: up to 2.048 s late, which is why a timewait socket lives
- * 60-62 s (README, "Design notes": TIME_WAIT expiry). Level starts: LVL_START(n) = 63 << 3(n-1).
- */
-static __always_inline __u64 wheel_fire_jiffies(__u64 expires, __u64 delta)
-{
-	__u32 shift;
-
-	if (delta < 63)
-		shift = 0;
-	else if (delta < 504)
-		shift = 3;
-	else if (delta < 4032)
-		shift = 6;
-	else if (delta < 32256)
-		shift = 9;
-	else if (delta < 258048)
-		shift = 12;
-	else if (delta < 2064384)
-		shift = 15;
-	else
-		shift = 18;
-	return ((expires >> shift) + 1) << shift;
-}
-
-/* tcp_time_wait() armed the timer of the new timewait socket just now: jiffies + TCP_TIMEWAIT_LEN. */
-static __always_inline __u16 time_wait_slack_ms(void)
-{
-	__u64 len, expires;
-
-	if (!CONFIG_HZ)
-		return 0;
-	len = 60 * (__u64)CONFIG_HZ;
-	expires = bpf_jiffies64() + len;
-	return (wheel_fire_jiffies(expires, len) - expires) * 1000 / CONFIG_HZ;
-}
-
 static __always_inline void emit(const struct sock *sk, __u8 kind, __u32 netns, __u64 cookie, const struct twt_owner *o,
 				 int oldstate, int newstate, __u64 now_ns, __s32 err, __u8 substate)
 {
-	struct twt_event *e = reserve_sock_event(sk, kind, netns, cookie, o, oldstate, newstate, now_ns, err, substate);
+	/* Read once, for the count and the record alike: a tick between two reads could put them in different buckets. */
+	struct tw_timer tw = kind == TWT_KIND_TIME_WAIT ? time_wait_timer() : (struct tw_timer){};
+	struct twt_event *e = reserve_sock_event(sk, kind, netns, cookie, o, oldstate, newstate, now_ns, err, substate, tw);
 
 	if (!e)
 		return;
 	e->err = err;
 	e->substate = substate;
-	if (kind == TWT_KIND_TIME_WAIT && substate == TCP_TIME_WAIT)
-		e->tw_slack_ms = time_wait_slack_ms();
+	if (kind == TWT_KIND_TIME_WAIT) {
+		/* A FIN_WAIT2 substate's own timer is the FIN timeout: no slack is claimed for it. */
+		e->tw_slack_ms = substate == TCP_TIME_WAIT ? tw.slack_ms : 0;
+		e->flags = tw.odd ? TWT_FLAG_ODD_BUCKET : 0;
+	}
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -1084,6 +1121,9 @@ static __always_inline bool recover_claimed(__u64 cookie, struct twt_closing *c,
 	struct twt_closing copy;
 	struct twt_event *e;
 	__u64 now_ns = bpf_ktime_get_ns();
+	/* Its timer was armed when it entered, which was not seen: the count and the record both take it
+	 * as entering now, when it was found. */
+	struct tw_timer tw = time_wait_timer();
 
 	if (now_ns - c->closed_ns < min_age_ns)
 		return false; /* its event may still be on the way; a later look decides */
@@ -1104,7 +1144,7 @@ static __always_inline bool recover_claimed(__u64 cookie, struct twt_closing *c,
 		__builtin_memcpy(key.saddr, copy.saddr, TWT_ADDR_LEN);
 		__builtin_memcpy(key.daddr, copy.daddr, TWT_ADDR_LEN);
 		set_key_side(&key, copy.owner.side, copy.sport, copy.dport);
-		count_event(&key, TWT_KIND_TIME_WAIT, substate, 0, lifetime_us_of(&copy.owner, copy.closed_ns));
+		count_event(&key, TWT_KIND_TIME_WAIT, substate, 0, lifetime_us_of(&copy.owner, copy.closed_ns), tw);
 	}
 	if (!kind_wanted(TWT_KIND_TIME_WAIT))
 		return true;
@@ -1127,7 +1167,8 @@ static __always_inline bool recover_claimed(__u64 cookie, struct twt_closing *c,
 	e->substate = substate;
 	e->oldstate = TCP_FIN_WAIT1; /* the last transition seen */
 	e->newstate = TCP_TIME_WAIT;
-	e->flags = TWT_FLAG_RECOVERED;
+	e->flags = TWT_FLAG_RECOVERED | (tw.odd ? TWT_FLAG_ODD_BUCKET : 0);
+	e->tw_slack_ms = substate == TCP_TIME_WAIT ? tw.slack_ms : 0;
 	/* Lifetime up to the close: when the socket reached TIME_WAIT after it is not known. */
 	fill_owner(e, &copy.owner, copy.closed_ns);
 	bpf_ringbuf_submit(e, 0);

@@ -47,6 +47,8 @@ enum twt_owner_source {
 enum twt_event_flag {
 	TWT_FLAG_RECOVERED = 1, /* time_wait found by a socket walk: the kernel ran no program for this
 	                         * socket's entry into TIME_WAIT (README, "Design notes": missed transitions) */
+	TWT_FLAG_ODD_BUCKET = 2, /* time_wait: counted into time_wait_odd or fin_wait2_odd (the timer
+	                          * wheel's bucket a 60 s timer armed at the entry goes into is odd) */
 };
 
 /* Per-CPU counters, index into the `counters` map. Each is a loss, a gap in attribution or a witness. */
@@ -116,7 +118,8 @@ struct twt_event {
 	__u16 family;       /* AF_INET or AF_INET6 */
 	__u16 tw_slack_ms;  /* time_wait, substate TIME_WAIT: how long after the nominal 60 s the kernel's
 	                     * timer wheel fires the timewait timer (rounding of calc_wheel_index); 0 when
-	                     * HZ is unknown */
+	                     * HZ is unknown. A recovered one's as if it entered when found (ts_us), as
+	                     * its count takes it (and TWT_FLAG_ODD_BUCKET) */
 };
 
 /*
@@ -247,6 +250,14 @@ struct twt_count {
 	__u64 lifetime_count;
 	__u64 lifetime[TWT_LIFETIME_BUCKETS]; /* of them, lifetime_us <= the bucket's bound, not cumulative;
 	                                       * longer than the last bound: in lifetime_count only */
+	__u64 time_wait_odd;  /* of time_wait, those whose timer the wheel runs at the end of an odd bucket
+	                       * of its level (the end's jiffies >> the level's shift, odd; 0 where
+	                       * CONFIG_HZ is not known). A reading's entries, a second's, go into at most
+	                       * two buckets, one odd and one even (2.048 s each at HZ 250): this says how
+	                       * many went into each, so user space ends them when the kernel does
+	                       * (src/model/wheel.ts, kernel-facts §9) */
+	__u64 fin_wait2_odd;  /* of fin_wait2, the same for a 60 s timer armed at the entry: the peer's
+	                       * FIN re-arms most for 60 s within moments (kernel-facts §1.3) */
 };
 
 /*

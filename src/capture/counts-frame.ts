@@ -98,9 +98,11 @@ export function parseKeysPayload(payload: Buffer, table: Map<number, Buffer>): v
 
 /**
  * A counts frame's payload, read back and checked: every value a count, every byte accounted for.
- * A KEYED frame's ids are looked up in `keyTable` (the KEYS frames read before it).
+ * A KEYED frame's ids are looked up in `keyTable` (the KEYS frames read before it). `written`: the
+ * columns its rows hold, fewer than today's in an earlier counters' layout (format.ts
+ * READABLE_COUNT_LAYOUTS): they are the first ones, the rest read as 0.
  */
-export function parseCountsPayload(payload: Buffer, keyTable?: ReadonlyMap<number, Buffer>): { atUs: number; keys: Buffer; values: Float64Array; count: number } {
+export function parseCountsPayload(payload: Buffer, keyTable?: ReadonlyMap<number, Buffer>, written = COLUMNS): { atUs: number; keys: Buffer; values: Float64Array; count: number } {
 	if (payload.length < COUNTS_HEAD_BYTES) throw new CaptureError('a counts frame too short for its head');
 	const atUs = payload.readDoubleLE(0);
 	const n = payload.readUInt32LE(8);
@@ -110,18 +112,18 @@ export function parseCountsPayload(payload: Buffer, keyTable?: ReadonlyMap<numbe
 	const keyed = encoding === CountsEncoding.keyed;
 	const keysEnd = keyed ? COUNTS_HEAD_BYTES : COUNTS_HEAD_BYTES + n * COUNT_KEY_SIZE;
 	// Each key takes its bytes, or (KEYED) an id and a mask of a byte at least: checked before anything is allocated for n.
-	const least = encoding === CountsEncoding.dense ? keysEnd + n * COUNT_SIZE : keysEnd + n * (keyed ? 2 : 1);
+	const least = encoding === CountsEncoding.dense ? keysEnd + n * written * 8 : keysEnd + n * (keyed ? 2 : 1);
 	if (encoding === CountsEncoding.dense ? payload.length !== least : payload.length < least) {
 		throw new CaptureError(`a counts frame of ${payload.length} bytes does not hold its ${n} keys`);
 	}
 	const keys = keyed ? Buffer.allocUnsafe(n * COUNT_KEY_SIZE) : payload.subarray(COUNTS_HEAD_BYTES, keysEnd);
 	const values = new Float64Array(n * COLUMNS);
 	if (encoding === CountsEncoding.dense) {
-		for (let i = 0; i < values.length; i++) {
+		for (let i = 0; i < n * written; i++) {
 			const v = payload.readDoubleLE(keysEnd + i * 8);
 			// Differences of counters that only go up: a negative or fractional one was not written by twtrace.
 			if (!isCount(v)) throw new CaptureError(`a counts frame holds ${v}, not a count`);
-			values[i] = v;
+			values[Math.floor(i / written) * COLUMNS + (i % written)] = v;
 		}
 		return { atUs, keys, values, count: n };
 	}
@@ -134,8 +136,8 @@ export function parseCountsPayload(payload: Buffer, keyTable?: ReadonlyMap<numbe
 			key.copy(keys, i * COUNT_KEY_SIZE);
 		}
 		const mask = readVarint(payload, cursor);
-		if (mask >= 2 ** COLUMNS) throw new CaptureError(`a counts frame names column ${Math.floor(Math.log2(mask))} of ${COLUMNS}`);
-		for (let c = 0; c < COLUMNS; c++) if (mask & (1 << c)) values[row + c] = readVarint(payload, cursor);
+		if (mask >= 2 ** written) throw new CaptureError(`a counts frame names column ${Math.floor(Math.log2(mask))} of ${written}`);
+		for (let c = 0; c < written; c++) if (mask & (1 << c)) values[row + c] = readVarint(payload, cursor);
 	}
 	if (cursor.at !== payload.length) throw new CaptureError(`a counts frame of ${payload.length} bytes holds ${payload.length - cursor.at} bytes after its ${n} keys' counts`);
 	return { atUs, keys, values, count: n };

@@ -67,6 +67,14 @@ export const LAYOUT_FINGERPRINT = '5765ce71efed6426';
 export const READABLE_LAYOUTS: Readonly<Record<string, string>> = {
 	f15c04c86ccae1fa: 'versions 1 to 5: struct twt_sock\'s slack_us was padding (0: the wheel\'s slack not known)',
 };
+/**
+ * Counters' layouts of earlier versions that this one reads (countLayout in the header), by how many
+ * of today's columns (struct twt_count's u64s, in order) their rows hold: each added its column last,
+ * so a row reads into the first ones and the rest stay 0.
+ */
+export const READABLE_COUNT_LAYOUTS: Readonly<Record<string, { columns: number; note: string }>> = {
+	f52d7bedbe8e9151: { columns: 20, note: 'before time_wait_odd: their TIME_WAIT entries are spread over a reading\'s second (model/wheel.ts)' },
+};
 export const PREAMBLE_BYTES = 20;
 export const FRAME_HEADER_BYTES = 12;
 /** Bounds a reader accepts before allocating: a corrupt length must not ask for gigabytes. */

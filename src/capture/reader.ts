@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { EVENT_SIZE, SOCK_SIZE } from '../event/layout.generated.js';
 import type { WalkRecord } from '../event/walk-record.js';
-import { CAPTURE_VERSION, CaptureError, countLayoutFingerprint, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, READABLE_LAYOUTS, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
+import { CAPTURE_VERSION, CaptureError, countLayoutFingerprint, FRAME_HEADER_BYTES, FrameType, layoutFingerprint, MAGIC, READABLE_COUNT_LAYOUTS, READABLE_LAYOUTS, MAX_FRAME_BYTES, MAX_HEADER_BYTES, PREAMBLE_BYTES, settingsFromJson, type CaptureHeader, type CaptureTrailer, type SettingsJson } from './format.js';
 import { isCount, parseCountsPayload, parseKeysPayload } from './counts-frame.js';
 import { isWheelClock } from '../event/clock.js';
 import { crc32 } from 'node:zlib';
@@ -95,7 +95,7 @@ export function parseCapture(data: Uint8Array, options: ReadOptions = {}): Captu
 				items.push({ type: 'walk', walk });
 			} else if (type === FrameType.counts) {
 				if (header.countLayout === undefined) throw new CaptureError('a counts frame in a capture whose header names no counters\' layout');
-				items.push(parseCounts(payload, countKeys));
+				items.push(parseCounts(payload, countKeys, header.countLayout));
 			} else if (type === FrameType.keys) {
 				if (header.countLayout === undefined) throw new CaptureError('a keys frame in a capture whose header names no counters\' layout');
 				parseKeysPayload(payload, countKeys);
@@ -156,7 +156,7 @@ function parseHeader(buf: Buffer): CaptureHeader {
 	if ((header.layout !== layoutFingerprint() && !Object.hasOwn(READABLE_LAYOUTS, header.layout)) || header.eventSize !== EVENT_SIZE || header.sockSize !== SOCK_SIZE) {
 		throw new CaptureError(`the capture's record layout (${header.layout}) is not this twtrace's (${layoutFingerprint()}): replay it with the twtrace version that recorded it (${header.tool})`);
 	}
-	if (header.countLayout !== undefined && header.countLayout !== countLayoutFingerprint()) {
+	if (header.countLayout !== undefined && header.countLayout !== countLayoutFingerprint() && !Object.hasOwn(READABLE_COUNT_LAYOUTS, header.countLayout)) {
 		throw new CaptureError(`the capture's counters' layout (${header.countLayout}) is not this twtrace's (${countLayoutFingerprint()}): replay it with the twtrace version that recorded it (${header.tool})`);
 	}
 	return header;
@@ -252,8 +252,8 @@ function parseWalk(payload: Buffer): { walk: WalkRecord; delta: WalkDelta | unde
 	return { walk, delta: { removed, upserts } };
 }
 
-function parseCounts(payload: Buffer, countKeys: ReadonlyMap<number, Buffer>): Extract<CaptureItem, { type: 'counts' }> {
-	return { type: 'counts', ...parseCountsPayload(payload, countKeys) };
+function parseCounts(payload: Buffer, countKeys: ReadonlyMap<number, Buffer>, countLayout: string): Extract<CaptureItem, { type: 'counts' }> {
+	return { type: 'counts', ...parseCountsPayload(payload, countKeys, READABLE_COUNT_LAYOUTS[countLayout]?.columns) };
 }
 
 function parseTrailer(payload: Buffer): CaptureTrailer {

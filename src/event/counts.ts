@@ -15,7 +15,7 @@ import { AF_INET6, SIDE_NAMES, type SideName } from './kinds.js';
  */
 export const LIFETIME_BOUNDS_US: readonly number[] = Object.values(LifetimeBoundMs).map((ms) => ms * 1000);
 
-/** Where each counter sits in a row: struct twt_count's u64s in order, the lifetime buckets last. */
+/** Where each counter sits in a row: struct twt_count's u64s in order. */
 export const COUNT_COLUMN = {
 	connections: COUNT_FIELDS.connections.offset / 8,
 	timeWait: COUNT_FIELDS.time_wait.offset / 8,
@@ -26,6 +26,8 @@ export const COUNT_COLUMN = {
 	lifetimeSumUs: COUNT_FIELDS.lifetime_sum_us.offset / 8,
 	lifetimeCount: COUNT_FIELDS.lifetime_count.offset / 8,
 	lifetime: COUNT_FIELDS.lifetime.offset / 8,
+	timeWaitOdd: COUNT_FIELDS.time_wait_odd.offset / 8,
+	finWait2Odd: COUNT_FIELDS.fin_wait2_odd.offset / 8,
 } as const;
 export const COUNT_COLUMNS = COUNT_SIZE / 8;
 

@@ -90,7 +90,7 @@ export const CONFIG_FIELDS = {
 
 /** Where `const volatile struct twt_config cfg` sits in the .rodata map, and that map's size. */
 export const RODATA_CFG_OFFSET = 0;
-export const RODATA_SIZE = 160;
+export const RODATA_SIZE = 176;
 
 /** A value of the `closing` map (the witness of active closes; swept by the loader). */
 export const CLOSING_SIZE = 112;
@@ -180,7 +180,7 @@ export const COUNT_KEY_FIELDS = {
 } as const satisfies Record<string, FieldLayout>;
 
 /** A value of the `counts` maps: cumulative counters of one key since its generation began. */
-export const COUNT_SIZE = 160;
+export const COUNT_SIZE = 176;
 export const COUNT_FIELDS = {
 	connections: { offset: 0, size: 8 },
 	time_wait: { offset: 8, size: 8 },
@@ -191,6 +191,8 @@ export const COUNT_FIELDS = {
 	lifetime_sum_us: { offset: 48, size: 8 },
 	lifetime_count: { offset: 56, size: 8 },
 	lifetime: { offset: 64, size: 96, count: 12 },
+	time_wait_odd: { offset: 160, size: 8 },
+	fin_wait2_odd: { offset: 168, size: 8 },
 } as const satisfies Record<string, FieldLayout>;
 
 export const EventKind = {
@@ -232,6 +234,7 @@ export const Counter = {
 
 export const EventFlag = {
 	RECOVERED: 1,
+	ODD_BUCKET: 2,
 } as const;
 
 export const Claim = {

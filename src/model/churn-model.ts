@@ -199,8 +199,11 @@ export class ChurnModel {
 	 */
 	countFrom(us: number): void { this.#parts.countedFromUs ??= us; }
 
-	/** The kernel's timer wheel clock (read_clock, or a capture's header): counted TIME_WAIT entries end in its buckets (wheel.ts). */
-	setWheel(clock: WheelClock): void { this.#parts.wheel = new TimeWaitWheel(clock); }
+	/**
+	 * The kernel's timer wheel clock (read_clock, or a capture's header): counted TIME_WAIT entries end
+	 * in its buckets (wheel.ts); `oddCounted`: the counts say how many went into odd ones.
+	 */
+	setWheel(clock: WheelClock, oddCounted = true): void { this.#parts.wheel = new TimeWaitWheel(clock, oddCounted); }
 
 	/** One key's counts from the kernel (a flight recorder's counts frame), as if its events came: counted.ts. */
 	ingestCounts(key: CountKey, who: Pick<Blame, 'pid' | 'comm'>, delta: Float64Array, atUs: number, history = false): void {

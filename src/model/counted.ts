@@ -6,9 +6,12 @@
  * held from the entries. So `report --last` and `top --replay` read the same model whether the
  * recorder kept records or counts. What the counts do not keep, and so the model cannot know:
  * - when in the reading's second each entry came: entries enter at the reading (they came in the
- *   second before it), spread evenly over the time since the reading before, and leave in the timer
- *   wheel's bucket their timers go into (kernel-facts §9, wheel.ts) where the wheel's clock is known
- *   (the agent reads it; a capture's header keeps it), else a TIME_WAIT length after the reading;
+ *   second before it) and leave in the timer wheel's bucket their timers go into (kernel-facts §9,
+ *   wheel.ts) where the wheel's clock is known (the agent reads it; a capture's header keeps it),
+ *   else a TIME_WAIT length after the reading. Each goes into its own bucket, the kernel having
+ *   counted how many went into odd ones (but a FIN_WAIT2 substate's where tcp_fin_timeout is not
+ *   60 s, and a capture's in an earlier counters' layout: spread evenly over the time since the
+ *   reading before);
  * - cookies: a walk cannot make these entries exact (reconcile.ts `countedFromUs`), and tcp_tw_reuse
  *   takeovers stay held until the entries expire (kernel-facts §1.3);
  * - a client socket's local port: its entries are taken to hold ephemeral ports (connect() without
@@ -128,20 +131,32 @@ function addEntries(m: ReconcileTarget, owner: Owner, dest: Destination | undefi
 	const finWait2 = Math.min(delta[K.finWait2]!, room);
 	// Each substate's timer (TCP_TIMEWAIT_LEN; tcp_fin_timeout for FIN_WAIT2, most of which the peer's FIN re-arms for
 	// 60 s at once: kernel-facts §1.3) ends in the timer wheel's bucket (wheel.ts) where its clock is known; else its length after the reading.
-	addHeld(m, owner, dest, netns, atUs, timeWait, TIME_WAIT_SECONDS * US);
-	addHeld(m, owner, dest, netns, atUs, finWait2, finUs);
+	// The kernel counted each substate's entries into odd buckets of a 60 s timer's level; a FIN_WAIT2 one's own timer is
+	// the namespace's tcp_fin_timeout, which the peer's FIN mostly replaces with 60 s at once (kernel-facts §1.3): its
+	// bucket is known where the two agree.
+	addHeld(m, owner, dest, netns, atUs, timeWait, TIME_WAIT_SECONDS * US, oddOf(delta, K.timeWait, K.timeWaitOdd, timeWait));
+	addHeld(m, owner, dest, netns, atUs, finWait2, finUs, finUs === TIME_WAIT_SECONDS * US ? oddOf(delta, K.finWait2, K.finWait2Odd, finWait2) : undefined);
+}
+
+/** How many of the `held` entries of a column (fewer than counted where the cap refused some) went into odd buckets: the same share. */
+function oddOf(delta: Float64Array, column: number, oddColumn: number, held: number): number {
+	return held < delta[column]! ? Math.round((delta[oddColumn]! * held) / delta[column]!) : delta[oddColumn]!;
 }
 
 /** The wheel's buckets of one key's entries (TimeWaitWheel.split), reused from key to key and reading to reading. */
 const parts: number[] = [];
 
-/** `n` entries of one substate, held `lengthUs` from the reading, or to the end of their timers' buckets. */
-function addHeld(m: ReconcileTarget, owner: Owner, dest: Destination | undefined, netns: number, atUs: number, n: number, lengthUs: number): void {
+/**
+ * `n` entries of one substate, held `lengthUs` from the reading, or to the end of their timers' buckets;
+ * `odd`: how many the kernel counted into odd buckets of a 60 s timer's level, where that is their timer.
+ */
+function addHeld(m: ReconcileTarget, owner: Owner, dest: Destination | undefined, netns: number, atUs: number, n: number, lengthUs: number, odd?: number): void {
 	if (n <= 0) return;
 	if (!m.wheel) {
 		m.timeWait.addCounted(owner, dest, netns, atUs, atUs + lengthUs, n);
 		return;
 	}
-	const count = m.wheel.split(m.countedReading!.fromUs, atUs, n, parts, lengthUs / US);
+	const { fromUs } = m.countedReading!;
+	const count = odd !== undefined && m.wheel.oddCounted ? m.wheel.splitCounted(fromUs, atUs, n, odd, parts) : m.wheel.split(fromUs, atUs, n, parts, lengthUs / US);
 	for (let i = 0; i < 2 * count; i += 2) m.timeWait.addCounted(owner, dest, netns, atUs, parts[i]!, parts[i + 1]!);
 }

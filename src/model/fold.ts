@@ -5,7 +5,7 @@
  * same thing; test/integration/counts.test.ts holds the two equal on a real run.
  */
 import { COUNT_COLUMN, LIFETIME_BOUNDS_US, type CountTable } from '../event/counts.js';
-import { COUNT_KEY_FIELDS, COUNT_KEY_SIZE, EVENT_FIELDS, EVENT_SIZE, EventKind, OwnerSource, Side } from '../event/layout.generated.js';
+import { COUNT_KEY_FIELDS, COUNT_KEY_SIZE, EVENT_FIELDS, EVENT_SIZE, EventFlag, EventKind, OwnerSource, Side } from '../event/layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from '../event/host-order.js';
 import { TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT } from '../event/sock.js';
 import { EADDRNOTAVAIL } from './victims.js';
@@ -65,9 +65,13 @@ function count(row: Float64Array, b: Buffer, at: number, kind: number): void {
 			row[C.connectFails]!++;
 			if (readS32(b, at + E.err.offset) === EADDRNOTAVAIL) row[C.addrNotAvail]!++;
 			return;
-		case EventKind.TIME_WAIT:
-			row[b[at + E.substate.offset] === TCP_TIME_WAIT ? C.timeWait : C.finWait2]!++;
+		case EventKind.TIME_WAIT: {
+			// The record says which of the wheel's buckets the kernel counted it into (time_wait_timer()).
+			const odd = (b[at + E.flags.offset]! & EventFlag.ODD_BUCKET) !== 0;
+			if (b[at + E.substate.offset] === TCP_TIME_WAIT) row[C.timeWait]!++, odd && row[C.timeWaitOdd]!++;
+			else row[C.finWait2]!++, odd && row[C.finWait2Odd]!++;
 			break;
+		}
 		case EventKind.RESET:
 			row[C.resets]!++;
 			break;

@@ -10,6 +10,13 @@
  * kernel's bucket, to within half a tick: the reading does not say where in its tick it fell. So an
  * entry that came within half a tick of a bucket's edge may end a bucket early or late, and within
  * half a tick of a bucket's end the model may still hold the bucket the kernel just ran.
+ *
+ * A reading says how many entries came, not when: spread evenly over its span, a second's entries
+ * that straddle a bucket's edge are shared between the two buckets by time, off by however unevenly
+ * they came (up to a few hundred a bucket at 20,000 a second, docs/kernel-facts.md §9). Where the
+ * kernel also counts how many went into an odd bucket (twt_count.time_wait_odd), and a reading spans
+ * at most two buckets (one odd, one even: a bucket is 2.048 s at HZ 250, readings a second apart),
+ * each bucket gets exactly its own (splitCounted).
  */
 import type { WheelClock } from '../event/clock.js';
 
@@ -35,12 +42,19 @@ interface TimerLevel {
 
 export class TimeWaitWheel {
 	readonly #clock: WheelClock;
+	/**
+	 * Whether the counts read with this clock say how many TIME_WAIT entries went into odd buckets
+	 * (twt_count.time_wait_odd): a live kernel's do, and a capture's in this counters' layout; an
+	 * older layout's do not (capture/format.ts READABLE_COUNT_LAYOUTS), and its entries are spread.
+	 */
+	readonly oddCounted: boolean;
 	/** By timer length, s: TCP_TIMEWAIT_LEN's first (a FIN_WAIT2-substate entry's is tcp_fin_timeout). */
 	readonly #levels = new Map<number, TimerLevel>();
 
-	constructor(clock: WheelClock) {
+	constructor(clock: WheelClock, oddCounted = true) {
 		if (!(clock.hz > 0)) throw new RangeError(`a wheel clock of ${clock.hz} Hz`);
 		this.#clock = clock;
+		this.oddCounted = oddCounted;
 		this.#level(TIMEWAIT_LEN_S);
 	}
 
@@ -83,6 +97,78 @@ export class TimeWaitWheel {
 			startUs = stopUs;
 		}
 		return parts;
+	}
+
+	/**
+	 * Substate TIME_WAIT's `n` entries over (fromUs, toUs], `odd` of them counted by the kernel into an
+	 * odd bucket (its end in buckets of the level, odd: time_wait_odd), as split() writes them. The
+	 * buckets the span's entries can go into are taken a tick wider on each side (the clock dates the
+	 * span to within half a tick, and the kernel read its jiffies a moment after arming the timer);
+	 * each parity's entries go to its one bucket among them, or, where a span is longer than a bucket,
+	 * to its buckets by time, as split() would. A parity with no bucket among them (a span dated
+	 * wrong; an entry a walk recovered, counted when it was found) goes to the nearest of its own.
+	 */
+	splitCounted(fromUs: number, toUs: number, n: number, odd: number, into: number[]): number {
+		const level = this.#level(TIMEWAIT_LEN_S);
+		const tickUs = 1e6 / this.#clock.hz;
+		const first = this.#bucketOf(Math.min(fromUs, toUs) - tickUs, level);
+		const last = this.#bucketOf(toUs + tickUs, level);
+		const oddN = Math.min(Math.max(odd, 0), n);
+		const parts = this.#parity(1, oddN, first, last, fromUs, toUs, level, into, 0);
+		return this.#parity(0, n - oddN, first, last, fromUs, toUs, level, into, parts);
+	}
+
+	/**
+	 * The `n` entries of one parity (1: odd; bucket k ends at k + 1 buckets, so it is odd where k + 1
+	 * is) written from into[2 parts] on, over the buckets of that parity in [first, last]: by each one's
+	 * time within the span (whole, rounded as they accumulate, so that they sum to n); all to the
+	 * nearest one where the span is empty; to the nearest bucket of the parity outside [first, last]
+	 * where none lies in it. Returns how many parts are written in all. No array is made: this runs
+	 * for every key at every reading.
+	 */
+	#parity(parity: 0 | 1, n: number, first: number, last: number, fromUs: number, toUs: number, level: TimerLevel, into: number[], parts: number): number {
+		if (n <= 0) return parts;
+		const put = (k: number, m: number) => {
+			into[2 * parts] = this.#usOf((k + 1) * level.bucketJ);
+			into[2 * parts + 1] = m;
+			parts++;
+		};
+		const start = (((first + 1) % 2) + 2) % 2 === parity ? first : first + 1;
+		if (start > last) {
+			// first == last, of the other parity: this one's nearest is the bucket before it or after it.
+			const intoFirstUs = fromUs - this.#entriesFromUs(first, level);
+			const beforeNextUs = this.#entriesFromUs(last + 1, level) - toUs;
+			put(intoFirstUs <= beforeNextUs ? first - 1 : last + 1, n);
+			return parts;
+		}
+		let totalUs = 0;
+		for (let k = start; k <= last; k += 2) totalUs += this.#overlapUs(k, fromUs, toUs, level);
+		if (totalUs <= 0) {
+			// An empty span: all to the bucket of the parity nearest the one its end is in.
+			const at = this.#bucketOf(toUs, level);
+			let nearest = start;
+			for (let k = start; k <= last; k += 2) if (Math.abs(k - at) < Math.abs(nearest - at)) nearest = k;
+			put(nearest, n);
+			return parts;
+		}
+		let upToUs = 0;
+		let given = 0;
+		for (let k = start; k <= last; k += 2) {
+			upToUs += this.#overlapUs(k, fromUs, toUs, level);
+			const m = Math.round((n * upToUs) / totalUs) - given;
+			if (m > 0) put(k, m), (given += m);
+		}
+		return parts;
+	}
+
+	/** How much of (fromUs, toUs] falls in bucket k's entries, µs. */
+	#overlapUs(k: number, fromUs: number, toUs: number, level: TimerLevel): number {
+		return Math.max(0, Math.min(toUs, this.#entriesFromUs(k + 1, level)) - Math.max(fromUs, this.#entriesFromUs(k, level)));
+	}
+
+	/** When entries start going into bucket k: those that came from then on end at its end, or later. */
+	#entriesFromUs(k: number, level: TimerLevel): number {
+		return this.#usOf(k * level.bucketJ - level.lengthJ);
 	}
 
 	#level(lengthS: number): TimerLevel {

@@ -6,7 +6,7 @@
  */
 import os from 'node:os';
 import type { SnapshotQuery, SnapshotReply } from '../agent/wire.js';
-import { readDrops, settingsFromJson } from '../capture/format.js';
+import { countLayoutFingerprint, readDrops, settingsFromJson } from '../capture/format.js';
 import type { Capture, CaptureItem } from '../capture/reader.js';
 import { Decoder, isDecodeFailure, type TwtEvent } from '../event/decode.js';
 import { COUNT_KEY_SIZE, EVENT_FIELDS, EVENT_SIZE } from '../event/layout.generated.js';
@@ -59,7 +59,8 @@ export class CaptureReplay {
 		// A capture of the kernel's counts covers its span with them: walks then add only older sockets.
 		if (header.countLayout !== undefined) {
 			this.model.countFrom(header.countsFromUs ?? header.clock.startUs);
-			if (header.wheel) this.model.setWheel(header.wheel);
+			// A capture in an earlier counters' layout does not say which TIME_WAIT entries went into odd buckets.
+			if (header.wheel) this.model.setWheel(header.wheel, header.countLayout === countLayoutFingerprint());
 		}
 		this.startUs = header.clock.startUs;
 		this.#nowUs = this.startUs;

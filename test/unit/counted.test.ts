@@ -8,14 +8,14 @@
  */
 import test from 'ava';
 import { crc32 } from 'node:zlib';
-import { captureHeader, COUNTS_ENTRY_BYTES } from '../../src/capture/format.js';
+import { captureHeader, COUNTS_ENTRY_BYTES, READABLE_COUNT_LAYOUTS } from '../../src/capture/format.js';
 import { parseCapture, readCaptureFile, type Capture } from '../../src/capture/reader.js';
 import { COUNT_COLUMN, COUNT_COLUMNS, CountTable, LIFETIME_BOUNDS_US } from '../../src/event/counts.js';
 import { EVENT_FIELDS, EVENT_SIZE, EventKind, SOCK_SIZE } from '../../src/event/layout.generated.js';
 import { foldRecords } from '../../src/model/fold.js';
 import { CaptureReplay } from '../../src/pipeline/capture-replay.js';
 import type { WheelClock } from '../../src/event/clock.js';
-import { TimeWaitWheel } from '../../src/model/wheel.js';
+import { levelShift, TimeWaitWheel } from '../../src/model/wheel.js';
 import { FlightRecorder, type RecorderKeeps } from '../../src/pipeline/recorder.js';
 import { KEY_ID_BYTES } from '../../src/pipeline/counts-frames.js';
 import { replayCapture } from '../../src/report/from-capture.js';
@@ -192,9 +192,21 @@ test('a counts frame that does not hold its keys, or holds a value that is not a
 	t.truthy(noLayout.countLayout, 'a counts-keeping recorder names the counters\' layout');
 });
 
+/** Whether the kernel counts an entry its wheel runs at `endUs` (a bucket's end) as odd: that bucket end's number, in buckets of the level. */
+function endsOdd(clock: WheelClock, endUs: number): boolean {
+	const jiffies = clock.jiffies + 0.5 + ((endUs - clock.atUs) * clock.hz) / 1e6;
+	return Math.round(jiffies / 2 ** levelShift(60 * clock.hz)) % 2 === 1;
+}
+
+/** When churnedRecorder's `perSecond` entries of second `s` came: evenly over the second before its reading. */
+function entriesOf(s: number, perSecond: number, T0 = 9000 * S): number[] {
+	return Array.from({ length: perSecond }, (_, i) => T0 + (s - 1) * S + Math.floor(((i + 0.5) * S) / perSecond));
+}
+
 /** A recorder keeping counts, fed `seconds` of a churner making `perSecond` connections to one destination, read once a second. */
-function churnedRecorder(seconds: number, perSecond: number, wheel?: WheelClock) {
+function churnedRecorder(seconds: number, perSecond: number, wheel?: WheelClock, oddCounted = true) {
 	const T0 = 9000 * S;
+	const w = wheel && new TimeWaitWheel(wheel);
 	let keyHex = '';
 	const header = captureHeader({ startedAt: new Date(0).toISOString(), clock: { startUs: T0, epochOffsetUs: 0 }, filters: { netns: [] }, walkIntervalMs: 60_000, namespaces: [] });
 	const from: Capture = { header, items: [], trailer: undefined, incomplete: undefined, bytes: 0 };
@@ -207,6 +219,8 @@ function churnedRecorder(seconds: number, perSecond: number, wheel?: WheelClock)
 		[keyHex] = [...one.rows.keys()] as [string];
 		const row = one.rows.get(keyHex)!;
 		row[COUNT_COLUMN.timeWait] = perSecond;
+		// The kernel counts those whose timers went into odd buckets (time_wait_odd), where its wheel's clock is known.
+		row[COUNT_COLUMN.timeWaitOdd] = w && oddCounted ? entriesOf(s, perSecond).filter((us) => endsOdd(wheel!, w.endUs(us))).length : 0;
 		row[COUNT_COLUMN.lifetime] = perSecond;
 		row[COUNT_COLUMN.lifetimeCount] = perSecond;
 		r.beginCounts(T0 + s * S, T0 + s * S);
@@ -272,7 +286,25 @@ test('a window of counts keeps the timer wheel\'s clock: its replay ends the ent
 	const replay = new CaptureReplay(capture);
 	replay.advanceTo(replay.endUs);
 	const held = replay.reply({ by: 'process', sort: 'timeWait', windowMs: 10_000 }).snapshot.rows.find((x) => x.comm === 'churner')!.timeWait;
-	// Each reading's 10 entries came over the second before it, and end in the buckets the wheel puts them in.
+	// Each reading's 10 entries came over the second before it, and end in the buckets the wheel put them in.
+	const w = new TimeWaitWheel(wheel);
+	let expected = 0;
+	for (let s = 1; s <= 150; s++) expected += entriesOf(s, 10).filter((us) => w.endUs(us) > T0 + 150 * S).length;
+	t.is(held, expected);
+	t.not(held, 600, 'not 60 s after each reading');
+	t.throws(() => parseCapture(withHeader(r.capture(30_000, T0 + 150 * S), (json) => json.replace('"hz":250', '"hz":0'))), { message: /header wheel is malformed/ });
+});
+
+test('a window of counts in the counters\' earlier layout (no time_wait_odd) still replays: its entries spread over each reading\'s second', (t) => {
+	const wheel: WheelClock = { hz: 250, jiffies: 4_300_000_123, atUs: 9000 * S - 3 * S + 1_234 };
+	const { r, T0 } = churnedRecorder(150, 10, wheel, false);
+	const today = parseCapture(r.capture(30_000, T0 + 150 * S)).header.countLayout!;
+	const [earlier] = Object.entries(READABLE_COUNT_LAYOUTS).find(([, l]) => l.columns === COUNT_COLUMN.timeWaitOdd)!;
+	const capture = parseCapture(withHeader(r.capture(30_000, T0 + 150 * S), (json) => json.replace(today, earlier)));
+	t.is(capture.header.countLayout, earlier);
+	const replay = new CaptureReplay(capture);
+	replay.advanceTo(replay.endUs);
+	const held = replay.reply({ by: 'process', sort: 'timeWait', windowMs: 10_000 }).snapshot.rows.find((x) => x.comm === 'churner')!.timeWait;
 	let expected = 0;
 	const w = new TimeWaitWheel(wheel);
 	const parts: number[] = [];
@@ -281,15 +313,17 @@ test('a window of counts keeps the timer wheel\'s clock: its replay ends the ent
 		for (let i = 0; i < 2 * count; i += 2) expected += parts[i]! > T0 + 150 * S ? parts[i + 1]! : 0;
 	}
 	t.is(held, expected);
-	t.not(held, 600, 'not 60 s after each reading');
-	const bad = r.capture(30_000, T0 + 150 * S);
-	const json = bad.subarray(20, 20 + bad.readUInt32LE(12)).toString().replace('"hz":250', '"hz":0');
-	const badHeader = Buffer.from(json);
-	const pre = Buffer.from(bad.subarray(0, 20));
-	pre.writeUInt32LE(badHeader.length, 12);
-	pre.writeUInt32LE(crc32(badHeader), 16);
-	t.throws(() => parseCapture(Buffer.concat([pre, badHeader, bad.subarray(20 + bad.readUInt32LE(12))])), { message: /header wheel is malformed/ });
+	t.throws(() => parseCapture(withHeader(r.capture(30_000, T0 + 150 * S), (json) => json.replace(today, '0123456789abcdef'))), { message: /counters' layout \(0123456789abcdef\) is not this twtrace's/ });
 });
+
+/** The capture with its header's JSON rewritten (and its checksum made to match). */
+function withHeader(capture: Buffer, rewrite: (json: string) => string): Buffer {
+	const header = Buffer.from(rewrite(capture.subarray(20, 20 + capture.readUInt32LE(12)).toString()));
+	const pre = Buffer.from(capture.subarray(0, 20));
+	pre.writeUInt32LE(header.length, 12);
+	pre.writeUInt32LE(crc32(header), 16);
+	return Buffer.concat([pre, header, capture.subarray(20 + capture.readUInt32LE(12))]);
+}
 
 test('readings of one second (the upkeep\'s and each scrape\'s) are one frame, their differences summed; a served window includes the open second', (t) => {
 	const { r, T0 } = churnedRecorder(0, 0);

@@ -12,7 +12,16 @@ import { FrameSlab } from '../../src/pipeline/frame-slab.js';
 
 const AT_US = 12_345_678_901;
 
-/** `n` keys (distinct bytes) and a busy second's differences for each: 8 of 20 columns moved. */
+/** Unsigned LEB128, as the frames write their masks and counts. */
+function varint(value: number): Buffer {
+	const bytes: number[] = [];
+	for (let v = value; ; v = Math.floor(v / 128)) {
+		if (v < 128) return Buffer.from([...bytes, v]);
+		bytes.push((v % 128) | 128);
+	}
+}
+
+/** `n` keys (distinct bytes) and a busy second's differences for each: 8 of the columns moved. */
 function busy(n: number): { keys: Buffer; values: Float64Array } {
 	const keys = Buffer.alloc(n * COUNT_KEY_SIZE);
 	for (let i = 0; i < n; i++) keys.fill(i + 1, i * COUNT_KEY_SIZE, (i + 1) * COUNT_KEY_SIZE);
@@ -88,8 +97,8 @@ test('a sparse frame that does not add up is corrupt: cut, extra bytes, a column
 	corrupt(Buffer.concat([payload, Buffer.from([0])]), /1 bytes after its 5 keys' counts/);
 	const wide = Buffer.from(payload);
 	wide.writeUInt32LE(1, 8);
-	// One key, its mask naming column 20 of 0–19 (varint 2^20: 0x80 0x80 0x40).
-	corrupt(Buffer.concat([wide.subarray(0, COUNTS_HEAD_BYTES + COUNT_KEY_SIZE), Buffer.from([0x80, 0x80, 0x40])]), /names column 20 of 20/);
+	// One key, its mask naming the column past the last (0 to COUNT_COLUMNS - 1): varint 2^COUNT_COLUMNS.
+	corrupt(Buffer.concat([wide.subarray(0, COUNTS_HEAD_BYTES + COUNT_KEY_SIZE), varint(2 ** COUNT_COLUMNS)]), new RegExp(`names column ${COUNT_COLUMNS} of ${COUNT_COLUMNS}`));
 	corrupt(Buffer.concat([wide.subarray(0, COUNTS_HEAD_BYTES + COUNT_KEY_SIZE), Buffer.from([1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1])]), /longer than 8 bytes/);
 	const unknown = Buffer.from(payload);
 	unknown.writeUInt32LE(3, 12);
@@ -158,4 +167,39 @@ test('kept frames share a few large buffers, not node\'s 8 KiB pool; a large one
 	const fill = Array.from({ length: 60 }, () => slab.keep(small));
 	t.not(fill.at(-1)!.buffer, a.buffer, 'a full slab is followed by a new one');
 	t.true(fill.every((f) => f.equals(small)));
+});
+
+test('a frame of the counters\' earlier layout (20 columns, before time_wait_odd) reads into today\'s first columns, the odd buckets\' counts 0', (t) => {
+	const written = 20;
+	t.deepEqual([COUNT_COLUMN.timeWaitOdd, COUNT_COLUMN.finWait2Odd], [written, written + 1], 'the odd buckets\' counts were added last');
+	const { keys, values } = busy(3);
+	const old = (row: number) => values.subarray(row * COUNT_COLUMNS, row * COUNT_COLUMNS + written);
+	const head = (encoding: number) => {
+		const h = Buffer.alloc(COUNTS_HEAD_BYTES);
+		h.writeDoubleLE(AT_US, 0);
+		h.writeUInt32LE(3, 8);
+		h.writeUInt32LE(encoding, 12);
+		return h;
+	};
+	const sparse = [head(CountsEncoding.sparse), keys];
+	const dense = [head(CountsEncoding.dense), keys];
+	for (let row = 0; row < 3; row++) {
+		let mask = 0;
+		old(row).forEach((v, c) => (mask |= v ? 1 << c : 0));
+		sparse.push(varint(mask), ...[...old(row)].filter((v) => v).map(varint));
+		for (const v of old(row)) {
+			const b = Buffer.alloc(8);
+			b.writeDoubleLE(v);
+			dense.push(b);
+		}
+	}
+	const expected = new Float64Array(values);
+	for (let row = 0; row < 3; row++) expected.fill(0, row * COUNT_COLUMNS + written, (row + 1) * COUNT_COLUMNS);
+	for (const frame of [sparse, dense]) {
+		const back = parseCountsPayload(Buffer.concat(frame), undefined, written);
+		t.deepEqual(back.keys, keys);
+		t.deepEqual(back.values, expected);
+	}
+	// A sparse row names its columns; a dense one's length is its layout's, which the capture's header names.
+	t.throws(() => parseCountsPayload(Buffer.concat(dense)), { instanceOf: CaptureError, message: /does not hold its 3 keys/ });
 });

@@ -2,7 +2,8 @@
  * Counted TIME_WAIT entries end where the kernel's timer wheel ends them (src/model/wheel.ts,
  * docs/kernel-facts.md §9). The kernel here is simulated as kernel/time/timer.c runs it: an entry
  * at jiffy j is armed to j + 60 HZ, goes into the level its 60 s pick, and is run at the end of
- * its bucket. The model only reads counts, as the agent does, and must hold what that kernel holds.
+ * its bucket; it counts how many went into odd buckets (time_wait_odd, fin_wait2_odd). The model only reads counts,
+ * as the agent does, and must hold what that kernel holds.
  */
 import test from 'ava';
 import { COUNT_COLUMN, COUNT_COLUMNS, type CountKey } from '../../src/event/counts.js';
@@ -18,12 +19,12 @@ const KEY: CountKey = { netns: 1, blamed: 7, cgroupId: 0, family: 4, saddr: '10.
 function kernel(hz: number, bootUs: number) {
 	const jiffiesAt = (us: number) => Math.floor(((us - bootUs) * hz) / 1e6);
 	const shift = levelShift(60 * hz);
+	/** The bucket (its end, in buckets of the level) the wheel runs an entry's timer at: time_wait_timer() in bpf/twtrace.bpf.c. */
+	const bucketEnd = (enteredUs: number) => Math.floor((jiffiesAt(enteredUs) + 60 * hz) / 2 ** shift) + 1;
 	return {
-		endUs(enteredUs: number): number {
-			const expires = jiffiesAt(enteredUs) + 60 * hz;
-			const fire = (Math.floor(expires / 2 ** shift) + 1) * 2 ** shift;
-			return bootUs + (fire * 1e6) / hz;
-		},
+		endUs: (enteredUs: number): number => bootUs + (bucketEnd(enteredUs) * 2 ** shift * 1e6) / hz,
+		/** Whether it counts the entry in time_wait_odd. */
+		odd: (enteredUs: number): boolean => bucketEnd(enteredUs) % 2 === 1,
 		/** What read_clock reports at `us`: the jiffies (whole, as the kernel keeps them) and the time. */
 		clock: (us: number) => ({ hz, jiffies: jiffiesAt(us), atUs: us }),
 	};
@@ -78,33 +79,42 @@ test('entries of a span split by the bucket they end in, in proportion, none los
 });
 
 /**
- * `rate` entries a second, evenly, for `seconds`; the model reads the kernel's counts every
- * `readEveryUs` and is compared with the kernel's TIME_WAIT at each reading. Returns the largest
- * difference.
+ * `rate` entries a second for `seconds`, evenly or in bursts (`burst`: each second's in its first
+ * fifth); the model reads the kernel's counts every `readEveryUs` and is compared with the kernel's
+ * TIME_WAIT at each reading. `wheel`: none (60 s after the reading), the clock with the counts of odd
+ * buckets (this kernel's), or the clock alone (an earlier counters' layout: entries spread evenly).
+ * Returns the largest difference.
  */
-function heldAgainstKernel(hz: number, withWheel: boolean, rate: number, seconds: number, readEveryUs: number, finWait2Share = 0): number {
+function heldAgainstKernel(hz: number, wheel: 'none' | 'counted' | 'spread', rate: number, seconds: number, readEveryUs: number, finWait2Share = 0, burst = false): number {
 	const k = kernel(hz, BOOT_US);
-	const wheel = new TimeWaitWheel(k.clock(T0));
+	const bucketUs = new TimeWaitWheel(k.clock(T0)).bucketUs;
 	const m = new ChurnModel(T0);
 	m.countFrom(T0);
-	if (withWheel) m.setWheel(k.clock(T0 - 7 * S + 2_345));
-	const entries: { atUs: number; endUs: number; finWait2: boolean }[] = [];
+	if (wheel !== 'none') m.setWheel(k.clock(T0 - 7 * S + 2_345), wheel === 'counted');
+	const entries: { atUs: number; endUs: number; finWait2: boolean; odd: boolean }[] = [];
 	for (let i = 0; i < rate * seconds; i++) {
-		const atUs = T0 + Math.floor(((i + 0.5) * S) / rate);
+		const atUs = burst ? T0 + Math.floor(i / rate) * S + Math.floor((((i % rate) + 0.5) * S) / (5 * rate)) : T0 + Math.floor(((i + 0.5) * S) / rate);
 		// A FIN_WAIT2-substate entry: the peer's FIN comes 300 µs later and re-arms its timer for 60 s (kernel-facts §1.3).
-		const finWait2 = i % 100 < finWait2Share * 100;
-		entries.push({ atUs, endUs: k.endUs(finWait2 ? atUs + 300 : atUs), finWait2 });
+		// Interleaved evenly (a FIN_WAIT2 entry every 1 / share): the kernel does not count their buckets, so they are
+		// spread, and the burst test above is where uneven arrivals are looked at.
+		const finWait2 = Math.floor((i + 1) * finWait2Share) > Math.floor(i * finWait2Share);
+		// Counted at the entry, as a 60 s timer armed then would go: the FIN's re-arm 300 µs later may cross a bucket's edge.
+		entries.push({ atUs, endUs: k.endUs(finWait2 ? atUs + 300 : atUs), finWait2, odd: k.odd(atUs) });
 	}
 	let worst = 0;
 	let next = 0;
 	for (let at = T0 + readEveryUs; at <= T0 + seconds * S; at += readEveryUs) {
 		const delta = new Float64Array(COUNT_COLUMNS);
-		while (next < entries.length && entries[next]!.atUs <= at) delta[entries[next++]!.finWait2 ? COUNT_COLUMN.finWait2 : COUNT_COLUMN.timeWait]!++;
+		for (; next < entries.length && entries[next]!.atUs <= at; next++) {
+			const e = entries[next]!;
+			delta[e.finWait2 ? COUNT_COLUMN.finWait2 : COUNT_COLUMN.timeWait]!++;
+			if (e.odd) delta[e.finWait2 ? COUNT_COLUMN.finWait2Odd : COUNT_COLUMN.timeWaitOdd]!++;
+		}
 		if (delta[COUNT_COLUMN.timeWait]! + delta[COUNT_COLUMN.finWait2]! > 0) m.ingestCounts(KEY, { pid: 7, comm: 'counted' }, delta, at);
 		m.tick(at);
 		// Within a tick of a bucket's end the model may still hold the bucket the kernel just ran (wheel.ts).
-		const intoBucketUs = (at - BOOT_US) % wheel.bucketUs;
-		if (intoBucketUs < 1e6 / hz || wheel.bucketUs - intoBucketUs < 1e6 / hz) continue;
+		const intoBucketUs = (at - BOOT_US) % bucketUs;
+		if (intoBucketUs < 1e6 / hz || bucketUs - intoBucketUs < 1e6 / hz) continue;
 		const held = entries.filter((e) => e.atUs <= at && e.endUs > at).length;
 		worst = Math.max(worst, Math.abs(m.namespaceTimeWait(1).count - held));
 	}
@@ -113,16 +123,49 @@ function heldAgainstKernel(hz: number, withWheel: boolean, rate: number, seconds
 
 test('read each second or twice a second, the model holds what the kernel holds, steps included: within a tick\'s entries, where 60 s from the reading is off by a bucket\'s', (t) => {
 	for (const [hz, readEveryUs] of [[250, S], [250, S / 2], [1000, S], [100, S / 4]] as const) {
-		const exact = heldAgainstKernel(hz, true, 1000, 150, readEveryUs);
-		const nominal = heldAgainstKernel(hz, false, 1000, 150, readEveryUs);
-		t.true(exact <= 1000 / hz + 4, `HZ ${hz}, a reading every ${readEveryUs / S} s: ${exact} apart with the wheel`);
+		const exact = heldAgainstKernel(hz, 'counted', 1000, 150, readEveryUs);
+		const spread = heldAgainstKernel(hz, 'spread', 1000, 150, readEveryUs);
+		const nominal = heldAgainstKernel(hz, 'none', 1000, 150, readEveryUs);
+		t.is(exact, 0, `HZ ${hz}, a reading every ${readEveryUs / S} s: ${exact} apart with the wheel and the odd buckets counted`);
+		t.true(spread <= 1000 / hz + 4, `HZ ${hz}, a reading every ${readEveryUs / S} s: ${spread} apart with the wheel, spread evenly`);
 		t.true(nominal >= 1000, `HZ ${hz}: ${nominal} apart without it (the test can tell)`);
 	}
 });
 
+test('entries that come unevenly within their second end in their own bucket where the kernel counts the odd ones; spread evenly, hundreds end a bucket early or late', (t) => {
+	for (const hz of [250, 1000, 100]) {
+		const exact = heldAgainstKernel(hz, 'counted', 1000, 150, S, 0, true);
+		const spread = heldAgainstKernel(hz, 'spread', 1000, 150, S, 0, true);
+		t.is(exact, 0, `HZ ${hz}: ${exact} apart with the odd buckets counted`);
+		t.true(spread >= 100, `HZ ${hz}: ${spread} apart spread evenly (the test can tell)`);
+	}
+});
+
 test('entries in substate FIN_WAIT2 (tcp_fin_timeout 60 s, most re-armed for 60 s by the peer\'s FIN at once) end in the wheel\'s bucket too', (t) => {
-	const exact = heldAgainstKernel(250, true, 1000, 150, S, 0.5);
-	const nominal = heldAgainstKernel(250, false, 1000, 150, S, 0.5);
+	const exact = heldAgainstKernel(250, 'counted', 1000, 150, S, 0.5);
+	const nominal = heldAgainstKernel(250, 'none', 1000, 150, S, 0.5);
 	t.true(exact <= 8, `${exact} apart with the wheel`);
 	t.true(nominal >= 1000, `${nominal} apart without it`);
+});
+
+test('splitCounted: each parity to its own bucket among those the span reaches, by time over a long span, to the nearest where the span reaches none of it', (t) => {
+	// Jiffies count from 0 µs at HZ 250: bucket k (ending at k + 1 buckets, 2.048 s each) takes entries from (k + 1) 2.048 − 60 s on.
+	const wheel = new TimeWaitWheel({ hz: 250, jiffies: 0, atUs: 2000 });
+	const into: number[] = [];
+	const split = (fromUs: number, toUs: number, n: number, odd: number) => {
+		const count = wheel.splitCounted(fromUs, toUs, n, odd, into);
+		return new Map(Array.from({ length: count }, (_, i) => [into[2 * i]! / S, into[2 * i + 1]!]));
+	};
+	// (1 s, 2 s]: bucket end 30 (61.44 s, even) takes the entries up to 1.44 s, end 31 (63.488 s, odd) those after.
+	t.deepEqual(split(1 * S, 2 * S, 100, 37), new Map([[63.488, 37], [61.44, 63]]));
+	// (−0.4 s, 0.6 s] reaches end 30 only: odd entries (one a walk recovered, or a span dated wrong) go to the nearest odd
+	// end, 29 (its entries end at −0.608 s) rather than 31 (from 1.44 s).
+	t.deepEqual(split(-0.4 * S, 0.6 * S, 10, 4), new Map([[59.392, 4], [61.44, 6]]));
+	// A span of 5 s (a reading delayed), (1.5 s, 6.5 s], reaches ends 31, 32 and 33: the odd ones share theirs by time,
+	// 1.988 s (to 3.488) against 0.964 s (from 5.536).
+	const long = split(1.5 * S, 6.5 * S, 1000, 500);
+	const first = Math.round((500 * 1.988) / (1.988 + 0.964));
+	t.deepEqual(long, new Map([[63.488, first], [67.584, 500 - first], [65.536, 500]]));
+	t.deepEqual(split(2 * S, 2 * S, 7, 0), new Map([[61.44, 7]]), 'an empty span: the bucket its end is in');
+	t.deepEqual(split(0.5 * S, 1.5 * S, 0, 0), new Map(), 'nothing to split');
 });
