@@ -430,8 +430,10 @@ ${markdownTable(['s', 'top RSS MiB', 'V8 heap used / array buffers MiB', 'TIME_W
   between top's snapshot and the sockstat read after it would put them that many apart).
   top's model holds what entered since it started as the kernel's counts (docs/counting-in-the-kernel.md, step 4), each ending in the timer wheel's
   bucket its timer goes into (\`src/model/wheel.ts\`: the jiffies, CLOCK_MONOTONIC and CONFIG_HZ read once, kernel-facts §9), the kernel counting how many
-  of a reading's entries went into odd buckets (a reading's second spans two at most).${diff === 0 ? '' : ` What is left: the two reads are apart in time, within half a tick
-  of a bucket's end the model may hold a bucket the kernel just ran, and a walk cannot correct counted entries (they have no cookies): step 6 (walks aggregated in the kernel) would.`}
+  of a reading's entries went into odd buckets (a reading's second spans two at most).${diff === 0 ? '' : ` What is left: a FIN_WAIT2-substate entry is counted into the bucket
+  of a 60 s timer armed at its entry, and the peer's FIN re-arms it for 60 s when it comes, with no tracepoint, a bucket later where the FIN
+  comes after a bucket's edge; a recovered entry (the closing line's) is dated when found; within half a tick of a bucket's end the model may
+  hold a bucket the kernel just ran; and a walk cannot correct counted entries (they have no cookies): step 6 (walks aggregated in the kernel) would.`}
 - Peak RSS ${fmtInt(r.peakRssMiB)} MiB (target ≤ 128 MiB holding 1.5M: ${peakHeld >= STEADY_HOLD ? verdict(r.peakRssMiB <= 128) : `not judged: ${fmtInt(peakHeld)} held, under 1.5M; ${verdict(r.peakRssMiB <= 128)} at what it held`}); slowest walk ${worstWalk === undefined ? '–' : `${fmtInt(worstWalk)} ms${worstKind ? ` (${worstKind})` : ''}`}${kinds.size ? `; walks read: ${[...kinds].join(', ')}` : ''} (target ≤ 1,000 ms holding 1.5M: ${worstWalk === undefined ? '–' : peakHeld >= STEADY_HOLD ? verdict(worstWalk <= 1000) : `not judged: ${fmtInt(peakHeld)} held; ${verdict(worstWalk <= 1000)} at what it held`}).
 - top's closing line: ${r.lost}
 ${steadyWhy(r, worstWalk)}
