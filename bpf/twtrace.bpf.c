@@ -631,12 +631,13 @@ static __always_inline void count_start(const struct sock *sk, const struct twt_
 
 /*
  * Counts the event (cfg.counting), then reserves and fills the socket part of its record. NULL when
- * filtered out, not asked for, or the ring is full.
+ * filtered out, not asked for, or the ring is full. A time_wait's timer goes into `tw`, for the
+ * record's slack and flag.
  */
 static __always_inline struct twt_event *reserve_sock_event(const struct sock *sk, __u8 kind, __u32 netns, __u64 cookie,
 							     const struct twt_owner *o, int oldstate,
 							     int newstate, __u64 now_ns, __s32 err, __u8 substate,
-							     struct tw_timer tw)
+							     struct tw_timer *tw)
 {
 	__u16 sport, dport;
 	__u64 cgroup_id;
@@ -652,8 +653,12 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 	cgroup_id = sock_cgroup(sk);
 	if (!owner_and_ports_wanted(o, sport, dport, cgroup_id))
 		return NULL;
+	/* Read once, for the count and the record alike (a tick between two reads could put them in
+	 * different buckets), and only for an entry counted or sent. */
+	if (kind == TWT_KIND_TIME_WAIT)
+		*tw = time_wait_timer();
 	if (counted) {
-		count_sock_event(sk, kind, netns, o, sport, dport, cgroup_id, now_ns, err, substate, tw);
+		count_sock_event(sk, kind, netns, o, sport, dport, cgroup_id, now_ns, err, substate, *tw);
 		if (!kind_wanted(kind))
 			return NULL;
 	}
@@ -687,9 +692,8 @@ static __always_inline struct twt_event *reserve_sock_event(const struct sock *s
 static __always_inline void emit(const struct sock *sk, __u8 kind, __u32 netns, __u64 cookie, const struct twt_owner *o,
 				 int oldstate, int newstate, __u64 now_ns, __s32 err, __u8 substate)
 {
-	/* Read once, for the count and the record alike: a tick between two reads could put them in different buckets. */
-	struct tw_timer tw = kind == TWT_KIND_TIME_WAIT ? time_wait_timer() : (struct tw_timer){};
-	struct twt_event *e = reserve_sock_event(sk, kind, netns, cookie, o, oldstate, newstate, now_ns, err, substate, tw);
+	struct tw_timer tw = {};
+	struct twt_event *e = reserve_sock_event(sk, kind, netns, cookie, o, oldstate, newstate, now_ns, err, substate, &tw);
 
 	if (!e)
 		return;

@@ -8,9 +8,11 @@
  *   KEYED     (2, version 8)        = (id(varint) mask(varint) value(varint)*)*
  *
  * In SPARSE and KEYED, a key's mask has bit c set for each column c that moved, and its values
- * follow in column order, as unsigned LEB128 varints. A busy key moves about 8 of its 20 columns a
- * second (connections, time_wait, lifetime_sum_us, lifetime_count and a few lifetime buckets), each
- * a few bytes long. Differences of counters that only go up are whole numbers from 0; a row that is
+ * follow in column order, as unsigned LEB128 varints. A busy key moves about 8 of its 22 columns a
+ * second (connections, time_wait, lifetime_sum_us, lifetime_count, a few lifetime buckets, and
+ * time_wait_odd in the seconds whose entries go into an odd timer-wheel bucket), each a few bytes long. A capture
+ * in an earlier counters' layout has fewer columns, the first ones of today's (format.ts
+ * READABLE_COUNT_LAYOUTS). Differences of counters that only go up are whole numbers from 0; a row that is
  * not is written DENSE, so that the reader refuses it as it was given (a recorder never invents a
  * count).
  *

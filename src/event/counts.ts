@@ -62,7 +62,7 @@ export class CountTable {
 
 	/**
 	 * Adds `n` packed keys and values, as the kernel hands them over (host byte order). Each u64 is
-	 * read as two u32 halves: a BigInt per counter per reading (20 a key, every second and every
+	 * read as two u32 halves: a BigInt per counter per reading (20 a key then, every second and every
 	 * scrape) was a fifth of an idle agent's work and most of its garbage (bench:profile --rate 10).
 	 */
 	addPacked(keys: Buffer, values: Buffer, n: number): void {

@@ -67,9 +67,9 @@ function count(row: Float64Array, b: Buffer, at: number, kind: number): void {
 			return;
 		case EventKind.TIME_WAIT: {
 			// The record says which of the wheel's buckets the kernel counted it into (time_wait_timer()).
-			const odd = (b[at + E.flags.offset]! & EventFlag.ODD_BUCKET) !== 0;
-			if (b[at + E.substate.offset] === TCP_TIME_WAIT) row[C.timeWait]!++, odd && row[C.timeWaitOdd]!++;
-			else row[C.finWait2]!++, odd && row[C.finWait2Odd]!++;
+			const timeWait = b[at + E.substate.offset] === TCP_TIME_WAIT;
+			row[timeWait ? C.timeWait : C.finWait2]!++;
+			if (b[at + E.flags.offset]! & EventFlag.ODD_BUCKET) row[timeWait ? C.timeWaitOdd : C.finWait2Odd]!++;
 			break;
 		}
 		case EventKind.RESET:

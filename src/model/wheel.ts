@@ -14,7 +14,7 @@
  * A reading says how many entries came, not when: spread evenly over its span, a second's entries
  * that straddle a bucket's edge are shared between the two buckets by time, off by however unevenly
  * they came (up to a few hundred a bucket at 20,000 a second, docs/kernel-facts.md §9). Where the
- * kernel also counts how many went into an odd bucket (twt_count.time_wait_odd), and a reading spans
+ * kernel also counts how many went into an odd bucket (twt_count.time_wait_odd, fin_wait2_odd), and a reading spans
  * at most two buckets (one odd, one even: a bucket is 2.048 s at HZ 250, readings a second apart),
  * each bucket gets exactly its own (splitCounted).
  */
@@ -100,8 +100,9 @@ export class TimeWaitWheel {
 	}
 
 	/**
-	 * Substate TIME_WAIT's `n` entries over (fromUs, toUs], `odd` of them counted by the kernel into an
-	 * odd bucket (its end in buckets of the level, odd: time_wait_odd), as split() writes them. The
+	 * `n` entries over (fromUs, toUs] whose timers were armed for 60 s, `odd` of them counted by the
+	 * kernel into an odd bucket (its end in buckets of the level, odd: time_wait_odd, fin_wait2_odd),
+	 * as split() writes them. The
 	 * buckets the span's entries can go into are taken a tick wider on each side (the clock dates the
 	 * span to within half a tick, and the kernel read its jiffies a moment after arming the timer);
 	 * each parity's entries go to its one bucket among them, or, where a span is longer than a bucket,
@@ -123,23 +124,17 @@ export class TimeWaitWheel {
 	 * is) written from into[2 parts] on, over the buckets of that parity in [first, last]: by each one's
 	 * time within the span (whole, rounded as they accumulate, so that they sum to n); all to the
 	 * nearest one where the span is empty; to the nearest bucket of the parity outside [first, last]
-	 * where none lies in it. Returns how many parts are written in all. No array is made: this runs
-	 * for every key at every reading.
+	 * where none lies in it. Returns how many parts are written in all. No array or closure is made:
+	 * this runs for every key at every reading.
 	 */
 	#parity(parity: 0 | 1, n: number, first: number, last: number, fromUs: number, toUs: number, level: TimerLevel, into: number[], parts: number): number {
 		if (n <= 0) return parts;
-		const put = (k: number, m: number) => {
-			into[2 * parts] = this.#usOf((k + 1) * level.bucketJ);
-			into[2 * parts + 1] = m;
-			parts++;
-		};
 		const start = (((first + 1) % 2) + 2) % 2 === parity ? first : first + 1;
 		if (start > last) {
 			// first == last, of the other parity: this one's nearest is the bucket before it or after it.
 			const intoFirstUs = fromUs - this.#entriesFromUs(first, level);
 			const beforeNextUs = this.#entriesFromUs(last + 1, level) - toUs;
-			put(intoFirstUs <= beforeNextUs ? first - 1 : last + 1, n);
-			return parts;
+			return this.#put(into, parts, intoFirstUs <= beforeNextUs ? first - 1 : last + 1, n, level);
 		}
 		let totalUs = 0;
 		for (let k = start; k <= last; k += 2) totalUs += this.#overlapUs(k, fromUs, toUs, level);
@@ -148,17 +143,23 @@ export class TimeWaitWheel {
 			const at = this.#bucketOf(toUs, level);
 			let nearest = start;
 			for (let k = start; k <= last; k += 2) if (Math.abs(k - at) < Math.abs(nearest - at)) nearest = k;
-			put(nearest, n);
-			return parts;
+			return this.#put(into, parts, nearest, n, level);
 		}
 		let upToUs = 0;
 		let given = 0;
 		for (let k = start; k <= last; k += 2) {
 			upToUs += this.#overlapUs(k, fromUs, toUs, level);
 			const m = Math.round((n * upToUs) / totalUs) - given;
-			if (m > 0) put(k, m), (given += m);
+			if (m > 0) (parts = this.#put(into, parts, k, m, level)), (given += m);
 		}
 		return parts;
+	}
+
+	/** Writes bucket k's end and its `m` entries as part `parts`; returns the parts written. */
+	#put(into: number[], parts: number, k: number, m: number, level: TimerLevel): number {
+		into[2 * parts] = this.#usOf((k + 1) * level.bucketJ);
+		into[2 * parts + 1] = m;
+		return parts + 1;
 	}
 
 	/** How much of (fromUs, toUs] falls in bucket k's entries, µs. */

@@ -5,13 +5,15 @@
  */
 import test from 'ava';
 import { COUNT_COLUMN, COUNT_COLUMNS, CountKeyCache, CountTable, decodeCountKey, LIFETIME_BOUNDS_US } from '../../src/event/counts.js';
-import { COUNT_KEY_SIZE, COUNT_SIZE, EventKind, OwnerSource, Side } from '../../src/event/layout.generated.js';
+import { COUNT_KEY_SIZE, COUNT_SIZE, EventFlag, EventKind, OwnerSource, Side } from '../../src/event/layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from '../../src/event/host-order.js';
 import { foldRecords } from '../../src/model/fold.js';
 import { TCP_ESTABLISHED as ESTABLISHED, TCP_SYN_RECV as SYN_RECV, TCP_SYN_SENT as SYN_SENT } from '../../src/event/sock.js';
 import { recordsBuffer, type RawRecord, type RawTask } from '../../testbed/records.js';
 
 const C = COUNT_COLUMN;
+/** TCP_FIN_WAIT2 (include/net/tcp_states.h): a timewait socket's substate when the peer's FIN had not come. */
+const FIN_WAIT2 = 5;
 const client = {
 	kind: EventKind.TIME_WAIT,
 	cgroupId: 4242n,
@@ -55,6 +57,13 @@ test('a client time_wait is counted under its owner and destination, with its li
 	t.deepEqual(key, { netns: 4026532387, blamed: 11, cgroupId: 4242, family: 4, saddr: '10.200.0.1', daddr: '10.200.0.2', port: 7101, side: 'client' });
 	// 4,000 s is past the last bound (1 h): in the count and the sum, in no bucket.
 	t.deepEqual([...r], row({ timeWait: 2, lifetimeSumUs: 4_000_001_500, lifetimeCount: 2 }, { 1: 1 }));
+});
+
+test('a time_wait whose record says its timer went into an odd bucket is counted there too, in its substate\'s column', (t) => {
+	const odd = { ...client, flags: EventFlag.ODD_BUCKET };
+	const finWait2 = { ...client, substate: FIN_WAIT2 };
+	const { row: r } = only(t, fold([task, odd, odd, client, { ...finWait2, flags: EventFlag.ODD_BUCKET | EventFlag.RECOVERED }, finWait2]));
+	t.deepEqual([...r], row({ timeWait: 3, timeWaitOdd: 2, finWait2: 2, finWait2Odd: 1, lifetimeSumUs: 7500, lifetimeCount: 5 }, { 1: 5 }));
 });
 
 test('an accepted socket is counted under its local address and port whoever the peer, apart from the connections made to that port', (t) => {
