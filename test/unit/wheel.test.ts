@@ -95,9 +95,7 @@ function heldAgainstKernel(hz: number, wheel: 'none' | 'counted' | 'spread', rat
 	for (let i = 0; i < rate * seconds; i++) {
 		const atUs = burst ? T0 + Math.floor(i / rate) * S + Math.floor((((i % rate) + 0.5) * S) / (5 * rate)) : T0 + Math.floor(((i + 0.5) * S) / rate);
 		// A FIN_WAIT2-substate entry: the peer's FIN comes 300 µs later and re-arms its timer for 60 s (kernel-facts §1.3).
-		// Interleaved evenly (a FIN_WAIT2 entry every 1 / share): the kernel does not count their buckets, so they are
-		// spread, and the burst test above is where uneven arrivals are looked at.
-		const finWait2 = Math.floor((i + 1) * finWait2Share) > Math.floor(i * finWait2Share);
+		const finWait2 = i % 100 < finWait2Share * 100;
 		// Counted at the entry, as a 60 s timer armed then would go: the FIN's re-arm 300 µs later may cross a bucket's edge.
 		entries.push({ atUs, endUs: k.endUs(finWait2 ? atUs + 300 : atUs), finWait2, odd: k.odd(atUs) });
 	}
