@@ -2,14 +2,16 @@
  * `sudo npm run bench:ab-bpf -- --base DIR`: what a change does to the BPF side, this checkout's
  * programs against another checkout's build (DIR, built with scripts/setup or make), side by side in
  * one run. Each build runs `twtrace trace --kind connect_fail` (the BPF side alone, as the churn
- * table's row; --kind names others) in a fresh namespace pair while bench/churn makes --rate
+ * table's row; --kind names others), or with --counting its own bench/counting.ts (the programs as an
+ * agent runs them, counting in the kernel and the witness on: the churn table's counting row), in a
+ * fresh namespace pair while bench/churn makes --rate
  * connections/s for --seconds, the kernel timing every program run (bench/bpf-stats.ts). The builds
  * alternate, the order reversed each round, each run after the machine is quiet (the namespace of the
  * run before frees its sockets in the background), at the same fixed rate, so both are timed under the same
  * load: prints nanoseconds of BPF program time per connection completed, min and median, and each
  * program's ns a run.
  *
- *   sudo npm run bench:ab-bpf -- --base ../twtrace-main [--rounds 6] [--seconds 6] [--rate 20000] [--kind connect_fail]
+ *   sudo npm run bench:ab-bpf -- --base ../twtrace-main [--rounds 6] [--seconds 6] [--rate 20000] [--kind connect_fail | --counting]
  *
  * Kernel time only: what a program makes the kernel do outside its run (freeing socket-local storage
  * with the socket, for one) does not show in it. --rate 0 runs the load as fast as it goes, and the
@@ -17,6 +19,8 @@
  * round's, which does show it (the kernel timing the runs costs both builds alike). A quick look
  * between full `npm run bench` runs: RESULTS.md comes only from that.
  */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { measureBaseline } from './agent-cost.js';
 import { programRuns, runsBetween, runTimeStats } from './bpf-stats.js';
@@ -25,16 +29,17 @@ import { waitQuiet } from './proc.js';
 import { median } from './stats.js';
 import { pairWithRoom, startLoad } from './steady.js';
 import { startTwtrace, stopChild } from './tracers.js';
-import { exitOnSignals } from '../testbed/children.js';
+import { exitOnSignals, track, waitForLine } from '../testbed/children.js';
+import type { NetnsPair } from '../testbed/netns.js';
 
-const USAGE = 'usage: sudo npm run bench:ab-bpf -- --base DIR [--rounds 6] [--seconds 6] [--rate 20000] [--kind connect_fail]';
+const USAGE = 'usage: sudo npm run bench:ab-bpf -- --base DIR [--rounds 6] [--seconds 6] [--rate 20000] [--kind connect_fail | --counting]';
 
 const opts = (() => {
 	try {
 		return parseArgs({
 			options: {
 				base: { type: 'string' }, rounds: { type: 'string', default: '6' }, seconds: { type: 'string', default: '6' },
-				rate: { type: 'string', default: '20000' }, kind: { type: 'string', default: 'connect_fail' },
+				rate: { type: 'string', default: '20000' }, kind: { type: 'string' }, counting: { type: 'boolean', default: false },
 			},
 		}).values;
 	} catch (error) {
@@ -43,6 +48,10 @@ const opts = (() => {
 })();
 const [rounds, seconds, rate] = [Number(opts.rounds), Number(opts.seconds), Number(opts.rate)];
 if (!opts.base) fail(`bench:ab-bpf: --base names the other checkout\n${USAGE}`, 2);
+if (opts.counting && opts.kind) fail(`bench:ab-bpf: --counting runs bench/counting.ts, which asks for no kind: leave out --kind\n${USAGE}`, 2);
+const kind = opts.kind ?? 'connect_fail';
+/** What each build runs, as the tables name it. */
+const what = opts.counting ? 'bench/counting.ts, counting and the witness on' : `trace --kind ${kind}`;
 if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20) || !(Number.isInteger(seconds) && seconds >= 2 && seconds <= 120) || !(Number.isInteger(rate) && (rate === 0 || (rate >= 100 && rate <= 100_000)))) {
 	fail(`bench:ab-bpf: --rounds 1 to 20, --seconds 2 to 120, --rate 0 (as fast as it goes) or 100 to 100000 connections/s\n${USAGE}`, 2);
 }
@@ -54,13 +63,20 @@ const LOAD = { threads: 2, ports: 16 };
 
 interface Timed { nsPerConnection: number; nsPerRun: Map<string, number>; connPerSec: number; slowdown?: number }
 
+/** The build's bench/counting.ts (its own programs and reader), attached to the pair's namespaces. */
+async function startCounting(pair: NetnsPair, dir: string) {
+	const child = track(spawn(process.execPath, ['--import', 'tsx', path.join(dir, 'bench/counting.ts'), `/run/netns/${pair.client}`, `/run/netns/${pair.server}`], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] }));
+	await waitForLine(child, 'stderr', /counting: attached/, 30_000);
+	return { child };
+}
+
 /** One build's programs on the tracepoint for one load: kernel ns per connection completed, ns a run per program. */
-async function timeBuild(cli: string): Promise<Timed> {
+async function timeBuild(build: { cli: string; dir: string }): Promise<Timed> {
 	// The namespace the run before removed goes on freeing its TIME_WAIT sockets in the background.
 	await waitQuiet();
 	const pair = pairWithRoom();
 	try {
-		const { child } = await startTwtrace(pair, 'trace', ['--kind', opts.kind!], 'ignore', /Ctrl-C to stop/, undefined, cli);
+		const { child } = opts.counting ? await startCounting(pair, build.dir) : await startTwtrace(pair, 'trace', ['--kind', kind], 'ignore', /Ctrl-C to stop/, undefined, build.cli);
 		try {
 			const before = programRuns(child.pid!);
 			const churn = await (await startLoad(pair, LOAD, seconds, rate)).result();
@@ -86,7 +102,7 @@ try {
 		const alone = rate === 0 ? (await measureBaseline(round, LOAD, seconds)).connPerSec : undefined;
 		if (alone !== undefined) console.error(`  round ${round} workload alone ${Math.round(alone).toLocaleString('en-US')} connections/s`);
 		for (const build of round % 2 ? builds : [...builds].reverse()) {
-			const t = await timeBuild(build.cli);
+			const t = await timeBuild(build);
 			if (alone !== undefined) t.slowdown = 1 - t.connPerSec / alone;
 			timed.get(build.name)!.push(t);
 			console.error(`  round ${round} ${build.name.padEnd(13)} ${t.nsPerConnection.toFixed(0).padStart(5)} ns a connection (${[...t.nsPerRun].map(([n, ns]) => `${n} ${ns.toFixed(0)} ns a run`).join(', ')}), ${Math.round(t.connPerSec).toLocaleString('en-US')} connections/s`);
@@ -96,7 +112,7 @@ try {
 	statsOff();
 }
 const [mine, base] = builds.map((b) => timed.get(b.name)!.map((t) => t.nsPerConnection));
-console.log(`BPF side (trace --kind ${opts.kind}), kernel-timed: this checkout (${builds[0]!.commit}) against ${builds[1]!.dir} (${builds[1]!.commit}), ${rounds} rounds × ${seconds} s at ${rateName}\n`);
+console.log(`BPF side (${what}), kernel-timed: this checkout (${builds[0]!.commit}) against ${builds[1]!.dir} (${builds[1]!.commit}), ${rounds} rounds × ${seconds} s at ${rateName}\n`);
 const full = rate === 0;
 console.log(`| build | BPF ns a connection, min / median | this ÷ base (medians) | ns a run per program, medians |${full ? ' connections/s, min / median | slowdown against the round\'s workload alone, median |' : ''}`);
 console.log(`|---|---|---|---|${full ? '---|---|' : ''}`);
