@@ -67,6 +67,7 @@ interface Timed { nsPerConnection: number; nsPerRun: Map<string, number>; connPe
 async function startCounting(pair: NetnsPair, dir: string) {
 	const child = track(spawn(process.execPath, ['--import', 'tsx', path.join(dir, 'bench/counting.ts'), `/run/netns/${pair.client}`, `/run/netns/${pair.server}`], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] }));
 	await waitForLine(child, 'stderr', /counting: attached/, 30_000);
+	child.stderr!.resume(); // drained, so that nothing it writes later can block it on a full pipe
 	return { child };
 }
 
