@@ -19,8 +19,6 @@
  * round's, which does show it (the kernel timing the runs costs both builds alike). A quick look
  * between full `npm run bench` runs: RESULTS.md comes only from that.
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { measureBaseline } from './agent-cost.js';
 import { programRuns, runsBetween, runTimeStats } from './bpf-stats.js';
@@ -28,9 +26,8 @@ import { checkouts, fail } from './checkouts.js';
 import { waitQuiet } from './proc.js';
 import { median } from './stats.js';
 import { pairWithRoom, startLoad } from './steady.js';
-import { startTwtrace, stopChild } from './tracers.js';
-import { exitOnSignals, track, waitForLine } from '../testbed/children.js';
-import type { NetnsPair } from '../testbed/netns.js';
+import { startCounting, startTwtrace, stopChild } from './tracers.js';
+import { exitOnSignals } from '../testbed/children.js';
 
 const USAGE = 'usage: sudo npm run bench:ab-bpf -- --base DIR [--rounds 6] [--seconds 6] [--rate 20000] [--kind connect_fail | --counting]';
 
@@ -63,21 +60,14 @@ const LOAD = { threads: 2, ports: 16 };
 
 interface Timed { nsPerConnection: number; nsPerRun: Map<string, number>; connPerSec: number; slowdown?: number }
 
-/** The build's bench/counting.ts (its own programs and reader), attached to the pair's namespaces. */
-async function startCounting(pair: NetnsPair, dir: string) {
-	const child = track(spawn(process.execPath, ['--import', 'tsx', path.join(dir, 'bench/counting.ts'), `/run/netns/${pair.client}`, `/run/netns/${pair.server}`], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] }));
-	await waitForLine(child, 'stderr', /counting: attached/, 30_000);
-	child.stderr!.resume(); // drained, so that nothing it writes later can block it on a full pipe
-	return { child };
-}
-
 /** One build's programs on the tracepoint for one load: kernel ns per connection completed, ns a run per program. */
 async function timeBuild(build: { cli: string; dir: string }): Promise<Timed> {
 	// The namespace the run before removed goes on freeing its TIME_WAIT sockets in the background.
 	await waitQuiet();
 	const pair = pairWithRoom();
 	try {
-		const { child } = opts.counting ? await startCounting(pair, build.dir) : await startTwtrace(pair, 'trace', ['--kind', kind], 'ignore', /Ctrl-C to stop/, undefined, build.cli);
+		// With --counting, the build's own bench/counting.ts: its programs and its reader.
+		const { child } = opts.counting ? await startCounting(pair, [], build.dir) : await startTwtrace(pair, 'trace', ['--kind', kind], 'ignore', /Ctrl-C to stop/, undefined, build.cli);
 		try {
 			const before = programRuns(child.pid!);
 			const churn = await (await startLoad(pair, LOAD, seconds, rate)).result();

@@ -306,6 +306,19 @@ const floor: Mode = {
 const bpfSideOnly = twtrace('twtrace, BPF side only', ['--kind', 'connect_fail'], 'null');
 
 /**
+ * bench/counting.ts of the checkout in `dir` (this one by default) on the pair's namespaces, once it
+ * has attached; its output collected (drained, so that it never blocks on a full pipe).
+ */
+export async function startCounting(pair: NetnsPair, flags: string[] = [], dir = root) {
+	const child = track(spawn(process.execPath, ['--import', 'tsx', path.join(dir, 'bench/counting.ts'), ...flags, `/run/netns/${pair.client}`, `/run/netns/${pair.server}`],
+		{ cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }));
+	const stdout = collect(child.stdout);
+	const stderr = collect(child.stderr);
+	await waitForLine(child, 'stderr', /counting: attached/, 30_000);
+	return { child, stdout, stderr };
+}
+
+/**
  * The BPF side again as an agent runs it (the witness of active closes on, suspect checks once a
  * second), without and with counting in the kernel (docs/counting-in-the-kernel.md, step 1): what the
  * witness adds to the BPF side alone, what counting adds to that, and the counts against the truth.
@@ -319,11 +332,7 @@ function bpfSideAgent(name: string, counting: boolean): Mode {
 		name,
 		command: `node bench/counting.ts ${flag.map((f) => `${f} `).join('')}CLIENT SERVER (the programs that trace --kind connect_fail loads, the witness of active closes on${counting ? ', counting on; reads the counts 1/s' : ', counting off'})`,
 		async start(pair) {
-			const child = track(spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/counting.ts'), ...flag, `/run/netns/${pair.client}`, `/run/netns/${pair.server}`],
-				{ cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
-			const stdout = collect(child.stdout);
-			const stderr = collect(child.stderr);
-			await waitForLine(child, 'stderr', /counting: attached/, 30_000);
+			const { child, stdout, stderr } = await startCounting(pair, flag);
 			return {
 				pid: child.pid!,
 				async stop() {

@@ -457,16 +457,25 @@ static __always_inline __u32 wheel_shift(__u64 delta)
 }
 
 /*
- * When the timer wheel runs a timer armed `delta` jiffies ahead to `expires`: calc_index() puts the
- * timer in the bucket after `expires` at its level's granularity (wheel_shift), and the wheel runs a
- * bucket's timers together at its end. A TIME_WAIT timer (60 s) lands in level 3 at HZ 250: up to
- * 2.048 s late, which is why a timewait socket lives 60-62 s (README, "Design notes": TIME_WAIT expiry).
+ * The end, in buckets of its level (`shift`: wheel_shift), of the bucket a timer due at `expires`
+ * goes into: calc_index() puts the timer in the bucket after `expires` at its level's granularity,
+ * and the wheel runs a bucket's timers together at its end.
+ */
+static __always_inline __u64 wheel_bucket_end(__u64 expires, __u32 shift)
+{
+	return (expires >> shift) + 1;
+}
+
+/*
+ * When the timer wheel runs a timer armed `delta` jiffies ahead to `expires`. A TIME_WAIT timer
+ * (60 s) lands in level 3 at HZ 250: up to 2.048 s late, which is why a timewait socket lives
+ * 60-62 s (README, "Design notes": TIME_WAIT expiry).
  */
 static __always_inline __u64 wheel_fire_jiffies(__u64 expires, __u64 delta)
 {
 	__u32 shift = wheel_shift(delta);
 
-	return ((expires >> shift) + 1) << shift;
+	return wheel_bucket_end(expires, shift) << shift;
 }
 
 /* Where the wheel runs the timer of a timewait socket made just now (event and count agree on it). */
@@ -486,7 +495,7 @@ struct tw_timer {
 static __always_inline struct tw_timer time_wait_timer(void)
 {
 	struct tw_timer t = {};
-	__u64 len, expires, fire;
+	__u64 len, expires, end;
 	__u32 shift;
 
 	if (!CONFIG_HZ)
@@ -494,10 +503,22 @@ static __always_inline struct tw_timer time_wait_timer(void)
 	len = 60 * (__u64)CONFIG_HZ;
 	shift = wheel_shift(len);
 	expires = bpf_jiffies64() + len;
-	fire = ((expires >> shift) + 1) << shift;
-	t.slack_ms = (fire - expires) * 1000 / CONFIG_HZ;
-	t.odd = (fire >> shift) & 1;
+	end = wheel_bucket_end(expires, shift);
+	t.slack_ms = ((end << shift) - expires) * 1000 / CONFIG_HZ;
+	t.odd = end & 1;
 	return t;
+}
+
+/*
+ * A time_wait record's timer, from `tw`: the slack only for substate TIME_WAIT (a FIN_WAIT2
+ * substate's own timer is the FIN timeout: none is claimed for it), the odd bucket for both, as
+ * they were counted.
+ */
+static __always_inline void set_tw_timer(struct twt_event *e, __u8 substate, struct tw_timer tw)
+{
+	e->tw_slack_ms = substate == TCP_TIME_WAIT ? tw.slack_ms : 0;
+	if (tw.odd)
+		e->flags |= TWT_FLAG_ODD_BUCKET;
 }
 
 /*
@@ -699,11 +720,8 @@ static __always_inline void emit(const struct sock *sk, __u8 kind, __u32 netns, 
 		return;
 	e->err = err;
 	e->substate = substate;
-	if (kind == TWT_KIND_TIME_WAIT) {
-		/* A FIN_WAIT2 substate's own timer is the FIN timeout: no slack is claimed for it. */
-		e->tw_slack_ms = substate == TCP_TIME_WAIT ? tw.slack_ms : 0;
-		e->flags = tw.odd ? TWT_FLAG_ODD_BUCKET : 0;
-	}
+	if (kind == TWT_KIND_TIME_WAIT)
+		set_tw_timer(e, substate, tw);
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -1125,14 +1143,15 @@ static __always_inline bool recover_claimed(__u64 cookie, struct twt_closing *c,
 	struct twt_closing copy;
 	struct twt_event *e;
 	__u64 now_ns = bpf_ktime_get_ns();
-	/* Its timer was armed when it entered, which was not seen: the count and the record both take it
-	 * as entering now, when it was found. */
-	struct tw_timer tw = time_wait_timer();
+	struct tw_timer tw;
 
 	if (now_ns - c->closed_ns < min_age_ns)
 		return false; /* its event may still be on the way; a later look decides */
 	if (__sync_val_compare_and_swap(&c->claim, 0, TWT_CLAIM_WALK) != 0)
 		return false; /* already delivered: by the tracepoint, or by an earlier look */
+	/* Its timer was armed when it entered, which was not seen: the count and the record both take it
+	 * as entering now, when it was found. */
+	tw = time_wait_timer();
 	__builtin_memcpy(&copy, c, sizeof(copy));
 	count(TWT_CNT_WALK_MISSED);
 	if (!owner_and_ports_wanted(&copy.owner, copy.sport, copy.dport, copy.owner.cgroup_id))
@@ -1171,8 +1190,8 @@ static __always_inline bool recover_claimed(__u64 cookie, struct twt_closing *c,
 	e->substate = substate;
 	e->oldstate = TCP_FIN_WAIT1; /* the last transition seen */
 	e->newstate = TCP_TIME_WAIT;
-	e->flags = TWT_FLAG_RECOVERED | (tw.odd ? TWT_FLAG_ODD_BUCKET : 0);
-	e->tw_slack_ms = substate == TCP_TIME_WAIT ? tw.slack_ms : 0;
+	e->flags = TWT_FLAG_RECOVERED;
+	set_tw_timer(e, substate, tw);
 	/* Lifetime up to the close: when the socket reached TIME_WAIT after it is not known. */
 	fill_owner(e, &copy.owner, copy.closed_ns);
 	bpf_ringbuf_submit(e, 0);

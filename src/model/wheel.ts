@@ -84,16 +84,15 @@ export class TimeWaitWheel {
 			return 1;
 		}
 		const level = this.#level(lengthS);
-		const { lengthJ, bucketJ } = level;
 		const spanUs = toUs - fromUs;
 		let given = 0;
 		let parts = 0;
 		let startUs = fromUs;
 		// Bucket k holds the timers whose nominal end (entry + length) is in [k, k + 1) buckets: it runs them at k + 1.
 		for (let k = this.#bucketOf(fromUs, level); startUs < toUs; k++) {
-			const stopUs = Math.max(startUs, Math.min(toUs, this.#usOf((k + 1) * bucketJ - lengthJ)));
+			const stopUs = Math.max(startUs, Math.min(toUs, this.#entriesFromUs(k + 1, level)));
 			const m = Math.round((n * (stopUs - fromUs)) / spanUs) - given;
-			if (m > 0) (into[2 * parts] = this.#usOf((k + 1) * bucketJ)), (into[2 * parts + 1] = m), parts++, (given += m);
+			if (m > 0) (parts = this.#put(into, parts, k, m, level)), (given += m);
 			startUs = stopUs;
 		}
 		return parts;

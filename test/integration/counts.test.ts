@@ -16,10 +16,10 @@ import { NamespaceWalker } from '../../src/tracer/namespaces.js';
 import { SuspectChecker } from '../../src/pipeline/suspect-check.js';
 import { COUNT_COLUMN, CountTable, decodeCountKey } from '../../src/event/counts.js';
 import { foldRecords } from '../../src/model/fold.js';
-import { levelShift } from '../../src/model/wheel.js';
 import { EVENT_FIELDS as E, EVENT_SIZE, EventFlag, EventKind } from '../../src/event/layout.generated.js';
 import { HOST_LITTLE_ENDIAN } from '../../src/event/host-order.js';
 import type { WheelClock } from '../../src/event/clock.js';
+import { endsOddBucket } from '../helpers/wheel.js';
 import { bpfObject, bpfTest } from '../helpers/env.js';
 import { runClient, startServer } from '../helpers/processes.js';
 import { runChurnClient, startChurnServer, stopChurnServer, type ChurnLoad } from '../../testbed/churn.js';
@@ -56,14 +56,11 @@ function countingSession(t: ExecutionContext, pair: NetnsPair, kinds: 'all' | 't
 /** Each substate TIME_WAIT record's flag against the parity of the bucket its fire time ends (wheel.ts's numbering). */
 function checkBuckets(raw: Uint8Array, clock: WheelClock, buckets: { agree: number; disagree: number }): void {
 	const b = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-	const bucketJ = 2 ** levelShift(60 * clock.hz);
 	for (let at = 0; at + EVENT_SIZE <= b.length; at += EVENT_SIZE) {
 		if (b[at + E.kind.offset] !== EventKind.TIME_WAIT || b[at + E.substate.offset] !== 6) continue;
 		const tsUs = Number(HOST_LITTLE_ENDIAN ? b.readBigUInt64LE(at + E.ts_us.offset) : b.readBigUInt64BE(at + E.ts_us.offset));
 		const slackMs = HOST_LITTLE_ENDIAN ? b.readUInt16LE(at + E.tw_slack_ms.offset) : b.readUInt16BE(at + E.tw_slack_ms.offset);
-		// The fire time is a bucket's end; dated by the record to within a tick, against buckets hundreds of ticks long.
-		const fireJ = clock.jiffies + ((tsUs + 60_000_000 + slackMs * 1000 - clock.atUs) * clock.hz) / 1e6;
-		const odd = Math.round(fireJ / bucketJ) % 2 === 1;
+		const odd = endsOddBucket(clock, tsUs + 60_000_000 + slackMs * 1000);
 		if (odd === ((b[at + E.flags.offset]! & EventFlag.ODD_BUCKET) !== 0)) buckets.agree++;
 		else buckets.disagree++;
 	}

@@ -15,7 +15,8 @@ import { EVENT_FIELDS, EVENT_SIZE, EventKind, SOCK_SIZE } from '../../src/event/
 import { foldRecords } from '../../src/model/fold.js';
 import { CaptureReplay } from '../../src/pipeline/capture-replay.js';
 import type { WheelClock } from '../../src/event/clock.js';
-import { levelShift, TimeWaitWheel } from '../../src/model/wheel.js';
+import { TimeWaitWheel } from '../../src/model/wheel.js';
+import { endsOddBucket } from '../helpers/wheel.js';
 import { FlightRecorder, type RecorderKeeps } from '../../src/pipeline/recorder.js';
 import { KEY_ID_BYTES } from '../../src/pipeline/counts-frames.js';
 import { replayCapture } from '../../src/report/from-capture.js';
@@ -192,12 +193,6 @@ test('a counts frame that does not hold its keys, or holds a value that is not a
 	t.truthy(noLayout.countLayout, 'a counts-keeping recorder names the counters\' layout');
 });
 
-/** Whether the kernel counts an entry its wheel runs at `endUs` (a bucket's end) as odd: that bucket end's number, in buckets of the level. */
-function endsOdd(clock: WheelClock, endUs: number): boolean {
-	const jiffies = clock.jiffies + 0.5 + ((endUs - clock.atUs) * clock.hz) / 1e6;
-	return Math.round(jiffies / 2 ** levelShift(60 * clock.hz)) % 2 === 1;
-}
-
 /** When churnedRecorder's `perSecond` entries of second `s` came: evenly over the second before its reading. */
 function entriesOf(s: number, perSecond: number, T0 = 9000 * S): number[] {
 	return Array.from({ length: perSecond }, (_, i) => T0 + (s - 1) * S + Math.floor(((i + 0.5) * S) / perSecond));
@@ -220,7 +215,7 @@ function churnedRecorder(seconds: number, perSecond: number, wheel?: WheelClock,
 		const row = one.rows.get(keyHex)!;
 		row[COUNT_COLUMN.timeWait] = perSecond;
 		// The kernel counts those whose timers went into odd buckets (time_wait_odd), where its wheel's clock is known.
-		row[COUNT_COLUMN.timeWaitOdd] = w && oddCounted ? entriesOf(s, perSecond).filter((us) => endsOdd(wheel!, w.endUs(us))).length : 0;
+		row[COUNT_COLUMN.timeWaitOdd] = w && oddCounted ? entriesOf(s, perSecond).filter((us) => endsOddBucket(wheel!, w.endUs(us))).length : 0;
 		row[COUNT_COLUMN.lifetime] = perSecond;
 		row[COUNT_COLUMN.lifetimeCount] = perSecond;
 		r.beginCounts(T0 + s * S, T0 + s * S);
